@@ -1,0 +1,104 @@
+import { CancelledError, KennelError, errorMessage } from '../core/errors.js';
+import type { ProgressEvent, ProgressSink } from '../core/progress.js';
+
+export interface OutputOptions {
+  json?: boolean;
+}
+
+/** Prints one JSON document for --json, or human text otherwise. */
+export function emit(opts: OutputOptions, json: unknown, human: () => string): void {
+  if (opts.json) process.stdout.write(JSON.stringify(json, null, 2) + '\n');
+  else {
+    const text = human();
+    if (text) process.stdout.write(text.endsWith('\n') ? text : text + '\n');
+  }
+}
+
+/**
+ * Progress bars on stderr. On a TTY a bar redraws in place; elsewhere (CI logs, pipes) each phase
+ * prints a start line and a done line so logs stay short. Nothing is printed with --json.
+ */
+export function progressBars(opts: OutputOptions): ProgressSink & { end(): void } {
+  const tty = process.stderr.isTTY && !opts.json;
+  let current: string | undefined;
+  let lastDraw = 0;
+  const started = new Map<string, number>();
+  const finish = () => {
+    if (tty && current) process.stderr.write('\n');
+    current = undefined;
+  };
+  const sink = (e: ProgressEvent) => {
+    if (opts.json) return;
+    if (!started.has(e.phase)) started.set(e.phase, Date.now());
+    if (current !== e.phase) {
+      finish();
+      current = e.phase;
+      if (!tty) process.stderr.write(`${e.phase}: ${e.total} to do\n`);
+    }
+    const complete = e.done >= e.total;
+    const t = Date.now();
+    if (tty && (complete || t - lastDraw > 80)) {
+      lastDraw = t;
+      process.stderr.write('\r' + renderBar(e, (t - started.get(e.phase)!) / 1000) + '\x1b[K');
+    }
+    if (complete) {
+      if (!tty) process.stderr.write(`${e.phase}: done in ${((t - started.get(e.phase)!) / 1000).toFixed(1)}s${e.detail ? ` (${e.detail})` : ''}\n`);
+      finish();
+    }
+  };
+  return Object.assign(sink, { end: finish });
+}
+
+export function renderBar(e: ProgressEvent, seconds: number, width = 28): string {
+  const frac = e.total > 0 ? Math.min(1, e.done / e.total) : 1;
+  const filled = Math.round(frac * width);
+  const rate = seconds > 0 ? e.done / seconds : 0;
+  const eta = rate > 0 && e.done < e.total ? ` eta ${Math.ceil((e.total - e.done) / rate)}s` : '';
+  return `${e.phase.padEnd(18)} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${e.done}/${e.total}${eta}${e.detail ? '  ' + e.detail : ''}`;
+}
+
+/**
+ * Runs a command action: Ctrl-C aborts the signal (work finished so far is kept), a second
+ * Ctrl-C exits at once. Errors print as one sentence plus what to do; never a stack trace
+ * unless KENNEL_DEBUG is set.
+ */
+export async function runAction(action: (signal: AbortSignal) => Promise<void>): Promise<void> {
+  const controller = new AbortController();
+  const onSigint = () => {
+    if (controller.signal.aborted) process.exit(130);
+    process.stderr.write('\nstopping: finishing the current step and keeping completed work (Ctrl-C again to quit now)\n');
+    controller.abort();
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    await action(controller.signal);
+  } catch (e) {
+    process.exitCode = reportError(e);
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
+export function reportError(e: unknown): number {
+  if (process.env.KENNEL_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+  if (e instanceof CancelledError) {
+    process.stderr.write('cancelled: completed work is saved; run the same command again to resume.\n');
+    return 130;
+  }
+  if (e instanceof KennelError) {
+    process.stderr.write(`error: ${e.message}${e.hint ? `\n  ${e.hint}` : ''}\n`);
+    return 1;
+  }
+  const msg = errorMessage(e).split('\n')[0];
+  process.stderr.write(`error: ${msg}\n  This is unexpected; rerun with KENNEL_DEBUG=1 for details and report it.\n`);
+  return 2;
+}
+
+/** Formats rows as an aligned text table. */
+export function table(headers: string[], rows: Array<Array<string | number>>): string {
+  const cells = [headers, ...rows.map((r) => r.map(String))];
+  const widths = headers.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  return cells.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+export const pct = (x: number | undefined): string => (x === undefined ? '-' : `${(x * 100).toFixed(1)}%`);

@@ -1,0 +1,5 @@
+export { KennelError, CancelledError, notFound, errorMessage } from './errors.js';
+export { writeFileAtomic, tempPathFor, fsyncDir } from './fsutil.js';
+export { Rng, seedFrom } from './rng.js';
+export type { ProgressEvent, ProgressSink } from './progress.js';
+export { silent } from './progress.js';

@@ -1,0 +1,88 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { copyFile, open } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fsyncDir, tempPathFor, writeFileAtomic } from '../core/fsutil.js';
+
+/**
+ * Content-addressed artifact storage: every blob is named by its sha256. Training code only
+ * talks to this interface, so a remote (S3-compatible) implementation can be added later by
+ * implementing it and caching blobs locally in `localPath`.
+ */
+export interface ArtifactStore {
+  /** stores bytes, returns their sha256 (a no-op when already present) */
+  put(data: Uint8Array): Promise<string>;
+  /** copies a local file in, returns its sha256 */
+  putFile(path: string): Promise<string>;
+  has(sha: string): boolean;
+  get(sha: string): Promise<Uint8Array>;
+  /** a local filesystem path with the blob's bytes (for libraries that read files) */
+  localPath(sha: string): Promise<string>;
+}
+
+const SHA = /^[0-9a-f]{64}$/;
+
+export class LocalArtifactStore implements ArtifactStore {
+  constructor(readonly root: string) {
+    mkdirSync(root, { recursive: true });
+  }
+
+  pathOf(sha: string): string {
+    if (!SHA.test(sha)) throw new Error(`not a sha256 digest: ${sha}`);
+    return join(this.root, sha.slice(0, 2), sha.slice(2));
+  }
+
+  has(sha: string): boolean {
+    return existsSync(this.pathOf(sha));
+  }
+
+  async put(data: Uint8Array): Promise<string> {
+    const sha = createHash('sha256').update(data).digest('hex');
+    if (!this.has(sha)) writeFileAtomic(this.pathOf(sha), data, 0o444);
+    return sha;
+  }
+
+  async putFile(path: string): Promise<string> {
+    const sha = await sha256File(path);
+    if (this.has(sha)) return sha;
+    const target = this.pathOf(sha);
+    mkdirSync(join(this.root, sha.slice(0, 2)), { recursive: true });
+    const tmp = tempPathFor(target);
+    try {
+      await copyFile(path, tmp);
+      const fh = await open(tmp, 'r+');
+      await fh.sync();
+      await fh.close();
+      renameSync(tmp, target);
+      fsyncDir(join(this.root, sha.slice(0, 2)));
+    } catch (e) {
+      rmSync(tmp, { force: true });
+      throw e;
+    }
+    return sha;
+  }
+
+  async get(sha: string): Promise<Uint8Array> {
+    return readFileSync(this.pathOf(sha));
+  }
+
+  async localPath(sha: string): Promise<string> {
+    const p = this.pathOf(sha);
+    statSync(p);
+    return p;
+  }
+}
+
+export function sha256File(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256');
+    createReadStream(path)
+      .on('data', (c) => h.update(c))
+      .on('error', reject)
+      .on('end', () => resolve(h.digest('hex')));
+  });
+}
+
+export function sha256(data: Uint8Array | string): string {
+  return createHash('sha256').update(data).digest('hex');
+}

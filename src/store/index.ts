@@ -1,0 +1,3 @@
+export { openWorkspace, defaultHome, now, type Workspace } from './workspace.js';
+export { LocalArtifactStore, sha256, sha256File, type ArtifactStore } from './artifacts.js';
+export type { Db } from './db.js';

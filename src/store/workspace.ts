@@ -1,0 +1,38 @@
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { openDb, type Db } from './db.js';
+import { LocalArtifactStore, type ArtifactStore } from './artifacts.js';
+
+/**
+ * A workspace is everything Kennel keeps: the SQLite metadata (`kennel.db`), the
+ * content-addressed artifacts (`artifacts/`), and scratch space (`tmp/`). It lives at
+ * KENNEL_HOME, default `./.kennel`.
+ */
+export interface Workspace {
+  home: string;
+  db: Db;
+  artifacts: ArtifactStore;
+  tmpDir: string;
+  close(): void;
+}
+
+export function defaultHome(): string {
+  return resolve(process.env.KENNEL_HOME || '.kennel');
+}
+
+export function openWorkspace(home = defaultHome()): Workspace {
+  const root = resolve(home);
+  mkdirSync(root, { recursive: true });
+  const tmpDir = join(root, 'tmp');
+  mkdirSync(tmpDir, { recursive: true });
+  const db = openDb(join(root, 'kennel.db'));
+  return {
+    home: root,
+    db,
+    artifacts: new LocalArtifactStore(join(root, 'artifacts')),
+    tmpDir,
+    close: () => db.close(),
+  };
+}
+
+export const now = (): string => new Date().toISOString();
