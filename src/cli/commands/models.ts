@@ -1,0 +1,84 @@
+import type { Command } from 'commander';
+import { exportModel, getModel, listModels, tagModel, type ModelVersion } from '../../registry/index.js';
+import { openWorkspace } from '../../store/index.js';
+import { emit, pct, runAction, table } from '../output.js';
+
+type Metrics = { valid?: { top1?: number }; test?: { top1?: number; top5?: number; ece?: number } };
+const metricsOf = (m: ModelVersion) => (m.card.metrics ?? {}) as Metrics;
+
+export function registerModels(program: Command): void {
+  const cmd = program.command('models').description('The model registry: versions, tags, model cards and export.');
+
+  cmd
+    .command('list')
+    .description('List model versions with their tags and test accuracy.')
+    .option('--json', 'print JSON')
+    .action((opts: { json?: boolean }) =>
+      runAction(async () => {
+        const ws = openWorkspace();
+        const models = listModels(ws);
+        ws.close();
+        emit(opts, { models: models.map((m) => ({ model: `${m.name}@${m.version}`, name: m.name, version: m.version, tags: m.tags, source: m.card.source, test: metricsOf(m).test, createdAt: m.createdAt })) }, () =>
+          models.length
+            ? table(
+                ['MODEL', 'TAGS', 'CLASSES', 'TEST TOP-1', 'CREATED'],
+                models.map((m) => [`${m.name}@${m.version}`, m.tags.join(',') || '-', m.card.labels.length, pct(metricsOf(m).test?.top1), m.createdAt.slice(0, 19).replace('T', ' ')]),
+              )
+            : 'no models yet: train one with kennel train --dataset NAME --backbone ID',
+        );
+      }),
+    );
+
+  cmd
+    .command('show <ref>')
+    .description('Show a model card: labels, preprocessing, metrics and lineage. REF is NAME, NAME@VERSION or NAME:TAG.')
+    .option('--json', 'print JSON')
+    .action((ref: string, opts: { json?: boolean }) =>
+      runAction(async () => {
+        const ws = openWorkspace();
+        const m = getModel(ws, ref);
+        ws.close();
+        const mt = metricsOf(m);
+        emit(opts, { model: `${m.name}@${m.version}`, onnxSha256: m.onnxSha, tags: m.tags, createdAt: m.createdAt, ...m.card }, () =>
+          [
+            `${m.name}@${m.version}  tags: ${m.tags.join(', ') || '-'}  (${m.card.source})`,
+            `  classes: ${m.card.labels.length} (${m.card.labels.slice(0, 5).join(', ')}${m.card.labels.length > 5 ? ', ...' : ''})`,
+            `  input: ${m.card.inputName} ${m.card.preprocess.layout} ${m.card.preprocess.size}x${m.card.preprocess.size}`,
+            mt.test ? `  valid top-1 ${pct(mt.valid?.top1)}  test top-1 ${pct(mt.test.top1)}  top-5 ${pct(mt.test.top5)}  ECE ${mt.test.ece?.toFixed(3)}` : '',
+            m.card.lineage ? `  lineage: ${JSON.stringify(m.card.lineage)}` : '',
+          ]
+            .filter(Boolean)
+            .join('\n'),
+        );
+      }),
+    );
+
+  cmd
+    .command('tag <ref> <tag>')
+    .description('Point a tag (e.g. production) at a model version: kennel models tag dogs@3 production')
+    .option('--json', 'print JSON')
+    .action((ref: string, tag: string, opts: { json?: boolean }) =>
+      runAction(async () => {
+        const ws = openWorkspace();
+        const m = tagModel(ws, ref, tag);
+        ws.close();
+        emit(opts, { model: `${m.name}@${m.version}`, tag, tags: m.tags }, () => `${m.name}:${tag} -> ${m.name}@${m.version}`);
+      }),
+    );
+
+  cmd
+    .command('export <ref> <dir>')
+    .description('Write model.onnx (one graph: image tensor in, probabilities out), labels.txt and card.json to DIR.')
+    .option('--json', 'print JSON')
+    .action((ref: string, dir: string, opts: { json?: boolean }) =>
+      runAction(async () => {
+        const ws = openWorkspace();
+        try {
+          const r = await exportModel(ws, ref, dir);
+          emit(opts, r, () => `exported ${r.model} to ${r.dir}: ${r.files.join(', ')}`);
+        } finally {
+          ws.close();
+        }
+      }),
+    );
+}

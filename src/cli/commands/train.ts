@@ -1,0 +1,66 @@
+import type { Command } from 'commander';
+import { parseDatasetRef } from '../../data/index.js';
+import { openWorkspace } from '../../store/index.js';
+import { train, type TrainOptions } from '../../training/index.js';
+import { emit, pct, progressBars, runAction } from '../output.js';
+import { number, oneOf } from '../options.js';
+
+export function registerTrain(program: Command): void {
+  program
+    .command('train')
+    .description('Train a classifier: a frozen pretrained backbone (features cached per dataset version) plus a new head, evaluated, calibrated and registered as a model version.')
+    .requiredOption('--dataset <name[@version]>', 'dataset to train on (latest version unless @N)')
+    .requiredOption('--backbone <id>', 'installed backbone (kennel backbones list)')
+    .option('--name <model>', 'model name to register (default: the dataset name)')
+    .option('--lr <rate>', 'learning rate', number('--lr', { min: 1e-8, max: 10 }), 1e-3)
+    .option('--batch-size <n>', 'minibatch size', number('--batch-size', { int: true, min: 1, max: 65536 }), 64)
+    .option('--epochs <n>', 'maximum epochs (early stopping on valid loss may stop sooner)', number('--epochs', { int: true, min: 1, max: 10000 }), 30)
+    .option('--weight-decay <w>', 'decoupled weight decay', number('--weight-decay', { min: 0, max: 1 }), 1e-4)
+    .option('--label-smoothing <e>', 'label smoothing', number('--label-smoothing', { min: 0, max: 0.99 }), 0.1)
+    .option('--head <kind>', 'linear (softmax regression) or mlp (one hidden layer)', oneOf('--head', ['linear', 'mlp'] as const), 'linear')
+    .option('--hidden <n>', 'hidden units of the mlp head', number('--hidden', { int: true, min: 1, max: 16384 }), 512)
+    .option('--dropout <p>', 'dropout of the mlp hidden layer', number('--dropout', { min: 0, max: 0.95 }), 0.2)
+    .option('--optimizer <name>', 'adamw or sgd (momentum 0.9)', oneOf('--optimizer', ['adamw', 'sgd'] as const), 'adamw')
+    .option('--patience <epochs>', 'early-stopping patience', number('--patience', { int: true, min: 1 }), 5)
+    .option('--augment <views>', 'extra random-resized-crop + flip views per training image (each cached)', number('--augment', { int: true, min: 0, max: 32 }), 0)
+    .option('--device <device>', 'cpu, webgpu (GPU through ONNX Runtime WebGPU) or auto', oneOf('--device', ['cpu', 'webgpu', 'auto'] as const), 'cpu')
+    .option('--seed <n>', 'random seed (shuffles, init, augmentation)', number('--seed', { int: true, min: 0 }), 0)
+    .option('--json', 'print JSON')
+    .action((opts: Omit<TrainOptions, 'dataset'> & { dataset: string; json?: boolean }) =>
+      runAction(async (signal) => {
+        const ws = openWorkspace();
+        const bar = progressBars(opts);
+        try {
+          const { name: dataset, version } = parseDatasetRef(opts.dataset);
+          const { json: _json, ...rest } = opts;
+          const r = await train(ws, { ...rest, dataset, datasetVersion: version }, { progress: bar, signal });
+          bar.end();
+          const brief = (m: { n: number; top1: number; top5: number; loss: number; ece: number; eceUncalibrated: number }) => ({ n: m.n, top1: m.top1, top5: m.top5, loss: m.loss, ece: m.ece, eceUncalibrated: m.eceUncalibrated });
+          emit(
+            opts,
+            {
+              job: r.job,
+              model: r.model,
+              metrics: { train: r.metrics.train, valid: brief(r.metrics.valid), test: { ...brief(r.metrics.test), perClass: r.metrics.test.perClass } },
+              temperature: r.temperature,
+              bestEpoch: r.bestEpoch,
+              epochs: r.history.length,
+              seconds: r.seconds,
+              timings: r.timings,
+              features: r.features,
+            },
+            () =>
+              [
+                `registered ${r.model} (job ${r.job})`,
+                `  valid top-1 ${pct(r.metrics.valid.top1)}   test top-1 ${pct(r.metrics.test.top1)}   test top-5 ${pct(r.metrics.test.top5)}`,
+                `  calibration: ECE ${r.metrics.test.eceUncalibrated.toFixed(3)} -> ${r.metrics.test.ece.toFixed(3)} with temperature ${r.temperature.toFixed(2)}`,
+                `  best epoch ${r.bestEpoch} of ${r.history.length}; ${r.seconds.toFixed(1)}s (features ${r.timings.features.toFixed(1)}s${r.features.extractedImages === 0 ? ', all cached' : `, ${r.features.extractedImages} images extracted`}, head ${r.timings.head.toFixed(1)}s)`,
+                `next: kennel predict --model ${r.model} IMAGE...`,
+              ].join('\n'),
+          );
+        } finally {
+          ws.close();
+        }
+      }),
+    );
+}

@@ -1,0 +1,1 @@
+export { registerModel, getModel, listModels, tagModel, exportModel, parseModelRef, checkModelName, type ModelCard, type ModelVersion } from './service.js';

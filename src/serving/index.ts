@@ -1,0 +1,1 @@
+export { Classifier, type Prediction } from './classifier.js';

@@ -1,0 +1,104 @@
+/** Classification metrics computed from logits: accuracy, per-class results, calibration. */
+
+export interface SplitMetrics {
+  n: number;
+  loss: number;
+  top1: number;
+  top5: number;
+  /** expected calibration error (15 bins) after temperature scaling */
+  ece: number;
+  /** ECE of the raw softmax, before temperature scaling */
+  eceUncalibrated: number;
+  perClass: number[];
+  /** confusion[true][predicted] counts */
+  confusion: number[][];
+}
+
+export function softmaxRows(logits: Float32Array, classes: number, temperature = 1): Float32Array {
+  const out = new Float32Array(logits.length);
+  for (let r = 0; r < logits.length / classes; r++) {
+    let max = -Infinity;
+    for (let c = 0; c < classes; c++) max = Math.max(max, logits[r * classes + c]! / temperature);
+    let sum = 0;
+    for (let c = 0; c < classes; c++) sum += out[r * classes + c] = Math.exp(logits[r * classes + c]! / temperature - max);
+    for (let c = 0; c < classes; c++) out[r * classes + c]! /= sum;
+  }
+  return out;
+}
+
+export function nll(logits: Float32Array, labels: Int32Array, classes: number, temperature = 1): number {
+  const p = softmaxRows(logits, classes, temperature);
+  let s = 0;
+  for (let r = 0; r < labels.length; r++) s -= Math.log(Math.max(p[r * classes + labels[r]!]!, 1e-12));
+  return s / labels.length;
+}
+
+/** Temperature minimising valid NLL (golden-section search on log T in [0.05, 20]). */
+export function fitTemperature(logits: Float32Array, labels: Int32Array, classes: number): number {
+  if (labels.length === 0) return 1;
+  let a = Math.log(0.05);
+  let b = Math.log(20);
+  const phi = (Math.sqrt(5) - 1) / 2;
+  const f = (x: number) => nll(logits, labels, classes, Math.exp(x));
+  let c = b - phi * (b - a);
+  let d = a + phi * (b - a);
+  let fc = f(c);
+  let fd = f(d);
+  for (let i = 0; i < 40; i++) {
+    if (fc < fd) [b, d, fd, c] = [d, c, fc, b - phi * (b - a)], (fc = f(c));
+    else [a, c, fc, d] = [c, d, fd, a + phi * (b - a)], (fd = f(d));
+  }
+  return Math.exp((a + b) / 2);
+}
+
+export function ece(probs: Float32Array, labels: Int32Array, classes: number, bins = 15): number {
+  const count = new Array<number>(bins).fill(0);
+  const conf = new Array<number>(bins).fill(0);
+  const acc = new Array<number>(bins).fill(0);
+  for (let r = 0; r < labels.length; r++) {
+    let best = 0;
+    for (let c = 1; c < classes; c++) if (probs[r * classes + c]! > probs[r * classes + best]!) best = c;
+    const p = probs[r * classes + best]!;
+    const bin = Math.min(bins - 1, Math.floor(p * bins));
+    count[bin]!++;
+    conf[bin]! += p;
+    acc[bin]! += best === labels[r] ? 1 : 0;
+  }
+  let e = 0;
+  for (let i = 0; i < bins; i++) if (count[i]) e += Math.abs(acc[i]! - conf[i]!) / labels.length;
+  return e;
+}
+
+/** Indices of the k largest values of row r, best first. */
+export function topK(values: Float32Array, r: number, classes: number, k: number): number[] {
+  const idx = Array.from({ length: classes }, (_, i) => i);
+  const row = values.subarray(r * classes, (r + 1) * classes);
+  return idx.sort((x, y) => row[y]! - row[x]! || x - y).slice(0, k);
+}
+
+export function evaluate(logits: Float32Array, labels: Int32Array, classes: number, temperature: number): SplitMetrics {
+  const n = labels.length;
+  const confusion = Array.from({ length: classes }, () => new Array<number>(classes).fill(0));
+  let top1 = 0;
+  let top5 = 0;
+  for (let r = 0; r < n; r++) {
+    const best = topK(logits, r, classes, Math.min(5, classes));
+    confusion[labels[r]!]![best[0]!]!++;
+    if (best[0] === labels[r]) top1++;
+    if (best.includes(labels[r]!)) top5++;
+  }
+  const perClass = confusion.map((row, c) => {
+    const total = row.reduce((a, b) => a + b, 0);
+    return total ? row[c]! / total : 0;
+  });
+  return {
+    n,
+    loss: nll(logits, labels, classes),
+    top1: n ? top1 / n : 0,
+    top5: n ? top5 / n : 0,
+    ece: ece(softmaxRows(logits, classes, temperature), labels, classes),
+    eceUncalibrated: ece(softmaxRows(logits, classes), labels, classes),
+    perClass,
+    confusion,
+  };
+}

@@ -1,0 +1,219 @@
+import { z } from 'zod';
+import { getBackbone, type Backbone } from '../backbones/index.js';
+import { CancelledError, KennelError, errorMessage } from '../core/errors.js';
+import type { ProgressSink } from '../core/progress.js';
+import { getDatasetVersion, type DatasetVersion, type Split } from '../data/index.js';
+import { registerModel, checkModelName, type ModelCard } from '../registry/index.js';
+import { createJob, finishJob, type Workspace } from '../store/index.js';
+import { FeatureExtractor, tuneSharp, type Device } from './extract.js';
+import { PROBABILITIES_OUTPUT, applyStandardizer, buildServingModel, standardizer } from './export.js';
+import { loadOrComputeFeatures, type FeatureMatrix } from './features.js';
+import { HeadRunner, fitHead, type EpochStats, type HeadConfig } from './head.js';
+import { evaluate, fitTemperature, type SplitMetrics } from './metrics.js';
+
+export const TrainOptionsSchema = z.object({
+  dataset: z.string().min(1),
+  datasetVersion: z.number().int().positive().optional(),
+  backbone: z.string().min(1),
+  /** registered model name; default: the dataset name */
+  name: z.string().optional(),
+  lr: z.number().positive().max(10).default(1e-3),
+  batchSize: z.number().int().min(1).max(65536).default(64),
+  epochs: z.number().int().min(1).max(10000).default(30),
+  weightDecay: z.number().min(0).max(1).default(1e-4),
+  labelSmoothing: z.number().min(0).max(0.99).default(0.1),
+  head: z.enum(['linear', 'mlp']).default('linear'),
+  hidden: z.number().int().min(1).max(16384).default(512),
+  dropout: z.number().min(0).max(0.95).default(0.2),
+  optimizer: z.enum(['adamw', 'sgd']).default('adamw'),
+  patience: z.number().int().min(1).default(5),
+  /** augmentation views per training image, on top of the centre crop */
+  augment: z.number().int().min(0).max(32).default(0),
+  device: z.enum(['cpu', 'webgpu', 'auto']).default('cpu'),
+  seed: z.number().int().min(0).default(0),
+});
+export type TrainOptions = z.input<typeof TrainOptionsSchema>;
+type Resolved = z.output<typeof TrainOptionsSchema>;
+
+export interface TrainResult {
+  job: string;
+  model: string;
+  metrics: { train: { top1: number; loss: number }; valid: SplitMetrics; test: SplitMetrics };
+  temperature: number;
+  history: EpochStats[];
+  bestEpoch: number;
+  seconds: number;
+  timings: { features: number; head: number; evaluate: number; export: number };
+  features: { chunks: number; cachedChunks: number; extractedImages: number };
+}
+
+/** Features for the training views and the valid/test centre crops, from cache where possible. */
+export async function datasetFeatures(
+  ws: Workspace,
+  ds: DatasetVersion,
+  backbone: Backbone,
+  opts: { augment: number; seed: number; device: Device; progress?: ProgressSink; signal?: AbortSignal },
+): Promise<{ train: FeatureMatrix[]; valid: FeatureMatrix; test: FeatureMatrix; extractedImages: number }> {
+  let extractor: Promise<FeatureExtractor> | undefined;
+  let extracted = 0;
+  const getExtractor = () => {
+    tuneSharp();
+    extractor ??= (async () =>
+      FeatureExtractor.create(await ws.artifacts.localPath(backbone.extractorSha), {
+        spec: backbone.spec.preprocess,
+        inputName: backbone.spec.inputName,
+        outputName: backbone.spec.outputName,
+        dim: backbone.spec.featureDim,
+        device: opts.device,
+      }))();
+    return extractor;
+  };
+  const load = async (split: Split, view: number) => {
+    const m = await loadOrComputeFeatures(ws, getExtractor, { dataset: ds, backbone, split, view, seed: opts.seed }, { progress: opts.progress, signal: opts.signal, phase: view ? `features ${split} view ${view}` : `features ${split}` });
+    extracted += m.computedRows;
+    return m;
+  };
+  try {
+    const train: FeatureMatrix[] = [];
+    for (let v = 0; v <= opts.augment; v++) train.push(await load('train', v));
+    const valid = await load('valid', 0);
+    const test = await load('test', 0);
+    return { train, valid, test, extractedImages: extracted };
+  } finally {
+    if (extractor) await (await extractor).close();
+  }
+}
+
+function concatRows(ms: FeatureMatrix[]): { data: Float32Array; rows: number; cols: number; labels: Int32Array } {
+  const rows = ms.reduce((n, m) => n + m.rows, 0);
+  const cols = ms[0]!.cols;
+  const data = new Float32Array(rows * cols);
+  const labels = new Int32Array(rows);
+  let r = 0;
+  for (const m of ms) {
+    data.set(m.data, r * cols);
+    labels.set(m.labels, r);
+    r += m.rows;
+  }
+  return { data, rows, cols, labels };
+}
+
+/**
+ * A training job: cached backbone features, a new head fitted with early stopping, evaluation
+ * with calibration, export to one ONNX graph, and registration as a model version.
+ */
+export async function train(ws: Workspace, options: TrainOptions, hooks: { progress?: ProgressSink; signal?: AbortSignal } = {}): Promise<TrainResult> {
+  const parsed = TrainOptionsSchema.safeParse(options);
+  if (!parsed.success) throw new KennelError(`Invalid training option: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}.`, 'See kennel train --help for allowed values.');
+  const o: Resolved = parsed.data;
+  const name = o.name ?? o.dataset;
+  checkModelName(name);
+  const ds = await getDatasetVersion(ws, o.dataset, o.datasetVersion);
+  const backbone = getBackbone(ws, o.backbone);
+  for (const split of ['train', 'valid'] as const) {
+    if (!ds.items.some((i) => i.split === split)) throw new KennelError(`Dataset ${ds.dataset}@${ds.version} has no ${split} images.`, 'Re-import it with a split that gives every part images (e.g. --split 0.8,0.1,0.1).');
+  }
+  const job = createJob(ws, 'train', { ...o, name, datasetVersion: ds.version });
+  const started = performance.now();
+  try {
+    const result = await runTraining(ws, job.id, o, name, ds, backbone, hooks);
+    result.seconds = (performance.now() - started) / 1000;
+    finishJob(ws, job.id, 'completed', { result });
+    return result;
+  } catch (e) {
+    finishJob(ws, job.id, e instanceof CancelledError ? 'cancelled' : 'failed', { error: errorMessage(e) });
+    throw e;
+  }
+}
+
+async function runTraining(ws: Workspace, jobId: string, o: Resolved, name: string, ds: DatasetVersion, backbone: Backbone, hooks: { progress?: ProgressSink; signal?: AbortSignal }): Promise<TrainResult> {
+  const progress = hooks.progress;
+  let t = performance.now();
+  const lap = () => {
+    const s = (performance.now() - t) / 1000;
+    t = performance.now();
+    return s;
+  };
+  const feats = await datasetFeatures(ws, ds, backbone, { augment: o.augment, seed: o.seed, device: o.device, progress, signal: hooks.signal });
+  const featureSeconds = lap();
+
+  const trainRaw = concatRows(feats.train);
+  const st = standardizer(trainRaw);
+  const std = (m: { data: Float32Array; rows: number; cols: number }) => ({ data: applyStandardizer(m, st), rows: m.rows, cols: m.cols });
+  const classes = ds.classes.length;
+  const cfg: HeadConfig = { kind: o.head, hidden: o.hidden, dropout: o.dropout, optimizer: o.optimizer, lr: o.lr, batchSize: o.batchSize, epochs: o.epochs, weightDecay: o.weightDecay, labelSmoothing: o.labelSmoothing, patience: o.patience, seed: o.seed };
+  const validX = std(feats.valid);
+  const fit = await fitHead(std(trainRaw), trainRaw.labels, validX, feats.valid.labels, classes, cfg, {
+    signal: hooks.signal,
+    onEpoch: (s) => progress?.({ phase: 'train head', done: s.epoch, total: o.epochs, detail: `loss ${s.trainLoss.toFixed(3)} valid top1 ${(s.validTop1 * 100).toFixed(1)}%` }),
+  });
+  if (fit.stoppedEarly) progress?.({ phase: 'train head', done: o.epochs, total: o.epochs, detail: `early stop at epoch ${fit.history.length}, best ${fit.bestEpoch}` });
+  const headSeconds = lap();
+
+  const runner = await HeadRunner.create(fit.weights);
+  let validLogits: Float32Array;
+  let testLogits: Float32Array;
+  let trainLogits: Float32Array;
+  try {
+    validLogits = await runner.logits(fit.weights, validX);
+    testLogits = await runner.logits(fit.weights, std(feats.test));
+    trainLogits = await runner.logits(fit.weights, std(feats.train[0]!));
+  } finally {
+    await runner.close();
+  }
+  const temperature = fitTemperature(validLogits, feats.valid.labels, classes);
+  const valid = evaluate(validLogits, feats.valid.labels, classes, temperature);
+  const test = evaluate(testLogits, feats.test.labels, classes, temperature);
+  const trainEval = evaluate(trainLogits, feats.train[0]!.labels, classes, temperature);
+  const evaluateSeconds = lap();
+
+  const onnx = buildServingModel(await ws.artifacts.get(backbone.extractorSha), fit.weights, st, temperature);
+  const hyper = { lr: o.lr, batchSize: o.batchSize, epochs: o.epochs, weightDecay: o.weightDecay, labelSmoothing: o.labelSmoothing, head: o.head, hidden: o.hidden, dropout: o.dropout, optimizer: o.optimizer, augment: o.augment, seed: o.seed, patience: o.patience };
+  const card: ModelCard = {
+    labels: ds.classes,
+    preprocess: backbone.spec.preprocess,
+    inputName: backbone.spec.inputName,
+    outputName: PROBABILITIES_OUTPUT,
+    temperature,
+    source: 'kennel',
+    metrics: { train: { top1: trainEval.top1, loss: trainEval.loss }, valid, test, bestEpoch: fit.bestEpoch, history: fit.history },
+    lineage: {
+      job: jobId,
+      dataset: { name: ds.dataset, version: ds.version, manifestSha: ds.manifestSha },
+      backbone: { id: backbone.id, modelSha: backbone.modelSha, featureTensor: backbone.spec.featureTensor },
+      hyperparameters: hyper,
+      codeVersion: await codeVersion(),
+    },
+  };
+  const mv = await registerModel(ws, name, onnx, card);
+  const exportSeconds = lap();
+  return {
+    job: jobId,
+    model: `${mv.name}@${mv.version}`,
+    metrics: { train: { top1: trainEval.top1, loss: trainEval.loss }, valid, test },
+    temperature,
+    history: fit.history,
+    bestEpoch: fit.bestEpoch,
+    seconds: 0,
+    timings: { features: featureSeconds, head: headSeconds, evaluate: evaluateSeconds, export: exportSeconds },
+    features: { chunks: [...feats.train, feats.valid, feats.test].reduce((n, m) => n + m.chunks, 0), cachedChunks: [...feats.train, feats.valid, feats.test].reduce((n, m) => n + m.cachedChunks, 0), extractedImages: feats.extractedImages },
+  };
+}
+
+let cachedVersion: string | undefined;
+/** package version plus the git commit when running from a checkout */
+async function codeVersion(): Promise<string> {
+  if (cachedVersion) return cachedVersion;
+  const { readFileSync } = await import('node:fs');
+  const root = new URL('../../', import.meta.url);
+  const pkg = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as { version: string };
+  let commit = '';
+  try {
+    const head = readFileSync(new URL('.git/HEAD', root), 'utf8').trim();
+    commit = head.startsWith('ref: ') ? readFileSync(new URL(`.git/${head.slice(5)}`, root), 'utf8').trim() : head;
+  } catch {
+    /* not a checkout */
+  }
+  cachedVersion = commit ? `${pkg.version}+${commit.slice(0, 12)}` : pkg.version;
+  return cachedVersion;
+}
