@@ -45,8 +45,19 @@ export function fitTemperature(logits: Float32Array, labels: Int32Array, classes
   let fc = f(c);
   let fd = f(d);
   for (let i = 0; i < 40; i++) {
-    if (fc < fd) [b, d, fd, c] = [d, c, fc, b - phi * (b - a)], (fc = f(c));
-    else [a, c, fc, d] = [c, d, fd, a + phi * (b - a)], (fd = f(d));
+    if (fc < fd) {
+      b = d;
+      d = c;
+      fd = fc;
+      c = b - phi * (b - a);
+      fc = f(c);
+    } else {
+      a = c;
+      c = d;
+      fc = fd;
+      d = a + phi * (b - a);
+      fd = f(d);
+    }
   }
   return Math.exp((a + b) / 2);
 }
