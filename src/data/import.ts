@@ -1,0 +1,147 @@
+import { posix, relative, sep } from 'node:path';
+import { KennelError } from '../core/errors.js';
+import { silent } from '../core/progress.js';
+import { sha256, type Workspace } from '../store/index.js';
+import { findVersion, recordVersion, validateDatasetName } from './catalog.js';
+import { checkImage, DEFAULT_LIMITS, tooLargeReason, type ImageLimits } from './images.js';
+import { byString, displayName, scanDataset, type Candidate, type Scan } from './layout.js';
+import { mapLimit } from './pool.js';
+import { countImages, findDuplicates, imbalance } from './report.js';
+import { prepareSource, type PreparedSource } from './source.js';
+import { assignSplits, DEFAULT_SPLIT, validateSplit } from './split.js';
+import { SPLITS, type DatasetItem, type DatasetVersion, type ImportOptions, type ImportReport, type SkippedFile } from './types.js';
+
+/** images decoded at once: enough to overlap file reads with decoding, bounded for memory */
+const CHECK_CONCURRENCY = 4;
+
+/** The manifest stored as an artifact: everything that defines a version's content. */
+interface Manifest {
+  format: 1;
+  classes: string[];
+  items: DatasetItem[];
+}
+
+/**
+ * Imports a folder, zip file or URL of a zip as a new version of dataset `opts.name`. Every file
+ * is checked (unreadable ones are skipped with a reason); the images go into the artifact store,
+ * and the version row is written last, in one transaction, so a failed or cancelled import
+ * leaves no half version. When the content is the same as the latest version's, that version is
+ * returned (report.reused) and no new one is made.
+ */
+export async function importDataset(ws: Workspace, source: string, opts: ImportOptions): Promise<DatasetVersion> {
+  const name = validateDatasetName(opts.name);
+  const fractions = validateSplit(opts.split ?? DEFAULT_SPLIT);
+  const seed = opts.seed ?? 0;
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new KennelError(`the seed ${seed} is not a whole number of 0 or more.`, 'Use for example --seed 0.');
+  const limits: ImageLimits = { maxBytes: opts.maxBytes ?? DEFAULT_LIMITS.maxBytes, maxPixels: opts.maxPixels ?? DEFAULT_LIMITS.maxPixels };
+  const progress = opts.progress ?? silent;
+
+  const prepared = await prepareSource(ws, source, { progress, signal: opts.signal, expectedSize: opts.expectedSize, sha256: opts.sha256, maxBytes: limits.maxBytes });
+  let succeeded = false;
+  try {
+    const scan = await scanDataset(prepared.dir);
+    const skipped: SkippedFile[] = [...scan.skipped, ...oversizedInZip(prepared, scan, limits)];
+
+    // check and store every file; `copied` counts blobs that were new to the store
+    const seen = new Set<string>();
+    let copied = 0;
+    let checkedCount = 0;
+    progress({ phase: 'check images', done: 0, total: scan.candidates.length });
+    const checked = await mapLimit(
+      scan.candidates,
+      CHECK_CONCURRENCY,
+      async (candidate) => {
+        const check = await checkImage(candidate.absPath, limits);
+        let stored: { sha: string; width: number; height: number } | undefined;
+        if (check.ok) {
+          const sha = sha256(check.bytes);
+          if (!seen.has(sha) && !ws.artifacts.has(sha)) copied++;
+          seen.add(sha);
+          await ws.artifacts.put(check.bytes);
+          stored = { sha, width: check.width, height: check.height };
+        } else {
+          skipped.push({ path: candidate.path, reason: check.reason });
+        }
+        progress({ phase: 'check images', done: ++checkedCount, total: scan.candidates.length });
+        return { candidate, stored };
+      },
+      opts.signal,
+    );
+    const usable = checked.filter((c): c is { candidate: Candidate; stored: NonNullable<typeof c.stored> } => c.stored !== undefined);
+
+    // labels: class folders with at least one usable image, in sorted folder order
+    const withImages = new Set(usable.map((u) => u.candidate.classFolder));
+    const folders = scan.classFolders.filter((f) => withImages.has(f));
+    for (const f of scan.classFolders) if (!withImages.has(f)) skipped.push({ path: `${f}/`, reason: 'class folder has no usable image; class left out' });
+    const labelOf = new Map(folders.map((f, i) => [f, i]));
+    const classes = folders.map(displayName);
+    const unsplit = usable.map(({ candidate, stored }) => ({
+      split: candidate.split,
+      label: labelOf.get(candidate.classFolder)!,
+      sha256: stored.sha,
+      path: candidate.path,
+      width: stored.width,
+      height: stored.height,
+    }));
+    const items: DatasetItem[] = scan.layout === 'splits' ? unsplit.map((i) => ({ ...i, split: i.split! })) : assignSplits(unsplit, fractions, seed);
+    const ordered = sortItems(items);
+    if (ordered.length === 0 || !ordered.some((i) => i.split === 'train')) throw noTrainingImages(source, ordered.length, skipped);
+
+    const counts = countImages(ordered, classes.length);
+    const report: ImportReport = {
+      layout: scan.layout,
+      ...counts,
+      skipped: skipped.sort((a, b) => byString(a.path, b.path)),
+      duplicates: findDuplicates(ordered),
+      imbalance: imbalance(counts.classCounts.train, classes),
+      reused: false,
+      copiedFiles: copied,
+    };
+    const manifest: Manifest = { format: 1, classes, items: ordered.map(canonicalItem) };
+    const manifestSha = await ws.artifacts.put(Buffer.from(JSON.stringify(manifest)));
+    const { record, reused } = recordVersion(ws, { dataset: name, manifestSha, source: prepared.source, classes, report });
+    succeeded = true;
+    return { ...record, items: manifest.items, report: { ...report, reused } };
+  } finally {
+    prepared.release(succeeded);
+  }
+}
+
+/** Reads a version (the latest when `version` is omitted) with its items. */
+export async function getDatasetVersion(ws: Workspace, name: string, version?: number): Promise<DatasetVersion> {
+  const record = findVersion(ws, name, version);
+  const manifest = JSON.parse(Buffer.from(await ws.artifacts.get(record.manifestSha)).toString('utf8')) as Manifest;
+  return { ...record, classes: manifest.classes, items: manifest.items };
+}
+
+/** A local file with the item's image bytes. */
+export function imagePath(ws: Workspace, item: DatasetItem): Promise<string> {
+  return ws.artifacts.localPath(item.sha256);
+}
+
+function sortItems(items: DatasetItem[]): DatasetItem[] {
+  return [...items].sort((a, b) => SPLITS.indexOf(a.split) - SPLITS.indexOf(b.split) || a.label - b.label || byString(a.path, b.path));
+}
+
+/** Fixed key order, so equal content always serialises to the same manifest bytes. */
+function canonicalItem(i: DatasetItem): DatasetItem {
+  return { split: i.split, label: i.label, sha256: i.sha256, path: i.path, width: i.width, height: i.height };
+}
+
+/** Zip entries that were never extracted for being too large, as paths relative to the dataset root. */
+function oversizedInZip(prepared: PreparedSource, scan: Scan, limits: ImageLimits): SkippedFile[] {
+  const rootPrefix = relative(prepared.dir, scan.root).split(sep).filter(Boolean).join('/');
+  return prepared.oversized.map(({ path, bytes }) => ({
+    path: rootPrefix && path.startsWith(`${rootPrefix}/`) ? posix.relative(rootPrefix, path) : path,
+    reason: tooLargeReason(bytes, limits.maxBytes),
+  }));
+}
+
+function noTrainingImages(source: string, usable: number, skipped: SkippedFile[]): KennelError {
+  const first = skipped[0];
+  const example = first ? ` The first skipped file: ${first.path}: ${first.reason}.` : '';
+  return new KennelError(
+    usable === 0 ? `no usable images were found in ${source}.` : `the train split of ${source} has no usable images.`,
+    `${skipped.length} file${skipped.length === 1 ? ' was' : 's were'} skipped.${example} Images go in CLASS/ folders, or in train/, valid/ and test/ folders holding the CLASS/ folders.`,
+  );
+}

@@ -1,0 +1,90 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { assertExpected, downloadFile } from '../core/download.js';
+import { KennelError } from '../core/errors.js';
+import type { ProgressSink } from '../core/progress.js';
+import { sha256, sha256File, type Workspace } from '../store/index.js';
+import { extractZip, type ExtractResult } from './zip.js';
+
+/** A dataset source made available as a local folder. */
+export interface PreparedSource {
+  dir: string;
+  /** what the version records as its source: an absolute path or the URL */
+  source: string;
+  /** entries left in a zip for being too large (paths inside the zip) */
+  oversized: ExtractResult['oversized'];
+  /** removes scratch files; a finished download is removed only after a successful import */
+  release(succeeded: boolean): void;
+}
+
+interface SourceOptions {
+  progress?: ProgressSink;
+  signal?: AbortSignal;
+  expectedSize?: number;
+  sha256?: string;
+  maxBytes: number;
+}
+
+const SOURCE_HINT = 'Give a folder of class folders, a .zip file of one, or an http(s) URL of such a zip.';
+
+/**
+ * Resolves a folder, a zip file or an http(s) URL of a zip. A URL is downloaded into
+ * `<home>/downloads/`, named after the URL, so rerunning the same command resumes an interrupted
+ * download, and a download that finished before a failed import is not fetched again.
+ */
+export async function prepareSource(ws: Workspace, source: string, opts: SourceOptions): Promise<PreparedSource> {
+  if (/^https?:\/\//i.test(source)) {
+    const dest = join(ws.home, 'downloads', `${sha256(source).slice(0, 16)}.zip`);
+    await downloadFile(source, dest, { expectedSize: opts.expectedSize, sha256: opts.sha256, progress: opts.progress, signal: opts.signal, reuse: true });
+    return fromZip(ws, dest, source, opts, dest);
+  }
+  const path = resolve(/^file:\/\//i.test(source) ? fileURLToPath(source) : source);
+  if (!existsSync(path)) throw new KennelError(`${source} does not exist.`, SOURCE_HINT, 404, 'not_found');
+  if (statSync(path).isDirectory()) {
+    if (opts.expectedSize !== undefined || opts.sha256 !== undefined) {
+      throw new KennelError(`--size and --sha256 check a zip file or a download, but ${source} is a folder.`, 'Leave them out for a folder.');
+    }
+    return { dir: path, source: path, oversized: [], release() {} };
+  }
+  if (!(await isZip(path))) throw new KennelError(`${source} is neither a folder nor a zip file.`, SOURCE_HINT);
+  if (opts.expectedSize !== undefined || opts.sha256 !== undefined) {
+    assertExpected(source, { bytes: statSync(path).size, sha256: opts.sha256 ? await sha256File(path) : '' }, opts);
+  }
+  return fromZip(ws, path, path, opts);
+}
+
+async function fromZip(ws: Workspace, zipPath: string, source: string, opts: SourceOptions, download?: string): Promise<PreparedSource> {
+  const dir = join(ws.tmpDir, `import-${randomBytes(6).toString('hex')}`);
+  mkdirSync(dir, { recursive: true });
+  const cleanup = () => rmSync(dir, { recursive: true, force: true });
+  try {
+    const { oversized } = await extractZip(zipPath, dir, { progress: opts.progress, signal: opts.signal, maxEntryBytes: opts.maxBytes });
+    return {
+      dir,
+      source,
+      oversized,
+      release(succeeded) {
+        cleanup();
+        if (succeeded && download) rmSync(download, { force: true });
+      },
+    };
+  } catch (e) {
+    cleanup();
+    throw e;
+  }
+}
+
+/** Zip files start with a local file header, or with the end record when empty. */
+async function isZip(path: string): Promise<boolean> {
+  const fh = await open(path, 'r');
+  try {
+    const { buffer, bytesRead } = await fh.read(Buffer.alloc(4), 0, 4, 0);
+    const magic = buffer.readUInt32LE(0);
+    return bytesRead === 4 && (magic === 0x04034b50 || magic === 0x06054b50);
+  } finally {
+    await fh.close();
+  }
+}
