@@ -83,6 +83,11 @@ export async function downloadFile(url: string, dest: string, opts: DownloadOpti
     };
     report();
     for await (const chunk of body.chunks) {
+      // a server that sends more than promised is cut off rather than allowed to fill the disk
+      if (expected.expectedSize !== undefined && written + chunk.length > expected.expectedSize) {
+        body.discard();
+        throw mismatch(url, `is more than the ${expected.expectedSize} bytes expected`, part);
+      }
       await writeAll(fh, chunk as Buffer, written);
       hash.update(chunk as Buffer);
       written += (chunk as Buffer).length;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { test } from 'node:test';
 import { downloadFile } from '../../src/core/download.js';
-import { KennelError } from '../../src/core/errors.js';
+import { CancelledError, KennelError } from '../../src/core/errors.js';
 import type { ProgressEvent } from '../../src/core/progress.js';
 import { serveBytes } from '../helpers/http.js';
 import { tmpDir } from '../helpers/paths.js';
@@ -47,6 +47,23 @@ test('an interrupted download resumes with a Range request on the next call', as
     assert.equal(r.sha256, bodySha);
     assert.deepEqual(server.ranges, ['', `bytes=${partial}-`]);
     assert.deepEqual(readFileSync(dest), body);
+  } finally {
+    await server.close();
+  }
+});
+
+test('cancelling keeps the bytes so far for the next call', async () => {
+  const server = await serveBytes(body);
+  try {
+    const dest = join(tmpDir(), 'file.bin');
+    const controller = new AbortController();
+    const progress = (e: ProgressEvent) => {
+      if (e.done > 0) controller.abort();
+    };
+    await assert.rejects(downloadFile(`${server.url}/file`, dest, { progress, signal: controller.signal }), CancelledError);
+    assert.ok(statSync(`${dest}.part`).size > 0);
+    const r = await downloadFile(`${server.url}/file`, dest, { sha256: bodySha });
+    assert.equal(r.resumed, true);
   } finally {
     await server.close();
   }
@@ -94,6 +111,22 @@ test('a wrong sha256 or size fails with a clear message and deletes the bad file
     await assert.rejects(downloadFile(`${server.url}/file`, dest, { expectedSize: 5 }), /is 300000 bytes but 5 were expected/);
     assert.ok(!existsSync(`${dest}.part`));
     await assert.rejects(downloadFile(`${server.url}/file`, dest, { sha256: 'abc' }), /not a sha256 digest/);
+  } finally {
+    await server.close();
+  }
+});
+
+test('a body of unknown length is accepted, and cut off once it exceeds the expected size', async () => {
+  const server = await serveBytes(body, { chunked: true });
+  try {
+    const events: ProgressEvent[] = [];
+    const r = await downloadFile(`${server.url}/file`, join(tmpDir(), 'file.bin'), { progress: (e) => events.push(e) });
+    assert.equal(r.sha256, bodySha);
+    assert.deepEqual(events, [{ phase: 'download', done: body.length, total: body.length }], 'no bar without a known total, one final event');
+
+    const dest = join(tmpDir(), 'small.bin');
+    await assert.rejects(downloadFile(`${server.url}/file`, dest, { expectedSize: 1000 }), /is more than the 1000 bytes expected/);
+    assert.ok(!existsSync(`${dest}.part`));
   } finally {
     await server.close();
   }

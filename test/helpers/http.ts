@@ -6,6 +6,8 @@ export interface ServeOptions {
   cutFirstAfter?: number;
   /** ignore Range headers and always send the whole body with 200 */
   ignoreRange?: boolean;
+  /** send the whole body chunked, without Content-Length (so its size is unknown up front) */
+  chunked?: boolean;
 }
 
 export interface TestServer {
@@ -41,6 +43,12 @@ export async function serveBytes(body: Buffer, opts: ServeOptions = {}): Promise
       }
       res.writeHead(206, { 'Content-Range': `bytes ${start}-${body.length - 1}/${body.length}`, 'Content-Length': body.length - start });
       res.end(body.subarray(start));
+      return;
+    }
+    if (opts.chunked) {
+      res.writeHead(200);
+      for (let at = 0; at < body.length; at += 65536) res.write(body.subarray(at, at + 65536));
+      res.end();
       return;
     }
     res.writeHead(200, { 'Content-Length': body.length });
