@@ -53,6 +53,7 @@ export function parseDatasetRef(ref: string): { name: string; version?: number }
   return { name: m[1]!, version: m[2] === undefined ? undefined : Number(m[2]) };
 }
 
+/** The row of a version (the latest when `version` is omitted); a 404 KennelError with a helpful hint otherwise. */
 export function findVersion(ws: Workspace, name: string, version?: number): VersionRecord {
   const row =
     version === undefined
@@ -70,6 +71,7 @@ export function findVersion(ws: Workspace, name: string, version?: number): Vers
   );
 }
 
+/** Every dataset, by name, with its number of versions and the latest version's classes and image counts. */
 export function listDatasets(ws: Workspace): DatasetSummary[] {
   const rows = ws.db
     .prepare(

@@ -1,6 +1,6 @@
 import { posix, relative, sep } from 'node:path';
 import { KennelError } from '../core/errors.js';
-import { silent } from '../core/progress.js';
+import { silent, type ProgressSink } from '../core/progress.js';
 import { sha256, type Workspace } from '../store/index.js';
 import { findVersion, recordVersion, validateDatasetName } from './catalog.js';
 import { checkImage, DEFAULT_LIMITS, tooLargeReason, type ImageLimits } from './images.js';
@@ -8,7 +8,7 @@ import { byString, displayName, scanDataset, type Candidate, type Scan } from '.
 import { mapLimit } from './pool.js';
 import { countImages, findDuplicates, imbalance } from './report.js';
 import { prepareSource, type PreparedSource } from './source.js';
-import { assignSplits, DEFAULT_SPLIT, validateSplit } from './split.js';
+import { assignSplits, DEFAULT_SPLIT, validateSplit, type SplitFractions } from './split.js';
 import { SPLITS, type DatasetItem, type DatasetVersion, type ImportOptions, type ImportReport, type SkippedFile } from './types.js';
 
 /** images decoded at once: enough to overlap file reads with decoding, bounded for memory */
@@ -40,50 +40,9 @@ export async function importDataset(ws: Workspace, source: string, opts: ImportO
   let succeeded = false;
   try {
     const scan = await scanDataset(prepared.dir);
-    const skipped: SkippedFile[] = [...scan.skipped, ...oversizedInZip(prepared, scan, limits)];
-
-    // check and store every file; `copied` counts blobs that were new to the store
-    const seen = new Set<string>();
-    let copied = 0;
-    let checkedCount = 0;
-    progress({ phase: 'check images', done: 0, total: scan.candidates.length });
-    const checked = await mapLimit(
-      scan.candidates,
-      CHECK_CONCURRENCY,
-      async (candidate) => {
-        const check = await checkImage(candidate.absPath, limits);
-        let stored: { sha: string; width: number; height: number } | undefined;
-        if (check.ok) {
-          const sha = sha256(check.bytes);
-          if (!seen.has(sha) && !ws.artifacts.has(sha)) copied++;
-          seen.add(sha);
-          await ws.artifacts.put(check.bytes);
-          stored = { sha, width: check.width, height: check.height };
-        } else {
-          skipped.push({ path: candidate.path, reason: check.reason });
-        }
-        progress({ phase: 'check images', done: ++checkedCount, total: scan.candidates.length });
-        return { candidate, stored };
-      },
-      opts.signal,
-    );
-    const usable = checked.filter((c): c is { candidate: Candidate; stored: NonNullable<typeof c.stored> } => c.stored !== undefined);
-
-    // labels: class folders with at least one usable image, in sorted folder order
-    const withImages = new Set(usable.map((u) => u.candidate.classFolder));
-    const folders = scan.classFolders.filter((f) => withImages.has(f));
-    for (const f of scan.classFolders) if (!withImages.has(f)) skipped.push({ path: `${f}/`, reason: 'class folder has no usable image; class left out' });
-    const labelOf = new Map(folders.map((f, i) => [f, i]));
-    const classes = folders.map(displayName);
-    const unsplit = usable.map(({ candidate, stored }) => ({
-      split: candidate.split,
-      label: labelOf.get(candidate.classFolder)!,
-      sha256: stored.sha,
-      path: candidate.path,
-      width: stored.width,
-      height: stored.height,
-    }));
-    const items: DatasetItem[] = scan.layout === 'splits' ? unsplit.map((i) => ({ ...i, split: i.split! })) : assignSplits(unsplit, fractions, seed);
+    const checked = await checkAndStore(ws, scan.candidates, limits, progress, opts.signal);
+    const { classes, items, leftOut } = labelAndSplit(scan, checked.usable, fractions, seed);
+    const skipped = [...scan.skipped, ...oversizedInZip(prepared, scan, limits), ...checked.skipped, ...leftOut];
     const ordered = sortItems(items);
     if (ordered.length === 0 || !ordered.some((i) => i.split === 'train')) throw noTrainingImages(source, ordered.length, skipped);
 
@@ -95,7 +54,7 @@ export async function importDataset(ws: Workspace, source: string, opts: ImportO
       duplicates: findDuplicates(ordered),
       imbalance: imbalance(counts.classCounts.train, classes),
       reused: false,
-      copiedFiles: copied,
+      copiedFiles: checked.copied,
     };
     const manifest: Manifest = { format: 1, classes, items: ordered.map(canonicalItem) };
     const manifestSha = await ws.artifacts.put(Buffer.from(JSON.stringify(manifest)));
@@ -117,6 +76,74 @@ export async function getDatasetVersion(ws: Workspace, name: string, version?: n
 /** A local file with the item's image bytes. */
 export function imagePath(ws: Workspace, item: DatasetItem): Promise<string> {
   return ws.artifacts.localPath(item.sha256);
+}
+
+interface StoredImage {
+  candidate: Candidate;
+  sha: string;
+  width: number;
+  height: number;
+}
+
+/** Checks every candidate (bounded concurrency) and stores the good ones; `copied` counts blobs new to the store. */
+async function checkAndStore(
+  ws: Workspace,
+  candidates: Candidate[],
+  limits: ImageLimits,
+  progress: ProgressSink,
+  signal: AbortSignal | undefined,
+): Promise<{ usable: StoredImage[]; skipped: SkippedFile[]; copied: number }> {
+  const seen = new Set<string>();
+  const skipped: SkippedFile[] = [];
+  let copied = 0;
+  let done = 0;
+  progress({ phase: 'check images', done, total: candidates.length });
+  const results = await mapLimit(
+    candidates,
+    CHECK_CONCURRENCY,
+    async (candidate): Promise<StoredImage | undefined> => {
+      const check = await checkImage(candidate.absPath, limits);
+      progress({ phase: 'check images', done: ++done, total: candidates.length });
+      if (!check.ok) {
+        skipped.push({ path: candidate.path, reason: check.reason });
+        return undefined;
+      }
+      const sha = sha256(check.bytes);
+      if (!seen.has(sha) && !ws.artifacts.has(sha)) copied++;
+      seen.add(sha);
+      await ws.artifacts.put(check.bytes);
+      return { candidate, sha, width: check.width, height: check.height };
+    },
+    signal,
+  );
+  return { usable: results.filter((r): r is StoredImage => r !== undefined), skipped, copied };
+}
+
+/**
+ * Numbers the classes (class folders with at least one usable image, in sorted folder order) and
+ * gives every image its split: the folder's in a split layout, a stratified one in a flat layout.
+ */
+function labelAndSplit(scan: Scan, usable: StoredImage[], fractions: SplitFractions, seed: number): { classes: string[]; items: DatasetItem[]; leftOut: SkippedFile[] } {
+  const withImages = new Set(usable.map((u) => u.candidate.classFolder));
+  const folders = scan.classFolders.filter((f) => withImages.has(f));
+  const leftOut = scan.classFolders.filter((f) => !withImages.has(f)).map((f) => ({ path: `${f}/`, reason: 'class folder has no usable image; class left out' }));
+  const classes = folders.map(displayName);
+  const clash = classes.findIndex((c, i) => classes.indexOf(c) !== i);
+  if (clash >= 0) {
+    const first = folders[classes.indexOf(classes[clash]!)];
+    throw new KennelError(`the class folders "${first}" and "${folders[clash]}" both read as the class "${classes[clash]}".`, 'Merge them or rename one.');
+  }
+  const labelOf = new Map(folders.map((f, i) => [f, i]));
+  const unsplit = usable.map(({ candidate, sha, width, height }) => ({
+    split: candidate.split,
+    label: labelOf.get(candidate.classFolder)!,
+    sha256: sha,
+    path: candidate.path,
+    width,
+    height,
+  }));
+  const items = scan.layout === 'splits' ? unsplit.map((i) => ({ ...i, split: i.split! })) : assignSplits(unsplit, fractions, seed);
+  return { classes, items, leftOut };
 }
 
 function sortItems(items: DatasetItem[]): DatasetItem[] {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -56,8 +56,21 @@ export async function prepareSource(ws: Workspace, source: string, opts: SourceO
   return fromZip(ws, path, path, opts);
 }
 
+/** an extraction folder this old was left by a killed import (live ones are removed when done) */
+const STALE_MS = 24 * 3600 * 1000;
+
+function removeStaleExtractions(tmpDir: string): void {
+  for (const name of readdirSync(tmpDir)) {
+    const path = join(tmpDir, name);
+    if (name.startsWith(EXTRACT_PREFIX) && Date.now() - statSync(path).mtimeMs > STALE_MS) rmSync(path, { recursive: true, force: true });
+  }
+}
+
+const EXTRACT_PREFIX = 'import-';
+
 async function fromZip(ws: Workspace, zipPath: string, source: string, opts: SourceOptions, download?: string): Promise<PreparedSource> {
-  const dir = join(ws.tmpDir, `import-${randomBytes(6).toString('hex')}`);
+  removeStaleExtractions(ws.tmpDir);
+  const dir = join(ws.tmpDir, `${EXTRACT_PREFIX}${randomBytes(6).toString('hex')}`);
   mkdirSync(dir, { recursive: true });
   const cleanup = () => rmSync(dir, { recursive: true, force: true });
   try {

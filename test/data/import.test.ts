@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import { CancelledError, KennelError } from '../../src/core/errors.js';
 import { getDatasetVersion, imagePath, importDataset, isLeak, listDatasets, parseDatasetRef } from '../../src/data/index.js';
 import { pngClaimingSize } from '../helpers/images.js';
+import { tmpDir } from '../helpers/paths.js';
 import { breedsMini, copyOfBreedsMini, distinctJpeg, freshWorkspace } from './fixtures.js';
 
 test('imports breeds-mini with its splits, readable class names and version 1', async () => {
@@ -198,6 +199,37 @@ test('a dataset wrapped in a single folder is found; missing names and versions 
     assert.deepEqual(parseDatasetRef('dogs'), { name: 'dogs', version: undefined });
     await assert.rejects(importDataset(ws, dir, { name: '../evil' }), KennelError);
     await assert.rejects(importDataset(ws, join(dir, 'nowhere'), { name: 'x' }), (e: unknown) => e instanceof KennelError && /does not exist/.test(e.message));
+  } finally {
+    ws.close();
+  }
+});
+
+test('split folders may be named training/val; files outside class folders are reported', async () => {
+  const ws = freshWorkspace();
+  try {
+    const dir = tmpDir();
+    const put = async (rel: string, seed: number) => {
+      mkdirSync(join(dir, rel, '..'), { recursive: true });
+      writeFileSync(join(dir, rel), await distinctJpeg(seed));
+    };
+    await put('training/002.Beagle/1.jpg', 1);
+    await put('training/001.Boxer/2.jpg', 2);
+    await put('training/001.Boxer/nested/deeper/3.jpg', 3);
+    await put('val/001.Boxer/4.jpg', 4);
+    await put('training/stray.jpg', 5);
+    writeFileSync(join(dir, 'README.txt'), 'about this dataset');
+    const v = await importDataset(ws, dir, { name: 'named' });
+    assert.equal(v.report.layout, 'splits');
+    assert.deepEqual(v.classes, ['Boxer', 'Beagle'], 'labels follow the sorted folder names');
+    assert.deepEqual(v.report.images, { train: 3, valid: 1, test: 0 });
+    assert.ok(v.items.some((i) => i.path === 'training/001.Boxer/nested/deeper/3.jpg' && i.label === 0));
+    assert.deepEqual(v.report.skipped, [
+      { path: 'README.txt', reason: 'outside the train/valid/test folders' },
+      { path: 'training/stray.jpg', reason: 'not inside a class folder' },
+    ]);
+
+    mkdirSync(join(dir, 'validation'));
+    await assert.rejects(importDataset(ws, dir, { name: 'named' }), /the folders "val" and "validation" both look like the valid split/);
   } finally {
     ws.close();
   }

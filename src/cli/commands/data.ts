@@ -19,11 +19,11 @@ export function registerData(program: Command): void {
 
   data
     .command('import')
+    .summary('Import a folder, zip file or URL of a zip as a new dataset version.')
     .description(
-      'Import a dataset as a new version: a folder, a .zip file, or an http(s) URL of a zip.\n' +
-        'Layouts: train/, valid/ and test/ folders holding one folder per class (kept as given), or one folder\n' +
-        'per class (split by Kennel). Unreadable files are skipped and listed; an unchanged import reuses\n' +
-        'the latest version. An interrupted download resumes when the same command is run again.',
+      'Import a dataset as a new version from a folder, a .zip file, or an http(s) URL of a zip. ' +
+        'Layouts: train/, valid/ and test/ folders that hold one folder per class (kept as given), or just one folder per class (split by Kennel, stratified). ' +
+        'Unreadable images are skipped and listed; importing unchanged content reuses the latest version; an interrupted download resumes when the same command is run again.',
     )
     .argument('<source>', 'folder, .zip file, or http(s) URL of a zip')
     .requiredOption('--name <name>', 'dataset name (letters, digits, ".", "_", "-")')
@@ -171,7 +171,7 @@ function issueLines(v: DatasetVersion): string[] {
   }
   const leaks = r.duplicates.filter(isLeak);
   if (leaks.length > 0) {
-    lines.push(`WARNING: leakage: ${plural(leaks.length, 'image')} appear in more than one split, so evaluation sees training images:`);
+    lines.push(`WARNING: leakage: ${plural(leaks.length, 'image')} ${leaks.length === 1 ? 'is' : 'are'} in more than one split, so evaluation sees training images:`);
     lines.push(...leaks.slice(0, 10).map((d) => `  ${d.paths.join('  =  ')}`));
     if (leaks.length > 10) lines.push(`  ... and ${leaks.length - 10} more (see --json)`);
   }
