@@ -4,7 +4,7 @@ import { open } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { assertExpected, downloadFile } from '../core/download.js';
-import { KennelError } from '../core/errors.js';
+import { CancelledError, KennelError } from '../core/errors.js';
 import type { ProgressSink } from '../core/progress.js';
 import { sha256, sha256File, type Workspace } from '../store/index.js';
 import { extractZip, type ExtractResult } from './zip.js';
@@ -74,7 +74,7 @@ async function fromZip(ws: Workspace, zipPath: string, source: string, opts: Sou
   mkdirSync(dir, { recursive: true });
   const cleanup = () => rmSync(dir, { recursive: true, force: true });
   try {
-    const { oversized } = await extractZip(zipPath, dir, { progress: opts.progress, signal: opts.signal, maxEntryBytes: opts.maxBytes });
+    const { oversized } = await extractZip(zipPath, dir, { progress: opts.progress, signal: opts.signal, maxEntryBytes: opts.maxBytes, label: source });
     return {
       dir,
       source,
@@ -86,6 +86,8 @@ async function fromZip(ws: Workspace, zipPath: string, source: string, opts: Sou
     };
   } catch (e) {
     cleanup();
+    // a download that is not a usable zip would otherwise be reused by every rerun
+    if (download && !(e instanceof CancelledError)) rmSync(download, { force: true });
     throw e;
   }
 }

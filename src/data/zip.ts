@@ -12,6 +12,8 @@ export interface ExtractOptions {
   signal?: AbortSignal;
   /** entries larger than this are not extracted but listed in `oversized` */
   maxEntryBytes: number;
+  /** how messages name the archive (e.g. the URL it came from), default its file name */
+  label?: string;
 }
 
 export interface ExtractResult {
@@ -33,7 +35,7 @@ const S_IFLNK = 0o120000;
  * zip bomb cannot lie its way past that check.
  */
 export async function extractZip(zipPath: string, destDir: string, opts: ExtractOptions): Promise<ExtractResult> {
-  const name = basename(zipPath);
+  const name = opts.label ?? basename(zipPath);
   let zip: yauzl.ZipFile;
   try {
     zip = await yauzl.openPromise(zipPath, { lazyEntries: true, autoClose: false, validateEntrySizes: true });
