@@ -66,4 +66,23 @@ export const migrations: string[] = [
     PRIMARY KEY (model_id, tag)
   );
   `,
+  // 2: serving endpoints (config and desired replicas per variant) and their event log
+  `
+  CREATE TABLE endpoints (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,             -- JSON: variants (resolved NAME@VERSION, weight), scaling, batching
+    desired TEXT NOT NULL,          -- JSON: variant -> replicas wanted, kept across daemon restarts
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+  );
+  CREATE TABLE endpoint_events (
+    id INTEGER PRIMARY KEY,
+    endpoint TEXT NOT NULL,
+    kind TEXT NOT NULL,             -- scale_out | scale_in | rollout_* | replica_* | created | updated
+    message TEXT NOT NULL,
+    detail TEXT NOT NULL,           -- JSON
+    created_at TEXT NOT NULL
+  );
+  CREATE INDEX endpoint_events_by_endpoint ON endpoint_events (endpoint, id);
+  `,
 ];
