@@ -85,4 +85,70 @@ export const migrations: string[] = [
   );
   CREATE INDEX endpoint_events_by_endpoint ON endpoint_events (endpoint, id);
   `,
+  // 3: access control (principals, hashed API keys, policies, settings), the append-only audit
+  // log, and function definitions
+  `
+  CREATE TABLE principals (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,             -- user | service | role (a function's execution role) | anonymous
+    created_at TEXT NOT NULL
+  );
+  CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,            -- public key id: keys read kn_<id>_<secret>
+    principal TEXT NOT NULL REFERENCES principals(name) ON DELETE CASCADE,
+    secret_sha256 TEXT NOT NULL,    -- the secret itself is shown once and never stored
+    created_at TEXT NOT NULL,
+    expires_at TEXT,
+    revoked_at TEXT,
+    last_used_at TEXT,
+    rotated_from TEXT,
+    rate_per_second REAL,           -- NULL: the workspace default
+    burst INTEGER
+  );
+  CREATE INDEX api_keys_by_principal ON api_keys (principal);
+  CREATE TABLE policies (
+    id TEXT PRIMARY KEY,
+    principal TEXT NOT NULL REFERENCES principals(name) ON DELETE CASCADE,
+    document TEXT NOT NULL,         -- JSON: {"statements": [{"effect", "actions", "resources"}]}
+    managed_by TEXT,                -- function:NAME for an execution role's own policy
+    created_at TEXT NOT NULL
+  );
+  CREATE INDEX policies_by_principal ON policies (principal);
+  CREATE TABLE security_settings (
+    key TEXT PRIMARY KEY,           -- cors | rate_limit
+    value TEXT NOT NULL             -- JSON
+  );
+  CREATE TABLE audit_log (
+    id INTEGER PRIMARY KEY,
+    ts TEXT NOT NULL,
+    plane TEXT NOT NULL,            -- cli | admin | data | function
+    principal TEXT,                 -- NULL when the caller was not authenticated
+    key_id TEXT,
+    action TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    latency_ms REAL,
+    request_id TEXT,
+    detail TEXT                     -- JSON; never secrets or image bytes
+  );
+  CREATE INDEX audit_log_by_principal ON audit_log (principal, id);
+  CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+  CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+  CREATE TABLE functions (
+    name TEXT PRIMARY KEY,
+    endpoint TEXT NOT NULL,
+    handler TEXT NOT NULL,          -- builtin:classify | module
+    handler_sha TEXT,               -- the bundled handler module (artifact)
+    handler_source TEXT,            -- the file it was bundled from, for display
+    role TEXT NOT NULL REFERENCES principals(name),
+    reserved_concurrency INTEGER,   -- NULL: unreserved
+    provisioned_concurrency INTEGER NOT NULL,
+    timeout_ms INTEGER NOT NULL,
+    memory_mb INTEGER NOT NULL,
+    route TEXT UNIQUE,              -- HTTP API mapping, e.g. /v1/classify
+    revision INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+  );
+  `,
 ];
