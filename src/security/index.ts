@@ -1,0 +1,45 @@
+/**
+ * Identity and access: principals with hashed API keys (expiry, rotation, revocation), IAM-like
+ * policies (default deny, explicit deny wins), per-key rate limits, CORS settings, the
+ * append-only audit log, the security audit, and a fastify plugin that applies all of it.
+ */
+export { Authorizer, presentedKey, type AuthContext, type AuthorizerOptions, type Identity } from './authorizer.js';
+export { RateLimiter, type RateLimit } from './ratelimit.js';
+export { ThrottledError, unauthorized, forbidden } from './errors.js';
+export { parseDuration } from './duration.js';
+export {
+  parsePolicyDocument,
+  parseGrant,
+  policyFromGrants,
+  evaluate,
+  actionMatches,
+  resourceMatches,
+  type PolicyDocument,
+  type Statement,
+  type Effect,
+  type Decision,
+} from './policy.js';
+export {
+  ANONYMOUS,
+  createKey,
+  revokeKey,
+  rotateKey,
+  listKeys,
+  getKey,
+  verifyKey,
+  parseKeyId,
+  ensurePrincipal,
+  getPrincipal,
+  listPrincipals,
+  type Principal,
+  type PrincipalKind,
+  type ApiKeyInfo,
+  type CreatedKey,
+  type CreateKeyOptions,
+  type KeyState,
+} from './principals.js';
+export { attachPolicy, attachPolicyRow, detachPolicy, getPolicy, listPolicies, policiesFor, type AttachedPolicy } from './policies.js';
+export { getSettings, setCors, setRateLimit, DEFAULT_SETTINGS, type SecuritySettings, type CorsSettings, type RateLimitSettings } from './settings.js';
+export { appendAudit, audited, readAudit, cliActor, type Actor, type AuditEntry, type AuditRecord, type AuditQuery, type Plane } from './audit-log.js';
+export { runSecurityAudit, type Finding, type Severity, type AuditOptions } from './audit.js';
+export { securityPlugin, type SecurityPluginOptions, type RouteAuth } from './plugin.js';

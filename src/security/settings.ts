@@ -1,0 +1,68 @@
+import { KennelError } from '../core/errors.js';
+import type { Workspace } from '../store/index.js';
+import { audited, type Actor } from './audit-log.js';
+
+/** CORS is off while `origins` is empty; when on, only listed origins (never * with credentials). */
+export interface CorsSettings {
+  origins: string[];
+  credentials: boolean;
+}
+
+/** The token bucket every key gets unless the key sets its own. */
+export interface RateLimitSettings {
+  perSecond: number;
+  burst: number;
+}
+
+export interface SecuritySettings {
+  cors: CorsSettings;
+  rateLimit: RateLimitSettings;
+}
+
+export const DEFAULT_SETTINGS: SecuritySettings = {
+  cors: { origins: [], credentials: false },
+  rateLimit: { perSecond: 50, burst: 100 },
+};
+
+export function getSettings(ws: Workspace): SecuritySettings {
+  const rows = ws.db.prepare('SELECT key, value FROM security_settings').all() as Array<{ key: string; value: string }>;
+  const stored = Object.fromEntries(rows.map((r) => [r.key, JSON.parse(r.value)]));
+  return { cors: stored.cors ?? DEFAULT_SETTINGS.cors, rateLimit: stored.rate_limit ?? DEFAULT_SETTINGS.rateLimit };
+}
+
+const put = (ws: Workspace, key: string, value: unknown) =>
+  ws.db.prepare('INSERT INTO security_settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, JSON.stringify(value));
+
+function checkOrigin(origin: string): string {
+  if (origin === '*') return origin;
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(origin);
+  } catch {
+    /* reported below */
+  }
+  if (!parsed || !['http:', 'https:'].includes(parsed.protocol) || parsed.origin !== origin.replace(/\/$/, '')) {
+    throw new KennelError(`"${origin}" is not an origin.`, 'An origin is scheme://host[:port] with no path, e.g. https://app.example.com.');
+  }
+  return parsed.origin;
+}
+
+/** Sets the CORS allowlist; an empty list turns CORS off. */
+export function setCors(ws: Workspace, cors: CorsSettings, by: Actor): CorsSettings {
+  const origins = [...new Set(cors.origins.map(checkOrigin))];
+  if (cors.credentials && origins.includes('*')) {
+    throw new KennelError('CORS cannot allow every origin (*) with credentials.', 'List the origins that may send credentials, e.g. --allow-origin https://app.example.com.');
+  }
+  const value = { origins, credentials: cors.credentials && origins.length > 0 };
+  return audited(ws, by, 'admin:SetCors', 'settings/cors', () => (put(ws, 'cors', value), value), () => value);
+}
+
+export function setRateLimit(ws: Workspace, limit: RateLimitSettings, by: Actor): RateLimitSettings {
+  checkRate(limit.perSecond, limit.burst);
+  return audited(ws, by, 'admin:SetRateLimit', 'settings/rate_limit', () => (put(ws, 'rate_limit', limit), limit), () => ({ ...limit }));
+}
+
+export function checkRate(perSecond: number, burst: number): void {
+  if (!(perSecond > 0) || !Number.isFinite(perSecond)) throw new KennelError('The rate limit must be a positive number of requests per second.');
+  if (!Number.isInteger(burst) || burst < 1) throw new KennelError('The burst must be a whole number of at least 1.');
+}
