@@ -1,7 +1,11 @@
 import type { Command } from 'commander';
 import { registerBackbones } from './backbones.js';
+import { registerDaemon } from './daemon.js';
 import { registerData } from './data.js';
+import { registerEndpoints } from './endpoints.js';
+import { registerInvoke } from './invoke.js';
 import { registerModels } from './models.js';
+import { registerModelsImport } from './models-import.js';
 import { registerPredict } from './predict.js';
 import { registerTrain } from './train.js';
 
@@ -11,5 +15,9 @@ export function registerCommands(program: Command): void {
   registerBackbones(program);
   registerTrain(program);
   registerModels(program);
+  registerModelsImport(program);
   registerPredict(program);
+  registerDaemon(program);
+  registerEndpoints(program);
+  registerInvoke(program);
 }

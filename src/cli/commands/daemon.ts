@@ -1,0 +1,111 @@
+import { spawn } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { KennelError } from '../../core/errors.js';
+import { adminRequest, adminUrl, clearState, daemonPaths, dataPlaneUrl, isAlive, readState, startDaemon, type DaemonState } from '../../server/index.js';
+import { defaultHome } from '../../store/index.js';
+import { emit, runAction } from '../output.js';
+import { number } from '../options.js';
+
+interface UpOptions {
+  port: number;
+  adminPort: number;
+  host: string;
+  detach?: boolean;
+  json?: boolean;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function answers(url: string): Promise<boolean> {
+  try {
+    return (await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) })).ok;
+  } catch {
+    return false;
+  }
+}
+
+/** Starts `kennel up` again as a detached process (its own process group) and waits until both ports answer. */
+async function startDetached(home: string, opts: UpOptions): Promise<DaemonState & { log: string }> {
+  const paths = daemonPaths(home);
+  mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
+  const running = readState(home);
+  if (running && isAlive(running.pid)) throw new KennelError(`A Kennel daemon is already running for ${home} (pid ${running.pid}, port ${running.port}).`, 'Stop it with kennel down, or use another KENNEL_HOME.', 409, 'conflict');
+  const log = openSync(paths.log, 'a');
+  const args = [...process.execArgv, process.argv[1]!, 'up', '--port', String(opts.port), '--admin-port', String(opts.adminPort), '--host', opts.host];
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log], env: { ...process.env, KENNEL_HOME: home } });
+  closeSync(log);
+  let exited: number | null | undefined;
+  child.on('exit', (code) => (exited = code));
+  child.unref();
+  const limit = Date.now() + 60_000;
+  for (;;) {
+    const state = readState(home);
+    if (state && state.pid === child.pid && (await answers(dataPlaneUrl(state))) && (await answers(adminUrl(state)))) return { ...state, log: paths.log };
+    if (exited !== undefined) {
+      const tail = readFileSync(paths.log, 'utf8').trim().split('\n').slice(-5).join('\n');
+      const reason = /error: (.*)/.exec(tail)?.[1];
+      throw new KennelError(`The daemon exited while starting${reason ? `: ${reason}` : ` (code ${exited})`}.`, `See its log: ${paths.log}`, 500, 'daemon_failed');
+    }
+    if (Date.now() > limit) throw new KennelError('The daemon did not answer within 60 s.', `See its log: ${paths.log}`, 504, 'daemon_failed');
+    await sleep(100);
+  }
+}
+
+export function registerDaemon(program: Command): void {
+  program
+    .command('up')
+    .description('Start the Kennel daemon: the data plane (invocations, /metrics) and the admin API, serving every endpoint. Runs in the foreground unless --detach.')
+    .option('--port <port>', 'data-plane port', number('--port', { int: true, min: 0, max: 65535 }), 8080)
+    .option('--admin-port <port>', 'admin API port', number('--admin-port', { int: true, min: 0, max: 65535 }), 8081)
+    .option('--host <host>', 'interface both ports bind to', '127.0.0.1')
+    .option('--detach', 'run in the background (pid and log in KENNEL_HOME/daemon/); returns once both ports answer')
+    .option('--json', 'print JSON (with --detach)')
+    .action((opts: UpOptions) =>
+      runAction(async (signal) => {
+        const home = defaultHome();
+        if (opts.detach) {
+          const s = await startDetached(home, opts);
+          emit(opts, s, () => `Kennel daemon started (pid ${s.pid})\n  data plane  ${dataPlaneUrl(s)}\n  admin API   ${adminUrl(s)}\n  log         ${s.log}\nstop it with: kennel down`);
+          return;
+        }
+        const daemon = await startDaemon({ home, host: opts.host, port: opts.port, adminPort: opts.adminPort });
+        process.stderr.write(`Kennel daemon (pid ${process.pid}): data plane ${dataPlaneUrl(daemon.state)}, admin API ${adminUrl(daemon.state)}; Ctrl-C stops it\n`);
+        const stop = () => void daemon.close();
+        process.once('SIGTERM', stop);
+        signal.addEventListener('abort', stop);
+        await daemon.stopped;
+      }),
+    );
+
+  program
+    .command('down')
+    .description('Stop the running Kennel daemon: in-flight requests finish, replicas stop.')
+    .option('--json', 'print JSON')
+    .action((opts: { json?: boolean }) =>
+      runAction(async () => {
+        const home = defaultHome();
+        const state = readState(home);
+        if (!state || !isAlive(state.pid)) {
+          if (state) clearState(home, state.pid);
+          emit(opts, { stopped: false }, () => 'no Kennel daemon is running');
+          return;
+        }
+        try {
+          await adminRequest(home, 'POST', '/v1/shutdown');
+        } catch {
+          process.kill(state.pid, 'SIGTERM'); // the admin API does not answer: ask the process itself
+        }
+        const limit = Date.now() + 60_000;
+        while (isAlive(state.pid)) {
+          if (Date.now() > limit) {
+            process.kill(state.pid, 'SIGKILL');
+            clearState(home, state.pid);
+            break;
+          }
+          await sleep(100);
+        }
+        emit(opts, { stopped: true, pid: state.pid }, () => `Kennel daemon (pid ${state.pid}) stopped`);
+      }),
+    );
+}

@@ -1,0 +1,184 @@
+import { InvalidArgumentError, type Command } from 'commander';
+import { adminRequest, dataPlaneUrl, findDaemon } from '../../server/index.js';
+import { PRIMARY_VARIANT, type EndpointDescription } from '../../serving/index.js';
+import { defaultHome } from '../../store/index.js';
+import { emit, runAction, table } from '../output.js';
+import { number, oneOf } from '../options.js';
+
+interface VariantArg {
+  name: string;
+  model: string;
+  weight?: number;
+}
+
+/** NAME=MODEL[:WEIGHT]; MODEL may itself be NAME:TAG, so only a numeric last part is a weight. */
+function variantArg(value: string, previous: VariantArg[] = []): VariantArg[] {
+  const m = /^([^=]+)=(.+)$/.exec(value);
+  if (!m) throw new InvalidArgumentError(`--variant takes NAME=MODEL[:WEIGHT], e.g. canary=dogs@3:10, not "${value}".`);
+  const w = /^(.*):(\d+(?:\.\d+)?)$/.exec(m[2]!);
+  const v: VariantArg = w ? { name: m[1]!, model: w[1]!, weight: Number(w[2]) } : { name: m[1]!, model: m[2]! };
+  if (v.weight !== undefined && !(v.weight > 0)) throw new InvalidArgumentError(`the weight of variant ${v.name} must be above 0.`);
+  return [...previous, v];
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+interface SettingsOptions {
+  instances?: number;
+  min?: number;
+  max?: number;
+  targetConcurrency?: number;
+  targetInvocationsPerInstance?: number;
+  scaleOutCooldown?: number;
+  scaleInCooldown?: number;
+  maxBatch?: number;
+  maxDelayMs?: number;
+  maxInFlight?: number;
+  timeoutMs?: number;
+  device?: 'cpu' | 'webgpu';
+  wait: boolean;
+  json?: boolean;
+}
+
+/** Options shared by create and update. */
+function settingsOptions(cmd: Command): Command {
+  return cmd
+    .option('--instances <n>', 'replicas per variant to start with', number('--instances', { int: true, min: 0, max: 64 }))
+    .option('--min <n>', 'fewest replicas per variant (0: scale to zero when idle)', number('--min', { int: true, min: 0, max: 64 }))
+    .option('--max <n>', 'most replicas per variant', number('--max', { int: true, min: 1, max: 64 }))
+    .option('--target-concurrency <x>', 'autoscale to keep this many in-flight requests per replica', number('--target-concurrency', { min: 0.01 }))
+    .option('--target-invocations-per-instance <y>', 'autoscale to keep this many invocations per replica per minute', number('--target-invocations-per-instance', { min: 0.01 }))
+    .option('--scale-out-cooldown <s>', 'seconds between scale-outs (default 5)', number('--scale-out-cooldown', { min: 0 }))
+    .option('--scale-in-cooldown <s>', 'seconds after any scaling before scaling in (default 60)', number('--scale-in-cooldown', { min: 0 }))
+    .option('--max-batch <n>', 'largest batch per model run (default 16)', number('--max-batch', { int: true, min: 1, max: 256 }))
+    .option('--max-delay-ms <ms>', 'longest a request waits for its batch to fill (default 5)', number('--max-delay-ms', { min: 0, max: 1000 }))
+    .option('--max-in-flight <n>', 'requests one replica may hold before the endpoint answers 503 (default 64)', number('--max-in-flight', { int: true, min: 1 }))
+    .option('--timeout-ms <ms>', 'request deadline (default 30000)', number('--timeout-ms', { int: true, min: 100 }))
+    .option('--device <device>', 'cpu or webgpu (default cpu)', oneOf('--device', ['cpu', 'webgpu'] as const))
+    .option('--no-wait', 'return at once instead of waiting for replicas to be ready (or a rollout to finish)')
+    .option('--json', 'print JSON');
+}
+
+function settingsBody(o: SettingsOptions): Record<string, unknown> {
+  const body: Record<string, unknown> = {
+    instances: o.instances,
+    min: o.min,
+    max: o.max,
+    targetConcurrency: o.targetConcurrency,
+    targetInvocationsPerInstance: o.targetInvocationsPerInstance,
+    scaleOutCooldownS: o.scaleOutCooldown,
+    scaleInCooldownS: o.scaleInCooldown,
+    maxBatch: o.maxBatch,
+    maxDelayMs: o.maxDelayMs,
+    maxInFlight: o.maxInFlight,
+    timeoutMs: o.timeoutMs,
+    device: o.device,
+  };
+  return Object.fromEntries(Object.entries(body).filter(([, v]) => v !== undefined));
+}
+
+function describeText(d: EndpointDescription, base: string): string {
+  const lines = [`${d.name}  ${d.status}  POST ${base}${d.path}`];
+  for (const v of d.variants) {
+    lines.push(`  variant ${v.name}  ${v.model}  weight ${v.weight} (${(v.traffic * 100).toFixed(0)}% of traffic)  replicas ${v.ready} ready / ${v.desired} wanted`);
+    for (const r of v.replicas) lines.push(`    ${r.id}  pid ${r.pid}  ${r.state.padEnd(8)}  ${r.model}  in flight ${r.outstanding}`);
+  }
+  const a = d.autoscaling;
+  lines.push(
+    a
+      ? `  autoscaling: ${a.metric === 'concurrency' ? 'in-flight requests' : 'invocations per minute'} per replica, target ${a.target}, min ${a.min}, max ${a.max}, cooldowns out ${a.scaleOutCooldownS} s / in ${a.scaleInCooldownS} s`
+      : `  fixed: ${d.spec.instances} replica(s) per variant`,
+  );
+  lines.push(`  batching: up to ${d.spec.maxBatch} images, ${d.spec.maxDelayMs} ms max delay; ${d.spec.maxInFlight} in flight per replica; timeout ${d.spec.timeoutMs} ms`);
+  if (d.events.length) {
+    lines.push('  recent events:');
+    for (const e of d.events.slice(-10)) lines.push(`    ${e.at.slice(11, 19)}  ${e.message}`);
+  }
+  return lines.join('\n');
+}
+
+export function registerEndpoints(program: Command): void {
+  const cmd = program.command('endpoints').description('Real-time endpoints served by the Kennel daemon (kennel up): create, update (rolling), describe, list, delete.');
+
+  settingsOptions(
+    cmd
+      .command('create <name>')
+      .description('Deploy a model behind POST /endpoints/NAME/invocations. Waits until its replicas are ready.')
+      .requiredOption('--model <ref>', 'model of the primary variant: NAME, NAME@VERSION or NAME:TAG')
+      .option('--weight <w>', `traffic weight of the primary variant (default 1)`, number('--weight', { min: 0.0001 }))
+      .option('--variant <name=model[:weight]>', 'another variant sharing the traffic by weight (A/B, canary); repeatable', variantArg),
+  ).action((name: string, o: SettingsOptions & { model: string; weight?: number; variant?: VariantArg[] }) =>
+    runAction(async () => {
+      const home = defaultHome();
+      const body = { name, variants: [{ name: PRIMARY_VARIANT, model: o.model, weight: o.weight }, ...(o.variant ?? [])], ...settingsBody(o) };
+      const d = await adminRequest<EndpointDescription>(home, 'POST', `/v1/endpoints?wait=${o.wait}`, body);
+      emit(o, d, () => describeText(d, dataPlaneUrl(findDaemon(home))));
+    }),
+  );
+
+  settingsOptions(
+    cmd
+      .command('update <name>')
+      .description('Change an endpoint. A new model rolls out replica by replica: new replicas pass a readiness check before they get traffic, old ones drain their in-flight requests.')
+      .option('--model <ref>', 'new model of the primary variant')
+      .option('--weight <w>', 'traffic weight of the primary variant', number('--weight', { min: 0.0001 }))
+      .option('--variant <name=model[:weight]>', 'add or change a variant; repeatable', variantArg)
+      .option('--remove-variant <name>', 'remove a variant; repeatable', collect),
+  ).action((name: string, o: SettingsOptions & { model?: string; weight?: number; variant?: VariantArg[]; removeVariant?: string[] }) =>
+    runAction(async () => {
+      const home = defaultHome();
+      const variants: Array<Partial<VariantArg> & { name: string }> = [...(o.variant ?? [])];
+      if (o.model !== undefined || o.weight !== undefined) variants.unshift({ name: PRIMARY_VARIANT, model: o.model, weight: o.weight });
+      const body = { ...settingsBody(o), ...(variants.length ? { variants } : {}), ...(o.removeVariant ? { removeVariants: o.removeVariant } : {}) };
+      const d = await adminRequest<EndpointDescription>(home, 'PATCH', `/v1/endpoints/${encodeURIComponent(name)}?wait=${o.wait}`, body);
+      emit(o, d, () => describeText(d, dataPlaneUrl(findDaemon(home))));
+    }),
+  );
+
+  cmd
+    .command('describe <name>')
+    .description('Show an endpoint: variants, replicas (pid, state), autoscaling and recent events.')
+    .option('--json', 'print JSON')
+    .action((name: string, o: { json?: boolean }) =>
+      runAction(async () => {
+        const home = defaultHome();
+        const d = await adminRequest<EndpointDescription>(home, 'GET', `/v1/endpoints/${encodeURIComponent(name)}`);
+        emit(o, d, () => describeText(d, dataPlaneUrl(findDaemon(home))));
+      }),
+    );
+
+  cmd
+    .command('list')
+    .description('List endpoints.')
+    .option('--json', 'print JSON')
+    .action((o: { json?: boolean }) =>
+      runAction(async () => {
+        const { endpoints } = await adminRequest<{ endpoints: EndpointDescription[] }>(defaultHome(), 'GET', '/v1/endpoints');
+        emit(o, { endpoints }, () =>
+          endpoints.length
+            ? table(
+                ['ENDPOINT', 'STATUS', 'VARIANTS', 'REPLICAS', 'AUTOSCALING'],
+                endpoints.map((d) => [
+                  d.name,
+                  d.status,
+                  d.variants.map((v) => `${v.name}=${v.model}`).join(', '),
+                  d.variants.map((v) => `${v.ready}/${v.desired}`).join(', '),
+                  d.autoscaling ? `${d.autoscaling.min}-${d.autoscaling.max}` : 'fixed',
+                ]),
+              )
+            : 'no endpoints yet: kennel endpoints create NAME --model MODEL',
+        );
+      }),
+    );
+
+  cmd
+    .command('delete <name>')
+    .description('Delete an endpoint: it stops taking requests, in-flight ones finish, replicas stop.')
+    .option('--json', 'print JSON')
+    .action((name: string, o: { json?: boolean }) =>
+      runAction(async () => {
+        const r = await adminRequest<{ deleted: string }>(defaultHome(), 'DELETE', `/v1/endpoints/${encodeURIComponent(name)}`);
+        emit(o, r, () => `deleted endpoint ${r.deleted}`);
+      }),
+    );
+}

@@ -1,0 +1,80 @@
+import { timingSafeEqual } from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { KennelError } from '../core/errors.js';
+import { CreateEndpointSchema, UpdateEndpointSchema, type ServingRuntime } from '../serving/index.js';
+import { sendError } from './errors.js';
+
+export interface AdminOptions {
+  log: Logger;
+  token: string;
+  /** what GET /v1/status reports */
+  status: () => Record<string, unknown>;
+  /** POST /v1/shutdown: the daemon stops after answering */
+  shutdown: () => void;
+}
+
+const jsonSchema = (schema: z.ZodType) => {
+  const { $schema: _, ...rest } = z.toJSONSchema(schema, { target: 'draft-7', io: 'input' }) as Record<string, unknown>;
+  return rest;
+};
+
+const nameParams = { type: 'object', properties: { name: { type: 'string', maxLength: 63 } }, required: ['name'] } as const;
+const waitQuery = { type: 'object', properties: { wait: { type: 'boolean', default: true } } } as const;
+
+function sameToken(given: string, token: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(token);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/**
+ * The admin API (bearer admin token): endpoint create/update/describe/list/delete, daemon
+ * status and shutdown. Bodies are checked against JSON schemas generated from the service's zod
+ * schemas, so the HTTP layer and the service agree on what is valid.
+ */
+export function buildAdmin(runtime: ServingRuntime, opts: AdminOptions): FastifyInstance {
+  const app = Fastify({ loggerInstance: opts.log as FastifyBaseLogger, disableRequestLogging: true });
+  app.setErrorHandler((err, req, reply) => sendError(err, req, reply));
+  app.setNotFoundHandler((req, reply) => sendError(new KennelError(`There is no ${req.method} ${req.url.split('?')[0]} in the admin API.`, undefined, 404, 'not_found'), req, reply));
+
+  app.get('/healthz', async () => ({ ok: true }));
+
+  app.register(async (api) => {
+    api.addHook('onRequest', async (req) => {
+      const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
+      if (!m || !sameToken(m[1]!, opts.token)) {
+        throw new KennelError('The admin token is missing or wrong.', 'The CLI reads it from KENNEL_HOME/daemon/admin-token; send it as Authorization: Bearer TOKEN.', 401, 'unauthorized');
+      }
+    });
+    api.addHook('onResponse', async (req, reply) => {
+      if (req.method !== 'GET') req.log.info({ method: req.method, url: req.url, status: reply.statusCode }, 'admin request');
+    });
+
+    api.get('/v1/status', async () => opts.status());
+    api.post('/v1/shutdown', async (_req, reply) => {
+      reply.code(202);
+      setImmediate(opts.shutdown);
+      return { stopping: true };
+    });
+
+    api.get('/v1/endpoints', async () => ({ endpoints: runtime.list() }));
+    api.post<{ Querystring: { wait: boolean } }>('/v1/endpoints', { schema: { body: jsonSchema(CreateEndpointSchema), querystring: waitQuery } }, async (req, reply) => {
+      const d = await runtime.create(req.body, { wait: req.query.wait });
+      reply.code(201);
+      return d;
+    });
+    api.get<{ Params: { name: string } }>('/v1/endpoints/:name', { schema: { params: nameParams } }, async (req) => runtime.describe(req.params.name));
+    api.patch<{ Params: { name: string }; Querystring: { wait: boolean } }>(
+      '/v1/endpoints/:name',
+      { schema: { params: nameParams, body: jsonSchema(UpdateEndpointSchema), querystring: waitQuery } },
+      async (req) => runtime.update(req.params.name, req.body, { wait: req.query.wait }),
+    );
+    api.delete<{ Params: { name: string } }>('/v1/endpoints/:name', { schema: { params: nameParams } }, async (req) => {
+      await runtime.delete(req.params.name);
+      return { deleted: req.params.name };
+    });
+  });
+  return app;
+}

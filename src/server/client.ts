@@ -1,0 +1,62 @@
+import { KennelError, errorMessage } from '../core/errors.js';
+import type { ErrorBody } from './errors.js';
+import { isAlive, readAdminToken, readState, type DaemonState } from './state.js';
+
+/** The running daemon of a KENNEL_HOME, found through its state file. */
+export function findDaemon(home: string): DaemonState {
+  const state = readState(home);
+  if (!state || !isAlive(state.pid)) {
+    throw new KennelError(`No Kennel daemon is running for ${home}.`, 'Start one with kennel up (or kennel up --detach), with the same KENNEL_HOME.', 503, 'daemon_not_running');
+  }
+  return state;
+}
+
+const hostFor = (state: DaemonState): string => {
+  const h = state.host === '0.0.0.0' || state.host === '::' ? '127.0.0.1' : state.host;
+  return h.includes(':') ? `[${h}]` : h;
+};
+
+export const dataPlaneUrl = (state: DaemonState): string => `http://${hostFor(state)}:${state.port}`;
+export const adminUrl = (state: DaemonState): string => `http://${hostFor(state)}:${state.adminPort}`;
+
+/** Turns an error response into a KennelError with the server's message and hint. */
+async function failure(res: Response): Promise<KennelError> {
+  const text = await res.text();
+  try {
+    const body = JSON.parse(text) as ErrorBody;
+    if (body.error?.message) return new KennelError(body.error.message, body.error.hint, res.status, body.error.code);
+  } catch {
+    /* not JSON */
+  }
+  return new KennelError(`The daemon answered ${res.status} ${res.statusText}.`, text.slice(0, 200) || undefined, res.status, 'http_error');
+}
+
+async function call(url: string, init: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (e) {
+    throw new KennelError(`Could not reach the Kennel daemon at ${new URL(url).host}: ${errorMessage((e as { cause?: unknown }).cause ?? e)}.`, 'Check that it runs (kennel up) and that KENNEL_HOME points at its workspace.', 503, 'daemon_unreachable');
+  }
+}
+
+/** Calls the admin API with the admin token; throws a KennelError for any error answer. */
+export async function adminRequest<T>(home: string, method: string, path: string, body?: unknown): Promise<T> {
+  const state = findDaemon(home);
+  const token = readAdminToken(home);
+  if (!token) throw new KennelError('The admin token is missing.', `It is created by kennel up in ${home}/daemon/admin-token.`, 401, 'unauthorized');
+  const res = await call(adminUrl(state) + path, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!res.ok) throw await failure(res);
+  return (await res.json()) as T;
+}
+
+/** POSTs an image to an endpoint's invocations URL; throws a KennelError for a 4xx/5xx answer. */
+export async function invokeEndpoint(home: string, endpoint: string, image: Uint8Array, contentType: string, topK: number): Promise<unknown> {
+  const state = findDaemon(home);
+  const res = await call(`${dataPlaneUrl(state)}/endpoints/${encodeURIComponent(endpoint)}/invocations?topK=${topK}`, { method: 'POST', headers: { 'content-type': contentType }, body: image });
+  if (!res.ok) throw await failure(res);
+  return res.json();
+}

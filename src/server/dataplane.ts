@@ -1,0 +1,119 @@
+import { randomUUID } from 'node:crypto';
+import { parse as parseQuery } from 'node:querystring';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { KennelError } from '../core/errors.js';
+import { DEFAULT_MAX_IMAGE_BYTES, IMAGE_TYPES, checkImage, decodeBase64Image, type ServingRuntime } from '../serving/index.js';
+import type { ServingMetrics } from './metrics.js';
+import { sendError } from './errors.js';
+
+export interface DataPlaneOptions {
+  log: Logger;
+  maxImageBytes?: number;
+}
+
+/** Raw-body content types: the image types, and octet-stream (the bytes are sniffed either way, the label is never trusted). */
+const RAW_TYPES = [...IMAGE_TYPES, 'application/octet-stream'];
+
+/** Request ids from clients are kept when they are short and plain, so they can be logged and echoed safely. */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** set once the endpoint is known to exist: labels for metrics */
+    invocation?: { endpoint: string; variant: string };
+  }
+}
+
+interface InvokeRoute {
+  Params: { name: string };
+  Querystring: { topK: number };
+  Body: Buffer | { image: string };
+}
+
+/**
+ * The data plane: POST /endpoints/NAME/invocations with raw image bytes or JSON {"image":
+ * base64}, GET /metrics (Prometheus) and GET /healthz. Every error is a JSON body
+ * {"error": {code, message, hint}} with a 4xx/5xx status; overload answers 503 with Retry-After.
+ */
+export function buildDataPlane(runtime: ServingRuntime, metrics: ServingMetrics, opts: DataPlaneOptions): FastifyInstance {
+  const maxImageBytes = opts.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES;
+  // a base64 body is 4/3 of the image, plus JSON framing
+  const maxJsonBytes = Math.ceil((maxImageBytes * 4) / 3) + 64 * 1024;
+  const app = Fastify({
+    loggerInstance: opts.log as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: maxJsonBytes,
+    requestIdHeader: false,
+    // no type coercion: {"image": 42} must be refused, not turned into the string "42";
+    // whole numbers in the query string are parsed here instead, so ?topK=3 still validates
+    ajv: { customOptions: { coerceTypes: false } },
+    querystringParser: (q) => Object.fromEntries(Object.entries(parseQuery(q)).map(([k, v]) => [k, typeof v === 'string' && /^-?\d{1,9}$/.test(v) ? Number(v) : v])),
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+  });
+
+  // only images and JSON: fastify's default text/plain parser would let any text through
+  app.removeContentTypeParser('text/plain');
+  app.addContentTypeParser(RAW_TYPES, { parseAs: 'buffer', bodyLimit: maxImageBytes }, (_req, body, done) => done(null, body));
+  app.setErrorHandler((err, req, reply) => sendError(err, req, reply));
+  app.setNotFoundHandler((req, reply) => sendError(new KennelError(`There is no ${req.method} ${req.url.split('?')[0]} here.`, 'Invoke an endpoint with POST /endpoints/NAME/invocations.', 404, 'not_found'), req, reply));
+
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
+  app.addHook('onResponse', async (req: FastifyRequest, reply: FastifyReply) => {
+    const inv = req.invocation ?? knownEndpoint(runtime, req);
+    if (!inv) return;
+    const seconds = reply.elapsedTime / 1000;
+    metrics.invocation(inv.endpoint, inv.variant, reply.statusCode, seconds, reply.getHeader('x-kennel-error') as string | undefined);
+    req.log.info({ endpoint: inv.endpoint, variant: inv.variant, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 }, 'invocation');
+  });
+
+  app.post<InvokeRoute>(
+    '/endpoints/:name/invocations',
+    {
+      schema: {
+        params: { type: 'object', properties: { name: { type: 'string', maxLength: 63 } }, required: ['name'] },
+        querystring: { type: 'object', properties: { topK: { type: 'integer', minimum: 1, maximum: 1000, default: 5 } } },
+        body: {
+          content: {
+            'application/json': { schema: { type: 'object', properties: { image: { type: 'string' } }, required: ['image'] } },
+            ...Object.fromEntries(RAW_TYPES.map((t) => [t, { schema: {} }])),
+          },
+        },
+      },
+    },
+    async (req, reply) => {
+      const target = runtime.router.route(req.params.name);
+      req.invocation = { endpoint: target.endpoint, variant: target.variant.name };
+      const body = req.body;
+      const image = Buffer.isBuffer(body) ? checkImage(body, maxImageBytes) : decodeBase64Image(jsonImage(body), maxImageBytes);
+      const result = await runtime.router.invoke(target, image, { topK: req.query.topK, requestId: req.id });
+      reply.header('x-kennel-variant', result.variant);
+      return result;
+    },
+  );
+
+  app.get('/metrics', async (_req, reply) => {
+    reply.type(metrics.contentType());
+    return metrics.text();
+  });
+  app.get('/healthz', async () => ({ ok: true }));
+  return app;
+}
+
+function jsonImage(body: unknown): string {
+  const image = (body as { image?: unknown } | null)?.image;
+  if (typeof image !== 'string') throw new KennelError('The JSON body has no "image" string.', 'Send {"image": "<base64>"}.', 400, 'invalid_request');
+  return image;
+}
+
+/** Metric labels for requests refused before the handler ran (bad content type, body too large): only for endpoints that exist. */
+function knownEndpoint(runtime: ServingRuntime, req: FastifyRequest): { endpoint: string; variant: string } | undefined {
+  const m = /^\/endpoints\/([^/?]+)\/invocations/.exec(req.url);
+  if (!m) return undefined;
+  return runtime.router.has(m[1]!) ? { endpoint: m[1]!, variant: '' } : undefined;
+}

@@ -1,0 +1,3 @@
+export { startDaemon, daemonLogger, type Daemon, type DaemonOptions } from './daemon.js';
+export { findDaemon, adminRequest, invokeEndpoint, dataPlaneUrl, adminUrl } from './client.js';
+export { daemonPaths, readState, clearState, isAlive, type DaemonState } from './state.js';

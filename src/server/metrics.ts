@@ -1,0 +1,68 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ServingHooks, VariantLoad } from '../serving/index.js';
+
+/**
+ * The daemon's Prometheus metrics, served on the data plane at /metrics. Gauges (replicas,
+ * queue depth) are read from the runtime at scrape time; the rest are recorded as things happen.
+ */
+export class ServingMetrics {
+  readonly registry = new Registry();
+  private readonly latency: Histogram<'endpoint' | 'variant' | 'status'>;
+  private readonly errors: Counter<'endpoint' | 'status' | 'code'>;
+  private readonly batchSize: Histogram<'endpoint' | 'variant'>;
+  private readonly scalingEvents: Counter<'endpoint' | 'variant' | 'direction'>;
+
+  constructor(load: () => VariantLoad[]) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'kennel_daemon_' });
+    this.latency = new Histogram({
+      name: 'kennel_invocation_duration_seconds',
+      help: 'Invocation latency, from request received to response sent',
+      labelNames: ['endpoint', 'variant', 'status'],
+      buckets: [0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.errors = new Counter({ name: 'kennel_invocation_errors_total', help: 'Invocations answered with an error, by HTTP status and error code', labelNames: ['endpoint', 'status', 'code'], registers });
+    this.batchSize = new Histogram({ name: 'kennel_batch_size', help: 'Images per model run (dynamic batching)', labelNames: ['endpoint', 'variant'], buckets: [1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128, 256], registers });
+    this.scalingEvents = new Counter({ name: 'kennel_scaling_events_total', help: 'Autoscaler decisions', labelNames: ['endpoint', 'variant', 'direction'], registers });
+    new Gauge({
+      name: 'kennel_queue_depth',
+      help: 'Requests in the system per variant: waiting for a replica or on one',
+      labelNames: ['endpoint', 'variant'],
+      registers,
+      collect() {
+        this.reset();
+        for (const v of load()) this.set({ endpoint: v.endpoint, variant: v.variant }, v.queued);
+      },
+    });
+    new Gauge({
+      name: 'kennel_replicas',
+      help: 'Replica processes per variant and state',
+      labelNames: ['endpoint', 'variant', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const v of load()) for (const [state, n] of Object.entries(v.replicas)) this.set({ endpoint: v.endpoint, variant: v.variant, state }, n);
+      },
+    });
+  }
+
+  readonly hooks: ServingHooks = {
+    batch: (endpoint, variant, size) => this.batchSize.observe({ endpoint, variant }, size),
+    scaling: (endpoint, variant, direction) => this.scalingEvents.inc({ endpoint, variant, direction }),
+  };
+
+  /** `endpoint` is only a known endpoint's name (so unknown names cannot grow the label set); `variant` is "" when none was picked. */
+  invocation(endpoint: string, variant: string, status: number, seconds: number, code?: string): void {
+    this.latency.observe({ endpoint, variant, status: String(status) }, seconds);
+    if (status >= 400) this.errors.inc({ endpoint, status: String(status), code: code ?? '' });
+  }
+
+  contentType(): string {
+    return this.registry.contentType;
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

@@ -1,0 +1,114 @@
+import type { Logger } from 'pino';
+import { KennelError, notFound } from '../core/errors.js';
+import type { Prediction } from './classifier.js';
+import { ReplicaGoneError } from './replica-process.js';
+import type { ReplicaPool } from './supervisor.js';
+
+export interface RoutedVariant {
+  name: string;
+  weight: number;
+  pool: ReplicaPool;
+}
+
+interface RoutedEndpoint {
+  variants: RoutedVariant[];
+  timeoutMs: number;
+}
+
+/** A request's destination: the endpoint and the variant picked for it by weight. */
+export interface Target {
+  endpoint: string;
+  variant: RoutedVariant;
+  timeoutMs: number;
+}
+
+export interface InvocationResult {
+  predictions: Prediction[];
+  /** "NAME@VERSION" of the model that answered */
+  model: string;
+  variant: string;
+}
+
+/**
+ * Sends each request to a variant chosen by weight, then to that variant's ready replica with
+ * the fewest outstanding requests. A request whose replica dies is retried once on another
+ * (inference is idempotent); every request has a deadline.
+ */
+export class Router {
+  private readonly endpoints = new Map<string, RoutedEndpoint>();
+
+  constructor(
+    private readonly log: Logger,
+    private readonly random: () => number = Math.random,
+  ) {}
+
+  set(endpoint: string, variants: RoutedVariant[], timeoutMs: number): void {
+    this.endpoints.set(endpoint, { variants, timeoutMs });
+  }
+
+  has(endpoint: string): boolean {
+    return this.endpoints.has(endpoint);
+  }
+
+  remove(endpoint: string): void {
+    this.endpoints.delete(endpoint);
+  }
+
+  /** Picks the variant for a request; 404 for an unknown endpoint. */
+  route(endpoint: string): Target {
+    const ep = this.endpoints.get(endpoint);
+    if (!ep) throw notFound(`Endpoint ${endpoint}`, 'List endpoints with kennel endpoints list.');
+    const total = ep.variants.reduce((s, v) => s + v.weight, 0);
+    let x = this.random() * total;
+    let variant = ep.variants[ep.variants.length - 1]!;
+    for (const v of ep.variants) {
+      x -= v.weight;
+      if (x < 0) {
+        variant = v;
+        break;
+      }
+    }
+    return { endpoint, variant, timeoutMs: ep.timeoutMs };
+  }
+
+  async invoke(target: Target, image: Uint8Array, opts: { topK: number; requestId: string }): Promise<InvocationResult> {
+    const pool = target.variant.pool;
+    const deadline = Date.now() + target.timeoutMs;
+    pool.begin();
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const replica = await pool.acquire(deadline);
+        try {
+          const predictions = await withDeadline(replica.infer(image, opts.topK, opts.requestId), deadline, target.endpoint);
+          return { predictions, model: replica.config.model, variant: target.variant.name };
+        } catch (e) {
+          const retryable = e instanceof ReplicaGoneError || (e instanceof KennelError && e.code === 'replica_stopping');
+          if (!retryable) throw e;
+          if (attempt === 0) {
+            this.log.warn({ reqId: opts.requestId, endpoint: target.endpoint, replica: replica.id }, 'replica went away during the request; retrying on another');
+            continue;
+          }
+          throw new KennelError('The replicas serving this request exited twice in a row.', 'Retry; if it keeps happening, see kennel endpoints describe for crashing replicas.', 502, 'replica_failed');
+        }
+      }
+    } finally {
+      pool.end();
+    }
+  }
+}
+
+function withDeadline<T>(p: Promise<T>, deadline: number, endpoint: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new KennelError(`Endpoint ${endpoint} did not answer in time.`, 'Retry; the endpoint may be overloaded.', 504, 'timeout')), Math.max(0, deadline - Date.now()));
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
+}

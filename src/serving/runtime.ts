@@ -1,0 +1,374 @@
+import type { Logger } from 'pino';
+import { KennelError } from '../core/errors.js';
+import { getModel } from '../registry/index.js';
+import type { Workspace } from '../store/index.js';
+import { Autoscaler, type ScalingPolicy } from './autoscaler.js';
+import {
+  getEndpoint,
+  insertEndpoint,
+  listEndpoints,
+  listEvents,
+  planCreate,
+  planUpdate,
+  recordEvent,
+  removeEndpoint,
+  saveDesired,
+  saveEndpoint,
+  scalingPolicy,
+  type Endpoint,
+  type EndpointEvent,
+  type EndpointSpec,
+  type Variant,
+} from './endpoints.js';
+import { Router } from './router.js';
+import { DEFAULT_TIMINGS, ReplicaPool, type PoolEvent, type PoolSpec, type PoolTimings, type ReplicaInfo } from './supervisor.js';
+
+/** Observability hooks (the daemon feeds Prometheus metrics from them). */
+export interface ServingHooks {
+  batch(endpoint: string, variant: string, size: number): void;
+  scaling(endpoint: string, variant: string, direction: 'out' | 'in'): void;
+}
+
+export interface RuntimeOptions {
+  log: Logger;
+  hooks?: Partial<ServingHooks>;
+  timings?: PoolTimings;
+  /** how long create/update wait for replicas to become ready, default 120 s */
+  readyWaitMs?: number;
+}
+
+export interface VariantDescription {
+  name: string;
+  model: string;
+  weight: number;
+  /** share of traffic, from the weights */
+  traffic: number;
+  desired: number;
+  ready: number;
+  replicas: ReplicaInfo[];
+}
+
+export interface EndpointDescription {
+  name: string;
+  status: 'in_service' | 'starting' | 'updating' | 'scaled_to_zero';
+  path: string;
+  variants: VariantDescription[];
+  replicas: Array<ReplicaInfo & { variant: string }>;
+  autoscaling: ScalingPolicy | null;
+  spec: EndpointSpec;
+  events: EndpointEvent[];
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** Gauges for one variant, read at scrape time. */
+export interface VariantLoad {
+  endpoint: string;
+  variant: string;
+  replicas: Record<string, number>;
+  /** requests waiting for a replica or on one */
+  queued: number;
+}
+
+interface Live {
+  endpoint: Endpoint;
+  pools: Map<string, ReplicaPool>;
+}
+
+/**
+ * The serving control loop: persisted endpoints become replica pools behind the router, under
+ * the autoscaler. Changes to one endpoint are applied one at a time (create, update with rolling
+ * rollout, delete); the endpoints table always holds what is running, so a restarted daemon
+ * brings every endpoint back as it was.
+ */
+export class ServingRuntime {
+  readonly router: Router;
+  private readonly autoscaler: Autoscaler<ReplicaPool>;
+  private readonly live = new Map<string, Live>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private closed = false;
+
+  constructor(
+    private readonly ws: Workspace,
+    private readonly opts: RuntimeOptions,
+  ) {
+    this.router = new Router(opts.log);
+    this.autoscaler = new Autoscaler<ReplicaPool>((pool, d) => {
+      const live = this.live.get(pool.endpoint);
+      if (!live) return;
+      live.endpoint.desired[pool.variant] = d.desired;
+      saveDesired(this.ws, pool.endpoint, live.endpoint.desired);
+      const message = `scaled ${pool.variant} ${d.direction} from ${d.from} to ${d.desired} replicas: ${d.reason}`;
+      this.event(pool.endpoint, d.direction === 'out' ? 'scale_out' : 'scale_in', message, { variant: pool.variant, from: d.from, to: d.desired, reason: d.reason });
+      opts.hooks?.scaling?.(pool.endpoint, pool.variant, d.direction);
+    });
+  }
+
+  /** Starts every persisted endpoint with the replicas it had. */
+  async start(): Promise<void> {
+    for (const e of listEndpoints(this.ws)) {
+      try {
+        await this.launch(e);
+      } catch (err) {
+        this.event(e.spec.name, 'start_failed', `could not start endpoint ${e.spec.name}: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  create(input: unknown, opts: { wait?: boolean } = {}): Promise<EndpointDescription> {
+    const name = (input as { name?: unknown })?.name;
+    return this.exclusive(typeof name === 'string' ? name : '', async () => {
+      const spec = planCreate(this.ws, input);
+      await Promise.all(spec.variants.map((v) => this.poolSpec(v, spec))); // every model is loadable before anything is stored
+      const endpoint = insertEndpoint(this.ws, spec);
+      this.event(spec.name, 'created', `created with ${spec.variants.map((v) => `${v.name}=${v.model}`).join(', ')}, ${spec.instances} instance(s) per variant`);
+      const live = await this.launch(endpoint);
+      if (opts.wait ?? true) await this.waitReady(live, [...live.pools.values()]);
+      return this.describe(spec.name);
+    });
+  }
+
+  update(name: string, input: unknown, opts: { wait?: boolean } = {}): Promise<EndpointDescription> {
+    return this.exclusive(name, async () => {
+      const live = this.require(name);
+      const before = live.endpoint.spec;
+      const spec = planUpdate(this.ws, before, input);
+      const given = (input ?? {}) as { instances?: number };
+      const desired: Record<string, number> = {};
+      for (const v of spec.variants) {
+        const had = live.endpoint.desired[v.name];
+        desired[v.name] = given.instances !== undefined || had === undefined ? spec.instances : Math.min(spec.max, Math.max(spec.min, had));
+      }
+      const specs = new Map(await Promise.all(spec.variants.map(async (v) => [v.name, await this.poolSpec(v, spec)] as const)));
+      live.endpoint = { ...live.endpoint, spec, desired, updatedAt: new Date().toISOString() };
+      saveEndpoint(this.ws, spec, desired);
+      this.event(name, 'updated', `updated: ${describeChange(before, spec)}`);
+
+      const rollouts: Array<Promise<void>> = [];
+      const added: ReplicaPool[] = [];
+      const policy = scalingPolicy(spec);
+      for (const v of spec.variants) {
+        const ps = specs.get(v.name)!;
+        let pool = live.pools.get(v.name);
+        if (!pool) {
+          pool = this.newPool(name, v.name, ps, desired[v.name]!);
+          live.pools.set(v.name, pool);
+          added.push(pool);
+        } else {
+          if (poolSpecChanged(pool.currentSpec, ps)) rollouts.push(this.rollout(live, pool, v.name, ps));
+          else pool.setMaxInFlight(ps.maxInFlight);
+          pool.setDesired(desired[v.name]!);
+        }
+        if (policy) this.autoscaler.track(pool, policy);
+        else this.autoscaler.untrack(pool);
+      }
+      // new variants get traffic once they can serve it
+      if (opts.wait ?? true) await this.waitReady(live, added);
+      this.route(live);
+      const removed = [...live.pools.entries()].filter(([variant]) => !spec.variants.some((v) => v.name === variant));
+      for (const [variant, pool] of removed) {
+        live.pools.delete(variant);
+        this.autoscaler.untrack(pool);
+      }
+      await Promise.all(removed.map(([, pool]) => pool.close()));
+      if (opts.wait ?? true) await Promise.all(rollouts);
+      else for (const r of rollouts) r.catch(() => {}); // failures are recorded as events and reverted
+      return this.describe(name);
+    });
+  }
+
+  delete(name: string): Promise<void> {
+    return this.exclusive(name, async () => {
+      const live = this.require(name);
+      this.router.remove(name);
+      this.live.delete(name);
+      for (const pool of live.pools.values()) this.autoscaler.untrack(pool);
+      await Promise.all([...live.pools.values()].map((p) => p.close()));
+      removeEndpoint(this.ws, name);
+      this.opts.log.info({ endpoint: name }, 'endpoint deleted');
+    });
+  }
+
+  describe(name: string): EndpointDescription {
+    const live = this.require(name);
+    const { spec } = live.endpoint;
+    const totalWeight = spec.variants.reduce((s, v) => s + v.weight, 0);
+    const variants = spec.variants.map((v): VariantDescription => {
+      const pool = live.pools.get(v.name)!;
+      return { name: v.name, model: pool.model, weight: v.weight, traffic: v.weight / totalWeight, desired: pool.desired, ready: pool.readyCount, replicas: pool.snapshot() };
+    });
+    const pools = [...live.pools.values()];
+    const status = pools.some((p) => p.rollingOut)
+      ? 'updating'
+      : pools.every((p) => p.desired === 0 && p.readyCount === 0)
+        ? 'scaled_to_zero'
+        : pools.every((p) => p.desired === 0 || p.readyCount > 0)
+          ? 'in_service'
+          : 'starting';
+    return {
+      name,
+      status,
+      path: `/endpoints/${name}/invocations`,
+      variants,
+      replicas: variants.flatMap((v) => v.replicas.map((r) => ({ ...r, variant: v.name }))),
+      autoscaling: scalingPolicy(spec) ?? null,
+      spec,
+      events: listEvents(this.ws, name, 20),
+      createdAt: live.endpoint.createdAt,
+      updatedAt: live.endpoint.updatedAt,
+    };
+  }
+
+  list(): EndpointDescription[] {
+    return [...this.live.keys()].sort().map((n) => this.describe(n));
+  }
+
+  load(): VariantLoad[] {
+    const out: VariantLoad[] = [];
+    for (const [endpoint, live] of this.live) {
+      for (const [variant, pool] of live.pools) {
+        const replicas: Record<string, number> = { starting: 0, ready: 0, draining: 0 };
+        for (const r of pool.snapshot()) if (r.state in replicas) replicas[r.state]!++;
+        out.push({ endpoint, variant, replicas, queued: pool.inFlight });
+      }
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.autoscaler.close();
+    const all = [...this.live.values()].flatMap((l) => [...l.pools.values()]);
+    for (const name of this.live.keys()) this.router.remove(name);
+    this.live.clear();
+    await Promise.all(all.map((p) => p.close()));
+  }
+
+  private async launch(endpoint: Endpoint): Promise<Live> {
+    const { spec } = endpoint;
+    const policy = scalingPolicy(spec);
+    const live: Live = { endpoint, pools: new Map() };
+    for (const v of spec.variants) {
+      const desired = endpoint.desired[v.name] ?? spec.instances;
+      const pool = this.newPool(spec.name, v.name, await this.poolSpec(v, spec), desired);
+      live.pools.set(v.name, pool);
+      if (policy) this.autoscaler.track(pool, policy);
+    }
+    this.live.set(spec.name, live);
+    this.route(live);
+    return live;
+  }
+
+  private newPool(endpoint: string, variant: string, spec: PoolSpec, desired: number): ReplicaPool {
+    return new ReplicaPool(
+      endpoint,
+      variant,
+      spec,
+      desired,
+      {
+        event: (e) => this.poolEvent(e),
+        batch: (ep, v, size) => this.opts.hooks?.batch?.(ep, v, size),
+        demand: (pool) => this.autoscaler.demand(pool),
+      },
+      this.opts.log,
+      this.opts.timings ?? DEFAULT_TIMINGS,
+    );
+  }
+
+  private route(live: Live): void {
+    const { spec } = live.endpoint;
+    this.router.set(
+      spec.name,
+      spec.variants.map((v) => ({ name: v.name, weight: v.weight, pool: live.pools.get(v.name)! })),
+      spec.timeoutMs,
+    );
+  }
+
+  /** Rolls a variant to its new spec; when the new replicas fail their readiness check, the stored spec goes back to the model still serving. */
+  private async rollout(live: Live, pool: ReplicaPool, variant: string, spec: PoolSpec): Promise<void> {
+    try {
+      await pool.setSpec(spec);
+    } catch (e) {
+      if (e instanceof KennelError && e.code === 'rollout_failed' && this.live.get(live.endpoint.spec.name) === live) {
+        const current = live.endpoint.spec;
+        const reverted = { ...current, variants: current.variants.map((v) => (v.name === variant ? { ...v, model: pool.model } : v)) };
+        live.endpoint = { ...live.endpoint, spec: reverted };
+        saveEndpoint(this.ws, reverted, live.endpoint.desired);
+      }
+      throw e;
+    }
+  }
+
+  private async poolSpec(v: Variant, spec: EndpointSpec): Promise<PoolSpec> {
+    const mv = getModel(this.ws, v.model);
+    return {
+      model: `${mv.name}@${mv.version}`,
+      onnxPath: await this.ws.artifacts.localPath(mv.onnxSha),
+      card: mv.card,
+      device: spec.device,
+      batching: { maxBatch: spec.maxBatch, maxDelayMs: spec.maxDelayMs },
+      maxInFlight: spec.maxInFlight,
+    };
+  }
+
+  private async waitReady(live: Live, pools: ReplicaPool[]): Promise<void> {
+    const limit = Date.now() + (this.opts.readyWaitMs ?? 120_000);
+    while (pools.some((p) => p.readyCount < p.desired || p.rollingOut)) {
+      if (this.closed || this.live.get(live.endpoint.spec.name) !== live) return;
+      if (Date.now() > limit) {
+        throw new KennelError(`The replicas of endpoint ${live.endpoint.spec.name} are not all ready after ${Math.round((this.opts.readyWaitMs ?? 120_000) / 1000)} s.`, 'See kennel endpoints describe for their state and events.', 504, 'not_ready');
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  private poolEvent(e: PoolEvent): void {
+    this.event(e.endpoint, e.kind, `${e.variant}: ${e.message}`, { variant: e.variant, ...e.detail });
+  }
+
+  private event(endpoint: string, kind: string, message: string, detail: Record<string, unknown> = {}): void {
+    const level = kind === 'replica_crashed' || kind === 'replica_unhealthy' || kind === 'rollout_failed' || kind === 'start_failed' ? 'warn' : 'info';
+    this.opts.log[level]({ endpoint, event: kind, ...detail }, message);
+    if (!this.closed && (this.live.has(endpoint) || kind === 'created' || kind === 'start_failed')) recordEvent(this.ws, endpoint, kind, message, detail);
+  }
+
+  private require(name: string): Live {
+    const live = this.live.get(name);
+    if (live) return live;
+    getEndpoint(this.ws, name); // throws the 404
+    throw new KennelError(`Endpoint ${name} is stored but not running.`, 'Restart the daemon: kennel down, then kennel up.', 503, 'not_running');
+  }
+
+  /** Runs changes to one endpoint one after another. */
+  private exclusive<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(name) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const settled = next.catch(() => {});
+    this.locks.set(name, settled);
+    void settled.then(() => {
+      if (this.locks.get(name) === settled) this.locks.delete(name);
+    });
+    return next;
+  }
+}
+
+function poolSpecChanged(a: PoolSpec, b: PoolSpec): boolean {
+  return a.model !== b.model || a.device !== b.device || a.batching.maxBatch !== b.batching.maxBatch || a.batching.maxDelayMs !== b.batching.maxDelayMs || a.onnxPath !== b.onnxPath;
+}
+
+function describeChange(a: EndpointSpec, b: EndpointSpec): string {
+  const parts: string[] = [];
+  for (const v of b.variants) {
+    const old = a.variants.find((x) => x.name === v.name);
+    if (!old) parts.push(`added ${v.name}=${v.model} (weight ${v.weight})`);
+    else {
+      if (old.model !== v.model) parts.push(`${v.name} ${old.model} -> ${v.model}`);
+      if (old.weight !== v.weight) parts.push(`${v.name} weight ${old.weight} -> ${v.weight}`);
+    }
+  }
+  for (const v of a.variants) if (!b.variants.some((x) => x.name === v.name)) parts.push(`removed ${v.name}`);
+  for (const k of Object.keys(b) as Array<keyof EndpointSpec>) {
+    if (k !== 'variants' && k !== 'name' && a[k] !== b[k]) parts.push(`${k} ${String(a[k])} -> ${String(b[k])}`);
+  }
+  return parts.join(', ') || 'no change';
+}

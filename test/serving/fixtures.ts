@@ -1,0 +1,64 @@
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { sharedDir, tmpDir } from '../helpers/paths.js';
+import { importModel } from '../../src/registry/index.js';
+import { openWorkspace, type Workspace } from '../../src/store/index.js';
+
+export const mobilenetPath = (): string => path.join(sharedDir(), 'models/mobilenetv2-12-int8.onnx');
+
+/** Real photographs from the shared data (for invocations and load). */
+export function realPhotos(): string[] {
+  const root = path.join(sharedDir(), 'data/real-photos');
+  return readdirSync(root)
+    .sort()
+    .flatMap((d) => readdirSync(path.join(root, d)).sort().map((f) => path.join(root, d, f)));
+}
+
+export const photo = (name = 'aipnd-dogs/Beagle_01125.jpg'): Buffer => readFileSync(path.join(sharedDir(), 'data/real-photos', name));
+
+/** A labels file for the 1000 ImageNet classes of the shared MobileNetV2: "PREFIX-0" ... "PREFIX-999". */
+export function labelsFile(prefix: string): string {
+  const file = path.join(tmpDir('kennel-labels-'), `${prefix}.txt`);
+  writeFileSync(file, Array.from({ length: 1000 }, (_, i) => `${prefix}-${i}`).join('\n') + '\n');
+  return file;
+}
+
+export const labels = (prefix: string): string[] => Array.from({ length: 1000 }, (_, i) => `${prefix}-${i}`);
+
+/**
+ * A workspace with the shared MobileNetV2 imported as model `name` (its logits get a Softmax
+ * appended). Each call with the same name adds a version; `prefix` tells versions apart in answers.
+ */
+export async function workspaceWithModel(home: string, name = 'mnet', prefix = 'v1'): Promise<Workspace> {
+  const ws = openWorkspace(home);
+  await importModel(ws, mobilenetPath(), { name, labels: labels(prefix) });
+  return ws;
+}
+
+/** Kills a process group (a detached daemon and its replicas) and ignores one that is gone already. */
+export function killGroup(pid: number | undefined): void {
+  if (!pid) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    /* already gone */
+  }
+}
+
+/** Pids of the direct children of `pid` (replica processes of a daemon). */
+export function childrenOf(pid: number): number[] {
+  const r = spawnSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' });
+  return r.stdout.split('\n').map((s) => Number(s.trim())).filter((n) => n > 0);
+}
+
+/** Polls `check` until it returns a value (not undefined/false), or throws after `timeoutMs`. */
+export async function waitFor<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+  const limit = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > limit) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
