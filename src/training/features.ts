@@ -1,9 +1,7 @@
 import type { Backbone, CropView } from '../backbones/index.js';
-import type { ProgressSink } from '../core/progress.js';
 import { Rng, seedFrom } from '../core/rng.js';
 import type { DatasetItem, DatasetVersion, Split } from '../data/index.js';
-import { imagePath } from '../data/index.js';
-import { sha256, type Workspace } from '../store/index.js';
+import { sha256, type ArtifactStore, type Workspace } from '../store/index.js';
 import type { FeatureExtractor } from './extract.js';
 
 /** Rows per cached chunk: the unit of resumption and of work for parallel workers. */
@@ -28,8 +26,6 @@ export interface FeatureMatrix {
   items: DatasetItem[];
   /** chunks reused from the cache (0 = all computed now) */
   cachedChunks: number;
-  /** images run through the backbone by this call */
-  computedRows: number;
   chunks: number;
 }
 
@@ -55,7 +51,7 @@ export function featureKey(r: FeatureRequest): string {
 }
 
 /** Deterministic augmentation crop for an item: scale 35-100% of the area, aspect 3/4-4/3, random flip. */
-export function augmentView(seed: number, item: DatasetItem, view: number): CropView | undefined {
+export function augmentView(seed: number, item: Pick<DatasetItem, 'sha256'>, view: number): CropView | undefined {
   if (view === 0) return undefined;
   const rng = new Rng(seedFrom(seed, item.sha256, view));
   const area = rng.uniform(0.35, 1);
@@ -77,10 +73,22 @@ function chunkPresent(ws: Workspace, key: string, chunk: number): boolean {
   return !!row && ws.artifacts.has(row.artifact_sha);
 }
 
-/** Computes one chunk and stores it (artifact first, then the DB row, so a crash leaves no dangling row). */
-export async function computeChunk(ws: Workspace, extractor: FeatureExtractor, r: FeatureRequest, chunk: number, opts: { signal?: AbortSignal; onImages?: (n: number) => void } = {}): Promise<void> {
-  const items = splitItems(r.dataset, r.split).slice(chunk * CHUNK_ROWS, (chunk + 1) * CHUNK_ROWS);
-  const inputs = await Promise.all(items.map(async (it) => ({ path: await imagePath(ws, it), view: augmentView(r.seed, it, r.view) })));
+export function chunkItems(r: FeatureRequest, chunk: number): DatasetItem[] {
+  return splitItems(r.dataset, r.split).slice(chunk * CHUNK_ROWS, (chunk + 1) * CHUNK_ROWS);
+}
+
+/**
+ * Features of one chunk's images, stored as a raw float32 artifact; returns its sha. Touches
+ * only the artifact store, so any worker that sees the same store computes the same bytes.
+ */
+export async function extractChunk(
+  artifacts: ArtifactStore,
+  extractor: FeatureExtractor,
+  images: Array<Pick<DatasetItem, 'sha256'>>,
+  view: { seed: number; view: number },
+  opts: { signal?: AbortSignal; onImages?: (n: number) => void } = {},
+): Promise<string> {
+  const inputs = await Promise.all(images.map(async (it) => ({ path: await artifacts.localPath(it.sha256), view: augmentView(view.seed, it, view.view) })));
   let reported = 0;
   const feats = await extractor.extract(inputs, {
     batchSize: EXTRACT_BATCH,
@@ -90,52 +98,28 @@ export async function computeChunk(ws: Workspace, extractor: FeatureExtractor, r
       reported = done;
     },
   });
-  const sha = await ws.artifacts.put(new Uint8Array(feats.buffer, feats.byteOffset, feats.byteLength));
-  ws.db.prepare('INSERT OR REPLACE INTO feature_chunks (cache_key, chunk, artifact_sha, rows) VALUES (?, ?, ?, ?)').run(featureKey(r), chunk, sha, items.length);
+  return artifacts.put(new Uint8Array(feats.buffer, feats.byteOffset, feats.byteLength));
 }
 
-/**
- * Features for one (split, view), computing only the chunks not cached yet. A cancelled run
- * keeps every finished chunk, so the next run resumes where it stopped.
- */
-export async function loadOrComputeFeatures(
-  ws: Workspace,
-  getExtractor: () => Promise<FeatureExtractor>,
-  r: FeatureRequest,
-  opts: { progress?: ProgressSink; phase?: string; signal?: AbortSignal } = {},
-): Promise<FeatureMatrix> {
-  const items = splitItems(r.dataset, r.split);
-  const key = featureKey(r);
-  const missing = missingChunks(ws, key, items.length);
-  const chunks = Math.ceil(items.length / CHUNK_ROWS);
-  const total = missing.reduce((n, c) => n + Math.min(CHUNK_ROWS, items.length - c * CHUNK_ROWS), 0);
-  if (missing.length) {
-    const extractor = await getExtractor();
-    let done = 0;
-    const phase = opts.phase ?? `features ${r.split}`;
-    opts.progress?.({ phase, done, total });
-    for (const c of missing) {
-      await computeChunk(ws, extractor, r, c, {
-        signal: opts.signal,
-        onImages: (n) => {
-          done += n;
-          opts.progress?.({ phase, done, total });
-        },
-      });
-    }
-  }
-  return { ...(await readFeatures(ws, r, items, chunks - missing.length)), computedRows: total };
+/** Records a computed chunk; done by the coordinator only, after the artifact exists, so SQLite has one writer and no dangling row. */
+export function recordChunk(ws: Workspace, key: string, chunk: number, sha: string, rows: number): void {
+  ws.db.prepare('INSERT OR REPLACE INTO feature_chunks (cache_key, chunk, artifact_sha, rows) VALUES (?, ?, ?, ?)').run(key, chunk, sha, rows);
 }
 
-export async function readFeatures(ws: Workspace, r: FeatureRequest, items: DatasetItem[], cachedChunks: number): Promise<Omit<FeatureMatrix, 'computedRows'>> {
+/** Assembles a feature matrix from its cached chunks, each at its row offset; every chunk must be there. */
+export async function readFeatures(ws: Workspace, r: FeatureRequest, items: DatasetItem[], cachedChunks: number): Promise<FeatureMatrix> {
   const dim = r.backbone.spec.featureDim;
   const data = new Float32Array(items.length * dim);
   const key = featureKey(r);
+  const chunks = Math.ceil(items.length / CHUNK_ROWS);
   const rows = ws.db.prepare('SELECT chunk, artifact_sha, rows FROM feature_chunks WHERE cache_key = ? ORDER BY chunk').all(key) as Array<{ chunk: number; artifact_sha: string; rows: number }>;
+  if (rows.length !== chunks) throw new Error(`feature cache ${key.slice(0, 12)} has ${rows.length} of ${chunks} chunks`);
   for (const row of rows) {
     const bytes = await ws.artifacts.get(row.artifact_sha);
+    const expected = Math.min(CHUNK_ROWS, items.length - row.chunk * CHUNK_ROWS);
+    if (row.rows !== expected || bytes.byteLength !== expected * dim * 4) throw new Error(`feature chunk ${row.chunk} of ${key.slice(0, 12)} has ${bytes.byteLength} bytes, not ${expected} rows of ${dim} floats`);
     const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
     data.set(new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4), row.chunk * CHUNK_ROWS * dim);
   }
-  return { data, rows: items.length, cols: dim, labels: Int32Array.from(items, (i) => i.label), items, cachedChunks, chunks: Math.ceil(items.length / CHUNK_ROWS) };
+  return { data, rows: items.length, cols: dim, labels: Int32Array.from(items, (i) => i.label), items, cachedChunks, chunks };
 }

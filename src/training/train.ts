@@ -2,12 +2,12 @@ import { z } from 'zod';
 import { getBackbone, type Backbone } from '../backbones/index.js';
 import { CancelledError, KennelError, errorMessage } from '../core/errors.js';
 import type { ProgressSink } from '../core/progress.js';
-import { getDatasetVersion, type DatasetVersion, type Split } from '../data/index.js';
+import { getDatasetVersion, type DatasetVersion } from '../data/index.js';
 import { registerModel, checkModelName, type ModelCard } from '../registry/index.js';
 import { createJob, finishJob, type Workspace } from '../store/index.js';
-import { FeatureExtractor, tuneSharp, type Device } from './extract.js';
+import { datasetFeatures, type WorkerThroughput } from './dispatch.js';
 import { PROBABILITIES_OUTPUT, applyStandardizer, buildServingModel, standardizer } from './export.js';
-import { loadOrComputeFeatures, type FeatureMatrix } from './features.js';
+import type { FeatureMatrix } from './features.js';
 import { HeadRunner, fitHead, type EpochStats, type HeadConfig } from './head.js';
 import { evaluate, fitTemperature, type SplitMetrics } from './metrics.js';
 
@@ -31,6 +31,10 @@ export const TrainOptionsSchema = z.object({
   augment: z.number().int().min(0).max(32).default(0),
   device: z.enum(['cpu', 'webgpu', 'auto']).default('cpu'),
   seed: z.number().int().min(0).default(0),
+  /** workers that share feature extraction; 1 = this process */
+  instances: z.number().int().min(1).max(1024).default(1),
+  /** redis:// URL of a BullMQ queue served by `kennel worker` processes */
+  queue: z.string().min(1).optional(),
 });
 export type TrainOptions = z.input<typeof TrainOptionsSchema>;
 type Resolved = z.output<typeof TrainOptionsSchema>;
@@ -44,44 +48,7 @@ export interface TrainResult {
   bestEpoch: number;
   seconds: number;
   timings: { features: number; head: number; evaluate: number; export: number };
-  features: { chunks: number; cachedChunks: number; extractedImages: number };
-}
-
-/** Features for the training views and the valid/test centre crops, from cache where possible. */
-export async function datasetFeatures(
-  ws: Workspace,
-  ds: DatasetVersion,
-  backbone: Backbone,
-  opts: { augment: number; seed: number; device: Device; progress?: ProgressSink; signal?: AbortSignal },
-): Promise<{ train: FeatureMatrix[]; valid: FeatureMatrix; test: FeatureMatrix; extractedImages: number }> {
-  let extractor: Promise<FeatureExtractor> | undefined;
-  let extracted = 0;
-  const getExtractor = () => {
-    tuneSharp();
-    extractor ??= (async () =>
-      FeatureExtractor.create(await ws.artifacts.localPath(backbone.extractorSha), {
-        spec: backbone.spec.preprocess,
-        inputName: backbone.spec.inputName,
-        outputName: backbone.spec.outputName,
-        dim: backbone.spec.featureDim,
-        device: opts.device,
-      }))();
-    return extractor;
-  };
-  const load = async (split: Split, view: number) => {
-    const m = await loadOrComputeFeatures(ws, getExtractor, { dataset: ds, backbone, split, view, seed: opts.seed }, { progress: opts.progress, signal: opts.signal, phase: view ? `features ${split} view ${view}` : `features ${split}` });
-    extracted += m.computedRows;
-    return m;
-  };
-  try {
-    const train: FeatureMatrix[] = [];
-    for (let v = 0; v <= opts.augment; v++) train.push(await load('train', v));
-    const valid = await load('valid', 0);
-    const test = await load('test', 0);
-    return { train, valid, test, extractedImages: extracted };
-  } finally {
-    if (extractor) await (await extractor).close();
-  }
+  features: { chunks: number; cachedChunks: number; extractedImages: number; backend: string; workers: WorkerThroughput[] };
 }
 
 function concatRows(ms: FeatureMatrix[]): { data: Float32Array; rows: number; cols: number; labels: Int32Array } {
@@ -134,7 +101,7 @@ async function runTraining(ws: Workspace, jobId: string, o: Resolved, name: stri
     t = performance.now();
     return s;
   };
-  const feats = await datasetFeatures(ws, ds, backbone, { augment: o.augment, seed: o.seed, device: o.device, progress, signal: hooks.signal });
+  const feats = await datasetFeatures(ws, ds, backbone, { augment: o.augment, seed: o.seed, device: o.device, instances: o.instances, queue: o.queue, progress, signal: hooks.signal });
   const featureSeconds = lap();
 
   const trainRaw = concatRows(feats.train);
@@ -196,7 +163,7 @@ async function runTraining(ws: Workspace, jobId: string, o: Resolved, name: stri
     bestEpoch: fit.bestEpoch,
     seconds: 0,
     timings: { features: featureSeconds, head: headSeconds, evaluate: evaluateSeconds, export: exportSeconds },
-    features: { chunks: [...feats.train, feats.valid, feats.test].reduce((n, m) => n + m.chunks, 0), cachedChunks: [...feats.train, feats.valid, feats.test].reduce((n, m) => n + m.cachedChunks, 0), extractedImages: feats.extractedImages },
+    features: { chunks: [...feats.train, feats.valid, feats.test].reduce((n, m) => n + m.chunks, 0), cachedChunks: [...feats.train, feats.valid, feats.test].reduce((n, m) => n + m.cachedChunks, 0), extractedImages: feats.extractedImages, backend: feats.backend, workers: feats.workers },
   };
 }
 

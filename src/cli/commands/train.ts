@@ -1,4 +1,5 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
+import { cpus } from 'node:os';
 import { parseDatasetRef } from '../../data/index.js';
 import { openWorkspace } from '../../store/index.js';
 import { train, type TrainOptions } from '../../training/index.js';
@@ -25,15 +26,19 @@ export function registerTrain(program: Command): void {
     .option('--augment <views>', 'extra random-resized-crop + flip views per training image (each cached)', number('--augment', { int: true, min: 0, max: 32 }), 0)
     .option('--device <device>', 'cpu, webgpu (GPU through ONNX Runtime WebGPU) or auto', oneOf('--device', ['cpu', 'webgpu', 'auto'] as const), 'cpu')
     .option('--seed <n>', 'random seed (shuffles, init, augmentation)', number('--seed', { int: true, min: 0 }), 0)
+    .option('--instances [k]', 'shard feature extraction over K workers (alias --workers): local processes, or tasks in flight with --queue; no value = one per core; default 1 = this process', number('--instances', { int: true, min: 1, max: 1024 }))
+    .addOption(new Option('--workers [k]').argParser(number('--workers', { int: true, min: 1, max: 1024 })).hideHelp())
+    .option('--queue <url>', 'Redis URL of kennel worker processes (default $KENNEL_QUEUE)')
     .option('--json', 'print JSON')
-    .action((opts: Omit<TrainOptions, 'dataset'> & { dataset: string; json?: boolean }) =>
+    .action((opts: Omit<TrainOptions, 'dataset' | 'instances'> & { dataset: string; instances?: number | true; workers?: number | true; json?: boolean }) =>
       runAction(async (signal) => {
         const ws = openWorkspace();
         const bar = progressBars(opts);
         try {
           const { name: dataset, version } = parseDatasetRef(opts.dataset);
-          const { json: _json, ...rest } = opts;
-          const r = await train(ws, { ...rest, dataset, datasetVersion: version }, { progress: bar, signal });
+          const { json: _json, workers, instances: k, queue, ...rest } = opts;
+          const instances = (workers ?? k) === true ? cpus().length : ((workers ?? k) as number | undefined);
+          const r = await train(ws, { ...rest, dataset, datasetVersion: version, instances, queue: queue ?? (process.env.KENNEL_QUEUE || undefined) }, { progress: bar, signal });
           bar.end();
           const brief = (m: { n: number; top1: number; top5: number; loss: number; ece: number; eceUncalibrated: number }) => ({ n: m.n, top1: m.top1, top5: m.top5, loss: m.loss, ece: m.ece, eceUncalibrated: m.eceUncalibrated });
           emit(
