@@ -8,6 +8,7 @@ import { registerModels } from './models.js';
 import { registerModelsImport } from './models-import.js';
 import { registerPredict } from './predict.js';
 import { registerTrain } from './train.js';
+import { registerWorkers } from './workers.js';
 
 /** Each area contributes one module (in this folder) that adds its subcommands to the program. */
 export function registerCommands(program: Command): void {
@@ -20,4 +21,5 @@ export function registerCommands(program: Command): void {
   registerDaemon(program);
   registerEndpoints(program);
   registerInvoke(program);
+  registerWorkers(program);
 }

@@ -1,0 +1,82 @@
+import type { Command } from 'commander';
+import { cpus } from 'node:os';
+import { KennelError } from '../../core/errors.js';
+import { defaultHome } from '../../store/index.js';
+import { executionProviders, TRAINING_TASKS } from '../../training/index.js';
+import { listWorkers, startRedisWorker, type WorkerInfo } from '../../workers/index.js';
+import { emit, runAction, table } from '../output.js';
+import { number } from '../options.js';
+
+/** Modules with every task type a `kennel worker` can run; a new area adds its module here. */
+const TASK_MODULES = (): string[] => [TRAINING_TASKS()];
+/** How long a stopping worker lets its current task finish before handing it back to the queue. */
+const STOP_GRACE_MS = 10_000;
+
+const queueOf = (opt: string | undefined): string | undefined => opt ?? (process.env.KENNEL_QUEUE || undefined);
+
+export function registerWorkers(program: Command): void {
+  program
+    .command('worker')
+    .description('Run tasks (feature extraction for kennel train --queue) from a Redis queue until stopped. SIGTERM or Ctrl-C: finish the current task (or hand it back after 10 s) and exit.')
+    .option('--queue <url>', 'Redis URL, e.g. redis://host:6379 (default $KENNEL_QUEUE)')
+    .option('--home <dir>', 'the shared workspace, the same KENNEL_HOME as the coordinator (default $KENNEL_HOME or ./.kennel)')
+    .option('--threads <n>', 'ONNX Runtime threads per task (default: all cores)', number('--threads', { int: true, min: 1, max: 1024 }))
+    .option('--name <id>', 'worker id shown by kennel workers list (default HOST-PID)')
+    .option('--lock-seconds <s>', 'seconds a task stays claimed after this worker stops responding, before another worker takes it over', number('--lock-seconds', { min: 1, max: 3600 }), 30)
+    .option('--json', 'print a JSON summary on exit instead of a log line per task')
+    .action((opts: { queue?: string; home?: string; threads?: number; name?: string; lockSeconds: number; json?: boolean }) =>
+      runAction(async (signal) => {
+        const queue = queueOf(opts.queue);
+        if (!queue) throw new KennelError('kennel worker needs a queue.', 'Give --queue redis://HOST:PORT (or set KENNEL_QUEUE) and --home SHARED_KENNEL_HOME.');
+        const log = (line: string) => {
+          if (!opts.json) process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
+        };
+        const counts = { done: 0, failed: 0, returned: 0 };
+        const started = performance.now();
+        const worker = await startRedisWorker({
+          url: queue,
+          home: opts.home ?? defaultHome(),
+          threads: opts.threads ?? cpus().length,
+          device: executionProviders('auto')[0]!,
+          taskModules: TASK_MODULES(),
+          name: opts.name,
+          lockSeconds: opts.lockSeconds,
+          onEvent: (e) => {
+            if (e.type === 'started') return log(`start ${e.task.label}`);
+            counts[e.type]++;
+            log(e.type === 'done' ? `done  ${e.task.label} in ${e.seconds!.toFixed(1)}s` : e.type === 'failed' ? `failed ${e.task.label}: ${e.error}` : `handed back ${e.task.label}`);
+          },
+        });
+        const w = worker.info;
+        log(`worker ${w.id} on ${w.host} (${w.cores} cores, ${w.threads} thread${w.threads === 1 ? '' : 's'}, ${w.device}) waiting for tasks; home ${opts.home ?? defaultHome()}`);
+        await new Promise<void>((resolve) => {
+          signal.addEventListener('abort', () => resolve(), { once: true });
+          process.once('SIGTERM', () => resolve());
+        });
+        log('stopping: finishing the current task (SIGTERM again hands it back now)');
+        process.once('SIGTERM', () => void worker.close(0));
+        await worker.close(STOP_GRACE_MS);
+        log('stopped');
+        emit(opts, { worker: w.id, host: w.host, tasks: counts, seconds: (performance.now() - started) / 1000 }, () => '');
+      }),
+    );
+
+  program
+    .command('workers')
+    .description('Inspect workers.')
+    .command('list')
+    .description('Live workers: local worker processes of running trainings in this workspace, and `kennel worker` processes on the queue.')
+    .option('--queue <url>', 'also list the workers of this Redis queue (default $KENNEL_QUEUE)')
+    .option('--json', 'print JSON')
+    .action((opts: { queue?: string; json?: boolean }) =>
+      runAction(async () => {
+        const workers = await listWorkers({ home: defaultHome(), queue: queueOf(opts.queue) });
+        emit(opts, { workers }, () => (workers.length ? table(['WORKER', 'BACKEND', 'HOST', 'CORES', 'THREADS', 'DEVICE', 'HEARTBEAT', 'TASK'], workers.map(row)) : 'no live workers'));
+      }),
+    );
+}
+
+function row(w: WorkerInfo): Array<string | number> {
+  const age = Math.max(0, Math.round((Date.now() - Date.parse(w.heartbeatAt)) / 1000));
+  return [w.id, w.backend, w.host, w.cores, w.threads, w.device, `${age}s ago`, w.task ? w.task.label : 'idle'];
+}
