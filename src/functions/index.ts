@@ -1,0 +1,24 @@
+/**
+ * Functions: the "Lambda in front of the endpoint". Definitions with least-privilege execution
+ * roles, the built-in classify handler, isolated user handlers, reserved and provisioned
+ * concurrency, metrics, and the fastify routes that expose them.
+ */
+export { FunctionGateway, type GatewayOptions, type InvokeOptions, type Invocation } from './gateway.js';
+export { functionsRoutes, type FunctionsRoutesOptions } from './routes.js';
+export {
+  createFunction,
+  updateFunction,
+  deleteFunction,
+  getFunction,
+  listFunctions,
+  leastPrivilege,
+  roleOf,
+  BUILTIN_CLASSIFY,
+  HTTP_API_PREFIX,
+  FUNCTION_DEFAULTS,
+  type FunctionDefinition,
+  type FunctionSettings,
+} from './store.js';
+export { classifyHandler } from './classify.js';
+export { FunctionMetrics } from './metrics.js';
+export type { EndpointClient, EndpointResult, EndpointPrediction, HandlerContext, ProxyResponse } from './types.js';

@@ -1,0 +1,208 @@
+import { Worker, type WorkerOptions } from 'node:worker_threads';
+import { KennelError } from '../core/errors.js';
+import { classifyHandler } from './classify.js';
+import type { FunctionDefinition } from './store.js';
+import type { HandlerContext } from './types.js';
+import { toWire, type FromWorker, type ParentServices, type ToWorker, type WireError } from './worker-protocol.js';
+
+/** One invocation as an instance sees it. */
+export interface InvocationInfo {
+  requestId: string;
+  services: ParentServices;
+  /** aborted, with the error as its reason, when the invocation times out */
+  signal: AbortSignal;
+  /** when the invocation must be finished (Date.now() time) */
+  deadline: number;
+}
+
+/** Rejects with the signal's reason once it is aborted. */
+const aborted = (signal: AbortSignal) => new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
+
+/**
+ * An instance runs one invocation at a time (like a Lambda execution environment). Once
+ * `broken` (timed out, crashed, out of memory) it is never reused.
+ */
+export interface Instance {
+  invoke(event: unknown, info: InvocationInfo): Promise<unknown>;
+  stop(): Promise<void>;
+  readonly broken: boolean;
+}
+
+export const timedOut = (def: FunctionDefinition): KennelError =>
+  new KennelError(`Function ${def.name} timed out after ${def.timeoutMs / 1000} s.`, `Raise it with kennel functions update ${def.name} --timeout 30s, or make the handler faster.`, 504, 'function_timeout');
+
+const failed = (def: FunctionDefinition, e: WireError) =>
+  new KennelError(`Function ${def.name} failed: ${e.message}`, 'The handler threw an error; its message is above.', 502, 'function_error');
+
+function contextFor(def: FunctionDefinition, info: InvocationInfo): HandlerContext {
+  return {
+    functionName: def.name,
+    requestId: info.requestId,
+    endpoint: def.endpoint,
+    memoryLimitInMB: def.memoryMb,
+    getRemainingTimeInMillis: () => Math.max(0, info.deadline - Date.now()),
+    endpoints: { invoke: (endpoint, body, contentType, opts) => info.services.invokeEndpoint(endpoint, body, contentType, opts) },
+    fetchImage: (url) => info.services.fetchImage(url),
+  };
+}
+
+/**
+ * The built-in classify handler runs in the gateway's own thread: it is Kennel's code, so it needs
+ * no isolation and pays no thread hop. Its timeout aborts its fetch and endpoint call.
+ */
+export class BuiltinInstance implements Instance {
+  readonly broken = false;
+
+  constructor(private readonly def: FunctionDefinition) {}
+
+  invoke(event: unknown, info: InvocationInfo): Promise<unknown> {
+    return Promise.race([classifyHandler(event, contextFor(this.def, info)), aborted(info.signal)]);
+  }
+
+  async stop(): Promise<void> {}
+}
+
+/**
+ * Starts the worker entry. Kennel normally runs compiled JS; when it runs from its TypeScript
+ * sources (the tests, through tsx), tsx's hooks do not reach worker threads on Node 20, so the
+ * worker registers them itself before loading the entry.
+ */
+function spawnWorker(options: WorkerOptions): Worker {
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./worker.js', import.meta.url), options);
+  const entry = new URL('./worker.ts', import.meta.url).href;
+  const tsx = import.meta.resolve('tsx/esm/api');
+  return new Worker(`import(${JSON.stringify(tsx)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); })`, { ...options, eval: true });
+}
+
+/**
+ * A user handler in its own worker thread: a V8 heap capped at the function's memory, terminated
+ * at its timeout, and an environment without the daemon's variables. The handler reaches
+ * endpoints only through the parent (see ParentServices). Worker threads share the process, so
+ * this isolates memory, time and crashes, not the network or file system.
+ */
+export class WorkerInstance implements Instance {
+  private current?: { id: number; info: InvocationInfo; resolve: (v: unknown) => void; reject: (e: Error) => void; onAbort: () => void };
+  private seq = 0;
+  private dead = false;
+
+  private constructor(
+    private readonly def: FunctionDefinition,
+    private readonly worker: Worker,
+  ) {
+    worker.on('message', (m: FromWorker) => this.onMessage(m));
+    worker.on('error', (e: Error & { code?: string }) => {
+      this.dead = true;
+      const oom = e.code === 'ERR_WORKER_OUT_OF_MEMORY';
+      this.fail(
+        oom
+          ? new KennelError(`Function ${def.name} ran out of memory (${def.memoryMb} MB).`, `Raise it with kennel functions update ${def.name} --memory ${def.memoryMb * 2}MB.`, 502, 'function_out_of_memory')
+          : failed(def, toWire(e)),
+      );
+    });
+    worker.on('exit', () => {
+      this.dead = true;
+      this.fail(failed(def, { message: 'the handler exited' }));
+    });
+  }
+
+  /** Starts the thread and loads the handler module: the cold start. */
+  static start(def: FunctionDefinition, modulePath: string): Promise<WorkerInstance> {
+    const worker = spawnWorker({
+      workerData: { modulePath },
+      env: { NODE_ENV: process.env.NODE_ENV ?? 'production', KENNEL_FUNCTION_NAME: def.name },
+      resourceLimits: { maxOldGenerationSizeMb: def.memoryMb, maxYoungGenerationSizeMb: Math.min(32, Math.max(4, Math.floor(def.memoryMb / 8))) },
+    });
+    return new Promise((resolve, reject) => {
+      const initTimer = setTimeout(() => {
+        void worker.terminate();
+        reject(new KennelError(`Function ${def.name} did not start within ${Math.max(def.timeoutMs, 10_000) / 1000} s.`, 'Its module does too much work when loaded.', 504, 'function_timeout'));
+      }, Math.max(def.timeoutMs, 10_000));
+      const settle = (e?: Error) => {
+        clearTimeout(initTimer);
+        worker.off('message', onMessage);
+        worker.off('error', settle);
+        worker.off('exit', onExit);
+        if (e) {
+          void worker.terminate();
+          reject(e);
+        } else resolve(new WorkerInstance(def, worker));
+      };
+      const onMessage = (m: FromWorker) => {
+        if (m.type === 'ready') settle();
+        else if (m.type === 'init-failed') settle(new KennelError(`Function ${def.name} could not start: ${m.error.message}`, 'Loading the handler module failed.', 502, 'function_error'));
+      };
+      const onExit = () => settle(new KennelError(`Function ${def.name} exited while starting.`, undefined, 502, 'function_error'));
+      worker.on('message', onMessage);
+      worker.on('error', settle);
+      worker.on('exit', onExit);
+    });
+  }
+
+  get broken(): boolean {
+    return this.dead;
+  }
+
+  invoke(event: unknown, info: InvocationInfo): Promise<unknown> {
+    if (this.dead || this.current) return Promise.reject(new Error('instance is not available'));
+    const id = ++this.seq;
+    return new Promise((resolve, reject) => {
+      // a timed-out handler cannot be interrupted inside its thread: the thread is terminated
+      const onAbort = () => {
+        this.dead = true;
+        this.fail(info.signal.reason);
+        void this.worker.terminate();
+      };
+      info.signal.addEventListener('abort', onAbort, { once: true });
+      this.current = { id, info, resolve, reject, onAbort };
+      const message: ToWorker = { type: 'invoke', id, event, context: { functionName: this.def.name, requestId: info.requestId, endpoint: this.def.endpoint, memoryLimitInMB: this.def.memoryMb, deadline: info.deadline } };
+      try {
+        this.worker.postMessage(message);
+      } catch (e) {
+        this.finish();
+        reject(new KennelError(`The event cannot be passed to function ${this.def.name}: ${(e as Error).message}`, undefined, 400, 'invalid_request'));
+      }
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.dead = true;
+    await this.worker.terminate();
+  }
+
+  private finish() {
+    const c = this.current;
+    c?.info.signal.removeEventListener('abort', c.onAbort);
+    this.current = undefined;
+    return c;
+  }
+
+  private fail(e: Error) {
+    this.finish()?.reject(e);
+  }
+
+  private onMessage(m: FromWorker): void {
+    const c = this.current;
+    if (m.type === 'rpc') {
+      if (!c) return;
+      const reply = (r: ToWorker) => {
+        if (this.current === c && !this.dead) this.worker.postMessage(r);
+      };
+      const call =
+        m.method === 'invokeEndpoint'
+          ? c.info.services.invokeEndpoint(...(m.args as Parameters<ParentServices['invokeEndpoint']>))
+          : m.method === 'fetchImage'
+            ? c.info.services.fetchImage(...(m.args as Parameters<ParentServices['fetchImage']>))
+            : Promise.reject(new Error(`unknown call ${String(m.method)}`));
+      call.then(
+        (value) => reply({ type: 'rpc-result', callId: m.callId, ok: true, value }),
+        (e) => reply({ type: 'rpc-result', callId: m.callId, ok: false, error: toWire(e) }),
+      );
+      return;
+    }
+    if (m.type === 'done' && c && m.id === c.id) {
+      this.finish();
+      if (m.ok) c.resolve(m.value);
+      else c.reject(failed(this.def, m.error));
+    }
+  }
+}

@@ -1,0 +1,75 @@
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { KennelError } from '../core/errors.js';
+import { ThrottledError } from '../security/index.js';
+import type { FunctionGateway, Invocation } from './gateway.js';
+import { HTTP_API_PREFIX } from './store.js';
+
+export interface FunctionsRoutesOptions {
+  gateway: FunctionGateway;
+  /** largest request body, default 14 MiB (a 10 MiB image in base64) */
+  bodyLimit?: number;
+}
+
+// never passed on to handlers
+const CREDENTIAL_HEADERS = new Set(['authorization', 'x-api-key', 'cookie', 'proxy-authorization']);
+const IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/tiff', 'image/avif', 'application/octet-stream'];
+
+function send(reply: FastifyReply, req: FastifyRequest, inv: Invocation): FastifyReply {
+  req.kennelAudit = { function: inv.function, coldStart: inv.coldStart, durationMs: Math.round(inv.durationMs * 100) / 100, statusCode: inv.response.statusCode };
+  const { response } = inv;
+  reply.code(response.statusCode).headers(response.headers).header('x-kennel-cold-start', String(inv.coldStart)).header('x-request-id', inv.requestId);
+  return reply.send(response.isBase64Encoded ? Buffer.from(response.body, 'base64') : response.body);
+}
+
+async function invoke(gateway: FunctionGateway, name: string, event: unknown, req: FastifyRequest, reply: FastifyReply) {
+  try {
+    return send(reply, req, await gateway.invoke(name, event, { requestId: req.id }));
+  } catch (e) {
+    if (e instanceof ThrottledError) reply.header('retry-after', String(e.retryAfterSeconds));
+    throw e;
+  }
+}
+
+/**
+ * The public function routes; register after securityPlugin so its hooks apply:
+ * - POST /functions/NAME/invoke: the JSON body is the event; the handler's proxy response
+ *   becomes the HTTP response (function:Invoke on function/NAME);
+ * - POST /v1/...: HTTP API routes mapped to functions (--route); the handler gets an HTTP API
+ *   (payload 2.0) event, and the body may also be raw image bytes.
+ */
+export const functionsRoutes: FastifyPluginAsync<FunctionsRoutesOptions> = async (app, { gateway, bodyLimit = 14 * 1024 * 1024 }) => {
+  app.addContentTypeParser(IMAGE_TYPES, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+
+  app.post<{ Params: { name: string } }>(
+    '/functions/:name/invoke',
+    { bodyLimit, config: { auth: { action: 'function:Invoke', resource: (req) => `function/${(req.params as { name: string }).name}` } } },
+    async (req, reply) => {
+      if (Buffer.isBuffer(req.body)) throw new KennelError('The invoke body must be the JSON event.', 'Send Content-Type: application/json, e.g. {"url": "https://..."}; raw images go to an HTTP API route (--route).', 415, 'unsupported_media_type');
+      return invoke(gateway, req.params.name, req.body ?? {}, req, reply);
+    },
+  );
+
+  const routeName = (req: FastifyRequest) => {
+    const path = req.url.split('?')[0]!;
+    const name = gateway.functionForRoute(path);
+    if (!name) throw new KennelError(`No function is mapped to ${path.slice(0, 200)}.`, 'Map one with kennel functions update NAME --route /v1/...', 404, 'not_found');
+    return name;
+  };
+
+  app.post(`${HTTP_API_PREFIX}*`, { bodyLimit, config: { auth: { action: 'function:Invoke', resource: (req) => `function/${routeName(req)}` } } }, async (req, reply) => {
+    const name = routeName(req);
+    const [rawPath, rawQueryString = ''] = req.url.split('?') as [string, string?];
+    const raw = Buffer.isBuffer(req.body);
+    const event = {
+      version: '2.0',
+      routeKey: `POST ${rawPath}`,
+      rawPath,
+      rawQueryString,
+      headers: Object.fromEntries(Object.entries(req.headers).filter(([k, v]) => !CREDENTIAL_HEADERS.has(k) && typeof v === 'string')),
+      body: raw ? (req.body as Buffer).toString('base64') : req.body === undefined ? '' : JSON.stringify(req.body),
+      isBase64Encoded: raw,
+      requestContext: { requestId: req.id, http: { method: 'POST', path: rawPath, sourceIp: req.ip }, authorizer: { principal: req.kennelAuth?.principal } },
+    };
+    return invoke(gateway, name, event, req, reply);
+  });
+};

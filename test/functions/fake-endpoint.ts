@@ -1,0 +1,14 @@
+import { KennelError } from '../../src/core/errors.ts';
+import type { EndpointClient, EndpointResult } from '../../src/functions/index.ts';
+
+/** An endpoint client that answers fixed predictions and records every call (no model needed). */
+export class FakeEndpoints implements EndpointClient {
+  readonly calls: Array<{ endpoint: string; bytes: number; contentType: string; topK?: number }> = [];
+
+  async invoke(endpoint: string, body: Uint8Array, contentType: string, opts: { topK?: number } = {}): Promise<EndpointResult> {
+    this.calls.push({ endpoint, bytes: body.length, contentType, topK: opts.topK });
+    if (endpoint === 'missing') throw new KennelError(`Endpoint ${endpoint} was not found.`, undefined, 404, 'not_found');
+    const labels = ['Beagle', 'Basenji', 'Boxer', 'Collie', 'Dalmatian', 'Golden_retriever', 'Pug'];
+    return { predictions: labels.map((label, index) => ({ label, index, score: (labels.length - index) / 28 })).slice(0, opts.topK ?? 5), model: `${endpoint}-model@1`, variant: 'primary' };
+  }
+}
