@@ -92,8 +92,8 @@ function finish(ws: Workspace, name: string, variants: Variant[], s: Omit<Endpoi
   }
   if (!(s.min <= s.instances && s.instances <= s.max)) throw new KennelError(`Instances must lie between min and max (min ${s.min}, instances ${s.instances}, max ${s.max}).`, 'Adjust --instances, --min or --max.');
   const autoscaled = s.targetConcurrency !== null || s.targetInvocationsPerInstance !== null;
-  if (!autoscaled && s.min !== s.max) throw new KennelError('min and max differ but no autoscaling target is set.', 'Add --target-concurrency X or --target-invocations-per-instance Y, or leave --min/--max out.');
   if (!autoscaled && s.instances === 0) throw new KennelError('An endpoint with 0 instances needs an autoscaling target to scale from zero.', 'Add --target-concurrency X (and --min 0).');
+  if (!autoscaled && s.min !== s.max) throw new KennelError('min and max differ but no autoscaling target is set.', 'Add --target-concurrency X or --target-invocations-per-instance Y, or leave --min/--max out.');
   return { name, variants: resolved, ...s };
 }
 

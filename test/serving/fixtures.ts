@@ -62,3 +62,50 @@ export async function waitFor<T>(what: string, check: () => T | undefined | fals
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+export interface LoadResult {
+  status: number;
+  model?: string;
+  variant?: string;
+  label?: string;
+  error?: string;
+}
+
+/**
+ * Closed-loop load for tests: `concurrency` clients each POSTing photos back to back until
+ * stop() is called. Every answer is kept, so a test can require zero failures.
+ */
+export function steadyLoad(url: string, concurrency: number, images: Buffer[] = [photo()]) {
+  const results: LoadResult[] = [];
+  let running = true;
+  let n = 0;
+  const client = async () => {
+    while (running) {
+      const image = images[n++ % images.length]!;
+      try {
+        const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: image });
+        const body = (await res.json()) as { model?: string; variant?: string; predictions?: Array<{ label: string }>; error?: { message: string } };
+        results.push({ status: res.status, model: body.model, variant: body.variant, label: body.predictions?.[0]?.label, error: body.error?.message });
+      } catch (e) {
+        results.push({ status: 0, error: (e as Error).message });
+      }
+    }
+  };
+  const clients = Array.from({ length: concurrency }, client);
+  return {
+    results,
+    /** resolves once at least `count` more answers have arrived */
+    async answers(count: number, timeoutMs = 60_000): Promise<void> {
+      const target = results.length + count;
+      await waitFor(`${count} answers`, () => results.length >= target, timeoutMs);
+    },
+    async stop(): Promise<LoadResult[]> {
+      running = false;
+      await Promise.all(clients);
+      return results;
+    },
+  };
+}
+
+/** Answers that were not 200, with their errors, for assertion messages. */
+export const failures = (rs: LoadResult[]): LoadResult[] => rs.filter((r) => r.status !== 200);
