@@ -22,7 +22,7 @@ export async function bundleHandler(file: string): Promise<Uint8Array> {
     result = await build({ entryPoints: [path], bundle: true, platform: 'node', format: 'esm', target: 'node20', write: false, metafile: true, outfile: 'handler.mjs', banner: { js: REQUIRE_SHIM }, logLevel: 'silent' });
   } catch (e) {
     const first = (e as { errors?: Array<{ text: string; location?: { file: string; line: number } }> }).errors?.[0];
-    const where = first?.location ? ` (${first.location.file}:${first.location.line})` : '';
+    const where = first?.location ? ` (${resolve(first.location.file)}:${first.location.line})` : '';
     throw new KennelError(`The handler ${file} could not be bundled: ${first?.text ?? (e as Error).message}${where}.`, 'Fix the error; the handler and its imports are bundled into one module.');
   }
   const output = Object.values(result.metafile.outputs)[0];

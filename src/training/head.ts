@@ -48,6 +48,14 @@ export interface StepSample {
   ms: number;
   gradNorm: number;
   loss: number;
+  /** performance.now() when the step started */
+  start: number;
+  /** minibatch assembly (copying rows, targets, dropout mask) */
+  inputMs: number;
+  /** the ONNX train step: forward, backward, optimizer update */
+  updateMs: number;
+  rows: number;
+  lr: number;
 }
 
 export interface Matrix {
@@ -281,6 +289,7 @@ export async function fitHead(
           feeds[`m${i}`] = tensor(m1[i]!, shapes[i]!);
           if (cfg.optimizer === 'adamw') feeds[`v${i}`] = tensor(m2[i]!, shapes[i]!);
         });
+        const inputDone = performance.now();
         const out = await stepSession.run(feeds);
         w = { ...w, tensors: w.tensors.map((_, i) => out[`new_p${i}`]!.data as Float32Array) };
         w.tensors.forEach((_, i) => {
@@ -293,7 +302,8 @@ export async function fitHead(
         correct += (out.correct!.data as Float32Array)[0]!;
         gradSum += gradNorm;
         nSteps++;
-        steps.push({ epoch, step: t, ms: performance.now() - stepStart, gradNorm, loss });
+        const stepEnd = performance.now();
+        steps.push({ epoch, step: t, ms: stepEnd - stepStart, gradNorm, loss, start: stepStart, inputMs: inputDone - stepStart, updateMs: stepEnd - inputDone, rows: n, lr });
       }
       const v = lossAndTop1(await runner.logits(w, valid), validLabels, classes);
       const stats: EpochStats = {

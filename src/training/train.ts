@@ -3,6 +3,7 @@ import { getBackbone, type Backbone } from '../backbones/index.js';
 import { CancelledError, KennelError, errorMessage } from '../core/errors.js';
 import type { ProgressSink } from '../core/progress.js';
 import { getDatasetVersion, type DatasetVersion } from '../data/index.js';
+import { TelemetryRecorder, saveJobInsights, type RuleResult } from '../insights/index.js';
 import { registerModel, checkModelName, type ModelCard } from '../registry/index.js';
 import { createJob, finishJob, type Workspace } from '../store/index.js';
 import { datasetFeatures, type WorkerThroughput } from './dispatch.js';
@@ -48,6 +49,12 @@ export interface TrainResult {
   bestEpoch: number;
   seconds: number;
   timings: { features: number; head: number; evaluate: number; export: number };
+  /** artifact sha256 of the job's telemetry (see src/insights) */
+  telemetry?: string;
+  /** insight rules, run at the end of the job */
+  rules?: RuleResult[];
+  /** set instead of rules when the workspace's rules.json is invalid */
+  rulesError?: string;
   features: { chunks: number; cachedChunks: number; extractedImages: number; backend: string; workers: WorkerThroughput[] };
 }
 
@@ -65,11 +72,18 @@ function concatRows(ms: FeatureMatrix[]): { data: Float32Array; rows: number; co
   return { data, rows, cols, labels };
 }
 
+export interface TrainHooks {
+  progress?: ProgressSink;
+  signal?: AbortSignal;
+  /** record telemetry and run the insight rules (default true; off only to measure their overhead) */
+  telemetry?: boolean;
+}
+
 /**
  * A training job: cached backbone features, a new head fitted with early stopping, evaluation
  * with calibration, export to one ONNX graph, and registration as a model version.
  */
-export async function train(ws: Workspace, options: TrainOptions, hooks: { progress?: ProgressSink; signal?: AbortSignal } = {}): Promise<TrainResult> {
+export async function train(ws: Workspace, options: TrainOptions, hooks: TrainHooks = {}): Promise<TrainResult> {
   const parsed = TrainOptionsSchema.safeParse(options);
   if (!parsed.success) throw new KennelError(`Invalid training option: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}.`, 'See kennel train --help for allowed values.');
   const o: Resolved = parsed.data;
@@ -82,27 +96,36 @@ export async function train(ws: Workspace, options: TrainOptions, hooks: { progr
   }
   const job = createJob(ws, 'train', { ...o, name, datasetVersion: ds.version });
   const started = performance.now();
+  const recorder = hooks.telemetry === false ? undefined : new TelemetryRecorder({ job: job.id, kind: 'train', device: o.device });
   try {
-    const result = await runTraining(ws, job.id, o, name, ds, backbone, hooks);
+    const result = await runTraining(ws, job.id, o, name, ds, backbone, hooks, recorder);
     result.seconds = (performance.now() - started) / 1000;
+    if (recorder) {
+      const dataset = { name: ds.dataset, version: ds.version, classes: ds.classes, report: ds.report };
+      Object.assign(result, await saveJobInsights(ws, recorder, { epochs: result.history, dataset, metrics: result.metrics, temperature: result.temperature, bestEpoch: result.bestEpoch }));
+    }
     finishJob(ws, job.id, 'completed', { result });
     return result;
   } catch (e) {
+    recorder?.finish();
     finishJob(ws, job.id, e instanceof CancelledError ? 'cancelled' : 'failed', { error: errorMessage(e) });
     throw e;
   }
 }
 
-async function runTraining(ws: Workspace, jobId: string, o: Resolved, name: string, ds: DatasetVersion, backbone: Backbone, hooks: { progress?: ProgressSink; signal?: AbortSignal }): Promise<TrainResult> {
-  const progress = hooks.progress;
+async function runTraining(ws: Workspace, jobId: string, o: Resolved, name: string, ds: DatasetVersion, backbone: Backbone, hooks: TrainHooks, recorder?: TelemetryRecorder): Promise<TrainResult> {
+  // the recorder sees each extraction batch finish through the progress events
+  const progress = recorder ? recorder.observeProgress(hooks.progress) : hooks.progress;
   let t = performance.now();
-  const lap = () => {
-    const s = (performance.now() - t) / 1000;
-    t = performance.now();
+  const lap = (phase: string, images?: number) => {
+    const now = performance.now();
+    recorder?.phase(phase, t, now, images);
+    const s = (now - t) / 1000;
+    t = now;
     return s;
   };
   const feats = await datasetFeatures(ws, ds, backbone, { augment: o.augment, seed: o.seed, device: o.device, instances: o.instances, queue: o.queue, progress, signal: hooks.signal });
-  const featureSeconds = lap();
+  const featureSeconds = lap('features', feats.extractedImages);
 
   const trainRaw = concatRows(feats.train);
   const st = standardizer(trainRaw);
@@ -115,7 +138,9 @@ async function runTraining(ws: Workspace, jobId: string, o: Resolved, name: stri
     onEpoch: (s) => progress?.({ phase: 'train head', done: s.epoch, total: o.epochs, detail: `loss ${s.trainLoss.toFixed(3)} valid top1 ${(s.validTop1 * 100).toFixed(1)}%` }),
   });
   if (fit.stoppedEarly) progress?.({ phase: 'train head', done: o.epochs, total: o.epochs, detail: `early stop at epoch ${fit.history.length}, best ${fit.bestEpoch}` });
-  const headSeconds = lap();
+  const headSeconds = lap('head', fit.steps.reduce((n, s) => n + s.rows, 0));
+  recorder?.headSteps(fit.steps);
+  recorder?.epochs(fit.history);
 
   const runner = await HeadRunner.create(fit.weights);
   let validLogits: Float32Array;
@@ -132,7 +157,7 @@ async function runTraining(ws: Workspace, jobId: string, o: Resolved, name: stri
   const valid = evaluate(validLogits, feats.valid.labels, classes, temperature);
   const test = evaluate(testLogits, feats.test.labels, classes, temperature);
   const trainEval = evaluate(trainLogits, feats.train[0]!.labels, classes, temperature);
-  const evaluateSeconds = lap();
+  const evaluateSeconds = lap('evaluate');
 
   const onnx = buildServingModel(await ws.artifacts.get(backbone.extractorSha), fit.weights, st, temperature);
   const hyper = { lr: o.lr, batchSize: o.batchSize, epochs: o.epochs, weightDecay: o.weightDecay, labelSmoothing: o.labelSmoothing, head: o.head, hidden: o.hidden, dropout: o.dropout, optimizer: o.optimizer, augment: o.augment, seed: o.seed, patience: o.patience };
@@ -153,7 +178,7 @@ async function runTraining(ws: Workspace, jobId: string, o: Resolved, name: stri
     },
   };
   const mv = await registerModel(ws, name, onnx, card);
-  const exportSeconds = lap();
+  const exportSeconds = lap('export');
   return {
     job: jobId,
     model: `${mv.name}@${mv.version}`,

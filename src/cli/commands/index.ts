@@ -1,9 +1,11 @@
 import type { Command } from 'commander';
 import { registerBackbones } from './backbones.js';
+import { registerCost } from './cost.js';
 import { registerDaemon } from './daemon.js';
 import { registerData } from './data.js';
 import { registerEndpoints } from './endpoints.js';
 import { registerInvoke } from './invoke.js';
+import { registerInsights } from './insights.js';
 import { registerModels } from './models.js';
 import { registerModelsImport } from './models-import.js';
 import { registerPredict } from './predict.js';
@@ -18,6 +20,8 @@ export function registerCommands(program: Command): void {
   registerModels(program);
   registerModelsImport(program);
   registerPredict(program);
+  registerInsights(program);
+  registerCost(program);
   registerDaemon(program);
   registerEndpoints(program);
   registerInvoke(program);

@@ -1,0 +1,72 @@
+import { resolve } from 'node:path';
+import type { Command } from 'commander';
+import { writeFileAtomic } from '../../core/index.js';
+import { buildReport, renderReport, rulesForJob, type RuleResult } from '../../insights/index.js';
+import { openWorkspace } from '../../store/index.js';
+import { emit, progressBars, runAction, table } from '../output.js';
+import { number } from '../options.js';
+
+const STATUS: Record<RuleResult['status'], string> = { fired: 'FIRED', ok: 'ok', skipped: 'skipped' };
+
+function rulesText(job: string, rules: RuleResult[]): string {
+  const fired = rules.filter((r) => r.status === 'fired');
+  const lines = [
+    `rules for job ${job}: ${fired.length} of ${rules.length} fired`,
+    table(
+      ['STATUS', 'RULE', 'FINDING'],
+      rules.map((r) => [r.status === 'fired' ? `${STATUS[r.status]} (${r.severity})` : STATUS[r.status], r.rule, r.finding]),
+    ),
+  ];
+  for (const r of fired) lines.push('', `${r.rule}: ${r.recommendation}`, `  evidence: ${Object.entries(r.evidence).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('|') : v}`).join(' ')}`);
+  return lines.join('\n');
+}
+
+export function registerInsights(program: Command): void {
+  program
+    .command('rules <job>')
+    .description('Re-run the profiler and debugger rules on a finished training job (JOB is the id kennel train prints, or "latest").')
+    .option('--config <file>', 'rules settings as JSON, e.g. {"Overfit": {"epochs": 4}} (default: $KENNEL_HOME/rules.json when present)')
+    .option('--json', 'print JSON')
+    .action((jobRef: string, opts: { config?: string; json?: boolean }) =>
+      runAction(async () => {
+        const ws = openWorkspace();
+        try {
+          const r = await rulesForJob(ws, jobRef, opts.config && resolve(opts.config));
+          emit(opts, r, () => rulesText(r.job, r.rules));
+        } finally {
+          ws.close();
+        }
+      }),
+    );
+
+  program
+    .command('report <job>')
+    .description('Write a self-contained HTML report of a training job: step timeline, throughput, curves, confusion matrix, worst classes with misclassified images, rules and hardware use.')
+    .option('--out <file>', 'HTML file to write (default: kennel-report-JOB.html)')
+    .option('--examples <n>', 'misclassified test images per class (0 = none)', number('--examples', { int: true, min: 0, max: 50 }), 4)
+    .option('--example-classes <n>', 'worst classes to show examples for', number('--example-classes', { int: true, min: 1, max: 1000 }), 8)
+    .option('--config <file>', 'rules settings as JSON (default: $KENNEL_HOME/rules.json when present)')
+    .option('--json', 'print JSON')
+    .action((jobRef: string, opts: { out?: string; examples: number; exampleClasses: number; config?: string; json?: boolean }) =>
+      runAction(async () => {
+        const ws = openWorkspace();
+        const bar = progressBars(opts);
+        try {
+          const data = await buildReport(ws, jobRef, { rulesConfig: opts.config && resolve(opts.config), examplesPerClass: opts.examples, exampleClasses: opts.exampleClasses, progress: bar });
+          bar.end();
+          const html = renderReport(data);
+          const out = resolve(opts.out ?? `kennel-report-${data.job.id}.html`);
+          writeFileAtomic(out, html);
+          const charts = [...html.matchAll(/data-chart="([^"]+)"/g)].map((m) => m[1]!);
+          const fired = data.rules.filter((r) => r.status === 'fired').map((r) => r.rule);
+          emit(
+            opts,
+            { job: data.job.id, out, bytes: Buffer.byteLength(html), charts, rulesFired: fired, examples: data.examples.reduce((n, c) => n + c.items.length, 0), notes: data.notes },
+            () => [`wrote ${out} (${(Buffer.byteLength(html) / 1024).toFixed(0)} KiB, ${charts.length} charts${fired.length ? `; rules fired: ${fired.join(', ')}` : ''})`, ...data.notes.map((n) => `note: ${n}`)].join('\n'),
+          );
+        } finally {
+          ws.close();
+        }
+      }),
+    );
+}

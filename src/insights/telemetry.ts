@@ -1,0 +1,326 @@
+import { cpus, freemem, totalmem, loadavg, availableParallelism } from 'node:os';
+import type { ProgressSink } from '../core/progress.js';
+import { nvidiaSmi, type GpuProbe } from './gpu.js';
+
+/**
+ * What a job records about itself, stored as one JSON artifact referenced from the job result
+ * (`result.telemetry`). Times are milliseconds; `t` is milliseconds since the job started.
+ */
+export interface JobTelemetry {
+  version: 1;
+  job: string;
+  /** 'train' | 'tune' */
+  kind: string;
+  device: string;
+  startedAt: string;
+  /** wall time from recorder start to finish */
+  seconds: number;
+  host: HostInfo;
+  /** coarse job phases in order: features, head, evaluate, export */
+  phases: PhaseRecord[];
+  steps: StepRecord[];
+  epochs: EpochRecord[];
+  hardware: HardwareSample[];
+  /** the recorder's own main-thread time, and its share of step time */
+  overhead: { ms: number; stepRatio: number };
+}
+
+export interface HostInfo {
+  /** logical processors (hardware threads): the unit AWS calls a vCPU */
+  cpus: number;
+  cpuModel: string;
+  memoryBytes: number;
+  platform: string;
+  arch: string;
+  gpus: HostGpu[];
+}
+
+export interface HostGpu {
+  index: number;
+  name: string;
+  memoryMiB: number;
+}
+
+export interface PhaseRecord {
+  name: string;
+  t: number;
+  ms: number;
+  /** images the phase pushed through the backbone (features), or rows it trained on (head) */
+  images?: number;
+}
+
+/**
+ * Wall-time split of one step. `decode` is decode + preprocess: image decoding and resizing for
+ * extraction batches, minibatch assembly for head steps. `infer` is the backbone pass, `update`
+ * the head's forward/backward/optimizer step, `queue` the wait before the step could start.
+ */
+export interface StepPhases {
+  queue: number;
+  decode: number;
+  infer: number;
+  update: number;
+}
+
+export const STEP_PHASES: ReadonlyArray<keyof StepPhases> = ['queue', 'decode', 'infer', 'update'];
+
+export type StepKind = 'extract' | 'head';
+
+export interface StepRecord {
+  kind: StepKind;
+  t: number;
+  ms: number;
+  images: number;
+  /** which process did it: 'main', or a worker id */
+  worker: string;
+  /** undefined when only the step's wall time was observable */
+  phases?: StepPhases;
+  /** extraction: e.g. "features train"; head: undefined */
+  label?: string;
+  epoch?: number;
+  step?: number;
+  loss?: number;
+  gradNorm?: number;
+  lr?: number;
+}
+
+export interface EpochRecord {
+  epoch: number;
+  lr: number;
+  trainLoss: number;
+  trainTop1: number;
+  validLoss: number;
+  validTop1: number;
+  gradNorm: number;
+  seconds: number;
+}
+
+export interface GpuSample {
+  index: number;
+  /** 0..1 */
+  utilization: number;
+  memoryMiB: number;
+}
+
+export interface HardwareSample {
+  t: number;
+  worker: string;
+  /** CPU time used per wall time since the previous sample, in cores (1.5 = one and a half cores busy) */
+  cpuCores: number;
+  /** cpuCores over the logical processors available to the process, 0..1 */
+  cpuShare: number;
+  /** one-minute load average of the machine (0 on platforms without one) */
+  load1: number;
+  rssBytes: number;
+  freeMemoryBytes: number;
+  gpus?: GpuSample[];
+}
+
+/** A head training step as fitHead reports it (structurally StepSample from the training area). */
+export interface HeadStep {
+  epoch: number;
+  step: number;
+  ms: number;
+  gradNorm: number;
+  loss: number;
+  start: number;
+  inputMs: number;
+  updateMs: number;
+  rows: number;
+  lr: number;
+}
+
+/** An extraction batch reported by code that can see inside it (the hook for feature extraction). */
+export interface ExtractBatch {
+  /** performance.now() at the start of the batch */
+  start: number;
+  ms: number;
+  images: number;
+  phases?: StepPhases;
+  worker?: string;
+  label?: string;
+}
+
+export interface RecorderOptions {
+  /** hardware sampling period, default 250 ms */
+  intervalMs?: number;
+  /** GPU sampling: 'auto' reads nvidia-smi when present and the job uses a GPU device */
+  gpu?: 'auto' | 'off' | GpuProbe;
+}
+
+const FEATURE_PHASE = /^features\b/;
+/** GPU queries spawn a process; once a second is plenty for a utilisation chart. */
+const GPU_PERIOD_MS = 1000;
+
+/**
+ * Records a job's telemetry with little work on the hot path: head steps are timed inside
+ * fitHead and ingested afterwards; extraction batches are seen through the progress sink; a
+ * timer samples CPU, memory and GPU. Every method times itself, so the overhead is measured.
+ */
+export class TelemetryRecorder {
+  private readonly origin = performance.now();
+  private readonly startedAt = new Date().toISOString();
+  private readonly phases: PhaseRecord[] = [];
+  private readonly steps: StepRecord[] = [];
+  private readonly epochRecords: EpochRecord[] = [];
+  private readonly hardware: HardwareSample[] = [];
+  private readonly gpus: HostGpu[] = [];
+  private overheadMs = 0;
+  private timer?: NodeJS.Timeout;
+  private lastCpu = process.cpuUsage();
+  private lastCpuAt = performance.now();
+  private gpuProbe?: GpuProbe;
+  private lastGpu?: GpuSample[];
+  private lastGpuAt = -Infinity;
+  private gpuPending = false;
+  private readonly progressPhases = new Map<string, { at: number; done: number }>();
+  private finished?: JobTelemetry;
+
+  constructor(
+    readonly meta: { job: string; kind: string; device: string },
+    opts: RecorderOptions = {},
+  ) {
+    const gpu = opts.gpu ?? 'auto';
+    this.gpuProbe = gpu === 'off' ? undefined : gpu === 'auto' ? (meta.device === 'cpu' ? undefined : nvidiaSmi) : gpu;
+    if (this.gpuProbe) {
+      this.gpuPending = true;
+      void this.gpuProbe
+        .inventory()
+        .then((list) => this.gpus.push(...list))
+        .catch(() => (this.gpuProbe = undefined))
+        .finally(() => (this.gpuPending = false));
+    }
+    this.sampleHardware();
+    this.timer = setInterval(() => this.sampleHardware(), opts.intervalMs ?? 250);
+    this.timer.unref();
+  }
+
+  /** ms since the job started, for a performance.now() value */
+  private rel(at: number): number {
+    return at - this.origin;
+  }
+
+  private timed<T>(fn: () => T): T {
+    const t0 = performance.now();
+    try {
+      return fn();
+    } finally {
+      this.overheadMs += performance.now() - t0;
+    }
+  }
+
+  /** A finished job phase between two performance.now() values. */
+  phase(name: string, start: number, end: number, images?: number): void {
+    this.timed(() => this.phases.push({ name, t: this.rel(start), ms: end - start, ...(images === undefined ? {} : { images }) }));
+  }
+
+  /**
+   * Wraps a progress sink: each feature-extraction progress event marks a finished batch, so
+   * per-batch wall time and throughput are recorded without reaching into the extraction code.
+   */
+  observeProgress(sink?: ProgressSink): ProgressSink {
+    return (e) => {
+      this.timed(() => {
+        if (!FEATURE_PHASE.test(e.phase)) return;
+        const at = performance.now();
+        const prev = this.progressPhases.get(e.phase);
+        this.progressPhases.set(e.phase, { at, done: e.done });
+        if (prev && e.done > prev.done) this.steps.push({ kind: 'extract', t: this.rel(prev.at), ms: at - prev.at, images: e.done - prev.done, worker: 'main', label: e.phase });
+      });
+      sink?.(e);
+    };
+  }
+
+  /** Extraction batches timed by the extraction code itself (decode/infer split known). */
+  extractBatch(b: ExtractBatch): void {
+    this.timed(() => this.steps.push({ kind: 'extract', t: this.rel(b.start), ms: b.ms, images: b.images, worker: b.worker ?? 'main', ...(b.phases ? { phases: b.phases } : {}), ...(b.label ? { label: b.label } : {}) }));
+  }
+
+  /** Head steps from fitHead; queue is the gap since the previous step of the same epoch. */
+  headSteps(steps: readonly HeadStep[]): void {
+    this.timed(() => {
+      let prev: HeadStep | undefined;
+      for (const s of steps) {
+        const queue = prev && prev.epoch === s.epoch ? Math.max(0, s.start - (prev.start + prev.ms)) : 0;
+        this.steps.push({
+          kind: 'head',
+          t: this.rel(s.start),
+          ms: s.ms,
+          images: s.rows,
+          worker: 'main',
+          phases: { queue, decode: s.inputMs, infer: 0, update: s.updateMs },
+          epoch: s.epoch,
+          step: s.step,
+          loss: s.loss,
+          gradNorm: s.gradNorm,
+          lr: s.lr,
+        });
+        prev = s;
+      }
+    });
+  }
+
+  epochs(history: readonly EpochRecord[]): void {
+    this.timed(() => this.epochRecords.push(...history.map((h) => ({ epoch: h.epoch, lr: h.lr, trainLoss: h.trainLoss, trainTop1: h.trainTop1, validLoss: h.validLoss, validTop1: h.validTop1, gradNorm: h.gradNorm, seconds: h.seconds }))));
+  }
+
+  /** Samples from another process (a worker), already relative to this job's start. */
+  workerSample(s: HardwareSample): void {
+    this.timed(() => this.hardware.push(s));
+  }
+
+  private sampleHardware(): void {
+    this.timed(() => {
+      const at = performance.now();
+      const wall = at - this.lastCpuAt;
+      const cpu = process.cpuUsage(this.lastCpu);
+      this.lastCpu = process.cpuUsage();
+      this.lastCpuAt = at;
+      const cores = wall > 0 ? (cpu.user + cpu.system) / 1000 / wall : 0;
+      const sample: HardwareSample = {
+        t: this.rel(at),
+        worker: 'main',
+        cpuCores: cores,
+        cpuShare: Math.min(1, cores / availableParallelism()),
+        load1: loadavg()[0] ?? 0,
+        rssBytes: process.memoryUsage.rss(),
+        freeMemoryBytes: freemem(),
+        ...(this.lastGpu ? { gpus: this.lastGpu } : {}),
+      };
+      // the first sample has no interval behind it: keep it only for memory
+      if (this.hardware.length || wall > 0) this.hardware.push(sample);
+      if (this.gpuProbe && !this.gpuPending && at - this.lastGpuAt >= GPU_PERIOD_MS) {
+        this.gpuPending = true;
+        this.lastGpuAt = at;
+        void this.gpuProbe
+          .sample()
+          .then((g) => this.timed(() => (this.lastGpu = g)))
+          .catch(() => (this.gpuProbe = undefined))
+          .finally(() => (this.gpuPending = false));
+      }
+    });
+  }
+
+  /** Stops sampling and returns the telemetry (idempotent). */
+  finish(): JobTelemetry {
+    if (this.finished) return this.finished;
+    clearInterval(this.timer);
+    this.sampleHardware();
+    const stepMs = this.steps.reduce((s, x) => s + x.ms, 0);
+    const c = cpus();
+    this.finished = {
+      version: 1,
+      job: this.meta.job,
+      kind: this.meta.kind,
+      device: this.meta.device,
+      startedAt: this.startedAt,
+      seconds: (performance.now() - this.origin) / 1000,
+      host: { cpus: availableParallelism(), cpuModel: c[0]?.model.trim() ?? 'unknown', memoryBytes: totalmem(), platform: process.platform, arch: process.arch, gpus: [...this.gpus] },
+      phases: this.phases,
+      steps: this.steps.sort((a, b) => a.t - b.t),
+      epochs: this.epochRecords,
+      hardware: this.hardware.sort((a, b) => a.t - b.t),
+      overhead: { ms: this.overheadMs, stepRatio: stepMs > 0 ? this.overheadMs / stepMs : 0 },
+    };
+    return this.finished;
+  }
+}

@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { test } from 'node:test';
+import { Rng } from '../../src/core/rng.ts';
+import { TelemetryRecorder, parseGpuInventory, parseGpuSamples, type GpuProbe } from '../../src/insights/index.ts';
+import { fitHead, type HeadConfig } from '../../src/training/index.ts';
+
+test('nvidia-smi CSV is parsed into utilisation, memory and inventory', () => {
+  assert.deepEqual(parseGpuSamples('0, 37, 1024\n1, 100, 80000\n'), [
+    { index: 0, utilization: 0.37, memoryMiB: 1024 },
+    { index: 1, utilization: 1, memoryMiB: 80000 },
+  ]);
+  assert.deepEqual(parseGpuSamples('[N/A], [N/A], 5\n\n'), [], 'unsupported fields are dropped, not read as zero');
+  assert.deepEqual(parseGpuInventory('0, NVIDIA H200, 143771\n'), [{ index: 0, name: 'NVIDIA H200', memoryMiB: 143771 }]);
+});
+
+test('the recorder keeps phases, extraction batches seen through progress, head steps and hardware samples', async () => {
+  let samples = 0;
+  const gpu: GpuProbe = {
+    inventory: async () => [{ index: 0, name: 'Scripted GPU', memoryMiB: 16000 }],
+    sample: async () => [{ index: 0, utilization: 0.5 + 0.01 * samples++, memoryMiB: 2000 }],
+  };
+  const rec = new TelemetryRecorder({ job: 'train-t', kind: 'train', device: 'webgpu' }, { intervalMs: 20, gpu });
+  const seen: string[] = [];
+  const progress = rec.observeProgress((e) => seen.push(`${e.phase} ${e.done}`));
+  const t0 = performance.now();
+  progress({ phase: 'features train', done: 0, total: 32 });
+  await sleep(30);
+  progress({ phase: 'features train', done: 16, total: 32 });
+  await sleep(30);
+  progress({ phase: 'features train', done: 32, total: 32 });
+  progress({ phase: 'train head', done: 1, total: 3 });
+  rec.phase('features', t0, performance.now(), 32);
+  await sleep(1100); // long enough for one GPU sample (once a second)
+  const s = performance.now();
+  rec.headSteps([
+    { epoch: 1, step: 1, ms: 2, gradNorm: 1.5, loss: 3, start: s, inputMs: 0.5, updateMs: 1.5, rows: 64, lr: 0.001 },
+    { epoch: 1, step: 2, ms: 2, gradNorm: 1.2, loss: 2.5, start: s + 3, inputMs: 0.5, updateMs: 1.5, rows: 36, lr: 0.001 },
+    { epoch: 2, step: 3, ms: 2, gradNorm: 1.0, loss: 2, start: s + 20, inputMs: 0.5, updateMs: 1.5, rows: 64, lr: 0.0005 },
+  ]);
+  rec.epochs([{ epoch: 1, lr: 0.001, trainLoss: 2.8, trainTop1: 0.3, validLoss: 2.9, validTop1: 0.25, gradNorm: 1.35, seconds: 0.01 }]);
+  const t = rec.finish();
+  assert.equal(rec.finish(), t, 'finish is idempotent');
+
+  assert.deepEqual(seen, ['features train 0', 'features train 16', 'features train 32', 'train head 1'], 'the wrapped sink still gets every event');
+  const extract = t.steps.filter((x) => x.kind === 'extract');
+  assert.deepEqual(
+    extract.map((x) => x.images),
+    [16, 16],
+  );
+  assert.ok(extract.every((x) => x.ms >= 25 && x.phases === undefined), 'batch wall time from progress, phase split unknown');
+  const head = t.steps.filter((x) => x.kind === 'head');
+  assert.deepEqual(
+    head.map((x) => x.phases!.queue),
+    [0, 1, 0],
+    'queue = gap since the previous step of the same epoch',
+  );
+  assert.deepEqual(head[0]!.phases, { queue: 0, decode: 0.5, infer: 0, update: 1.5 });
+  assert.equal(head[1]!.images, 36);
+  assert.deepEqual(
+    t.phases.map((p) => [p.name, p.images]),
+    [['features', 32]],
+  );
+  assert.equal(t.epochs.length, 1);
+  assert.ok(t.hardware.length >= 10, `sampled every 20 ms: ${t.hardware.length}`);
+  for (const h of t.hardware) {
+    assert.ok(h.cpuCores >= 0 && h.cpuShare >= 0 && h.cpuShare <= 1);
+    assert.ok(h.rssBytes > 10 * 2 ** 20);
+  }
+  assert.ok(t.hardware.some((h) => h.gpus?.[0]?.memoryMiB === 2000), 'GPU samples from the probe');
+  assert.deepEqual(t.host.gpus, [{ index: 0, name: 'Scripted GPU', memoryMiB: 16000 }]);
+  assert.ok(t.overhead.ms > 0 && t.overhead.stepRatio > 0, 'the recorder measures its own time');
+});
+
+test('a CPU job does not query GPUs, and a failing probe is dropped', async () => {
+  let calls = 0;
+  const probe: GpuProbe = {
+    inventory: async () => {
+      calls++;
+      throw new Error('nvidia-smi: not found');
+    },
+    sample: async () => {
+      calls++;
+      return [];
+    },
+  };
+  const cpu = new TelemetryRecorder({ job: 'j', kind: 'train', device: 'cpu' }, { intervalMs: 10 });
+  const failing = new TelemetryRecorder({ job: 'k', kind: 'train', device: 'webgpu' }, { intervalMs: 10, gpu: probe });
+  await sleep(1100);
+  assert.deepEqual(cpu.finish().host.gpus, []);
+  const t = failing.finish();
+  assert.equal(calls, 1, 'after the inventory failed, no sample was asked for');
+  assert.ok(t.hardware.every((h) => h.gpus === undefined));
+});
+
+test('fitHead times each step: minibatch assembly plus the ONNX update make up its wall time', async () => {
+  const rng = new Rng(1);
+  const rows = 120;
+  const dim = 8;
+  const data = Float32Array.from({ length: rows * dim }, () => rng.normal());
+  const labels = Int32Array.from({ length: rows }, (_, i) => i % 3);
+  const cfg: HeadConfig = { kind: 'linear', hidden: 4, dropout: 0, optimizer: 'adamw', lr: 1e-2, batchSize: 32, epochs: 2, weightDecay: 0, labelSmoothing: 0, patience: 10, seed: 1 };
+  const fit = await fitHead({ data, rows, cols: dim }, labels, { data, rows, cols: dim }, labels, 3, cfg);
+  assert.equal(fit.steps.length, 8);
+  assert.deepEqual(
+    fit.steps.map((s) => s.rows),
+    [32, 32, 32, 24, 32, 32, 32, 24],
+  );
+  for (const s of fit.steps) {
+    assert.ok(Math.abs(s.inputMs + s.updateMs - s.ms) < 1e-6, 'the two parts add up to the step');
+    assert.ok(s.start > 0 && s.lr > 0);
+  }
+  assert.ok(fit.steps[4]!.lr < fit.steps[0]!.lr, 'cosine decay is recorded per step');
+});
