@@ -34,7 +34,9 @@ before(async () => {
   caller = createKey(ws, 'web-app', { allow: ['function:Invoke:function/classify', 'function:Invoke:function/slow'], expiresInMs: 3_600_000 }, by).key;
   other = createKey(ws, 'other-app', { allow: ['function:Invoke:function/slow'], expiresInMs: 3_600_000 }, by).key;
   gateway = new FunctionGateway({ ws, endpoints: new FakeEndpoints() });
-  server = await securedApp({ ws, plane: 'data' }, (app) => app.register(functionsRoutes, { gateway, bodyLimit: 1024 * 1024 }));
+  server = await securedApp({ ws, plane: 'data' }, async (app) => {
+    await app.register(functionsRoutes, { gateway, bodyLimit: 1024 * 1024 });
+  });
 });
 
 after(async () => {
