@@ -92,8 +92,8 @@ export function buildDataPlane(runtime: ServingRuntime, metrics: ServingMetrics,
       const body = req.body;
       const image = Buffer.isBuffer(body) ? checkImage(body, maxImageBytes) : decodeBase64Image(jsonImage(body), maxImageBytes);
       const result = await runtime.router.invoke(target, image, { topK: req.query.topK, requestId: req.id });
-      reply.header('x-kennel-variant', result.variant);
-      return result;
+      reply.header('x-kennel-variant', result.variant).header('x-kennel-replica', result.replica);
+      return { predictions: result.predictions, model: result.model, variant: result.variant };
     },
   );
 

@@ -27,6 +27,8 @@ export interface InvocationResult {
   /** "NAME@VERSION" of the model that answered */
   model: string;
   variant: string;
+  /** id of the replica that answered (a response header, not part of the body) */
+  replica: string;
 }
 
 /**
@@ -80,7 +82,7 @@ export class Router {
         const replica = await pool.acquire(deadline);
         try {
           const predictions = await withDeadline(replica.infer(image, opts.topK, opts.requestId), deadline, target.endpoint);
-          return { predictions, model: replica.config.model, variant: target.variant.name };
+          return { predictions, model: replica.config.model, variant: target.variant.name, replica: replica.id };
         } catch (e) {
           const retryable = e instanceof ReplicaGoneError || (e instanceof KennelError && e.code === 'replica_stopping');
           if (!retryable) throw e;

@@ -1,0 +1,116 @@
+/**
+ * `npm run bench:autoscale [-- --quick] [-- --json]`: autoscaling of a real Kennel daemon under
+ * open-loop load from a separate process (real photos): 1x, a step to 10x, back to 1x.
+ *
+ * - scale_out_seconds: from the step to the first answer served by a replica that did not
+ *   exist before it (the x-kennel-replica header names the replica)
+ * - failed_requests: every non-200 answer through scale-out and scale-in, plus scale-from-zero
+ * - scale_from_zero_seconds: first answer of an endpoint at zero replicas
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { EndpointDescription } from '../src/serving/index.js';
+import { failedCount, runLoad } from './lib/load.js';
+import { currentLoad, machineInfo } from './lib/machine.js';
+import { logger, parseBenchArgs, saveResults, summaryTable } from './lib/report.js';
+import { importMobilenet, realPhotoFiles, startKennel } from './lib/serving.js';
+
+const TARGET = { scaleOutSeconds: 3, scaleFromZeroSeconds: 2 };
+
+const args = parseBenchArgs(process.argv.slice(2), 'autoscale');
+const log = logger(args.json);
+const machine = machineInfo();
+const date = new Date();
+const t0 = performance.now();
+const plan = args.quick ? { base: 10, before: 5, step: 10, after: 12, scaleInCooldownS: 5 } : { base: 10, before: 10, step: 30, after: 45, scaleInCooldownS: 15 };
+const policy = { instances: 1, min: 1, max: 4, targetConcurrency: 1, scaleOutCooldownS: 2, scaleInCooldownS: plan.scaleInCooldownS, maxInFlight: 256 };
+
+const home = mkdtempSync(join(tmpdir(), 'kennel-bench-autoscale-'));
+const files = realPhotoFiles();
+const cleanups: Array<() => void> = [() => rmSync(home, { recursive: true, force: true })];
+const cleanup = () => {
+  for (const c of cleanups.splice(0).reverse()) c();
+};
+process.on('exit', cleanup);
+process.on('SIGINT', () => process.exit(130));
+
+try {
+  log(`bench:autoscale${args.quick ? ' (quick)' : ''}: ${plan.base}/s for ${plan.before} s, ${plan.base * 10}/s for ${plan.step} s, ${plan.base}/s for ${plan.after} s; ${machine.cores} cores, load average ${machine.loadStart}`);
+  const { model } = await importMobilenet(home);
+  const kennel = await startKennel(home);
+  cleanups.push(() => kennel.stop());
+  const ref = `${model.name}@${model.version}`;
+  await kennel.admin('POST', '/v1/endpoints', { name: 'auto', variants: [{ name: 'primary', model: ref }], ...policy });
+  const url = (name: string) => `http://127.0.0.1:${kennel.port}/endpoints/${name}/invocations`;
+
+  // the replica count as the load runs, from the admin API
+  const timeline: Array<{ at: number; desired: number; ready: number }> = [];
+  const loadStart = performance.now();
+  const poll = setInterval(() => {
+    void kennel.admin<EndpointDescription>('GET', '/v1/endpoints/auto').then((d) => timeline.push({ at: Math.round(performance.now() - loadStart), desired: d.variants[0]!.desired, ready: d.variants[0]!.ready }));
+  }, 250);
+  const load = await runLoad({
+    mode: 'open',
+    url: url('auto'),
+    files,
+    phases: [
+      { rate: plan.base, seconds: plan.before },
+      { rate: plan.base * 10, seconds: plan.step },
+      { rate: plan.base, seconds: plan.after },
+    ],
+    maxInFlight: 1024,
+    record: true,
+  });
+  clearInterval(poll);
+  const records = load.records!;
+  const stepAt = plan.before * 1000;
+  const downAt = (plan.before + plan.step) * 1000;
+  const before = new Set(records.filter((r) => r.at < stepAt && r.replica).map((r) => r.replica!));
+  const firstNew = records.filter((r) => r.at >= stepAt && r.replica && !before.has(r.replica)).map((r) => r.at + r.ms).sort((a, b) => a - b)[0];
+  const scaleOutSeconds = firstNew === undefined ? null : Math.round(firstNew - stepAt) / 1000;
+  const peak = Math.max(...timeline.map((t) => t.ready));
+  const scaledIn = timeline.find((t) => t.at > downAt && t.desired < peak);
+  const described = await kennel.admin<EndpointDescription>('GET', '/v1/endpoints/auto');
+  log(`step to ${plan.base * 10}/s: first answer from a new replica after ${scaleOutSeconds ?? '-'} s; peak ${peak} replicas; ${failedCount(load)} failed of ${load.sent}`);
+  log(`back to ${plan.base}/s: ${scaledIn ? `scaled in after ${((scaledIn.at - downAt) / 1000).toFixed(1)} s` : 'not scaled in during the run'}`);
+
+  // scale from zero: an endpoint with no replica, then one request
+  await kennel.admin('POST', '/v1/endpoints', { name: 'zero', variants: [{ name: 'primary', model: ref }], instances: 0, min: 0, max: 1, targetConcurrency: 1 });
+  const fromZero = await runLoad({ mode: 'open', url: url('zero'), files: files.slice(0, 1), phases: [{ rate: 1, seconds: 1 }], record: true });
+  const first = fromZero.records![0]!;
+  const scaleFromZeroSeconds = first.status === 200 ? Math.round(first.ms) / 1000 : null;
+  log(`scale from zero: first answer ${first.status} after ${first.ms.toFixed(0)} ms`);
+
+  const failed = failedCount(load) + failedCount(fromZero);
+  const results = {
+    scale_out_seconds: scaleOutSeconds,
+    scale_from_zero_seconds: scaleFromZeroSeconds,
+    failed_requests: failed,
+    quick: args.quick,
+    date: date.toISOString(),
+    seconds: Math.round((performance.now() - t0) / 1000),
+    machine: { ...machine, loadEnd: currentLoad() },
+    plan: { ...plan, policy },
+    requests: load.sent + fromZero.sent,
+    peak_replicas: peak,
+    scale_in_seconds: scaledIn ? (scaledIn.at - downAt) / 1000 : null,
+    latency_ms: { p50: load.p50, p99: load.p99, max: load.max },
+    timeline,
+    events: described.events.filter((e) => e.kind === 'scale_out' || e.kind === 'scale_in').map((e) => `${e.at} ${e.message}`),
+  };
+  const file = saveResults('autoscale', results, date);
+  if (args.json) process.stdout.write(JSON.stringify(results, null, 2) + '\n');
+  else {
+    process.stdout.write(
+      summaryTable([
+        { metric: 'step 1x -> 10x: a new replica serves after', value: scaleOutSeconds === null ? 'never' : `${scaleOutSeconds} s`, target: `<= ${TARGET.scaleOutSeconds} s`, pass: scaleOutSeconds !== null && scaleOutSeconds <= TARGET.scaleOutSeconds },
+        { metric: 'replicas at peak / after scale-in', value: `${peak} / ${described.variants[0]!.desired}` },
+        { metric: 'failed requests (scale-out, scale-in, from zero)', value: `${failed} of ${results.requests}`, target: '0', pass: failed === 0 },
+        { metric: 'scale from zero: first answer after', value: scaleFromZeroSeconds === null ? `failed (${first.status})` : `${scaleFromZeroSeconds} s`, target: `<= ${TARGET.scaleFromZeroSeconds} s, no error`, pass: scaleFromZeroSeconds !== null && scaleFromZeroSeconds <= TARGET.scaleFromZeroSeconds },
+      ]) + `\nresults: ${file}\n`,
+    );
+  }
+} finally {
+  cleanup();
+}

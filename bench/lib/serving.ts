@@ -1,0 +1,83 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { importModel, type ModelVersion } from '../../src/registry/index.js';
+import { openWorkspace } from '../../src/store/index.js';
+import { benchDir } from './report.js';
+
+/** Shared set-up of the serving benches: a workspace with the shared MobileNetV2, a real daemon, real photos. */
+
+export const shared = process.env.KENNEL_SHARED ?? resolve(benchDir, '../../shared');
+
+export function realPhotoFiles(): string[] {
+  const root = join(shared, 'data/real-photos');
+  return readdirSync(root)
+    .sort()
+    .flatMap((d) => readdirSync(join(root, d)).sort().map((f) => join(root, d, f)));
+}
+
+/** Imports the shared MobileNetV2 (1000 ImageNet classes) as model "mobilenet" into the workspace at `home`. */
+export async function importMobilenet(home: string): Promise<{ model: ModelVersion; onnxPath: string }> {
+  const ws = openWorkspace(home);
+  try {
+    const labels = Array.from({ length: 1000 }, (_, i) => `imagenet-${i}`);
+    const { model } = await importModel(ws, join(shared, 'models/mobilenetv2-12-int8.onnx'), { name: 'mobilenet', labels });
+    return { model, onnxPath: await ws.artifacts.localPath(model.onnxSha) };
+  } finally {
+    ws.close();
+  }
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((res) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => res(p));
+    });
+  });
+}
+
+export interface RunningDaemon {
+  port: number;
+  adminPort: number;
+  admin<T>(method: string, path: string, body?: unknown): Promise<T>;
+  stop(): void;
+}
+
+/** Starts `kennel up` as its own process group (so stop() ends it and its replicas), logging to KENNEL_HOME/daemon.log. */
+export async function startKennel(home: string): Promise<RunningDaemon> {
+  const [port, adminPort] = [await freePort(), await freePort()];
+  const main = join(benchDir, '../src/cli/main.ts');
+  const child: ChildProcess = spawn(process.execPath, [...process.execArgv, main, 'up', '--port', String(port), '--admin-port', String(adminPort), '--detach'], {
+    env: { ...process.env, KENNEL_HOME: home },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  const code = await new Promise<number | null>((r) => child.on('exit', r));
+  if (code !== 0) throw new Error(`kennel up failed: ${err.trim()}`);
+  const pid = (JSON.parse(readFileSync(join(home, 'daemon/daemon.json'), 'utf8')) as { pid: number }).pid;
+  const token = readFileSync(join(home, 'daemon/admin-token'), 'utf8').trim();
+  return {
+    port,
+    adminPort,
+    async admin<T>(method: string, path: string, body?: unknown): Promise<T> {
+      const res = await fetch(`http://127.0.0.1:${adminPort}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+      const json = (await res.json()) as T;
+      if (!res.ok) throw new Error(`admin ${method} ${path}: ${JSON.stringify(json)}`);
+      return json;
+    },
+    stop() {
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        /* gone already */
+      }
+    },
+  };
+}

@@ -1,0 +1,118 @@
+/**
+ * `npm run bench:serve [-- --quick] [-- --json]`: serving speed on the shared MobileNetV2,
+ * with load from a separate process replaying the real photos of ../shared/data/real-photos.
+ *
+ * - ceiling: in-process decode + batched inference with all cores (no HTTP, no processes)
+ * - naive peer (bench/naive-server.ts): fastify + onnxruntime-node, decode in the handler,
+ *   one session.run per request
+ * - Kennel: a real daemon (`kennel up`) and endpoint
+ * Maximum throughput of each server (closed loop), then latency at fractions of Kennel's
+ * maximum (open loop, the same schedule for both servers).
+ */
+import { fork } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { tuneSharp } from '../src/training/index.js';
+import { extractionCeiling } from './lib/ceilings.js';
+import { failedCount, runLoad, type LoadResult } from './lib/load.js';
+import { currentLoad, machineInfo } from './lib/machine.js';
+import { logger, parseBenchArgs, saveResults, summaryTable } from './lib/report.js';
+import { freePort, importMobilenet, realPhotoFiles, startKennel } from './lib/serving.js';
+
+const TARGET = { ceilingFraction: 0.85, p99AtSeventyPercentMs: 100 };
+
+const args = parseBenchArgs(process.argv.slice(2), 'serve');
+const log = logger(args.json);
+const machine = machineInfo();
+const date = new Date();
+const t0 = performance.now();
+const settings = args.quick
+  ? { maxSeconds: 4, levelSeconds: 4, warmup: 1, levels: [0.3, 0.7], instances: 1 }
+  : { maxSeconds: 10, levelSeconds: 10, warmup: 2, levels: [0.1, 0.3, 0.5, 0.7, 0.9], instances: 1 };
+const CONCURRENCY = 32;
+
+const home = mkdtempSync(join(tmpdir(), 'kennel-bench-serve-'));
+const files = realPhotoFiles();
+const cleanups: Array<() => void> = [() => rmSync(home, { recursive: true, force: true })];
+const cleanup = () => {
+  for (const c of cleanups.splice(0).reverse()) c();
+};
+process.on('exit', cleanup);
+process.on('SIGINT', () => process.exit(130));
+
+try {
+  log(`bench:serve${args.quick ? ' (quick)' : ''}: ${files.length} real photos, ${machine.cores} cores, load average ${machine.loadStart}`);
+  const { model, onnxPath } = await importMobilenet(home);
+  const spec = model.card.preprocess;
+
+  tuneSharp(); // the replicas' decode settings
+  const ceilingFiles = args.quick ? files : [...files, ...files, ...files];
+  const ceiling = await extractionCeiling(onnxPath, spec, model.card.inputName, ceilingFiles, args.quick ? [16] : [8, 16, 32]);
+  log(`ceiling: ${ceiling.best.imagesPerSecond.toFixed(0)} images/s (batch ${ceiling.best.batch}, decode ${ceiling.best.decodeMsPerImage.toFixed(2)} ms + inference ${ceiling.best.inferMsPerImage.toFixed(2)} ms per image)`);
+
+  const kennel = await startKennel(home);
+  cleanups.push(() => kennel.stop());
+  await kennel.admin('POST', '/v1/endpoints', { name: 'bench', variants: [{ name: 'primary', model: `${model.name}@${model.version}` }], instances: settings.instances, maxBatch: 16, maxInFlight: 256 });
+  const kennelUrl = `http://127.0.0.1:${kennel.port}/endpoints/bench/invocations`;
+
+  const naivePort = await freePort();
+  const naive = fork(fileURLToPath(new URL('./naive-server.ts', import.meta.url)), [JSON.stringify({ model: onnxPath, port: naivePort, size: spec.size, mean: spec.mean, std: spec.std })], { execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  cleanups.push(() => naive.kill('SIGKILL'));
+  await new Promise<void>((res, rej) => {
+    naive.once('message', () => res());
+    naive.once('exit', (c) => rej(new Error(`the naive server exited (${c})`)));
+  });
+  const naiveUrl = `http://127.0.0.1:${naivePort}/predict`;
+
+  const closed = (url: string) => runLoad({ mode: 'closed', url, files, concurrency: CONCURRENCY, seconds: settings.maxSeconds, warmupSeconds: settings.warmup });
+  const kennelMax = await closed(kennelUrl);
+  log(`Kennel max: ${kennelMax.throughput} images/s (p99 ${kennelMax.p99} ms at ${CONCURRENCY} concurrent, ${failedCount(kennelMax)} failed)`);
+  const naiveMax = await closed(naiveUrl);
+  log(`naive max: ${naiveMax.throughput} images/s (p99 ${naiveMax.p99} ms at ${CONCURRENCY} concurrent, ${failedCount(naiveMax)} failed)`);
+
+  const levels: Array<{ fraction: number; rate: number; kennel: LoadResult; naive: LoadResult }> = [];
+  for (const fraction of settings.levels) {
+    const rate = Math.max(1, Math.round(fraction * kennelMax.throughput));
+    const open = (url: string) => runLoad({ mode: 'open', url, files, phases: [{ rate, seconds: settings.levelSeconds }], warmupSeconds: settings.warmup, maxInFlight: 1024 });
+    const k = await open(kennelUrl);
+    const n = await open(naiveUrl);
+    levels.push({ fraction, rate, kennel: k, naive: n });
+    log(`${Math.round(fraction * 100)}% (${rate}/s): Kennel p50 ${k.p50} p99 ${k.p99} ms, ${failedCount(k)} failed | naive p50 ${n.p50} p99 ${n.p99} ms, ${failedCount(n)} failed`);
+  }
+
+  const at70 = levels.find((l) => l.fraction === 0.7)!;
+  const results = {
+    ceiling_ips: Math.round(ceiling.best.imagesPerSecond),
+    kennel_ips: Math.round(kennelMax.throughput),
+    naive_ips: Math.round(naiveMax.throughput),
+    kennel_p99_ms_at_70pct: at70.kennel.p99,
+    naive_p99_ms: at70.naive.p99,
+    quick: args.quick,
+    date: date.toISOString(),
+    seconds: Math.round((performance.now() - t0) / 1000),
+    machine: { ...machine, loadEnd: currentLoad() },
+    config: { model: `${model.name}@${model.version} (shared MobileNetV2 int8, 1000 classes)`, instances: settings.instances, maxBatch: 16, closedLoopConcurrency: CONCURRENCY, photos: files.length },
+    ceiling,
+    max: { kennel: kennelMax, naive: naiveMax },
+    levels: levels.map((l) => ({ fraction: l.fraction, rate: l.rate, kennel: l.kennel, naive: l.naive })),
+  };
+  const file = saveResults('serve', results, date);
+  const kennelFailed = failedCount(kennelMax) + levels.reduce((s, l) => s + failedCount(l.kennel), 0);
+  if (args.json) process.stdout.write(JSON.stringify(results, null, 2) + '\n');
+  else {
+    process.stdout.write(
+      summaryTable([
+        { metric: 'ceiling (in-process decode + batched inference)', value: `${results.ceiling_ips} images/s` },
+        { metric: 'Kennel endpoint, max throughput', value: `${results.kennel_ips} images/s (${((results.kennel_ips / results.ceiling_ips) * 100).toFixed(0)}% of ceiling)`, target: `>= ${TARGET.ceilingFraction * 100}% of ceiling`, pass: results.kennel_ips >= TARGET.ceilingFraction * results.ceiling_ips },
+        { metric: 'naive peer, max throughput', value: `${results.naive_ips} images/s` },
+        { metric: 'Kennel p99 at 70% of its max', value: `${results.kennel_p99_ms_at_70pct} ms`, target: `<= ${TARGET.p99AtSeventyPercentMs} ms`, pass: results.kennel_p99_ms_at_70pct <= TARGET.p99AtSeventyPercentMs },
+        ...levels.map((l) => ({ metric: `p99 at ${Math.round(l.fraction * 100)}% (${l.rate}/s): Kennel vs naive`, value: `${l.kennel.p99} vs ${l.naive.p99} ms`, target: 'Kennel <= naive', pass: l.kennel.p99 <= l.naive.p99 })),
+        { metric: 'Kennel failed requests', value: String(kennelFailed), target: '0', pass: kennelFailed === 0 },
+      ]) + `\nresults: ${file}\n`,
+    );
+  }
+} finally {
+  cleanup();
+}
