@@ -1,9 +1,7 @@
 import { KennelError } from '../core/errors.js';
 import { sniffImageType } from '../net/index.js';
+import { checkImage, decodeBase64Image, DEFAULT_MAX_IMAGE_BYTES } from '../serving/index.js';
 import type { HandlerContext, ProxyResponse } from './types.js';
-
-const MAX_IMAGE_BYTES = 10 * 1024 * 1024;
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 const json = (statusCode: number, body: unknown, headers: Record<string, string> = {}): ProxyResponse => ({
   statusCode,
@@ -28,13 +26,6 @@ function inputOf(event: unknown): { input?: Record<string, unknown>; bytes?: Uin
   return { input: event as Record<string, unknown> };
 }
 
-function decodeImage(image: string): Uint8Array {
-  const b64 = image.replace(/^data:image\/[a-z0-9.+-]+;base64,/i, '').replace(/\s+/g, '');
-  if (!BASE64.test(b64) || b64.length % 4 === 1) throw problem(400, 'invalid_base64', '"image" is not valid base64.', 'Encode the image file bytes with base64.');
-  if ((b64.length * 3) / 4 > MAX_IMAGE_BYTES) throw problem(413, 'too_large', `The image is over the ${MAX_IMAGE_BYTES}-byte limit.`);
-  return Buffer.from(b64, 'base64');
-}
-
 async function imageOf(event: unknown, context: HandlerContext): Promise<{ bytes: Uint8Array; contentType: string; topK: number }> {
   const { input, bytes } = inputOf(event);
   let topK = 5;
@@ -52,13 +43,11 @@ async function imageOf(event: unknown, context: HandlerContext): Promise<{ bytes
       return { ...(await context.fetchImage(url)), topK };
     }
     if (typeof b64 !== 'string') throw problem(400, 'invalid_request', '"image" must be a base64 string.');
-    image = decodeImage(b64);
+    image = decodeBase64Image(b64, DEFAULT_MAX_IMAGE_BYTES);
   }
-  if (image.length === 0) throw problem(400, 'invalid_request', 'The image is empty.');
-  if (image.length > MAX_IMAGE_BYTES) throw problem(413, 'too_large', `The image is over the ${MAX_IMAGE_BYTES}-byte limit.`);
-  const contentType = sniffImageType(image);
-  if (!contentType) throw problem(415, 'unsupported_media_type', 'The image is not a JPEG, PNG, WebP, GIF, TIFF or AVIF file.');
-  return { bytes: image, contentType, topK };
+  // the same checks as the endpoint's own (empty, size, a supported format by its bytes)
+  checkImage(image, DEFAULT_MAX_IMAGE_BYTES);
+  return { bytes: image, contentType: sniffImageType(image)!, topK };
 }
 
 /**

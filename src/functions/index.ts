@@ -20,5 +20,6 @@ export {
   type FunctionSettings,
 } from './store.js';
 export { classifyHandler } from './classify.js';
+export { endpointClientFor } from './endpoint-client.js';
 export { FunctionMetrics } from './metrics.js';
 export type { EndpointClient, EndpointResult, EndpointPrediction, HandlerContext, ProxyResponse } from './types.js';

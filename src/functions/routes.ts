@@ -38,7 +38,9 @@ async function invoke(gateway: FunctionGateway, name: string, event: unknown, re
  *   (payload 2.0) event, and the body may also be raw image bytes.
  */
 export const functionsRoutes: FastifyPluginAsync<FunctionsRoutesOptions> = async (app, { gateway, bodyLimit = 14 * 1024 * 1024 }) => {
-  app.addContentTypeParser(IMAGE_TYPES, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  // the daemon's data plane may parse image bodies already (fastify refuses a second parser)
+  const missing = IMAGE_TYPES.filter((t) => !app.hasContentTypeParser(t));
+  if (missing.length) app.addContentTypeParser(missing, { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
   app.post<{ Params: { name: string } }>(
     '/functions/:name/invoke',

@@ -87,7 +87,7 @@ describe('built-in classify handler', () => {
       [{ url: 'https://169.254.169.254/latest/meta-data/' }, 400, /link-local/],
       [{ url: 'file:///etc/passwd' }, 400, /scheme file:/],
       [{ url: imageUrl, topK: 0 }, 400, /topK/],
-      [{ image: 'A'.repeat(14 * 1024 * 1024) }, 413, /over the 10485760-byte limit/],
+      [{ image: 'A'.repeat(12 * 1024 * 1024) }, 413, /larger than 8 MiB/],
     ];
     for (const [event, status, message] of cases) {
       const inv = await gateway.invoke('classify', event);

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import Fastify from 'fastify';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -84,6 +85,14 @@ describe('function routes over HTTP', () => {
     assert.equal(second.status, 429);
     assert.equal(second.headers.get('retry-after'), '1');
     assert.match(((await second.json()) as { error: { message: string } }).error.message, /concurrency limit \(1 concurrent executions\)/);
+  });
+
+  it('mounts on an app that already parses image bodies (like the daemon data plane)', async () => {
+    const app = Fastify();
+    app.addContentTypeParser(['image/jpeg', 'image/png'], { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+    await app.register(functionsRoutes, { gateway });
+    await app.ready();
+    await app.close();
   });
 
   it('audits every invocation with who, what, status and latency, and no keys or image bytes', () => {
