@@ -43,8 +43,9 @@ const KEY_IN_TEXT = /kn_([0-9a-f]{16})_[A-Za-z0-9_-]+/g;
 const MAX_STRING = 256;
 
 /**
- * Details are scrubbed before they are stored: anything shaped like an API key keeps only its
- * public id, and long strings (base64 images, bodies) are replaced by their length.
+ * What is stored is scrubbed first (details, and action and resource, which may echo what a
+ * caller typed): anything shaped like an API key keeps only its public id, and long strings
+ * (base64 images, bodies) are replaced by their length.
  */
 function scrub(value: unknown): unknown {
   if (typeof value === 'string') {
@@ -66,7 +67,7 @@ function scrub(value: unknown): unknown {
 export function appendAudit(ws: Workspace, e: AuditEntry): void {
   ws.db
     .prepare('INSERT INTO audit_log (ts, plane, principal, key_id, action, resource, status, latency_ms, request_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
-    .run(now(), e.plane, e.principal ?? null, e.keyId ?? null, e.action, e.resource, e.status, e.latencyMs ?? null, e.requestId ?? null, e.detail ? JSON.stringify(scrub(e.detail)) : null);
+    .run(now(), e.plane, e.principal ?? null, e.keyId ?? null, scrub(e.action), scrub(e.resource), e.status, e.latencyMs ?? null, e.requestId ?? null, e.detail ? JSON.stringify(scrub(e.detail)) : null);
 }
 
 /** Runs an admin change and records it with its outcome (the error status when it fails). */

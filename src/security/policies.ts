@@ -32,8 +32,9 @@ export function attachPolicyRow(ws: Workspace, principal: string, document: Poli
 }
 
 /**
- * Attaches an inline policy to a principal. Attaching to `anonymous` grants callers without any
- * key: that makes a resource public, and the security audit reports it.
+ * Attaches an inline policy to a principal (creating a user principal for a new name). Attaching
+ * to `anonymous` grants callers without any key: that makes a resource public, and the security
+ * audit reports it.
  */
 export function attachPolicy(ws: Workspace, principal: string, document: unknown, by: Actor): AttachedPolicy {
   const doc = parsePolicyDocument(document);
@@ -44,8 +45,11 @@ export function attachPolicy(ws: Workspace, principal: string, document: unknown
     `principal/${principal}`,
     () =>
       ws.db.transaction(() => {
-        const p = getPrincipal(ws, principal) ?? (principal === ANONYMOUS ? ensurePrincipal(ws, ANONYMOUS, 'anonymous') : undefined);
-        if (!p) throw notFound(`Principal ${principal}`, `Create it with kennel keys create ${principal}, or see kennel policies list.`);
+        // a new name becomes a user (keys can be added later); role/NAME exists only with its function
+        if (!getPrincipal(ws, principal)) {
+          if (principal.startsWith('role/')) throw notFound(`Execution role ${principal}`, 'Roles come with their functions: kennel functions list.');
+          ensurePrincipal(ws, principal, principal === ANONYMOUS ? 'anonymous' : 'user');
+        }
         const id = attachPolicyRow(ws, principal, doc);
         return getPolicy(ws, id);
       })(),

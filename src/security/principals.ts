@@ -102,23 +102,24 @@ function insertKey(ws: Workspace, principal: string, opts: { expiresAt?: string;
  * from --allow/--deny grants when given. The returned key is never stored and cannot be shown again.
  */
 export function createKey(ws: Workspace, principal: string, opts: CreateKeyOptions, by: Actor): CreatedKey & { policyId?: string } {
-  checkPrincipalName(principal);
-  const policy = opts.allow?.length || opts.deny?.length ? policyFromGrants(opts.allow ?? [], opts.deny ?? []) : undefined;
-  if (opts.burst !== undefined && opts.ratePerSecond === undefined) throw new KennelError('A burst needs a rate limit too.', 'Give both, e.g. --rate-limit 10 --burst 20.');
-  if (opts.ratePerSecond !== undefined) checkRate(opts.ratePerSecond, opts.burst ?? 1);
   return audited(
     ws,
     by,
     'admin:CreateKey',
     `principal/${principal}`,
-    () =>
-      ws.db.transaction(() => {
+    () => {
+      checkPrincipalName(principal);
+      const policy = opts.allow?.length || opts.deny?.length ? policyFromGrants(opts.allow ?? [], opts.deny ?? []) : undefined;
+      if (opts.burst !== undefined && opts.ratePerSecond === undefined) throw new KennelError('A burst needs a rate limit too.', 'Give both, e.g. --rate-limit 10 --burst 20.');
+      if (opts.ratePerSecond !== undefined) checkRate(opts.ratePerSecond, opts.burst ?? 1);
+      return ws.db.transaction(() => {
         const p = ensurePrincipal(ws, principal, opts.kind ?? 'user');
         if (p.kind === 'role' || p.kind === 'anonymous') throw new KennelError(`${principal} is a ${p.kind === 'role' ? 'function execution role' : 'reserved principal'} and cannot have keys.`);
         const policyId = policy ? attachPolicyRow(ws, principal, policy) : undefined;
         const expiresAt = opts.expiresInMs === undefined ? undefined : new Date(Date.now() + opts.expiresInMs).toISOString();
         return { ...insertKey(ws, principal, { expiresAt, ratePerSecond: opts.ratePerSecond, burst: opts.burst }), policyId };
-      })(),
+      })();
+    },
     (r) => ({ keyId: r.keyId, policyId: r.policyId, expiresAt: r.expiresAt }),
   );
 }
