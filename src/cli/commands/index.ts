@@ -4,11 +4,15 @@ import { registerCost } from './cost.js';
 import { registerDaemon } from './daemon.js';
 import { registerData } from './data.js';
 import { registerEndpoints } from './endpoints.js';
+import { registerFunctions } from './functions.js';
 import { registerInvoke } from './invoke.js';
 import { registerInsights } from './insights.js';
+import { registerKeys } from './keys.js';
 import { registerModels } from './models.js';
 import { registerModelsImport } from './models-import.js';
+import { registerPolicies } from './policies.js';
 import { registerPredict } from './predict.js';
+import { registerSecurity } from './security.js';
 import { registerTrain } from './train.js';
 import { registerWorkers } from './workers.js';
 
@@ -26,4 +30,8 @@ export function registerCommands(program: Command): void {
   registerEndpoints(program);
   registerInvoke(program);
   registerWorkers(program);
+  registerFunctions(program);
+  registerKeys(program);
+  registerPolicies(program);
+  registerSecurity(program);
 }

@@ -1,0 +1,173 @@
+import { readFileSync } from 'node:fs';
+import { InvalidArgumentError, type Command } from 'commander';
+import { KennelError } from '../../core/errors.js';
+import { createFunction, deleteFunction, listFunctions, updateFunction, type FunctionDefinition, type FunctionSettings } from '../../functions/index.js';
+import { cliActor, parseDuration } from '../../security/index.js';
+import { emit, runAction, table } from '../output.js';
+import { withWorkspace } from './keys.js';
+
+function memory(value: string): number {
+  const m = /^(\d+)\s*(mb|gb)?$/i.exec(value.trim());
+  if (!m) throw new InvalidArgumentError(`--memory must be a size like 256MB or 1GB, not "${value}".`);
+  return Number(m[1]) * (m[2]?.toLowerCase() === 'gb' ? 1024 : 1);
+}
+
+// 'none' stays a string here: commander turns a parser's null into ''
+const concurrency = (name: string, allowNone: boolean) => (value: string): number | 'none' => {
+  if (allowNone && value === 'none') return value;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a whole number${allowNone ? ' or none' : ''}, not "${value}".`);
+  return n;
+};
+
+interface SettingsOptions {
+  endpoint?: string;
+  handler?: string;
+  reservedConcurrency?: number | 'none';
+  provisionedConcurrency?: number | 'none';
+  timeout?: string;
+  memory?: number;
+  route?: string;
+  json?: boolean;
+}
+
+function settingsFrom(opts: SettingsOptions): FunctionSettings {
+  return {
+    endpoint: opts.endpoint,
+    handler: opts.handler,
+    reservedConcurrency: opts.reservedConcurrency === 'none' ? null : opts.reservedConcurrency,
+    provisionedConcurrency: opts.provisionedConcurrency === 'none' ? undefined : opts.provisionedConcurrency,
+    timeoutMs: opts.timeout === undefined ? undefined : parseDuration(opts.timeout, '--timeout'),
+    memoryMb: opts.memory,
+    route: opts.route === 'none' ? null : opts.route,
+  };
+}
+
+function withSettingsOptions(c: Command, update: boolean): Command {
+  return c
+    .option('--handler <file>', 'a .ts/.js module exporting handler(event, context), bundled now (default: the built-in classify handler)')
+    .option('--reserved-concurrency <n>', `the most concurrent executions; more get 429${update ? ' (none removes it)' : ''}`, concurrency('--reserved-concurrency', update))
+    .option('--provisioned-concurrency <n>', 'instances kept started and warm', concurrency('--provisioned-concurrency', false))
+    .option('--timeout <duration>', 'time limit per invocation, e.g. 10s')
+    .option('--memory <size>', 'memory limit of a handler instance, e.g. 256MB', memory)
+    .option('--route <path>', `an HTTP API route on the data plane, e.g. /v1/classify${update ? ' (none removes it)' : ''}`)
+    .option('--json', 'print JSON');
+}
+
+const describeFn = (f: FunctionDefinition) => ({ ...f, handler: f.handler === 'module' ? `module ${f.handlerSource} (${f.handlerSha?.slice(0, 12)})` : f.handler });
+
+export function registerFunctions(program: Command): void {
+  const cmd = program.command('functions').description('Functions in front of endpoints (like Lambda): least-privilege execution roles, reserved and provisioned concurrency.');
+
+  withSettingsOptions(cmd.command('create <name>').description('Create a function; its execution role may invoke only --endpoint.').requiredOption('--endpoint <name>', 'the endpoint it calls'), false).action(
+    (name: string, opts: SettingsOptions & { endpoint: string }) =>
+      runAction(async () => {
+        const { fn, warnings } = await withWorkspace((ws) => createFunction(ws, name, { ...settingsFrom(opts), endpoint: opts.endpoint }, cliActor()));
+        for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
+        emit(opts, { ...fn, warnings }, () => `created function ${fn.name} -> endpoint ${fn.endpoint} (role ${fn.role}: endpoint:Invoke on endpoint/${fn.endpoint} only)`);
+      }),
+  );
+
+  withSettingsOptions(cmd.command('update <name>').description('Change a function; --endpoint or --reset-role gives the role least privilege again.').option('--endpoint <name>', 'a new endpoint').option('--reset-role', 'replace every policy of the execution role with endpoint:Invoke on its endpoint'), true).action(
+    (name: string, opts: SettingsOptions & { resetRole?: boolean }) =>
+      runAction(async () => {
+        const { fn, warnings } = await withWorkspace((ws) => updateFunction(ws, name, { ...settingsFrom(opts), resetRole: opts.resetRole }, cliActor()));
+        for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
+        emit(opts, { ...fn, warnings }, () => `updated function ${fn.name} (revision ${fn.revision})`);
+      }),
+  );
+
+  cmd
+    .command('list')
+    .description('List functions.')
+    .option('--json', 'print JSON')
+    .action((opts: { json?: boolean }) =>
+      runAction(async () => {
+        const fns = await withWorkspace((ws) => listFunctions(ws));
+        emit(opts, { functions: fns }, () =>
+          fns.length
+            ? table(
+                ['NAME', 'ENDPOINT', 'HANDLER', 'RESERVED', 'PROVISIONED', 'TIMEOUT', 'MEMORY', 'ROUTE'],
+                fns.map((f) => [f.name, f.endpoint, describeFn(f).handler, f.reservedConcurrency ?? '-', f.provisionedConcurrency, `${f.timeoutMs / 1000}s`, `${f.memoryMb}MB`, f.route ?? '-']),
+              )
+            : 'no functions yet: kennel functions create NAME --endpoint ENDPOINT',
+        );
+      }),
+    );
+
+  cmd
+    .command('delete <name>')
+    .description('Delete a function and its execution role.')
+    .option('--json', 'print JSON')
+    .action((name: string, opts: { json?: boolean }) =>
+      runAction(async () => {
+        const fn = await withWorkspace((ws) => deleteFunction(ws, name, cliActor()));
+        emit(opts, { deleted: fn.name }, () => `deleted function ${fn.name}`);
+      }),
+    );
+
+  cmd
+    .command('invoke <name>')
+    .description("Invoke a function through the daemon's public route (POST /functions/NAME/invoke).")
+    .option('--event <json>', 'the event, e.g. \'{"url": "https://example.com/dog.jpg"}\'')
+    .option('--event-file <file>', 'read the event from a JSON file')
+    .option('--image <file>', 'send this image file as {"image": "<base64>"}')
+    .option('--url <url>', 'send {"url": URL}')
+    .option('--key <key>', 'API key (default: $KENNEL_API_KEY)')
+    .option('--gateway <url>', 'the data-plane base URL', 'http://127.0.0.1:8080')
+    .option('--json', 'print JSON')
+    .action((name: string, opts: { event?: string; eventFile?: string; image?: string; url?: string; key?: string; gateway: string; json?: boolean }) =>
+      runAction(async () => {
+        const event = eventFrom(opts);
+        const key = opts.key ?? process.env.KENNEL_API_KEY;
+        let res: Response;
+        try {
+          res = await fetch(`${opts.gateway.replace(/\/$/, '')}/functions/${encodeURIComponent(name)}/invoke`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) },
+            body: JSON.stringify(event),
+          });
+        } catch (e) {
+          throw new KennelError(`Cannot reach the Kennel daemon at ${opts.gateway} (${(e as Error & { cause?: { code?: string } }).cause?.code ?? (e as Error).message}).`, 'Start it with kennel up, or pass --gateway URL.');
+        }
+        const text = await res.text();
+        let body: unknown = text;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          /* not JSON: shown as text */
+        }
+        if (res.status >= 400) {
+          const err = (body as { error?: { message?: string; hint?: string } })?.error;
+          throw new KennelError(`${name} answered ${res.status}: ${err?.message ?? text.slice(0, 300)}`, err?.hint);
+        }
+        emit(opts, { statusCode: res.status, headers: Object.fromEntries(res.headers), body }, () => (typeof body === 'string' ? body : JSON.stringify(body, null, 2)));
+      }),
+    );
+}
+
+function eventFrom(opts: { event?: string; eventFile?: string; image?: string; url?: string }): unknown {
+  const given = [opts.event, opts.eventFile, opts.image, opts.url].filter((x) => x !== undefined).length;
+  if (given !== 1) throw new KennelError('Give exactly one of --event, --event-file, --image or --url.');
+  if (opts.url !== undefined) return { url: opts.url };
+  if (opts.image !== undefined) {
+    try {
+      return { image: readFileSync(opts.image).toString('base64') };
+    } catch {
+      throw new KennelError(`Cannot read ${opts.image}.`);
+    }
+  }
+  let text = opts.event;
+  if (opts.eventFile !== undefined) {
+    try {
+      text = readFileSync(opts.eventFile, 'utf8');
+    } catch {
+      throw new KennelError(`Cannot read ${opts.eventFile}.`);
+    }
+  }
+  try {
+    return JSON.parse(text!);
+  } catch (e) {
+    throw new KennelError(`The event is not valid JSON: ${(e as Error).message}.`);
+  }
+}

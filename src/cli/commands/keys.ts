@@ -1,0 +1,84 @@
+import type { Command } from 'commander';
+import { cliActor, createKey, listKeys, parseDuration, revokeKey, rotateKey } from '../../security/index.js';
+import { openWorkspace, type Workspace } from '../../store/index.js';
+import { emit, runAction, table } from '../output.js';
+import { number, oneOf } from '../options.js';
+
+export const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+export async function withWorkspace<T>(work: (ws: Workspace) => T | Promise<T>): Promise<T> {
+  const ws = openWorkspace();
+  try {
+    return await work(ws);
+  } finally {
+    ws.close();
+  }
+}
+
+const SHOWN_ONCE = 'Store it now: it is shown only once (Kennel keeps only its hash).';
+
+export function registerKeys(program: Command): void {
+  const cmd = program.command('keys').description('API keys: each belongs to a principal (a user or service account) whose policies say what it may do.');
+
+  cmd
+    .command('create <principal>')
+    .description("Create an API key for PRINCIPAL (created if new), optionally with an inline policy: kennel keys create web --allow function:Invoke:function/classify --expires 90d")
+    .option('--allow <grant>', 'ACTION:RESOURCE to allow, e.g. endpoint:Invoke:endpoint/dogs (repeatable)', collect, [])
+    .option('--deny <grant>', 'ACTION:RESOURCE to deny; a deny always wins (repeatable)', collect, [])
+    .option('--expires <duration>', 'lifetime, e.g. 30d, 12h (default: never; the security audit reports keys that never expire)')
+    .option('--kind <kind>', 'principal kind when new: user or service', oneOf('--kind', ['user', 'service'] as const), 'user')
+    .option('--rate-limit <perSecond>', 'requests per second for this key (default: the workspace default)', number('--rate-limit', { min: 0.001 }))
+    .option('--burst <n>', 'requests this key may send at once (default: twice the rate)', number('--burst', { int: true, min: 1 }))
+    .option('--json', 'print JSON')
+    .action((principal: string, opts: { allow: string[]; deny: string[]; expires?: string; kind: 'user' | 'service'; rateLimit?: number; burst?: number; json?: boolean }) =>
+      runAction(async () => {
+        const created = await withWorkspace((ws) =>
+          createKey(ws, principal, { allow: opts.allow, deny: opts.deny, kind: opts.kind, expiresInMs: opts.expires === undefined ? undefined : parseDuration(opts.expires, '--expires'), ratePerSecond: opts.rateLimit, burst: opts.burst }, cliActor()),
+        );
+        emit(opts, created, () => [`key ${created.keyId} for ${created.principal}${created.expiresAt ? ` (expires ${created.expiresAt})` : ' (never expires)'}:`, '', `  ${created.key}`, '', SHOWN_ONCE].join('\n'));
+      }),
+    );
+
+  cmd
+    .command('list')
+    .description('List keys (ids, principals, states, expiry and last use; never the secrets).')
+    .option('--principal <name>', 'only the keys of this principal')
+    .option('--json', 'print JSON')
+    .action((opts: { principal?: string; json?: boolean }) =>
+      runAction(async () => {
+        const keys = await withWorkspace((ws) => listKeys(ws, opts.principal));
+        const day = (t?: string) => (t ? t.slice(0, 16).replace('T', ' ') : '-');
+        emit(opts, { keys }, () =>
+          keys.length ? table(['KEY ID', 'PRINCIPAL', 'STATE', 'CREATED', 'EXPIRES', 'LAST USED'], keys.map((k) => [k.keyId, k.principal, k.state, day(k.createdAt), day(k.expiresAt), day(k.lastUsedAt)])) : 'no keys yet: kennel keys create NAME --allow ACTION:RESOURCE',
+        );
+      }),
+    );
+
+  cmd
+    .command('revoke <keyId>')
+    .description('Revoke a key at once (also in a running daemon).')
+    .option('--json', 'print JSON')
+    .action((keyId: string, opts: { json?: boolean }) =>
+      runAction(async () => {
+        const key = await withWorkspace((ws) => revokeKey(ws, keyId, cliActor()));
+        emit(opts, key, () => `revoked key ${key.keyId} of ${key.principal}`);
+      }),
+    );
+
+  cmd
+    .command('rotate <keyId>')
+    .description('Replace a key: the new key works at once, the old one keeps working for the overlap window, then expires.')
+    .option('--overlap <duration>', 'how long the old key stays valid', '24h')
+    .option('--expires <duration>', "the new key's lifetime (default: the old key's)")
+    .option('--json', 'print JSON')
+    .action((keyId: string, opts: { overlap: string; expires?: string; json?: boolean }) =>
+      runAction(async () => {
+        const rotated = await withWorkspace((ws) =>
+          rotateKey(ws, keyId, { overlapMs: parseDuration(opts.overlap, '--overlap'), expiresInMs: opts.expires === undefined ? undefined : parseDuration(opts.expires, '--expires') }, cliActor()),
+        );
+        emit(opts, rotated, () =>
+          [`new key ${rotated.keyId} for ${rotated.principal}${rotated.expiresAt ? ` (expires ${rotated.expiresAt})` : ''}:`, '', `  ${rotated.key}`, '', SHOWN_ONCE, `The old key ${rotated.oldKeyId} stops working at ${rotated.oldKeyExpiresAt}.`].join('\n'),
+        );
+      }),
+    );
+}

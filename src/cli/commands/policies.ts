@@ -1,0 +1,87 @@
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { KennelError } from '../../core/errors.js';
+import { attachPolicy, cliActor, detachPolicy, getPrincipal, listKeys, listPolicies, listPrincipals, policyFromGrants, type AttachedPolicy } from '../../security/index.js';
+import { emit, runAction, table } from '../output.js';
+import { collect, withWorkspace } from './keys.js';
+
+const grants = (p: AttachedPolicy) => p.document.statements.map((s) => `${s.effect} ${s.actions.join(',')} on ${s.resources.join(',')}`).join('; ');
+
+function readPolicyFile(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    throw new KennelError(`Cannot read the policy file ${file}.`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new KennelError(`The policy file ${file} is not valid JSON: ${(e as Error).message}.`);
+  }
+}
+
+export function registerPolicies(program: Command): void {
+  const cmd = program.command('policies').description('IAM-like policies: default deny, an explicit deny wins. Actions: endpoint:Invoke, function:Invoke, model:Read, admin:*; resources: endpoint/NAME, function/NAME, * ...');
+
+  cmd
+    .command('attach <principal>')
+    .description("Attach a policy to PRINCIPAL (a user is created for a new name; 'anonymous' means callers without a key): --allow/--deny grants or --file policy.json")
+    .option('--allow <grant>', 'ACTION:RESOURCE to allow (repeatable)', collect, [])
+    .option('--deny <grant>', 'ACTION:RESOURCE to deny (repeatable)', collect, [])
+    .option('--file <policy.json>', 'a policy document: {"statements": [{"effect", "actions", "resources"}]} (AWS IAM spelling works too)')
+    .option('--json', 'print JSON')
+    .action((principal: string, opts: { allow: string[]; deny: string[]; file?: string; json?: boolean }) =>
+      runAction(async () => {
+        if (Boolean(opts.file) === Boolean(opts.allow.length || opts.deny.length)) throw new KennelError('Give either --allow/--deny grants or --file.', "e.g. kennel policies attach alice --allow endpoint:Invoke:endpoint/dogs");
+        const document = opts.file ? readPolicyFile(opts.file) : policyFromGrants(opts.allow, opts.deny);
+        const policy = await withWorkspace((ws) => attachPolicy(ws, principal, document, cliActor()));
+        emit(opts, policy, () => `attached ${policy.id} to ${principal}: ${grants(policy)}`);
+      }),
+    );
+
+  cmd
+    .command('detach <principal> <policyId>')
+    .description('Remove a policy from a principal.')
+    .option('--json', 'print JSON')
+    .action((principal: string, policyId: string, opts: { json?: boolean }) =>
+      runAction(async () => {
+        const policy = await withWorkspace((ws) => detachPolicy(ws, principal, policyId, cliActor()));
+        emit(opts, policy, () => `detached ${policy.id} from ${principal}`);
+      }),
+    );
+
+  cmd
+    .command('list')
+    .description('List every policy by principal.')
+    .option('--json', 'print JSON')
+    .action((opts: { json?: boolean }) =>
+      runAction(async () => {
+        const { principals, policies } = await withWorkspace((ws) => ({ principals: listPrincipals(ws), policies: listPolicies(ws) }));
+        emit(opts, { principals: principals.map((p) => ({ ...p, policies: policies.filter((x) => x.principal === p.name) })) }, () =>
+          policies.length ? table(['PRINCIPAL', 'KIND', 'POLICY', 'GRANTS'], policies.map((p) => [p.principal, principals.find((x) => x.name === p.principal)?.kind ?? '-', p.id + (p.managedBy ? ' (managed)' : ''), grants(p)])) : 'no policies yet',
+        );
+      }),
+    );
+
+  cmd
+    .command('show <principal>')
+    .description("Show a principal's policies and keys.")
+    .option('--json', 'print JSON')
+    .action((principal: string, opts: { json?: boolean }) =>
+      runAction(async () => {
+        const shown = await withWorkspace((ws) => {
+          const p = getPrincipal(ws, principal);
+          if (!p) throw new KennelError(`Principal ${principal} was not found.`, 'kennel policies list shows the principals.', 404, 'not_found');
+          return { ...p, policies: listPolicies(ws, principal), keys: listKeys(ws, principal) };
+        });
+        emit(opts, shown, () =>
+          [
+            `${shown.name} (${shown.kind})`,
+            ...shown.policies.map((p) => `  ${p.id}${p.managedBy ? ` managed by ${p.managedBy}` : ''}: ${grants(p)}`),
+            ...shown.keys.map((k) => `  key ${k.keyId}: ${k.state}${k.expiresAt ? `, expires ${k.expiresAt}` : ', never expires'}`),
+          ].join('\n'),
+        );
+      }),
+    );
+}
