@@ -235,7 +235,8 @@ function hardwareCharts(t: JobTelemetry): string[] {
   const hw = t.hardware.filter((h) => h.worker === 'main');
   const gpuIds = [...new Set(hw.flatMap((h) => h.gpus?.map((g) => g.index) ?? []))];
   const util: Series[] = [
-    { name: 'CPU (% of threads)', points: hw.map((h) => [h.t / 1000, h.cpuShare * 100]) },
+    { name: 'this process (% of threads)', points: hw.map((h) => [h.t / 1000, h.cpuShare * 100]) },
+    { name: 'machine CPU (%)', points: hw.flatMap((h): Array<[number, number]> => (h.machineCpuShare === undefined ? [] : [[h.t / 1000, h.machineCpuShare * 100]])), color: '#ea580c' },
     { name: 'load (% of threads)', points: hw.map((h) => [h.t / 1000, (h.load1 / t.host.cpus) * 100]), color: '#94a3b8' },
     ...gpuIds.map((id, k) => ({ name: `GPU ${id} (%)`, points: hw.flatMap((h): Array<[number, number]> => h.gpus?.filter((g) => g.index === id).map((g) => [h.t / 1000, g.utilization * 100]) ?? []), color: PALETTE[(k + 2) % PALETTE.length] })),
   ];
@@ -330,11 +331,16 @@ function hardwareHtml(t: JobTelemetry): string {
     ['memory', `${(t.host.memoryBytes / 2 ** 30).toFixed(1)} GiB`],
     ['device', esc(t.device)],
     ['GPUs', gpus],
-    ['median CPU busy', hw.length ? `${num(median(hw.map((h) => h.cpuCores)))} threads (${pct(median(hw.map((h) => h.cpuShare)))})` : '-'],
+    ['median CPU busy (this process)', hw.length ? `${num(median(hw.map((h) => h.cpuCores)))} threads (${pct(median(hw.map((h) => h.cpuShare)))})` : '-'],
+    ['median CPU busy (machine)', hw.some((h) => h.machineCpuShare !== undefined) ? pct(median(hw.flatMap((h) => (h.machineCpuShare === undefined ? [] : [h.machineCpuShare])))) : '-'],
     ['peak process RSS', hw.length ? `${(Math.max(...hw.map((h) => h.rssBytes)) / 2 ** 20).toFixed(0)} MiB` : '-'],
     ['samples', hw.length],
   ];
-  return tableHtml(['', ''], rows, 'kv');
+  const workers = t.workers ?? [];
+  return (
+    tableHtml(['', ''], rows, 'kv') +
+    (workers.length ? '<h3>Feature extraction per worker</h3>' + tableHtml(['worker', 'tasks', 'images', 'busy seconds', 'images/s'], workers.map((w) => [esc(w.worker), w.tasks, w.images, num(w.seconds), num(w.imagesPerSecond)])) : '')
+  );
 }
 
 function examplesHtml(d: ReportData): string {

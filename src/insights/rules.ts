@@ -132,16 +132,19 @@ const stepOutlier: Check<'StepOutlier'> = ({ telemetry }, cfg) => {
 const lowUtilization: Check<'LowUtilization'> = ({ telemetry }, cfg) => {
   const samples = (telemetry?.hardware ?? []).filter((s) => s.worker === 'main');
   if (samples.length < cfg.minSamples) return skipped(`Only ${samples.length} hardware samples were recorded (at least ${cfg.minSamples} are needed).`);
-  const cpu = median(samples.map((s) => s.cpuShare));
+  // the machine's busy share counts worker processes too; the process share is the fallback
+  const machineShares = samples.flatMap((s) => (s.machineCpuShare === undefined ? [] : [s.machineCpuShare]));
+  const machine = machineShares.length >= cfg.minSamples ? median(machineShares) : undefined;
+  const cpu = machine ?? median(samples.map((s) => s.cpuShare));
   const cores = median(samples.map((s) => s.cpuCores));
   const gpuSamples = samples.filter((s) => s.gpus?.length).map((s) => Math.max(...s.gpus!.map((g) => g.utilization)));
   const gpu = gpuSamples.length >= cfg.minSamples ? median(gpuSamples) : undefined;
   const cpus = telemetry!.host.cpus;
-  const evidence: Evidence = { samples: samples.length, medianCpuShare: round(cpu), medianCpuCores: round(cores), cpus, medianLoad1: round(median(samples.map((s) => s.load1))), ...(gpu === undefined ? {} : { medianGpuUtilization: round(gpu), gpuSamples: gpuSamples.length }) };
+  const evidence: Evidence = { samples: samples.length, medianCpuShare: round(cpu), medianProcessCpuCores: round(cores), cpus, medianLoad1: round(median(samples.map((s) => s.load1))), ...(gpu === undefined ? {} : { medianGpuUtilization: round(gpu), gpuSamples: gpuSamples.length }) };
   const idle: string[] = [];
   const advice: string[] = [];
   if (cpu < cfg.cpuBelow) {
-    idle.push(`the job kept a median of ${round(cores)} of ${cpus} CPU threads busy (${pct(cpu)}, below ${pct(cfg.cpuBelow)})`);
+    idle.push(`the CPUs were ${pct(cpu)} busy on median (below ${pct(cfg.cpuBelow)}; this process used ${round(cores)} of ${cpus} threads)`);
     advice.push(
       'use the idle cores: extract features with more workers (or a larger extraction batch), train with a larger --batch-size, or run several trainings (e.g. a tuning job) side by side; on a cloud instance, pick one with fewer vCPUs (kennel cost shows the cheaper fit)',
     );

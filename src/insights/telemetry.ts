@@ -21,6 +21,8 @@ export interface JobTelemetry {
   steps: StepRecord[];
   epochs: EpochRecord[];
   hardware: HardwareSample[];
+  /** feature-extraction throughput per worker, as the worker engine reported it */
+  workers: WorkerStat[];
   /** the recorder's own main-thread time, and its share of step time */
   overhead: { ms: number; stepRatio: number };
 }
@@ -94,6 +96,15 @@ export interface EpochRecord {
   seconds: number;
 }
 
+export interface WorkerStat {
+  worker: string;
+  tasks: number;
+  images: number;
+  /** seconds the worker spent on its tasks */
+  seconds: number;
+  imagesPerSecond: number;
+}
+
 export interface GpuSample {
   index: number;
   /** 0..1 */
@@ -108,6 +119,8 @@ export interface HardwareSample {
   cpuCores: number;
   /** cpuCores over the logical processors available to the process, 0..1 */
   cpuShare: number;
+  /** busy share of all the machine's logical processors (this job's worker processes and anything else), 0..1 */
+  machineCpuShare?: number;
   /** one-minute load average of the machine (0 on platforms without one) */
   load1: number;
   rssBytes: number;
@@ -148,6 +161,18 @@ export interface RecorderOptions {
 }
 
 const FEATURE_PHASE = /^features\b/;
+
+/** CPU time of all logical processors (ms): busy and total, summed since boot. */
+function machineCpuTimes(): { busy: number; total: number } {
+  let busy = 0;
+  let total = 0;
+  for (const c of cpus()) {
+    const t = c.times;
+    busy += t.user + t.nice + t.sys + t.irq;
+    total += t.user + t.nice + t.sys + t.irq + t.idle;
+  }
+  return { busy, total };
+}
 /** GPU queries spawn a process; once a second is plenty for a utilisation chart. */
 const GPU_PERIOD_MS = 1000;
 
@@ -168,6 +193,8 @@ export class TelemetryRecorder {
   private timer?: NodeJS.Timeout;
   private lastCpu = process.cpuUsage();
   private lastCpuAt = performance.now();
+  private lastMachine = machineCpuTimes();
+  private workerStats: WorkerStat[] = [];
   private gpuProbe?: GpuProbe;
   private lastGpu?: GpuSample[];
   private lastGpuAt = -Infinity;
@@ -263,6 +290,11 @@ export class TelemetryRecorder {
     this.timed(() => this.epochRecords.push(...history.map((h) => ({ epoch: h.epoch, lr: h.lr, trainLoss: h.trainLoss, trainTop1: h.trainTop1, validLoss: h.validLoss, validTop1: h.validTop1, gradNorm: h.gradNorm, seconds: h.seconds }))));
   }
 
+  /** Per-worker extraction throughput (the worker engine's summary). */
+  workers(stats: readonly WorkerStat[]): void {
+    this.timed(() => (this.workerStats = stats.map((w) => ({ worker: w.worker, tasks: w.tasks, images: w.images, seconds: w.seconds, imagesPerSecond: w.imagesPerSecond }))));
+  }
+
   /** Samples from another process (a worker), already relative to this job's start. */
   workerSample(s: HardwareSample): void {
     this.timed(() => this.hardware.push(s));
@@ -276,11 +308,16 @@ export class TelemetryRecorder {
       this.lastCpu = process.cpuUsage();
       this.lastCpuAt = at;
       const cores = wall > 0 ? (cpu.user + cpu.system) / 1000 / wall : 0;
+      const machine = machineCpuTimes();
+      const machineTotal = machine.total - this.lastMachine.total;
+      const machineShare = machineTotal > 0 ? (machine.busy - this.lastMachine.busy) / machineTotal : undefined;
+      this.lastMachine = machine;
       const sample: HardwareSample = {
         t: this.rel(at),
         worker: 'main',
         cpuCores: cores,
         cpuShare: Math.min(1, cores / availableParallelism()),
+        ...(machineShare === undefined ? {} : { machineCpuShare: machineShare }),
         load1: loadavg()[0] ?? 0,
         rssBytes: process.memoryUsage.rss(),
         freeMemoryBytes: freemem(),
@@ -319,6 +356,7 @@ export class TelemetryRecorder {
       steps: this.steps.sort((a, b) => a.t - b.t),
       epochs: this.epochRecords,
       hardware: this.hardware.sort((a, b) => a.t - b.t),
+      workers: this.workerStats,
       overhead: { ms: this.overheadMs, stepRatio: stepMs > 0 ? this.overheadMs / stepMs : 0 },
     };
     return this.finished;

@@ -126,6 +126,7 @@ async function runTraining(ws: Workspace, jobId: string, o: Resolved, name: stri
   };
   const feats = await datasetFeatures(ws, ds, backbone, { augment: o.augment, seed: o.seed, device: o.device, instances: o.instances, queue: o.queue, progress, signal: hooks.signal });
   const featureSeconds = lap('features', feats.extractedImages);
+  recorder?.workers(feats.workers);
 
   const trainRaw = concatRows(feats.train);
   const st = standardizer(trainRaw);

@@ -92,6 +92,10 @@ test('a training job records telemetry and rules, and kennel report renders offl
     assert.ok(telemetry.steps.some((s: { kind: string }) => s.kind === 'extract'));
     assert.ok(telemetry.steps.some((s: { kind: string; gradNorm?: number }) => s.kind === 'head' && s.gradNorm! > 0));
     assert.ok(telemetry.hardware.length >= 2);
+    // the machine's CPU counters tick every 10 ms, so a sample right after another may have none
+    const machine = telemetry.hardware.filter((h: { machineCpuShare?: number }) => h.machineCpuShare !== undefined).map((h: { machineCpuShare: number }) => h.machineCpuShare);
+    assert.ok(machine.length >= 1 && machine.every((x: number) => x >= 0 && x <= 1), 'machine-wide CPU share');
+    assert.equal(telemetry.workers.reduce((n: number, w: { images: number }) => n + w.images, 0), 151, 'per-worker extraction throughput');
     assert.equal(result.rules.length, 10);
     assert.equal(result.rules.find((r) => r.rule === 'DuplicateLeakage')!.status, 'fired', 'the planted leak is found');
   });

@@ -49,8 +49,12 @@ test('StepOutlier fires on a step beyond 3 sigma', () => {
 });
 
 test('LowUtilization fires when the CPU is mostly idle, and when the GPU is', () => {
-  const cpu = only('LowUtilization', (i) => i.telemetry!.hardware.forEach((h) => ((h.cpuShare = 0.1), (h.cpuCores = 0.4))));
+  const cpu = only('LowUtilization', (i) => i.telemetry!.hardware.forEach((h) => ((h.machineCpuShare = 0.1), (h.cpuShare = 0.1), (h.cpuCores = 0.4))));
   assert.equal(cpu.evidence.medianCpuShare, 0.1);
+  // an idle coordinator while worker processes keep the machine busy is not idle hardware
+  const input = healthyInput();
+  input.telemetry!.hardware.forEach((h) => ((h.cpuShare = 0.05), (h.cpuCores = 0.2)));
+  assert.deepEqual(fired(input), []);
   const gpu = only('LowUtilization', (i) => i.telemetry!.hardware.forEach((h) => (h.gpus = [{ index: 0, utilization: 0.12, memoryMiB: 900 }])));
   assert.equal(gpu.evidence.medianGpuUtilization, 0.12);
   assert.match(gpu.finding, /GPU/);

@@ -40,7 +40,7 @@ export function healthyTelemetry(shape: TraceShape = SHAPE): JobTelemetry {
       t += ms;
     }
   }
-  const hardware: HardwareSample[] = Array.from({ length: 20 }, (_, i) => ({ t: i * 250, worker: 'main', cpuCores: 3.2, cpuShare: 0.8, load1: 3.5, rssBytes: 300 * 2 ** 20, freeMemoryBytes: 8 * 2 ** 30 }));
+  const hardware: HardwareSample[] = Array.from({ length: 20 }, (_, i) => ({ t: i * 250, worker: 'main', cpuCores: 3.2, cpuShare: 0.8, machineCpuShare: 0.85, load1: 3.5, rssBytes: 300 * 2 ** 20, freeMemoryBytes: 8 * 2 ** 30 }));
   return {
     version: 1,
     job: 'train-scripted',
@@ -56,6 +56,7 @@ export function healthyTelemetry(shape: TraceShape = SHAPE): JobTelemetry {
     steps,
     epochs,
     hardware,
+    workers: [],
     overhead: { ms: 1, stepRatio: 0.001 },
   };
 }
