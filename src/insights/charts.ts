@@ -193,13 +193,13 @@ export function timelineChart(c: TimelineSpec): string {
 /** Confusion matrix: rows = true class, columns = predicted; colour = share of the true class. */
 export function confusionHeatmap(labels: string[], matrix: number[][], title = 'Confusion matrix (test)'): string {
   const n = labels.length;
-  const cell = Math.max(4, Math.min(22, Math.floor(640 / Math.max(1, n))));
-  const showText = cell >= 8;
-  const labelW = showText ? Math.min(180, 8 + Math.max(...labels.map((l) => l.length)) * Math.min(6, cell * 0.55)) : 20;
+  // with many classes the labels get small; the drawing is vector, so zooming in makes them readable
+  const cell = Math.max(6, Math.min(22, Math.floor(900 / Math.max(1, n))));
+  const font = Math.max(4, Math.min(11, cell * 0.65));
+  const labelW = Math.min(200, 8 + Math.max(...labels.map((l) => l.length)) * font * 0.6);
   const f: Frame = { width: labelW + n * cell + 20, height: labelW + n * cell + 40, left: labelW, right: 20, top: 30, bottom: labelW };
   const total = matrix.reduce((a, r) => a + r.reduce((x, y) => x + y, 0), 0);
   let s = open('confusion', title, f, { classes: n, total });
-  const font = Math.max(5, Math.min(11, cell * 0.6));
   s += `<g class="cells"><rect x="${f.left}" y="${f.top}" width="${n * cell}" height="${n * cell}" fill="#f8fafc"/>`;
   matrix.forEach((row, i) => {
     const rowSum = row.reduce((a, b) => a + b, 0);
@@ -211,14 +211,12 @@ export function confusionHeatmap(labels: string[], matrix: number[][], title = '
     });
   });
   s += '</g>';
-  if (showText) {
-    labels.forEach((l, i) => {
-      s += `<text class="row-label" x="${f.left - 4}" y="${f.top + i * cell + cell * 0.72}" text-anchor="end" font-size="${font}">${esc(l)}</text>`;
-      const x = f.left + i * cell + cell * 0.7;
-      const y = f.top + n * cell + 4;
-      s += `<text class="col-label" x="${x}" y="${y}" text-anchor="end" font-size="${font}" transform="rotate(-60 ${x} ${y})">${esc(l)}</text>`;
-    });
-  }
+  labels.forEach((l, i) => {
+    s += `<text class="row-label" x="${f.left - 4}" y="${(f.top + i * cell + cell * 0.72).toFixed(1)}" text-anchor="end" font-size="${font.toFixed(1)}">${esc(l)}</text>`;
+    const x = (f.left + i * cell + cell * 0.7).toFixed(1);
+    const y = f.top + n * cell + 4;
+    s += `<text class="col-label" x="${x}" y="${y}" text-anchor="end" font-size="${font.toFixed(1)}" transform="rotate(-60 ${x} ${y})">${esc(l)}</text>`;
+  });
   s += `<text x="${f.left}" y="${f.top - 4}" class="axis-label">rows: true class, columns: predicted</text>`;
   return s + '</svg>';
 }
