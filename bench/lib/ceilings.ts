@@ -1,0 +1,85 @@
+import { cpus } from 'node:os';
+import * as ort from 'onnxruntime-node';
+import { decodeRgb, inputShape, normalizeInto, type PreprocessSpec } from '../../src/backbones/index.js';
+import { GraphBuilder } from '../../src/onnx/builder.js';
+import { repeatFor, timed } from './timing.js';
+
+/**
+ * Reference measurements: what the hardware does with the plainest possible use of the same
+ * libraries, so a pipeline's speed can be read as a fraction of what is attainable.
+ */
+
+export interface CeilingRun {
+  batch: number;
+  imagesPerSecond: number;
+  /** wall time spent decoding+normalising vs in session.run, per image */
+  decodeMsPerImage: number;
+  inferMsPerImage: number;
+  coresUsed: number;
+}
+
+/**
+ * Extraction ceiling: decode a batch with sharp (all images at once), normalise, one
+ * session.run, repeat; the ORT session uses every core. One run per batch size; the best counts.
+ */
+export async function extractionCeiling(modelPath: string, spec: PreprocessSpec, inputName: string, files: string[], batchSizes: number[]): Promise<{ best: CeilingRun; runs: CeilingRun[] }> {
+  const session = await ort.InferenceSession.create(modelPath, { executionProviders: ['cpu'], intraOpNumThreads: cpus().length, graphOptimizationLevel: 'all' });
+  const per = 3 * spec.size * spec.size;
+  try {
+    const runs: CeilingRun[] = [];
+    for (const bs of batchSizes) {
+      const input = new Float32Array(bs * per);
+      const run = (batch: string[]) => session.run({ [inputName]: new ort.Tensor('float32', input.subarray(0, batch.length * per), inputShape(spec, batch.length)) });
+      let decode = 0;
+      let infer = 0;
+      const pass = async (list: string[]) => {
+        for (let i = 0; i < list.length; i += bs) {
+          const batch = list.slice(i, i + bs);
+          const t0 = performance.now();
+          await Promise.all(batch.map(async (f, k) => normalizeInto(await decodeRgb(f, spec), spec, input, k)));
+          const t1 = performance.now();
+          await run(batch);
+          decode += t1 - t0;
+          infer += performance.now() - t1;
+        }
+      };
+      await pass(files.slice(0, bs)); // warm-up: first-run allocations, file cache
+      decode = infer = 0;
+      const t = await timed(() => pass(files));
+      runs.push({
+        batch: bs,
+        imagesPerSecond: files.length / t.seconds,
+        decodeMsPerImage: decode / files.length,
+        inferMsPerImage: infer / files.length,
+        coresUsed: t.cpuSeconds / t.seconds,
+      });
+    }
+    const best = runs.reduce((a, b) => (b.imagesPerSecond > a.imagesPerSecond ? b : a));
+    return { best, runs };
+  } finally {
+    await session.release();
+  }
+}
+
+/**
+ * GFLOP/s of a one-node ONNX MatMul [batch, k] x [k, n] run in a loop, both operands fed each
+ * call as a training step feeds its weights: the attainable rate for a head's matrix work.
+ */
+export async function matmulGflops(batch: number, k: number, n: number, seconds: number): Promise<{ gflops: number; calls: number; msPerCall: number }> {
+  const g = new GraphBuilder();
+  const a = g.input('a', [batch, k]);
+  const b = g.input('b', [k, n]);
+  g.output(g.op('MatMul', [a, b], [], 'c'), 'c');
+  const session = await ort.InferenceSession.create(g.model.serialize(), { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
+  try {
+    const fill = (len: number) => Float32Array.from({ length: len }, (_, i) => ((i * 2654435761) % 1000) / 1000 - 0.5);
+    const feeds = { a: new ort.Tensor('float32', fill(batch * k), [batch, k]), b: new ort.Tensor('float32', fill(k * n), [k, n]) };
+    const r = await repeatFor(seconds, async () => {
+      await session.run(feeds);
+      return 1;
+    }, 20);
+    return { gflops: (2 * batch * k * n * r.calls) / r.seconds / 1e9, calls: r.calls, msPerCall: (r.seconds * 1000) / r.calls };
+  } finally {
+    await session.release();
+  }
+}
