@@ -1,7 +1,7 @@
 import { KennelError } from '../core/errors.js';
 import { sniffImageType } from '../net/index.js';
 import { checkImage, decodeBase64Image, DEFAULT_MAX_IMAGE_BYTES } from '../serving/index.js';
-import type { HandlerContext, ProxyResponse } from './types.js';
+import { PARSED_BODY, type HandlerContext, type ProxyResponse } from './types.js';
 
 const json = (statusCode: number, body: unknown, headers: Record<string, string> = {}): ProxyResponse => ({
   statusCode,
@@ -14,7 +14,10 @@ const problem = (status: number, code: string, message: string, hint?: string) =
 /** The event's input: the event itself, or the JSON (or raw image) body of an HTTP API event. */
 function inputOf(event: unknown): { input?: Record<string, unknown>; bytes?: Uint8Array } {
   if (event && typeof event === 'object' && 'requestContext' in event && 'body' in event) {
-    const e = event as { body?: unknown; isBase64Encoded?: boolean };
+    const e = event as { body?: unknown; isBase64Encoded?: boolean; [PARSED_BODY]?: unknown };
+    const parsed = e[PARSED_BODY];
+    if (Buffer.isBuffer(parsed)) return { bytes: parsed };
+    if (parsed !== undefined) return { input: parsed as Record<string, unknown> };
     if (typeof e.body !== 'string' || e.body === '') throw problem(400, 'invalid_request', 'The request has no body.', 'Send {"url": "https://..."} or {"image": "<base64>"}, or the image bytes.');
     if (e.isBase64Encoded) return { bytes: Buffer.from(e.body, 'base64') };
     try {

@@ -3,6 +3,7 @@ import { KennelError } from '../core/errors.js';
 import { ThrottledError } from '../security/index.js';
 import type { FunctionGateway, Invocation } from './gateway.js';
 import { HTTP_API_PREFIX } from './store.js';
+import { PARSED_BODY } from './types.js';
 
 export interface FunctionsRoutesOptions {
   gateway: FunctionGateway;
@@ -51,10 +52,15 @@ export const functionsRoutes: FastifyPluginAsync<FunctionsRoutesOptions> = async
     },
   );
 
+  // looked up once per request: by the access check, then by the handler
+  const routed = new WeakMap<FastifyRequest, string>();
   const routeName = (req: FastifyRequest) => {
+    const known = routed.get(req);
+    if (known) return known;
     const path = req.url.split('?')[0]!;
     const name = gateway.functionForRoute(path);
     if (!name) throw new KennelError(`No function is mapped to ${path.slice(0, 200)}.`, 'Map one with kennel functions update NAME --route /v1/...', 404, 'not_found');
+    routed.set(req, name);
     return name;
   };
 
@@ -62,15 +68,20 @@ export const functionsRoutes: FastifyPluginAsync<FunctionsRoutesOptions> = async
     const name = routeName(req);
     const [rawPath, rawQueryString = ''] = req.url.split('?') as [string, string?];
     const raw = Buffer.isBuffer(req.body);
+    let body: string | undefined;
     const event = {
       version: '2.0',
       routeKey: `POST ${rawPath}`,
       rawPath,
       rawQueryString,
       headers: Object.fromEntries(Object.entries(req.headers).filter(([k, v]) => !CREDENTIAL_HEADERS.has(k) && typeof v === 'string')),
-      body: raw ? (req.body as Buffer).toString('base64') : req.body === undefined ? '' : JSON.stringify(req.body),
+      // encoded only when a handler reads it (the built-in one uses PARSED_BODY instead)
+      get body(): string {
+        return (body ??= raw ? (req.body as Buffer).toString('base64') : req.body === undefined ? '' : JSON.stringify(req.body));
+      },
       isBase64Encoded: raw,
       requestContext: { requestId: req.id, http: { method: 'POST', path: rawPath, sourceIp: req.ip }, authorizer: { principal: req.kennelAuth?.principal } },
+      [PARSED_BODY]: req.body,
     };
     return invoke(gateway, name, event, req, reply);
   });

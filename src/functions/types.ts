@@ -42,3 +42,10 @@ export interface HandlerContext {
   /** fetches an image from a caller's URL with Kennel's SSRF protections */
   fetchImage(url: string): Promise<{ bytes: Uint8Array; contentType: string }>;
 }
+
+/**
+ * The request body an HTTP API event was made from (the Buffer of a raw body, or the parsed
+ * JSON), kept beside the event's string `body` so in-process handlers skip re-decoding it. It is
+ * a symbol, so it never reaches worker threads or handlers that do not ask for it.
+ */
+export const PARSED_BODY: unique symbol = Symbol('kennel.parsedBody');

@@ -32,7 +32,7 @@ before(async () => {
   ws = openWorkspace(tmpHome());
   await createFunction(ws, 'classify', { endpoint: 'dogs', route: '/v1/classify' }, by);
   await createFunction(ws, 'slow', { endpoint: 'dogs', handler: path.join(here, 'fixtures/handler.ts'), reservedConcurrency: 1 }, by);
-  caller = createKey(ws, 'web-app', { allow: ['function:Invoke:function/classify', 'function:Invoke:function/slow'], expiresInMs: 3_600_000 }, by).key;
+  caller = createKey(ws, 'web-app', { allow: ['function:Invoke:function/classify', 'function:Invoke:function/slow', 'function:Invoke:function/echo'], expiresInMs: 3_600_000 }, by).key;
   other = createKey(ws, 'other-app', { allow: ['function:Invoke:function/slow'], expiresInMs: 3_600_000 }, by).key;
   gateway = new FunctionGateway({ ws, endpoints: new FakeEndpoints() });
   server = await securedApp({ ws, plane: 'data' }, async (app) => {
@@ -77,6 +77,19 @@ describe('function routes over HTTP', () => {
     assert.equal(((await json.json()) as { predictions: unknown[] }).predictions.length, 2);
     assert.equal((await post('/v1/nothing-here', caller, {})).status, 404);
     assert.equal((await post('/v1/classify', other, jpeg, 'image/jpeg')).status, 403);
+  });
+
+  it('gives user handlers on an HTTP API route the request as a payload 2.0 event, without credentials', async () => {
+    await createFunction(ws, 'echo', { endpoint: 'dogs', handler: path.join(here, 'fixtures/handler.ts'), route: '/v1/echo' }, by);
+    const res = await fetch(`${server.url}/v1/echo?x=1`, { method: 'POST', headers: { 'x-api-key': caller, cookie: 'a=b', 'content-type': 'image/jpeg', 'x-custom': 'yes' }, body: jpeg });
+    assert.equal(res.status, 200);
+    const got = (await res.json()) as { body: string; isBase64Encoded: boolean; headerNames: string[]; principal: string };
+    assert.equal(got.isBase64Encoded, true);
+    assert.deepEqual(Buffer.from(got.body, 'base64'), jpeg);
+    assert.equal(got.principal, 'web-app');
+    assert.ok(got.headerNames.includes('x-custom') && !got.headerNames.includes('x-api-key') && !got.headerNames.includes('cookie'));
+    const json = await post('/v1/echo', caller, { hello: 'there' });
+    assert.deepEqual(JSON.parse(((await json.json()) as { body: string }).body), { hello: 'there' });
   });
 
   it('throttles at the reserved concurrency over HTTP with 429 and Retry-After', async () => {
