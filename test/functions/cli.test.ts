@@ -86,5 +86,7 @@ describe('kennel functions', () => {
     assert.match(ssrf.stderr, /answered 400: Only https:\/\/ URLs are fetched/);
     const down = await kennelAsync(home, ['functions', 'invoke', 'classify', '--event', '{}', '--gateway', 'http://127.0.0.1:9']);
     assert.match(down.stderr, /Cannot reach the Kennel daemon/);
+    const noDaemon = await kennelAsync(home, ['functions', 'invoke', 'classify', '--event', '{}']);
+    assert.match(noDaemon.stderr, /No Kennel daemon is running/);
   });
 });

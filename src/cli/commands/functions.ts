@@ -3,6 +3,8 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { KennelError } from '../../core/errors.js';
 import { createFunction, deleteFunction, listFunctions, updateFunction, type FunctionDefinition, type FunctionSettings } from '../../functions/index.js';
 import { cliActor, parseDuration } from '../../security/index.js';
+import { dataPlaneUrl, findDaemon } from '../../server/index.js';
+import { defaultHome } from '../../store/index.js';
 import { emit, runAction, table } from '../output.js';
 import { withWorkspace } from './keys.js';
 
@@ -114,21 +116,22 @@ export function registerFunctions(program: Command): void {
     .option('--image <file>', 'send this image file as {"image": "<base64>"}')
     .option('--url <url>', 'send {"url": URL}')
     .option('--key <key>', 'API key (default: $KENNEL_API_KEY)')
-    .option('--gateway <url>', 'the data-plane base URL', 'http://127.0.0.1:8080')
+    .option('--gateway <url>', 'the data-plane base URL (default: the running daemon of KENNEL_HOME)')
     .option('--json', 'print JSON')
-    .action((name: string, opts: { event?: string; eventFile?: string; image?: string; url?: string; key?: string; gateway: string; json?: boolean }) =>
+    .action((name: string, opts: { event?: string; eventFile?: string; image?: string; url?: string; key?: string; gateway?: string; json?: boolean }) =>
       runAction(async () => {
         const event = eventFrom(opts);
         const key = opts.key ?? process.env.KENNEL_API_KEY;
+        const base = (opts.gateway ?? dataPlaneUrl(findDaemon(defaultHome()))).replace(/\/$/, '');
         let res: Response;
         try {
-          res = await fetch(`${opts.gateway.replace(/\/$/, '')}/functions/${encodeURIComponent(name)}/invoke`, {
+          res = await fetch(`${base}/functions/${encodeURIComponent(name)}/invoke`, {
             method: 'POST',
             headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) },
             body: JSON.stringify(event),
           });
         } catch (e) {
-          throw new KennelError(`Cannot reach the Kennel daemon at ${opts.gateway} (${(e as Error & { cause?: { code?: string } }).cause?.code ?? (e as Error).message}).`, 'Start it with kennel up, or pass --gateway URL.');
+          throw new KennelError(`Cannot reach the Kennel daemon at ${base} (${(e as Error & { cause?: { code?: string } }).cause?.code ?? (e as Error).message}).`, 'Start it with kennel up, or pass --gateway URL.');
         }
         const text = await res.text();
         let body: unknown = text;
