@@ -46,7 +46,8 @@ interface Frame {
   bottom: number;
 }
 
-const frameOf = (width: number, height: number, left = 56, bottom = 36): Frame => ({ width, height, left, right: 16, top: 28, bottom });
+/** Plot area inside the svg; charts with a legend leave a row for it under the title. */
+const frameOf = (width: number, height: number, left = 56, bottom = 36, withLegend = false): Frame => ({ width, height, left, right: 16, top: withLegend ? 44 : 28, bottom });
 
 function scale(domain: [number, number], range: [number, number], log = false): (v: number) => number {
   const f = log ? (v: number) => Math.log10(Math.max(v, 1e-30)) : (v: number) => v;
@@ -77,13 +78,13 @@ function axes(f: Frame, x: { ticks: number[]; at: (v: number) => number; label: 
   return s;
 }
 
+/** One row under the title, left to right. */
 function legend(f: Frame, items: Array<{ name: string; color: string }>): string {
-  let x = f.width - f.right;
+  let x = f.left;
   let s = '<g class="legend">';
-  for (const it of [...items].reverse()) {
-    const w = 18 + it.name.length * 6.2;
-    x -= w + 8;
-    s += `<rect x="${x}" y="7" width="10" height="10" fill="${it.color}"/><text x="${x + 14}" y="16">${esc(it.name)}</text>`;
+  for (const it of items) {
+    s += `<rect x="${x}" y="23" width="10" height="10" fill="${it.color}"/><text x="${x + 14}" y="32">${esc(it.name)}</text>`;
+    x += 24 + it.name.length * 5.6;
   }
   return s + '</g>';
 }
@@ -115,7 +116,7 @@ export interface LineChartSpec {
 }
 
 export function lineChart(c: LineChartSpec): string {
-  const f = frameOf(c.width ?? 520, c.height ?? 240);
+  const f = frameOf(c.width ?? 520, c.height ?? 250, 56, 36, true);
   const all = c.series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!c.logY || y > 0));
   const xs = all.map((p) => p[0]);
   const ys = all.map((p) => p[1]);
@@ -158,7 +159,7 @@ export interface TimelineSpec {
 
 /** Per-step stacked bars (ms split by step phase), under a Gantt band of job phases when given. */
 export function timelineChart(c: TimelineSpec): string {
-  const f = frameOf(c.width ?? 880, c.phases.length ? 300 : 240);
+  const f = frameOf(c.width ?? 880, c.phases.length ? 310 : 250, 56, 36, true);
   const start = Math.min(0, ...c.bars.map((b) => b.t));
   const end = Math.max(start + 1e-3, ...c.phases.map((p) => p.end), ...c.bars.map((b) => b.t + b.width));
   const sx = scale([start, end], [f.left, f.width - f.right]);
@@ -166,7 +167,8 @@ export function timelineChart(c: TimelineSpec): string {
   const plotTop = band.top + band.height + (c.phases.length ? 14 : 0);
   const maxMs = Math.max(1e-3, ...c.bars.map((b) => b.parts.reduce((a, p) => a + p.ms, 0)));
   const sy = scale([0, maxMs], [f.height - f.bottom, plotTop]);
-  const phaseNames = [...new Set(c.bars.flatMap((b) => b.parts.filter((p) => p.ms > 0).map((p) => p.phase)))];
+  const order = Object.keys(c.phaseColors);
+  const phaseNames = [...new Set(c.bars.flatMap((b) => b.parts.filter((p) => p.ms > 0).map((p) => p.phase)))].sort((a, b) => order.indexOf(a) - order.indexOf(b));
   let s = open(c.kind, c.title, f, { phases: c.phases.length, bars: c.bars.length, 'step-phases': phaseNames.join(' '), ...c.attrs });
   s += axes(f, { ticks: niceTicks(start, end), at: sx, label: c.xLabel }, { ticks: niceTicks(0, maxMs, 4), at: sy, label: 'step ms' });
   c.phases.forEach((p, i) => {

@@ -237,7 +237,7 @@ function hardwareCharts(t: JobTelemetry): string[] {
   const util: Series[] = [
     { name: 'this process (% of threads)', points: hw.map((h) => [h.t / 1000, h.cpuShare * 100]) },
     { name: 'machine CPU (%)', points: hw.flatMap((h): Array<[number, number]> => (h.machineCpuShare === undefined ? [] : [[h.t / 1000, h.machineCpuShare * 100]])), color: '#ea580c' },
-    { name: 'load (% of threads)', points: hw.map((h) => [h.t / 1000, (h.load1 / t.host.cpus) * 100]), color: '#94a3b8' },
+    { name: 'load per thread (%, max 100)', points: hw.map((h) => [h.t / 1000, Math.min(100, (h.load1 / t.host.cpus) * 100)]), color: '#94a3b8' },
     ...gpuIds.map((id, k) => ({ name: `GPU ${id} (%)`, points: hw.flatMap((h): Array<[number, number]> => h.gpus?.filter((g) => g.index === id).map((g) => [h.t / 1000, g.utilization * 100]) ?? []), color: PALETTE[(k + 2) % PALETTE.length] })),
   ];
   const mem: Series[] = [
