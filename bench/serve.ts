@@ -14,6 +14,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { Classifier, DynamicBatcher } from '../src/serving/index.js';
+import type { ModelCard } from '../src/registry/index.js';
 import { tuneSharp } from '../src/training/index.js';
 import { extractionCeiling } from './lib/ceilings.js';
 import { failedCount, runLoad, type LoadResult } from './lib/load.js';
@@ -33,6 +36,45 @@ const settings = args.quick
   : { maxSeconds: 10, levelSeconds: 10, warmup: 2, levels: [0.1, 0.3, 0.5, 0.7, 0.9], instances: 1 };
 const CONCURRENCY = 32;
 
+/**
+ * The in-process pipeline a replica runs, without processes or HTTP: the same Classifier
+ * settings (all cores, ORT threads that do not spin), decoding on the libuv pool as images come,
+ * batches of up to 16 formed by the dynamic batcher, `concurrency` images in flight.
+ */
+async function pipelineCeiling(onnxPath: string, card: ModelCard, files: string[], seconds: number, concurrency: number): Promise<{ imagesPerSecond: number }> {
+  const clf = await Classifier.load(onnxPath, card, { spinning: false });
+  const images = files.map((f) => readFileSync(f));
+  const size = 3 * card.preprocess.size ** 2;
+  const batchInput = new Float32Array(16 * size);
+  const batcher = new DynamicBatcher<Float32Array, number>({ maxBatch: 16, maxDelayMs: 5 }, async (items) => {
+    items.forEach((x, i) => batchInput.set(x, i * size));
+    await clf.run(batchInput, items.length);
+    return items.map(() => 1);
+  });
+  const one = (k: number) =>
+    batcher.submit(async () => {
+      const x = new Float32Array(size);
+      await clf.preprocess(images[k % images.length]!, x, 0);
+      return x;
+    });
+  try {
+    await Promise.all(Array.from({ length: concurrency }, (_, k) => one(k))); // warm-up
+    let done = 0;
+    let next = 0;
+    const t0 = performance.now();
+    const until = t0 + seconds * 1000;
+    await Promise.all(Array.from({ length: concurrency }, async () => {
+      while (performance.now() < until) {
+        const n = await one(next++);
+        done += n;
+      }
+    }));
+    return { imagesPerSecond: done / ((performance.now() - t0) / 1000) };
+  } finally {
+    await clf.close();
+  }
+}
+
 const home = mkdtempSync(join(tmpdir(), 'kennel-bench-serve-'));
 const files = realPhotoFiles();
 const cleanups: Array<() => void> = [() => rmSync(home, { recursive: true, force: true })];
@@ -47,10 +89,13 @@ try {
   const { model, onnxPath } = await importMobilenet(home);
   const spec = model.card.preprocess;
 
+  // the ceiling: the better of two in-process ways to decode and infer with all cores
   tuneSharp(); // the replicas' decode settings
-  const ceilingFiles = args.quick ? files : [...files, ...files, ...files];
-  const ceiling = await extractionCeiling(onnxPath, spec, model.card.inputName, ceilingFiles, args.quick ? [16] : [8, 16, 32]);
-  log(`ceiling: ${ceiling.best.imagesPerSecond.toFixed(0)} images/s (batch ${ceiling.best.batch}, decode ${ceiling.best.decodeMsPerImage.toFixed(2)} ms + inference ${ceiling.best.inferMsPerImage.toFixed(2)} ms per image)`);
+  const plain = await extractionCeiling(onnxPath, spec, model.card.inputName, args.quick ? files : [...files, ...files], args.quick ? [16] : [8, 16, 32]);
+  log(`ceiling, plain loop (decode a batch, then run it): ${plain.best.imagesPerSecond.toFixed(0)} images/s (batch ${plain.best.batch}, decode ${plain.best.decodeMsPerImage.toFixed(2)} ms + inference ${plain.best.inferMsPerImage.toFixed(2)} ms per image)`);
+  const pipeline = await pipelineCeiling(onnxPath, model.card, files, settings.maxSeconds, CONCURRENCY);
+  log(`ceiling, pipelined (decode while the batch runs, ORT threads not spinning): ${pipeline.imagesPerSecond.toFixed(0)} images/s`);
+  const ceilingIps = Math.max(plain.best.imagesPerSecond, pipeline.imagesPerSecond);
 
   const kennel = await startKennel(home);
   cleanups.push(() => kennel.stop());
@@ -84,7 +129,7 @@ try {
 
   const at70 = levels.find((l) => l.fraction === 0.7)!;
   const results = {
-    ceiling_ips: Math.round(ceiling.best.imagesPerSecond),
+    ceiling_ips: Math.round(ceilingIps),
     kennel_ips: Math.round(kennelMax.throughput),
     naive_ips: Math.round(naiveMax.throughput),
     kennel_p99_ms_at_70pct: at70.kennel.p99,
@@ -94,7 +139,7 @@ try {
     seconds: Math.round((performance.now() - t0) / 1000),
     machine: { ...machine, loadEnd: currentLoad() },
     config: { model: `${model.name}@${model.version} (shared MobileNetV2 int8, 1000 classes)`, instances: settings.instances, maxBatch: 16, closedLoopConcurrency: CONCURRENCY, photos: files.length },
-    ceiling,
+    ceiling: { plain, pipeline },
     max: { kennel: kennelMax, naive: naiveMax },
     levels: levels.map((l) => ({ fraction: l.fraction, rate: l.rate, kennel: l.kennel, naive: l.naive })),
   };
@@ -104,7 +149,7 @@ try {
   else {
     process.stdout.write(
       summaryTable([
-        { metric: 'ceiling (in-process decode + batched inference)', value: `${results.ceiling_ips} images/s` },
+        { metric: 'ceiling (in-process decode + batched inference, best of 2)', value: `${results.ceiling_ips} images/s` },
         { metric: 'Kennel endpoint, max throughput', value: `${results.kennel_ips} images/s (${((results.kennel_ips / results.ceiling_ips) * 100).toFixed(0)}% of ceiling)`, target: `>= ${TARGET.ceilingFraction * 100}% of ceiling`, pass: results.kennel_ips >= TARGET.ceilingFraction * results.ceiling_ips },
         { metric: 'naive peer, max throughput', value: `${results.naive_ips} images/s` },
         { metric: 'Kennel p99 at 70% of its max', value: `${results.kennel_p99_ms_at_70pct} ms`, target: `<= ${TARGET.p99AtSeventyPercentMs} ms`, pass: results.kennel_p99_ms_at_70pct <= TARGET.p99AtSeventyPercentMs },

@@ -2,26 +2,28 @@
 export interface ScalingPolicy {
   min: number;
   max: number;
-  /** in-flight requests per replica (sampled every second), or invocations per replica per minute (SageMaker's InvocationsPerInstance) */
+  /** in-flight requests per replica (a time-weighted mean over each second), or invocations per replica per minute (SageMaker's InvocationsPerInstance) */
   metric: 'concurrency' | 'invocations';
   target: number;
   scaleOutCooldownS: number;
   scaleInCooldownS: number;
 }
 
-/** One second of a variant's traffic. */
+/** A variant's traffic over one sampling interval. */
 export interface Sample {
+  /** length of the interval */
+  seconds: number;
   /** time-weighted mean of requests in the system (waiting or on a replica) */
   concurrency: number;
   invocations: number;
-  /** requests in the system at the end of the second */
+  /** requests in the system at the end of the interval */
   inSystem: number;
 }
 
 export interface ScalingState {
   /** replicas wanted now (starting or serving) */
   current: number;
-  /** newest last, one per second */
+  /** newest last */
   history: Sample[];
   lastScaleOutAt: number;
   lastScaleInAt: number;
@@ -34,14 +36,23 @@ export interface ScalingDecision {
 }
 
 /**
- * Scaling out is fast: it follows the last second of in-flight requests (a time-weighted mean,
- * so already smooth) or the last 5 s of invocations. Scaling in is slow: the peak over a longer
- * window (the scale-in cooldown, 5 to 30 s) must be low, so a short lull does not remove capacity.
+ * Scaling out is fast: it follows in-flight requests over the last second (a time-weighted mean)
+ * or invocations over the last 5 s, re-evaluated at every sample. Scaling in is slow: every
+ * second of a longer window (the scale-in cooldown, 5 to 30 s) must be calm, so a short lull
+ * does not remove capacity.
  */
 const scaleOutWindow = (p: ScalingPolicy): number => (p.metric === 'concurrency' ? 1 : 5);
 const scaleInWindow = (p: ScalingPolicy): number => Math.max(5, Math.min(30, Math.ceil(p.scaleInCooldownS)));
-/** Samples kept per variant: enough for the longest window (a minute of invocations). */
+/** Seconds of samples kept per variant: enough for the longest window. */
 export const HISTORY_S = 60;
+
+/** The newest samples covering `seconds` (or all there are), and the time they cover. */
+function trailing(history: Sample[], seconds: number): { samples: Sample[]; covered: number } {
+  let covered = 0;
+  let i = history.length;
+  while (i > 0 && covered < seconds - 1e-6) covered += history[--i]!.seconds;
+  return { samples: history.slice(i), covered };
+}
 
 /**
  * Target tracking: the replicas needed to bring the metric per replica to the target,
@@ -51,33 +62,57 @@ export const HISTORY_S = 60;
 export function decideScaling(p: ScalingPolicy, s: ScalingState, nowMs: number): ScalingDecision | undefined {
   if (s.history.length === 0) return undefined;
   const clamp = (n: number) => Math.min(p.max, Math.max(p.min, n));
-  const outSeconds = Math.min(scaleOutWindow(p), s.history.length);
-  const busy = windowTotal(p, s.history.slice(-outSeconds), 'mean');
-  const wantOut = clamp(Math.ceil(busy.total / p.target - 1e-9));
+  const out = trailing(s.history, scaleOutWindow(p));
+  const busy = metric(p, out.samples);
+  const wantOut = clamp(Math.ceil(busy / p.target - 1e-9));
   if (wantOut > s.current && nowMs - s.lastScaleOutAt >= p.scaleOutCooldownS * 1000) {
-    return { desired: wantOut, direction: 'out', reason: `${busy.describe(s.current)} above target ${p.target} over the last ${outSeconds} s` };
+    return { desired: wantOut, direction: 'out', reason: `${describe(p, busy, s.current)} above target ${p.target} over the last ${round(out.covered)} s` };
   }
   const inSeconds = scaleInWindow(p);
-  if (s.history.length < inSeconds) return undefined;
-  const calm = windowTotal(p, s.history.slice(-inSeconds), 'peak');
-  let wantIn = clamp(Math.ceil(calm.total / p.target - 1e-9));
+  const calmWindow = trailing(s.history, inSeconds);
+  if (calmWindow.covered < inSeconds - 1e-6) return undefined;
+  // the busiest second of the window decides (invocations: the window's mean rate)
+  const calm = p.metric === 'concurrency' ? Math.max(...perSecond(calmWindow.samples).map((x) => metric(p, x))) : metric(p, calmWindow.samples);
+  let wantIn = clamp(Math.ceil(calm / p.target - 1e-9));
   // never scale to zero while a request is in the system
   if (wantIn === 0 && s.history.at(-1)!.inSystem > 0) wantIn = 1;
   if (wantIn < s.current && nowMs - Math.max(s.lastScaleOutAt, s.lastScaleInAt) >= p.scaleInCooldownS * 1000) {
-    return { desired: wantIn, direction: 'in', reason: `${calm.describe(s.current)} below target ${p.target} over the last ${inSeconds} s` };
+    return { desired: wantIn, direction: 'in', reason: `${describe(p, calm, s.current)} below target ${p.target} over the last ${inSeconds} s` };
   }
   return undefined;
 }
 
-function windowTotal(p: ScalingPolicy, samples: Sample[], how: 'mean' | 'peak'): { total: number; describe(current: number): string } {
-  if (p.metric === 'concurrency') {
-    const values = samples.map((x) => x.concurrency);
-    const total = how === 'mean' ? values.reduce((a, b) => a + b, 0) / values.length : Math.max(...values);
-    return { total, describe: (c) => `in-flight per replica ${(total / Math.max(1, c)).toFixed(2)}` };
+/** The metric's total over samples: mean in-flight requests, or invocations per minute. */
+function metric(p: ScalingPolicy, samples: Sample[]): number {
+  const seconds = samples.reduce((a, x) => a + x.seconds, 0);
+  if (seconds === 0) return 0;
+  if (p.metric === 'concurrency') return samples.reduce((a, x) => a + x.concurrency * x.seconds, 0) / seconds;
+  return (samples.reduce((a, x) => a + x.invocations, 0) * 60) / seconds;
+}
+
+/** Groups samples, newest last, into consecutive one-second groups. */
+function perSecond(samples: Sample[]): Sample[][] {
+  const groups: Sample[][] = [];
+  let group: Sample[] = [];
+  let seconds = 0;
+  for (let i = samples.length - 1; i >= 0; i--) {
+    group.unshift(samples[i]!);
+    seconds += samples[i]!.seconds;
+    if (seconds >= 1 - 1e-6) {
+      groups.unshift(group);
+      group = [];
+      seconds = 0;
+    }
   }
-  // invocations per minute, extrapolated from the window (its mean rate, for both directions)
-  const total = (samples.reduce((a, x) => a + x.invocations, 0) * 60) / samples.length;
-  return { total, describe: (c) => `invocations per replica per minute ${(total / Math.max(1, c)).toFixed(1)}` };
+  if (group.length) groups.unshift(group);
+  return groups;
+}
+
+const round = (x: number) => Math.round(x * 10) / 10;
+
+function describe(p: ScalingPolicy, total: number, current: number): string {
+  const per = total / Math.max(1, current);
+  return p.metric === 'concurrency' ? `in-flight per replica ${per.toFixed(2)}` : `invocations per replica per minute ${per.toFixed(1)}`;
 }
 
 /** What the autoscaler needs of a replica pool. */
@@ -96,8 +131,9 @@ interface Tracked {
 }
 
 /**
- * Samples every tracked pool once a second and applies decideScaling. A request that finds a
- * pool at zero replicas scales it out at once (no cooldown): it is held until a replica is ready.
+ * Samples every tracked pool four times a second and applies decideScaling, so a step in load
+ * is acted on within a fraction of a second. A request that finds a pool at zero replicas
+ * scales it out at once (no cooldown): it is held until a replica is ready.
  */
 export class Autoscaler<P extends Scalable> {
   private readonly tracked = new Map<P, Tracked>();
@@ -105,7 +141,7 @@ export class Autoscaler<P extends Scalable> {
 
   constructor(
     private readonly onDecision: DecisionListener<P>,
-    intervalMs = 1000,
+    intervalMs = 250,
   ) {
     this.timer = setInterval(() => this.tick(Date.now()), intervalMs);
     this.timer.unref();
@@ -132,8 +168,9 @@ export class Autoscaler<P extends Scalable> {
 
   tick(nowMs: number): void {
     for (const [pool, t] of this.tracked) {
-      t.state.history.push(pool.sample());
-      if (t.state.history.length > HISTORY_S) t.state.history.shift();
+      const history = t.state.history;
+      history.push(pool.sample());
+      while (history.reduce((a, x) => a + x.seconds, 0) - history[0]!.seconds >= HISTORY_S) history.shift();
       if (pool.rollingOut) continue; // the rollout owns the replica set until it completes
       t.state.current = pool.desired;
       const d = decideScaling(t.policy, t.state, nowMs);

@@ -19,13 +19,10 @@ export interface ReplicaConfig {
   batching: BatchingConfig;
 }
 
-/** Router -> replica messages (IPC, advanced serialization so image bytes travel as bytes). */
-export type ToReplica =
-  | { type: 'infer'; id: number; requestId: string; image: Uint8Array; topK: number }
-  | { type: 'ping'; id: number }
-  | { type: 'stop' };
+/** Router -> replica control messages (IPC, JSON). Requests travel on the request stream. */
+export type ToReplica = { type: 'ping'; id: number } | { type: 'stop' };
 
-/** Replica -> router messages. */
+/** Replica -> router messages; sent in arrays, one IPC message per event-loop turn. */
 export type FromReplica =
   | { type: 'ready'; model: string; threads: number }
   | { type: 'result'; id: number; predictions: Prediction[] }
@@ -33,3 +30,71 @@ export type FromReplica =
   | { type: 'pong'; id: number }
   | { type: 'batch'; size: number; ms: number }
   | { type: 'fatal'; message: string };
+
+/** The replica's file descriptor for the request stream (after stdin, stdout, stderr and IPC). */
+export const REQUEST_FD = 4;
+
+/** One inference request on the request stream. */
+export interface InferRequest {
+  id: number;
+  topK: number;
+  requestId: string;
+  image: Buffer;
+}
+
+// frame: u32 id, u32 image length, u16 topK, u8 request-id length, request id (ASCII), image bytes
+const HEAD = 11;
+
+/**
+ * Frames a request for the request stream. Image bytes go to the replica as they are, with no
+ * serialisation copy: the header is a separate small buffer, written together (writev).
+ */
+export function encodeRequest(r: Omit<InferRequest, 'image'>, image: Uint8Array): [Buffer, Uint8Array] {
+  const rid = Buffer.from(r.requestId, 'latin1').subarray(0, 255);
+  const head = Buffer.allocUnsafe(HEAD + rid.length);
+  head.writeUInt32LE(r.id, 0);
+  head.writeUInt32LE(image.length, 4);
+  head.writeUInt16LE(r.topK, 8);
+  head.writeUInt8(rid.length, 10);
+  rid.copy(head, HEAD);
+  return [head, image];
+}
+
+/** Reassembles requests from stream chunks; an image that arrived in one chunk is not copied. */
+export class RequestReader {
+  private chunks: Buffer[] = [];
+  private size = 0;
+
+  push(chunk: Buffer): InferRequest[] {
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+    const out: InferRequest[] = [];
+    while (this.size >= HEAD) {
+      const head = this.peek(HEAD);
+      const headLength = HEAD + head.readUInt8(10);
+      const total = headLength + head.readUInt32LE(4);
+      if (this.size < total) break;
+      const frame = this.take(total);
+      out.push({ id: frame.readUInt32LE(0), topK: frame.readUInt16LE(8), requestId: frame.toString('latin1', HEAD, headLength), image: frame.subarray(headLength) });
+    }
+    return out;
+  }
+
+  private peek(n: number): Buffer {
+    if (this.chunks[0]!.length < n) this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0]!;
+  }
+
+  private take(n: number): Buffer {
+    this.size -= n;
+    const first = this.chunks[0]!;
+    if (first.length >= n) {
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    const whole = Buffer.concat(this.chunks);
+    this.chunks = whole.length > n ? [whole.subarray(n)] : [];
+    return whole.subarray(0, n);
+  }
+}

@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { KennelError } from '../core/errors.js';
 import type { Prediction } from './classifier.js';
-import type { FromReplica, ReplicaConfig, ToReplica } from './protocol.js';
+import type { Socket } from 'node:net';
+import { REQUEST_FD, encodeRequest, type FromReplica, type ReplicaConfig, type ToReplica } from './protocol.js';
 
 export type ReplicaState = 'starting' | 'ready' | 'draining' | 'stopped';
 
@@ -44,7 +45,8 @@ export interface ReplicaEvents {
 let counter = 0;
 
 /**
- * The router's handle on one replica process: sends requests over IPC and matches answers by id,
+ * The router's handle on one replica process: writes requests to its request stream, matches
+ * answers (IPC) by id,
  * counts outstanding requests (the router's least-outstanding choice), and fails every pending
  * request with ReplicaGoneError when the process dies.
  */
@@ -56,6 +58,7 @@ export class ReplicaProcess {
   readyAt: number | undefined;
   lastPong = Date.now();
   private readonly child: ChildProcess;
+  private readonly requests: Socket;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private stopRequested = false;
@@ -71,13 +74,16 @@ export class ReplicaProcess {
   ) {
     this.id = `r${++counter}`;
     this.child = spawn(process.execPath, [...childExecArgv(), replicaEntry(), JSON.stringify(config)], {
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      serialization: 'advanced',
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc', 'pipe'],
       env: process.env,
     });
+    this.requests = this.child.stdio[REQUEST_FD] as Socket;
+    this.requests.on('error', () => {}); // a dead replica: its exit handler fails what is pending
     const rlog = log.child({ replica: this.id, pid: this.child.pid, model: config.model });
     for (const stream of [this.child.stdout!, this.child.stderr!]) createInterface({ input: stream }).on('line', (line) => rlog.warn({ output: line }, 'replica output'));
-    this.child.on('message', (m: FromReplica) => this.onMessage(m));
+    this.child.on('message', (batch: FromReplica[]) => {
+      for (const m of batch) this.onMessage(m);
+    });
     this.child.on('error', (e) => rlog.error({ err: e.message }, 'replica process error'));
     this.exited = new Promise((resolve) =>
       this.child.on('exit', (code, signal) => {
@@ -97,12 +103,16 @@ export class ReplicaProcess {
   }
 
   infer(image: Uint8Array, topK: number, requestId: string): Promise<Prediction[]> {
-    if (!this.child.connected) return Promise.reject(new ReplicaGoneError(this.id));
+    if (!this.child.connected || this.requests.destroyed) return Promise.reject(new ReplicaGoneError(this.id));
     const id = this.nextId++;
     this.outstanding++;
     return new Promise<Prediction[]>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.send({ type: 'infer', id, requestId, image, topK });
+      const [head, body] = encodeRequest({ id, topK, requestId }, image);
+      this.requests.cork();
+      this.requests.write(head);
+      this.requests.write(body);
+      this.requests.uncork();
     });
   }
 
@@ -130,10 +140,7 @@ export class ReplicaProcess {
   }
 
   private send(m: ToReplica): void {
-    if (!this.child.connected) return; // the exit handler fails whatever is pending
-    this.child.send(m, (e) => {
-      if (e && m.type === 'infer') this.settle(m.id)?.reject(new ReplicaGoneError(this.id));
-    });
+    if (this.child.connected) this.child.send(m);
   }
 
   private settle(id: number): Pending | undefined {

@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import { KennelError } from '../core/errors.js';
 import type { ModelCard } from '../registry/index.js';
+import type { Sample } from './autoscaler.js';
 import type { Device } from '../training/index.js';
 import type { BatchingConfig } from './protocol.js';
 import { ReplicaProcess, type ReplicaState } from './replica-process.js';
@@ -199,11 +200,11 @@ export class ReplicaPool {
   }
 
   /** Mean requests in the system since the last sample, and invocations since then. */
-  sample(): { concurrency: number; invocations: number; inSystem: number } {
+  sample(): Sample {
     this.account(0);
     const elapsed = performance.now() - this.sampleStart;
     const concurrency = elapsed > 0 ? this.area / elapsed : this.inSystem;
-    const out = { concurrency, invocations: this.invocations, inSystem: this.inSystem };
+    const out = { seconds: elapsed / 1000, concurrency, invocations: this.invocations, inSystem: this.inSystem };
     this.area = 0;
     this.invocations = 0;
     this.sampleStart = performance.now();

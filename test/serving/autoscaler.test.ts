@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { Autoscaler, decideScaling, type Sample, type ScalingPolicy, type ScalingState } from '../../src/serving/autoscaler.js';
 
 const policy = (p: Partial<ScalingPolicy> = {}): ScalingPolicy => ({ min: 1, max: 8, metric: 'concurrency', target: 2, scaleOutCooldownS: 5, scaleInCooldownS: 10, ...p });
-const seconds = (n: number, s: Partial<Sample>): Sample[] => Array.from({ length: n }, () => ({ concurrency: 0, invocations: 0, inSystem: 0, ...s }));
+const seconds = (n: number, s: Partial<Sample>): Sample[] => Array.from({ length: n }, () => ({ seconds: 1, concurrency: 0, invocations: 0, inSystem: 0, ...s }));
 const state = (current: number, history: Sample[], s: Partial<ScalingState> = {}): ScalingState => ({ current, history, lastScaleOutAt: 0, lastScaleInAt: 0, ...s });
 const NOW = 1_000_000;
 
@@ -27,15 +27,26 @@ test('scales in only after a calm window and the scale-in cooldown, never below 
   const d = decideScaling(policy(), state(4, calm, { lastScaleOutAt: NOW - 10_000 }), NOW);
   assert.deepEqual([d?.direction, d?.desired], ['in', 1]);
   // one busy second inside the window keeps the capacity
-  const spiky = [...calm.slice(0, 9), { concurrency: 7, invocations: 0, inSystem: 0 }, ...seconds(0, {})];
+  const spiky = [...calm.slice(0, 9), { seconds: 1, concurrency: 7, invocations: 0, inSystem: 0 }, ...seconds(0, {})];
   assert.equal(decideScaling(policy({ scaleOutCooldownS: 60 }), state(4, spiky), NOW), undefined);
   assert.equal(decideScaling(policy({ min: 2 }), state(4, calm), NOW)?.desired, 2);
+});
+
+test('quarter-second samples: scale-out follows the last second, scale-in needs every second of the window calm', () => {
+  const quarter = (n: number, concurrency: number): Sample[] => Array.from({ length: n }, () => ({ seconds: 0.25, concurrency, invocations: 0, inSystem: 0 }));
+  // one busy quarter after a calm stretch: the last second's mean is (3 x 0.5 + 7) / 4 = 2.125
+  assert.equal(decideScaling(policy(), state(1, [...quarter(20, 0.5), ...quarter(1, 7)]), NOW)?.desired, 2);
+  assert.equal(decideScaling(policy(), state(1, [...quarter(20, 0.5), ...quarter(4, 7)]), NOW)?.desired, 4);
+  const calm = quarter(40, 0.5);
+  assert.equal(decideScaling(policy(), state(3, calm), NOW)?.desired, 1);
+  // a single busy second among quarter samples blocks the scale-in
+  assert.equal(decideScaling(policy(), state(3, [...quarter(20, 0.5), ...quarter(4, 5), ...quarter(16, 0.5)]), NOW), undefined);
 });
 
 test('min 0 scales to zero when idle, but not while a request is in the system', () => {
   const idle = seconds(10, {});
   assert.equal(decideScaling(policy({ min: 0 }), state(1, idle), NOW)?.desired, 0);
-  const lastBusy = [...idle.slice(0, 9), { concurrency: 0.01, invocations: 1, inSystem: 1 }];
+  const lastBusy = [...idle.slice(0, 9), { seconds: 1, concurrency: 0.01, invocations: 1, inSystem: 1 }];
   assert.equal(decideScaling(policy({ min: 0 }), state(1, lastBusy), NOW), undefined);
 });
 
@@ -58,7 +69,7 @@ class FakePool {
     this.desired = n;
   }
   sample(): Sample {
-    return this.samples.shift() ?? { concurrency: 0, invocations: 0, inSystem: 0 };
+    return this.samples.shift() ?? { seconds: 0.25, concurrency: 0, invocations: 0, inSystem: 0 };
   }
 }
 
@@ -71,13 +82,13 @@ test('a request waiting on a pool at zero scales it out at once, and every decis
     a.demand(pool);
     assert.equal(pool.desired, 1);
     a.demand(pool); // already scaling: no second decision
-    pool.samples.push({ concurrency: 9, invocations: 30, inSystem: 9 });
+    pool.samples.push({ seconds: 1, concurrency: 9, invocations: 30, inSystem: 9 });
     a.tick(Date.now() + 10_000);
     assert.equal(pool.desired, 5);
     assert.deepEqual(decisions.map((d) => d.split(':')[0]), ['0->1 out', '1->5 out']);
     assert.match(decisions[0]!, /scale from zero/);
     pool.rollingOut = true;
-    pool.samples.push({ concurrency: 40, invocations: 30, inSystem: 9 });
+    pool.samples.push({ seconds: 1, concurrency: 40, invocations: 30, inSystem: 9 });
     a.tick(Date.now() + 20_000);
     assert.equal(pool.desired, 5, 'no scaling while a rollout owns the replicas');
   } finally {
