@@ -194,19 +194,21 @@ async function runTraining(ws: Workspace, jobId: string, o: Resolved, name: stri
 }
 
 let cachedVersion: string | undefined;
-/** package version plus the git commit when running from a checkout */
+/** Package version plus the git commit when running from a checkout; lineage only, so never fatal. */
 async function codeVersion(): Promise<string> {
   if (cachedVersion) return cachedVersion;
   const { readFileSync } = await import('node:fs');
   const root = new URL('../../', import.meta.url);
-  const pkg = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as { version: string };
-  let commit = '';
-  try {
-    const head = readFileSync(new URL('.git/HEAD', root), 'utf8').trim();
-    commit = head.startsWith('ref: ') ? readFileSync(new URL(`.git/${head.slice(5)}`, root), 'utf8').trim() : head;
-  } catch {
-    /* not a checkout */
-  }
-  cachedVersion = commit ? `${pkg.version}+${commit.slice(0, 12)}` : pkg.version;
+  const read = (path: string) => {
+    try {
+      return readFileSync(new URL(path, root), 'utf8').trim();
+    } catch {
+      return '';
+    }
+  };
+  const version = (JSON.parse(read('package.json') || '{}') as { version?: string }).version ?? 'unknown';
+  const head = read('.git/HEAD');
+  const commit = head.startsWith('ref: ') ? read(`.git/${head.slice(5)}`) : head;
+  cachedVersion = commit ? `${version}+${commit.slice(0, 12)}` : version;
   return cachedVersion;
 }
