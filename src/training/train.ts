@@ -43,6 +43,8 @@ type Resolved = z.output<typeof TrainOptionsSchema>;
 export interface TrainResult {
   job: string;
   model: string;
+  /** class names, index = label */
+  labels: string[];
   metrics: { train: { top1: number; loss: number }; valid: SplitMetrics; test: SplitMetrics };
   temperature: number;
   history: EpochStats[];
@@ -183,6 +185,7 @@ async function runTraining(ws: Workspace, jobId: string, o: Resolved, name: stri
   return {
     job: jobId,
     model: `${mv.name}@${mv.version}`,
+    labels: ds.classes,
     metrics: { train: { top1: trainEval.top1, loss: trainEval.loss }, valid, test },
     temperature,
     history: fit.history,

@@ -1,10 +1,20 @@
 import { Option, type Command } from 'commander';
-import { cpus } from 'node:os';
+import { availableParallelism } from 'node:os';
 import { parseDatasetRef } from '../../data/index.js';
 import { openWorkspace } from '../../store/index.js';
 import { train, type TrainOptions } from '../../training/index.js';
 import { emit, pct, progressBars, runAction } from '../output.js';
 import { number, oneOf } from '../options.js';
+
+/** The three classes with the lowest test accuracy, e.g. "Beagle 50.0%, Boxer 66.7%". */
+function weakest(perClass: number[], labels: string[]): string {
+  return perClass
+    .map((acc, i) => ({ acc, label: labels[i] ?? String(i) }))
+    .sort((a, b) => a.acc - b.acc)
+    .slice(0, 3)
+    .map((c) => `${c.label} ${pct(c.acc)}`)
+    .join(', ');
+}
 
 export function registerTrain(program: Command): void {
   program
@@ -37,7 +47,7 @@ export function registerTrain(program: Command): void {
         try {
           const { name: dataset, version } = parseDatasetRef(opts.dataset);
           const { json: _json, workers, instances: k, queue, ...rest } = opts;
-          const instances = (workers ?? k) === true ? cpus().length : ((workers ?? k) as number | undefined);
+          const instances = (workers ?? k) === true ? availableParallelism() : ((workers ?? k) as number | undefined);
           const r = await train(ws, { ...rest, dataset, datasetVersion: version, instances, queue: queue ?? (process.env.KENNEL_QUEUE || undefined) }, { progress: bar, signal });
           bar.end();
           const brief = (m: { n: number; top1: number; top5: number; loss: number; ece: number; eceUncalibrated: number }) => ({ n: m.n, top1: m.top1, top5: m.top5, loss: m.loss, ece: m.ece, eceUncalibrated: m.eceUncalibrated });
@@ -59,6 +69,7 @@ export function registerTrain(program: Command): void {
                 `registered ${r.model} (job ${r.job})`,
                 `  valid top-1 ${pct(r.metrics.valid.top1)}   test top-1 ${pct(r.metrics.test.top1)}   test top-5 ${pct(r.metrics.test.top5)}`,
                 `  calibration: ECE ${r.metrics.test.eceUncalibrated.toFixed(3)} -> ${r.metrics.test.ece.toFixed(3)} with temperature ${r.temperature.toFixed(2)}`,
+                `  weakest test classes: ${weakest(r.metrics.test.perClass, r.labels)}`,
                 `  best epoch ${r.bestEpoch} of ${r.history.length}; ${r.seconds.toFixed(1)}s (features ${r.timings.features.toFixed(1)}s${r.features.extractedImages === 0 ? ', all cached' : `, ${r.features.extractedImages} images extracted`}, head ${r.timings.head.toFixed(1)}s)`,
                 `next: kennel predict --model ${r.model} IMAGE...`,
               ].join('\n'),
