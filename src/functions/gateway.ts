@@ -94,7 +94,10 @@ class Pool {
       this.filling = Promise.all(
         Array.from({ length: missing }, async () => {
           const started = performance.now();
-          const instance = await this.start();
+          // a handler that cannot start is retried at the next sync; callers meanwhile get its
+          // error from their own (cold) start, so one broken function never stops the gateway
+          const instance = await this.start().catch(() => undefined);
+          if (!instance) return;
           this.onProvisioned(performance.now() - started);
           this.release(instance);
         }),

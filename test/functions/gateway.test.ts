@@ -157,8 +157,9 @@ describe('user handlers in worker threads', () => {
     assert.equal(await counter('kennel_function_invocations_total', 'function="spinner",outcome="timeout"'), 1);
   });
 
-  it('reports handlers that fail to load', async () => {
-    await createFunction(ws, 'broken', { endpoint: 'dogs', handler: fixture('broken.ts') }, by);
+  it('reports handlers that fail to load, without stopping the gateway from starting', async () => {
+    await createFunction(ws, 'broken', { endpoint: 'dogs', handler: fixture('broken.ts'), provisionedConcurrency: 1 }, by);
+    await gateway.sync(); // the provisioned instance cannot start; sync still completes
     const e = await rejection(gateway.invoke('broken', {}));
     assert.equal(e.status, 502);
     assert.match(e.message, /could not start: this module fails while loading/);
