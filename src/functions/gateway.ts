@@ -22,7 +22,7 @@ export interface GatewayOptions {
   fetch?: Omit<SafeFetchOptions, 'signal'>;
   /** where metrics go (the daemon's /metrics registry) */
   registry?: Registry;
-  /** the concurrency limit of functions without reserved concurrency, default 10 */
+  /** the concurrency limit of functions without reserved concurrency, default 100 */
   unreservedConcurrency?: number;
   /** on-demand instances idle this long are stopped, default 5 minutes */
   idleTimeoutMs?: number;
@@ -164,7 +164,7 @@ export class FunctionGateway {
     const def = getFunction(this.opts.ws, name);
     const pool = this.poolFor(def);
     const labels = { function: name };
-    const limit = def.reservedConcurrency ?? this.opts.unreservedConcurrency ?? 10;
+    const limit = def.reservedConcurrency ?? this.opts.unreservedConcurrency ?? 100;
     if (pool.active >= limit) {
       this.metrics.throttles.inc(labels);
       throw new ThrottledError(
