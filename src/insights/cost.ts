@@ -61,7 +61,7 @@ export function loadCatalog(path = DEFAULT_CATALOG): InstanceCatalog {
     throw new KennelError(`The instance catalog ${path} could not be read: ${(e as Error).message.split('\n')[0]}.`, 'Pass --catalog FILE with a JSON catalog shaped like catalog/instances.json.');
   }
   const r = CatalogSchema.safeParse(raw);
-  if (!r.success) throw new KennelError(`The instance catalog ${path} is not valid: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}.`, 'Compare it with catalog/instances.json (docs/INSIGHTS.md describes each field).');
+  if (!r.success) throw new KennelError(`The instance catalog ${path} is not valid: ${r.error.issues.map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`).join('; ')}.`, 'Compare it with catalog/instances.json (docs/INSIGHTS.md describes each field).');
   return r.data;
 }
 

@@ -1,0 +1,111 @@
+/**
+ * `npm run bench:insights [-- --quick] [-- --json]`: what recording telemetry costs.
+ *
+ * - head training (dogImages shape: 1,280-dim features, 133 classes) with a TelemetryRecorder
+ *   running (hardware sampling, step ingestion) against the same training without, runs
+ *   interleaved; the recorder's own timing of itself as a share of step time
+ * - train() on breeds-mini with cached features, telemetry on vs off (includes storing the
+ *   telemetry artifact and running the rules at the end)
+ * Target: recorder overhead under 2% of step time.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { addBackbone } from '../src/backbones/index.js';
+import { importDataset } from '../src/data/index.js';
+import { TelemetryRecorder, type JobTelemetry } from '../src/insights/index.js';
+import { getJob, openWorkspace } from '../src/store/index.js';
+import { fitHead, train, type HeadConfig } from '../src/training/index.js';
+import { machineInfo } from './lib/machine.js';
+import { benchDir, logger, parseBenchArgs, saveResults, summaryTable, type SummaryRow } from './lib/report.js';
+import { gaussianClusters } from './lib/synthetic.js';
+
+const TARGET_RATIO = 0.02;
+const args = parseBenchArgs(process.argv.slice(2), 'insights');
+const log = logger(args.json);
+const machine = machineInfo();
+const shared = process.env.KENNEL_SHARED ?? resolve(benchDir, '../../shared');
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+
+const shape = args.quick ? { rows: 2000, dim: 1280, classes: 133, epochs: 4, pairs: 4 } : { rows: 6680, dim: 1280, classes: 133, epochs: 8, pairs: 6 };
+log(`bench:insights${args.quick ? ' --quick' : ''}: ${machine.cpu}, ${machine.cores} cores, load ${machine.loadStart}`);
+
+// 1. head training with and without a recorder, interleaved so drift in machine load hits both
+const trainSet = gaussianClusters(shape.rows, shape.dim, shape.classes, { seed: 1 });
+const validSet = gaussianClusters(Math.round(shape.rows / 8), shape.dim, shape.classes, { seed: 2, centresSeed: 1 });
+const cfg: HeadConfig = { kind: 'linear', hidden: 512, dropout: 0.2, optimizer: 'adamw', lr: 1e-3, batchSize: 64, epochs: shape.epochs, weightDecay: 1e-4, labelSmoothing: 0.1, patience: 100, seed: 0 };
+async function headRun(record: boolean): Promise<{ seconds: number; stepSeconds: number; telemetry?: JobTelemetry }> {
+  const recorder = record ? new TelemetryRecorder({ job: 'bench', kind: 'train', device: 'cpu' }) : undefined;
+  const t0 = performance.now();
+  const fit = await fitHead(trainSet, trainSet.labels, validSet, validSet.labels, shape.classes, cfg);
+  recorder?.headSteps(fit.steps);
+  recorder?.epochs(fit.history);
+  const telemetry = recorder?.finish();
+  return { seconds: (performance.now() - t0) / 1000, stepSeconds: fit.steps.reduce((s, x) => s + x.ms, 0) / 1000, telemetry };
+}
+await headRun(false); // warm-up: ORT sessions, JIT
+const on: number[] = [];
+const off: number[] = [];
+const selfRatios: number[] = [];
+let steps = 0;
+// ABBA order: whatever the first run of a pair pays (garbage of the previous one) hits both sides
+const ordered = async <T>(i: number, run: (record: boolean) => Promise<T>): Promise<[T, T]> => {
+  if (i % 2 === 0) {
+    const a = await run(true);
+    return [a, await run(false)];
+  }
+  const b = await run(false);
+  return [await run(true), b];
+};
+for (let i = 0; i < shape.pairs; i++) {
+  const [a, b] = await ordered(i, headRun);
+  on.push(a.seconds);
+  off.push(b.seconds);
+  selfRatios.push(a.telemetry!.overhead.stepRatio);
+  steps = a.telemetry!.steps.length;
+  log(`head pair ${i + 1}/${shape.pairs}: with telemetry ${a.seconds.toFixed(3)}s, without ${b.seconds.toFixed(3)}s, recorder ${(a.telemetry!.overhead.ms).toFixed(2)} ms`);
+}
+const headAb = median(on) / median(off) - 1;
+
+// 2. whole training jobs with cached features
+const home = mkdtempSync(join(tmpdir(), 'kennel-bench-insights-'));
+const jobs = { on: [] as number[], off: [] as number[], selfRatio: [] as number[], stepMs: [] as number[] };
+try {
+  const ws = openWorkspace(home);
+  await importDataset(ws, join(shared, 'data/breeds-mini'), { name: 'breeds' });
+  await addBackbone(ws, join(shared, 'models/mobilenetv2-12-int8.onnx'), { name: 'mobilenetv2-12-int8' });
+  const opts = { dataset: 'breeds', backbone: 'mobilenetv2-12-int8', epochs: 30, patience: 100 };
+  await train(ws, opts); // extracts and caches the features
+  for (let i = 0; i < shape.pairs; i++) {
+    const [a, b] = await ordered(i, (record) => train(ws, opts, { telemetry: record }));
+    jobs.on.push(a.seconds);
+    jobs.off.push(b.seconds);
+    const t = JSON.parse(Buffer.from(await ws.artifacts.get((getJob(ws, a.job)!.result as { telemetry: string }).telemetry)).toString('utf8')) as JobTelemetry;
+    jobs.selfRatio.push(t.overhead.stepRatio);
+    jobs.stepMs.push(t.steps.reduce((s, x) => s + x.ms, 0));
+    log(`train() pair ${i + 1}/${shape.pairs}: with telemetry ${a.seconds.toFixed(3)}s, without ${b.seconds.toFixed(3)}s`);
+  }
+  ws.close();
+} finally {
+  rmSync(home, { recursive: true, force: true });
+}
+const jobAb = median(jobs.on) / median(jobs.off) - 1;
+
+const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
+const rows: SummaryRow[] = [
+  { metric: `recorder time / step time, head training (${steps} steps, median of ${shape.pairs})`, value: pct(median(selfRatios)), target: `< ${pct(TARGET_RATIO)}`, pass: median(selfRatios) < TARGET_RATIO },
+  { metric: 'head training wall time, with / without telemetry - 1 (median)', value: pct(headAb), target: `< ${pct(TARGET_RATIO)}`, pass: headAb < TARGET_RATIO },
+  { metric: 'recorder time / step time, train() on breeds-mini', value: pct(median(jobs.selfRatio)), target: `< ${pct(TARGET_RATIO)}`, pass: median(jobs.selfRatio) < TARGET_RATIO },
+  { metric: 'train() wall time, with / without telemetry - 1 (median; includes saving it and the rules)', value: pct(jobAb) },
+];
+const results = {
+  bench: 'insights',
+  quick: args.quick,
+  machine: { ...machine, loadEnd: machineInfo().loadStart },
+  head: { shape, withSeconds: on, withoutSeconds: off, abRatio: headAb, selfRatios },
+  train: { withSeconds: jobs.on, withoutSeconds: jobs.off, abRatio: jobAb, selfRatios: jobs.selfRatio, stepMs: jobs.stepMs },
+  summary: rows,
+};
+const file = saveResults('insights', results);
+if (args.json) process.stdout.write(JSON.stringify({ ...results, file }, null, 2) + '\n');
+else process.stdout.write(summaryTable(rows) + `\nresults: ${file}\n`);
