@@ -24,7 +24,7 @@ const machine = machineInfo();
 const date = new Date();
 const t0 = performance.now();
 const plan = args.quick ? { base: 10, before: 5, step: 10, after: 12, scaleInCooldownS: 5 } : { base: 10, before: 10, step: 30, after: 45, scaleInCooldownS: 15 };
-const policy = { instances: 1, min: 1, max: 4, targetConcurrency: 1, scaleOutCooldownS: 2, scaleInCooldownS: plan.scaleInCooldownS, maxInFlight: 256 };
+const policy = { instances: 1, min: 1, max: 4, targetConcurrency: 0.5, scaleOutCooldownS: 2, scaleInCooldownS: plan.scaleInCooldownS, maxInFlight: 256 };
 
 const home = mkdtempSync(join(tmpdir(), 'kennel-bench-autoscale-'));
 const files = realPhotoFiles();
@@ -92,6 +92,7 @@ try {
     seconds: Math.round((performance.now() - t0) / 1000),
     machine: { ...machine, loadEnd: currentLoad() },
     plan: { ...plan, policy },
+    runtime: kennel.runtime,
     requests: load.sent + fromZero.sent,
     peak_replicas: peak,
     scale_in_seconds: scaledIn ? (scaledIn.at - downAt) / 1000 : null,

@@ -138,7 +138,7 @@ try {
     date: date.toISOString(),
     seconds: Math.round((performance.now() - t0) / 1000),
     machine: { ...machine, loadEnd: currentLoad() },
-    config: { model: `${model.name}@${model.version} (shared MobileNetV2 int8, 1000 classes)`, instances: settings.instances, maxBatch: 16, closedLoopConcurrency: CONCURRENCY, photos: files.length },
+    config: { runtime: kennel.runtime, model: `${model.name}@${model.version} (shared MobileNetV2 int8, 1000 classes)`, instances: settings.instances, maxBatch: 16, closedLoopConcurrency: CONCURRENCY, photos: files.length },
     ceiling: { plain, pipeline },
     max: { kennel: kennelMax, naive: naiveMax },
     levels: levels.map((l) => ({ fraction: l.fraction, rate: l.rate, kennel: l.kennel, naive: l.naive })),

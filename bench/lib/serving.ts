@@ -1,5 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { importModel, type ModelVersion } from '../../src/registry/index.js';
@@ -38,7 +38,21 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * The daemon runs as users run it: compiled (npm run build, a few seconds with TypeScript 7),
+ * so replicas start as plain node processes. Falls back to the sources through tsx when the
+ * build cannot emit; `runtime` says which ran.
+ */
+function daemonCommand(): { args: string[]; runtime: 'compiled' | 'tsx' } {
+  const root = join(benchDir, '..');
+  spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'ignore' });
+  const compiled = join(root, 'dist/cli/main.js');
+  if (existsSync(compiled)) return { args: [compiled], runtime: 'compiled' };
+  return { args: [...process.execArgv, join(root, 'src/cli/main.ts')], runtime: 'tsx' };
+}
+
 export interface RunningDaemon {
+  runtime: 'compiled' | 'tsx';
   port: number;
   adminPort: number;
   admin<T>(method: string, path: string, body?: unknown): Promise<T>;
@@ -48,8 +62,8 @@ export interface RunningDaemon {
 /** Starts `kennel up` as its own process group (so stop() ends it and its replicas), logging to KENNEL_HOME/daemon.log. */
 export async function startKennel(home: string): Promise<RunningDaemon> {
   const [port, adminPort] = [await freePort(), await freePort()];
-  const main = join(benchDir, '../src/cli/main.ts');
-  const child: ChildProcess = spawn(process.execPath, [...process.execArgv, main, 'up', '--port', String(port), '--admin-port', String(adminPort), '--detach'], {
+  const command = daemonCommand();
+  const child: ChildProcess = spawn(process.execPath, [...command.args, 'up', '--port', String(port), '--admin-port', String(adminPort), '--detach'], {
     env: { ...process.env, KENNEL_HOME: home },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -60,6 +74,7 @@ export async function startKennel(home: string): Promise<RunningDaemon> {
   const pid = (JSON.parse(readFileSync(join(home, 'daemon/daemon.json'), 'utf8')) as { pid: number }).pid;
   const token = readFileSync(join(home, 'daemon/admin-token'), 'utf8').trim();
   return {
+    runtime: command.runtime,
     port,
     adminPort,
     async admin<T>(method: string, path: string, body?: unknown): Promise<T> {

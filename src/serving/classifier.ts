@@ -75,7 +75,7 @@ export interface SessionSettings {
   threads?: number;
   /**
    * false: ORT's worker threads sleep between runs instead of spinning. A replica decodes
-   * images on the same cores while it infers; spinning threads would take that CPU (about 30%
+   * images on the same cores while it infers; spinning threads would take that CPU (about 40%
    * more CPU per image on 2 cores).
    */
   spinning?: boolean;

@@ -184,6 +184,8 @@ export class ReplicaPool {
       for (const r of this.replicas) if (r.state === 'ready' && (!best || r.outstanding < best.outstanding)) best = r;
       if (best && best.outstanding < this.spec.maxInFlight) return best;
       if (best) throw overloaded(this.endpoint);
+      // held until a replica is ready, but not without bound: as many as the replicas being started could hold
+      if (this.waiters.size >= this.spec.maxInFlight * Math.max(1, this.desiredCount)) throw overloaded(this.endpoint);
       if (this.activeCount === 0) this.hooks.demand(this);
       await this.waitForReady(deadline);
     }
