@@ -1,0 +1,31 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { test } from 'node:test';
+import { RequestReader, encodeRequest } from '../../src/serving/protocol.js';
+
+test('requests survive any split of the stream into chunks', () => {
+  const requests = [
+    { id: 1, topK: 5, requestId: 'a-1', image: randomBytes(100_000) },
+    { id: 2, topK: 1000, requestId: '', image: randomBytes(3) },
+    { id: 4_000_000_000, topK: 1, requestId: 'x'.repeat(128), image: randomBytes(70_000) },
+  ];
+  const stream = Buffer.concat(requests.flatMap((r) => encodeRequest(r, r.image)));
+  for (const chunkSize of [1, 7, 11, 4096, 65_536, stream.length]) {
+    const reader = new RequestReader();
+    const got = [];
+    for (let i = 0; i < stream.length; i += chunkSize) got.push(...reader.push(stream.subarray(i, i + chunkSize)));
+    assert.equal(got.length, requests.length, `chunks of ${chunkSize}`);
+    got.forEach((g, i) => {
+      const want = requests[i]!;
+      assert.deepEqual([g.id, g.topK, g.requestId], [want.id, want.topK, want.requestId]);
+      assert.ok(g.image.equals(want.image), `image ${i} with chunks of ${chunkSize}`);
+    });
+  }
+});
+
+test('an image that arrives in one chunk is handed on without a copy', () => {
+  const image = randomBytes(1000);
+  const chunk = Buffer.concat(encodeRequest({ id: 9, topK: 3, requestId: 'r' }, image));
+  const [r] = new RequestReader().push(chunk);
+  assert.equal(r!.image.buffer, chunk.buffer);
+});
