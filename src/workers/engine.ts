@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { cpus, hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { KennelError } from '../core/errors.js';
 import type { Task } from './task.js';
 
@@ -28,7 +28,7 @@ const kennelVersion = (): string => (version ??= (JSON.parse(readFileSync(new UR
 /** The identity of a worker in this process. */
 export function thisWorker(backend: Backend, opts: { id: string; threads: number; device: string }): WorkerInfo {
   const t = new Date().toISOString();
-  return { id: opts.id, backend, host: hostname(), pid: process.pid, cores: cpus().length, threads: opts.threads, device: opts.device, version: kennelVersion(), startedAt: t, heartbeatAt: t };
+  return { id: opts.id, backend, host: hostname(), pid: process.pid, cores: availableParallelism(), threads: opts.threads, device: opts.device, version: kennelVersion(), startedAt: t, heartbeatAt: t };
 }
 
 /** A finished task as the coordinator receives it. */

@@ -7,7 +7,7 @@
  * The Redis backend is imported on demand, so commands that never use a queue do not load
  * BullMQ.
  */
-import { cpus } from 'node:os';
+import { availableParallelism } from 'node:os';
 import type { ArtifactStore } from '../store/index.js';
 import type { Engine, WorkerInfo } from './engine.js';
 import { InlineEngine } from './inline.js';
@@ -42,7 +42,7 @@ export async function createEngine(o: EngineOptions): Promise<Engine> {
     return new RedisEngine({ url: o.queue, concurrency: o.instances });
   }
   if (o.instances > 1) return new LocalPool({ workers: o.instances, home: o.home, taskModules: o.taskModules, device: o.device });
-  return new InlineEngine({ home: o.home, artifacts: o.artifacts, threads: cpus().length, taskModules: o.taskModules });
+  return new InlineEngine({ home: o.home, artifacts: o.artifacts, threads: availableParallelism(), taskModules: o.taskModules });
 }
 
 /** Starts a `kennel worker` on a Redis queue; it runs until closed. */

@@ -1,5 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
-import { cpus } from 'node:os';
+import { availableParallelism } from 'node:os';
 import { CancelledError, KennelError } from '../core/errors.js';
 import type { ChildConfig, FromChild, TaskFailure } from './child.js';
 import { Channel, DEFAULT_ATTEMPTS, PoisonedTaskError, thisWorker, type Engine, type RunOptions, type TaskDone, type WorkerInfo } from './engine.js';
@@ -51,7 +51,7 @@ export class LocalPool implements Engine {
 
   constructor(private readonly opts: { workers: number; home: string; taskModules: string[]; device: string; attempts?: number; threads?: number }) {
     this.concurrency = Math.max(1, opts.workers);
-    this.threads = opts.threads ?? Math.max(1, Math.floor(cpus().length / this.concurrency));
+    this.threads = opts.threads ?? Math.max(1, Math.floor(availableParallelism() / this.concurrency));
     this.presence = new LocalPresence(opts.home, () => this.workers());
   }
 

@@ -129,6 +129,8 @@ export class RedisEngine implements Engine {
     const jobIdOf = (t: Task) => `${run}.${t.id.replaceAll(':', '.')}`;
     const byJob = new Map(tasks.map((t) => [jobIdOf(t), t]));
     const inFlight = new Set<string>();
+    /** in flight and known to be in Redis: only these can have been lost */
+    const submitted = new Set<string>();
     const retries = new Map<string, number>();
     let next = 0;
     let remaining = tasks.length;
@@ -141,13 +143,19 @@ export class RedisEngine implements Engine {
       if (error === undefined) out.end();
       else out.fail(error);
     };
+    const jobOf = (task: Task) => ({ name: task.type, data: { task }, opts: { jobId: jobIdOf(task), attempts: this.opts.attempts ?? DEFAULT_ATTEMPTS, removeOnComplete: { age: 3600 }, removeOnFail: { age: 7 * 86400 } } });
     const submit = async () => {
       const batch: Task[] = [];
       while (!finished && inFlight.size + batch.length < this.concurrency && next < tasks.length) batch.push(tasks[next++]!);
       for (const t of batch) inFlight.add(jobIdOf(t));
-      if (!batch.length) return;
-      const attempts = this.opts.attempts ?? DEFAULT_ATTEMPTS;
-      await queue.addBulk(batch.map((task) => ({ name: task.type, data: { task }, opts: { jobId: jobIdOf(task), attempts, removeOnComplete: { age: 3600 }, removeOnFail: { age: 7 * 86400 } } })));
+      if (batch.length) await queue.addBulk(batch.map(jobOf));
+      for (const t of batch) submitted.add(jobIdOf(t));
+    };
+    /** a job that vanished (Redis restarted without its data) is submitted again */
+    const resubmit = async (jobId: string) => {
+      if (finished || !inFlight.has(jobId)) return;
+      opts.onEvent?.({ type: 'retrying', task: byJob.get(jobId)!, attempt: (retries.get(jobId) ?? 1) + 1, reason: 'its job was lost by Redis' });
+      await queue.addBulk([jobOf(byJob.get(jobId)!)]);
     };
     const submitOrFail = () => void submit().catch(finish);
     const completed = (jobId: string, r: JobResult) => {
@@ -207,7 +215,14 @@ export class RedisEngine implements Engine {
     client.on('ready', onReady);
 
     // safety net for lost events (a reconnect, a trimmed stream): look at in-flight jobs directly
-    const watch = setInterval(() => void this.watch(client, queue, inFlight, completed, failed, opts).catch(() => {}), WATCH_MS);
+    let watching = false; // one check at a time: during an outage the interval's calls would pile up
+    const watch = setInterval(() => {
+      if (watching || finished) return;
+      watching = true;
+      void this.watch(client, queue, [...inFlight].filter((id) => submitted.has(id)), { completed, failed, resubmit }, opts)
+        .catch(() => {})
+        .finally(() => (watching = false));
+    }, WATCH_MS);
     const onAbort = () => finish(new CancelledError());
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     if (opts.signal?.aborted) onAbort();
@@ -236,15 +251,24 @@ export class RedisEngine implements Engine {
     })();
   }
 
-  private async watch(client: Redis, queue: Queue<JobData, JobResult>, inFlight: Set<string>, completed: (id: string, r: JobResult) => void, failed: (id: string, reason: string) => Promise<void>, opts: RunOptions): Promise<void> {
-    for (const id of [...inFlight]) {
+  private async watch(
+    client: Redis,
+    queue: Queue<JobData, JobResult>,
+    inFlight: string[],
+    on: { completed: (id: string, r: JobResult) => void; failed: (id: string, reason: string) => Promise<void>; resubmit: (id: string) => Promise<void> },
+    opts: RunOptions,
+  ): Promise<void> {
+    for (const id of inFlight) {
       const job = await Job.fromId<JobData, JobResult>(queue, id);
-      if (!job) continue;
+      if (!job) {
+        await on.resubmit(id);
+        continue;
+      }
       const state = await job.getState();
-      if (state === 'completed') completed(id, job.returnvalue);
-      else if (state === 'failed') await failed(id, job.failedReason);
+      if (state === 'completed') on.completed(id, job.returnvalue);
+      else if (state === 'failed') await on.failed(id, job.failedReason);
     }
-    if (inFlight.size && !(await redisWorkers(client)).length) {
+    if (inFlight.length && !(await redisWorkers(client)).length) {
       opts.onEvent?.({ type: 'notice', message: `no kennel worker is connected to ${safeUrl(this.url)}; start one with kennel worker --queue ${safeUrl(this.url)} --home SHARED_HOME` });
     }
   }

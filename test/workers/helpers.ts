@@ -99,9 +99,9 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** A throwaway redis-server on a free loopback port, without persistence. */
-export async function startRedis(): Promise<{ url: string; port: number; stop(): Promise<void> }> {
-  const port = await freePort();
+/** A throwaway redis-server on a free loopback port (or `port`), without persistence. */
+export async function startRedis(port?: number): Promise<{ url: string; port: number; stop(): Promise<void> }> {
+  port ??= await freePort();
   const p = startProcess('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
   await p.waitFor(/Ready to accept connections/, 10_000);
   return {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { cpus } from 'node:os';
+import { availableParallelism } from 'node:os';
 import { KennelError } from '../../core/errors.js';
 import { defaultHome } from '../../store/index.js';
 import { executionProviders, TRAINING_TASKS } from '../../training/index.js';
@@ -36,7 +36,7 @@ export function registerWorkers(program: Command): void {
         const worker = await startRedisWorker({
           url: queue,
           home: opts.home ?? defaultHome(),
-          threads: opts.threads ?? cpus().length,
+          threads: opts.threads ?? availableParallelism(),
           device: executionProviders('auto')[0]!,
           taskModules: TASK_MODULES(),
           name: opts.name,
