@@ -1,0 +1,286 @@
+/**
+ * `npm run bench:workers [-- --quick] [-- --json] [-- --max-workers N] [-- --threads T]`:
+ * feature-extraction throughput of the worker engines for 1, 2, 4 … N workers.
+ *
+ * - local pool and Redis (BullMQ + `kennel worker` processes), each worker with T ORT threads
+ *   (default 1, so adding a worker adds a core)
+ * - scaling efficiency = throughput(K) / (K x throughput(1)), per backend (target >= 80% up to
+ *   the core count)
+ * - Redis vs local pool at the same K (target >= 80%), and the dispatch overhead per task
+ * - for reference, unpinned (not with --quick): the in-process engine (what --instances 1 uses:
+ *   one ORT session with every core) and the local pool with one worker per core
+ *
+ * Each configuration runs in its own process pinned with taskset to K cores for K workers
+ * (coordinator, workers and redis-server alike), so the efficiency compares K workers on K cores
+ * with one worker on one core: a lone unpinned worker also decodes on idle cores, which would
+ * count against scaling. Without taskset the runs are unpinned, and the results say so.
+ * Workers are started and warmed up (ORT session created) before each timed run; every run
+ * uses a new augmentation seed, so nothing is served from a cache.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { addBackbone, getBackbone, type Backbone } from '../src/backbones/index.js';
+import { table } from '../src/cli/output.js';
+import { getDatasetVersion, importDataset, type DatasetVersion } from '../src/data/index.js';
+import { openWorkspace } from '../src/store/index.js';
+import { TRAINING_TASKS } from '../src/training/index.js';
+import { InlineEngine, LocalPool, type Engine, type Task } from '../src/workers/index.js';
+import { RedisEngine } from '../src/workers/redis.js';
+
+const TARGET = { efficiency: 0.8, redisVsLocal: 0.8 };
+const root = fileURLToPath(new URL('..', import.meta.url));
+const self = fileURLToPath(import.meta.url);
+
+type Backend = 'inline' | 'local' | 'redis';
+
+interface Args {
+  quick: boolean;
+  json: boolean;
+  maxWorkers: number;
+  threads: number;
+  /** internal: measure one configuration in this process and print it as JSON */
+  point?: { backend: Backend; workers: number; home: string; tasks: number };
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { quick: false, json: false, maxWorkers: availableParallelism(), threads: 1 };
+  const int = (flag: string, v: string | undefined) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) fail(`${flag} takes a whole number of at least 1.`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const x = argv[i]!;
+    if (x === '--quick') a.quick = true;
+    else if (x === '--json') a.json = true;
+    else if (x === '--max-workers') a.maxWorkers = int(x, argv[++i]);
+    else if (x === '--threads') a.threads = int(x, argv[++i]);
+    else if (x === '--point') a.point = { backend: argv[++i] as Backend, workers: int(x, argv[++i]), home: argv[++i]!, tasks: int(x, argv[++i]) };
+    else if (x === '--help' || x === '-h') {
+      process.stdout.write('usage: npm run bench:workers -- [--quick] [--json] [--max-workers N] [--threads T]\n  --quick          a smaller run, under a minute\n  --json           print the results as one JSON document\n  --max-workers N  largest worker count to measure (default: the core count)\n  --threads T      ORT threads per worker (default 1)\n');
+      process.exit(0);
+    } else fail(`unknown option ${x}.`);
+  }
+  return a;
+}
+
+function fail(msg: string): never {
+  process.stderr.write(`error: ${msg}\n  Run with --help for the options.\n`);
+  process.exit(2);
+}
+
+interface Point {
+  backend: Backend;
+  workers: number;
+  threads: number;
+  /** cores the configuration was pinned to; undefined = unpinned */
+  cores?: number;
+  images: number;
+  seconds: number;
+  imagesPerSecond: number;
+  /** wall time per task not spent computing it, at one worker */
+  overheadMsPerTask?: number;
+  /** throughput / (workers x this backend's single-worker throughput) */
+  efficiency?: number;
+}
+
+/** `n` extract-chunk tasks of 100 training images, each an augmentation view under its own seed */
+function makeTasks(ds: DatasetVersion, backbone: Backbone, n: number, seed: number): Task[] {
+  const images = ds.items.filter((i) => i.split === 'train').map((i) => i.sha256);
+  return Array.from({ length: n }, (_, v) => ({
+    id: `s${seed}-v${v + 1}`,
+    type: 'extract-chunk',
+    label: `seed ${seed} view ${v + 1}`,
+    input: {
+      extractor: { sha: backbone.extractorSha, inputName: backbone.spec.inputName, outputName: backbone.spec.outputName, dim: backbone.spec.featureDim, preprocess: backbone.spec.preprocess },
+      images,
+      seed,
+      view: v + 1,
+      device: 'cpu',
+    },
+  }));
+}
+
+/** Warms the engine up with one task per worker, then times a run of `n` tasks. */
+async function measure(engine: Engine, p: { backend: Backend; workers: number; threads: number; tasks: number }, ds: DatasetVersion, backbone: Backbone): Promise<Point> {
+  await engine.start();
+  for await (const _ of engine.run(makeTasks(ds, backbone, p.workers, 1))) void _;
+  const tasks = makeTasks(ds, backbone, p.tasks, 2);
+  const t0 = performance.now();
+  let images = 0;
+  let busy = 0;
+  for await (const d of engine.run(tasks)) {
+    images += (d.output as { rows: number }).rows;
+    busy += d.seconds;
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  await engine.close();
+  return { backend: p.backend, workers: p.workers, threads: p.threads, images, seconds, imagesPerSecond: images / seconds, overheadMsPerTask: p.workers === 1 ? ((seconds - busy) / tasks.length) * 1000 : undefined };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => res(port));
+    });
+    s.on('error', rej);
+  });
+}
+
+function waitForOutput(child: ChildProcess, re: RegExp, what: string): Promise<void> {
+  return new Promise((res, rej) => {
+    let out = '';
+    const on = (d: Buffer) => {
+      out += d.toString();
+      if (re.test(out)) res();
+    };
+    child.stdout?.on('data', on);
+    child.stderr?.on('data', on);
+    child.once('exit', () => rej(new Error(`${what} exited before it was ready:\n${out}`)));
+  });
+}
+
+async function stop(children: ChildProcess[]): Promise<void> {
+  await Promise.all(children.map((c) => (c.exitCode !== null || c.signalCode !== null ? undefined : new Promise((r) => (c.once('exit', r), c.kill('SIGTERM'))))));
+}
+
+/** One configuration, measured in this process (which the parent pinned to its cores). */
+async function runPoint(args: Args, point: NonNullable<Args['point']>): Promise<Point> {
+  const ws = openWorkspace(point.home);
+  const ds = await getDatasetVersion(ws, 'breeds');
+  const backbone = getBackbone(ws, 'mnv2');
+  const p = { backend: point.backend, workers: point.workers, threads: args.threads, tasks: point.tasks };
+  const taskModules = [TRAINING_TASKS()];
+  try {
+    if (point.backend === 'inline') return await measure(new InlineEngine({ home: point.home, artifacts: ws.artifacts, threads: availableParallelism(), taskModules }), { ...p, threads: availableParallelism() }, ds, backbone);
+    if (point.backend === 'local') return await measure(new LocalPool({ workers: point.workers, threads: args.threads, home: point.home, taskModules, device: 'cpu' }), p, ds, backbone);
+    const children: ChildProcess[] = [];
+    try {
+      const port = await freePort();
+      const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      children.push(server);
+      await waitForOutput(server, /Ready to accept connections/, 'redis-server');
+      const url = `redis://127.0.0.1:${port}`;
+      const workers = Array.from({ length: point.workers }, (_, i) => spawn(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), 'worker', '--queue', url, '--home', point.home, '--threads', String(args.threads), '--name', `bench-${i}`], { stdio: ['ignore', 'ignore', 'pipe'] }));
+      children.push(...workers);
+      await Promise.all(workers.map((w) => waitForOutput(w, /waiting for tasks/, 'kennel worker')));
+      return await measure(new RedisEngine({ url, concurrency: point.workers }), p, ds, backbone);
+    } finally {
+      await stop(children.reverse());
+    }
+  } finally {
+    ws.close();
+  }
+}
+
+/** Runs one configuration in a child process, pinned to `cores` cores when taskset exists. */
+function runPinned(backend: Backend, workers: number, cores: number | undefined, home: string, tasks: number, args: Args): Promise<Point> {
+  const argv = ['--import', 'tsx', self, '--point', backend, String(workers), home, String(tasks), '--threads', String(args.threads)];
+  const [cmd, cmdArgs] = cores ? ['taskset', ['-c', `0-${cores - 1}`, process.execPath, ...argv]] : [process.execPath, argv];
+  return new Promise((res, rej) => {
+    const child = spawn(cmd as string, cmdArgs as string[], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('exit', (code) => (code === 0 ? res({ ...(JSON.parse(out) as Point), cores }) : rej(new Error(`${backend} with ${workers} worker(s) failed (exit ${code})`))));
+  });
+}
+
+async function main(args: Args): Promise<void> {
+  const log = (line: string) => {
+    if (!args.json) process.stderr.write(line + '\n');
+  };
+  const started = performance.now();
+  const cores = availableParallelism();
+  const shared = process.env.KENNEL_SHARED ?? resolve(root, '../shared');
+  /** worker counts measured: 1, 2, 4 … and the maximum */
+  const counts = [...new Set([...Array.from({ length: 32 }, (_, i) => 2 ** i).filter((k) => k < args.maxWorkers), args.maxWorkers])];
+  /** tasks per timed run: an equal share for every worker count */
+  const tasks = (args.quick ? 2 : 4) * args.maxWorkers;
+  const pin = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
+  const hasRedis = spawnSync('redis-server', ['--version']).status === 0;
+  const home = mkdtempSync(join(tmpdir(), 'kennel-bench-workers-'));
+  process.on('exit', () => rmSync(home, { recursive: true, force: true }));
+  const load0 = loadavg()[0]!;
+  const ws = openWorkspace(home);
+  await importDataset(ws, join(shared, 'data/breeds-mini'), { name: 'breeds' });
+  await addBackbone(ws, join(shared, 'models/mobilenetv2-12-int8.onnx'), { name: 'mnv2' });
+  ws.close();
+  log(`bench:workers: ${tasks} tasks x 100 images per run; workers ${counts.join(', ')} with ${args.threads} ORT thread(s) each; ${pin ? 'K workers pinned to K cores' : 'unpinned (no taskset)'}; ${cores} cores`);
+
+  const series: Record<'local' | 'redis', Point[]> = { local: [], redis: [] };
+  for (const backend of ['local', 'redis'] as const) {
+    if (backend === 'redis' && !hasRedis) {
+      log('redis: skipped, redis-server is not on PATH (apt-get install -y redis-server)');
+      continue;
+    }
+    for (const k of counts) {
+      const point = await runPinned(backend, k, pin ? Math.min(k, cores) : undefined, home, tasks, args);
+      series[backend].push(point);
+      log(`${backend}, ${k} worker(s)${point.cores ? ` on ${point.cores} core(s)` : ''}: ${point.imagesPerSecond.toFixed(1)} images/s`);
+    }
+  }
+  // what --instances 1 and --workers give, unpinned (skipped by --quick)
+  const reference = args.quick ? [] : [await runPinned('inline', 1, undefined, home, tasks, args), await runPinned('local', cores, undefined, home, tasks, { ...args, threads: 1 })];
+  if (reference.length) log(`unpinned: in-process ${reference[0]!.imagesPerSecond.toFixed(1)} images/s, local pool of ${cores} ${reference[1]!.imagesPerSecond.toFixed(1)} images/s`);
+
+  const withEfficiency = (ps: Point[]) => ps.map((p) => ({ ...p, efficiency: p.imagesPerSecond / (p.workers * ps.find((q) => q.workers === 1)!.imagesPerSecond) }));
+  const local = withEfficiency(series.local);
+  const redis = withEfficiency(series.redis);
+  const redisVsLocal = redis.map((r) => ({ workers: r.workers, ratio: r.imagesPerSecond / local.find((l) => l.workers === r.workers)!.imagesPerSecond }));
+  const scaling = (ps: Point[]) => ps.filter((p) => p.workers > 1 && p.workers <= cores);
+  const pass = {
+    localEfficiency: scaling(local).every((p) => p.efficiency! >= TARGET.efficiency),
+    redisEfficiency: hasRedis ? scaling(redis).every((p) => p.efficiency! >= TARGET.efficiency) : undefined,
+    redisVsLocal: hasRedis ? redisVsLocal.every((r) => r.ratio >= TARGET.redisVsLocal) : undefined,
+  };
+  const seconds = (performance.now() - started) / 1000;
+  const result = {
+    bench: 'workers',
+    date: new Date().toISOString(),
+    machine: { cpu: cpuModel(), cores, loadStart: round(load0), loadEnd: round(loadavg()[0]!) },
+    config: { quick: args.quick, tasksPerRun: tasks, imagesPerTask: 100, threadsPerWorker: args.threads, workers: counts, pinned: pin },
+    local,
+    redis,
+    redisSkipped: hasRedis ? undefined : 'redis-server is not on PATH',
+    redisVsLocal,
+    unpinned: reference.length ? { inProcess: reference[0], localPool: reference[1] } : undefined,
+    targets: TARGET,
+    pass,
+    seconds,
+  };
+  mkdirSync(join(root, 'bench/results'), { recursive: true });
+  writeFileSync(join(root, 'bench/results', `workers-${result.date.replace(/[:.]/g, '-')}.json`), JSON.stringify(result, null, 2));
+  if (args.json) {
+    process.stdout.write(JSON.stringify(result, null, 2) + '\n');
+    return;
+  }
+  const pct = (x?: number) => (x === undefined ? '-' : `${(x * 100).toFixed(0)}%`);
+  const row = (p: Point, vsLocal?: number) => [p.backend === 'inline' ? 'in-process' : p.backend === 'local' ? 'local pool' : 'redis', p.workers, p.threads, p.cores ?? 'all', p.imagesPerSecond.toFixed(1), pct(p.efficiency), pct(vsLocal), p.overheadMsPerTask?.toFixed(0) ?? '-'];
+  const rows = [...local.map((p) => row(p)), ...redis.map((p) => row(p, redisVsLocal.find((r) => r.workers === p.workers)?.ratio)), ...reference.map((p) => row(p))];
+  process.stdout.write(table(['backend', 'workers', 'threads', 'cores', 'images/s', 'efficiency', 'vs local', 'overhead ms/task'], rows) + '\n');
+  const verdict = (p: boolean | undefined) => (p === undefined ? 'skipped' : p ? 'pass' : 'FAIL');
+  process.stdout.write(`\nscaling efficiency >= ${pct(TARGET.efficiency)} up to ${cores} cores: local ${verdict(pass.localEfficiency)}, redis ${verdict(pass.redisEfficiency)}; redis >= ${pct(TARGET.redisVsLocal)} of local: ${verdict(pass.redisVsLocal)}\n`);
+  process.stdout.write(`load average ${result.machine.loadStart} -> ${result.machine.loadEnd} on ${cores} cores (${result.machine.cpu}); ${seconds.toFixed(0)} s\n`);
+}
+
+function cpuModel(): string {
+  try {
+    return /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+const round = (x: number) => Math.round(x * 100) / 100;
+
+const args = parseArgs(process.argv.slice(2));
+if (args.point) {
+  const point = await runPoint(args, args.point);
+  // exit once written: a lingering handle must not keep the parent waiting
+  process.stdout.write(JSON.stringify(point), () => process.exit(0));
+} else await main(args);
