@@ -20,6 +20,11 @@ export function defaultHome(): string {
   return resolve(process.env.KENNEL_HOME || '.kennel');
 }
 
+/** The artifact store inside a workspace folder; workers open only this, never the database. */
+export function openArtifactStore(home: string): LocalArtifactStore {
+  return new LocalArtifactStore(join(resolve(home), 'artifacts'));
+}
+
 export function openWorkspace(home = defaultHome()): Workspace {
   const root = resolve(home);
   mkdirSync(root, { recursive: true });
@@ -29,7 +34,7 @@ export function openWorkspace(home = defaultHome()): Workspace {
   return {
     home: root,
     db,
-    artifacts: new LocalArtifactStore(join(root, 'artifacts')),
+    artifacts: openArtifactStore(root),
     tmpDir,
     close: () => db.close(),
   };

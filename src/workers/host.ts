@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { KennelError } from '../core/errors.js';
-import { LocalArtifactStore, type ArtifactStore } from '../store/index.js';
+import { openArtifactStore, type ArtifactStore } from '../store/index.js';
 import { Resources, loadTaskModules, runTask, type Task } from './task.js';
 
 /**
@@ -34,7 +34,6 @@ export class TaskHost {
 
 /** The artifact store of an existing workspace (the layout of src/store/workspace.ts). */
 export function openArtifacts(home: string): ArtifactStore {
-  const root = join(resolve(home), 'artifacts');
-  if (!existsSync(root)) throw new KennelError(`${resolve(home)} is not a Kennel workspace (it has no artifacts folder).`, 'Give the KENNEL_HOME the coordinator uses, e.g. kennel worker --home /mnt/shared/kennel.', 400, 'not_a_workspace');
-  return new LocalArtifactStore(root);
+  if (!existsSync(join(resolve(home), 'artifacts'))) throw new KennelError(`${resolve(home)} is not a Kennel workspace (it has no artifacts folder).`, 'Give the KENNEL_HOME the coordinator uses, e.g. kennel worker --home /mnt/shared/kennel.', 400, 'not_a_workspace');
+  return openArtifactStore(home);
 }
