@@ -174,8 +174,8 @@ export class HeadRunner {
     readonly shapes: number[][],
   ) {}
 
-  static async create(w: HeadWeights): Promise<HeadRunner> {
-    return new HeadRunner(await ort.InferenceSession.create(buildLogits(w), sessionOptions()), paramShapes(w));
+  static async create(w: HeadWeights, threads?: number): Promise<HeadRunner> {
+    return new HeadRunner(await ort.InferenceSession.create(buildLogits(w), sessionOptions(threads)), paramShapes(w));
   }
 
   async logits(w: HeadWeights, x: Matrix): Promise<Float32Array> {
@@ -190,8 +190,9 @@ export class HeadRunner {
   }
 }
 
-function sessionOptions(): ort.InferenceSession.SessionOptions {
-  return { executionProviders: ['cpu'], graphOptimizationLevel: 'all' };
+/** `threads` caps ORT's intra-op pool, for a worker that shares the machine with others. */
+function sessionOptions(threads?: number): ort.InferenceSession.SessionOptions {
+  return { executionProviders: ['cpu'], graphOptimizationLevel: 'all', ...(threads ? { intraOpNumThreads: threads, interOpNumThreads: 1 } : {}) };
 }
 
 /** Softmax cross-entropy and top-1 of logits against integer labels. */
@@ -230,14 +231,19 @@ export async function fitHead(
   validLabels: Int32Array,
   classes: number,
   cfg: HeadConfig,
-  hooks: { onEpoch?: (s: EpochStats) => void; signal?: AbortSignal } = {},
+  hooks: {
+    /** after each epoch, with the epoch whose weights are kept so far (0: none yet); 'stop' ends training there */
+    onEpoch?: (s: EpochStats, bestEpoch: number) => void | 'stop';
+    signal?: AbortSignal;
+    threads?: number;
+  } = {},
 ): Promise<FitResult> {
   const rng = new Rng(cfg.seed);
   const dim = train.cols;
   let w = initWeights(cfg.kind, dim, classes, cfg.hidden, rng);
   const shapes = paramShapes(w);
-  const stepSession = await ort.InferenceSession.create(buildTrainStep(w, cfg.optimizer), sessionOptions());
-  const runner = await HeadRunner.create(w);
+  const stepSession = await ort.InferenceSession.create(buildTrainStep(w, cfg.optimizer), sessionOptions(hooks.threads));
+  const runner = await HeadRunner.create(w, hooks.threads);
   const m1: Float32Array[] = w.tensors.map((t) => new Float32Array(t.length));
   const m2: Float32Array[] = w.tensors.map((t) => new Float32Array(t.length));
   const bs = Math.min(cfg.batchSize, train.rows);
@@ -317,9 +323,8 @@ export async function fitHead(
         seconds: (performance.now() - started) / 1000,
       };
       history.push(stats);
-      hooks.onEpoch?.(stats);
       if (v.loss < best.loss - 1e-6) best = { loss: v.loss, epoch, tensors: w.tensors.map((x) => x.slice()) };
-      else if (epoch - best.epoch >= cfg.patience) break;
+      if (hooks.onEpoch?.(stats, best.epoch) === 'stop' || epoch - best.epoch >= cfg.patience) break;
     }
   } finally {
     await stepSession.release();

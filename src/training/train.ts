@@ -36,6 +36,8 @@ export const TrainOptionsSchema = z.object({
   instances: z.number().int().min(1).max(1024).default(1),
   /** redis:// URL of a BullMQ queue served by `kennel worker` processes */
   queue: z.string().min(1).optional(),
+  /** extra lineage for the model card, e.g. the tuning job that chose these hyperparameters */
+  lineage: z.record(z.string(), z.unknown()).optional(),
 });
 export type TrainOptions = z.input<typeof TrainOptionsSchema>;
 type Resolved = z.output<typeof TrainOptionsSchema>;
@@ -60,7 +62,8 @@ export interface TrainResult {
   features: { chunks: number; cachedChunks: number; extractedImages: number; backend: string; workers: WorkerThroughput[] };
 }
 
-function concatRows(ms: FeatureMatrix[]): { data: Float32Array; rows: number; cols: number; labels: Int32Array } {
+/** Rows of several matrices (the training views) stacked into one. */
+export function concatRows(ms: FeatureMatrix[]): { data: Float32Array; rows: number; cols: number; labels: Int32Array } {
   const rows = ms.reduce((n, m) => n + m.rows, 0);
   const cols = ms[0]!.cols;
   const data = new Float32Array(rows * cols);
@@ -173,6 +176,7 @@ async function runTraining(ws: Workspace, jobId: string, o: Resolved, name: stri
     source: 'kennel',
     metrics: { train: { top1: trainEval.top1, loss: trainEval.loss }, valid, test, bestEpoch: fit.bestEpoch, history: fit.history },
     lineage: {
+      ...o.lineage,
       job: jobId,
       dataset: { name: ds.dataset, version: ds.version, manifestSha: ds.manifestSha },
       backbone: { id: backbone.id, modelSha: backbone.modelSha, featureTensor: backbone.spec.featureTensor },
