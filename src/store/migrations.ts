@@ -151,4 +151,33 @@ export const migrations: string[] = [
     updated_at TEXT NOT NULL
   );
   `,
+  // 4: tuning trials (params written before a trial runs, its result when it finishes) and the
+  // coordinator sessions of each tuning job (who runs it now, so a resume cannot run it twice)
+  `
+  CREATE TABLE tune_trials (
+    job TEXT NOT NULL REFERENCES jobs(id),
+    trial INTEGER NOT NULL,         -- 1-based, in suggestion order
+    params TEXT NOT NULL,           -- JSON: hyperparameter name -> value
+    status TEXT NOT NULL,           -- queued | running | completed | stopped | failed
+    objective REAL,
+    epochs INTEGER,
+    best_epoch INTEGER,
+    seconds REAL,
+    curve TEXT,                     -- JSON: the objective after each epoch (early stopping, charts)
+    history TEXT,                   -- JSON: per-epoch losses and accuracies
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (job, trial)
+  );
+  CREATE TABLE tune_sessions (
+    id INTEGER PRIMARY KEY,
+    job TEXT NOT NULL REFERENCES jobs(id),
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at TEXT NOT NULL
+  );
+  CREATE INDEX tune_sessions_by_job ON tune_sessions (job, id);
+  `,
 ];
