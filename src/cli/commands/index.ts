@@ -14,6 +14,7 @@ import { registerPolicies } from './policies.js';
 import { registerPredict } from './predict.js';
 import { registerSecurity } from './security.js';
 import { registerTrain } from './train.js';
+import { registerTune } from './tune.js';
 import { registerWorkers } from './workers.js';
 
 /** Each area contributes one module (in this folder) that adds its subcommands to the program. */
@@ -21,6 +22,7 @@ export function registerCommands(program: Command): void {
   registerData(program);
   registerBackbones(program);
   registerTrain(program);
+  registerTune(program);
   registerModels(program);
   registerModelsImport(program);
   registerPredict(program);
