@@ -168,6 +168,7 @@ export class ReplicaPool {
     this.spec = spec;
     this.generation++;
     this.startFailures = 0;
+    this.retryAt = 0; // backoff from the previous generation's failures does not delay the new one
     this.reconcile();
     return result;
   }
