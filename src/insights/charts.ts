@@ -46,8 +46,31 @@ interface Frame {
   bottom: number;
 }
 
-/** Plot area inside the svg; charts with a legend leave a row for it under the title. */
-const frameOf = (width: number, height: number, left = 56, bottom = 36, withLegend = false): Frame => ({ width, height, left, right: 16, top: withLegend ? 44 : 28, bottom });
+/** Plot area inside the svg; charts with a legend leave its rows under the title. */
+const frameOf = (width: number, height: number, left = 56, bottom = 36, legendRows = 0): Frame => ({ width, height: height + 16 * Math.max(0, legendRows - 1), left, right: 16, top: 28 + 16 * legendRows, bottom });
+
+interface LegendItem {
+  name: string;
+  color: string;
+}
+
+const LEGEND_START = 56;
+const itemWidth = (it: LegendItem) => 26 + it.name.length * 6;
+
+/** Legend items laid out in rows that fit the chart's width. */
+function legendRows(items: LegendItem[], width: number): Array<Array<LegendItem & { x: number }>> {
+  const rows: Array<Array<LegendItem & { x: number }>> = [];
+  let x = Infinity;
+  for (const it of items) {
+    if (x + itemWidth(it) > width - 16) {
+      rows.push([]);
+      x = LEGEND_START;
+    }
+    rows[rows.length - 1]!.push({ ...it, x });
+    x += itemWidth(it);
+  }
+  return rows;
+}
 
 function scale(domain: [number, number], range: [number, number], log = false): (v: number) => number {
   const f = log ? (v: number) => Math.log10(Math.max(v, 1e-30)) : (v: number) => v;
@@ -78,14 +101,11 @@ function axes(f: Frame, x: { ticks: number[]; at: (v: number) => number; label: 
   return s;
 }
 
-/** One row under the title, left to right. */
-function legend(f: Frame, items: Array<{ name: string; color: string }>): string {
-  let x = f.left;
+function legend(rows: ReturnType<typeof legendRows>): string {
   let s = '<g class="legend">';
-  for (const it of items) {
-    s += `<rect x="${x}" y="23" width="10" height="10" fill="${it.color}"/><text x="${x + 14}" y="32">${esc(it.name)}</text>`;
-    x += 24 + it.name.length * 5.6;
-  }
+  rows.forEach((row, r) => {
+    for (const it of row) s += `<rect x="${it.x}" y="${23 + 16 * r}" width="10" height="10" fill="${it.color}"/><text x="${it.x + 14}" y="${32 + 16 * r}">${esc(it.name)}</text>`;
+  });
   return s + '</g>';
 }
 
@@ -116,7 +136,12 @@ export interface LineChartSpec {
 }
 
 export function lineChart(c: LineChartSpec): string {
-  const f = frameOf(c.width ?? 520, c.height ?? 250, 56, 36, true);
+  const width = c.width ?? 520;
+  const keys = legendRows(
+    c.series.map((ser, i) => ({ name: ser.name, color: ser.color ?? PALETTE[i % PALETTE.length]! })),
+    width,
+  );
+  const f = frameOf(width, c.height ?? 250, 56, 36, keys.length);
   const all = c.series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y) && (!c.logY || y > 0));
   const xs = all.map((p) => p[0]);
   const ys = all.map((p) => p[1]);
@@ -140,7 +165,7 @@ export function lineChart(c: LineChartSpec): string {
     if (ser.dots) s += `<g data-series="${esc(ser.name)}" fill="${color}">${pts.map(([x, y]) => `<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="2.5"><title>${esc(ser.name)}: ${esc(fmt(y))} at ${esc(fmt(x))}</title></circle>`).join('')}</g>`;
     else s += `<path data-series="${esc(ser.name)}" fill="none" stroke="${color}" stroke-width="1.6" d="${pts.map(([x, y], k) => `${k ? 'L' : 'M'}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join('')}"><title>${esc(ser.name)}</title></path>`;
   });
-  return s + legend(f, c.series.map((ser, i) => ({ name: ser.name, color: ser.color ?? PALETTE[i % PALETTE.length]! }))) + '</svg>';
+  return s + legend(keys) + '</svg>';
 }
 
 export interface TimelineSpec {
@@ -159,7 +184,14 @@ export interface TimelineSpec {
 
 /** Per-step stacked bars (ms split by step phase), under a Gantt band of job phases when given. */
 export function timelineChart(c: TimelineSpec): string {
-  const f = frameOf(c.width ?? 880, c.phases.length ? 310 : 250, 56, 36, true);
+  const width = c.width ?? 880;
+  const order = Object.keys(c.phaseColors);
+  const phaseNames = [...new Set(c.bars.flatMap((b) => b.parts.filter((p) => p.ms > 0).map((p) => p.phase)))].sort((a, b) => order.indexOf(a) - order.indexOf(b));
+  const keys = legendRows(
+    phaseNames.map((p) => ({ name: p, color: c.phaseColors[p] ?? '#888' })),
+    width,
+  );
+  const f = frameOf(width, c.phases.length ? 310 : 250, 56, 36, keys.length);
   const start = Math.min(0, ...c.bars.map((b) => b.t));
   const end = Math.max(start + 1e-3, ...c.phases.map((p) => p.end), ...c.bars.map((b) => b.t + b.width));
   const sx = scale([start, end], [f.left, f.width - f.right]);
@@ -167,8 +199,6 @@ export function timelineChart(c: TimelineSpec): string {
   const plotTop = band.top + band.height + (c.phases.length ? 14 : 0);
   const maxMs = Math.max(1e-3, ...c.bars.map((b) => b.parts.reduce((a, p) => a + p.ms, 0)));
   const sy = scale([0, maxMs], [f.height - f.bottom, plotTop]);
-  const order = Object.keys(c.phaseColors);
-  const phaseNames = [...new Set(c.bars.flatMap((b) => b.parts.filter((p) => p.ms > 0).map((p) => p.phase)))].sort((a, b) => order.indexOf(a) - order.indexOf(b));
   let s = open(c.kind, c.title, f, { phases: c.phases.length, bars: c.bars.length, 'step-phases': phaseNames.join(' '), ...c.attrs });
   s += axes(f, { ticks: niceTicks(start, end), at: sx, label: c.xLabel }, { ticks: niceTicks(0, maxMs, 4), at: sy, label: 'step ms' });
   c.phases.forEach((p, i) => {
@@ -189,7 +219,7 @@ export function timelineChart(c: TimelineSpec): string {
     }
     s += '</g>';
   }
-  return s + legend(f, phaseNames.map((p) => ({ name: p, color: c.phaseColors[p] ?? '#888' }))) + '</svg>';
+  return s + legend(keys) + '</svg>';
 }
 
 /** Confusion matrix: rows = true class, columns = predicted; colour = share of the true class. */

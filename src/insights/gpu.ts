@@ -1,10 +1,14 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import type { GpuSample, HostGpu } from './telemetry.js';
 
 /** Where GPU numbers come from; tests pass a scripted one. */
 export interface GpuProbe {
   inventory(): Promise<HostGpu[]>;
-  sample(): Promise<GpuSample[]>;
+  /**
+   * Reports every GPU's latest utilisation and memory about every `periodMs` until the returned
+   * function is called; `onError` once if sampling cannot start or dies.
+   */
+  watch(periodMs: number, onSample: (gpus: GpuSample[]) => void, onError: () => void): () => void;
 }
 
 const fields = (line: string): string[] => line.split(',').map((f) => f.trim());
@@ -29,12 +33,43 @@ export function parseGpuInventory(csv: string): HostGpu[] {
     .map((f) => ({ index: Number(f[0]), name: f.slice(1, -1).join(','), memoryMiB: Number(f[f.length - 1]) }));
 }
 
-function run(args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => execFile('nvidia-smi', args, { timeout: 3000 }, (err, stdout) => (err ? reject(err) : resolve(stdout))));
-}
-
-/** Reads NVIDIA GPUs through nvidia-smi; rejects (and the recorder stops asking) where it is missing. */
+/**
+ * NVIDIA GPUs through nvidia-smi. Sampling runs one long-lived `nvidia-smi -lms PERIOD` that
+ * prints a line per GPU each period, rather than a process per sample: starting a process from a
+ * large Node.js process costs milliseconds of main-thread time.
+ */
 export const nvidiaSmi: GpuProbe = {
-  inventory: async () => parseGpuInventory(await run(['--query-gpu=index,name,memory.total', '--format=csv,noheader,nounits'])),
-  sample: async () => parseGpuSamples(await run(['--query-gpu=index,utilization.gpu,memory.used', '--format=csv,noheader,nounits'])),
+  inventory: () =>
+    new Promise((resolve, reject) =>
+      execFile('nvidia-smi', ['--query-gpu=index,name,memory.total', '--format=csv,noheader,nounits'], { timeout: 5000 }, (err, stdout) => (err ? reject(err) : resolve(parseGpuInventory(stdout)))),
+    ),
+  watch(periodMs, onSample, onError) {
+    const child = spawn('nvidia-smi', ['--query-gpu=index,utilization.gpu,memory.used', '--format=csv,noheader,nounits', '-lms', String(Math.max(100, Math.round(periodMs)))], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const latest = new Map<number, GpuSample>();
+    let pending = '';
+    let stopped = false;
+    let failed = false;
+    const fail = () => {
+      if (!stopped && !failed) {
+        failed = true;
+        onError();
+      }
+    };
+    child.on('error', fail);
+    child.on('exit', fail);
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (chunk: string) => {
+      const lines = (pending + chunk).split('\n');
+      pending = lines.pop()!;
+      for (const s of parseGpuSamples(lines.join('\n'))) latest.set(s.index, s);
+      if (latest.size) onSample([...latest.values()].sort((a, b) => a.index - b.index));
+    });
+    // sampling must never keep a finished job's process alive
+    child.unref();
+    (child.stdout as unknown as { unref?: () => void }).unref?.();
+    return () => {
+      stopped = true;
+      child.kill();
+    };
+  },
 };

@@ -4,7 +4,7 @@ import type { ProgressSink } from '../core/progress.js';
 import { getDatasetVersion, imagePath, type DatasetItem } from '../data/index.js';
 import { getModel, type ModelVersion } from '../registry/index.js';
 import type { Workspace } from '../store/index.js';
-import { PALETTE, barChart, confusionHeatmap, esc, lineChart, parallelCoordinates, timelineChart, type Series, type TimelineSpec } from './charts.js';
+import { barChart, confusionHeatmap, esc, lineChart, parallelCoordinates, timelineChart, type Series, type TimelineSpec } from './charts.js';
 import { median, runRules, type RuleResult } from './rules.js';
 import { loadRulesConfig, requireCompleted, resolveJob, ruleInputForJob, type InsightJob } from './service.js';
 import type { EpochRecord, JobTelemetry, StepKind, StepRecord } from './telemetry.js';
@@ -166,6 +166,8 @@ async function thumbnail(path: string): Promise<string> {
   return `data:image/jpeg;base64,${jpeg.toString('base64')}`;
 }
 
+/** GPU lines: colours the CPU and memory series do not use */
+const GPU_COLORS = ['#16a34a', '#9333ea', '#0891b2', '#ca8a04', '#db2777'];
 const PHASE_COLORS: Record<string, string> = { queue: '#94a3b8', decode: '#f59e0b', infer: '#2563eb', update: '#16a34a', 'batch (split not measured)': '#a78bfa' };
 const MAX_BARS = 400;
 const MAX_POINTS = 600;
@@ -235,14 +237,14 @@ function hardwareCharts(t: JobTelemetry): string[] {
   const hw = t.hardware.filter((h) => h.worker === 'main');
   const gpuIds = [...new Set(hw.flatMap((h) => h.gpus?.map((g) => g.index) ?? []))];
   const util: Series[] = [
-    { name: 'this process (% of threads)', points: hw.map((h) => [h.t / 1000, h.cpuShare * 100]) },
-    { name: 'machine CPU (%)', points: hw.flatMap((h): Array<[number, number]> => (h.machineCpuShare === undefined ? [] : [[h.t / 1000, h.machineCpuShare * 100]])), color: '#ea580c' },
-    { name: 'load per thread (%, max 100)', points: hw.map((h) => [h.t / 1000, Math.min(100, (h.load1 / t.host.cpus) * 100)]), color: '#94a3b8' },
-    ...gpuIds.map((id, k) => ({ name: `GPU ${id} (%)`, points: hw.flatMap((h): Array<[number, number]> => h.gpus?.filter((g) => g.index === id).map((g) => [h.t / 1000, g.utilization * 100]) ?? []), color: PALETTE[(k + 2) % PALETTE.length] })),
+    { name: 'process CPU %', points: hw.map((h) => [h.t / 1000, h.cpuShare * 100]) },
+    { name: 'machine CPU %', points: hw.flatMap((h): Array<[number, number]> => (h.machineCpuShare === undefined ? [] : [[h.t / 1000, h.machineCpuShare * 100]])), color: '#ea580c' },
+    { name: 'load/thread % (max 100)', points: hw.map((h) => [h.t / 1000, Math.min(100, (h.load1 / t.host.cpus) * 100)]), color: '#94a3b8' },
+    ...gpuIds.map((id, k) => ({ name: `GPU ${id} %`, points: hw.flatMap((h): Array<[number, number]> => h.gpus?.filter((g) => g.index === id).map((g) => [h.t / 1000, g.utilization * 100]) ?? []), color: GPU_COLORS[k % GPU_COLORS.length] })),
   ];
   const mem: Series[] = [
-    { name: 'process RSS (MiB)', points: hw.map((h) => [h.t / 1000, h.rssBytes / 2 ** 20]) },
-    ...gpuIds.map((id, k) => ({ name: `GPU ${id} memory (MiB)`, points: hw.flatMap((h): Array<[number, number]> => h.gpus?.filter((g) => g.index === id).map((g) => [h.t / 1000, g.memoryMiB]) ?? []), color: PALETTE[(k + 2) % PALETTE.length] })),
+    { name: 'process RSS MiB', points: hw.map((h) => [h.t / 1000, h.rssBytes / 2 ** 20]) },
+    ...gpuIds.map((id, k) => ({ name: `GPU ${id} memory MiB`, points: hw.flatMap((h): Array<[number, number]> => h.gpus?.filter((g) => g.index === id).map((g) => [h.t / 1000, g.memoryMiB]) ?? []), color: GPU_COLORS[k % GPU_COLORS.length] })),
   ];
   return [
     lineChart({ kind: 'hardware', title: 'Utilisation over time', series: util, xLabel: 'seconds since the job started', yLabel: '%', yMax: 100, attrs: { gpus: gpuIds.length } }),

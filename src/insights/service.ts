@@ -161,6 +161,8 @@ export async function measureJob(ws: Workspace, job: InsightJob): Promise<JobMea
     }
     notes.push(extraction ? `This job's features came from the cache; backbone throughput is from job ${extraction.fromJob}.` : `No job measured backbone ${job.params.backbone ?? '?'} (every feature came from the cache); estimates cover head training only.`);
   }
+  const device = job.params.device ?? 'cpu';
+  if (extraction && (device === 'webgpu' || (device === 'auto' && telemetry?.host.gpus.length))) notes.push(`The backbone ran with --device ${device} here, but the scaling model treats the measured rate as CPU throughput; train once with --device cpu for a sound estimate.`);
   const phaseSeconds = (match: (name: string) => boolean, fallback: number) => (telemetry?.phases.length ? telemetry.phases.filter((p) => match(p.name)).reduce((s, p) => s + p.ms / 1000, 0) : fallback);
   const timings = result.timings ?? {};
   const { train, valid, test } = ds.report.images;

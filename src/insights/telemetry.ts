@@ -204,7 +204,7 @@ class MachineCpu {
     this.fd = undefined;
   }
 }
-/** GPU queries spawn a process; once a second is plenty for a utilisation chart. */
+/** nvidia-smi's sampling period; once a second is plenty for a utilisation chart. */
 const GPU_PERIOD_MS = 1000;
 
 /**
@@ -227,10 +227,8 @@ export class TelemetryRecorder {
   private readonly machineCpu = new MachineCpu();
   private lastMachine = this.machineCpu.times();
   private workerStats: WorkerStat[] = [];
-  private gpuProbe?: GpuProbe;
   private lastGpu?: GpuSample[];
-  private lastGpuAt = -Infinity;
-  private gpuPending = false;
+  private stopGpu?: () => void;
   private readonly progressPhases = new Map<string, { at: number; done: number }>();
   private finished?: JobTelemetry;
 
@@ -239,15 +237,21 @@ export class TelemetryRecorder {
     opts: RecorderOptions = {},
   ) {
     const gpu = opts.gpu ?? 'auto';
-    this.gpuProbe = gpu === 'off' ? undefined : gpu === 'auto' ? (meta.device === 'cpu' ? undefined : nvidiaSmi) : gpu;
-    if (this.gpuProbe) {
-      this.gpuPending = true;
-      void this.gpuProbe
+    const probe = gpu === 'off' ? undefined : gpu === 'auto' ? (meta.device === 'cpu' ? undefined : nvidiaSmi) : gpu;
+    // sampling starts once the inventory answered: no GPU tool, no GPU samples
+    if (probe)
+      void probe
         .inventory()
-        .then((list) => this.gpus.push(...list))
-        .catch(() => (this.gpuProbe = undefined))
-        .finally(() => (this.gpuPending = false));
-    }
+        .then((list) => {
+          if (this.finished) return;
+          this.gpus.push(...list);
+          this.stopGpu = probe.watch(
+            GPU_PERIOD_MS,
+            (g) => this.timed(() => (this.lastGpu = g)),
+            () => (this.lastGpu = undefined),
+          );
+        })
+        .catch(() => undefined);
     this.sampleHardware();
     this.timer = setInterval(() => this.sampleHardware(), opts.intervalMs ?? 250);
     this.timer.unref();
@@ -357,15 +361,6 @@ export class TelemetryRecorder {
       };
       // the first sample has no interval behind it: keep it only for memory
       if (this.hardware.length || wall > 0) this.hardware.push(sample);
-      if (this.gpuProbe && !this.gpuPending && at - this.lastGpuAt >= GPU_PERIOD_MS) {
-        this.gpuPending = true;
-        this.lastGpuAt = at;
-        void this.gpuProbe
-          .sample()
-          .then((g) => this.timed(() => (this.lastGpu = g)))
-          .catch(() => (this.gpuProbe = undefined))
-          .finally(() => (this.gpuPending = false));
-      }
     });
   }
 
@@ -373,6 +368,7 @@ export class TelemetryRecorder {
   finish(): JobTelemetry {
     if (this.finished) return this.finished;
     clearInterval(this.timer);
+    this.stopGpu?.();
     this.sampleHardware();
     this.machineCpu.close();
     const stepMs = this.steps.reduce((s, x) => s + x.ms, 0);

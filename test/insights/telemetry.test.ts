@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { Rng } from '../../src/core/rng.ts';
 import { TelemetryRecorder, parseGpuInventory, parseGpuSamples, type GpuProbe } from '../../src/insights/index.ts';
 import { fitHead, type HeadConfig } from '../../src/training/index.ts';
+import { tmpDir } from '../helpers/paths.ts';
 
 test('nvidia-smi CSV is parsed into utilisation, memory and inventory', () => {
   assert.deepEqual(parseGpuSamples('0, 37, 1024\n1, 100, 80000\n'), [
@@ -15,10 +18,16 @@ test('nvidia-smi CSV is parsed into utilisation, memory and inventory', () => {
 });
 
 test('the recorder keeps phases, extraction batches seen through progress, head steps and hardware samples', async () => {
-  let samples = 0;
+  let stopped = false;
   const gpu: GpuProbe = {
     inventory: async () => [{ index: 0, name: 'Scripted GPU', memoryMiB: 16000 }],
-    sample: async () => [{ index: 0, utilization: 0.5 + 0.01 * samples++, memoryMiB: 2000 }],
+    watch: (periodMs, onSample) => {
+      const timer = setInterval(() => onSample([{ index: 0, utilization: 0.5, memoryMiB: 2000 }]), periodMs / 50);
+      return () => {
+        stopped = true;
+        clearInterval(timer);
+      };
+    },
   };
   const rec = new TelemetryRecorder({ job: 'train-t', kind: 'train', device: 'webgpu' }, { intervalMs: 20, gpu });
   const seen: string[] = [];
@@ -31,7 +40,7 @@ test('the recorder keeps phases, extraction batches seen through progress, head 
   progress({ phase: 'features train', done: 32, total: 32 });
   progress({ phase: 'train head', done: 1, total: 3 });
   rec.phase('features', t0, performance.now(), 32);
-  await sleep(1100); // long enough for one GPU sample (once a second)
+  await sleep(60);
   const s = performance.now();
   rec.headSteps([
     { epoch: 1, step: 1, ms: 2, gradNorm: 1.5, loss: 3, start: s, inputMs: 0.5, updateMs: 1.5, rows: 64, lr: 0.001 },
@@ -62,35 +71,66 @@ test('the recorder keeps phases, extraction batches seen through progress, head 
     [['features', 32]],
   );
   assert.equal(t.epochs.length, 1);
-  assert.ok(t.hardware.length >= 10, `sampled every 20 ms: ${t.hardware.length}`);
+  assert.ok(t.hardware.length >= 3, `sampled every 20 ms for about 0.1 s: ${t.hardware.length}`);
   for (const h of t.hardware) {
     assert.ok(h.cpuCores >= 0 && h.cpuShare >= 0 && h.cpuShare <= 1);
     assert.ok(h.rssBytes > 10 * 2 ** 20);
   }
   assert.ok(t.hardware.some((h) => h.gpus?.[0]?.memoryMiB === 2000), 'GPU samples from the probe');
+  assert.ok(stopped, 'GPU sampling stops with the recording');
   assert.deepEqual(t.host.gpus, [{ index: 0, name: 'Scripted GPU', memoryMiB: 16000 }]);
   assert.ok(t.overhead.ms > 0 && t.overhead.stepRatio > 0, 'the recorder measures its own time');
 });
 
 test('a CPU job does not query GPUs, and a failing probe is dropped', async () => {
-  let calls = 0;
+  let watched = false;
   const probe: GpuProbe = {
     inventory: async () => {
-      calls++;
       throw new Error('nvidia-smi: not found');
     },
-    sample: async () => {
-      calls++;
-      return [];
+    watch: () => {
+      watched = true;
+      return () => {};
     },
   };
-  const cpu = new TelemetryRecorder({ job: 'j', kind: 'train', device: 'cpu' }, { intervalMs: 10 });
+  const cpu = new TelemetryRecorder({ job: 'j', kind: 'train', device: 'cpu' }, { intervalMs: 10, gpu: 'auto' });
   const failing = new TelemetryRecorder({ job: 'k', kind: 'train', device: 'webgpu' }, { intervalMs: 10, gpu: probe });
-  await sleep(1100);
+  await sleep(50);
   assert.deepEqual(cpu.finish().host.gpus, []);
   const t = failing.finish();
-  assert.equal(calls, 1, 'after the inventory failed, no sample was asked for');
+  assert.equal(watched, false, 'after the inventory failed, sampling never started');
   assert.ok(t.hardware.every((h) => h.gpus === undefined));
+});
+
+test('nvidia-smi runs once, streaming a line per GPU each period', { skip: process.platform === 'win32' && 'needs a POSIX shell' }, async () => {
+  // a stand-in nvidia-smi on PATH: the inventory query answers once, the -lms loop prints two GPUs per period
+  const dir = tmpDir();
+  const starts = path.join(dir, 'starts');
+  writeFileSync(
+    path.join(dir, 'nvidia-smi'),
+    `#!/bin/sh\necho start >> ${starts}\ncase "$1" in *name*) echo "0, Fake GPU A, 16000"; echo "1, Fake GPU B, 16000"; exit 0;; esac\nwhile true; do echo "0, 37, 1024"; echo "1, 80, 2048"; sleep 0.05; done\n`,
+    { mode: 0o755 },
+  );
+  const oldPath = process.env.PATH;
+  process.env.PATH = `${dir}${path.delimiter}${oldPath}`;
+  try {
+    const rec = new TelemetryRecorder({ job: 'g', kind: 'train', device: 'webgpu' }, { intervalMs: 30 });
+    await sleep(600);
+    const t = rec.finish();
+    assert.deepEqual(
+      t.host.gpus.map((g) => g.name),
+      ['Fake GPU A', 'Fake GPU B'],
+    );
+    const withGpu = t.hardware.filter((h) => h.gpus);
+    assert.ok(withGpu.length >= 3, `${withGpu.length} samples with GPU numbers`);
+    assert.deepEqual(withGpu.at(-1)!.gpus, [
+      { index: 0, utilization: 0.37, memoryMiB: 1024 },
+      { index: 1, utilization: 0.8, memoryMiB: 2048 },
+    ]);
+    assert.equal(readFileSync(starts, 'utf8').trim().split('\n').length, 2, 'one inventory call and one sampling process');
+  } finally {
+    process.env.PATH = oldPath;
+  }
 });
 
 test('fitHead times each step: minibatch assembly plus the ONNX update make up its wall time', async () => {
