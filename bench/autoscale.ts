@@ -1,6 +1,7 @@
 /**
  * `npm run bench:autoscale [-- --quick] [-- --json]`: autoscaling of a real Kennel daemon under
- * open-loop load from a separate process (real photos): 1x, a step to 10x, back to 1x.
+ * open-loop load from a separate process (real photos): 1x, a step to 10x, back to 1x, where 1x
+ * is 4% of what one replica serves on this machine (measured first).
  *
  * - scale_out_seconds: from the step to the first answer served by a replica that did not
  *   exist before it (the x-kennel-replica header names the replica)
@@ -23,8 +24,10 @@ const log = logger(args.json);
 const machine = machineInfo();
 const date = new Date();
 const t0 = performance.now();
-const plan = args.quick ? { base: 10, before: 5, step: 10, after: 12, scaleInCooldownS: 5 } : { base: 10, before: 10, step: 30, after: 45, scaleInCooldownS: 15 };
+const plan = args.quick ? { before: 5, step: 10, after: 12, scaleInCooldownS: 5, calibrateSeconds: 3 } : { before: 10, step: 30, after: 45, scaleInCooldownS: 15, calibrateSeconds: 6 };
 const policy = { instances: 1, min: 1, max: 4, targetConcurrency: 0.5, scaleOutCooldownS: 2, scaleInCooldownS: plan.scaleInCooldownS, maxInFlight: 256 };
+/** 1x is this fraction of one replica's measured maximum, so 10x (40%) is load the machine can serve even when shared */
+const BASE_FRACTION = 0.04;
 
 const home = mkdtempSync(join(tmpdir(), 'kennel-bench-autoscale-'));
 const files = realPhotoFiles();
@@ -36,13 +39,18 @@ process.on('exit', cleanup);
 process.on('SIGINT', () => process.exit(130));
 
 try {
-  log(`bench:autoscale${args.quick ? ' (quick)' : ''}: ${plan.base}/s for ${plan.before} s, ${plan.base * 10}/s for ${plan.step} s, ${plan.base}/s for ${plan.after} s; ${machine.cores} cores, load average ${machine.loadStart}`);
   const { model } = await importMobilenet(home);
   const kennel = await startKennel(home);
   cleanups.push(() => kennel.stop());
   const ref = `${model.name}@${model.version}`;
-  await kennel.admin('POST', '/v1/endpoints', { name: 'auto', variants: [{ name: 'primary', model: ref }], ...policy });
   const url = (name: string) => `http://127.0.0.1:${kennel.port}/endpoints/${name}/invocations`;
+  // calibration: one replica's maximum on this machine now
+  await kennel.admin('POST', '/v1/endpoints', { name: 'calibrate', variants: [{ name: 'primary', model: ref }], instances: 1, maxInFlight: 256 });
+  const max = await runLoad({ mode: 'closed', url: url('calibrate'), files, concurrency: 16, seconds: plan.calibrateSeconds, warmupSeconds: 1 });
+  await kennel.admin('DELETE', '/v1/endpoints/calibrate');
+  const base = Math.max(2, Math.round(BASE_FRACTION * max.throughput));
+  log(`bench:autoscale${args.quick ? ' (quick)' : ''}: one replica serves ${max.throughput} images/s; ${base}/s for ${plan.before} s, ${base * 10}/s for ${plan.step} s, ${base}/s for ${plan.after} s; ${machine.cores} cores, load average ${machine.loadStart}`);
+  await kennel.admin('POST', '/v1/endpoints', { name: 'auto', variants: [{ name: 'primary', model: ref }], ...policy });
 
   // the replica count as the load runs, from the admin API
   const timeline: Array<{ at: number; desired: number; ready: number }> = [];
@@ -55,9 +63,9 @@ try {
     url: url('auto'),
     files,
     phases: [
-      { rate: plan.base, seconds: plan.before },
-      { rate: plan.base * 10, seconds: plan.step },
-      { rate: plan.base, seconds: plan.after },
+      { rate: base, seconds: plan.before },
+      { rate: base * 10, seconds: plan.step },
+      { rate: base, seconds: plan.after },
     ],
     maxInFlight: 1024,
     record: true,
@@ -72,8 +80,8 @@ try {
   const peak = Math.max(...timeline.map((t) => t.ready));
   const scaledIn = timeline.find((t) => t.at > downAt && t.desired < peak);
   const described = await kennel.admin<EndpointDescription>('GET', '/v1/endpoints/auto');
-  log(`step to ${plan.base * 10}/s: first answer from a new replica after ${scaleOutSeconds ?? '-'} s; peak ${peak} replicas; ${failedCount(load)} failed of ${load.sent}`);
-  log(`back to ${plan.base}/s: ${scaledIn ? `scaled in after ${((scaledIn.at - downAt) / 1000).toFixed(1)} s` : 'not scaled in during the run'}`);
+  log(`step to ${base * 10}/s: first answer from a new replica after ${scaleOutSeconds ?? '-'} s; peak ${peak} replicas; ${failedCount(load)} failed of ${load.sent}`);
+  log(`back to ${base}/s: ${scaledIn ? `scaled in after ${((scaledIn.at - downAt) / 1000).toFixed(1)} s` : 'not scaled in during the run'}`);
 
   // scale from zero: an endpoint with no replica, then one request
   await kennel.admin('POST', '/v1/endpoints', { name: 'zero', variants: [{ name: 'primary', model: ref }], instances: 0, min: 0, max: 1, targetConcurrency: 1 });
@@ -91,7 +99,8 @@ try {
     date: date.toISOString(),
     seconds: Math.round((performance.now() - t0) / 1000),
     machine: { ...machine, loadEnd: currentLoad() },
-    plan: { ...plan, policy },
+    plan: { ...plan, base, oneReplicaMax: max.throughput, policy },
+    failed_by_status: { steps: load.failed, fromZero: fromZero.failed },
     runtime: kennel.runtime,
     requests: load.sent + fromZero.sent,
     peak_replicas: peak,
