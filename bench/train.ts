@@ -35,7 +35,8 @@ const date = new Date();
 const machine = machineInfo();
 const shared = process.env.KENNEL_SHARED ?? resolve(benchDir, '../../shared');
 const backboneFile = join(shared, 'models/mobilenetv2-12-int8.onnx');
-const bars = progressBars({ json: args.json });
+/** a fresh set of bars per step: a bar's clock starts when its phase is first seen, so phases repeated by the retrain need their own */
+const newBars = () => progressBars({ json: args.json });
 
 /** Records when (wall and CPU clock) each progress phase was first seen, to time phases inside train(). */
 function phaseClock(sink: ProgressSink): ProgressSink & { firstSeen: Map<string, { t: number; cpu: number }> } {
@@ -64,8 +65,9 @@ log(`bench:train${args.quick ? ' --quick' : ''}: ${setSpec.classes} classes, ${s
 
 // 1. the dataset (generated once, then cached)
 const sources = listSources([join(shared, 'data/breeds-mini'), join(shared, 'data/real-photos')]);
-const set = await dogSet(setSpec, sources, join(benchDir, '.cache'), (done, total) => bars({ phase: 'generate images', done, total }));
-bars.end();
+const genBars = newBars();
+const set = await dogSet(setSpec, sources, join(benchDir, '.cache'), (done, total) => genBars({ phase: 'generate images', done, total }));
+genBars.end();
 log(set.generated ? `generated ${set.images} images in ${set.seconds.toFixed(1)}s: ${set.dir}` : `dataset from cache: ${set.dir}`);
 
 // 2. end to end from an empty workspace
@@ -74,6 +76,7 @@ let ws: Workspace | undefined;
 try {
   ws = openWorkspace(home);
   const workspace = ws;
+  const bars = newBars();
   const clock = phaseClock(bars);
   const e2e = await timed(async () => {
     const imported = await timed(() => importDataset(workspace, set.dir, { name: 'dogs', progress: bars }));
@@ -98,8 +101,9 @@ try {
   if (phase) log(`feature phase used ${coresUsed(phase).toFixed(2)} of ${machine.cores} cores`);
 
   // 4. a second training with other head hyperparameters: the features come from the cache
-  const retrain = await timed(() => train(workspace, { dataset: 'dogs', backbone: 'mobilenetv2-12-int8', name: 'dogs-retrain', lr: 3e-3, batchSize: 128 }, { progress: bars }));
-  bars.end();
+  const retrainBars = newBars();
+  const retrain = await timed(() => train(workspace, { dataset: 'dogs', backbone: 'mobilenetv2-12-int8', name: 'dogs-retrain', lr: 3e-3, batchSize: 128 }, { progress: retrainBars }));
+  retrainBars.end();
   log(`cached retrain ${retrain.seconds.toFixed(1)}s (${retrain.value.features.extractedImages} images extracted)`);
 
   // 5. head training on features of dogImages' shape, 6. the plain MatMul it is compared with
