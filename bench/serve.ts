@@ -32,7 +32,7 @@ const machine = machineInfo();
 const date = new Date();
 const t0 = performance.now();
 const settings = args.quick
-  ? { maxSeconds: 4, levelSeconds: 4, warmup: 1, levels: [0.3, 0.7], instances: 1 }
+  ? { maxSeconds: 3, levelSeconds: 4, warmup: 1, levels: [0.3, 0.7], instances: 1 }
   : { maxSeconds: 10, levelSeconds: 10, warmup: 2, levels: [0.1, 0.3, 0.5, 0.7, 0.9], instances: 1 };
 const CONCURRENCY = 32;
 
