@@ -1,9 +1,10 @@
-import { cpus } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { decodeRgb, inputShape, normalizeInto } from '../backbones/index.js';
 import { KennelError } from '../core/errors.js';
 import type { ModelCard } from '../registry/index.js';
-import { executionProviders, type Device } from '../training/extract.js';
+import { sessionOptions, type SessionSettings } from '../onnx/session.js';
+
+export type { SessionSettings } from '../onnx/session.js';
 
 export interface Prediction {
   label: string;
@@ -70,22 +71,4 @@ export class Classifier {
   }
 }
 
-export interface SessionSettings {
-  device?: Device;
-  threads?: number;
-  /**
-   * false: ORT's worker threads sleep between runs instead of spinning. A replica decodes
-   * images on the same cores while it infers; spinning threads would take that CPU (about 40%
-   * more CPU per image on 2 cores).
-   */
-  spinning?: boolean;
-}
 
-function sessionOptions(opts: SessionSettings): ort.InferenceSession.SessionOptions {
-  return {
-    executionProviders: executionProviders(opts.device ?? 'cpu'),
-    intraOpNumThreads: opts.threads ?? cpus().length,
-    graphOptimizationLevel: 'all',
-    ...(opts.spinning === false ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
-  };
-}

@@ -1,22 +1,10 @@
-import { existsSync } from 'node:fs';
-import { cpus } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { decodeRgb, inputShape, normalizeInto, type CropView, type PreprocessSpec } from '../backbones/index.js';
 import { CancelledError } from '../core/errors.js';
+import { sessionOptions, type Device } from '../onnx/session.js';
 
-export type Device = 'cpu' | 'webgpu' | 'auto';
-
-/** Picks ORT execution providers for a device name; 'auto' prefers the GPU when the build has it. */
-export function executionProviders(device: Device): string[] {
-  if (device === 'cpu') return ['cpu'];
-  const webgpu = ort.listSupportedBackends?.().some((b) => b.name === 'webgpu');
-  if (device === 'webgpu') return ['webgpu', 'cpu'];
-  return webgpu && process.env.KENNEL_AUTO_GPU !== '0' && hasGpu() ? ['webgpu', 'cpu'] : ['cpu'];
-}
-
-/** Without a GPU the WebGPU provider still loads but runs slowly; only pick it where a driver exists. */
-const hasGpu = (): boolean => ['/dev/nvidia0', '/dev/dri/renderD128'].some((p) => existsSync(p));
+export { executionProviders, type Device } from '../onnx/session.js';
 
 export interface ExtractInput {
   /** image file path */
@@ -39,11 +27,7 @@ export class FeatureExtractor {
   ) {}
 
   static async create(modelPath: string, opts: { spec: PreprocessSpec; inputName: string; outputName: string; dim: number; device?: Device; threads?: number }): Promise<FeatureExtractor> {
-    const session = await ort.InferenceSession.create(modelPath, {
-      executionProviders: executionProviders(opts.device ?? 'cpu'),
-      intraOpNumThreads: opts.threads ?? cpus().length,
-      graphOptimizationLevel: 'all',
-    });
+    const session = await ort.InferenceSession.create(modelPath, sessionOptions({ device: opts.device, threads: opts.threads }));
     return new FeatureExtractor(session, opts.spec, opts.inputName, opts.outputName, opts.dim);
   }
 

@@ -2,6 +2,7 @@ import * as ort from 'onnxruntime-node';
 import { CancelledError } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
 import { GraphBuilder } from '../onnx/builder.js';
+import { sessionOptions } from '../onnx/session.js';
 
 export type HeadKind = 'linear' | 'mlp';
 export type Optimizer = 'adamw' | 'sgd';
@@ -175,7 +176,7 @@ export class HeadRunner {
   ) {}
 
   static async create(w: HeadWeights, threads?: number): Promise<HeadRunner> {
-    return new HeadRunner(await ort.InferenceSession.create(buildLogits(w), sessionOptions(threads)), paramShapes(w));
+    return new HeadRunner(await ort.InferenceSession.create(buildLogits(w), sessionOptions({ threads })), paramShapes(w));
   }
 
   async logits(w: HeadWeights, x: Matrix): Promise<Float32Array> {
@@ -191,9 +192,6 @@ export class HeadRunner {
 }
 
 /** `threads` caps ORT's intra-op pool, for a worker that shares the machine with others. */
-function sessionOptions(threads?: number): ort.InferenceSession.SessionOptions {
-  return { executionProviders: ['cpu'], graphOptimizationLevel: 'all', ...(threads ? { intraOpNumThreads: threads, interOpNumThreads: 1 } : {}) };
-}
 
 /** Softmax cross-entropy and top-1 of logits against integer labels. */
 export function lossAndTop1(logits: Float32Array, labels: Int32Array, classes: number): { loss: number; top1: number } {
@@ -242,7 +240,7 @@ export async function fitHead(
   const dim = train.cols;
   let w = initWeights(cfg.kind, dim, classes, cfg.hidden, rng);
   const shapes = paramShapes(w);
-  const stepSession = await ort.InferenceSession.create(buildTrainStep(w, cfg.optimizer), sessionOptions(hooks.threads));
+  const stepSession = await ort.InferenceSession.create(buildTrainStep(w, cfg.optimizer), sessionOptions({ threads: hooks.threads }));
   const runner = await HeadRunner.create(w, hooks.threads);
   const m1: Float32Array[] = w.tensors.map((t) => new Float32Array(t.length));
   const m2: Float32Array[] = w.tensors.map((t) => new Float32Array(t.length));
