@@ -191,8 +191,6 @@ export class HeadRunner {
   }
 }
 
-/** `threads` caps ORT's intra-op pool, for a worker that shares the machine with others. */
-
 /** Softmax cross-entropy and top-1 of logits against integer labels. */
 export function lossAndTop1(logits: Float32Array, labels: Int32Array, classes: number): { loss: number; top1: number } {
   let loss = 0;
