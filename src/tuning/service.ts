@@ -116,6 +116,8 @@ export interface TuneResult extends TuneSummary {
 export interface TuneHooks {
   progress?: ProgressSink;
   signal?: AbortSignal;
+  /** called with the job id once the job is recorded (before any work), e.g. to say how to resume it */
+  onJob?: (job: string) => void;
 }
 
 function tuneJob(ws: Workspace, id: string): Job<TuneParams, TuneResult> {
@@ -268,6 +270,7 @@ function registeredBy(ws: Workspace, jobId: string): { job: string; model: strin
 /** Runs (or continues) a recorded tuning job to the end. */
 async function runJob(ws: Workspace, id: string, hooks: TuneHooks, queue?: string): Promise<TuneResult> {
   const job = tuneJob(ws, id);
+  hooks.onJob?.(id);
   // where trials run is not part of the job: a resume may move them onto a queue
   const p: TuneParams = { ...job.params, queue: queue ?? job.params.queue };
   const started = performance.now();

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
-import { KennelError } from '../../core/errors.js';
+import { CancelledError, KennelError } from '../../core/errors.js';
 import { parseDatasetRef } from '../../data/index.js';
-import { openWorkspace } from '../../store/index.js';
-import { EARLY_STOPPING, OBJECTIVES, STRATEGIES, describeParams, formatValue, listTunes, loadSpaceFile, parseParamFlag, resumeTune, showTune, tune, type ParamSpec, type TuneResult, type TuneSummary } from '../../tuning/index.js';
+import { openWorkspace, type Workspace } from '../../store/index.js';
+import { EARLY_STOPPING, OBJECTIVES, STRATEGIES, describeParams, formatValue, listTunes, loadSpaceFile, parseParamFlag, resumeTune, showTune, tune, type ParamSpec, type TuneHooks, type TuneResult, type TuneSummary } from '../../tuning/index.js';
 import { emit, pct, progressBars, runAction, table } from '../output.js';
 import { number, oneOf } from '../options.js';
 
@@ -10,7 +10,7 @@ interface TuneFlags {
   dataset?: string;
   backbone?: string;
   space?: string;
-  param: string[];
+  param?: string[];
   strategy: (typeof STRATEGIES)[number];
   maxTrials: number;
   maxParallel: number;
@@ -80,6 +80,33 @@ function showText(s: TuneSummary): string {
   return lines.join('\n');
 }
 
+/**
+ * Runs a tuning session with progress bars. The job is named on stderr as soon as it exists, and
+ * Ctrl-C says how to continue it: running the same command again would start a new job.
+ */
+async function session(opts: { json?: boolean }, signal: AbortSignal, run: (ws: Workspace, hooks: TuneHooks) => Promise<TuneResult>): Promise<void> {
+  const ws = openWorkspace();
+  const bar = progressBars(opts);
+  let job: string | undefined;
+  const onJob = (id: string) => {
+    job = id;
+    if (!opts.json) process.stderr.write(`tuning job ${id}\n`);
+  };
+  try {
+    const r = await run(ws, { progress: bar, signal, onJob });
+    bar.end();
+    emit(opts, resultJson(r), () => resultText(r));
+  } catch (e) {
+    if (!(e instanceof CancelledError) || !job) throw e;
+    bar.end();
+    process.stderr.write(`cancelled: tuning job ${job} keeps its finished trials; continue it with kennel tune resume ${job}\n`);
+    process.exitCode = 130;
+  } finally {
+    bar.end();
+    ws.close();
+  }
+}
+
 export function registerTune(program: Command): void {
   const cmd = program
     .command('tune')
@@ -87,7 +114,7 @@ export function registerTune(program: Command): void {
     .option('--dataset <name[@version]>', 'dataset to tune on (required to start a job)')
     .option('--backbone <id>', 'installed backbone (required to start a job)')
     .option('--space <file>', 'search space JSON: {"lr": "loguniform:1e-4:1e-1", "batch_size": {"type": "choice", "values": [32, 64]}}')
-    .option('--param <name=type:args>', 'a searched hyperparameter, repeatable: lr=loguniform:1e-4:1e-1, batch_size=choice:32,64,128, epochs=int:5:30, head=choice:linear,mlp (default: lr and batch_size)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--param <name=type:args>', 'a searched hyperparameter, repeatable: lr=loguniform:1e-4:1e-1, batch_size=choice:32,64,128, epochs=int:5:30, head=choice:linear,mlp (default: lr and batch_size)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--strategy <name>', 'random, grid or bayesian (TPE)', oneOf('--strategy', STRATEGIES), 'bayesian')
     .option('--max-trials <n>', 'trials to run', number('--max-trials', { int: true, min: 1, max: 10000 }), 20)
     .option('--max-parallel <p>', 'trials at a time (local worker processes, or tasks in flight with --queue)', number('--max-parallel', { int: true, min: 1, max: 1024 }), 1)
@@ -105,22 +132,15 @@ export function registerTune(program: Command): void {
     .action((opts: TuneFlags) =>
       runAction(async (signal) => {
         if (!opts.dataset || !opts.backbone) throw new KennelError('kennel tune needs --dataset and --backbone.', 'e.g. kennel tune --dataset dogs --backbone mobilenetv2-12-int8 --max-trials 20');
-        const space: ParamSpec[] = [...(opts.space ? loadSpaceFile(opts.space) : []), ...opts.param.map(parseParamFlag)];
+        const space: ParamSpec[] = [...(opts.space ? loadSpaceFile(opts.space) : []), ...(opts.param ?? []).map(parseParamFlag)];
         const { name: dataset, version } = parseDatasetRef(opts.dataset);
-        const ws = openWorkspace();
-        const bar = progressBars(opts);
-        try {
-          const r = await tune(
+        await session(opts, signal, (ws, hooks) =>
+          tune(
             ws,
-            { dataset, datasetVersion: version, backbone: opts.backbone, space, strategy: opts.strategy, maxTrials: opts.maxTrials, maxParallel: opts.maxParallel, objective: opts.objective, direction: opts.direction, earlyStopping: opts.earlyStopping, seed: opts.seed, register: opts.register, from: opts.from, optimizer: opts.optimizer, patience: opts.patience, device: opts.device, queue: opts.queue ?? (process.env.KENNEL_QUEUE || undefined) },
-            { progress: bar, signal },
-          );
-          bar.end();
-          emit(opts, resultJson(r), () => resultText(r));
-        } finally {
-          bar.end();
-          ws.close();
-        }
+            { dataset, datasetVersion: version, backbone: opts.backbone!, space, strategy: opts.strategy, maxTrials: opts.maxTrials, maxParallel: opts.maxParallel, objective: opts.objective, direction: opts.direction, earlyStopping: opts.earlyStopping, seed: opts.seed, register: opts.register, from: opts.from, optimizer: opts.optimizer, patience: opts.patience, device: opts.device, queue: opts.queue ?? (process.env.KENNEL_QUEUE || undefined) },
+            hooks,
+          ),
+        );
       }),
     );
 
@@ -176,16 +196,7 @@ export function registerTune(program: Command): void {
     .action((job: string, _opts: unknown, sub: Command) =>
       runAction(async (signal) => {
         const opts = sub.optsWithGlobals<{ json?: boolean; queue?: string }>();
-        const ws = openWorkspace();
-        const bar = progressBars(opts);
-        try {
-          const r = await resumeTune(ws, job, { queue: opts.queue }, { progress: bar, signal });
-          bar.end();
-          emit(opts, resultJson(r), () => resultText(r));
-        } finally {
-          bar.end();
-          ws.close();
-        }
+        await session(opts, signal, (ws, hooks) => resumeTune(ws, job, { queue: opts.queue }, hooks));
       }),
     );
 }
