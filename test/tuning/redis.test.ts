@@ -20,7 +20,7 @@ test('trials run as tasks on Redis workers and give what a local pool of the sam
     const key = (r: typeof local) => r.trials.map((t) => [t.params, t.status, t.objective, t.epochs]);
     assert.deepEqual(key(viaRedis), key(local));
   } finally {
-    await Promise.all(workers.map((w) => w.close()));
+    await Promise.all(workers.map((w) => w.close(0)));
     await redis.stop();
     ws.close();
   }
