@@ -31,9 +31,11 @@ const log = logger(args.json);
 const machine = machineInfo();
 const date = new Date();
 const t0 = performance.now();
+// maxima are measured in rounds (ceiling, Kennel, naive, again): on a shared machine other work
+// comes and goes, and the best of each is the fairest comparison
 const settings = args.quick
-  ? { maxSeconds: 3, levelSeconds: 4, warmup: 1, levels: [0.3, 0.7], instances: 1 }
-  : { maxSeconds: 10, levelSeconds: 10, warmup: 2, levels: [0.1, 0.3, 0.5, 0.7, 0.9], instances: 1 };
+  ? { rounds: 2, maxSeconds: 2.5, levelSeconds: 4, warmup: 0.5, levels: [0.3, 0.7], instances: 1 }
+  : { rounds: 3, maxSeconds: 8, levelSeconds: 10, warmup: 2, levels: [0.1, 0.3, 0.5, 0.7, 0.9], instances: 1 };
 const CONCURRENCY = 32;
 
 /**
@@ -93,10 +95,6 @@ try {
   tuneSharp(); // the replicas' decode settings
   const plain = await extractionCeiling(onnxPath, spec, model.card.inputName, args.quick ? files : [...files, ...files], args.quick ? [16] : [8, 16, 32]);
   log(`ceiling, plain loop (decode a batch, then run it): ${plain.best.imagesPerSecond.toFixed(0)} images/s (batch ${plain.best.batch}, decode ${plain.best.decodeMsPerImage.toFixed(2)} ms + inference ${plain.best.inferMsPerImage.toFixed(2)} ms per image)`);
-  const pipeline = await pipelineCeiling(onnxPath, model.card, files, settings.maxSeconds, CONCURRENCY);
-  log(`ceiling, pipelined (decode while the batch runs, ORT threads not spinning): ${pipeline.imagesPerSecond.toFixed(0)} images/s`);
-  const ceilingIps = Math.max(plain.best.imagesPerSecond, pipeline.imagesPerSecond);
-
   const kennel = await startKennel(home);
   cleanups.push(() => kennel.stop());
   await kennel.admin('POST', '/v1/endpoints', { name: 'bench', variants: [{ name: 'primary', model: `${model.name}@${model.version}` }], instances: settings.instances, maxBatch: 16, maxInFlight: 256 });
@@ -112,14 +110,25 @@ try {
   const naiveUrl = `http://127.0.0.1:${naivePort}/predict`;
 
   const closed = (url: string) => runLoad({ mode: 'closed', url, files, concurrency: CONCURRENCY, seconds: settings.maxSeconds, warmupSeconds: settings.warmup });
-  const kennelMax = await closed(kennelUrl);
-  log(`Kennel max: ${kennelMax.throughput} images/s (p99 ${kennelMax.p99} ms at ${CONCURRENCY} concurrent, ${failedCount(kennelMax)} failed)`);
-  const naiveMax = await closed(naiveUrl);
-  log(`naive max: ${naiveMax.throughput} images/s (p99 ${naiveMax.p99} ms at ${CONCURRENCY} concurrent, ${failedCount(naiveMax)} failed)`);
+  const rounds: Array<{ pipeline: number; kennel: LoadResult; naive: LoadResult }> = [];
+  for (let r = 0; r < settings.rounds; r++) {
+    const pipeline = (await pipelineCeiling(onnxPath, model.card, files, settings.maxSeconds, CONCURRENCY)).imagesPerSecond;
+    const k = await closed(kennelUrl);
+    const n = await closed(naiveUrl);
+    rounds.push({ pipeline, kennel: k, naive: n });
+    log(`round ${r + 1}: ceiling (pipelined in-process, ORT threads not spinning) ${pipeline.toFixed(0)} | Kennel ${k.throughput} (p99 ${k.p99} ms, ${failedCount(k)} failed) | naive ${n.throughput} (p99 ${n.p99} ms, ${failedCount(n)} failed) images/s at ${CONCURRENCY} concurrent`);
+  }
+  const best = <T>(xs: T[], f: (x: T) => number): T => xs.reduce((a, b) => (f(b) > f(a) ? b : a));
+  const ceilingIps = Math.max(plain.best.imagesPerSecond, ...rounds.map((r) => r.pipeline));
+  const kennelMax = best(rounds.map((r) => r.kennel), (x) => x.throughput);
+  const naiveMax = best(rounds.map((r) => r.naive), (x) => x.throughput);
+  // load levels are fractions of Kennel's median round: what it sustained while the machine was shared as it is
+  const sorted = rounds.map((r) => r.kennel.throughput).sort((a, b) => a - b);
+  const reference = sorted.length % 2 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
 
   const levels: Array<{ fraction: number; rate: number; kennel: LoadResult; naive: LoadResult }> = [];
   for (const fraction of settings.levels) {
-    const rate = Math.max(1, Math.round(fraction * kennelMax.throughput));
+    const rate = Math.max(1, Math.round(fraction * reference));
     const open = (url: string) => runLoad({ mode: 'open', url, files, phases: [{ rate, seconds: settings.levelSeconds }], warmupSeconds: settings.warmup, maxInFlight: 1024 });
     const k = await open(kennelUrl);
     const n = await open(naiveUrl);
@@ -138,9 +147,9 @@ try {
     date: date.toISOString(),
     seconds: Math.round((performance.now() - t0) / 1000),
     machine: { ...machine, loadEnd: currentLoad() },
-    config: { runtime: kennel.runtime, model: `${model.name}@${model.version} (shared MobileNetV2 int8, 1000 classes)`, instances: settings.instances, maxBatch: 16, closedLoopConcurrency: CONCURRENCY, photos: files.length },
-    ceiling: { plain, pipeline },
-    max: { kennel: kennelMax, naive: naiveMax },
+    config: { levelsRelativeTo: `${reference} images/s (Kennel's median round)`, runtime: kennel.runtime, model: `${model.name}@${model.version} (shared MobileNetV2 int8, 1000 classes)`, instances: settings.instances, maxBatch: 16, closedLoopConcurrency: CONCURRENCY, photos: files.length },
+    ceiling: { plain, pipelined: rounds.map((r) => Math.round(r.pipeline)) },
+    max: { kennel: kennelMax, naive: naiveMax, rounds: rounds.map((r) => ({ ceiling: Math.round(r.pipeline), kennel: r.kennel.throughput, naive: r.naive.throughput })) },
     levels: levels.map((l) => ({ fraction: l.fraction, rate: l.rate, kennel: l.kennel, naive: l.naive })),
   };
   const file = saveResults('serve', results, date);
@@ -149,10 +158,10 @@ try {
   else {
     process.stdout.write(
       summaryTable([
-        { metric: 'ceiling (in-process decode + batched inference, best of 2)', value: `${results.ceiling_ips} images/s` },
+        { metric: 'ceiling (in-process decode + batched inference, best run)', value: `${results.ceiling_ips} images/s` },
         { metric: 'Kennel endpoint, max throughput', value: `${results.kennel_ips} images/s (${((results.kennel_ips / results.ceiling_ips) * 100).toFixed(0)}% of ceiling)`, target: `>= ${TARGET.ceilingFraction * 100}% of ceiling`, pass: results.kennel_ips >= TARGET.ceilingFraction * results.ceiling_ips },
         { metric: 'naive peer, max throughput', value: `${results.naive_ips} images/s` },
-        { metric: 'Kennel p99 at 70% of its max', value: `${results.kennel_p99_ms_at_70pct} ms`, target: `<= ${TARGET.p99AtSeventyPercentMs} ms`, pass: results.kennel_p99_ms_at_70pct <= TARGET.p99AtSeventyPercentMs },
+        { metric: `Kennel p99 at 70% of its max (median round, ${reference}/s)`, value: `${results.kennel_p99_ms_at_70pct} ms`, target: `<= ${TARGET.p99AtSeventyPercentMs} ms`, pass: results.kennel_p99_ms_at_70pct <= TARGET.p99AtSeventyPercentMs },
         ...levels.map((l) => ({ metric: `p99 at ${Math.round(l.fraction * 100)}% (${l.rate}/s): Kennel vs naive`, value: `${l.kennel.p99} vs ${l.naive.p99} ms`, target: 'Kennel <= naive', pass: l.kennel.p99 <= l.naive.p99 })),
         { metric: 'Kennel failed requests', value: String(kennelFailed), target: '0', pass: kennelFailed === 0 },
       ]) + `\nresults: ${file}\n`,

@@ -42,6 +42,8 @@ export interface LoadResult {
   p90: number;
   p99: number;
   max: number;
+  /** CPU the load generator itself used during the run (it shares the machine with the server) */
+  cpuSeconds: number;
   records?: RequestRecord[];
 }
 
@@ -77,6 +79,7 @@ async function run(job: LoadJob): Promise<LoadResult> {
   const failed: Record<string, number> = {};
   const records: RequestRecord[] = [];
   let sent = 0;
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const finish = (start: number, r: { status: number; replica?: string }) => {
     const ms = performance.now() - start;
@@ -123,6 +126,7 @@ async function run(job: LoadJob): Promise<LoadResult> {
     await Promise.all(pending);
   }
   const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   agent.destroy();
   latencies.sort((a, b) => a - b);
   const round = (x: number) => Math.round(x * 10) / 10;
@@ -136,6 +140,7 @@ async function run(job: LoadJob): Promise<LoadResult> {
     p90: round(percentile(latencies, 0.9)),
     p99: round(percentile(latencies, 0.99)),
     max: round(latencies.at(-1) ?? NaN),
+    cpuSeconds: round((cpu.user + cpu.system) / 1e6),
     ...(job.mode === 'open' && job.record ? { records } : {}),
   };
 }
