@@ -220,7 +220,7 @@ function bestTrial(trials: TrialRecord[], direction: Direction): TrialRecord | u
   return undefined;
 }
 
-export function summarize(ws: Workspace, job: Job<TuneParams, TuneResult>): TuneSummary {
+function summarize(ws: Workspace, job: Job<TuneParams, TuneResult>): TuneSummary {
   const p = job.params;
   const trials = listTrials(ws, job.id);
   const best = bestTrial(trials, p.direction);
