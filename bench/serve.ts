@@ -37,18 +37,20 @@ const settings = args.quick
   ? { rounds: 2, maxSeconds: 2.5, levelSeconds: 4, warmup: 0.5, levels: [0.3, 0.7], instances: 1 }
   : { rounds: 3, maxSeconds: 8, levelSeconds: 10, warmup: 2, levels: [0.1, 0.3, 0.5, 0.7, 0.9], instances: 1 };
 const CONCURRENCY = 32;
+/** the endpoint default */
+const MAX_BATCH = 8;
 
 /**
  * The in-process pipeline a replica runs, without processes or HTTP: the same Classifier
  * settings (all cores, ORT threads that do not spin), decoding on the libuv pool as images come,
- * batches of up to 16 formed by the dynamic batcher, `concurrency` images in flight.
+ * batches formed by the dynamic batcher as in an endpoint, `concurrency` images in flight.
  */
 async function pipelineCeiling(onnxPath: string, card: ModelCard, files: string[], seconds: number, concurrency: number): Promise<{ imagesPerSecond: number }> {
   const clf = await Classifier.load(onnxPath, card, { spinning: false });
   const images = files.map((f) => readFileSync(f));
   const size = 3 * card.preprocess.size ** 2;
-  const batchInput = new Float32Array(16 * size);
-  const batcher = new DynamicBatcher<Float32Array, number>({ maxBatch: 16, maxDelayMs: 5 }, async (items) => {
+  const batchInput = new Float32Array(MAX_BATCH * size);
+  const batcher = new DynamicBatcher<Float32Array, number>({ maxBatch: MAX_BATCH, maxDelayMs: 5 }, async (items) => {
     items.forEach((x, i) => batchInput.set(x, i * size));
     await clf.run(batchInput, items.length);
     return items.map(() => 1);
@@ -97,7 +99,7 @@ try {
   log(`ceiling, plain loop (decode a batch, then run it): ${plain.best.imagesPerSecond.toFixed(0)} images/s (batch ${plain.best.batch}, decode ${plain.best.decodeMsPerImage.toFixed(2)} ms + inference ${plain.best.inferMsPerImage.toFixed(2)} ms per image)`);
   const kennel = await startKennel(home);
   cleanups.push(() => kennel.stop());
-  await kennel.admin('POST', '/v1/endpoints', { name: 'bench', variants: [{ name: 'primary', model: `${model.name}@${model.version}` }], instances: settings.instances, maxBatch: 16, maxInFlight: 256 });
+  await kennel.admin('POST', '/v1/endpoints', { name: 'bench', variants: [{ name: 'primary', model: `${model.name}@${model.version}` }], instances: settings.instances, maxBatch: MAX_BATCH, maxInFlight: 256 });
   const kennelUrl = `http://127.0.0.1:${kennel.port}/endpoints/bench/invocations`;
 
   const naivePort = await freePort();
@@ -147,7 +149,7 @@ try {
     date: date.toISOString(),
     seconds: Math.round((performance.now() - t0) / 1000),
     machine: { ...machine, loadEnd: currentLoad() },
-    config: { levelsRelativeTo: `${reference} images/s (Kennel's median round)`, runtime: kennel.runtime, model: `${model.name}@${model.version} (shared MobileNetV2 int8, 1000 classes)`, instances: settings.instances, maxBatch: 16, closedLoopConcurrency: CONCURRENCY, photos: files.length },
+    config: { levelsRelativeTo: `${reference} images/s (Kennel's median round)`, runtime: kennel.runtime, model: `${model.name}@${model.version} (shared MobileNetV2 int8, 1000 classes)`, instances: settings.instances, maxBatch: MAX_BATCH, closedLoopConcurrency: CONCURRENCY, photos: files.length },
     ceiling: { plain, pipelined: rounds.map((r) => Math.round(r.pipeline)) },
     max: { kennel: kennelMax, naive: naiveMax, rounds: rounds.map((r) => ({ ceiling: Math.round(r.pipeline), kennel: r.kennel.throughput, naive: r.naive.throughput })) },
     levels: levels.map((l) => ({ fraction: l.fraction, rate: l.rate, kennel: l.kennel, naive: l.naive })),
