@@ -37,7 +37,7 @@ const settings = args.quick
   ? { rounds: 2, maxSeconds: 2.5, levelSeconds: 4, warmup: 0.5, levels: [0.3, 0.7], instances: 1 }
   : { rounds: 3, maxSeconds: 8, levelSeconds: 10, warmup: 2, levels: [0.1, 0.3, 0.5, 0.7, 0.9], instances: 1 };
 const CONCURRENCY = 32;
-/** the endpoint default */
+/** the endpoint defaults */
 const MAX_BATCH = 8;
 
 /**
@@ -50,7 +50,7 @@ async function pipelineCeiling(onnxPath: string, card: ModelCard, files: string[
   const images = files.map((f) => readFileSync(f));
   const size = 3 * card.preprocess.size ** 2;
   const batchInput = new Float32Array(MAX_BATCH * size);
-  const batcher = new DynamicBatcher<Float32Array, number>({ maxBatch: MAX_BATCH, maxDelayMs: 5 }, async (items) => {
+  const batcher = new DynamicBatcher<Float32Array, number>({ maxBatch: MAX_BATCH, maxDelayMs: 2 }, async (items) => {
     items.forEach((x, i) => batchInput.set(x, i * size));
     await clf.run(batchInput, items.length);
     return items.map(() => 1);
