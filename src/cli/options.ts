@@ -25,3 +25,6 @@ export function triple(name: string) {
     return parts as [number, number, number];
   };
 }
+
+/** Commander accumulator for repeatable options (`--allow a --allow b`). */
+export const collect = (value: string, previous: string[]): string[] => [...previous, value];

@@ -1,4 +1,5 @@
 import { CancelledError, KennelError, errorMessage } from '../core/errors.js';
+import { openWorkspace, type Workspace } from '../store/index.js';
 import type { ProgressEvent, ProgressSink } from '../core/progress.js';
 
 export interface OutputOptions {
@@ -102,3 +103,13 @@ export function table(headers: string[], rows: Array<Array<string | number>>): s
 }
 
 export const pct = (x: number | undefined): string => (x === undefined ? '-' : `${(x * 100).toFixed(1)}%`);
+
+/** Opens the workspace of KENNEL_HOME for one piece of work and always closes it. */
+export async function withWorkspace<T>(work: (ws: Workspace) => T | Promise<T>): Promise<T> {
+  const ws = openWorkspace();
+  try {
+    return await work(ws);
+  } finally {
+    ws.close();
+  }
+}

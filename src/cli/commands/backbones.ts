@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { addBackbone, listBackbones, pullBackbone } from '../../backbones/index.js';
-import { openWorkspace } from '../../store/index.js';
-import { emit, progressBars, runAction, table } from '../output.js';
+import { emit, progressBars, runAction, table, withWorkspace } from '../output.js';
 import { number, oneOf, triple } from '../options.js';
 
 export function registerBackbones(program: Command): void {
@@ -13,9 +12,7 @@ export function registerBackbones(program: Command): void {
     .option('--json', 'print JSON')
     .action((opts: { json?: boolean }) =>
       runAction(async () => {
-        const ws = openWorkspace();
-        const rows = listBackbones(ws);
-        ws.close();
+        const rows = await withWorkspace((ws) => listBackbones(ws));
         emit(opts, { backbones: rows }, () =>
           table(
             ['ID', 'INSTALLED', 'SIZE', 'FEATURES', 'NOTE'],
@@ -32,15 +29,12 @@ export function registerBackbones(program: Command): void {
     .option('--json', 'print JSON')
     .action((id: string, opts: { from?: string; json?: boolean }) =>
       runAction(async (signal) => {
-        const ws = openWorkspace();
         const bar = progressBars(opts);
-        try {
+        await withWorkspace(async (ws) => {
           const b = await pullBackbone(ws, id, { from: opts.from, progress: bar, signal });
           bar.end();
           emit(opts, { id: b.id, sha256: b.modelSha, featureTensor: b.spec.featureTensor, featureDim: b.spec.featureDim, preprocess: b.spec.preprocess }, () => `installed ${b.id}: ${b.spec.featureDim}-d features from tensor ${b.spec.featureTensor}`);
-        } finally {
-          ws.close();
-        }
+        });
       }),
     );
 
@@ -57,15 +51,12 @@ export function registerBackbones(program: Command): void {
     .option('--json', 'print JSON')
     .action((file: string, opts: { name: string; featureTensor?: string; inputSize?: number; layout?: 'NCHW' | 'NHWC'; normalize?: 'imagenet' | 'tf127'; mean?: [number, number, number]; std?: [number, number, number]; json?: boolean }) =>
       runAction(async () => {
-        const ws = openWorkspace();
-        try {
+        await withWorkspace(async (ws) => {
           const b = await addBackbone(ws, file, opts);
           emit(opts, { id: b.id, sha256: b.modelSha, featureTensor: b.spec.featureTensor, featureDim: b.spec.featureDim, detected: b.how, preprocess: b.spec.preprocess }, () =>
             [`added backbone ${b.id}`, `  features: ${b.spec.featureDim}-d, from tensor ${b.spec.featureTensor} (${b.how})`, `  input: ${b.spec.inputName} ${b.spec.preprocess.layout} ${b.spec.preprocess.size}x${b.spec.preprocess.size}`, `next: kennel train --dataset NAME --backbone ${b.id}`].join('\n'),
           );
-        } finally {
-          ws.close();
-        }
+        });
       }),
     );
 }

@@ -16,8 +16,7 @@ import {
   type ServingCostReport,
   type ServingMeasurement,
 } from '../../insights/index.js';
-import { openWorkspace } from '../../store/index.js';
-import { emit, runAction, table } from '../output.js';
+import { emit, runAction, table, withWorkspace } from '../output.js';
 import { number } from '../options.js';
 
 /** "100ms", "0.1s" or a bare number of milliseconds. */
@@ -132,17 +131,15 @@ export function registerCost(program: Command): void {
           scaling: { localVcpus: opts.localVcpus ?? base.localVcpus, efficiency: opts.efficiency ?? base.efficiency },
           local: { watts: opts.watts, usdPerKwh: opts.kwhPrice, machineUsd: opts.machinePrice, lifetimeYears: opts.lifetimeYears, utilization: opts.utilization },
         };
-        if (opts.job) {
+        const job = opts.job;
+        if (job) {
           if (opts.sloP99 !== undefined) throw new KennelError('--slo-p99 and --rps size a serving fleet, which needs serving measurements rather than a training job.', 'Benchmark the endpoint and pass --bench FILE (or --ips and --p99) instead of --job.');
-          const ws = openWorkspace();
-          try {
-            const m = await measureJob(ws, resolveJob(ws, opts.job));
+          await withWorkspace(async (ws) => {
+            const m = await measureJob(ws, resolveJob(ws, job));
             const { notes, ...measurement } = m;
             const r = jobCostReport(measurement, notes, settings);
             emit(opts, r, () => jobText(r));
-          } finally {
-            ws.close();
-          }
+          });
           return;
         }
         let m: ServingMeasurement;

@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
 import { KennelError } from '../../core/errors.js';
 import { getDatasetVersion, importDataset, isLeak, listDatasets, parseDatasetRef, SPLITS, validateSplit, type DatasetVersion } from '../../data/index.js';
-import { openWorkspace, type Workspace } from '../../store/index.js';
-import { emit, progressBars, runAction, table } from '../output.js';
+import { emit, progressBars, runAction, table, withWorkspace } from '../output.js';
 
 interface ImportFlags {
   name: string;
@@ -82,15 +81,6 @@ export function registerData(program: Command): void {
         emit(flags, versionJson(v), () => showText(v));
       }),
     );
-}
-
-async function withWorkspace<T>(fn: (ws: Workspace) => Promise<T>): Promise<T> {
-  const ws = openWorkspace();
-  try {
-    return await fn(ws);
-  } finally {
-    ws.close();
-  }
 }
 
 function parseNumbers(flag: string, text: string): number[] {

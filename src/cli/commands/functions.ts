@@ -5,8 +5,7 @@ import { createFunction, deleteFunction, listFunctions, updateFunction, type Fun
 import { cliActor, parseDuration } from '../../security/index.js';
 import { dataPlaneUrl, findDaemon } from '../../server/index.js';
 import { defaultHome } from '../../store/index.js';
-import { emit, runAction, table } from '../output.js';
-import { withWorkspace } from './keys.js';
+import { emit, runAction, table, withWorkspace } from '../output.js';
 
 function memory(value: string): number {
   const m = /^(\d+)\s*(mb|gb)?$/i.exec(value.trim());

@@ -2,8 +2,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { writeFileAtomic } from '../../core/index.js';
 import { buildReport, renderReport, rulesForJob, type RuleResult } from '../../insights/index.js';
-import { openWorkspace } from '../../store/index.js';
-import { emit, progressBars, runAction, table } from '../output.js';
+import { emit, progressBars, runAction, table, withWorkspace } from '../output.js';
 import { number } from '../options.js';
 
 const STATUS: Record<RuleResult['status'], string> = { fired: 'FIRED', ok: 'ok', skipped: 'skipped' };
@@ -29,13 +28,10 @@ export function registerInsights(program: Command): void {
     .option('--json', 'print JSON')
     .action((jobRef: string, opts: { config?: string; json?: boolean }) =>
       runAction(async () => {
-        const ws = openWorkspace();
-        try {
+        await withWorkspace(async (ws) => {
           const r = await rulesForJob(ws, jobRef, opts.config && resolve(opts.config));
           emit(opts, r, () => rulesText(r.job, r.rules));
-        } finally {
-          ws.close();
-        }
+        });
       }),
     );
 
@@ -49,9 +45,8 @@ export function registerInsights(program: Command): void {
     .option('--json', 'print JSON')
     .action((jobRef: string, opts: { out?: string; examples: number; exampleClasses: number; config?: string; json?: boolean }) =>
       runAction(async () => {
-        const ws = openWorkspace();
         const bar = progressBars(opts);
-        try {
+        await withWorkspace(async (ws) => {
           const data = await buildReport(ws, jobRef, { rulesConfig: opts.config && resolve(opts.config), examplesPerClass: opts.examples, exampleClasses: opts.exampleClasses, progress: bar });
           bar.end();
           const html = renderReport(data);
@@ -64,9 +59,7 @@ export function registerInsights(program: Command): void {
             { job: data.job.id, out, bytes: Buffer.byteLength(html), charts, rulesFired: fired, examples: data.examples.reduce((n, c) => n + c.items.length, 0), notes: data.notes },
             () => [`wrote ${out} (${(Buffer.byteLength(html) / 1024).toFixed(0)} KiB, ${charts.length} charts${fired.length ? `; rules fired: ${fired.join(', ')}` : ''})`, ...data.notes.map((n) => `note: ${n}`)].join('\n'),
           );
-        } finally {
-          ws.close();
-        }
+        });
       }),
     );
 }

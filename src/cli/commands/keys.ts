@@ -1,19 +1,8 @@
 import type { Command } from 'commander';
 import { cliActor, createKey, listKeys, parseDuration, revokeKey, rotateKey } from '../../security/index.js';
-import { openWorkspace, type Workspace } from '../../store/index.js';
-import { emit, runAction, table } from '../output.js';
-import { number, oneOf } from '../options.js';
+import { emit, runAction, table, withWorkspace } from '../output.js';
+import { collect, number, oneOf } from '../options.js';
 
-export const collect = (value: string, previous: string[]): string[] => [...previous, value];
-
-export async function withWorkspace<T>(work: (ws: Workspace) => T | Promise<T>): Promise<T> {
-  const ws = openWorkspace();
-  try {
-    return await work(ws);
-  } finally {
-    ws.close();
-  }
-}
 
 const SHOWN_ONCE = 'Store it now: it is shown only once (Kennel keeps only its hash).';
 

@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { exportModel, getModel, listModels, tagModel, type ModelVersion } from '../../registry/index.js';
-import { openWorkspace } from '../../store/index.js';
-import { emit, pct, runAction, table } from '../output.js';
+import { emit, pct, runAction, table, withWorkspace } from '../output.js';
 
 type Metrics = { valid?: { top1?: number }; test?: { top1?: number; top5?: number; ece?: number } };
 const metricsOf = (m: ModelVersion) => (m.card.metrics ?? {}) as Metrics;
@@ -15,9 +14,7 @@ export function registerModels(program: Command): void {
     .option('--json', 'print JSON')
     .action((opts: { json?: boolean }) =>
       runAction(async () => {
-        const ws = openWorkspace();
-        const models = listModels(ws);
-        ws.close();
+        const models = await withWorkspace((ws) => listModels(ws));
         emit(opts, { models: models.map((m) => ({ model: `${m.name}@${m.version}`, name: m.name, version: m.version, tags: m.tags, source: m.card.source, test: metricsOf(m).test, createdAt: m.createdAt })) }, () =>
           models.length
             ? table(
@@ -35,9 +32,7 @@ export function registerModels(program: Command): void {
     .option('--json', 'print JSON')
     .action((ref: string, opts: { json?: boolean }) =>
       runAction(async () => {
-        const ws = openWorkspace();
-        const m = getModel(ws, ref);
-        ws.close();
+        const m = await withWorkspace((ws) => getModel(ws, ref));
         const mt = metricsOf(m);
         emit(opts, { model: `${m.name}@${m.version}`, onnxSha256: m.onnxSha, tags: m.tags, createdAt: m.createdAt, ...m.card }, () =>
           [
@@ -59,9 +54,7 @@ export function registerModels(program: Command): void {
     .option('--json', 'print JSON')
     .action((ref: string, tag: string, opts: { json?: boolean }) =>
       runAction(async () => {
-        const ws = openWorkspace();
-        const m = tagModel(ws, ref, tag);
-        ws.close();
+        const m = await withWorkspace((ws) => tagModel(ws, ref, tag));
         emit(opts, { model: `${m.name}@${m.version}`, tag, tags: m.tags }, () => `${m.name}:${tag} -> ${m.name}@${m.version}`);
       }),
     );
@@ -72,13 +65,10 @@ export function registerModels(program: Command): void {
     .option('--json', 'print JSON')
     .action((ref: string, dir: string, opts: { json?: boolean }) =>
       runAction(async () => {
-        const ws = openWorkspace();
-        try {
+        await withWorkspace(async (ws) => {
           const r = await exportModel(ws, ref, dir);
           emit(opts, r, () => `exported ${r.model} to ${r.dir}: ${r.files.join(', ')}`);
-        } finally {
-          ws.close();
-        }
+        });
       }),
     );
 }

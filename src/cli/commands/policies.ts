@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { KennelError } from '../../core/errors.js';
 import { attachPolicy, cliActor, detachPolicy, getPrincipal, listKeys, listPolicies, listPrincipals, policyFromGrants, type AttachedPolicy } from '../../security/index.js';
-import { emit, runAction, table } from '../output.js';
-import { collect, withWorkspace } from './keys.js';
+import { emit, runAction, table, withWorkspace } from '../output.js';
+import { collect } from '../options.js';
 
 const grants = (p: AttachedPolicy) => p.document.statements.map((s) => `${s.effect} ${s.actions.join(',')} on ${s.resources.join(',')}`).join('; ');
 

@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
 import { cliActor, getSettings, readAudit, runSecurityAudit, setCors, setRateLimit, type Plane } from '../../security/index.js';
-import { emit, runAction, table } from '../output.js';
-import { number, oneOf } from '../options.js';
-import { collect, withWorkspace } from './keys.js';
+import { emit, runAction, table, withWorkspace } from '../output.js';
+import { collect, number, oneOf } from '../options.js';
 
 export function registerSecurity(program: Command): void {
   const cmd = program.command('security').description('Security audit, CORS and rate-limit settings, and the audit log.');

@@ -1,9 +1,8 @@
 import { Option, type Command } from 'commander';
 import { availableParallelism } from 'node:os';
 import { parseDatasetRef } from '../../data/index.js';
-import { openWorkspace } from '../../store/index.js';
 import { train, type TrainOptions } from '../../training/index.js';
-import { emit, pct, progressBars, runAction } from '../output.js';
+import { emit, pct, progressBars, runAction, withWorkspace } from '../output.js';
 import { number, oneOf } from '../options.js';
 
 /** The three classes with the lowest test accuracy, e.g. "Beagle 50.0%, Boxer 66.7%". */
@@ -42,9 +41,8 @@ export function registerTrain(program: Command): void {
     .option('--json', 'print JSON')
     .action((opts: Omit<TrainOptions, 'dataset' | 'instances'> & { dataset: string; instances?: number | true; workers?: number | true; json?: boolean }) =>
       runAction(async (signal) => {
-        const ws = openWorkspace();
         const bar = progressBars(opts);
-        try {
+        await withWorkspace(async (ws) => {
           const { name: dataset, version } = parseDatasetRef(opts.dataset);
           const { json: _json, workers, instances: k, queue, ...rest } = opts;
           const instances = (workers ?? k) === true ? availableParallelism() : ((workers ?? k) as number | undefined);
@@ -74,9 +72,7 @@ export function registerTrain(program: Command): void {
                 `next: kennel predict --model ${r.model} IMAGE...`,
               ].join('\n'),
           );
-        } finally {
-          ws.close();
-        }
+        });
       }),
     );
 }

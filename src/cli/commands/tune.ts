@@ -3,7 +3,7 @@ import { CancelledError, KennelError } from '../../core/errors.js';
 import { parseDatasetRef } from '../../data/index.js';
 import { openWorkspace, type Workspace } from '../../store/index.js';
 import { EARLY_STOPPING, OBJECTIVES, STRATEGIES, describeParams, formatValue, listTunes, loadSpaceFile, parseParamFlag, resumeTune, showTune, tune, type ParamSpec, type TuneHooks, type TuneResult, type TuneSummary } from '../../tuning/index.js';
-import { emit, pct, progressBars, runAction, table } from '../output.js';
+import { emit, pct, progressBars, runAction, table, withWorkspace } from '../output.js';
 import { number, oneOf } from '../options.js';
 
 interface TuneFlags {
@@ -151,8 +151,7 @@ export function registerTune(program: Command): void {
     .action((_opts: unknown, sub: Command) =>
       runAction(async () => {
         const opts = sub.optsWithGlobals<{ json?: boolean }>();
-        const ws = openWorkspace();
-        try {
+        await withWorkspace(async (ws) => {
           const jobs = listTunes(ws);
           emit(
             opts,
@@ -165,9 +164,7 @@ export function registerTune(program: Command): void {
                   )
                 : 'no tuning jobs yet: kennel tune --dataset NAME --backbone ID',
           );
-        } finally {
-          ws.close();
-        }
+        });
       }),
     );
 
@@ -178,13 +175,10 @@ export function registerTune(program: Command): void {
     .action((job: string, _opts: unknown, sub: Command) =>
       runAction(async () => {
         const opts = sub.optsWithGlobals<{ json?: boolean }>();
-        const ws = openWorkspace();
-        try {
+        await withWorkspace(async (ws) => {
           const s = showTune(ws, job);
           emit(opts, s, () => showText(s));
-        } finally {
-          ws.close();
-        }
+        });
       }),
     );
 

@@ -3,12 +3,13 @@ import { availableParallelism } from 'node:os';
 import { KennelError } from '../../core/errors.js';
 import { defaultHome } from '../../store/index.js';
 import { executionProviders, TRAINING_TASKS } from '../../training/index.js';
+import { TUNING_TASKS } from '../../tuning/index.js';
 import { listWorkers, startRedisWorker, type WorkerInfo } from '../../workers/index.js';
 import { emit, runAction, table } from '../output.js';
 import { number } from '../options.js';
 
-/** Modules with every task type a `kennel worker` can run; a new area adds its module here. */
-const TASK_MODULES = (): string[] => [TRAINING_TASKS()];
+/** Every task type a `kennel worker` can run: feature extraction for training, head trials for tuning. */
+const TASK_MODULES = (): string[] => [TRAINING_TASKS(), TUNING_TASKS()];
 /** How long a stopping worker lets its current task finish before handing it back to the queue. */
 const STOP_GRACE_MS = 10_000;
 
