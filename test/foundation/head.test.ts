@@ -141,3 +141,13 @@ test('standardisation folded into the first layer gives the same logits', () => 
     assert.ok(Math.abs(direct - viaFold) < 1e-4);
   }
 });
+
+test('a small, perfectly classified valid set does not drive the temperature towards zero', () => {
+  // 25 rows, every one right with a clear margin: plain NLL keeps falling as T -> 0
+  const classes = 5;
+  const logits = new Float32Array(25 * classes);
+  const labels = Int32Array.from({ length: 25 }, (_, r) => r % classes);
+  labels.forEach((l, r) => (logits[r * classes + l] = 4));
+  const t = fitTemperature(logits, labels, classes);
+  assert.ok(t > 0.3 && t < 1, `temperature ${t}`);
+});
