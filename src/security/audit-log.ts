@@ -102,6 +102,10 @@ interface Row {
 export interface AuditQuery {
   principal?: string;
   plane?: Plane;
+  action?: string;
+  resource?: string;
+  /** only refused or failed requests (status 400 and above) */
+  failed?: boolean;
   /** ISO time; entries at or after it */
   since?: string;
   /** newest entries first, at most this many (default 100) */
@@ -112,6 +116,9 @@ export function readAudit(ws: Workspace, q: AuditQuery = {}): AuditRecord[] {
   const filters: Array<[string, unknown]> = [];
   if (q.principal) filters.push(['principal = ?', q.principal]);
   if (q.plane) filters.push(['plane = ?', q.plane]);
+  if (q.action) filters.push(['action = ? COLLATE NOCASE', q.action]);
+  if (q.resource) filters.push(['resource = ?', q.resource]);
+  if (q.failed) filters.push(['status >= ?', 400]);
   if (q.since) filters.push(['ts >= ?', q.since]);
   const where = filters.map((f) => f[0]);
   const args = filters.map((f) => f[1]);

@@ -82,6 +82,8 @@ export interface TrainHooks {
   signal?: AbortSignal;
   /** record telemetry and run the insight rules (default true; off only to measure their overhead) */
   telemetry?: boolean;
+  /** called with the job id once the job is recorded (before any work), e.g. to follow it from elsewhere */
+  onJob?: (job: string) => void;
 }
 
 /**
@@ -100,6 +102,7 @@ export async function train(ws: Workspace, options: TrainOptions, hooks: TrainHo
     if (!ds.items.some((i) => i.split === split)) throw new KennelError(`Dataset ${ds.dataset}@${ds.version} has no ${split} images.`, 'Re-import it with a split that gives every part images (e.g. --split 0.8,0.1,0.1).');
   }
   const job = createJob(ws, 'train', { ...o, name, datasetVersion: ds.version });
+  hooks.onJob?.(job.id);
   const started = performance.now();
   const recorder = hooks.telemetry === false ? undefined : new TelemetryRecorder({ job: job.id, kind: 'train', device: o.device });
   try {
