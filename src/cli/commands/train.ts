@@ -5,14 +5,14 @@ import { train, type TrainOptions } from '../../training/index.js';
 import { emit, pct, progressBars, runAction, withWorkspace } from '../output.js';
 import { number, oneOf } from '../options.js';
 
-/** The three classes with the lowest test accuracy, e.g. "Beagle 50.0%, Boxer 66.7%". */
+/** The (up to) three classes with the lowest test accuracy below 100%, e.g. "Beagle 50.0%, Boxer 66.7%". */
 function weakest(perClass: number[], labels: string[]): string {
-  return perClass
+  const below = perClass
     .map((acc, i) => ({ acc, label: labels[i] ?? String(i) }))
+    .filter((c) => c.acc < 1)
     .sort((a, b) => a.acc - b.acc)
-    .slice(0, 3)
-    .map((c) => `${c.label} ${pct(c.acc)}`)
-    .join(', ');
+    .slice(0, 3);
+  return below.length ? below.map((c) => `${c.label} ${pct(c.acc)}`).join(', ') : 'none (every class 100%)';
 }
 
 export function registerTrain(program: Command): void {
