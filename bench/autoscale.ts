@@ -46,7 +46,7 @@ try {
   const url = (name: string) => `http://127.0.0.1:${kennel.port}/endpoints/${name}/invocations`;
   // calibration: one replica's maximum on this machine now
   await kennel.admin('POST', '/v1/endpoints', { name: 'calibrate', variants: [{ name: 'primary', model: ref }], instances: 1, maxInFlight: 256 });
-  const max = await runLoad({ mode: 'closed', url: url('calibrate'), files, concurrency: 16, seconds: plan.calibrateSeconds, warmupSeconds: 1 });
+  const max = await runLoad({ mode: 'closed', url: url('calibrate'), files, concurrency: 16, seconds: plan.calibrateSeconds, warmupSeconds: 1, headers: kennel.auth });
   await kennel.admin('DELETE', '/v1/endpoints/calibrate');
   const base = Math.max(2, Math.round(BASE_FRACTION * max.throughput));
   log(`bench:autoscale${args.quick ? ' (quick)' : ''}: one replica serves ${max.throughput} images/s; ${base}/s for ${plan.before} s, ${base * 10}/s for ${plan.step} s, ${base}/s for ${plan.after} s; ${machine.cores} cores, load average ${machine.loadStart}`);
@@ -69,6 +69,7 @@ try {
     ],
     maxInFlight: 1024,
     record: true,
+    headers: kennel.auth,
   });
   clearInterval(poll);
   const records = load.records!;
@@ -85,7 +86,7 @@ try {
 
   // scale from zero: an endpoint with no replica, then one request
   await kennel.admin('POST', '/v1/endpoints', { name: 'zero', variants: [{ name: 'primary', model: ref }], instances: 0, min: 0, max: 1, targetConcurrency: 1 });
-  const fromZero = await runLoad({ mode: 'open', url: url('zero'), files: files.slice(0, 1), phases: [{ rate: 1, seconds: 1 }], record: true });
+  const fromZero = await runLoad({ mode: 'open', url: url('zero'), files: files.slice(0, 1), phases: [{ rate: 1, seconds: 1 }], record: true, headers: kennel.auth });
   const first = fromZero.records![0]!;
   const scaleFromZeroSeconds = first.status === 200 ? Math.round(first.ms) / 1000 : null;
   log(`scale from zero: first answer ${first.status} after ${first.ms.toFixed(0)} ms`);

@@ -143,7 +143,7 @@ async function main(): Promise<void> {
     // the gateway, wired the way the daemon mounts it
     await createFunction(ws, 'classify', { endpoint: 'dogs', route: '/v1/classify' }, by);
     await createFunction(ws, 'classify-stub', { endpoint: 'stub', route: '/v1/stub' }, by);
-    const { key } = createKey(ws, 'bench', { allow: ['function:Invoke:function/*'], expiresInMs: 3_600_000, ratePerSecond: 1_000_000, burst: 1_000_000 }, by);
+    const { key } = createKey(ws, 'bench', { allow: ['function:Invoke:function/*', 'endpoint:Invoke:endpoint/dogs'], expiresInMs: 3_600_000, ratePerSecond: 1_000_000, burst: 1_000_000 }, by);
     const real = endpointClientFor(daemon.runtime);
     // endpoint "stub" answers at once: it isolates the gateway's own cost from the model's
     const stub: EndpointClient = { invoke: async (_e, body, _t, opts) => ({ predictions: STUB_PREDICTIONS.slice(0, opts?.topK ?? 5), model: `stub@${checkImage(body).length > 0 ? 1 : 0}`, variant: 'primary' }) };
@@ -161,7 +161,7 @@ async function main(): Promise<void> {
     const gatewayPort = (app.server.address() as AddressInfo).port;
 
     const paths = {
-      direct: { url: `http://127.0.0.1:${daemon.state.port}/endpoints/dogs/invocations`, headers: {} },
+      direct: { url: `http://127.0.0.1:${daemon.state.port}/endpoints/dogs/invocations`, headers: { authorization: `Bearer ${key}` } },
       function: { url: `http://127.0.0.1:${gatewayPort}/v1/classify`, headers: { authorization: `Bearer ${key}` } },
     };
     // moderate load: half of what the endpoint sustains when called directly; the two paths

@@ -111,7 +111,7 @@ try {
   });
   const naiveUrl = `http://127.0.0.1:${naivePort}/predict`;
 
-  const closed = (url: string) => runLoad({ mode: 'closed', url, files, concurrency: CONCURRENCY, seconds: settings.maxSeconds, warmupSeconds: settings.warmup });
+  const closed = (url: string) => runLoad({ mode: 'closed', url, files, concurrency: CONCURRENCY, seconds: settings.maxSeconds, warmupSeconds: settings.warmup, headers: kennel.auth });
   const rounds: Array<{ pipeline: number; kennel: LoadResult; naive: LoadResult }> = [];
   for (let r = 0; r < settings.rounds; r++) {
     const pipeline = (await pipelineCeiling(onnxPath, model.card, files, settings.maxSeconds, CONCURRENCY)).imagesPerSecond;
@@ -131,7 +131,7 @@ try {
   const levels: Array<{ fraction: number; rate: number; kennel: LoadResult; naive: LoadResult }> = [];
   for (const fraction of settings.levels) {
     const rate = Math.max(1, Math.round(fraction * reference));
-    const open = (url: string) => runLoad({ mode: 'open', url, files, phases: [{ rate, seconds: settings.levelSeconds }], warmupSeconds: settings.warmup, maxInFlight: 1024 });
+    const open = (url: string) => runLoad({ mode: 'open', url, files, phases: [{ rate, seconds: settings.levelSeconds }], warmupSeconds: settings.warmup, maxInFlight: 1024, headers: kennel.auth });
     const k = await open(kennelUrl);
     const n = await open(naiveUrl);
     levels.push({ fraction, rate, kennel: k, naive: n });

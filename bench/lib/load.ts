@@ -18,9 +18,13 @@ export interface Phase {
   seconds: number;
 }
 
-export type LoadJob =
+export type LoadJob = (
   | { mode: 'closed'; url: string; files: string[]; concurrency: number; seconds: number; warmupSeconds?: number }
-  | { mode: 'open'; url: string; files: string[]; phases: Phase[]; maxInFlight?: number; warmupSeconds?: number; record?: boolean };
+  | { mode: 'open'; url: string; files: string[]; phases: Phase[]; maxInFlight?: number; warmupSeconds?: number; record?: boolean }
+) & {
+  /** sent with every request (the API key) */
+  headers?: Record<string, string>;
+};
 
 /** One request, for jobs with `record`: times in ms from the start of the first phase. */
 export interface RequestRecord {
@@ -49,9 +53,9 @@ export interface LoadResult {
 
 const percentile = (sorted: number[], p: number): number => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]! : NaN);
 
-function post(agent: http.Agent, url: URL, body: Buffer): Promise<{ status: number; replica?: string }> {
+function post(agent: http.Agent, url: URL, body: Buffer, headers: Record<string, string> = {}): Promise<{ status: number; replica?: string }> {
   return new Promise((resolve) => {
-    const req = http.request(url, { method: 'POST', agent, headers: { 'content-type': 'image/jpeg', 'content-length': body.length } }, (res) => {
+    const req = http.request(url, { method: 'POST', agent, headers: { ...headers, 'content-type': 'image/jpeg', 'content-length': body.length } }, (res) => {
       res.resume();
       res.on('end', () => resolve({ status: res.statusCode ?? 0, replica: res.headers['x-kennel-replica'] as string | undefined }));
       res.on('error', () => resolve({ status: 0 }));
@@ -71,7 +75,7 @@ async function run(job: LoadJob): Promise<LoadResult> {
   if (job.warmupSeconds) {
     const until = performance.now() + job.warmupSeconds * 1000;
     await Promise.all(Array.from({ length: job.mode === 'closed' ? job.concurrency : 4 }, async () => {
-      while (performance.now() < until) await post(agent, url, next());
+      while (performance.now() < until) await post(agent, url, next(), job.headers);
     }));
   }
 
@@ -94,7 +98,7 @@ async function run(job: LoadJob): Promise<LoadResult> {
       while (performance.now() < until) {
         const start = performance.now();
         sent++;
-        finish(start, await post(agent, url, next()));
+        finish(start, await post(agent, url, next(), job.headers));
       }
     }));
   } else {
@@ -115,7 +119,7 @@ async function run(job: LoadJob): Promise<LoadResult> {
         }
         inFlight++;
         pending.push(
-          post(agent, url, next()).then((r) => {
+          post(agent, url, next(), job.headers).then((r) => {
             inFlight--;
             finish(due, r);
           }),

@@ -3,6 +3,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { importModel, type ModelVersion } from '../../src/registry/index.js';
+import { createKey } from '../../src/security/index.js';
 import { openWorkspace } from '../../src/store/index.js';
 import { benchDir } from './report.js';
 
@@ -55,6 +56,8 @@ export interface RunningDaemon {
   runtime: 'compiled' | 'tsx';
   port: number;
   adminPort: number;
+  /** authenticates data-plane requests: an API key allowed endpoint:Invoke on every endpoint, without a rate limit the bench could reach */
+  auth: Record<string, string>;
   admin<T>(method: string, path: string, body?: unknown): Promise<T>;
   stop(): void;
 }
@@ -63,6 +66,9 @@ export interface RunningDaemon {
 export async function startKennel(home: string): Promise<RunningDaemon> {
   const [port, adminPort] = [await freePort(), await freePort()];
   const command = daemonCommand();
+  const ws = openWorkspace(home);
+  const { key } = createKey(ws, 'bench', { allow: ['endpoint:Invoke:endpoint/*'], ratePerSecond: 1_000_000, burst: 1_000_000 }, { principal: 'local:bench', plane: 'cli' });
+  ws.close();
   const child: ChildProcess = spawn(process.execPath, [...command.args, 'up', '--port', String(port), '--admin-port', String(adminPort), '--detach'], {
     env: { ...process.env, KENNEL_HOME: home },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -77,6 +83,7 @@ export async function startKennel(home: string): Promise<RunningDaemon> {
     runtime: command.runtime,
     port,
     adminPort,
+    auth: { authorization: `Bearer ${key}` },
     async admin<T>(method: string, path: string, body?: unknown): Promise<T> {
       const res = await fetch(`http://127.0.0.1:${adminPort}${path}`, {
         method,

@@ -53,10 +53,14 @@ export async function adminRequest<T>(home: string, method: string, path: string
   return (await res.json()) as T;
 }
 
-/** POSTs an image to an endpoint's invocations URL; throws a KennelError for a 4xx/5xx answer. */
-export async function invokeEndpoint(home: string, endpoint: string, image: Uint8Array, contentType: string, topK: number): Promise<unknown> {
+/**
+ * POSTs an image to an endpoint's invocations URL with an API key (`Authorization: Bearer`; none
+ * when undefined); throws a KennelError for a 4xx/5xx answer.
+ */
+export async function invokeEndpoint(home: string, endpoint: string, image: Uint8Array, contentType: string, topK: number, key?: string): Promise<unknown> {
   const state = findDaemon(home);
-  const res = await call(`${dataPlaneUrl(state)}/endpoints/${encodeURIComponent(endpoint)}/invocations?topK=${topK}`, { method: 'POST', headers: { 'content-type': contentType }, body: image });
+  const headers: Record<string, string> = { 'content-type': contentType, ...(key ? { authorization: `Bearer ${key}` } : {}) };
+  const res = await call(`${dataPlaneUrl(state)}/endpoints/${encodeURIComponent(endpoint)}/invocations?topK=${topK}`, { method: 'POST', headers, body: image });
   if (!res.ok) throw await failure(res);
   return res.json();
 }

@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { KennelError } from '../core/errors.js';
+import { endpointClientFor, FunctionGateway } from '../functions/index.js';
 import { ServingRuntime, type PoolTimings } from '../serving/index.js';
 import { openWorkspace } from '../store/index.js';
 import { buildAdmin } from './admin.js';
@@ -23,6 +24,7 @@ export interface DaemonOptions {
 export interface Daemon {
   state: DaemonState;
   runtime: ServingRuntime;
+  gateway: FunctionGateway;
   /** resolves when the daemon has stopped (after close() or POST /v1/shutdown) */
   stopped: Promise<void>;
   close(): Promise<void>;
@@ -34,7 +36,8 @@ export function daemonLogger(): Logger {
 
 /**
  * Starts the Kennel daemon in this process: the data plane and the admin API (both fastify),
- * and every stored endpoint with the replicas it had. One daemon per KENNEL_HOME.
+ * every stored endpoint with the replicas it had, and the function gateway with its provisioned
+ * instances. One daemon per KENNEL_HOME.
  */
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const log = opts.log ?? daemonLogger();
@@ -57,6 +60,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     (closing ??= (async () => {
       log.info('daemon stopping');
       await dataPlane.close(); // stops accepting and waits for in-flight invocations
+      await gateway.close();
       await runtime!.close();
       await admin.close();
       clearState(ws.home);
@@ -65,11 +69,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       resolveStopped();
     })());
 
-  const dataPlane = buildDataPlane(runtime, metrics, { log, maxImageBytes: opts.maxImageBytes });
+  const gateway = new FunctionGateway({ ws, endpoints: endpointClientFor(runtime, opts.maxImageBytes), registry: metrics.registry });
+  // filled in once both listen; status() may be read before (the console reads home at registration)
+  const ports = { port: 0, adminPort: 0 };
+  const dataPlane = buildDataPlane(runtime, metrics, { log, ws, gateway, maxImageBytes: opts.maxImageBytes });
   const admin = buildAdmin(runtime, {
     log,
     token,
-    status: () => ({ pid: process.pid, home: ws.home, host, port: addressOf(dataPlane), adminPort: addressOf(admin), startedAt, endpoints: runtime!.list().length }),
+    status: () => ({ pid: process.pid, home: ws.home, host, ...ports, startedAt, endpoints: runtime!.list().length }),
     shutdown: () => void close(),
   });
   try {
@@ -82,11 +89,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     if (err.code === 'EADDRINUSE') throw new KennelError(`Port ${(err as { port?: number }).port ?? ''} is already in use.`.replace(' .', '.'), 'Pick other ports with --port and --admin-port.', 409, 'conflict');
     throw e;
   }
+  ports.port = addressOf(dataPlane);
+  ports.adminPort = addressOf(admin);
   await runtime.start();
-  const state: DaemonState = { pid: process.pid, host, port: addressOf(dataPlane), adminPort: addressOf(admin), startedAt };
+  await gateway.start(); // provisioned instances, then function definitions re-read every 2 s
+  const state: DaemonState = { pid: process.pid, host, ...ports, startedAt };
   writeState(ws.home, state);
   log.info(state, 'daemon started');
-  return { state, runtime, stopped, close };
+  return { state, runtime, gateway, stopped, close };
 }
 
 function addressOf(app: { server: { address(): unknown } }): number {

@@ -3,12 +3,19 @@ import { parse as parseQuery } from 'node:querystring';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { KennelError } from '../core/errors.js';
+import { functionsRoutes, type FunctionGateway } from '../functions/index.js';
+import { securityPlugin } from '../security/index.js';
 import { DEFAULT_MAX_IMAGE_BYTES, IMAGE_TYPES, checkImage, decodeBase64Image, type ServingRuntime } from '../serving/index.js';
+import type { Workspace } from '../store/index.js';
 import type { ServingMetrics } from './metrics.js';
 import { sendError } from './errors.js';
 
 export interface DataPlaneOptions {
   log: Logger;
+  /** keys, policies, the audit log and function definitions */
+  ws: Workspace;
+  /** runs the functions behind POST /functions/NAME/invoke and the /v1/... routes */
+  gateway: FunctionGateway;
   maxImageBytes?: number;
 }
 
@@ -33,8 +40,11 @@ interface InvokeRoute {
 
 /**
  * The data plane: POST /endpoints/NAME/invocations with raw image bytes or JSON {"image":
- * base64}, GET /metrics (Prometheus) and GET /healthz. Every error is a JSON body
- * {"error": {code, message, hint}} with a 4xx/5xx status; overload answers 503 with Retry-After.
+ * base64} (endpoint:Invoke on endpoint/NAME), the function routes (POST /functions/NAME/invoke
+ * and the /v1/... HTTP API mappings, function:Invoke), GET /metrics (Prometheus) and GET /healthz
+ * (both public). Every route declares its access rule; the security plugin authenticates the
+ * key, rate-limits, authorizes and audits. Every error is a JSON body {"error": {code, message,
+ * hint}} with a 4xx/5xx status; overload answers 503 with Retry-After.
  */
 export function buildDataPlane(runtime: ServingRuntime, metrics: ServingMetrics, opts: DataPlaneOptions): FastifyInstance {
   const maxImageBytes = opts.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES;
@@ -64,6 +74,8 @@ export function buildDataPlane(runtime: ServingRuntime, metrics: ServingMetrics,
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
   });
+  // not encapsulated: its hooks apply to every route below, and a route without config.auth is denied
+  app.register(securityPlugin, { ws: opts.ws, plane: 'data', registry: metrics.registry });
   app.addHook('onResponse', async (req: FastifyRequest, reply: FastifyReply) => {
     const inv = req.invocation ?? knownEndpoint(runtime, req);
     if (!inv) return;
@@ -76,6 +88,7 @@ export function buildDataPlane(runtime: ServingRuntime, metrics: ServingMetrics,
   app.post<InvokeRoute>(
     '/endpoints/:name/invocations',
     {
+      config: { auth: { action: 'endpoint:Invoke', resource: (req) => `endpoint/${(req.params as { name: string }).name}` } },
       schema: {
         params: { type: 'object', properties: { name: { type: 'string', maxLength: 63 } }, required: ['name'] },
         querystring: { type: 'object', properties: { topK: { type: 'integer', minimum: 1, maximum: 1000, default: 5 } } },
@@ -98,11 +111,12 @@ export function buildDataPlane(runtime: ServingRuntime, metrics: ServingMetrics,
     },
   );
 
-  app.get('/metrics', async (_req, reply) => {
+  app.get('/metrics', { config: { auth: 'public' } }, async (_req, reply) => {
     reply.type(metrics.contentType());
     return metrics.text();
   });
-  app.get('/healthz', async () => ({ ok: true }));
+  app.get('/healthz', { config: { auth: 'public' } }, async () => ({ ok: true }));
+  app.register(functionsRoutes, { gateway: opts.gateway, bodyLimit: maxJsonBytes });
   return app;
 }
 

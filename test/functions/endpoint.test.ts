@@ -37,7 +37,7 @@ before(async () => {
   await daemon.runtime.create({ name: 'dogs', variants: [{ name: 'primary', model: 'mnet' }], instances: 1 });
   await createFunction(ws, 'classify', { endpoint: 'dogs', route: '/v1/classify' }, by);
   await createFunction(ws, 'stray', { endpoint: 'cats' }, by);
-  key = createKey(ws, 'app', { allow: ['function:Invoke:function/*'], expiresInMs: 3_600_000 }, by).key;
+  key = createKey(ws, 'app', { allow: ['function:Invoke:function/*', 'endpoint:Invoke:endpoint/dogs'], expiresInMs: 3_600_000 }, by).key;
   images = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'image/jpeg' }).end(beagle));
   await new Promise<void>((resolve) => images.listen(0, '127.0.0.1', resolve));
   gateway = new FunctionGateway({ ws, endpoints: endpointClientFor(daemon.runtime), fetch: { allowHttp: true, allowPrivate: ['127.0.0.1'] } });
@@ -67,7 +67,7 @@ const call = async (route: string, body: Buffer | string, contentType: string) =
 
 describe('classify function in front of a real endpoint', () => {
   it('answers exactly what the endpoint answers, for {"url"}, {"image"} and raw bytes on /v1/classify', async () => {
-    const direct = await fetch(`http://127.0.0.1:${daemon.state.port}/endpoints/dogs/invocations`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: beagle });
+    const direct = await fetch(`http://127.0.0.1:${daemon.state.port}/endpoints/dogs/invocations`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'image/jpeg' }, body: beagle });
     const expected = (await direct.json()) as Answer;
     assert.equal(expected.predictions[0]!.index, BEAGLE);
     const url = `http://127.0.0.1:${(images.address() as AddressInfo).port}/beagle.jpg`;

@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { startDaemon, type Daemon } from '../../src/server/index.js';
 import { pngClaimingSize } from '../helpers/images.js';
 import { tmpHome } from '../helpers/paths.js';
-import { photo, workspaceWithModel } from './fixtures.js';
+import { bearer, invokeKey, photo, workspaceWithModel } from './fixtures.js';
 
 /**
  * Every kind of bad input gets a clear 4xx JSON error and the endpoint keeps serving; odd but
@@ -18,6 +18,7 @@ const BEAGLE = 162;
 let daemon: Daemon;
 let base: string;
 let pids: number[];
+let key: string;
 
 interface Answer {
   status: number;
@@ -26,7 +27,7 @@ interface Answer {
 }
 
 async function post(body: Buffer | string | undefined, contentType: string | undefined, query = '', endpoint = 'dogs', headers: Record<string, string> = {}): Promise<Answer> {
-  const res = await fetch(`${base}/endpoints/${endpoint}/invocations${query}`, { method: 'POST', headers: { ...(contentType ? { 'content-type': contentType } : {}), ...headers }, body });
+  const res = await fetch(`${base}/endpoints/${endpoint}/invocations${query}`, { method: 'POST', headers: { ...(contentType ? { 'content-type': contentType } : {}), ...bearer(key), ...headers }, body });
   const text = await res.text();
   return { status: res.status, body: JSON.parse(text) as Answer['body'], headers: res.headers };
 }
@@ -48,7 +49,9 @@ async function top(image: Buffer, type = 'image/png'): Promise<{ index: number; 
 
 before(async () => {
   const home = tmpHome();
-  (await workspaceWithModel(home)).close();
+  const ws = await workspaceWithModel(home);
+  key = invokeKey(ws);
+  ws.close();
   daemon = await startDaemon({ home, port: 0, adminPort: 0, log: pino({ level: 'silent' }), maxImageBytes: MAX_IMAGE_BYTES });
   await daemon.runtime.create({ name: 'dogs', variants: [{ name: 'primary', model: 'mnet' }], instances: 1 });
   base = `http://127.0.0.1:${daemon.state.port}`;
@@ -107,7 +110,7 @@ describe('bad request parameters', () => {
   test('topK above 1000', async () => refused(await post(photo(), 'image/jpeg', '?topK=5000'), 400, 'invalid_request'));
   test('unknown endpoint', async () => refused(await post(photo(), 'image/jpeg', '', 'cats'), 404, 'not_found', /Endpoint cats/));
   test('GET on the invocations URL', async () => {
-    const res = await fetch(`${base}/endpoints/dogs/invocations`);
+    const res = await fetch(`${base}/endpoints/dogs/invocations`, { headers: bearer(key) });
     assert.equal(res.status, 404);
     assert.equal(((await res.json()) as Answer['body']).error?.code, 'not_found');
   });

@@ -19,10 +19,12 @@ import { childrenOf, killGroup, mobilenetPath, photo, workspaceWithModel } from 
 let home: string;
 let port: number;
 let adminPort: number;
+/** the key `kennel invoke` sends ($KENNEL_API_KEY), once created */
+let apiKey: string | undefined;
 const breedsTest = path.join(sharedDir(), 'data/breeds-mini/test');
 
 function kennel(args: string[]) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), ...args], { env: { ...process.env, KENNEL_HOME: home }, encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), ...args], { env: { ...process.env, KENNEL_HOME: home, ...(apiKey ? { KENNEL_API_KEY: apiKey } : {}) }, encoding: 'utf8', timeout: 120_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -100,6 +102,13 @@ test('endpoints create, describe and list; invoke classifies with the deployed m
 
   const breed = readdirSync(breedsTest)[0]!;
   const file = path.join(breedsTest, breed, readdirSync(path.join(breedsTest, breed))[0]!);
+  // the data plane needs a key allowed endpoint:Invoke; kennel invoke sends $KENNEL_API_KEY or --key
+  const unauthenticated = kennel(['invoke', 'dogs', file]);
+  assert.equal(unauthenticated.code, 1);
+  assert.match(unauthenticated.stderr, /^error: This request needs an API key\./);
+  const { key } = kennelJson<{ key: string }>(['keys', 'create', 'cli-user', '--allow', 'endpoint:Invoke:endpoint/*', '--expires', '1d']);
+  assert.equal(kennel(['invoke', 'dogs', file, '--key', key]).code, 0);
+  apiKey = key;
   const answer = kennelJson<{ predictions: Array<{ label: string; score: number }>; model: string; variant: string }>(['invoke', 'dogs', file, '--top-k', '3']);
   assert.equal(answer.model, 'breeds@1');
   assert.equal(answer.variant, 'primary');

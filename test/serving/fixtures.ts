@@ -3,6 +3,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { sharedDir, tmpDir } from '../helpers/paths.js';
 import { importModel } from '../../src/registry/index.js';
+import { createKey } from '../../src/security/index.js';
 import { openWorkspace, type Workspace } from '../../src/store/index.js';
 
 export const mobilenetPath = (): string => path.join(sharedDir(), 'models/mobilenetv2-12-int8.onnx');
@@ -35,6 +36,17 @@ export async function workspaceWithModel(home: string, name = 'mnet', prefix = '
   await importModel(ws, mobilenetPath(), { name, labels: labels(prefix) });
   return ws;
 }
+
+/**
+ * An API key that may invoke every endpoint, with a rate limit no test reaches (the data plane
+ * answers 401 without a key, and a key gets 50 requests/s by default).
+ */
+export function invokeKey(ws: Workspace): string {
+  return createKey(ws, 'tester', { allow: ['endpoint:Invoke:endpoint/*'], ratePerSecond: 100_000 }, { principal: 'local:test', plane: 'cli' }).key;
+}
+
+/** Headers that authenticate with `key`, for fetch. */
+export const bearer = (key: string): Record<string, string> => ({ authorization: `Bearer ${key}` });
 
 /** Kills a process group (a detached daemon and its replicas) and ignores one that is gone already. */
 export function killGroup(pid: number | undefined): void {
@@ -75,7 +87,7 @@ export interface LoadResult {
  * Closed-loop load for tests: `concurrency` clients each POSTing photos back to back until
  * stop() is called. Every answer is kept, so a test can require zero failures.
  */
-export function steadyLoad(url: string, concurrency: number, images: Buffer[] = [photo()]) {
+export function steadyLoad(url: string, key: string, concurrency: number, images: Buffer[] = [photo()]) {
   const results: LoadResult[] = [];
   let running = true;
   let n = 0;
@@ -83,7 +95,7 @@ export function steadyLoad(url: string, concurrency: number, images: Buffer[] = 
     while (running) {
       const image = images[n++ % images.length]!;
       try {
-        const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: image });
+        const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'image/jpeg', ...bearer(key) }, body: image });
         const body = (await res.json()) as { model?: string; variant?: string; predictions?: Array<{ label: string }>; error?: { message: string } };
         results.push({ status: res.status, model: body.model, variant: body.variant, label: body.predictions?.[0]?.label, error: body.error?.message });
       } catch (e) {

@@ -7,7 +7,7 @@ import { getModel, importModel, registerModel } from '../../src/registry/index.j
 import { startDaemon, type Daemon } from '../../src/server/index.js';
 import { openWorkspace } from '../../src/store/index.js';
 import { tmpHome } from '../helpers/paths.js';
-import { failures, labels, mobilenetPath, photo, realPhotos, steadyLoad, waitFor, workspaceWithModel } from './fixtures.js';
+import { bearer, failures, invokeKey, labels, mobilenetPath, photo, realPhotos, steadyLoad, waitFor, workspaceWithModel } from './fixtures.js';
 
 /**
  * Reliability under steady load: a replica killed with SIGKILL, a rolling update, a rollout
@@ -15,6 +15,7 @@ import { failures, labels, mobilenetPath, photo, realPhotos, steadyLoad, waitFor
  */
 let home: string;
 let daemon: Daemon;
+let key: string;
 const images = realPhotos().slice(0, 12).map((f) => readFileSync(f));
 const url = () => `http://127.0.0.1:${daemon.state.port}/endpoints/dogs/invocations`;
 const logLines: string[] = [];
@@ -33,6 +34,7 @@ before(async () => {
   // loads fine, but its card promises 10 classes: the replica's readiness check refuses it
   const good = getModel(ws, 'mnet@1');
   await registerModel(ws, 'broken', await ws.artifacts.get(good.onnxSha), { ...good.card, labels: labels('x').slice(0, 10) });
+  key = invokeKey(ws);
   ws.close();
   daemon = await start();
 });
@@ -44,7 +46,7 @@ after(async () => {
 test('kill -9 of one of three replicas under steady load: no request fails', async () => {
   const d = await daemon.runtime.create({ name: 'dogs', variants: [{ name: 'primary', model: 'mnet@1' }], instances: 3 });
   assert.equal(d.replicas.filter((r) => r.state === 'ready').length, 3);
-  const load = steadyLoad(url(), 6, images);
+  const load = steadyLoad(url(), key, 6, images);
   await load.answers(30);
   const victim = d.replicas[1]!.pid!;
   // kill it while requests are on it: those must be retried on another replica
@@ -66,7 +68,7 @@ test('kill -9 of one of three replicas under steady load: no request fails', asy
 
 test('a rolling update under load: no request fails, every answer comes from the old or the new model', async () => {
   const before = daemon.runtime.describe('dogs').replicas.map((r) => r.pid);
-  const load = steadyLoad(url(), 4, images);
+  const load = steadyLoad(url(), key, 4, images);
   await load.answers(20);
   const d = await daemon.runtime.update('dogs', { variants: [{ name: 'primary', model: 'mnet@2' }] });
   await load.answers(20);
@@ -85,7 +87,7 @@ test('a rolling update under load: no request fails, every answer comes from the
 });
 
 test('a rollout whose replicas fail the readiness check is abandoned; the old model keeps serving', async () => {
-  const load = steadyLoad(url(), 2, images);
+  const load = steadyLoad(url(), key, 2, images);
   await assert.rejects(daemon.runtime.update('dogs', { variants: [{ name: 'primary', model: 'broken' }] }), (e: Error & { code?: string }) => e.code === 'rollout_failed' && /readiness check/.test(e.message));
   await load.answers(10);
   const results = await load.stop();
@@ -102,7 +104,7 @@ test('after a daemon restart the endpoint comes back as it was and serves', asyn
   daemon = await start();
   const d = daemon.runtime.describe('dogs');
   assert.deepEqual(d.variants.map((v) => [v.model, v.desired]), [['mnet@2', 3]]);
-  const res = await fetch(url(), { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: photo() });
+  const res = await fetch(url(), { method: 'POST', headers: { 'content-type': 'image/jpeg', ...bearer(key) }, body: photo() });
   assert.equal(res.status, 200);
   assert.equal(((await res.json()) as { model: string }).model, 'mnet@2');
   await waitFor('three ready replicas', () => daemon.runtime.describe('dogs').replicas.filter((r) => r.state === 'ready').length === 3);

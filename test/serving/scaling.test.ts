@@ -4,14 +4,15 @@ import { pino } from 'pino';
 import { importModel } from '../../src/registry/index.js';
 import { startDaemon, type Daemon } from '../../src/server/index.js';
 import { tmpHome } from '../helpers/paths.js';
-import { failures, labels, mobilenetPath, photo, steadyLoad, waitFor, workspaceWithModel } from './fixtures.js';
+import { bearer, failures, invokeKey, labels, mobilenetPath, photo, steadyLoad, waitFor, workspaceWithModel } from './fixtures.js';
 
 /** Autoscaling (out, in, from and to zero), overload shedding, variants and endpoint lifecycle. */
 let daemon: Daemon;
 let base: string;
+let key: string;
 
 const invoke = async (endpoint: string) => {
-  const res = await fetch(`${base}/endpoints/${endpoint}/invocations?topK=1`, { method: 'POST', headers: { 'content-type': 'image/jpeg' }, body: photo() });
+  const res = await fetch(`${base}/endpoints/${endpoint}/invocations?topK=1`, { method: 'POST', headers: { 'content-type': 'image/jpeg', ...bearer(key) }, body: photo() });
   return { status: res.status, headers: res.headers, body: (await res.json()) as { model?: string; variant?: string; predictions?: Array<{ label: string }>; error?: { code: string } } };
 };
 
@@ -19,6 +20,7 @@ before(async () => {
   const home = tmpHome();
   const ws = await workspaceWithModel(home, 'mnet', 'v1');
   await importModel(ws, mobilenetPath(), { name: 'mnet', labels: labels('v2') });
+  key = invokeKey(ws);
   ws.close();
   daemon = await startDaemon({ home, port: 0, adminPort: 0, log: pino({ level: 'silent' }) });
   base = `http://127.0.0.1:${daemon.state.port}`;
@@ -46,7 +48,7 @@ test('scale from zero: the first request waits for a replica and succeeds; idle,
 
 test('target tracking scales out under load and back in when it stops, logging each decision with its reason', async () => {
   await daemon.runtime.create({ name: 'busy', variants: [{ name: 'primary', model: 'mnet@1' }], instances: 1, min: 1, max: 3, targetConcurrency: 1, scaleOutCooldownS: 1, scaleInCooldownS: 1 });
-  const load = steadyLoad(`${base}/endpoints/busy/invocations`, 6);
+  const load = steadyLoad(`${base}/endpoints/busy/invocations`, key, 6);
   await waitFor('scale out', () => daemon.runtime.describe('busy').variants[0]!.ready > 1, 30_000);
   const results = await load.stop();
   assert.deepEqual(failures(results), []);

@@ -16,8 +16,9 @@ export function registerInvoke(program: Command): void {
     .command('invoke <endpoint> <file>')
     .description('Classify an image with a running endpoint (POST /endpoints/NAME/invocations on the daemon of KENNEL_HOME).')
     .option('--top-k <k>', 'predictions to return', number('--top-k', { int: true, min: 1, max: 1000 }), 5)
+    .option('--key <key>', 'API key allowed endpoint:Invoke on the endpoint (default: $KENNEL_API_KEY)')
     .option('--json', 'print the response JSON')
-    .action((endpoint: string, file: string, opts: { topK: number; json?: boolean }) =>
+    .action((endpoint: string, file: string, opts: { topK: number; key?: string; json?: boolean }) =>
       runAction(async () => {
         let bytes: Buffer;
         try {
@@ -28,7 +29,7 @@ export function registerInvoke(program: Command): void {
         }
         // the server checks the bytes; the type is only a label, from the bytes when they are an image we know
         const type = sniffImageType(bytes) ?? BY_EXTENSION[extname(file).toLowerCase()] ?? 'application/octet-stream';
-        const r = (await invokeEndpoint(defaultHome(), endpoint, bytes, type, opts.topK)) as InvocationResult;
+        const r = (await invokeEndpoint(defaultHome(), endpoint, bytes, type, opts.topK, opts.key ?? process.env.KENNEL_API_KEY)) as InvocationResult;
         emit(opts, r, () => [`${file}: ${r.model} (variant ${r.variant})`, ...r.predictions.map((p) => `  ${(p.score * 100).toFixed(1).padStart(5)}%  ${p.label}`)].join('\n'));
       }),
     );
