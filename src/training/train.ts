@@ -33,7 +33,7 @@ export const TrainOptionsSchema = z.object({
   device: z.enum(['cpu', 'webgpu', 'auto']).default('cpu'),
   seed: z.number().int().min(0).default(0),
   /** workers that share feature extraction; 1 = this process */
-  instances: z.number().int().min(1).max(1024).default(1),
+  instances: z.number().int().min(1).max(1024).optional(),
   /** redis:// URL of a BullMQ queue served by `kennel worker` processes */
   queue: z.string().min(1).optional(),
   /** extra lineage for the model card, e.g. the tuning job that chose these hyperparameters */

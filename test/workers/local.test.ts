@@ -23,7 +23,7 @@ async function collect(engine: Engine, tasks: Task[], onEvent?: (e: TaskEvent) =
 test('features and the model are identical with one (in-process) and two local workers', async () => {
   const { home, ws } = await preparedHome();
   try {
-    const one = await train(ws, { dataset: 'breeds', backbone: 'mnv2', augment: 2, seed: 5, name: 'one' });
+    const one = await train(ws, { dataset: 'breeds', backbone: 'mnv2', augment: 2, seed: 5, name: 'one', instances: 1 });
     assert.equal(one.features.backend, 'inline');
     const cached = chunkRows(ws.db);
     assert.equal(cached.length, 5, '3 training views + valid + test, one chunk each');

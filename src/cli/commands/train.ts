@@ -35,7 +35,7 @@ export function registerTrain(program: Command): void {
     .option('--augment <views>', 'extra random-resized-crop + flip views per training image (each cached)', number('--augment', { int: true, min: 0, max: 32 }), 0)
     .option('--device <device>', 'cpu, webgpu (GPU through ONNX Runtime WebGPU) or auto', oneOf('--device', ['cpu', 'webgpu', 'auto'] as const), 'cpu')
     .option('--seed <n>', 'random seed (shuffles, init, augmentation)', number('--seed', { int: true, min: 0 }), 0)
-    .option('--instances [k]', 'shard feature extraction over K workers (alias --workers): local processes, or tasks in flight with --queue; no value = one per core; default 1 = this process', number('--instances', { int: true, min: 1, max: 1024 }))
+    .option('--instances [k]', 'shard feature extraction over K workers (alias --workers): local processes, or tasks in flight with --queue; default and no value: one per core (at most one per chunk to extract; one on a GPU); 1 = this process', number('--instances', { int: true, min: 1, max: 1024 }))
     .addOption(new Option('--workers [k]').argParser(number('--workers', { int: true, min: 1, max: 1024 })).hideHelp())
     .option('--queue <url>', 'Redis URL of kennel worker processes (default $KENNEL_QUEUE)')
     .option('--json', 'print JSON')
