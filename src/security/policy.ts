@@ -13,16 +13,19 @@ export interface PolicyDocument {
   statements: Statement[];
 }
 
-/** Services an action may name; admin:* covers every change to the workspace (keys, policies, functions, endpoints). */
-export const SERVICES = ['endpoint', 'function', 'model', 'dataset', 'admin'] as const;
-/** Resource types: endpoint/NAME, function/NAME, model/NAME, dataset/NAME, principal/NAME, key/ID. */
-export const RESOURCE_TYPES = ['endpoint', 'function', 'model', 'dataset', 'principal', 'key', 'settings'] as const;
+/**
+ * Services an action may name; admin:* covers every change to the workspace (keys, policies,
+ * functions, endpoints); console:* signing in to the web console and reading its pages.
+ */
+export const SERVICES = ['endpoint', 'function', 'model', 'dataset', 'admin', 'console'] as const;
+/** Resource types: endpoint/NAME, function/NAME, model/NAME, dataset/NAME, principal/NAME, key/ID, job/ID, backbone/ID, console/PAGE. */
+export const RESOURCE_TYPES = ['endpoint', 'function', 'model', 'dataset', 'principal', 'key', 'settings', 'job', 'backbone', 'console'] as const;
 
 const ACTION = new RegExp(`^(\\*|(\\*|${SERVICES.join('|')}):[A-Za-z*]+)$`);
 const RESOURCE = new RegExp(`^(\\*|(\\*|${RESOURCE_TYPES.join('|')})/[A-Za-z0-9._@:*/-]+)$`);
 
 const bad = (message: string) =>
-  new KennelError(message, 'A policy is {"statements": [{"effect": "allow", "actions": ["endpoint:Invoke"], "resources": ["endpoint/dogs"]}]}; actions are SERVICE:Verb (endpoint, function, model, dataset, admin), resources TYPE/NAME, and * matches anything.', 400, 'invalid_policy');
+  new KennelError(message, 'A policy is {"statements": [{"effect": "allow", "actions": ["endpoint:Invoke"], "resources": ["endpoint/dogs"]}]}; actions are SERVICE:Verb (endpoint, function, model, dataset, admin, console), resources TYPE/NAME, and * matches anything.', 400, 'invalid_policy');
 
 export function checkAction(action: string): string {
   if (!ACTION.test(action)) throw bad(`"${action}" is not an action.`);
