@@ -2,6 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+import { consolePlugin } from '../console/index.js';
 import { KennelError } from '../core/errors.js';
 import { CreateEndpointSchema, UpdateEndpointSchema, type ServingRuntime } from '../serving/index.js';
 import { sendError } from './errors.js';
@@ -29,10 +30,22 @@ function sameToken(given: string, token: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
+/** The daemon's Prometheus text, read from its data plane on loopback (the endpoint charts of the console). */
+async function scrapeMetrics(status: () => Record<string, unknown>): Promise<string> {
+  const { host, port } = status() as { host: string; port: number };
+  const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
+  const res = await fetch(`http://${h}:${port}/metrics`, { signal: AbortSignal.timeout(2000) });
+  if (!res.ok) throw new Error(`GET /metrics answered ${res.status}`);
+  return res.text();
+}
+
 /**
  * The admin API (bearer admin token): endpoint create/update/describe/list/delete, daemon
  * status and shutdown. Bodies are checked against JSON schemas generated from the service's zod
  * schemas, so the HTTP layer and the service agree on what is valid.
+ *
+ * The web console shares the port: its pages at / and its JSON API under /api/, with its own
+ * sign-in (session cookie, or the token or an API key as a bearer token).
  */
 export function buildAdmin(runtime: ServingRuntime, opts: AdminOptions): FastifyInstance {
   const app = Fastify({ loggerInstance: opts.log as FastifyBaseLogger, disableRequestLogging: true });
@@ -40,6 +53,9 @@ export function buildAdmin(runtime: ServingRuntime, opts: AdminOptions): Fastify
   app.setNotFoundHandler((req, reply) => sendError(new KennelError(`There is no ${req.method} ${req.url.split('?')[0]} in the admin API.`, undefined, 404, 'not_found'), req, reply));
 
   app.get('/healthz', async () => ({ ok: true }));
+
+  // options read when the server starts: status() describes the running daemon only by then
+  app.register(consolePlugin, () => ({ home: opts.status().home as string, runtime, adminToken: opts.token, status: opts.status, metrics: () => scrapeMetrics(opts.status) }));
 
   app.register(async (api) => {
     api.addHook('onRequest', async (req) => {

@@ -1,0 +1,123 @@
+import { z } from 'zod';
+import { KennelError, errorMessage, notFound } from '../core/errors.js';
+import { buildReport, renderReport } from '../insights/index.js';
+import { getJob, listJobs, type Job } from '../store/index.js';
+import { TrainOptionsSchema } from '../training/index.js';
+import { TuneOptionsSchema, showTune } from '../tuning/index.js';
+import { securityHeaders } from './assets.js';
+import { READ, callerOf, onAll, stream, type ConsoleContext, type RouteModule } from './context.js';
+
+/** Jobs shown in the list, newest first. */
+const LIST_LIMIT = 200;
+
+// what the console may set: no queue URL or worker counts (those reach other machines), no lineage
+const TrainRequest = TrainOptionsSchema.pick({ dataset: true, datasetVersion: true, backbone: true, name: true, lr: true, batchSize: true, epochs: true, head: true, augment: true, seed: true, labelSmoothing: true, weightDecay: true }).strict();
+const TuneRequest = TuneOptionsSchema.pick({ dataset: true, datasetVersion: true, backbone: true, strategy: true, maxTrials: true, objective: true, earlyStopping: true, seed: true, register: true }).strict();
+const JobRequest = z.discriminatedUnion('kind', [z.object({ kind: z.literal('train'), options: TrainRequest }), z.object({ kind: z.literal('tune'), options: TuneRequest })]);
+
+interface TrainParams {
+  dataset?: string;
+  datasetVersion?: number;
+  backbone?: string;
+  name?: string;
+}
+interface TrainResultLike {
+  model?: string;
+  seconds?: number;
+  metrics?: { valid?: { top1?: number }; test?: { top1?: number } };
+}
+
+function tuneCounts(ctx: ConsoleContext, job: Job): { trials: number; finished: number; best: number | null } {
+  const t = showTune(ctx.ws, job.id);
+  const finished = t.trials.filter((x) => x.status !== 'queued' && x.status !== 'running').length;
+  return { trials: t.maxTrials, finished, best: t.best?.objective ?? null };
+}
+
+/** One row of the jobs table. */
+function summary(ctx: ConsoleContext, job: Job) {
+  const p = job.params as TrainParams;
+  const r = job.result as TrainResultLike | undefined;
+  return {
+    id: job.id,
+    kind: job.kind,
+    status: job.status,
+    createdAt: job.createdAt,
+    updatedAt: job.updatedAt,
+    dataset: p.dataset ? `${p.dataset}${p.datasetVersion ? `@${p.datasetVersion}` : ''}` : undefined,
+    backbone: p.backbone,
+    model: r?.model ?? undefined,
+    validTop1: r?.metrics?.valid?.top1,
+    seconds: r?.seconds,
+    error: job.error,
+    // started here, so the page can follow its phases and cancel it
+    managed: ctx.runner.has(job.id),
+    progress: ctx.runner.progress(job.id),
+    tune: job.kind === 'tune' ? tuneCounts(ctx, job) : undefined,
+  };
+}
+
+function detail(ctx: ConsoleContext, id: string) {
+  const job = getJob(ctx.ws, id);
+  if (!job) throw notFound(`Job ${id}`, 'The jobs page lists every job.');
+  const r = job.result as Record<string, unknown> | undefined;
+  return {
+    ...summary(ctx, job),
+    params: job.params,
+    // the result without bulky parts the page does not show
+    result: r && Object.fromEntries(Object.entries(r).filter(([k]) => k !== 'trials' && k !== 'labels')),
+    tuning: job.kind === 'tune' ? showTune(ctx.ws, job.id) : undefined,
+    report: (job.kind === 'train' || job.kind === 'tune') && job.status === 'completed',
+  };
+}
+
+const jobs = (ctx: ConsoleContext) => ({ jobs: listJobs(ctx.ws).reverse().slice(0, LIST_LIMIT).map((j) => summary(ctx, j)) });
+
+const idParams = { type: 'object', properties: { id: { type: 'string', pattern: '^[a-z]+-[0-9]{14}-[0-9a-f]{6}$' } }, required: ['id'] } as const;
+const jobAccess = (action: string) => ({ action, resource: (req: { params: unknown }) => `job/${(req.params as { id: string }).id}` });
+
+/** Training and tuning jobs: list and detail (live), start, cancel, and the HTML report. */
+export const jobRoutes: RouteModule = (api, ctx) => {
+  api.get('/api/jobs', { config: { console: onAll(READ, 'job') } }, async () => jobs(ctx));
+  api.get('/api/jobs/stream', { config: { console: onAll(READ, 'job') } }, async (req, reply) => stream(ctx, req, reply, 1000, () => jobs(ctx)));
+
+  api.post<{ Body: unknown }>('/api/jobs', { config: { console: { action: 'admin:StartJob', resource: (req) => `dataset/${String((req.body as { options?: { dataset?: unknown } } | null)?.options?.dataset ?? '')}` } } }, async (req, reply) => {
+    const parsed = JobRequest.safeParse(req.body);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      throw new KennelError(`Invalid job request: ${issue.path.join('.') || 'body'}: ${issue.message}.`, 'Send {"kind": "train" | "tune", "options": {...}}.');
+    }
+    const caller = callerOf(req);
+    const resource = `dataset/${parsed.data.options.dataset}`;
+    const job = await ctx.runner.start(parsed.data).catch((e: unknown) => {
+      ctx.auth.audit(caller, req, 'admin:StartJob', resource, e instanceof KennelError ? e.status : 500, { kind: parsed.data.kind, error: errorMessage(e) });
+      throw e;
+    });
+    ctx.auth.audit(caller, req, 'admin:StartJob', resource, 201, { kind: parsed.data.kind, job });
+    reply.code(201);
+    return { job };
+  });
+
+  api.get<{ Params: { id: string } }>('/api/jobs/:id', { schema: { params: idParams }, config: { console: jobAccess(READ) } }, async (req) => detail(ctx, req.params.id));
+  api.get<{ Params: { id: string } }>('/api/jobs/:id/stream', { schema: { params: idParams }, config: { console: jobAccess(READ) } }, async (req, reply) => {
+    detail(ctx, req.params.id); // 404 before the stream starts
+    stream(ctx, req, reply, 1000, () => detail(ctx, req.params.id));
+  });
+
+  api.post<{ Params: { id: string } }>('/api/jobs/:id/cancel', { schema: { params: idParams }, config: { console: jobAccess('admin:CancelJob') } }, async (req, reply) => {
+    const job = getJob(ctx.ws, req.params.id);
+    if (!job) throw notFound(`Job ${req.params.id}`);
+    if (job.status !== 'running') throw new KennelError(`Job ${job.id} is ${job.status}, not running.`, undefined, 409, 'conflict');
+    if (!ctx.runner.cancel(job.id)) {
+      throw new KennelError(`Job ${job.id} runs in another process, not in this daemon.`, job.kind === 'tune' ? 'Stop it with Ctrl-C where it runs; continue it later with kennel tune resume.' : 'Stop it with Ctrl-C where it runs.', 409, 'conflict');
+    }
+    ctx.auth.audit(callerOf(req), req, 'admin:CancelJob', `job/${job.id}`, 202);
+    reply.code(202);
+    return { cancelling: job.id };
+  });
+
+  api.get<{ Params: { id: string } }>('/api/jobs/:id/report', { schema: { params: idParams }, config: { console: jobAccess(READ) } }, async (req, reply) => {
+    const html = renderReport(await buildReport(ctx.ws, req.params.id));
+    // the report is self-contained: inline styles and data: images, no scripts
+    return securityHeaders(reply, "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox").type('text/html; charset=utf-8').send(html);
+  });
+};

@@ -1,0 +1,94 @@
+import type { FastifyBaseLogger } from 'fastify';
+import { CancelledError, KennelError, errorMessage } from '../core/errors.js';
+import type { ProgressEvent } from '../core/progress.js';
+import type { Workspace } from '../store/index.js';
+import { train, type TrainOptions } from '../training/index.js';
+import { tune, type TuneOptions } from '../tuning/index.js';
+
+export interface PhaseProgress {
+  phase: string;
+  done: number;
+  total: number;
+  detail?: string;
+}
+
+/** A job the daemon runs for the console: its progress, and a way to stop it. */
+interface Run {
+  controller: AbortController;
+  phases: PhaseProgress[];
+  done: Promise<void>;
+}
+
+export type JobRequest = { kind: 'train'; options: TrainOptions } | { kind: 'tune'; options: TuneOptions };
+
+/**
+ * Training and tuning jobs started from the console run inside the daemon, with the same
+ * services as the CLI; the job rows and results are the same. This keeps their live progress
+ * (phase bars) and lets the page cancel them (the services stop at the next batch and keep what
+ * is finished, so a cancelled tuning job can be resumed with kennel tune resume).
+ */
+export class JobRunner {
+  private readonly runs = new Map<string, Run>();
+
+  constructor(
+    private readonly ws: Workspace,
+    private readonly log: FastifyBaseLogger,
+  ) {}
+
+  /** Starts a job and resolves with its id once it is recorded; invalid options reject (4xx) before any job exists. */
+  start(request: JobRequest): Promise<string> {
+    const controller = new AbortController();
+    const phases: PhaseProgress[] = [];
+    const progress = (e: ProgressEvent) => {
+      const known = phases.find((p) => p.phase === e.phase);
+      const next = { phase: e.phase, done: e.done, total: e.total, ...(e.detail ? { detail: e.detail } : {}) };
+      if (known) Object.assign(known, next);
+      else phases.push(next);
+    };
+    const run: Run = { controller, phases, done: Promise.resolve() };
+    return new Promise<string>((resolve, reject) => {
+      let id: string | undefined;
+      const onJob = (job: string) => {
+        id = job;
+        this.runs.set(job, run);
+        resolve(job);
+      };
+      const hooks = { progress, signal: controller.signal, onJob };
+      const work = request.kind === 'train' ? train(this.ws, request.options, hooks) : tune(this.ws, request.options, hooks);
+      run.done = work.then(
+        () => undefined,
+        (e: unknown) => {
+          if (id === undefined) return reject(e);
+          if (!(e instanceof CancelledError) && !(e instanceof KennelError)) this.log.error({ err: e, job: id }, 'console job failed');
+          else this.log.info({ job: id, reason: errorMessage(e) }, 'console job stopped');
+        },
+      ).finally(() => {
+        if (id !== undefined) this.runs.delete(id);
+      });
+    });
+  }
+
+  /** Live progress of a job this daemon runs; undefined for jobs run elsewhere (the CLI, another daemon). */
+  progress(job: string): PhaseProgress[] | undefined {
+    return this.runs.get(job)?.phases;
+  }
+
+  has(job: string): boolean {
+    return this.runs.has(job);
+  }
+
+  /** Asks a running job to stop; it ends as cancelled shortly after. */
+  cancel(job: string): boolean {
+    const run = this.runs.get(job);
+    if (!run) return false;
+    run.controller.abort();
+    return true;
+  }
+
+  /** Cancels every job and waits for them to record their end (the daemon is stopping). */
+  async close(): Promise<void> {
+    const runs = [...this.runs.values()];
+    for (const r of runs) r.controller.abort();
+    await Promise.all(runs.map((r) => r.done));
+  }
+}

@@ -1,0 +1,212 @@
+import type { ComponentChildren } from 'preact';
+import { num } from './format';
+
+/** Small SVG and HTML charts: no chart library, so the bundle stays small and nothing loads from elsewhere. */
+
+export interface Series {
+  name: string;
+  points: Array<{ x: number; y: number | null }>;
+  /** draw dots (e.g. one per trial) instead of only a line */
+  dots?: boolean;
+  line?: boolean;
+}
+
+const W = 640;
+const H = 220;
+const M = { top: 12, right: 14, bottom: 28, left: 52 };
+
+function ticks(min: number, max: number, count: number): number[] {
+  if (max <= min) return [min];
+  const step0 = (max - min) / count;
+  const mag = 10 ** Math.floor(Math.log10(step0));
+  const step = [1, 2, 2.5, 5, 10].map((f) => f * mag).find((s) => s >= step0) ?? step0;
+  const out: number[] = [];
+  for (let v = Math.ceil(min / step) * step; v <= max + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
+  return out;
+}
+
+const clock = (t: number) => new Date(t).toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+
+/** A line (or dot) chart; `x: 'time'` reads x as ms since epoch. */
+export function LineChart(props: { title: string; series: Series[]; x?: 'time' | 'index'; yFormat?: (v: number) => string; yMin?: number; yMax?: number; empty?: string; xLabel?: string }) {
+  const all = props.series.flatMap((s) => s.points.filter((p) => p.y !== null)) as Array<{ x: number; y: number }>;
+  const yFormat = props.yFormat ?? ((v: number) => num(v));
+  const xFormat = props.x === 'time' ? clock : (v: number) => String(v);
+  if (all.length === 0) {
+    return (
+      <figure class="chart">
+        <figcaption>{props.title}</figcaption>
+        <div class="chart-empty">{props.empty ?? 'No data yet.'}</div>
+      </figure>
+    );
+  }
+  const xs = all.map((p) => p.x);
+  const ys = all.map((p) => p.y);
+  const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
+  const y0 = props.yMin ?? Math.min(0, ...ys);
+  const y1 = props.yMax ?? Math.max(...ys, y0 + 1e-9) * 1.08;
+  const sx = (x: number) => M.left + ((x - x0) / (x1 - x0 || 1)) * (W - M.left - M.right);
+  const sy = (y: number) => H - M.bottom - ((y - y0) / (y1 - y0 || 1)) * (H - M.top - M.bottom);
+  const yt = ticks(y0, y1, 4);
+  const xt = props.x === 'time' ? [x0, (x0 + x1) / 2, x1] : ticks(x0, x1, 6).filter((v) => Number.isInteger(v));
+  const paths = props.series.map((s) => {
+    let d = '';
+    let pen = false;
+    for (const p of s.points) {
+      if (p.y === null) {
+        pen = false;
+        continue;
+      }
+      d += `${pen ? 'L' : 'M'}${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`;
+      pen = true;
+    }
+    return d;
+  });
+  const last = props.series.map((s) => [...s.points].reverse().find((p) => p.y !== null)?.y ?? null);
+  return (
+    <figure class="chart">
+      <figcaption>
+        {props.title}
+        <span class="legend">
+          {props.series.map((s, i) => (
+            <span key={s.name} class={`key s${i}`}>
+              {s.name}
+              {last[i] !== null && props.x === 'time' ? `: ${yFormat(last[i]!)}` : ''}
+            </span>
+          ))}
+        </span>
+      </figcaption>
+      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={`${props.title}: ${props.series.map((s, i) => `${s.name} latest ${last[i] === null ? 'none' : yFormat(last[i]!)}`).join(', ')}`}>
+        {yt.map((v) => (
+          <g key={`y${v}`} class="grid">
+            <line x1={M.left} x2={W - M.right} y1={sy(v)} y2={sy(v)} />
+            <text x={M.left - 6} y={sy(v) + 4} text-anchor="end">
+              {yFormat(v)}
+            </text>
+          </g>
+        ))}
+        {xt.map((v, i) => (
+          <text key={`x${i}`} class="axis" x={sx(v)} y={H - 8} text-anchor={i === 0 && props.x === 'time' ? 'start' : i === xt.length - 1 && props.x === 'time' ? 'end' : 'middle'}>
+            {xFormat(v)}
+          </text>
+        ))}
+        {props.xLabel && (
+          <text class="axis" x={W - M.right} y={H - 8} text-anchor="end" dy="-14">
+            {props.xLabel}
+          </text>
+        )}
+        {props.series.map((s, i) => (
+          <g key={s.name} class={`series s${i}`}>
+            {s.line !== false && <path d={paths[i]} />}
+            {s.dots &&
+              s.points.map((p) =>
+                p.y === null ? null : (
+                  <circle key={p.x} cx={sx(p.x)} cy={sy(p.y)} r={3.5}>
+                    <title>{`${s.name} ${xFormat(p.x)}: ${yFormat(p.y)}`}</title>
+                  </circle>
+                ),
+              )}
+          </g>
+        ))}
+      </svg>
+    </figure>
+  );
+}
+
+export interface BarRow {
+  label: ComponentChildren;
+  key: string;
+  /** stacked parts, each with a series index (colour) */
+  parts: Array<{ value: number; series: number; name: string }>;
+  note?: ComponentChildren;
+  flag?: boolean;
+}
+
+/** Horizontal stacked bars in HTML (readable labels, wraps on a phone). */
+export function Bars(props: { title: string; rows: BarRow[]; legend?: string[]; max?: number; format?: (v: number) => string }) {
+  const max = props.max ?? Math.max(1e-12, ...props.rows.map((r) => r.parts.reduce((s, p) => s + p.value, 0)));
+  const format = props.format ?? ((v: number) => num(v));
+  return (
+    <figure class="bars">
+      <figcaption>
+        {props.title}
+        {props.legend && (
+          <span class="legend">
+            {props.legend.map((l, i) => (
+              <span key={l} class={`key s${i}`}>
+                {l}
+              </span>
+            ))}
+          </span>
+        )}
+      </figcaption>
+      <ul>
+        {props.rows.map((r) => {
+          const total = r.parts.reduce((s, p) => s + p.value, 0);
+          return (
+            <li key={r.key} class={r.flag ? 'flag' : undefined}>
+              <span class="bar-label">{r.label}</span>
+              <span class="bar-track" aria-hidden="true">
+                {r.parts.map((p) => (
+                  <span key={p.name} class={`bar s${p.series}`} style={{ width: `${(100 * p.value) / max}%` }} title={`${p.name}: ${format(p.value)}`} />
+                ))}
+              </span>
+              <span class="bar-value">
+                {r.note ?? format(total)}
+                <span class="sr-only">{r.parts.length > 1 ? ` (${r.parts.map((p) => `${p.name} ${format(p.value)}`).join(', ')})` : ''}</span>
+              </span>
+            </li>
+          );
+        })}
+      </ul>
+    </figure>
+  );
+}
+
+/** A confusion matrix: rows are true classes, columns predictions, shaded by each row's share. */
+export function ConfusionMatrix(props: { labels: string[]; matrix: number[][]; title: string }) {
+  const n = props.labels.length;
+  const cell = Math.max(3, Math.min(22, Math.floor(560 / Math.max(n, 1))));
+  const showLabels = n <= 40;
+  const pad = showLabels ? 150 : 4;
+  // rotated column labels reach right of the last column
+  const width = pad + n * cell + (showLabels ? 90 : 4);
+  const height = pad + n * cell + 4;
+  const errors = props.matrix.reduce((s, row, i) => s + row.reduce((t, v, j) => t + (i === j ? 0 : v), 0), 0);
+  const total = props.matrix.reduce((s, row) => s + row.reduce((t, v) => t + v, 0), 0);
+  return (
+    <figure class="confusion">
+      <figcaption>
+        {props.title}: {num(total, 0)} images, {num(errors, 0)} misclassified
+      </figcaption>
+      <div class="confusion-scroll">
+        <svg viewBox={`0 0 ${width} ${height}`} style={{ maxWidth: `${width}px` }} role="img" aria-label={`${props.title}: ${errors} of ${total} images misclassified`}>
+          {props.matrix.map((row, i) => {
+            const rowTotal = row.reduce((s, v) => s + v, 0) || 1;
+            return (
+              <g key={i}>
+                {showLabels && (
+                  <text x={pad - 6} y={pad + i * cell + cell * 0.7} text-anchor="end" class="cm-label">
+                    {props.labels[i]}
+                  </text>
+                )}
+                {row.map((v, j) => (
+                  <rect key={j} x={pad + j * cell} y={pad + i * cell} width={cell - 1} height={cell - 1} class={v === 0 ? 'cm-zero' : i === j ? 'cm-hit' : 'cm-miss'} style={v === 0 ? undefined : { opacity: 0.25 + 0.75 * (v / rowTotal) }}>
+                    <title>{`true ${props.labels[i]}, predicted ${props.labels[j]}: ${v}`}</title>
+                  </rect>
+                ))}
+              </g>
+            );
+          })}
+          {showLabels &&
+            props.labels.map((l, j) => (
+              <text key={l} transform={`translate(${pad + j * cell + cell * 0.7},${pad - 6}) rotate(-60)`} class="cm-label">
+                {l}
+              </text>
+            ))}
+        </svg>
+      </div>
+      <p class="hint">Rows: true breed; columns: prediction. Green: correct, red: confusions, darker: a larger share of the row.</p>
+    </figure>
+  );
+}

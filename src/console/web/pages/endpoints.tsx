@@ -1,0 +1,417 @@
+import { useEffect, useState } from 'preact/hooks';
+import { api, useApi, useStream } from '../api';
+import { LineChart } from '../charts';
+import { ago, num, pct, when } from '../format';
+import { Badge, Card, ConfirmButton, Empty, ErrorBox, Facts, Field, Form, Link, Loading, Page, Status, Table } from '../ui';
+
+interface Replica {
+  id: string;
+  pid?: number;
+  state: string;
+  model: string;
+  generation: number;
+  outstanding: number;
+  startedAt: string;
+  readyAt?: string;
+  variant: string;
+}
+
+interface Variant {
+  name: string;
+  model: string;
+  weight: number;
+  traffic: number;
+  desired: number;
+  ready: number;
+}
+
+interface EndpointEvent {
+  kind: string;
+  message: string;
+  at: string;
+}
+
+export interface Endpoint {
+  name: string;
+  status: string;
+  path: string;
+  variants: Variant[];
+  replicas: Replica[];
+  autoscaling: { min: number; max: number; metric: string; target: number } | null;
+  spec: { instances: number; maxBatch: number; maxDelayMs: number; timeoutMs: number };
+  events: EndpointEvent[];
+  createdAt: string;
+  updatedAt: string;
+}
+
+interface TrafficPoint {
+  t: number;
+  rps: number;
+  p50: number | null;
+  p99: number | null;
+  errorsPerS: number;
+}
+
+/** Model references a variant can serve: every version, and every tag. */
+export function useModelRefs(): { refs: string[]; error?: Error } {
+  const state = useApi<{ models: Array<{ name: string; versions: Array<{ version: number; tags: string[] }> }> }>('/api/models');
+  const refs = (state.data?.models ?? []).flatMap((m) => [...m.versions.map((v) => `${m.name}@${v.version}`), ...[...new Set(m.versions.flatMap((v) => v.tags))].map((t) => `${m.name}:${t}`)]);
+  return { refs, error: state.error };
+}
+
+const SCALING_EVENTS = new Set(['scale_out', 'scale_in']);
+
+export function EndpointsPage() {
+  const { data, error } = useStream<{ endpoints: Endpoint[] }>('/api/endpoints/stream');
+  const [creating, setCreating] = useState(false);
+  return (
+    <Page
+      title="Endpoints"
+      subtitle="Real-time prediction endpoints: replicas, variants and traffic, live."
+      actions={
+        <button type="button" class="primary" aria-expanded={creating} onClick={() => setCreating(!creating)}>
+          Create endpoint
+        </button>
+      }
+    >
+      {creating && <CreateEndpoint onCreated={(name) => (location.hash = `#/endpoints/${name}`)} />}
+      {error && <ErrorBox error={error} />}
+      {!data && !error && <Loading />}
+      {data && (
+        <Card>
+          <Table
+            caption="Endpoints"
+            rowKey={(e) => e.name}
+            rows={data.endpoints}
+            initialSort={{ key: 'name', dir: 'asc' }}
+            empty={
+              <Empty title="No endpoints yet.">
+                <p>Create one above, or from the command line:</p>
+                <pre>
+                  <code>kennel endpoints create dogs --model breeds:latest</code>
+                </pre>
+              </Empty>
+            }
+            columns={[
+              { key: 'name', label: 'Name', sort: (e) => e.name, render: (e) => <Link to={`/endpoints/${e.name}`}>{e.name}</Link> },
+              { key: 'status', label: 'Status', sort: (e) => e.status, render: (e) => <Status value={e.status} /> },
+              { key: 'variants', label: 'Variants', render: (e) => e.variants.map((v) => `${v.name}: ${v.model} (${pct(v.traffic, 0)})`).join(', ') },
+              { key: 'replicas', label: 'Ready replicas', numeric: true, render: (e) => `${e.variants.reduce((s, v) => s + v.ready, 0)} / ${e.variants.reduce((s, v) => s + v.desired, 0)}` },
+              { key: 'scaling', label: 'Autoscaling', render: (e) => (e.autoscaling ? `${e.autoscaling.min}–${e.autoscaling.max}, ${e.autoscaling.metric} ${e.autoscaling.target}` : 'fixed') },
+            ]}
+          />
+        </Card>
+      )}
+    </Page>
+  );
+}
+
+function CreateEndpoint(props: { onCreated: (name: string) => void }) {
+  const { refs, error } = useModelRefs();
+  const [name, setName] = useState('');
+  const [model, setModel] = useState('');
+  const [instances, setInstances] = useState('1');
+  const [autoscale, setAutoscale] = useState(false);
+  const [max, setMax] = useState('4');
+  const [target, setTarget] = useState('4');
+  useEffect(() => {
+    if (!model && refs.length) setModel(refs.find((r) => r.endsWith(':production')) ?? refs.find((r) => r.endsWith(':latest')) ?? refs[0]!);
+  }, [refs.length]);
+  if (error) return <ErrorBox error={error} />;
+  if (refs.length === 0) {
+    return (
+      <Card title="Create endpoint">
+        <Empty title="There is no model to serve yet: train one first (Jobs page)." />
+      </Card>
+    );
+  }
+  return (
+    <Card title="Create endpoint">
+      <Form
+        submitLabel="Create endpoint"
+        busyLabel="Creating…"
+        onSubmit={async () => {
+          const n = Number(instances);
+          const body = autoscale
+            ? { name, variants: [{ name: 'primary', model }], instances: n, min: Math.min(n, 1), max: Number(max), targetConcurrency: Number(target) }
+            : { name, variants: [{ name: 'primary', model }], instances: n };
+          await api('POST', '/api/endpoints', body);
+          props.onCreated(name);
+        }}
+      >
+        <Field label="Name" hint="Lower-case letters, digits and dashes">
+          <input name="endpoint-name" required pattern="[a-z0-9][a-z0-9\-]{0,62}" value={name} onInput={(e) => setName(e.currentTarget.value)} />
+        </Field>
+        <Field label="Model">
+          <select name="endpoint-model" value={model} onChange={(e) => setModel(e.currentTarget.value)}>
+            {refs.map((r) => (
+              <option key={r} value={r}>
+                {r}
+              </option>
+            ))}
+          </select>
+        </Field>
+        <Field label="Replicas">
+          <input type="number" min={autoscale ? 0 : 1} max={64} value={instances} onInput={(e) => setInstances(e.currentTarget.value)} />
+        </Field>
+        <label class="check">
+          <input type="checkbox" checked={autoscale} onChange={(e) => setAutoscale(e.currentTarget.checked)} /> Autoscale on concurrency
+        </label>
+        {autoscale && (
+          <>
+            <Field label="Max replicas">
+              <input type="number" min={1} max={64} value={max} onInput={(e) => setMax(e.currentTarget.value)} />
+            </Field>
+            <Field label="Target requests in flight per replica">
+              <input type="number" min={0.1} step="any" value={target} onInput={(e) => setTarget(e.currentTarget.value)} />
+            </Field>
+          </>
+        )}
+      </Form>
+    </Card>
+  );
+}
+
+export function EndpointPage(props: { name: string }) {
+  const { data, error } = useStream<{ endpoint: Endpoint; traffic: { points: TrafficPoint[]; error?: string } }>(`/api/endpoints/${encodeURIComponent(props.name)}/stream`);
+  return (
+    <Page
+      title={`Endpoint ${props.name}`}
+      subtitle={<Link to="/endpoints">← All endpoints</Link>}
+      actions={
+        data && (
+          <>
+            <Link class="button" to={`/try/${props.name}`}>
+              Try it
+            </Link>
+            <ConfirmButton
+              label="Delete"
+              danger
+              title={`Delete endpoint ${props.name}?`}
+              confirmLabel="Delete endpoint"
+              onConfirm={async () => {
+                await api('DELETE', `/api/endpoints/${encodeURIComponent(props.name)}`);
+                location.hash = '#/endpoints';
+              }}
+            >
+              <p>Its replicas stop after the requests in flight; callers get 404 from then on.</p>
+            </ConfirmButton>
+          </>
+        )
+      }
+    >
+      {error && <ErrorBox error={error} />}
+      {!data && !error && <Loading />}
+      {data && <EndpointView e={data.endpoint} traffic={data.traffic} />}
+    </Page>
+  );
+}
+
+function EndpointView({ e, traffic }: { e: Endpoint; traffic: { points: TrafficPoint[]; error?: string } }) {
+  const pts = traffic.points;
+  const scaling = e.events.filter((x) => SCALING_EVENTS.has(x.kind));
+  return (
+    <>
+      <Card title="Status">
+        <Facts
+          items={[
+            ['Status', <Status value={e.status} />],
+            ['Invoke', <code class="path">{`POST <data plane>${e.path}`}</code>],
+            ['Autoscaling', e.autoscaling ? `${e.autoscaling.min}–${e.autoscaling.max} replicas, target ${e.autoscaling.metric} ${e.autoscaling.target} per replica` : `fixed at ${e.spec.instances} replicas per variant`],
+            ['Batching', `up to ${e.spec.maxBatch} images, ${e.spec.maxDelayMs} ms`],
+            ['Created', when(e.createdAt)],
+            ['Updated', ago(e.updatedAt)],
+          ]}
+        />
+      </Card>
+      <Card title="Traffic (live, last 5 minutes)">
+        {traffic.error && <ErrorBox error={new Error(traffic.error)} />}
+        <div class="grid3">
+          <LineChart title="Throughput (requests/s)" x="time" series={[{ name: 'req/s', points: pts.map((p) => ({ x: p.t, y: p.rps })) }]} empty="Collecting… (a point every 2 s)" />
+          <LineChart
+            title="Latency (ms)"
+            x="time"
+            yFormat={(v) => num(v, 1)}
+            series={[
+              { name: 'p50', points: pts.map((p) => ({ x: p.t, y: p.p50 })) },
+              { name: 'p99', points: pts.map((p) => ({ x: p.t, y: p.p99 })) },
+            ]}
+            empty="Collecting… (a point every 2 s)"
+          />
+          <LineChart title="Errors (per s)" x="time" series={[{ name: 'errors/s', points: pts.map((p) => ({ x: p.t, y: p.errorsPerS })) }]} empty="Collecting… (a point every 2 s)" />
+        </div>
+        <p class="hint">From the data plane's Prometheus histograms (kennel_invocation_duration_seconds); Try it calls go to the replicas directly and are not counted.</p>
+      </Card>
+      <Card title="Variants and weights">
+        <Variants e={e} />
+      </Card>
+      <Card title="Rolling update">
+        <RollingUpdate e={e} />
+      </Card>
+      <Card title="Replicas">
+        <Table
+          caption="Replicas"
+          rowKey={(r) => r.id}
+          rows={e.replicas}
+          empty={<Empty title={e.status === 'scaled_to_zero' ? 'Scaled to zero: the next request starts a replica.' : 'No replicas yet.'} />}
+          columns={[
+            { key: 'id', label: 'Replica', render: (r) => <code>{r.id}</code> },
+            { key: 'variant', label: 'Variant', render: (r) => r.variant },
+            { key: 'state', label: 'State', render: (r) => <Status value={r.state} /> },
+            { key: 'model', label: 'Model', render: (r) => r.model },
+            { key: 'pid', label: 'PID', numeric: true, render: (r) => r.pid ?? '—' },
+            { key: 'out', label: 'In flight', numeric: true, render: (r) => r.outstanding },
+            { key: 'started', label: 'Started', render: (r) => ago(r.startedAt) },
+          ]}
+        />
+      </Card>
+      <Card title="Autoscaling events">
+        {scaling.length === 0 ? (
+          <Empty title={e.autoscaling ? 'No scaling yet: load has stayed within the target.' : 'This endpoint runs a fixed number of replicas.'} />
+        ) : (
+          <EventList events={scaling} />
+        )}
+      </Card>
+      <Card title="All events">
+        <EventList events={e.events} />
+      </Card>
+    </>
+  );
+}
+
+function EventList({ events }: { events: EndpointEvent[] }) {
+  return (
+    <ol class="events">
+      {events.map((x, i) => (
+        <li key={`${x.at}-${i}`}>
+          <time dateTime={x.at} title={when(x.at)}>
+            {ago(x.at)}
+          </time>{' '}
+          <Badge tone={SCALING_EVENTS.has(x.kind) ? 'info' : x.kind.includes('fail') ? 'bad' : 'muted'}>{x.kind.replace(/_/g, ' ')}</Badge> {x.message}
+        </li>
+      ))}
+    </ol>
+  );
+}
+
+function Variants({ e }: { e: Endpoint }) {
+  const [weights, setWeights] = useState<Record<string, string>>({});
+  const { refs } = useModelRefs();
+  const [adding, setAdding] = useState({ name: 'canary', model: '', weight: '1' });
+  const changed = e.variants.filter((v) => weights[v.name] !== undefined && Number(weights[v.name]) !== v.weight);
+  return (
+    <>
+      <Table
+        caption="Variants"
+        rowKey={(v) => v.name}
+        rows={e.variants}
+        columns={[
+          { key: 'name', label: 'Variant', render: (v) => v.name },
+          { key: 'model', label: 'Model', render: (v) => <Link to={`/models/${v.model.replace('@', '/')}`}>{v.model}</Link> },
+          {
+            key: 'weight',
+            label: 'Weight',
+            numeric: true,
+            render: (v) => <input class="narrow" type="number" min={0.001} step="any" aria-label={`Weight of ${v.name}`} value={weights[v.name] ?? String(v.weight)} onInput={(ev) => setWeights({ ...weights, [v.name]: ev.currentTarget.value })} />,
+          },
+          { key: 'traffic', label: 'Traffic', numeric: true, render: (v) => pct(v.traffic, 0) },
+          { key: 'ready', label: 'Ready / desired', numeric: true, render: (v) => `${v.ready} / ${v.desired}` },
+          {
+            key: 'remove',
+            label: '',
+            render: (v) =>
+              e.variants.length > 1 && (
+                <ConfirmButton label="Remove" class="small" danger title={`Remove variant ${v.name}?`} confirmLabel="Remove variant" onConfirm={() => api('PATCH', `/api/endpoints/${encodeURIComponent(e.name)}`, { removeVariants: [v.name] })}>
+                  <p>Its replicas stop; its traffic goes to the other variants.</p>
+                </ConfirmButton>
+              ),
+          },
+        ]}
+      />
+      {changed.length > 0 && (
+        <Form
+          submitLabel="Save weights"
+          onSubmit={async () => {
+            await api('PATCH', `/api/endpoints/${encodeURIComponent(e.name)}`, { variants: changed.map((v) => ({ name: v.name, weight: Number(weights[v.name]) })) });
+            setWeights({});
+          }}
+        >
+          <p class="hint">Traffic shares follow the weights at once; no replica restarts.</p>
+        </Form>
+      )}
+      <details class="add-variant">
+        <summary>Add a variant (canary or A/B test)</summary>
+        <Form
+          submitLabel="Add variant"
+          busyLabel="Adding…"
+          onSubmit={() => api('PATCH', `/api/endpoints/${encodeURIComponent(e.name)}`, { variants: [{ name: adding.name, model: adding.model || refs[0], weight: Number(adding.weight) }] })}
+        >
+          <Field label="Variant name">
+            <input required value={adding.name} onInput={(ev) => setAdding({ ...adding, name: ev.currentTarget.value })} />
+          </Field>
+          <Field label="Model">
+            <select value={adding.model || refs[0]} onChange={(ev) => setAdding({ ...adding, model: ev.currentTarget.value })}>
+              {refs.map((r) => (
+                <option key={r} value={r}>
+                  {r}
+                </option>
+              ))}
+            </select>
+          </Field>
+          <Field label="Weight">
+            <input type="number" min={0.001} step="any" value={adding.weight} onInput={(ev) => setAdding({ ...adding, weight: ev.currentTarget.value })} />
+          </Field>
+        </Form>
+      </details>
+    </>
+  );
+}
+
+function RollingUpdate({ e }: { e: Endpoint }) {
+  const { refs, error } = useModelRefs();
+  const [variant, setVariant] = useState(e.variants[0]?.name ?? '');
+  const [model, setModel] = useState('');
+  const current = e.variants.find((v) => v.name === variant);
+  const target = model || refs.find((r) => r !== current?.model) || '';
+  if (error) return <ErrorBox error={error} />;
+  return (
+    <div class="form">
+      <p class="hint">Replicas of the new model start first; each old replica drains and stops once a new one is ready, so the endpoint keeps answering.</p>
+      <div class="fields">
+        <Field label="Variant">
+          <select value={variant} onChange={(ev) => setVariant(ev.currentTarget.value)}>
+            {e.variants.map((v) => (
+              <option key={v.name} value={v.name}>
+                {v.name} (now {v.model})
+              </option>
+            ))}
+          </select>
+        </Field>
+        <Field label="New model">
+          <select name="rollout-model" value={target} onChange={(ev) => setModel(ev.currentTarget.value)}>
+            {refs.map((r) => (
+              <option key={r} value={r}>
+                {r}
+              </option>
+            ))}
+          </select>
+        </Field>
+      </div>
+      <div class="form-foot">
+        <ConfirmButton
+          label="Start rolling update"
+          class="primary"
+          disabled={!target || e.status === 'updating'}
+          title={`Roll ${e.name}/${variant} to ${target}?`}
+          confirmLabel="Start rolling update"
+          onConfirm={() => api('PATCH', `/api/endpoints/${encodeURIComponent(e.name)}`, { variants: [{ name: variant, model: target }] })}
+        >
+          <p>
+            Variant <strong>{variant}</strong> moves from {current?.model} to <strong>{target}</strong>, one replica at a time. Progress shows in the events below.
+          </p>
+        </ConfirmButton>
+        {e.status === 'updating' && <Badge tone="info">update in progress</Badge>}
+      </div>
+    </div>
+  );
+}

@@ -1,0 +1,421 @@
+import { useState } from 'preact/hooks';
+import { api, useApi, useStream } from '../api';
+import { Bars, LineChart } from '../charts';
+import { ago, num, pct, seconds, when } from '../format';
+import { Badge, Card, ConfirmButton, Empty, ErrorBox, Facts, Field, Form, Link, Loading, Page, Progress, Status, Table, type Column } from '../ui';
+
+interface PhaseProgress {
+  phase: string;
+  done: number;
+  total: number;
+  detail?: string;
+}
+
+interface JobSummary {
+  id: string;
+  kind: string;
+  status: string;
+  createdAt: string;
+  updatedAt: string;
+  dataset?: string;
+  backbone?: string;
+  model?: string;
+  validTop1?: number;
+  seconds?: number;
+  error?: string;
+  managed: boolean;
+  progress?: PhaseProgress[];
+  tune?: { trials: number; finished: number; best: number | null };
+}
+
+type ParamValue = number | string;
+
+interface Trial {
+  id: number;
+  params: Record<string, ParamValue>;
+  objective: number | null;
+  status: string;
+  epochs: number | null;
+  seconds: number | null;
+  bestEpoch: number | null;
+  error?: string;
+}
+
+interface Tuning {
+  strategy: string;
+  earlyStopping: string;
+  maxTrials: number;
+  objective: { name: string; direction: 'maximize' | 'minimize' };
+  trials: Trial[];
+  best: { id: number; params: Record<string, ParamValue>; objective: number } | null;
+  importance: Array<{ param: string; importance: number }>;
+  counts: Record<string, number>;
+  model: string | null;
+}
+
+interface EpochStats {
+  epoch: number;
+  trainLoss: number;
+  trainTop1: number;
+  validLoss: number;
+  validTop1: number;
+}
+
+interface JobDetail extends JobSummary {
+  params: Record<string, unknown>;
+  result?: {
+    model?: string;
+    metrics?: { valid?: { top1?: number; top5?: number; ece?: number }; test?: { top1?: number; top5?: number; ece?: number } };
+    history?: EpochStats[];
+    bestEpoch?: number;
+    rules?: Array<{ rule: string; status: string; severity: string; finding: string; recommendation: string }>;
+    registerJob?: string;
+  };
+  tuning?: Tuning;
+  report: boolean;
+}
+
+function duration(j: JobSummary): string {
+  if (j.seconds !== undefined) return seconds(j.seconds);
+  const end = j.status === 'running' ? Date.now() : Date.parse(j.updatedAt);
+  return seconds((end - Date.parse(j.createdAt)) / 1000);
+}
+
+function ProgressCell({ j }: { j: JobSummary }) {
+  if (j.status !== 'running') return <>{j.kind === 'tune' && j.tune ? `${j.tune.finished}/${j.tune.trials} trials` : ''}</>;
+  const p = j.progress?.at(-1);
+  if (p) return <Progress label={p.phase} done={p.done} total={p.total} />;
+  if (j.tune) return <Progress label="trials" done={j.tune.finished} total={j.tune.trials} />;
+  return <span class="muted">{j.managed ? 'starting…' : 'running in another process'}</span>;
+}
+
+export function JobsPage() {
+  const { data, error } = useStream<{ jobs: JobSummary[] }>('/api/jobs/stream');
+  const [form, setForm] = useState<'train' | 'tune' | null>(null);
+  const columns: Column<JobSummary>[] = [
+    { key: 'id', label: 'Job', sort: (j) => j.id, render: (j) => <Link to={`/jobs/${j.id}`}>{j.id}</Link> },
+    { key: 'kind', label: 'Kind', sort: (j) => j.kind, render: (j) => j.kind },
+    { key: 'status', label: 'Status', sort: (j) => j.status, render: (j) => <Status value={j.status} /> },
+    { key: 'progress', label: 'Progress', render: (j) => <ProgressCell j={j} /> },
+    { key: 'dataset', label: 'Dataset', sort: (j) => j.dataset, render: (j) => j.dataset ?? '—' },
+    { key: 'model', label: 'Model', sort: (j) => j.model, render: (j) => (j.model ? <Link to={`/models/${j.model.replace('@', '/')}`}>{j.model}</Link> : '—') },
+    { key: 'top1', label: 'Valid top-1', numeric: true, sort: (j) => j.validTop1 ?? j.tune?.best, render: (j) => (j.validTop1 !== undefined ? pct(j.validTop1) : j.tune?.best != null ? num(j.tune.best, 4) : '—') },
+    { key: 'started', label: 'Started', sort: (j) => j.createdAt, render: (j) => <span title={when(j.createdAt)}>{ago(j.createdAt)}</span> },
+    { key: 'time', label: 'Time', numeric: true, render: duration },
+  ];
+  return (
+    <Page
+      title="Jobs"
+      subtitle="Training and tuning jobs, live. Jobs started here run in the daemon and can be cancelled."
+      actions={
+        <>
+          <button type="button" class="primary" aria-expanded={form === 'train'} onClick={() => setForm(form === 'train' ? null : 'train')}>
+            New training job
+          </button>
+          <button type="button" aria-expanded={form === 'tune'} onClick={() => setForm(form === 'tune' ? null : 'tune')}>
+            New tuning job
+          </button>
+        </>
+      }
+    >
+      {form && <NewJob kind={form} onDone={() => setForm(null)} />}
+      {error && <ErrorBox error={error} />}
+      {!data && !error && <Loading />}
+      {data && (
+        <Card>
+          <Table
+            caption="Jobs"
+            rowKey={(j) => j.id}
+            rows={data.jobs}
+            columns={columns}
+            initialSort={{ key: 'started', dir: 'desc' }}
+            empty={
+              <Empty title="No jobs yet.">
+                <p>Start a training job above, or from the command line:</p>
+                <pre>
+                  <code>kennel train --dataset breeds --backbone mobilenetv2-12-int8</code>
+                </pre>
+              </Empty>
+            }
+          />
+        </Card>
+      )}
+    </Page>
+  );
+}
+
+function NewJob(props: { kind: 'train' | 'tune'; onDone: () => void }) {
+  const datasets = useApi<{ datasets: Array<{ name: string; latest: number }> }>('/api/datasets');
+  const backbones = useApi<{ backbones: Array<{ id: string; installed: boolean }> }>('/api/backbones');
+  const [values, setValues] = useState<Record<string, string>>({});
+  const set = (k: string) => (e: { currentTarget: { value: string } }) => setValues({ ...values, [k]: e.currentTarget.value });
+  const installed = backbones.data?.backbones.filter((b) => b.installed) ?? [];
+  const dataset = values.dataset ?? datasets.data?.datasets[0]?.name ?? '';
+  const backbone = values.backbone ?? installed[0]?.id ?? '';
+  if (datasets.error) return <ErrorBox error={datasets.error} />;
+  if (backbones.error) return <ErrorBox error={backbones.error} />;
+  if (!datasets.data || !backbones.data) return <Loading />;
+  if (datasets.data.datasets.length === 0 || installed.length === 0) {
+    return (
+      <Card title={props.kind === 'train' ? 'New training job' : 'New tuning job'}>
+        <Empty title={datasets.data.datasets.length === 0 ? 'There is no dataset to train on yet.' : 'No backbone is installed yet.'}>
+          <pre>
+            <code>{datasets.data.datasets.length === 0 ? 'kennel data import FOLDER --name NAME' : 'kennel backbones add ../shared/models/mobilenetv2-12-int8.onnx --name mobilenetv2-12-int8'}</code>
+          </pre>
+        </Empty>
+      </Card>
+    );
+  }
+  const number = (k: string) => (values[k] ? Number(values[k]) : undefined);
+  const submit = async () => {
+    const options =
+      props.kind === 'train'
+        ? { dataset, backbone, name: values.name || undefined, epochs: number('epochs'), lr: number('lr'), head: values.head || undefined, augment: number('augment') }
+        : { dataset, backbone, maxTrials: number('maxTrials') ?? 8, strategy: values.strategy || undefined, earlyStopping: values.earlyStopping || undefined, register: values.register || undefined };
+    const { job } = await api<{ job: string }>('POST', '/api/jobs', { kind: props.kind, options });
+    props.onDone();
+    location.hash = `#/jobs/${job}`;
+  };
+  return (
+    <Card title={props.kind === 'train' ? 'New training job' : 'New tuning job'}>
+      <Form onSubmit={submit} submitLabel={props.kind === 'train' ? 'Start training' : 'Start tuning'} busyLabel="Starting…">
+        <Field label="Dataset">
+          <select value={dataset} onChange={set('dataset')}>
+            {datasets.data.datasets.map((d) => (
+              <option key={d.name} value={d.name}>
+                {d.name} (v{d.latest})
+              </option>
+            ))}
+          </select>
+        </Field>
+        <Field label="Backbone">
+          <select value={backbone} onChange={set('backbone')}>
+            {installed.map((b) => (
+              <option key={b.id} value={b.id}>
+                {b.id}
+              </option>
+            ))}
+          </select>
+        </Field>
+        {props.kind === 'train' ? (
+          <>
+            <Field label="Model name" hint="Default: the dataset's name">
+              <input value={values.name ?? ''} onInput={set('name')} pattern="[A-Za-z0-9][A-Za-z0-9._\-]{0,63}" />
+            </Field>
+            <Field label="Epochs">
+              <input type="number" min={1} max={10000} placeholder="30" value={values.epochs ?? ''} onInput={set('epochs')} />
+            </Field>
+            <Field label="Learning rate">
+              <input type="number" step="any" min={0} placeholder="0.001" value={values.lr ?? ''} onInput={set('lr')} />
+            </Field>
+            <Field label="Head">
+              <select value={values.head ?? ''} onChange={set('head')}>
+                <option value="">linear (default)</option>
+                <option value="mlp">mlp</option>
+              </select>
+            </Field>
+            <Field label="Augmented views" hint="Random crops and flips per training image">
+              <input type="number" min={0} max={32} placeholder="0" value={values.augment ?? ''} onInput={set('augment')} />
+            </Field>
+          </>
+        ) : (
+          <>
+            <Field label="Trials">
+              <input type="number" min={1} max={10000} placeholder="8" value={values.maxTrials ?? ''} onInput={set('maxTrials')} />
+            </Field>
+            <Field label="Strategy">
+              <select value={values.strategy ?? ''} onChange={set('strategy')}>
+                <option value="">bayesian (default)</option>
+                <option value="random">random</option>
+                <option value="grid">grid</option>
+              </select>
+            </Field>
+            <Field label="Early stopping">
+              <select value={values.earlyStopping ?? ''} onChange={set('earlyStopping')}>
+                <option value="">none (default)</option>
+                <option value="median">median</option>
+                <option value="asha">asha</option>
+              </select>
+            </Field>
+            <Field label="Register the best as model" hint="Optional model name">
+              <input value={values.register ?? ''} onInput={set('register')} />
+            </Field>
+          </>
+        )}
+      </Form>
+    </Card>
+  );
+}
+
+export function JobPage(props: { id: string }) {
+  const { data: j, error } = useStream<JobDetail>(`/api/jobs/${encodeURIComponent(props.id)}/stream`);
+  return (
+    <Page
+      title={`Job ${props.id}`}
+      subtitle={<Link to="/jobs">← All jobs</Link>}
+      actions={
+        j && (
+          <>
+            {j.report && (
+              <a class="button" href={`/api/jobs/${encodeURIComponent(j.id)}/report`} target="_blank" rel="noopener">
+                Open report
+              </a>
+            )}
+            {j.status === 'running' && j.managed && (
+              <ConfirmButton label="Cancel job" title={`Cancel ${j.id}?`} confirmLabel="Cancel the job" danger onConfirm={() => api('POST', `/api/jobs/${encodeURIComponent(j.id)}/cancel`)}>
+                <p>The job stops after its current batch. Finished work (cached features{j.kind === 'tune' ? ', completed trials' : ''}) is kept{j.kind === 'tune' ? `; continue it with kennel tune resume ${j.id}` : ''}.</p>
+              </ConfirmButton>
+            )}
+          </>
+        )
+      }
+    >
+      {error && <ErrorBox error={error} />}
+      {!j && !error && <Loading />}
+      {j && <JobView j={j} />}
+    </Page>
+  );
+}
+
+function JobView({ j }: { j: JobDetail }) {
+  const m = j.result?.metrics;
+  return (
+    <>
+      <Card title="Status">
+        <Facts
+          items={[
+            ['Status', <Status value={j.status} />],
+            ['Kind', j.kind],
+            ['Dataset', j.dataset],
+            ['Backbone', j.backbone],
+            ['Started', when(j.createdAt)],
+            ['Time', duration(j)],
+            ['Model', j.model ? <Link to={`/models/${j.model.replace('@', '/')}`}>{j.model}</Link> : '—'],
+          ]}
+        />
+        {j.status === 'running' && !j.managed && <p class="muted">This job runs in another process (the CLI or another daemon): its phases show there; stop it with Ctrl-C where it runs.</p>}
+        {j.progress && j.progress.length > 0 && (
+          <div class="phases" aria-live="polite">
+            {j.progress.map((p) => (
+              <Progress key={p.phase} label={p.phase} done={p.done} total={p.total} detail={p.detail} />
+            ))}
+          </div>
+        )}
+        {j.error && <ErrorBox error={new Error(j.status === 'cancelled' ? 'The job was cancelled.' : `The job failed: ${j.error}`)} />}
+      </Card>
+      {m && (
+        <Card title="Metrics">
+          <Table
+            caption="Metrics"
+            rowKey={(r) => r.split}
+            rows={[
+              { split: 'valid', ...m.valid },
+              { split: 'test', ...m.test },
+            ]}
+            columns={[
+              { key: 'split', label: 'Split', render: (r) => r.split },
+              { key: 'top1', label: 'Top-1', numeric: true, render: (r) => pct(r.top1) },
+              { key: 'top5', label: 'Top-5', numeric: true, render: (r) => pct(r.top5) },
+              { key: 'ece', label: 'ECE (calibrated)', numeric: true, render: (r) => num(r.ece, 4) },
+            ]}
+          />
+        </Card>
+      )}
+      {j.result?.history && j.result.history.length > 0 && (
+        <Card title="Training curves">
+          <div class="grid2">
+            <LineChart
+              title="Loss per epoch"
+              x="index"
+              xLabel="epoch"
+              series={[
+                { name: 'train', points: j.result.history.map((e) => ({ x: e.epoch, y: e.trainLoss })) },
+                { name: 'valid', points: j.result.history.map((e) => ({ x: e.epoch, y: e.validLoss })) },
+              ]}
+            />
+            <LineChart
+              title="Top-1 accuracy per epoch"
+              x="index"
+              xLabel="epoch"
+              yMax={1}
+              yFormat={(v) => pct(v, 0)}
+              series={[
+                { name: 'train', points: j.result.history.map((e) => ({ x: e.epoch, y: e.trainTop1 })) },
+                { name: 'valid', points: j.result.history.map((e) => ({ x: e.epoch, y: e.validTop1 })) },
+              ]}
+            />
+          </div>
+        </Card>
+      )}
+      {j.tuning && <TuningView t={j.tuning} />}
+      {j.result?.rules && (
+        <Card title="Insight rules">
+          {j.result.rules.filter((r) => r.status === 'fired').length === 0 ? (
+            <Empty title={`All ${j.result.rules.length} rules passed or had nothing to check.`} />
+          ) : (
+            <ul class="findings">
+              {j.result.rules
+                .filter((r) => r.status === 'fired')
+                .map((r) => (
+                  <li key={r.rule}>
+                    <Badge tone={r.severity === 'warning' ? 'warn' : 'info'}>{r.rule}</Badge> {r.finding}
+                    {r.recommendation && <p class="hint">{r.recommendation}</p>}
+                  </li>
+                ))}
+            </ul>
+          )}
+        </Card>
+      )}
+    </>
+  );
+}
+
+function TuningView({ t }: { t: Tuning }) {
+  const names = [...new Set(t.trials.flatMap((x) => Object.keys(x.params)))];
+  const better = (a: number, b: number) => (t.objective.direction === 'maximize' ? a > b : a < b);
+  let best: number | null = null;
+  const bestSoFar = t.trials.map((x) => {
+    if (x.objective !== null && (x.status === 'completed' || x.status === 'stopped') && (best === null || better(x.objective, best))) best = x.objective;
+    return { x: x.id, y: best };
+  });
+  const columns: Column<Trial>[] = [
+    { key: 'id', label: 'Trial', numeric: true, sort: (x) => x.id, render: (x) => (t.best?.id === x.id ? <strong>#{x.id} ★</strong> : `#${x.id}`) },
+    { key: 'status', label: 'Status', sort: (x) => x.status, render: (x) => <Status value={x.status} /> },
+    { key: 'objective', label: t.objective.name, numeric: true, sort: (x) => x.objective, render: (x) => num(x.objective, 4) },
+    ...names.map((n): Column<Trial> => ({ key: `p:${n}`, label: n, numeric: true, sort: (x) => x.params[n], render: (x) => (typeof x.params[n] === 'number' ? num(x.params[n] as number, 4) : String(x.params[n] ?? '—')) })),
+    { key: 'epochs', label: 'Epochs', numeric: true, sort: (x) => x.epochs, render: (x) => x.epochs ?? '—' },
+    { key: 'seconds', label: 'Time', numeric: true, sort: (x) => x.seconds, render: (x) => seconds(x.seconds) },
+  ];
+  return (
+    <>
+      <Card title={`Tuning: ${t.strategy}, ${t.objective.direction} ${t.objective.name}`}>
+        <Facts
+          items={[
+            ['Trials', `${t.trials.length} of ${t.maxTrials} (${Object.entries(t.counts).filter(([, n]) => n > 0).map(([s, n]) => `${n} ${s}`).join(', ') || 'none yet'})`],
+            ['Early stopping', t.earlyStopping],
+            ['Best', t.best ? `trial #${t.best.id}: ${num(t.best.objective, 4)} with ${Object.entries(t.best.params).map(([k, v]) => `${k}=${typeof v === 'number' ? num(v, 4) : v}`).join(', ')}` : '—'],
+            ['Registered model', t.model ? <Link to={`/models/${t.model.replace('@', '/')}`}>{t.model}</Link> : '—'],
+          ]}
+        />
+        <LineChart
+          title={`${t.objective.name} per trial`}
+          x="index"
+          xLabel="trial"
+          series={[
+            { name: 'trial', points: t.trials.map((x) => ({ x: x.id, y: x.objective })), dots: true, line: false },
+            { name: 'best so far', points: bestSoFar },
+          ]}
+          empty="No trial has finished yet."
+        />
+      </Card>
+      <Card title="Trials">
+        <Table caption="Trials" rowKey={(x) => String(x.id)} rows={t.trials} columns={columns} initialSort={{ key: 'id', dir: 'asc' }} empty={<Empty title="No trials yet." />} />
+      </Card>
+      {t.importance.length > 0 && (
+        <Card title="Parameter importance">
+          <Bars title="Share of the objective's variance explained" rows={t.importance.map((p) => ({ key: p.param, label: p.param, parts: [{ value: p.importance, series: 0, name: p.param }] }))} max={1} format={(v) => pct(v, 0)} />
+        </Card>
+      )}
+    </>
+  );
+}
