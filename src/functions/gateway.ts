@@ -37,6 +37,8 @@ export interface InvokeOptions {
 export interface Invocation {
   function: string;
   requestId: string;
+  /** the handler's own return value (the Lambda Invoke API answers with it as is) */
+  result: unknown;
   response: ProxyResponse;
   /** true when this call had to start an instance */
   coldStart: boolean;
@@ -202,7 +204,7 @@ export class FunctionGateway {
       const response = toProxyResponse(def, raw);
       outcome = 'ok';
       const durationMs = performance.now() - started;
-      return { function: name, requestId, response, coldStart, initMs, durationMs };
+      return { function: name, requestId, result: raw, response, coldStart, initMs, durationMs };
     } catch (e) {
       if (e instanceof KennelError && e.code === 'function_timeout') outcome = 'timeout';
       throw e;

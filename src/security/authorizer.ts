@@ -3,9 +3,10 @@ import type { Workspace } from '../store/index.js';
 import { forbidden, unauthorized } from './errors.js';
 import { policiesFor } from './policies.js';
 import { evaluate, type Decision } from './policy.js';
-import { ANONYMOUS, verifyKey, type PrincipalKind } from './principals.js';
+import { ANONYMOUS, verifyKey, type PrincipalKind, type VerifiedKey } from './principals.js';
 import { RateLimiter } from './ratelimit.js';
 import { getSettings, type RateLimitSettings } from './settings.js';
+import { isSigV4, verifySigV4, type SignedRequest } from './sigv4.js';
 
 /** Who a request is from, once authenticated. */
 export interface AuthContext {
@@ -39,6 +40,12 @@ export function presentedKey(headers: IncomingHttpHeaders): string | undefined {
 
 const SETTINGS_TTL_MS = 5000;
 
+function identityOf(v: VerifiedKey): Identity {
+  // a key with only a rate gets bursts of twice that rate
+  const limit = v.ratePerSecond === undefined ? undefined : { perSecond: v.ratePerSecond, burst: v.burst ?? Math.max(1, Math.ceil(2 * v.ratePerSecond)) };
+  return { ctx: { principal: v.principal, kind: v.kind, keyId: v.keyId }, limit };
+}
+
 /**
  * Authentication (API key -> principal), per-key rate limiting, and authorization (the
  * principal's policies: default deny, explicit deny wins). State is read from the workspace on
@@ -64,10 +71,17 @@ export class Authorizer {
   identify(headers: IncomingHttpHeaders): Identity {
     const key = presentedKey(headers);
     if (key === undefined || key === '') return { ctx: { principal: ANONYMOUS, kind: 'anonymous' } };
-    const v = verifyKey(this.ws, key, this.clock());
-    // a key with only a rate gets bursts of twice that rate
-    const limit = v.ratePerSecond === undefined ? undefined : { perSecond: v.ratePerSecond, burst: v.burst ?? Math.max(1, Math.ceil(2 * v.ratePerSecond)) };
-    return { ctx: { principal: v.principal, kind: v.kind, keyId: v.keyId }, limit };
+    return identityOf(verifyKey(this.ws, key, this.clock()));
+  }
+
+  /**
+   * identify() for a whole request: one signed with AWS Signature Version 4 (header or presigned
+   * query) is verified with its access key, for one of `services` (default: any Kennel serves);
+   * any other is identified by its API key, if any.
+   */
+  identifyRequest(req: SignedRequest, services?: readonly string[]): Identity {
+    if (!isSigV4(req)) return this.identify(req.headers);
+    return identityOf(verifySigV4(this.ws, req, { services, at: this.clock() }));
   }
 
   decide(principal: string, action: string, resource: string): Decision {

@@ -1,11 +1,12 @@
 /**
- * Identity and access: principals with hashed API keys (expiry, rotation, revocation), IAM-like
+ * Identity and access: principals with hashed API keys (expiry, rotation, revocation) and AWS
+ * access keys (SigV4-signed requests; secrets sealed with the workspace master key), IAM-like
  * policies (default deny, explicit deny wins), per-key rate limits, CORS settings, the
  * append-only audit log, the security audit, and a fastify plugin that applies all of it.
  */
 export { Authorizer, presentedKey, type AuthContext, type AuthorizerOptions, type Identity } from './authorizer.js';
 export { RateLimiter, type RateLimit } from './ratelimit.js';
-export { ThrottledError, unauthorized, forbidden } from './errors.js';
+export { ThrottledError, unauthorized, forbidden, invalidSignature, unrecognizedClient, incompleteSignature } from './errors.js';
 export { parseDuration } from './duration.js';
 export {
   parsePolicyDocument,
@@ -22,6 +23,7 @@ export {
 export {
   ANONYMOUS,
   createKey,
+  createAwsKey,
   revokeKey,
   rotateKey,
   listKeys,
@@ -35,6 +37,8 @@ export {
   type PrincipalKind,
   type ApiKeyInfo,
   type CreatedKey,
+  type CreatedAwsKey,
+  type RotatedKey,
   type CreateKeyOptions,
   type KeyState,
 } from './principals.js';
@@ -43,3 +47,5 @@ export { getSettings, setCors, setRateLimit, DEFAULT_SETTINGS, type SecuritySett
 export { appendAudit, audited, readAudit, cliActor, type Actor, type AuditEntry, type AuditRecord, type AuditQuery, type Plane } from './audit-log.js';
 export { runSecurityAudit, type Finding, type Severity, type AuditOptions } from './audit.js';
 export { securityPlugin, type SecurityPluginOptions, type RouteAuth } from './plugin.js';
+export { isSigV4, verifySigV4, AWS_SERVICES, MAX_CLOCK_SKEW_MS, type SignedRequest } from './sigv4.js';
+export { masterKeyPath } from './sealing.js';

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { Transform } from 'node:stream';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, Registry } from 'prom-client';
 import { KennelError } from '../core/errors.js';
@@ -8,11 +10,14 @@ import { ThrottledError } from './errors.js';
 import { parseKeyId } from './principals.js';
 import { RateLimiter } from './ratelimit.js';
 import { getSettings, type CorsSettings } from './settings.js';
+import { claimedAccessKeyId, EMPTY_SHA256, isSigV4 } from './sigv4.js';
 
 /** What a route requires: the action, and the resource the request is about. */
 export interface RouteAuth {
   action: string;
   resource: (req: FastifyRequest) => string;
+  /** an AWS API route: SigV4 signatures must be scoped to this service (default: any Kennel serves) */
+  awsService?: 'sagemaker' | 'lambda';
 }
 
 declare module 'fastify' {
@@ -26,6 +31,8 @@ declare module 'fastify' {
     /** extra facts for this request's audit entry (e.g. coldStart); never secrets or bytes */
     kennelAudit?: Record<string, unknown>;
     kennelTarget?: { action: string; resource: string };
+    /** SigV4-signed requests: the sha256 of the raw body, once it has been read */
+    kennelBodySha256?: () => string | undefined;
   }
 }
 
@@ -54,12 +61,38 @@ function counter(registry: Registry): Counter<'plane' | 'outcome'> {
   );
 }
 
-const outcomeOf = (e: unknown): string => (e instanceof ThrottledError ? 'throttled' : e instanceof KennelError && e.status === 401 ? 'unauthenticated' : 'forbidden');
+const AUTHENTICATION_CODES = new Set(['unauthorized', 'invalid_signature', 'unrecognized_client', 'incomplete_signature']);
+const outcomeOf = (e: unknown): string => (e instanceof ThrottledError ? 'throttled' : e instanceof KennelError && AUTHENTICATION_CODES.has(e.code) ? 'unauthenticated' : 'forbidden');
+
+/**
+ * Hashes the body of a SigV4-signed request as fastify's parser reads it, without a second copy:
+ * the signature covers the raw bytes, which the parsed body no longer has.
+ */
+function hashingStream(req: FastifyRequest): Transform {
+  const hash = createHash('sha256');
+  let digest: string | undefined;
+  const stream: Transform & { receivedEncodedLength?: number } = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      hash.update(chunk);
+      stream.receivedEncodedLength = (stream.receivedEncodedLength ?? 0) + chunk.length;
+      done(null, chunk);
+    },
+    flush(done) {
+      digest = hash.digest('hex');
+      done();
+    },
+  });
+  const bodiless = req.headers['transfer-encoding'] === undefined && (req.headers['content-length'] === undefined || req.headers['content-length'] === '0');
+  req.kennelBodySha256 = () => digest ?? (bodiless ? EMPTY_SHA256 : undefined);
+  return stream;
+}
 
 /**
  * Secures every route of the fastify instance it is registered on (not encapsulated):
  * - onRequest: CORS for allowlisted origins only (data plane; off unless configured);
- * - preHandler: routes must declare `config.auth`; the caller is authenticated (API key),
+ * - preParsing: the raw body of SigV4-signed requests is hashed as it is read;
+ * - preHandler: routes must declare `config.auth`; the caller is authenticated (API key, or an
+ *   AWS access key for SigV4-signed requests),
  *   rate-limited per key (429 + Retry-After) and authorized (401/403). A route without
  *   `config.auth` is denied, so a forgotten declaration fails closed;
  * - onResponse: one audit entry per secured request (who, what, status, latency).
@@ -84,18 +117,25 @@ const plugin: FastifyPluginAsync<SecurityPluginOptions> = async (app, opts) => {
         reply.header('access-control-allow-origin', allowed);
         if (allowed !== '*') reply.header('vary', 'Origin');
         if (credentials && allowed !== '*') reply.header('access-control-allow-credentials', 'true');
-        reply.header('access-control-expose-headers', 'retry-after, x-request-id');
+        reply.header('access-control-expose-headers', 'retry-after, x-request-id, x-amzn-requestid, x-amzn-errortype, x-amzn-invoked-production-variant, x-amz-function-error, x-amz-executed-version, x-amz-log-result');
       }
       if (req.method === 'OPTIONS' && req.headers['access-control-request-method']) {
         if (allowed) {
           reply.header('access-control-allow-methods', 'GET, POST');
-          reply.header('access-control-allow-headers', 'authorization, x-api-key, content-type');
+          reply.header('access-control-allow-headers', 'authorization, x-api-key, content-type, x-amz-date, x-amz-content-sha256, x-amz-user-agent, amz-sdk-invocation-id, amz-sdk-request, x-amz-invocation-type, x-amz-log-type, x-amzn-sagemaker-target-variant');
           reply.header('access-control-max-age', '600');
         }
         return reply.code(204).send();
       }
     });
   }
+
+  app.addHook('preParsing', async (req, _reply, payload) => {
+    if (!isSigV4(req)) return payload;
+    const hashing = hashingStream(req);
+    payload.on('error', (e) => hashing.destroy(e));
+    return payload.pipe(hashing);
+  });
 
   app.addHook('preHandler', async (req: FastifyRequest, reply: FastifyReply) => {
     if (req.is404) return;
@@ -108,7 +148,7 @@ const plugin: FastifyPluginAsync<SecurityPluginOptions> = async (app, opts) => {
       if (opts.isLocalAdmin?.(req)) {
         req.kennelAuth = { principal: 'local:admin', kind: 'user' };
       } else {
-        const identity = authorizer.identify(req.headers);
+        const identity = authorizer.identifyRequest({ method: req.method, url: req.url, headers: req.headers, bodySha256: req.kennelBodySha256?.() }, auth.awsService ? [auth.awsService] : undefined);
         req.kennelAuth = identity.ctx;
         authorizer.throttle(identity, req.ip);
         authorizer.assertAllowed(identity.ctx, target.action, target.resource);
@@ -117,7 +157,7 @@ const plugin: FastifyPluginAsync<SecurityPluginOptions> = async (app, opts) => {
     } catch (e) {
       checks.inc({ plane: opts.plane, outcome: outcomeOf(e) });
       if (e instanceof ThrottledError) reply.header('retry-after', String(e.retryAfterSeconds));
-      if (e instanceof KennelError && e.status === 401) reply.header('www-authenticate', 'Bearer');
+      if (e instanceof KennelError && e.status === 401 && !isSigV4(req)) reply.header('www-authenticate', 'Bearer');
       throw e;
     }
   });
@@ -140,6 +180,7 @@ const plugin: FastifyPluginAsync<SecurityPluginOptions> = async (app, opts) => {
 
 /** The public id of a key that failed to authenticate (never its secret), to trace abuse. */
 function claimedKeyId(req: FastifyRequest): string | undefined {
+  if (isSigV4(req)) return claimedAccessKeyId(req);
   const key = presentedKey(req.headers);
   if (!key?.startsWith('kn_')) return undefined;
   try {

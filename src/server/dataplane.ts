@@ -2,8 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { parse as parseQuery } from 'node:querystring';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import { checkAccept, INVOKED_VARIANT_HEADER, lambdaRoutes, targetVariant } from '../aws/index.js';
 import { KennelError } from '../core/errors.js';
 import { functionsRoutes, type FunctionGateway } from '../functions/index.js';
+import { fetchImage } from '../net/index.js';
 import { securityPlugin } from '../security/index.js';
 import { DEFAULT_MAX_IMAGE_BYTES, IMAGE_TYPES, checkImage, decodeBase64Image, type ServingRuntime } from '../serving/index.js';
 import type { Workspace } from '../store/index.js';
@@ -19,8 +21,11 @@ export interface DataPlaneOptions {
   maxImageBytes?: number;
 }
 
-/** Raw-body content types: the image types, and octet-stream (the bytes are sniffed either way, the label is never trusted). */
-const RAW_TYPES = [...IMAGE_TYPES, 'application/octet-stream'];
+/**
+ * Raw-body content types: the image types, octet-stream, and what SageMaker clients send
+ * (application/x-image, image/jpg). The bytes are sniffed either way; the label is never trusted.
+ */
+const RAW_TYPES = [...IMAGE_TYPES, 'application/octet-stream', 'application/x-image', 'image/jpg'];
 
 /** Request ids from clients are kept when they are short and plain, so they can be logged and echoed safely. */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -35,16 +40,22 @@ declare module 'fastify' {
 interface InvokeRoute {
   Params: { name: string };
   Querystring: { topK: number };
-  Body: Buffer | { image: string };
+  Body: Buffer | { image?: string; url?: string };
 }
 
 /**
- * The data plane: POST /endpoints/NAME/invocations with raw image bytes or JSON {"image":
- * base64} (endpoint:Invoke on endpoint/NAME), the function routes (POST /functions/NAME/invoke
- * and the /v1/... HTTP API mappings, function:Invoke), GET /metrics (Prometheus) and GET /healthz
- * (both public). Every route declares its access rule; the security plugin authenticates the
- * key, rate-limits, authorizes and audits. Every error is a JSON body {"error": {code, message,
- * hint}} with a 4xx/5xx status; overload answers 503 with Retry-After.
+ * The data plane:
+ * - POST /endpoints/NAME/invocations with raw image bytes, or JSON {"image": base64} or {"url":
+ *   "https://..."} (endpoint:Invoke on endpoint/NAME). It is also SageMaker Runtime's
+ *   InvokeEndpoint: SigV4-signed requests from boto3 and the AWS SDKs, X-Amzn-SageMaker-Target-
+ *   Variant, Accept, X-Amzn-Invoked-Production-Variant, and AWS's error shapes for them;
+ * - the function routes: POST /functions/NAME/invoke, the /v1/... HTTP API mappings, and Lambda's
+ *   Invoke API, POST /2015-03-31/functions/NAME/invocations (function:Invoke);
+ * - GET /metrics (Prometheus) and GET /healthz, both public.
+ * Every route declares its access rule; the security plugin authenticates the key (API key or
+ * SigV4), rate-limits, authorizes and audits. Every error is a JSON body {"error": {code,
+ * message, hint}} with a 4xx/5xx status (AWS's shape for AWS callers); overload answers 503
+ * with Retry-After.
  */
 export function buildDataPlane(runtime: ServingRuntime, metrics: ServingMetrics, opts: DataPlaneOptions): FastifyInstance {
   const maxImageBytes = opts.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES;
@@ -88,25 +99,25 @@ export function buildDataPlane(runtime: ServingRuntime, metrics: ServingMetrics,
   app.post<InvokeRoute>(
     '/endpoints/:name/invocations',
     {
-      config: { auth: { action: 'endpoint:Invoke', resource: (req) => `endpoint/${(req.params as { name: string }).name}` } },
+      config: { awsApi: 'sagemaker', auth: { action: 'endpoint:Invoke', resource: (req) => `endpoint/${(req.params as { name: string }).name}`, awsService: 'sagemaker' } },
       schema: {
         params: { type: 'object', properties: { name: { type: 'string', maxLength: 63 } }, required: ['name'] },
         querystring: { type: 'object', properties: { topK: { type: 'integer', minimum: 1, maximum: 1000, default: 5 } } },
         body: {
           content: {
-            'application/json': { schema: { type: 'object', properties: { image: { type: 'string' } }, required: ['image'] } },
+            'application/json': { schema: { type: 'object', properties: { image: { type: 'string' }, url: { type: 'string' } } } },
             ...Object.fromEntries(RAW_TYPES.map((t) => [t, { schema: {} }])),
           },
         },
       },
     },
     async (req, reply) => {
-      const target = runtime.router.route(req.params.name);
+      checkAccept(req);
+      const target = runtime.router.route(req.params.name, targetVariant(req));
       req.invocation = { endpoint: target.endpoint, variant: target.variant.name };
-      const body = req.body;
-      const image = Buffer.isBuffer(body) ? checkImage(body, maxImageBytes) : decodeBase64Image(jsonImage(body), maxImageBytes);
+      const image = await imageOf(req.body, maxImageBytes);
       const result = await runtime.router.invoke(target, image, { topK: req.query.topK, requestId: req.id });
-      reply.header('x-kennel-variant', result.variant).header('x-kennel-replica', result.replica);
+      reply.header('x-kennel-variant', result.variant).header('x-kennel-replica', result.replica).header(INVOKED_VARIANT_HEADER, result.variant).header('x-amzn-requestid', req.id);
       return { predictions: result.predictions, model: result.model, variant: result.variant };
     },
   );
@@ -117,13 +128,23 @@ export function buildDataPlane(runtime: ServingRuntime, metrics: ServingMetrics,
   });
   app.get('/healthz', { config: { auth: 'public' } }, async () => ({ ok: true }));
   app.register(functionsRoutes, { gateway: opts.gateway, bodyLimit: maxJsonBytes });
+  app.register(lambdaRoutes, { ws: opts.ws, gateway: opts.gateway, bodyLimit: maxJsonBytes });
   return app;
 }
 
-function jsonImage(body: unknown): string {
-  const image = (body as { image?: unknown } | null)?.image;
-  if (typeof image !== 'string') throw new KennelError('The JSON body has no "image" string.', 'Send {"image": "<base64>"}.', 400, 'invalid_request');
-  return image;
+/**
+ * The image of an invocation: the raw body, or from JSON its "image" (base64) or its "url" (the
+ * seeds' inference code takes {"url"}), fetched with Kennel's SSRF protections: https, public
+ * addresses only.
+ */
+async function imageOf(body: InvokeRoute['Body'], maxImageBytes: number): Promise<Uint8Array> {
+  if (Buffer.isBuffer(body)) return checkImage(body, maxImageBytes);
+  const { image, url } = body;
+  if ((image === undefined) === (url === undefined)) {
+    throw new KennelError(image === undefined ? 'The JSON body has neither an "image" nor a "url" string.' : 'The JSON body has both "image" and "url".', 'Send {"image": "<base64>"} or {"url": "https://..."}.', 400, 'invalid_request');
+  }
+  if (image !== undefined) return decodeBase64Image(image, maxImageBytes);
+  return checkImage((await fetchImage(url!, { maxBytes: maxImageBytes })).bytes, maxImageBytes);
 }
 
 /** Metric labels for requests refused before the handler ran (bad content type, body too large): only for endpoints that exist. */

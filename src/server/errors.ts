@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { awsApiOf, sendAwsError } from '../aws/index.js';
 import { KennelError } from '../core/errors.js';
 
 export interface ErrorBody {
@@ -12,7 +13,7 @@ function fromFastify(err: FastifyError, req: FastifyRequest): KennelError | unde
       const type = req.headers['content-type'];
       return new KennelError(
         type ? `Content type ${type.split(';')[0]} is not accepted.` : 'The request has no Content-Type.',
-        'Send image bytes (image/jpeg, image/png, image/webp, image/gif, image/tiff, image/avif or application/octet-stream), or JSON {"image": "<base64>"} as application/json.',
+        'Send image bytes (image/jpeg, image/png, image/webp, image/gif, image/tiff, image/avif, application/x-image or application/octet-stream), or JSON {"image": "<base64>"} as application/json.',
         415,
         'unsupported_media_type',
       );
@@ -34,11 +35,16 @@ function fromFastify(err: FastifyError, req: FastifyRequest): KennelError | unde
   return undefined;
 }
 
-/** Sends any error as {"error": {code, message, hint}}; unexpected errors are logged and answered 500 without details. */
+/**
+ * Sends any error as {"error": {code, message, hint}} (AWS callers: AWS's error shape);
+ * unexpected errors are logged and answered 500 without details.
+ */
 export function sendError(err: unknown, req: FastifyRequest, reply: FastifyReply): FastifyReply {
   const known = err instanceof KennelError ? err : fromFastify(err as FastifyError, req);
+  if (!known) req.log.error({ err }, 'unexpected error');
+  const aws = awsApiOf(req);
+  if (aws) return sendAwsError(aws, known ?? new KennelError('Something went wrong on the server.', undefined, 500, 'internal'), req, reply);
   if (!known) {
-    req.log.error({ err }, 'unexpected error');
     return reply.code(500).header('x-kennel-error', 'internal').send({ error: { code: 'internal', message: 'Something went wrong on the server.', hint: `Report it with the request id ${req.id}.` } } satisfies ErrorBody);
   }
   if (known.status === 503) reply.header('retry-after', '1');

@@ -56,10 +56,15 @@ export class Router {
     this.endpoints.delete(endpoint);
   }
 
-  /** Picks the variant for a request; 404 for an unknown endpoint. */
-  route(endpoint: string): Target {
+  /** Picks the variant for a request by weight, or the one named; 404 for an unknown endpoint, 400 for an unknown variant. */
+  route(endpoint: string, variantName?: string): Target {
     const ep = this.endpoints.get(endpoint);
     if (!ep) throw notFound(`Endpoint ${endpoint}`, 'List endpoints with kennel endpoints list.');
+    if (variantName !== undefined) {
+      const named = ep.variants.find((v) => v.name === variantName);
+      if (!named) throw new KennelError(`Endpoint ${endpoint} has no variant ${variantName}.`, `Its variants: ${ep.variants.map((v) => v.name).join(', ')}.`, 400, 'unknown_variant');
+      return { endpoint, variant: named, timeoutMs: ep.timeoutMs };
+    }
     const total = ep.variants.reduce((s, v) => s + v.weight, 0);
     let x = this.random() * total;
     let variant = ep.variants[ep.variants.length - 1]!;

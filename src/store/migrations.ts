@@ -180,4 +180,9 @@ export const migrations: string[] = [
   );
   CREATE INDEX tune_sessions_by_job ON tune_sessions (job, id);
   `,
+  // 5: AWS access keys (SigV4) live beside API keys: id AKIA..., and the secret itself, sealed
+  // with the workspace master key (verifying a signature needs it; secret_sha256 is kept too)
+  `
+  ALTER TABLE api_keys ADD COLUMN secret_sealed TEXT; -- NULL for Kennel API keys
+  `,
 ];

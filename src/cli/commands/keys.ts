@@ -1,10 +1,14 @@
 import type { Command } from 'commander';
-import { cliActor, createKey, listKeys, parseDuration, revokeKey, rotateKey } from '../../security/index.js';
+import { cliActor, createAwsKey, createKey, listKeys, parseDuration, revokeKey, rotateKey, type CreateKeyOptions } from '../../security/index.js';
 import { emit, runAction, table, withWorkspace } from '../output.js';
 import { collect, number, oneOf } from '../options.js';
 
 
 const SHOWN_ONCE = 'Store it now: it is shown only once (Kennel keeps only its hash).';
+const SHOWN_ONCE_AWS = 'Store the secret now: it is shown only once (Kennel keeps it encrypted, to verify signatures). Point the client at Kennel with endpoint_url / endpoint, any region.';
+
+/** The pair as ~/.aws/credentials lines, ready to paste. */
+const awsKeyLines = (k: { accessKeyId: string; secretAccessKey: string }): string[] => [`  aws_access_key_id = ${k.accessKeyId}`, `  aws_secret_access_key = ${k.secretAccessKey}`];
 
 export function registerKeys(program: Command): void {
   const cmd = program.command('keys').description('API keys: each belongs to a principal (a user or service account) whose policies say what it may do.');
@@ -18,13 +22,19 @@ export function registerKeys(program: Command): void {
     .option('--kind <kind>', 'principal kind when new: user or service', oneOf('--kind', ['user', 'service'] as const), 'user')
     .option('--rate-limit <perSecond>', 'requests per second for this key (default: the workspace default)', number('--rate-limit', { min: 0.001 }))
     .option('--burst <n>', 'requests this key may send at once (default: twice the rate)', number('--burst', { int: true, min: 1 }))
+    .option('--aws', 'an AWS access key pair instead, for boto3 and the AWS SDKs (requests signed with SigV4)')
     .option('--json', 'print JSON')
-    .action((principal: string, opts: { allow: string[]; deny: string[]; expires?: string; kind: 'user' | 'service'; rateLimit?: number; burst?: number; json?: boolean }) =>
+    .action((principal: string, opts: { allow: string[]; deny: string[]; expires?: string; kind: 'user' | 'service'; rateLimit?: number; burst?: number; aws?: boolean; json?: boolean }) =>
       runAction(async () => {
-        const created = await withWorkspace((ws) =>
-          createKey(ws, principal, { allow: opts.allow, deny: opts.deny, kind: opts.kind, expiresInMs: opts.expires === undefined ? undefined : parseDuration(opts.expires, '--expires'), ratePerSecond: opts.rateLimit, burst: opts.burst }, cliActor()),
-        );
-        emit(opts, created, () => [`key ${created.keyId} for ${created.principal}${created.expiresAt ? ` (expires ${created.expiresAt})` : ' (never expires)'}:`, '', `  ${created.key}`, '', SHOWN_ONCE].join('\n'));
+        const settings: CreateKeyOptions = { allow: opts.allow, deny: opts.deny, kind: opts.kind, expiresInMs: opts.expires === undefined ? undefined : parseDuration(opts.expires, '--expires'), ratePerSecond: opts.rateLimit, burst: opts.burst };
+        const lifetime = (expiresAt?: string) => (expiresAt ? ` (expires ${expiresAt})` : ' (never expires)');
+        if (opts.aws) {
+          const created = await withWorkspace((ws) => createAwsKey(ws, principal, settings, cliActor()));
+          emit(opts, created, () => [`AWS access key ${created.accessKeyId} for ${created.principal}${lifetime(created.expiresAt)}:`, '', ...awsKeyLines(created), '', SHOWN_ONCE_AWS].join('\n'));
+          return;
+        }
+        const created = await withWorkspace((ws) => createKey(ws, principal, settings, cliActor()));
+        emit(opts, created, () => [`key ${created.keyId} for ${created.principal}${lifetime(created.expiresAt)}:`, '', `  ${created.key}`, '', SHOWN_ONCE].join('\n'));
       }),
     );
 
@@ -38,7 +48,7 @@ export function registerKeys(program: Command): void {
         const keys = await withWorkspace((ws) => listKeys(ws, opts.principal));
         const day = (t?: string) => (t ? t.slice(0, 16).replace('T', ' ') : '-');
         emit(opts, { keys }, () =>
-          keys.length ? table(['KEY ID', 'PRINCIPAL', 'STATE', 'CREATED', 'EXPIRES', 'LAST USED'], keys.map((k) => [k.keyId, k.principal, k.state, day(k.createdAt), day(k.expiresAt), day(k.lastUsedAt)])) : 'no keys yet: kennel keys create NAME --allow ACTION:RESOURCE',
+          keys.length ? table(['KEY ID', 'TYPE', 'PRINCIPAL', 'STATE', 'CREATED', 'EXPIRES', 'LAST USED'], keys.map((k) => [k.keyId, k.type, k.principal, k.state, day(k.createdAt), day(k.expiresAt), day(k.lastUsedAt)])) : 'no keys yet: kennel keys create NAME --allow ACTION:RESOURCE',
         );
       }),
     );
@@ -66,7 +76,14 @@ export function registerKeys(program: Command): void {
           rotateKey(ws, keyId, { overlapMs: parseDuration(opts.overlap, '--overlap'), expiresInMs: opts.expires === undefined ? undefined : parseDuration(opts.expires, '--expires') }, cliActor()),
         );
         emit(opts, rotated, () =>
-          [`new key ${rotated.keyId} for ${rotated.principal}${rotated.expiresAt ? ` (expires ${rotated.expiresAt})` : ''}:`, '', `  ${rotated.key}`, '', SHOWN_ONCE, `The old key ${rotated.oldKeyId} stops working at ${rotated.oldKeyExpiresAt}.`].join('\n'),
+          [
+            `new ${rotated.key === undefined ? 'AWS access key' : 'key'} ${rotated.keyId} for ${rotated.principal}${rotated.expiresAt ? ` (expires ${rotated.expiresAt})` : ''}:`,
+            '',
+            ...(rotated.key === undefined ? awsKeyLines(rotated) : [`  ${rotated.key}`]),
+            '',
+            rotated.key === undefined ? SHOWN_ONCE_AWS : SHOWN_ONCE,
+            `The old key ${rotated.oldKeyId} stops working at ${rotated.oldKeyExpiresAt}.`,
+          ].join('\n'),
         );
       }),
     );

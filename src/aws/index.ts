@@ -1,0 +1,9 @@
+/**
+ * AWS-compatible APIs on the data plane, so the seeds' boto3 and AWS SDK code runs unchanged
+ * against Kennel: SageMaker Runtime InvokeEndpoint (Kennel's own invocations route, answering
+ * with SageMaker's headers and errors), Lambda Invoke, and AWS's error shapes. Requests are
+ * signed with SigV4 using Kennel-issued AWS keys (verified in src/security).
+ */
+export { awsApiOf, sendAwsError, type AwsApi } from './errors.js';
+export { lambdaRoutes, LAMBDA_INVOKE_PATH, type LambdaRoutesOptions } from './lambda.js';
+export { targetVariant, checkAccept, TARGET_VARIANT_HEADER, INVOKED_VARIANT_HEADER } from './sagemaker.js';
