@@ -1,0 +1,190 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
+import { parseTotals, quantile } from '../../src/console/index.ts';
+import { createKey, readAudit, revokeKey, cliActor } from '../../src/security/index.ts';
+import { buildAdmin } from '../../src/server/admin.ts';
+import { ServingRuntime } from '../../src/serving/index.ts';
+import { openWorkspace, type Workspace } from '../../src/store/index.ts';
+import { tmpHome } from '../helpers/paths.ts';
+
+/**
+ * The console API's contract without a browser: every /api/ route but login answers 401
+ * without a session or token; sign-in with the admin token or a key allowed console:Login;
+ * sessions in an HttpOnly SameSite=Strict cookie; changes need the CSRF token and a same-origin
+ * Origin; keys are held to their policies and lose their session when revoked.
+ */
+const TOKEN = 'a'.repeat(43);
+const HOST = '127.0.0.1:8081';
+let app: FastifyInstance;
+let ws: Workspace;
+let runtime: ServingRuntime;
+const routes: Array<{ method: string; url: string }> = [];
+
+before(async () => {
+  const home = tmpHome();
+  ws = openWorkspace(home);
+  const log = pino({ level: 'silent' });
+  runtime = new ServingRuntime(ws, { log });
+  app = buildAdmin(runtime, { log, token: TOKEN, status: () => ({ home, host: '127.0.0.1', port: 1 }), shutdown: () => {} });
+  app.addHook('onRoute', (r) => {
+    for (const method of [r.method].flat()) if (r.url.startsWith('/api/') && method !== 'HEAD') routes.push({ method, url: r.url });
+  });
+  await app.ready();
+});
+
+after(async () => {
+  await app.close();
+  await runtime.close();
+  ws.close();
+});
+
+/** A concrete URL for a route pattern (parameters filled with well-formed values). */
+const concrete = (url: string) =>
+  url
+    .replace(':version', '1')
+    .replace(':sha', 'a'.repeat(64))
+    .replace(':id', url.includes('/keys/') ? '0123456789abcdef' : url.includes('/policies/') ? 'pol_0123456789ab' : 'train-20260101000000-abcdef')
+    .replace(/:[a-z]+/g, 'x')
+    .replace('*', 'anything');
+
+function cookieOf(res: { headers: Record<string, unknown> }): string {
+  const set = String(res.headers['set-cookie']);
+  return set.split(';')[0]!;
+}
+
+async function signIn(token: string): Promise<{ cookie: string; csrf: string }> {
+  const res = await app.inject({ method: 'POST', url: '/api/login', headers: { host: HOST, origin: `http://${HOST}` }, payload: { token } });
+  assert.equal(res.statusCode, 200, res.body);
+  return { cookie: cookieOf(res), csrf: res.json().csrf };
+}
+
+test('every /api/ route except login answers 401 without a session or token', async () => {
+  assert.ok(routes.length >= 30, `found ${routes.length} console API routes`);
+  for (const r of routes) {
+    const url = concrete(r.url);
+    const res = await app.inject({ method: r.method as 'GET', url, headers: { host: HOST } });
+    if (r.url === '/api/login') assert.equal(res.statusCode, 400, 'login without a body is a bad request');
+    else assert.equal(res.statusCode, 401, `${r.method} ${url}: ${res.body}`);
+  }
+  // paths that are no route at all are refused the same way
+  assert.equal((await app.inject({ method: 'GET', url: '/api/no-such-thing', headers: { host: HOST } })).statusCode, 401);
+  // a wrong bearer token or a stray cookie is no better than none
+  assert.equal((await app.inject({ method: 'GET', url: '/api/datasets', headers: { host: HOST, authorization: 'Bearer wrong' } })).statusCode, 401);
+  assert.equal((await app.inject({ method: 'GET', url: '/api/datasets', headers: { host: HOST, cookie: 'kennel_console_0=forged' } })).statusCode, 401);
+});
+
+test('the admin token signs in: an HttpOnly, SameSite=Strict session cookie, and the token works as a bearer token too', async () => {
+  const res = await app.inject({ method: 'POST', url: '/api/login', headers: { host: HOST, origin: `http://${HOST}` }, payload: { token: TOKEN } });
+  assert.equal(res.statusCode, 200);
+  const setCookie = String(res.headers['set-cookie']);
+  assert.match(setCookie, /; HttpOnly/);
+  assert.match(setCookie, /; SameSite=Strict/);
+  assert.match(setCookie, /; Path=\//);
+  assert.equal(res.json().principal, 'local:admin');
+  const session = await app.inject({ method: 'GET', url: '/api/session', headers: { host: HOST, cookie: cookieOf(res) } });
+  assert.equal(session.statusCode, 200);
+  assert.equal(session.json().csrf, res.json().csrf);
+  assert.equal((await app.inject({ method: 'GET', url: '/api/datasets', headers: { host: HOST, authorization: `Bearer ${TOKEN}` } })).statusCode, 200);
+  const wrong = await app.inject({ method: 'POST', url: '/api/login', headers: { host: HOST }, payload: { token: 'b'.repeat(43) } });
+  assert.equal(wrong.statusCode, 401);
+  assert.equal(wrong.headers['set-cookie'], undefined);
+  assert.ok(readAudit(ws, { action: 'console:Login' }).some((e) => e.status === 401), 'failed sign-ins are audited');
+});
+
+test('CSRF: a cookie-authenticated change needs the session token and a same-origin Origin', async () => {
+  const { cookie, csrf } = await signIn(TOKEN);
+  const change = (headers: Record<string, string>) => app.inject({ method: 'POST', url: '/api/security/keys', headers: { host: HOST, cookie, ...headers }, payload: { principal: 'csrf-check', expires: '1d' } });
+  const missing = await change({ origin: `http://${HOST}` });
+  assert.equal(missing.statusCode, 403);
+  assert.equal(missing.json().error.code, 'csrf');
+  assert.equal((await change({ origin: `http://${HOST}`, 'x-csrf-token': 'x'.repeat(32) })).statusCode, 403, 'a wrong token');
+  const foreign = await change({ origin: 'http://evil.example', 'x-csrf-token': csrf });
+  assert.equal(foreign.statusCode, 403, 'a foreign Origin, even with the token');
+  assert.equal((await change({ 'sec-fetch-site': 'cross-site', 'x-csrf-token': csrf })).statusCode, 403, 'a cross-site fetch');
+  assert.equal((await app.inject({ method: 'POST', url: '/api/login', headers: { host: HOST, origin: 'http://evil.example' }, payload: { token: TOKEN } })).statusCode, 403, 'login CSRF');
+  const ok = await change({ origin: `http://${HOST}`, 'x-csrf-token': csrf });
+  assert.equal(ok.statusCode, 201, ok.body);
+  assert.match(ok.json().key, /^kn_[0-9a-f]{16}_/);
+  // reads need no token; nothing was created by the refused attempts
+  const principals = await app.inject({ method: 'GET', url: '/api/security/principals', headers: { host: HOST, cookie } });
+  assert.equal(principals.json().principals.find((p: { name: string }) => p.name === 'csrf-check').keys.length, 1);
+});
+
+test('a DNS name as Host is refused (DNS rebinding)', async () => {
+  const res = await app.inject({ method: 'GET', url: '/api/session', headers: { host: 'attacker.example:8081', authorization: `Bearer ${TOKEN}` } });
+  assert.equal(res.statusCode, 421);
+  assert.equal((await app.inject({ method: 'GET', url: '/', headers: { host: 'attacker.example:8081' } })).statusCode, 421);
+  assert.equal((await app.inject({ method: 'GET', url: '/api/session', headers: { host: 'localhost:8081', authorization: `Bearer ${TOKEN}` } })).statusCode, 200);
+});
+
+test('API keys: console:Login to sign in, their policies for each route, and revocation ends the session', async () => {
+  const actor = cliActor();
+  const none = createKey(ws, 'nobody', { allow: ['endpoint:Invoke:endpoint/x'] }, actor);
+  const denied = await app.inject({ method: 'POST', url: '/api/login', headers: { host: HOST }, payload: { token: none.key } });
+  assert.equal(denied.statusCode, 403, 'a key without console:Login');
+
+  const viewer = createKey(ws, 'viewer', { allow: ['console:*:*'] }, actor);
+  const { cookie, csrf } = await signIn(viewer.key);
+  assert.equal((await app.inject({ method: 'GET', url: '/api/datasets', headers: { host: HOST, cookie } })).statusCode, 200);
+  const change = await app.inject({ method: 'POST', url: '/api/security/keys', headers: { host: HOST, cookie, origin: `http://${HOST}`, 'x-csrf-token': csrf }, payload: { principal: 'escalate', allow: ['*:*'] } });
+  assert.equal(change.statusCode, 403, 'console:* reads but does not change');
+  assert.equal(change.json().error.code, 'forbidden');
+
+  // a key works as a bearer token as well, under the same policies
+  assert.equal((await app.inject({ method: 'GET', url: '/api/models', headers: { host: HOST, authorization: `Bearer ${viewer.key}` } })).statusCode, 200);
+
+  revokeKey(ws, viewer.keyId, actor);
+  const after = await app.inject({ method: 'GET', url: '/api/datasets', headers: { host: HOST, cookie } });
+  assert.equal(after.statusCode, 401, 'the session of a revoked key ends');
+  assert.equal((await app.inject({ method: 'POST', url: '/api/login', headers: { host: HOST }, payload: { token: viewer.key } })).statusCode, 401);
+});
+
+test('logout ends the session', async () => {
+  const { cookie, csrf } = await signIn(TOKEN);
+  const out = await app.inject({ method: 'POST', url: '/api/logout', headers: { host: HOST, cookie, origin: `http://${HOST}`, 'x-csrf-token': csrf } });
+  assert.equal(out.statusCode, 200);
+  assert.match(String(out.headers['set-cookie']), /Max-Age=0/);
+  assert.equal((await app.inject({ method: 'GET', url: '/api/session', headers: { host: HOST, cookie } })).statusCode, 401);
+});
+
+test('bad input gets a clear 4xx', async () => {
+  const auth = { host: HOST, authorization: `Bearer ${TOKEN}` };
+  const cases: Array<[string, string, unknown, number]> = [
+    ['POST', '/api/jobs', { kind: 'train', options: { dataset: 'x', backbone: 'y', queue: 'redis://elsewhere' } }, 400],
+    ['POST', '/api/jobs', { kind: 'dance' }, 400],
+    ['POST', '/api/jobs', { kind: 'train', options: { dataset: 'missing', backbone: 'none' } }, 404],
+    ['POST', '/api/endpoints', { name: 'Bad Name!', variants: [] }, 400],
+    ['POST', '/api/security/keys', { principal: 'p', allow: ['not a grant'] }, 400],
+    ['POST', '/api/security/keys', { principal: 'p', expires: 'soon' }, 400],
+    ['POST', '/api/models/x/tags', { tag: 'production' }, 400],
+    ['GET', '/api/jobs/not-a-job-id', undefined, 400],
+    ['GET', '/api/datasets/missing', undefined, 404],
+    ['GET', '/api/models/missing/versions/1', undefined, 404],
+    ['GET', '/api/endpoints/missing', undefined, 404],
+    ['GET', '/api/security/log?plane=moon', undefined, 400],
+  ];
+  for (const [method, url, payload, status] of cases) {
+    const res = await app.inject({ method: method as 'GET', url, headers: auth, payload: payload as object });
+    assert.equal(res.statusCode, status, `${method} ${url}: ${res.body}`);
+    assert.ok(res.json().error.message, 'a message says what is wrong');
+  }
+});
+
+test('traffic: Prometheus histograms become rates and quantiles', () => {
+  const text = [
+    'kennel_invocation_duration_seconds_bucket{le="0.01",endpoint="dogs",variant="primary",status="200"} 50',
+    'kennel_invocation_duration_seconds_bucket{le="0.05",endpoint="dogs",variant="primary",status="200"} 90',
+    'kennel_invocation_duration_seconds_bucket{le="+Inf",endpoint="dogs",variant="primary",status="200"} 100',
+    'kennel_invocation_duration_seconds_count{endpoint="dogs",variant="primary",status="200"} 100',
+    'kennel_invocation_duration_seconds_count{endpoint="dogs",variant="primary",status="503"} 4',
+    'kennel_invocation_errors_total{endpoint="dogs",status="503",code="overloaded"} 4',
+  ].join('\n');
+  const t = parseTotals(text).get('dogs')!;
+  assert.equal(t.count, 104);
+  assert.equal(t.errors, 4);
+  assert.equal(quantile(0.5, [...t.buckets]), 0.01);
+  assert.ok(Math.abs(quantile(0.7, [...t.buckets])! - 0.03) < 1e-9, 'linear inside the bucket');
+  assert.equal(quantile(0.5, []), null);
+});
