@@ -6,7 +6,7 @@
  */
 export { Authorizer, presentedKey, type AuthContext, type AuthorizerOptions, type Identity } from './authorizer.js';
 export { RateLimiter, type RateLimit } from './ratelimit.js';
-export { ThrottledError, unauthorized, forbidden, invalidSignature, unrecognizedClient, incompleteSignature } from './errors.js';
+export { ThrottledError, unauthorized, forbidden } from './errors.js';
 export { parseDuration } from './duration.js';
 export {
   parsePolicyDocument,
@@ -47,5 +47,5 @@ export { getSettings, setCors, setRateLimit, DEFAULT_SETTINGS, type SecuritySett
 export { appendAudit, audited, readAudit, cliActor, type Actor, type AuditEntry, type AuditRecord, type AuditQuery, type Plane } from './audit-log.js';
 export { runSecurityAudit, type Finding, type Severity, type AuditOptions } from './audit.js';
 export { securityPlugin, type SecurityPluginOptions, type RouteAuth } from './plugin.js';
-export { isSigV4, verifySigV4, AWS_SERVICES, MAX_CLOCK_SKEW_MS, type SignedRequest } from './sigv4.js';
+export { isSigV4 } from './sigv4.js';
 export { masterKeyPath } from './sealing.js';

@@ -11,10 +11,10 @@ import { verifyAwsKey, type VerifiedKey } from './principals.js';
  * SDKs do for every service but S3), the credential scope (any region; the service names Kennel
  * serves), a 5-minute clock skew window, and the payload hash.
  */
-export const SIGV4_ALGORITHM = 'AWS4-HMAC-SHA256';
+const SIGV4_ALGORITHM = 'AWS4-HMAC-SHA256';
 /** The services Kennel answers as: SageMaker Runtime (signing name "sagemaker") and Lambda. */
-export const AWS_SERVICES = ['sagemaker', 'lambda'] as const;
-export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
+const AWS_SERVICES = ['sagemaker', 'lambda'] as const;
+const MAX_CLOCK_SKEW_MS = 5 * 60_000;
 /** AWS's own limit for presigned URLs: 7 days */
 const MAX_PRESIGNED_SECONDS = 604_800;
 export const EMPTY_SHA256 = createHash('sha256').digest('hex');
@@ -128,7 +128,7 @@ const escapeUri = (s: string): string => encodeURIComponent(s).replace(/[!'()*]/
  * removed, encoded again, keeping the slashes: what the AWS SDKs and botocore sign for every
  * service other than S3.
  */
-export function canonicalUri(url: string): string {
+function canonicalUri(url: string): string {
   const q = url.indexOf('?');
   const path = q < 0 ? url : url.slice(0, q);
   const segments: string[] = [];
@@ -141,7 +141,7 @@ export function canonicalUri(url: string): string {
   return escapeUri(normalized).replace(/%2F/g, '/') || '/';
 }
 
-export function canonicalQuery(params: Array<[string, string]>): string {
+function canonicalQuery(params: Array<[string, string]>): string {
   return params
     .map(([k, v]) => [escapeUri(k), escapeUri(v)] as const)
     .sort(([ka, va], [kb, vb]) => (ka < kb ? -1 : ka > kb ? 1 : va < vb ? -1 : va > vb ? 1 : 0))
@@ -153,7 +153,7 @@ const canonicalHeaderValue = (v: string | undefined): string => (v ?? '').trim()
 
 const hmac = (key: Buffer | string, data: string): Buffer => createHmac('sha256', key).update(data, 'utf8').digest();
 
-export function signingKey(secret: string, date: string, region: string, service: string): Buffer {
+function signingKey(secret: string, date: string, region: string, service: string): Buffer {
   return hmac(hmac(hmac(hmac(`AWS4${secret}`, date), region), service), 'aws4_request');
 }
 
