@@ -12,7 +12,9 @@ import { BEAGLE, startAwsKennel, type AwsKennel } from './fixtures.ts';
  * with a Kennel-issued AWS key pair.
  */
 const here = path.dirname(fileURLToPath(import.meta.url));
-const boto3Missing = spawnSync('python3', ['-c', 'import boto3'], { stdio: 'ignore' }).status !== 0;
+/** The first Python that can import boto3: Debian's python3-boto3 installs for /usr/bin/python3, which another python3 on PATH may shadow. */
+const pythonWithBoto3 = ['python3', '/usr/bin/python3'].find((py) => spawnSync(py, ['-c', 'import boto3'], { stdio: 'ignore' }).status === 0);
+const boto3Missing = pythonWithBoto3 === undefined;
 
 let kennel: AwsKennel | undefined;
 before(async () => {
@@ -25,7 +27,7 @@ after(async () => {
 /** Runs the script without blocking this process, which serves the daemon it calls. */
 function python(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn('python3', args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...env } });
+    const child = spawn(pythonWithBoto3 ?? 'python3', args, { env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
