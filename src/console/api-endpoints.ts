@@ -21,7 +21,8 @@ async function auditedChange<T>(ctx: ConsoleContext, caller: Caller, req: Fastif
 }
 
 function describe(ctx: ConsoleContext, name: string) {
-  return { endpoint: ctx.runtime.describe(name), traffic: ctx.traffic.read(name) };
+  const endpoint = ctx.runtime.describe(name);
+  return { endpoint, invokeUrl: ctx.dataPlaneUrl() + endpoint.path, traffic: ctx.traffic.read(name) };
 }
 
 /**

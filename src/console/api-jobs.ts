@@ -27,10 +27,10 @@ interface TrainResultLike {
   metrics?: { valid?: { top1?: number }; test?: { top1?: number } };
 }
 
-function tuneCounts(ctx: ConsoleContext, job: Job): { trials: number; finished: number; best: number | null } {
+function tuneCounts(ctx: ConsoleContext, job: Job): { trials: number; finished: number; best: number | null; objective: string } {
   const t = showTune(ctx.ws, job.id);
   const finished = t.trials.filter((x) => x.status !== 'queued' && x.status !== 'running').length;
-  return { trials: t.maxTrials, finished, best: t.best?.objective ?? null };
+  return { trials: t.maxTrials, finished, best: t.best?.objective ?? null, objective: t.objective.name };
 }
 
 /** One row of the jobs table. */

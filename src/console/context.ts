@@ -30,6 +30,7 @@ export interface ConsoleContext {
   streams: Streams;
   /** the daemon's status (pid, ports, start time) */
   status: () => Record<string, unknown>;
+  dataPlaneUrl: () => string;
 }
 
 export type RouteModule = (api: FastifyInstance, ctx: ConsoleContext) => void;

@@ -22,6 +22,8 @@ export interface ConsoleOptions {
   adminToken: string;
   /** the daemon's Prometheus metrics text (endpoint traffic charts) */
   metrics: () => Promise<string>;
+  /** the data plane's base URL (shown with each endpoint) */
+  dataPlaneUrl: () => string;
   status: () => Record<string, unknown>;
   /** the built front end; default: dist/console/web */
   assets?: Assets;
@@ -42,7 +44,7 @@ export const consolePlugin: FastifyPluginAsync<ConsoleOptions> = async (app, opt
   const streams = new Streams();
   const traffic = new TrafficSampler({ scrape: opts.metrics, endpoints: () => opts.runtime.list().map((e) => e.name) });
   const auth = new ConsoleAuth(ws, opts.adminToken);
-  const ctx: ConsoleContext = { ws, runtime: opts.runtime, auth, runner, traffic, streams, status: opts.status };
+  const ctx: ConsoleContext = { ws, runtime: opts.runtime, auth, runner, traffic, streams, status: opts.status, dataPlaneUrl: opts.dataPlaneUrl };
 
   app.addHook('preClose', async () => streams.closeAll());
   app.addHook('onClose', async () => {

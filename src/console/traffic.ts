@@ -113,7 +113,7 @@ export class TrafficSampler {
   constructor(private readonly opts: TrafficOptions) {
     this.intervalMs = opts.intervalMs ?? 2000;
     this.keep = opts.keep ?? 150;
-    this.idleMs = opts.idleMs ?? 60_000;
+    this.idleMs = opts.idleMs ?? 300_000;
   }
 
   /** The endpoint's recent points (and starts sampling if it was idle). */

@@ -30,11 +30,16 @@ function sameToken(given: string, token: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-/** The daemon's Prometheus text, read from its data plane on loopback (the endpoint charts of the console). */
-async function scrapeMetrics(status: () => Record<string, unknown>): Promise<string> {
+/** The data plane's base URL, as this host reaches it (the daemon may listen on every interface). */
+function dataPlaneBase(status: () => Record<string, unknown>): string {
   const { host, port } = status() as { host: string; port: number };
   const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
-  const res = await fetch(`http://${h}:${port}/metrics`, { signal: AbortSignal.timeout(2000) });
+  return `http://${h}:${port}`;
+}
+
+/** The daemon's Prometheus text, read from its data plane on loopback (the endpoint charts of the console). */
+async function scrapeMetrics(status: () => Record<string, unknown>): Promise<string> {
+  const res = await fetch(`${dataPlaneBase(status)}/metrics`, { signal: AbortSignal.timeout(2000) });
   if (!res.ok) throw new Error(`GET /metrics answered ${res.status}`);
   return res.text();
 }
@@ -55,7 +60,7 @@ export function buildAdmin(runtime: ServingRuntime, opts: AdminOptions): Fastify
   app.get('/healthz', async () => ({ ok: true }));
 
   // options read when the server starts: status() describes the running daemon only by then
-  app.register(consolePlugin, () => ({ home: opts.status().home as string, runtime, adminToken: opts.token, status: opts.status, metrics: () => scrapeMetrics(opts.status) }));
+  app.register(consolePlugin, () => ({ home: opts.status().home as string, runtime, adminToken: opts.token, status: opts.status, dataPlaneUrl: () => dataPlaneBase(opts.status), metrics: () => scrapeMetrics(opts.status) }));
 
   app.register(async (api) => {
     api.addHook('onRequest', async (req) => {

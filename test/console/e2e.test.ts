@@ -86,13 +86,23 @@ test('the dataset: class counts, samples per class, skipped files', { skip: brow
   });
 });
 
-test('the model: card, metrics, confusion matrix, lineage', { skip: browserSkip }, async () => {
+test('the model: card, metrics, confusion matrix, lineage to its training job and the job report', { skip: browserSkip }, async () => {
   await step(page, 'model', async () => {
     await nav('Models');
     await page.getByRole('link', { name: 'breeds@1' }).click();
     await page.getByRole('heading', { name: 'Model breeds@1' }).waitFor();
     await page.getByRole('img', { name: /test split: \d+ of 25 images misclassified/ }).waitFor();
     assert.equal(await page.getByRole('link', { name: /^train-\d{14}-/ }).count(), 1, 'lineage links the training job');
+  });
+  await step(page, 'job-report', async () => {
+    await page.getByRole('link', { name: /^train-\d{14}-/ }).click();
+    await page.getByRole('heading', { name: /^Job train-/ }).waitFor();
+    await page.getByRole('img', { name: /^Top-1 accuracy per epoch/ }).waitFor();
+    const href = await page.getByRole('link', { name: 'Open report' }).getAttribute('href');
+    const report = await context.request.get(daemon!.adminUrl + href);
+    assert.equal(report.status(), 200);
+    assert.match(report.headers()['content-type']!, /^text\/html/);
+    assert.match(await report.text(), /<title>Kennel report: train-/);
   });
 });
 

@@ -1,4 +1,5 @@
-import type { ComponentChildren } from 'preact';
+import type { ComponentChildren, RefObject } from 'preact';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { num } from './format';
 
 /** Small SVG and HTML charts: no chart library, so the bundle stays small and nothing loads from elsewhere. */
@@ -11,9 +12,21 @@ export interface Series {
   line?: boolean;
 }
 
-const W = 640;
-const H = 220;
+const H = 200;
 const M = { top: 12, right: 14, bottom: 28, left: 52 };
+
+/** The element's width in CSS pixels, so SVG text keeps its size whatever the column width. */
+function useWidth<T extends Element>(initial: number): [RefObject<T>, number] {
+  const ref = useRef<T>(null);
+  const [width, setWidth] = useState(initial);
+  useEffect(() => {
+    if (!ref.current) return;
+    const observer = new ResizeObserver(([entry]) => entry && setWidth(Math.max(240, Math.round(entry.contentRect.width))));
+    observer.observe(ref.current);
+    return () => observer.disconnect();
+  }, []);
+  return [ref, width];
+}
 
 function ticks(min: number, max: number, count: number): number[] {
   if (max <= min) return [min];
@@ -28,13 +41,14 @@ function ticks(min: number, max: number, count: number): number[] {
 const clock = (t: number) => new Date(t).toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit', second: '2-digit' });
 
 /** A line (or dot) chart; `x: 'time'` reads x as ms since epoch. */
-export function LineChart(props: { title: string; series: Series[]; x?: 'time' | 'index'; yFormat?: (v: number) => string; yMin?: number; yMax?: number; empty?: string; xLabel?: string }) {
+export function LineChart(props: { title: string; series: Series[]; x?: 'time' | 'index'; yFormat?: (v: number) => string; yMin?: number; yMax?: number; empty?: string }) {
+  const [ref, W] = useWidth<HTMLElement>(600);
   const all = props.series.flatMap((s) => s.points.filter((p) => p.y !== null)) as Array<{ x: number; y: number }>;
   const yFormat = props.yFormat ?? ((v: number) => num(v));
   const xFormat = props.x === 'time' ? clock : (v: number) => String(v);
   if (all.length === 0) {
     return (
-      <figure class="chart">
+      <figure class="chart" ref={ref}>
         <figcaption>{props.title}</figcaption>
         <div class="chart-empty">{props.empty ?? 'No data yet.'}</div>
       </figure>
@@ -64,7 +78,7 @@ export function LineChart(props: { title: string; series: Series[]; x?: 'time' |
   });
   const last = props.series.map((s) => [...s.points].reverse().find((p) => p.y !== null)?.y ?? null);
   return (
-    <figure class="chart">
+    <figure class="chart" ref={ref}>
       <figcaption>
         {props.title}
         <span class="legend">
@@ -90,11 +104,6 @@ export function LineChart(props: { title: string; series: Series[]; x?: 'time' |
             {xFormat(v)}
           </text>
         ))}
-        {props.xLabel && (
-          <text class="axis" x={W - M.right} y={H - 8} text-anchor="end" dy="-14">
-            {props.xLabel}
-          </text>
-        )}
         {props.series.map((s, i) => (
           <g key={s.name} class={`series s${i}`}>
             {s.line !== false && <path d={paths[i]} />}

@@ -12,6 +12,7 @@ export const ms = (x: number | null | undefined): string => (x === null || x ===
 
 export function seconds(x: number | null | undefined): string {
   if (x === null || x === undefined) return '—';
+  if (x < 1) return `${Math.round(x * 1000)} ms`;
   if (x < 60) return `${x.toFixed(1)} s`;
   const m = Math.floor(x / 60);
   return `${m} min ${Math.round(x - m * 60)} s`;

@@ -173,7 +173,7 @@ function CreateEndpoint(props: { onCreated: (name: string) => void }) {
 }
 
 export function EndpointPage(props: { name: string }) {
-  const { data, error } = useStream<{ endpoint: Endpoint; traffic: { points: TrafficPoint[]; error?: string } }>(`/api/endpoints/${encodeURIComponent(props.name)}/stream`);
+  const { data, error } = useStream<{ endpoint: Endpoint; invokeUrl: string; traffic: { points: TrafficPoint[]; error?: string } }>(`/api/endpoints/${encodeURIComponent(props.name)}/stream`);
   return (
     <Page
       title={`Endpoint ${props.name}`}
@@ -202,12 +202,12 @@ export function EndpointPage(props: { name: string }) {
     >
       {error && <ErrorBox error={error} />}
       {!data && !error && <Loading />}
-      {data && <EndpointView e={data.endpoint} traffic={data.traffic} />}
+      {data && <EndpointView e={data.endpoint} invokeUrl={data.invokeUrl} traffic={data.traffic} />}
     </Page>
   );
 }
 
-function EndpointView({ e, traffic }: { e: Endpoint; traffic: { points: TrafficPoint[]; error?: string } }) {
+function EndpointView({ e, invokeUrl, traffic }: { e: Endpoint; invokeUrl: string; traffic: { points: TrafficPoint[]; error?: string } }) {
   const pts = traffic.points;
   const scaling = e.events.filter((x) => SCALING_EVENTS.has(x.kind));
   return (
@@ -216,7 +216,7 @@ function EndpointView({ e, traffic }: { e: Endpoint; traffic: { points: TrafficP
         <Facts
           items={[
             ['Status', <Status value={e.status} />],
-            ['Invoke', <code class="path">{`POST <data plane>${e.path}`}</code>],
+            ['Invoke (with an API key)', <code class="path">{`POST ${invokeUrl}`}</code>],
             ['Autoscaling', e.autoscaling ? `${e.autoscaling.min}–${e.autoscaling.max} replicas, target ${e.autoscaling.metric} ${e.autoscaling.target} per replica` : `fixed at ${e.spec.instances} replicas per variant`],
             ['Batching', `up to ${e.spec.maxBatch} images, ${e.spec.maxDelayMs} ms`],
             ['Created', when(e.createdAt)],

@@ -25,7 +25,7 @@ interface JobSummary {
   error?: string;
   managed: boolean;
   progress?: PhaseProgress[];
-  tune?: { trials: number; finished: number; best: number | null };
+  tune?: { trials: number; finished: number; best: number | null; objective: string };
 }
 
 type ParamValue = number | string;
@@ -75,6 +75,9 @@ interface JobDetail extends JobSummary {
   report: boolean;
 }
 
+/** An objective's value: accuracies as percentages, losses and ECE as numbers. */
+const objective = (name: string, v: number | null) => (/top[15]$/.test(name) ? pct(v) : num(v, 4));
+
 function duration(j: JobSummary): string {
   if (j.seconds !== undefined) return seconds(j.seconds);
   const end = j.status === 'running' ? Date.now() : Date.parse(j.updatedAt);
@@ -99,7 +102,7 @@ export function JobsPage() {
     { key: 'progress', label: 'Progress', render: (j) => <ProgressCell j={j} /> },
     { key: 'dataset', label: 'Dataset', sort: (j) => j.dataset, render: (j) => j.dataset ?? '—' },
     { key: 'model', label: 'Model', sort: (j) => j.model, render: (j) => (j.model ? <Link to={`/models/${j.model.replace('@', '/')}`}>{j.model}</Link> : '—') },
-    { key: 'top1', label: 'Valid top-1', numeric: true, sort: (j) => j.validTop1 ?? j.tune?.best, render: (j) => (j.validTop1 !== undefined ? pct(j.validTop1) : j.tune?.best != null ? num(j.tune.best, 4) : '—') },
+    { key: 'top1', label: 'Valid top-1 (best)', numeric: true, sort: (j) => j.validTop1 ?? j.tune?.best, render: (j) => (j.validTop1 !== undefined ? pct(j.validTop1) : j.tune?.best != null ? objective(j.tune.objective, j.tune.best) : '—') },
     { key: 'started', label: 'Started', sort: (j) => j.createdAt, render: (j) => <span title={when(j.createdAt)}>{ago(j.createdAt)}</span> },
     { key: 'time', label: 'Time', numeric: true, render: duration },
   ];
@@ -327,7 +330,6 @@ function JobView({ j }: { j: JobDetail }) {
             <LineChart
               title="Loss per epoch"
               x="index"
-              xLabel="epoch"
               series={[
                 { name: 'train', points: j.result.history.map((e) => ({ x: e.epoch, y: e.trainLoss })) },
                 { name: 'valid', points: j.result.history.map((e) => ({ x: e.epoch, y: e.validLoss })) },
@@ -336,7 +338,6 @@ function JobView({ j }: { j: JobDetail }) {
             <LineChart
               title="Top-1 accuracy per epoch"
               x="index"
-              xLabel="epoch"
               yMax={1}
               yFormat={(v) => pct(v, 0)}
               series={[
@@ -381,7 +382,7 @@ function TuningView({ t }: { t: Tuning }) {
   const columns: Column<Trial>[] = [
     { key: 'id', label: 'Trial', numeric: true, sort: (x) => x.id, render: (x) => (t.best?.id === x.id ? <strong>#{x.id} ★</strong> : `#${x.id}`) },
     { key: 'status', label: 'Status', sort: (x) => x.status, render: (x) => <Status value={x.status} /> },
-    { key: 'objective', label: t.objective.name, numeric: true, sort: (x) => x.objective, render: (x) => num(x.objective, 4) },
+    { key: 'objective', label: t.objective.name, numeric: true, sort: (x) => x.objective, render: (x) => objective(t.objective.name, x.objective) },
     ...names.map((n): Column<Trial> => ({ key: `p:${n}`, label: n, numeric: true, sort: (x) => x.params[n], render: (x) => (typeof x.params[n] === 'number' ? num(x.params[n] as number, 4) : String(x.params[n] ?? '—')) })),
     { key: 'epochs', label: 'Epochs', numeric: true, sort: (x) => x.epochs, render: (x) => x.epochs ?? '—' },
     { key: 'seconds', label: 'Time', numeric: true, sort: (x) => x.seconds, render: (x) => seconds(x.seconds) },
@@ -393,14 +394,14 @@ function TuningView({ t }: { t: Tuning }) {
           items={[
             ['Trials', `${t.trials.length} of ${t.maxTrials} (${Object.entries(t.counts).filter(([, n]) => n > 0).map(([s, n]) => `${n} ${s}`).join(', ') || 'none yet'})`],
             ['Early stopping', t.earlyStopping],
-            ['Best', t.best ? `trial #${t.best.id}: ${num(t.best.objective, 4)} with ${Object.entries(t.best.params).map(([k, v]) => `${k}=${typeof v === 'number' ? num(v, 4) : v}`).join(', ')}` : '—'],
+            ['Best', t.best ? `trial #${t.best.id}: ${objective(t.objective.name, t.best.objective)} with ${Object.entries(t.best.params).map(([k, v]) => `${k}=${typeof v === 'number' ? num(v, 4) : v}`).join(', ')}` : '—'],
             ['Registered model', t.model ? <Link to={`/models/${t.model.replace('@', '/')}`}>{t.model}</Link> : '—'],
           ]}
         />
         <LineChart
           title={`${t.objective.name} per trial`}
+          yFormat={(v) => objective(t.objective.name, v)}
           x="index"
-          xLabel="trial"
           series={[
             { name: 'trial', points: t.trials.map((x) => ({ x: x.id, y: x.objective })), dots: true, line: false },
             { name: 'best so far', points: bestSoFar },

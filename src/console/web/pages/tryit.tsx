@@ -47,6 +47,10 @@ function Classifier(props: { endpoints: Endpoint[]; initial?: string }) {
   const [answer, setAnswer] = useState<(Answer & { roundTripMs: number }) | undefined>();
   const [error, setError] = useState<ApiError | undefined>();
   useEffect(() => () => preview && URL.revokeObjectURL(preview), [preview]);
+  // on a phone the answer is below the photo: bring it into view
+  useEffect(() => {
+    if (answer || error) document.getElementById('answer')?.scrollIntoView({ block: 'nearest' });
+  }, [answer, error]);
 
   const classify = async (body: Blob | { url: string }) => {
     setBusy(true);
@@ -121,7 +125,7 @@ function Classifier(props: { endpoints: Endpoint[]; initial?: string }) {
         </form>
       </Card>
       <Card title="Top-5 breeds">
-        <div aria-live="polite" aria-busy={busy}>
+        <div id="answer" aria-live="polite" aria-busy={busy}>
           {busy && <Loading label="Classifying…" />}
           {error && <ErrorBox error={error} />}
           {!busy && !error && !answer && <Empty title={selected?.status === 'in_service' ? 'Choose a photo to see what the model thinks.' : `Endpoint ${endpoint} is ${selected?.status.replace(/_/g, ' ')}: the first answer may take a moment.`} />}
