@@ -3,7 +3,7 @@ import { KennelError, errorMessage, notFound } from '../core/errors.js';
 import { buildReport, renderReport } from '../insights/index.js';
 import { getJob, listJobs, type Job } from '../store/index.js';
 import { TrainOptionsSchema } from '../training/index.js';
-import { TuneOptionsSchema, showTune } from '../tuning/index.js';
+import { TuneOptionsSchema, showTune, type TuneSummary } from '../tuning/index.js';
 import { securityHeaders } from './assets.js';
 import { READ, callerOf, onAll, stream, type ConsoleContext, type RouteModule } from './context.js';
 
@@ -27,8 +27,9 @@ interface TrainResultLike {
   metrics?: { valid?: { top1?: number }; test?: { top1?: number } };
 }
 
+/** Trials done of a tuning job: from its result once it has finished, from its trials while it runs. */
 function tuneCounts(ctx: ConsoleContext, job: Job): { trials: number; finished: number; best: number | null; objective: string } {
-  const t = showTune(ctx.ws, job.id);
+  const t = job.status === 'completed' && job.result ? (job.result as TuneSummary) : showTune(ctx.ws, job.id);
   const finished = t.trials.filter((x) => x.status !== 'queued' && x.status !== 'running').length;
   return { trials: t.maxTrials, finished, best: t.best?.objective ?? null, objective: t.objective.name };
 }
