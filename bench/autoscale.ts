@@ -25,7 +25,7 @@ const machine = machineInfo();
 const date = new Date();
 const t0 = performance.now();
 const plan = args.quick ? { before: 5, step: 10, after: 12, scaleInCooldownS: 5, calibrateSeconds: 3 } : { before: 10, step: 30, after: 45, scaleInCooldownS: 15, calibrateSeconds: 6 };
-const policy = { instances: 1, min: 1, max: 4, targetConcurrency: 0.5, scaleOutCooldownS: 2, scaleInCooldownS: plan.scaleInCooldownS, maxInFlight: 256 };
+const policy = { instances: 1, min: 1, max: 4, targetConcurrency: 0.3, scaleOutCooldownS: 2, scaleInCooldownS: plan.scaleInCooldownS, maxInFlight: 256 };
 /** 1x is this fraction of one replica's measured maximum, so 10x (40%) is load the machine can serve even when shared */
 const BASE_FRACTION = 0.04;
 

@@ -43,6 +43,11 @@ export interface ScalingDecision {
  */
 const scaleOutWindow = (p: ScalingPolicy): number => (p.metric === 'concurrency' ? 1 : 5);
 const scaleInWindow = (p: ScalingPolicy): number => Math.max(5, Math.min(30, Math.ceil(p.scaleInCooldownS)));
+/**
+ * Scaling in keeps the metric at most this fraction of the target on the replicas left, so a
+ * metric hovering near the target does not remove a replica only to add it back a second later.
+ */
+const SCALE_IN_HEADROOM = 0.8;
 /** Seconds of samples kept per variant: enough for the longest window. */
 export const HISTORY_S = 60;
 
@@ -56,7 +61,8 @@ function trailing(history: Sample[], seconds: number): { samples: Sample[]; cove
 
 /**
  * Target tracking: the replicas needed to bring the metric per replica to the target,
- * ceil(total / target), clamped to [min, max], with separate cooldowns for scaling out and in.
+ * ceil(total / target), clamped to [min, max], with separate cooldowns for scaling out and in
+ * (and some headroom when scaling in).
  * Returns undefined when nothing should change.
  */
 export function decideScaling(p: ScalingPolicy, s: ScalingState, nowMs: number): ScalingDecision | undefined {
@@ -73,7 +79,7 @@ export function decideScaling(p: ScalingPolicy, s: ScalingState, nowMs: number):
   if (calmWindow.covered < inSeconds - 1e-6) return undefined;
   // the busiest second of the window decides (invocations: the window's mean rate)
   const calm = p.metric === 'concurrency' ? Math.max(...perSecond(calmWindow.samples).map((x) => metric(p, x))) : metric(p, calmWindow.samples);
-  let wantIn = clamp(Math.ceil(calm / p.target - 1e-9));
+  let wantIn = clamp(Math.ceil(calm / (p.target * SCALE_IN_HEADROOM) - 1e-9));
   // never scale to zero while a request is in the system
   if (wantIn === 0 && s.history.at(-1)!.inSystem > 0) wantIn = 1;
   if (wantIn < s.current && nowMs - Math.max(s.lastScaleOutAt, s.lastScaleInAt) >= p.scaleInCooldownS * 1000) {

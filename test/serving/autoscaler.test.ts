@@ -95,3 +95,10 @@ test('a request waiting on a pool at zero scales it out at once, and every decis
     a.close();
   }
 });
+
+test('scaling in leaves headroom: a metric hovering just under the target does not flap', () => {
+  // 4 replicas, 1.4 in flight in total, target 0.5 per replica: 3 replicas would sit at 0.47, too close
+  const hovering = seconds(10, { concurrency: 1.4 });
+  assert.equal(decideScaling(policy({ target: 0.5 }), state(4, hovering), NOW), undefined);
+  assert.equal(decideScaling(policy({ target: 0.5 }), state(4, seconds(10, { concurrency: 1.1 })), NOW)?.desired, 3);
+});
