@@ -33,26 +33,17 @@ async function main(): Promise<void> {
   const imageSize = 3 * config.card.preprocess.size ** 2;
   const classes = config.card.labels.length;
   checkReadiness(await clf.run(new Float32Array(imageSize), 1), classes);
-  // A second session on the same graph whose threads spin, for a request alone in the replica:
-  // it runs about 0.5 ms faster (of ~2 ms on 2 cores), and never takes CPU from images being
-  // decoded. Loaded after the replica is ready, so scaling out does not wait for it.
-  let alone = clf;
-  const loadAlone = async () => {
-    const c = await Classifier.load(config.onnxPath, config.card, { device: config.device, threads: config.threads, spinning: true });
-    checkReadiness(await c.run(new Float32Array(imageSize), 1), classes);
-    alone = c;
-  };
 
   const batchInput = new Float32Array(config.batching.maxBatch * imageSize);
   // per-request input buffers are reused (600 KB each at 224x224): less garbage, fewer GC pauses
   const spare: Float32Array[] = [];
-  const batcher: DynamicBatcher<{ input: Float32Array; topK: number }, Prediction[]> = new DynamicBatcher(config.batching, async (items: Array<{ input: Float32Array; topK: number }>): Promise<Prediction[][]> => {
+  const batcher = new DynamicBatcher<{ input: Float32Array; topK: number }, Prediction[]>(config.batching, async (items) => {
     items.forEach((it, i) => {
       batchInput.set(it.input, i * imageSize);
       spare.push(it.input);
     });
     const started = performance.now();
-    const probs: Float32Array = await (batcher.size === 1 ? alone : clf).run(batchInput, items.length);
+    const probs = await clf.run(batchInput, items.length);
     send({ type: 'batch', size: items.length, ms: performance.now() - started });
     return items.map((it, i) => clf.topK(probs, i, it.topK));
   });
@@ -94,7 +85,7 @@ async function main(): Promise<void> {
     else if (m.type === 'stop') {
       stopping = true;
       void batcher.idle().then(async () => {
-        for (const c of new Set([clf, alone])) await c.close();
+        await clf.close();
         const messages = outbox;
         if (messages.length && process.connected) process.send!(messages, () => process.exit(0));
         else process.exit(0);
@@ -102,7 +93,6 @@ async function main(): Promise<void> {
     }
   });
   send({ type: 'ready', model: config.model, threads: config.threads });
-  if (config.threads > 1 && config.device === 'cpu') await loadAlone().catch((e: unknown) => process.stderr.write(`the lone-request session did not load (${errorMessage(e)}); serving with one session\n`));
 }
 
 /** The readiness check: the model must load and turn an image into a probability row. */
