@@ -1,9 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { inputShape, NORMALIZATIONS, type PreprocessSpec } from '../backbones/index.js';
-// inferInputLayout is not (yet) exported from src/backbones/index.ts; it is the same rule addBackbone uses
-import { inferInputLayout } from '../backbones/graph.js';
+import { inferInputLayout, inputShape, NORMALIZATIONS, type PreprocessSpec } from '../backbones/index.js';
 import { KennelError, errorMessage } from '../core/errors.js';
 import { GraphBuilder } from '../onnx/builder.js';
 import { OnnxModel } from '../onnx/model.js';
