@@ -1,4 +1,4 @@
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { downloadFile } from '../core/download.js';
@@ -62,14 +62,7 @@ export interface AddOptions {
 /** Registers a local ONNX classifier as a backbone: finds its feature tensor and builds an extractor. */
 export async function addBackbone(ws: Workspace, file: string, opts: AddOptions, source: Backbone['source'] = 'local'): Promise<Backbone & { how: string }> {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(opts.name)) throw new KennelError(`"${opts.name}" is not a valid backbone name.`, 'Use letters, digits, dot, dash and underscore (up to 64 characters).');
-  if (!existsSync(file)) throw new KennelError(`${file} does not exist.`, 'Pass the path of an .onnx file.');
-  const bytes = readFileSync(file);
-  let model: OnnxModel;
-  try {
-    model = OnnxModel.parse(bytes);
-  } catch {
-    throw new KennelError(`${file} is not an ONNX model.`, 'Export the model with torch.onnx.export or tf2onnx, then add the .onnx file.');
-  }
+  const { bytes, model } = OnnxModel.readFile(file, 'add the .onnx file');
   const detected = inferInputLayout(model);
   const norm = NORMALIZATIONS[opts.normalize ?? (detected.layout === 'NHWC' ? 'tf127' : 'imagenet')];
   const preprocess: PreprocessSpec = {

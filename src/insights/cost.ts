@@ -136,12 +136,16 @@ export interface JobMeasurement {
   seconds: number;
 }
 
-export interface JobEstimate {
+/** The catalog facts every estimate row shows about its instance type. */
+export interface InstanceColumns {
   type: string;
   service: InstanceType['service'];
   vcpu: number;
   gpu: string | null;
   usdPerHour: number;
+}
+
+export interface JobEstimate extends InstanceColumns {
   imagesPerSecond: number;
   extractSeconds: number;
   headSeconds: number;
@@ -175,12 +179,7 @@ export interface Slo {
   rps: number;
 }
 
-export interface ServingEstimate {
-  type: string;
-  service: InstanceType['service'];
-  vcpu: number;
-  gpu: string | null;
-  usdPerHour: number;
+export interface ServingEstimate extends InstanceColumns {
   /** capacity of one instance */
   imagesPerSecond: number;
   /** p99 at light load, scaled from the measurement */

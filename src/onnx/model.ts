@@ -3,6 +3,8 @@
  * add nodes/initializers/outputs, prune to chosen outputs, merge graphs. Fields Kennel does
  * not interpret (weights, attributes, metadata) pass through as raw bytes.
  */
+import { existsSync, readFileSync } from 'node:fs';
+import { KennelError } from '../core/errors.js';
 import { type Field, Writer, int64s, readFields, str } from './proto.js';
 
 export const enum DataType {
@@ -68,6 +70,20 @@ export class OnnxModel {
     }
     if (m.nodes.length === 0) throw new Error('not an ONNX model: the file has no graph nodes');
     return m;
+  }
+
+  /**
+   * Reads and parses an .onnx file given by a user; a missing or non-ONNX file is a KennelError
+   * whose hint says how to get an ONNX file (`then` completes "Export the model ..., then ...").
+   */
+  static readFile(file: string, then: string): { bytes: Buffer; model: OnnxModel } {
+    if (!existsSync(file)) throw new KennelError(`${file} does not exist.`, 'Pass the path of an .onnx file.');
+    const bytes = readFileSync(file);
+    try {
+      return { bytes, model: OnnxModel.parse(bytes) };
+    } catch {
+      throw new KennelError(`${file} is not an ONNX model.`, `Export the model with torch.onnx.export (or tf2onnx), then ${then}.`);
+    }
   }
 
   /** A new empty model (used for head graphs built from scratch). */

@@ -53,14 +53,7 @@ export function readLabels(file: string): string[] {
 export async function importModel(ws: Workspace, file: string, opts: ImportOptions): Promise<ImportResult> {
   const name = opts.name ?? basename(file).replace(/\.onnx$/i, '').replace(/[^A-Za-z0-9._-]/g, '-');
   checkModelName(name);
-  if (!existsSync(file)) throw new KennelError(`${file} does not exist.`, 'Pass the path of an .onnx file.');
-  const bytes = readFileSync(file);
-  let model: OnnxModel;
-  try {
-    model = OnnxModel.parse(bytes);
-  } catch {
-    throw new KennelError(`${file} is not an ONNX model.`, 'Export the model with torch.onnx.export (or tf2onnx), then import the .onnx file.');
-  }
+  const { bytes, model } = OnnxModel.readFile(file, 'import the .onnx file');
   const inputs = model.dataInputs;
   if (inputs.length !== 1) throw new KennelError(`${file} has ${inputs.length} inputs; an image classifier has one.`, 'Export the model with a single image input.');
   const input = inputs[0]!;

@@ -204,15 +204,20 @@ export class RedisEngine implements Engine {
       if (connectionLost) opts.onEvent?.({ type: 'notice', message: 'reconnected to Redis' });
       connectionLost = false;
     };
-    events.on('completed', onCompleted);
-    events.on('failed', onFailed);
-    events.on('progress', onProgress);
-    events.on('stalled', onStalled);
-    events.on('waiting', onWaiting);
-    events.on('error', onError);
-    queue.on('error', onError);
-    client.on('error', onError);
-    client.on('ready', onReady);
+    // every listener this run adds, so the same list takes them off again
+    type Emitter = { on(event: string, fn: (...args: any[]) => void): unknown; off(event: string, fn: (...args: any[]) => void): unknown };
+    const listeners: Array<[Emitter, string, (...args: any[]) => void]> = [
+      [events, 'completed', onCompleted],
+      [events, 'failed', onFailed],
+      [events, 'progress', onProgress],
+      [events, 'stalled', onStalled],
+      [events, 'waiting', onWaiting],
+      [events, 'error', onError],
+      [queue, 'error', onError],
+      [client, 'error', onError],
+      [client, 'ready', onReady],
+    ];
+    for (const [emitter, name, fn] of listeners) emitter.on(name, fn);
 
     // safety net for lost events (a reconnect, a trimmed stream): look at in-flight jobs directly
     let watching = false; // one check at a time: during an outage the interval's calls would pile up
@@ -236,15 +241,7 @@ export class RedisEngine implements Engine {
         finish(new CancelledError());
         clearInterval(watch);
         opts.signal?.removeEventListener('abort', onAbort);
-        events.off('completed', onCompleted);
-        events.off('failed', onFailed);
-        events.off('progress', onProgress);
-        events.off('stalled', onStalled);
-        events.off('waiting', onWaiting);
-        events.off('error', onError);
-        queue.off('error', onError);
-        client.off('error', onError);
-        client.off('ready', onReady);
+        for (const [emitter, name, fn] of listeners) emitter.off(name, fn);
         // jobs nobody took yet are withdrawn; running ones finish and expire on their own
         await Promise.all([...inFlight].map((id) => queue.remove(id).catch(() => 0)));
       }
