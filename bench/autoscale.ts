@@ -8,14 +8,11 @@
  * - failed_requests: every non-200 answer through scale-out and scale-in, plus scale-from-zero
  * - scale_from_zero_seconds: first answer of an endpoint at zero replicas
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { EndpointDescription } from '../src/serving/index.js';
 import { failedCount, runLoad } from './lib/load.js';
 import { currentLoad, machineInfo } from './lib/machine.js';
 import { logger, parseBenchArgs, saveResults, summaryTable } from './lib/report.js';
-import { importMobilenet, realPhotoFiles, startKennel } from './lib/serving.js';
+import { benchHome, importMobilenet, realPhotoFiles, startKennel } from './lib/serving.js';
 
 const TARGET = { scaleOutSeconds: 3, scaleFromZeroSeconds: 2 };
 
@@ -29,19 +26,13 @@ const policy = { instances: 1, min: 1, max: 4, targetConcurrency: 0.3, scaleOutC
 /** 1x is this fraction of one replica's measured maximum, so 10x (40%) is load the machine can serve even when shared */
 const BASE_FRACTION = 0.04;
 
-const home = mkdtempSync(join(tmpdir(), 'kennel-bench-autoscale-'));
+const { home, onCleanup, cleanup } = benchHome('autoscale');
 const files = realPhotoFiles();
-const cleanups: Array<() => void> = [() => rmSync(home, { recursive: true, force: true })];
-const cleanup = () => {
-  for (const c of cleanups.splice(0).reverse()) c();
-};
-process.on('exit', cleanup);
-process.on('SIGINT', () => process.exit(130));
 
 try {
   const { model } = await importMobilenet(home);
   const kennel = await startKennel(home);
-  cleanups.push(() => kennel.stop());
+  onCleanup(() => kennel.stop());
   const ref = `${model.name}@${model.version}`;
   const url = (name: string) => `http://127.0.0.1:${kennel.port}/endpoints/${name}/invocations`;
   // calibration: one replica's maximum on this machine now

@@ -10,9 +10,6 @@
  * maximum (open loop, the same schedule for both servers).
  */
 import { fork } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import { Classifier, DynamicBatcher } from '../src/serving/index.js';
@@ -22,7 +19,7 @@ import { extractionCeiling } from './lib/ceilings.js';
 import { failedCount, runLoad, type LoadResult } from './lib/load.js';
 import { currentLoad, machineInfo } from './lib/machine.js';
 import { logger, parseBenchArgs, saveResults, summaryTable } from './lib/report.js';
-import { freePort, importMobilenet, realPhotoFiles, startKennel } from './lib/serving.js';
+import { benchHome, freePort, importMobilenet, realPhotoFiles, startKennel } from './lib/serving.js';
 
 const TARGET = { ceilingFraction: 0.85, p99AtSeventyPercentMs: 100 };
 
@@ -79,14 +76,8 @@ async function pipelineCeiling(onnxPath: string, card: ModelCard, files: string[
   }
 }
 
-const home = mkdtempSync(join(tmpdir(), 'kennel-bench-serve-'));
+const { home, onCleanup, cleanup } = benchHome('serve');
 const files = realPhotoFiles();
-const cleanups: Array<() => void> = [() => rmSync(home, { recursive: true, force: true })];
-const cleanup = () => {
-  for (const c of cleanups.splice(0).reverse()) c();
-};
-process.on('exit', cleanup);
-process.on('SIGINT', () => process.exit(130));
 
 try {
   log(`bench:serve${args.quick ? ' (quick)' : ''}: ${files.length} real photos, ${machine.cores} cores, load average ${machine.loadStart}`);
@@ -98,13 +89,13 @@ try {
   const plain = await extractionCeiling(onnxPath, spec, model.card.inputName, args.quick ? files : [...files, ...files], args.quick ? [16] : [8, 16, 32]);
   log(`ceiling, plain loop (decode a batch, then run it): ${plain.best.imagesPerSecond.toFixed(0)} images/s (batch ${plain.best.batch}, decode ${plain.best.decodeMsPerImage.toFixed(2)} ms + inference ${plain.best.inferMsPerImage.toFixed(2)} ms per image)`);
   const kennel = await startKennel(home);
-  cleanups.push(() => kennel.stop());
+  onCleanup(() => kennel.stop());
   await kennel.admin('POST', '/v1/endpoints', { name: 'bench', variants: [{ name: 'primary', model: `${model.name}@${model.version}` }], instances: settings.instances, maxBatch: MAX_BATCH, maxInFlight: 256 });
   const kennelUrl = `http://127.0.0.1:${kennel.port}/endpoints/bench/invocations`;
 
   const naivePort = await freePort();
   const naive = fork(fileURLToPath(new URL('./naive-server.ts', import.meta.url)), [JSON.stringify({ model: onnxPath, port: naivePort, size: spec.size, mean: spec.mean, std: spec.std })], { execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  cleanups.push(() => naive.kill('SIGKILL'));
+  onCleanup(() => naive.kill('SIGKILL'));
   await new Promise<void>((res, rej) => {
     naive.once('message', () => res());
     naive.once('exit', (c) => rej(new Error(`the naive server exited (${c})`)));

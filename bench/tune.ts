@@ -21,7 +21,7 @@ import { importDataset } from '../src/data/index.js';
 import { openWorkspace, type Workspace } from '../src/store/index.js';
 import { train } from '../src/training/index.js';
 import { TEST_OBJECTIVES, minimize, parseParamFlag, tune } from '../src/tuning/index.js';
-import { DOG_IMAGES, dogSet, listSources, type DogSetSpec } from './lib/dataset.js';
+import { DOG_IMAGES, benchDogSet, type DogSetSpec } from './lib/dataset.js';
 import { currentLoad, machineInfo } from './lib/machine.js';
 import { benchDir, logger, parseBenchArgs, saveResults, summaryTable, type SummaryRow } from './lib/report.js';
 import { timed } from './lib/timing.js';
@@ -67,11 +67,7 @@ for (const q of quality) log(`${q.function}: median best after ${QUALITY.trials}
 
 const setSpec = args.quick ? QUICK_SET : DOG_IMAGES;
 log(`bench:tune${args.quick ? ' --quick' : ''}: ${setSpec.classes} classes, ${setSpec.images.train}/${setSpec.images.valid}/${setSpec.images.test} images; ${machine.cpu}, ${machine.cores} cores, load ${machine.loadStart}`);
-const sources = listSources([join(shared, 'data/breeds-mini'), join(shared, 'data/real-photos')]);
-const genBars = newBars();
-const set = await dogSet(setSpec, sources, join(benchDir, '.cache'), (done, total) => genBars({ phase: 'generate images', done, total }));
-genBars.end();
-log(set.generated ? `generated ${set.images} images in ${set.seconds.toFixed(1)}s: ${set.dir}` : `dataset from cache: ${set.dir}`);
+const set = await benchDogSet(setSpec, { shared, cacheRoot: join(benchDir, '.cache'), json: args.json, log });
 
 const home = mkdtempSync(join(tmpdir(), 'kennel-bench-tune-'));
 let ws: Workspace | undefined;

@@ -1,5 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { importModel, type ModelVersion } from '../../src/registry/index.js';
@@ -102,4 +103,23 @@ export async function startKennel(home: string): Promise<RunningDaemon> {
       }
     },
   };
+}
+
+export interface BenchHome {
+  home: string;
+  /** add a cleanup (stop a daemon, kill a server); all run in reverse order, once */
+  onCleanup(fn: () => void): void;
+  cleanup(): void;
+}
+
+/** A temporary KENNEL_HOME for a serving bench; its cleanups run on exit, and Ctrl-C exits. */
+export function benchHome(name: string): BenchHome {
+  const home = mkdtempSync(join(tmpdir(), `kennel-bench-${name}-`));
+  const cleanups: Array<() => void> = [() => rmSync(home, { recursive: true, force: true })];
+  const cleanup = () => {
+    for (const c of cleanups.splice(0).reverse()) c();
+  };
+  process.on('exit', cleanup);
+  process.on('SIGINT', () => process.exit(130));
+  return { home, onCleanup: (fn) => cleanups.push(fn), cleanup };
 }
