@@ -92,7 +92,10 @@ export async function datasetFeatures(ws: Workspace, ds: DatasetVersion, backbon
     }
   }
   const { backend, workers } = tasks.length ? await runTasks(ws, tasks, chunkTasks, opts) : { backend: 'inline' as const, workers: [] };
-  const load = async (g: Group) => readFeatures(ws, g.request, splitItems(ds, g.request.split), Math.ceil(splitItems(ds, g.request.split).length / CHUNK_ROWS) - g.missing.length);
+  const load = async (g: Group) => {
+    const items = splitItems(ds, g.request.split);
+    return readFeatures(ws, g.request, items, Math.ceil(items.length / CHUNK_ROWS) - g.missing.length);
+  };
   const matrices = await Promise.all(groups.map(load));
   const extractedImages = [...chunkTasks.values()].reduce((n, t) => n + t.rows, 0);
   return { train: matrices.slice(0, -2), valid: matrices.at(-2)!, test: matrices.at(-1)!, extractedImages, backend, workers };
