@@ -14,7 +14,32 @@ export function openDb(path: string): Db {
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 10000');
   migrate(db);
+  cacheStatements(db);
   return db;
+}
+
+const STATEMENT_CACHE_SIZE = 256;
+
+/**
+ * Makes `db.prepare` reuse compiled statements. Services prepare their SQL where they use it,
+ * which keeps each query next to its code; the daemon runs some on every request (key lookup,
+ * audit entry), where compiling each time costs more than running. Statements here are only
+ * run with get/all/run, never held open by iterate(), so sharing one is safe.
+ */
+function cacheStatements(db: Db): void {
+  const compile = db.prepare.bind(db);
+  const cache = new Map<string, Database.Statement>();
+  db.prepare = ((sql: string) => {
+    let statement = cache.get(sql);
+    if (statement) {
+      cache.delete(sql); // re-inserted below: the Map's order is least recently used first
+    } else {
+      statement = compile(sql);
+      if (cache.size >= STATEMENT_CACHE_SIZE) cache.delete(cache.keys().next().value!);
+    }
+    cache.set(sql, statement);
+    return statement;
+  }) as Db['prepare'];
 }
 
 export function migrate(db: Db): void {
