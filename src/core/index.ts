@@ -3,3 +3,4 @@ export { writeFileAtomic, tempPathFor, fsyncDir } from './fsutil.js';
 export { Rng, seedFrom } from './rng.js';
 export type { ProgressEvent, ProgressSink } from './progress.js';
 export { silent } from './progress.js';
+export { startWorkerThread } from './worker-thread.js';

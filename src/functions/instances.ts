@@ -1,5 +1,6 @@
-import { Worker, type WorkerOptions } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { KennelError } from '../core/errors.js';
+import { startWorkerThread } from '../core/worker-thread.js';
 import { classifyHandler } from './classify.js';
 import type { FunctionDefinition } from './store.js';
 import type { HandlerContext } from './types.js';
@@ -63,18 +64,6 @@ export class BuiltinInstance implements Instance {
 }
 
 /**
- * Starts the worker entry. Kennel normally runs compiled JS; when it runs from its TypeScript
- * sources (the tests, through tsx), tsx's hooks do not reach worker threads on Node 20, so the
- * worker registers them itself before loading the entry.
- */
-function spawnWorker(options: WorkerOptions): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./worker.js', import.meta.url), options);
-  const entry = new URL('./worker.ts', import.meta.url).href;
-  const tsx = import.meta.resolve('tsx/esm/api');
-  return new Worker(`import(${JSON.stringify(tsx)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); })`, { ...options, eval: true });
-}
-
-/**
  * A user handler in its own worker thread: a V8 heap capped at the function's memory, terminated
  * at its timeout, and an environment without the daemon's variables. The handler reaches
  * endpoints only through the parent (see ParentServices). Worker threads share the process, so
@@ -107,7 +96,7 @@ export class WorkerInstance implements Instance {
 
   /** Starts the thread and loads the handler module: the cold start. */
   static start(def: FunctionDefinition, modulePath: string): Promise<WorkerInstance> {
-    const worker = spawnWorker({
+    const worker = startWorkerThread(new URL('./worker.js', import.meta.url), {
       workerData: { modulePath },
       env: { NODE_ENV: process.env.NODE_ENV ?? 'production', KENNEL_FUNCTION_NAME: def.name },
       resourceLimits: { maxOldGenerationSizeMb: def.memoryMb, maxYoungGenerationSizeMb: Math.min(32, Math.max(4, Math.floor(def.memoryMb / 8))) },

@@ -3,6 +3,7 @@ import { decodeRgb, inputShape, normalizeInto } from '../backbones/index.js';
 import { KennelError } from '../core/errors.js';
 import type { ModelCard } from '../registry/index.js';
 import { sessionOptions, type SessionSettings } from '../onnx/session.js';
+import { ThreadedSession } from '../onnx/threaded.js';
 
 export type { SessionSettings } from '../onnx/session.js';
 
@@ -12,21 +13,50 @@ export interface Prediction {
   score: number;
 }
 
+/** Where a classifier's session runs: on the calling thread, or in its own (see ThreadedSession). */
+export interface ClassifierOptions extends SessionSettings {
+  /** run inference in a worker thread, with a shared input buffer for batches of up to maxBatch images */
+  thread?: { maxBatch: number };
+}
+
 /**
  * A loaded model version: decode + preprocess exactly as in training, run the exported graph,
  * return the top-k labels. `classify` takes several images and runs them as one batch.
  */
 export class Classifier {
   private constructor(
-    private readonly session: ort.InferenceSession,
+    private readonly session: ort.InferenceSession | ThreadedSession,
     readonly card: ModelCard,
   ) {}
 
-  static async load(onnx: string | Uint8Array, card: ModelCard, opts: SessionSettings = {}): Promise<Classifier> {
-    const session = await (typeof onnx === 'string'
-      ? ort.InferenceSession.create(onnx, sessionOptions(opts))
-      : ort.InferenceSession.create(onnx, sessionOptions(opts)));
+  static async load(onnx: string | Uint8Array, card: ModelCard, opts: ClassifierOptions = {}): Promise<Classifier> {
+    const { thread, ...settings } = opts;
+    if (thread) {
+      if (typeof onnx !== 'string') throw new Error('a threaded classifier loads its model from a file');
+      const imageSize = inputShape(card.preprocess, 1).reduce((a, b) => a * b, 1);
+      return new Classifier(await ThreadedSession.create(onnx, settings, { inputName: card.inputName, outputName: card.outputName }, thread.maxBatch * imageSize), card);
+    }
+    const session = await (typeof onnx === 'string' ? ort.InferenceSession.create(onnx, sessionOptions(settings)) : ort.InferenceSession.create(onnx, sessionOptions(settings)));
     return new Classifier(session, card);
+  }
+
+  /**
+   * A buffer for the inputs of up to `n` images that run() takes without copying (for a threaded
+   * classifier, a view of the memory it shares with its thread: fill it only between runs).
+   */
+  inputBuffer(n: number): Float32Array {
+    const size = n * inputShape(this.card.preprocess, 1).reduce((a, b) => a * b, 1);
+    if (this.session instanceof ThreadedSession) {
+      const shared = this.session.inputBuffer();
+      if (shared.length < size) throw new Error(`the classifier's thread takes batches of at most ${shared.length} values`);
+      return shared;
+    }
+    return new Float32Array(size);
+  }
+
+  /** For a threaded classifier: resolves with the reason if its thread ends. */
+  get threadExited(): Promise<string> | undefined {
+    return this.session instanceof ThreadedSession ? this.session.exited : undefined;
   }
 
   /** Decodes one image to the model's normalised input; throws a KennelError for bad images. */
@@ -43,6 +73,7 @@ export class Classifier {
   /** Probabilities for n preprocessed images. */
   async run(input: Float32Array, n: number): Promise<Float32Array> {
     const s = inputShape(this.card.preprocess, n);
+    if (this.session instanceof ThreadedSession) return this.session.run(input, s);
     const size = s.reduce((a, b) => a * b, 1);
     const out = await this.session.run({ [this.card.inputName]: new ort.Tensor('float32', input.subarray(0, size), s) }, [this.card.outputName]);
     const t = out[this.card.outputName]!;
@@ -51,16 +82,16 @@ export class Classifier {
     return data;
   }
 
+  /** The k best classes of one row, best first (ties: lower index first), without sorting every class. */
   topK(probs: Float32Array, row: number, k: number): Prediction[] {
     const classes = this.card.labels.length;
     const scores = probs.subarray(row * classes, (row + 1) * classes);
-    return Array.from(scores, (score, index) => ({ label: this.card.labels[index]!, index, score }))
-      .sort((a, b) => b.score - a.score || a.index - b.index)
-      .slice(0, Math.max(1, Math.min(k, classes)));
+    const best = topIndices(scores, Math.max(1, Math.min(k, classes)));
+    return best.map((index) => ({ label: this.card.labels[index]!, index, score: scores[index]! }));
   }
 
   async classify(images: Array<Buffer | string>, k = 5): Promise<Prediction[][]> {
-    const input = new Float32Array(images.length * 3 * this.card.preprocess.size ** 2);
+    const input = this.inputBuffer(images.length);
     await Promise.all(images.map((img, i) => this.preprocess(img, input, i)));
     const probs = await this.run(input, images.length);
     return images.map((_, i) => this.topK(probs, i, k));
@@ -72,3 +103,20 @@ export class Classifier {
 }
 
 
+
+/**
+ * Indices of the k largest scores, best first, ties broken by the lower index: one pass keeping
+ * a sorted list of k (k is small; a request would otherwise sort all classes, 1,000 for ImageNet).
+ */
+export function topIndices(scores: Float32Array, k: number): number[] {
+  const top: number[] = [];
+  for (let i = 0; i < scores.length; i++) {
+    const s = scores[i]!;
+    if (top.length === k && !(s > scores[top[k - 1]!]!)) continue;
+    let j = top.length === k ? k - 1 : top.length;
+    while (j > 0 && s > scores[top[j - 1]!]!) j--;
+    top.splice(j, 0, i);
+    if (top.length > k) top.pop();
+  }
+  return top;
+}

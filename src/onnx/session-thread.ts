@@ -1,0 +1,57 @@
+/** Entry of a ThreadedSession's worker thread: one ORT session, runs one at a time as they come. */
+import { parentPort, workerData } from 'node:worker_threads';
+import * as ort from 'onnxruntime-node';
+import { sessionOptions, type SessionSettings } from './session.js';
+
+export interface SessionThreadConfig {
+  model: string;
+  settings: SessionSettings;
+  inputName: string;
+  outputName: string;
+}
+
+export type ToSessionThread = { type: 'run'; id: number; shape: number[]; input: SharedArrayBuffer } | { type: 'release' };
+
+export type FromSessionThread =
+  | { type: 'ready' }
+  | { type: 'fatal'; message: string }
+  | { type: 'result'; id: number; data: Float32Array }
+  | { type: 'failed'; id: number; message: string };
+
+const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+async function main(port: NonNullable<typeof parentPort>): Promise<void> {
+  const config = workerData as SessionThreadConfig;
+  const send = (m: FromSessionThread, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(config.model, sessionOptions(config.settings));
+  } catch (e) {
+    send({ type: 'fatal', message: message(e) });
+    return;
+  }
+  // ORT's binding refuses tensors on shared memory ("Invalid argument"), so each run copies its
+  // input into this thread's own buffer (a memcpy, off the caller's thread)
+  let local = new Float32Array(0);
+  port.on('message', (m: ToSessionThread) => {
+    if (m.type === 'release') {
+      void session.release().finally(() => port.close());
+      return;
+    }
+    const length = m.shape.reduce((a, b) => a * b, 1);
+    if (local.length < length) local = new Float32Array(m.input.byteLength / 4);
+    local.set(new Float32Array(m.input, 0, length));
+    session.run({ [config.inputName]: new ort.Tensor('float32', local.subarray(0, length), m.shape) }, [config.outputName]).then(
+      (out) => {
+        const t = out[config.outputName]!;
+        const data = new Float32Array(t.data as Float32Array);
+        t.dispose();
+        send({ type: 'result', id: m.id, data }, [data.buffer]);
+      },
+      (e: unknown) => send({ type: 'failed', id: m.id, message: message(e) }),
+    );
+  });
+  send({ type: 'ready' });
+}
+
+if (parentPort) void main(parentPort);

@@ -1,0 +1,87 @@
+import type { Worker } from 'node:worker_threads';
+import { startWorkerThread } from '../core/worker-thread.js';
+import type { SessionSettings } from './session.js';
+import type { FromSessionThread, SessionThreadConfig, ToSessionThread } from './session-thread.js';
+
+/**
+ * An ORT session in its own worker thread. onnxruntime-node's run() is synchronous on the thread
+ * that calls it (the promise only defers it with setImmediate), so a server running a batch on
+ * its main thread can neither read requests, nor finish decodes, nor send answers until the
+ * batch is done. Here the main thread stays free: inputs go through a SharedArrayBuffer (the
+ * thread copies them out), probabilities come back transferred.
+ */
+export class ThreadedSession {
+  private readonly pending = new Map<number, { resolve(data: Float32Array): void; reject(e: Error): void }>();
+  private nextId = 1;
+  private failure: Error | undefined;
+  private readonly shared: SharedArrayBuffer;
+  /** resolves with the reason when the thread ends (after release(), or when it crashed) */
+  readonly exited: Promise<string>;
+
+  private constructor(
+    private readonly worker: Worker,
+    maxInputFloats: number,
+  ) {
+    this.shared = new SharedArrayBuffer(maxInputFloats * 4);
+    worker.on('message', (m: FromSessionThread) => {
+      if (m.type !== 'result' && m.type !== 'failed') return;
+      const p = this.pending.get(m.id);
+      this.pending.delete(m.id);
+      if (m.type === 'result') p?.resolve(m.data);
+      else p?.reject(new Error(m.message));
+    });
+    this.exited = new Promise((resolve) => {
+      const end = (reason: string) => {
+        this.failure ??= new Error(`the inference thread ended: ${reason}`);
+        for (const p of this.pending.values()) p.reject(this.failure);
+        this.pending.clear();
+        resolve(reason);
+      };
+      worker.on('error', (e) => end(e.message));
+      worker.on('exit', (code) => end(`exit code ${code}`));
+    });
+  }
+
+  /** Loads the model in a new thread; `maxInputFloats` sizes the shared input buffer (the largest batch). */
+  static async create(model: string, settings: SessionSettings, io: { inputName: string; outputName: string }, maxInputFloats: number): Promise<ThreadedSession> {
+    const config: SessionThreadConfig = { model, settings, ...io };
+    const worker = startWorkerThread(new URL('./session-thread.js', import.meta.url), { workerData: config });
+    const session = new ThreadedSession(worker, maxInputFloats);
+    await new Promise<void>((resolve, reject) => {
+      worker.once('message', (m: FromSessionThread) => (m.type === 'ready' ? resolve() : reject(new Error(m.type === 'fatal' ? m.message : `unexpected ${m.type}`))));
+      void session.exited.then((reason) => reject(new Error(`the inference thread ended while loading the model: ${reason}`)));
+    });
+    return session;
+  }
+
+  /** An input buffer that run() reads without copying: fill it, then run it. */
+  inputBuffer(): Float32Array {
+    return new Float32Array(this.shared);
+  }
+
+  /** Runs the model on `input` (best: a view of inputBuffer()) of `shape`; resolves with the output's data. */
+  run(input: Float32Array, shape: number[]): Promise<Float32Array> {
+    if (this.failure) return Promise.reject(this.failure);
+    const length = shape.reduce((a, b) => a * b, 1);
+    if (input.buffer !== this.shared) {
+      if (length > this.shared.byteLength / 4) return Promise.reject(new Error(`an input of ${length} values is larger than the session's buffer`));
+      new Float32Array(this.shared, 0, length).set(input.subarray(0, length));
+    } else if (input.byteOffset !== 0) {
+      return Promise.reject(new Error('inputs in the shared buffer start at its beginning'));
+    }
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.post({ type: 'run', id, shape, input: this.shared });
+    });
+  }
+
+  async release(): Promise<void> {
+    if (!this.failure) this.post({ type: 'release' });
+    await this.exited;
+  }
+
+  private post(m: ToSessionThread): void {
+    this.worker.postMessage(m);
+  }
+}
