@@ -8,7 +8,10 @@ export interface BatchingConfig {
   maxDelayMs: number;
 }
 
-/** Everything a replica process needs to start: passed as its one command-line argument (JSON). */
+/**
+ * Everything a replica process needs to start: the first IPC message (not argv, where a card
+ * with many labels would pass the kernel's per-argument limit of 128 KiB).
+ */
 export interface ReplicaConfig {
   /** "NAME@VERSION" */
   model: string;
@@ -20,7 +23,7 @@ export interface ReplicaConfig {
 }
 
 /** Router -> replica control messages (IPC, JSON). Requests travel on the request stream. */
-export type ToReplica = { type: 'ping'; id: number } | { type: 'stop' };
+export type ToReplica = { type: 'start'; config: ReplicaConfig } | { type: 'ping'; id: number } | { type: 'stop' };
 
 /** Replica -> router messages; sent in arrays, one IPC message per event-loop turn. */
 export type FromReplica =

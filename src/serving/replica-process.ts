@@ -73,9 +73,11 @@ export class ReplicaProcess {
     log: Logger,
   ) {
     this.id = `r${++counter}`;
-    this.child = spawn(process.execPath, [...childExecArgv(), replicaEntry(), JSON.stringify(config)], {
+    this.child = spawn(process.execPath, [...childExecArgv(), replicaEntry()], {
       stdio: ['ignore', 'pipe', 'pipe', 'ipc', 'pipe'],
-      env: process.env,
+      // images decode on the libuv pool, whose default of 4 threads would cap decoding below
+      // what the replica's share of the cores (or a GPU) can take
+      env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? String(Math.max(4, config.threads)) },
     });
     this.requests = this.child.stdio[REQUEST_FD] as Socket;
     this.requests.on('error', () => {}); // a dead replica: its exit handler fails what is pending
@@ -85,6 +87,7 @@ export class ReplicaProcess {
       for (const m of batch) this.onMessage(m);
     });
     this.child.on('error', (e) => rlog.error({ err: e.message }, 'replica process error'));
+    this.send({ type: 'start', config });
     this.exited = new Promise((resolve) =>
       this.child.on('exit', (code, signal) => {
         const wasReady = this.readyAt !== undefined;

@@ -1,7 +1,8 @@
 /**
  * Replica process entry: one model version in its own ORT session, fed by a dynamic batcher.
- * Requests arrive framed on a stream (fd 4, image bytes as they are); answers and control
- * messages go over IPC. Decoding runs on sharp's libuv pool, concurrently with the running batch.
+ * Its configuration is the first IPC message. Requests arrive framed on a stream (fd 4, image
+ * bytes as they are); answers and control messages go over IPC. Decoding runs on sharp's libuv
+ * pool, concurrently with the running batch.
  */
 import { KennelError, errorMessage } from '../core/errors.js';
 // extract.js directly (as classifier.ts does), not the training index: a replica starts on
@@ -27,14 +28,29 @@ async function main(): Promise<void> {
   if (!process.send) throw new Error('a replica is started by the Kennel daemon, with an IPC channel');
   // without the router there is nobody to answer: exit rather than linger as an orphan
   process.on('disconnect', () => process.exit(0));
-  const config = JSON.parse(process.argv[2] ?? '') as ReplicaConfig;
+  const config = await new Promise<ReplicaConfig>((resolve, reject) =>
+    process.once('message', (m: ToReplica) => (m.type === 'start' ? resolve(m.config) : reject(new Error(`expected the start message, got ${m.type}`)))),
+  );
   tuneSharp();
-  const clf = await Classifier.load(config.onnxPath, config.card, { device: config.device, threads: config.threads, spinning: false });
+  let stopping = false;
+  // inference in its own thread: this one keeps reading requests, finishing decodes and sending
+  // answers while a batch runs
+  const clf = await Classifier.load(config.onnxPath, config.card, { device: config.device, threads: config.threads, spinning: false, thread: { maxBatch: config.batching.maxBatch } });
+  void clf.threadExited?.then((reason) => {
+    if (stopping) return;
+    process.stderr.write(`replica: the inference thread ended (${reason})\n`);
+    process.exit(1);
+  });
   const imageSize = 3 * config.card.preprocess.size ** 2;
   const classes = config.card.labels.length;
-  checkReadiness(await clf.run(new Float32Array(imageSize), 1), classes);
+  const batchInput = clf.inputBuffer(config.batching.maxBatch);
+  // A GPU session prepares its kernels for each input shape on first use (hundreds of ms for a
+  // ResNet50), so on a GPU batches are padded to a few sizes, all run once before traffic.
+  const shapes = config.device === 'cpu' ? undefined : batchShapes(config.batching.maxBatch);
+  const runSize = (n: number): number => shapes?.find((s) => s >= n) ?? n;
+  checkReadiness(await clf.run(batchInput, 1), classes);
+  for (const n of shapes ?? []) await clf.run(batchInput, n);
 
-  const batchInput = new Float32Array(config.batching.maxBatch * imageSize);
   // per-request input buffers are reused (600 KB each at 224x224): less garbage, fewer GC pauses
   const spare: Float32Array[] = [];
   const batcher = new DynamicBatcher<{ input: Float32Array; topK: number }, Prediction[]>(config.batching, async (items) => {
@@ -43,12 +59,11 @@ async function main(): Promise<void> {
       spare.push(it.input);
     });
     const started = performance.now();
-    const probs = await clf.run(batchInput, items.length);
+    const probs = await clf.run(batchInput, runSize(items.length));
     send({ type: 'batch', size: items.length, ms: performance.now() - started });
     return items.map((it, i) => clf.topK(probs, i, it.topK));
   });
 
-  let stopping = false;
   const infer = (m: InferRequest): void => {
     if (stopping) {
       send({ type: 'failed', id: m.id, status: 503, code: 'replica_stopping', message: 'This replica is shutting down.' });
@@ -93,6 +108,13 @@ async function main(): Promise<void> {
     }
   });
   send({ type: 'ready', model: config.model, threads: config.threads });
+}
+
+/** The batch sizes a GPU runs: powers of two up to 8, then multiples of 8 (at most 7 padded rows), and maxBatch. */
+function batchShapes(maxBatch: number): number[] {
+  const shapes = new Set<number>();
+  for (let n = 1; n < maxBatch; n = n < 8 ? n * 2 : n + 8) shapes.add(n);
+  return [...shapes, maxBatch];
 }
 
 /** The readiness check: the model must load and turn an image into a probability row. */
