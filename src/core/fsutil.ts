@@ -7,8 +7,13 @@ export function tempPathFor(target: string): string {
   return join(dirname(target), `.${basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
 }
 
-/** Writes a file atomically: temp file, fsync, rename. Readers see the old or the new file, never half. */
-export function writeFileAtomic(target: string, data: Uint8Array | string, mode?: number): void {
+/**
+ * Writes a file atomically: temp file, fsync, rename. Readers see the old or the new file, never
+ * half. `durable: false` skips the fsyncs, for state that is rewritten every second anyway (a
+ * heartbeat): an fsync can block for tens of milliseconds while other processes write.
+ */
+export function writeFileAtomic(target: string, data: Uint8Array | string, mode?: number, opts: { durable?: boolean } = {}): void {
+  const durable = opts.durable ?? true;
   mkdirSync(dirname(target), { recursive: true });
   const tmp = tempPathFor(target);
   const fd = openSync(tmp, 'w', mode);
@@ -16,7 +21,7 @@ export function writeFileAtomic(target: string, data: Uint8Array | string, mode?
     const buf = typeof data === 'string' ? Buffer.from(data) : data;
     let off = 0;
     while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-    fsyncSync(fd);
+    if (durable) fsyncSync(fd);
   } catch (e) {
     closeSync(fd);
     rmSync(tmp, { force: true });
@@ -24,7 +29,7 @@ export function writeFileAtomic(target: string, data: Uint8Array | string, mode?
   }
   closeSync(fd);
   renameSync(tmp, target);
-  fsyncDir(dirname(target));
+  if (durable) fsyncDir(dirname(target));
 }
 
 /** Makes a rename durable. Some filesystems refuse fsync on directories; that only loses durability, not atomicity. */

@@ -18,6 +18,8 @@ interface Proc {
   child: ChildProcess;
   info: WorkerInfo;
   ready: boolean;
+  /** settles when the process is ready, or has exited before that */
+  started: Promise<boolean>;
   job?: { pending: Pending; startedAt: string };
 }
 
@@ -88,6 +90,16 @@ export class LocalPool implements Engine {
     })();
   }
 
+  /**
+   * Starts the whole pool now and waits until every process is ready, instead of with the first
+   * run: a run that must not pay for process start-up (a benchmark, a latency-sensitive job).
+   */
+  async warm(): Promise<void> {
+    while (this.procs.length < this.concurrency) this.spawn();
+    const started = await Promise.all(this.procs.map((p) => p.started));
+    if (!started.every(Boolean)) throw new KennelError('A worker process exited while starting.', 'Run with KENNEL_DEBUG=1 and check the worker output above.', 500, 'worker_start_failed');
+  }
+
   async close(): Promise<void> {
     this.closing = true;
     if (this.state && !this.state.finished) this.finish(this.state, new CancelledError());
@@ -110,7 +122,11 @@ export class LocalPool implements Engine {
       // stdout goes to our stderr, so a worker can never corrupt `--json` output
       stdio: ['ignore', 2, 2, 'ipc'],
     });
-    const proc: Proc = { id, child, ready: false, info: { ...thisWorker('local', { id, threads: this.threads, device: this.opts.device }), pid: child.pid ?? 0 } };
+    const started = new Promise<boolean>((resolve) => {
+      child.on('message', (m: FromChild) => m.type === 'ready' && resolve(true));
+      child.once('exit', () => resolve(false));
+    });
+    const proc: Proc = { id, child, ready: false, started, info: { ...thisWorker('local', { id, threads: this.threads, device: this.opts.device }), pid: child.pid ?? 0 } };
     this.procs.push(proc);
     child.on('message', (m: FromChild) => this.onMessage(proc, m));
     child.on('error', () => child.kill('SIGKILL'));

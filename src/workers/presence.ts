@@ -43,7 +43,9 @@ export class LocalPresence {
   write(): void {
     const heartbeatAt = new Date().toISOString();
     const file: PresenceFile = { host: hostname(), pid: process.pid, heartbeatAt, workers: this.snapshot().map((w) => ({ ...w, heartbeatAt })) };
-    writeFileAtomic(this.file, JSON.stringify(file));
+    // not durable: the coordinator writes this on every task assignment, and a blocking fsync
+    // there keeps idle workers waiting for their next task
+    writeFileAtomic(this.file, JSON.stringify(file), undefined, { durable: false });
   }
 
   stop(): void {

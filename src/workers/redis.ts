@@ -15,6 +15,8 @@ const QUEUE = 'tasks';
 const WORKER_KEY = `${PREFIX}:workers:`;
 /** how often the coordinator checks on its in-flight jobs and on the workers */
 const WATCH_MS = 5_000;
+/** how long a stopping worker waits for Redis (to let go of its task and its presence key) before it exits anyway */
+const CLOSE_TIMEOUT_MS = 5_000;
 export const DEFAULT_LOCK_SECONDS = 30;
 
 interface JobData {
@@ -384,11 +386,16 @@ export class RedisWorker {
   close(graceMs: number): Promise<void> {
     const abort = setTimeout(() => this.current?.controller.abort(), graceMs);
     this.closing ??= (async () => {
-      await this.worker.close();
+      // BullMQ's close waits on Redis: with Redis gone it would wait for ever, so give up on it
+      // a while after the grace period (the claimed task then returns to the queue when its lock expires)
+      let giveUp: NodeJS.Timeout | undefined;
+      await Promise.race([this.worker.close(), new Promise<void>((resolve) => (giveUp = setTimeout(resolve, graceMs + CLOSE_TIMEOUT_MS)))]);
+      clearTimeout(giveUp);
       clearTimeout(abort);
       clearInterval(this.heartbeat);
-      await this.client.del(WORKER_KEY + this.info.id).catch(() => 0);
+      await Promise.race([this.client.del(WORKER_KEY + this.info.id).catch(() => 0), new Promise((resolve) => setTimeout(resolve, CLOSE_TIMEOUT_MS).unref())]);
       this.client.disconnect();
+      void this.worker.disconnect().catch(() => {});
       await this.host.close();
     })();
     return this.closing;
