@@ -12,7 +12,7 @@ import type { EndpointDescription } from '../src/serving/index.js';
 import { failedCount, runLoad } from './lib/load.js';
 import { currentLoad, machineInfo } from './lib/machine.js';
 import { logger, parseBenchArgs, saveResults, summaryTable } from './lib/report.js';
-import { benchHome, importMobilenet, realPhotoFiles, startKennel } from './lib/serving.js';
+import { benchHome, importBenchModel, realPhotoFiles, startKennel } from './lib/serving.js';
 
 const TARGET = { scaleOutSeconds: 3, scaleFromZeroSeconds: 2 };
 
@@ -30,7 +30,7 @@ const { home, onCleanup, cleanup } = benchHome('autoscale');
 const files = realPhotoFiles();
 
 try {
-  const { model } = await importMobilenet(home);
+  const { model } = await importBenchModel(home, 'mobilenet');
   const kennel = await startKennel(home);
   onCleanup(() => kennel.stop());
   const ref = `${model.name}@${model.version}`;

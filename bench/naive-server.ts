@@ -2,7 +2,8 @@
  * The naive peer for bench:serve: an image classifier server as a typical tutorial writes it.
  * fastify + onnxruntime-node with default session options, the image decoded in the handler,
  * one session.run per request (batch 1), no queue bound. Started by the bench as a child
- * process: argv[2] is JSON {model, port, size, mean, std}; it sends {port} over IPC when listening.
+ * process: argv[2] is JSON {model, port, size, mean, std, device}; it sends {port} over IPC when
+ * listening. On a GPU (device webgpu) it asks ORT for the WebGPU provider, as such a server would.
  */
 import Fastify from 'fastify';
 import * as ort from 'onnxruntime-node';
@@ -14,10 +15,11 @@ interface NaiveConfig {
   size: number;
   mean: [number, number, number];
   std: [number, number, number];
+  device?: 'cpu' | 'webgpu';
 }
 
 const config = JSON.parse(process.argv[2]!) as NaiveConfig;
-const session = await ort.InferenceSession.create(config.model);
+const session = await ort.InferenceSession.create(config.model, config.device === 'webgpu' ? { executionProviders: ['webgpu'] } : {});
 const [inputName] = session.inputNames;
 const [outputName] = session.outputNames;
 const s = config.size;

@@ -1,29 +1,49 @@
 /**
- * `npm run bench:serve [-- --quick] [-- --json]`: serving speed on the shared MobileNetV2,
- * with load from a separate process replaying the real photos of ../shared/data/real-photos.
+ * `npm run bench:serve [-- --quick] [-- --json] [-- --device webgpu --model resnet50]`: serving
+ * speed, with load from a separate process replaying real photos (../shared/data/real-photos, or
+ * --photos DIR).
  *
- * - ceiling: in-process decode + batched inference with all cores (no HTTP, no processes)
+ * - ceiling: in-process decode + batched inference with all cores (no HTTP, no processes), and
+ *   the raw ORT session alone (no decoding) on the same device
  * - naive peer (bench/naive-server.ts): fastify + onnxruntime-node, decode in the handler,
  *   one session.run per request
  * - Kennel: a real daemon (`kennel up`) and endpoint
  * Maximum throughput of each server (closed loop), then latency at fractions of Kennel's
- * maximum (open loop, the same schedule for both servers).
+ * maximum (open loop, the same schedule for both servers, run in alternating slices so that
+ * both see the same machine).
  */
-import { fork } from 'node:child_process';
+import { fork, spawnSync } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Classifier, DynamicBatcher } from '../src/serving/index.js';
 import type { ModelCard } from '../src/registry/index.js';
 import { tuneSharp } from '../src/training/index.js';
-import { extractionCeiling } from './lib/ceilings.js';
-import { failedCount, runLoad, type LoadResult } from './lib/load.js';
+import { extractionCeiling, inferenceCeiling } from './lib/ceilings.js';
+import { failedCount, mergeLoads, runLoad, type LoadResult } from './lib/load.js';
 import { currentLoad, machineInfo } from './lib/machine.js';
 import { logger, parseBenchArgs, saveResults, summaryTable } from './lib/report.js';
-import { benchHome, freePort, importMobilenet, realPhotoFiles, startKennel } from './lib/serving.js';
+import { BENCH_MODELS, shared, benchHome, freePort, importBenchModel, realPhotoFiles, startKennel, type BenchModel } from './lib/serving.js';
+import type { Device } from '../src/onnx/session.js';
 
-const TARGET = { ceilingFraction: 0.85, p99AtSeventyPercentMs: 100 };
+const TARGET = { ceilingFraction: 0.85, p99AtSeventyPercentMs: 100, gpuTimesNaive: 3 };
 
-const args = parseBenchArgs(process.argv.slice(2), 'serve');
+// the in-process ceiling decodes on this process's libuv pool: as many threads as a replica
+// gets (its cores), not the default 4. The pool reads the variable once, so set it and start again.
+if (!process.env.UV_THREADPOOL_SIZE) {
+  const again = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, UV_THREADPOOL_SIZE: String(Math.max(4, availableParallelism())) } });
+  process.exit(again.status ?? 1);
+}
+
+const args = parseBenchArgs(process.argv.slice(2), 'serve', {
+  device: { help: 'where the models run: the endpoint, the naive peer and the ceilings', default: 'cpu', choices: ['cpu', 'webgpu'] },
+  model: { help: 'mobilenet: the shared MobileNetV2; resnet50: the ResNet50 architecture with random weights', default: 'mobilenet', choices: BENCH_MODELS },
+  photos: { help: 'a folder of photos to replay (one folder deep)', default: join(shared, 'data/real-photos') },
+  'max-batch': { help: "the endpoint's largest batch", default: '8 on cpu, 32 on webgpu' },
+});
+const device = args.options.device as Device;
+const gpu = device !== 'cpu';
 const log = logger(args.json);
 const machine = machineInfo();
 const date = new Date();
@@ -31,22 +51,24 @@ const t0 = performance.now();
 // maxima are measured in rounds (ceiling, Kennel, naive, again): on a shared machine other work
 // comes and goes, and the best of each is the fairest comparison
 const settings = args.quick
-  ? { rounds: 2, maxSeconds: 2.5, levelSeconds: 4, warmup: 0.5, levels: [0.3, 0.7], instances: 1 }
-  : { rounds: 3, maxSeconds: 8, levelSeconds: 10, warmup: 2, levels: [0.1, 0.3, 0.5, 0.7, 0.9], instances: 1 };
-const CONCURRENCY = 32;
-/** the endpoint defaults */
-const MAX_BATCH = 8;
+  ? { rounds: 2, maxSeconds: 2.5, levelSeconds: 4, slices: 2, warmup: 0.5, levels: [0.3, 0.7], instances: 1 }
+  : { rounds: 3, maxSeconds: 8, levelSeconds: 12, slices: 4, warmup: 2, levels: [0.1, 0.3, 0.5, 0.7, 0.9], instances: 1 };
+/** the endpoint defaults on a CPU; a GPU needs bigger batches to be busy */
+const MAX_BATCH = /^\d+$/.test(args.options['max-batch']!) ? Number(args.options['max-batch']) : gpu ? 32 : 8;
+/** closed-loop clients: enough to fill two batches (one running, one being decoded) */
+const CONCURRENCY = Math.max(32, 2 * MAX_BATCH);
 
 /**
  * The in-process pipeline a replica runs, without processes or HTTP: the same Classifier
- * settings (all cores, ORT threads that do not spin), decoding on the libuv pool as images come,
+ * settings (all cores, ORT threads that do not spin, inference in its own thread), decoding on
+ * the libuv pool as images come,
  * batches formed by the dynamic batcher as in an endpoint, `concurrency` images in flight.
  */
 async function pipelineCeiling(onnxPath: string, card: ModelCard, files: string[], seconds: number, concurrency: number): Promise<{ imagesPerSecond: number }> {
-  const clf = await Classifier.load(onnxPath, card, { spinning: false });
+  const clf = await Classifier.load(onnxPath, card, { device, spinning: false, thread: { maxBatch: MAX_BATCH } });
   const images = files.map((f) => readFileSync(f));
   const size = 3 * card.preprocess.size ** 2;
-  const batchInput = new Float32Array(MAX_BATCH * size);
+  const batchInput = clf.inputBuffer(MAX_BATCH);
   const batcher = new DynamicBatcher<Float32Array, number>({ maxBatch: MAX_BATCH, maxDelayMs: 2 }, async (items) => {
     items.forEach((x, i) => batchInput.set(x, i * size));
     await clf.run(batchInput, items.length);
@@ -77,24 +99,27 @@ async function pipelineCeiling(onnxPath: string, card: ModelCard, files: string[
 }
 
 const { home, onCleanup, cleanup } = benchHome('serve');
-const files = realPhotoFiles();
+const files = realPhotoFiles(args.options.photos);
 
 try {
-  log(`bench:serve${args.quick ? ' (quick)' : ''}: ${files.length} real photos, ${machine.cores} cores, load average ${machine.loadStart}`);
-  const { model, onnxPath } = await importMobilenet(home);
+  log(`bench:serve${args.quick ? ' (quick)' : ''}: ${args.options.model} on ${device}, ${files.length} photos, ${machine.cores} cores, load average ${machine.loadStart}`);
+  const { model, onnxPath, description } = await importBenchModel(home, args.options.model as BenchModel);
   const spec = model.card.preprocess;
 
+  // the raw session: what the device does with session.run alone
+  const raw = await inferenceCeiling(onnxPath, spec, model.card.inputName, [...new Set([1, 8, MAX_BATCH])].sort((a, b) => a - b), args.quick ? 1 : 3, device);
+  log(`raw ORT session on ${device}: ${raw.map((r) => `${r.imagesPerSecond.toFixed(0)} images/s at batch ${r.batch}`).join(', ')}`);
   // the ceiling: the better of two in-process ways to decode and infer with all cores
   tuneSharp(); // the replicas' decode settings
-  const plain = await extractionCeiling(onnxPath, spec, model.card.inputName, args.quick ? files : [...files, ...files], args.quick ? [16] : [8, 16, 32]);
+  const plain = await extractionCeiling(onnxPath, spec, model.card.inputName, args.quick ? files : [...files, ...files], args.quick ? [16] : [...new Set([8, 16, 32, MAX_BATCH])].sort((a, b) => a - b), device);
   log(`ceiling, plain loop (decode a batch, then run it): ${plain.best.imagesPerSecond.toFixed(0)} images/s (batch ${plain.best.batch}, decode ${plain.best.decodeMsPerImage.toFixed(2)} ms + inference ${plain.best.inferMsPerImage.toFixed(2)} ms per image)`);
   const kennel = await startKennel(home);
   onCleanup(() => kennel.stop());
-  await kennel.admin('POST', '/v1/endpoints', { name: 'bench', variants: [{ name: 'primary', model: `${model.name}@${model.version}` }], instances: settings.instances, maxBatch: MAX_BATCH, maxInFlight: 256 });
+  await kennel.admin('POST', '/v1/endpoints', { name: 'bench', variants: [{ name: 'primary', model: `${model.name}@${model.version}` }], instances: settings.instances, maxBatch: MAX_BATCH, maxInFlight: 256, device });
   const kennelUrl = `http://127.0.0.1:${kennel.port}/endpoints/bench/invocations`;
 
   const naivePort = await freePort();
-  const naive = fork(fileURLToPath(new URL('./naive-server.ts', import.meta.url)), [JSON.stringify({ model: onnxPath, port: naivePort, size: spec.size, mean: spec.mean, std: spec.std })], { execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const naive = fork(fileURLToPath(new URL('./naive-server.ts', import.meta.url)), [JSON.stringify({ model: onnxPath, port: naivePort, size: spec.size, mean: spec.mean, std: spec.std, device })], { execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   onCleanup(() => naive.kill('SIGKILL'));
   await new Promise<void>((res, rej) => {
     naive.once('message', () => res());
@@ -122,9 +147,16 @@ try {
   const levels: Array<{ fraction: number; rate: number; kennel: LoadResult; naive: LoadResult }> = [];
   for (const fraction of settings.levels) {
     const rate = Math.max(1, Math.round(fraction * reference));
-    const open = (url: string) => runLoad({ mode: 'open', url, files, phases: [{ rate, seconds: settings.levelSeconds }], warmupSeconds: settings.warmup, maxInFlight: 1024, headers: kennel.auth });
-    const k = await open(kennelUrl);
-    const n = await open(naiveUrl);
+    const slice = (url: string, first: boolean) => runLoad({ mode: 'open', url, files, phases: [{ rate, seconds: settings.levelSeconds / settings.slices }], warmupSeconds: first ? settings.warmup : 0, maxInFlight: 1024, headers: kennel.auth, record: true });
+    // slices in the order K N N K K N ...: a change in the machine's load hits both servers alike
+    const parts: { kennel: LoadResult[]; naive: LoadResult[] } = { kennel: [], naive: [] };
+    for (let i = 0; i < settings.slices; i++) {
+      for (const server of i % 2 === 0 ? (['kennel', 'naive'] as const) : (['naive', 'kennel'] as const)) {
+        parts[server].push(await slice(server === 'kennel' ? kennelUrl : naiveUrl, i === 0));
+      }
+    }
+    const k = mergeLoads(parts.kennel);
+    const n = mergeLoads(parts.naive);
     levels.push({ fraction, rate, kennel: k, naive: n });
     log(`${Math.round(fraction * 100)}% (${rate}/s): Kennel p50 ${k.p50} p99 ${k.p99} ms, ${failedCount(k)} failed | naive p50 ${n.p50} p99 ${n.p99} ms, ${failedCount(n)} failed`);
   }
@@ -140,8 +172,10 @@ try {
     date: date.toISOString(),
     seconds: Math.round((performance.now() - t0) / 1000),
     machine: { ...machine, loadEnd: currentLoad() },
-    config: { levelsRelativeTo: `${reference} images/s (Kennel's median round)`, runtime: kennel.runtime, model: `${model.name}@${model.version} (shared MobileNetV2 int8, 1000 classes)`, instances: settings.instances, maxBatch: MAX_BATCH, closedLoopConcurrency: CONCURRENCY, photos: files.length },
-    ceiling: { plain, pipelined: rounds.map((r) => Math.round(r.pipeline)) },
+    raw_session_ips: Math.round(Math.max(...raw.map((r) => r.imagesPerSecond))),
+    device,
+    config: { levelsRelativeTo: `${reference} images/s (Kennel's median round)`, runtime: kennel.runtime, device, model: `${model.name}@${model.version} (${description})`, instances: settings.instances, maxBatch: MAX_BATCH, closedLoopConcurrency: CONCURRENCY, photos: `${files.length} from ${args.options.photos}`, levelSlices: settings.slices },
+    ceiling: { plain, pipelined: rounds.map((r) => Math.round(r.pipeline)), rawSession: raw },
     max: { kennel: kennelMax, naive: naiveMax, rounds: rounds.map((r) => ({ ceiling: Math.round(r.pipeline), kennel: r.kennel.throughput, naive: r.naive.throughput })) },
     levels: levels.map((l) => ({ fraction: l.fraction, rate: l.rate, kennel: l.kennel, naive: l.naive })),
   };
@@ -153,7 +187,9 @@ try {
       summaryTable([
         { metric: 'ceiling (in-process decode + batched inference, best run)', value: `${results.ceiling_ips} images/s` },
         { metric: 'Kennel endpoint, max throughput', value: `${results.kennel_ips} images/s (${((results.kennel_ips / results.ceiling_ips) * 100).toFixed(0)}% of ceiling)`, target: `>= ${TARGET.ceilingFraction * 100}% of ceiling`, pass: results.kennel_ips >= TARGET.ceilingFraction * results.ceiling_ips },
+        { metric: `raw ORT session on ${device} (inference alone, best batch)`, value: `${results.raw_session_ips} images/s` },
         { metric: 'naive peer, max throughput', value: `${results.naive_ips} images/s` },
+        ...(gpu ? [{ metric: 'Kennel vs naive peer, max throughput (GPU)', value: `${(results.kennel_ips / results.naive_ips).toFixed(1)}x`, target: `>= ${TARGET.gpuTimesNaive}x`, pass: results.kennel_ips >= TARGET.gpuTimesNaive * results.naive_ips }] : []),
         { metric: `Kennel p99 at 70% of its max (median round, ${reference}/s)`, value: `${results.kennel_p99_ms_at_70pct} ms`, target: `<= ${TARGET.p99AtSeventyPercentMs} ms`, pass: results.kennel_p99_ms_at_70pct <= TARGET.p99AtSeventyPercentMs },
         ...levels.map((l) => ({ metric: `p99 at ${Math.round(l.fraction * 100)}% (${l.rate}/s): Kennel vs naive`, value: `${l.kennel.p99} vs ${l.naive.p99} ms`, target: 'Kennel <= naive', pass: l.kennel.p99 <= l.naive.p99 })),
         { metric: 'Kennel failed requests', value: String(kennelFailed), target: '0', pass: kennelFailed === 0 },

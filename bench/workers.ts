@@ -7,6 +7,10 @@
  * - scaling efficiency = throughput(K) / (K x throughput(1)), per backend (target >= 80% up to
  *   the core count)
  * - Redis vs local pool at the same K (target >= 80%), and the dispatch overhead per task
+ * - the hardware ceiling at the same K: K independent processes, each extracting its share with
+ *   nothing shared but the machine (cores, caches, memory bandwidth, clock boost), started together.
+ *   Its efficiency is what the machine allows; an engine's efficiency / the ceiling's is the
+ *   engine's own cost
  * - for reference, unpinned (not with --quick): the in-process engine (what --instances 1 uses:
  *   one ORT session with every core) and the local pool with one worker per core
  *
@@ -18,7 +22,7 @@
  * uses a new augmentation seed, so nothing is served from a cache.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -35,7 +39,12 @@ const TARGET = { efficiency: 0.8, redisVsLocal: 0.8 };
 const root = fileURLToPath(new URL('..', import.meta.url));
 const self = fileURLToPath(import.meta.url);
 
-type Backend = 'inline' | 'local' | 'redis';
+/**
+ * inline: one in-process engine; local, redis: the engines; independent: K separate processes
+ * each running its share of the tasks in-process, with no engine and no coordinator (the
+ * hardware's own scaling, the ceiling for the engines); solo: one of those processes
+ */
+type Backend = 'inline' | 'local' | 'redis' | 'independent' | 'solo';
 
 interface Args {
   quick: boolean;
@@ -105,9 +114,12 @@ function makeTasks(ds: DatasetVersion, backbone: Backbone, n: number, seed: numb
   }));
 }
 
-/** Warms the engine up with one task per worker, then times a run of `n` tasks. */
+/** Warms the engine up with one task per worker (each creates its ORT session), then times a run of `n` tasks. */
 async function measure(engine: Engine, p: { backend: Backend; workers: number; threads: number; tasks: number }, ds: DatasetVersion, backbone: Backbone): Promise<Point> {
   await engine.start();
+  // every worker process up before the warm-up tasks, as the Redis workers are: otherwise the
+  // first ones ready take several warm-up tasks and the others create their sessions in the timed run
+  if (engine instanceof LocalPool) await engine.warm();
   for await (const _ of engine.run(makeTasks(ds, backbone, p.workers, 1))) void _;
   const tasks = makeTasks(ds, backbone, p.tasks, 2);
   const t0 = performance.now();
@@ -149,6 +161,62 @@ async function stop(children: ChildProcess[]): Promise<void> {
   await Promise.all(children.map((c) => (c.exitCode !== null || c.signalCode !== null ? undefined : new Promise((r) => (c.once('exit', r), c.kill('SIGTERM'))))));
 }
 
+/** Spawns a bench process for one configuration (`--point`), with the given extra node arguments. */
+function pointProcess(backend: Backend, workers: number, home: string, tasks: number, args: Args, cores?: number): ChildProcess {
+  const argv = ['--import', 'tsx', self, '--point', backend, String(workers), home, String(tasks), '--threads', String(args.threads)];
+  const [cmd, cmdArgs] = cores ? ['taskset', ['-c', `0-${cores - 1}`, process.execPath, ...argv]] : [process.execPath, argv];
+  return spawn(cmd as string, cmdArgs as string[], { stdio: ['pipe', 'pipe', 'inherit'] });
+}
+
+/**
+ * A solo process of the independent series: warms up, says "ready", waits for "go" on stdin
+ * (so all K start together), then extracts its tasks in-process with one engine-free host.
+ */
+async function runSolo(args: Args, point: NonNullable<Args['point']>): Promise<Point> {
+  const ws = openWorkspace(point.home);
+  try {
+    const ds = await getDatasetVersion(ws, 'breeds');
+    const backbone = getBackbone(ws, 'mnv2');
+    const engine = new InlineEngine({ home: point.home, artifacts: ws.artifacts, threads: args.threads, taskModules: [TRAINING_TASKS()] });
+    for await (const _ of engine.run(makeTasks(ds, backbone, 1, 1))) void _;
+    process.stdout.write('ready\n');
+    await new Promise((r) => process.stdin.once('data', r));
+    const t0 = performance.now();
+    let images = 0;
+    for await (const d of engine.run(makeTasks(ds, backbone, point.tasks, 2))) images += (d.output as { rows: number }).rows;
+    const seconds = (performance.now() - t0) / 1000;
+    await engine.close();
+    return { backend: 'solo', workers: 1, threads: args.threads, images, seconds, imagesPerSecond: images / seconds };
+  } finally {
+    ws.close();
+  }
+}
+
+/** The independent series: K solo processes started together; throughput over the slowest one's time. */
+async function runIndependent(workers: number, cores: number | undefined, home: string, tasks: number, args: Args): Promise<Point> {
+  const each = Math.ceil(tasks / workers);
+  const children = Array.from({ length: workers }, () => pointProcess('solo', 1, home, each, args, cores));
+  const outputs = children.map(() => '');
+  const ready = children.map(
+    (c, i) =>
+      new Promise<void>((res, rej) => {
+        c.stdout!.on('data', (d: Buffer) => {
+          outputs[i] += d.toString();
+          if (outputs[i]!.startsWith('ready\n')) res();
+        });
+        c.once('exit', (code) => (code === 0 ? res() : rej(new Error(`a solo process failed (exit ${code})`))));
+      }),
+  );
+  await Promise.all(ready);
+  const done = children.map((c) => new Promise<void>((res, rej) => c.once('exit', (code) => (code === 0 ? res() : rej(new Error(`a solo process failed (exit ${code})`))))));
+  for (const c of children) c.stdin!.end('go\n');
+  await Promise.all(done);
+  const points = outputs.map((o) => JSON.parse(o.slice('ready\n'.length)) as Point);
+  const images = points.reduce((s, p) => s + p.images, 0);
+  const seconds = Math.max(...points.map((p) => p.seconds));
+  return { backend: 'independent', workers, threads: args.threads, cores, images, seconds, imagesPerSecond: images / seconds };
+}
+
 /** One configuration, measured in this process (which the parent pinned to its cores). */
 async function runPoint(args: Args, point: NonNullable<Args['point']>): Promise<Point> {
   const ws = openWorkspace(point.home);
@@ -171,7 +239,9 @@ async function runPoint(args: Args, point: NonNullable<Args['point']>): Promise<
       await Promise.all(workers.map((w) => waitForOutput(w, /waiting for tasks/, 'kennel worker')));
       return await measure(new RedisEngine({ url, concurrency: point.workers }), p, ds, backbone);
     } finally {
-      await stop(children.reverse());
+      // workers first, while Redis is still there for them to let go of their tasks
+      await stop(children.slice(1));
+      await stop(children.slice(0, 1));
     }
   } finally {
     ws.close();
@@ -180,12 +250,12 @@ async function runPoint(args: Args, point: NonNullable<Args['point']>): Promise<
 
 /** Runs one configuration in a child process, pinned to `cores` cores when taskset exists. */
 function runPinned(backend: Backend, workers: number, cores: number | undefined, home: string, tasks: number, args: Args): Promise<Point> {
-  const argv = ['--import', 'tsx', self, '--point', backend, String(workers), home, String(tasks), '--threads', String(args.threads)];
-  const [cmd, cmdArgs] = cores ? ['taskset', ['-c', `0-${cores - 1}`, process.execPath, ...argv]] : [process.execPath, argv];
+  if (backend === 'independent') return runIndependent(workers, cores, home, tasks, args);
   return new Promise((res, rej) => {
-    const child = spawn(cmd as string, cmdArgs as string[], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = pointProcess(backend, workers, home, tasks, args, cores);
+    child.stdin!.end();
     let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     child.on('exit', (code) => (code === 0 ? res({ ...(JSON.parse(out) as Point), cores }) : rej(new Error(`${backend} with ${workers} worker(s) failed (exit ${code})`))));
   });
 }
@@ -212,13 +282,13 @@ async function main(args: Args): Promise<void> {
   ws.close();
   log(`bench:workers: ${tasks} tasks x 100 images per run; workers ${counts.join(', ')} with ${args.threads} ORT thread(s) each; ${pin ? 'K workers pinned to K cores' : 'unpinned (no taskset)'}; ${cores} cores`);
 
-  const series: Record<'local' | 'redis', Point[]> = { local: [], redis: [] };
-  for (const backend of ['local', 'redis'] as const) {
-    if (backend === 'redis' && !hasRedis) {
-      log('redis: skipped, redis-server is not on PATH (apt-get install -y redis-server)');
-      continue;
-    }
-    for (const k of counts) {
+  // per worker count, the three series run one after the other in a rotating order, so a change
+  // in the machine's load does not fall on one series alone
+  const series: Record<'independent' | 'local' | 'redis', Point[]> = { independent: [], local: [], redis: [] };
+  if (!hasRedis) log('redis: skipped, redis-server is not on PATH (apt-get install -y redis-server)');
+  const backends = (['independent', 'local', 'redis'] as const).filter((b) => b !== 'redis' || hasRedis);
+  for (const [i, k] of counts.entries()) {
+    for (const backend of [...backends.slice(i % backends.length), ...backends.slice(0, i % backends.length)]) {
       const point = await runPinned(backend, k, pin ? Math.min(k, cores) : undefined, home, tasks, args);
       series[backend].push(point);
       log(`${backend}, ${k} worker(s)${point.cores ? ` on ${point.cores} core(s)` : ''}: ${point.imagesPerSecond.toFixed(1)} images/s`);
@@ -229,8 +299,11 @@ async function main(args: Args): Promise<void> {
   if (reference.length) log(`unpinned: in-process ${reference[0]!.imagesPerSecond.toFixed(1)} images/s, local pool of ${cores} ${reference[1]!.imagesPerSecond.toFixed(1)} images/s`);
 
   const withEfficiency = (ps: Point[]) => ps.map((p) => ({ ...p, efficiency: p.imagesPerSecond / (p.workers * ps.find((q) => q.workers === 1)!.imagesPerSecond) }));
-  const local = withEfficiency(series.local);
-  const redis = withEfficiency(series.redis);
+  const ceiling = withEfficiency(series.independent);
+  // the engine's share of what the machine allowed at this worker count
+  const vsCeiling = (ps: Point[]) => withEfficiency(ps).map((p) => ({ ...p, ofCeiling: p.imagesPerSecond / ceiling.find((c) => c.workers === p.workers)!.imagesPerSecond }));
+  const local = vsCeiling(series.local);
+  const redis = vsCeiling(series.redis);
   const redisVsLocal = redis.map((r) => ({ workers: r.workers, ratio: r.imagesPerSecond / local.find((l) => l.workers === r.workers)!.imagesPerSecond }));
   const scaling = (ps: Point[]) => ps.filter((p) => p.workers > 1 && p.workers <= cores);
   const pass = {
@@ -242,8 +315,9 @@ async function main(args: Args): Promise<void> {
   const result = {
     bench: 'workers',
     date: new Date().toISOString(),
-    machine: { cpu: cpuModel(), cores, loadStart: round(load0), loadEnd: round(loadavg()[0]!) },
+    machine: { cpu: cpuModel(), cores, ...cpuTopology(), loadStart: round(load0), loadEnd: round(loadavg()[0]!) },
     config: { quick: args.quick, tasksPerRun: tasks, imagesPerTask: 100, threadsPerWorker: args.threads, workers: counts, pinned: pin },
+    ceiling,
     local,
     redis,
     redisSkipped: hasRedis ? undefined : 'redis-server is not on PATH',
@@ -260,12 +334,25 @@ async function main(args: Args): Promise<void> {
     return;
   }
   const pct = (x?: number) => (x === undefined ? '-' : `${(x * 100).toFixed(0)}%`);
-  const row = (p: Point, vsLocal?: number) => [p.backend === 'inline' ? 'in-process' : p.backend === 'local' ? 'local pool' : 'redis', p.workers, p.threads, p.cores ?? 'all', p.imagesPerSecond.toFixed(1), pct(p.efficiency), pct(vsLocal), p.overheadMsPerTask?.toFixed(0) ?? '-'];
-  const rows = [...local.map((p) => row(p)), ...redis.map((p) => row(p, redisVsLocal.find((r) => r.workers === p.workers)?.ratio)), ...reference.map((p) => row(p))];
-  process.stdout.write(table(['backend', 'workers', 'threads', 'cores', 'images/s', 'efficiency', 'vs local', 'overhead ms/task'], rows) + '\n');
+  const name = { inline: 'in-process', local: 'local pool', redis: 'redis', independent: 'ceiling (independent)', solo: 'solo' };
+  const row = (p: Point & { ofCeiling?: number }, vsLocal?: number) => [name[p.backend], p.workers, p.threads, p.cores ?? 'all', p.imagesPerSecond.toFixed(1), pct(p.efficiency), pct(p.ofCeiling), pct(vsLocal), p.overheadMsPerTask?.toFixed(0) ?? '-'];
+  const rows = [...ceiling.map((p) => row(p)), ...local.map((p) => row(p)), ...redis.map((p) => row(p, redisVsLocal.find((r) => r.workers === p.workers)?.ratio)), ...reference.map((p) => row(p))];
+  process.stdout.write(table(['backend', 'workers', 'threads', 'cores', 'images/s', 'efficiency', 'of ceiling', 'vs local', 'overhead ms/task'], rows) + '\n');
   const verdict = (p: boolean | undefined) => (p === undefined ? 'skipped' : p ? 'pass' : 'FAIL');
   process.stdout.write(`\nscaling efficiency >= ${pct(TARGET.efficiency)} up to ${cores} cores: local ${verdict(pass.localEfficiency)}, redis ${verdict(pass.redisEfficiency)}; redis >= ${pct(TARGET.redisVsLocal)} of local: ${verdict(pass.redisVsLocal)}\n`);
-  process.stdout.write(`load average ${result.machine.loadStart} -> ${result.machine.loadEnd} on ${cores} cores (${result.machine.cpu}); ${seconds.toFixed(0)} s\n`);
+  process.stdout.write(`load average ${result.machine.loadStart} -> ${result.machine.loadEnd} on ${cores} cores (${result.machine.physicalCores ?? '?'} physical, ${result.machine.threadsPerCore ?? '?'} thread(s) per core; ${result.machine.cpu}); ${seconds.toFixed(0)} s\n`);
+}
+
+/** Physical cores behind the logical CPUs (hyperthread siblings share one core's units), from sysfs. */
+function cpuTopology(): { physicalCores?: number; threadsPerCore?: number } {
+  try {
+    const dir = '/sys/devices/system/cpu';
+    const cpus = readdirSync(dir).filter((d) => /^cpu\d+$/.test(d) && existsSync(join(dir, d, 'topology/core_id')));
+    const cores = new Set(cpus.map((d) => `${readFileSync(join(dir, d, 'topology/physical_package_id'), 'utf8').trim()}:${readFileSync(join(dir, d, 'topology/core_id'), 'utf8').trim()}`));
+    return cores.size ? { physicalCores: cores.size, threadsPerCore: cpus.length / cores.size } : {};
+  } catch {
+    return {};
+  }
 }
 
 function cpuModel(): string {
@@ -280,7 +367,7 @@ const round = (x: number) => Math.round(x * 100) / 100;
 
 const args = parseArgs(process.argv.slice(2));
 if (args.point) {
-  const point = await runPoint(args, args.point);
+  const point = args.point.backend === 'solo' ? await runSolo(args, args.point) : await runPoint(args, args.point);
   // exit once written: a lingering handle must not keep the parent waiting
   process.stdout.write(JSON.stringify(point), () => process.exit(0));
 } else await main(args);

@@ -2,6 +2,7 @@ import { cpus } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { decodeRgb, inputShape, normalizeInto, type PreprocessSpec } from '../../src/backbones/index.js';
 import { GraphBuilder } from '../../src/onnx/builder.js';
+import { executionProviders, type Device } from '../../src/onnx/session.js';
 import { repeatFor, timed } from './timing.js';
 
 /**
@@ -22,8 +23,8 @@ export interface CeilingRun {
  * Extraction ceiling: decode a batch with sharp (all images at once), normalise, one
  * session.run, repeat; the ORT session uses every core. One run per batch size; the best counts.
  */
-export async function extractionCeiling(modelPath: string, spec: PreprocessSpec, inputName: string, files: string[], batchSizes: number[]): Promise<{ best: CeilingRun; runs: CeilingRun[] }> {
-  const session = await ort.InferenceSession.create(modelPath, { executionProviders: ['cpu'], intraOpNumThreads: cpus().length, graphOptimizationLevel: 'all' });
+export async function extractionCeiling(modelPath: string, spec: PreprocessSpec, inputName: string, files: string[], batchSizes: number[], device: Device = 'cpu'): Promise<{ best: CeilingRun; runs: CeilingRun[] }> {
+  const session = await ort.InferenceSession.create(modelPath, { executionProviders: executionProviders(device), intraOpNumThreads: cpus().length, graphOptimizationLevel: 'all' });
   const per = 3 * spec.size * spec.size;
   try {
     const runs: CeilingRun[] = [];
@@ -56,6 +57,31 @@ export async function extractionCeiling(modelPath: string, spec: PreprocessSpec,
     }
     const best = runs.reduce((a, b) => (b.imagesPerSecond > a.imagesPerSecond ? b : a));
     return { best, runs };
+  } finally {
+    await session.release();
+  }
+}
+
+/**
+ * The raw ORT session: images/s of session.run alone on one fixed, already normalised batch, per
+ * batch size (what the device does with no decoding, no server and no batching logic).
+ */
+export async function inferenceCeiling(modelPath: string, spec: PreprocessSpec, inputName: string, batchSizes: number[], seconds: number, device: Device = 'cpu'): Promise<Array<{ batch: number; imagesPerSecond: number; msPerRun: number }>> {
+  const session = await ort.InferenceSession.create(modelPath, { executionProviders: executionProviders(device), intraOpNumThreads: cpus().length, graphOptimizationLevel: 'all' });
+  try {
+    const runs = [];
+    for (const batch of batchSizes) {
+      const shape = inputShape(spec, batch);
+      const data = Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => ((i * 2654435761) % 1000) / 500 - 1);
+      const feeds = { [inputName]: new ort.Tensor('float32', data, shape) };
+      const r = await repeatFor(seconds, async () => {
+        const out = await session.run(feeds);
+        for (const t of Object.values(out)) t.dispose();
+        return batch;
+      }, 3);
+      runs.push({ batch, imagesPerSecond: r.units / r.seconds, msPerRun: (r.seconds * 1000) / r.calls });
+    }
+    return runs;
   } finally {
     await session.release();
   }

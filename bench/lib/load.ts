@@ -159,6 +159,31 @@ export function runLoad(job: LoadJob): Promise<LoadResult> {
   });
 }
 
+/**
+ * One result from several runs of the same open-loop schedule (each with `record`), as if they
+ * were one run: interleaving two servers' runs in slices lets both see the same machine.
+ */
+export function mergeLoads(parts: LoadResult[]): LoadResult {
+  const records = parts.flatMap((p) => p.records ?? []);
+  const latencies = records.filter((r) => r.status >= 200 && r.status < 300).map((r) => r.ms).sort((a, b) => a - b);
+  const failed: Record<string, number> = {};
+  for (const p of parts) for (const [status, n] of Object.entries(p.failed)) failed[status] = (failed[status] ?? 0) + n;
+  const seconds = parts.reduce((s, p) => s + p.seconds, 0);
+  const round = (x: number) => Math.round(x * 10) / 10;
+  return {
+    seconds: round(seconds),
+    sent: parts.reduce((s, p) => s + p.sent, 0),
+    ok: latencies.length,
+    failed,
+    throughput: round(latencies.length / seconds),
+    p50: round(percentile(latencies, 0.5)),
+    p90: round(percentile(latencies, 0.9)),
+    p99: round(percentile(latencies, 0.99)),
+    max: round(latencies.at(-1) ?? NaN),
+    cpuSeconds: round(parts.reduce((s, p) => s + p.cpuSeconds, 0)),
+  };
+}
+
 export const failedCount = (r: LoadResult): number => Object.values(r.failed).reduce((a, b) => a + b, 0);
 
 if (process.argv[1] === fileURLToPath(import.meta.url) && process.send) {

@@ -8,21 +8,43 @@ export const benchDir = fileURLToPath(new URL('..', import.meta.url));
 export interface BenchArgs {
   quick: boolean;
   json: boolean;
+  /** values of the bench's own options (`--name value`), by name without dashes */
+  options: Record<string, string>;
 }
 
-/** The flags every bench takes: --quick (a run under 60 s) and --json (one JSON document on stdout). */
-export function parseBenchArgs(argv: string[], name: string): BenchArgs {
-  const args = { quick: false, json: false };
-  for (const a of argv) {
+/** A bench's own option: `--name VALUE`, with its help line and default. */
+export interface BenchOption {
+  help: string;
+  default: string;
+  /** the values it accepts, when it is a choice */
+  choices?: readonly string[];
+}
+
+/**
+ * The flags every bench takes: --quick (a run under 60 s) and --json (one JSON document on
+ * stdout), plus the bench's own `options`.
+ */
+export function parseBenchArgs(argv: string[], name: string, options: Record<string, BenchOption> = {}): BenchArgs {
+  const args: BenchArgs = { quick: false, json: false, options: Object.fromEntries(Object.entries(options).map(([k, o]) => [k, o.default])) };
+  const fail = (message: string): never => {
+    process.stderr.write(`error: ${message}\n  See npm run bench:${name} -- --help.\n`);
+    process.exit(2);
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const option = a.startsWith('--') ? options[a.slice(2)] : undefined;
     if (a === '--quick') args.quick = true;
     else if (a === '--json') args.json = true;
-    else if (a === '--help' || a === '-h') {
-      process.stdout.write(`usage: npm run bench:${name} -- [--quick] [--json]\n  --quick  a smaller run, under a minute\n  --json   print the results as one JSON document\n`);
+    else if (option) {
+      const value = argv[++i];
+      if (value === undefined || value.startsWith('--')) fail(`${a} needs a value.`);
+      if (option.choices && !option.choices.includes(value!)) fail(`${a} takes ${option.choices.join(' or ')}, not "${value}".`);
+      args.options[a.slice(2)] = value!;
+    } else if (a === '--help' || a === '-h') {
+      const own = Object.entries(options).map(([k, o]) => `  --${k} ${o.choices ? o.choices.join('|') : 'VALUE'}  ${o.help} (default: ${o.default})\n`);
+      process.stdout.write(`usage: npm run bench:${name} -- [--quick] [--json]${Object.keys(options).map((k) => ` [--${k} ...]`).join('')}\n  --quick  a smaller run, under a minute\n  --json   print the results as one JSON document\n${own.join('')}`);
       process.exit(0);
-    } else {
-      process.stderr.write(`error: unknown option ${a}\n  Use --quick and/or --json.\n`);
-      process.exit(2);
-    }
+    } else fail(`unknown option ${a}.`);
   }
   return args;
 }

@@ -1,31 +1,52 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { importModel, type ModelVersion } from '../../src/registry/index.js';
 import { createKey } from '../../src/security/index.js';
 import { openWorkspace } from '../../src/store/index.js';
+import { buildResnet } from '../models/resnet.js';
 import { benchDir } from './report.js';
 
 /** Shared set-up of the serving benches: a workspace with the shared MobileNetV2, a real daemon, real photos. */
 
 export const shared = process.env.KENNEL_SHARED ?? resolve(benchDir, '../../shared');
 
-export function realPhotoFiles(): string[] {
-  const root = join(shared, 'data/real-photos');
-  return readdirSync(root)
-    .sort()
-    .flatMap((d) => readdirSync(join(root, d)).sort().map((f) => join(root, d, f)));
+/** The photos under `root` (default: the shared real photos), one folder deep, in a fixed order. */
+export function realPhotoFiles(root = join(shared, 'data/real-photos')): string[] {
+  return readdirSync(root, { withFileTypes: true })
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .flatMap((d) => (d.isDirectory() ? readdirSync(join(root, d.name)).sort().map((f) => join(root, d.name, f)) : [join(root, d.name)]));
 }
 
-/** Imports the shared MobileNetV2 (1000 ImageNet classes) as model "mobilenet" into the workspace at `home`. */
-export async function importMobilenet(home: string): Promise<{ model: ModelVersion; onnxPath: string }> {
+/** The models a serving bench can deploy. */
+export const BENCH_MODELS = ['mobilenet', 'resnet50'] as const;
+export type BenchModel = (typeof BENCH_MODELS)[number];
+
+/**
+ * Registers a bench model (1000 ImageNet classes) in the workspace at `home`:
+ * - mobilenet: the shared MobileNetV2 int8;
+ * - resnet50: the ResNet50 architecture with seeded random weights (bench/models/resnet.ts,
+ *   built once into bench/.cache), the seeds' model size where the pretrained file cannot be had.
+ */
+export async function importBenchModel(home: string, name: BenchModel): Promise<{ model: ModelVersion; onnxPath: string; description: string }> {
+  let file = join(shared, 'models/mobilenetv2-12-int8.onnx');
+  let description = 'shared MobileNetV2 int8, 1000 classes';
+  if (name === 'resnet50') {
+    file = join(benchDir, '.cache/resnet50-random.onnx');
+    description = 'ResNet50 architecture, random weights (bench/models/resnet.ts), float32, 1000 classes';
+    if (!existsSync(file)) {
+      mkdirSync(dirname(file), { recursive: true });
+      writeFileSync(`${file}.tmp`, buildResnet({ depth: 50 }));
+      renameSync(`${file}.tmp`, file);
+    }
+  }
   const ws = openWorkspace(home);
   try {
     const labels = Array.from({ length: 1000 }, (_, i) => `imagenet-${i}`);
-    const { model } = await importModel(ws, join(shared, 'models/mobilenetv2-12-int8.onnx'), { name: 'mobilenet', labels });
-    return { model, onnxPath: await ws.artifacts.localPath(model.onnxSha) };
+    const { model } = await importModel(ws, file, { name, labels });
+    return { model, onnxPath: await ws.artifacts.localPath(model.onnxSha), description };
   } finally {
     ws.close();
   }
@@ -64,13 +85,13 @@ export interface RunningDaemon {
 }
 
 /** Starts `kennel up` as its own process group (so stop() ends it and its replicas), logging to KENNEL_HOME/daemon.log. */
-export async function startKennel(home: string): Promise<RunningDaemon> {
+export async function startKennel(home: string, nodeArgs: string[] = []): Promise<RunningDaemon> {
   const [port, adminPort] = [await freePort(), await freePort()];
   const command = daemonCommand();
   const ws = openWorkspace(home);
   const { key } = createKey(ws, 'bench', { allow: ['endpoint:Invoke:endpoint/*'], ratePerSecond: 1_000_000, burst: 1_000_000 }, { principal: 'local:bench', plane: 'cli' });
   ws.close();
-  const child: ChildProcess = spawn(process.execPath, [...command.args, 'up', '--port', String(port), '--admin-port', String(adminPort), '--detach'], {
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, ...command.args, 'up', '--port', String(port), '--admin-port', String(adminPort), '--detach'], {
     env: { ...process.env, KENNEL_HOME: home },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
