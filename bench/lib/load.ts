@@ -132,20 +132,25 @@ async function run(job: LoadJob): Promise<LoadResult> {
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   agent.destroy();
-  latencies.sort((a, b) => a - b);
-  const round = (x: number) => Math.round(x * 10) / 10;
+  return { ...summarize(latencies, { seconds, sent, failed, cpuSeconds: (cpu.user + cpu.system) / 1e6 }), ...(job.mode === 'open' && job.record ? { records } : {}) };
+}
+
+const round = (x: number) => Math.round(x * 10) / 10;
+
+/** A LoadResult from the latencies of the answered requests and the run's totals. */
+function summarize(latencies: number[], run: { seconds: number; sent: number; failed: Record<string, number>; cpuSeconds: number }): LoadResult {
+  const sorted = [...latencies].sort((a, b) => a - b);
   return {
-    seconds: round(seconds),
-    sent,
-    ok: latencies.length,
-    failed,
-    throughput: round(latencies.length / seconds),
-    p50: round(percentile(latencies, 0.5)),
-    p90: round(percentile(latencies, 0.9)),
-    p99: round(percentile(latencies, 0.99)),
-    max: round(latencies.at(-1) ?? NaN),
-    cpuSeconds: round((cpu.user + cpu.system) / 1e6),
-    ...(job.mode === 'open' && job.record ? { records } : {}),
+    seconds: round(run.seconds),
+    sent: run.sent,
+    ok: sorted.length,
+    failed: run.failed,
+    throughput: round(sorted.length / run.seconds),
+    p50: round(percentile(sorted, 0.5)),
+    p90: round(percentile(sorted, 0.9)),
+    p99: round(percentile(sorted, 0.99)),
+    max: round(sorted.at(-1) ?? NaN),
+    cpuSeconds: round(run.cpuSeconds),
   };
 }
 
@@ -165,23 +170,12 @@ export function runLoad(job: LoadJob): Promise<LoadResult> {
  */
 export function mergeLoads(parts: LoadResult[]): LoadResult {
   const records = parts.flatMap((p) => p.records ?? []);
-  const latencies = records.filter((r) => r.status >= 200 && r.status < 300).map((r) => r.ms).sort((a, b) => a - b);
   const failed: Record<string, number> = {};
   for (const p of parts) for (const [status, n] of Object.entries(p.failed)) failed[status] = (failed[status] ?? 0) + n;
-  const seconds = parts.reduce((s, p) => s + p.seconds, 0);
-  const round = (x: number) => Math.round(x * 10) / 10;
-  return {
-    seconds: round(seconds),
-    sent: parts.reduce((s, p) => s + p.sent, 0),
-    ok: latencies.length,
-    failed,
-    throughput: round(latencies.length / seconds),
-    p50: round(percentile(latencies, 0.5)),
-    p90: round(percentile(latencies, 0.9)),
-    p99: round(percentile(latencies, 0.99)),
-    max: round(latencies.at(-1) ?? NaN),
-    cpuSeconds: round(parts.reduce((s, p) => s + p.cpuSeconds, 0)),
-  };
+  return summarize(
+    records.filter((r) => r.status >= 200 && r.status < 300).map((r) => r.ms),
+    { seconds: parts.reduce((s, p) => s + p.seconds, 0), sent: parts.reduce((s, p) => s + p.sent, 0), failed, cpuSeconds: parts.reduce((s, p) => s + p.cpuSeconds, 0) },
+  );
 }
 
 export const failedCount = (r: LoadResult): number => Object.values(r.failed).reduce((a, b) => a + b, 0);
