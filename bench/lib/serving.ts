@@ -85,13 +85,13 @@ export interface RunningDaemon {
 }
 
 /** Starts `kennel up` as its own process group (so stop() ends it and its replicas), logging to KENNEL_HOME/daemon.log. */
-export async function startKennel(home: string, nodeArgs: string[] = []): Promise<RunningDaemon> {
+export async function startKennel(home: string): Promise<RunningDaemon> {
   const [port, adminPort] = [await freePort(), await freePort()];
   const command = daemonCommand();
   const ws = openWorkspace(home);
   const { key } = createKey(ws, 'bench', { allow: ['endpoint:Invoke:endpoint/*'], ratePerSecond: 1_000_000, burst: 1_000_000 }, { principal: 'local:bench', plane: 'cli' });
   ws.close();
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, ...command.args, 'up', '--port', String(port), '--admin-port', String(adminPort), '--detach'], {
+  const child: ChildProcess = spawn(process.execPath, [...command.args, 'up', '--port', String(port), '--admin-port', String(adminPort), '--detach'], {
     env: { ...process.env, KENNEL_HOME: home },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -54,7 +54,7 @@ export class ThreadedSession {
     return session;
   }
 
-  /** An input buffer that run() reads without copying: fill it, then run it. */
+  /** The shared input buffer: filled here, run() sends it without a copy on this thread (the session's thread copies it out). */
   inputBuffer(): Float32Array {
     return new Float32Array(this.shared);
   }

@@ -41,8 +41,9 @@ export class Classifier {
   }
 
   /**
-   * A buffer for the inputs of up to `n` images that run() takes without copying (for a threaded
-   * classifier, a view of the memory it shares with its thread: fill it only between runs).
+   * A buffer for the inputs of up to `n` images that run() takes as it is (for a threaded
+   * classifier, the memory it shares with its thread, which the thread copies from: fill it
+   * only between runs).
    */
   inputBuffer(n: number): Float32Array {
     const size = n * inputShape(this.card.preprocess, 1).reduce((a, b) => a * b, 1);

@@ -123,7 +123,8 @@ export class LocalPool implements Engine {
       stdio: ['ignore', 2, 2, 'ipc'],
     });
     const started = new Promise<boolean>((resolve) => {
-      child.on('message', (m: FromChild) => m.type === 'ready' && resolve(true));
+      // a worker's first message is 'ready', or 'fatal' when it cannot start
+      child.once('message', (m: FromChild) => resolve(m.type === 'ready'));
       child.once('exit', () => resolve(false));
     });
     const proc: Proc = { id, child, ready: false, started, info: { ...thisWorker('local', { id, threads: this.threads, device: this.opts.device }), pid: child.pid ?? 0 } };
