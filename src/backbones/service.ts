@@ -48,15 +48,19 @@ export function catalog(): CatalogEntry[] {
   return raw.backbones.map(({ path, ...e }) => ({ ...e, url: new URL(path, base.endsWith('/') ? base : base + '/').href }));
 }
 
-export interface AddOptions {
-  name: string;
-  featureTensor?: string;
+/** What a user may say about a model file's input where Kennel cannot read it from the graph. */
+export interface InputOverrides {
   inputSize?: number;
   layout?: 'NCHW' | 'NHWC';
   normalize?: keyof typeof NORMALIZATIONS;
   mean?: [number, number, number];
   std?: [number, number, number];
   scale?: number;
+}
+
+export interface AddOptions extends InputOverrides {
+  name: string;
+  featureTensor?: string;
 }
 
 /** Registers a local ONNX classifier as a backbone: finds its feature tensor and builds an extractor. */

@@ -129,15 +129,18 @@ export interface HardwareSample {
   gpus?: GpuSample[];
 }
 
-/** A head training step as fitHead reports it (structurally StepSample from the training area). */
+/** A head training step as fitHead reports it (the training area's StepSample is this type). */
 export interface HeadStep {
   epoch: number;
   step: number;
   ms: number;
   gradNorm: number;
   loss: number;
+  /** performance.now() when the step started */
   start: number;
+  /** minibatch assembly (copying rows, targets, dropout mask) */
   inputMs: number;
+  /** the ONNX train step: forward, backward, optimizer update */
   updateMs: number;
   rows: number;
   lr: number;

@@ -1,24 +1,18 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { inferInputLayout, inputShape, NORMALIZATIONS, type PreprocessSpec } from '../backbones/index.js';
+import { inferInputLayout, inputShape, NORMALIZATIONS, type InputOverrides, type PreprocessSpec } from '../backbones/index.js';
 import { KennelError, errorMessage } from '../core/errors.js';
 import { GraphBuilder } from '../onnx/builder.js';
 import { OnnxModel } from '../onnx/model.js';
 import { sha256, type Workspace } from '../store/index.js';
 import { checkModelName, registerModel, type ModelCard, type ModelVersion } from './service.js';
 
-export interface ImportOptions {
+export interface ImportOptions extends InputOverrides {
   /** registered model name; default: the file name without extension */
   name?: string;
   /** one label per class, in output order */
   labels: string[];
-  inputSize?: number;
-  layout?: 'NCHW' | 'NHWC';
-  normalize?: keyof typeof NORMALIZATIONS;
-  mean?: [number, number, number];
-  std?: [number, number, number];
-  scale?: number;
   /** resize the shorter side to size / cropFraction, then centre-crop; default 0.875 */
   cropFraction?: number;
 }

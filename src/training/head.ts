@@ -1,6 +1,7 @@
 import * as ort from 'onnxruntime-node';
 import { CancelledError } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
+import type { HeadStep } from '../insights/index.js';
 import { GraphBuilder } from '../onnx/builder.js';
 import { sessionOptions } from '../onnx/session.js';
 
@@ -42,22 +43,8 @@ export interface EpochStats {
   seconds: number;
 }
 
-/** Per-step samples for profiling: wall time of the update and the head gradient norm. */
-export interface StepSample {
-  epoch: number;
-  step: number;
-  ms: number;
-  gradNorm: number;
-  loss: number;
-  /** performance.now() when the step started */
-  start: number;
-  /** minibatch assembly (copying rows, targets, dropout mask) */
-  inputMs: number;
-  /** the ONNX train step: forward, backward, optimizer update */
-  updateMs: number;
-  rows: number;
-  lr: number;
-}
+/** Per-step samples for profiling (wall time of the update, the head gradient norm): the shape insights records. */
+export type StepSample = HeadStep;
 
 export interface Matrix {
   data: Float32Array;
