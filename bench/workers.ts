@@ -1,5 +1,5 @@
 /**
- * `npm run bench:workers [-- --quick] [-- --json] [-- --max-workers N] [-- --threads T]`:
+ * `npm run bench:workers [-- --quick] [-- --json] [-- --max-workers N] [-- --threads T] [-- --counts LIST] [-- --tasks-per-worker N]`:
  * feature-extraction throughput of the worker engines for 1, 2, 4 … N workers.
  *
  * - local pool and Redis (BullMQ + `kennel worker` processes), each worker with T ORT threads
@@ -51,12 +51,16 @@ interface Args {
   json: boolean;
   maxWorkers: number;
   threads: number;
+  /** worker counts to measure; default 1, 2, 4 … up to --max-workers */
+  counts?: number[];
+  /** tasks per worker in a timed run, at every worker count */
+  tasksPerWorker: number;
   /** internal: measure one configuration in this process and print it as JSON */
   point?: { backend: Backend; workers: number; home: string; tasks: number };
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, json: false, maxWorkers: availableParallelism(), threads: 1 };
+  const a: Args = { quick: false, json: false, maxWorkers: availableParallelism(), threads: 1, tasksPerWorker: 0 };
   const int = (flag: string, v: string | undefined) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 1) fail(`${flag} takes a whole number of at least 1.`);
@@ -68,9 +72,11 @@ function parseArgs(argv: string[]): Args {
     else if (x === '--json') a.json = true;
     else if (x === '--max-workers') a.maxWorkers = int(x, argv[++i]);
     else if (x === '--threads') a.threads = int(x, argv[++i]);
+    else if (x === '--tasks-per-worker') a.tasksPerWorker = int(x, argv[++i]);
+    else if (x === '--counts') a.counts = (argv[++i] ?? '').split(',').map((v) => int(x, v));
     else if (x === '--point') a.point = { backend: argv[++i] as Backend, workers: int(x, argv[++i]), home: argv[++i]!, tasks: int(x, argv[++i]) };
     else if (x === '--help' || x === '-h') {
-      process.stdout.write('usage: npm run bench:workers -- [--quick] [--json] [--max-workers N] [--threads T]\n  --quick          a smaller run, under a minute\n  --json           print the results as one JSON document\n  --max-workers N  largest worker count to measure (default: the core count)\n  --threads T      ORT threads per worker (default 1)\n');
+      process.stdout.write('usage: npm run bench:workers -- [--quick] [--json] [--max-workers N] [--threads T] [--counts LIST] [--tasks-per-worker N]\n  --quick          a smaller run, under a minute\n  --json           print the results as one JSON document\n  --max-workers N  largest worker count to measure (default: the core count)\n  --threads T      ORT threads per worker (default 1)\n  --counts LIST    worker counts to measure, e.g. 1,16 (default 1, 2, 4 ... up to --max-workers)\n  --tasks-per-worker N  tasks of 100 images per worker in a timed run (default 8, 4 with --quick)\n');
       process.exit(0);
     } else fail(`unknown option ${x}.`);
   }
@@ -268,9 +274,11 @@ async function main(args: Args): Promise<void> {
   const cores = availableParallelism();
   const shared = process.env.KENNEL_SHARED ?? resolve(root, '../shared');
   /** worker counts measured: 1, 2, 4 … and the maximum */
-  const counts = [...new Set([...Array.from({ length: 32 }, (_, i) => 2 ** i).filter((k) => k < args.maxWorkers), args.maxWorkers])];
-  /** tasks per timed run: an equal share for every worker count */
-  const tasks = (args.quick ? 2 : 4) * args.maxWorkers;
+  const counts = args.counts ?? [...new Set([...Array.from({ length: 32 }, (_, i) => 2 ** i).filter((k) => k < args.maxWorkers), args.maxWorkers])];
+  // the same tasks per worker at every count, so every configuration runs about as long: with
+  // few tasks each, the run's tail (the slowest core finishing its last task) weighs on large counts
+  const perWorker = args.tasksPerWorker || (args.quick ? 4 : 8);
+  const tasks = (k: number) => perWorker * k;
   const pin = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
   const hasRedis = spawnSync('redis-server', ['--version']).status === 0;
   const home = mkdtempSync(join(tmpdir(), 'kennel-bench-workers-'));
@@ -280,7 +288,7 @@ async function main(args: Args): Promise<void> {
   await importDataset(ws, join(shared, 'data/breeds-mini'), { name: 'breeds' });
   await addBackbone(ws, join(shared, 'models/mobilenetv2-12-int8.onnx'), { name: 'mnv2' });
   ws.close();
-  log(`bench:workers: ${tasks} tasks x 100 images per run; workers ${counts.join(', ')} with ${args.threads} ORT thread(s) each; ${pin ? 'K workers pinned to K cores' : 'unpinned (no taskset)'}; ${cores} cores`);
+  log(`bench:workers: ${perWorker} tasks x 100 images per worker and run; workers ${counts.join(', ')} with ${args.threads} ORT thread(s) each; ${pin ? 'K workers pinned to K cores' : 'unpinned (no taskset)'}; ${cores} cores`);
 
   // per worker count, the three series run one after the other in a rotating order, so a change
   // in the machine's load does not fall on one series alone
@@ -289,16 +297,19 @@ async function main(args: Args): Promise<void> {
   const backends = (['independent', 'local', 'redis'] as const).filter((b) => b !== 'redis' || hasRedis);
   for (const [i, k] of counts.entries()) {
     for (const backend of [...backends.slice(i % backends.length), ...backends.slice(0, i % backends.length)]) {
-      const point = await runPinned(backend, k, pin ? Math.min(k, cores) : undefined, home, tasks, args);
+      const point = await runPinned(backend, k, pin ? Math.min(k, cores) : undefined, home, tasks(k), args);
       series[backend].push(point);
       log(`${backend}, ${k} worker(s)${point.cores ? ` on ${point.cores} core(s)` : ''}: ${point.imagesPerSecond.toFixed(1)} images/s`);
     }
   }
   // what --instances 1 and --workers give, unpinned (skipped by --quick)
-  const reference = args.quick ? [] : [await runPinned('inline', 1, undefined, home, tasks, args), await runPinned('local', cores, undefined, home, tasks, { ...args, threads: 1 })];
+  const reference = args.quick ? [] : [await runPinned('inline', 1, undefined, home, tasks(cores), args), await runPinned('local', cores, undefined, home, tasks(cores), { ...args, threads: 1 })];
   if (reference.length) log(`unpinned: in-process ${reference[0]!.imagesPerSecond.toFixed(1)} images/s, local pool of ${cores} ${reference[1]!.imagesPerSecond.toFixed(1)} images/s`);
 
-  const withEfficiency = (ps: Point[]) => ps.map((p) => ({ ...p, efficiency: p.imagesPerSecond / (p.workers * ps.find((q) => q.workers === 1)!.imagesPerSecond) }));
+  const withEfficiency = (ps: Point[]) => {
+    const one = ps.find((q) => q.workers === 1)?.imagesPerSecond;
+    return ps.map((p) => ({ ...p, efficiency: one ? p.imagesPerSecond / (p.workers * one) : undefined }));
+  };
   const ceiling = withEfficiency(series.independent);
   // the engine's share of what the machine allowed at this worker count
   const vsCeiling = (ps: Point[]) => withEfficiency(ps).map((p) => ({ ...p, ofCeiling: p.imagesPerSecond / ceiling.find((c) => c.workers === p.workers)!.imagesPerSecond }));
@@ -307,8 +318,8 @@ async function main(args: Args): Promise<void> {
   const redisVsLocal = redis.map((r) => ({ workers: r.workers, ratio: r.imagesPerSecond / local.find((l) => l.workers === r.workers)!.imagesPerSecond }));
   const scaling = (ps: Point[]) => ps.filter((p) => p.workers > 1 && p.workers <= cores);
   const pass = {
-    localEfficiency: scaling(local).every((p) => p.efficiency! >= TARGET.efficiency),
-    redisEfficiency: hasRedis ? scaling(redis).every((p) => p.efficiency! >= TARGET.efficiency) : undefined,
+    localEfficiency: scaling(local).every((p) => (p.efficiency ?? 0) >= TARGET.efficiency),
+    redisEfficiency: hasRedis ? scaling(redis).every((p) => (p.efficiency ?? 0) >= TARGET.efficiency) : undefined,
     redisVsLocal: hasRedis ? redisVsLocal.every((r) => r.ratio >= TARGET.redisVsLocal) : undefined,
   };
   const seconds = (performance.now() - started) / 1000;
@@ -316,7 +327,7 @@ async function main(args: Args): Promise<void> {
     bench: 'workers',
     date: new Date().toISOString(),
     machine: { cpu: cpuModel(), cores, ...cpuTopology(), loadStart: round(load0), loadEnd: round(loadavg()[0]!) },
-    config: { quick: args.quick, tasksPerRun: tasks, imagesPerTask: 100, threadsPerWorker: args.threads, workers: counts, pinned: pin },
+    config: { quick: args.quick, tasksPerWorker: perWorker, imagesPerTask: 100, threadsPerWorker: args.threads, workers: counts, pinned: pin },
     ceiling,
     local,
     redis,
