@@ -109,8 +109,10 @@ async function checkAndStore(
         return undefined;
       }
       const sha = sha256(check.bytes);
-      if (!seen.has(sha) && !ws.artifacts.has(sha)) copied++;
+      // marked seen before the await, so that a duplicate checked meanwhile is not counted twice
+      const firstSeen = !seen.has(sha);
       seen.add(sha);
+      if (firstSeen && !(await ws.artifacts.has(sha))) copied++;
       await ws.artifacts.put(check.bytes);
       return { candidate, sha, width: check.width, height: check.height };
     },

@@ -61,7 +61,7 @@ export function requireCompleted(job: InsightJob): InsightJobResult {
 export async function loadTelemetry(ws: Workspace, job: InsightJob): Promise<JobTelemetry | undefined> {
   const sha = job.result?.telemetry;
   if (!sha) return undefined;
-  if (!ws.artifacts.has(sha)) throw new KennelError(`The telemetry of job ${job.id} is missing from the artifact store.`, 'The workspace was pruned or copied partially; retrain to record it again.', 404, 'not_found');
+  if (!(await ws.artifacts.has(sha))) throw new KennelError(`The telemetry of job ${job.id} is missing from the artifact store.`, 'The workspace was pruned or copied partially; retrain to record it again.', 404, 'not_found');
   return JSON.parse(Buffer.from(await ws.artifacts.get(sha)).toString('utf8')) as JobTelemetry;
 }
 

@@ -14,7 +14,8 @@ export interface ArtifactStore {
   put(data: Uint8Array): Promise<string>;
   /** copies a local file in, returns its sha256 */
   putFile(path: string): Promise<string>;
-  has(sha: string): boolean;
+  /** asynchronous, as a remote store's HEAD request is */
+  has(sha: string): Promise<boolean>;
   get(sha: string): Promise<Uint8Array>;
   /** a local filesystem path with the blob's bytes (for libraries that read files) */
   localPath(sha: string): Promise<string>;
@@ -32,19 +33,23 @@ export class LocalArtifactStore implements ArtifactStore {
     return join(this.root, sha.slice(0, 2), sha.slice(2));
   }
 
-  has(sha: string): boolean {
+  async has(sha: string): Promise<boolean> {
+    return this.present(sha);
+  }
+
+  private present(sha: string): boolean {
     return existsSync(this.pathOf(sha));
   }
 
   async put(data: Uint8Array): Promise<string> {
     const sha = createHash('sha256').update(data).digest('hex');
-    if (!this.has(sha)) writeFileAtomic(this.pathOf(sha), data, 0o444);
+    if (!this.present(sha)) writeFileAtomic(this.pathOf(sha), data, 0o444);
     return sha;
   }
 
   async putFile(path: string): Promise<string> {
     const sha = await sha256File(path);
-    if (this.has(sha)) return sha;
+    if (this.present(sha)) return sha;
     const target = this.pathOf(sha);
     mkdirSync(join(this.root, sha.slice(0, 2)), { recursive: true });
     const tmp = tempPathFor(target);

@@ -64,12 +64,12 @@ interface ChunkTask {
  */
 export async function datasetFeatures(ws: Workspace, ds: DatasetVersion, backbone: Backbone, opts: FeatureOptions): Promise<DatasetFeatures> {
   if (opts.queue) parseQueueUrl(opts.queue); // a bad URL is an error even when everything is cached
-  const group = (split: Split, view: number): Group => {
+  const group = async (split: Split, view: number): Promise<Group> => {
     const request: FeatureRequest = { dataset: ds, backbone, split, view, seed: opts.seed };
     const key = featureKey(request);
-    return { request, key, missing: missingChunks(ws, key, splitItems(ds, split).length), phase: view ? `features ${split} view ${view}` : `features ${split}` };
+    return { request, key, missing: await missingChunks(ws, key, splitItems(ds, split).length), phase: view ? `features ${split} view ${view}` : `features ${split}` };
   };
-  const groups = [...Array.from({ length: opts.augment + 1 }, (_, v) => group('train', v)), group('valid', 0), group('test', 0)];
+  const groups = await Promise.all([...Array.from({ length: opts.augment + 1 }, (_, v) => group('train', v)), group('valid', 0), group('test', 0)]);
   const chunkTasks = new Map<string, ChunkTask>();
   const tasks: Task<ExtractChunkInput>[] = [];
   for (const g of groups) {
@@ -110,7 +110,7 @@ async function runTasks(ws: Workspace, tasks: Task<ExtractChunkInput>[], chunkTa
     for await (const done of engine.run(tasks, { signal: opts.signal, onEvent: (e) => progress.on(e) })) {
       const t = chunkTasks.get(done.task.id)!;
       const out = done.output as ExtractChunkOutput;
-      if (out.rows !== t.rows || !ws.artifacts.has(out.artifactSha)) {
+      if (out.rows !== t.rows || !(await ws.artifacts.has(out.artifactSha))) {
         throw new KennelError(`Worker ${done.worker} stored its features where this workspace (${ws.home}) cannot see them.`, 'Start every kennel worker with --home set to the same shared KENNEL_HOME as the coordinator.', 500, 'workspace_mismatch');
       }
       recordChunk(ws, t.group.key, t.chunk, out.artifactSha, out.rows);

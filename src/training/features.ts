@@ -61,16 +61,15 @@ export function augmentView(seed: number, item: Pick<DatasetItem, 'sha256'>, vie
   return { left: rng.next() * (1 - width), top: rng.next() * (1 - height), width, height, flip: rng.next() < 0.5 };
 }
 
-export function missingChunks(ws: Workspace, key: string, rows: number): number[] {
-  const have = new Set((ws.db.prepare('SELECT chunk FROM feature_chunks WHERE cache_key = ?').all(key) as Array<{ chunk: number }>).map((r) => r.chunk));
+/** Chunks with no recorded feature blob, or whose blob is gone from the artifact store. */
+export async function missingChunks(ws: Workspace, key: string, rows: number): Promise<number[]> {
+  const recorded = new Map((ws.db.prepare('SELECT chunk, artifact_sha FROM feature_chunks WHERE cache_key = ?').all(key) as Array<{ chunk: number; artifact_sha: string }>).map((r) => [r.chunk, r.artifact_sha]));
   const out: number[] = [];
-  for (let c = 0; c * CHUNK_ROWS < rows; c++) if (!have.has(c) || !chunkPresent(ws, key, c)) out.push(c);
+  for (let c = 0; c * CHUNK_ROWS < rows; c++) {
+    const sha = recorded.get(c);
+    if (!sha || !(await ws.artifacts.has(sha))) out.push(c);
+  }
   return out;
-}
-
-function chunkPresent(ws: Workspace, key: string, chunk: number): boolean {
-  const row = ws.db.prepare('SELECT artifact_sha FROM feature_chunks WHERE cache_key = ? AND chunk = ?').get(key, chunk) as { artifact_sha: string } | undefined;
-  return !!row && ws.artifacts.has(row.artifact_sha);
 }
 
 export function chunkItems(r: FeatureRequest, chunk: number): DatasetItem[] {

@@ -37,7 +37,7 @@ export const extractChunkTask: TaskType<ExtractChunkInput, ExtractChunkOutput> =
   async run(ctx, input) {
     const started = performance.now();
     for (const needed of [input.extractor.sha, input.images[0]!]) {
-      if (!ctx.artifacts.has(needed)) {
+      if (!(await ctx.artifacts.has(needed))) {
         throw new KennelError(`Artifact ${needed.slice(0, 12)} is not in the workspace at ${ctx.home}.`, 'Every worker must use the coordinator\'s KENNEL_HOME (a shared path such as NFS): start it with kennel worker --home SHARED_HOME.', 422, 'artifact_missing');
       }
     }

@@ -44,7 +44,7 @@ export const trainTrialTask: TaskType<TrainTrialInput, TrialOutcome> = defineTas
   type: 'train-trial',
   input: TrainTrialInput,
   async run(ctx, input) {
-    if (!ctx.artifacts.has(input.data)) {
+    if (!(await ctx.artifacts.has(input.data))) {
       throw new KennelError(`Artifact ${input.data.slice(0, 12)} is not in the workspace at ${ctx.home}.`, "Every worker must use the coordinator's KENNEL_HOME (a shared path such as NFS): start it with kennel worker --home SHARED_HOME.", 422, 'artifact_missing');
     }
     const data = await ctx.resources.get<TrialData>(`trial-data ${input.data}`, async () => decodeTrialData(await ctx.artifacts.get(input.data)), async () => {});
