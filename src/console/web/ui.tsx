@@ -276,6 +276,22 @@ export function Field(props: { label: string; hint?: string; children: Component
   );
 }
 
+/** A drop-down over `options`: plain values, or [value, label] pairs. */
+export function Select(props: { name?: string; value: string; options: Array<string | [value: string, label: string]>; onChange: (value: string) => void }) {
+  return (
+    <select name={props.name} value={props.value} onChange={(e) => props.onChange(e.currentTarget.value)}>
+      {props.options.map((o) => {
+        const [value, label] = typeof o === 'string' ? [o, o] : o;
+        return (
+          <option key={value} value={value}>
+            {label}
+          </option>
+        );
+      })}
+    </select>
+  );
+}
+
 /** A form that submits through `onSubmit`, disabling itself while working and showing the error. */
 export function Form(props: { onSubmit: () => Promise<unknown>; submitLabel: string; children: ComponentChildren; class?: string; busyLabel?: string }) {
   const [busy, setBusy] = useState(false);

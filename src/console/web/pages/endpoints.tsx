@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, useApi, useStream } from '../api';
 import { LineChart } from '../charts';
 import { ago, num, pct, when } from '../format';
-import { Badge, Card, ConfirmButton, Empty, ErrorBox, Facts, Field, Form, Link, Loading, Page, Status, Table } from '../ui';
+import { Badge, Card, ConfirmButton, Empty, ErrorBox, Facts, Field, Form, Link, Loading, Page, Select, Status, Table } from '../ui';
 
 interface Replica {
   id: string;
@@ -143,13 +143,7 @@ function CreateEndpoint(props: { onCreated: (name: string) => void }) {
           <input name="endpoint-name" required pattern="[a-z0-9][a-z0-9\-]{0,62}" value={name} onInput={(e) => setName(e.currentTarget.value)} />
         </Field>
         <Field label="Model">
-          <select name="endpoint-model" value={model} onChange={(e) => setModel(e.currentTarget.value)}>
-            {refs.map((r) => (
-              <option key={r} value={r}>
-                {r}
-              </option>
-            ))}
-          </select>
+          <Select name="endpoint-model" value={model} options={refs} onChange={setModel} />
         </Field>
         <Field label="Replicas">
           <input type="number" min={autoscale ? 0 : 1} max={64} value={instances} onInput={(e) => setInstances(e.currentTarget.value)} />
@@ -350,13 +344,7 @@ function Variants({ e }: { e: Endpoint }) {
             <input required value={adding.name} onInput={(ev) => setAdding({ ...adding, name: ev.currentTarget.value })} />
           </Field>
           <Field label="Model">
-            <select value={adding.model || refs[0]} onChange={(ev) => setAdding({ ...adding, model: ev.currentTarget.value })}>
-              {refs.map((r) => (
-                <option key={r} value={r}>
-                  {r}
-                </option>
-              ))}
-            </select>
+            <Select value={adding.model || refs[0] || ''} options={refs} onChange={(model) => setAdding({ ...adding, model })} />
           </Field>
           <Field label="Weight">
             <input type="number" min={0.001} step="any" value={adding.weight} onInput={(ev) => setAdding({ ...adding, weight: ev.currentTarget.value })} />
@@ -379,22 +367,10 @@ function RollingUpdate({ e }: { e: Endpoint }) {
       <p class="hint">Replicas of the new model start first; each old replica drains and stops once a new one is ready, so the endpoint keeps answering.</p>
       <div class="fields">
         <Field label="Variant">
-          <select value={variant} onChange={(ev) => setVariant(ev.currentTarget.value)}>
-            {e.variants.map((v) => (
-              <option key={v.name} value={v.name}>
-                {v.name} (now {v.model})
-              </option>
-            ))}
-          </select>
+          <Select value={variant} options={e.variants.map((v) => [v.name, `${v.name} (now ${v.model})`])} onChange={setVariant} />
         </Field>
         <Field label="New model">
-          <select name="rollout-model" value={target} onChange={(ev) => setModel(ev.currentTarget.value)}>
-            {refs.map((r) => (
-              <option key={r} value={r}>
-                {r}
-              </option>
-            ))}
-          </select>
+          <Select name="rollout-model" value={target} options={refs} onChange={setModel} />
         </Field>
       </div>
       <div class="form-foot">

@@ -2,7 +2,7 @@ import { useState } from 'preact/hooks';
 import { api, useApi, useStream } from '../api';
 import { Bars, LineChart } from '../charts';
 import { ago, num, pct, seconds, when } from '../format';
-import { Badge, Card, ConfirmButton, Empty, ErrorBox, Facts, Field, Form, Link, Loading, Page, Progress, Status, Table, type Column } from '../ui';
+import { Badge, Card, ConfirmButton, Empty, ErrorBox, Facts, Field, Form, Link, Loading, Page, Progress, Select, Status, Table, type Column } from '../ui';
 
 interface PhaseProgress {
   phase: string;
@@ -151,7 +151,8 @@ function NewJob(props: { kind: 'train' | 'tune'; onDone: () => void }) {
   const datasets = useApi<{ datasets: Array<{ name: string; latest: number }> }>('/api/datasets');
   const backbones = useApi<{ backbones: Array<{ id: string; installed: boolean }> }>('/api/backbones');
   const [values, setValues] = useState<Record<string, string>>({});
-  const set = (k: string) => (e: { currentTarget: { value: string } }) => setValues({ ...values, [k]: e.currentTarget.value });
+  const put = (k: string) => (v: string) => setValues({ ...values, [k]: v });
+  const set = (k: string) => (e: { currentTarget: { value: string } }) => put(k)(e.currentTarget.value);
   const installed = backbones.data?.backbones.filter((b) => b.installed) ?? [];
   const dataset = values.dataset ?? datasets.data?.datasets[0]?.name ?? '';
   const backbone = values.backbone ?? installed[0]?.id ?? '';
@@ -183,22 +184,10 @@ function NewJob(props: { kind: 'train' | 'tune'; onDone: () => void }) {
     <Card title={props.kind === 'train' ? 'New training job' : 'New tuning job'}>
       <Form onSubmit={submit} submitLabel={props.kind === 'train' ? 'Start training' : 'Start tuning'} busyLabel="Starting…">
         <Field label="Dataset">
-          <select value={dataset} onChange={set('dataset')}>
-            {datasets.data.datasets.map((d) => (
-              <option key={d.name} value={d.name}>
-                {d.name} (v{d.latest})
-              </option>
-            ))}
-          </select>
+          <Select value={dataset} options={datasets.data.datasets.map((d) => [d.name, `${d.name} (v${d.latest})`])} onChange={put('dataset')} />
         </Field>
         <Field label="Backbone">
-          <select value={backbone} onChange={set('backbone')}>
-            {installed.map((b) => (
-              <option key={b.id} value={b.id}>
-                {b.id}
-              </option>
-            ))}
-          </select>
+          <Select value={backbone} options={installed.map((b) => b.id)} onChange={put('backbone')} />
         </Field>
         {props.kind === 'train' ? (
           <>
@@ -212,10 +201,7 @@ function NewJob(props: { kind: 'train' | 'tune'; onDone: () => void }) {
               <input type="number" step="any" min={0} placeholder="0.001" value={values.lr ?? ''} onInput={set('lr')} />
             </Field>
             <Field label="Head">
-              <select value={values.head ?? ''} onChange={set('head')}>
-                <option value="">linear (default)</option>
-                <option value="mlp">mlp</option>
-              </select>
+              <Select value={values.head ?? ''} options={[['', 'linear (default)'], 'mlp']} onChange={put('head')} />
             </Field>
             <Field label="Augmented views" hint="Random crops and flips per training image">
               <input type="number" min={0} max={32} placeholder="0" value={values.augment ?? ''} onInput={set('augment')} />
@@ -227,18 +213,10 @@ function NewJob(props: { kind: 'train' | 'tune'; onDone: () => void }) {
               <input type="number" min={1} max={10000} placeholder="8" value={values.maxTrials ?? ''} onInput={set('maxTrials')} />
             </Field>
             <Field label="Strategy">
-              <select value={values.strategy ?? ''} onChange={set('strategy')}>
-                <option value="">bayesian (default)</option>
-                <option value="random">random</option>
-                <option value="grid">grid</option>
-              </select>
+              <Select value={values.strategy ?? ''} options={[['', 'bayesian (default)'], 'random', 'grid']} onChange={put('strategy')} />
             </Field>
             <Field label="Early stopping">
-              <select value={values.earlyStopping ?? ''} onChange={set('earlyStopping')}>
-                <option value="">none (default)</option>
-                <option value="median">median</option>
-                <option value="asha">asha</option>
-              </select>
+              <Select value={values.earlyStopping ?? ''} options={[['', 'none (default)'], 'median', 'asha']} onChange={put('earlyStopping')} />
             </Field>
             <Field label="Register the best as model" hint="Optional model name">
               <input value={values.register ?? ''} onInput={set('register')} />

@@ -2,7 +2,7 @@ import { useState } from 'preact/hooks';
 import { api, useApi } from '../api';
 import { Bars, ConfusionMatrix } from '../charts';
 import { num, pct, when } from '../format';
-import { Badge, Card, ConfirmButton, Empty, Facts, Link, Loaded, Page, Table } from '../ui';
+import { Badge, Card, ConfirmButton, Empty, Facts, Link, Loaded, Page, Select, Table } from '../ui';
 
 interface SplitMetrics {
   top1?: number;
@@ -182,10 +182,7 @@ function ModelView({ mv }: { mv: ModelVersion }) {
           actions={
             <label class="inline">
               Split{' '}
-              <select value={split} onChange={(e) => setSplit(e.currentTarget.value as 'valid' | 'test')}>
-                <option value="test">test</option>
-                <option value="valid">valid</option>
-              </select>
+              <Select value={split} options={['test', 'valid']} onChange={(v) => setSplit(v as 'valid' | 'test')} />
             </label>
           }
         >

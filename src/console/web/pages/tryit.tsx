@@ -2,7 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { ApiError, api, useApi } from '../api';
 import { Bars } from '../charts';
 import { ms, pct } from '../format';
-import { Card, Empty, ErrorBox, Facts, Field, Link, Loaded, Loading, Logo, Page } from '../ui';
+import { Card, Empty, ErrorBox, Facts, Field, Link, Loaded, Loading, Logo, Page, Select } from '../ui';
 import type { Endpoint } from './endpoints';
 
 interface Answer {
@@ -80,13 +80,12 @@ function Classifier(props: { endpoints: Endpoint[]; initial?: string }) {
     <div class="tryit">
       <Card title="Image">
         <Field label="Endpoint">
-          <select name="endpoint" value={endpoint} onChange={(e) => setEndpoint(e.currentTarget.value)}>
-            {props.endpoints.map((e) => (
-              <option key={e.name} value={e.name}>
-                {e.name} ({e.variants.map((v) => v.model).join(', ')}){e.status !== 'in_service' ? ` · ${e.status.replace(/_/g, ' ')}` : ''}
-              </option>
-            ))}
-          </select>
+          <Select
+            name="endpoint"
+            value={endpoint}
+            options={props.endpoints.map((e) => [e.name, `${e.name} (${e.variants.map((v) => v.model).join(', ')})${e.status !== 'in_service' ? ` · ${e.status.replace(/_/g, ' ')}` : ''}`])}
+            onChange={setEndpoint}
+          />
         </Field>
         <div
           class={`drop ${dragging ? 'over' : ''}`}
