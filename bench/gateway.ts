@@ -17,7 +17,7 @@ import { fork } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Fastify from 'fastify';
 import type { AddressInfo } from 'node:net';
@@ -29,6 +29,7 @@ import { importModel } from '../src/registry/index.js';
 import { createKey, securityPlugin, type Actor } from '../src/security/index.js';
 import { startDaemon } from '../src/server/index.js';
 import { openWorkspace } from '../src/store/index.js';
+import { shared, sharedMobileNet } from './lib/report.js';
 
 interface Target {
   url: string;
@@ -124,7 +125,6 @@ async function main(): Promise<void> {
   const json = process.argv.includes('--json');
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const settings = quick ? { rounds: 4, seconds: 3, coldRounds: 3 } : { rounds: 6, seconds: 10, coldRounds: 7 }; // load runs rounds x seconds
-  const shared = process.env.KENNEL_SHARED ?? resolve(fileURLToPath(new URL('..', import.meta.url)), '../shared');
   const photosRoot = join(shared, 'data/real-photos');
   const files = readdirSync(photosRoot).sort().flatMap((d) => readdirSync(join(photosRoot, d)).sort().map((f) => join(photosRoot, d, f)));
   const home = mkdtempSync(join(tmpdir(), 'kennel-bench-gateway-'));
@@ -135,7 +135,7 @@ async function main(): Promise<void> {
   try {
     const ws = openWorkspace(home);
     cleanups.unshift(() => ws.close());
-    await importModel(ws, join(shared, 'models/mobilenetv2-12-int8.onnx'), { name: 'mobilenet', labels: Array.from({ length: 1000 }, (_, i) => `imagenet-${i}`) });
+    await importModel(ws, sharedMobileNet, { name: 'mobilenet', labels: Array.from({ length: 1000 }, (_, i) => `imagenet-${i}`) });
     const daemon = await startDaemon({ home, port: 0, adminPort: 0, log: pino({ level: 'silent' }) });
     cleanups.unshift(() => daemon.close());
     await daemon.runtime.create({ name: 'dogs', variants: [{ name: 'primary', model: 'mobilenet' }], instances: 1 });

@@ -13,21 +13,20 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { addBackbone } from '../src/backbones/index.js';
 import { importDataset } from '../src/data/index.js';
 import { TelemetryRecorder, type JobTelemetry } from '../src/insights/index.js';
 import { getJob, openWorkspace } from '../src/store/index.js';
 import { fitHead, train, type HeadConfig } from '../src/training/index.js';
 import { machineInfo } from './lib/machine.js';
-import { benchDir, logger, parseBenchArgs, saveResults, summaryTable, type SummaryRow } from './lib/report.js';
+import { logger, parseBenchArgs, saveResults, shared, sharedMobileNet, summaryTable, type SummaryRow } from './lib/report.js';
 import { gaussianClusters } from './lib/synthetic.js';
 
 const TARGET_RATIO = 0.02;
 const args = parseBenchArgs(process.argv.slice(2), 'insights');
 const log = logger(args.json);
 const machine = machineInfo();
-const shared = process.env.KENNEL_SHARED ?? resolve(benchDir, '../../shared');
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
 const shape = args.quick ? { rows: 2000, dim: 1280, classes: 133, epochs: 4, pairs: 4, syntheticSteps: 1500 } : { rows: 6680, dim: 1280, classes: 133, epochs: 8, pairs: 6, syntheticSteps: 4000 };
@@ -106,7 +105,7 @@ const jobs = { on: [] as number[], off: [] as number[], selfRatio: [] as number[
 try {
   const ws = openWorkspace(home);
   await importDataset(ws, join(shared, 'data/breeds-mini'), { name: 'breeds' });
-  await addBackbone(ws, join(shared, 'models/mobilenetv2-12-int8.onnx'), { name: 'mobilenetv2-12-int8' });
+  await addBackbone(ws, sharedMobileNet, { name: 'mobilenetv2-12-int8' });
   const opts = { dataset: 'breeds', backbone: 'mobilenetv2-12-int8', epochs: 30, patience: 100 };
   await train(ws, opts); // extracts and caches the features
   for (let i = 0; i < shape.pairs; i++) {

@@ -23,8 +23,8 @@ import { tuneSharp } from '../src/training/index.js';
 import { extractionCeiling, inferenceCeiling } from './lib/ceilings.js';
 import { failedCount, mergeLoads, runLoad, type LoadResult } from './lib/load.js';
 import { currentLoad, machineInfo } from './lib/machine.js';
-import { logger, parseBenchArgs, saveResults, summaryTable } from './lib/report.js';
-import { BENCH_MODELS, shared, benchHome, freePort, importBenchModel, realPhotoFiles, startKennel, type BenchModel } from './lib/serving.js';
+import { logger, parseBenchArgs, saveResults, shared, summaryTable } from './lib/report.js';
+import { BENCH_MODELS, benchHome, freePort, importBenchModel, realPhotoFiles, startKennel, type BenchModel } from './lib/serving.js';
 import type { Device } from '../src/onnx/session.js';
 
 const TARGET = { ceilingFraction: 0.85, p99AtSeventyPercentMs: 100, gpuTimesNaive: 3 };

@@ -9,7 +9,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpuUsage } from 'node:process';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { addBackbone } from '../src/backbones/index.js';
 import { progressBars } from '../src/cli/output.js';
 import type { ProgressSink } from '../src/core/index.js';
@@ -19,7 +19,7 @@ import { fitHead, train, type HeadConfig, type TrainResult } from '../src/traini
 import { extractionCeiling, matmulGflops } from './lib/ceilings.js';
 import { DOG_IMAGES, benchDogSet, type DogSetSpec } from './lib/dataset.js';
 import { currentLoad, machineInfo } from './lib/machine.js';
-import { benchDir, logger, parseBenchArgs, saveResults, summaryTable, type SummaryRow } from './lib/report.js';
+import { logger, parseBenchArgs, saveResults, sharedMobileNet, summaryTable, type SummaryRow } from './lib/report.js';
 import { gaussianClusters } from './lib/synthetic.js';
 import { coresUsed, timed } from './lib/timing.js';
 
@@ -33,8 +33,6 @@ const log = logger(args.json);
 const benchStart = performance.now();
 const date = new Date();
 const machine = machineInfo();
-const shared = process.env.KENNEL_SHARED ?? resolve(benchDir, '../../shared');
-const backboneFile = join(shared, 'models/mobilenetv2-12-int8.onnx');
 /** a fresh set of bars per step: a bar's clock starts when its phase is first seen, so phases repeated by the retrain need their own */
 const newBars = () => progressBars({ json: args.json });
 
@@ -64,7 +62,7 @@ const setSpec = args.quick ? QUICK_SET : DOG_IMAGES;
 log(`bench:train${args.quick ? ' --quick' : ''}: ${setSpec.classes} classes, ${setSpec.images.train}/${setSpec.images.valid}/${setSpec.images.test} images; ${machine.cpu}, ${machine.cores} cores, load ${machine.loadStart}`);
 
 // 1. the dataset (generated once, then cached)
-const set = await benchDogSet(setSpec, { shared, cacheRoot: join(benchDir, '.cache'), json: args.json, log });
+const set = await benchDogSet(setSpec, { json: args.json, log });
 
 // 2. end to end from an empty workspace
 const home = mkdtempSync(join(tmpdir(), 'kennel-bench-train-'));
@@ -76,7 +74,7 @@ try {
   const clock = phaseClock(bars);
   const e2e = await timed(async () => {
     const imported = await timed(() => importDataset(workspace, set.dir, { name: 'dogs', progress: bars }));
-    const backbone = await timed(() => addBackbone(workspace, backboneFile, { name: 'mobilenetv2-12-int8' }));
+    const backbone = await timed(() => addBackbone(workspace, sharedMobileNet, { name: 'mobilenetv2-12-int8' }));
     const trained = await timed(() => train(workspace, { dataset: 'dogs', backbone: 'mobilenetv2-12-int8' }, { progress: clock }));
     return { imported, backbone, trained };
   });

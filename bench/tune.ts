@@ -14,7 +14,7 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { addBackbone } from '../src/backbones/index.js';
 import { progressBars } from '../src/cli/output.js';
 import { importDataset } from '../src/data/index.js';
@@ -23,7 +23,7 @@ import { train } from '../src/training/index.js';
 import { TEST_OBJECTIVES, minimize, parseParamFlag, tune } from '../src/tuning/index.js';
 import { DOG_IMAGES, benchDogSet, type DogSetSpec } from './lib/dataset.js';
 import { currentLoad, machineInfo } from './lib/machine.js';
-import { benchDir, logger, parseBenchArgs, saveResults, summaryTable, type SummaryRow } from './lib/report.js';
+import { logger, parseBenchArgs, saveResults, sharedMobileNet, summaryTable, type SummaryRow } from './lib/report.js';
 import { timed } from './lib/timing.js';
 
 const TARGET = { tuneToTrain: 2, quickSeconds: 60, qualityRatio: 0.75 };
@@ -45,8 +45,6 @@ const log = logger(args.json);
 const benchStart = performance.now();
 const date = new Date();
 const machine = machineInfo();
-const shared = process.env.KENNEL_SHARED ?? resolve(benchDir, '../../shared');
-const backboneFile = join(shared, 'models/mobilenetv2-12-int8.onnx');
 const newBars = () => progressBars({ json: args.json });
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -67,7 +65,7 @@ for (const q of quality) log(`${q.function}: median best after ${QUALITY.trials}
 
 const setSpec = args.quick ? QUICK_SET : DOG_IMAGES;
 log(`bench:tune${args.quick ? ' --quick' : ''}: ${setSpec.classes} classes, ${setSpec.images.train}/${setSpec.images.valid}/${setSpec.images.test} images; ${machine.cpu}, ${machine.cores} cores, load ${machine.loadStart}`);
-const set = await benchDogSet(setSpec, { shared, cacheRoot: join(benchDir, '.cache'), json: args.json, log });
+const set = await benchDogSet(setSpec, { json: args.json, log });
 
 const home = mkdtempSync(join(tmpdir(), 'kennel-bench-tune-'));
 let ws: Workspace | undefined;
@@ -76,7 +74,7 @@ try {
   const workspace = ws;
   const setupBars = newBars();
   await importDataset(workspace, set.dir, { name: 'dogs', progress: setupBars });
-  await addBackbone(workspace, backboneFile, { name: 'mobilenetv2-12-int8' });
+  await addBackbone(workspace, sharedMobileNet, { name: 'mobilenetv2-12-int8' });
   setupBars.end();
 
   // 1a. one training from an empty feature cache: the yardstick

@@ -25,15 +25,15 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { addBackbone, getBackbone, type Backbone } from '../src/backbones/index.js';
 import { table } from '../src/cli/output.js';
 import { getDatasetVersion, importDataset, type DatasetVersion } from '../src/data/index.js';
 import { openWorkspace } from '../src/store/index.js';
 import { TRAINING_TASKS } from '../src/training/index.js';
-import { InlineEngine, LocalPool, type Engine, type Task } from '../src/workers/index.js';
-import { RedisEngine } from '../src/workers/redis.js';
+import { createEngine, InlineEngine, LocalPool, type Engine, type Task } from '../src/workers/index.js';
+import { shared, sharedMobileNet } from './lib/report.js';
 
 const TARGET = { efficiency: 0.8, redisVsLocal: 0.8 };
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -243,7 +243,7 @@ async function runPoint(args: Args, point: NonNullable<Args['point']>): Promise<
       const workers = Array.from({ length: point.workers }, (_, i) => spawn(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), 'worker', '--queue', url, '--home', point.home, '--threads', String(args.threads), '--name', `bench-${i}`], { stdio: ['ignore', 'ignore', 'pipe'] }));
       children.push(...workers);
       await Promise.all(workers.map((w) => waitForOutput(w, /waiting for tasks/, 'kennel worker')));
-      return await measure(new RedisEngine({ url, concurrency: point.workers }), p, ds, backbone);
+      return await measure(await createEngine({ instances: point.workers, queue: url, home: point.home, artifacts: ws.artifacts, taskModules, device: 'cpu' }), p, ds, backbone);
     } finally {
       // workers first, while Redis is still there for them to let go of their tasks
       await stop(children.slice(1));
@@ -272,7 +272,6 @@ async function main(args: Args): Promise<void> {
   };
   const started = performance.now();
   const cores = availableParallelism();
-  const shared = process.env.KENNEL_SHARED ?? resolve(root, '../shared');
   /** worker counts measured: 1, 2, 4 … and the maximum */
   const counts = args.counts ?? [...new Set([...Array.from({ length: 32 }, (_, i) => 2 ** i).filter((k) => k < args.maxWorkers), args.maxWorkers])];
   // the same tasks per worker at every count, so every configuration runs about as long: with
@@ -286,7 +285,7 @@ async function main(args: Args): Promise<void> {
   const load0 = loadavg()[0]!;
   const ws = openWorkspace(home);
   await importDataset(ws, join(shared, 'data/breeds-mini'), { name: 'breeds' });
-  await addBackbone(ws, join(shared, 'models/mobilenetv2-12-int8.onnx'), { name: 'mnv2' });
+  await addBackbone(ws, sharedMobileNet, { name: 'mnv2' });
   ws.close();
   log(`bench:workers: ${perWorker} tasks x 100 images per worker and run; workers ${counts.join(', ')} with ${args.threads} ORT thread(s) each; ${pin ? 'K workers pinned to K cores' : 'unpinned (no taskset)'}; ${cores} cores`);
 

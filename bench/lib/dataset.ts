@@ -4,6 +4,7 @@ import sharp from 'sharp';
 import { progressBars } from '../../src/cli/output.js';
 import { Rng, seedFrom } from '../../src/core/index.js';
 import { sha256 } from '../../src/store/index.js';
+import { benchDir, shared } from './report.js';
 
 /**
  * Bump when the generated images change for the same spec (new augmentation, sizes, naming):
@@ -192,10 +193,10 @@ export async function dogSet(spec: DogSetSpec, sources: string[], cacheRoot: str
  * The generated set a bench runs on: sources are the shared photos, generation shows a progress
  * bar and is cached under bench/.cache, and one line says which set was used.
  */
-export async function benchDogSet(spec: DogSetSpec, opts: { shared: string; cacheRoot: string; json: boolean; log: (line: string) => void }): Promise<DogSet> {
-  const sources = listSources([join(opts.shared, 'data/breeds-mini'), join(opts.shared, 'data/real-photos')]);
+export async function benchDogSet(spec: DogSetSpec, opts: { json: boolean; log: (line: string) => void }): Promise<DogSet> {
+  const sources = listSources([join(shared, 'data/breeds-mini'), join(shared, 'data/real-photos')]);
   const bars = progressBars({ json: opts.json });
-  const set = await dogSet(spec, sources, opts.cacheRoot, (done, total) => bars({ phase: 'generate images', done, total }));
+  const set = await dogSet(spec, sources, join(benchDir, '.cache'), (done, total) => bars({ phase: 'generate images', done, total }));
   bars.end();
   opts.log(set.generated ? `generated ${set.images} images in ${set.seconds.toFixed(1)}s: ${set.dir}` : `dataset from cache: ${set.dir}`);
   return set;

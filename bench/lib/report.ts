@@ -1,9 +1,13 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { table } from '../../src/cli/output.js';
 
 export const benchDir = fileURLToPath(new URL('..', import.meta.url));
+/** the shared photos and models: $KENNEL_SHARED, else ../shared beside the project */
+export const shared = process.env.KENNEL_SHARED ?? resolve(benchDir, '../../shared');
+/** the shared MobileNetV2 int8 that the benches use as backbone or model */
+export const sharedMobileNet = join(shared, 'models/mobilenetv2-12-int8.onnx');
 
 export interface BenchArgs {
   quick: boolean;

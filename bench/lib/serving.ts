@@ -2,16 +2,14 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { importModel, type ModelVersion } from '../../src/registry/index.js';
 import { createKey } from '../../src/security/index.js';
 import { openWorkspace } from '../../src/store/index.js';
 import { buildResnet } from '../models/resnet.js';
-import { benchDir } from './report.js';
+import { benchDir, shared, sharedMobileNet } from './report.js';
 
 /** Shared set-up of the serving benches: a workspace with the shared MobileNetV2, a real daemon, real photos. */
-
-export const shared = process.env.KENNEL_SHARED ?? resolve(benchDir, '../../shared');
 
 /** The photos under `root` (default: the shared real photos), one folder deep, in a fixed order. */
 export function realPhotoFiles(root = join(shared, 'data/real-photos')): string[] {
@@ -31,7 +29,7 @@ export type BenchModel = (typeof BENCH_MODELS)[number];
  *   built once into bench/.cache), the seeds' model size where the pretrained file cannot be had.
  */
 export async function importBenchModel(home: string, name: BenchModel): Promise<{ model: ModelVersion; onnxPath: string; description: string }> {
-  let file = join(shared, 'models/mobilenetv2-12-int8.onnx');
+  let file = sharedMobileNet;
   let description = 'shared MobileNetV2 int8, 1000 classes';
   if (name === 'resnet50') {
     file = join(benchDir, '.cache/resnet50-random.onnx');
