@@ -14,7 +14,7 @@
  *   without and with a provisioned instance.
  */
 import { fork } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,7 +29,8 @@ import { importModel } from '../src/registry/index.js';
 import { createKey, securityPlugin, type Actor } from '../src/security/index.js';
 import { startDaemon } from '../src/server/index.js';
 import { openWorkspace } from '../src/store/index.js';
-import { shared, sharedMobileNet } from './lib/report.js';
+import { sharedMobileNet } from './lib/report.js';
+import { realPhotoFiles } from './lib/serving.js';
 
 interface Target {
   url: string;
@@ -125,8 +126,7 @@ async function main(): Promise<void> {
   const json = process.argv.includes('--json');
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const settings = quick ? { rounds: 4, seconds: 3, coldRounds: 3 } : { rounds: 6, seconds: 10, coldRounds: 7 }; // load runs rounds x seconds
-  const photosRoot = join(shared, 'data/real-photos');
-  const files = readdirSync(photosRoot).sort().flatMap((d) => readdirSync(join(photosRoot, d)).sort().map((f) => join(photosRoot, d, f)));
+  const files = realPhotoFiles();
   const home = mkdtempSync(join(tmpdir(), 'kennel-bench-gateway-'));
   const by: Actor = { principal: 'local:bench', plane: 'cli' };
   const cleanups: Array<() => Promise<void> | void> = [() => rmSync(home, { recursive: true, force: true })];

@@ -19,13 +19,15 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Classifier, DynamicBatcher } from '../src/serving/index.js';
 import type { ModelCard } from '../src/registry/index.js';
+import { median } from '../src/core/index.js';
 import { tuneSharp } from '../src/training/index.js';
 import { extractionCeiling, inferenceCeiling } from './lib/ceilings.js';
 import { failedCount, mergeLoads, runLoad, type LoadResult } from './lib/load.js';
 import { currentLoad, machineInfo } from './lib/machine.js';
 import { logger, parseBenchArgs, saveResults, shared, summaryTable } from './lib/report.js';
 import { BENCH_MODELS, benchHome, freePort, importBenchModel, realPhotoFiles, startKennel, type BenchModel } from './lib/serving.js';
-import type { Device } from '../src/onnx/session.js';
+import { inputSize } from '../src/backbones/index.js';
+import type { Device } from '../src/onnx/index.js';
 
 const TARGET = { ceilingFraction: 0.85, p99AtSeventyPercentMs: 100, gpuTimesNaive: 3 };
 
@@ -67,7 +69,7 @@ const CONCURRENCY = Math.max(32, 2 * MAX_BATCH);
 async function pipelineCeiling(onnxPath: string, card: ModelCard, files: string[], seconds: number, concurrency: number): Promise<{ imagesPerSecond: number }> {
   const clf = await Classifier.load(onnxPath, card, { device, spinning: false, thread: { maxBatch: MAX_BATCH } });
   const images = files.map((f) => readFileSync(f));
-  const size = 3 * card.preprocess.size ** 2;
+  const size = inputSize(card.preprocess);
   const batchInput = clf.inputBuffer(MAX_BATCH);
   const batcher = new DynamicBatcher<Float32Array, number>({ maxBatch: MAX_BATCH, maxDelayMs: 2 }, async (items) => {
     items.forEach((x, i) => batchInput.set(x, i * size));
@@ -141,8 +143,7 @@ try {
   const kennelMax = best(rounds.map((r) => r.kennel), (x) => x.throughput);
   const naiveMax = best(rounds.map((r) => r.naive), (x) => x.throughput);
   // load levels are fractions of Kennel's median round: what it sustained while the machine was shared as it is
-  const sorted = rounds.map((r) => r.kennel.throughput).sort((a, b) => a - b);
-  const reference = sorted.length % 2 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
+  const reference = median(rounds.map((r) => r.kennel.throughput));
 
   const levels: Array<{ fraction: number; rate: number; kennel: LoadResult; naive: LoadResult }> = [];
   for (const fraction of settings.levels) {

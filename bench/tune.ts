@@ -19,6 +19,7 @@ import { addBackbone } from '../src/backbones/index.js';
 import { progressBars } from '../src/cli/output.js';
 import { importDataset } from '../src/data/index.js';
 import { openWorkspace, type Workspace } from '../src/store/index.js';
+import { median } from '../src/core/index.js';
 import { train } from '../src/training/index.js';
 import { TEST_OBJECTIVES, minimize, parseParamFlag, tune } from '../src/tuning/index.js';
 import { DOG_IMAGES, benchDogSet, type DogSetSpec } from './lib/dataset.js';
@@ -46,10 +47,6 @@ const benchStart = performance.now();
 const date = new Date();
 const machine = machineInfo();
 const newBars = () => progressBars({ json: args.json });
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return (s[(s.length - 1) >> 1]! + s[s.length >> 1]!) / 2;
-};
 
 // 3 first: it needs no data and takes a second
 const quality = TEST_OBJECTIVES.map((f) => {

@@ -1,8 +1,6 @@
-import { cpus } from 'node:os';
 import * as ort from 'onnxruntime-node';
-import { decodeRgb, inputShape, normalizeInto, type PreprocessSpec } from '../../src/backbones/index.js';
-import { GraphBuilder } from '../../src/onnx/builder.js';
-import { executionProviders, type Device } from '../../src/onnx/session.js';
+import { decodeRgb, inputShape, inputSize, normalizeInto, type PreprocessSpec } from '../../src/backbones/index.js';
+import { GraphBuilder, sessionOptions, type Device } from '../../src/onnx/index.js';
 import { repeatFor, timed } from './timing.js';
 
 /**
@@ -24,8 +22,8 @@ export interface CeilingRun {
  * session.run, repeat; the ORT session uses every core. One run per batch size; the best counts.
  */
 export async function extractionCeiling(modelPath: string, spec: PreprocessSpec, inputName: string, files: string[], batchSizes: number[], device: Device = 'cpu'): Promise<{ best: CeilingRun; runs: CeilingRun[] }> {
-  const session = await ort.InferenceSession.create(modelPath, { executionProviders: executionProviders(device), intraOpNumThreads: cpus().length, graphOptimizationLevel: 'all' });
-  const per = 3 * spec.size * spec.size;
+  const session = await ort.InferenceSession.create(modelPath, sessionOptions({ device, spinning: true }));
+  const per = inputSize(spec);
   try {
     const runs: CeilingRun[] = [];
     for (const bs of batchSizes) {
@@ -67,7 +65,7 @@ export async function extractionCeiling(modelPath: string, spec: PreprocessSpec,
  * batch size (what the device does with no decoding, no server and no batching logic).
  */
 export async function inferenceCeiling(modelPath: string, spec: PreprocessSpec, inputName: string, batchSizes: number[], seconds: number, device: Device = 'cpu'): Promise<Array<{ batch: number; imagesPerSecond: number; msPerRun: number }>> {
-  const session = await ort.InferenceSession.create(modelPath, { executionProviders: executionProviders(device), intraOpNumThreads: cpus().length, graphOptimizationLevel: 'all' });
+  const session = await ort.InferenceSession.create(modelPath, sessionOptions({ device, spinning: true }));
   try {
     const runs = [];
     for (const batch of batchSizes) {

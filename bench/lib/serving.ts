@@ -1,11 +1,12 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { importModel, type ModelVersion } from '../../src/registry/index.js';
 import { createKey } from '../../src/security/index.js';
 import { openWorkspace } from '../../src/store/index.js';
+import { writeFileAtomic } from '../../src/core/index.js';
 import { buildResnet } from '../models/resnet.js';
 import { benchDir, shared, sharedMobileNet } from './report.js';
 
@@ -34,11 +35,7 @@ export async function importBenchModel(home: string, name: BenchModel): Promise<
   if (name === 'resnet50') {
     file = join(benchDir, '.cache/resnet50-random.onnx');
     description = 'ResNet50 architecture, random weights (bench/models/resnet.ts), float32, 1000 classes';
-    if (!existsSync(file)) {
-      mkdirSync(dirname(file), { recursive: true });
-      writeFileSync(`${file}.tmp`, buildResnet({ depth: 50 }));
-      renameSync(`${file}.tmp`, file);
-    }
+    if (!existsSync(file)) writeFileAtomic(file, buildResnet({ depth: 50 }));
   }
   const ws = openWorkspace(home);
   try {

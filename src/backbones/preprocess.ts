@@ -79,6 +79,9 @@ export function normalizeInto(rgb: Uint8Array, spec: PreprocessSpec, out: Float3
   }
 }
 
+/** Values in one image's input tensor. */
+export const inputSize = (spec: PreprocessSpec): number => 3 * spec.size * spec.size;
+
 export function inputShape(spec: PreprocessSpec, batch: number): number[] {
   return spec.layout === 'NCHW' ? [batch, 3, spec.size, spec.size] : [batch, spec.size, spec.size, 3];
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { KennelError } from '../core/errors.js';
+import { median } from '../core/index.js';
 import { isLeak, type ImportReport } from '../data/index.js';
 import type { EpochRecord, JobTelemetry, StepKind, StepRecord } from './telemetry.js';
 
@@ -81,11 +82,6 @@ const sd = (xs: readonly number[]): number => {
   const m = mean(xs);
   return Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / xs.length);
 };
-export function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 const KIND_NAME: Record<StepKind, string> = { extract: 'feature-extraction batches', head: 'head training steps' };
 const byKind = (steps: readonly StepRecord[]): Array<[StepKind, StepRecord[]]> =>

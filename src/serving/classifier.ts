@@ -1,5 +1,5 @@
 import * as ort from 'onnxruntime-node';
-import { decodeRgb, inputShape, normalizeInto } from '../backbones/index.js';
+import { decodeRgb, inputShape, inputSize, normalizeInto } from '../backbones/index.js';
 import { KennelError } from '../core/errors.js';
 import type { ModelCard } from '../registry/index.js';
 import { sessionOptions, type SessionSettings } from '../onnx/session.js';
@@ -33,8 +33,7 @@ export class Classifier {
     const { thread, ...settings } = opts;
     if (thread) {
       if (typeof onnx !== 'string') throw new Error('a threaded classifier loads its model from a file');
-      const imageSize = inputShape(card.preprocess, 1).reduce((a, b) => a * b, 1);
-      return new Classifier(await ThreadedSession.create(onnx, settings, { inputName: card.inputName, outputName: card.outputName }, thread.maxBatch * imageSize), card);
+      return new Classifier(await ThreadedSession.create(onnx, settings, { inputName: card.inputName, outputName: card.outputName }, thread.maxBatch * inputSize(card.preprocess)), card);
     }
     const session = await (typeof onnx === 'string' ? ort.InferenceSession.create(onnx, sessionOptions(settings)) : ort.InferenceSession.create(onnx, sessionOptions(settings)));
     return new Classifier(session, card);
@@ -46,7 +45,7 @@ export class Classifier {
    * only between runs).
    */
   inputBuffer(n: number): Float32Array {
-    const size = n * inputShape(this.card.preprocess, 1).reduce((a, b) => a * b, 1);
+    const size = n * inputSize(this.card.preprocess);
     if (this.session instanceof ThreadedSession) {
       const shared = this.session.inputBuffer();
       if (shared.length < size) throw new Error(`the classifier's thread takes batches of at most ${shared.length} values`);

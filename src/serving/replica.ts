@@ -4,6 +4,7 @@
  * bytes as they are); answers and control messages go over IPC. Decoding runs on sharp's libuv
  * pool, concurrently with the running batch.
  */
+import { inputSize } from '../backbones/index.js';
 import { KennelError, errorMessage } from '../core/errors.js';
 // extract.js directly (as classifier.ts does), not the training index: a replica starts on
 // every scale-out, and the index pulls in all of training (about 0.7 s more to import)
@@ -41,7 +42,7 @@ async function main(): Promise<void> {
     process.stderr.write(`replica: the inference thread ended (${reason})\n`);
     process.exit(1);
   });
-  const imageSize = 3 * config.card.preprocess.size ** 2;
+  const imageSize = inputSize(config.card.preprocess);
   const classes = config.card.labels.length;
   const batchInput = clf.inputBuffer(config.batching.maxBatch);
   // A GPU session prepares its kernels for each input shape on first use (hundreds of ms for a

@@ -1,6 +1,6 @@
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
-import { decodeRgb, inputShape, normalizeInto, type CropView, type PreprocessSpec } from '../backbones/index.js';
+import { decodeRgb, inputShape, inputSize, normalizeInto, type CropView, type PreprocessSpec } from '../backbones/index.js';
 import { CancelledError } from '../core/errors.js';
 import { sessionOptions, type Device } from '../onnx/session.js';
 
@@ -76,8 +76,6 @@ export class FeatureExtractor {
     await this.session.release();
   }
 }
-
-export const inputSize = (spec: PreprocessSpec): number => 3 * spec.size * spec.size;
 
 /** One image at a time per libvips call: parallelism comes from decoding several images at once. */
 export function tuneSharp(): void {

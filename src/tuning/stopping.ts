@@ -1,3 +1,4 @@
+import { median } from '../core/index.js';
 import type { Direction } from './strategy.js';
 
 export type EarlyStopping = 'none' | 'median' | 'asha';
@@ -29,11 +30,6 @@ export interface FinishedCurve {
 
 /** Higher is better; a missing value (a diverged epoch) is the worst. */
 const goodness = (v: number | null, direction: Direction): number => (v !== null && Number.isFinite(v) ? (direction === 'max' ? v : -v) : -Infinity);
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return (s[(s.length - 1) >> 1]! + s[s.length >> 1]!) / 2;
-}
 
 export function ashaRungs(maxEpochs: number, o = ASHA): number[] {
   const out: number[] = [];

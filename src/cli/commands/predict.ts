@@ -26,7 +26,7 @@ export function registerPredict(program: Command): void {
         const bar = progressBars(opts);
         const results: Array<{ file: string; predictions: Prediction[] } | { file: string; error: string }> = [];
         try {
-          const input = new Float32Array(BATCH * 3 * mv.card.preprocess.size ** 2);
+          const input = clf.inputBuffer(BATCH);
           for (let i = 0; i < files.length && !signal.aborted; i += BATCH) {
             // bad files are reported one by one; the rest of the batch is still classified
             const ok: string[] = [];
