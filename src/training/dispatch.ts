@@ -102,7 +102,9 @@ export async function datasetFeatures(ws: Workspace, ds: DatasetVersion, backbon
 }
 
 async function runTasks(ws: Workspace, tasks: Task<ExtractChunkInput>[], chunkTasks: Map<string, ChunkTask>, opts: FeatureOptions): Promise<{ backend: Backend; workers: WorkerThroughput[] }> {
-  const engine = await createEngine({ instances: opts.instances ?? defaultInstances(tasks.length, opts.device), queue: opts.queue, home: ws.home, artifacts: ws.artifacts, taskModules: [TRAINING_TASKS()], device: executionProviders(opts.device)[0]! });
+  // what the device resolves to here: --device auto without a GPU runs on the CPU, and so gets the CPU's pool
+  const provider = executionProviders(opts.device)[0]!;
+  const engine = await createEngine({ instances: opts.instances ?? defaultInstances(tasks.length, provider), queue: opts.queue, home: ws.home, artifacts: ws.artifacts, taskModules: [TRAINING_TASKS()], device: provider });
   const progress = new ExtractionProgress(chunkTasks, engine.concurrency, opts.progress);
   const stats = new Map<string, WorkerThroughput>();
   try {
@@ -133,8 +135,8 @@ async function runTasks(ws: Workspace, tasks: Task<ExtractChunkInput>[], chunkTa
  * in-process session on 2 cores), but never more workers than chunks to extract, and a single
  * process when a GPU does the work.
  */
-export function defaultInstances(tasks: number, device: Device): number {
-  if (device !== 'cpu') return 1;
+function defaultInstances(tasks: number, provider: string): number {
+  if (provider !== 'cpu') return 1;
   return Math.max(1, Math.min(availableParallelism(), tasks));
 }
 

@@ -64,12 +64,10 @@ export function augmentView(seed: number, item: Pick<DatasetItem, 'sha256'>, vie
 /** Chunks with no recorded feature blob, or whose blob is gone from the artifact store. */
 export async function missingChunks(ws: Workspace, key: string, rows: number): Promise<number[]> {
   const recorded = new Map((ws.db.prepare('SELECT chunk, artifact_sha FROM feature_chunks WHERE cache_key = ?').all(key) as Array<{ chunk: number; artifact_sha: string }>).map((r) => [r.chunk, r.artifact_sha]));
-  const out: number[] = [];
-  for (let c = 0; c * CHUNK_ROWS < rows; c++) {
-    const sha = recorded.get(c);
-    if (!sha || !(await ws.artifacts.has(sha))) out.push(c);
-  }
-  return out;
+  const chunks = Array.from({ length: Math.ceil(rows / CHUNK_ROWS) }, (_, c) => c);
+  // asked all at once: against a remote store each is a request
+  const present = await Promise.all(chunks.map((c) => (recorded.has(c) ? ws.artifacts.has(recorded.get(c)!) : false)));
+  return chunks.filter((c) => !present[c]);
 }
 
 export function chunkItems(r: FeatureRequest, chunk: number): DatasetItem[] {

@@ -388,16 +388,21 @@ export class RedisWorker {
     this.closing ??= (async () => {
       // BullMQ's close waits on Redis: with Redis gone it would wait for ever, so give up on it
       // a while after the grace period (the claimed task then returns to the queue when its lock expires)
-      let giveUp: NodeJS.Timeout | undefined;
-      await Promise.race([this.worker.close(), new Promise<void>((resolve) => (giveUp = setTimeout(resolve, graceMs + CLOSE_TIMEOUT_MS)))]);
-      clearTimeout(giveUp);
+      await within(this.worker.close(), graceMs + CLOSE_TIMEOUT_MS);
       clearTimeout(abort);
       clearInterval(this.heartbeat);
-      await Promise.race([this.client.del(WORKER_KEY + this.info.id).catch(() => 0), new Promise((resolve) => setTimeout(resolve, CLOSE_TIMEOUT_MS).unref())]);
+      await within(this.client.del(WORKER_KEY + this.info.id).catch(() => 0), CLOSE_TIMEOUT_MS);
       this.client.disconnect();
       void this.worker.disconnect().catch(() => {});
       await this.host.close();
     })();
     return this.closing;
   }
+}
+
+/** Waits for `p`, but for `ms` at most. */
+async function within(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
 }
