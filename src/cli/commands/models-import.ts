@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { importModel, readLabels } from '../../registry/index.js';
-import { openWorkspace } from '../../store/index.js';
-import { emit, runAction } from '../output.js';
+import { emit, runAction, withWorkspace } from '../output.js';
 import { number, oneOf, triple } from '../options.js';
 
 interface ImportCliOptions {
@@ -34,9 +33,8 @@ export function registerModelsImport(program: Command): void {
     .option('--crop-fraction <f>', 'resize the shorter side to size/f, then centre-crop (default 0.875)', number('--crop-fraction', { min: 0.1, max: 1 }))
     .option('--json', 'print JSON')
     .action((file: string, o: ImportCliOptions) =>
-      runAction(async () => {
-        const ws = openWorkspace();
-        try {
+      runAction(() =>
+        withWorkspace(async (ws) => {
           const r = await importModel(ws, file, { name: o.name, labels: readLabels(o.labels), inputSize: o.inputSize, layout: o.layout, normalize: o.normalize, mean: o.mean, std: o.std, scale: o.scale, cropFraction: o.cropFraction });
           const m = r.model;
           emit(o, { model: `${m.name}@${m.version}`, output: r.output, softmaxAppended: r.softmaxAppended, classes: m.card.labels.length, preprocess: m.card.preprocess, inputName: m.card.inputName, outputName: m.card.outputName }, () =>
@@ -46,9 +44,7 @@ export function registerModelsImport(program: Command): void {
               `deploy it with: kennel endpoints create NAME --model ${m.name}@${m.version}`,
             ].join('\n'),
           );
-        } finally {
-          ws.close();
-        }
-      }),
+        }),
+      ),
     );
 }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { CancelledError, KennelError } from '../../core/errors.js';
 import { parseDatasetRef } from '../../data/index.js';
-import { openWorkspace, type Workspace } from '../../store/index.js';
+import type { Workspace } from '../../store/index.js';
 import { EARLY_STOPPING, OBJECTIVES, STRATEGIES, describeParams, formatValue, listTunes, loadSpaceFile, parseParamFlag, resumeTune, showTune, tune, type ParamSpec, type TuneHooks, type TuneResult, type TuneSummary } from '../../tuning/index.js';
 import { emit, pct, progressBars, runAction, table, withWorkspace } from '../output.js';
 import { number, oneOf } from '../options.js';
@@ -84,27 +84,27 @@ function showText(s: TuneSummary): string {
  * Runs a tuning session with progress bars. The job is named on stderr as soon as it exists, and
  * Ctrl-C says how to continue it: running the same command again would start a new job.
  */
-async function session(opts: { json?: boolean }, signal: AbortSignal, run: (ws: Workspace, hooks: TuneHooks) => Promise<TuneResult>): Promise<void> {
-  const ws = openWorkspace();
-  const bar = progressBars(opts);
-  let job: string | undefined;
-  const onJob = (id: string) => {
-    job = id;
-    if (!opts.json) process.stderr.write(`tuning job ${id}\n`);
-  };
-  try {
-    const r = await run(ws, { progress: bar, signal, onJob });
-    bar.end();
-    emit(opts, resultJson(r), () => resultText(r));
-  } catch (e) {
-    if (!(e instanceof CancelledError) || !job) throw e;
-    bar.end();
-    process.stderr.write(`cancelled: tuning job ${job} keeps its finished trials; continue it with kennel tune resume ${job}\n`);
-    process.exitCode = 130;
-  } finally {
-    bar.end();
-    ws.close();
-  }
+function session(opts: { json?: boolean }, signal: AbortSignal, run: (ws: Workspace, hooks: TuneHooks) => Promise<TuneResult>): Promise<void> {
+  return withWorkspace(async (ws) => {
+    const bar = progressBars(opts);
+    let job: string | undefined;
+    const onJob = (id: string) => {
+      job = id;
+      if (!opts.json) process.stderr.write(`tuning job ${id}\n`);
+    };
+    try {
+      const r = await run(ws, { progress: bar, signal, onJob });
+      bar.end();
+      emit(opts, resultJson(r), () => resultText(r));
+    } catch (e) {
+      if (!(e instanceof CancelledError) || !job) throw e;
+      bar.end();
+      process.stderr.write(`cancelled: tuning job ${job} keeps its finished trials; continue it with kennel tune resume ${job}\n`);
+      process.exitCode = 130;
+    } finally {
+      bar.end();
+    }
+  });
 }
 
 export function registerTune(program: Command): void {
