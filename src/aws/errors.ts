@@ -83,7 +83,6 @@ function lambdaError(e: KennelError): AwsError {
  */
 export function sendAwsError(api: AwsApi, e: KennelError, req: FastifyRequest, reply: FastifyReply): FastifyReply {
   const aws = credentialError(e, req) ?? (api === 'sagemaker' ? sagemakerError(e) : lambdaError(e));
-  if (aws.type === 'ServiceUnavailable' || aws.type === 'ThrottlingException' || aws.type === 'TooManyRequestsException') reply.header('retry-after', String((e as { retryAfterSeconds?: number }).retryAfterSeconds ?? 1));
   const message = aws.type === 'ModelError' ? `Received ${e.status < 500 ? 'client' : 'server'} error (${e.status}) from the model with message "${e.message}".` : e.message;
   return reply
     .code(aws.status)

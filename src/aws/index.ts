@@ -4,6 +4,6 @@
  * with SageMaker's headers and errors), Lambda Invoke, and AWS's error shapes. Requests are
  * signed with SigV4 using Kennel-issued AWS keys (verified in src/security).
  */
-export { awsApiOf, sendAwsError, type AwsApi } from './errors.js';
-export { lambdaRoutes, LAMBDA_INVOKE_PATH, type LambdaRoutesOptions } from './lambda.js';
-export { targetVariant, checkAccept, TARGET_VARIANT_HEADER, INVOKED_VARIANT_HEADER } from './sagemaker.js';
+export { awsApiOf, sendAwsError } from './errors.js';
+export { lambdaRoutes } from './lambda.js';
+export { targetVariant, checkAccept, INVOKED_VARIANT_HEADER } from './sagemaker.js';

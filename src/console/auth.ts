@@ -1,8 +1,8 @@
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { KennelError } from '../core/errors.js';
-import { Authorizer, appendAudit, forbidden, getKey, presentedKey, unauthorized, verifyKey, type Actor } from '../security/index.js';
+import { Authorizer, appendAudit, forbidden, getKey, presentedKey, sameSecret, unauthorized, verifyKey, type Actor } from '../security/index.js';
 import type { Workspace } from '../store/index.js';
 
 /** The principal the admin token acts as: the workspace owner, allowed everything. */
@@ -38,12 +38,6 @@ export interface ConsoleAccess {
 const SESSION_MS = 8 * 3600_000;
 const UNSAFE_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 export const CSRF_HEADER = 'x-csrf-token';
-
-function sameSecret(given: string, expected: string): boolean {
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
 
 /** Cookie header -> name/value pairs (the console sets exactly one cookie). */
 function cookies(header: string | undefined): Map<string, string> {
@@ -128,7 +122,7 @@ export class ConsoleAuth {
    * A key-based session ends as soon as its key is revoked or expires.
    */
   authenticate(req: FastifyRequest): Caller {
-    const bearer = req.headers.authorization !== undefined || req.headers['x-api-key'] !== undefined ? presentedKey(req.headers) : undefined;
+    const bearer = presentedKey(req.headers);
     if (bearer !== undefined) return this.fromToken(bearer);
     const id = cookies(req.headers.cookie).get(this.cookieName(req));
     const session = id === undefined ? undefined : this.sessions.get(id);
@@ -153,10 +147,6 @@ export class ConsoleAuth {
     if (caller.owner || this.authorizer.decide(caller.principal, action, resource) === 'allow') return;
     this.audit(caller, req, action, resource, 403);
     throw forbidden(caller.principal, action, resource);
-  }
-
-  allowed(caller: Caller, action: string, resource: string): boolean {
-    return caller.owner || this.authorizer.decide(caller.principal, action, resource) === 'allow';
   }
 
   audit(caller: Caller, req: FastifyRequest, action: string, resource: string, status: number, detail: Record<string, unknown> = {}): void {

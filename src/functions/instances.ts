@@ -1,6 +1,6 @@
 import type { Worker } from 'node:worker_threads';
 import { KennelError } from '../core/errors.js';
-import { startWorkerThread } from '../core/worker-thread.js';
+import { startWorkerThread } from '../core/index.js';
 import { classifyHandler } from './classify.js';
 import type { FunctionDefinition } from './store.js';
 import type { HandlerContext } from './types.js';

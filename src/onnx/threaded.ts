@@ -1,5 +1,5 @@
 import type { Worker } from 'node:worker_threads';
-import { startWorkerThread } from '../core/worker-thread.js';
+import { startWorkerThread } from '../core/index.js';
 import type { SessionSettings } from './session.js';
 import type { FromSessionThread, SessionThreadConfig, ToSessionThread } from './session-thread.js';
 

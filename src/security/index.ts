@@ -8,6 +8,7 @@ export { Authorizer, presentedKey, type AuthContext, type AuthorizerOptions, typ
 export { RateLimiter, type RateLimit } from './ratelimit.js';
 export { ThrottledError, unauthorized, forbidden } from './errors.js';
 export { parseDuration } from './duration.js';
+export { sameSecret } from './same-secret.js';
 export {
   parsePolicyDocument,
   parseGrant,

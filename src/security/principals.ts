@@ -56,7 +56,7 @@ const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 const KEY = /^kn_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
 const KEY_ID = /^(?:(?:kn_)?([0-9a-f]{16})(?:_.*)?|(AKIA[A-Z2-7]{16}))$/;
 /** AWS access key ids: AKIA + 16 base32 characters, like AWS's own long-term keys */
-export const ACCESS_KEY_ID = /^AKIA[A-Z2-7]{16}$/;
+const ACCESS_KEY_ID = /^AKIA[A-Z2-7]{16}$/;
 const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
 
 export function checkPrincipalName(name: string): string {

@@ -1,11 +1,13 @@
-import { timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { consolePlugin } from '../console/index.js';
 import { KennelError } from '../core/errors.js';
+import { sameSecret } from '../security/index.js';
 import { CreateEndpointSchema, UpdateEndpointSchema, type ServingRuntime } from '../serving/index.js';
+import { dataPlaneUrl } from './client.js';
 import { sendError } from './errors.js';
+import type { DaemonState } from './state.js';
 
 export interface AdminOptions {
   log: Logger;
@@ -14,6 +16,8 @@ export interface AdminOptions {
   status: () => Record<string, unknown>;
   /** POST /v1/shutdown: the daemon stops after answering */
   shutdown: () => void;
+  /** the daemon's Prometheus text (the console's endpoint charts) */
+  metrics: () => Promise<string>;
 }
 
 const jsonSchema = (schema: z.ZodType) => {
@@ -23,26 +27,6 @@ const jsonSchema = (schema: z.ZodType) => {
 
 const nameParams = { type: 'object', properties: { name: { type: 'string', maxLength: 63 } }, required: ['name'] } as const;
 const waitQuery = { type: 'object', properties: { wait: { type: 'boolean', default: true } } } as const;
-
-function sameToken(given: string, token: string): boolean {
-  const a = Buffer.from(given);
-  const b = Buffer.from(token);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
-
-/** The data plane's base URL, as this host reaches it (the daemon may listen on every interface). */
-function dataPlaneBase(status: () => Record<string, unknown>): string {
-  const { host, port } = status() as { host: string; port: number };
-  const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
-  return `http://${h}:${port}`;
-}
-
-/** The daemon's Prometheus text, read from its data plane on loopback (the endpoint charts of the console). */
-async function scrapeMetrics(status: () => Record<string, unknown>): Promise<string> {
-  const res = await fetch(`${dataPlaneBase(status)}/metrics`, { signal: AbortSignal.timeout(2000) });
-  if (!res.ok) throw new Error(`GET /metrics answered ${res.status}`);
-  return res.text();
-}
 
 /**
  * The admin API (bearer admin token): endpoint create/update/describe/list/delete, daemon
@@ -60,12 +44,12 @@ export function buildAdmin(runtime: ServingRuntime, opts: AdminOptions): Fastify
   app.get('/healthz', async () => ({ ok: true }));
 
   // options read when the server starts: status() describes the running daemon only by then
-  app.register(consolePlugin, () => ({ home: opts.status().home as string, runtime, adminToken: opts.token, status: opts.status, dataPlaneUrl: () => dataPlaneBase(opts.status), metrics: () => scrapeMetrics(opts.status) }));
+  app.register(consolePlugin, () => ({ home: opts.status().home as string, runtime, adminToken: opts.token, status: opts.status, dataPlaneUrl: () => dataPlaneUrl(opts.status() as Pick<DaemonState, 'host' | 'port'>), metrics: opts.metrics }));
 
   app.register(async (api) => {
     api.addHook('onRequest', async (req) => {
       const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
-      if (!m || !sameToken(m[1]!, opts.token)) {
+      if (!m || !sameSecret(m[1]!, opts.token)) {
         throw new KennelError('The admin token is missing or wrong.', 'The CLI reads it from KENNEL_HOME/daemon/admin-token; send it as Authorization: Bearer TOKEN.', 401, 'unauthorized');
       }
     });

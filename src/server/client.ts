@@ -11,12 +11,12 @@ export function findDaemon(home: string): DaemonState {
   return state;
 }
 
-const hostFor = (state: DaemonState): string => {
+const hostFor = (state: Pick<DaemonState, 'host'>): string => {
   const h = state.host === '0.0.0.0' || state.host === '::' ? '127.0.0.1' : state.host;
   return h.includes(':') ? `[${h}]` : h;
 };
 
-export const dataPlaneUrl = (state: DaemonState): string => `http://${hostFor(state)}:${state.port}`;
+export const dataPlaneUrl = (state: Pick<DaemonState, 'host' | 'port'>): string => `http://${hostFor(state)}:${state.port}`;
 export const adminUrl = (state: DaemonState): string => `http://${hostFor(state)}:${state.adminPort}`;
 
 /** Turns an error response into a KennelError with the server's message and hint. */

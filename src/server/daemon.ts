@@ -78,6 +78,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     token,
     status: () => ({ pid: process.pid, home: ws.home, host, ...ports, startedAt, endpoints: runtime!.list().length }),
     shutdown: () => void close(),
+    metrics: () => metrics.text(),
   });
   try {
     await dataPlane.listen({ host, port: opts.port ?? 8080 });

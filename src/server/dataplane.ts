@@ -144,7 +144,8 @@ async function imageOf(body: InvokeRoute['Body'], maxImageBytes: number): Promis
     throw new KennelError(image === undefined ? 'The JSON body has neither an "image" nor a "url" string.' : 'The JSON body has both "image" and "url".', 'Send {"image": "<base64>"} or {"url": "https://..."}.', 400, 'invalid_request');
   }
   if (image !== undefined) return decodeBase64Image(image, maxImageBytes);
-  return checkImage((await fetchImage(url!, { maxBytes: maxImageBytes })).bytes, maxImageBytes);
+  // fetchImage enforces the size limit and that the bytes are an image
+  return (await fetchImage(url!, { maxBytes: maxImageBytes })).bytes;
 }
 
 /** Metric labels for requests refused before the handler ran (bad content type, body too large): only for endpoints that exist. */

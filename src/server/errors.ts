@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { awsApiOf, sendAwsError } from '../aws/index.js';
 import { KennelError } from '../core/errors.js';
+import { ThrottledError } from '../security/index.js';
 
 export interface ErrorBody {
   error: { code: string; message: string; hint?: string };
@@ -42,12 +43,14 @@ function fromFastify(err: FastifyError, req: FastifyRequest): KennelError | unde
 export function sendError(err: unknown, req: FastifyRequest, reply: FastifyReply): FastifyReply {
   const known = err instanceof KennelError ? err : fromFastify(err as FastifyError, req);
   if (!known) req.log.error({ err }, 'unexpected error');
+  // in either error shape: a throttled caller learns when its bucket refills, an overloaded server says 1 s
+  if (known instanceof ThrottledError) reply.header('retry-after', String(known.retryAfterSeconds));
+  else if (known?.status === 503) reply.header('retry-after', '1');
   const aws = awsApiOf(req);
   if (aws) return sendAwsError(aws, known ?? new KennelError('Something went wrong on the server.', undefined, 500, 'internal'), req, reply);
   if (!known) {
     return reply.code(500).header('x-kennel-error', 'internal').send({ error: { code: 'internal', message: 'Something went wrong on the server.', hint: `Report it with the request id ${req.id}.` } } satisfies ErrorBody);
   }
-  if (known.status === 503) reply.header('retry-after', '1');
   const body: ErrorBody = { error: { code: known.code, message: known.message, ...(known.hint ? { hint: known.hint } : {}) } };
   return reply.code(known.status).header('x-kennel-error', known.code).send(body);
 }
