@@ -1,7 +1,7 @@
 import sharp from 'sharp';
 import { listBackbones } from '../backbones/index.js';
-import { KennelError, notFound } from '../core/errors.js';
-import { getDatasetVersion, imagePath, listDatasets, type DatasetVersion } from '../data/index.js';
+import { notFound } from '../core/errors.js';
+import { getDatasetVersion, imagePath, listDatasets, listVersions, type DatasetVersion } from '../data/index.js';
 import { getModel, listModels, tagModel, type ModelVersion } from '../registry/index.js';
 import { audited, runSecurityAudit } from '../security/index.js';
 import { listJobs, type Workspace } from '../store/index.js';
@@ -57,6 +57,7 @@ export const dataRoutes: RouteModule = (api, ctx) => {
     const findings = runSecurityAudit(ctx.ws).findings;
     return {
       daemon: ctx.status(),
+      dataPlane: ctx.dataPlaneUrl(),
       datasets: listDatasets(ctx.ws).length,
       models: new Set(listModels(ctx.ws).map((m) => m.name)).size,
       endpoints: { total: endpoints.length, inService: endpoints.filter((e) => e.status === 'in_service').length },
@@ -71,12 +72,10 @@ export const dataRoutes: RouteModule = (api, ctx) => {
   api.get<{ Params: { name: string } }>('/api/datasets/:name', { schema: { params: nameParams }, config: { console: on(READ, 'dataset') } }, async (req) => {
     const summary = listDatasets(ctx.ws).find((d) => d.name === req.params.name);
     if (!summary) throw notFound(`Dataset "${req.params.name}"`, 'Import one with kennel data import FOLDER --name NAME.');
-    const all = await Promise.all(Array.from({ length: summary.latest }, (_, i) => versions.get(summary.name, i + 1)));
     return {
       ...summary,
-      versions: all
-        .reverse()
-        .map((v) => ({ version: v.version, createdAt: v.createdAt, source: v.source, classes: v.classes.length, images: v.report.images, skipped: v.report.skipped.length, duplicates: v.report.duplicates.length, imbalanceRatio: v.report.imbalance.ratio })),
+      // from the versions' rows: their manifests (every item) are not needed for the list
+      versions: listVersions(ctx.ws, summary.name).map((v) => ({ version: v.version, createdAt: v.createdAt, source: v.source, classes: v.classes.length, images: v.report.images, skipped: v.report.skipped.length, duplicates: v.report.duplicates.length, imbalanceRatio: v.report.imbalance.ratio })),
     };
   });
 
@@ -137,7 +136,6 @@ export const dataRoutes: RouteModule = (api, ctx) => {
     async (req) => {
       const { name } = req.params;
       const { tag, version } = req.body;
-      if (tag === 'latest') throw new KennelError('"latest" is managed by Kennel.', 'Promote to production or staging instead.');
       const previous = (() => {
         try {
           return getModel(ctx.ws, `${name}:${tag}`).version;

@@ -1,11 +1,11 @@
 import { z } from 'zod';
 import { KennelError, errorMessage, notFound } from '../core/errors.js';
 import { buildReport, renderReport } from '../insights/index.js';
-import { getJob, listJobs, type Job } from '../store/index.js';
+import { getJob, recentJobs, type Job } from '../store/index.js';
 import { TrainOptionsSchema } from '../training/index.js';
 import { TuneOptionsSchema, showTune, type TuneSummary } from '../tuning/index.js';
 import { securityHeaders } from './assets.js';
-import { READ, callerOf, onAll, stream, type ConsoleContext, type RouteModule } from './context.js';
+import { READ, callerOf, on, onAll, stream, type ConsoleContext, type RouteModule } from './context.js';
 
 /** Jobs shown in the list, newest first. */
 const LIST_LIMIT = 200;
@@ -27,17 +27,19 @@ interface TrainResultLike {
   metrics?: { valid?: { top1?: number }; test?: { top1?: number } };
 }
 
-/** Trials done of a tuning job: from its result once it has finished, from its trials while it runs. */
-function tuneCounts(ctx: ConsoleContext, job: Job): { trials: number; finished: number; best: number | null; objective: string } {
-  const t = job.status === 'completed' && job.result ? (job.result as TuneSummary) : showTune(ctx.ws, job.id);
+/** A tuning job's trials: from its result once it has finished, from the store while it runs. */
+const tuningOf = (ctx: ConsoleContext, job: Job): TuneSummary => (job.status === 'completed' && job.result ? (job.result as TuneSummary) : showTune(ctx.ws, job.id));
+
+function tuneCounts(t: TuneSummary): { trials: number; finished: number; best: number | null; objective: string } {
   const finished = t.trials.filter((x) => x.status !== 'queued' && x.status !== 'running').length;
   return { trials: t.maxTrials, finished, best: t.best?.objective ?? null, objective: t.objective.name };
 }
 
-/** One row of the jobs table. */
-function summary(ctx: ConsoleContext, job: Job) {
+/** One row of the jobs table; `tuning`, when the caller has it already, saves reading it again. */
+function summary(ctx: ConsoleContext, job: Job, tuning?: TuneSummary) {
   const p = job.params as TrainParams;
   const r = job.result as TrainResultLike | undefined;
+  const progress = ctx.runner.progress(job.id);
   return {
     id: job.id,
     kind: job.kind,
@@ -51,30 +53,35 @@ function summary(ctx: ConsoleContext, job: Job) {
     seconds: r?.seconds,
     error: job.error,
     // started here, so the page can follow its phases and cancel it
-    managed: ctx.runner.has(job.id),
-    progress: ctx.runner.progress(job.id),
-    tune: job.kind === 'tune' ? tuneCounts(ctx, job) : undefined,
+    managed: progress !== undefined,
+    progress,
+    tune: job.kind === 'tune' ? tuneCounts(tuning ?? tuningOf(ctx, job)) : undefined,
   };
 }
 
-function detail(ctx: ConsoleContext, id: string) {
+function jobOf(ctx: ConsoleContext, id: string): Job {
   const job = getJob(ctx.ws, id);
   if (!job) throw notFound(`Job ${id}`, 'The jobs page lists every job.');
+  return job;
+}
+
+function detail(ctx: ConsoleContext, id: string) {
+  const job = jobOf(ctx, id);
   const r = job.result as Record<string, unknown> | undefined;
+  const tuning = job.kind === 'tune' ? showTune(ctx.ws, job.id) : undefined;
   return {
-    ...summary(ctx, job),
+    ...summary(ctx, job, tuning),
     params: job.params,
     // the result without bulky parts the page does not show
     result: r && Object.fromEntries(Object.entries(r).filter(([k]) => k !== 'trials' && k !== 'labels')),
-    tuning: job.kind === 'tune' ? showTune(ctx.ws, job.id) : undefined,
+    tuning,
     report: (job.kind === 'train' || job.kind === 'tune') && job.status === 'completed',
   };
 }
 
-const jobs = (ctx: ConsoleContext) => ({ jobs: listJobs(ctx.ws).reverse().slice(0, LIST_LIMIT).map((j) => summary(ctx, j)) });
+const jobs = (ctx: ConsoleContext) => ({ jobs: recentJobs(ctx.ws, LIST_LIMIT).map((j) => summary(ctx, j)) });
 
 const idParams = { type: 'object', properties: { id: { type: 'string', pattern: '^[a-z]+-[0-9]{14}-[0-9a-f]{6}$' } }, required: ['id'] } as const;
-const jobAccess = (action: string) => ({ action, resource: (req: { params: unknown }) => `job/${(req.params as { id: string }).id}` });
 
 /** Training and tuning jobs: list and detail (live), start, cancel, and the HTML report. */
 export const jobRoutes: RouteModule = (api, ctx) => {
@@ -98,15 +105,14 @@ export const jobRoutes: RouteModule = (api, ctx) => {
     return { job };
   });
 
-  api.get<{ Params: { id: string } }>('/api/jobs/:id', { schema: { params: idParams }, config: { console: jobAccess(READ) } }, async (req) => detail(ctx, req.params.id));
-  api.get<{ Params: { id: string } }>('/api/jobs/:id/stream', { schema: { params: idParams }, config: { console: jobAccess(READ) } }, async (req, reply) => {
-    detail(ctx, req.params.id); // 404 before the stream starts
+  api.get<{ Params: { id: string } }>('/api/jobs/:id', { schema: { params: idParams }, config: { console: on(READ, 'job', 'id') } }, async (req) => detail(ctx, req.params.id));
+  api.get<{ Params: { id: string } }>('/api/jobs/:id/stream', { schema: { params: idParams }, config: { console: on(READ, 'job', 'id') } }, async (req, reply) => {
+    jobOf(ctx, req.params.id); // 404 before the stream starts
     stream(ctx, req, reply, 1000, () => detail(ctx, req.params.id));
   });
 
-  api.post<{ Params: { id: string } }>('/api/jobs/:id/cancel', { schema: { params: idParams }, config: { console: jobAccess('admin:CancelJob') } }, async (req, reply) => {
-    const job = getJob(ctx.ws, req.params.id);
-    if (!job) throw notFound(`Job ${req.params.id}`);
+  api.post<{ Params: { id: string } }>('/api/jobs/:id/cancel', { schema: { params: idParams }, config: { console: on('admin:CancelJob', 'job', 'id') } }, async (req, reply) => {
+    const job = jobOf(ctx, req.params.id);
     if (job.status !== 'running') throw new KennelError(`Job ${job.id} is ${job.status}, not running.`, undefined, 409, 'conflict');
     if (!ctx.runner.cancel(job.id)) {
       throw new KennelError(`Job ${job.id} runs in another process, not in this daemon.`, job.kind === 'tune' ? 'Stop it with Ctrl-C where it runs; continue it later with kennel tune resume.' : 'Stop it with Ctrl-C where it runs.', 409, 'conflict');
@@ -116,7 +122,7 @@ export const jobRoutes: RouteModule = (api, ctx) => {
     return { cancelling: job.id };
   });
 
-  api.get<{ Params: { id: string } }>('/api/jobs/:id/report', { schema: { params: idParams }, config: { console: jobAccess(READ) } }, async (req, reply) => {
+  api.get<{ Params: { id: string } }>('/api/jobs/:id/report', { schema: { params: idParams }, config: { console: on(READ, 'job', 'id') } }, async (req, reply) => {
     const html = renderReport(await buildReport(ctx.ws, req.params.id));
     // the report is self-contained: inline styles and data: images, no scripts
     return securityHeaders(reply, "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox").type('text/html; charset=utf-8').send(html);

@@ -46,10 +46,6 @@ export class Assets {
     }
   }
 
-  get built(): boolean {
-    return this.files.has('index.html');
-  }
-
   /** Sends a file (gzip when the browser takes it); false when there is no such file. */
   send(name: string, req: FastifyRequest, reply: FastifyReply, cache: 'immutable' | 'revalidate'): boolean {
     const f = this.files.get(name);

@@ -25,8 +25,6 @@ export interface ConsoleOptions {
   /** the data plane's base URL (shown with each endpoint) */
   dataPlaneUrl: () => string;
   status: () => Record<string, unknown>;
-  /** the built front end; default: dist/console/web */
-  assets?: Assets;
 }
 
 const NOT_BUILT = `<!doctype html><meta charset="utf-8"><title>Kennel console</title><p>The Kennel console is not built. Run <code>npm run build</code> in the Kennel folder, then reload.</p>`;
@@ -38,7 +36,7 @@ const NOT_BUILT = `<!doctype html><meta charset="utf-8"><title>Kennel console</t
  * cancelled when it stops; open event streams are closed first so they never hold the shutdown.
  */
 export const consolePlugin: FastifyPluginAsync<ConsoleOptions> = async (app, opts) => {
-  const assets = opts.assets ?? new Assets();
+  const assets = new Assets();
   const ws = openWorkspace(opts.home);
   const runner = new JobRunner(ws, app.log);
   const streams = new Streams();

@@ -5,17 +5,11 @@ import type { Workspace } from '../store/index.js';
 import { train, type TrainOptions } from '../training/index.js';
 import { tune, type TuneOptions } from '../tuning/index.js';
 
-export interface PhaseProgress {
-  phase: string;
-  done: number;
-  total: number;
-  detail?: string;
-}
-
 /** A job the daemon runs for the console: its progress, and a way to stop it. */
 interface Run {
   controller: AbortController;
-  phases: PhaseProgress[];
+  /** the latest event of each phase, in the order the phases began */
+  phases: ProgressEvent[];
   done: Promise<void>;
 }
 
@@ -38,12 +32,11 @@ export class JobRunner {
   /** Starts a job and resolves with its id once it is recorded; invalid options reject (4xx) before any job exists. */
   start(request: JobRequest): Promise<string> {
     const controller = new AbortController();
-    const phases: PhaseProgress[] = [];
+    const phases: ProgressEvent[] = [];
     const progress = (e: ProgressEvent) => {
       const known = phases.find((p) => p.phase === e.phase);
-      const next = { phase: e.phase, done: e.done, total: e.total, ...(e.detail ? { detail: e.detail } : {}) };
-      if (known) Object.assign(known, next);
-      else phases.push(next);
+      if (known) Object.assign(known, e);
+      else phases.push({ ...e });
     };
     const run: Run = { controller, phases, done: Promise.resolve() };
     return new Promise<string>((resolve, reject) => {
@@ -69,12 +62,8 @@ export class JobRunner {
   }
 
   /** Live progress of a job this daemon runs; undefined for jobs run elsewhere (the CLI, another daemon). */
-  progress(job: string): PhaseProgress[] | undefined {
+  progress(job: string): ProgressEvent[] | undefined {
     return this.runs.get(job)?.phases;
-  }
-
-  has(job: string): boolean {
-    return this.runs.has(job);
   }
 
   /** Asks a running job to stop; it ends as cancelled shortly after. */

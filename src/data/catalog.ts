@@ -71,6 +71,11 @@ export function findVersion(ws: Workspace, name: string, version?: number): Vers
   );
 }
 
+/** Every version of a dataset (its rows, not its manifests), newest first; [] for an unknown name. */
+export function listVersions(ws: Workspace, name: string): VersionRecord[] {
+  return (ws.db.prepare(`${SELECT_VERSION} WHERE d.name = ? ORDER BY v.version DESC`).all(name) as VersionRow[]).map(fromRow);
+}
+
 /** Every dataset, by name, with its number of versions and the latest version's classes and image counts. */
 export function listDatasets(ws: Workspace): DatasetSummary[] {
   const rows = ws.db

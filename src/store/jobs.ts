@@ -61,6 +61,11 @@ export function getJob(ws: Workspace, id: string): Job | undefined {
   return r && fromRow(r);
 }
 
+/** The `limit` newest jobs, newest first. */
+export function recentJobs(ws: Workspace, limit: number): Job[] {
+  return (ws.db.prepare('SELECT * FROM jobs ORDER BY created_at DESC, id DESC LIMIT ?').all(limit) as Row[]).map(fromRow);
+}
+
 export function listJobs(ws: Workspace, kind?: string): Job[] {
   const rows = (kind ? ws.db.prepare('SELECT * FROM jobs WHERE kind = ? ORDER BY created_at, id').all(kind) : ws.db.prepare('SELECT * FROM jobs ORDER BY created_at, id').all()) as Row[];
   return rows.map(fromRow);

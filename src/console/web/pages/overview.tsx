@@ -4,6 +4,8 @@ import { Card, Empty, Facts, Loaded, Page, Stat } from '../ui';
 
 interface Overview {
   daemon: { pid?: number; host?: string; port?: number; adminPort?: number; startedAt?: string; home?: string };
+  /** the data plane's URL as this host reaches it */
+  dataPlane: string;
   datasets: number;
   models: number;
   endpoints: { total: number; inService: number };
@@ -46,7 +48,7 @@ kennel train --dataset breeds --backbone mobilenetv2-12-int8`}
               <Facts
                 items={[
                   ['Workspace', <code>{o.daemon.home}</code>],
-                  ['Data plane', <code>{`http://${o.daemon.host === '0.0.0.0' ? '127.0.0.1' : o.daemon.host}:${o.daemon.port}`}</code>],
+                  ['Data plane', <code>{o.dataPlane}</code>],
                   ['Admin API and console', <code>{location.origin}</code>],
                   ['Process', `pid ${o.daemon.pid}, started ${ago(o.daemon.startedAt)}`],
                 ]}
