@@ -69,21 +69,20 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
 export interface Loaded<T> {
   data?: T;
   error?: ApiError;
-  loading: boolean;
   reload: () => void;
 }
 
 /** GETs `path` (null: nothing yet) and reloads when it changes. */
 export function useApi<T>(path: string | null): Loaded<T> {
-  const [state, setState] = useState<{ data?: T; error?: ApiError; loading: boolean }>({ loading: path !== null });
+  const [state, setState] = useState<{ data?: T; error?: ApiError }>({});
   const [tick, setTick] = useState(0);
   useEffect(() => {
     if (path === null) return;
     let live = true;
-    setState((s) => ({ data: s.data, loading: true }));
+    setState((s) => ({ data: s.data }));
     api<T>('GET', path).then(
-      (data) => live && setState({ data, loading: false }),
-      (error: ApiError) => live && setState({ error, loading: false }),
+      (data) => live && setState({ data }),
+      (error: ApiError) => live && setState({ error }),
     );
     return () => {
       live = false;

@@ -101,7 +101,7 @@ function Shell(props: { session: Session; onSignOut: () => void }) {
         <ul>
           {NAV.map((n) => (
             <li key={n.to}>
-              <a href={`#${n.to}`} aria-current={section === n.to || (n.to === '/' && section === '/') ? 'page' : undefined}>
+              <a href={`#${n.to}`} aria-current={section === n.to ? 'page' : undefined}>
                 {n.label}
               </a>
             </li>

@@ -72,7 +72,7 @@ export function Loading(props: { label?: string }) {
 }
 
 /** Loading, error or content of one request. */
-export function Loaded<T>(props: { state: { data?: T; error?: ApiError; loading?: boolean; reload?: () => void }; children: (data: T) => ComponentChildren }) {
+export function Loaded<T>(props: { state: { data?: T; error?: ApiError; reload?: () => void }; children: (data: T) => ComponentChildren }) {
   const { data, error, reload } = props.state;
   if (error && data === undefined) return <ErrorBox error={error} retry={reload} />;
   if (data === undefined) return <Loading />;

@@ -1,8 +1,8 @@
-import { useEffect, useState } from 'preact/hooks';
+import { useState } from 'preact/hooks';
 import { api, useApi, useStream } from '../api';
 import { LineChart } from '../charts';
 import { ago, num, pct, when } from '../format';
-import { Badge, Card, ConfirmButton, Empty, ErrorBox, Facts, Field, Form, Link, Loading, Page, Select, Status, Table } from '../ui';
+import { Badge, Card, ConfirmButton, Empty, ErrorBox, Facts, Field, Form, Link, Loaded, Page, Select, Status, Table } from '../ui';
 
 interface Replica {
   id: string;
@@ -53,7 +53,7 @@ interface TrafficPoint {
 }
 
 /** Model references a variant can serve: every version, and every tag. */
-export function useModelRefs(): { refs: string[]; error?: Error } {
+function useModelRefs(): { refs: string[]; error?: Error } {
   const state = useApi<{ models: Array<{ name: string; versions: Array<{ version: number; tags: string[] }> }> }>('/api/models');
   const refs = (state.data?.models ?? []).flatMap((m) => [...m.versions.map((v) => `${m.name}@${v.version}`), ...[...new Set(m.versions.flatMap((v) => v.tags))].map((t) => `${m.name}:${t}`)]);
   return { refs, error: state.error };
@@ -75,33 +75,33 @@ export function EndpointsPage() {
       }
     >
       {creating && <CreateEndpoint onCreated={(name) => (location.hash = `#/endpoints/${name}`)} />}
-      {error && <ErrorBox error={error} />}
-      {!data && !error && <Loading />}
-      {data && (
-        <Card>
-          <Table
-            caption="Endpoints"
-            rowKey={(e) => e.name}
-            rows={data.endpoints}
-            initialSort={{ key: 'name', dir: 'asc' }}
-            empty={
-              <Empty title="No endpoints yet.">
-                <p>Create one above, or from the command line:</p>
-                <pre>
-                  <code>kennel endpoints create dogs --model breeds:latest</code>
-                </pre>
-              </Empty>
-            }
-            columns={[
-              { key: 'name', label: 'Name', sort: (e) => e.name, render: (e) => <Link to={`/endpoints/${e.name}`}>{e.name}</Link> },
-              { key: 'status', label: 'Status', sort: (e) => e.status, render: (e) => <Status value={e.status} /> },
-              { key: 'variants', label: 'Variants', render: (e) => e.variants.map((v) => `${v.name}: ${v.model} (${pct(v.traffic, 0)})`).join(', ') },
-              { key: 'replicas', label: 'Ready replicas', numeric: true, render: (e) => `${e.variants.reduce((s, v) => s + v.ready, 0)} / ${e.variants.reduce((s, v) => s + v.desired, 0)}` },
-              { key: 'scaling', label: 'Autoscaling', render: (e) => (e.autoscaling ? `${e.autoscaling.min}–${e.autoscaling.max}, ${e.autoscaling.metric} ${e.autoscaling.target}` : 'fixed') },
-            ]}
-          />
-        </Card>
-      )}
+      <Loaded state={{ data, error }}>
+        {(data) => (
+          <Card>
+            <Table
+              caption="Endpoints"
+              rowKey={(e) => e.name}
+              rows={data.endpoints}
+              initialSort={{ key: 'name', dir: 'asc' }}
+              empty={
+                <Empty title="No endpoints yet.">
+                  <p>Create one above, or from the command line:</p>
+                  <pre>
+                    <code>kennel endpoints create dogs --model breeds:latest</code>
+                  </pre>
+                </Empty>
+              }
+              columns={[
+                { key: 'name', label: 'Name', sort: (e) => e.name, render: (e) => <Link to={`/endpoints/${e.name}`}>{e.name}</Link> },
+                { key: 'status', label: 'Status', sort: (e) => e.status, render: (e) => <Status value={e.status} /> },
+                { key: 'variants', label: 'Variants', render: (e) => e.variants.map((v) => `${v.name}: ${v.model} (${pct(v.traffic, 0)})`).join(', ') },
+                { key: 'replicas', label: 'Ready replicas', numeric: true, render: (e) => `${e.variants.reduce((s, v) => s + v.ready, 0)} / ${e.variants.reduce((s, v) => s + v.desired, 0)}` },
+                { key: 'scaling', label: 'Autoscaling', render: (e) => (e.autoscaling ? `${e.autoscaling.min}–${e.autoscaling.max}, ${e.autoscaling.metric} ${e.autoscaling.target}` : 'fixed') },
+              ]}
+            />
+          </Card>
+        )}
+      </Loaded>
     </Page>
   );
 }
@@ -109,14 +109,13 @@ export function EndpointsPage() {
 function CreateEndpoint(props: { onCreated: (name: string) => void }) {
   const { refs, error } = useModelRefs();
   const [name, setName] = useState('');
-  const [model, setModel] = useState('');
+  const [chosen, setModel] = useState('');
+  // until one is chosen: the production tag, else the latest, else the first version
+  const model = chosen || (refs.find((r) => r.endsWith(':production')) ?? refs.find((r) => r.endsWith(':latest')) ?? refs[0] ?? '');
   const [instances, setInstances] = useState('1');
   const [autoscale, setAutoscale] = useState(false);
   const [max, setMax] = useState('4');
   const [target, setTarget] = useState('4');
-  useEffect(() => {
-    if (!model && refs.length) setModel(refs.find((r) => r.endsWith(':production')) ?? refs.find((r) => r.endsWith(':latest')) ?? refs[0]!);
-  }, [refs.length]);
   if (error) return <ErrorBox error={error} />;
   if (refs.length === 0) {
     return (
@@ -194,14 +193,14 @@ export function EndpointPage(props: { name: string }) {
         )
       }
     >
-      {error && <ErrorBox error={error} />}
-      {!data && !error && <Loading />}
-      {data && <EndpointView e={data.endpoint} invokeUrl={data.invokeUrl} traffic={data.traffic} />}
+      <Loaded state={{ data, error }}>{(data) => <EndpointView e={data.endpoint} invokeUrl={data.invokeUrl} traffic={data.traffic} />}</Loaded>
     </Page>
   );
 }
 
 function EndpointView({ e, invokeUrl, traffic }: { e: Endpoint; invokeUrl: string; traffic: { points: TrafficPoint[]; error?: string } }) {
+  // read once for both forms that pick a model
+  const models = useModelRefs();
   const pts = traffic.points;
   const scaling = e.events.filter((x) => SCALING_EVENTS.has(x.kind));
   return (
@@ -237,10 +236,10 @@ function EndpointView({ e, invokeUrl, traffic }: { e: Endpoint; invokeUrl: strin
         <p class="hint">From the data plane's Prometheus histograms (kennel_invocation_duration_seconds); Try it calls go to the replicas directly and are not counted.</p>
       </Card>
       <Card title="Variants and weights">
-        <Variants e={e} />
+        <Variants e={e} refs={models.refs} />
       </Card>
       <Card title="Rolling update">
-        <RollingUpdate e={e} />
+        <RollingUpdate e={e} models={models} />
       </Card>
       <Card title="Replicas">
         <Table
@@ -288,9 +287,8 @@ function EventList({ events }: { events: EndpointEvent[] }) {
   );
 }
 
-function Variants({ e }: { e: Endpoint }) {
+function Variants({ e, refs }: { e: Endpoint; refs: string[] }) {
   const [weights, setWeights] = useState<Record<string, string>>({});
-  const { refs } = useModelRefs();
   const [adding, setAdding] = useState({ name: 'canary', model: '', weight: '1' });
   const changed = e.variants.filter((v) => weights[v.name] !== undefined && Number(weights[v.name]) !== v.weight);
   return (
@@ -355,8 +353,8 @@ function Variants({ e }: { e: Endpoint }) {
   );
 }
 
-function RollingUpdate({ e }: { e: Endpoint }) {
-  const { refs, error } = useModelRefs();
+function RollingUpdate({ e, models }: { e: Endpoint; models: { refs: string[]; error?: Error } }) {
+  const { refs, error } = models;
   const [variant, setVariant] = useState(e.variants[0]?.name ?? '');
   const [model, setModel] = useState('');
   const current = e.variants.find((v) => v.name === variant);

@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks';
 import { api, useApi, useStream } from '../api';
 import { ago, ms, when } from '../format';
-import { Badge, Card, Empty, ErrorBox, Facts, Field, Form, Link, Loaded, Loading, Page, Stat, Table } from '../ui';
+import { Badge, Card, Empty, Facts, Field, Form, Link, Loaded, Page, Stat, Table } from '../ui';
 
 interface Stats {
   windowMinutes: number;
@@ -79,9 +79,7 @@ export function FunctionPage(props: { name: string }) {
   const { data, error } = useStream<Detail>(`/api/functions/${encodeURIComponent(props.name)}/stream`);
   return (
     <Page title={`Function ${props.name}`} subtitle={<Link to="/functions">← All functions</Link>}>
-      {error && <ErrorBox error={error} />}
-      {!data && !error && <Loading />}
-      {data && <FunctionView d={data} />}
+      <Loaded state={{ data, error }}>{(data) => <FunctionView d={data} />}</Loaded>
     </Page>
   );
 }

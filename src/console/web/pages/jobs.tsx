@@ -2,7 +2,7 @@ import { useState } from 'preact/hooks';
 import { api, useApi, useStream } from '../api';
 import { Bars, LineChart } from '../charts';
 import { ago, num, pct, seconds, when } from '../format';
-import { Badge, Card, ConfirmButton, Empty, ErrorBox, Facts, Field, Form, Link, Loading, Page, Progress, Select, Status, Table, type Column } from '../ui';
+import { Badge, Card, ConfirmButton, Empty, ErrorBox, Facts, Field, Form, Link, Loaded, Loading, Page, Progress, Select, Status, Table, type Column } from '../ui';
 
 interface PhaseProgress {
   phase: string;
@@ -122,27 +122,27 @@ export function JobsPage() {
       }
     >
       {form && <NewJob kind={form} onDone={() => setForm(null)} />}
-      {error && <ErrorBox error={error} />}
-      {!data && !error && <Loading />}
-      {data && (
-        <Card>
-          <Table
-            caption="Jobs"
-            rowKey={(j) => j.id}
-            rows={data.jobs}
-            columns={columns}
-            initialSort={{ key: 'started', dir: 'desc' }}
-            empty={
-              <Empty title="No jobs yet.">
-                <p>Start a training job above, or from the command line:</p>
-                <pre>
-                  <code>kennel train --dataset breeds --backbone mobilenetv2-12-int8</code>
-                </pre>
-              </Empty>
-            }
-          />
-        </Card>
-      )}
+      <Loaded state={{ data, error }}>
+        {(data) => (
+          <Card>
+            <Table
+              caption="Jobs"
+              rowKey={(j) => j.id}
+              rows={data.jobs}
+              columns={columns}
+              initialSort={{ key: 'started', dir: 'desc' }}
+              empty={
+                <Empty title="No jobs yet.">
+                  <p>Start a training job above, or from the command line:</p>
+                  <pre>
+                    <code>kennel train --dataset breeds --backbone mobilenetv2-12-int8</code>
+                  </pre>
+                </Empty>
+              }
+            />
+          </Card>
+        )}
+      </Loaded>
     </Page>
   );
 }
@@ -251,9 +251,7 @@ export function JobPage(props: { id: string }) {
         )
       }
     >
-      {error && <ErrorBox error={error} />}
-      {!j && !error && <Loading />}
-      {j && <JobView j={j} />}
+      <Loaded state={{ data: j, error }}>{(j) => <JobView j={j} />}</Loaded>
     </Page>
   );
 }
