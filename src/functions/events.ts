@@ -34,7 +34,7 @@ export const EVENT_QUEUE_DEFAULTS: Required<EventQueueOptions> = {
   maxEvents: 10_000,
   maxBytes: 1024 ** 3,
   concurrency: 16,
-  maxRunningBytes: 32 * 1024 ** 2,
+  maxRunningBytes: 16 * 1024 ** 2,
   retryDelayMs: 60_000,
   throttleDelayMs: 1000,
   maxThrottleDelayMs: 300_000,
