@@ -285,8 +285,7 @@ export class EventQueue {
   private async run(row: Row, def: FunctionDefinition): Promise<void> {
     let outcome: { error: unknown } | undefined;
     try {
-      const { payload } = this.ws.db.prepare('SELECT payload FROM function_event_payloads WHERE seq = ?').get(row.seq) as { payload: Buffer };
-      await this.runner.run(def.name, JSON.parse(payload.toString('utf8')), row.request_id);
+      await this.runner.run(def.name, this.readEvent(row.seq), row.request_id);
     } catch (error) {
       outcome = { error };
     }
@@ -305,6 +304,12 @@ export class EventQueue {
     } else {
       this.afterFailure(row, def, message, this.opts.retryDelayMs * 2 ** (row.attempts - 1));
     }
+  }
+
+  /** The stored event, parsed; its bytes and text are garbage once this returns, while it runs. */
+  private readEvent(seq: number): unknown {
+    const { payload } = this.ws.db.prepare('SELECT payload FROM function_event_payloads WHERE seq = ?').get(seq) as { payload: Buffer };
+    return JSON.parse(payload.toString('utf8'));
   }
 
   /** After a run that failed (or was cut short by a crash): retry, or the failure list once it ran 1 + maxRetries times. */

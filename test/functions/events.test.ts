@@ -11,6 +11,7 @@ import { createKey, ThrottledError, type Actor } from '../../src/security/index.
 import { startDaemon } from '../../src/server/index.ts';
 import { openWorkspace, type Workspace } from '../../src/store/index.ts';
 import { tmpDir, tmpHome } from '../helpers/paths.ts';
+import { kennel, kennelJson } from '../foundation/cli.ts';
 import { FakeEndpoints } from './fake-endpoint.ts';
 
 /**
@@ -38,9 +39,10 @@ async function metric(registry: Registry, name: string, labels: string): Promise
   return line ? Number(line.split(' ').at(-1)) : 0;
 }
 
+const home = tmpHome();
 let ws: Workspace;
 before(async () => {
-  ws = openWorkspace(tmpHome());
+  ws = openWorkspace(home);
   for (const name of ['a', 'b', 'flaky', 'off']) await createFunction(ws, name, { endpoint: 'dogs', handler }, by);
 });
 after(() => ws.close());
@@ -147,5 +149,42 @@ describe('the asynchronous invocation queue', () => {
       await daemon.close();
       dws.close();
     }
+  });
+
+  it('kennel functions events lists failed events, replays and purges them; create/update take --max-event-age and --max-retries', async () => {
+    const dir = tmpDir();
+    writeFileSync(path.join(dir, 'fail'), '');
+    const created = kennelJson<{ maxEventAgeSeconds: number; maxRetries: number }>(home, ['functions', 'create', 'cli', '--endpoint', 'dogs', '--handler', handler, '--max-retries', '0', '--max-event-age', '2h']);
+    assert.deepEqual([created.maxEventAgeSeconds, created.maxRetries], [7200, 0]);
+    const gateway = new FunctionGateway({ ws, endpoints: new FakeEndpoints(), registry: new Registry(), events: FAST });
+    await gateway.start();
+    const ids = [1, 2].map((n) => gateway.events.enqueue('cli', json({ n, dir }), `req-cli-${n}`));
+    await until('both failed', () => listFailedEvents(ws, 'cli').length === 2);
+    await gateway.close();
+
+    const listed = kennelJson<{ function: string; queued: number; failed: number; events: Array<{ id: string; requestId: string; attempts: number; lastError: string; failedAt: string }> }>(home, ['functions', 'events', 'cli']);
+    assert.deepEqual([listed.function, listed.queued, listed.failed], ['cli', 0, 2]);
+    assert.deepEqual(listed.events.map((e) => [e.id, e.requestId, e.attempts]), [[ids[0], 'req-cli-1', 1], [ids[1], 'req-cli-2', 1]]);
+    assert.match(listed.events[0]!.lastError, /event 1 failed on purpose/);
+    const human = kennel(home, ['functions', 'events', 'cli']);
+    assert.match(human.stdout, /cli: 0 queued, 0 running, 2 failed/);
+    assert.match(human.stdout, /ID\s+REQUEST ID\s+RECEIVED\s+FAILED\s+ATTEMPTS\s+BYTES\s+LAST ERROR/);
+    assert.match(human.stdout, /--replay \[ID\.\.\.\]/);
+
+    assert.equal(kennelJson<{ replayed: number }>(home, ['functions', 'events', 'cli', '--replay', ids[0]!]).replayed, 1);
+    assert.deepEqual(eventCounts(ws, 'cli'), { queued: 1, running: 0, failed: 1 });
+    assert.equal(kennelJson<{ purged: number }>(home, ['functions', 'events', 'cli', '--purge']).purged, 1);
+    assert.deepEqual(eventCounts(ws, 'cli'), { queued: 1, running: 0, failed: 0 });
+
+    const both = kennel(home, ['functions', 'events', 'cli', '--replay', '--purge']);
+    assert.notEqual(both.code, 0);
+    assert.match(both.stderr, /--replay or --purge, not both/);
+    const unknownId = kennel(home, ['functions', 'events', 'cli', '--purge', 'nope']);
+    assert.match(unknownId.stderr, /no failed event nope/);
+    assert.match(kennel(home, ['functions', 'events', 'nope']).stderr, /Function nope was not found/);
+    assert.match(kennel(home, ['functions', 'update', 'cli', '--max-retries', '3']).stderr, /--max-retries must be at most 2/);
+    assert.match(kennel(home, ['functions', 'update', 'cli', '--max-event-age', '7h']).stderr, /--max-event-age must be/);
+    assert.match(kennel(home, ['functions', 'events', '--help']).stdout, /--replay \[id\.\.\.\]/);
+    ws.db.exec('DELETE FROM function_events');
   });
 });

@@ -130,7 +130,7 @@ export function registerFunctions(program: Command): void {
           if (!findFunction(ws, name) && counts.queued + counts.running + counts.failed === 0) throw notFound(`Function ${name}`, 'kennel functions list shows the functions.');
           if (opts.replay) {
             const replayed = replayEvents(ws, name, idsOf(opts.replay));
-            emit(opts, { function: name, replayed }, () => `queued ${replayed} failed event${replayed === 1 ? '' : 's'} of ${name} again; the daemon runs them within a second`);
+            emit(opts, { function: name, replayed }, () => `queued ${replayed} failed event${replayed === 1 ? '' : 's'} of ${name} again; a running daemon runs them within a second`);
           } else if (opts.purge) {
             const purged = purgeEvents(ws, name, idsOf(opts.purge));
             emit(opts, { function: name, purged }, () => `deleted ${purged} failed event${purged === 1 ? '' : 's'} of ${name}`);
