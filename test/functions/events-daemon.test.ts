@@ -27,7 +27,7 @@ after(() => {
   if (pid && isAlive(pid)) kennel(home, ['down']);
 });
 
-const up = () => kennelJson<{ pid: number; port: number }>(home, ['up', '--detach', '--port', '0', '--admin-port', '0']);
+const up = (...flags: string[]) => kennelJson<{ pid: number; port: number }>(home, ['up', '--detach', '--port', '0', '--admin-port', '0', ...flags]);
 
 describe('asynchronous invocations across a daemon crash', () => {
   it('runs or lists every accepted event of a flood, with a kill -9 of the daemon in the middle', async () => {
@@ -38,14 +38,16 @@ describe('asynchronous invocations across a daemon crash', () => {
     let daemon = up();
     pid = daemon.pid;
 
+    const post = (port: number, event: unknown) =>
+      fetch(`http://127.0.0.1:${port}/2015-03-31/functions/flood/invocations`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'x-amz-invocation-type': 'Event' },
+        body: JSON.stringify(event),
+        signal: AbortSignal.timeout(10_000),
+      });
     const send = async (n: number, port: number) => {
       try {
-        const res = await fetch(`http://127.0.0.1:${port}/2015-03-31/functions/flood/invocations`, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${key}`, 'x-amz-invocation-type': 'Event' },
-          body: JSON.stringify({ n, dir, ms: 300 }),
-          signal: AbortSignal.timeout(10_000),
-        });
+        const res = await post(port, { n, dir, ms: 300 });
         if (res.status === 202) accepted.add(n);
         else assert.fail(`event ${n} answered ${res.status}`);
       } catch (e) {
@@ -77,8 +79,8 @@ describe('asynchronous invocations across a daemon crash', () => {
     assert.ok(runningAtKill > 0, 'events were running when the daemon died');
     const acceptedBeforeCrash = accepted.size;
 
-    // the flood goes on after the restart
-    daemon = up();
+    // the flood goes on after the restart, with a queue of at most 1 MiB of payloads
+    daemon = up('--max-queued-mib', '1');
     pid = daemon.pid;
     for (let i = 0; i < 10; i++) await send(next++, daemon.port);
     assert.equal(accepted.size, acceptedBeforeCrash + 10);
@@ -90,6 +92,9 @@ describe('asynchronous invocations across a daemon crash', () => {
       if (Date.now() > limit) assert.fail(`still ${JSON.stringify(c)} after 60 s`);
       await sleep(100);
     }
+    const tooBig = await post(daemon.port, { n: -1, dir, pad: 'x'.repeat(1024 ** 2) });
+    assert.equal(tooBig.status, 429, 'kennel up --max-queued-mib bounds the queue');
+    assert.equal(tooBig.headers.get('x-amzn-errortype'), 'TooManyRequestsException');
     const listed = kennelJson<{ queued: number; running: number; failed: number; events: FailedEvent[] }>(home, ['functions', 'events', 'flood']);
     assert.deepEqual([listed.queued, listed.running, listed.failed, listed.events], [0, 0, 0, []]);
     const lost = [...accepted].filter((n) => !done(n));
