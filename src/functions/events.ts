@@ -244,6 +244,14 @@ export class EventQueue {
   /** Starts due events while there is room. */
   private pump(): void {
     if (this.closing) return;
+    try {
+      this.startDue();
+    } catch {
+      // the database is busy (a long CLI transaction): the next poll tries again
+    }
+  }
+
+  private startDue(): void {
     const now = Date.now();
     // functions at their own concurrency are skipped, so their backlog never blocks others
     const saturated: string[] = [];
@@ -272,7 +280,8 @@ export class EventQueue {
       this.ws.db.prepare(`UPDATE function_events SET status = 'running', attempts = attempts + 1 WHERE seq = ?`).run(row.seq);
       this.runningByFunction.set(def.name, active + 1);
       this.runningBytes += row.bytes;
-      const done = this.run({ ...row, attempts: row.attempts + 1 }, def).finally(() => {
+      // a result that could not be recorded (database busy) leaves the event running: the next start runs it again
+      const done = this.run({ ...row, attempts: row.attempts + 1 }, def).catch(() => undefined).finally(() => {
         this.running.delete(row.seq);
         this.runningBytes -= row.bytes;
         this.runningByFunction.set(def.name, (this.runningByFunction.get(def.name) ?? 1) - 1);
