@@ -1,8 +1,6 @@
-import type { FastifyBaseLogger, FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { setTimeout as sleep } from 'node:timers/promises';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { KennelError } from '../core/errors.js';
 import { getFunction, type FunctionGateway } from '../functions/index.js';
-import { ThrottledError } from '../security/index.js';
 import type { Workspace } from '../store/index.js';
 
 export interface LambdaRoutesOptions {
@@ -51,9 +49,6 @@ function eventOf(body: unknown): unknown {
 
 const FUNCTION_FAILURES: Record<string, string> = { function_error: 'Error', function_out_of_memory: 'Runtime.OutOfMemory', function_timeout: 'Sandbox.Timedout' };
 
-/** Asynchronous (Event) invocations are retried like Lambda's: a throttled or failed event twice more. */
-const EVENT_ATTEMPTS = 3;
-
 /**
  * Lambda's Invoke API on the data plane: POST /2015-03-31/functions/NAME/invocations, as
  * `@aws-sdk/client-lambda` InvokeCommand and boto3 `lambda.invoke` send it (function:Invoke on
@@ -61,36 +56,14 @@ const EVENT_ATTEMPTS = 3;
  * - RequestResponse (default): 200 with the handler's return value as the payload; a handler that
  *   throws, times out or runs out of memory answers 200 with X-Amz-Function-Error: Unhandled and
  *   {errorType, errorMessage}, as Lambda does. `X-Amz-Log-Type: Tail` returns the REPORT line.
- * - Event: 202 at once; the invocation runs in the background, retried up to twice.
+ * - Event: 202 once the event is stored in the function gateway's durable queue (429
+ *   TooManyRequestsException when it is full); it runs in the background with Lambda's retries,
+ *   and lands in the failure list of `kennel functions events NAME` when they are spent.
  * - DryRun: 204 when the function exists and the caller may invoke it.
  */
 export const lambdaRoutes: FastifyPluginAsync<LambdaRoutesOptions> = async (app, { ws, gateway, bodyLimit }) => {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit }, (_req, body, done) => done(null, body));
-
-  const background = new Set<Promise<void>>();
-  const closing = new AbortController();
-  app.addHook('onClose', async () => {
-    closing.abort();
-    await Promise.all(background);
-  });
-
-  const runEvent = async (name: string, event: unknown, requestId: string, log: FastifyBaseLogger) => {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await gateway.invoke(name, event, { requestId });
-        return;
-      } catch (e) {
-        const retryable = e instanceof ThrottledError || (e instanceof KennelError && e.code in FUNCTION_FAILURES);
-        if (!retryable || attempt >= EVENT_ATTEMPTS || closing.signal.aborted) {
-          log.warn({ function: name, requestId, attempt, err: e instanceof Error ? e.message : String(e) }, 'asynchronous invocation failed');
-          return;
-        }
-        await sleep(e instanceof ThrottledError ? e.retryAfterSeconds * 1000 : attempt * 1000, undefined, { signal: closing.signal }).catch(() => undefined);
-        if (closing.signal.aborted) return;
-      }
-    }
-  };
 
   app.post(
     LAMBDA_INVOKE_PATH,
@@ -111,9 +84,10 @@ export const lambdaRoutes: FastifyPluginAsync<LambdaRoutesOptions> = async (app,
       if (type === 'DryRun') return reply.code(204).send();
       const event = eventOf(req.body);
       if (type === 'Event') {
-        const run = runEvent(name, event, req.id, req.log).finally(() => background.delete(run));
-        background.add(run);
-        req.kennelAudit = { function: name, invocationType: 'Event' };
+        // stored as sent (parsed above only to refuse bad JSON now); acknowledged once stored
+        const stored = Buffer.isBuffer(req.body) && req.body.length ? req.body : Buffer.from('{}');
+        const eventId = gateway.events.enqueue(name, stored, req.id);
+        req.kennelAudit = { function: name, invocationType: 'Event', eventId };
         return reply.code(202).send();
       }
 

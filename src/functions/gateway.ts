@@ -7,6 +7,7 @@ import { fetchImage, type SafeFetchOptions } from '../net/index.js';
 import { appendAudit, Authorizer, forbidden, ThrottledError } from '../security/index.js';
 import type { Workspace } from '../store/index.js';
 import type { Registry } from 'prom-client';
+import { EventQueue, type EventQueueOptions } from './events.js';
 import { BuiltinInstance, WorkerInstance, timedOut, type Instance } from './instances.js';
 import { FunctionMetrics } from './metrics.js';
 import { functionForRoute, getFunction, listFunctions, BUILTIN_CLASSIFY, type FunctionDefinition } from './store.js';
@@ -28,6 +29,8 @@ export interface GatewayOptions {
   idleTimeoutMs?: number;
   /** how often definitions are re-read and provisioned instances topped up, default 2 s */
   syncIntervalMs?: number;
+  /** bounds and retry timings of the asynchronous (Event) invocation queue */
+  events?: EventQueueOptions;
 }
 
 export interface InvokeOptions {
@@ -122,11 +125,14 @@ class Pool {
 /**
  * Runs functions: per function a pool of instances, capped at its reserved concurrency (excess
  * calls get 429 with Retry-After at once: never queued, never dropped), with its provisioned
- * instances started ahead of calls. Definitions are read from the workspace, so functions
- * created or changed from the CLI take effect in a running daemon.
+ * instances started ahead of calls. Asynchronous invocations go through `events`, a durable
+ * queue that runs them within the same limits. Definitions are read from the workspace, so
+ * functions created or changed from the CLI take effect in a running daemon.
  */
 export class FunctionGateway {
   readonly metrics: FunctionMetrics;
+  /** asynchronous invocations: stored before they are acknowledged, run in the background */
+  readonly events: EventQueue;
   private readonly pools = new Map<string, Pool>();
   private readonly authorizer: Authorizer;
   private timer?: NodeJS.Timeout;
@@ -134,13 +140,15 @@ export class FunctionGateway {
   constructor(private readonly opts: GatewayOptions) {
     this.metrics = new FunctionMetrics(opts.registry);
     this.authorizer = opts.authorizer ?? new Authorizer(opts.ws);
+    this.events = new EventQueue(opts.ws, { run: (name, event, requestId) => this.invoke(name, event, { requestId }), concurrencyLimit: (def) => this.concurrencyLimit(def) }, this.metrics, opts.events);
   }
 
-  /** Starts provisioned instances (resolves when they are warm) and keeps them topped up. */
+  /** Starts provisioned instances (resolves when they are warm) and keeps them topped up; starts running queued events. */
   async start(): Promise<void> {
     await this.sync();
     this.timer ??= setInterval(() => void this.sync().catch(() => {}), this.opts.syncIntervalMs ?? 2000);
     this.timer.unref();
+    this.events.start();
   }
 
   /** Re-reads definitions: new revisions get fresh pools, deleted functions lose theirs. */
@@ -166,7 +174,7 @@ export class FunctionGateway {
     const def = getFunction(this.opts.ws, name);
     const pool = this.poolFor(def);
     const labels = { function: name };
-    const limit = def.reservedConcurrency ?? this.opts.unreservedConcurrency ?? 100;
+    const limit = this.concurrencyLimit(def);
     if (pool.active >= limit) {
       this.metrics.throttles.inc(labels);
       throw new ThrottledError(
@@ -218,12 +226,17 @@ export class FunctionGateway {
     }
   }
 
-  /** Stops every instance. */
+  /** Stops running queued events (those still running after a grace period run again at the next start), then every instance. */
   async close(): Promise<void> {
+    await this.events.close();
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     for (const pool of this.pools.values()) pool.retire();
     this.pools.clear();
+  }
+
+  private concurrencyLimit(def: FunctionDefinition): number {
+    return def.reservedConcurrency ?? this.opts.unreservedConcurrency ?? 100;
   }
 
   private poolFor(def: FunctionDefinition): Pool {

@@ -10,6 +10,7 @@ export {
   updateFunction,
   deleteFunction,
   getFunction,
+  findFunction,
   listFunctions,
   leastPrivilege,
   roleOf,
@@ -19,6 +20,7 @@ export {
   type FunctionDefinition,
   type FunctionSettings,
 } from './store.js';
+export { EventQueue, EVENT_QUEUE_DEFAULTS, listFailedEvents, eventCounts, replayEvents, purgeEvents, type EventQueueOptions, type FailedEvent, type EventCounts } from './events.js';
 export { classifyHandler } from './classify.js';
 export { endpointClientFor } from './endpoint-client.js';
 export { FunctionMetrics } from './metrics.js';

@@ -22,6 +22,10 @@ export interface FunctionDefinition {
   timeoutMs: number;
   memoryMb: number;
   route?: string;
+  /** asynchronous invocations older than this go to the failure list (Lambda's MaximumEventAgeInSeconds) */
+  maxEventAgeSeconds: number;
+  /** runs after the first that failed, before an event goes to the failure list (MaximumRetryAttempts) */
+  maxRetries: number;
   revision: number;
   createdAt: string;
   updatedAt: string;
@@ -38,9 +42,12 @@ export interface FunctionSettings {
   memoryMb?: number;
   /** null removes the HTTP API route */
   route?: string | null;
+  maxEventAgeSeconds?: number;
+  maxRetries?: number;
 }
 
-export const FUNCTION_DEFAULTS = { timeoutMs: 10_000, memoryMb: 256, provisionedConcurrency: 0 } as const;
+/** maxEventAgeSeconds and maxRetries are Lambda's defaults for asynchronous invocations (6 h, 2) */
+export const FUNCTION_DEFAULTS = { timeoutMs: 10_000, memoryMb: 256, provisionedConcurrency: 0, maxEventAgeSeconds: 21_600, maxRetries: 2 } as const;
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,63}$/;
 const ENDPOINT = /^[a-z0-9][a-z0-9._-]{0,63}$/;
@@ -58,6 +65,8 @@ interface Row {
   timeout_ms: number;
   memory_mb: number;
   route: string | null;
+  max_event_age_s: number;
+  max_retries: number;
   revision: number;
   created_at: string;
   updated_at: string;
@@ -75,6 +84,8 @@ const fromRow = (r: Row): FunctionDefinition => ({
   timeoutMs: r.timeout_ms,
   memoryMb: r.memory_mb,
   route: r.route ?? undefined,
+  maxEventAgeSeconds: r.max_event_age_s,
+  maxRetries: r.max_retries,
   revision: r.revision,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
@@ -96,6 +107,8 @@ function validate(s: FunctionSettings & { endpoint: string }, current?: Function
   }
   if (s.timeoutMs !== undefined && (s.timeoutMs < 100 || s.timeoutMs > 900_000)) throw new KennelError('--timeout must be between 100ms and 15m.');
   if (s.memoryMb !== undefined && (!Number.isInteger(s.memoryMb) || s.memoryMb < 64 || s.memoryMb > 8192)) throw new KennelError('--memory must be between 64MB and 8192MB.');
+  if (s.maxEventAgeSeconds !== undefined && (!Number.isInteger(s.maxEventAgeSeconds) || s.maxEventAgeSeconds < 1 || s.maxEventAgeSeconds > 21_600)) throw new KennelError('--max-event-age must be between 1s and 6h.');
+  if (s.maxRetries !== undefined && (!Number.isInteger(s.maxRetries) || s.maxRetries < 0 || s.maxRetries > 2)) throw new KennelError('--max-retries must be 0, 1 or 2.', 'As on Lambda: an event runs at most 3 times.');
   if (s.route && !ROUTE.test(s.route)) throw new KennelError(`"${s.route}" is not a valid route.`, `Routes start with ${HTTP_API_PREFIX} and use lowercase letters, digits, "/", "_" and "-", e.g. /v1/classify.`);
 }
 
@@ -133,10 +146,13 @@ export async function createFunction(ws: Workspace, name: string, s: FunctionSet
         const t = now();
         ws.db
           .prepare(
-            `INSERT INTO functions (name, endpoint, handler, handler_sha, handler_source, role, reserved_concurrency, provisioned_concurrency, timeout_ms, memory_mb, route, revision, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`,
+            `INSERT INTO functions (name, endpoint, handler, handler_sha, handler_source, role, reserved_concurrency, provisioned_concurrency, timeout_ms, memory_mb, route, max_event_age_s, max_retries, revision, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`,
           )
-          .run(name, s.endpoint, pkg.handler, pkg.sha, pkg.source, role, s.reservedConcurrency ?? null, s.provisionedConcurrency ?? FUNCTION_DEFAULTS.provisionedConcurrency, s.timeoutMs ?? FUNCTION_DEFAULTS.timeoutMs, s.memoryMb ?? FUNCTION_DEFAULTS.memoryMb, s.route ?? null, t, t);
+          .run(
+            name, s.endpoint, pkg.handler, pkg.sha, pkg.source, role, s.reservedConcurrency ?? null, s.provisionedConcurrency ?? FUNCTION_DEFAULTS.provisionedConcurrency, s.timeoutMs ?? FUNCTION_DEFAULTS.timeoutMs, s.memoryMb ?? FUNCTION_DEFAULTS.memoryMb, s.route ?? null,
+            s.maxEventAgeSeconds ?? FUNCTION_DEFAULTS.maxEventAgeSeconds, s.maxRetries ?? FUNCTION_DEFAULTS.maxRetries, t, t,
+          );
         return getFunction(ws, name);
       })(),
     (f) => ({ endpoint: f.endpoint, handler: f.handler, handlerSha: f.handlerSha, route: f.route }),
@@ -173,6 +189,8 @@ export async function updateFunction(ws: Workspace, name: string, s: FunctionSet
         if (s.timeoutMs !== undefined) set('timeout_ms', s.timeoutMs);
         if (s.memoryMb !== undefined) set('memory_mb', s.memoryMb);
         if (s.route !== undefined) set('route', s.route);
+        if (s.maxEventAgeSeconds !== undefined) set('max_event_age_s', s.maxEventAgeSeconds);
+        if (s.maxRetries !== undefined) set('max_retries', s.maxRetries);
         if (s.resetRole || (s.endpoint !== undefined && s.endpoint !== current.endpoint)) {
           ws.db.prepare('DELETE FROM policies WHERE principal = ?').run(current.role);
           attachPolicyRow(ws, current.role, leastPrivilege(endpoint), `function:${name}`);

@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { KennelError } from '../core/errors.js';
-import { endpointClientFor, FunctionGateway } from '../functions/index.js';
+import { endpointClientFor, FunctionGateway, type EventQueueOptions } from '../functions/index.js';
 import { ServingRuntime, type PoolTimings } from '../serving/index.js';
 import { openWorkspace } from '../store/index.js';
 import { buildAdmin } from './admin.js';
@@ -19,6 +19,8 @@ export interface DaemonOptions {
   log?: Logger;
   maxImageBytes?: number;
   timings?: PoolTimings;
+  /** bounds and retry timings of the functions' asynchronous-invocation queue */
+  events?: EventQueueOptions;
 }
 
 export interface Daemon {
@@ -69,7 +71,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       resolveStopped();
     })());
 
-  const gateway = new FunctionGateway({ ws, endpoints: endpointClientFor(runtime, opts.maxImageBytes), registry: metrics.registry });
+  const gateway = new FunctionGateway({ ws, endpoints: endpointClientFor(runtime, opts.maxImageBytes), registry: metrics.registry, events: opts.events });
   // filled in once both listen; status() may be read before (the console reads home at registration)
   const ports = { port: 0, adminPort: 0 };
   const dataPlane = buildDataPlane(runtime, metrics, { log, ws, gateway, maxImageBytes: opts.maxImageBytes });

@@ -185,4 +185,31 @@ export const migrations: string[] = [
   `
   ALTER TABLE api_keys ADD COLUMN secret_sealed TEXT; -- NULL for Kennel API keys
   `,
+  // 6: the durable queue of asynchronous (Event) function invocations, with each function's
+  // retry settings (Lambda's MaximumEventAgeInSeconds and MaximumRetryAttempts). Payloads live in
+  // their own table so status updates never rewrite a multi-megabyte row.
+  `
+  ALTER TABLE functions ADD COLUMN max_event_age_s INTEGER NOT NULL DEFAULT 21600;
+  ALTER TABLE functions ADD COLUMN max_retries INTEGER NOT NULL DEFAULT 2;
+  CREATE TABLE function_events (
+    seq INTEGER PRIMARY KEY,        -- arrival order
+    id TEXT NOT NULL UNIQUE,        -- shown by kennel functions events; --replay/--purge take it
+    function TEXT NOT NULL,
+    request_id TEXT NOT NULL,       -- of the 202, and the handler's context.requestId on every attempt
+    status TEXT NOT NULL,           -- queued | running | failed
+    bytes INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,   -- runs started (throttled tries are not runs)
+    throttles INTEGER NOT NULL DEFAULT 0,  -- tries refused for concurrency or a system error
+    received_at INTEGER NOT NULL,   -- epoch ms; the event's age counts from here (and from a replay)
+    next_attempt_at INTEGER NOT NULL,      -- epoch ms
+    last_error TEXT,
+    failed_at INTEGER               -- epoch ms, when it went to the failure list
+  );
+  CREATE INDEX function_events_due ON function_events (status, next_attempt_at);
+  CREATE INDEX function_events_by_function ON function_events (function, status);
+  CREATE TABLE function_event_payloads (
+    seq INTEGER PRIMARY KEY REFERENCES function_events(seq) ON DELETE CASCADE,
+    payload BLOB NOT NULL           -- the event as JSON, at most the data plane's body limit
+  );
+  `,
 ];

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { KennelError } from '../../core/errors.js';
+import { EVENT_QUEUE_DEFAULTS } from '../../functions/index.js';
 import { adminRequest, adminUrl, clearState, daemonPaths, dataPlaneUrl, isAlive, readState, startDaemon, type DaemonState } from '../../server/index.js';
 import { defaultHome } from '../../store/index.js';
 import { emit, runAction } from '../output.js';
@@ -13,6 +14,9 @@ interface UpOptions {
   host: string;
   detach?: boolean;
   json?: boolean;
+  maxQueuedEvents: number;
+  maxQueuedTotal: number;
+  maxQueuedMib: number;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -32,7 +36,7 @@ async function startDetached(home: string, opts: UpOptions): Promise<DaemonState
   const running = readState(home);
   if (running && isAlive(running.pid)) throw new KennelError(`A Kennel daemon is already running for ${home} (pid ${running.pid}, port ${running.port}).`, 'Stop it with kennel down, or use another KENNEL_HOME.', 409, 'conflict');
   const log = openSync(paths.log, 'a');
-  const args = [...process.execArgv, process.argv[1]!, 'up', '--port', String(opts.port), '--admin-port', String(opts.adminPort), '--host', opts.host];
+  const args = [...process.execArgv, process.argv[1]!, 'up', '--port', String(opts.port), '--admin-port', String(opts.adminPort), '--host', opts.host, '--max-queued-events', String(opts.maxQueuedEvents), '--max-queued-total', String(opts.maxQueuedTotal), '--max-queued-mib', String(opts.maxQueuedMib)];
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log], env: { ...process.env, KENNEL_HOME: home } });
   closeSync(log);
   let exited: number | null | undefined;
@@ -59,6 +63,9 @@ export function registerDaemon(program: Command): void {
     .option('--port <port>', 'data-plane port', number('--port', { int: true, min: 0, max: 65535 }), 8080)
     .option('--admin-port <port>', 'admin API port', number('--admin-port', { int: true, min: 0, max: 65535 }), 8081)
     .option('--host <host>', 'interface both ports bind to', '127.0.0.1')
+    .option('--max-queued-events <n>', 'asynchronous (Event) invocations stored per function, waiting, running or failed, before 429', number('--max-queued-events', { int: true, min: 1 }), EVENT_QUEUE_DEFAULTS.maxEventsPerFunction)
+    .option('--max-queued-total <n>', 'asynchronous invocations stored for all functions before 429', number('--max-queued-total', { int: true, min: 1 }), EVENT_QUEUE_DEFAULTS.maxEvents)
+    .option('--max-queued-mib <n>', 'payload MiB of asynchronous invocations stored for all functions before 429', number('--max-queued-mib', { int: true, min: 1 }), EVENT_QUEUE_DEFAULTS.maxBytes / 1024 ** 2)
     .option('--detach', 'run in the background (pid and log in KENNEL_HOME/daemon/); returns once both ports answer')
     .option('--json', 'print JSON (with --detach)')
     .action((opts: UpOptions) =>
@@ -69,7 +76,8 @@ export function registerDaemon(program: Command): void {
           emit(opts, s, () => `Kennel daemon started (pid ${s.pid})\n  data plane  ${dataPlaneUrl(s)}\n  admin API   ${adminUrl(s)}\n  log         ${s.log}\nstop it with: kennel down`);
           return;
         }
-        const daemon = await startDaemon({ home, host: opts.host, port: opts.port, adminPort: opts.adminPort });
+        const events = { maxEventsPerFunction: opts.maxQueuedEvents, maxEvents: opts.maxQueuedTotal, maxBytes: opts.maxQueuedMib * 1024 ** 2 };
+        const daemon = await startDaemon({ home, host: opts.host, port: opts.port, adminPort: opts.adminPort, events });
         process.stderr.write(`Kennel daemon (pid ${process.pid}): data plane ${dataPlaneUrl(daemon.state)}, admin API ${adminUrl(daemon.state)}; Ctrl-C stops it\n`);
         const stop = () => void daemon.close();
         process.once('SIGTERM', stop);

@@ -1,10 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
-import { KennelError } from '../../core/errors.js';
-import { createFunction, deleteFunction, listFunctions, updateFunction, type FunctionDefinition, type FunctionSettings } from '../../functions/index.js';
+import { KennelError, notFound } from '../../core/errors.js';
+import { createFunction, deleteFunction, eventCounts, findFunction, listFailedEvents, listFunctions, purgeEvents, replayEvents, updateFunction, type FunctionDefinition, type FunctionSettings } from '../../functions/index.js';
 import { cliActor, parseDuration } from '../../security/index.js';
 import { dataPlaneUrl, findDaemon } from '../../server/index.js';
 import { defaultHome } from '../../store/index.js';
+import { number } from '../options.js';
 import { emit, runAction, table, withWorkspace } from '../output.js';
 
 function memory(value: string): number {
@@ -29,6 +30,8 @@ interface SettingsOptions {
   timeout?: string;
   memory?: number;
   route?: string;
+  maxEventAge?: string;
+  maxRetries?: number;
   json?: boolean;
 }
 
@@ -41,6 +44,8 @@ function settingsFrom(opts: SettingsOptions): FunctionSettings {
     timeoutMs: opts.timeout === undefined ? undefined : parseDuration(opts.timeout, '--timeout'),
     memoryMb: opts.memory,
     route: opts.route === 'none' ? null : opts.route,
+    maxEventAgeSeconds: opts.maxEventAge === undefined ? undefined : parseDuration(opts.maxEventAge, '--max-event-age') / 1000,
+    maxRetries: opts.maxRetries,
   };
 }
 
@@ -52,6 +57,8 @@ function withSettingsOptions(c: Command, update: boolean): Command {
     .option('--timeout <duration>', 'time limit per invocation, e.g. 10s')
     .option('--memory <size>', 'memory limit of a handler instance, e.g. 256MB', memory)
     .option('--route <path>', `an HTTP API route on the data plane, e.g. /v1/classify${update ? ' (none removes it)' : ''}`)
+    .option('--max-event-age <duration>', 'asynchronous (Event) invocations not run within this go to the failure list, 1s to 6h (Lambda MaximumEventAgeInSeconds; default 6h)')
+    .option('--max-retries <n>', 'retries of a failed asynchronous invocation, 0 to 2 (Lambda MaximumRetryAttempts; default 2)', number('--max-retries', { int: true, min: 0, max: 2 }))
     .option('--json', 'print JSON');
 }
 
@@ -104,6 +111,44 @@ export function registerFunctions(program: Command): void {
       runAction(async () => {
         const fn = await withWorkspace((ws) => deleteFunction(ws, name, cliActor()));
         emit(opts, { deleted: fn.name }, () => `deleted function ${fn.name}`);
+      }),
+    );
+
+  cmd
+    .command('events <name>')
+    .description('List the failed asynchronous (Event) invocations of a function, the failure destination of its queue; --replay or --purge them.')
+    .option('--replay [id...]', 'queue failed events again (these ids, or all): attempts and age start over')
+    .option('--purge [id...]', 'delete failed events (these ids, or all)')
+    .option('--json', 'print JSON')
+    .action((name: string, opts: { replay?: true | string[]; purge?: true | string[]; json?: boolean }) =>
+      runAction(async () => {
+        if (opts.replay && opts.purge) throw new KennelError('Give --replay or --purge, not both.');
+        const idsOf = (v: true | string[]) => (v === true ? undefined : v);
+        await withWorkspace((ws) => {
+          const counts = eventCounts(ws, name);
+          // failed events outlive a deleted function, so they can still be listed and purged
+          if (!findFunction(ws, name) && counts.queued + counts.running + counts.failed === 0) throw notFound(`Function ${name}`, 'kennel functions list shows the functions.');
+          if (opts.replay) {
+            const replayed = replayEvents(ws, name, idsOf(opts.replay));
+            emit(opts, { function: name, replayed }, () => `queued ${replayed} failed event${replayed === 1 ? '' : 's'} of ${name} again; a running daemon runs them within a second`);
+          } else if (opts.purge) {
+            const purged = purgeEvents(ws, name, idsOf(opts.purge));
+            emit(opts, { function: name, purged }, () => `deleted ${purged} failed event${purged === 1 ? '' : 's'} of ${name}`);
+          } else {
+            const events = listFailedEvents(ws, name);
+            emit(opts, { function: name, queued: counts.queued, running: counts.running, failed: events.length, events }, () =>
+              [
+                `${name}: ${counts.queued} queued, ${counts.running} running, ${events.length} failed`,
+                ...(events.length
+                  ? [
+                      table(['ID', 'REQUEST ID', 'RECEIVED', 'FAILED', 'ATTEMPTS', 'BYTES', 'LAST ERROR'], events.map((e) => [e.id, e.requestId, e.receivedAt, e.failedAt, e.attempts, e.bytes, e.lastError.slice(0, 120)])),
+                      `replay: kennel functions events ${name} --replay [ID...]   delete: kennel functions events ${name} --purge [ID...]`,
+                    ]
+                  : []),
+              ].join('\n'),
+            );
+          }
+        });
       }),
     );
 
