@@ -78,7 +78,7 @@ class Pool {
   release(instance: Instance): void {
     if (instance.broken || this.retired) {
       this.alive--;
-      void instance.stop();
+      void instance.close();
     } else this.idle.push({ instance, since: Date.now() });
   }
 
@@ -89,7 +89,7 @@ class Pool {
       if (t - this.idle[i]!.since < idleTimeoutMs) continue;
       const { instance } = this.idle.splice(i, 1)[0]!;
       this.alive--;
-      void instance.stop();
+      void instance.close();
     }
     if (!this.filling && this.alive < this.def.provisionedConcurrency) {
       const missing = this.def.provisionedConcurrency - this.alive;
@@ -114,7 +114,7 @@ class Pool {
     this.retired = true;
     for (const { instance } of this.idle.splice(0)) {
       this.alive--;
-      void instance.stop();
+      void instance.close();
     }
   }
 }
