@@ -4,4 +4,4 @@ export { Rng, seedFrom } from './rng.js';
 export { median } from './stats.js';
 export type { ProgressEvent, ProgressSink } from './progress.js';
 export { silent } from './progress.js';
-export { startWorkerThread } from './worker-thread.js';
+export { Child, ChildStartError, TypedEmitter, runnableEntry, type ChildExit, type ChildListener, type ChildOptions } from './child.js';

@@ -81,7 +81,7 @@ class Pool {
   release(instance: Instance): void {
     if (instance.broken || this.retired) {
       this.alive--;
-      void instance.stop();
+      void instance.close();
     } else this.idle.push({ instance, since: Date.now() });
   }
 
@@ -92,7 +92,7 @@ class Pool {
       if (t - this.idle[i]!.since < idleTimeoutMs) continue;
       const { instance } = this.idle.splice(i, 1)[0]!;
       this.alive--;
-      void instance.stop();
+      void instance.close();
     }
     if (!this.filling && this.alive < this.def.provisionedConcurrency) {
       const missing = this.def.provisionedConcurrency - this.alive;
@@ -117,7 +117,7 @@ class Pool {
     this.retired = true;
     for (const { instance } of this.idle.splice(0)) {
       this.alive--;
-      void instance.stop();
+      void instance.close();
     }
   }
 }

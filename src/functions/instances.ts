@@ -1,6 +1,5 @@
-import type { Worker } from 'node:worker_threads';
 import { KennelError } from '../core/errors.js';
-import { startWorkerThread } from '../core/index.js';
+import { Child, ChildStartError } from '../core/index.js';
 import { classifyHandler } from './classify.js';
 import type { FunctionDefinition } from './store.js';
 import type { HandlerContext } from './types.js';
@@ -25,7 +24,8 @@ const aborted = (signal: AbortSignal) => new Promise<never>((_, reject) => signa
  */
 export interface Instance {
   invoke(event: unknown, info: InvocationInfo): Promise<unknown>;
-  stop(): Promise<void>;
+  /** ends the instance (a handler thread is terminated: it runs one invocation at most, which is lost) */
+  close(): Promise<void>;
   readonly broken: boolean;
 }
 
@@ -60,7 +60,7 @@ export class BuiltinInstance implements Instance {
     return Promise.race([classifyHandler(event, contextFor(this.def, info)), aborted(info.signal)]);
   }
 
-  async stop(): Promise<void> {}
+  async close(): Promise<void> {}
 }
 
 /**
@@ -76,9 +76,9 @@ export class WorkerInstance implements Instance {
 
   private constructor(
     private readonly def: FunctionDefinition,
-    private readonly worker: Worker,
+    private readonly worker: Child<ToWorker, FromWorker>,
   ) {
-    worker.on('message', (m: FromWorker) => this.onMessage(m));
+    worker.on('message', (m) => this.onMessage(m));
     worker.on('error', (e: Error & { code?: string }) => {
       this.dead = true;
       const oom = e.code === 'ERR_WORKER_OUT_OF_MEMORY';
@@ -95,36 +95,29 @@ export class WorkerInstance implements Instance {
   }
 
   /** Starts the thread and loads the handler module: the cold start. */
-  static start(def: FunctionDefinition, modulePath: string): Promise<WorkerInstance> {
-    const worker = startWorkerThread(new URL('./worker.js', import.meta.url), {
-      workerData: { modulePath },
+  static async start(def: FunctionDefinition, modulePath: string): Promise<WorkerInstance> {
+    const startTimeoutMs = Math.max(def.timeoutMs, 10_000);
+    const worker = new Child<ToWorker, FromWorker>({
+      entry: new URL('./worker.js', import.meta.url),
+      kind: 'thread',
+      data: { modulePath },
       env: { NODE_ENV: process.env.NODE_ENV ?? 'production', KENNEL_FUNCTION_NAME: def.name },
       resourceLimits: { maxOldGenerationSizeMb: def.memoryMb, maxYoungGenerationSizeMb: Math.min(32, Math.max(4, Math.floor(def.memoryMb / 8))) },
+      startTimeoutMs,
     });
-    return new Promise((resolve, reject) => {
-      const initTimer = setTimeout(() => {
-        void worker.terminate();
-        reject(new KennelError(`Function ${def.name} did not start within ${Math.max(def.timeoutMs, 10_000) / 1000} s.`, 'Its module does too much work when loaded.', 504, 'function_timeout'));
-      }, Math.max(def.timeoutMs, 10_000));
-      const settle = (e?: Error) => {
-        clearTimeout(initTimer);
-        worker.off('message', onMessage);
-        worker.off('error', settle);
-        worker.off('exit', onExit);
-        if (e) {
-          void worker.terminate();
-          reject(e);
-        } else resolve(new WorkerInstance(def, worker));
-      };
-      const onMessage = (m: FromWorker) => {
-        if (m.type === 'ready') settle();
-        else if (m.type === 'init-failed') settle(new KennelError(`Function ${def.name} could not start: ${m.error.message}`, 'Loading the handler module failed.', 502, 'function_error'));
-      };
-      const onExit = () => settle(new KennelError(`Function ${def.name} exited while starting.`, undefined, 502, 'function_error'));
-      worker.on('message', onMessage);
-      worker.on('error', settle);
-      worker.on('exit', onExit);
-    });
+    let first: FromWorker;
+    try {
+      first = await worker.start();
+    } catch (e) {
+      if (!(e instanceof ChildStartError)) throw e;
+      if (e.reason === 'timeout') throw new KennelError(`Function ${def.name} did not start within ${startTimeoutMs / 1000} s.`, 'Its module does too much work when loaded.', 504, 'function_timeout');
+      if (e.reason === 'error') throw e.cause as Error;
+      throw new KennelError(`Function ${def.name} exited while starting.`, undefined, 502, 'function_error');
+    }
+    if (first.type === 'ready') return new WorkerInstance(def, worker);
+    await worker.close(true);
+    if (first.type === 'init-failed') throw new KennelError(`Function ${def.name} could not start: ${first.error.message}`, 'Loading the handler module failed.', 502, 'function_error');
+    throw new KennelError(`Function ${def.name} sent ${first.type} before it was ready.`, undefined, 502, 'function_error');
   }
 
   get broken(): boolean {
@@ -139,13 +132,13 @@ export class WorkerInstance implements Instance {
       const onAbort = () => {
         this.dead = true;
         this.fail(info.signal.reason);
-        void this.worker.terminate();
+        void this.worker.close(true);
       };
       info.signal.addEventListener('abort', onAbort, { once: true });
       this.current = { id, info, resolve, reject, onAbort };
       const message: ToWorker = { type: 'invoke', id, event, context: { functionName: this.def.name, requestId: info.requestId, endpoint: this.def.endpoint, memoryLimitInMB: this.def.memoryMb, deadline: info.deadline } };
       try {
-        this.worker.postMessage(message);
+        this.worker.send(message);
       } catch (e) {
         this.finish();
         reject(new KennelError(`The event cannot be passed to function ${this.def.name}: ${(e as Error).message}`, undefined, 400, 'invalid_request'));
@@ -153,9 +146,9 @@ export class WorkerInstance implements Instance {
     });
   }
 
-  async stop(): Promise<void> {
+  async close(): Promise<void> {
     this.dead = true;
-    await this.worker.terminate();
+    await this.worker.close(true);
   }
 
   private finish() {
@@ -174,7 +167,7 @@ export class WorkerInstance implements Instance {
     if (m.type === 'rpc') {
       if (!c) return;
       const reply = (r: ToWorker) => {
-        if (this.current === c && !this.dead) this.worker.postMessage(r);
+        if (this.current === c && !this.dead) this.worker.send(r);
       };
       const call =
         m.method === 'invokeEndpoint'

@@ -1,5 +1,4 @@
-import type { Worker } from 'node:worker_threads';
-import { startWorkerThread } from '../core/index.js';
+import { Child } from '../core/index.js';
 import type { SessionSettings } from './session.js';
 import type { FromSessionThread, SessionThreadConfig, ToSessionThread } from './session-thread.js';
 
@@ -19,11 +18,11 @@ export class ThreadedSession {
   readonly exited: Promise<string>;
 
   private constructor(
-    private readonly worker: Worker,
+    private readonly worker: Child<ToSessionThread, FromSessionThread>,
     maxInputFloats: number,
   ) {
     this.shared = new SharedArrayBuffer(maxInputFloats * 4);
-    worker.on('message', (m: FromSessionThread) => {
+    worker.on('message', (m) => {
       if (m.type !== 'result' && m.type !== 'failed') return;
       const p = this.pending.get(m.id);
       this.pending.delete(m.id);
@@ -38,19 +37,22 @@ export class ThreadedSession {
         resolve(reason);
       };
       worker.on('error', (e) => end(e.message));
-      worker.on('exit', (code) => end(`exit code ${code}`));
+      worker.on('exit', ({ code }) => end(`exit code ${code}`));
     });
   }
 
   /** Loads the model in a new thread; `maxInputFloats` sizes the shared input buffer (the largest batch). */
   static async create(model: string, settings: SessionSettings, io: { inputName: string; outputName: string }, maxInputFloats: number): Promise<ThreadedSession> {
     const config: SessionThreadConfig = { model, settings, ...io };
-    const worker = startWorkerThread(new URL('./session-thread.js', import.meta.url), { workerData: config });
+    // release() asks the thread to release its session and end; a thread stuck in a run is terminated
+    const worker = new Child<ToSessionThread, FromSessionThread>({ entry: new URL('./session-thread.js', import.meta.url), kind: 'thread', data: config, stop: { type: 'release' }, graceMs: 10_000 });
     const session = new ThreadedSession(worker, maxInputFloats);
-    await new Promise<void>((resolve, reject) => {
-      worker.once('message', (m: FromSessionThread) => (m.type === 'ready' ? resolve() : reject(new Error(m.type === 'fatal' ? m.message : `unexpected ${m.type}`))));
-      void session.exited.then((reason) => reject(new Error(`the inference thread ended while loading the model: ${reason}`)));
-    });
+    const first = await worker.start().catch(async () => new Error(`the inference thread ended while loading the model: ${await session.exited}`));
+    if (first instanceof Error) throw first;
+    if (first.type !== 'ready') {
+      await worker.close(true);
+      throw new Error(first.type === 'fatal' ? first.message : `unexpected ${first.type}`);
+    }
     return session;
   }
 
@@ -77,11 +79,11 @@ export class ThreadedSession {
   }
 
   async release(): Promise<void> {
-    if (!this.failure) this.post({ type: 'release' });
+    await this.worker.close(this.failure !== undefined);
     await this.exited;
   }
 
   private post(m: ToSessionThread): void {
-    this.worker.postMessage(m);
+    this.worker.send(m);
   }
 }

@@ -1,9 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { KennelError } from '../core/errors.js';
+import { Child, TypedEmitter } from '../core/index.js';
 import type { Prediction } from './classifier.js';
 import type { Socket } from 'node:net';
 import { REQUEST_FD, encodeRequest, type FromReplica, type ReplicaConfig, type ToReplica } from './protocol.js';
@@ -18,28 +17,28 @@ export class ReplicaGoneError extends Error {
   }
 }
 
-/** The compiled entry when running from dist, else the TypeScript source (tests and benches run through tsx). */
-function replicaEntry(): string {
-  const js = fileURLToPath(new URL('./replica.js', import.meta.url));
-  return existsSync(js) ? js : fileURLToPath(new URL('./replica.ts', import.meta.url));
-}
-
-/** The parent's node flags (e.g. --import tsx) without test-runner, inspector and watch flags. */
-function childExecArgv(): string[] {
-  return process.execArgv.filter((a) => !/^--(test|inspect|watch)/.test(a));
-}
-
 interface Pending {
   resolve(p: Prediction[]): void;
   reject(e: unknown): void;
 }
 
-export interface ReplicaEvents {
-  ready(r: ReplicaProcess): void;
-  exit(r: ReplicaProcess, info: { code: number | null; signal: string | null; wasReady: boolean; expected: boolean; reason?: string }): void;
-  batch(r: ReplicaProcess, size: number, ms: number): void;
+export interface ReplicaExit {
+  code: number | null;
+  signal: string | null;
+  wasReady: boolean;
+  /** it was closed (stopped or killed on purpose), not crashed or killed as unhealthy */
+  expected: boolean;
+  /** why it could not start, as it said */
+  reason?: string;
+}
+
+export interface ReplicaListener {
+  /** it passed its readiness check and takes requests */
+  ready(): void;
+  exit(info: ReplicaExit): void;
+  batch(size: number, ms: number): void;
   /** a request on this replica was answered (a draining replica stops after its last one) */
-  settled(r: ReplicaProcess): void;
+  settled(): void;
 }
 
 let counter = 0;
@@ -48,57 +47,66 @@ let counter = 0;
  * The router's handle on one replica process: writes requests to its request stream, matches
  * answers (IPC) by id,
  * counts outstanding requests (the router's least-outstanding choice), and fails every pending
- * request with ReplicaGoneError when the process dies.
+ * request with ReplicaGoneError when the process dies. Lifecycle: constructed idle (listeners
+ * attach), start() spawns it, `ready` when it passed its readiness check, close(force) ends it.
  */
-export class ReplicaProcess {
+export class ReplicaProcess extends TypedEmitter<ReplicaListener> {
   readonly id: string;
   state: ReplicaState = 'starting';
   outstanding = 0;
-  readonly startedAt = Date.now();
+  startedAt = Date.now();
   readyAt: number | undefined;
   lastPong = Date.now();
-  private readonly child: ChildProcess;
-  private readonly requests: Socket;
+  private readonly child: Child<ToReplica, FromReplica[]>;
+  private requests: Socket | undefined;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private stopRequested = false;
   private fatal: string | undefined;
-  private readonly exited: Promise<void>;
 
   constructor(
     readonly config: ReplicaConfig,
     /** the pool generation (model and settings) this replica runs */
     readonly generation: number,
-    private readonly events: ReplicaEvents,
-    log: Logger,
+    private readonly log: Logger,
   ) {
+    super();
     this.id = `r${++counter}`;
-    this.child = spawn(process.execPath, [...childExecArgv(), replicaEntry()], {
+    this.child = new Child({
+      entry: new URL('./replica.js', import.meta.url),
+      kind: 'process',
       stdio: ['ignore', 'pipe', 'pipe', 'ipc', 'pipe'],
       // images decode on the libuv pool, whose default of 4 threads would cap decoding below
       // what the replica's share of the cores (or a GPU) can take
       env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? String(Math.max(4, config.threads)) },
+      // a stopped replica answers what it holds, then exits; close() kills it after the grace period
+      stop: { type: 'stop' },
+      graceMs: 5000,
     });
-    this.requests = this.child.stdio[REQUEST_FD] as Socket;
-    this.requests.on('error', () => {}); // a dead replica: its exit handler fails what is pending
-    const rlog = log.child({ replica: this.id, pid: this.child.pid, model: config.model });
-    for (const stream of [this.child.stdout!, this.child.stderr!]) createInterface({ input: stream }).on('line', (line) => rlog.warn({ output: line }, 'replica output'));
-    this.child.on('message', (batch: FromReplica[]) => {
+    this.child.on('message', (batch) => {
       for (const m of batch) this.onMessage(m);
     });
+    this.child.on('exit', ({ code, signal }) => {
+      const wasReady = this.readyAt !== undefined;
+      this.state = 'stopped';
+      this.outstanding = 0;
+      for (const p of this.pending.values()) p.reject(new ReplicaGoneError(this.id));
+      this.pending.clear();
+      this.emit('exit', { code, signal, wasReady, expected: this.stopRequested, reason: this.fatal });
+    });
+  }
+
+  /** Spawns the process and sends it its configuration; `ready` follows its readiness check, or `exit`. */
+  start(): void {
+    if (this.child.pid !== undefined) return;
+    this.startedAt = this.lastPong = Date.now();
+    void this.child.start(); // its first message ('ready' or 'fatal') goes through onMessage
+    this.requests = this.child.stream(REQUEST_FD) as Socket;
+    this.requests.on('error', () => {}); // a dead replica: its exit handler fails what is pending
+    const rlog = this.log.child({ replica: this.id, pid: this.child.pid, model: this.config.model });
+    for (const fd of [1, 2]) createInterface({ input: this.child.stream(fd) as Readable }).on('line', (line) => rlog.warn({ output: line }, 'replica output'));
     this.child.on('error', (e) => rlog.error({ err: e.message }, 'replica process error'));
-    this.send({ type: 'start', config });
-    this.exited = new Promise((resolve) =>
-      this.child.on('exit', (code, signal) => {
-        const wasReady = this.readyAt !== undefined;
-        this.state = 'stopped';
-        this.outstanding = 0;
-        for (const p of this.pending.values()) p.reject(new ReplicaGoneError(this.id));
-        this.pending.clear();
-        this.events.exit(this, { code, signal, wasReady, expected: this.stopRequested, reason: this.fatal });
-        resolve();
-      }),
-    );
+    this.send({ type: 'start', config: this.config });
   }
 
   get pid(): number | undefined {
@@ -106,16 +114,17 @@ export class ReplicaProcess {
   }
 
   infer(image: Uint8Array, topK: number, requestId: string): Promise<Prediction[]> {
-    if (!this.child.connected || this.requests.destroyed) return Promise.reject(new ReplicaGoneError(this.id));
+    const requests = this.requests;
+    if (!this.child.connected || !requests || requests.destroyed) return Promise.reject(new ReplicaGoneError(this.id));
     const id = this.nextId++;
     this.outstanding++;
     return new Promise<Prediction[]>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       const [head, body] = encodeRequest({ id, topK, requestId }, image);
-      this.requests.cork();
-      this.requests.write(head);
-      this.requests.write(body);
-      this.requests.uncork();
+      requests.cork();
+      requests.write(head);
+      requests.write(body);
+      requests.uncork();
     });
   }
 
@@ -123,27 +132,25 @@ export class ReplicaProcess {
     this.send({ type: 'ping', id: this.nextId++ });
   }
 
-  /** Asks the replica to finish what it has and exit; kills it after graceMs. */
-  async stop(graceMs = 5000): Promise<void> {
+  /**
+   * Ends the replica; its exit is expected (not a crash). Without `force` it finishes what it
+   * holds and exits (killed after 5 s); with `force` it is killed at once.
+   */
+  async close(force = false): Promise<void> {
     if (this.state === 'stopped') return;
     this.stopRequested = true;
-    this.send({ type: 'stop' });
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
-    await this.exited;
-    clearTimeout(timer);
+    await this.child.close(force);
   }
 
-  /** Ends the process at once (a hung or unhealthy replica). */
-  kill(expected = true): Promise<void> {
-    if (this.state !== 'stopped') {
-      this.stopRequested = expected;
-      this.child.kill('SIGKILL');
-    }
-    return this.exited;
+  /** Kills a hung or unhealthy replica at once; its exit counts as a crash. */
+  async kill(): Promise<void> {
+    if (this.state === 'stopped') return;
+    this.stopRequested = false;
+    await this.child.close(true);
   }
 
   private send(m: ToReplica): void {
-    if (this.child.connected) this.child.send(m);
+    this.child.send(m);
   }
 
   private settle(id: number): Pending | undefined {
@@ -151,7 +158,7 @@ export class ReplicaProcess {
     if (p) {
       this.pending.delete(id);
       this.outstanding--;
-      this.events.settled(this);
+      this.emit('settled');
     }
     return p;
   }
@@ -168,13 +175,13 @@ export class ReplicaProcess {
         this.lastPong = Date.now();
         break;
       case 'batch':
-        this.events.batch(this, m.size, m.ms);
+        this.emit('batch', m.size, m.ms);
         break;
       case 'ready':
         this.readyAt = Date.now();
         this.lastPong = this.readyAt;
         if (this.state === 'starting') this.state = 'ready';
-        this.events.ready(this);
+        this.emit('ready');
         break;
       case 'fatal':
         this.fatal = m.message;

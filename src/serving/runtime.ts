@@ -151,7 +151,7 @@ export class ServingRuntime {
         const ps = specs.get(v.name)!;
         let pool = live.pools.get(v.name);
         if (!pool) {
-          pool = this.newPool(name, v.name, ps, desired[v.name]!);
+          pool = this.newPool(name, v.name, ps, desired[v.name]!).start();
           live.pools.set(v.name, pool);
           added.push(pool);
         } else {
@@ -253,26 +253,19 @@ export class ServingRuntime {
       const pool = this.newPool(spec.name, v.name, await this.poolSpec(v, spec), desired);
       live.pools.set(v.name, pool);
       if (policy) this.autoscaler.track(pool, policy);
+      pool.start();
     }
     this.live.set(spec.name, live);
     this.route(live);
     return live;
   }
 
+  /** A pool with its listeners; it starts its replicas on start(). */
   private newPool(endpoint: string, variant: string, spec: PoolSpec, desired: number): ReplicaPool {
-    return new ReplicaPool(
-      endpoint,
-      variant,
-      spec,
-      desired,
-      {
-        event: (e) => this.poolEvent(e),
-        batch: (ep, v, size) => this.opts.hooks?.batch?.(ep, v, size),
-        demand: (pool) => this.autoscaler.demand(pool),
-      },
-      this.opts.log,
-      this.opts.timings ?? DEFAULT_TIMINGS,
-    );
+    return new ReplicaPool(endpoint, variant, spec, desired, this.opts.log, this.opts.timings ?? DEFAULT_TIMINGS)
+      .on('event', (e) => this.poolEvent(e))
+      .on('batch', (ep, v, size) => this.opts.hooks?.batch?.(ep, v, size))
+      .on('demand', (pool) => this.autoscaler.demand(pool));
   }
 
   private route(live: Live): void {

@@ -1,11 +1,12 @@
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import { KennelError } from '../core/errors.js';
+import { TypedEmitter } from '../core/index.js';
 import type { ModelCard } from '../registry/index.js';
 import type { Sample } from './autoscaler.js';
 import type { Device } from '../training/index.js';
 import type { BatchingConfig } from './protocol.js';
-import { ReplicaProcess, type ReplicaState } from './replica-process.js';
+import { ReplicaProcess, type ReplicaExit, type ReplicaState } from './replica-process.js';
 
 /** What a pool's replicas run; a new spec is a new generation, rolled out replica by replica. */
 export interface PoolSpec {
@@ -43,8 +44,10 @@ export interface PoolEvent {
   detail: Record<string, unknown>;
 }
 
-export interface PoolHooks {
+export interface PoolListener {
+  /** a replica or rollout event (started, ready, crashed, ...), for the endpoint's event log */
   event(e: PoolEvent): void;
+  /** a replica ran a batch */
   batch(endpoint: string, variant: string, size: number, ms: number): void;
   /** a request is waiting and the pool has no replica at all (scale from zero) */
   demand(pool: ReplicaPool): void;
@@ -80,16 +83,18 @@ interface Rollout {
  * running (restarting crashed ones, with backoff when they fail to start), rolls out a new
  * generation one replica at a time (a new replica serves only after its readiness check, then
  * an old one drains its in-flight requests and stops), and hands the router the ready replica
- * with the fewest outstanding requests.
+ * with the fewest outstanding requests. Constructed idle (listeners attach); start() starts the
+ * replicas and health checks; close() stops them.
  */
 export class ReplicaPool {
+  private readonly listeners = new TypedEmitter<PoolListener>();
   private readonly replicas: ReplicaProcess[] = [];
   private generation = 1;
   private rollout: Rollout | undefined;
   private startFailures = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private retryAt = 0;
-  private readonly healthTimer: NodeJS.Timeout;
+  private healthTimer: NodeJS.Timeout | undefined;
   private readonly drainingSince = new Map<ReplicaProcess, number>();
   private readonly waiters = new Set<Waiter>();
   private closed = false;
@@ -105,13 +110,22 @@ export class ReplicaPool {
     readonly variant: string,
     private spec: PoolSpec,
     private desiredCount: number,
-    private readonly hooks: PoolHooks,
     private readonly log: Logger,
     private readonly timings: PoolTimings = DEFAULT_TIMINGS,
-  ) {
-    this.healthTimer = setInterval(() => this.checkHealth(), timings.healthIntervalMs);
+  ) {}
+
+  on<U extends keyof PoolListener>(event: U, listener: PoolListener[U]): this {
+    this.listeners.on(event, listener);
+    return this;
+  }
+
+  /** Starts the desired replicas and the health checks. */
+  start(): this {
+    if (this.healthTimer || this.closed) return this;
+    this.healthTimer = setInterval(() => this.checkHealth(), this.timings.healthIntervalMs);
     this.healthTimer.unref();
     this.reconcile();
+    return this;
   }
 
   get desired(): number {
@@ -187,7 +201,7 @@ export class ReplicaPool {
       if (best) throw overloaded(this.endpoint);
       // held until a replica is ready, but not without bound: as many as the replicas being started could hold
       if (this.waiters.size >= this.spec.maxInFlight * Math.max(1, this.desiredCount)) throw overloaded(this.endpoint);
-      if (this.activeCount === 0) this.hooks.demand(this);
+      if (this.activeCount === 0) this.listeners.emit('demand', this);
       await this.waitForReady(deadline);
     }
   }
@@ -247,7 +261,7 @@ export class ReplicaPool {
     this.waiters.clear();
     this.rollout?.done.forEach((d) => d.reject(new KennelError(`Endpoint ${this.endpoint} was deleted during its rollout.`, undefined, 409, 'conflict')));
     this.rollout = undefined;
-    await Promise.all(this.replicas.map((r) => (r.state === 'ready' || r.state === 'draining' ? r.stop() : r.kill())));
+    await Promise.all(this.replicas.map((r) => r.close(!(r.state === 'ready' || r.state === 'draining'))));
   }
 
   private waitForReady(deadline: number): Promise<void> {
@@ -277,12 +291,12 @@ export class ReplicaPool {
 
   /** Brings the replica set towards the spec: start, retire and drain, never below `desired` serving during a rollout. */
   private reconcile(): void {
-    if (this.closed) return;
+    if (this.closed || !this.healthTimer) return;
     const live = this.replicas.filter((r) => r.state === 'starting' || r.state === 'ready');
     const current = live.filter((r) => r.generation === this.generation);
     const old = live.filter((r) => r.generation !== this.generation);
     // an old replica that is not serving yet is of no use: stop it at once
-    for (const r of old) if (r.state === 'starting') void r.kill();
+    for (const r of old) if (r.state === 'starting') void r.close(true);
     const oldReady = old.filter((r) => r.state === 'ready');
     const currentReady = current.filter((r) => r.state === 'ready');
 
@@ -321,13 +335,13 @@ export class ReplicaPool {
     const threads = Math.max(1, Math.floor(cores / Math.max(1, this.desiredCount)));
     for (let i = 0; i < n; i++) {
       const { model, onnxPath, card, device, batching } = this.spec;
-      const r = new ReplicaProcess({ model, onnxPath, card, device, batching, threads }, this.generation, {
-          ready: (x) => this.onReady(x),
-          exit: (x, info) => this.onExit(x, info),
-          settled: (x) => this.stopWhenDrained(x),
-          batch: (_x, size, ms) => this.hooks.batch(this.endpoint, this.variant, size, ms),
-        }, this.log);
+      const r = new ReplicaProcess({ model, onnxPath, card, device, batching, threads }, this.generation, this.log)
+        .on('ready', () => this.onReady(r))
+        .on('exit', (info) => this.onExit(r, info))
+        .on('settled', () => this.stopWhenDrained(r))
+        .on('batch', (size, ms) => this.listeners.emit('batch', this.endpoint, this.variant, size, ms));
       this.replicas.push(r);
+      r.start();
       this.emit('replica_started', `replica ${r.id} (pid ${r.pid}) starting ${model}`, { replica: r.id, pid: r.pid, model, threads });
     }
   }
@@ -335,7 +349,7 @@ export class ReplicaPool {
   /** Stops routing to a replica; it exits once its in-flight requests are answered. */
   private retire(r: ReplicaProcess): void {
     if (r.state === 'starting') {
-      void r.kill();
+      void r.close(true);
       return;
     }
     if (r.state !== 'ready') return;
@@ -345,7 +359,7 @@ export class ReplicaPool {
   }
 
   private stopWhenDrained(r: ReplicaProcess): void {
-    if (r.state === 'draining' && r.outstanding === 0) void r.stop();
+    if (r.state === 'draining' && r.outstanding === 0) void r.close();
   }
 
   private onReady(r: ReplicaProcess): void {
@@ -355,7 +369,7 @@ export class ReplicaPool {
     this.wakeWaiters();
   }
 
-  private onExit(r: ReplicaProcess, info: { code: number | null; signal: string | null; wasReady: boolean; expected: boolean; reason?: string }): void {
+  private onExit(r: ReplicaProcess, info: ReplicaExit): void {
     this.replicas.splice(this.replicas.indexOf(r), 1);
     this.drainingSince.delete(r);
     if (this.closed) return;
@@ -394,22 +408,22 @@ export class ReplicaPool {
     for (const r of this.replicas) {
       if (r.state === 'starting' && now - r.startedAt > this.timings.readyTimeoutMs) {
         this.emit('replica_unhealthy', `replica ${r.id} (pid ${r.pid}) was not ready after ${this.timings.readyTimeoutMs / 1000} s; killing it`, { replica: r.id, pid: r.pid });
-        void r.kill(false);
+        void r.kill();
       } else if (r.state === 'ready' || r.state === 'draining') {
         if (now - r.lastPong > this.timings.unhealthyAfterMs) {
           this.emit('replica_unhealthy', `replica ${r.id} (pid ${r.pid}) stopped answering health checks; replacing it`, { replica: r.id, pid: r.pid });
-          void r.kill(false);
+          void r.kill();
           continue;
         }
         const since = this.drainingSince.get(r);
-        if (since !== undefined && now - since > this.timings.drainTimeoutMs) void r.kill();
+        if (since !== undefined && now - since > this.timings.drainTimeoutMs) void r.close(true);
         else r.ping();
       }
     }
   }
 
   private emit(kind: PoolEvent['kind'], message: string, detail: Record<string, unknown>): void {
-    this.hooks.event({ kind, endpoint: this.endpoint, variant: this.variant, message, detail });
+    this.listeners.emit('event', { kind, endpoint: this.endpoint, variant: this.variant, message, detail });
   }
 }
 

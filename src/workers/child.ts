@@ -1,5 +1,5 @@
 /**
- * Entry of a local worker process (started by LocalPool with child_process.fork). It runs one
+ * Entry of a local worker process (a process Child of LocalPool). It runs one
  * task at a time and talks to the pool over the IPC channel; when the pool goes away it exits.
  */
 import { CancelledError, KennelError, errorMessage } from '../core/errors.js';

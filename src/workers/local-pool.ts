@@ -1,10 +1,10 @@
-import { fork, type ChildProcess } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { CancelledError, KennelError } from '../core/errors.js';
-import type { ChildConfig, FromChild, TaskFailure } from './child.js';
+import { Child } from '../core/index.js';
+import type { ChildConfig, FromChild, TaskFailure, ToChild } from './child.js';
 import { Channel, DEFAULT_ATTEMPTS, PoisonedTaskError, thisWorker, type Engine, type RunOptions, type TaskDone, type WorkerInfo } from './engine.js';
 import { LocalPresence } from './presence.js';
-import { runnableModule, type Task } from './task.js';
+import type { Task } from './task.js';
 
 interface Pending {
   task: Task;
@@ -15,7 +15,7 @@ interface Pending {
 
 interface Proc {
   id: string;
-  child: ChildProcess;
+  child: Child<ToChild, FromChild>;
   info: WorkerInfo;
   ready: boolean;
   /** settles when the process is ready, or has exited before that */
@@ -36,7 +36,7 @@ const MAX_START_FAILURES = 2;
 const STOP_GRACE_MS = 5_000;
 
 /**
- * A pool of N local worker processes (child_process.fork of child.ts). Processes, not threads:
+ * A pool of N local worker processes (child.ts in a process Child). Processes, not threads:
  * a crash or out-of-memory kills one task, which is retried on another worker, not the job.
  * Each process gets an equal share of the cores for ONNX Runtime.
  */
@@ -117,21 +117,22 @@ export class LocalPool implements Engine {
   private spawn(): void {
     const id = `local-${process.pid}-${++this.seq}`;
     const config: ChildConfig = { home: this.opts.home, threads: this.threads, taskModules: this.opts.taskModules };
-    const child = fork(new URL(runnableModule(new URL('./child.js', import.meta.url))), [JSON.stringify(config)], {
-      execArgv: childExecArgv(),
+    const child = new Child<ToChild, FromChild>({
+      entry: new URL('./child.js', import.meta.url),
+      kind: 'process',
+      args: [JSON.stringify(config)],
       // stdout goes to our stderr, so a worker can never corrupt `--json` output
       stdio: ['ignore', 2, 2, 'ipc'],
+      // a stopped worker aborts its task; one that does not exit in time is killed
+      stop: { type: 'stop' },
+      graceMs: STOP_GRACE_MS,
     });
-    const started = new Promise<boolean>((resolve) => {
-      // a worker's first message is 'ready', or 'fatal' when it cannot start
-      child.once('message', (m: FromChild) => resolve(m.type === 'ready'));
-      child.once('exit', () => resolve(false));
-    });
+    // a worker's first message is 'ready', or 'fatal' when it cannot start
+    const started = child.start().then((m) => m.type === 'ready', () => false);
     const proc: Proc = { id, child, ready: false, started, info: { ...thisWorker('local', { id, threads: this.threads, device: this.opts.device }), pid: child.pid ?? 0 } };
     this.procs.push(proc);
-    child.on('message', (m: FromChild) => this.onMessage(proc, m));
-    child.on('error', () => child.kill('SIGKILL'));
-    child.on('exit', (code, signal) => this.onExit(proc, signal ?? `exit code ${code}`));
+    child.on('message', (m) => this.onMessage(proc, m));
+    child.on('exit', ({ code, signal }) => this.onExit(proc, signal ?? `exit code ${code}`));
   }
 
   private onMessage(proc: Proc, m: FromChild): void {
@@ -225,32 +226,11 @@ export class LocalPool implements Engine {
   }
 
   /** Asks a worker to stop (it aborts its task), and kills it if it has not exited in time. */
-  private stop(p: Proc): Promise<void> {
-    if (p.child.exitCode !== null || p.child.signalCode !== null) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => p.child.kill('SIGKILL'), STOP_GRACE_MS);
-      p.child.once('exit', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      if (p.child.connected) p.child.send({ type: 'stop' });
-      else p.child.kill('SIGTERM');
-    });
+  private async stop(p: Proc): Promise<void> {
+    await p.child.close();
   }
 }
 
 function describeFailure(e: TaskFailure): string {
   return e.hint ? `${e.message} (${e.hint})` : e.message;
-}
-
-/** Node flags for a worker process: the parent's loaders (tsx in tests) without eval, test or inspector flags. */
-function childExecArgv(): string[] {
-  const out: string[] = [];
-  const argv = process.execArgv;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (['-e', '--eval', '-p', '--print'].includes(a)) i++;
-    else if (!/^--(test|inspect|eval|print)/.test(a)) out.push(a);
-  }
-  return out;
 }

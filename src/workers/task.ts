@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import type { z } from 'zod';
 import { KennelError } from '../core/errors.js';
+import { runnableEntry } from '../core/index.js';
 import type { ArtifactStore } from '../store/index.js';
 
 /**
@@ -102,13 +103,11 @@ export class Resources {
 }
 
 /**
- * A module URL that exists at run time: the compiled `.js` next to built code, or the `.ts`
- * source when running under tsx (tests, development).
+ * A task module's URL as a worker loads it: the compiled `.js` next to built code, or the `.ts`
+ * source when running under tsx (tests, development); see core's runnableEntry.
  */
 export function runnableModule(url: URL): string {
-  const path = fileURLToPath(url);
-  if (existsSync(path)) return url.href;
-  const ts = path.replace(/\.js$/, '.ts');
-  if (existsSync(ts)) return pathToFileURL(ts).href;
-  throw new Error(`module ${path} not found`);
+  const entry = runnableEntry(url);
+  if (!existsSync(fileURLToPath(entry))) throw new Error(`module ${fileURLToPath(entry)} not found`);
+  return entry.href;
 }

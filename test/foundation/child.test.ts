@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { Child, ChildStartError, type ChildOptions } from '../../src/core/index.ts';
+
+type In = { type: 'echo'; value: number } | { type: 'stop' };
+type Out = { type: 'ready'; pid: number } | { type: 'echo'; value: number };
+
+const entry = new URL('./fixtures/child.js', import.meta.url);
+
+function child(kind: 'process' | 'thread', mode: string, opts: Partial<ChildOptions<In>> = {}): Child<In, Out> {
+  return new Child<In, Out>({ entry, kind, args: [mode], data: { mode }, stop: { type: 'stop' }, graceMs: 500, ...opts });
+}
+
+for (const kind of ['process', 'thread'] as const) {
+  describe(`a ${kind} Child`, () => {
+    test('start() resolves with the first message; messages both ways; close() sends stop and the child exits', async () => {
+      const c = child(kind, 'echo');
+      assert.equal(c.pid, undefined, 'nothing is spawned before start()');
+      const answers: number[] = [];
+      c.on('message', (m) => m.type === 'echo' && answers.push(m.value));
+      const first = await c.start();
+      assert.equal(first.type, 'ready');
+      assert.equal(first.pid === process.pid, kind === 'thread');
+      assert.ok(c.send({ type: 'echo', value: 21 }));
+      while (!answers.length) await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(answers, [42]);
+      const exits: unknown[] = [];
+      c.on('exit', (x) => exits.push(x));
+      const how = await c.close();
+      assert.equal(how?.code, 0);
+      assert.equal(how?.signal, null);
+      assert.equal(exits.length, 1);
+      assert.equal(c.running, false);
+      assert.equal(c.send({ type: 'echo', value: 1 }), false, 'an ended child takes no messages');
+      assert.deepEqual(await c.close(), how, 'closing twice is harmless');
+    });
+
+    test('close() kills a child that ignores stop after the grace period; close(true) at once', async () => {
+      const c = child(kind, 'stubborn');
+      await c.start();
+      const t0 = performance.now();
+      const how = await c.close();
+      assert.ok(performance.now() - t0 >= 450, 'it waited for the grace period');
+      if (kind === 'process') assert.equal(how?.signal, 'SIGKILL');
+      const d = child(kind, 'stubborn', { graceMs: 60_000 });
+      await d.start();
+      const t1 = performance.now();
+      await d.close(true);
+      assert.ok(performance.now() - t1 < 5_000);
+    });
+
+    test('start() rejects when the child exits before its first message, or times out (and the child is killed)', async () => {
+      const exits: unknown[] = [];
+      const early = child(kind, 'exit').on('exit', (x) => exits.push(x));
+      await assert.rejects(early.start(), (e: unknown) => e instanceof ChildStartError && e.reason === 'exit');
+      assert.equal(exits.length, 1);
+      const hung = child(kind, 'hang', { startTimeoutMs: 300 });
+      await assert.rejects(hung.start(), (e: unknown) => e instanceof ChildStartError && e.reason === 'timeout');
+      await hung.exited;
+      assert.equal(hung.running, false);
+    });
+  });
+}
