@@ -36,10 +36,20 @@ interface Pending {
 
 export interface ReplicaEvents {
   ready(r: ReplicaProcess): void;
-  exit(r: ReplicaProcess, info: { code: number | null; signal: string | null; wasReady: boolean; expected: boolean; reason?: string }): void;
+  exit(r: ReplicaProcess, info: ReplicaExit): void;
   batch(r: ReplicaProcess, size: number, ms: number): void;
   /** a request on this replica was answered (a draining replica stops after its last one) */
   settled(r: ReplicaProcess): void;
+}
+
+/** How a replica process ended; `permanent`: its start failure will repeat on every retry. */
+export interface ReplicaExit {
+  code: number | null;
+  signal: string | null;
+  wasReady: boolean;
+  expected: boolean;
+  reason?: string;
+  permanent?: boolean;
 }
 
 let counter = 0;
@@ -62,7 +72,7 @@ export class ReplicaProcess {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private stopRequested = false;
-  private fatal: string | undefined;
+  private fatal: { message: string; permanent?: boolean } | undefined;
   private readonly exited: Promise<void>;
 
   constructor(
@@ -95,7 +105,7 @@ export class ReplicaProcess {
         this.outstanding = 0;
         for (const p of this.pending.values()) p.reject(new ReplicaGoneError(this.id));
         this.pending.clear();
-        this.events.exit(this, { code, signal, wasReady, expected: this.stopRequested, reason: this.fatal });
+        this.events.exit(this, { code, signal, wasReady, expected: this.stopRequested, reason: this.fatal?.message, permanent: this.fatal?.permanent });
         resolve();
       }),
     );
@@ -177,7 +187,7 @@ export class ReplicaProcess {
         this.events.ready(this);
         break;
       case 'fatal':
-        this.fatal = m.message;
+        this.fatal = { message: m.message, permanent: m.permanent };
         break;
     }
   }
