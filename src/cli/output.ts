@@ -1,5 +1,5 @@
-import { CancelledError, KennelError, errorMessage } from '../core/errors.js';
-import { openWorkspace, type Workspace } from '../store/index.js';
+import { CancelledError, KennelError, errorMessage, fromSystemError } from '../core/index.js';
+import { defaultHome, openWorkspace, type Workspace } from '../store/index.js';
 import type { ProgressEvent, ProgressSink } from '../core/progress.js';
 
 export interface OutputOptions {
@@ -80,8 +80,10 @@ export async function runAction(action: (signal: AbortSignal) => Promise<void>):
   }
 }
 
-export function reportError(e: unknown): number {
-  if (process.env.KENNEL_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+export function reportError(error: unknown): number {
+  if (process.env.KENNEL_DEBUG && error instanceof Error) process.stderr.write(`${error.stack}\n`);
+  // a full disk or a permission problem, also inside a wrapping error: what to free or fix
+  const e = fromSystemError(error, { home: defaultHome() }) ?? error;
   if (e instanceof CancelledError) {
     process.stderr.write('cancelled: completed work is saved; run the same command again to resume.\n');
     return 130;

@@ -6,3 +6,4 @@ export type { ProgressEvent, ProgressSink } from './progress.js';
 export { silent } from './progress.js';
 export { startWorkerThread } from './worker-thread.js';
 export { printable, utf8Name, escapeBytes } from './text.js';
+export { fromSystemError } from './system-errors.js';
