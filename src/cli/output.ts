@@ -1,4 +1,4 @@
-import { CancelledError, KennelError, errorMessage, fromSystemError } from '../core/index.js';
+import { CancelledError, KennelError, errorMessage, fromSystemError, printable } from '../core/index.js';
 import { defaultHome, openWorkspace, type Workspace } from '../store/index.js';
 import type { ProgressEvent, ProgressSink } from '../core/progress.js';
 
@@ -89,10 +89,11 @@ export function reportError(error: unknown): number {
     return 130;
   }
   if (e instanceof KennelError) {
-    process.stderr.write(`error: ${e.message}${e.hint ? `\n  ${e.hint}` : ''}\n`);
+    // names in messages (a class folder, a file) may hold control or bidi characters
+    process.stderr.write(`error: ${printable(e.message)}${e.hint ? `\n  ${printable(e.hint)}` : ''}\n`);
     return 1;
   }
-  const msg = errorMessage(e).split('\n')[0];
+  const msg = printable(errorMessage(e).split('\n')[0]!);
   process.stderr.write(`error: ${msg}\n  This is unexpected; rerun with KENNEL_DEBUG=1 for details and report it.\n`);
   return 2;
 }

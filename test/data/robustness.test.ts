@@ -79,4 +79,13 @@ test('the CLI lists what was skipped (escaped names in human output) and has --f
   const help = spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'src/cli/main.ts'), 'data', 'import', '--help'], { cwd: repoRoot, encoding: 'utf8' });
   assert.match(help.stdout, /--follow-symlinks/);
   assert.equal(printable('a\nb\u2066c'), 'a\\u{000A}b\\u{2066}c');
+  // names in error messages too: two class folders that read as one class
+  mkdirSync(join(dir, 'dog\u202Es'));
+  writeFileSync(join(dir, 'dog\u202Es', 'x.jpg'), await distinctJpeg(55));
+  mkdirSync(join(dir, 'dog\u202Es_'));
+  writeFileSync(join(dir, 'dog\u202Es_', 'y.jpg'), await distinctJpeg(56));
+  const clash = run([]);
+  assert.equal(clash.status, 1, clash.stderr);
+  assert.match(clash.stderr, /^error: .*dog\\u\{202E\}s/m);
+  assert.ok(!clash.stderr.includes('\u202E'));
 });
