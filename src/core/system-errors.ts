@@ -22,7 +22,8 @@ function codeOf(e: unknown): Code | undefined {
 export function fromSystemError(e: unknown, opts: { home?: string } = {}): KennelError | undefined {
   const code = codeOf(e);
   if (!code) return undefined;
-  const path = (e as { path?: unknown }).path;
+  // Node names the path last ("EACCES: permission denied, open '/x'"), also in a wrapping message
+  const path = (e as { path?: unknown }).path ?? new RegExp(`${code}: [^']*'([^']+)'`).exec(errorMessage(e))?.[1];
   const home = opts.home ? `$KENNEL_HOME (${opts.home})` : 'the Kennel workspace';
   const where = typeof path === 'string' && !(opts.home && path.startsWith(opts.home)) ? path : home;
   const gc = 'run `kennel gc --yes` to remove unreferenced artifacts';

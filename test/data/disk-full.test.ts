@@ -57,6 +57,7 @@ test('disk full (fault-injected write): one sentence saying what is full and wha
     // the same when only the text came through (a worker process's failure), and for its kin
     assert.match(reported(new Error('Task x failed on 3 attempts: ENOSPC: no space left on device, write')).text, /is full: free space/);
     assert.match(reported(Object.assign(new Error('EACCES: permission denied, open \'/srv/k/x\''), { code: 'EACCES', path: '/srv/k/x' })).text, /^error: Permission denied on \/srv\/k\/x\.\n {2}Give your user access/);
+    assert.match(reported(new Error("The rules config r.json could not be read: EACCES: permission denied, open '/srv/r.json'.")).text, /^error: Permission denied on \/srv\/r\.json\./);
     assert.match(reported(Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' })).text, /Too many files are open/);
     assert.match(reported(Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' })).text, /is full: free space/);
     assert.match(reported(new Error('dataset "EPERM" was not found')).text, /This is unexpected/, 'a code in other words is not mistaken for one');
