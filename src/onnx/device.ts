@@ -4,7 +4,7 @@ import { GraphBuilder } from './builder.js';
 import type { Device } from './session.js';
 
 /** Why a device cannot be used, or undefined when it can. */
-export type DeviceProblem = KennelError | undefined;
+type DeviceProblem = KennelError | undefined;
 
 const PROBE_TIMEOUT_MS = 30_000;
 const probes = new Map<Device, Promise<DeviceProblem>>();
@@ -16,7 +16,7 @@ function tinyModel(): Uint8Array {
   return g.model.serialize();
 }
 
-export const noAdapter = (): KennelError =>
+const noAdapter = (): KennelError =>
   new KennelError('No WebGPU adapter: this machine has no usable GPU; use --device cpu or auto.', 'auto runs on the GPU only where one works, else on the CPU.', 422, 'device_unavailable');
 
 /**

@@ -6,7 +6,7 @@ import { globMatch, type PolicyDocument, type Statement } from './policy.js';
  * Owners act for the workspace itself: the local CLI user (`local:USER`) and the admin token
  * (`local:admin`). Principal names cannot contain ":", so no key can claim this.
  */
-export const isOwner = (by: Actor): boolean => by.principal.startsWith('local:');
+const isOwner = (by: Actor): boolean => by.principal.startsWith('local:');
 
 /** Every value `inner` matches is matched by `outer` (`*` in inner is only consumed by a `*` of outer). */
 function subsumes(outer: string, inner: string): boolean {
@@ -14,7 +14,7 @@ function subsumes(outer: string, inner: string): boolean {
 }
 
 /** Some value matches both patterns (memoised walk over both patterns; `*` is the only wildcard). */
-export function patternsIntersect(a: string, b: string): boolean {
+function patternsIntersect(a: string, b: string): boolean {
   const seen = new Set<number>();
   const walk = (i: number, j: number): boolean => {
     if (i === a.length && j === b.length) return true;
