@@ -1,5 +1,5 @@
-import { CancelledError, KennelError, errorMessage } from '../core/errors.js';
-import { openWorkspace, type Workspace } from '../store/index.js';
+import { CancelledError, KennelError, errorMessage, fromSystemError, printable } from '../core/index.js';
+import { defaultHome, openWorkspace, type Workspace } from '../store/index.js';
 import type { ProgressEvent, ProgressSink } from '../core/progress.js';
 
 export interface OutputOptions {
@@ -80,17 +80,20 @@ export async function runAction(action: (signal: AbortSignal) => Promise<void>):
   }
 }
 
-export function reportError(e: unknown): number {
-  if (process.env.KENNEL_DEBUG && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+export function reportError(error: unknown): number {
+  if (process.env.KENNEL_DEBUG && error instanceof Error) process.stderr.write(`${error.stack}\n`);
+  // a full disk or a permission problem, also inside a wrapping error: what to free or fix
+  const e = fromSystemError(error, { home: defaultHome() }) ?? error;
   if (e instanceof CancelledError) {
     process.stderr.write('cancelled: completed work is saved; run the same command again to resume.\n');
     return 130;
   }
   if (e instanceof KennelError) {
-    process.stderr.write(`error: ${e.message}${e.hint ? `\n  ${e.hint}` : ''}\n`);
+    // names in messages (a class folder, a file) may hold control or bidi characters
+    process.stderr.write(`error: ${printable(e.message)}${e.hint ? `\n  ${printable(e.hint)}` : ''}\n`);
     return 1;
   }
-  const msg = errorMessage(e).split('\n')[0];
+  const msg = printable(errorMessage(e).split('\n')[0]!);
   process.stderr.write(`error: ${msg}\n  This is unexpected; rerun with KENNEL_DEBUG=1 for details and report it.\n`);
   return 2;
 }

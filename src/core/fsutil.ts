@@ -17,18 +17,20 @@ export function writeFileAtomic(target: string, data: Uint8Array | string, mode?
   mkdirSync(dirname(target), { recursive: true });
   const tmp = tempPathFor(target);
   const fd = openSync(tmp, 'w', mode);
+  let open = true;
   try {
     const buf = typeof data === 'string' ? Buffer.from(data) : data;
     let off = 0;
     while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
     if (durable) fsyncSync(fd);
-  } catch (e) {
+    open = false;
     closeSync(fd);
-    rmSync(tmp, { force: true });
+    renameSync(tmp, target);
+  } catch (e) {
+    if (open) closeSync(fd);
+    rmSync(tmp, { force: true }); // a full disk must not keep the half-written temp file
     throw e;
   }
-  closeSync(fd);
-  renameSync(tmp, target);
   if (durable) fsyncDir(dirname(target));
 }
 

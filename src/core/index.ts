@@ -5,3 +5,5 @@ export { median } from './stats.js';
 export type { ProgressEvent, ProgressSink } from './progress.js';
 export { silent } from './progress.js';
 export { Child, ChildStartError, TypedEmitter, runnableEntry, type ChildExit, type ChildListener, type ChildOptions } from './child.js';
+export { printable, utf8Name, escapeBytes } from './text.js';
+export { fromSystemError } from './system-errors.js';

@@ -39,7 +39,7 @@ export async function importDataset(ws: Workspace, source: string, opts: ImportO
   const prepared = await prepareSource(ws, source, { progress, signal: opts.signal, expectedSize: opts.expectedSize, sha256: opts.sha256, maxBytes: limits.maxBytes });
   let succeeded = false;
   try {
-    const scan = await scanDataset(prepared.dir);
+    const scan = await scanDataset(prepared.dir, { followSymlinks: opts.followSymlinks });
     const checked = await checkAndStore(ws, scan.candidates, limits, progress, opts.signal);
     const { classes, items, leftOut } = labelAndSplit(scan, checked.usable, fractions, seed);
     const skipped = [...scan.skipped, ...oversizedInZip(prepared, scan, limits), ...checked.skipped, ...leftOut];

@@ -1,6 +1,7 @@
-import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, realpath, stat } from 'node:fs/promises';
+import { join, sep } from 'node:path';
 import { KennelError } from '../core/errors.js';
+import { escapeBytes, utf8Name } from '../core/index.js';
 import type { Layout, SkippedFile, Split } from './types.js';
 
 /** A file found under a class folder, not yet checked. */
@@ -50,25 +51,40 @@ export function displayName(classFolder: string): string {
 interface Listing {
   dirs: string[];
   files: string[];
-  /** symbolic links to folders: never followed, so a link loop cannot hang the scan */
-  dirLinks: string[];
+  /** entries not listed above, with why: links to folders (never followed, so a link loop cannot hang the scan), links out of the imported folder, names that are not UTF-8 */
+  refused: Array<{ name: string; reason: string }>;
 }
 
-async function list(dir: string): Promise<Listing> {
-  const out: Listing = { dirs: [], files: [], dirLinks: [] };
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    if (isIgnored(e.name)) continue;
-    if (e.isDirectory()) out.dirs.push(e.name);
-    else if (e.isFile()) out.files.push(e.name);
+/** What a scan may follow: links to files inside the imported folder, or anywhere with followSymlinks. */
+interface ScanScope {
+  /** the imported folder, resolved (links and all) */
+  realRoot: string;
+  followSymlinks: boolean;
+}
+
+async function list(dir: string, scope: ScanScope): Promise<Listing> {
+  const out: Listing = { dirs: [], files: [], refused: [] };
+  for (const e of await readdir(Buffer.from(dir), { withFileTypes: true, encoding: 'buffer' })) {
+    const name = utf8Name(e.name);
+    if (name === undefined) {
+      out.refused.push({ name: `${escapeBytes(e.name)}${e.isDirectory() ? '/' : ''}`, reason: 'the name is not valid UTF-8, so it was not read; rename it to import it' });
+      continue;
+    }
+    if (isIgnored(name)) continue;
+    if (e.isDirectory()) out.dirs.push(name);
+    else if (e.isFile()) out.files.push(name);
     else if (e.isSymbolicLink()) {
-      const target = await stat(join(dir, e.name)).catch(() => undefined);
-      if (target?.isFile()) out.files.push(e.name);
-      else if (target?.isDirectory()) out.dirLinks.push(e.name);
+      const link = join(dir, name);
+      const [target, real] = await Promise.all([stat(link).catch(() => undefined), realpath(link).catch(() => undefined)]);
+      if (target?.isDirectory()) out.refused.push({ name: `${name}/`, reason: 'link to a folder, not followed' });
+      else if (!target?.isFile() || real === undefined) out.refused.push({ name, reason: 'link to nothing readable (broken link)' });
+      else if (scope.followSymlinks || real.startsWith(scope.realRoot + sep)) out.files.push(name);
+      else out.refused.push({ name, reason: 'link to a file outside the imported folder, not followed (import with --follow-symlinks to allow)' });
     }
   }
   out.dirs.sort(byString);
   out.files.sort(byString);
-  out.dirLinks.sort(byString);
+  out.refused.sort((a, b) => byString(a.name, b.name));
   return out;
 }
 
@@ -93,49 +109,56 @@ function splitFolders(listing: Listing): Map<string, Split> | undefined {
  * `dogImages/` holds `dogImages/train/...`), descending while a folder holds nothing but one
  * folder of folders.
  */
-async function findRoot(dir: string): Promise<{ root: string; listing: Listing }> {
+async function findRoot(dir: string, scope: ScanScope): Promise<{ root: string; listing: Listing; above: SkippedFile[] }> {
   let root = dir;
-  let listing = await list(root);
+  let rel = '';
+  let listing = await list(root, scope);
+  // what wrapper folders held besides their one folder (paths relative to `dir`)
+  const above: SkippedFile[] = [];
   for (let depth = 0; depth < 4; depth++) {
     const only = listing.dirs[0];
     if (splitFolders(listing) || listing.files.length > 0 || listing.dirs.length !== 1 || !only) break;
-    const inner = await list(join(root, only));
+    const inner = await list(join(root, only), scope);
     if (inner.dirs.length === 0) break; // the single folder is a class folder
+    skipRefused(rel, listing, above);
     root = join(root, only);
+    rel = under(rel, only);
     listing = inner;
   }
-  return { root, listing };
+  return { root, listing, above };
 }
 
 const under = (rel: string, name: string): string => (rel ? `${rel}/${name}` : name);
 
-function skipLinks(rel: string, listing: Listing, skipped: SkippedFile[]): void {
-  for (const l of listing.dirLinks) skipped.push({ path: `${under(rel, l)}/`, reason: 'link to a folder, not followed' });
+function skipRefused(rel: string, listing: Listing, skipped: SkippedFile[]): void {
+  for (const r of listing.refused) skipped.push({ path: under(rel, r.name), reason: r.reason });
 }
 
 /** Every file below `rel`, as paths relative to the dataset root. */
-async function walk(rootAbs: string, rel: string, out: Array<{ path: string; absPath: string }>, skipped: SkippedFile[]): Promise<void> {
-  const listing = await list(join(rootAbs, rel));
+async function walk(rootAbs: string, rel: string, out: Array<{ path: string; absPath: string }>, skipped: SkippedFile[], scope: ScanScope): Promise<void> {
+  const listing = await list(join(rootAbs, rel), scope);
   for (const f of listing.files) out.push({ path: under(rel, f), absPath: join(rootAbs, rel, f) });
-  skipLinks(rel, listing, skipped);
-  for (const d of listing.dirs) await walk(rootAbs, under(rel, d), out, skipped);
+  skipRefused(rel, listing, skipped);
+  for (const d of listing.dirs) await walk(rootAbs, under(rel, d), out, skipped, scope);
 }
 
 /**
  * Lists a dataset folder: either `{train,valid,test}/CLASS/*` (splits kept as given) or
  * `CLASS/*` (flat: Kennel splits it). Images may sit at any depth below their class folder.
- * Files outside any class folder are reported as skipped.
+ * Files outside any class folder are reported as skipped, and so are names that are not UTF-8,
+ * links to folders, and links to files outside `dir` (unless `followSymlinks`).
  */
-export async function scanDataset(dir: string): Promise<Scan> {
-  const { root, listing } = await findRoot(dir);
-  const skipped: SkippedFile[] = [];
+export async function scanDataset(dir: string, opts: { followSymlinks?: boolean } = {}): Promise<Scan> {
+  const scope: ScanScope = { realRoot: await realpath(dir), followSymlinks: opts.followSymlinks ?? false };
+  const { root, listing, above } = await findRoot(dir, scope);
+  const skipped: SkippedFile[] = [...above];
   const candidates: Candidate[] = [];
   const classFolders = new Set<string>();
 
   const addClassFolder = async (rel: string, classFolder: string, split: Split | undefined) => {
     classFolders.add(classFolder);
     const files: Array<{ path: string; absPath: string }> = [];
-    await walk(root, rel, files, skipped);
+    await walk(root, rel, files, skipped, scope);
     for (const f of files) candidates.push({ ...f, classFolder, split });
   };
 
@@ -145,20 +168,20 @@ export async function scanDataset(dir: string): Promise<Scan> {
       const split = splits.get(d);
       if (!split) {
         const stray: Array<{ path: string; absPath: string }> = [];
-        await walk(root, d, stray, skipped);
+        await walk(root, d, stray, skipped, scope);
         for (const f of stray) skipped.push({ path: f.path, reason: 'outside the train/valid/test folders' });
         continue;
       }
-      const inner = await list(join(root, d));
+      const inner = await list(join(root, d), scope);
       for (const f of inner.files) skipped.push({ path: `${d}/${f}`, reason: 'not inside a class folder' });
-      skipLinks(d, inner, skipped);
+      skipRefused(d, inner, skipped);
       for (const c of inner.dirs) await addClassFolder(`${d}/${c}`, c, split);
     }
   } else {
     for (const c of listing.dirs) await addClassFolder(c, c, undefined);
   }
   for (const f of listing.files) skipped.push({ path: f, reason: splits ? 'outside the train/valid/test folders' : 'not inside a class folder' });
-  skipLinks('', listing, skipped);
+  skipRefused('', listing, skipped);
 
   if (classFolders.size === 0) {
     throw new KennelError(

@@ -81,6 +81,8 @@ export interface ImportOptions {
   maxPixels?: number;
   /** larger files are skipped unread, default 50 MB */
   maxBytes?: number;
+  /** import files that links point to outside the imported folder (default: skipped and listed) */
+  followSymlinks?: boolean;
   /** checks for a zip or URL source */
   expectedSize?: number;
   sha256?: string;

@@ -5,4 +5,5 @@
 export { OnnxModel } from './model.js';
 export { GraphBuilder } from './builder.js';
 export { executionProviders, sessionOptions, type Device, type SessionSettings } from './session.js';
+export { assertDevice } from './device.js';
 export { ThreadedSession } from './threaded.js';

@@ -1,6 +1,6 @@
 import type { Workspace } from '../store/index.js';
 import { listPolicies, type AttachedPolicy } from './policies.js';
-import type { Statement } from './policy.js';
+import { actionMatches, type Statement } from './policy.js';
 import { listKeys, listPrincipals } from './principals.js';
 import { getSettings } from './settings.js';
 
@@ -30,6 +30,13 @@ const isFullAccess = (action: string) => action === '*' || action === '*:*';
 const hasWildcard = (s: string) => s.includes('*');
 const isAdminAction = (action: string) => /^admin:/i.test(action);
 const mayAdminister = (action: string) => isFullAccess(action) || isAdminAction(action) || action.startsWith('*:');
+/**
+ * Admin actions that reach full access transitively: a key for a principal that holds more
+ * (or, without the delegation check, for oneself with `*:*`), a policy attached to oneself or to
+ * a role, a rotated key of another principal.
+ */
+const ESCALATING = ['admin:CreateKey', 'admin:AttachPolicy', 'admin:RotateKey'];
+const escalatingAction = (s: Statement) => ESCALATING.find((e) => s.actions.some((a) => actionMatches(a, e)));
 const allows = (p: AttachedPolicy): Statement[] => p.document.statements.filter((s) => s.effect === 'allow');
 const describe = (s: Statement) => `${s.actions.join(', ')} on ${s.resources.join(', ')}`;
 
@@ -62,6 +69,9 @@ export function runSecurityAudit(ws: Workspace, opts: AuditOptions = {}): { find
   const policies = listPolicies(ws);
   const principals = new Map(listPrincipals(ws).map((p) => [p.name, p]));
   const policiesOf = (name: string) => policies.filter((p) => p.principal === name);
+  const keys = listKeys(ws);
+  // keys and policies for oneself stay within one's own grants (the delegation check)
+  const ownResources = (name: string) => new Set([`principal/${name}`, ...keys.filter((k) => k.principal === name).map((k) => `key/${k.keyId}`)]);
 
   for (const policy of policies) {
     const principal = principals.get(policy.principal);
@@ -99,6 +109,14 @@ export function runSecurityAudit(ws: Workspace, opts: AuditOptions = {}): { find
           message: `${principal.name} may do anything (${describe(s)}, policy ${policy.id}): like an AWS *FullAccess policy, its keys can invoke everything and change keys, policies and functions.`,
           fix: narrowFix(principal.name, policy.id, used.get(principal.name)),
         });
+      } else if (escalatingAction(s) && s.resources.some((r) => hasWildcard(r) || !ownResources(principal.name).has(r))) {
+        findings.push({
+          severity: 'high',
+          rule: 'admin-escalation',
+          resource: `principal/${principal.name}`,
+          message: `${principal.name} may ${escalatingAction(s)} (${describe(s)}, policy ${policy.id}): it can give itself or a key it makes more than it holds, up to full access.`,
+          fix: narrowFix(principal.name, policy.id, used.get(principal.name)),
+        });
       } else if (!s.actions.every(isAdminAction) && (s.actions.some(hasWildcard) || s.resources.some(hasWildcard))) {
         findings.push({
           severity: 'medium',
@@ -126,7 +144,7 @@ export function runSecurityAudit(ws: Workspace, opts: AuditOptions = {}): { find
     });
   }
 
-  for (const k of listKeys(ws)) {
+  for (const k of keys) {
     if (k.state !== 'active') continue;
     if (!k.expiresAt) {
       findings.push({

@@ -8,5 +8,6 @@ export function parseDuration(text: string, what = 'duration'): number {
   if (!m) throw new KennelError(`${what} "${text}" is not a duration.`, 'Use a number with a unit: 500ms, 10s, 15m, 24h, 30d or 2w.');
   const ms = Number(m[1]) * UNITS[m[2]!]!;
   if (ms <= 0) throw new KennelError(`${what} must be more than zero.`);
+  if (!Number.isSafeInteger(Math.round(ms))) throw new KennelError(`${what} "${text}" is too long.`, 'Use a duration of at most a few years, e.g. 90d.');
   return Math.round(ms);
 }

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { KennelError, notFound } from '../core/errors.js';
 import { now, type Workspace } from '../store/index.js';
 import { audited, type Actor } from './audit-log.js';
+import { assertDelegable } from './delegation.js';
 import { ANONYMOUS, ensurePrincipal, getPrincipal } from './principals.js';
 import { parsePolicyDocument, type PolicyDocument } from './policy.js';
 
@@ -45,6 +46,7 @@ export function attachPolicy(ws: Workspace, principal: string, document: unknown
     `principal/${principal}`,
     () =>
       ws.db.transaction(() => {
+        assertDelegable({ by, policiesOf: (name) => policiesFor(ws, name), documents: [doc], what: `attach this policy to ${principal}` });
         // a new name becomes a user (keys can be added later); role/NAME exists only with its function
         if (!getPrincipal(ws, principal)) {
           if (principal.startsWith('role/')) throw notFound(`Execution role ${principal}`, 'Roles come with their functions: kennel functions list.');

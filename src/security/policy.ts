@@ -38,7 +38,7 @@ export function checkResource(resource: string): string {
 }
 
 /**
- * Parses a command-line grant ACTION:RESOURCE, e.g. endpoint:Invoke:endpoint/dogs, admin:*:* or
+ * Parses a command-line grant ACTION:RESOURCE, e.g. endpoint:Invoke:endpoint/dogs, admin:UpdateEndpoint:endpoint/dogs or
  * '*:*' (every action on every resource).
  */
 export function parseGrant(text: string): { action: string; resource: string } {

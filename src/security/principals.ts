@@ -3,7 +3,8 @@ import { KennelError, notFound } from '../core/errors.js';
 import { now, type Workspace } from '../store/index.js';
 import { audited, type Actor } from './audit-log.js';
 import { invalidSignature, unauthorized, unrecognizedClient } from './errors.js';
-import { attachPolicyRow } from './policies.js';
+import { assertDelegable } from './delegation.js';
+import { attachPolicyRow, policiesFor } from './policies.js';
 import { policyFromGrants } from './policy.js';
 import { seal, unseal } from './sealing.js';
 import { checkRate } from './settings.js';
@@ -90,6 +91,14 @@ export function ensurePrincipal(ws: Workspace, name: string, kind: PrincipalKind
   return { name, kind, createdAt: t };
 }
 
+/** Keys live at most 10 years: longer is a key that never expires in all but name (and past what Date can hold). */
+const MAX_KEY_LIFETIME_DAYS = 3650;
+
+function checkLifetime(ms: number | undefined): void {
+  if (ms === undefined || ms <= MAX_KEY_LIFETIME_DAYS * 86_400_000) return;
+  throw new KennelError(`A key lifetime of ${Math.round(ms / 86_400_000)} days is too long: keys may live at most ${MAX_KEY_LIFETIME_DAYS} days (10 years).`, 'Use e.g. --expires 90d, and rotate keys before they expire (kennel keys rotate).');
+}
+
 const sha256 = (secret: string): Buffer => createHash('sha256').update(secret).digest();
 
 export interface CreateKeyOptions {
@@ -140,9 +149,12 @@ function newCredential<T extends { expiresAt?: string }>(ws: Workspace, principa
       const policy = opts.allow?.length || opts.deny?.length ? policyFromGrants(opts.allow ?? [], opts.deny ?? []) : undefined;
       if (opts.burst !== undefined && opts.ratePerSecond === undefined) throw new KennelError('A burst needs a rate limit too.', 'Give both, e.g. --rate-limit 10 --burst 20.');
       if (opts.ratePerSecond !== undefined) checkRate(opts.ratePerSecond, opts.burst ?? 1);
+      checkLifetime(opts.expiresInMs);
       return ws.db.transaction(() => {
         const p = ensurePrincipal(ws, principal, opts.kind ?? 'user');
         if (p.kind === 'role' || p.kind === 'anonymous') throw new KennelError(`${principal} is a ${p.kind === 'role' ? 'function execution role' : 'reserved principal'} and cannot have keys.`);
+        // the key's holder gets the principal's existing policies as well as the new one
+        assertDelegable({ by, policiesOf: (name) => policiesFor(ws, name), documents: [...policiesFor(ws, principal), ...(policy ? [policy] : [])], what: `create a key for ${principal}` });
         const policyId = policy ? attachPolicyRow(ws, principal, policy) : undefined;
         const expiresAt = opts.expiresInMs === undefined ? undefined : new Date(Date.now() + opts.expiresInMs).toISOString();
         return { ...insert(ws, principal, { expiresAt, ratePerSecond: opts.ratePerSecond, burst: opts.burst }), policyId };
@@ -244,6 +256,7 @@ export type RotatedKey = (CreatedKey | (CreatedAwsKey & { keyId: string; key?: u
  */
 export function rotateKey(ws: Workspace, keyIdText: string, opts: { overlapMs: number; expiresInMs?: number }, by: Actor): RotatedKey {
   const keyId = parseKeyId(keyIdText);
+  checkLifetime(opts.expiresInMs);
   return audited(
     ws,
     by,

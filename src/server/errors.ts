@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { awsApiOf, sendAwsError } from '../aws/index.js';
-import { KennelError } from '../core/errors.js';
+import { KennelError, fromSystemError } from '../core/index.js';
 import { ThrottledError } from '../security/index.js';
 
 export interface ErrorBody {
@@ -41,7 +41,7 @@ function fromFastify(err: FastifyError, req: FastifyRequest): KennelError | unde
  * unexpected errors are logged and answered 500 without details.
  */
 export function sendError(err: unknown, req: FastifyRequest, reply: FastifyReply): FastifyReply {
-  const known = err instanceof KennelError ? err : fromFastify(err as FastifyError, req);
+  const known = fromSystemError(err) ?? (err instanceof KennelError ? err : fromFastify(err as FastifyError, req));
   if (!known) req.log.error({ err }, 'unexpected error');
   // in either error shape: a throttled caller learns when its bucket refills, an overloaded server says 1 s
   if (known instanceof ThrottledError) reply.header('retry-after', String(known.retryAfterSeconds));

@@ -2,6 +2,7 @@ import * as ort from 'onnxruntime-node';
 import { decodeRgb, inputShape, inputSize, normalizeInto } from '../backbones/index.js';
 import { KennelError } from '../core/errors.js';
 import type { ModelCard } from '../registry/index.js';
+import { assertDevice } from '../onnx/device.js';
 import { sessionOptions, type SessionSettings } from '../onnx/session.js';
 import { ThreadedSession } from '../onnx/threaded.js';
 
@@ -31,6 +32,7 @@ export class Classifier {
 
   static async load(onnx: string | Uint8Array, card: ModelCard, opts: ClassifierOptions = {}): Promise<Classifier> {
     const { thread, ...settings } = opts;
+    await assertDevice(settings.device ?? 'cpu');
     if (thread) {
       if (typeof onnx !== 'string') throw new Error('a threaded classifier loads its model from a file');
       return new Classifier(await ThreadedSession.create(onnx, settings, { inputName: card.inputName, outputName: card.outputName }, thread.maxBatch * inputSize(card.preprocess)), card);

@@ -32,7 +32,8 @@ export type FromReplica =
   | { type: 'failed'; id: number; status: number; code: string; message: string; hint?: string }
   | { type: 'pong'; id: number }
   | { type: 'batch'; size: number; ms: number }
-  | { type: 'fatal'; message: string };
+  /** permanent: starting again cannot help (the device is missing), so the rollout fails at once */
+  | { type: 'fatal'; message: string; permanent?: boolean };
 
 /** The replica's file descriptor for the request stream (after stdin, stdout, stderr and IPC). */
 export const REQUEST_FD = 4;

@@ -30,6 +30,8 @@ export interface ReplicaExit {
   expected: boolean;
   /** why it could not start, as it said */
   reason?: string;
+  /** its start failure will repeat on every retry (no usable device, say) */
+  permanent?: boolean;
 }
 
 export interface ReplicaListener {
@@ -40,6 +42,7 @@ export interface ReplicaListener {
   /** a request on this replica was answered (a draining replica stops after its last one) */
   settled(): void;
 }
+
 
 let counter = 0;
 
@@ -62,7 +65,7 @@ export class ReplicaProcess extends TypedEmitter<ReplicaListener> {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private stopRequested = false;
-  private fatal: string | undefined;
+  private fatal: { message: string; permanent?: boolean } | undefined;
 
   constructor(
     readonly config: ReplicaConfig,
@@ -92,7 +95,7 @@ export class ReplicaProcess extends TypedEmitter<ReplicaListener> {
       this.outstanding = 0;
       for (const p of this.pending.values()) p.reject(new ReplicaGoneError(this.id));
       this.pending.clear();
-      this.emit('exit', { code, signal, wasReady, expected: this.stopRequested, reason: this.fatal });
+      this.emit('exit', { code, signal, wasReady, expected: this.stopRequested, reason: this.fatal?.message, permanent: this.fatal?.permanent });
     });
   }
 
@@ -184,7 +187,7 @@ export class ReplicaProcess extends TypedEmitter<ReplicaListener> {
         this.emit('ready');
         break;
       case 'fatal':
-        this.fatal = m.message;
+        this.fatal = { message: m.message, permanent: m.permanent };
         break;
     }
   }

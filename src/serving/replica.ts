@@ -129,7 +129,8 @@ function checkReadiness(probs: Float32Array, classes: number): void {
 
 main().catch((e: unknown) => {
   process.stderr.write(`replica failed to start: ${errorMessage(e)}\n`);
-  const message: FromReplica[] = [{ type: 'fatal', message: errorMessage(e).split('\n')[0]! }];
+  const permanent = e instanceof KennelError && e.code === 'device_unavailable';
+  const message: FromReplica[] = [{ type: 'fatal', message: errorMessage(e).split('\n')[0]!, permanent }];
   if (process.connected) process.send!(message, () => process.exit(1));
   else process.exit(1);
 });

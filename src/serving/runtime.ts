@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { KennelError } from '../core/errors.js';
+import { assertDevice } from '../onnx/index.js';
 import { getModel } from '../registry/index.js';
 import type { Workspace } from '../store/index.js';
 import { Autoscaler, type ScalingPolicy } from './autoscaler.js';
@@ -21,7 +22,7 @@ import {
   type Variant,
 } from './endpoints.js';
 import { Router } from './router.js';
-import { DEFAULT_TIMINGS, ReplicaPool, type PoolEvent, type PoolSpec, type PoolTimings, type ReplicaInfo } from './supervisor.js';
+import { cannotStart, DEFAULT_TIMINGS, ReplicaPool, type PoolEvent, type PoolSpec, type PoolTimings, type ReplicaInfo } from './supervisor.js';
 
 /** Observability hooks (the daemon feeds Prometheus metrics from them). */
 export interface ServingHooks {
@@ -50,7 +51,8 @@ export interface VariantDescription {
 
 export interface EndpointDescription {
   name: string;
-  status: 'in_service' | 'starting' | 'updating' | 'scaled_to_zero';
+  /** failed: its replicas cannot start (e.g. no GPU for --device webgpu) until it is updated */
+  status: 'in_service' | 'starting' | 'updating' | 'scaled_to_zero' | 'failed';
   path: string;
   variants: VariantDescription[];
   replicas: Array<ReplicaInfo & { variant: string }>;
@@ -119,6 +121,7 @@ export class ServingRuntime {
     const name = (input as { name?: unknown })?.name;
     return this.exclusive(typeof name === 'string' ? name : '', async () => {
       const spec = planCreate(this.ws, input);
+      await assertDevice(spec.device); // a missing GPU is a 422 now, not replicas that can never start
       await Promise.all(spec.variants.map((v) => this.poolSpec(v, spec))); // every model is loadable before anything is stored
       const endpoint = insertEndpoint(this.ws, spec);
       this.event(spec.name, 'created', `created with ${spec.variants.map((v) => `${v.name}=${v.model}`).join(', ')}, ${spec.instances} instance(s) per variant`);
@@ -133,6 +136,7 @@ export class ServingRuntime {
       const live = this.require(name);
       const before = live.endpoint.spec;
       const spec = planUpdate(this.ws, before, input);
+      await assertDevice(spec.device);
       const given = (input ?? {}) as { instances?: number };
       const desired: Record<string, number> = {};
       for (const v of spec.variants) {
@@ -198,7 +202,9 @@ export class ServingRuntime {
       return { name: v.name, model: pool.model, weight: v.weight, traffic: v.weight / totalWeight, desired: pool.desired, ready: pool.readyCount, replicas: pool.snapshot() };
     });
     const pools = [...live.pools.values()];
-    const status = pools.some((p) => p.rollingOut)
+    const status = pools.some((p) => p.failed)
+      ? 'failed'
+      : pools.some((p) => p.rollingOut)
       ? 'updating'
       : pools.every((p) => p.desired === 0 && p.readyCount === 0)
         ? 'scaled_to_zero'
@@ -308,6 +314,8 @@ export class ServingRuntime {
     const limit = Date.now() + (this.opts.readyWaitMs ?? 120_000);
     while (pools.some((p) => p.readyCount < p.desired || p.rollingOut)) {
       if (this.closed || this.live.get(live.endpoint.spec.name) !== live) return;
+      const failed = pools.find((p) => p.failed);
+      if (failed) throw cannotStart(live.endpoint.spec.name, failed.failed!, 422);
       if (Date.now() > limit) {
         throw new KennelError(`The replicas of endpoint ${live.endpoint.spec.name} are not all ready after ${Math.round((this.opts.readyWaitMs ?? 120_000) / 1000)} s.`, 'See kennel endpoints describe for their state and events.', 504, 'not_ready');
       }

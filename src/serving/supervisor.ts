@@ -98,6 +98,8 @@ export class ReplicaPool {
   private readonly drainingSince = new Map<ReplicaProcess, number>();
   private readonly waiters = new Set<Waiter>();
   private closed = false;
+  /** why the current generation cannot start at all (a missing device): no replica is started until a new spec */
+  private failure: string | undefined;
   // time-weighted requests in the system (waiting + on replicas), for the autoscaler
   private inSystem = 0;
   private area = 0;
@@ -149,6 +151,11 @@ export class ReplicaPool {
     return this.replicas.filter((r) => r.state === 'ready').length;
   }
 
+  /** why this pool cannot start its replicas (then it starts none until a new spec), if so */
+  get failed(): string | undefined {
+    return this.failure;
+  }
+
   get rollingOut(): boolean {
     return this.rollout !== undefined;
   }
@@ -181,6 +188,7 @@ export class ReplicaPool {
     this.emit('rollout_started', `rolling out ${spec.model} (was ${this.spec.model})`, { from: this.spec.model, to: spec.model });
     this.spec = spec;
     this.generation++;
+    this.failure = undefined;
     this.startFailures = 0;
     this.retryAt = 0; // backoff from the previous generation's failures does not delay the new one
     this.reconcile();
@@ -195,6 +203,7 @@ export class ReplicaPool {
   async acquire(deadline: number): Promise<ReplicaProcess> {
     for (;;) {
       if (this.closed) throw new KennelError(`Endpoint ${this.endpoint} is being deleted.`, undefined, 503, 'endpoint_stopping');
+      if (this.failure) throw cannotStart(this.endpoint, this.failure);
       let best: ReplicaProcess | undefined;
       for (const r of this.replicas) if (r.state === 'ready' && (!best || r.outstanding < best.outstanding)) best = r;
       if (best && best.outstanding < this.spec.maxInFlight) return best;
@@ -291,7 +300,7 @@ export class ReplicaPool {
 
   /** Brings the replica set towards the spec: start, retire and drain, never below `desired` serving during a rollout. */
   private reconcile(): void {
-    if (this.closed || !this.healthTimer) return;
+    if (this.closed || this.failure || !this.healthTimer) return;
     const live = this.replicas.filter((r) => r.state === 'starting' || r.state === 'ready');
     const current = live.filter((r) => r.generation === this.generation);
     const old = live.filter((r) => r.generation !== this.generation);
@@ -378,19 +387,28 @@ export class ReplicaPool {
       this.emit('replica_exited', `replica ${r.id} (pid ${r.pid}) stopped`, { replica: r.id, pid: r.pid });
     } else {
       this.emit('replica_crashed', `replica ${r.id} (pid ${r.pid}) exited unexpectedly (${how})${info.reason ? `: ${info.reason}` : ''}`, { replica: r.id, pid: r.pid, code: info.code, signal: info.signal, reason: info.reason, wasReady: info.wasReady });
-      if (!info.wasReady && r.generation === this.generation) this.onStartFailure(info.reason ?? how);
+      if (!info.wasReady && r.generation === this.generation) this.onStartFailure(info.reason ?? how, info.permanent ?? false);
     }
     this.reconcile();
   }
 
-  private onStartFailure(reason: string): void {
+  /** `permanent`: every retry would fail the same way (no device), so give up at once instead of looping. */
+  private onStartFailure(reason: string, permanent: boolean): void {
     this.startFailures++;
     this.retryAt = Date.now() + Math.min(30_000, 500 * 2 ** (this.startFailures - 1));
     const rollout = this.rollout;
-    if (!rollout) return;
+    if (!rollout) {
+      if (!permanent) return;
+      this.failure = reason;
+      for (const r of this.replicas) if (r.generation === this.generation && r.state === 'starting') void r.kill();
+      this.emit('rollout_failed', `replicas of ${this.spec.model} cannot start (${reason}); none will be started until the endpoint is updated`, { model: this.spec.model, reason });
+      for (const w of this.waiters) w.reject(cannotStart(this.endpoint, reason));
+      this.waiters.clear();
+      return;
+    }
     rollout.failures++;
     rollout.lastFailure = reason;
-    if (rollout.failures < MAX_ROLLOUT_FAILURES) return;
+    if (rollout.failures < MAX_ROLLOUT_FAILURES && !permanent) return;
     // give up: the previous generation (still serving) becomes current again
     const failed = this.spec.model;
     this.rollout = undefined;
@@ -425,6 +443,11 @@ export class ReplicaPool {
   private emit(kind: PoolEvent['kind'], message: string, detail: Record<string, unknown>): void {
     this.listeners.emit('event', { kind, endpoint: this.endpoint, variant: this.variant, message, detail });
   }
+}
+
+/** A pool whose replicas cannot start: 503 to callers of the endpoint, 422 to whoever created or updated it. */
+export function cannotStart(endpoint: string, reason: string, status = 503): KennelError {
+  return new KennelError(`The replicas of endpoint ${endpoint} cannot start: ${reason.replace(/\.$/, '')}.`, `Update it (e.g. kennel endpoints update ${endpoint} --device cpu) or delete it.`, status, 'start_failed');
 }
 
 export function overloaded(endpoint: string): KennelError {

@@ -3,6 +3,7 @@ import type { Backbone } from '../backbones/index.js';
 import { KennelError } from '../core/errors.js';
 import type { ProgressEvent, ProgressSink } from '../core/progress.js';
 import type { DatasetVersion, Split } from '../data/index.js';
+import { assertDevice } from '../onnx/index.js';
 import type { Workspace } from '../store/index.js';
 import { createEngine, parseQueueUrl, type Backend, type Task, type TaskDone, type TaskEvent } from '../workers/index.js';
 import { executionProviders, type Device } from './extract.js';
@@ -103,6 +104,7 @@ export async function datasetFeatures(ws: Workspace, ds: DatasetVersion, backbon
 
 async function runTasks(ws: Workspace, tasks: Task<ExtractChunkInput>[], chunkTasks: Map<string, ChunkTask>, opts: FeatureOptions): Promise<{ backend: Backend; workers: WorkerThroughput[] }> {
   // what the device resolves to here: --device auto without a GPU runs on the CPU, and so gets the CPU's pool
+  await assertDevice(opts.device); // a missing GPU: one sentence now, not a native error from every worker
   const provider = executionProviders(opts.device)[0]!;
   const engine = await createEngine({ instances: opts.instances ?? defaultInstances(tasks.length, provider), queue: opts.queue, home: ws.home, artifacts: ws.artifacts, taskModules: [TRAINING_TASKS()], device: provider });
   const progress = new ExtractionProgress(chunkTasks, engine.concurrency, opts.progress);

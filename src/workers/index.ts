@@ -20,7 +20,7 @@ export { defineTask, registerTaskTypes, runnableModule, type Task, type TaskCont
 export { InlineEngine } from './inline.js';
 export { LocalPool } from './local-pool.js';
 export { parseQueueUrl } from './queue-url.js';
-export type { RedisWorker, RedisWorkerOptions } from './redis.js';
+export type { RedisWorker, RedisWorkerOptions, WorkerStop } from './redis.js';
 
 export interface EngineOptions {
   /** local worker processes, or tasks in flight on Redis; 1 without a queue runs in this process */

@@ -306,10 +306,11 @@ export interface RedisWorkerOptions {
 export class RedisWorker {
   private current?: { task: Task; startedAt: string; controller: AbortController };
   private heartbeat?: NodeJS.Timeout;
-  private closing?: Promise<void>;
+  private closing?: Promise<WorkerStop>;
 
   private constructor(
     readonly info: WorkerInfo,
+    private readonly url: URL,
     private readonly client: Redis,
     private readonly host: TaskHost,
     private readonly worker: Worker<JobData, JobResult>,
@@ -337,7 +338,7 @@ export class RedisWorker {
       maxStartedAttempts: attempts,
     });
     worker.on('error', () => {}); // the connection reconnects with backoff; tasks in flight are re-run elsewhere if it does not
-    self = new RedisWorker(info, client, host, worker);
+    self = new RedisWorker(info, url, client, host, worker);
     await self.beat();
     self.heartbeat = setInterval(() => void self!.beat().catch(() => {}), HEARTBEAT_MS);
     void worker.run();
@@ -381,28 +382,46 @@ export class RedisWorker {
 
   /**
    * Stops taking tasks. The current task may finish within `graceMs`; after that (or at once
-   * with 0) it is handed back to the queue. Resolves when the worker has let go of everything.
+   * with 0) it is handed back to the queue. When Redis cannot be reached, nothing can be handed
+   * back or reported, so the task is abandoned at once (it returns to the queue when its lock
+   * expires) and the result says why. Always resolves within about graceMs + 5 s.
    */
-  close(graceMs: number): Promise<void> {
+  close(graceMs: number): Promise<WorkerStop> {
+    // every call sets its own deadline, so a second SIGTERM (grace 0) hands the task back at once
     const abort = setTimeout(() => this.current?.controller.abort(), graceMs);
-    this.closing ??= (async () => {
+    this.closing ??= (async (): Promise<WorkerStop> => {
+      const reachable = this.client.status === 'ready' && (await within(this.client.ping().then(() => true, () => false), PING_TIMEOUT_MS)) === true;
+      const task = this.current?.task;
+      if (!reachable) this.current?.controller.abort();
       // BullMQ's close waits on Redis: with Redis gone it would wait for ever, so give up on it
       // a while after the grace period (the claimed task then returns to the queue when its lock expires)
-      await within(this.worker.close(), graceMs + CLOSE_TIMEOUT_MS);
-      clearTimeout(abort);
+      const closed = reachable && (await within(this.worker.close().then(() => true), graceMs + CLOSE_TIMEOUT_MS)) === true;
       clearInterval(this.heartbeat);
-      await within(this.client.del(WORKER_KEY + this.info.id).catch(() => 0), CLOSE_TIMEOUT_MS);
+      if (closed) await within(this.client.del(WORKER_KEY + this.info.id).catch(() => 0), CLOSE_TIMEOUT_MS);
+      // disconnect() also stops the reconnection loops, which would otherwise keep the process alive
       this.client.disconnect();
-      void this.worker.disconnect().catch(() => {});
-      await this.host.close();
+      await within(this.worker.disconnect().catch(() => {}), CLOSE_TIMEOUT_MS);
+      await within(this.host.close(), CLOSE_TIMEOUT_MS);
+      if (closed) return { clean: true };
+      const lost = task ? `; task ${task.label} returns to the queue when its lock expires` : '';
+      return { clean: false, reason: `${reachable ? 'Redis stopped answering' : 'Redis'} at ${safeUrl(this.url)} ${reachable ? 'while the worker was stopping' : 'is unreachable'}${lost}` };
     })();
-    return this.closing;
+    return this.closing.finally(() => clearTimeout(abort));
   }
 }
 
+/** How a worker stopped: clean (task finished or handed back, presence removed) or not, and why. */
+export type WorkerStop = { clean: true } | { clean: false; reason: string };
+
+/** how long a stopping worker gives Redis to answer a ping before treating it as unreachable */
+const PING_TIMEOUT_MS = 1_000;
+
 /** Waits for `p`, but for `ms` at most. */
-async function within(p: Promise<unknown>, ms: number): Promise<void> {
+async function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([p, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
-  clearTimeout(timer);
+  try {
+    return await Promise.race([p, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

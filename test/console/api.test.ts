@@ -141,6 +141,32 @@ test('API keys: console:Login to sign in, their policies for each route, and rev
   assert.equal((await app.inject({ method: 'POST', url: '/api/login', headers: { host: HOST }, payload: { token: viewer.key } })).statusCode, 401);
 });
 
+test('no privilege escalation: a key allowed admin:CreateKey or admin:AttachPolicy hands out only what it holds', async () => {
+  const actor = cliActor();
+  const ops = createKey(ws, 'ops', { allow: ['admin:CreateKey:*', 'admin:AttachPolicy:*', 'endpoint:Invoke:endpoint/dogs'] }, actor);
+  createKey(ws, 'root', { allow: ['*:*'] }, actor);
+  const post = (url: string, payload: unknown) => app.inject({ method: 'POST', url, headers: { host: HOST, authorization: `Bearer ${ops.key}` }, payload: payload as Record<string, unknown> });
+  for (const [url, payload] of [
+    ['/api/security/keys', { principal: 'minted', allow: ['*:*'] }],
+    ['/api/security/keys', { principal: 'root' }], // a key of a principal that holds more
+    ['/api/security/keys', { principal: 'minted', allow: ['endpoint:Invoke:endpoint/*'] }],
+    ['/api/security/policies', { principal: 'ops', allow: ['admin:*:*'] }],
+    ['/api/security/policies', { principal: 'minted', document: { statements: [{ effect: 'allow', actions: ['model:Read'], resources: ['*'] }] } }],
+  ] as const) {
+    const res = await post(url, payload);
+    assert.equal(res.statusCode, 403, `${url} ${JSON.stringify(payload)}: ${res.body}`);
+    assert.equal(res.json().error.code, 'forbidden');
+    assert.match(res.json().error.message, /ops may not .* which ops is not allowed itself/);
+  }
+  assert.ok(readAudit(ws, { principal: 'ops', action: 'admin:CreateKey', failed: true }).some((e) => e.status === 403), 'refusals are audited');
+  // within its own grants, delegation works
+  assert.equal((await post('/api/security/keys', { principal: 'app', allow: ['endpoint:Invoke:endpoint/dogs'], expires: '1d' })).statusCode, 201);
+  assert.equal((await post('/api/security/policies', { principal: 'app', allow: ['endpoint:Invoke:endpoint/dogs'], deny: ['model:*:*'] })).statusCode, 201);
+  // the owner (admin token) is not limited
+  const owner = await app.inject({ method: 'POST', url: '/api/security/keys', headers: { host: HOST, authorization: `Bearer ${TOKEN}` }, payload: { principal: 'minted', allow: ['model:Read:*'], expires: '1d' } });
+  assert.equal(owner.statusCode, 201);
+});
+
 test('logout ends the session', async () => {
   const { cookie, csrf } = await signIn(TOKEN);
   const out = await app.inject({ method: 'POST', url: '/api/logout', headers: { host: HOST, cookie, origin: `http://${HOST}`, 'x-csrf-token': csrf } });

@@ -67,11 +67,28 @@ describe('security audit', () => {
     const ws = openWorkspace(tmpHome());
     await createFunction(ws, 'classify', { endpoint: 'dogs' }, by);
     const web = createKey(ws, 'web', { allow: ['function:Invoke:function/classify'], expiresInMs: 90 * DAY }, by);
-    createKey(ws, 'admin', { allow: ['admin:*:*'], expiresInMs: 30 * DAY }, by);
+    // least privilege for operators: deploy endpoints and tune functions, but no keys or policies
+    createKey(ws, 'deployer', { allow: ['admin:CreateEndpoint:endpoint/*', 'admin:UpdateEndpoint:endpoint/*', 'admin:UpdateFunction:function/*'], expiresInMs: 30 * DAY }, by);
+    // keys and policies for itself only: the delegation check bounds them by its own grants
+    createKey(ws, 'self-service', { allow: ['admin:CreateKey:principal/self-service', 'function:Invoke:function/classify'], expiresInMs: 30 * DAY }, by);
     appendAudit(ws, { plane: 'data', principal: 'web', keyId: web.keyId, action: 'function:Invoke', resource: 'function/classify', status: 200 });
     appendAudit(ws, { plane: 'function', principal: 'role/classify', action: 'endpoint:Invoke', resource: 'endpoint/dogs', status: 200 });
     setCors(ws, { origins: ['https://app.example.com'], credentials: true }, by);
     assert.deepEqual(runSecurityAudit(ws).findings, []);
+    ws.close();
+  });
+
+  it('reports every grant that can escalate to full access as high (admin:*, admin:CreateKey, admin:AttachPolicy on *)', () => {
+    const ws = openWorkspace(tmpHome());
+    const grants = { admins: 'admin:*:*', minter: 'admin:CreateKey:*', attacher: 'admin:AttachPolicy:*', rotator: 'admin:RotateKey:key/*', 'other-keys': 'admin:CreateKey:principal/root' };
+    for (const [name, grant] of Object.entries(grants)) createKey(ws, name, { allow: [grant], expiresInMs: 30 * DAY }, by);
+    const { findings } = runSecurityAudit(ws);
+    for (const name of Object.keys(grants)) {
+      const f = findings.find((x) => x.rule === 'admin-escalation' && x.resource === `principal/${name}`);
+      assert.ok(f, `expected admin-escalation for ${name}; got ${JSON.stringify(findings)}`);
+      assert.equal(f.severity, 'high');
+      assert.match(f.fix, new RegExp(`^kennel policies detach ${name} pol_[0-9a-f]+$`));
+    }
     ws.close();
   });
 });

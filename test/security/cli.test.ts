@@ -29,6 +29,9 @@ describe('kennel keys / policies / security', () => {
       [['keys', 'create', 'Bad Name'], /not a valid principal name/],
       [['keys', 'create', 'x', '--allow', 'endpoint:Invoke'], /not ACTION:RESOURCE/],
       [['keys', 'create', 'x', '--expires', 'soon'], /not a duration/],
+      [['keys', 'create', 'x', '--expires', '99999999d'], /too long: keys may live at most 3650 days/],
+      [['keys', 'create', 'x', '--expires', `${'9'.repeat(400)}d`], /is too long/],
+      [['keys', 'rotate', created.keyId, '--expires', '99999999d'], /too long/],
       [['keys', 'revoke', 'nonsense'], /not a key id/],
       [['keys', 'revoke', '0123456789abcdef'], /was not found/],
     ] as const) {
@@ -72,6 +75,18 @@ describe('kennel keys / policies / security', () => {
     assert.ok(entries.every((e) => e.principal.startsWith('local:')));
     assert.ok(entries.some((e) => e.action === 'admin:CreateKey' && e.status === 400), 'failed changes are recorded too');
     assert.doesNotMatch(log.stdout, /kn_[0-9a-f]{16}_[A-Za-z0-9_-]{43}/);
+  });
+
+  it('security audit reports a grant that can escalate to full access (admin:CreateKey on *) as high', () => {
+    const fresh = tmpHome();
+    kennelJson(fresh, ['keys', 'create', 'ops', '--allow', 'admin:CreateKey:*', '--expires', '30d']);
+    const audit = kennel(fresh, ['security', 'audit', '--json']);
+    assert.equal(audit.code, 1, audit.stdout);
+    const { findings } = JSON.parse(audit.stdout) as { findings: Array<{ severity: string; rule: string; resource: string; fix: string }> };
+    const f = findings.find((x) => x.resource === 'principal/ops');
+    assert.equal(f?.severity, 'high');
+    assert.equal(f?.rule, 'admin-escalation');
+    assert.match(f!.fix, /^kennel policies detach ops pol_/);
   });
 
   it('policies attach validates its input', () => {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { KennelError } from '../../core/errors.js';
+import { KennelError, printable } from '../../core/index.js';
 import { getDatasetVersion, importDataset, isLeak, listDatasets, parseDatasetRef, SPLITS, validateSplit, type DatasetVersion } from '../../data/index.js';
 import { emit, progressBars, runAction, table, withWorkspace } from '../output.js';
 
@@ -9,6 +9,7 @@ interface ImportFlags {
   seed?: string;
   sha256?: string;
   size?: string;
+  followSymlinks?: boolean;
   json?: boolean;
 }
 
@@ -22,7 +23,7 @@ export function registerData(program: Command): void {
     .description(
       'Import a dataset as a new version from a folder, a .zip file, or an http(s) URL of a zip. ' +
         'Layouts: train/, valid/ and test/ folders that hold one folder per class (kept as given), or just one folder per class (split by Kennel, stratified). ' +
-        'Unreadable images are skipped and listed; importing unchanged content reuses the latest version; an interrupted download resumes when the same command is run again.',
+        'Unreadable images, names that are not UTF-8 and links out of the folder are skipped and listed; importing unchanged content reuses the latest version; an interrupted download resumes when the same command is run again.',
     )
     .argument('<source>', 'folder, .zip file, or http(s) URL of a zip')
     .requiredOption('--name <name>', 'dataset name (letters, digits, ".", "_", "-")')
@@ -30,6 +31,7 @@ export function registerData(program: Command): void {
     .option('--seed <n>', 'seed of that split; the same seed gives the same split', '0')
     .option('--sha256 <hex>', 'refuse a zip or download whose sha256 differs')
     .option('--size <bytes>', 'refuse a zip or download of another size')
+    .option('--follow-symlinks', 'import files that links point to outside the folder (default: skipped and listed)')
     .option('--json', 'print the result as JSON (no progress output)')
     .action((source: string, flags: ImportFlags) =>
       runAction(async (signal) => {
@@ -39,6 +41,7 @@ export function registerData(program: Command): void {
           seed: parseWhole('--seed', flags.seed ?? '0'),
           sha256: flags.sha256,
           expectedSize: flags.size === undefined ? undefined : parseWhole('--size', flags.size),
+          followSymlinks: flags.followSymlinks,
         };
         const progress = progressBars(flags);
         let v: DatasetVersion;
@@ -130,7 +133,7 @@ function importText(v: DatasetVersion): string {
   const r = v.report;
   const lines = r.reused
     ? [`${v.dataset}@${v.version} is unchanged (same images and labels), so no new version was made.`]
-    : [`imported ${v.dataset}@${v.version} from ${v.source}`];
+    : [`imported ${v.dataset}@${v.version} from ${printable(v.source)}`];
   lines.push(
     r.layout === 'splits' ? 'layout: train/valid/test folders, kept as given' : 'layout: one folder per class, split by Kennel',
     `classes: ${v.classes.length} (${preview(v.classes, 6)})`,
@@ -142,10 +145,10 @@ function importText(v: DatasetVersion): string {
 
 function showText(v: DatasetVersion): string {
   const { classCounts } = v.report;
-  const header = [`${v.dataset}@${v.version}  created ${v.createdAt}`, `source: ${v.source}`, `manifest: ${v.manifestSha}`, countsLine(v), ''];
+  const header = [`${v.dataset}@${v.version}  created ${v.createdAt}`, `source: ${printable(v.source)}`, `manifest: ${v.manifestSha}`, countsLine(v), ''];
   const classes = table(
     ['LABEL', 'CLASS', 'TRAIN', 'VALID', 'TEST'],
-    v.classes.map((c, i) => [i, c, classCounts.train[i] ?? 0, classCounts.valid[i] ?? 0, classCounts.test[i] ?? 0]),
+    v.classes.map((c, i) => [i, printable(c), classCounts.train[i] ?? 0, classCounts.valid[i] ?? 0, classCounts.test[i] ?? 0]),
   );
   return [...header, classes, ...issueLines(v)].join('\n');
 }
@@ -156,13 +159,13 @@ function issueLines(v: DatasetVersion): string[] {
   const lines: string[] = [];
   if (r.skipped.length > 0) {
     lines.push(`skipped ${plural(r.skipped.length, 'file')}:`);
-    lines.push(...r.skipped.slice(0, 20).map((s) => `  ${s.path}: ${s.reason}`));
+    lines.push(...r.skipped.slice(0, 20).map((s) => `  ${printable(s.path)}: ${s.reason}`));
     if (r.skipped.length > 20) lines.push(`  ... and ${r.skipped.length - 20} more (see --json)`);
   }
   const leaks = r.duplicates.filter(isLeak);
   if (leaks.length > 0) {
     lines.push(`WARNING: leakage: ${plural(leaks.length, 'image')} ${leaks.length === 1 ? 'is' : 'are'} in more than one split, so evaluation sees training images:`);
-    lines.push(...leaks.slice(0, 10).map((d) => `  ${d.paths.join('  =  ')}`));
+    lines.push(...leaks.slice(0, 10).map((d) => `  ${d.paths.map(printable).join('  =  ')}`));
     if (leaks.length > 10) lines.push(`  ... and ${leaks.length - 10} more (see --json)`);
   }
   const dupes = r.duplicates.length - leaks.length;
@@ -176,5 +179,6 @@ function issueLines(v: DatasetVersion): string[] {
 }
 
 function preview(names: string[], n: number): string {
-  return names.length <= n ? names.join(', ') : `${names.slice(0, n).join(', ')}, ...`;
+  const shown = names.slice(0, n).map(printable).join(', ');
+  return names.length <= n ? shown : `${shown}, ...`;
 }

@@ -22,7 +22,7 @@ function readPolicyFile(file: string): unknown {
 }
 
 export function registerPolicies(program: Command): void {
-  const cmd = program.command('policies').description('IAM-like policies: default deny, an explicit deny wins. Actions: endpoint:Invoke, function:Invoke, model:Read, admin:*; resources: endpoint/NAME, function/NAME, * ...');
+  const cmd = program.command('policies').description('IAM-like policies: default deny, an explicit deny wins. Actions: endpoint:Invoke, function:Invoke, model:Read, admin:UpdateEndpoint ...; resources: endpoint/NAME, function/NAME, * ... Grant least privilege: admin:CreateKey/AttachPolicy on * is reported by security audit');
 
   cmd
     .command('attach <principal>')

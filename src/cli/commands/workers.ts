@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { availableParallelism } from 'node:os';
 import { KennelError } from '../../core/errors.js';
 import { defaultHome } from '../../store/index.js';
@@ -10,22 +10,25 @@ import { number } from '../options.js';
 
 /** Every task type a `kennel worker` can run: feature extraction for training, head trials for tuning. */
 const TASK_MODULES = (): string[] => [TRAINING_TASKS(), TUNING_TASKS()];
-/** How long a stopping worker lets its current task finish before handing it back to the queue. */
-const STOP_GRACE_MS = 10_000;
+/** How long a stopping worker lets its current task finish before handing it back to the queue (seconds). */
+const STOP_GRACE_S = 10;
+/** after a stop, lingering handles (a native library, a socket) may keep the process this long at most */
+const EXIT_BACKSTOP_MS = 2_000;
 
 const queueOf = (opt: string | undefined): string | undefined => opt ?? (process.env.KENNEL_QUEUE || undefined);
 
 export function registerWorkers(program: Command): void {
   program
     .command('worker')
-    .description('Run tasks (feature extraction for kennel train --queue) from a Redis queue until stopped. SIGTERM or Ctrl-C: finish the current task (or hand it back after 10 s) and exit.')
+    .description('Run tasks (feature extraction for kennel train --queue) from a Redis queue until stopped. SIGTERM or Ctrl-C: finish the current task (or hand it back after --grace) and exit 0; when Redis is unreachable by then, exit 1 at once, saying so.')
     .option('--queue <url>', 'Redis URL, e.g. redis://host:6379 (default $KENNEL_QUEUE)')
     .option('--home <dir>', 'the shared workspace, the same KENNEL_HOME as the coordinator (default $KENNEL_HOME or ./.kennel)')
     .option('--threads <n>', 'ONNX Runtime threads per task (default: all cores)', number('--threads', { int: true, min: 1, max: 1024 }))
     .option('--name <id>', 'worker id shown by kennel workers list (default HOST-PID)')
     .option('--lock-seconds <s>', 'seconds a task stays claimed after this worker stops responding, before another worker takes it over', number('--lock-seconds', { min: 1, max: 3600 }), 30)
+    .addOption(new Option('--grace <s>', 'seconds a stopping worker lets its current task finish before handing it back').env('KENNEL_WORKER_GRACE').argParser(number('--grace', { min: 0, max: 3600 })).default(STOP_GRACE_S))
     .option('--json', 'print a JSON summary on exit instead of a log line per task')
-    .action((opts: { queue?: string; home?: string; threads?: number; name?: string; lockSeconds: number; json?: boolean }) =>
+    .action((opts: { queue?: string; home?: string; threads?: number; name?: string; lockSeconds: number; grace: number; json?: boolean }) =>
       runAction(async (signal) => {
         const queue = queueOf(opts.queue);
         if (!queue) throw new KennelError('kennel worker needs a queue.', 'Give --queue redis://HOST:PORT (or set KENNEL_QUEUE) and --home SHARED_KENNEL_HOME.');
@@ -54,9 +57,12 @@ export function registerWorkers(program: Command): void {
           signal.addEventListener('abort', () => resolve(), { once: true });
           process.once('SIGTERM', () => resolve());
         });
-        log('stopping: finishing the current task (SIGTERM again hands it back now)');
+        log(`stopping: finishing the current task for up to ${opts.grace}s (SIGTERM again hands it back now)`);
         process.once('SIGTERM', () => void worker.close(0));
-        await worker.close(STOP_GRACE_MS);
+        const stop = await worker.close(opts.grace * 1000);
+        // the stop is bounded even if something still holds the event loop open
+        setTimeout(() => process.exit(), EXIT_BACKSTOP_MS).unref();
+        if (!stop.clean) throw new KennelError(`Worker ${w.id} stopped without a clean hand-over: ${stop.reason}.`, 'Check that Redis is running; other workers take the task over once Redis is back.', 503, 'queue_unavailable');
         log('stopped');
         emit(opts, { worker: w.id, host: w.host, tasks: counts, seconds: (performance.now() - started) / 1000 }, () => '');
       }),
