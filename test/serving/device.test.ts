@@ -45,9 +45,10 @@ test('a replica that cannot start its device fails the pool at once: no crash-re
     'primary',
     { model: 'mnet@1', onnxPath: await ws.artifacts.localPath(mv.onnxSha), card: mv.card, device: 'webgpu', batching: { maxBatch: 8, maxDelayMs: 2 }, maxInFlight: 8 },
     1,
-    { event: (e) => events.push(e), batch: () => {}, demand: () => {} },
     pino({ level: 'silent' }),
-  );
+  )
+    .on('event', (e) => events.push(e))
+    .start();
   try {
     const deadline = Date.now() + 60_000;
     while (!pool.failed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
