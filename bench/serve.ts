@@ -17,17 +17,15 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Classifier, DynamicBatcher } from '../src/serving/index.js';
+import { DynamicBatcher } from '../src/serving/index.js';
 import type { ModelCard } from '../src/registry/index.js';
 import { median } from '../src/core/index.js';
-import { tuneSharp } from '../src/training/index.js';
+import { Classifier, inputSize, tuneSharp, type Device } from '../src/inference/index.js';
 import { extractionCeiling, inferenceCeiling } from './lib/ceilings.js';
 import { failedCount, mergeLoads, runLoad, type LoadResult } from './lib/load.js';
 import { currentLoad, machineInfo } from './lib/machine.js';
 import { logger, parseBenchArgs, saveResults, shared, summaryTable } from './lib/report.js';
 import { BENCH_MODELS, benchHome, freePort, importBenchModel, realPhotoFiles, startKennel, type BenchModel } from './lib/serving.js';
-import { inputSize } from '../src/backbones/index.js';
-import type { Device } from '../src/onnx/index.js';
 
 const TARGET = { ceilingFraction: 0.85, p99AtSeventyPercentMs: 100, gpuTimesNaive: 3 };
 

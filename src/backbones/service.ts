@@ -7,7 +7,7 @@ import type { ProgressSink } from '../core/progress.js';
 import { OnnxModel } from '../onnx/model.js';
 import { now, type Workspace } from '../store/index.js';
 import { FEATURES_OUTPUT, buildExtractor, findFeatureTensor, inferInputLayout } from './graph.js';
-import { NORMALIZATIONS, type PreprocessSpec } from './preprocess.js';
+import { NORMALIZATIONS, type PreprocessSpec } from '../inference/index.js';
 
 export interface CatalogEntry {
   id: string;

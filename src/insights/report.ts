@@ -137,7 +137,7 @@ async function misclassified(ws: Workspace, job: InsightJob, mv: ModelVersion, e
   const wanted = items.filter((i) => worst.some((c) => c.index === i.label));
   if (!wanted.length) return [];
   // loaded here, not at the top: training imports this area, and only reports need a classifier
-  const { Classifier } = await import('../serving/index.js');
+  const { Classifier } = await import('../inference/index.js');
   const clf = await Classifier.load(await ws.artifacts.localPath(mv.onnxSha), mv.card);
   const perClass = opts.examplesPerClass ?? 4;
   const found = new Map<number, ReportExample[]>();

@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { PreprocessSpec } from '../backbones/index.js';
+import type { PreprocessSpec } from '../inference/index.js';
 import { KennelError, notFound } from '../core/errors.js';
 import { writeFileAtomic } from '../core/fsutil.js';
 import { now, type Workspace } from '../store/index.js';

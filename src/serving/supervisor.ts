@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { KennelError } from '../core/errors.js';
 import type { ModelCard } from '../registry/index.js';
 import type { Sample } from './autoscaler.js';
-import type { Device } from '../training/index.js';
+import type { Device } from '../inference/index.js';
 import type { BatchingConfig } from './protocol.js';
 import { ReplicaProcess, type ReplicaState } from './replica-process.js';
 

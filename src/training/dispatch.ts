@@ -5,7 +5,7 @@ import type { ProgressEvent, ProgressSink } from '../core/progress.js';
 import type { DatasetVersion, Split } from '../data/index.js';
 import type { Workspace } from '../store/index.js';
 import { createEngine, parseQueueUrl, type Backend, type Task, type TaskDone, type TaskEvent } from '../workers/index.js';
-import { executionProviders, type Device } from './extract.js';
+import { executionProviders, type Device } from '../inference/index.js';
 import { CHUNK_ROWS, chunkItems, featureKey, missingChunks, readFeatures, recordChunk, splitItems, type FeatureMatrix, type FeatureRequest } from './features.js';
 import { TRAINING_TASKS, type ExtractChunkInput, type ExtractChunkOutput } from './tasks.js';
 

@@ -1,8 +1,7 @@
 import { z } from 'zod';
-import type { PreprocessSpec } from '../backbones/index.js';
+import { FeatureExtractor, tuneSharp, type Device, type PreprocessSpec } from '../inference/index.js';
 import { KennelError } from '../core/errors.js';
 import { defineTask, runnableModule, type TaskType } from '../workers/index.js';
-import { FeatureExtractor, tuneSharp, type Device } from './extract.js';
 import { extractChunk } from './features.js';
 
 const sha = z.string().regex(/^[0-9a-f]{64}$/);

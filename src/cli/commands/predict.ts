@@ -2,9 +2,8 @@ import { statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { KennelError } from '../../core/errors.js';
 import { getModel } from '../../registry/index.js';
-import { Classifier, type Prediction } from '../../serving/index.js';
+import { Classifier, tuneSharp, type Prediction } from '../../inference/index.js';
 import { openWorkspace } from '../../store/index.js';
-import { tuneSharp } from '../../training/index.js';
 import { emit, progressBars, runAction } from '../output.js';
 import { number } from '../options.js';
 

@@ -1,11 +1,11 @@
 import * as ort from 'onnxruntime-node';
-import { decodeRgb, inputShape, inputSize, normalizeInto } from '../backbones/index.js';
+import { decodeRgb, inputShape, inputSize, normalizeInto } from './preprocess.js';
 import { KennelError } from '../core/errors.js';
 import type { ModelCard } from '../registry/index.js';
-import { sessionOptions, type SessionSettings } from '../onnx/session.js';
-import { ThreadedSession } from '../onnx/threaded.js';
+import { sessionOptions, type SessionSettings } from './session.js';
+import { ThreadedSession } from './threaded.js';
 
-export type { SessionSettings } from '../onnx/session.js';
+export type { SessionSettings } from './session.js';
 
 export interface Prediction {
   label: string;

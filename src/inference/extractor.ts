@@ -1,10 +1,10 @@
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
-import { decodeRgb, inputShape, inputSize, normalizeInto, type CropView, type PreprocessSpec } from '../backbones/index.js';
+import { decodeRgb, inputShape, inputSize, normalizeInto, type CropView, type PreprocessSpec } from './preprocess.js';
 import { CancelledError } from '../core/errors.js';
-import { sessionOptions, type Device } from '../onnx/session.js';
+import { sessionOptions, type Device } from './session.js';
 
-export { executionProviders, type Device } from '../onnx/session.js';
+export { executionProviders, type Device } from './session.js';
 
 export interface ExtractInput {
   /** image file path */
