@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { DynamicBatcher } from '../src/serving/index.js';
 import type { ModelCard } from '../src/registry/index.js';
 import { median } from '../src/core/index.js';
-import { Classifier, inputSize, tuneSharp, type Device } from '../src/inference/index.js';
+import { Classifier, ENDPOINT_DEVICES, inputSize, tuneSharp, type Device } from '../src/inference/index.js';
 import { extractionCeiling, inferenceCeiling } from './lib/ceilings.js';
 import { failedCount, mergeLoads, runLoad, type LoadResult } from './lib/load.js';
 import { currentLoad, machineInfo } from './lib/machine.js';
@@ -37,7 +37,7 @@ if (!process.env.UV_THREADPOOL_SIZE) {
 }
 
 const args = parseBenchArgs(process.argv.slice(2), 'serve', {
-  device: { help: 'where the models run: the endpoint, the naive peer and the ceilings', default: 'cpu', choices: ['cpu', 'webgpu'] },
+  device: { help: 'where the models run: the endpoint, the naive peer and the ceilings', default: 'cpu', choices: ENDPOINT_DEVICES },
   model: { help: 'mobilenet: the shared MobileNetV2; resnet50: the ResNet50 architecture with random weights', default: 'mobilenet', choices: BENCH_MODELS },
   photos: { help: 'a folder of photos to replay (one folder deep)', default: join(shared, 'data/real-photos') },
   'max-batch': { help: "the endpoint's largest batch", default: '8 on cpu, 32 on webgpu' },

@@ -1,11 +1,19 @@
-import * as ort from 'onnxruntime-node';
-import { decodeRgb, inputShape, inputSize, normalizeInto } from './preprocess.js';
-import { KennelError } from '../core/errors.js';
-import type { ModelCard } from '../registry/index.js';
-import { sessionOptions, type SessionSettings } from './session.js';
-import { ThreadedSession } from './threaded.js';
+import { decodeRgb, inputShape, inputSize, normalizeInto, type PreprocessSpec } from './preprocess.js';
+import { KennelError } from '../core/index.js';
+import type { ModelSession, SessionSettings } from './session.js';
+import { openSession, ThreadedSession } from './threaded.js';
 
-export type { SessionSettings } from './session.js';
+/**
+ * What inference needs to know of a classifier graph (a registry model card has it): how its
+ * input is made, the names of its input and probabilities output, and its labels.
+ */
+export interface ModelSpec {
+  labels: string[];
+  preprocess: PreprocessSpec;
+  inputName: string;
+  /** output holding class probabilities [N, classes] */
+  outputName: string;
+}
 
 export interface Prediction {
   label: string;
@@ -25,18 +33,14 @@ export interface ClassifierOptions extends SessionSettings {
  */
 export class Classifier {
   private constructor(
-    private readonly session: ort.InferenceSession | ThreadedSession,
-    readonly card: ModelCard,
+    private readonly session: ModelSession,
+    readonly card: ModelSpec,
   ) {}
 
-  static async load(onnx: string | Uint8Array, card: ModelCard, opts: ClassifierOptions = {}): Promise<Classifier> {
+  static async load(onnx: string | Uint8Array, card: ModelSpec, opts: ClassifierOptions = {}): Promise<Classifier> {
     const { thread, ...settings } = opts;
-    if (thread) {
-      if (typeof onnx !== 'string') throw new Error('a threaded classifier loads its model from a file');
-      return new Classifier(await ThreadedSession.create(onnx, settings, { inputName: card.inputName, outputName: card.outputName }, thread.maxBatch * inputSize(card.preprocess)), card);
-    }
-    const session = await (typeof onnx === 'string' ? ort.InferenceSession.create(onnx, sessionOptions(settings)) : ort.InferenceSession.create(onnx, sessionOptions(settings)));
-    return new Classifier(session, card);
+    if (thread && typeof onnx !== 'string') throw new Error('a threaded classifier loads its model from a file');
+    return new Classifier(await openSession(onnx, settings, card, thread && { maxInputFloats: thread.maxBatch * inputSize(card.preprocess) }), card);
   }
 
   /**
@@ -72,14 +76,7 @@ export class Classifier {
 
   /** Probabilities for n preprocessed images. */
   async run(input: Float32Array, n: number): Promise<Float32Array> {
-    const s = inputShape(this.card.preprocess, n);
-    if (this.session instanceof ThreadedSession) return this.session.run(input, s);
-    const size = s.reduce((a, b) => a * b, 1);
-    const out = await this.session.run({ [this.card.inputName]: new ort.Tensor('float32', input.subarray(0, size), s) }, [this.card.outputName]);
-    const t = out[this.card.outputName]!;
-    const data = new Float32Array(t.data as Float32Array);
-    t.dispose();
-    return data;
+    return this.session.run(input, inputShape(this.card.preprocess, n));
   }
 
   /** The k best classes of one row, best first (ties: lower index first), without sorting every class. */
@@ -101,8 +98,6 @@ export class Classifier {
     await this.session.release();
   }
 }
-
-
 
 /**
  * Indices of the k largest scores, best first, ties broken by the lower index: one pass keeping

@@ -1,6 +1,6 @@
 import type { Worker } from 'node:worker_threads';
 import { startWorkerThread } from '../core/index.js';
-import type { SessionSettings } from './session.js';
+import { Session, type ModelSession, type SessionIO, type SessionSettings } from './session.js';
 import type { FromSessionThread, SessionThreadConfig, ToSessionThread } from './session-thread.js';
 
 /**
@@ -10,7 +10,7 @@ import type { FromSessionThread, SessionThreadConfig, ToSessionThread } from './
  * batch is done. Here the main thread stays free: inputs go through a SharedArrayBuffer (the
  * thread copies them out), probabilities come back transferred.
  */
-export class ThreadedSession {
+export class ThreadedSession implements ModelSession {
   private readonly pending = new Map<number, { resolve(data: Float32Array): void; reject(e: Error): void }>();
   private nextId = 1;
   private failure: Error | undefined;
@@ -84,4 +84,14 @@ export class ThreadedSession {
   private post(m: ToSessionThread): void {
     this.worker.postMessage(m);
   }
+}
+
+/**
+ * Opens a model session: on this thread, or with `thread` in its own worker thread (see
+ * ThreadedSession) with a shared input buffer of `maxInputFloats` values (the largest batch).
+ */
+export async function openSession(model: string | Uint8Array, settings: SessionSettings, io: SessionIO, thread?: { maxInputFloats: number }): Promise<ModelSession> {
+  if (!thread) return Session.create(model, settings, io);
+  if (typeof model !== 'string') throw new Error('a threaded session loads its model from a file');
+  return ThreadedSession.create(model, settings, { inputName: io.inputName, outputName: io.outputName }, thread.maxInputFloats);
 }
