@@ -1,4 +1,4 @@
-import { decodeRgb, inputShape, inputSize, normalizeInto, type PreprocessSpec } from './preprocess.js';
+import { decodeRgb, inputShape, inputSize, normalizeInto, type ImageInput, type PreprocessSpec } from './preprocess.js';
 import { KennelError } from '../core/index.js';
 import type { ModelSession, SessionSettings } from './session.js';
 import { openSession, ThreadedSession } from './threaded.js';
@@ -64,7 +64,7 @@ export class Classifier {
   }
 
   /** Decodes one image to the model's normalised input; throws a KennelError for bad images. */
-  async preprocess(image: Buffer | string, into: Float32Array, index: number): Promise<void> {
+  async preprocess(image: ImageInput, into: Float32Array, index: number): Promise<void> {
     let rgb: Buffer;
     try {
       rgb = await decodeRgb(image, this.card.preprocess);
@@ -87,7 +87,7 @@ export class Classifier {
     return best.map((index) => ({ label: this.card.labels[index]!, index, score: scores[index]! }));
   }
 
-  async classify(images: Array<Buffer | string>, k = 5): Promise<Prediction[][]> {
+  async classify(images: ImageInput[], k = 5): Promise<Prediction[][]> {
     const input = this.inputBuffer(images.length);
     await Promise.all(images.map((img, i) => this.preprocess(img, input, i)));
     const probs = await this.run(input, images.length);
