@@ -1,6 +1,6 @@
 import * as ort from 'onnxruntime-node';
-import { KennelError } from '../core/errors.js';
-import { OnnxModel, type ValueInfo } from '../onnx/model.js';
+import { KennelError } from '../core/index.js';
+import { OnnxModel, type ValueInfo } from '../onnx/index.js';
 import { inputShape, type PreprocessSpec } from '../inference/index.js';
 
 export const FEATURES_OUTPUT = 'kennel_features';

@@ -1,12 +1,11 @@
 import sharp from 'sharp';
 import { z } from 'zod';
-import type { ProgressSink } from '../core/progress.js';
+import { median, type ProgressSink } from '../core/index.js';
 import { getDatasetVersion, imagePath, type DatasetItem } from '../data/index.js';
 import { classify } from '../inference/index.js';
 import { getModel, type ModelVersion } from '../registry/index.js';
 import type { Workspace } from '../store/index.js';
 import { barChart, confusionHeatmap, esc, lineChart, parallelCoordinates, timelineChart, type Series, type TimelineSpec } from './charts.js';
-import { median } from '../core/index.js';
 import { runRules, type RuleResult } from './rules.js';
 import { loadRulesConfig, requireCompleted, resolveJob, ruleInputForJob, type InsightJob } from './service.js';
 import type { EpochRecord, JobTelemetry, StepKind, StepRecord } from './telemetry.js';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { KennelError, notFound } from '../core/errors.js';
+import { KennelError, notFound } from '../core/index.js';
 import { ENDPOINT_DEVICES } from '../inference/index.js';
 import { getModel } from '../registry/index.js';
 import { now, type Workspace } from '../store/index.js';

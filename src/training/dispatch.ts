@@ -1,7 +1,6 @@
 import { availableParallelism } from 'node:os';
 import type { Backbone } from '../backbones/index.js';
-import { KennelError } from '../core/errors.js';
-import type { ProgressEvent, ProgressSink } from '../core/progress.js';
+import { KennelError, type ProgressEvent, type ProgressSink } from '../core/index.js';
 import type { DatasetVersion, Split } from '../data/index.js';
 import type { Workspace } from '../store/index.js';
 import { createEngine, parseQueueUrl, type Backend, type Task, type TaskDone, type TaskEvent } from '../workers/index.js';

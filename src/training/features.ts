@@ -1,6 +1,6 @@
 import type { Backbone } from '../backbones/index.js';
 import type { CropView, FeatureExtractor } from '../inference/index.js';
-import { Rng, seedFrom } from '../core/rng.js';
+import { Rng, seedFrom } from '../core/index.js';
 import type { DatasetItem, DatasetVersion, Split } from '../data/index.js';
 import { sha256, type ArtifactStore, type Workspace } from '../store/index.js';
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { DEVICES, FeatureExtractor, tuneSharp, type PreprocessSpec } from '../inference/index.js';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import { defineTask, runnableModule, type TaskType } from '../workers/index.js';
 import { extractChunk } from './features.js';
 

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { CancelledError, KennelError } from '../../core/errors.js';
+import { CancelledError, KennelError } from '../../core/index.js';
 import { parseDatasetRef } from '../../data/index.js';
 import { DEVICES, type Device } from '../../inference/index.js';
 import type { Workspace } from '../../store/index.js';

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { availableParallelism } from 'node:os';
-import { KennelError } from '../../core/errors.js';
+import { KennelError } from '../../core/index.js';
 import { defaultHome } from '../../store/index.js';
 import { executionProviders } from '../../inference/index.js';
 import { TRAINING_TASKS } from '../../training/index.js';
