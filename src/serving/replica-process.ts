@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import type { Prediction } from '../inference/index.js';
 import type { Socket } from 'node:net';
 import { REQUEST_FD, encodeRequest, type FromReplica, type ReplicaConfig, type ToReplica } from './protocol.js';

@@ -5,7 +5,7 @@
  * pool, concurrently with the running batch.
  */
 import { Classifier, inputSize, tuneSharp, type Prediction } from '../inference/index.js';
-import { KennelError, errorMessage } from '../core/errors.js';
+import { KennelError, errorMessage } from '../core/index.js';
 import { DynamicBatcher } from './batcher.js';
 import { Socket } from 'node:net';
 import { REQUEST_FD, RequestReader, type FromReplica, type InferRequest, type ReplicaConfig, type ToReplica } from './protocol.js';

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { KennelError, notFound } from '../core/errors.js';
+import { KennelError, notFound } from '../core/index.js';
 import type { Prediction } from '../inference/index.js';
 import { ReplicaGoneError } from './replica-process.js';
 import type { ReplicaPool } from './supervisor.js';

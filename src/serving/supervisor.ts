@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import type { ModelCard } from '../registry/index.js';
 import type { Sample } from './autoscaler.js';
 import type { Device } from '../inference/index.js';

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { KennelError } from '../../core/errors.js';
+import { KennelError } from '../../core/index.js';
 import { getModel } from '../../registry/index.js';
 import { classify, tuneSharp, type Prediction } from '../../inference/index.js';
 import { openWorkspace } from '../../store/index.js';
