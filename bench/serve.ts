@@ -17,17 +17,15 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Classifier, DynamicBatcher } from '../src/serving/index.js';
+import { DynamicBatcher } from '../src/serving/index.js';
 import type { ModelCard } from '../src/registry/index.js';
 import { median } from '../src/core/index.js';
-import { tuneSharp } from '../src/training/index.js';
+import { Classifier, ENDPOINT_DEVICES, inputSize, tuneSharp, type Device } from '../src/inference/index.js';
 import { extractionCeiling, inferenceCeiling } from './lib/ceilings.js';
 import { failedCount, mergeLoads, runLoad, type LoadResult } from './lib/load.js';
 import { currentLoad, machineInfo } from './lib/machine.js';
 import { logger, parseBenchArgs, saveResults, shared, summaryTable } from './lib/report.js';
 import { BENCH_MODELS, benchHome, freePort, importBenchModel, realPhotoFiles, startKennel, type BenchModel } from './lib/serving.js';
-import { inputSize } from '../src/backbones/index.js';
-import type { Device } from '../src/onnx/index.js';
 
 const TARGET = { ceilingFraction: 0.85, p99AtSeventyPercentMs: 100, gpuTimesNaive: 3 };
 
@@ -39,7 +37,7 @@ if (!process.env.UV_THREADPOOL_SIZE) {
 }
 
 const args = parseBenchArgs(process.argv.slice(2), 'serve', {
-  device: { help: 'where the models run: the endpoint, the naive peer and the ceilings', default: 'cpu', choices: ['cpu', 'webgpu'] },
+  device: { help: 'where the models run: the endpoint, the naive peer and the ceilings', default: 'cpu', choices: ENDPOINT_DEVICES },
   model: { help: 'mobilenet: the shared MobileNetV2; resnet50: the ResNet50 architecture with random weights', default: 'mobilenet', choices: BENCH_MODELS },
   photos: { help: 'a folder of photos to replay (one folder deep)', default: join(shared, 'data/real-photos') },
   'max-batch': { help: "the endpoint's largest batch", default: '8 on cpu, 32 on webgpu' },

@@ -1,6 +1,6 @@
 import * as ort from 'onnxruntime-node';
-import { decodeRgb, inputShape, inputSize, normalizeInto, type PreprocessSpec } from '../../src/backbones/index.js';
-import { GraphBuilder, sessionOptions, type Device } from '../../src/onnx/index.js';
+import { decodeRgb, inputShape, inputSize, normalizeInto, sessionOptions, type Device, type PreprocessSpec } from '../../src/inference/index.js';
+import { GraphBuilder } from '../../src/onnx/index.js';
 import { repeatFor, timed } from './timing.js';
 
 /**

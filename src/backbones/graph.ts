@@ -1,7 +1,7 @@
 import * as ort from 'onnxruntime-node';
-import { KennelError } from '../core/errors.js';
-import { OnnxModel, type ValueInfo } from '../onnx/model.js';
-import { inputShape, type PreprocessSpec } from './preprocess.js';
+import { KennelError } from '../core/index.js';
+import { OnnxModel, type ValueInfo } from '../onnx/index.js';
+import { inputShape, type PreprocessSpec } from '../inference/index.js';
 
 export const FEATURES_OUTPUT = 'kennel_features';
 

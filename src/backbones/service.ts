@@ -1,13 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { downloadFile } from '../core/download.js';
-import { KennelError, notFound } from '../core/errors.js';
-import type { ProgressSink } from '../core/progress.js';
-import { OnnxModel } from '../onnx/model.js';
+import { downloadFile, KennelError, notFound, type ProgressSink } from '../core/index.js';
+import { OnnxModel } from '../onnx/index.js';
 import { now, type Workspace } from '../store/index.js';
 import { FEATURES_OUTPUT, buildExtractor, findFeatureTensor, inferInputLayout } from './graph.js';
-import { NORMALIZATIONS, type PreprocessSpec } from './preprocess.js';
+import { NORMALIZATIONS, type PreprocessSpec } from '../inference/index.js';
 
 export interface CatalogEntry {
   id: string;

@@ -1,5 +1,6 @@
 export { KennelError, CancelledError, notFound, errorMessage } from './errors.js';
 export { writeFileAtomic, tempPathFor, fsyncDir } from './fsutil.js';
+export { downloadFile, type DownloadOptions, type DownloadResult } from './download.js';
 export { Rng, seedFrom } from './rng.js';
 export { median } from './stats.js';
 export type { ProgressEvent, ProgressSink } from './progress.js';

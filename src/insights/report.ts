@@ -1,11 +1,11 @@
 import sharp from 'sharp';
 import { z } from 'zod';
-import type { ProgressSink } from '../core/progress.js';
+import { median, type ProgressSink } from '../core/index.js';
 import { getDatasetVersion, imagePath, type DatasetItem } from '../data/index.js';
+import { classify } from '../inference/index.js';
 import { getModel, type ModelVersion } from '../registry/index.js';
 import type { Workspace } from '../store/index.js';
 import { barChart, confusionHeatmap, esc, lineChart, parallelCoordinates, timelineChart, type Series, type TimelineSpec } from './charts.js';
-import { median } from '../core/index.js';
 import { runRules, type RuleResult } from './rules.js';
 import { loadRulesConfig, requireCompleted, resolveJob, ruleInputForJob, type InsightJob } from './service.js';
 import type { EpochRecord, JobTelemetry, StepKind, StepRecord } from './telemetry.js';
@@ -136,28 +136,19 @@ async function misclassified(ws: Workspace, job: InsightJob, mv: ModelVersion, e
     .slice(0, opts.exampleClasses ?? 8);
   const wanted = items.filter((i) => worst.some((c) => c.index === i.label));
   if (!wanted.length) return [];
-  // loaded here, not at the top: training imports this area, and only reports need a classifier
-  const { Classifier } = await import('../serving/index.js');
-  const clf = await Classifier.load(await ws.artifacts.localPath(mv.onnxSha), mv.card);
   const perClass = opts.examplesPerClass ?? 4;
   const found = new Map<number, ReportExample[]>();
-  try {
-    const batch = 16;
-    for (let i = 0; i < wanted.length; i += batch) {
-      const chunk = wanted.slice(i, i + batch);
-      opts.progress?.({ phase: 'classify test images', done: i, total: wanted.length });
-      const preds = await clf.classify(await Promise.all(chunk.map((it) => imagePath(ws, it))), 1);
-      for (const [k, it] of chunk.entries()) {
-        const top = preds[k]![0]!;
-        const list = found.get(it.label) ?? [];
-        if (top.index === it.label || list.length >= perClass) continue;
-        list.push({ path: it.path, predicted: top.label, score: top.score, thumbnail: await thumbnail(await imagePath(ws, it)) });
-        found.set(it.label, list);
-      }
-    }
-    opts.progress?.({ phase: 'classify test images', done: wanted.length, total: wanted.length });
-  } finally {
-    await clf.close();
+  const paths = await Promise.all(wanted.map((it) => imagePath(ws, it)));
+  opts.progress?.({ phase: 'classify test images', done: 0, total: wanted.length });
+  const answers = await classify(ws, mv, paths, { topK: 1, batchSize: 16, progress: (e) => opts.progress?.({ ...e, phase: 'classify test images' }) });
+  for (const [k, it] of wanted.entries()) {
+    const answer = answers[k]!;
+    if ('error' in answer) throw answer.error;
+    const top = answer.predictions[0]!;
+    const list = found.get(it.label) ?? [];
+    if (top.index === it.label || list.length >= perClass) continue;
+    list.push({ path: it.path, predicted: top.label, score: top.score, thumbnail: await thumbnail(paths[k]!) });
+    found.set(it.label, list);
   }
   return worst.map((c) => ({ label: ev.labels[c.index]!, index: c.index, accuracy: c.accuracy, items: found.get(c.index) ?? [] }));
 }

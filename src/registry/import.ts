@@ -1,10 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { inferInputLayout, inputShape, NORMALIZATIONS, type InputOverrides, type PreprocessSpec } from '../backbones/index.js';
-import { KennelError, errorMessage } from '../core/errors.js';
-import { GraphBuilder } from '../onnx/builder.js';
-import { OnnxModel } from '../onnx/model.js';
+import { inferInputLayout, type InputOverrides } from '../backbones/index.js';
+import { inputShape, NORMALIZATIONS, type PreprocessSpec } from '../inference/index.js';
+import { KennelError, errorMessage } from '../core/index.js';
+import { GraphBuilder, OnnxModel } from '../onnx/index.js';
 import { sha256, type Workspace } from '../store/index.js';
 import { checkModelName, registerModel, type ModelCard, type ModelVersion } from './service.js';
 

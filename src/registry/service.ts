@@ -1,8 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { PreprocessSpec } from '../backbones/index.js';
-import { KennelError, notFound } from '../core/errors.js';
-import { writeFileAtomic } from '../core/fsutil.js';
+import type { PreprocessSpec } from '../inference/index.js';
+import { KennelError, notFound, writeFileAtomic } from '../core/index.js';
 import { now, type Workspace } from '../store/index.js';
 
 /** Everything needed to use a model version, besides the ONNX graph itself. */

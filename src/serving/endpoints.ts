@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { KennelError, notFound } from '../core/errors.js';
+import { KennelError, notFound } from '../core/index.js';
+import { ENDPOINT_DEVICES } from '../inference/index.js';
 import { getModel } from '../registry/index.js';
 import { now, type Workspace } from '../store/index.js';
 import type { ScalingPolicy } from './autoscaler.js';
@@ -28,7 +29,7 @@ const SettingsSchema = z.object({
   maxDelayMs: z.number().min(0).max(1000),
   maxInFlight: z.number().int().min(1).max(10_000),
   timeoutMs: z.number().int().min(100).max(600_000),
-  device: z.enum(['cpu', 'webgpu']),
+  device: z.enum(ENDPOINT_DEVICES),
 });
 
 export const CreateEndpointSchema = SettingsSchema.partial().extend({

@@ -1,4 +1,3 @@
-export { Classifier, type Prediction, type SessionSettings } from './classifier.js';
 export { DynamicBatcher } from './batcher.js';
 export { ServingRuntime, type EndpointDescription, type VariantDescription, type VariantLoad, type ServingHooks, type RuntimeOptions } from './runtime.js';
 export { PRIMARY_VARIANT, CreateEndpointSchema, UpdateEndpointSchema, type CreateEndpointInput, type UpdateEndpointInput, type EndpointSpec } from './endpoints.js';

@@ -1,6 +1,6 @@
 import type { ModelCard } from '../registry/index.js';
-import type { Device } from '../training/index.js';
-import type { Prediction } from './classifier.js';
+import type { Device } from '../inference/index.js';
+import type { Prediction } from '../inference/index.js';
 
 /** How a replica batches: requests are grouped up to maxBatch, waiting at most maxDelayMs for more. */
 export interface BatchingConfig {

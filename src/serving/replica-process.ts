@@ -1,9 +1,8 @@
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { KennelError } from '../core/errors.js';
-import { Child, TypedEmitter } from '../core/index.js';
-import type { Prediction } from './classifier.js';
+import { Child, KennelError, TypedEmitter } from '../core/index.js';
+import type { Prediction } from '../inference/index.js';
 import type { Socket } from 'node:net';
 import { REQUEST_FD, encodeRequest, type FromReplica, type ReplicaConfig, type ToReplica } from './protocol.js';
 

@@ -4,13 +4,9 @@
  * bytes as they are); answers and control messages go over IPC. Decoding runs on sharp's libuv
  * pool, concurrently with the running batch.
  */
-import { inputSize } from '../backbones/index.js';
-import { KennelError, errorMessage } from '../core/errors.js';
-// extract.js directly (as classifier.ts does), not the training index: a replica starts on
-// every scale-out, and the index pulls in all of training (about 0.7 s more to import)
-import { tuneSharp } from '../training/extract.js';
+import { Classifier, inputSize, tuneSharp, type Prediction } from '../inference/index.js';
+import { KennelError, errorMessage } from '../core/index.js';
 import { DynamicBatcher } from './batcher.js';
-import { Classifier, type Prediction } from './classifier.js';
 import { Socket } from 'node:net';
 import { REQUEST_FD, RequestReader, type FromReplica, type InferRequest, type ReplicaConfig, type ToReplica } from './protocol.js';
 

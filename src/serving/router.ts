@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
-import { KennelError, notFound } from '../core/errors.js';
-import type { Prediction } from './classifier.js';
+import { KennelError, notFound } from '../core/index.js';
+import type { Prediction } from '../inference/index.js';
 import { ReplicaGoneError } from './replica-process.js';
 import type { ReplicaPool } from './supervisor.js';
 

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { KennelError } from '../core/errors.js';
-import { assertDevice } from '../onnx/index.js';
+import { assertDevice } from '../inference/index.js';
 import { getModel } from '../registry/index.js';
 import type { Workspace } from '../store/index.js';
 import { Autoscaler, type ScalingPolicy } from './autoscaler.js';

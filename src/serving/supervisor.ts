@@ -1,10 +1,9 @@
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
-import { KennelError } from '../core/errors.js';
-import { TypedEmitter } from '../core/index.js';
+import { KennelError, TypedEmitter } from '../core/index.js';
 import type { ModelCard } from '../registry/index.js';
 import type { Sample } from './autoscaler.js';
-import type { Device } from '../training/index.js';
+import type { Device } from '../inference/index.js';
 import type { BatchingConfig } from './protocol.js';
 import { ReplicaProcess, type ReplicaExit, type ReplicaState } from './replica-process.js';
 

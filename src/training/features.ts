@@ -1,8 +1,8 @@
-import type { Backbone, CropView } from '../backbones/index.js';
-import { Rng, seedFrom } from '../core/rng.js';
+import type { Backbone } from '../backbones/index.js';
+import type { CropView, FeatureExtractor } from '../inference/index.js';
+import { Rng, seedFrom } from '../core/index.js';
 import type { DatasetItem, DatasetVersion, Split } from '../data/index.js';
 import { sha256, type ArtifactStore, type Workspace } from '../store/index.js';
-import type { FeatureExtractor } from './extract.js';
 
 /** Rows per cached chunk: the unit of resumption and of work for parallel workers. */
 export const CHUNK_ROWS = 256;

@@ -3,7 +3,7 @@ import { CancelledError } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
 import type { HeadStep } from '../insights/index.js';
 import { GraphBuilder } from '../onnx/builder.js';
-import { sessionOptions } from '../onnx/session.js';
+import { sessionOptions } from '../inference/index.js';
 
 export type HeadKind = 'linear' | 'mlp';
 export type Optimizer = 'adamw' | 'sgd';

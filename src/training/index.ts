@@ -1,6 +1,5 @@
 export { train, concatRows, TrainOptionsSchema, type TrainOptions, type TrainResult } from './train.js';
 export { datasetFeatures, type DatasetFeatures, type FeatureOptions, type WorkerThroughput } from './dispatch.js';
-export { FeatureExtractor, executionProviders, tuneSharp, type Device } from './extract.js';
 export { fitHead, type HeadConfig, type EpochStats, type StepSample } from './head.js';
 export { evaluate, fitTemperature, ece, type SplitMetrics } from './metrics.js';
 export { extractChunk, recordChunk, missingChunks, featureKey, CHUNK_ROWS, EXTRACT_BATCH, type FeatureRequest } from './features.js';

@@ -1,8 +1,7 @@
 import { z } from 'zod';
-import type { PreprocessSpec } from '../backbones/index.js';
-import { KennelError } from '../core/errors.js';
+import { DEVICES, FeatureExtractor, tuneSharp, type PreprocessSpec } from '../inference/index.js';
+import { KennelError } from '../core/index.js';
 import { defineTask, runnableModule, type TaskType } from '../workers/index.js';
-import { FeatureExtractor, tuneSharp, type Device } from './extract.js';
 import { extractChunk } from './features.js';
 
 const sha = z.string().regex(/^[0-9a-f]{64}$/);
@@ -16,7 +15,7 @@ const ExtractChunkInput = z.object({
   images: z.array(sha).min(1),
   seed: z.number().int().min(0),
   view: z.number().int().min(0),
-  device: z.enum(['cpu', 'webgpu', 'auto']),
+  device: z.enum(DEVICES),
 });
 export type ExtractChunkInput = z.infer<typeof ExtractChunkInput>;
 
@@ -45,7 +44,7 @@ export const extractChunkTask: TaskType<ExtractChunkInput, ExtractChunkOutput> =
     const e = input.extractor;
     const extractor = await ctx.resources.get(
       `extractor ${e.sha} ${input.device} ${ctx.threads}`,
-      async () => FeatureExtractor.create(await ctx.artifacts.localPath(e.sha), { spec: e.preprocess, inputName: e.inputName, outputName: e.outputName, dim: e.dim, device: input.device as Device, threads: ctx.threads }),
+      async () => FeatureExtractor.create(await ctx.artifacts.localPath(e.sha), { spec: e.preprocess, inputName: e.inputName, outputName: e.outputName, dim: e.dim, device: input.device, threads: ctx.threads }),
       (x) => x.close(),
     );
     const artifactSha = await extractChunk(ctx.artifacts, extractor, input.images.map((sha256) => ({ sha256 })), { seed: input.seed, view: input.view }, { signal: ctx.signal, onImages: ctx.progress });

@@ -3,6 +3,7 @@ import { getBackbone, type Backbone } from '../backbones/index.js';
 import { CancelledError, KennelError, errorMessage } from '../core/errors.js';
 import type { ProgressSink } from '../core/progress.js';
 import { getDatasetVersion, type DatasetVersion } from '../data/index.js';
+import { DEVICES } from '../inference/index.js';
 import { TelemetryRecorder, saveJobInsights, type RuleResult } from '../insights/index.js';
 import { registerModel, checkModelName, type ModelCard } from '../registry/index.js';
 import { createJob, finishJob, type Workspace } from '../store/index.js';
@@ -30,7 +31,7 @@ export const TrainOptionsSchema = z.object({
   patience: z.number().int().min(1).default(5),
   /** augmentation views per training image, on top of the centre crop */
   augment: z.number().int().min(0).max(32).default(0),
-  device: z.enum(['cpu', 'webgpu', 'auto']).default('cpu'),
+  device: z.enum(DEVICES).default('cpu'),
   seed: z.number().int().min(0).default(0),
   /** workers that share feature extraction; 1 = this process */
   instances: z.number().int().min(1).max(1024).optional(),

@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { getBackbone } from '../backbones/index.js';
-import { CancelledError, KennelError, errorMessage, notFound } from '../core/errors.js';
-import type { ProgressSink } from '../core/progress.js';
+import { CancelledError, KennelError, errorMessage, notFound, type ProgressSink } from '../core/index.js';
 import { getDatasetVersion, type DatasetVersion } from '../data/index.js';
+import { DEVICES } from '../inference/index.js';
 import { TelemetryRecorder, saveJobInsights, type RuleResult } from '../insights/index.js';
 import { checkModelName } from '../registry/index.js';
 import { createJob, finishJob, getJob, listJobs, type Job, type Workspace } from '../store/index.js';
@@ -38,7 +38,7 @@ export const TuneOptionsSchema = z.object({
   /** training options every trial shares */
   optimizer: z.enum(['adamw', 'sgd']).default('adamw'),
   patience: z.number().int().min(1).default(5),
-  device: z.enum(['cpu', 'webgpu', 'auto']).default('cpu'),
+  device: z.enum(DEVICES).default('cpu'),
   queue: z.string().min(1).optional(),
 });
 export type TuneOptions = z.input<typeof TuneOptionsSchema>;

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { getBackbone } from '../../src/backbones/index.ts';
 import { getDatasetVersion, imagePath } from '../../src/data/index.ts';
 import { getModel } from '../../src/registry/index.ts';
-import { Classifier } from '../../src/serving/index.ts';
+import { Classifier } from '../../src/inference/index.ts';
 import { getJob, openWorkspace } from '../../src/store/index.ts';
 import { datasetFeatures } from '../../src/training/index.ts';
 import { sharedDir, tmpHome } from '../helpers/paths.ts';

@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { addBackbone } from '../../src/backbones/index.js';
 import { KennelError } from '../../src/core/index.js';
 import { importDataset } from '../../src/data/index.js';
-import { assertDevice } from '../../src/onnx/index.js';
+import { assertDevice } from '../../src/inference/index.js';
 import { getModel } from '../../src/registry/index.js';
 import { ServingRuntime } from '../../src/serving/index.js';
 import { openWorkspace } from '../../src/store/index.js';

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { KennelError } from '../../src/core/errors.js';
 import { OnnxModel } from '../../src/onnx/model.js';
 import { exportModel, getModel, importModel } from '../../src/registry/index.js';
-import { Classifier } from '../../src/serving/index.js';
+import { Classifier } from '../../src/inference/index.js';
 import { openWorkspace } from '../../src/store/index.js';
 import { repoRoot, tmpDir, tmpHome } from '../helpers/paths.js';
 import { labels, labelsFile, mobilenetPath, photo } from './fixtures.js';

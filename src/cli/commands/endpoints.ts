@@ -1,4 +1,5 @@
 import { InvalidArgumentError, type Command } from 'commander';
+import { ENDPOINT_DEVICES, type EndpointDevice } from '../../inference/index.js';
 import { adminRequest, dataPlaneUrl, findDaemon } from '../../server/index.js';
 import { PRIMARY_VARIANT, type EndpointDescription } from '../../serving/index.js';
 import { defaultHome } from '../../store/index.js';
@@ -35,7 +36,7 @@ interface SettingsOptions {
   maxDelayMs?: number;
   maxInFlight?: number;
   timeoutMs?: number;
-  device?: 'cpu' | 'webgpu';
+  device?: EndpointDevice;
   wait: boolean;
   json?: boolean;
 }
@@ -54,7 +55,7 @@ function settingsOptions(cmd: Command): Command {
     .option('--max-delay-ms <ms>', 'longest a decoded image waits for others still decoding (default 2)', number('--max-delay-ms', { min: 0, max: 1000 }))
     .option('--max-in-flight <n>', 'requests one replica may hold before the endpoint answers 503 (default 64)', number('--max-in-flight', { int: true, min: 1 }))
     .option('--timeout-ms <ms>', 'request deadline (default 30000)', number('--timeout-ms', { int: true, min: 100 }))
-    .option('--device <device>', 'cpu or webgpu (default cpu)', oneOf('--device', ['cpu', 'webgpu'] as const))
+    .option('--device <device>', 'cpu or webgpu (default cpu)', oneOf('--device', ENDPOINT_DEVICES))
     .option('--no-wait', 'return at once instead of waiting for replicas to be ready (or a rollout to finish)')
     .option('--json', 'print JSON');
 }

@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander';
 import { availableParallelism } from 'node:os';
 import { parseDatasetRef } from '../../data/index.js';
+import { DEVICES } from '../../inference/index.js';
 import { train, type TrainOptions } from '../../training/index.js';
 import { emit, pct, progressBars, runAction, withWorkspace } from '../output.js';
 import { number, oneOf } from '../options.js';
@@ -33,7 +34,7 @@ export function registerTrain(program: Command): void {
     .option('--optimizer <name>', 'adamw or sgd (momentum 0.9)', oneOf('--optimizer', ['adamw', 'sgd'] as const), 'adamw')
     .option('--patience <epochs>', 'early-stopping patience', number('--patience', { int: true, min: 1 }), 5)
     .option('--augment <views>', 'extra random-resized-crop + flip views per training image (each cached)', number('--augment', { int: true, min: 0, max: 32 }), 0)
-    .option('--device <device>', 'cpu, webgpu (GPU through ONNX Runtime WebGPU) or auto', oneOf('--device', ['cpu', 'webgpu', 'auto'] as const), 'cpu')
+    .option('--device <device>', 'cpu, webgpu (GPU through ONNX Runtime WebGPU) or auto', oneOf('--device', DEVICES), 'cpu')
     .option('--seed <n>', 'random seed (shuffles, init, augmentation)', number('--seed', { int: true, min: 0 }), 0)
     .option('--instances [k]', 'shard feature extraction over K workers (alias --workers): local processes, or tasks in flight with --queue; default and no value: one per core (at most one per chunk to extract; one on a GPU); 1 = this process', number('--instances', { int: true, min: 1, max: 1024 }))
     .addOption(new Option('--workers [k]').argParser(number('--workers', { int: true, min: 1, max: 1024 })).hideHelp())

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
-import { CancelledError, KennelError } from '../../core/errors.js';
+import { CancelledError, KennelError } from '../../core/index.js';
 import { parseDatasetRef } from '../../data/index.js';
+import { DEVICES, type Device } from '../../inference/index.js';
 import type { Workspace } from '../../store/index.js';
 import { EARLY_STOPPING, OBJECTIVES, STRATEGIES, describeParams, formatValue, listTunes, loadSpaceFile, parseParamFlag, resumeTune, showTune, tune, type ParamSpec, type TuneHooks, type TuneResult, type TuneSummary } from '../../tuning/index.js';
 import { emit, pct, progressBars, runAction, table, withWorkspace } from '../output.js';
@@ -22,7 +23,7 @@ interface TuneFlags {
   from?: string;
   optimizer: 'adamw' | 'sgd';
   patience: number;
-  device: 'cpu' | 'webgpu' | 'auto';
+  device: Device;
   queue?: string;
   json?: boolean;
 }
@@ -126,7 +127,7 @@ export function registerTune(program: Command): void {
     .option('--from <job>', 'warm start: seed the search with the trials of an earlier tuning job')
     .option('--optimizer <name>', 'adamw or sgd, for every trial', oneOf('--optimizer', ['adamw', 'sgd'] as const), 'adamw')
     .option('--patience <epochs>', 'early-stopping patience on valid loss inside each trial', number('--patience', { int: true, min: 1 }), 5)
-    .option('--device <device>', 'feature extraction: cpu, webgpu or auto', oneOf('--device', ['cpu', 'webgpu', 'auto'] as const), 'cpu')
+    .option('--device <device>', 'feature extraction: cpu, webgpu or auto', oneOf('--device', DEVICES), 'cpu')
     .option('--queue <url>', 'Redis URL of kennel worker processes (default $KENNEL_QUEUE)')
     .option('--json', 'print JSON')
     .action((opts: TuneFlags) =>

@@ -1,8 +1,9 @@
 import { Option, type Command } from 'commander';
 import { availableParallelism } from 'node:os';
-import { KennelError } from '../../core/errors.js';
+import { KennelError } from '../../core/index.js';
 import { defaultHome } from '../../store/index.js';
-import { executionProviders, TRAINING_TASKS } from '../../training/index.js';
+import { executionProviders } from '../../inference/index.js';
+import { TRAINING_TASKS } from '../../training/index.js';
 import { TUNING_TASKS } from '../../tuning/index.js';
 import { listWorkers, startRedisWorker, type WorkerInfo } from '../../workers/index.js';
 import { emit, runAction, table } from '../output.js';

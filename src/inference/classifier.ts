@@ -1,12 +1,20 @@
-import * as ort from 'onnxruntime-node';
-import { decodeRgb, inputShape, inputSize, normalizeInto } from '../backbones/index.js';
-import { KennelError } from '../core/errors.js';
-import type { ModelCard } from '../registry/index.js';
-import { assertDevice } from '../onnx/device.js';
-import { sessionOptions, type SessionSettings } from '../onnx/session.js';
-import { ThreadedSession } from '../onnx/threaded.js';
+import { decodeRgb, inputShape, inputSize, normalizeInto, type ImageInput, type PreprocessSpec } from './preprocess.js';
+import { KennelError } from '../core/index.js';
+import { assertDevice } from './device-probe.js';
+import type { ModelSession, SessionSettings } from './session.js';
+import { openSession, ThreadedSession } from './threaded.js';
 
-export type { SessionSettings } from '../onnx/session.js';
+/**
+ * What inference needs to know of a classifier graph (a registry model card has it): how its
+ * input is made, the names of its input and probabilities output, and its labels.
+ */
+export interface ModelSpec {
+  labels: string[];
+  preprocess: PreprocessSpec;
+  inputName: string;
+  /** output holding class probabilities [N, classes] */
+  outputName: string;
+}
 
 export interface Prediction {
   label: string;
@@ -26,19 +34,15 @@ export interface ClassifierOptions extends SessionSettings {
  */
 export class Classifier {
   private constructor(
-    private readonly session: ort.InferenceSession | ThreadedSession,
-    readonly card: ModelCard,
+    private readonly session: ModelSession,
+    readonly card: ModelSpec,
   ) {}
 
-  static async load(onnx: string | Uint8Array, card: ModelCard, opts: ClassifierOptions = {}): Promise<Classifier> {
+  static async load(onnx: string | Uint8Array, card: ModelSpec, opts: ClassifierOptions = {}): Promise<Classifier> {
     const { thread, ...settings } = opts;
     await assertDevice(settings.device ?? 'cpu');
-    if (thread) {
-      if (typeof onnx !== 'string') throw new Error('a threaded classifier loads its model from a file');
-      return new Classifier(await ThreadedSession.create(onnx, settings, { inputName: card.inputName, outputName: card.outputName }, thread.maxBatch * inputSize(card.preprocess)), card);
-    }
-    const session = await (typeof onnx === 'string' ? ort.InferenceSession.create(onnx, sessionOptions(settings)) : ort.InferenceSession.create(onnx, sessionOptions(settings)));
-    return new Classifier(session, card);
+    if (thread && typeof onnx !== 'string') throw new Error('a threaded classifier loads its model from a file');
+    return new Classifier(await openSession(onnx, settings, card, thread && { maxInputFloats: thread.maxBatch * inputSize(card.preprocess) }), card);
   }
 
   /**
@@ -62,7 +66,7 @@ export class Classifier {
   }
 
   /** Decodes one image to the model's normalised input; throws a KennelError for bad images. */
-  async preprocess(image: Buffer | string, into: Float32Array, index: number): Promise<void> {
+  async preprocess(image: ImageInput, into: Float32Array, index: number): Promise<void> {
     let rgb: Buffer;
     try {
       rgb = await decodeRgb(image, this.card.preprocess);
@@ -74,14 +78,7 @@ export class Classifier {
 
   /** Probabilities for n preprocessed images. */
   async run(input: Float32Array, n: number): Promise<Float32Array> {
-    const s = inputShape(this.card.preprocess, n);
-    if (this.session instanceof ThreadedSession) return this.session.run(input, s);
-    const size = s.reduce((a, b) => a * b, 1);
-    const out = await this.session.run({ [this.card.inputName]: new ort.Tensor('float32', input.subarray(0, size), s) }, [this.card.outputName]);
-    const t = out[this.card.outputName]!;
-    const data = new Float32Array(t.data as Float32Array);
-    t.dispose();
-    return data;
+    return this.session.run(input, inputShape(this.card.preprocess, n));
   }
 
   /** The k best classes of one row, best first (ties: lower index first), without sorting every class. */
@@ -92,7 +89,7 @@ export class Classifier {
     return best.map((index) => ({ label: this.card.labels[index]!, index, score: scores[index]! }));
   }
 
-  async classify(images: Array<Buffer | string>, k = 5): Promise<Prediction[][]> {
+  async classify(images: ImageInput[], k = 5): Promise<Prediction[][]> {
     const input = this.inputBuffer(images.length);
     await Promise.all(images.map((img, i) => this.preprocess(img, input, i)));
     const probs = await this.run(input, images.length);
@@ -103,8 +100,6 @@ export class Classifier {
     await this.session.release();
   }
 }
-
-
 
 /**
  * Indices of the k largest scores, best first, ties broken by the lower index: one pass keeping

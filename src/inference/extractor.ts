@@ -1,10 +1,8 @@
-import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
-import { decodeRgb, inputShape, inputSize, normalizeInto, type CropView, type PreprocessSpec } from '../backbones/index.js';
-import { CancelledError } from '../core/errors.js';
-import { sessionOptions, type Device } from '../onnx/session.js';
-
-export { executionProviders, type Device } from '../onnx/session.js';
+import { decodeRgb, inputShape, inputSize, normalizeInto, type CropView, type PreprocessSpec } from './preprocess.js';
+import { CancelledError } from '../core/index.js';
+import type { Device } from './devices.js';
+import { Session } from './session.js';
 
 export interface ExtractInput {
   /** image file path */
@@ -19,7 +17,7 @@ export interface ExtractInput {
  */
 export class FeatureExtractor {
   private constructor(
-    private readonly session: ort.InferenceSession,
+    private readonly session: Session,
     readonly spec: PreprocessSpec,
     readonly inputName: string,
     readonly outputName: string,
@@ -27,18 +25,13 @@ export class FeatureExtractor {
   ) {}
 
   static async create(modelPath: string, opts: { spec: PreprocessSpec; inputName: string; outputName: string; dim: number; device?: Device; threads?: number }): Promise<FeatureExtractor> {
-    const session = await ort.InferenceSession.create(modelPath, sessionOptions({ device: opts.device, threads: opts.threads }));
+    const session = await Session.create(modelPath, { device: opts.device, threads: opts.threads }, opts);
     return new FeatureExtractor(session, opts.spec, opts.inputName, opts.outputName, opts.dim);
   }
 
   /** Runs the backbone on already-normalised input for `n` images. */
   async infer(input: Float32Array, n: number): Promise<Float32Array> {
-    const feeds = { [this.inputName]: new ort.Tensor('float32', input.subarray(0, n * inputSize(this.spec)), inputShape(this.spec, n)) };
-    const out = await this.session.run(feeds, [this.outputName]);
-    const t = out[this.outputName]!;
-    const data = new Float32Array(t.data as Float32Array);
-    t.dispose();
-    return data;
+    return this.session.run(input, inputShape(this.spec, n));
   }
 
   /** Decodes and normalises a batch of images into one input buffer. */

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { getModel } from '../../src/registry/index.js';
-import { Classifier } from '../../src/serving/index.js';
+import { Classifier } from '../../src/inference/index.js';
 import { tmpHome } from '../helpers/paths.js';
-import { photo, workspaceWithModel } from './fixtures.js';
+import { photo, workspaceWithModel } from '../serving/fixtures.js';
 
 test('a classifier with its session in a worker thread gives the same probabilities as one on the calling thread', async () => {
   const ws = await workspaceWithModel(tmpHome());

@@ -1,5 +1,5 @@
 import { Child } from '../core/index.js';
-import type { SessionSettings } from './session.js';
+import { Session, type ModelSession, type SessionIO, type SessionSettings } from './session.js';
 import type { FromSessionThread, SessionThreadConfig, ToSessionThread } from './session-thread.js';
 
 /**
@@ -9,12 +9,12 @@ import type { FromSessionThread, SessionThreadConfig, ToSessionThread } from './
  * batch is done. Here the main thread stays free: inputs go through a SharedArrayBuffer (the
  * thread copies them out), probabilities come back transferred.
  */
-export class ThreadedSession {
+export class ThreadedSession implements ModelSession {
   private readonly pending = new Map<number, { resolve(data: Float32Array): void; reject(e: Error): void }>();
   private nextId = 1;
   private failure: Error | undefined;
   private readonly shared: SharedArrayBuffer;
-  /** resolves with the reason when the thread ends (after release(), or when it crashed) */
+  /** resolves with the reason when the thread ends (after close(), or when it crashed) */
   readonly exited: Promise<string>;
 
   private constructor(
@@ -86,4 +86,14 @@ export class ThreadedSession {
   private post(m: ToSessionThread): void {
     this.worker.send(m);
   }
+}
+
+/**
+ * Opens a model session: on this thread, or with `thread` in its own worker thread (see
+ * ThreadedSession) with a shared input buffer of `maxInputFloats` values (the largest batch).
+ */
+export async function openSession(model: string | Uint8Array, settings: SessionSettings, io: SessionIO, thread?: { maxInputFloats: number }): Promise<ModelSession> {
+  if (!thread) return Session.create(model, settings, io);
+  if (typeof model !== 'string') throw new Error('a threaded session loads its model from a file');
+  return ThreadedSession.create(model, settings, { inputName: io.inputName, outputName: io.outputName }, thread.maxInputFloats);
 }

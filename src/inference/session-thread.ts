@@ -1,7 +1,6 @@
 /** Entry of a ThreadedSession's worker thread: one ORT session, runs one at a time as they come. */
 import { parentPort, workerData } from 'node:worker_threads';
-import * as ort from 'onnxruntime-node';
-import { sessionOptions, type SessionSettings } from './session.js';
+import { Session, type SessionSettings } from './session.js';
 
 export interface SessionThreadConfig {
   model: string;
@@ -23,9 +22,9 @@ const message = (e: unknown): string => (e instanceof Error ? e.message : String
 async function main(port: NonNullable<typeof parentPort>): Promise<void> {
   const config = workerData as SessionThreadConfig;
   const send = (m: FromSessionThread, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
-  let session: ort.InferenceSession;
+  let session: Session;
   try {
-    session = await ort.InferenceSession.create(config.model, sessionOptions(config.settings));
+    session = await Session.create(config.model, config.settings, config);
   } catch (e) {
     send({ type: 'fatal', message: message(e) });
     return;
@@ -41,13 +40,8 @@ async function main(port: NonNullable<typeof parentPort>): Promise<void> {
     const length = m.shape.reduce((a, b) => a * b, 1);
     if (local.length < length) local = new Float32Array(m.input.byteLength / 4);
     local.set(new Float32Array(m.input, 0, length));
-    session.run({ [config.inputName]: new ort.Tensor('float32', local.subarray(0, length), m.shape) }, [config.outputName]).then(
-      (out) => {
-        const t = out[config.outputName]!;
-        const data = new Float32Array(t.data as Float32Array);
-        t.dispose();
-        send({ type: 'result', id: m.id, data }, [data.buffer]);
-      },
+    session.run(local, m.shape).then(
+      (data) => send({ type: 'result', id: m.id, data }, [data.buffer]),
       (e: unknown) => send({ type: 'failed', id: m.id, message: message(e) }),
     );
   });

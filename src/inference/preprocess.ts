@@ -30,6 +30,9 @@ export interface CropView {
   flip: boolean;
 }
 
+/** An image: its encoded bytes (JPEG, PNG, WebP, GIF, TIFF, AVIF), or the path of its file. */
+export type ImageInput = Buffer | string;
+
 /** Images above this are refused before decoding (a decompression-bomb guard). */
 export const MAX_INPUT_PIXELS = 100_000_000;
 
@@ -37,7 +40,7 @@ export const MAX_INPUT_PIXELS = 100_000_000;
  * Decodes an image (any format sharp reads; EXIF rotation applied; CMYK, greyscale, 16-bit and
  * alpha normalised to 8-bit sRGB) to `size`x`size` RGB bytes, HWC order.
  */
-export async function decodeRgb(input: Buffer | string, spec: PreprocessSpec, view?: CropView): Promise<Buffer> {
+export async function decodeRgb(input: ImageInput, spec: PreprocessSpec, view?: CropView): Promise<Buffer> {
   const s = spec.size;
   let img = sharp(input, { limitInputPixels: MAX_INPUT_PIXELS, failOn: 'error' }).rotate();
   if (view) {

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
-import { KennelError } from '../core/errors.js';
-import { GraphBuilder } from './builder.js';
-import type { Device } from './session.js';
+import { KennelError } from '../core/index.js';
+import { GraphBuilder } from '../onnx/index.js';
+import type { Device } from './devices.js';
 
 /** Why a device cannot be used, or undefined when it can. */
 type DeviceProblem = KennelError | undefined;
