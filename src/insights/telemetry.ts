@@ -1,4 +1,4 @@
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { cpus, freemem, totalmem, loadavg, availableParallelism } from 'node:os';
 import type { ProgressSink } from '../core/progress.js';
 import { nvidiaSmi, type GpuProbe } from './gpu.js';
@@ -120,6 +120,13 @@ export interface HardwareSample {
   cpuCores: number;
   /** cpuCores over the logical processors available to the process, 0..1 */
   cpuShare: number;
+  /**
+   * CPU of the job's local worker processes (child processes started during the job), in cores;
+   * undefined where /proc is not available. Redis workers on other machines are not included.
+   */
+  childCpuCores?: number;
+  /** how many such child processes were running */
+  childProcesses?: number;
   /** busy share of all the machine's logical processors (this job's worker processes and anything else), 0..1 */
   machineCpuShare?: number;
   /** one-minute load average of the machine (0 on platforms without one) */
@@ -207,6 +214,61 @@ class MachineCpu {
     this.fd = undefined;
   }
 }
+/** Linux reports process CPU times in USER_HZ ticks, 100 a second on every mainstream architecture. */
+const MS_PER_TICK = 10;
+
+/**
+ * CPU time of this process's children from /proc: process.cpuUsage() sees only this process, while
+ * extraction runs in forked worker processes. Children already running when the recording starts
+ * (a daemon's serving replicas) are not the job's and are left out.
+ */
+class ChildCpu {
+  private readonly preexisting: Set<number>;
+  private readonly last = new Map<number, number>();
+  private readonly childrenFile = `/proc/${process.pid}/task/${process.pid}/children`;
+
+  constructor() {
+    this.preexisting = new Set(this.children() ?? []);
+  }
+
+  /** direct children of the main thread (fork runs there), or undefined without /proc */
+  private children(): number[] | undefined {
+    try {
+      return readFileSync(this.childrenFile, 'latin1').trim().split(/\s+/).filter(Boolean).map(Number);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** CPU ms the job's children used since the previous call, and how many are running. */
+  sample(): { ms: number; processes: number } | undefined {
+    const pids = this.children();
+    if (!pids) return undefined;
+    let ms = 0;
+    let processes = 0;
+    const seen = new Map<number, number>();
+    for (const pid of pids) {
+      if (this.preexisting.has(pid)) continue;
+      let stat: string;
+      try {
+        stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+      } catch {
+        continue; // exited since the list was read
+      }
+      // pid (comm) state ppid ... utime stime: utime and stime are the 12th and 13th fields after ')'
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const ticks = Number(f[11]) + Number(f[12]);
+      if (!Number.isFinite(ticks)) continue;
+      ms += (ticks - (this.last.get(pid) ?? 0)) * MS_PER_TICK;
+      seen.set(pid, ticks);
+      processes++;
+    }
+    this.last.clear();
+    for (const [pid, ticks] of seen) this.last.set(pid, ticks);
+    return { ms, processes };
+  }
+}
+
 /** nvidia-smi's sampling period; once a second is plenty for a utilisation chart. */
 const GPU_PERIOD_MS = 1000;
 
@@ -229,6 +291,7 @@ export class TelemetryRecorder {
   private lastCpuAt = performance.now();
   private readonly machineCpu = new MachineCpu();
   private lastMachine = this.machineCpu.times();
+  private readonly childCpu = new ChildCpu();
   private workerStats: WorkerStat[] = [];
   private lastGpu?: GpuSample[];
   private stopGpu?: () => void;
@@ -347,6 +410,7 @@ export class TelemetryRecorder {
       this.lastCpu = process.cpuUsage();
       this.lastCpuAt = at;
       const cores = wall > 0 ? (cpu.user + cpu.system) / 1000 / wall : 0;
+      const children = this.childCpu.sample();
       const machine = this.machineCpu.times();
       const machineTotal = machine.total - this.lastMachine.total;
       const machineShare = machineTotal > 0 ? (machine.busy - this.lastMachine.busy) / machineTotal : undefined;
@@ -356,6 +420,7 @@ export class TelemetryRecorder {
         worker: 'main',
         cpuCores: cores,
         cpuShare: Math.min(1, cores / availableParallelism()),
+        ...(children && wall > 0 ? { childCpuCores: children.ms / wall, childProcesses: children.processes } : {}),
         ...(machineShare === undefined ? {} : { machineCpuShare: machineShare }),
         load1: loadavg()[0] ?? 0,
         rssBytes: process.memoryUsage.rss(),
