@@ -64,6 +64,8 @@ export class ReplicaProcess {
   private stopRequested = false;
   private fatal: string | undefined;
   private readonly exited: Promise<void>;
+  /** lines carry the replica id, so the console's logs view can show them per replica */
+  private readonly log: Logger;
 
   constructor(
     readonly config: ReplicaConfig,
@@ -81,15 +83,17 @@ export class ReplicaProcess {
     });
     this.requests = this.child.stdio[REQUEST_FD] as Socket;
     this.requests.on('error', () => {}); // a dead replica: its exit handler fails what is pending
-    const rlog = log.child({ replica: this.id, pid: this.child.pid, model: config.model });
+    const rlog = (this.log = log.child({ replica: this.id, pid: this.child.pid, model: config.model }));
     for (const stream of [this.child.stdout!, this.child.stderr!]) createInterface({ input: stream }).on('line', (line) => rlog.warn({ output: line }, 'replica output'));
     this.child.on('message', (batch: FromReplica[]) => {
       for (const m of batch) this.onMessage(m);
     });
     this.child.on('error', (e) => rlog.error({ err: e.message }, 'replica process error'));
+    rlog.info({ threads: config.threads }, 'replica started');
     this.send({ type: 'start', config });
     this.exited = new Promise((resolve) =>
       this.child.on('exit', (code, signal) => {
+        rlog.info({ code, signal, expected: this.stopRequested }, 'replica exited');
         const wasReady = this.readyAt !== undefined;
         this.state = 'stopped';
         this.outstanding = 0;
@@ -174,6 +178,7 @@ export class ReplicaProcess {
         this.readyAt = Date.now();
         this.lastPong = this.readyAt;
         if (this.state === 'starting') this.state = 'ready';
+        this.log.info({ ms: this.readyAt - this.startedAt }, 'replica ready');
         this.events.ready(this);
         break;
       case 'fatal':
