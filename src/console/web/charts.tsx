@@ -1,6 +1,6 @@
 import type { ComponentChildren, RefObject } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { num } from './format';
+import { num, sig } from './format';
 
 /** Small SVG and HTML charts: no chart library, so the bundle stays small and nothing loads from elsewhere. */
 
@@ -58,11 +58,12 @@ export function LineChart(props: { title: string; series: Series[]; x?: 'time' |
   const ys = all.map((p) => p.y);
   const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
   const y0 = props.yMin ?? Math.min(0, ...ys);
-  const y1 = props.yMax ?? Math.max(...ys, y0 + 1e-9) * 1.08;
+  // all zero (an idle endpoint): a unit axis, not ticks that all read 0
+  const y1 = props.yMax ?? (Math.max(...ys) > y0 ? Math.max(...ys) * 1.08 : y0 + 1);
   const sx = (x: number) => M.left + ((x - x0) / (x1 - x0 || 1)) * (W - M.left - M.right);
   const sy = (y: number) => H - M.bottom - ((y - y0) / (y1 - y0 || 1)) * (H - M.top - M.bottom);
   const yt = ticks(y0, y1, 4);
-  const xt = props.x === 'time' ? [x0, (x0 + x1) / 2, x1] : ticks(x0, x1, 6).filter((v) => Number.isInteger(v));
+  const xt = x1 === x0 ? [x0] : props.x === 'time' ? [x0, (x0 + x1) / 2, x1] : ticks(x0, x1, 6).filter((v) => Number.isInteger(v));
   const paths = props.series.map((s) => {
     let d = '';
     let pen = false;
@@ -257,7 +258,7 @@ export function ParallelCoordinates(props: { title: string; axes: ParallelAxis[]
     const log = lo > 0 && hi / lo >= 100;
     const f = (v: number) => (log ? Math.log10(v) : v);
     const pos = (v: number | string) => (hi === lo ? 0.5 : (f(Number(v)) - f(lo)) / (f(hi) - f(lo)));
-    const fmt = a.format ?? ((v: number) => num(v, 3));
+    const fmt = a.format ?? sig;
     return { pos, ticks: hi === lo ? [{ at: 0.5, label: fmt(lo) }] : [{ at: 0, label: fmt(lo) }, { at: 1, label: fmt(hi) }] };
   });
   const y = (p: number) => bottom - p * (bottom - top);
@@ -286,7 +287,7 @@ export function ParallelCoordinates(props: { title: string; axes: ParallelAxis[]
           if (pts.some((p) => p === null)) return null;
           return (
             <polyline key={props.labels[i]} class={q === null ? 'pc-line failed' : 'pc-line'} points={pts.join(' ')} style={q === null ? undefined : { stroke: `hsl(218 72% ${78 - 46 * q}%)` }}>
-              <title>{`${props.labels[i]}: ${props.axes.map((a) => `${a.name} ${a.values[i] === null ? '—' : typeof a.values[i] === 'number' ? (a.format ?? ((v: number) => num(v, 4)))(a.values[i] as number) : a.values[i]}`).join(', ')}`}</title>
+              <title>{`${props.labels[i]}: ${props.axes.map((a) => `${a.name} ${a.values[i] === null ? '—' : typeof a.values[i] === 'number' ? (a.format ?? sig)(a.values[i] as number) : a.values[i]}`).join(', ')}`}</title>
             </polyline>
           );
         })}

@@ -2,7 +2,7 @@ import type { ComponentChildren } from 'preact';
 import type { CompareRun } from '../../api-types';
 import { useApi } from '../api';
 import { LineChart, type Series } from '../charts';
-import { num, pct, seconds } from '../format';
+import { num, pct, seconds, sig } from '../format';
 import { Card, Link, Loaded, Page } from '../ui';
 import { settingsText } from './jobs';
 
@@ -27,12 +27,12 @@ function CompareView({ runs }: { runs: CompareRun[] }) {
     ['Dataset', (r) => r.dataset ?? '—'],
     ['Backbone', (r) => r.backbone ?? '—'],
     ['Head', (r) => r.settings.head ?? '—'],
-    ['Learning rate', (r) => num(r.settings.lr ?? null, 4)],
+    ['Learning rate', (r) => sig(r.settings.lr)],
     ['Batch size', (r) => r.settings.batchSize ?? '—'],
     ['Epochs (max)', (r) => r.settings.epochs ?? '—'],
     ['Augmented views', (r) => r.settings.augment ?? '—'],
-    ['Weight decay', (r) => num(r.settings.weightDecay ?? null, 4)],
-    ['Label smoothing', (r) => num(r.settings.labelSmoothing ?? null, 3)],
+    ['Weight decay', (r) => sig(r.settings.weightDecay)],
+    ['Label smoothing', (r) => sig(r.settings.labelSmoothing)],
     ['Optimizer', (r) => r.settings.optimizer ?? '—'],
     ['Best epoch', (r) => (r.bestEpoch !== undefined ? `${r.bestEpoch} of ${r.history.length}` : '—')],
     ['Valid top-1', (r) => pct(r.metrics.validTop1 ?? null)],

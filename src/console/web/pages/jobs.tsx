@@ -2,7 +2,7 @@ import { useState } from 'preact/hooks';
 import type { JobSummary, KeySettings } from '../../api-types';
 import { api, useApi, useStream } from '../api';
 import { Bars, LineChart, ParallelCoordinates } from '../charts';
-import { ago, num, pct, seconds, when } from '../format';
+import { ago, num, pct, seconds, sig, when } from '../format';
 import { Badge, Card, ConfirmButton, Empty, ErrorBox, Facts, Field, Form, Link, Loaded, Loading, Page, Progress, Select, Status, Table, type Column } from '../ui';
 
 type ParamValue = number | string;
@@ -55,18 +55,9 @@ interface JobDetail extends JobSummary {
 /** An objective's value: accuracies as percentages, losses and ECE as numbers. */
 const objective = (name: string, v: number | null) => (/top-?[15]$/.test(name) ? pct(v) : num(v, 4));
 
-/** The key hyperparameters in a few words, e.g. "linear, lr 0.001, batch 64, 30 epochs, augment 2". */
+/** The key hyperparameters in a few words, e.g. "mlp, lr 0.001, batch 64, 30 epochs, augment 2" (the rest is on the job and compare pages). */
 export function settingsText(s: KeySettings): string {
-  const parts = [
-    s.head,
-    s.lr !== undefined && `lr ${num(s.lr, 3)}`,
-    s.batchSize !== undefined && `batch ${s.batchSize}`,
-    s.epochs !== undefined && `${s.epochs} epochs`,
-    s.augment ? `augment ${s.augment}` : undefined,
-    s.weightDecay !== undefined && `wd ${num(s.weightDecay, 2)}`,
-    s.labelSmoothing ? `smoothing ${s.labelSmoothing}` : undefined,
-    s.optimizer && s.optimizer !== 'adamw' ? s.optimizer : undefined,
-  ];
+  const parts = [s.head, s.lr !== undefined && `lr ${sig(s.lr)}`, s.batchSize !== undefined && `batch ${s.batchSize}`, s.epochs !== undefined && `${s.epochs} epochs`, s.augment ? `augment ${s.augment}` : undefined, s.optimizer && s.optimizer !== 'adamw' ? s.optimizer : undefined];
   return parts.filter(Boolean).join(', ');
 }
 
