@@ -53,7 +53,7 @@ interface JobDetail extends JobSummary {
 }
 
 /** An objective's value: accuracies as percentages, losses and ECE as numbers. */
-const objective = (name: string, v: number | null) => (/top-?[15]$/.test(name) ? pct(v) : num(v, 4));
+const objective = (name: string, v: number | null) => (/top-?[15]$/.test(name) ? pct(v) : sig(v));
 
 /** The key hyperparameters in a few words, e.g. "mlp, lr 0.001, batch 64, 30 epochs, augment 2" (the rest is on the job and compare pages). */
 export function settingsText(s: KeySettings): string {
@@ -87,13 +87,8 @@ export function JobsPage() {
       render: (j) => (j.kind === 'train' && j.status === 'completed' ? <input type="checkbox" aria-label={`Compare ${j.id}`} checked={picked.includes(j.id)} onChange={() => toggle(j.id)} /> : null),
     },
     { key: 'id', label: 'Job', sort: (j) => j.id, render: (j) => <Link to={`/jobs/${j.id}`}>{j.id}</Link> },
-    { key: 'kind', label: 'Kind', sort: (j) => j.kind, render: (j) => j.kind },
     { key: 'status', label: 'Status', sort: (j) => j.status, render: (j) => <Status value={j.status} /> },
     { key: 'progress', label: 'Progress', render: (j) => <ProgressCell j={j} /> },
-    { key: 'dataset', label: 'Dataset', sort: (j) => j.dataset, render: (j) => j.dataset ?? '—' },
-    { key: 'model', label: 'Model', sort: (j) => j.model, render: (j) => (j.model ? <Link to={`/models/${j.model.replace('@', '/')}`}>{j.model}</Link> : '—') },
-    { key: 'backbone', label: 'Backbone', sort: (j) => j.backbone, render: (j) => j.backbone ?? '—' },
-    { key: 'settings', label: 'Hyperparameters', render: (j) => (j.kind === 'tune' && j.tune ? `search of ${j.tune.trials} trials` : settingsText(j.settings) || '—') },
     {
       key: 'objective',
       label: 'Objective (best)',
@@ -101,6 +96,10 @@ export function JobsPage() {
       sort: (j) => j.objective?.value,
       render: (j) => (j.objective?.value != null ? <span title={`${j.objective.direction} ${j.objective.name}`}>{`${j.objective.name} ${objective(j.objective.name, j.objective.value)}`}</span> : '—'),
     },
+    { key: 'dataset', label: 'Dataset', sort: (j) => j.dataset, render: (j) => j.dataset ?? '—' },
+    { key: 'model', label: 'Model', sort: (j) => j.model, render: (j) => (j.model ? <Link to={`/models/${j.model.replace('@', '/')}`}>{j.model}</Link> : '—') },
+    { key: 'backbone', label: 'Backbone', sort: (j) => j.backbone, render: (j) => j.backbone ?? '—' },
+    { key: 'settings', label: 'Hyperparameters', render: (j) => (j.kind === 'tune' && j.tune ? `search of ${j.tune.trials} trials` : settingsText(j.settings) || '—') },
     { key: 'started', label: 'Started', sort: (j) => j.createdAt, render: (j) => <span title={when(j.createdAt)}>{ago(j.createdAt)}</span> },
     { key: 'time', label: 'Time', numeric: true, render: duration },
   ];
