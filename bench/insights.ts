@@ -9,9 +9,12 @@
  *   percent between runs, so the wall-clock comparison there is for reference)
  * - train() on breeds-mini with cached features, telemetry on vs off: the recorder's share of
  *   step time, and the fixed end-of-job cost (storing the telemetry artifact, running the rules)
+ * - one hardware sample's main-thread cost, alone and with 4 worker processes to read from /proc
  * Runs are interleaved ABBA so drift in machine load hits both sides. Target: under 2% of step time.
  */
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { addBackbone } from '../src/backbones/index.js';
@@ -123,6 +126,29 @@ try {
 }
 const endOfJobMs = (median(jobs.on) - median(jobs.off)) * 1000;
 
+// 3. a hardware sample's cost: the recorder's own time per sample, alone and with worker processes
+// to read; the workers' start (node mapping its memory) slows /proc reads, so the steady cost is the
+// difference between a long and a short recording of the same kind
+async function recording(workers: number, ms: number): Promise<{ ms: number; samples: number }> {
+  const rec = new TelemetryRecorder({ job: 'bench', kind: 'train', device: 'cpu' }, { intervalMs: 10, gpu: 'off' });
+  const children = Array.from({ length: workers }, () => spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' }));
+  await sleep(ms);
+  const t = rec.finish();
+  for (const c of children) c.kill();
+  return { ms: t.overhead.ms, samples: t.hardware.length };
+}
+async function sampleCostUs(workers: number): Promise<number> {
+  const short = await recording(workers, 1500);
+  const long = await recording(workers, args.quick ? 3500 : 6500);
+  return ((long.ms - short.ms) * 1000) / (long.samples - short.samples);
+}
+const sampleUs = { alone: [] as number[], workers: [] as number[] };
+for (let i = 0; i < 3; i++) {
+  sampleUs.alone.push(await sampleCostUs(0));
+  sampleUs.workers.push(await sampleCostUs(4));
+}
+log(`hardware sample: ${median(sampleUs.alone).toFixed(1)} us alone, ${median(sampleUs.workers).toFixed(1)} us with 4 worker processes`);
+
 const pct = (x: number) => `${(x * 100).toFixed(2)}%`;
 const rows: SummaryRow[] = [
   { metric: `synthetic steps, wall time with / without telemetry - 1 (median of ${shape.pairs * 2})`, value: pct(syntheticAb), target: `< ${pct(TARGET_RATIO)}`, pass: syntheticAb < TARGET_RATIO },
@@ -130,6 +156,7 @@ const rows: SummaryRow[] = [
   { metric: 'head training wall time, with / without telemetry - 1 (median; ORT noise of several %)', value: pct(headAb) },
   { metric: 'recorder time / step time, train() on breeds-mini', value: pct(median(jobs.selfRatio)), target: `< ${pct(TARGET_RATIO)}`, pass: median(jobs.selfRatio) < TARGET_RATIO },
   { metric: 'train() end-of-job cost: store the telemetry, run the rules (median difference)', value: `${endOfJobMs.toFixed(1)} ms` },
+  { metric: 'one hardware sample (every 250 ms), steady main-thread time: alone / with 4 worker processes read from /proc (median of 3)', value: `${median(sampleUs.alone).toFixed(1)} / ${median(sampleUs.workers).toFixed(1)} us` },
 ];
 const results = {
   bench: 'insights',
@@ -138,6 +165,7 @@ const results = {
   synthetic: { steps: shape.syntheticSteps, withSeconds: synthetic.on, withoutSeconds: synthetic.off, abRatio: syntheticAb, checksum: sink },
   head: { shape, withSeconds: on, withoutSeconds: off, abRatio: headAb, selfRatios },
   train: { withSeconds: jobs.on, withoutSeconds: jobs.off, endOfJobMs, selfRatios: jobs.selfRatio, stepMs: jobs.stepMs },
+  hardwareSampleUs: sampleUs,
   summary: rows,
 };
 const file = saveResults('insights', results);

@@ -99,7 +99,7 @@ export const lambdaRoutes: FastifyPluginAsync<LambdaRoutesOptions> = async (app,
         payload = inv.result ?? null;
       } catch (e) {
         if (!(e instanceof KennelError && e.code in FUNCTION_FAILURES)) throw e;
-        req.kennelAudit = { function: name, functionError: e.code };
+        req.kennelAudit = { function: name, functionError: e.code, error: e.message };
         reply.header('x-amz-function-error', 'Unhandled');
         payload = { errorType: FUNCTION_FAILURES[e.code], errorMessage: e.message };
       }

@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import { KennelError } from '../core/errors.js';
 import { fetchImage } from '../net/index.js';
 import { DEFAULT_MAX_IMAGE_BYTES, IMAGE_TYPES, checkImage } from '../serving/index.js';
+import type { EndpointLogs } from './api-types.js';
 import type { Caller } from './auth.js';
 import { READ, callerOf, nameParams, on, onAll, stream, type ConsoleContext, type RouteModule } from './context.js';
 
@@ -25,6 +26,16 @@ function describe(ctx: ConsoleContext, name: string) {
   return { endpoint, invokeUrl: ctx.dataPlaneUrl() + endpoint.path, traffic: ctx.traffic.read(name) };
 }
 
+/** Recent log lines of the endpoint's replicas, and the daemon's when the caller may read them. */
+function logsOf(ctx: ConsoleContext, req: FastifyRequest, name: string): EndpointLogs {
+  const endpoint = ctx.runtime.describe(name);
+  const daemon = ctx.auth.allows(ctx.auth.authenticate(req), READ, DAEMON_LOGS) ? ctx.logs.daemonLines() : null;
+  return { daemon, replicas: endpoint.replicas.map((r) => ({ id: r.id, state: r.state, lines: ctx.logs.linesOf(r.id) })), keep: ctx.logs.keep };
+}
+
+/** The daemon's log covers every endpoint and job, so it needs a grant of its own. */
+const DAEMON_LOGS = 'daemon/logs';
+
 /**
  * Endpoints: list and detail with live replicas, events and traffic; create, update (a rolling
  * update when a variant's model changes; weights; scaling), delete; and Try it, which classifies
@@ -47,6 +58,12 @@ export const endpointRoutes: RouteModule = (api, ctx) => {
   api.get<{ Params: { name: string } }>('/api/endpoints/:name/stream', { schema: { params: nameParams }, config: { console: on(READ, 'endpoint') } }, async (req, reply) => {
     ctx.runtime.describe(req.params.name); // 404 before the stream starts
     stream(ctx, req, reply, 2000, () => describe(ctx, req.params.name));
+  });
+
+  api.get<{ Params: { name: string } }>('/api/endpoints/:name/logs', { schema: { params: nameParams }, config: { console: on(READ, 'endpoint') } }, async (req) => logsOf(ctx, req, req.params.name));
+  api.get<{ Params: { name: string } }>('/api/endpoints/:name/logs/stream', { schema: { params: nameParams }, config: { console: on(READ, 'endpoint') } }, async (req, reply) => {
+    ctx.runtime.describe(req.params.name); // 404 before the stream starts
+    stream(ctx, req, reply, 1000, () => logsOf(ctx, req, req.params.name));
   });
 
   api.patch<{ Params: { name: string } }>('/api/endpoints/:name', { schema: { params: nameParams }, config: { console: on('admin:UpdateEndpoint', 'endpoint') } }, async (req) =>

@@ -1,5 +1,6 @@
 import { getFunction, listFunctions, updateFunction, type FunctionDefinition } from '../functions/index.js';
 import { listPolicies, readAudit, type AuditRecord } from '../security/index.js';
+import type { FunctionInvocation } from './api-types.js';
 import { actorOf } from './auth.js';
 import { READ, callerOf, nameParams, on, onAll, stream, type ConsoleContext, type RouteModule } from './context.js';
 
@@ -39,7 +40,9 @@ function detail(ctx: ConsoleContext, name: string) {
   return {
     function: { ...fn, stats: stats(records) },
     role: { principal: fn.role, policies: listPolicies(ctx.ws, fn.role) },
-    recent: records.slice(0, RECENT).map((r) => ({ ts: r.ts, status: r.status, principal: r.principal, keyId: r.keyId, coldStart: r.detail?.coldStart === true, durationMs: r.detail?.durationMs ?? r.latencyMs, requestId: r.requestId })),
+    recent: records.slice(0, RECENT).map(
+      (r): FunctionInvocation => ({ ts: r.ts, status: r.status, principal: r.principal, keyId: r.keyId, coldStart: r.detail?.coldStart === true, durationMs: (r.detail?.durationMs as number | undefined) ?? r.latencyMs, requestId: r.requestId, ...(r.status >= 400 ? { error: typeof r.detail?.error === 'string' ? r.detail.error : undefined } : {}) }),
+    ),
   };
 }
 

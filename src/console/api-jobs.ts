@@ -1,9 +1,12 @@
+import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { KennelError, errorMessage, notFound } from '../core/errors.js';
 import { buildReport, renderReport } from '../insights/index.js';
+import { getModel } from '../registry/index.js';
 import { getJob, recentJobs, type Job } from '../store/index.js';
 import { TrainOptionsSchema } from '../training/index.js';
 import { TuneOptionsSchema, showTune, type TuneSummary } from '../tuning/index.js';
+import type { CompareRun, EpochPoint, JobSummary, KeySettings } from './api-types.js';
 import { securityHeaders } from './assets.js';
 import { READ, callerOf, on, onAll, stream, type ConsoleContext, type RouteModule } from './context.js';
 
@@ -15,7 +18,7 @@ const TrainRequest = TrainOptionsSchema.pick({ dataset: true, datasetVersion: tr
 const TuneRequest = TuneOptionsSchema.pick({ dataset: true, datasetVersion: true, backbone: true, strategy: true, maxTrials: true, objective: true, earlyStopping: true, seed: true, register: true }).strict();
 const JobRequest = z.discriminatedUnion('kind', [z.object({ kind: z.literal('train'), options: TrainRequest }), z.object({ kind: z.literal('tune'), options: TuneRequest })]);
 
-interface TrainParams {
+interface TrainParams extends KeySettings {
   dataset?: string;
   datasetVersion?: number;
   backbone?: string;
@@ -24,8 +27,13 @@ interface TrainParams {
 interface TrainResultLike {
   model?: string;
   seconds?: number;
-  metrics?: { valid?: { top1?: number }; test?: { top1?: number } };
+  metrics?: { valid?: { top1?: number; top5?: number; loss?: number; ece?: number }; test?: { top1?: number; top5?: number; ece?: number } };
+  history?: EpochPoint[];
+  bestEpoch?: number;
 }
+
+const SETTING_KEYS: Array<keyof KeySettings> = ['head', 'lr', 'batchSize', 'epochs', 'augment', 'weightDecay', 'labelSmoothing', 'optimizer'];
+const keySettings = (p: TrainParams): KeySettings => Object.fromEntries(SETTING_KEYS.filter((k) => p[k] !== undefined).map((k) => [k, p[k]]));
 
 /** A tuning job's trials: from its result once it has finished, from the store while it runs. */
 const tuningOf = (ctx: ConsoleContext, job: Job): TuneSummary => (job.status === 'completed' && job.result ? (job.result as TuneSummary) : showTune(ctx.ws, job.id));
@@ -36,10 +44,11 @@ function tuneCounts(t: TuneSummary): { trials: number; finished: number; best: n
 }
 
 /** One row of the jobs table; `tuning`, when the caller has it already, saves reading it again. */
-function summary(ctx: ConsoleContext, job: Job, tuning?: TuneSummary) {
+function summary(ctx: ConsoleContext, job: Job, tuning?: TuneSummary): JobSummary {
   const p = job.params as TrainParams;
   const r = job.result as TrainResultLike | undefined;
   const progress = ctx.runner.progress(job.id);
+  const tune = job.kind === 'tune' ? (tuning ?? tuningOf(ctx, job)) : undefined;
   return {
     id: job.id,
     kind: job.kind,
@@ -49,13 +58,15 @@ function summary(ctx: ConsoleContext, job: Job, tuning?: TuneSummary) {
     dataset: p.dataset ? `${p.dataset}${p.datasetVersion ? `@${p.datasetVersion}` : ''}` : undefined,
     backbone: p.backbone,
     model: r?.model ?? undefined,
-    validTop1: r?.metrics?.valid?.top1,
+    settings: job.kind === 'train' ? keySettings(p) : {},
+    // by name: a tuning job may minimise a loss, which is not an accuracy
+    objective: tune ? { ...tune.objective, value: tune.best?.objective ?? null } : job.kind === 'train' ? { name: 'valid top-1', direction: 'maximize', value: r?.metrics?.valid?.top1 ?? null } : undefined,
     seconds: r?.seconds,
     error: job.error,
     // started here, so the page can follow its phases and cancel it
     managed: progress !== undefined,
     progress,
-    tune: job.kind === 'tune' ? tuneCounts(tuning ?? tuningOf(ctx, job)) : undefined,
+    tune: tune && tuneCounts(tune),
   };
 }
 
@@ -77,6 +88,51 @@ function detail(ctx: ConsoleContext, id: string) {
     tuning,
     report: (job.kind === 'train' || job.kind === 'tune') && job.status === 'completed',
   };
+}
+
+/** Runs compared at once: enough for a legible overlay. */
+const MAX_COMPARE = 8;
+const JOB_ID = /^[a-z]+-[0-9]{14}-[0-9a-f]{6}$/;
+
+/** A run to compare: a training job by id, or a model version (its training job when it has one). */
+function compareRun(ctx: ConsoleContext, req: FastifyRequest, ref: string): CompareRun {
+  const caller = callerOf(req);
+  let job: Job | undefined;
+  let card: { metrics?: Record<string, unknown>; lineage?: Record<string, unknown> } | undefined;
+  let model: string | undefined;
+  if (JOB_ID.test(ref)) {
+    job = jobOf(ctx, ref);
+    if (job.kind !== 'train') throw new KennelError(`Job ${ref} is a ${job.kind} job; only training jobs have curves to compare.`, 'Pick training jobs, or the models they registered.');
+  } else {
+    const mv = getModel(ctx.ws, ref);
+    ctx.auth.assertAllowed(caller, READ, `model/${mv.name}`, req);
+    model = `${mv.name}@${mv.version}`;
+    card = mv.card as typeof card;
+    const id = card?.lineage?.job;
+    job = typeof id === 'string' ? getJob(ctx.ws, id) : undefined;
+  }
+  if (job) ctx.auth.assertAllowed(caller, READ, `job/${job.id}`, req);
+  const p = (job?.params ?? card?.lineage?.hyperparameters ?? {}) as TrainParams;
+  // a model imported from elsewhere has no job: its card carries what is known
+  const r = (job?.result ?? card?.metrics ?? {}) as TrainResultLike & { history?: EpochPoint[] };
+  const cardHistory = card?.metrics?.history as EpochPoint[] | undefined;
+  return {
+    ref,
+    job: job?.id,
+    model: model ?? r.model,
+    dataset: p.dataset,
+    backbone: p.backbone ?? ((card?.lineage?.backbone as { id?: string } | undefined)?.id),
+    settings: keySettings(p),
+    metrics: { validTop1: r.metrics?.valid?.top1, validLoss: r.metrics?.valid?.loss, testTop1: r.metrics?.test?.top1, testTop5: r.metrics?.test?.top5, ece: r.metrics?.test?.ece, seconds: r.seconds },
+    bestEpoch: r.bestEpoch,
+    history: (r.history ?? cardHistory ?? []).map((e) => ({ epoch: e.epoch, trainLoss: e.trainLoss, trainTop1: e.trainTop1, validLoss: e.validLoss, validTop1: e.validTop1 })),
+  };
+}
+
+function compare(ctx: ConsoleContext, req: FastifyRequest, runs: string): { runs: CompareRun[] } {
+  const refs = [...new Set(runs.split(',').map((r) => r.trim()).filter(Boolean))];
+  if (refs.length < 2 || refs.length > MAX_COMPARE) throw new KennelError(`Pick 2 to ${MAX_COMPARE} runs to compare (got ${refs.length}).`, 'Pass ?runs=JOB,JOB or model references such as dogs@1,dogs@2.');
+  return { runs: refs.map((ref) => compareRun(ctx, req, ref)) };
 }
 
 const jobs = (ctx: ConsoleContext) => ({ jobs: recentJobs(ctx.ws, LIST_LIMIT).map((j) => summary(ctx, j)) });
@@ -104,6 +160,9 @@ export const jobRoutes: RouteModule = (api, ctx) => {
     reply.code(201);
     return { job };
   });
+
+  // each run is checked for console:Read on its job (and model) inside
+  api.get<{ Querystring: { runs: string } }>('/api/compare', { schema: { querystring: { type: 'object', properties: { runs: { type: 'string', minLength: 1, maxLength: 2000 } }, required: ['runs'] } }, config: { console: 'signed-in' } }, async (req) => compare(ctx, req, req.query.runs));
 
   api.get<{ Params: { id: string } }>('/api/jobs/:id', { schema: { params: idParams }, config: { console: on(READ, 'job', 'id') } }, async (req) => detail(ctx, req.params.id));
   api.get<{ Params: { id: string } }>('/api/jobs/:id/stream', { schema: { params: idParams }, config: { console: on(READ, 'job', 'id') } }, async (req, reply) => {

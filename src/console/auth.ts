@@ -142,9 +142,14 @@ export class ConsoleAuth {
     return { principal: session.principal, keyId: session.keyId, owner: session.owner, session };
   }
 
+  /** Whether the caller may do `action` on `resource` (for optional parts of an answer; no audit entry). */
+  allows(caller: Caller, action: string, resource: string): boolean {
+    return caller.owner || this.authorizer.decide(caller.principal, action, resource) === 'allow';
+  }
+
   /** Throws 403 (and audits the refusal) unless the caller may do `action` on `resource`. */
   assertAllowed(caller: Caller, action: string, resource: string, req: FastifyRequest): void {
-    if (caller.owner || this.authorizer.decide(caller.principal, action, resource) === 'allow') return;
+    if (this.allows(caller, action, resource)) return;
     this.audit(caller, req, action, resource, 403);
     throw forbidden(caller.principal, action, resource);
   }

@@ -3,6 +3,7 @@ import { KennelError } from '../core/errors.js';
 import type { ServingRuntime } from '../serving/index.js';
 import type { Workspace } from '../store/index.js';
 import type { Caller, ConsoleAccess, ConsoleAuth } from './auth.js';
+import type { LogBook } from './logs.js';
 import type { JobRunner } from './runner.js';
 import type { Streams } from './sse.js';
 import type { TrafficSampler } from './traffic.js';
@@ -31,6 +32,7 @@ export interface ConsoleContext {
   /** the daemon's status (pid, ports, start time) */
   status: () => Record<string, unknown>;
   dataPlaneUrl: () => string;
+  logs: LogBook;
 }
 
 export type RouteModule = (api: FastifyInstance, ctx: ConsoleContext) => void;

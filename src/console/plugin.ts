@@ -10,6 +10,7 @@ import { securityRoutes } from './api-security.js';
 import { Assets, securityHeaders } from './assets.js';
 import { ConsoleAuth, checkHost } from './auth.js';
 import type { ConsoleContext } from './context.js';
+import { LogBook } from './logs.js';
 import { JobRunner } from './runner.js';
 import { Streams } from './sse.js';
 import { TrafficSampler } from './traffic.js';
@@ -25,6 +26,8 @@ export interface ConsoleOptions {
   /** the data plane's base URL (shown with each endpoint) */
   dataPlaneUrl: () => string;
   status: () => Record<string, unknown>;
+  /** the daemon's recent log lines; without it the logs view is empty */
+  logs?: LogBook;
 }
 
 const NOT_BUILT = `<!doctype html><meta charset="utf-8"><title>Kennel console</title><p>The Kennel console is not built. Run <code>npm run build</code> in the Kennel folder, then reload.</p>`;
@@ -42,7 +45,7 @@ export const consolePlugin: FastifyPluginAsync<ConsoleOptions> = async (app, opt
   const streams = new Streams();
   const traffic = new TrafficSampler({ scrape: opts.metrics, endpoints: () => opts.runtime.list().map((e) => e.name) });
   const auth = new ConsoleAuth(ws, opts.adminToken);
-  const ctx: ConsoleContext = { ws, runtime: opts.runtime, auth, runner, traffic, streams, status: opts.status, dataPlaneUrl: opts.dataPlaneUrl };
+  const ctx: ConsoleContext = { ws, runtime: opts.runtime, auth, runner, traffic, streams, status: opts.status, dataPlaneUrl: opts.dataPlaneUrl, logs: opts.logs ?? new LogBook() };
 
   app.addHook('preClose', async () => streams.closeAll());
   app.addHook('onClose', async () => {

@@ -1,21 +1,12 @@
 import { errorMessage } from '../core/errors.js';
-
-/** One point of an endpoint's traffic chart: rates over the interval that ends at `t`. */
-export interface TrafficPoint {
-  /** ms since epoch */
-  t: number;
-  /** answered invocations per second (any status) */
-  rps: number;
-  /** latency quantiles in ms over the interval; null without traffic */
-  p50: number | null;
-  p99: number | null;
-  /** invocations answered with an error (4xx/5xx) per second */
-  errorsPerS: number;
-}
+import type { Traffic, TrafficPoint } from './api-types.js';
 
 interface Totals {
   count: number;
+  /** errors other than 429 */
   errors: number;
+  /** 429 answers: throttled, rate-limited or a full queue */
+  throttled: number;
   /** cumulative histogram: upper bound (seconds) -> observations at or below it */
   buckets: Map<number, number>;
 }
@@ -30,7 +21,7 @@ export function parseTotals(text: string): Map<string, Totals> {
   const out = new Map<string, Totals>();
   const of = (endpoint: string) => {
     let t = out.get(endpoint);
-    if (!t) out.set(endpoint, (t = { count: 0, errors: 0, buckets: new Map() }));
+    if (!t) out.set(endpoint, (t = { count: 0, errors: 0, throttled: 0, buckets: new Map() }));
     return t;
   };
   for (const line of text.split('\n')) {
@@ -42,6 +33,7 @@ export function parseTotals(text: string): Map<string, Totals> {
     if (!labels.endpoint || !Number.isFinite(value)) continue;
     const t = of(labels.endpoint);
     if (m[1] === `${DURATION}_count`) t.count += value;
+    else if (m[1] === ERRORS && labels.status === '429') t.throttled += value;
     else if (m[1] === ERRORS) t.errors += value;
     else if (m[1] === `${DURATION}_bucket` && labels.le !== undefined) {
       const le = labels.le === '+Inf' ? Infinity : Number(labels.le);
@@ -81,6 +73,7 @@ function point(t: number, seconds: number, now: Totals, before: Totals | undefin
     p50: ms(quantile(0.5, buckets)),
     p99: ms(quantile(0.99, buckets)),
     errorsPerS: delta(now.errors, before?.errors) / seconds,
+    throttledPerS: delta(now.throttled, before?.throttled) / seconds,
   };
 }
 
@@ -89,74 +82,97 @@ export interface TrafficOptions {
   scrape: () => Promise<string>;
   /** endpoints that exist (those without traffic yet get zero points) */
   endpoints: () => string[];
+  /** live points while someone watches, default 2 s */
   intervalMs?: number;
-  /** points kept per endpoint */
-  keep?: number;
-  /** stop sampling this long after the last reader asked (no one is watching) */
+  /** history points, watched or not, default 30 s */
+  historyIntervalMs?: number;
+  /** how far back the live points go, default 5 minutes */
+  liveMs?: number;
+  /** how far back the history goes, default an hour */
+  historyMs?: number;
+  /** live sampling stops this long after the last reader asked (no one is watching), default 10 s */
   idleMs?: number;
+  /** the clock, ms since epoch (tests drive it) */
+  now?: () => number;
+}
+
+type Snapshot = { t: number; totals: Map<string, Totals> };
+
+const ZERO: Totals = { count: 0, errors: 0, throttled: 0, buckets: new Map() };
+
+/** Rates between two snapshots for every endpoint that exists, appended to its series and trimmed by age. */
+function extend(series: Map<string, TrafficPoint[]>, names: string[], now: Snapshot, before: Snapshot | undefined, keepMs: number): void {
+  for (const name of [...series.keys()]) if (!names.includes(name)) series.delete(name);
+  for (const name of names) {
+    const points = series.get(name) ?? [];
+    if (before) points.push(point(now.t, (now.t - before.t) / 1000, now.totals.get(name) ?? ZERO, before.totals.get(name)));
+    const first = points.findIndex((p) => p.t >= now.t - keepMs);
+    points.splice(0, first < 0 ? points.length : first);
+    series.set(name, points);
+  }
 }
 
 /**
- * Throughput, latency quantiles and error rates per endpoint, from the daemon's own Prometheus
- * histograms (the same numbers a scraper sees), sampled while someone watches an endpoint page.
+ * Throughput, latency quantiles, error and throttle rates per endpoint, from the daemon's own
+ * Prometheus histograms (the same numbers a scraper sees): a point every 2 s for the last 5
+ * minutes while someone watches, and a point every 30 s for the last hour all the time. Memory is
+ * bounded by age: 150 + 120 points per endpoint.
  */
 export class TrafficSampler {
-  private readonly series = new Map<string, TrafficPoint[]>();
-  private previous?: { t: number; totals: Map<string, Totals> };
-  private timer?: NodeJS.Timeout;
-  private lastRead = 0;
+  private readonly live = new Map<string, TrafficPoint[]>();
+  private readonly history = new Map<string, TrafficPoint[]>();
+  private previous?: Snapshot;
+  private previousHistory?: Snapshot;
+  private readonly timer: NodeJS.Timeout;
+  private lastRead = -Infinity;
   private lastError?: string;
-  private readonly intervalMs: number;
-  private readonly keep: number;
-  private readonly idleMs: number;
+  private busy = false;
+  private readonly o: Required<Omit<TrafficOptions, 'scrape' | 'endpoints'>>;
 
   constructor(private readonly opts: TrafficOptions) {
-    this.intervalMs = opts.intervalMs ?? 2000;
-    this.keep = opts.keep ?? 150;
-    this.idleMs = opts.idleMs ?? 300_000;
+    this.o = { intervalMs: opts.intervalMs ?? 2000, historyIntervalMs: opts.historyIntervalMs ?? 30_000, liveMs: opts.liveMs ?? 300_000, historyMs: opts.historyMs ?? 3_600_000, idleMs: opts.idleMs ?? 10_000, now: opts.now ?? Date.now };
+    this.timer = setInterval(() => void this.sample(), this.o.intervalMs);
+    this.timer.unref();
+    void this.sample();
   }
 
-  /** The endpoint's recent points (and starts sampling if it was idle). */
-  read(endpoint: string): { points: TrafficPoint[]; error?: string } {
-    this.lastRead = Date.now();
-    if (!this.timer) {
-      this.timer = setInterval(() => void this.sample(), this.intervalMs);
-      void this.sample();
-    }
-    return { points: this.series.get(endpoint) ?? [], ...(this.lastError ? { error: this.lastError } : {}) };
+  /** The endpoint's recent points and its hour of history (and samples live from now on). */
+  read(endpoint: string): Traffic {
+    this.lastRead = this.o.now();
+    // live points stop being trimmed while nobody watches: an old one is not live
+    const live = (this.live.get(endpoint) ?? []).filter((p) => p.t >= this.lastRead - this.o.liveMs);
+    return { points: live, history: this.history.get(endpoint) ?? [], ...(this.lastError ? { error: this.lastError } : {}) };
   }
 
   close(): void {
     clearInterval(this.timer);
-    this.timer = undefined;
   }
 
-  private async sample(): Promise<void> {
-    if (Date.now() - this.lastRead > this.idleMs) {
-      this.close();
-      this.previous = undefined; // a gap: the next sample starts a new baseline
-      return;
-    }
-    let totals: Map<string, Totals>;
+  /** One tick of the timer (public so tests can drive it with their own clock). */
+  async sample(): Promise<void> {
+    const now = this.o.now();
+    const watched = now - this.lastRead <= this.o.idleMs;
+    // a history point is due half a live interval early, so timer jitter never skips one
+    const historyDue = !this.previousHistory || now - this.previousHistory.t >= this.o.historyIntervalMs - this.o.intervalMs / 2;
+    if (!watched) this.previous = undefined; // a gap: live points start from a new baseline
+    if (this.busy || (!watched && !historyDue)) return;
+    this.busy = true;
     try {
-      totals = parseTotals(await this.opts.scrape());
+      const snap: Snapshot = { t: now, totals: parseTotals(await this.opts.scrape()) };
       this.lastError = undefined;
+      const names = this.opts.endpoints();
+      if (watched) {
+        extend(this.live, names, snap, this.previous, this.o.liveMs);
+        this.previous = snap;
+      }
+      if (historyDue) {
+        extend(this.history, names, snap, this.previousHistory, this.o.historyMs);
+        this.previousHistory = snap;
+      }
     } catch (e) {
       this.lastError = `Could not read the daemon's metrics: ${errorMessage(e)}`;
-      return;
+    } finally {
+      this.busy = false;
     }
-    const t = Date.now();
-    if (this.previous) {
-      const seconds = (t - this.previous.t) / 1000;
-      const zero: Totals = { count: 0, errors: 0, buckets: new Map() };
-      for (const endpoint of new Set([...totals.keys(), ...this.opts.endpoints()])) {
-        const now = totals.get(endpoint) ?? zero;
-        const points = this.series.get(endpoint) ?? [];
-        points.push(point(t, seconds, now, this.previous.totals.get(endpoint)));
-        if (points.length > this.keep) points.splice(0, points.length - this.keep);
-        this.series.set(endpoint, points);
-      }
-    }
-    this.previous = { t, totals };
   }
 }

@@ -15,9 +15,22 @@ export interface FunctionsRoutesOptions {
 const CREDENTIAL_HEADERS = new Set(['authorization', 'x-api-key', 'cookie', 'proxy-authorization']);
 const IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/tiff', 'image/avif', 'application/octet-stream'];
 
+/** A handler's error answer as one line (its JSON error message, else the start of the body), short enough that the audit log keeps it. */
+function errorOfBody(body: string, base64: boolean): string {
+  const text = base64 ? '' : body;
+  try {
+    const j = JSON.parse(text) as { error?: { message?: unknown } | string; message?: unknown; errorMessage?: unknown };
+    const m = typeof j.error === 'object' ? j.error?.message : (j.error ?? j.message ?? j.errorMessage);
+    if (typeof m === 'string') return m.slice(0, 240);
+  } catch {
+    /* not JSON */
+  }
+  return text.slice(0, 240) || 'The function answered with an error and no message.';
+}
+
 function send(reply: FastifyReply, req: FastifyRequest, inv: Invocation): FastifyReply {
-  req.kennelAudit = { function: inv.function, coldStart: inv.coldStart, durationMs: Math.round(inv.durationMs * 100) / 100, statusCode: inv.response.statusCode };
   const { response } = inv;
+  req.kennelAudit = { function: inv.function, coldStart: inv.coldStart, durationMs: Math.round(inv.durationMs * 100) / 100, statusCode: response.statusCode, ...(response.statusCode >= 400 ? { error: errorOfBody(response.body, response.isBase64Encoded === true) } : {}) };
   reply.code(response.statusCode).headers(response.headers).header('x-kennel-cold-start', String(inv.coldStart)).header('x-request-id', inv.requestId);
   return reply.send(response.isBase64Encoded ? Buffer.from(response.body, 'base64') : response.body);
 }

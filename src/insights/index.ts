@@ -4,9 +4,9 @@
  */
 export { TelemetryRecorder, STEP_PHASES, type JobTelemetry, type StepRecord, type StepPhases, type PhaseRecord, type EpochRecord, type HardwareSample, type GpuSample, type HostInfo, type ExtractBatch, type HeadStep, type RecorderOptions } from './telemetry.js';
 export { nvidiaSmi, parseGpuSamples, parseGpuInventory, type GpuProbe } from './gpu.js';
-export { runRules, parseRulesConfig, RULE_NAMES, RulesConfigSchema, type RuleResult, type RuleInput, type RuleName, type RulesConfig, type RulesConfigInput } from './rules.js';
+export { runRules, parseRulesConfig, RULE_NAMES, RulesConfigSchema, type RuleResult, type RuleInput, type JobSettings, type RuleName, type RulesConfig, type RulesConfigInput } from './rules.js';
 export { resolveJob, loadTelemetry, loadRulesConfig, rulesForJob, saveJobInsights, measureJob, ruleInputForJob, workspaceRulesFile, type InsightJob } from './service.js';
-export { buildReport, renderReport, type ReportData, type ReportOptions, type TuneTrial } from './report.js';
+export { buildReport, renderReport, windowedRate, type ReportData, type ReportOptions, type TuneTrial } from './report.js';
 export {
   loadCatalog,
   jobCostReport,

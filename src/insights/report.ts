@@ -8,7 +8,7 @@ import type { Workspace } from '../store/index.js';
 import { barChart, confusionHeatmap, esc, lineChart, parallelCoordinates, timelineChart, type Series, type TimelineSpec } from './charts.js';
 import { runRules, type RuleResult } from './rules.js';
 import { loadRulesConfig, requireCompleted, resolveJob, ruleInputForJob, type InsightJob } from './service.js';
-import type { EpochRecord, JobTelemetry, StepKind, StepRecord } from './telemetry.js';
+import type { EpochRecord, HardwareSample, JobTelemetry, StepKind, StepRecord } from './telemetry.js';
 
 /** One trial of a tuning job, as a 'tune' job's result lists them (docs/INSIGHTS.md). */
 export const TuneTrialSchema = z.object({
@@ -208,19 +208,43 @@ function timelines(t: JobTelemetry): string[] {
   return charts;
 }
 
+/**
+ * Throughput over time in windows of at least a second (a tenth of the span for short runs): each
+ * step's images are spread over its interval. Rates of single steps spike where two workers'
+ * progress events arrive a fraction of a millisecond apart; windows average that out.
+ */
+export function windowedRate(steps: ReadonlyArray<Pick<StepRecord, 't' | 'ms' | 'images'>>, maxPoints = MAX_POINTS): Array<[number, number]> {
+  if (!steps.length) return [];
+  const start = Math.min(...steps.map((s) => s.t));
+  const end = Math.max(...steps.map((s) => s.t + s.ms));
+  const span = end - start;
+  if (!(span > 0)) return [];
+  const w = Math.max(span / maxPoints, Math.min(1000, span / 10));
+  const bins = new Float64Array(Math.ceil(span / w));
+  for (const s of steps) {
+    const a = (s.t - start) / w;
+    const b = (s.t + s.ms - start) / w;
+    if (!(s.ms > 0)) {
+      bins[Math.min(bins.length - 1, Math.floor(a))]! += s.images;
+      continue;
+    }
+    for (let i = Math.floor(a); i < Math.min(bins.length, Math.ceil(b)); i++) bins[i]! += (s.images * (Math.min(b, i + 1) - Math.max(a, i))) / (b - a);
+  }
+  return [...bins].map((images, i): [number, number] => {
+    const width = Math.min(w, span - i * w);
+    return [(start + i * w + width / 2) / 1000, images / (width / 1000)];
+  });
+}
+
 function throughput(t: JobTelemetry): string[] {
   return (['extract', 'head'] as const)
     .map((kind) => {
-      const groups = buckets(
-        t.steps.filter((s) => s.kind === kind && s.ms > 0),
-        MAX_POINTS,
-      );
-      if (!groups.length) return '';
+      const steps = t.steps.filter((s) => s.kind === kind && s.ms > 0);
+      if (!steps.length) return '';
       // extraction over time; head steps by number (an epoch of them lasts milliseconds)
-      const x = (s: StepRecord) => (kind === 'head' ? (s.step ?? 0) : s.t / 1000);
-      const points = groups.map((g): [number, number] => [x(g[0]!), g.reduce((a, s) => a + s.images, 0) / (g.reduce((a, s) => a + s.ms, 0) / 1000)]);
+      const points = kind === 'extract' ? windowedRate(steps) : buckets(steps, MAX_POINTS).map((g): [number, number] => [g[0]!.step ?? 0, g.reduce((a, s) => a + s.images, 0) / (g.reduce((a, s) => a + s.ms, 0) / 1000)]);
       const unit = kind === 'extract' ? 'images/s' : 'rows/s';
-      return lineChart({ kind: 'throughput', title: `Throughput: ${KIND_LABEL[kind]} (${unit})`, series: [{ name: unit, points }], xLabel: kind === 'head' ? 'step' : 'seconds since the job started', yLabel: unit, attrs: { kind } });
+      return lineChart({ kind: 'throughput', title: `Throughput: ${KIND_LABEL[kind]} (${unit}${kind === 'extract' ? ', per window of up to 1 s' : ''})`, series: [{ name: unit, points }], xLabel: kind === 'head' ? 'step' : 'seconds since the job started', yLabel: unit, attrs: { kind } });
     })
     .filter(Boolean);
 }
@@ -229,7 +253,7 @@ function hardwareCharts(t: JobTelemetry): string[] {
   const hw = t.hardware.filter((h) => h.worker === 'main');
   const gpuIds = [...new Set(hw.flatMap((h) => h.gpus?.map((g) => g.index) ?? []))];
   const util: Series[] = [
-    { name: 'process CPU %', points: hw.map((h) => [h.t / 1000, h.cpuShare * 100]) },
+    { name: 'job CPU % (process + worker processes)', points: hw.map((h) => [h.t / 1000, jobCpuShare(h, t.host.cpus) * 100]) },
     { name: 'machine CPU %', points: hw.flatMap((h): Array<[number, number]> => (h.machineCpuShare === undefined ? [] : [[h.t / 1000, h.machineCpuShare * 100]])), color: '#ea580c' },
     { name: 'load/thread % (max 100)', points: hw.map((h) => [h.t / 1000, Math.min(100, (h.load1 / t.host.cpus) * 100)]), color: '#94a3b8' },
     ...gpuIds.map((id, k) => ({ name: `GPU ${id} %`, points: hw.flatMap((h): Array<[number, number]> => h.gpus?.filter((g) => g.index === id).map((g) => [h.t / 1000, g.utilization * 100]) ?? []), color: GPU_COLORS[k % GPU_COLORS.length] })),
@@ -317,6 +341,16 @@ function phasesHtml(t: JobTelemetry): string {
   );
 }
 
+/** CPU of this process and of the job's local worker processes, in cores. */
+const jobCpuCores = (h: HardwareSample): number => h.cpuCores + (h.childCpuCores ?? 0);
+const jobCpuShare = (h: HardwareSample, cpus: number): number => Math.min(1, jobCpuCores(h) / cpus);
+
+function jobCpuLabel(hw: HardwareSample[]): string {
+  const workers = Math.max(0, ...hw.map((h) => h.childProcesses ?? 0));
+  if (hw.every((h) => h.childCpuCores === undefined)) return 'median CPU busy (this process; worker processes not measured here)';
+  return `median CPU busy (this job: this process + ${workers} local worker process${workers === 1 ? '' : 'es'})`;
+}
+
 function hardwareHtml(t: JobTelemetry): string {
   const hw = t.hardware.filter((h) => h.worker === 'main');
   const gpus = t.host.gpus.length ? t.host.gpus.map((g) => `${esc(g.name)} (${g.memoryMiB} MiB)`).join(', ') : 'none used';
@@ -325,7 +359,7 @@ function hardwareHtml(t: JobTelemetry): string {
     ['memory', `${(t.host.memoryBytes / 2 ** 30).toFixed(1)} GiB`],
     ['device', esc(t.device)],
     ['GPUs', gpus],
-    ['median CPU busy (this process)', hw.length ? `${num(median(hw.map((h) => h.cpuCores)))} threads (${pct(median(hw.map((h) => h.cpuShare)))})` : '-'],
+    [jobCpuLabel(hw), hw.length ? `${num(median(hw.map(jobCpuCores)))} threads (${pct(median(hw.map((h) => jobCpuShare(h, t.host.cpus))))})` : '-'],
     ['median CPU busy (machine)', hw.some((h) => h.machineCpuShare !== undefined) ? pct(median(hw.flatMap((h) => (h.machineCpuShare === undefined ? [] : [h.machineCpuShare])))) : '-'],
     ['peak process RSS', hw.length ? `${(Math.max(...hw.map((h) => h.rssBytes)) / 2 ** 20).toFixed(0)} MiB` : '-'],
     ['samples', hw.length],

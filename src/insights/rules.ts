@@ -12,10 +12,10 @@ import type { EpochRecord, JobTelemetry, StepKind, StepRecord } from './telemetr
 const enabled = z.boolean().default(true);
 export const RulesConfigSchema = z
   .object({
-    StepOutlier: z.object({ enabled, sigma: z.number().positive().default(3), minSteps: z.number().int().min(3).default(10), warmupSteps: z.number().int().min(0).default(1), warnShare: z.number().min(0).max(1).default(0.05) }).strict().prefault({}),
+    StepOutlier: z.object({ enabled, sigma: z.number().positive().default(3), minSteps: z.number().int().min(3).default(10), warmupSteps: z.number().int().min(0).default(1), minMs: z.number().min(0).default(50), minShare: z.number().min(0).max(1).default(0.02), warnShare: z.number().min(0).max(1).default(0.05) }).strict().prefault({}),
     LowUtilization: z.object({ enabled, cpuBelow: z.number().min(0).max(1).default(0.3), gpuBelow: z.number().min(0).max(1).default(0.3), minSamples: z.number().int().min(1).default(4) }).strict().prefault({}),
     InputBottleneck: z.object({ enabled, decodeShare: z.number().min(0).max(1).default(0.5), minSteps: z.number().int().min(1).default(5) }).strict().prefault({}),
-    Overfit: z.object({ enabled, epochs: z.number().int().min(1).default(3), minGrowth: z.number().min(0).default(0.02) }).strict().prefault({}),
+    Overfit: z.object({ enabled, epochs: z.number().int().min(1).default(3), minGrowth: z.number().min(0).default(0.02), gapRatio: z.number().min(1).default(1.5), top1Gap: z.number().min(0).max(1).default(0.15) }).strict().prefault({}),
     LossNotDecreasing: z.object({ enabled, minEpochs: z.number().int().min(2).default(3), minDecrease: z.number().min(0).max(1).default(0.05) }).strict().prefault({}),
     VanishingGradient: z.object({ enabled, below: z.number().positive().default(1e-7) }).strict().prefault({}),
     ExplodingGradient: z.object({ enabled, above: z.number().positive().default(1000), growth: z.number().min(1).default(100) }).strict().prefault({}),
@@ -67,7 +67,23 @@ export interface RuleInput {
   metrics?: { valid?: CalibrationMetrics; test?: CalibrationMetrics };
   temperature?: number;
   bestEpoch?: number;
+  /** the job's head settings, so advice is relative to what it used (never less augmentation) */
+  settings?: JobSettings;
 }
+
+/** The training options the recommendations build on (a training job's params). */
+export interface JobSettings {
+  augment?: number;
+  weightDecay?: number;
+  labelSmoothing?: number;
+  head?: string;
+  dropout?: number;
+  patience?: number;
+}
+
+/** Limits of kennel train's options, so advice never suggests a value it would refuse. */
+const MAX_AUGMENT = 32;
+const MAX_DROPOUT = 0.95;
 
 type Check<N extends RuleName> = (input: RuleInput, cfg: RulesConfig[N]) => Omit<RuleResult, 'rule'>;
 
@@ -90,17 +106,18 @@ const byKind = (steps: readonly StepRecord[]): Array<[StepKind, StepRecord[]]> =
 const stepOutlier: Check<'StepOutlier'> = ({ telemetry }, cfg) => {
   const groups = byKind(telemetry?.steps ?? []).map(([kind, all]) => [kind, all.slice(cfg.warmupSteps)] as const).filter(([, s]) => s.length >= cfg.minSteps);
   if (!groups.length) return skipped(`Fewer than ${cfg.minSteps} steps were recorded after warm-up, too few to judge step times.`);
+  // spikes matter only when they are long in absolute terms and cost a share of the job's time
+  const jobMs = telemetry!.seconds * 1000 || telemetry!.steps.reduce((a, s) => a + s.ms, 0);
   const found = groups.map(([kind, steps]) => {
     const times = steps.map((s) => s.ms);
     const m = mean(times);
-    const limit = m + cfg.sigma * sd(times);
+    const limit = Math.max(m + cfg.sigma * sd(times), cfg.minMs);
     const outliers = steps.filter((s) => s.ms > limit);
     const worst = outliers.reduce<StepRecord | undefined>((w, s) => (!w || s.ms > w.ms ? s : w), undefined);
-    // time lost to the spikes, as a share of all step time of this kind
-    const lostShare = outliers.reduce((a, s) => a + s.ms - m, 0) / times.reduce((a, b) => a + b, 0);
+    const lostShare = jobMs > 0 ? outliers.reduce((a, s) => a + s.ms - m, 0) / jobMs : 0;
     return { kind, steps: steps.length, mean: m, limit, outliers, worst, lostShare };
   });
-  const evidence: Evidence = {};
+  const evidence: Evidence = { jobSeconds: round(jobMs / 1000), minMs: cfg.minMs, minShare: cfg.minShare };
   for (const f of found) {
     evidence[`${f.kind}Steps`] = f.steps;
     evidence[`${f.kind}MeanMs`] = round(f.mean);
@@ -112,13 +129,21 @@ const stepOutlier: Check<'StepOutlier'> = ({ telemetry }, cfg) => {
       evidence[`${f.kind}LostShare`] = round(f.lostShare);
     }
   }
-  const bad = found.filter((f) => f.outliers.length > 0);
-  if (!bad.length) return ok(`No step took longer than mean + ${cfg.sigma} sigma (${found.map((f) => `${KIND_NAME[f.kind]}: limit ${ms(f.limit)}`).join('; ')}).`, evidence);
+  const bad = found.filter((f) => f.outliers.length > 0 && f.lostShare >= cfg.minShare);
+  const limits = found.map((f) => `${KIND_NAME[f.kind]}: limit ${ms(f.limit)}`).join('; ');
+  if (!bad.length) {
+    const minor = found.filter((f) => f.outliers.length > 0);
+    return ok(
+      minor.length
+        ? `${minor.map((f) => `${f.outliers.length} of ${f.steps} ${KIND_NAME[f.kind]}`).join(' and ')} took longer than mean + ${cfg.sigma} sigma and ${ms(cfg.minMs)}, but cost under ${pct(cfg.minShare)} of the job's time (${limits}).`
+        : `No step took longer than mean + ${cfg.sigma} sigma and ${ms(cfg.minMs)} (${limits}).`,
+      evidence,
+    );
+  }
   return {
     status: 'fired',
-    // a few spikes that cost little time are worth knowing, not worth acting on
     severity: bad.some((f) => f.lostShare >= cfg.warnShare) ? 'warning' : 'info',
-    finding: bad.map((f) => `${f.outliers.length} of ${f.steps} ${KIND_NAME[f.kind]} took longer than mean + ${cfg.sigma} sigma (${ms(f.limit)}, mean ${ms(f.mean)}); the slowest took ${ms(f.worst!.ms)} at ${round(f.worst!.t / 1000)} s, and the spikes cost ${pct(f.lostShare)} of that step time`).join('; ') + '.',
+    finding: bad.map((f) => `${f.outliers.length} of ${f.steps} ${KIND_NAME[f.kind]} took longer than ${ms(f.limit)} (mean ${ms(f.mean)} + ${cfg.sigma} sigma, at least ${ms(cfg.minMs)}); the slowest took ${ms(f.worst!.ms)} at ${round(f.worst!.t / 1000)} s, and the spikes cost ${pct(f.lostShare)} of the job's time`).join('; ') + '.',
     evidence,
     recommendation:
       'Compare the slow steps with the hardware chart of the report: spikes while the load average is high mean other work competed for the CPU (run fewer jobs at once or give this one its own cores); isolated single spikes are usually garbage collection or page-cache misses and need no action unless they recur.',
@@ -131,16 +156,17 @@ const lowUtilization: Check<'LowUtilization'> = ({ telemetry }, cfg) => {
   // the machine's busy share counts worker processes too; the process share is the fallback
   const machineShares = samples.flatMap((s) => (s.machineCpuShare === undefined ? [] : [s.machineCpuShare]));
   const machine = machineShares.length >= cfg.minSamples ? median(machineShares) : undefined;
-  const cpu = machine ?? median(samples.map((s) => s.cpuShare));
-  const cores = median(samples.map((s) => s.cpuCores));
+  const cpus = telemetry!.host.cpus;
+  // this process and the job's local worker processes
+  const cores = median(samples.map((s) => s.cpuCores + (s.childCpuCores ?? 0)));
+  const cpu = machine ?? Math.min(1, cores / cpus);
   const gpuSamples = samples.filter((s) => s.gpus?.length).map((s) => Math.max(...s.gpus!.map((g) => g.utilization)));
   const gpu = gpuSamples.length >= cfg.minSamples ? median(gpuSamples) : undefined;
-  const cpus = telemetry!.host.cpus;
-  const evidence: Evidence = { samples: samples.length, medianCpuShare: round(cpu), medianProcessCpuCores: round(cores), cpus, medianLoad1: round(median(samples.map((s) => s.load1))), ...(gpu === undefined ? {} : { medianGpuUtilization: round(gpu), gpuSamples: gpuSamples.length }) };
+  const evidence: Evidence = { samples: samples.length, medianCpuShare: round(cpu), medianJobCpuCores: round(cores), cpus, medianLoad1: round(median(samples.map((s) => s.load1))), ...(gpu === undefined ? {} : { medianGpuUtilization: round(gpu), gpuSamples: gpuSamples.length }) };
   const idle: string[] = [];
   const advice: string[] = [];
   if (cpu < cfg.cpuBelow) {
-    idle.push(`the CPUs were ${pct(cpu)} busy on median (below ${pct(cfg.cpuBelow)}; this process used ${round(cores)} of ${cpus} threads)`);
+    idle.push(`the CPUs were ${pct(cpu)} busy on median (below ${pct(cfg.cpuBelow)}; this job's process and local workers used ${round(cores)} of ${cpus} threads)`);
     advice.push(
       'use the idle cores: extract features with more workers (or a larger extraction batch), train with a larger --batch-size, or run several trainings (e.g. a tuning job) side by side; on a cloud instance, pick one with fewer vCPUs (kennel cost shows the cheaper fit)',
     );
@@ -187,37 +213,70 @@ const inputBottleneck: Check<'InputBottleneck'> = ({ telemetry }, cfg) => {
 
 const epochsOf = (input: RuleInput): EpochRecord[] => input.epochs ?? input.telemetry?.epochs ?? [];
 
+/** The skip for rules that need a per-epoch history (a head fitted in one solve has none). */
+const tooFewEpochs = (have: number, need: number, what: string): Omit<RuleResult, 'rule'> =>
+  skipped(have === 0 ? `Skipped: no epochs were recorded (the head was fitted without an epoch history), so ${what} cannot be judged.` : `Skipped: only ${have} epoch${have === 1 ? ' was' : 's were'} recorded; ${what} needs at least ${need}.`);
+
+/** Regularisation advice relative to what the job used: never less augmentation or decay than it had. */
+function regularise(s: JobSettings = {}): string[] {
+  const out: string[] = [];
+  const augment = s.augment ?? 0;
+  if (augment < MAX_AUGMENT) out.push(`more augmentation views (--augment ${Math.min(MAX_AUGMENT, Math.max(2, augment * 2))}${s.augment === undefined ? '' : `, this job used ${augment}`})`);
+  if (s.weightDecay !== undefined) out.push(`a stronger --weight-decay (${s.weightDecay > 0 ? `${round(Math.min(1, s.weightDecay * 10))}, this job used ${s.weightDecay}` : '1e-4, this job used none'})`);
+  else out.push('a stronger --weight-decay (e.g. x10)');
+  if (s.labelSmoothing === undefined || s.labelSmoothing < 0.2) out.push(`--label-smoothing ${s.labelSmoothing !== undefined && s.labelSmoothing >= 0.1 ? 0.2 : 0.1}`);
+  if (s.head === 'mlp') out.push(`the linear head, or a higher --dropout${s.dropout !== undefined && s.dropout < MAX_DROPOUT ? ` (${round(Math.min(MAX_DROPOUT, s.dropout + 0.2))}, this job used ${s.dropout})` : ''}`);
+  if (s.patience === undefined || s.patience > 2) out.push(`a lower --patience${s.patience === undefined ? '' : ` (${Math.max(1, Math.floor(s.patience / 2))}, this job used ${s.patience})`} so early stopping ends the run sooner`);
+  return out;
+}
+
 const overfit: Check<'Overfit'> = (input, cfg) => {
   const { bestEpoch } = input;
   const epochs = epochsOf(input);
-  if (epochs.length < cfg.epochs + 1) return skipped(`Only ${epochs.length} epochs were recorded; the train-valid gap needs ${cfg.epochs + 1} to show a trend.`);
-  const gap = epochs.map((e) => e.validLoss - e.trainLoss);
-  // the last run of at least K consecutive growing gaps that grew by minGrowth in total
-  let found: { from: number; to: number } | undefined;
-  let runStart = 0;
-  for (let i = 1; i < gap.length; i++) {
-    if (!(gap[i]! > gap[i - 1]!)) runStart = i;
-    else if (i - runStart >= cfg.epochs && gap[i]! - gap[runStart]! >= cfg.minGrowth) found = { from: runStart, to: i };
-  }
+  if (epochs.length < 2) return tooFewEpochs(epochs.length, 2, 'overfitting');
   const last = epochs[epochs.length - 1]!;
+  const gap = epochs.map((e) => e.validLoss - e.trainLoss);
   const evidence: Evidence = { epochs: epochs.length, gap: gap.map((g) => round(g)), finalTrainLoss: round(last.trainLoss), finalValidLoss: round(last.validLoss), finalTrainTop1: round(last.trainTop1), finalValidTop1: round(last.validTop1), ...(bestEpoch ? { bestEpoch } : {}) };
-  if (!found) return ok(`The valid-train loss gap did not grow for ${cfg.epochs} epochs in a row (final gap ${round(gap[gap.length - 1]!)}).`, evidence);
-  const a = epochs[found.from]!;
-  const b = epochs[found.to]!;
-  Object.assign(evidence, { fromEpoch: a.epoch, toEpoch: b.epoch, gapGrowth: round(gap[found.to]! - gap[found.from]!) });
-  const protectedByEarlyStop = bestEpoch !== undefined && bestEpoch <= a.epoch;
+  // 1. the trend: valid loss rose every epoch for K epochs (by minGrowth in total) while train loss fell
+  let trend: { from: number; to: number } | undefined;
+  for (let to = cfg.epochs; to < epochs.length; to++) {
+    const from = to - cfg.epochs;
+    const window = epochs.slice(from, to + 1);
+    const rising = window.every((e, k) => k === 0 || e.validLoss > window[k - 1]!.validLoss);
+    if (rising && epochs[to]!.validLoss - epochs[from]!.validLoss >= cfg.minGrowth && epochs[to]!.trainLoss < epochs[from]!.trainLoss) trend = { from, to };
+  }
+  // 2. the level: at the end valid loss well above train loss, and valid top-1 well below train top-1
+  const wide = last.trainLoss > 0 && last.validLoss >= cfg.gapRatio * last.trainLoss && last.trainTop1 - last.validTop1 >= cfg.top1Gap;
+  if (!trend && !wide) {
+    return ok(
+      `No sign of overfitting: the valid loss did not rise for ${cfg.epochs} epochs while the train loss fell, and at the end valid loss ${round(last.validLoss)} vs train ${round(last.trainLoss)}, valid top-1 ${pct(last.validTop1)} vs train ${pct(last.trainTop1)}.`,
+      evidence,
+    );
+  }
+  const what: string[] = [];
+  if (trend) {
+    const a = epochs[trend.from]!;
+    const b = epochs[trend.to]!;
+    Object.assign(evidence, { fromEpoch: a.epoch, toEpoch: b.epoch, validLossGrowth: round(b.validLoss - a.validLoss) });
+    what.push(`from epoch ${a.epoch} to ${b.epoch} the valid loss rose every epoch (${round(a.validLoss)} -> ${round(b.validLoss)}) while the train loss fell (${round(a.trainLoss)} -> ${round(b.trainLoss)})`);
+  }
+  if (wide) {
+    Object.assign(evidence, { lossRatio: round(last.validLoss / last.trainLoss), top1Gap: round(last.trainTop1 - last.validTop1) });
+    what.push(`at the end the valid loss (${round(last.validLoss)}) was ${round(last.validLoss / last.trainLoss)}x the train loss (${round(last.trainLoss)}) and valid top-1 ${pct(last.validTop1)} was ${pct(last.trainTop1 - last.validTop1)} below train top-1 ${pct(last.trainTop1)}`);
+  }
+  const protectedByEarlyStop = trend !== undefined && !wide && bestEpoch !== undefined && bestEpoch <= epochs[trend.from]!.epoch;
   return {
     status: 'fired',
     severity: protectedByEarlyStop ? 'info' : 'warning',
-    finding: `The model started to overfit: from epoch ${a.epoch} to ${b.epoch} the valid loss minus train loss grew every epoch, from ${round(gap[found.from]!)} to ${round(gap[found.to]!)} (valid loss ${round(a.validLoss)} -> ${round(b.validLoss)}, train loss ${round(a.trainLoss)} -> ${round(b.trainLoss)}).${protectedByEarlyStop ? ` Early stopping kept epoch ${bestEpoch}, before the gap grew, so the registered model is not affected.` : ''}`,
+    finding: `The model overfits: ${what.join('; and ')}.${protectedByEarlyStop ? ` Early stopping kept epoch ${bestEpoch}, before the valid loss rose, so the registered model is not affected.` : ''}`,
     evidence,
-    recommendation: 'Regularise or add data: train with augmentation views (--augment 2), raise --weight-decay (e.g. x10) or --label-smoothing, use the linear head instead of the MLP or a higher --dropout, or lower --patience so early stopping ends the run sooner.',
+    recommendation: `Regularise or add data: ${regularise(input.settings).join('; ')}.`,
   };
 };
 
 const lossNotDecreasing: Check<'LossNotDecreasing'> = (input, cfg) => {
   const epochs = epochsOf(input);
-  if (epochs.length < cfg.minEpochs) return skipped(`Only ${epochs.length} epochs were recorded (at least ${cfg.minEpochs} are needed).`);
+  if (epochs.length < cfg.minEpochs) return tooFewEpochs(epochs.length, cfg.minEpochs, 'whether the loss decreases');
   const losses = epochs.map((e) => e.trainLoss);
   const broken = epochs.find((e) => !Number.isFinite(e.trainLoss));
   const first = losses[0]!;
@@ -238,12 +297,16 @@ const lossNotDecreasing: Check<'LossNotDecreasing'> = (input, cfg) => {
 /** Per-step head gradient norms, or per-epoch means where steps were not recorded. */
 function headGradNorms(input: RuleInput): Array<{ epoch: number; norm: number }> {
   const fromSteps = (input.telemetry?.steps ?? []).filter((s) => s.kind === 'head' && s.gradNorm !== undefined).map((s) => ({ epoch: s.epoch ?? 0, norm: s.gradNorm! }));
-  return fromSteps.length ? fromSteps : epochsOf(input).map((e) => ({ epoch: e.epoch, norm: e.gradNorm }));
+  // a head fitted by a solver may record epochs without a gradient norm: missing is not NaN
+  return fromSteps.length ? fromSteps : epochsOf(input).flatMap((e) => (typeof e.gradNorm === 'number' ? [{ epoch: e.epoch, norm: e.gradNorm }] : []));
 }
 
 const vanishingGradient: Check<'VanishingGradient'> = (input, cfg) => {
   const norms = headGradNorms(input);
   if (!norms.length) return skipped('No head gradient norms were recorded.');
+  // a tiny gradient after a single solve is convergence; vanishing is a trend over epochs
+  const seen = new Set(norms.map((n) => n.epoch)).size;
+  if (seen < 2) return tooFewEpochs(seen, 2, 'a vanishing gradient');
   const lastEpoch = norms[norms.length - 1]!.epoch;
   const last = median(norms.filter((n) => n.epoch === lastEpoch).map((n) => n.norm));
   const first = median(norms.filter((n) => n.epoch === norms[0]!.epoch).map((n) => n.norm));
@@ -271,7 +334,7 @@ const explodingGradient: Check<'ExplodingGradient'> = (input, cfg) => {
   return { status: 'fired', severity: 'warning', finding: `The head's gradients exploded: ${what}.`, evidence, recommendation: 'Lower --lr (e.g. by 10x), switch to --optimizer adamw, and raise --weight-decay; exploding gradients on standardised features usually mean the learning rate is far too large.' };
 };
 
-const classImbalance: Check<'ClassImbalance'> = ({ dataset }, cfg) => {
+const classImbalance: Check<'ClassImbalance'> = ({ dataset, settings }, cfg) => {
   if (!dataset) return skipped('The job has no dataset import report.');
   const { min, max, ratio, smallest } = dataset.report.imbalance;
   const evidence: Evidence = { minTrainImages: min, maxTrainImages: max, ratio, smallestClasses: smallest.slice(0, 5), classes: dataset.classes.length };
@@ -281,7 +344,7 @@ const classImbalance: Check<'ClassImbalance'> = ({ dataset }, cfg) => {
     severity: 'warning',
     finding: ratio === null ? `${smallest.length} classes have no training images (e.g. ${smallest.slice(0, 3).join(', ')}); the model can never predict them.` : `The training classes are imbalanced: from ${min} images (${smallest.slice(0, 3).join(', ')}) to ${max} per class, a ratio of ${ratio} (limit ${cfg.ratio}).`,
     evidence,
-    recommendation: `Collect more images of the smallest classes (${smallest.slice(0, 3).join(', ')}) and re-import, or add augmentation views (--augment 2) so rare classes get more varied examples; judge the model by per-class accuracy in kennel report, not only top-1.`,
+    recommendation: `Collect more images of the smallest classes (${smallest.slice(0, 3).join(', ')}) and re-import${(settings?.augment ?? 0) < MAX_AUGMENT ? `, or add augmentation views (--augment ${Math.min(MAX_AUGMENT, Math.max(2, (settings?.augment ?? 0) * 2))}) so rare classes get more varied examples` : ''}; judge the model by per-class accuracy in kennel report, not only top-1.`,
   };
 };
 

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { KennelError, errorMessage, notFound } from '../core/errors.js';
 import { getDatasetVersion, type DatasetVersion } from '../data/index.js';
 import { getJob, listJobs, type Job, type Workspace } from '../store/index.js';
-import { parseRulesConfig, runRules, type CalibrationMetrics, type RuleInput, type RuleResult, type RulesConfig } from './rules.js';
+import { parseRulesConfig, runRules, type CalibrationMetrics, type JobSettings, type RuleInput, type RuleResult, type RulesConfig } from './rules.js';
 import type { JobMeasurement } from './cost.js';
 import type { EpochRecord, JobTelemetry, TelemetryRecorder } from './telemetry.js';
 
@@ -11,11 +11,10 @@ import type { EpochRecord, JobTelemetry, TelemetryRecorder } from './telemetry.j
 export const INSIGHT_KINDS = ['train', 'tune'] as const;
 
 /** The parts of a training (or tuning) job's params and result that insights read. */
-export interface InsightJobParams {
+export interface InsightJobParams extends JobSettings {
   dataset?: string;
   datasetVersion?: number;
   backbone?: string;
-  augment?: number;
   device?: string;
 }
 
@@ -101,6 +100,7 @@ export async function ruleInputForJob(ws: Workspace, job: InsightJob): Promise<R
     metrics: result.metrics,
     temperature: result.temperature,
     bestEpoch: result.bestEpoch,
+    settings: job.params,
   };
 }
 
@@ -118,8 +118,10 @@ export async function rulesForJob(ws: Workspace, ref: string, configFile?: strin
 export async function saveJobInsights(ws: Workspace, recorder: TelemetryRecorder, context: Omit<RuleInput, 'telemetry'>): Promise<{ telemetry: string; rules: RuleResult[]; rulesError?: string }> {
   const telemetry = recorder.finish();
   const sha = await ws.artifacts.put(Buffer.from(JSON.stringify(telemetry)));
+  // the job's own settings, so advice is relative to them
+  const settings = context.settings ?? (getJob(ws, recorder.meta.job)?.params as InsightJobParams | undefined);
   try {
-    return { telemetry: sha, rules: runRules({ ...context, telemetry }, loadRulesConfig(ws)) };
+    return { telemetry: sha, rules: runRules({ ...context, settings, telemetry }, loadRulesConfig(ws)) };
   } catch (e) {
     if (!(e instanceof KennelError)) throw e;
     return { telemetry: sha, rules: [], rulesError: `${e.message} ${e.hint ?? ''}`.trim() };

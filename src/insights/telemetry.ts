@@ -120,6 +120,13 @@ export interface HardwareSample {
   cpuCores: number;
   /** cpuCores over the logical processors available to the process, 0..1 */
   cpuShare: number;
+  /**
+   * CPU of the job's local worker processes (child processes started during the job), in cores;
+   * undefined where /proc is not available. Redis workers on other machines are not included.
+   */
+  childCpuCores?: number;
+  /** how many such child processes were running */
+  childProcesses?: number;
   /** busy share of all the machine's logical processors (this job's worker processes and anything else), 0..1 */
   machineCpuShare?: number;
   /** one-minute load average of the machine (0 on platforms without one) */
@@ -207,6 +214,92 @@ class MachineCpu {
     this.fd = undefined;
   }
 }
+/** Linux reports process CPU times in USER_HZ ticks, 100 a second on every mainstream architecture. */
+const MS_PER_TICK = 10;
+
+/**
+ * CPU time of this process's children from /proc: process.cpuUsage() sees only this process, while
+ * extraction runs in forked worker processes. Children already running when the recording starts
+ * (a daemon's serving replicas) are not the job's and are left out. Files stay open and are re-read
+ * at offset 0 (as for /proc/stat): opening /proc/PID/stat each time cost 10x more.
+ */
+class ChildCpu {
+  private readonly preexisting = new Set<number>();
+  /** per child: its open stat file and the CPU ticks read last */
+  private readonly children = new Map<number, { fd: number; ticks: number }>();
+  private listFd?: number;
+  /** the children list (up to about 500 pids) and one stat line */
+  private readonly listBuf = Buffer.alloc(4096);
+  private readonly buf = Buffer.alloc(1024);
+
+  constructor() {
+    try {
+      this.listFd = openSync(`/proc/${process.pid}/task/${process.pid}/children`, 'r');
+    } catch {
+      this.listFd = undefined;
+    }
+    for (const pid of this.list() ?? []) this.preexisting.add(pid);
+  }
+
+  /** direct children of the main thread (fork runs there), or undefined without /proc */
+  private list(): number[] | undefined {
+    if (this.listFd === undefined) return undefined;
+    const n = readSync(this.listFd, this.listBuf, 0, this.listBuf.length, 0);
+    return this.listBuf.toString('latin1', 0, n).trim().split(/\s+/).filter(Boolean).map(Number);
+  }
+
+  /** utime + stime of a child in ticks, or undefined once it has exited */
+  private ticks(fd: number): number | undefined {
+    try {
+      const n = readSync(fd, this.buf, 0, this.buf.length, 0);
+      const stat = this.buf.toString('latin1', 0, n);
+      // pid (comm) state ppid ... utime stime: utime and stime are the 12th and 13th fields after ')'
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const ticks = Number(f[11]) + Number(f[12]);
+      return Number.isFinite(ticks) ? ticks : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** CPU ms the job's children used since the previous call, and how many are running. */
+  sample(): { ms: number; processes: number } | undefined {
+    const pids = this.list();
+    if (!pids) return undefined;
+    let ms = 0;
+    const running = new Set(pids);
+    for (const [pid, c] of this.children) {
+      if (running.has(pid)) continue;
+      closeSync(c.fd);
+      this.children.delete(pid);
+    }
+    for (const pid of pids) {
+      if (this.preexisting.has(pid)) continue;
+      let c = this.children.get(pid);
+      if (!c) {
+        try {
+          c = { fd: openSync(`/proc/${pid}/stat`, 'r'), ticks: 0 };
+        } catch {
+          continue; // exited since the list was read
+        }
+        this.children.set(pid, c);
+      }
+      const ticks = this.ticks(c.fd);
+      if (ticks === undefined) continue;
+      ms += (ticks - c.ticks) * MS_PER_TICK;
+      c.ticks = ticks;
+    }
+    return { ms, processes: this.children.size };
+  }
+
+  close(): void {
+    for (const c of this.children.values()) closeSync(c.fd);
+    this.children.clear();
+    if (this.listFd !== undefined) closeSync(this.listFd);
+    this.listFd = undefined;
+  }
+}
+
 /** nvidia-smi's sampling period; once a second is plenty for a utilisation chart. */
 const GPU_PERIOD_MS = 1000;
 
@@ -229,6 +322,7 @@ export class TelemetryRecorder {
   private lastCpuAt = performance.now();
   private readonly machineCpu = new MachineCpu();
   private lastMachine = this.machineCpu.times();
+  private readonly childCpu = new ChildCpu();
   private workerStats: WorkerStat[] = [];
   private lastGpu?: GpuSample[];
   private stopGpu?: () => void;
@@ -347,6 +441,7 @@ export class TelemetryRecorder {
       this.lastCpu = process.cpuUsage();
       this.lastCpuAt = at;
       const cores = wall > 0 ? (cpu.user + cpu.system) / 1000 / wall : 0;
+      const children = this.childCpu.sample();
       const machine = this.machineCpu.times();
       const machineTotal = machine.total - this.lastMachine.total;
       const machineShare = machineTotal > 0 ? (machine.busy - this.lastMachine.busy) / machineTotal : undefined;
@@ -356,6 +451,7 @@ export class TelemetryRecorder {
         worker: 'main',
         cpuCores: cores,
         cpuShare: Math.min(1, cores / availableParallelism()),
+        ...(children && wall > 0 ? { childCpuCores: children.ms / wall, childProcesses: children.processes } : {}),
         ...(machineShare === undefined ? {} : { machineCpuShare: machineShare }),
         load1: loadavg()[0] ?? 0,
         rssBytes: process.memoryUsage.rss(),
@@ -374,6 +470,7 @@ export class TelemetryRecorder {
     this.stopGpu?.();
     this.sampleHardware();
     this.machineCpu.close();
+    this.childCpu.close();
     const stepMs = this.steps.reduce((s, x) => s + x.ms, 0);
     const c = cpus();
     this.finished = {

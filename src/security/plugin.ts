@@ -162,6 +162,11 @@ const plugin: FastifyPluginAsync<SecurityPluginOptions> = async (app, opts) => {
     }
   });
 
+  // the sentence the caller got, so the audit log (and the console's function page) can show it
+  app.addHook('onError', async (req, _reply, error) => {
+    if (req.kennelTarget) req.kennelAudit = { ...req.kennelAudit, error: error instanceof KennelError ? error.message : 'An unexpected error occurred.' };
+  });
+
   app.addHook('onResponse', async (req, reply) => {
     if (!req.kennelTarget) return;
     appendAudit(opts.ws, {

@@ -1,7 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { consolePlugin } from '../console/index.js';
+import { consolePlugin, type LogBook } from '../console/index.js';
 import { KennelError } from '../core/errors.js';
 import { sameSecret } from '../security/index.js';
 import { CreateEndpointSchema, UpdateEndpointSchema, type ServingRuntime } from '../serving/index.js';
@@ -18,6 +18,8 @@ export interface AdminOptions {
   shutdown: () => void;
   /** the daemon's Prometheus text (the console's endpoint charts) */
   metrics: () => Promise<string>;
+  /** the daemon's recent log lines (the console's logs view) */
+  logs?: LogBook;
 }
 
 const jsonSchema = (schema: z.ZodType) => {
@@ -44,7 +46,7 @@ export function buildAdmin(runtime: ServingRuntime, opts: AdminOptions): Fastify
   app.get('/healthz', async () => ({ ok: true }));
 
   // options read when the server starts: status() describes the running daemon only by then
-  app.register(consolePlugin, () => ({ home: opts.status().home as string, runtime, adminToken: opts.token, status: opts.status, dataPlaneUrl: () => dataPlaneUrl(opts.status() as Pick<DaemonState, 'host' | 'port'>), metrics: opts.metrics }));
+  app.register(consolePlugin, () => ({ home: opts.status().home as string, runtime, adminToken: opts.token, status: opts.status, dataPlaneUrl: () => dataPlaneUrl(opts.status() as Pick<DaemonState, 'host' | 'port'>), metrics: opts.metrics, logs: opts.logs }));
 
   app.register(async (api) => {
     api.addHook('onRequest', async (req) => {

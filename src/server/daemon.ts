@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
+import { LogBook } from '../console/index.js';
 import { KennelError } from '../core/errors.js';
 import { endpointClientFor, FunctionGateway, type EventQueueOptions } from '../functions/index.js';
 import { ServingRuntime, type PoolTimings } from '../serving/index.js';
@@ -32,8 +33,11 @@ export interface Daemon {
   close(): Promise<void>;
 }
 
-export function daemonLogger(): Logger {
-  return pino({ level: process.env.KENNEL_LOG_LEVEL ?? 'info', base: { pid: process.pid } });
+/** The daemon's logger: JSON lines on stdout, and into `book` (the console's logs view) when given. */
+export function daemonLogger(book?: LogBook): Logger {
+  const level = process.env.KENNEL_LOG_LEVEL ?? 'info';
+  if (!book) return pino({ level, base: { pid: process.pid } });
+  return pino({ level, base: { pid: process.pid } }, pino.multistream([{ level, stream: process.stdout }, { level, stream: book }]));
 }
 
 /**
@@ -42,7 +46,9 @@ export function daemonLogger(): Logger {
  * instances. One daemon per KENNEL_HOME.
  */
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
-  const log = opts.log ?? daemonLogger();
+  // a logger passed in (tests, embedding) is not captured: the logs view then shows nothing
+  const logs = new LogBook();
+  const log = opts.log ?? daemonLogger(logs);
   const host = opts.host ?? '127.0.0.1';
   const running = readState(opts.home);
   if (running && running.pid !== process.pid && isAlive(running.pid)) {
@@ -50,6 +56,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   }
   const ws = openWorkspace(opts.home);
   const token = ensureAdminToken(ws.home);
+  logs.addSecrets(token);
   let runtime: ServingRuntime | undefined;
   const metrics = new ServingMetrics(() => runtime?.load() ?? []);
   runtime = new ServingRuntime(ws, { log, hooks: metrics.hooks, timings: opts.timings });
@@ -81,6 +88,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     status: () => ({ pid: process.pid, home: ws.home, host, ...ports, startedAt, endpoints: runtime!.list().length }),
     shutdown: () => void close(),
     metrics: () => metrics.text(),
+    logs,
   });
   try {
     await dataPlane.listen({ host, port: opts.port ?? 8080 });

@@ -65,6 +65,8 @@ export class ReplicaProcess extends TypedEmitter<ReplicaListener> {
   private nextId = 1;
   private stopRequested = false;
   private fatal: { message: string; permanent?: boolean } | undefined;
+  /** lines carry the replica id and pid (known once started), so the console's logs view can show them per replica */
+  private rlog: Logger | undefined;
 
   constructor(
     readonly config: ReplicaConfig,
@@ -89,6 +91,7 @@ export class ReplicaProcess extends TypedEmitter<ReplicaListener> {
       for (const m of batch) this.onMessage(m);
     });
     this.child.on('exit', ({ code, signal }) => {
+      this.rlog?.info({ code, signal, expected: this.stopRequested }, 'replica exited');
       const wasReady = this.readyAt !== undefined;
       this.state = 'stopped';
       this.outstanding = 0;
@@ -105,9 +108,10 @@ export class ReplicaProcess extends TypedEmitter<ReplicaListener> {
     void this.child.start(); // its first message ('ready' or 'fatal') goes through onMessage
     this.requests = this.child.stream(REQUEST_FD) as Socket;
     this.requests.on('error', () => {}); // a dead replica: its exit handler fails what is pending
-    const rlog = this.log.child({ replica: this.id, pid: this.child.pid, model: this.config.model });
+    const rlog = (this.rlog = this.log.child({ replica: this.id, pid: this.child.pid, model: this.config.model }));
     for (const fd of [1, 2]) createInterface({ input: this.child.stream(fd) as Readable }).on('line', (line) => rlog.warn({ output: line }, 'replica output'));
     this.child.on('error', (e) => rlog.error({ err: e.message }, 'replica process error'));
+    rlog.info({ threads: this.config.threads }, 'replica started');
     this.send({ type: 'start', config: this.config });
   }
 
@@ -183,6 +187,7 @@ export class ReplicaProcess extends TypedEmitter<ReplicaListener> {
         this.readyAt = Date.now();
         this.lastPong = this.readyAt;
         if (this.state === 'starting') this.state = 'ready';
+        this.rlog?.info({ ms: this.readyAt - this.startedAt }, 'replica ready');
         this.emit('ready');
         break;
       case 'fatal':

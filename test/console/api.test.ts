@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
-import { parseTotals, quantile } from '../../src/console/index.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { LogBook, TrafficSampler, parseTotals, quantile } from '../../src/console/index.ts';
 import { createKey, readAudit, revokeKey, cliActor } from '../../src/security/index.ts';
 import { buildAdmin } from '../../src/server/admin.ts';
 import { ServingRuntime } from '../../src/serving/index.ts';
@@ -205,12 +206,73 @@ test('traffic: Prometheus histograms become rates and quantiles', () => {
     'kennel_invocation_duration_seconds_bucket{le="+Inf",endpoint="dogs",variant="primary",status="200"} 100',
     'kennel_invocation_duration_seconds_count{endpoint="dogs",variant="primary",status="200"} 100',
     'kennel_invocation_duration_seconds_count{endpoint="dogs",variant="primary",status="503"} 4',
+    'kennel_invocation_duration_seconds_count{endpoint="dogs",variant="primary",status="429"} 7',
     'kennel_invocation_errors_total{endpoint="dogs",status="503",code="overloaded"} 4',
+    'kennel_invocation_errors_total{endpoint="dogs",status="429",code="throttled"} 7',
   ].join('\n');
   const t = parseTotals(text).get('dogs')!;
-  assert.equal(t.count, 104);
-  assert.equal(t.errors, 4);
+  assert.equal(t.count, 111);
+  assert.equal(t.errors, 4, '429s are counted apart from errors');
+  assert.equal(t.throttled, 7);
   assert.equal(quantile(0.5, [...t.buckets]), 0.01);
   assert.ok(Math.abs(quantile(0.7, [...t.buckets])! - 0.03) < 1e-9, 'linear inside the bucket');
   assert.equal(quantile(0.5, []), null);
+});
+
+test('traffic: live points while watched, an hour of 30 s history always, both bounded by age', async () => {
+  let now = 1_000_000;
+  let count = 0;
+  let throttled = 0;
+  const sampler = new TrafficSampler({
+    scrape: async () => `kennel_invocation_duration_seconds_count{endpoint="dogs",status="200"} ${count}\nkennel_invocation_errors_total{endpoint="dogs",status="429",code="throttled"} ${throttled}`,
+    endpoints: () => ['dogs'],
+    intervalMs: 2000,
+    now: () => now,
+  });
+  // the timer is left out: each tick is 2 s of this clock, with 20 requests and one 429 in it
+  const tick = async (watch: boolean) => {
+    now += 2000;
+    count += 20;
+    throttled += 1;
+    if (watch) sampler.read('dogs');
+    await sampler.sample();
+  };
+  try {
+    await sleep(0); // the first sample, at construction, is the history's baseline
+    await tick(true); // the live baseline
+    for (let i = 0; i < 30; i++) await tick(true); // a minute watched
+    const watched = sampler.read('dogs');
+    assert.equal(watched.points.length, 30, 'a live point every 2 s');
+    assert.deepEqual(watched.points.at(-1)!, { ...watched.points.at(-1)!, rps: 10, errorsPerS: 0, throttledPerS: 0.5 }, '429s apart from errors');
+    assert.equal(watched.history.length, 2, 'a history point every 30 s');
+    for (let i = 0; i < 1800; i++) await tick(false); // an hour nobody watches
+    const later = sampler.read('dogs');
+    assert.deepEqual(later.points, [], 'no live points while nobody watched');
+    assert.ok(later.history.length >= 120 && later.history.length <= 121, `an hour of history, bounded: ${later.history.length} points`);
+    // trimmed at each history point, so the oldest may be up to one interval over the hour
+    assert.ok(later.history.every((p) => p.t >= now - 3_630_000 && p.rps === 10));
+  } finally {
+    sampler.close();
+  }
+});
+
+test('logs: a bounded ring per source, replica lines apart, secrets redacted', () => {
+  const token = 'admin-token-0123456789abcdef';
+  const book = new LogBook({ keep: 3, maxReplicas: 2, secrets: [token] });
+  const log = pino({ base: { pid: 1 } }, book);
+  log.info({ replica: 'r1', output: 'loaded model' }, 'replica output');
+  log.warn({ headers: { authorization: 'Bearer abc.def' }, key: 'kn_0123456789abcdef_SECRETsecretSECRETsecret' }, `sign-in with ${token} and x-api-key: hunter2hunter2`);
+  for (let i = 0; i < 5; i++) log.info(`line ${i}`);
+  log.info({ replica: 'r2' }, 'replica started');
+  log.info({ replica: 'r3' }, 'replica started');
+  const daemon = book.daemonLines();
+  assert.equal(daemon.length, 3, 'bounded');
+  assert.deepEqual(book.linesOf('r1'), [], 'the oldest replica is forgotten past maxReplicas');
+  assert.equal(book.linesOf('r3')[0]!.text, 'replica started');
+  const fresh = new LogBook({ secrets: [token] });
+  pino({ base: { pid: 1 } }, fresh).warn({ headers: { authorization: 'Bearer abc.def' }, key: 'kn_0123456789abcdef_SECRETsecretSECRETsecret' }, `sign-in with ${token} and x-api-key: hunter2hunter2`);
+  const [line] = fresh.daemonLines();
+  assert.equal(line!.level, 'warn');
+  for (const secret of [token, 'abc.def', 'SECRETsecret', 'hunter2']) assert.ok(!line!.text.includes(secret), `${secret} is redacted in: ${line!.text}`);
+  assert.match(line!.text, /kn_0123456789abcdef_\[redacted\]/, 'a key keeps its public id');
 });

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { kennelJson } from '../foundation/cli.ts';
 import { sharedDir } from '../helpers/paths.ts';
 import { browserSkip, launchBrowser, startDaemon, step, trainedHome, type RunningDaemon } from './harness.ts';
 
@@ -106,6 +107,38 @@ test('the model: card, metrics, confusion matrix, lineage to its training job an
   });
 });
 
+test('the jobs table: backbone, hyperparameters, the objective by name; compare two runs; tuning trials in parallel coordinates', { skip: browserSkip }, async () => {
+  await step(page, 'jobs-table', async () => {
+    await nav('Jobs');
+    const tuneRow = page.getByRole('row').filter({ hasText: /tune-\d{14}/ });
+    await tuneRow.getByRole('cell', { name: /^valid\.loss \d[\d.e-]*$/ }).waitFor();
+    assert.equal(await tuneRow.getByText(/%/).count(), 0, 'a loss is not shown as an accuracy');
+    const fast = page.getByRole('row').filter({ has: page.getByRole('link', { name: 'breeds-fast@1', exact: true }) });
+    await fast.getByRole('cell', { name: 'mobilenetv2-12-int8' }).waitFor();
+    await fast.getByRole('cell', { name: 'linear, lr 0.01, batch 32, 8 epochs' }).waitFor();
+    await fast.getByRole('cell', { name: /^valid top-1 \d+\.\d%$/ }).waitFor();
+  });
+  await step(page, 'compare', async () => {
+    for (const model of ['breeds@1', 'breeds-fast@1']) await page.getByRole('row').filter({ has: page.getByRole('link', { name: model, exact: true }) }).getByRole('checkbox').check();
+    await page.getByRole('link', { name: 'Compare selected (2)' }).click();
+    await page.getByRole('heading', { name: 'Compare runs' }).waitFor();
+    const loss = page.getByRole('img', { name: /^Valid loss per epoch: breeds@1 latest [\d.]+, breeds-fast@1 latest [\d.]+$/ });
+    await loss.waitFor();
+    assert.equal(await loss.locator('.series path').count(), 2, 'one curve per run, overlaid');
+    const lr = page.getByRole('row', { name: /^Learning rate/ });
+    assert.deepEqual(await lr.getByRole('cell').allTextContents(), ['0.001', '0.01'], 'settings side by side');
+    assert.equal(await page.getByRole('row', { name: /^Test top-1/ }).getByRole('cell').count(), 2);
+  });
+  await step(page, 'parallel-coordinates', async () => {
+    await nav('Jobs');
+    await page.getByRole('link', { name: /^tune-\d{14}/ }).click();
+    const chart = page.locator('svg[data-chart="parallel-coordinates"]');
+    await chart.waitFor();
+    assert.equal(await chart.locator('polyline').count(), 4, 'one line per trial');
+    assert.deepEqual(await chart.locator('.pc-name').allTextContents(), ['lr', 'batch_size', 'valid.loss']);
+  });
+});
+
 test('create an endpoint; it comes into service live', { skip: browserSkip }, async () => {
   await step(page, 'create-endpoint', async () => {
     await nav('Endpoints');
@@ -118,6 +151,15 @@ test('create an endpoint; it comes into service live', { skip: browserSkip }, as
     // the page follows the endpoint through server-sent events: starting, then in service
     await page.locator('.badge', { hasText: 'in service' }).first().waitFor({ timeout: 60_000 });
     await page.getByRole('cell', { name: 'ready' }).first().waitFor();
+  });
+  await step(page, 'endpoint-logs-and-charts', async () => {
+    // the replica's own log lines and the daemon's, live, with the admin token never shown
+    const replica = page.getByRole('region', { name: /^Replica r\d+ log$/ }).first();
+    await replica.getByText(/replica ready .*ms=\d+/).first().waitFor();
+    await page.getByRole('region', { name: 'Daemon log' }).getByText(/daemon started/).first().waitFor();
+    assert.ok(!(await page.innerText('body')).includes(daemon!.token), 'the admin token is not in the page');
+    await page.getByRole('heading', { name: 'Traffic (last hour)' }).waitFor();
+    await page.getByRole('img', { name: /^Errors and throttles \(per s\): errors\/s latest 0, 429\/s latest 0$/ }).first().waitFor(); // 429s have a series of their own
   });
 });
 
@@ -202,6 +244,24 @@ test('create a key (shown once), sign in with it, revoke it: it stops working at
   }
 });
 
+test('a function page shows the error messages its callers got', { skip: browserSkip }, async () => {
+  kennelJson(daemon!.home, ['functions', 'create', 'classify', '--endpoint', 'dogs']);
+  const { key } = kennelJson<{ key: string }>(daemon!.home, ['keys', 'create', 'app', '--allow', 'function:Invoke:function/classify', '--expires', '1d']);
+  // the gateway re-reads function definitions every 2 s
+  for (let i = 0; ; i++) {
+    const res = await fetch(`${daemon!.dataUrl}/functions/classify/invoke`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: JSON.stringify({ url: 'http://169.254.169.254/latest/meta-data/' }) });
+    if (res.status === 400) break;
+    assert.ok(i < 40 && res.status === 404, `invoke answered ${res.status}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  await step(page, 'function-errors', async () => {
+    await nav('Functions');
+    await page.getByRole('link', { name: 'classify', exact: true }).click();
+    const row = page.getByRole('row').filter({ hasText: '400' });
+    await row.getByText(/Only https:\/\/ URLs are fetched/).waitFor();
+  });
+});
+
 test('a tuning job started from the page shows live progress and is cancelled from it', { skip: browserSkip }, async () => {
   await step(page, 'cancel-job', async () => {
     await nav('Jobs');
@@ -221,7 +281,7 @@ test('on a phone-sized screen every page fits the width (tables scroll inside th
   await phone.addCookies(await context.cookies());
   const p = await phone.newPage();
   try {
-    for (const route of ['/', '/datasets/breeds', '/jobs', '/models/breeds/1', '/endpoints/dogs', '/functions', '/security/keys', '/security/log', '/try']) {
+    for (const route of ['/', '/datasets/breeds', '/jobs', '/models/breeds/1', '/endpoints/dogs', '/functions', '/functions/classify', '/security/keys', '/security/log', '/try']) {
       await step(p, `phone${route}`, async () => {
         await p.goto(`${daemon!.adminUrl}/#${route}`);
         await p.locator('h1').first().waitFor();

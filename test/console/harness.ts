@@ -7,6 +7,7 @@ import { addBackbone } from '../../src/backbones/index.ts';
 import { importDataset } from '../../src/data/index.ts';
 import { openWorkspace } from '../../src/store/index.ts';
 import { train } from '../../src/training/index.ts';
+import { tune } from '../../src/tuning/index.ts';
 import { repoRoot, sharedDir, tmpHome } from '../helpers/paths.ts';
 
 export const CHROMIUM = '/usr/bin/chromium';
@@ -22,7 +23,11 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** A workspace with breeds-mini imported, MobileNetV2 registered and a model trained on them (breeds@1). */
+/**
+ * A workspace with breeds-mini imported, MobileNetV2 registered and a model trained on them
+ * (breeds@1), a second training with other settings (breeds-fast@1) to compare with, and a small
+ * tuning job that minimises valid loss.
+ */
 export async function trainedHome(): Promise<string> {
   const home = tmpHome();
   const ws = openWorkspace(home);
@@ -30,6 +35,8 @@ export async function trainedHome(): Promise<string> {
     await importDataset(ws, path.join(sharedDir(), 'data/breeds-mini'), { name: 'breeds' });
     await addBackbone(ws, path.join(sharedDir(), 'models/mobilenetv2-12-int8.onnx'), { name: 'mobilenetv2-12-int8' });
     await train(ws, { dataset: 'breeds', backbone: 'mobilenetv2-12-int8', epochs: 15 });
+    await train(ws, { dataset: 'breeds', backbone: 'mobilenetv2-12-int8', name: 'breeds-fast', epochs: 8, lr: 0.01, batchSize: 32 });
+    await tune(ws, { dataset: 'breeds', backbone: 'mobilenetv2-12-int8', objective: 'valid.loss', strategy: 'random', maxTrials: 4, seed: 1 });
   } finally {
     ws.close();
   }

@@ -96,6 +96,11 @@ test('a training job records telemetry and rules, and kennel report renders offl
     const machine = telemetry.hardware.filter((h: { machineCpuShare?: number }) => h.machineCpuShare !== undefined).map((h: { machineCpuShare: number }) => h.machineCpuShare);
     assert.ok(machine.length >= 1 && machine.every((x: number) => x >= 0 && x <= 1), 'machine-wide CPU share');
     assert.equal(telemetry.workers.reduce((n: number, w: { images: number }) => n + w.images, 0), 151, 'per-worker extraction throughput');
+    if (process.platform === 'linux' && telemetry.workers.length > 1) {
+      // extraction ran in worker processes: their CPU is the job's, not only this process's
+      const withWorkers = telemetry.hardware.filter((h: { childProcesses?: number }) => (h.childProcesses ?? 0) > 0);
+      assert.ok(withWorkers.some((h: { childCpuCores: number }) => h.childCpuCores > 0.05), 'worker processes CPU is sampled');
+    }
     assert.equal(result.rules.length, 10);
     assert.equal(result.rules.find((r) => r.rule === 'DuplicateLeakage')!.status, 'fired', 'the planted leak is found');
   });
@@ -108,6 +113,13 @@ test('a training job records telemetry and rules, and kennel report renders offl
     const text = kennel(home, ['rules', 'latest']);
     assert.equal(text.code, 0, text.stderr);
     assert.match(text.stdout, /DuplicateLeakage/);
+  });
+
+  await t.test('kennel train says which rules fired, one line each', () => {
+    const r = kennel(home, ['train', '--dataset', 'planted', '--backbone', 'mobilenetv2-12-int8', '--epochs', '12', '--name', 'again']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^ {2}rule DuplicateLeakage fired \(warning\): \d+ images appear in more than one split/m);
+    assert.match(r.stdout, /what to do: kennel rules train-/);
   });
 
   await t.test('kennel cost --job JOB --json prices the job on every catalog type', () => {
@@ -153,6 +165,7 @@ test('a training job records telemetry and rules, and kennel report renders offl
       assert.ok(img.loaded, 'thumbnail decoded');
     }
     for (const rule of RULE_NAMES) assert.ok(page.text.includes(rule), `rule ${rule} in the page`);
+    assert.match(page.text, /median CPU busy \(this job: this process \+ \d+ local worker process/, 'CPU counts the worker processes');
   });
 
   await t.test('a tuning job gets objective-vs-trial and parallel-coordinates charts', { skip: browserSkip }, async () => {

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { Rng } from '../../src/core/rng.ts';
-import { TelemetryRecorder, parseGpuInventory, parseGpuSamples, type GpuProbe } from '../../src/insights/index.ts';
+import { TelemetryRecorder, parseGpuInventory, parseGpuSamples, windowedRate, type GpuProbe } from '../../src/insights/index.ts';
 import { fitHead, type HeadConfig } from '../../src/training/index.ts';
 import { tmpDir } from '../helpers/paths.ts';
 
@@ -151,4 +152,48 @@ test('fitHead times each step: minibatch assembly plus the ONNX update make up i
     assert.ok(s.start > 0 && s.lr > 0);
   }
   assert.ok(fit.steps[4]!.lr < fit.steps[0]!.lr, 'cosine decay is recorded per step');
+});
+
+test('worker processes started during the job count as its CPU; children from before it do not', { skip: process.platform !== 'linux' && 'reads /proc' }, async () => {
+  // a busy child that reports the CPU time it used
+  const busy = (ms: number) => spawn(process.execPath, ['-e', `const end = Date.now() + ${ms}; while (Date.now() < end); const u = process.cpuUsage(); console.log((u.user + u.system) / 1000);`], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const cpuMs = (c: ChildProcess) => new Promise<number>((resolve) => {
+    let out = '';
+    c.stdout!.on('data', (d) => (out += d));
+    c.once('exit', () => resolve(Number(out)));
+  });
+  const before = busy(900); // e.g. a daemon's serving replica
+  const beforeCpu = cpuMs(before);
+  await sleep(100);
+  const rec = new TelemetryRecorder({ job: 'w', kind: 'train', device: 'cpu' }, { intervalMs: 50 });
+  await sleep(100);
+  const worker = busy(500);
+  const [used] = await Promise.all([cpuMs(worker), beforeCpu]);
+  const t = rec.finish();
+  const counted = t.hardware.filter((h) => (h.childProcesses ?? 0) > 0);
+  assert.ok(counted.length >= 3, `samples with the worker running: ${counted.length}`);
+  assert.ok(counted.every((h) => h.childProcesses === 1), 'only the child started during the job');
+  // CPU ms attributed to children: cores x the interval each sample covers
+  const attributed = t.hardware.reduce((sum, h, i) => sum + (h.childCpuCores ?? 0) * (i ? h.t - t.hardware[i - 1]!.t : 0), 0);
+  assert.ok(attributed > 0.6 * used && attributed < 1.2 * used + 20, `counted ${attributed} ms of the worker's ${used} ms of CPU (the last interval before it exits is lost)`);
+  assert.ok(used > 4 * t.hardware.reduce((sum, h, i) => sum + h.cpuCores * (i ? h.t - t.hardware[i - 1]!.t : 0), 0), 'this process itself idled');
+});
+
+test('the extraction throughput chart uses windowed rates: two progress events 0.2 ms apart do not spike', () => {
+  // two workers at about 34 images/s together, each finishing 8 images every ~470 ms; their events sometimes land 0.2 ms apart
+  const steps: Array<{ t: number; ms: number; images: number }> = [];
+  let t = 0;
+  for (let i = 0; i < 40; i++) {
+    const ms = i % 2 ? 0.2 : 470.4;
+    steps.push({ t, ms, images: 8 });
+    t += ms;
+  }
+  const naive = Math.max(...steps.map((s) => s.images / (s.ms / 1000)));
+  assert.ok(naive > 30_000, `per-step rates spike: ${naive}`);
+  const points = windowedRate(steps);
+  assert.ok(points.length >= 9, `${points.length} windows`);
+  for (const [, rate] of points) assert.ok(rate > 25 && rate < 45, `windowed rate ${rate} is near the true 34 images/s`);
+  const window = t / points.length; // here the span splits into equal windows
+  const total = points.reduce((n, [, r]) => n + (r * window) / 1000, 0);
+  assert.ok(Math.abs(total - 320) < 1e-6, `every image is counted once: ${total}`);
 });

@@ -20,6 +20,13 @@ function rulesText(job: string, rules: RuleResult[]): string {
   return lines.join('\n');
 }
 
+/** One line per fired rule, for the end of kennel train's human output. */
+export function firedRuleLines(job: string, r: { rules?: RuleResult[]; rulesError?: string }): string[] {
+  if (r.rulesError) return [`  rules not run: ${r.rulesError}`];
+  const fired = (r.rules ?? []).filter((x) => x.status === 'fired');
+  return fired.length ? [...fired.map((x) => `  rule ${x.rule} fired (${x.severity}): ${x.finding}`), `  what to do: kennel rules ${job}`] : [];
+}
+
 export function registerInsights(program: Command): void {
   program
     .command('rules <job>')

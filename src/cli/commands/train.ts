@@ -4,6 +4,7 @@ import { parseDatasetRef } from '../../data/index.js';
 import { DEVICES } from '../../inference/index.js';
 import { train, type TrainOptions } from '../../training/index.js';
 import { emit, pct, progressBars, runAction, withWorkspace } from '../output.js';
+import { firedRuleLines } from './insights.js';
 import { number, oneOf } from '../options.js';
 
 /** The (up to) three classes with the lowest test accuracy below 100%, e.g. "Beagle 50.0%, Boxer 66.7%". */
@@ -70,6 +71,7 @@ export function registerTrain(program: Command): void {
                 `  calibration: ECE ${r.metrics.test.eceUncalibrated.toFixed(3)} -> ${r.metrics.test.ece.toFixed(3)} with temperature ${r.temperature.toFixed(2)}`,
                 `  weakest test classes: ${weakest(r.metrics.test.perClass, r.labels)}`,
                 `  best epoch ${r.bestEpoch} of ${r.history.length}; ${r.seconds.toFixed(1)}s (features ${r.timings.features.toFixed(1)}s${r.features.extractedImages === 0 ? ', all cached' : `, ${r.features.extractedImages} images extracted`}, head ${r.timings.head.toFixed(1)}s)`,
+                ...firedRuleLines(r.job, r),
                 `next: kennel predict --model ${r.model} IMAGE...`,
               ].join('\n'),
           );

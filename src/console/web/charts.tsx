@@ -1,6 +1,6 @@
 import type { ComponentChildren, RefObject } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { num } from './format';
+import { num, sig } from './format';
 
 /** Small SVG and HTML charts: no chart library, so the bundle stays small and nothing loads from elsewhere. */
 
@@ -58,11 +58,12 @@ export function LineChart(props: { title: string; series: Series[]; x?: 'time' |
   const ys = all.map((p) => p.y);
   const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
   const y0 = props.yMin ?? Math.min(0, ...ys);
-  const y1 = props.yMax ?? Math.max(...ys, y0 + 1e-9) * 1.08;
+  // all zero (an idle endpoint): a unit axis, not ticks that all read 0
+  const y1 = props.yMax ?? (Math.max(...ys) > y0 ? Math.max(...ys) * 1.08 : y0 + 1);
   const sx = (x: number) => M.left + ((x - x0) / (x1 - x0 || 1)) * (W - M.left - M.right);
   const sy = (y: number) => H - M.bottom - ((y - y0) / (y1 - y0 || 1)) * (H - M.top - M.bottom);
   const yt = ticks(y0, y1, 4);
-  const xt = props.x === 'time' ? [x0, (x0 + x1) / 2, x1] : ticks(x0, x1, 6).filter((v) => Number.isInteger(v));
+  const xt = x1 === x0 ? [x0] : props.x === 'time' ? [x0, (x0 + x1) / 2, x1] : ticks(x0, x1, 6).filter((v) => Number.isInteger(v));
   const paths = props.series.map((s) => {
     let d = '';
     let pen = false;
@@ -216,6 +217,94 @@ export function ConfusionMatrix(props: { labels: string[]; matrix: number[][]; t
         </svg>
       </div>
       <p class="hint">Rows: true breed; columns: prediction. Green: correct, red: confusions, darker: a larger share of the row.</p>
+    </figure>
+  );
+}
+
+export interface ParallelAxis {
+  name: string;
+  /** one value per line; strings are categories, null a missing value */
+  values: Array<number | string | null>;
+  format?: (v: number) => string;
+}
+
+/**
+ * Parallel coordinates: one vertical axis per hyperparameter and the objective, one line per trial,
+ * coloured from the worst objective (light) to the best (dark). Numbers spanning 100x or more get a
+ * log axis; strings are evenly spaced categories. `better` says which end of the last axis is best.
+ */
+export function ParallelCoordinates(props: { title: string; axes: ParallelAxis[]; labels: string[]; better: 'maximize' | 'minimize'; empty?: string }) {
+  const [ref, W] = useWidth<HTMLElement>(700);
+  const n = props.labels.length;
+  if (n === 0 || props.axes.length < 2) {
+    return (
+      <figure class="chart" ref={ref}>
+        <figcaption>{props.title}</figcaption>
+        <div class="chart-empty">{props.empty ?? 'No data yet.'}</div>
+      </figure>
+    );
+  }
+  const PH = 260;
+  const top = 28;
+  const bottom = PH - 24;
+  const left = 60;
+  const right = W - 60;
+  const ax = (i: number) => left + (i * (right - left)) / Math.max(1, props.axes.length - 1);
+  const scales = props.axes.map((a) => {
+    const cats = [...new Set(a.values.filter((v): v is string => typeof v === 'string'))].sort();
+    if (cats.length) return { pos: (v: number | string) => (cats.length === 1 ? 0.5 : cats.indexOf(String(v)) / (cats.length - 1)), ticks: cats.map((c) => ({ at: cats.length === 1 ? 0.5 : cats.indexOf(c) / (cats.length - 1), label: c })) };
+    const nums = a.values.filter((v): v is number => typeof v === 'number');
+    const [lo, hi] = [Math.min(...nums), Math.max(...nums)];
+    const log = lo > 0 && hi / lo >= 100;
+    const f = (v: number) => (log ? Math.log10(v) : v);
+    const pos = (v: number | string) => (hi === lo ? 0.5 : (f(Number(v)) - f(lo)) / (f(hi) - f(lo)));
+    const fmt = a.format ?? sig;
+    return { pos, ticks: hi === lo ? [{ at: 0.5, label: fmt(lo) }] : [{ at: 0, label: fmt(lo) }, { at: 1, label: fmt(hi) }] };
+  });
+  const y = (p: number) => bottom - p * (bottom - top);
+  const objective = props.axes[props.axes.length - 1]!.values;
+  const objs = objective.filter((v): v is number => typeof v === 'number');
+  const [o0, o1] = [Math.min(...objs), Math.max(...objs)];
+  // 0 = worst, 1 = best
+  const quality = (v: number | string | null) => (typeof v !== 'number' ? null : o1 === o0 ? 1 : props.better === 'maximize' ? (v - o0) / (o1 - o0) : (o1 - v) / (o1 - o0));
+  const order = props.labels.map((_, i) => i).sort((a, b) => (quality(objective[a] ?? null) ?? -1) - (quality(objective[b] ?? null) ?? -1));
+  return (
+    <figure class="chart parallel" ref={ref}>
+      <figcaption>
+        {props.title}
+        <span class="legend">
+          <span class="key pc-worst">worst</span>
+          <span class="key pc-best">best</span>
+        </span>
+      </figcaption>
+      <svg viewBox={`0 0 ${W} ${PH}`} role="img" data-chart="parallel-coordinates" aria-label={`${props.title}: ${n} trials across ${props.axes.map((a) => a.name).join(', ')}`}>
+        {order.map((i) => {
+          const q = quality(objective[i] ?? null);
+          const pts = props.axes.map((a, k) => {
+            const v = a.values[i];
+            return v === null || v === undefined ? null : `${ax(k).toFixed(1)},${y(scales[k]!.pos(v)).toFixed(1)}`;
+          });
+          if (pts.some((p) => p === null)) return null;
+          return (
+            <polyline key={props.labels[i]} class={q === null ? 'pc-line failed' : 'pc-line'} points={pts.join(' ')} style={q === null ? undefined : { stroke: `hsl(218 72% ${78 - 46 * q}%)` }}>
+              <title>{`${props.labels[i]}: ${props.axes.map((a) => `${a.name} ${a.values[i] === null ? '—' : typeof a.values[i] === 'number' ? (a.format ?? sig)(a.values[i] as number) : a.values[i]}`).join(', ')}`}</title>
+            </polyline>
+          );
+        })}
+        {props.axes.map((a, k) => (
+          <g key={a.name} class="pc-axis">
+            <line x1={ax(k)} x2={ax(k)} y1={top} y2={bottom} />
+            <text x={ax(k)} y={14} text-anchor="middle" class="pc-name">
+              {a.name}
+            </text>
+            {scales[k]!.ticks.map((t) => (
+              <text key={t.label} x={ax(k) + 5} y={y(t.at) + 4} class="axis">
+                {t.label}
+              </text>
+            ))}
+          </g>
+        ))}
+      </svg>
     </figure>
   );
 }

@@ -8,6 +8,9 @@ export function num(x: number | null | undefined, digits = 2): string {
   return Number(x.toFixed(digits)).toString();
 }
 
+/** Three significant digits, for hyperparameters that span decades (a learning rate of 0.0001 stays 0.0001). */
+export const sig = (x: number | null | undefined): string => (x === null || x === undefined || !Number.isFinite(x) ? '—' : String(Number(x.toPrecision(3))));
+
 export const ms = (x: number | null | undefined): string => (x === null || x === undefined ? '—' : x < 10 ? `${x.toFixed(1)} ms` : `${Math.round(x)} ms`);
 
 export function seconds(x: number | null | undefined): string {

@@ -1,6 +1,7 @@
 import { render, type ComponentChildren } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { ApiError, api, onSessionLost, setCsrf } from './api';
+import { ComparePage } from './pages/compare';
 import { DatasetPage, DatasetsPage } from './pages/datasets';
 import { EndpointPage, EndpointsPage } from './pages/endpoints';
 import { FunctionPage, FunctionsPage } from './pages/functions';
@@ -54,6 +55,8 @@ function route(path: string): ComponentChildren {
       return a ? <DatasetPage name={a} version={b ? Number(b) : undefined} /> : <DatasetsPage />;
     case 'jobs':
       return a ? <JobPage id={a} /> : <JobsPage />;
+    case 'compare':
+      return <ComparePage refs={(a ?? '').split(',').filter(Boolean)} />;
     case 'models':
       return a ? <ModelPage name={a} version={b ? Number(b) : undefined} /> : <ModelsPage />;
     case 'endpoints':

@@ -1,4 +1,5 @@
 import { useState } from 'preact/hooks';
+import type { EndpointLogs, LogLine, Traffic, TrafficPoint } from '../../api-types';
 import { api, useApi, useStream } from '../api';
 import { LineChart } from '../charts';
 import { ago, num, pct, when } from '../format';
@@ -42,14 +43,6 @@ export interface Endpoint {
   events: EndpointEvent[];
   createdAt: string;
   updatedAt: string;
-}
-
-interface TrafficPoint {
-  t: number;
-  rps: number;
-  p50: number | null;
-  p99: number | null;
-  errorsPerS: number;
 }
 
 /** Model references a variant can serve: every version, and every tag. */
@@ -166,7 +159,7 @@ function CreateEndpoint(props: { onCreated: (name: string) => void }) {
 }
 
 export function EndpointPage(props: { name: string }) {
-  const { data, error } = useStream<{ endpoint: Endpoint; invokeUrl: string; traffic: { points: TrafficPoint[]; error?: string } }>(`/api/endpoints/${encodeURIComponent(props.name)}/stream`);
+  const { data, error } = useStream<{ endpoint: Endpoint; invokeUrl: string; traffic: Traffic }>(`/api/endpoints/${encodeURIComponent(props.name)}/stream`);
   return (
     <Page
       title={`Endpoint ${props.name}`}
@@ -198,10 +191,37 @@ export function EndpointPage(props: { name: string }) {
   );
 }
 
-function EndpointView({ e, invokeUrl, traffic }: { e: Endpoint; invokeUrl: string; traffic: { points: TrafficPoint[]; error?: string } }) {
+/** Throughput, latency, and errors with 429s apart, for one range of points. */
+function TrafficCharts({ pts, empty }: { pts: TrafficPoint[]; empty: string }) {
+  return (
+    <div class="grid3">
+      <LineChart title="Throughput (requests/s)" x="time" series={[{ name: 'req/s', points: pts.map((p) => ({ x: p.t, y: p.rps })) }]} empty={empty} />
+      <LineChart
+        title="Latency (ms)"
+        x="time"
+        yFormat={(v) => num(v, 1)}
+        series={[
+          { name: 'p50', points: pts.map((p) => ({ x: p.t, y: p.p50 })) },
+          { name: 'p99', points: pts.map((p) => ({ x: p.t, y: p.p99 })) },
+        ]}
+        empty={empty}
+      />
+      <LineChart
+        title="Errors and throttles (per s)"
+        x="time"
+        series={[
+          { name: 'errors/s', points: pts.map((p) => ({ x: p.t, y: p.errorsPerS })) },
+          { name: '429/s', points: pts.map((p) => ({ x: p.t, y: p.throttledPerS })) },
+        ]}
+        empty={empty}
+      />
+    </div>
+  );
+}
+
+function EndpointView({ e, invokeUrl, traffic }: { e: Endpoint; invokeUrl: string; traffic: Traffic }) {
   // read once for both forms that pick a model
   const models = useModelRefs();
-  const pts = traffic.points;
   const scaling = e.events.filter((x) => SCALING_EVENTS.has(x.kind));
   return (
     <>
@@ -219,22 +239,13 @@ function EndpointView({ e, invokeUrl, traffic }: { e: Endpoint; invokeUrl: strin
       </Card>
       <Card title="Traffic (live, last 5 minutes)">
         {traffic.error && <ErrorBox error={new Error(traffic.error)} />}
-        <div class="grid3">
-          <LineChart title="Throughput (requests/s)" x="time" series={[{ name: 'req/s', points: pts.map((p) => ({ x: p.t, y: p.rps })) }]} empty="Collecting… (a point every 2 s)" />
-          <LineChart
-            title="Latency (ms)"
-            x="time"
-            yFormat={(v) => num(v, 1)}
-            series={[
-              { name: 'p50', points: pts.map((p) => ({ x: p.t, y: p.p50 })) },
-              { name: 'p99', points: pts.map((p) => ({ x: p.t, y: p.p99 })) },
-            ]}
-            empty="Collecting… (a point every 2 s)"
-          />
-          <LineChart title="Errors (per s)" x="time" series={[{ name: 'errors/s', points: pts.map((p) => ({ x: p.t, y: p.errorsPerS })) }]} empty="Collecting… (a point every 2 s)" />
-        </div>
-        <p class="hint">From the data plane's Prometheus histograms (kennel_invocation_duration_seconds); Try it calls go to the replicas directly and are not counted.</p>
+        <TrafficCharts pts={traffic.points} empty="Collecting… (a point every 2 s)" />
+        <p class="hint">From the data plane's Prometheus histograms (kennel_invocation_duration_seconds); 429s (throttled, rate-limited, queue full) are counted apart from errors. Try it calls go to the replicas directly and are not counted.</p>
       </Card>
+      <Card title="Traffic (last hour)">
+        <TrafficCharts pts={traffic.history} empty="Collecting… (a point every 30 s, kept for an hour)" />
+      </Card>
+      <Logs name={e.name} />
       <Card title="Variants and weights">
         <Variants e={e} refs={models.refs} />
       </Card>
@@ -387,5 +398,47 @@ function RollingUpdate({ e, models }: { e: Endpoint; models: { refs: string[]; e
         {e.status === 'updating' && <Badge tone="info">update in progress</Badge>}
       </div>
     </div>
+  );
+}
+
+const clockTime = (t: number) => new Date(t).toLocaleTimeString('en-GB', { hour12: false });
+
+function LogLines({ lines, label }: { lines: LogLine[]; label: string }) {
+  if (!lines.length) return <p class="muted">No lines yet.</p>;
+  return (
+    <pre class="logs" tabIndex={0} aria-label={label}>
+      {lines.slice(-100).map((l, i) => (
+        <div key={i} class={l.level}>{`${clockTime(l.t)} ${l.level.toUpperCase().padEnd(5)} ${l.text}`}</div>
+      ))}
+    </pre>
+  );
+}
+
+/** The daemon's and each replica's recent log lines, live (secrets are redacted by the daemon). */
+function Logs({ name }: { name: string }) {
+  const { data, error } = useStream<EndpointLogs>(`/api/endpoints/${encodeURIComponent(name)}/logs/stream`);
+  return (
+    <Card title="Logs (live)">
+      <Loaded state={{ data, error }}>
+        {(d) => (
+          <>
+            {d.replicas.length === 0 && <p class="muted">No replicas are running.</p>}
+            {d.replicas.map((r) => (
+              <section key={r.id} aria-label={`Replica ${r.id} log`}>
+                <h3>
+                  Replica {r.id} <Status value={r.state} />
+                </h3>
+                <LogLines lines={r.lines} label={`Replica ${r.id} log lines`} />
+              </section>
+            ))}
+            <section aria-label="Daemon log">
+              <h3>Daemon</h3>
+              {d.daemon ? <LogLines lines={d.daemon} label="Daemon log lines" /> : <p class="muted">Reading the daemon's log needs console:Read on daemon/logs.</p>}
+            </section>
+            <p class="hint">The last {d.keep} lines of each are kept in the daemon's memory (the last 100 are shown); keys, tokens and credentials are redacted.</p>
+          </>
+        )}
+      </Loaded>
+    </Card>
   );
 }

@@ -1,4 +1,5 @@
 import { useState } from 'preact/hooks';
+import type { FunctionInvocation } from '../../api-types';
 import { api, useApi, useStream } from '../api';
 import { ago, ms, when } from '../format';
 import { Badge, Card, Empty, Facts, Field, Form, Link, Loaded, Page, Stat, Table } from '../ui';
@@ -32,7 +33,7 @@ interface FunctionDef {
 interface Detail {
   function: FunctionDef;
   role: { principal: string; policies: Array<{ id: string; document: { statements: Array<{ effect: string; actions: string[]; resources: string[] }> } }> };
-  recent: Array<{ ts: string; status: number; principal?: string; keyId?: string; coldStart: boolean; durationMs?: number; requestId?: string }>;
+  recent: FunctionInvocation[];
 }
 
 const reserved = (f: FunctionDef) => (f.reservedConcurrency === undefined ? 'unreserved (100)' : String(f.reservedConcurrency));
@@ -120,6 +121,7 @@ function FunctionView({ d }: { d: Detail }) {
           columns={[
             { key: 'ts', label: 'When', render: (r) => <span title={when(r.ts)}>{ago(r.ts)}</span> },
             { key: 'status', label: 'Status', numeric: true, render: (r) => <Badge tone={r.status < 400 ? 'ok' : r.status === 429 ? 'warn' : 'bad'}>{r.status}</Badge> },
+            { key: 'error', label: 'Error', render: (r) => (r.status < 400 ? '' : <span class="error-text">{r.error ?? `HTTP ${r.status}`}</span>) },
             { key: 'cold', label: 'Start', render: (r) => (r.coldStart ? <Badge tone="info">cold</Badge> : 'warm') },
             { key: 'ms', label: 'Duration', numeric: true, render: (r) => ms(r.durationMs) },
             { key: 'who', label: 'Caller', render: (r) => r.principal ?? <span class="muted">unauthenticated</span> },

@@ -1,32 +1,9 @@
 import { useState } from 'preact/hooks';
+import type { JobSummary, KeySettings } from '../../api-types';
 import { api, useApi, useStream } from '../api';
-import { Bars, LineChart } from '../charts';
-import { ago, num, pct, seconds, when } from '../format';
+import { Bars, LineChart, ParallelCoordinates } from '../charts';
+import { ago, num, pct, seconds, sig, when } from '../format';
 import { Badge, Card, ConfirmButton, Empty, ErrorBox, Facts, Field, Form, Link, Loaded, Loading, Page, Progress, Select, Status, Table, type Column } from '../ui';
-
-interface PhaseProgress {
-  phase: string;
-  done: number;
-  total: number;
-  detail?: string;
-}
-
-interface JobSummary {
-  id: string;
-  kind: string;
-  status: string;
-  createdAt: string;
-  updatedAt: string;
-  dataset?: string;
-  backbone?: string;
-  model?: string;
-  validTop1?: number;
-  seconds?: number;
-  error?: string;
-  managed: boolean;
-  progress?: PhaseProgress[];
-  tune?: { trials: number; finished: number; best: number | null; objective: string };
-}
 
 type ParamValue = number | string;
 
@@ -76,7 +53,13 @@ interface JobDetail extends JobSummary {
 }
 
 /** An objective's value: accuracies as percentages, losses and ECE as numbers. */
-const objective = (name: string, v: number | null) => (/top[15]$/.test(name) ? pct(v) : num(v, 4));
+const objective = (name: string, v: number | null) => (/top-?[15]$/.test(name) ? pct(v) : sig(v));
+
+/** The key hyperparameters in a few words, e.g. "mlp, lr 0.001, batch 64, 30 epochs, augment 2" (the rest is on the job and compare pages). */
+export function settingsText(s: KeySettings): string {
+  const parts = [s.head, s.lr !== undefined && `lr ${sig(s.lr)}`, s.batchSize !== undefined && `batch ${s.batchSize}`, s.epochs !== undefined && `${s.epochs} epochs`, s.augment ? `augment ${s.augment}` : undefined, s.optimizer && s.optimizer !== 'adamw' ? s.optimizer : undefined];
+  return parts.filter(Boolean).join(', ');
+}
 
 function duration(j: JobSummary): string {
   if (j.seconds !== undefined) return seconds(j.seconds);
@@ -95,14 +78,28 @@ function ProgressCell({ j }: { j: JobSummary }) {
 export function JobsPage() {
   const { data, error } = useStream<{ jobs: JobSummary[] }>('/api/jobs/stream');
   const [form, setForm] = useState<'train' | 'tune' | null>(null);
+  const [picked, setPicked] = useState<string[]>([]);
+  const toggle = (id: string) => setPicked(picked.includes(id) ? picked.filter((x) => x !== id) : [...picked, id]);
   const columns: Column<JobSummary>[] = [
+    {
+      key: 'pick',
+      label: 'Compare',
+      render: (j) => (j.kind === 'train' && j.status === 'completed' ? <input type="checkbox" aria-label={`Compare ${j.id}`} checked={picked.includes(j.id)} onChange={() => toggle(j.id)} /> : null),
+    },
     { key: 'id', label: 'Job', sort: (j) => j.id, render: (j) => <Link to={`/jobs/${j.id}`}>{j.id}</Link> },
-    { key: 'kind', label: 'Kind', sort: (j) => j.kind, render: (j) => j.kind },
     { key: 'status', label: 'Status', sort: (j) => j.status, render: (j) => <Status value={j.status} /> },
     { key: 'progress', label: 'Progress', render: (j) => <ProgressCell j={j} /> },
+    {
+      key: 'objective',
+      label: 'Objective (best)',
+      numeric: true,
+      sort: (j) => j.objective?.value,
+      render: (j) => (j.objective?.value != null ? <span title={`${j.objective.direction} ${j.objective.name}`}>{`${j.objective.name} ${objective(j.objective.name, j.objective.value)}`}</span> : '—'),
+    },
     { key: 'dataset', label: 'Dataset', sort: (j) => j.dataset, render: (j) => j.dataset ?? '—' },
     { key: 'model', label: 'Model', sort: (j) => j.model, render: (j) => (j.model ? <Link to={`/models/${j.model.replace('@', '/')}`}>{j.model}</Link> : '—') },
-    { key: 'top1', label: 'Valid top-1 (best)', numeric: true, sort: (j) => j.validTop1 ?? j.tune?.best, render: (j) => (j.validTop1 !== undefined ? pct(j.validTop1) : j.tune?.best != null ? objective(j.tune.objective, j.tune.best) : '—') },
+    { key: 'backbone', label: 'Backbone', sort: (j) => j.backbone, render: (j) => j.backbone ?? '—' },
+    { key: 'settings', label: 'Hyperparameters', render: (j) => (j.kind === 'tune' && j.tune ? `search of ${j.tune.trials} trials` : settingsText(j.settings) || '—') },
     { key: 'started', label: 'Started', sort: (j) => j.createdAt, render: (j) => <span title={when(j.createdAt)}>{ago(j.createdAt)}</span> },
     { key: 'time', label: 'Time', numeric: true, render: duration },
   ];
@@ -122,6 +119,12 @@ export function JobsPage() {
       }
     >
       {form && <NewJob kind={form} onDone={() => setForm(null)} />}
+      <div class="compare-pick">
+        <a class={`button${picked.length < 2 ? ' disabled' : ''}`} aria-disabled={picked.length < 2} href={picked.length >= 2 ? `#/compare/${picked.map(encodeURIComponent).join(',')}` : undefined}>
+          Compare selected ({picked.length})
+        </a>
+        <span class="hint">Tick two or more finished training jobs to overlay their curves and put their settings and metrics side by side.</span>
+      </div>
       <Loaded state={{ data, error }}>
         {(data) => (
           <Card>
@@ -383,6 +386,16 @@ function TuningView({ t }: { t: Tuning }) {
             { name: 'best so far', points: bestSoFar },
           ]}
           empty="No trial has finished yet."
+        />
+        <ParallelCoordinates
+          title="Trials across hyperparameters (parallel coordinates)"
+          labels={t.trials.map((x) => `trial #${x.id}`)}
+          better={t.objective.direction}
+          axes={[
+            ...names.map((n) => ({ name: n, values: t.trials.map((x) => x.params[n] ?? null) })),
+            { name: t.objective.name, values: t.trials.map((x) => (x.status === 'completed' || x.status === 'stopped' ? x.objective : null)), format: (v: number) => objective(t.objective.name, v) },
+          ]}
+          empty="The chart appears once trials have hyperparameters."
         />
       </Card>
       <Card title="Trials">
