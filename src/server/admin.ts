@@ -7,6 +7,7 @@ import { sameSecret } from '../security/index.js';
 import { CreateEndpointSchema, UpdateEndpointSchema, type ServingRuntime } from '../serving/index.js';
 import { dataPlaneUrl } from './client.js';
 import { sendError } from './errors.js';
+import { applyHttpLimits, DEFAULT_HTTP_LIMITS, httpServerOptions, type HttpLimits } from './http-limits.js';
 import type { DaemonState } from './state.js';
 
 export interface AdminOptions {
@@ -18,6 +19,8 @@ export interface AdminOptions {
   shutdown: () => void;
   /** the daemon's Prometheus text (the console's endpoint charts) */
   metrics: () => Promise<string>;
+  /** default DEFAULT_HTTP_LIMITS */
+  httpLimits?: HttpLimits;
 }
 
 const jsonSchema = (schema: z.ZodType) => {
@@ -37,7 +40,9 @@ const waitQuery = { type: 'object', properties: { wait: { type: 'boolean', defau
  * sign-in (session cookie, or the token or an API key as a bearer token).
  */
 export function buildAdmin(runtime: ServingRuntime, opts: AdminOptions): FastifyInstance {
-  const app = Fastify({ loggerInstance: opts.log as FastifyBaseLogger, disableRequestLogging: true });
+  const limits = opts.httpLimits ?? DEFAULT_HTTP_LIMITS;
+  const app = Fastify({ ...httpServerOptions(limits, opts.log), loggerInstance: opts.log as FastifyBaseLogger, disableRequestLogging: true, frameworkErrors: (err, req, reply) => sendError(err, req, reply) });
+  applyHttpLimits(app, limits, opts.log);
   app.setErrorHandler((err, req, reply) => sendError(err, req, reply));
   app.setNotFoundHandler((req, reply) => sendError(new KennelError(`There is no ${req.method} ${req.url.split('?')[0]} in the admin API.`, undefined, 404, 'not_found'), req, reply));
 

@@ -2,10 +2,11 @@ import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { KennelError } from '../core/errors.js';
 import { endpointClientFor, FunctionGateway } from '../functions/index.js';
-import { ServingRuntime, type PoolTimings } from '../serving/index.js';
+import { DEFAULT_MAX_IMAGE_BYTES, ServingRuntime, type PoolTimings } from '../serving/index.js';
 import { openWorkspace } from '../store/index.js';
 import { buildAdmin } from './admin.js';
 import { buildDataPlane } from './dataplane.js';
+import { checkHttpLimits, DEFAULT_HTTP_LIMITS, type HttpLimits } from './http-limits.js';
 import { ServingMetrics } from './metrics.js';
 import { clearState, ensureAdminToken, isAlive, readState, writeState, type DaemonState } from './state.js';
 
@@ -19,6 +20,8 @@ export interface DaemonOptions {
   log?: Logger;
   maxImageBytes?: number;
   timings?: PoolTimings;
+  /** timeouts and the per-client connection cap of both ports (default DEFAULT_HTTP_LIMITS) */
+  httpLimits?: Partial<HttpLimits>;
 }
 
 export interface Daemon {
@@ -46,6 +49,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   if (running && running.pid !== process.pid && isAlive(running.pid)) {
     throw new KennelError(`A Kennel daemon is already running for ${opts.home} (pid ${running.pid}, port ${running.port}).`, 'Stop it with kennel down, or use another KENNEL_HOME.', 409, 'conflict');
   }
+  const httpLimits = checkHttpLimits({ ...DEFAULT_HTTP_LIMITS, ...opts.httpLimits });
   const ws = openWorkspace(opts.home);
   const token = ensureAdminToken(ws.home);
   let runtime: ServingRuntime | undefined;
@@ -72,13 +76,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const gateway = new FunctionGateway({ ws, endpoints: endpointClientFor(runtime, opts.maxImageBytes), registry: metrics.registry });
   // filled in once both listen; status() may be read before (the console reads home at registration)
   const ports = { port: 0, adminPort: 0 };
-  const dataPlane = buildDataPlane(runtime, metrics, { log, ws, gateway, maxImageBytes: opts.maxImageBytes });
+  const dataPlane = buildDataPlane(runtime, metrics, { log, ws, gateway, maxImageBytes: opts.maxImageBytes, httpLimits });
   const admin = buildAdmin(runtime, {
     log,
     token,
     status: () => ({ pid: process.pid, home: ws.home, host, ...ports, startedAt, endpoints: runtime!.list().length }),
     shutdown: () => void close(),
     metrics: () => metrics.text(),
+    httpLimits,
   });
   try {
     await dataPlane.listen({ host, port: opts.port ?? 8080 });
@@ -94,7 +99,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   ports.adminPort = addressOf(admin);
   await runtime.start();
   await gateway.start(); // provisioned instances, then function definitions re-read every 2 s
-  const state: DaemonState = { pid: process.pid, host, ...ports, startedAt };
+  const state: DaemonState = { pid: process.pid, host, ...ports, startedAt, maxImageBytes: opts.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES };
   writeState(ws.home, state);
   log.info(state, 'daemon started');
   return { state, runtime, gateway, stopped, close };

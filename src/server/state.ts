@@ -24,6 +24,8 @@ export interface DaemonState {
   port: number;
   adminPort: number;
   startedAt: string;
+  /** the data plane's image size limit, so clients refuse a larger image before sending it (absent: written by an older daemon) */
+  maxImageBytes?: number;
 }
 
 export function readState(home: string): DaemonState | undefined {
