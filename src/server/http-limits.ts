@@ -61,11 +61,10 @@ export function httpServerOptions(limits: HttpLimits, log: Logger) {
   };
 }
 
-/** A complete HTTP response with Kennel's JSON error body, for sockets no fastify reply owns. */
-function rawErrorResponse(error: KennelError, extra: Record<string, string> = {}): string {
+/** Headers and body of an error answer in Kennel's JSON shape, for answers fastify does not make. */
+function errorAnswer(error: KennelError, extra: Record<string, string> = {}): { headers: Record<string, string>; body: string } {
   const body = JSON.stringify({ error: { code: error.code, message: error.message, ...(error.hint ? { hint: error.hint } : {}) } } satisfies ErrorBody);
-  const headers = { 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(body)), connection: 'close', 'x-kennel-error': error.code, ...extra };
-  return `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n${body}`;
+  return { headers: { 'content-type': 'application/json; charset=utf-8', 'content-length': String(Buffer.byteLength(body)), connection: 'close', 'x-kennel-error': error.code, ...extra }, body };
 }
 
 /** Node's protocol-level refusals (llhttp error codes and its own timeouts), in Kennel's words. */
@@ -125,7 +124,10 @@ function refuse(socket: TrackedSocket, error: KennelError, lingerMs: number, ext
   if (socket[kRefused] || socket.destroyed) return;
   socket[kRefused] = true;
   const inFlight = (socket as { _httpMessage?: ServerResponse })._httpMessage;
-  if (socket.writable && !inFlight?.headersSent) socket.write(rawErrorResponse(error, extra));
+  if (socket.writable && !inFlight?.headersSent) {
+    const { headers, body } = errorAnswer(error, extra);
+    socket.write(`HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}`).join('\r\n')}\r\n\r\n${body}`);
+  }
   lingerThenDestroy(socket, lingerMs);
 }
 
@@ -172,8 +174,8 @@ export function applyHttpLimits(app: FastifyInstance, limits: HttpLimits, log: L
   // Expect other than 100-continue
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     const error = new KennelError(`Expect: ${req.headers.expect} is not supported.`, 'Send the request without an Expect header, or with Expect: 100-continue.', 417, 'expectation_failed');
-    refuse(req.socket as TrackedSocket, error, limits.requestTimeoutMs);
-    res.detachSocket(req.socket);
+    const { headers, body } = errorAnswer(error);
+    res.writeHead(error.status, headers).end(body);
   });
   app.addHook('onRequest', async (req) => {
     if (req.raw.httpVersion === '1.1' && req.headers.host === undefined) {

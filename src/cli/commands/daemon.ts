@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, fchmodSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { KennelError } from '../../core/errors.js';
 import { adminRequest, adminUrl, checkHttpLimits, clearState, daemonPaths, dataPlaneUrl, DEFAULT_HTTP_LIMITS, isAlive, readState, startDaemon, type DaemonState, type HttpLimits } from '../../server/index.js';
@@ -42,7 +42,8 @@ async function startDetached(home: string, opts: UpOptions): Promise<DaemonState
   mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
   const running = readState(home);
   if (running && isAlive(running.pid)) throw new KennelError(`A Kennel daemon is already running for ${home} (pid ${running.pid}, port ${running.port}).`, 'Stop it with kennel down, or use another KENNEL_HOME.', 409, 'conflict');
-  const log = openSync(paths.log, 'a');
+  const log = openSync(paths.log, 'a', 0o600);
+  fchmodSync(log, 0o600); // also a log left by an older Kennel
   const args = [
     ...process.execArgv,
     process.argv[1]!,
