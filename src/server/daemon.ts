@@ -80,6 +80,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const admin = buildAdmin(runtime, {
     log,
     token,
+    ws,
     status: () => ({ pid: process.pid, home: ws.home, host, ...ports, startedAt, endpoints: runtime!.list().length }),
     shutdown: () => void close(),
     metrics: () => metrics.text(),
