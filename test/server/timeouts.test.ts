@@ -84,6 +84,7 @@ it('closes an idle keep-alive connection after the keep-alive timeout', async ()
   const c = await open(daemon.state.port, '127.0.0.3', 'GET /healthz HTTP/1.1\r\nHost: kennel\r\n\r\n');
   const r = await c.closed;
   assert.match(r.received, /^HTTP\/1.1 200 /);
+  assert.match(r.received, /connection: keep-alive/i); // kept open after a request that was read whole
   assert.ok(r.afterMs < 8000, `closed after ${r.afterMs} ms`);
 });
 
