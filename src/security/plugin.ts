@@ -35,6 +35,8 @@ declare module 'fastify' {
     kennelBodySha256?: () => string | undefined;
     /** set once this request's audit entry is written, or failed to be */
     kennelAudited?: boolean;
+    /** performance.now() when the request arrived, for the audit entry's latency */
+    kennelStartedAt?: number;
   }
 }
 
@@ -109,6 +111,10 @@ const plugin: FastifyPluginAsync<SecurityPluginOptions> = async (app, opts) => {
     return cached.value;
   };
 
+  app.addHook('onRequest', async (req) => {
+    req.kennelStartedAt = performance.now();
+  });
+
   if (opts.plane === 'data') {
     app.addHook('onRequest', async (req, reply) => {
       const origin = req.headers.origin;
@@ -176,7 +182,7 @@ const plugin: FastifyPluginAsync<SecurityPluginOptions> = async (app, opts) => {
         action: req.kennelTarget.action,
         resource: req.kennelTarget.resource,
         status: reply.statusCode,
-        latencyMs: reply.elapsedTime,
+        latencyMs: performance.now() - (req.kennelStartedAt ?? performance.now()),
         requestId: req.id,
         detail: { method: req.method, route: req.routeOptions.url, ip: req.ip, ...req.kennelAudit },
       });

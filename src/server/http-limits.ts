@@ -172,12 +172,14 @@ export function applyHttpLimits(app: FastifyInstance, limits: HttpLimits, log: L
     (req.socket as TrackedSocket)[kRequest] = req;
   });
   // Expect other than 100-continue
-  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
-    const error = new KennelError(`Expect: ${req.headers.expect} is not supported.`, 'Send the request without an Expect header, or with Expect: 100-continue.', 417, 'expectation_failed');
+  server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
+    const error = new KennelError('This Expect header is not supported.', 'Send the request without an Expect header, or with Expect: 100-continue.', 417, 'expectation_failed');
     const { headers, body } = errorAnswer(error);
     res.writeHead(error.status, headers).end(body);
   });
-  app.addHook('onRequest', async (req) => {
+  app.addHook('onRequest', async (req, reply) => {
+    // a connection refused over the cap had its 429: what it sends anyway is not handled
+    if ((req.raw.socket as TrackedSocket)[kRefused]) return reply.hijack();
     if (req.raw.httpVersion === '1.1' && req.headers.host === undefined) {
       throw new KennelError('The request has no Host header.', 'HTTP/1.1 requests must send Host.', 400, 'missing_host');
     }

@@ -90,9 +90,11 @@ it('closes an idle keep-alive connection after the keep-alive timeout', async ()
 
 it('answers 429 to a client address over its connection cap', async () => {
   const held = await Promise.all(Array.from({ length: LIMITS.maxConnectionsPerClient }, () => open(daemon.state.port, '127.0.0.4')));
-  const refused = await open(daemon.state.port, '127.0.0.4');
+  // its request is not handled: the 429 is the only answer
+  const refused = await open(daemon.state.port, '127.0.0.4', 'GET /healthz HTTP/1.1\r\nHost: kennel\r\n\r\n');
   const r = await refused.closed;
   assertJsonError(r.received, 429, 'too_many_connections');
+  assert.equal(r.received.match(/HTTP\/1\.1 /g)?.length, 1, r.received);
   // another address is not affected
   assert.equal((await fetch(`http://127.0.0.1:${daemon.state.port}/healthz`)).status, 200);
   for (const c of held) c.socket.destroy();
