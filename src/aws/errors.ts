@@ -47,9 +47,10 @@ function credentialError(e: KennelError, req: FastifyRequest): AwsError | undefi
  * SageMaker Runtime's errors: what the model server refuses or fails at (a body it cannot
  * decode, a timeout) is a ModelError (424) carrying the original status, as when a SageMaker
  * container answers 4xx/5xx; request problems are ValidationErrors (400; an unknown endpoint too,
- * as on AWS).
+ * as on AWS), except a body over the limit, which AWS answers 413.
  */
 function sagemakerError(e: KennelError): AwsError {
+  if (e.status === 413) return { status: 413, type: 'ValidationError' };
   if (e.status === 429) return { status: 429, type: 'ThrottlingException' };
   if (e.status === 503) return { status: 503, type: 'ServiceUnavailable' };
   if ([406, 415, 422, 502, 504].includes(e.status)) {

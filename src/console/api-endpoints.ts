@@ -1,24 +1,18 @@
 import type { FastifyRequest } from 'fastify';
 import { KennelError } from '../core/errors.js';
 import { fetchImage } from '../net/index.js';
+import { auditedAsync } from '../security/index.js';
 import { DEFAULT_MAX_IMAGE_BYTES, IMAGE_TYPES, checkImage } from '../serving/index.js';
 import type { EndpointLogs } from './api-types.js';
-import type { Caller } from './auth.js';
+import { actorOf, type Caller } from './auth.js';
 import { READ, callerOf, nameParams, on, onAll, stream, type ConsoleContext, type RouteModule } from './context.js';
 
 /** Predictions shown on the Try it page. */
 const TOP_K = 5;
 
-/** Runs an endpoint change and records it in the audit log with its outcome. */
-async function auditedChange<T>(ctx: ConsoleContext, caller: Caller, req: FastifyRequest, action: string, resource: string, change: () => Promise<T>): Promise<T> {
-  try {
-    const result = await change();
-    ctx.auth.audit(caller, req, action, resource, 200, { body: req.body });
-    return result;
-  } catch (e) {
-    ctx.auth.audit(caller, req, action, resource, e instanceof KennelError ? e.status : 500, { body: req.body, error: e instanceof Error ? e.message : String(e) });
-    throw e;
-  }
+/** Runs an endpoint change, recorded in the audit log before it is made (refused when it cannot be) and with its outcome. */
+function auditedChange<T>(ctx: ConsoleContext, caller: Caller, req: FastifyRequest, action: string, resource: string, change: () => Promise<T>): Promise<T> {
+  return auditedAsync(ctx.ws, { ...actorOf(caller), requestId: req.id }, action, resource, change, { console: true, method: req.method, route: req.routeOptions.url, body: req.body });
 }
 
 function describe(ctx: ConsoleContext, name: string) {

@@ -60,28 +60,72 @@ function scrub(value: unknown): unknown {
   return value;
 }
 
-/**
- * Appends one entry. The table has triggers that refuse UPDATE and DELETE, and this module
- * offers no way to change or remove entries.
- */
-export function appendAudit(ws: Workspace, e: AuditEntry): void {
-  ws.db
-    .prepare('INSERT INTO audit_log (ts, plane, principal, key_id, action, resource, status, latency_ms, request_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
-    .run(now(), e.plane, e.principal ?? null, e.keyId ?? null, scrub(e.action), scrub(e.resource), e.status, e.latencyMs ?? null, e.requestId ?? null, e.detail ? JSON.stringify(scrub(e.detail)) : null);
+/** The audit row of a request or change could not be written (a full disk, a failing database): it is refused. */
+export class AuditUnavailableError extends KennelError {
+  constructor(
+    message: string,
+    /** what the database said, for the daemon's log only */
+    readonly reason: string,
+  ) {
+    super(message, 'Free disk space in KENNEL_HOME (kennel.db lives there) and retry.', 503, 'audit_unavailable');
+    this.name = 'AuditUnavailableError';
+  }
 }
 
-/** Runs an admin change and records it with its outcome (the error status when it fails). */
+/**
+ * Appends one entry; an entry that cannot be written throws AuditUnavailableError. The table
+ * has triggers that refuse UPDATE and DELETE, and this module offers no way to change or remove
+ * entries.
+ */
+export function appendAudit(ws: Workspace, e: AuditEntry): void {
+  try {
+    ws.db
+      .prepare('INSERT INTO audit_log (ts, plane, principal, key_id, action, resource, status, latency_ms, request_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(now(), e.plane, e.principal ?? null, e.keyId ?? null, scrub(e.action), scrub(e.resource), e.status, e.latencyMs ?? null, e.requestId ?? null, e.detail ? JSON.stringify(scrub(e.detail)) : null);
+  } catch (err) {
+    throw new AuditUnavailableError('The audit log cannot be written, so this request was refused.', err instanceof Error ? err.message : String(err));
+  }
+}
+
+/**
+ * Runs an admin change and records it with its outcome (the error status when it fails), in one
+ * transaction: when the entry cannot be written the change is rolled back and refused (503),
+ * so no change goes unrecorded. Changes are database writes; files they store (artifacts) are
+ * content-addressed and harmless when left behind.
+ */
 export function audited<T>(ws: Workspace, by: Actor, action: string, resource: string, change: () => T, detail?: (result: T) => Record<string, unknown>): T {
   const started = performance.now();
   const entry = { plane: by.plane, principal: by.principal, keyId: by.keyId, action, resource };
-  let result: T;
   try {
-    result = change();
+    return ws.db.transaction(() => {
+      const result = change();
+      appendAudit(ws, { ...entry, status: 200, latencyMs: performance.now() - started, detail: detail?.(result) });
+      return result;
+    })();
   } catch (e) {
+    if (e instanceof AuditUnavailableError) throw e;
     appendAudit(ws, { ...entry, status: e instanceof KennelError ? e.status : 500, latencyMs: performance.now() - started, detail: { error: e instanceof Error ? e.message : String(e) } });
     throw e;
   }
-  appendAudit(ws, { ...entry, status: 200, latencyMs: performance.now() - started, detail: detail?.(result) });
+}
+
+/**
+ * An admin change that is not one database transaction (an endpoint starts replicas): the
+ * request is recorded before anything changes (status 202, refused with 503 when that entry
+ * cannot be written), then its outcome.
+ */
+export async function auditedAsync<T>(ws: Workspace, by: Actor & { requestId?: string }, action: string, resource: string, change: () => Promise<T>, detail?: Record<string, unknown>): Promise<T> {
+  const started = performance.now();
+  const entry = { plane: by.plane, principal: by.principal, keyId: by.keyId, action, resource, requestId: by.requestId };
+  appendAudit(ws, { ...entry, status: 202, detail: { ...detail, phase: 'requested' } });
+  let result: T;
+  try {
+    result = await change();
+  } catch (e) {
+    appendAudit(ws, { ...entry, status: e instanceof KennelError ? e.status : 500, latencyMs: performance.now() - started, detail: { ...detail, error: e instanceof Error ? e.message : String(e) } });
+    throw e;
+  }
+  appendAudit(ws, { ...entry, status: 200, latencyMs: performance.now() - started, detail });
   return result;
 }
 

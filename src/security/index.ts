@@ -44,8 +44,20 @@ export {
   type KeyState,
 } from './principals.js';
 export { attachPolicy, attachPolicyRow, detachPolicy, getPolicy, listPolicies, policiesFor, type AttachedPolicy } from './policies.js';
-export { getSettings, setCors, setRateLimit, DEFAULT_SETTINGS, type SecuritySettings, type CorsSettings, type RateLimitSettings } from './settings.js';
-export { appendAudit, audited, readAudit, cliActor, type Actor, type AuditEntry, type AuditRecord, type AuditQuery, type Plane } from './audit-log.js';
+export {
+  getSettings,
+  setCors,
+  setRateLimit,
+  setAuditFailure,
+  DEFAULT_SETTINGS,
+  AUDIT_FAILURE_POLICIES,
+  type SecuritySettings,
+  type CorsSettings,
+  type RateLimitSettings,
+  type AuditFailurePolicy,
+  type AuditFailureSettings,
+} from './settings.js';
+export { appendAudit, audited, auditedAsync, AuditUnavailableError, readAudit, cliActor, type Actor, type AuditEntry, type AuditRecord, type AuditQuery, type Plane } from './audit-log.js';
 export { runSecurityAudit, type Finding, type Severity, type AuditOptions } from './audit.js';
 export { securityPlugin, type SecurityPluginOptions, type RouteAuth } from './plugin.js';
 export { isSigV4 } from './sigv4.js';

@@ -4,12 +4,12 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, Registry } from 'prom-client';
 import { KennelError } from '../core/errors.js';
 import type { Workspace } from '../store/index.js';
-import { appendAudit } from './audit-log.js';
+import { appendAudit, AuditUnavailableError } from './audit-log.js';
 import { Authorizer, presentedKey, type AuthContext } from './authorizer.js';
 import { ThrottledError } from './errors.js';
 import { parseKeyId } from './principals.js';
 import { RateLimiter } from './ratelimit.js';
-import { getSettings, type CorsSettings } from './settings.js';
+import { getSettings, type SecuritySettings } from './settings.js';
 import { claimedAccessKeyId, EMPTY_SHA256, isSigV4 } from './sigv4.js';
 
 /** What a route requires: the action, and the resource the request is about. */
@@ -33,6 +33,10 @@ declare module 'fastify' {
     kennelTarget?: { action: string; resource: string };
     /** SigV4-signed requests: the sha256 of the raw body, once it has been read */
     kennelBodySha256?: () => string | undefined;
+    /** set once this request's audit entry is written, or failed to be */
+    kennelAudited?: boolean;
+    /** performance.now() when the request arrived, for the audit entry's latency */
+    kennelStartedAt?: number;
   }
 }
 
@@ -53,12 +57,8 @@ export interface SecurityPluginOptions {
 
 const SETTINGS_TTL_MS = 5000;
 
-function counter(registry: Registry): Counter<'plane' | 'outcome'> {
-  const name = 'kennel_auth_requests_total';
-  return (
-    (registry.getSingleMetric(name) as Counter<'plane' | 'outcome'> | undefined) ??
-    new Counter({ name, help: 'Requests checked by the security plugin, by plane and outcome (allowed, unauthenticated, forbidden, throttled)', labelNames: ['plane', 'outcome'], registers: [registry] })
-  );
+function counter(registry: Registry, name: string, help: string): Counter<'plane' | 'outcome'> {
+  return (registry.getSingleMetric(name) as Counter<'plane' | 'outcome'> | undefined) ?? new Counter({ name, help, labelNames: ['plane', 'outcome'], registers: [registry] });
 }
 
 const AUTHENTICATION_CODES = new Set(['unauthorized', 'invalid_signature', 'unrecognized_client', 'incomplete_signature']);
@@ -95,23 +95,31 @@ function hashingStream(req: FastifyRequest): Transform {
  *   AWS access key for SigV4-signed requests),
  *   rate-limited per key (429 + Retry-After) and authorized (401/403). A route without
  *   `config.auth` is denied, so a forgotten declaration fails closed;
- * - onResponse: one audit entry per secured request (who, what, status, latency).
+ * - onSend: one audit entry per secured request (who, what, status, latency). When it cannot be
+ *   written the request is answered 503, or on the data plane with the `count` policy
+ *   (`kennel security audit-failure`) served and counted in kennel_audit_write_failures_total.
  */
 const plugin: FastifyPluginAsync<SecurityPluginOptions> = async (app, opts) => {
   const authorizer = opts.authorizer ?? new Authorizer(opts.ws, { rateLimiter: new RateLimiter() });
-  const checks = counter(opts.registry ?? new Registry());
-  let cors: { value: CorsSettings; readAt: number } | undefined;
-  const corsSettings = (): CorsSettings => {
+  const registry = opts.registry ?? new Registry();
+  const checks = counter(registry, 'kennel_auth_requests_total', 'Requests checked by the security plugin, by plane and outcome (allowed, unauthenticated, forbidden, throttled)');
+  const auditFailures = counter(registry, 'kennel_audit_write_failures_total', 'Requests whose audit entry could not be written, by plane and outcome (refused, served)');
+  let cached: { value: SecuritySettings; readAt: number } | undefined;
+  const settings = (): SecuritySettings => {
     const t = Date.now();
-    if (!cors || t - cors.readAt > SETTINGS_TTL_MS) cors = { value: getSettings(opts.ws).cors, readAt: t };
-    return cors.value;
+    if (!cached || t - cached.readAt > SETTINGS_TTL_MS) cached = { value: getSettings(opts.ws), readAt: t };
+    return cached.value;
   };
+
+  app.addHook('onRequest', async (req) => {
+    req.kennelStartedAt = performance.now();
+  });
 
   if (opts.plane === 'data') {
     app.addHook('onRequest', async (req, reply) => {
       const origin = req.headers.origin;
       if (!origin) return;
-      const { origins, credentials } = corsSettings();
+      const { origins, credentials } = settings().cors;
       const allowed = origins.includes('*') ? '*' : origins.includes(origin) ? origin : undefined;
       if (allowed) {
         reply.header('access-control-allow-origin', allowed);
@@ -167,19 +175,34 @@ const plugin: FastifyPluginAsync<SecurityPluginOptions> = async (app, opts) => {
     if (req.kennelTarget) req.kennelAudit = { ...req.kennelAudit, error: error instanceof KennelError ? error.message : 'An unexpected error occurred.' };
   });
 
-  app.addHook('onResponse', async (req, reply) => {
-    if (!req.kennelTarget) return;
-    appendAudit(opts.ws, {
-      plane: opts.plane,
-      principal: req.kennelAuth?.principal,
-      keyId: req.kennelAuth?.keyId ?? claimedKeyId(req),
-      action: req.kennelTarget.action,
-      resource: req.kennelTarget.resource,
-      status: reply.statusCode,
-      latencyMs: reply.elapsedTime,
-      requestId: req.id,
-      detail: { method: req.method, route: req.routeOptions.url, ip: req.ip, ...req.kennelAudit },
-    });
+  // before the answer goes out, so a request whose entry cannot be written can still be refused
+  app.addHook('onSend', async (req, reply, payload) => {
+    if (!req.kennelTarget || req.kennelAudited) return payload;
+    req.kennelAudited = true;
+    try {
+      appendAudit(opts.ws, {
+        plane: opts.plane,
+        principal: req.kennelAuth?.principal,
+        keyId: req.kennelAuth?.keyId ?? claimedKeyId(req),
+        action: req.kennelTarget.action,
+        resource: req.kennelTarget.resource,
+        status: reply.statusCode,
+        latencyMs: performance.now() - (req.kennelStartedAt ?? performance.now()),
+        requestId: req.id,
+        detail: { method: req.method, route: req.routeOptions.url, ip: req.ip, ...req.kennelAudit },
+      });
+    } catch (e) {
+      if (!(e instanceof AuditUnavailableError)) throw e;
+      const refuse = opts.plane !== 'data' || settings().auditFailure.dataPlane === 'fail-closed';
+      auditFailures.inc({ plane: opts.plane, outcome: refuse ? 'refused' : 'served' });
+      req.log.error({ reason: e.reason, action: req.kennelTarget.action, resource: req.kennelTarget.resource, status: reply.statusCode, refused: refuse }, 'audit entry not written');
+      // the answer is replaced here: an error thrown from onSend would bypass the error handler
+      if (refuse) {
+        reply.code(e.status).header('content-type', 'application/json; charset=utf-8').header('x-kennel-error', e.code).header('retry-after', '1').removeHeader('content-length');
+        return JSON.stringify({ error: { code: e.code, message: e.message, hint: e.hint } });
+      }
+    }
+    return payload;
   });
 };
 

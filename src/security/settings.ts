@@ -14,20 +14,34 @@ export interface RateLimitSettings {
   burst: number;
 }
 
+/**
+ * What the data plane does with a request whose audit row cannot be written: 'fail-closed'
+ * answers 503 audit_unavailable; 'count' serves it, counted in kennel_audit_write_failures_total
+ * and logged at error level. Admin changes always fail closed.
+ */
+export const AUDIT_FAILURE_POLICIES = ['fail-closed', 'count'] as const;
+export type AuditFailurePolicy = (typeof AUDIT_FAILURE_POLICIES)[number];
+
+export interface AuditFailureSettings {
+  dataPlane: AuditFailurePolicy;
+}
+
 export interface SecuritySettings {
   cors: CorsSettings;
   rateLimit: RateLimitSettings;
+  auditFailure: AuditFailureSettings;
 }
 
 export const DEFAULT_SETTINGS: SecuritySettings = {
   cors: { origins: [], credentials: false },
   rateLimit: { perSecond: 50, burst: 100 },
+  auditFailure: { dataPlane: 'fail-closed' },
 };
 
 export function getSettings(ws: Workspace): SecuritySettings {
   const rows = ws.db.prepare('SELECT key, value FROM security_settings').all() as Array<{ key: string; value: string }>;
   const stored = Object.fromEntries(rows.map((r) => [r.key, JSON.parse(r.value)]));
-  return { cors: stored.cors ?? DEFAULT_SETTINGS.cors, rateLimit: stored.rate_limit ?? DEFAULT_SETTINGS.rateLimit };
+  return { cors: stored.cors ?? DEFAULT_SETTINGS.cors, rateLimit: stored.rate_limit ?? DEFAULT_SETTINGS.rateLimit, auditFailure: stored.audit_failure ?? DEFAULT_SETTINGS.auditFailure };
 }
 
 const put = (ws: Workspace, key: string, value: unknown) =>
@@ -60,6 +74,11 @@ export function setCors(ws: Workspace, cors: CorsSettings, by: Actor): CorsSetti
 export function setRateLimit(ws: Workspace, limit: RateLimitSettings, by: Actor): RateLimitSettings {
   checkRate(limit.perSecond, limit.burst);
   return audited(ws, by, 'admin:SetRateLimit', 'settings/rate_limit', () => (put(ws, 'rate_limit', limit), limit), () => ({ ...limit }));
+}
+
+export function setAuditFailure(ws: Workspace, value: AuditFailureSettings, by: Actor): AuditFailureSettings {
+  if (!AUDIT_FAILURE_POLICIES.includes(value.dataPlane)) throw new KennelError(`The data-plane audit policy must be one of ${AUDIT_FAILURE_POLICIES.join(', ')}.`);
+  return audited(ws, by, 'admin:SetAuditFailure', 'settings/audit_failure', () => (put(ws, 'audit_failure', value), value), () => ({ ...value }));
 }
 
 export function checkRate(perSecond: number, burst: number): void {

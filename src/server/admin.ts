@@ -1,17 +1,21 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { consolePlugin, type LogBook } from '../console/index.js';
 import { KennelError } from '../core/errors.js';
-import { sameSecret } from '../security/index.js';
+import { auditedAsync, sameSecret, type Actor } from '../security/index.js';
+import type { Workspace } from '../store/index.js';
 import { CreateEndpointSchema, UpdateEndpointSchema, type ServingRuntime } from '../serving/index.js';
 import { dataPlaneUrl } from './client.js';
 import { sendError } from './errors.js';
+import { applyHttpLimits, DEFAULT_HTTP_LIMITS, httpServerOptions, type HttpLimits } from './http-limits.js';
 import type { DaemonState } from './state.js';
 
 export interface AdminOptions {
   log: Logger;
   token: string;
+  /** where endpoint changes are audited (before they are made: a change that cannot be recorded is refused) */
+  ws: Workspace;
   /** what GET /v1/status reports */
   status: () => Record<string, unknown>;
   /** POST /v1/shutdown: the daemon stops after answering */
@@ -20,6 +24,8 @@ export interface AdminOptions {
   metrics: () => Promise<string>;
   /** the daemon's recent log lines (the console's logs view) */
   logs?: LogBook;
+  /** default DEFAULT_HTTP_LIMITS */
+  httpLimits?: HttpLimits;
 }
 
 const jsonSchema = (schema: z.ZodType) => {
@@ -31,15 +37,17 @@ const nameParams = { type: 'object', properties: { name: { type: 'string', maxLe
 const waitQuery = { type: 'object', properties: { wait: { type: 'boolean', default: true } } } as const;
 
 /**
- * The admin API (bearer admin token): endpoint create/update/describe/list/delete, daemon
- * status and shutdown. Bodies are checked against JSON schemas generated from the service's zod
+ * The admin API (bearer admin token): endpoint create/update/describe/list/delete (changes
+ * audited as local:admin), daemon status and shutdown. Bodies are checked against JSON schemas generated from the service's zod
  * schemas, so the HTTP layer and the service agree on what is valid.
  *
  * The web console shares the port: its pages at / and its JSON API under /api/, with its own
  * sign-in (session cookie, or the token or an API key as a bearer token).
  */
 export function buildAdmin(runtime: ServingRuntime, opts: AdminOptions): FastifyInstance {
-  const app = Fastify({ loggerInstance: opts.log as FastifyBaseLogger, disableRequestLogging: true });
+  const limits = opts.httpLimits ?? DEFAULT_HTTP_LIMITS;
+  const app = Fastify({ ...httpServerOptions(limits, opts.log), loggerInstance: opts.log as FastifyBaseLogger, disableRequestLogging: true, frameworkErrors: (err, req, reply) => sendError(err, req, reply) });
+  applyHttpLimits(app, limits, opts.log);
   app.setErrorHandler((err, req, reply) => sendError(err, req, reply));
   app.setNotFoundHandler((req, reply) => sendError(new KennelError(`There is no ${req.method} ${req.url.split('?')[0]} in the admin API.`, undefined, 404, 'not_found'), req, reply));
 
@@ -66,9 +74,11 @@ export function buildAdmin(runtime: ServingRuntime, opts: AdminOptions): Fastify
       return { stopping: true };
     });
 
+    // the admin token is the workspace owner's
+    const owner = (req: FastifyRequest): Actor & { requestId: string } => ({ principal: 'local:admin', plane: 'admin', requestId: req.id });
     api.get('/v1/endpoints', async () => ({ endpoints: runtime.list() }));
-    api.post<{ Querystring: { wait: boolean } }>('/v1/endpoints', { schema: { body: jsonSchema(CreateEndpointSchema), querystring: waitQuery } }, async (req, reply) => {
-      const d = await runtime.create(req.body, { wait: req.query.wait });
+    api.post<{ Body: { name?: string }; Querystring: { wait: boolean } }>('/v1/endpoints', { schema: { body: jsonSchema(CreateEndpointSchema), querystring: waitQuery } }, async (req, reply) => {
+      const d = await auditedAsync(opts.ws, owner(req), 'admin:CreateEndpoint', `endpoint/${req.body.name}`, () => runtime.create(req.body, { wait: req.query.wait }), { body: req.body });
       reply.code(201);
       return d;
     });
@@ -76,10 +86,10 @@ export function buildAdmin(runtime: ServingRuntime, opts: AdminOptions): Fastify
     api.patch<{ Params: { name: string }; Querystring: { wait: boolean } }>(
       '/v1/endpoints/:name',
       { schema: { params: nameParams, body: jsonSchema(UpdateEndpointSchema), querystring: waitQuery } },
-      async (req) => runtime.update(req.params.name, req.body, { wait: req.query.wait }),
+      async (req) => auditedAsync(opts.ws, owner(req), 'admin:UpdateEndpoint', `endpoint/${req.params.name}`, () => runtime.update(req.params.name, req.body, { wait: req.query.wait }), { body: req.body }),
     );
     api.delete<{ Params: { name: string } }>('/v1/endpoints/:name', { schema: { params: nameParams } }, async (req) => {
-      await runtime.delete(req.params.name);
+      await auditedAsync(opts.ws, owner(req), 'admin:DeleteEndpoint', `endpoint/${req.params.name}`, () => runtime.delete(req.params.name));
       return { deleted: req.params.name };
     });
   });

@@ -1,4 +1,5 @@
 import { KennelError, errorMessage } from '../core/errors.js';
+import { DEFAULT_MAX_IMAGE_BYTES } from '../serving/index.js';
 import type { ErrorBody } from './errors.js';
 import { isAlive, readAdminToken, readState, type DaemonState } from './state.js';
 
@@ -59,8 +60,17 @@ export async function adminRequest<T>(home: string, method: string, path: string
  */
 export async function invokeEndpoint(home: string, endpoint: string, image: Uint8Array, contentType: string, topK: number, key?: string): Promise<unknown> {
   const state = findDaemon(home);
+  const limit = state.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES;
+  // checked here too: the daemon would only answer 413 after the upload started
+  if (image.byteLength > limit) throw imageTooLarge(image.byteLength, limit);
   const headers: Record<string, string> = { 'content-type': contentType, ...(key ? { authorization: `Bearer ${key}` } : {}) };
   const res = await call(`${dataPlaneUrl(state)}/endpoints/${encodeURIComponent(endpoint)}/invocations?topK=${topK}`, { method: 'POST', headers, body: image });
+  if (res.status === 413) throw imageTooLarge(image.byteLength, limit);
   if (!res.ok) throw await failure(res);
   return res.json();
 }
+
+const mib = (bytes: number): string => `${Number((bytes / 2 ** 20).toFixed(2))} MiB`;
+
+const imageTooLarge = (size: number, limit: number): KennelError =>
+  new KennelError(`The image is too large (limit ${mib(limit)}): it has ${mib(size)}.`, 'Resize it before sending: the model looks at a few hundred pixels.', 413, 'too_large');

@@ -3,10 +3,11 @@ import { pino, type Logger } from 'pino';
 import { LogBook } from '../console/index.js';
 import { KennelError } from '../core/errors.js';
 import { endpointClientFor, FunctionGateway, type EventQueueOptions } from '../functions/index.js';
-import { ServingRuntime, type PoolTimings } from '../serving/index.js';
+import { DEFAULT_MAX_IMAGE_BYTES, ServingRuntime, type PoolTimings } from '../serving/index.js';
 import { openWorkspace } from '../store/index.js';
 import { buildAdmin } from './admin.js';
 import { buildDataPlane } from './dataplane.js';
+import { checkHttpLimits, DEFAULT_HTTP_LIMITS, type HttpLimits } from './http-limits.js';
 import { ServingMetrics } from './metrics.js';
 import { clearState, ensureAdminToken, isAlive, readState, writeState, type DaemonState } from './state.js';
 
@@ -22,6 +23,8 @@ export interface DaemonOptions {
   timings?: PoolTimings;
   /** bounds and retry timings of the functions' asynchronous-invocation queue */
   events?: EventQueueOptions;
+  /** timeouts and the per-client connection cap of both ports (default DEFAULT_HTTP_LIMITS) */
+  httpLimits?: Partial<HttpLimits>;
 }
 
 export interface Daemon {
@@ -54,6 +57,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   if (running && running.pid !== process.pid && isAlive(running.pid)) {
     throw new KennelError(`A Kennel daemon is already running for ${opts.home} (pid ${running.pid}, port ${running.port}).`, 'Stop it with kennel down, or use another KENNEL_HOME.', 409, 'conflict');
   }
+  const httpLimits = checkHttpLimits({ ...DEFAULT_HTTP_LIMITS, ...opts.httpLimits });
   const ws = openWorkspace(opts.home);
   const token = ensureAdminToken(ws.home);
   logs.addSecrets(token);
@@ -81,14 +85,16 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const gateway = new FunctionGateway({ ws, endpoints: endpointClientFor(runtime, opts.maxImageBytes), registry: metrics.registry, events: opts.events });
   // filled in once both listen; status() may be read before (the console reads home at registration)
   const ports = { port: 0, adminPort: 0 };
-  const dataPlane = buildDataPlane(runtime, metrics, { log, ws, gateway, maxImageBytes: opts.maxImageBytes });
+  const dataPlane = buildDataPlane(runtime, metrics, { log, ws, gateway, maxImageBytes: opts.maxImageBytes, httpLimits });
   const admin = buildAdmin(runtime, {
     log,
     token,
+    ws,
     status: () => ({ pid: process.pid, home: ws.home, host, ...ports, startedAt, endpoints: runtime!.list().length }),
     shutdown: () => void close(),
     metrics: () => metrics.text(),
     logs,
+    httpLimits,
   });
   try {
     await dataPlane.listen({ host, port: opts.port ?? 8080 });
@@ -104,7 +110,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   ports.adminPort = addressOf(admin);
   await runtime.start();
   await gateway.start(); // provisioned instances, then function definitions re-read every 2 s
-  const state: DaemonState = { pid: process.pid, host, ...ports, startedAt };
+  const state: DaemonState = { pid: process.pid, host, ...ports, startedAt, maxImageBytes: opts.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES };
   writeState(ws.home, state);
   log.info(state, 'daemon started');
   return { state, runtime, gateway, stopped, close };

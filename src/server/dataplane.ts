@@ -9,8 +9,9 @@ import { fetchImage } from '../net/index.js';
 import { securityPlugin } from '../security/index.js';
 import { DEFAULT_MAX_IMAGE_BYTES, IMAGE_TYPES, checkImage, decodeBase64Image, type ServingRuntime } from '../serving/index.js';
 import type { Workspace } from '../store/index.js';
-import type { ServingMetrics } from './metrics.js';
 import { sendError } from './errors.js';
+import { applyHttpLimits, DEFAULT_HTTP_LIMITS, httpServerOptions, type HttpLimits } from './http-limits.js';
+import type { ServingMetrics } from './metrics.js';
 
 export interface DataPlaneOptions {
   log: Logger;
@@ -19,6 +20,8 @@ export interface DataPlaneOptions {
   /** runs the functions behind POST /functions/NAME/invoke and the /v1/... routes */
   gateway: FunctionGateway;
   maxImageBytes?: number;
+  /** default DEFAULT_HTTP_LIMITS */
+  httpLimits?: HttpLimits;
 }
 
 /**
@@ -61,9 +64,12 @@ export function buildDataPlane(runtime: ServingRuntime, metrics: ServingMetrics,
   const maxImageBytes = opts.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES;
   // a base64 body is 4/3 of the image, plus JSON framing
   const maxJsonBytes = Math.ceil((maxImageBytes * 4) / 3) + 64 * 1024;
+  const limits = opts.httpLimits ?? DEFAULT_HTTP_LIMITS;
   const app = Fastify({
+    ...httpServerOptions(limits, opts.log),
     loggerInstance: opts.log as FastifyBaseLogger,
     disableRequestLogging: true,
+    frameworkErrors: (err, req, reply) => sendError(err, req, reply),
     bodyLimit: maxJsonBytes,
     requestIdHeader: false,
     // no type coercion: {"image": 42} must be refused, not turned into the string "42";
@@ -75,6 +81,7 @@ export function buildDataPlane(runtime: ServingRuntime, metrics: ServingMetrics,
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
   });
+  applyHttpLimits(app, limits, opts.log);
 
   // only images and JSON: fastify's default text/plain parser would let any text through
   app.removeContentTypeParser('text/plain');

@@ -27,6 +27,10 @@ function fromFastify(err: FastifyError, req: FastifyRequest): KennelError | unde
       return new KennelError('The body is not valid JSON.', 'Send {"image": "<base64>"} as application/json.', 400, 'invalid_json');
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return new KennelError('The Content-Length does not match the body.', undefined, 400, 'invalid_request');
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new KennelError('A name in the URL is too long.', 'Names are at most 63 characters.', 414, 'uri_too_long');
+    case 'FST_ERR_BAD_URL':
+      return new KennelError('The URL is not valid (a bad percent-encoding).', 'Percent-encode the URL as RFC 3986 says.', 400, 'bad_url');
   }
   if (err.validation) {
     return new KennelError(`Invalid request: ${err.validationContext ?? 'request'} ${err.validation[0]?.instancePath ?? ''} ${err.validation[0]?.message ?? err.message}`.replace(/\s+/g, ' ').trim() + '.', undefined, 400, 'invalid_request');

@@ -24,6 +24,8 @@ export interface DaemonState {
   port: number;
   adminPort: number;
   startedAt: string;
+  /** the data plane's image size limit, so clients refuse a larger image before sending it (absent: written by an older daemon) */
+  maxImageBytes?: number;
 }
 
 export function readState(home: string): DaemonState | undefined {
@@ -38,8 +40,8 @@ export function readState(home: string): DaemonState | undefined {
 
 export function writeState(home: string, state: DaemonState): void {
   const p = daemonPaths(home);
-  writeFileAtomic(p.state, JSON.stringify(state, null, 2) + '\n');
-  writeFileAtomic(p.pid, `${state.pid}\n`);
+  writeFileAtomic(p.state, JSON.stringify(state, null, 2) + '\n', 0o600);
+  writeFileAtomic(p.pid, `${state.pid}\n`, 0o600);
 }
 
 /** Removes the state files, only when they still describe this process (a newer daemon may have replaced them). */

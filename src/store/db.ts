@@ -1,3 +1,4 @@
+import { chmodSync, closeSync, existsSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { migrations } from './migrations.js';
 
@@ -8,6 +9,9 @@ export type Db = Database.Database;
  * transaction, recording the schema version in `user_version`.
  */
 export function openDb(path: string): Db {
+  // owner-only: SQLite gives the -wal and -shm files the database file's mode
+  closeSync(openSync(path, 'a', 0o600));
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) if (existsSync(file)) chmodSync(file, 0o600);
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');

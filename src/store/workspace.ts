@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { openDb, type Db } from './db.js';
 import { LocalArtifactStore, type ArtifactStore } from './artifacts.js';
@@ -25,9 +25,11 @@ export function openArtifactStore(home: string): LocalArtifactStore {
   return new LocalArtifactStore(join(resolve(home), 'artifacts'));
 }
 
+/** The workspace folder is the owner's only (0700), its database files 0600: keys' hashes, the audit log and sealed secrets live there. */
 export function openWorkspace(home = defaultHome()): Workspace {
   const root = resolve(home);
-  mkdirSync(root, { recursive: true });
+  mkdirSync(root, { recursive: true, mode: 0o700 });
+  chmodSync(root, 0o700);
   const tmpDir = join(root, 'tmp');
   mkdirSync(tmpDir, { recursive: true });
   const db = openDb(join(root, 'kennel.db'));

@@ -28,7 +28,7 @@ before(async () => {
   ws = openWorkspace(home);
   const log = pino({ level: 'silent' });
   runtime = new ServingRuntime(ws, { log });
-  app = buildAdmin(runtime, { log, token: TOKEN, status: () => ({ home, host: '127.0.0.1', port: 1 }), shutdown: () => {}, metrics: async () => '' });
+  app = buildAdmin(runtime, { log, token: TOKEN, ws, status: () => ({ home, host: '127.0.0.1', port: 1 }), shutdown: () => {}, metrics: async () => '' });
   app.addHook('onRoute', (r) => {
     for (const method of [r.method].flat()) if (r.url.startsWith('/api/') && method !== 'HEAD') routes.push({ method, url: r.url });
   });

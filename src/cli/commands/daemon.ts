@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, fchmodSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { KennelError } from '../../core/errors.js';
 import { EVENT_QUEUE_DEFAULTS } from '../../functions/index.js';
-import { adminRequest, adminUrl, clearState, daemonPaths, dataPlaneUrl, isAlive, readState, startDaemon, type DaemonState } from '../../server/index.js';
+import { adminRequest, adminUrl, checkHttpLimits, clearState, daemonPaths, dataPlaneUrl, DEFAULT_HTTP_LIMITS, isAlive, readState, startDaemon, type DaemonState, type HttpLimits } from '../../server/index.js';
 import { defaultHome } from '../../store/index.js';
 import { emit, runAction } from '../output.js';
 import { number } from '../options.js';
@@ -12,12 +12,23 @@ interface UpOptions {
   port: number;
   adminPort: number;
   host: string;
+  headerTimeout: number;
+  requestTimeout: number;
+  keepAliveTimeout: number;
+  maxConnectionsPerClient: number;
   detach?: boolean;
   json?: boolean;
   maxQueuedEvents: number;
   maxQueuedTotal: number;
   maxQueuedMib: number;
 }
+
+const httpLimitsOf = (opts: UpOptions): HttpLimits => ({
+  headersTimeoutMs: Math.round(opts.headerTimeout * 1000),
+  requestTimeoutMs: Math.round(opts.requestTimeout * 1000),
+  keepAliveTimeoutMs: Math.round(opts.keepAliveTimeout * 1000),
+  maxConnectionsPerClient: opts.maxConnectionsPerClient,
+});
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -35,8 +46,16 @@ async function startDetached(home: string, opts: UpOptions): Promise<DaemonState
   mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
   const running = readState(home);
   if (running && isAlive(running.pid)) throw new KennelError(`A Kennel daemon is already running for ${home} (pid ${running.pid}, port ${running.port}).`, 'Stop it with kennel down, or use another KENNEL_HOME.', 409, 'conflict');
-  const log = openSync(paths.log, 'a');
-  const args = [...process.execArgv, process.argv[1]!, 'up', '--port', String(opts.port), '--admin-port', String(opts.adminPort), '--host', opts.host, '--max-queued-events', String(opts.maxQueuedEvents), '--max-queued-total', String(opts.maxQueuedTotal), '--max-queued-mib', String(opts.maxQueuedMib)];
+  const log = openSync(paths.log, 'a', 0o600);
+  fchmodSync(log, 0o600); // also a log left by an older Kennel
+  const args = [
+    ...process.execArgv,
+    process.argv[1]!,
+    'up',
+    ...['--port', String(opts.port), '--admin-port', String(opts.adminPort), '--host', opts.host],
+    ...['--header-timeout', String(opts.headerTimeout), '--request-timeout', String(opts.requestTimeout), '--keep-alive-timeout', String(opts.keepAliveTimeout), '--max-connections-per-client', String(opts.maxConnectionsPerClient)],
+    ...['--max-queued-events', String(opts.maxQueuedEvents), '--max-queued-total', String(opts.maxQueuedTotal), '--max-queued-mib', String(opts.maxQueuedMib)],
+  ];
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log], env: { ...process.env, KENNEL_HOME: home } });
   closeSync(log);
   let exited: number | null | undefined;
@@ -63,6 +82,10 @@ export function registerDaemon(program: Command): void {
     .option('--port <port>', 'data-plane port', number('--port', { int: true, min: 0, max: 65535 }), 8080)
     .option('--admin-port <port>', 'admin API port', number('--admin-port', { int: true, min: 0, max: 65535 }), 8081)
     .option('--host <host>', 'interface both ports bind to', '127.0.0.1')
+    .option('--header-timeout <s>', 'seconds a client has to send its request headers (both ports; 408 after)', number('--header-timeout', { min: 0.001 }), DEFAULT_HTTP_LIMITS.headersTimeoutMs / 1000)
+    .option('--request-timeout <s>', 'seconds a client has to send a whole request, body included (408 after)', number('--request-timeout', { min: 0.001 }), DEFAULT_HTTP_LIMITS.requestTimeoutMs / 1000)
+    .option('--keep-alive-timeout <s>', 'seconds an idle keep-alive connection stays open', number('--keep-alive-timeout', { min: 0.001 }), DEFAULT_HTTP_LIMITS.keepAliveTimeoutMs / 1000)
+    .option('--max-connections-per-client <n>', 'open connections per client address (429 beyond)', number('--max-connections-per-client', { int: true, min: 1 }), DEFAULT_HTTP_LIMITS.maxConnectionsPerClient)
     .option('--max-queued-events <n>', 'asynchronous (Event) invocations stored per function, waiting, running or failed, before 429', number('--max-queued-events', { int: true, min: 1 }), EVENT_QUEUE_DEFAULTS.maxEventsPerFunction)
     .option('--max-queued-total <n>', 'asynchronous invocations stored for all functions before 429', number('--max-queued-total', { int: true, min: 1 }), EVENT_QUEUE_DEFAULTS.maxEvents)
     .option('--max-queued-mib <n>', 'payload MiB of asynchronous invocations stored for all functions before 429', number('--max-queued-mib', { int: true, min: 1 }), EVENT_QUEUE_DEFAULTS.maxBytes / 1024 ** 2)
@@ -71,13 +94,14 @@ export function registerDaemon(program: Command): void {
     .action((opts: UpOptions) =>
       runAction(async (signal) => {
         const home = defaultHome();
+        checkHttpLimits(httpLimitsOf(opts)); // before a detached start, so the error is printed here
         if (opts.detach) {
           const s = await startDetached(home, opts);
           emit(opts, s, () => `Kennel daemon started (pid ${s.pid})\n  data plane  ${dataPlaneUrl(s)}\n  admin API   ${adminUrl(s)}\n  log         ${s.log}\nstop it with: kennel down`);
           return;
         }
         const events = { maxEventsPerFunction: opts.maxQueuedEvents, maxEvents: opts.maxQueuedTotal, maxBytes: opts.maxQueuedMib * 1024 ** 2 };
-        const daemon = await startDaemon({ home, host: opts.host, port: opts.port, adminPort: opts.adminPort, events });
+        const daemon = await startDaemon({ home, host: opts.host, port: opts.port, adminPort: opts.adminPort, events, httpLimits: httpLimitsOf(opts) });
         process.stderr.write(`Kennel daemon (pid ${process.pid}): data plane ${dataPlaneUrl(daemon.state)}, admin API ${adminUrl(daemon.state)}; Ctrl-C stops it\n`);
         const stop = () => void daemon.close();
         process.once('SIGTERM', stop);

@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
-import { cliActor, getSettings, readAudit, runSecurityAudit, setCors, setRateLimit, type Plane } from '../../security/index.js';
+import { AUDIT_FAILURE_POLICIES, cliActor, getSettings, readAudit, runSecurityAudit, setAuditFailure, setCors, setRateLimit, type AuditFailurePolicy, type Plane } from '../../security/index.js';
 import { emit, runAction, table, withWorkspace } from '../output.js';
 import { collect, number, oneOf } from '../options.js';
 
 export function registerSecurity(program: Command): void {
-  const cmd = program.command('security').description('Security audit, CORS and rate-limit settings, and the audit log.');
+  const cmd = program.command('security').description('Security audit, CORS, rate-limit and audit-failure settings, and the audit log.');
 
   cmd
     .command('audit')
@@ -52,6 +52,18 @@ export function registerSecurity(program: Command): void {
           return setRateLimit(ws, { perSecond: opts.perSecond ?? current.perSecond, burst: opts.burst ?? current.burst }, cliActor());
         });
         emit(opts, limit, () => `${limit.perSecond} requests/s per key, bursts of ${limit.burst}`);
+      }),
+    );
+
+  cmd
+    .command('audit-failure')
+    .description('Show or set what the data plane does when a request\'s audit entry cannot be written (disk full): fail-closed answers 503 (the default), count serves it and counts it in kennel_audit_write_failures_total with an error log line. Admin changes always fail closed.')
+    .option('--data-plane <policy>', AUDIT_FAILURE_POLICIES.join(' or '), oneOf('--data-plane', AUDIT_FAILURE_POLICIES))
+    .option('--json', 'print JSON')
+    .action((opts: { dataPlane?: AuditFailurePolicy; json?: boolean }) =>
+      runAction(async () => {
+        const policy = await withWorkspace((ws) => (opts.dataPlane === undefined ? getSettings(ws).auditFailure : setAuditFailure(ws, { dataPlane: opts.dataPlane }, cliActor())));
+        emit(opts, policy, () => `data plane: ${policy.dataPlane}${policy.dataPlane === 'fail-closed' ? ' (a request whose audit entry cannot be written is answered 503)' : ' (served, counted in kennel_audit_write_failures_total and logged)'}; admin changes: fail-closed`);
       }),
     );
 
