@@ -5,3 +5,4 @@ export { median } from './stats.js';
 export type { ProgressEvent, ProgressSink } from './progress.js';
 export { silent } from './progress.js';
 export { startWorkerThread } from './worker-thread.js';
+export { isAlive } from './process.js';

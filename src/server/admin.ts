@@ -67,7 +67,7 @@ export function buildAdmin(runtime: ServingRuntime, opts: AdminOptions): Fastify
     api.get('/v1/endpoints', async () => ({ endpoints: runtime.list() }));
     api.post<{ Querystring: { wait: boolean } }>('/v1/endpoints', { schema: { body: jsonSchema(CreateEndpointSchema), querystring: waitQuery } }, async (req, reply) => {
       const d = await runtime.create(req.body, { wait: req.query.wait });
-      reply.code(201);
+      reply.code(d.unchanged ? 200 : 201);
       return d;
     });
     api.get<{ Params: { name: string } }>('/v1/endpoints/:name', { schema: { params: nameParams } }, async (req) => runtime.describe(req.params.name));

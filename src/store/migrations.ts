@@ -185,4 +185,10 @@ export const migrations: string[] = [
   `
   ALTER TABLE api_keys ADD COLUMN secret_sealed TEXT; -- NULL for Kennel API keys
   `,
+  // 6: the process that runs a job (host name and pid), so kennel jobs cancel can reach it and
+  // tell a job whose process died from one still running
+  `
+  ALTER TABLE jobs ADD COLUMN host TEXT;
+  ALTER TABLE jobs ADD COLUMN pid INTEGER;
+  `,
 ];

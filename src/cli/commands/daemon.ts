@@ -25,12 +25,16 @@ async function answers(url: string): Promise<boolean> {
   }
 }
 
-/** Starts `kennel up` again as a detached process (its own process group) and waits until both ports answer. */
-async function startDetached(home: string, opts: UpOptions): Promise<DaemonState & { log: string }> {
+/**
+ * Starts `kennel up` again as a detached process (its own process group) and waits until both
+ * ports answer. A daemon already running for this workspace is reported, not an error, so a
+ * setup script can run twice.
+ */
+async function startDetached(home: string, opts: UpOptions): Promise<DaemonState & { log: string; alreadyRunning: boolean }> {
   const paths = daemonPaths(home);
   mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
   const running = readState(home);
-  if (running && isAlive(running.pid)) throw new KennelError(`A Kennel daemon is already running for ${home} (pid ${running.pid}, port ${running.port}).`, 'Stop it with kennel down, or use another KENNEL_HOME.', 409, 'conflict');
+  if (running && isAlive(running.pid)) return { ...running, log: paths.log, alreadyRunning: true };
   const log = openSync(paths.log, 'a');
   const args = [...process.execArgv, process.argv[1]!, 'up', '--port', String(opts.port), '--admin-port', String(opts.adminPort), '--host', opts.host];
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log], env: { ...process.env, KENNEL_HOME: home } });
@@ -41,7 +45,7 @@ async function startDetached(home: string, opts: UpOptions): Promise<DaemonState
   const limit = Date.now() + 60_000;
   for (;;) {
     const state = readState(home);
-    if (state && state.pid === child.pid && (await answers(dataPlaneUrl(state))) && (await answers(adminUrl(state)))) return { ...state, log: paths.log };
+    if (state && state.pid === child.pid && (await answers(dataPlaneUrl(state))) && (await answers(adminUrl(state)))) return { ...state, log: paths.log, alreadyRunning: false };
     if (exited !== undefined) {
       const tail = readFileSync(paths.log, 'utf8').trim().split('\n').slice(-5).join('\n');
       const reason = /error: (.*)/.exec(tail)?.[1];
@@ -59,14 +63,14 @@ export function registerDaemon(program: Command): void {
     .option('--port <port>', 'data-plane port', number('--port', { int: true, min: 0, max: 65535 }), 8080)
     .option('--admin-port <port>', 'admin API port', number('--admin-port', { int: true, min: 0, max: 65535 }), 8081)
     .option('--host <host>', 'interface both ports bind to', '127.0.0.1')
-    .option('--detach', 'run in the background (pid and log in KENNEL_HOME/daemon/); returns once both ports answer')
+    .option('--detach', 'run in the background (pid and log in KENNEL_HOME/daemon/); returns once both ports answer, or at once when the daemon already runs')
     .option('--json', 'print JSON (with --detach)')
     .action((opts: UpOptions) =>
       runAction(async (signal) => {
         const home = defaultHome();
         if (opts.detach) {
           const s = await startDetached(home, opts);
-          emit(opts, s, () => `Kennel daemon started (pid ${s.pid})\n  data plane  ${dataPlaneUrl(s)}\n  admin API   ${adminUrl(s)}\n  log         ${s.log}\nstop it with: kennel down`);
+          emit(opts, s, () => `Kennel daemon ${s.alreadyRunning ? 'already running' : 'started'} (pid ${s.pid})\n  data plane  ${dataPlaneUrl(s)}\n  admin API   ${adminUrl(s)}\n  log         ${s.log}\nstop it with: kennel down`);
           return;
         }
         const daemon = await startDaemon({ home, host: opts.host, port: opts.port, adminPort: opts.adminPort });
