@@ -124,6 +124,11 @@ export function getBackbone(ws: Workspace, id: string): Backbone {
   throw notFound(`Backbone "${id}"`, inCatalog ? `Download it first: kennel backbones pull ${id}` : 'Register a local ONNX file with: kennel backbones add FILE.onnx --name NAME');
 }
 
+/** Removes a backbone's row (the collector frees its ONNX graphs). */
+export function deleteBackbone(ws: Workspace, id: string): void {
+  ws.db.prepare('DELETE FROM backbones WHERE id = ?').run(id);
+}
+
 export interface BackboneListing {
   id: string;
   installed: boolean;

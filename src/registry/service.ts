@@ -117,3 +117,21 @@ export async function exportModel(ws: Workspace, ref: string, dir: string): Prom
   writeFileAtomic(join(out, 'card.json'), JSON.stringify({ model: `${mv.name}@${mv.version}`, onnxSha256: mv.onnxSha, ...mv.card }, null, 2) + '\n');
   return { dir: out, files: ['model.onnx', 'labels.txt', 'card.json'], model: `${mv.name}@${mv.version}` };
 }
+
+/**
+ * Removes model versions (their rows and tags; the ONNX blobs are left to the garbage
+ * collector). `latest` moves to the newest version left; a model with none left is removed.
+ */
+export function deleteModelVersions(ws: Workspace, name: string, versions: number[]): void {
+  const model = ws.db.prepare('SELECT id FROM models WHERE name = ?').get(name) as { id: number } | undefined;
+  if (!model) return;
+  ws.db.transaction(() => {
+    for (const v of versions) {
+      ws.db.prepare('DELETE FROM model_tags WHERE model_id = ? AND version = ?').run(model.id, v);
+      ws.db.prepare('DELETE FROM model_versions WHERE model_id = ? AND version = ?').run(model.id, v);
+    }
+    const { newest } = ws.db.prepare('SELECT MAX(version) AS newest FROM model_versions WHERE model_id = ?').get(model.id) as { newest: number | null };
+    if (newest === null) ws.db.prepare('DELETE FROM models WHERE id = ?').run(model.id);
+    else ws.db.prepare("INSERT OR REPLACE INTO model_tags (model_id, tag, version) VALUES (?, 'latest', ?)").run(model.id, newest);
+  })();
+}

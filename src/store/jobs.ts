@@ -100,3 +100,8 @@ export function findJobs(ws: Workspace, filter: JobFilter): Job[] {
 export const recentJobs = (ws: Workspace, limit: number): Job[] => findJobs(ws, { limit, newestFirst: true });
 
 export const listJobs = (ws: Workspace, kind?: string): Job[] => findJobs(ws, { kind });
+
+/** Removes a job's row (its artifacts are left to the garbage collector). */
+export function removeJob(ws: Workspace, id: string): void {
+  ws.db.prepare('DELETE FROM jobs WHERE id = ?').run(id);
+}

@@ -102,7 +102,7 @@ export function registerCost(program: Command): void {
   program
     .command('cost')
     .description('Estimate cloud cost from measured throughput: a training job on each instance type (--job), or serving cost and the cheapest type meeting a latency SLO (--endpoint/--ips/--bench).')
-    .option('--job <id>', 'a finished training job (its id, or "latest")')
+    .option('--job <id>', 'a finished training job (its id, or "latest": the newest completed one)')
     .option('--endpoint <name>', 'label the serving estimate with an endpoint name (measurements come from --bench or --ips/--p99)')
     .option('--ips <n>', 'measured serving throughput, images/s of one local server', number('--ips', { min: 1e-6 }))
     .option('--p99 <duration>', 'measured p99 latency at light load, e.g. 40ms', milliseconds('--p99'))

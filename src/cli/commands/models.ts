@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { exportModel, getModel, listModels, tagModel, type ModelVersion } from '../../registry/index.js';
+import { deleteModel } from '../../housekeeping/index.js';
 import { emit, pct, runAction, table, withWorkspace } from '../output.js';
+import { deletedText } from './housekeeping.js';
 
 type Metrics = { valid?: { top1?: number }; test?: { top1?: number; top5?: number; ece?: number } };
 const metricsOf = (m: ModelVersion) => (m.card.metrics ?? {}) as Metrics;
@@ -69,6 +71,18 @@ export function registerModels(program: Command): void {
           const r = await exportModel(ws, ref, dir);
           emit(opts, r, () => `exported ${r.model} to ${r.dir}: ${r.files.join(', ')}`);
         });
+      }),
+    );
+
+  cmd
+    .command('delete <ref>')
+    .description('Delete a model version (NAME@VERSION or NAME:TAG), or every version of a model (NAME), and free its ONNX graph. A version an endpoint serves or tagged production is refused unless --force.')
+    .option('--force', 'delete even a served or production-tagged version')
+    .option('--json', 'print JSON')
+    .action((ref: string, opts: { force?: boolean; json?: boolean }) =>
+      runAction(async () => {
+        const r = await withWorkspace((ws) => deleteModel(ws, ref, { force: opts.force }));
+        emit(opts, r, () => deletedText(r));
       }),
     );
 }
