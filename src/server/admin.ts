@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { consolePlugin } from '../console/index.js';
@@ -37,7 +37,7 @@ const waitQuery = { type: 'object', properties: { wait: { type: 'boolean', defau
  * sign-in (session cookie, or the token or an API key as a bearer token).
  */
 export function buildAdmin(runtime: ServingRuntime, opts: AdminOptions): FastifyInstance {
-  const app = Fastify({ loggerInstance: opts.log as FastifyBaseLogger, disableRequestLogging: true });
+  const app = Fastify({ loggerInstance: opts.log as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }) });
   app.setErrorHandler((err, req, reply) => sendError(err, req, reply));
   app.setNotFoundHandler((req, reply) => sendError(new KennelError(`There is no ${req.method} ${req.url.split('?')[0]} in the admin API.`, undefined, 404, 'not_found'), req, reply));
 

@@ -103,7 +103,7 @@ export async function train(ws: Workspace, options: TrainOptions, hooks: TrainHo
   const ds = await getDatasetVersion(ws, o.dataset, o.datasetVersion);
   const backbone = getBackbone(ws, o.backbone);
   for (const split of ['train', 'valid'] as const) {
-    if (!ds.items.some((i) => i.split === split)) throw new KennelError(`Dataset ${ds.dataset}@${ds.version} has no ${split} images.`, 'Re-import it with a split that gives every part images (e.g. --split 0.8,0.1,0.1).');
+    if (!ds.items.some((i) => i.split === split)) throw new KennelError(`Dataset ${ds.dataset}@${ds.version} has no ${split} images.`, 'Add images to its smallest classes (each needs at least 2), or re-import it with larger valid and test fractions (e.g. --split 0.6,0.2,0.2).');
   }
   if (!o.newVersion) {
     const same = identicalTraining(ws, { ...o, name, datasetVersion: ds.version }, { manifestSha: ds.manifestSha, backboneSha: backbone.modelSha });

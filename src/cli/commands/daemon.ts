@@ -48,7 +48,7 @@ async function startDetached(home: string, opts: UpOptions): Promise<DaemonState
     if (state && state.pid === child.pid && (await answers(dataPlaneUrl(state))) && (await answers(adminUrl(state)))) return { ...state, log: paths.log, alreadyRunning: false };
     if (exited !== undefined) {
       const tail = readFileSync(paths.log, 'utf8').trim().split('\n').slice(-5).join('\n');
-      const reason = /error: (.*)/.exec(tail)?.[1];
+      const reason = /error: (.*?)\.?$/m.exec(tail)?.[1]; // the sentence gets its full stop below
       throw new KennelError(`The daemon exited while starting${reason ? `: ${reason}` : ` (code ${exited})`}.`, `See its log: ${paths.log}`, 500, 'daemon_failed');
     }
     if (Date.now() > limit) throw new KennelError('The daemon did not answer within 60 s.', `See its log: ${paths.log}`, 504, 'daemon_failed');

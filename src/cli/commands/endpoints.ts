@@ -1,4 +1,5 @@
 import { InvalidArgumentError, type Command } from 'commander';
+import { KennelError } from '../../core/index.js';
 import { adminRequest, dataPlaneUrl, findDaemon } from '../../server/index.js';
 import { PRIMARY_VARIANT, type EndpointDescription } from '../../serving/index.js';
 import { defaultHome } from '../../store/index.js';
@@ -60,6 +61,8 @@ function settingsOptions(cmd: Command): Command {
 }
 
 function settingsBody(o: SettingsOptions): Record<string, unknown> {
+  // refused here too, so the mistake is caught before the daemon is asked
+  if (o.min !== undefined && o.max !== undefined && o.min > o.max) throw new KennelError(`--min ${o.min} is above --max ${o.max}.`, 'Make --min at most --max.', 400, 'invalid_request');
   const body: Record<string, unknown> = {
     instances: o.instances,
     min: o.min,
