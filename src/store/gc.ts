@@ -1,5 +1,7 @@
 import { closeSync, existsSync, lstatSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join, relative } from 'node:path';
+import { isAlive } from '../core/index.js';
 import { openArtifactStore, type Workspace } from './workspace.js';
 
 /** Files younger than this are never removed: an import or training may be about to reference them. */
@@ -118,8 +120,11 @@ export function collectGarbage(ws: Workspace, opts: CollectOptions): CollectRepo
   const store = openArtifactStore(ws.home);
   const root = store.root;
   const pathOf = (sha: string) => store.pathOf(sha);
-  const running = ws.db.prepare("SELECT MIN(created_at) AS t FROM jobs WHERE status IN ('running', 'queued')").get() as { t: string | null };
-  const cutoff = Math.min(Date.now() - graceMs, running.t ? Date.parse(running.t) : Infinity);
+  // a job whose process on this host has exited (a crash) holds nothing back
+  const running = (ws.db.prepare("SELECT created_at, host, pid FROM jobs WHERE status IN ('running', 'queued')").all() as Array<{ created_at: string; host: string | null; pid: number | null }>).filter(
+    (j) => j.host !== hostname() || j.pid === null || isAlive(j.pid),
+  );
+  const cutoff = Math.min(Date.now() - graceMs, ...running.map((j) => Date.parse(j.created_at)));
   const started = Date.now();
   let released = new Set<string>();
   if (opts.release) {
