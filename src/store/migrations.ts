@@ -191,4 +191,10 @@ export const migrations: string[] = [
   ALTER TABLE jobs ADD COLUMN host TEXT;
   ALTER TABLE jobs ADD COLUMN pid INTEGER;
   `,
+  // 7: the highest version a model ever had, so a deleted version's number is never given to
+  // another model version (an endpoint or a lineage record naming NAME@V must not change meaning)
+  `
+  ALTER TABLE models ADD COLUMN last_version INTEGER NOT NULL DEFAULT 0;
+  UPDATE models SET last_version = (SELECT COALESCE(MAX(version), 0) FROM model_versions WHERE model_id = models.id);
+  `,
 ];
