@@ -3,7 +3,7 @@ import { KennelError, notFound } from '../core/errors.js';
 import { now, type Workspace } from '../store/index.js';
 import { audited, type Actor } from './audit-log.js';
 import { invalidSignature, unauthorized, unrecognizedClient } from './errors.js';
-import { attachPolicyRow } from './policies.js';
+import { attachPolicyRow, sameInlinePolicy } from './policies.js';
 import { policyFromGrants } from './policy.js';
 import { seal, unseal } from './sealing.js';
 import { checkRate } from './settings.js';
@@ -143,7 +143,8 @@ function newCredential<T extends { expiresAt?: string }>(ws: Workspace, principa
       return ws.db.transaction(() => {
         const p = ensurePrincipal(ws, principal, opts.kind ?? 'user');
         if (p.kind === 'role' || p.kind === 'anonymous') throw new KennelError(`${principal} is a ${p.kind === 'role' ? 'function execution role' : 'reserved principal'} and cannot have keys.`);
-        const policyId = policy ? attachPolicyRow(ws, principal, policy) : undefined;
+        // a second key with the same grants (a setup script run twice) shares the policy already attached
+        const policyId = policy ? (sameInlinePolicy(ws, principal, policy) ?? attachPolicyRow(ws, principal, policy)) : undefined;
         const expiresAt = opts.expiresInMs === undefined ? undefined : new Date(Date.now() + opts.expiresInMs).toISOString();
         return { ...insert(ws, principal, { expiresAt, ratePerSecond: opts.ratePerSecond, burst: opts.burst }), policyId };
       })();

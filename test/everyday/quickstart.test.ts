@@ -41,6 +41,8 @@ test('the quick start runs twice in a row: every step exits 0 and the photo is c
   assert.match(second.train, /^reused model breeds@1 \(identical training/);
   assert.match(second.up, /^Kennel daemon already running \(pid \d+\)/);
   assert.match(second.endpoint, /^endpoint breeds already exists with these settings: nothing changed/);
+  const demo = JSON.parse(ok(kennel(home, ['policies', 'show', 'demo', '--json']), 'policies show')) as { policies: unknown[] };
+  assert.equal(demo.policies.length, 1, 'the second key shares the identical policy instead of attaching a copy');
 });
 
 test('an endpoint spec that differs is an error that points to endpoints update; --min above --max is refused', () => {
