@@ -105,7 +105,11 @@ export async function pullBackbone(ws: Workspace, id: string, opts: { from?: str
   const existing = findBackbone(ws, id);
   if (existing && existing.modelSha === entry.sha256) return existing;
   const dest = join(ws.home, 'downloads', `${entry.id}.onnx`);
-  const got = await downloadFile(opts.from ?? entry.url, dest, { expectedSize: entry.bytes, sha256: entry.sha256, progress: opts.progress, signal: opts.signal, label: `download ${id}` });
+  const got = await downloadFile(opts.from ?? entry.url, dest, { expectedSize: entry.bytes, sha256: entry.sha256, progress: opts.progress, signal: opts.signal, label: `download ${id}` }).catch((e: unknown) => {
+    // offline: say how to install a copy fetched elsewhere
+    if (!opts.from && e instanceof KennelError && e.code === 'download_failed') throw new KennelError(e.message, `Run the same command again to resume, or install a copy downloaded elsewhere: kennel backbones pull ${id} --from FILE (${entry.url}).`, e.status, e.code);
+    throw e;
+  });
   const norm = NORMALIZATIONS[entry.normalize];
   return addBackbone(ws, got.path, { name: id, inputSize: entry.inputSize, scale: norm.scale, mean: [...norm.mean], std: [...norm.std] }, 'catalog');
 }
@@ -120,6 +124,11 @@ export function getBackbone(ws: Workspace, id: string): Backbone {
   if (b) return b;
   const inCatalog = catalog().some((e) => e.id === id);
   throw notFound(`Backbone "${id}"`, inCatalog ? `Download it first: kennel backbones pull ${id}` : 'Register a local ONNX file with: kennel backbones add FILE.onnx --name NAME');
+}
+
+/** Removes a backbone's row (the collector frees its ONNX graphs). */
+export function deleteBackbone(ws: Workspace, id: string): void {
+  ws.db.prepare('DELETE FROM backbones WHERE id = ?').run(id);
 }
 
 export interface BackboneListing {

@@ -7,8 +7,9 @@ import type { EndpointLogs } from './api-types.js';
 import { actorOf, type Caller } from './auth.js';
 import { READ, callerOf, nameParams, on, onAll, stream, type ConsoleContext, type RouteModule } from './context.js';
 
-/** Predictions shown on the Try it page. */
+/** Predictions shown on the Try it page (kennel invoke by the owner may ask for others with ?topK=). */
 const TOP_K = 5;
+const topKQuery = { type: 'object', properties: { topK: { type: 'integer', minimum: 1, maximum: 1000 } }, additionalProperties: false } as const;
 
 /** Runs an endpoint change, recorded in the audit log before it is made (refused when it cannot be) and with its outcome. */
 function auditedChange<T>(ctx: ConsoleContext, caller: Caller, req: FastifyRequest, action: string, resource: string, change: () => Promise<T>): Promise<T> {
@@ -69,9 +70,9 @@ export const endpointRoutes: RouteModule = (api, ctx) => {
     return { deleted: req.params.name };
   });
 
-  api.post<{ Params: { name: string }; Body: Buffer | { url?: unknown } }>(
+  api.post<{ Params: { name: string }; Body: Buffer | { url?: unknown }; Querystring: { topK?: number } }>(
     '/api/endpoints/:name/invocations',
-    { bodyLimit: DEFAULT_MAX_IMAGE_BYTES, schema: { params: nameParams }, config: { console: on('endpoint:Invoke', 'endpoint') } },
+    { bodyLimit: DEFAULT_MAX_IMAGE_BYTES, schema: { params: nameParams, querystring: topKQuery }, config: { console: on('endpoint:Invoke', 'endpoint') } },
     async (req) => {
       const caller = callerOf(req);
       const resource = `endpoint/${req.params.name}`;
@@ -90,7 +91,7 @@ export const endpointRoutes: RouteModule = (api, ctx) => {
           source = { url: fetched.url, contentType: fetched.contentType, bytes: fetched.bytes.length, fetchMs: performance.now() - t };
         }
         const t = performance.now();
-        const result = await ctx.runtime.router.invoke(target, image, { topK: TOP_K, requestId: req.id });
+        const result = await ctx.runtime.router.invoke(target, image, { topK: req.query.topK ?? TOP_K, requestId: req.id });
         const latencyMs = performance.now() - t;
         ctx.auth.audit(caller, req, 'endpoint:Invoke', resource, 200, { tryIt: true, url: source?.url });
         return { predictions: result.predictions, model: result.model, variant: result.variant, replica: result.replica, latencyMs, source };

@@ -8,3 +8,4 @@ export { silent } from './progress.js';
 export { Child, ChildStartError, TypedEmitter, runnableEntry, type ChildExit, type ChildListener, type ChildOptions } from './child.js';
 export { printable, utf8Name, escapeBytes } from './text.js';
 export { fromSystemError } from './system-errors.js';
+export { isAlive } from './process.js';

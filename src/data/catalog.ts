@@ -120,3 +120,14 @@ export function recordVersion(
     })
     .immediate();
 }
+
+/** Removes dataset versions (rows only: the collector frees manifests and images); a dataset with none left is removed. */
+export function deleteDatasetVersions(ws: Workspace, name: string, versions: number[]): void {
+  const dataset = ws.db.prepare('SELECT id FROM datasets WHERE name = ?').get(name) as { id: number } | undefined;
+  if (!dataset) return;
+  ws.db.transaction(() => {
+    for (const v of versions) ws.db.prepare('DELETE FROM dataset_versions WHERE dataset_id = ? AND version = ?').run(dataset.id, v);
+    const { left } = ws.db.prepare('SELECT COUNT(*) AS left FROM dataset_versions WHERE dataset_id = ?').get(dataset.id) as { left: number };
+    if (left === 0) ws.db.prepare('DELETE FROM datasets WHERE id = ?').run(dataset.id);
+  })();
+}

@@ -5,7 +5,7 @@
 export type { DatasetItem, DatasetSummary, DatasetVersion, DuplicateGroup, ImportOptions, ImportReport, Layout, SkippedFile, Split } from './types.js';
 export { SPLITS } from './types.js';
 export { importDataset, getDatasetVersion, imagePath } from './import.js';
-export { listDatasets, listVersions, parseDatasetRef, validateDatasetName } from './catalog.js';
+export { listDatasets, listVersions, parseDatasetRef, validateDatasetName, deleteDatasetVersions } from './catalog.js';
 export { isLeak } from './report.js';
 export { DEFAULT_SPLIT, validateSplit, type SplitFractions } from './split.js';
 export { checkImage, DEFAULT_LIMITS, type ImageCheck, type ImageLimits } from './images.js';

@@ -46,10 +46,13 @@ export function assignSplits<T extends { path: string; label: number }>(items: T
   return out;
 }
 
-/** [valid, test] counts for a class of n images, leaving at least one image for training. */
+/**
+ * [valid, test] counts for a class of n images: at least one for each part asked for (a small
+ * class would otherwise round to none, e.g. 4 images at 0.1 each), training keeping at least one.
+ */
 function splitCounts(n: number, [, valid, test]: SplitFractions): [number, number] {
-  let nValid = Math.round(n * valid);
-  let nTest = Math.round(n * test);
+  let nValid = valid > 0 ? Math.max(1, Math.round(n * valid)) : 0;
+  let nTest = test > 0 ? Math.max(1, Math.round(n * test)) : 0;
   while (n > 0 && n - nValid - nTest < 1) {
     if (nTest >= nValid) nTest--;
     else nValid--;

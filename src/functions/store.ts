@@ -124,11 +124,15 @@ async function packageHandler(ws: Workspace, file: string | undefined): Promise<
 
 /**
  * Creates a function with its execution role (principal role/NAME) holding exactly one managed
- * policy: endpoint:Invoke on its endpoint. Returns warnings (e.g. the endpoint does not exist yet).
+ * policy: endpoint:Invoke on its endpoint. Returns warnings (e.g. the endpoint does not exist yet),
+ * or with `requireEndpoint` refuses a missing endpoint.
  */
-export async function createFunction(ws: Workspace, name: string, s: FunctionSettings & { endpoint: string }, by: Actor): Promise<{ fn: FunctionDefinition; warnings: string[] }> {
+export async function createFunction(ws: Workspace, name: string, s: FunctionSettings & { endpoint: string; requireEndpoint?: boolean }, by: Actor): Promise<{ fn: FunctionDefinition; warnings: string[] }> {
   if (!NAME.test(name)) throw new KennelError(`"${name}" is not a valid function name.`, 'Use 1-64 lowercase letters, digits or "-", starting with a letter or digit.');
   validate(s);
+  if (s.requireEndpoint && endpointWarnings(ws, s.endpoint).length) {
+    throw new KennelError(`Endpoint ${s.endpoint} does not exist.`, `Create it first (kennel endpoints create ${s.endpoint} --model MODEL), or pass --allow-missing-endpoint to create the function before its endpoint.`, 404, 'not_found');
+  }
   if (getFunctionRow(ws, name)) throw new KennelError(`Function ${name} already exists.`, `Change it with kennel functions update ${name}.`);
   const pkg = await packageHandler(ws, s.handler);
   const fn = audited(

@@ -50,8 +50,17 @@ export type InstanceType = InstanceCatalog['instances'][number];
 
 export const DEFAULT_CATALOG = fileURLToPath(new URL('../../catalog/instances.json', import.meta.url));
 
-/** EC2 bills Linux instances per second with a one-minute minimum; SageMaker per second. */
-const MINIMUM_BILLED_SECONDS: Record<InstanceType['service'], number> = { ec2: 60, sagemaker: 0 };
+/** How a service bills on-demand time; each estimate row shows its rule and the time it billed. */
+export interface BillingRule {
+  minimumSeconds: number;
+  rule: string;
+}
+
+/** EC2 bills Linux instances per second with a one-minute minimum; SageMaker per second with no minimum. */
+export const BILLING: Record<InstanceType['service'], BillingRule> = {
+  ec2: { minimumSeconds: 60, rule: 'EC2 Linux on-demand: per second, 60 s minimum' },
+  sagemaker: { minimumSeconds: 0, rule: 'SageMaker on-demand: per second, no minimum' },
+};
 
 export function loadCatalog(path = DEFAULT_CATALOG): InstanceCatalog {
   let raw: unknown;
@@ -119,7 +128,9 @@ export function scaleThroughput(localIps: number, t: InstanceType, catalog: Inst
   return { imagesPerSecond: gpu, basis: `${round(perVcpu)} img/s per vCPU x ${gpuClass.vcpuEquivalent} vCPU-equivalents per ${t.gpu.model}${t.gpu.count > 1 ? ` x ${t.gpu.count}` : ''}`, threadSpeed };
 }
 
-export const billedUsd = (t: InstanceType, seconds: number): number => (Math.max(seconds, MINIMUM_BILLED_SECONDS[t.service]) / 3600) * t.usdPerHour;
+/** The time a run of `seconds` is billed for on a type (a short run on EC2 pays the minimum). */
+export const billedSeconds = (t: InstanceType, seconds: number): number => Math.max(seconds, BILLING[t.service].minimumSeconds);
+export const billedUsd = (t: InstanceType, seconds: number): number => (billedSeconds(t, seconds) / 3600) * t.usdPerHour;
 
 /** What a training (or tuning) job measured locally. */
 export interface JobMeasurement {
@@ -150,6 +161,10 @@ export interface JobEstimate extends InstanceColumns {
   extractSeconds: number;
   headSeconds: number;
   seconds: number;
+  /** the time the cost was computed from: `seconds` raised to the service's minimum */
+  billedSeconds: number;
+  /** the billing rule applied, in words */
+  billing: string;
   usd: number;
   basis: string;
 }
@@ -162,7 +177,7 @@ export function estimateJob(m: JobMeasurement, catalog: InstanceCatalog, a: Scal
       const extractSeconds = m.extraction ? m.coldImages / s.imagesPerSecond : 0;
       const headSeconds = (m.headSeconds + m.otherSeconds) / s.threadSpeed;
       const seconds = extractSeconds + headSeconds;
-      return { type: t.type, service: t.service, vcpu: t.vcpu, gpu: t.gpu ? `${t.gpu.count}x ${t.gpu.model}` : null, usdPerHour: t.usdPerHour, imagesPerSecond: m.extraction ? s.imagesPerSecond : 0, extractSeconds, headSeconds, seconds, usd: billedUsd(t, seconds), basis: m.extraction ? s.basis : 'no extraction measurement' };
+      return { type: t.type, service: t.service, vcpu: t.vcpu, gpu: t.gpu ? `${t.gpu.count}x ${t.gpu.model}` : null, usdPerHour: t.usdPerHour, imagesPerSecond: m.extraction ? s.imagesPerSecond : 0, extractSeconds, headSeconds, seconds, billedSeconds: billedSeconds(t, seconds), billing: BILLING[t.service].rule, usd: billedUsd(t, seconds), basis: m.extraction ? s.basis : 'no extraction measurement' };
     })
     .sort((x, y) => x.usd - y.usd || x.seconds - y.seconds);
 }

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KennelError, errorMessage, notFound } from '../core/errors.js';
 import { getDatasetVersion, type DatasetVersion } from '../data/index.js';
-import { getJob, listJobs, type Job, type Workspace } from '../store/index.js';
+import { findJobs, getJob, listJobs, type Job, type Workspace } from '../store/index.js';
 import { parseRulesConfig, runRules, type CalibrationMetrics, type JobSettings, type RuleInput, type RuleResult, type RulesConfig } from './rules.js';
 import type { JobMeasurement } from './cost.js';
 import type { EpochRecord, JobTelemetry, TelemetryRecorder } from './telemetry.js';
@@ -38,12 +38,14 @@ export interface InsightJobResult {
 
 export type InsightJob = Job<InsightJobParams, InsightJobResult>;
 
-/** Resolves a job id, or `latest` for the newest training or tuning job. */
+/**
+ * Resolves a job id, or `latest`: the newest completed training job, which is what rules, report
+ * and cost can use (a tuning job's best configuration is a training job too once registered).
+ */
 export function resolveJob(ws: Workspace, ref: string): InsightJob {
   if (ref === 'latest') {
-    const jobs = INSIGHT_KINDS.flatMap((k) => listJobs(ws, k)).sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
-    const last = jobs[jobs.length - 1];
-    if (!last) throw notFound('A training job', 'Train one first: kennel train --dataset NAME --backbone ID');
+    const [last] = findJobs(ws, { kind: 'train', status: 'completed', newestFirst: true, limit: 1 });
+    if (!last) throw notFound('A completed training job', 'Train one first: kennel train --dataset NAME --backbone ID');
     return last as InsightJob;
   }
   const job = getJob(ws, ref);

@@ -40,7 +40,8 @@ export async function registerModel(ws: Workspace, name: string, onnx: Uint8Arra
   const version = ws.db.transaction(() => {
     ws.db.prepare('INSERT OR IGNORE INTO models (name, created_at) VALUES (?, ?)').run(name, createdAt);
     const { id } = ws.db.prepare('SELECT id FROM models WHERE name = ?').get(name) as { id: number };
-    const { v } = ws.db.prepare('SELECT COALESCE(MAX(version), 0) + 1 AS v FROM model_versions WHERE model_id = ?').get(id) as { v: number };
+    const { v } = ws.db.prepare('SELECT MAX(last_version, (SELECT COALESCE(MAX(version), 0) FROM model_versions WHERE model_id = ?)) + 1 AS v FROM models WHERE id = ?').get(id, id) as { v: number };
+    ws.db.prepare('UPDATE models SET last_version = ? WHERE id = ?').run(v, id);
     ws.db.prepare('INSERT INTO model_versions (model_id, version, onnx_sha, card, created_at) VALUES (?, ?, ?, ?, ?)').run(id, v, onnxSha, JSON.stringify(card), createdAt);
     ws.db.prepare("INSERT OR REPLACE INTO model_tags (model_id, tag, version) VALUES (?, 'latest', ?)").run(id, v);
     return v;
@@ -84,7 +85,7 @@ export function getModel(ws: Workspace, ref: string): ModelVersion {
     row = ws.db.prepare(`${SELECT} WHERE m.name = ? ORDER BY v.version DESC LIMIT 1`).get(name) as Row | undefined;
   }
   if (!row) {
-    const names = (ws.db.prepare('SELECT name FROM models ORDER BY name').all() as Array<{ name: string }>).map((r) => r.name);
+    const names = (ws.db.prepare('SELECT name FROM models m WHERE EXISTS (SELECT 1 FROM model_versions v WHERE v.model_id = m.id) ORDER BY name').all() as Array<{ name: string }>).map((r) => r.name);
     throw notFound(`Model ${ref}`, names.length ? `Known models: ${names.join(', ')} (see kennel models list).` : 'Train one first: kennel train --dataset NAME --backbone ID');
   }
   return fromRow(ws, row);
@@ -115,4 +116,22 @@ export async function exportModel(ws: Workspace, ref: string, dir: string): Prom
   writeFileAtomic(join(out, 'labels.txt'), mv.card.labels.join('\n') + '\n');
   writeFileAtomic(join(out, 'card.json'), JSON.stringify({ model: `${mv.name}@${mv.version}`, onnxSha256: mv.onnxSha, ...mv.card }, null, 2) + '\n');
   return { dir: out, files: ['model.onnx', 'labels.txt', 'card.json'], model: `${mv.name}@${mv.version}` };
+}
+
+/**
+ * Removes model versions (their rows and tags; the ONNX blobs are left to the garbage
+ * collector). `latest` moves to the newest version left.
+ */
+export function deleteModelVersions(ws: Workspace, name: string, versions: number[]): void {
+  const model = ws.db.prepare('SELECT id FROM models WHERE name = ?').get(name) as { id: number } | undefined;
+  if (!model) return;
+  ws.db.transaction(() => {
+    for (const v of versions) {
+      ws.db.prepare('DELETE FROM model_tags WHERE model_id = ? AND version = ?').run(model.id, v);
+      ws.db.prepare('DELETE FROM model_versions WHERE model_id = ? AND version = ?').run(model.id, v);
+    }
+    const { newest } = ws.db.prepare('SELECT MAX(version) AS newest FROM model_versions WHERE model_id = ?').get(model.id) as { newest: number | null };
+    // the model row stays, with its last version number, so numbers are never handed out twice
+    if (newest !== null) ws.db.prepare("INSERT OR REPLACE INTO model_tags (model_id, tag, version) VALUES (?, 'latest', ?)").run(model.id, newest);
+  })();
 }

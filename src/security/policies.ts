@@ -32,6 +32,12 @@ export function attachPolicyRow(ws: Workspace, principal: string, document: Poli
   return id;
 }
 
+/** The id of an inline (unmanaged) policy of `principal` with exactly this document. */
+export function sameInlinePolicy(ws: Workspace, principal: string, document: PolicyDocument): string | undefined {
+  const row = ws.db.prepare('SELECT id FROM policies WHERE principal = ? AND managed_by IS NULL AND document = ?').get(principal, JSON.stringify(document)) as { id: string } | undefined;
+  return row?.id;
+}
+
 /**
  * Attaches an inline policy to a principal (creating a user principal for a new name). Attaching
  * to `anonymous` grants callers without any key: that makes a resource public, and the security

@@ -4,7 +4,7 @@ import { now, type Workspace } from '../store/index.js';
 import { audited, type Actor } from './audit-log.js';
 import { invalidSignature, unauthorized, unrecognizedClient } from './errors.js';
 import { assertDelegable } from './delegation.js';
-import { attachPolicyRow, policiesFor } from './policies.js';
+import { attachPolicyRow, policiesFor, sameInlinePolicy } from './policies.js';
 import { policyFromGrants } from './policy.js';
 import { seal, unseal } from './sealing.js';
 import { checkRate } from './settings.js';
@@ -155,7 +155,8 @@ function newCredential<T extends { expiresAt?: string }>(ws: Workspace, principa
         if (p.kind === 'role' || p.kind === 'anonymous') throw new KennelError(`${principal} is a ${p.kind === 'role' ? 'function execution role' : 'reserved principal'} and cannot have keys.`);
         // the key's holder gets the principal's existing policies as well as the new one
         assertDelegable({ by, policiesOf: (name) => policiesFor(ws, name), documents: [...policiesFor(ws, principal), ...(policy ? [policy] : [])], what: `create a key for ${principal}` });
-        const policyId = policy ? attachPolicyRow(ws, principal, policy) : undefined;
+        // a second key with the same grants (a setup script run twice) shares the policy already attached
+        const policyId = policy ? (sameInlinePolicy(ws, principal, policy) ?? attachPolicyRow(ws, principal, policy)) : undefined;
         const expiresAt = opts.expiresInMs === undefined ? undefined : new Date(Date.now() + opts.expiresInMs).toISOString();
         return { ...insert(ws, principal, { expiresAt, ratePerSecond: opts.ratePerSecond, burst: opts.burst }), policyId };
       })();

@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { consolePlugin, type LogBook } from '../console/index.js';
@@ -46,7 +46,7 @@ const waitQuery = { type: 'object', properties: { wait: { type: 'boolean', defau
  */
 export function buildAdmin(runtime: ServingRuntime, opts: AdminOptions): FastifyInstance {
   const limits = opts.httpLimits ?? DEFAULT_HTTP_LIMITS;
-  const app = Fastify({ ...httpServerOptions(limits, opts.log), loggerInstance: opts.log as FastifyBaseLogger, disableRequestLogging: true, frameworkErrors: (err, req, reply) => sendError(err, req, reply) });
+  const app = Fastify({ ...httpServerOptions(limits, opts.log), loggerInstance: opts.log as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }), frameworkErrors: (err, req, reply) => sendError(err, req, reply) });
   applyHttpLimits(app, limits, opts.log);
   app.setErrorHandler((err, req, reply) => sendError(err, req, reply));
   app.setNotFoundHandler((req, reply) => sendError(new KennelError(`There is no ${req.method} ${req.url.split('?')[0]} in the admin API.`, undefined, 404, 'not_found'), req, reply));
@@ -79,7 +79,7 @@ export function buildAdmin(runtime: ServingRuntime, opts: AdminOptions): Fastify
     api.get('/v1/endpoints', async () => ({ endpoints: runtime.list() }));
     api.post<{ Body: { name?: string }; Querystring: { wait: boolean } }>('/v1/endpoints', { schema: { body: jsonSchema(CreateEndpointSchema), querystring: waitQuery } }, async (req, reply) => {
       const d = await auditedAsync(opts.ws, owner(req), 'admin:CreateEndpoint', `endpoint/${req.body.name}`, () => runtime.create(req.body, { wait: req.query.wait }), { body: req.body });
-      reply.code(201);
+      reply.code(d.unchanged ? 200 : 201);
       return d;
     });
     api.get<{ Params: { name: string } }>('/v1/endpoints/:name', { schema: { params: nameParams } }, async (req) => runtime.describe(req.params.name));

@@ -40,34 +40,51 @@ async function call(url: string, init: RequestInit): Promise<Response> {
   }
 }
 
+/** The admin token of a workspace whose daemon runs, or undefined when this user cannot read it. */
+function ownerToken(home: string): string | undefined {
+  try {
+    return readAdminToken(home);
+  } catch {
+    return undefined; // another user's workspace
+  }
+}
+
+/** A request to the admin API with the admin token; throws a KennelError for any error answer. */
+async function adminCall(home: string, method: string, path: string, body?: { bytes: Uint8Array; contentType: string }): Promise<Response> {
+  const state = findDaemon(home);
+  const token = ownerToken(home);
+  if (!token) throw new KennelError('The admin token is missing.', `It is created by kennel up in ${home}/daemon/admin-token.`, 401, 'unauthorized');
+  const res = await call(adminUrl(state) + path, { method, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': body.contentType } : {}) }, body: body?.bytes });
+  if (!res.ok) throw await failure(res);
+  return res;
+}
+
 /** Calls the admin API with the admin token; throws a KennelError for any error answer. */
 export async function adminRequest<T>(home: string, method: string, path: string, body?: unknown): Promise<T> {
-  const state = findDaemon(home);
-  const token = readAdminToken(home);
-  if (!token) throw new KennelError('The admin token is missing.', `It is created by kennel up in ${home}/daemon/admin-token.`, 401, 'unauthorized');
-  const res = await call(adminUrl(state) + path, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (!res.ok) throw await failure(res);
-  return (await res.json()) as T;
+  const json = body === undefined ? undefined : { bytes: Buffer.from(JSON.stringify(body)), contentType: 'application/json' };
+  return (await (await adminCall(home, method, path, json)).json()) as T;
 }
 
 /**
- * POSTs an image to an endpoint's invocations URL with an API key (`Authorization: Bearer`; none
- * when undefined); throws a KennelError for a 4xx/5xx answer.
+ * POSTs an image to an endpoint's invocations URL with an API key (`Authorization: Bearer`);
+ * throws a KennelError for a 4xx/5xx answer. Without a key, the workspace's owner (who can read
+ * the admin token, on the daemon's machine) is served through the admin API, as the console's
+ * Try it is: `asOwner` says so.
  */
-export async function invokeEndpoint(home: string, endpoint: string, image: Uint8Array, contentType: string, topK: number, key?: string): Promise<unknown> {
+export async function invokeEndpoint(home: string, endpoint: string, image: Uint8Array, contentType: string, topK: number, key?: string): Promise<{ result: unknown; asOwner: boolean }> {
   const state = findDaemon(home);
   const limit = state.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES;
   // checked here too: the daemon would only answer 413 after the upload started
   if (image.byteLength > limit) throw imageTooLarge(image.byteLength, limit);
+  if (!key && ownerToken(home)) {
+    const res = await adminCall(home, 'POST', `/api/endpoints/${encodeURIComponent(endpoint)}/invocations?topK=${topK}`, { bytes: image, contentType });
+    return { result: await res.json(), asOwner: true };
+  }
   const headers: Record<string, string> = { 'content-type': contentType, ...(key ? { authorization: `Bearer ${key}` } : {}) };
   const res = await call(`${dataPlaneUrl(state)}/endpoints/${encodeURIComponent(endpoint)}/invocations?topK=${topK}`, { method: 'POST', headers, body: image });
   if (res.status === 413) throw imageTooLarge(image.byteLength, limit);
   if (!res.ok) throw await failure(res);
-  return res.json();
+  return { result: await res.json(), asOwner: false };
 }
 
 const mib = (bytes: number): string => `${Number((bytes / 2 ** 20).toFixed(2))} MiB`;

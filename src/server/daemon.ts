@@ -103,7 +103,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     await Promise.all([dataPlane.close(), admin.close(), runtime.close()]);
     ws.close();
     const err = e as NodeJS.ErrnoException;
-    if (err.code === 'EADDRINUSE') throw new KennelError(`Port ${(err as { port?: number }).port ?? ''} is already in use.`.replace(' .', '.'), 'Pick other ports with --port and --admin-port.', 409, 'conflict');
+    const port = (err as { port?: number }).port;
+    if (err.code === 'EADDRINUSE') throw new KennelError(`${port === undefined ? 'A port' : `Port ${port}`} is already in use.`, 'Pick other ports with --port and --admin-port.', 409, 'conflict');
     throw e;
   }
   ports.port = addressOf(dataPlane);
@@ -112,7 +113,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   await gateway.start(); // provisioned instances, then function definitions re-read every 2 s
   const state: DaemonState = { pid: process.pid, host, ...ports, startedAt, maxImageBytes: opts.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES };
   writeState(ws.home, state);
-  log.info(state, 'daemon started');
+  const { pid: _pid, ...started } = state; // every line carries pid already
+  log.info(started, 'daemon started');
   return { state, runtime, gateway, stopped, close };
 }
 

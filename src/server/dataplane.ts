@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { parse as parseQuery } from 'node:querystring';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { checkAccept, INVOKED_VARIANT_HEADER, lambdaRoutes, targetVariant } from '../aws/index.js';
 import { KennelError } from '../core/errors.js';
@@ -68,14 +68,14 @@ export function buildDataPlane(runtime: ServingRuntime, metrics: ServingMetrics,
   const app = Fastify({
     ...httpServerOptions(limits, opts.log),
     loggerInstance: opts.log as FastifyBaseLogger,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     frameworkErrors: (err, req, reply) => sendError(err, req, reply),
     bodyLimit: maxJsonBytes,
     requestIdHeader: false,
     // no type coercion: {"image": 42} must be refused, not turned into the string "42";
     // whole numbers in the query string are parsed here instead, so ?topK=3 still validates
     ajv: { customOptions: { coerceTypes: false } },
-    querystringParser: (q) => Object.fromEntries(Object.entries(parseQuery(q)).map(([k, v]) => [k, typeof v === 'string' && /^-?\d{1,9}$/.test(v) ? Number(v) : v])),
+    routerOptions: { querystringParser: (q) => Object.fromEntries(Object.entries(parseQuery(q)).map(([k, v]) => [k, typeof v === 'string' && /^-?\d{1,9}$/.test(v) ? Number(v) : v])) },
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();

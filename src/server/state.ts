@@ -52,19 +52,7 @@ export function clearState(home: string, pid = process.pid): void {
   rmSync(p.pid, { force: true });
 }
 
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  // an exited process nobody has reaped yet still answers signal 0
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return true;
-  }
-}
+export { isAlive } from '../core/index.js';
 
 /** The admin token: created on the first start, readable by the owner only (mode 0600). */
 export function ensureAdminToken(home: string): string {

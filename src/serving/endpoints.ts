@@ -93,6 +93,7 @@ function finish(ws: Workspace, name: string, variants: Variant[], s: Omit<Endpoi
   if (s.targetConcurrency !== null && s.targetInvocationsPerInstance !== null) {
     throw new KennelError('Give either a target concurrency or a target of invocations per instance, not both.', 'Autoscaling tracks one metric.');
   }
+  if (s.min > s.max) throw new KennelError(`min (${s.min}) is above max (${s.max}).`, 'Make --min at most --max.', 400, 'invalid_request');
   if (!(s.min <= s.instances && s.instances <= s.max)) throw new KennelError(`Instances must lie between min and max (min ${s.min}, instances ${s.instances}, max ${s.max}).`, 'Adjust --instances, --min or --max.');
   const autoscaled = s.targetConcurrency !== null || s.targetInvocationsPerInstance !== null;
   if (!autoscaled && s.instances === 0) throw new KennelError('An endpoint with 0 instances needs an autoscaling target to scale from zero.', 'Add --target-concurrency X (and --min 0).');

@@ -4,9 +4,9 @@
  * bytes as they are); answers and control messages go over IPC. Decoding runs on sharp's libuv
  * pool, concurrently with the running batch.
  */
-import { Classifier, inputSize, tuneSharp, type Prediction } from '../inference/index.js';
+import { Classifier, tuneSharp, type Prediction } from '../inference/index.js';
 import { KennelError, errorMessage } from '../core/index.js';
-import { DynamicBatcher } from './batcher.js';
+import { BatchedClassifier } from './batched.js';
 import { Socket } from 'node:net';
 import { REQUEST_FD, RequestReader, type FromReplica, type InferRequest, type ReplicaConfig, type ToReplica } from './protocol.js';
 
@@ -38,7 +38,6 @@ async function main(): Promise<void> {
     process.stderr.write(`replica: the inference thread ended (${reason})\n`);
     process.exit(1);
   });
-  const imageSize = inputSize(config.card.preprocess);
   const classes = config.card.labels.length;
   const batchInput = clf.inputBuffer(config.batching.maxBatch);
   // A GPU session prepares its kernels for each input shape on first use (hundreds of ms for a
@@ -48,35 +47,15 @@ async function main(): Promise<void> {
   checkReadiness(await clf.run(batchInput, 1), classes);
   for (const n of shapes ?? []) await clf.run(batchInput, n);
 
-  // per-request input buffers are reused (600 KB each at 224x224): less garbage, fewer GC pauses
-  const spare: Float32Array[] = [];
-  const batcher = new DynamicBatcher<{ input: Float32Array; topK: number }, Prediction[]>(config.batching, async (items) => {
-    items.forEach((it, i) => {
-      batchInput.set(it.input, i * imageSize);
-      spare.push(it.input);
-    });
-    const started = performance.now();
-    const probs = await clf.run(batchInput, runSize(items.length));
-    send({ type: 'batch', size: items.length, ms: performance.now() - started });
-    return items.map((it, i) => clf.topK(probs, i, it.topK));
-  });
+  const batched = new BatchedClassifier(clf, config.batching, { runSize, onBatch: (size, ms) => send({ type: 'batch', size, ms }) });
 
   const infer = (m: InferRequest): void => {
     if (stopping) {
       send({ type: 'failed', id: m.id, status: 503, code: 'replica_stopping', message: 'This replica is shutting down.' });
       return;
     }
-    batcher
-      .submit(async () => {
-        const input = spare.pop() ?? new Float32Array(imageSize);
-        try {
-          await clf.preprocess(m.image, input, 0);
-        } catch (e) {
-          spare.push(input);
-          throw e;
-        }
-        return { input, topK: m.topK };
-      })
+    batched
+      .classify(m.image, m.topK)
       .then(
         (predictions) => send({ type: 'result', id: m.id, predictions }),
         (e: unknown) => {
@@ -96,7 +75,7 @@ async function main(): Promise<void> {
     if (m.type === 'ping') send({ type: 'pong', id: m.id });
     else if (m.type === 'stop') {
       stopping = true;
-      void batcher.idle().then(async () => {
+      void batched.idle().then(async () => {
         await clf.close();
         const messages = outbox;
         if (messages.length && process.connected) process.send!(messages, () => process.exit(0));

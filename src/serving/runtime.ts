@@ -6,6 +6,7 @@ import type { Workspace } from '../store/index.js';
 import { Autoscaler, type ScalingPolicy } from './autoscaler.js';
 import {
   getEndpoint,
+  findEndpoint,
   insertEndpoint,
   listEndpoints,
   listEvents,
@@ -61,6 +62,8 @@ export interface EndpointDescription {
   events: EndpointEvent[];
   createdAt: string;
   updatedAt: string;
+  /** create only: the endpoint existed with exactly this spec, so nothing was changed */
+  unchanged?: boolean;
 }
 
 /** Gauges for one variant, read at scrape time. */
@@ -121,6 +124,10 @@ export class ServingRuntime {
     const name = (input as { name?: unknown })?.name;
     return this.exclusive(typeof name === 'string' ? name : '', async () => {
       const spec = planCreate(this.ws, input);
+      const existing = findEndpoint(this.ws, spec.name);
+      // creating what exists is a no-op, so a setup script can run twice; a different spec is an update
+      if (existing && JSON.stringify(existing.spec) === JSON.stringify(spec)) return { ...this.describe(spec.name), unchanged: true };
+      if (existing) throw new KennelError(`Endpoint ${spec.name} already exists with other settings.`, `Change it with kennel endpoints update ${spec.name} (e.g. --model ${spec.variants[0]?.model}), or delete it first.`, 409, 'conflict');
       await assertDevice(spec.device); // a missing GPU is a 422 now, not replicas that can never start
       await Promise.all(spec.variants.map((v) => this.poolSpec(v, spec))); // every model is loadable before anything is stored
       const endpoint = insertEndpoint(this.ws, spec);

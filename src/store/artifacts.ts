@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { copyFile, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fsyncDir, tempPathFor, writeFileAtomic } from '../core/fsutil.js';
@@ -41,15 +41,30 @@ export class LocalArtifactStore implements ArtifactStore {
     return existsSync(this.pathOf(sha));
   }
 
+  /**
+   * Whether the blob is stored already; if so it is touched, so that the garbage collector,
+   * which spares recently changed files, does not remove a blob a writer has just reused.
+   */
+  private reused(sha: string): boolean {
+    if (!this.present(sha)) return false;
+    try {
+      const t = new Date();
+      utimesSync(this.pathOf(sha), t, t);
+    } catch {
+      /* another user's blob: only its age is not refreshed */
+    }
+    return true;
+  }
+
   async put(data: Uint8Array): Promise<string> {
     const sha = createHash('sha256').update(data).digest('hex');
-    if (!this.present(sha)) writeFileAtomic(this.pathOf(sha), data, 0o444);
+    if (!this.reused(sha)) writeFileAtomic(this.pathOf(sha), data, 0o444);
     return sha;
   }
 
   async putFile(path: string): Promise<string> {
     const sha = await sha256File(path);
-    if (this.present(sha)) return sha;
+    if (this.reused(sha)) return sha;
     const target = this.pathOf(sha);
     mkdirSync(join(this.root, sha.slice(0, 2)), { recursive: true });
     const tmp = tempPathFor(target);

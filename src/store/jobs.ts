@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { Workspace } from './workspace.js';
 import { now } from './workspace.js';
 
@@ -13,6 +14,9 @@ export interface Job<P = unknown, R = unknown> {
   error?: string;
   createdAt: string;
   updatedAt: string;
+  /** the host and process that run (or last ran) the job */
+  host?: string;
+  pid?: number;
 }
 
 /** A sortable, readable id: kind, UTC time, random suffix. */
@@ -24,14 +28,16 @@ export function newJobId(kind: string): string {
 export function createJob<P>(ws: Workspace, kind: string, params: P, status: JobStatus = 'running'): Job<P> {
   const id = newJobId(kind);
   const t = now();
-  ws.db.prepare('INSERT INTO jobs (id, kind, status, params, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)').run(id, kind, status, JSON.stringify(params), t, t);
-  return { id, kind, status, params, createdAt: t, updatedAt: t };
+  const host = hostname();
+  ws.db.prepare('INSERT INTO jobs (id, kind, status, params, created_at, updated_at, host, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)').run(id, kind, status, JSON.stringify(params), t, t, host, process.pid);
+  return { id, kind, status, params, createdAt: t, updatedAt: t, host, pid: process.pid };
 }
 
+/** Records a job's new status; a job set running again (a resumed tuning job) now runs in this process. */
 export function finishJob(ws: Workspace, id: string, status: JobStatus, outcome: { result?: unknown; error?: string }): void {
-  ws.db
-    .prepare('UPDATE jobs SET status = ?, result = ?, error = ?, updated_at = ? WHERE id = ?')
-    .run(status, outcome.result === undefined ? null : JSON.stringify(outcome.result), outcome.error ?? null, now(), id);
+  const result = outcome.result === undefined ? null : JSON.stringify(outcome.result);
+  if (status === 'running') ws.db.prepare('UPDATE jobs SET status = ?, result = ?, error = ?, updated_at = ?, host = ?, pid = ? WHERE id = ?').run(status, result, outcome.error ?? null, now(), hostname(), process.pid, id);
+  else ws.db.prepare('UPDATE jobs SET status = ?, result = ?, error = ?, updated_at = ? WHERE id = ?').run(status, result, outcome.error ?? null, now(), id);
 }
 
 interface Row {
@@ -43,6 +49,8 @@ interface Row {
   error: string | null;
   created_at: string;
   updated_at: string;
+  host: string | null;
+  pid: number | null;
 }
 
 const fromRow = (r: Row): Job => ({
@@ -54,6 +62,8 @@ const fromRow = (r: Row): Job => ({
   error: r.error ?? undefined,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
+  host: r.host ?? undefined,
+  pid: r.pid ?? undefined,
 });
 
 export function getJob(ws: Workspace, id: string): Job | undefined {
@@ -61,12 +71,37 @@ export function getJob(ws: Workspace, id: string): Job | undefined {
   return r && fromRow(r);
 }
 
-/** The `limit` newest jobs, newest first. */
-export function recentJobs(ws: Workspace, limit: number): Job[] {
-  return (ws.db.prepare('SELECT * FROM jobs ORDER BY created_at DESC, id DESC LIMIT ?').all(limit) as Row[]).map(fromRow);
+export interface JobFilter {
+  kind?: string;
+  status?: JobStatus;
+  /** the dataset name a job trained or tuned on */
+  dataset?: string;
+  limit?: number;
+  /** default: oldest first */
+  newestFirst?: boolean;
 }
 
-export function listJobs(ws: Workspace, kind?: string): Job[] {
-  const rows = (kind ? ws.db.prepare('SELECT * FROM jobs WHERE kind = ? ORDER BY created_at, id').all(kind) : ws.db.prepare('SELECT * FROM jobs ORDER BY created_at, id').all()) as Row[];
-  return rows.map(fromRow);
+export function findJobs(ws: Workspace, filter: JobFilter): Job[] {
+  const conditions: Array<[string, string | undefined]> = [
+    ['kind = ?', filter.kind],
+    ['status = ?', filter.status],
+    ["json_extract(params, '$.dataset') = ?", filter.dataset],
+  ];
+  const used = conditions.filter(([, v]) => v !== undefined);
+  const where = used.map(([sql]) => sql);
+  const args: Array<string | number> = used.map(([, v]) => v!);
+  const order = filter.newestFirst ? 'created_at DESC, id DESC' : 'created_at, id';
+  const sql = `SELECT * FROM jobs${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ${order}${filter.limit ? ' LIMIT ?' : ''}`;
+  if (filter.limit) args.push(filter.limit);
+  return (ws.db.prepare(sql).all(...args) as Row[]).map(fromRow);
+}
+
+/** The `limit` newest jobs, newest first. */
+export const recentJobs = (ws: Workspace, limit: number): Job[] => findJobs(ws, { limit, newestFirst: true });
+
+export const listJobs = (ws: Workspace, kind?: string): Job[] => findJobs(ws, { kind });
+
+/** Removes a job's row (its artifacts are left to the garbage collector). */
+export function removeJob(ws: Workspace, id: string): void {
+  ws.db.prepare('DELETE FROM jobs WHERE id = ?').run(id);
 }

@@ -212,4 +212,16 @@ export const migrations: string[] = [
     payload BLOB NOT NULL           -- the event as JSON, at most the data plane's body limit
   );
   `,
+  // 7: the process that runs a job (host name and pid), so kennel jobs cancel can reach it and
+  // tell a job whose process died from one still running
+  `
+  ALTER TABLE jobs ADD COLUMN host TEXT;
+  ALTER TABLE jobs ADD COLUMN pid INTEGER;
+  `,
+  // 8: the highest version a model ever had, so a deleted version's number is never given to
+  // another model version (an endpoint or a lineage record naming NAME@V must not change meaning)
+  `
+  ALTER TABLE models ADD COLUMN last_version INTEGER NOT NULL DEFAULT 0;
+  UPDATE models SET last_version = (SELECT COALESCE(MAX(version), 0) FROM model_versions WHERE model_id = models.id);
+  `,
 ];

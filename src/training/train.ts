@@ -5,7 +5,7 @@ import type { ProgressSink } from '../core/progress.js';
 import { getDatasetVersion, type DatasetVersion } from '../data/index.js';
 import { DEVICES } from '../inference/index.js';
 import { TelemetryRecorder, saveJobInsights, type RuleResult } from '../insights/index.js';
-import { registerModel, checkModelName, type ModelCard } from '../registry/index.js';
+import { registerModel, checkModelName, identicalTraining, type ModelCard } from '../registry/index.js';
 import { createJob, finishJob, type Workspace } from '../store/index.js';
 import { datasetFeatures, type WorkerThroughput } from './dispatch.js';
 import { PROBABILITIES_OUTPUT, applyStandardizer, buildServingModel, standardizer } from './export.js';
@@ -39,6 +39,8 @@ export const TrainOptionsSchema = z.object({
   queue: z.string().min(1).optional(),
   /** extra lineage for the model card, e.g. the tuning job that chose these hyperparameters */
   lineage: z.record(z.string(), z.unknown()).optional(),
+  /** train and register even when an identical training registered a version already */
+  newVersion: z.boolean().optional(),
 });
 export type TrainOptions = z.input<typeof TrainOptionsSchema>;
 type Resolved = z.output<typeof TrainOptionsSchema>;
@@ -61,6 +63,8 @@ export interface TrainResult {
   /** set instead of rules when the workspace's rules.json is invalid */
   rulesError?: string;
   features: { chunks: number; cachedChunks: number; extractedImages: number; backend: string; workers: WorkerThroughput[] };
+  /** set when an identical earlier training's version was returned instead of training again */
+  reused?: boolean;
 }
 
 /** Rows of several matrices (the training views) stacked into one. */
@@ -100,7 +104,11 @@ export async function train(ws: Workspace, options: TrainOptions, hooks: TrainHo
   const ds = await getDatasetVersion(ws, o.dataset, o.datasetVersion);
   const backbone = getBackbone(ws, o.backbone);
   for (const split of ['train', 'valid'] as const) {
-    if (!ds.items.some((i) => i.split === split)) throw new KennelError(`Dataset ${ds.dataset}@${ds.version} has no ${split} images.`, 'Re-import it with a split that gives every part images (e.g. --split 0.8,0.1,0.1).');
+    if (!ds.items.some((i) => i.split === split)) throw new KennelError(`Dataset ${ds.dataset}@${ds.version} has no ${split} images.`, 'Add images to its smallest classes (each needs at least 2), or re-import it with larger valid and test fractions (e.g. --split 0.6,0.2,0.2).');
+  }
+  if (!o.newVersion) {
+    const same = identicalTraining(ws, { ...o, name, datasetVersion: ds.version }, { manifestSha: ds.manifestSha, backboneSha: backbone.modelSha });
+    if (same) return { ...(same.job.result as TrainResult), reused: true };
   }
   const job = createJob(ws, 'train', { ...o, name, datasetVersion: ds.version });
   hooks.onJob?.(job.id);

@@ -13,4 +13,4 @@ export { paramImportance, MIN_TRIALS_FOR_IMPORTANCE, type ParamImportance } from
 export { runTrial, encodeTrialData, decodeTrialData, OBJECTIVES, type Objective, type TrialData, type TrialOutcome, type TrialSpec } from './trial.js';
 export { TUNING_TASKS, tasks as tuningTasks } from './tasks.js';
 export { TEST_OBJECTIVES, branin, tuningBowl, hartmann6, type TestObjective } from './objectives.js';
-export type { TrialStatus } from './store.js';
+export { deleteTuneRecords, type TrialStatus } from './store.js';

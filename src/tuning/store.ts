@@ -102,3 +102,9 @@ export function liveSession(ws: Workspace, job: string): { host: string; pid: nu
 export function sessionCount(ws: Workspace, job: string): number {
   return (ws.db.prepare('SELECT COUNT(*) AS n FROM tune_sessions WHERE job = ?').get(job) as { n: number }).n;
 }
+
+/** Removes a tuning job's trials and sessions (before its job row goes). */
+export function deleteTuneRecords(ws: Workspace, job: string): void {
+  ws.db.prepare('DELETE FROM tune_trials WHERE job = ?').run(job);
+  ws.db.prepare('DELETE FROM tune_sessions WHERE job = ?').run(job);
+}

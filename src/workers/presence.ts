@@ -2,6 +2,7 @@ import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../core/fsutil.js';
+import { isAlive } from '../core/index.js';
 import type { WorkerInfo } from './engine.js';
 
 /** A worker not heard from for this long is not listed. */
@@ -74,13 +75,4 @@ export function localWorkers(home: string): WorkerInfo[] {
     }
   }
   return out;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }

@@ -45,14 +45,17 @@ describe('kennel functions', () => {
   });
 
   it('create, list, update and delete, with a least-privilege role', () => {
+    const refused = kennel(home, ['functions', 'create', 'classify', '--endpoint', 'dogs']);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /Endpoint dogs does not exist\.\n.*kennel endpoints create dogs.*--allow-missing-endpoint/);
     const created = kennelJson<{ name: string; role: string; reservedConcurrency: number; provisionedConcurrency: number; timeoutMs: number; memoryMb: number; route: string; warnings: string[] }>(home, [
-      'functions', 'create', 'classify', '--endpoint', 'dogs', '--reserved-concurrency', '5', '--provisioned-concurrency', '1', '--timeout', '10s', '--memory', '256MB', '--route', '/v1/classify',
+      'functions', 'create', 'classify', '--endpoint', 'dogs', '--allow-missing-endpoint', '--reserved-concurrency', '5', '--provisioned-concurrency', '1', '--timeout', '10s', '--memory', '256MB', '--route', '/v1/classify',
     ]);
     assert.deepEqual([created.role, created.reservedConcurrency, created.provisionedConcurrency, created.timeoutMs, created.memoryMb, created.route], ['role/classify', 5, 1, 10_000, 256, '/v1/classify']);
     assert.match(created.warnings[0]!, /Endpoint dogs does not exist yet/);
     const role = kennelJson<{ policies: Array<{ document: unknown; managedBy: string }> }>(home, ['policies', 'show', 'role/classify']);
     assert.deepEqual(role.policies.map((p) => p.document), [{ statements: [{ effect: 'allow', actions: ['endpoint:Invoke'], resources: ['endpoint/dogs'] }] }]);
-    kennelJson(home, ['functions', 'create', 'user', '--endpoint', 'dogs', '--handler', path.join(here, 'fixtures/handler.ts'), '--memory', '1GB']);
+    kennelJson(home, ['functions', 'create', 'user', '--endpoint', 'dogs', '--allow-missing-endpoint', '--handler', path.join(here, 'fixtures/handler.ts'), '--memory', '1GB']);
     const list = kennelJson<{ functions: Array<{ name: string; memoryMb: number; handler: string }> }>(home, ['functions', 'list']);
     assert.deepEqual(list.functions.map((f) => [f.name, f.memoryMb, f.handler]), [['classify', 256, 'builtin:classify'], ['user', 1024, 'module']]);
     const updated = kennelJson<{ reservedConcurrency?: number; revision: number }>(home, ['functions', 'update', 'classify', '--reserved-concurrency', 'none']);

@@ -46,6 +46,12 @@ test('training job: wall time and cost per type, with the EC2 one-minute minimum
   // g4dn.xlarge: 8351 / 400 = 20.8775 s + 36 s = 56.8775 s, billed as 60 s on EC2
   close(by('g4dn.xlarge').seconds, 56.8775, 'g4dn seconds');
   close(by('g4dn.xlarge').usd, (60 / 3600) * 0.526, 'g4dn usd (minimum)');
+  // each row says which rule priced it and the time it was applied to
+  assert.equal(by('g4dn.xlarge').billedSeconds, 60);
+  assert.match(by('g4dn.xlarge').billing, /per second, 60 s minimum/);
+  close(by('ml.m5.xlarge').billedSeconds, 140.3875, 'sagemaker bills the run time');
+  assert.match(by('ml.m5.xlarge').billing, /per second, no minimum/);
+  for (const r of rows) close(r.usd, (r.billedSeconds / 3600) * r.usdPerHour, `${r.type}: cost = billed time x price`);
   assert.deepEqual(
     rows.map((r) => r.type),
     ['g4dn.xlarge', 'ml.m5.xlarge', 't3.medium'],

@@ -41,7 +41,7 @@ test('two kennel worker processes on a shared home serve kennel train --instance
   const { home, ws } = await preparedHome();
   const workers: Proc[] = [];
   try {
-    const args = ['train', '--dataset', 'breeds', '--backbone', 'mnv2', '--augment', '2', '--seed', '9'];
+    const args = ['train', '--dataset', 'breeds', '--backbone', 'mnv2', '--augment', '2', '--seed', '9', '--new-version'];
     const inline = await kennelJson<Record<string, any>>(home, [...args, '--instances', '1']);
     const clear = () => ws.db.prepare('DELETE FROM feature_chunks').run();
     clear();

@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import { addBackbone, listBackbones, pullBackbone } from '../../backbones/index.js';
+import { deleteBackbone } from '../../housekeeping/index.js';
 import { emit, progressBars, runAction, table, withWorkspace } from '../output.js';
 import { number, oneOf, triple } from '../options.js';
+import { deletedText } from './housekeeping.js';
 
 export function registerBackbones(program: Command): void {
   const cmd = program.command('backbones').description('Pretrained feature extractors: the built-in ONNX Model Zoo catalog and your own ONNX files.');
@@ -57,6 +59,17 @@ export function registerBackbones(program: Command): void {
             [`added backbone ${b.id}`, `  features: ${b.spec.featureDim}-d, from tensor ${b.spec.featureTensor} (${b.how})`, `  input: ${b.spec.inputName} ${b.spec.preprocess.layout} ${b.spec.preprocess.size}x${b.spec.preprocess.size}`, `next: kennel train --dataset NAME --backbone ${b.id}`].join('\n'),
           );
         });
+      }),
+    );
+
+  cmd
+    .command('delete <id>')
+    .description('Uninstall a backbone and free its ONNX graphs; models trained on it keep working (each model is one self-contained graph).')
+    .option('--json', 'print JSON')
+    .action((id: string, opts: { json?: boolean }) =>
+      runAction(async () => {
+        const r = await withWorkspace((ws) => deleteBackbone(ws, id));
+        emit(opts, r, () => deletedText(r));
       }),
     );
 }

@@ -71,9 +71,13 @@ function jobText(r: JobCostReport): string {
     `job ${r.job}: a run from an empty feature cache processes ${m.coldImages} images; measured here (${m.localVcpus} threads): ${ex ? `backbone ${n3(ex.imagesPerSecond)} images/s` : 'backbone not measured'}, head + evaluation ${n3(m.headSeconds + m.otherSeconds)} s`,
     ...r.notes.map((n) => `note: ${n}`),
     table(
-      ['INSTANCE', 'SERVICE', 'VCPU', 'GPU', '$/HOUR', 'IMAGES/S', 'TIME', 'COST'],
-      [...r.instances.map((i) => [i.type, i.service, i.vcpu, i.gpu ?? '-', usd(i.usdPerHour), ex ? n3(i.imagesPerSecond) : '-', secs(i.seconds), usd(i.usd)]), ['this machine', 'local', m.localVcpus, '-', usd(r.local.usdPerHour), ex ? n3(ex.imagesPerSecond) : '-', secs(r.local.seconds), usd(r.local.usd)]],
+      ['INSTANCE', 'SERVICE', 'VCPU', 'GPU', '$/HOUR', 'IMAGES/S', 'TIME', 'BILLED', 'COST', 'BILLING RULE'],
+      [
+        ...r.instances.map((i) => [i.type, i.service, i.vcpu, i.gpu ?? '-', usd(i.usdPerHour), ex ? n3(i.imagesPerSecond) : '-', secs(i.seconds), secs(i.billedSeconds), usd(i.usd), i.billing]),
+        ['this machine', 'local', m.localVcpus, '-', usd(r.local.usdPerHour), ex ? n3(ex.imagesPerSecond) : '-', secs(r.local.seconds), secs(r.local.seconds), usd(r.local.usd), 'electricity + amortisation per working hour'],
+      ],
     ),
+    'COST = BILLED x $/HOUR; BILLED is TIME raised to the billing minimum, so a run shorter than a minute costs a full minute on EC2.',
     `cheapest: ${r.cheapest}; fastest: ${r.fastest}`,
     footer(r),
   ].join('\n');
@@ -102,7 +106,7 @@ export function registerCost(program: Command): void {
   program
     .command('cost')
     .description('Estimate cloud cost from measured throughput: a training job on each instance type (--job), or serving cost and the cheapest type meeting a latency SLO (--endpoint/--ips/--bench).')
-    .option('--job <id>', 'a finished training job (its id, or "latest")')
+    .option('--job <id>', 'a finished training job (its id, or "latest": the newest completed one)')
     .option('--endpoint <name>', 'label the serving estimate with an endpoint name (measurements come from --bench or --ips/--p99)')
     .option('--ips <n>', 'measured serving throughput, images/s of one local server', number('--ips', { min: 1e-6 }))
     .option('--p99 <duration>', 'measured p99 latency at light load, e.g. 40ms', milliseconds('--p99'))

@@ -40,12 +40,16 @@ async function answers(url: string): Promise<boolean> {
   }
 }
 
-/** Starts `kennel up` again as a detached process (its own process group) and waits until both ports answer. */
-async function startDetached(home: string, opts: UpOptions): Promise<DaemonState & { log: string }> {
+/**
+ * Starts `kennel up` again as a detached process (its own process group) and waits until both
+ * ports answer. A daemon already running for this workspace is reported, not an error, so a
+ * setup script can run twice.
+ */
+async function startDetached(home: string, opts: UpOptions): Promise<DaemonState & { log: string; alreadyRunning: boolean }> {
   const paths = daemonPaths(home);
   mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
   const running = readState(home);
-  if (running && isAlive(running.pid)) throw new KennelError(`A Kennel daemon is already running for ${home} (pid ${running.pid}, port ${running.port}).`, 'Stop it with kennel down, or use another KENNEL_HOME.', 409, 'conflict');
+  if (running && isAlive(running.pid)) return { ...running, log: paths.log, alreadyRunning: true };
   const log = openSync(paths.log, 'a', 0o600);
   fchmodSync(log, 0o600); // also a log left by an older Kennel
   const args = [
@@ -64,10 +68,10 @@ async function startDetached(home: string, opts: UpOptions): Promise<DaemonState
   const limit = Date.now() + 60_000;
   for (;;) {
     const state = readState(home);
-    if (state && state.pid === child.pid && (await answers(dataPlaneUrl(state))) && (await answers(adminUrl(state)))) return { ...state, log: paths.log };
+    if (state && state.pid === child.pid && (await answers(dataPlaneUrl(state))) && (await answers(adminUrl(state)))) return { ...state, log: paths.log, alreadyRunning: false };
     if (exited !== undefined) {
       const tail = readFileSync(paths.log, 'utf8').trim().split('\n').slice(-5).join('\n');
-      const reason = /error: (.*)/.exec(tail)?.[1];
+      const reason = /error: (.*?)\.?$/m.exec(tail)?.[1]; // the sentence gets its full stop below
       throw new KennelError(`The daemon exited while starting${reason ? `: ${reason}` : ` (code ${exited})`}.`, `See its log: ${paths.log}`, 500, 'daemon_failed');
     }
     if (Date.now() > limit) throw new KennelError('The daemon did not answer within 60 s.', `See its log: ${paths.log}`, 504, 'daemon_failed');
@@ -89,7 +93,7 @@ export function registerDaemon(program: Command): void {
     .option('--max-queued-events <n>', 'asynchronous (Event) invocations stored per function, waiting, running or failed, before 429', number('--max-queued-events', { int: true, min: 1 }), EVENT_QUEUE_DEFAULTS.maxEventsPerFunction)
     .option('--max-queued-total <n>', 'asynchronous invocations stored for all functions before 429', number('--max-queued-total', { int: true, min: 1 }), EVENT_QUEUE_DEFAULTS.maxEvents)
     .option('--max-queued-mib <n>', 'payload MiB of asynchronous invocations stored for all functions before 429', number('--max-queued-mib', { int: true, min: 1 }), EVENT_QUEUE_DEFAULTS.maxBytes / 1024 ** 2)
-    .option('--detach', 'run in the background (pid and log in KENNEL_HOME/daemon/); returns once both ports answer')
+    .option('--detach', 'run in the background (pid and log in KENNEL_HOME/daemon/); returns once both ports answer, or at once when the daemon already runs')
     .option('--json', 'print JSON (with --detach)')
     .action((opts: UpOptions) =>
       runAction(async (signal) => {
@@ -97,7 +101,7 @@ export function registerDaemon(program: Command): void {
         checkHttpLimits(httpLimitsOf(opts)); // before a detached start, so the error is printed here
         if (opts.detach) {
           const s = await startDetached(home, opts);
-          emit(opts, s, () => `Kennel daemon started (pid ${s.pid})\n  data plane  ${dataPlaneUrl(s)}\n  admin API   ${adminUrl(s)}\n  log         ${s.log}\nstop it with: kennel down`);
+          emit(opts, s, () => `Kennel daemon ${s.alreadyRunning ? 'already running' : 'started'} (pid ${s.pid})\n  data plane  ${dataPlaneUrl(s)}\n  admin API   ${adminUrl(s)}\n  log         ${s.log}\nstop it with: kennel down`);
           return;
         }
         const events = { maxEventsPerFunction: opts.maxQueuedEvents, maxEvents: opts.maxQueuedTotal, maxBytes: opts.maxQueuedMib * 1024 ** 2 };

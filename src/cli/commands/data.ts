@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import { KennelError, printable } from '../../core/index.js';
 import { getDatasetVersion, importDataset, isLeak, listDatasets, parseDatasetRef, SPLITS, validateSplit, type DatasetVersion } from '../../data/index.js';
+import { deleteDataset } from '../../housekeeping/index.js';
 import { emit, progressBars, runAction, table, withWorkspace } from '../output.js';
+import { deletedText } from './housekeeping.js';
 
 interface ImportFlags {
   name: string;
@@ -15,7 +17,7 @@ interface ImportFlags {
 
 /** `kennel data ...`: import image datasets as versions, list them, show one. */
 export function registerData(program: Command): void {
-  const data = program.command('data').description('Import image datasets and inspect their versions.');
+  const data = program.command('data').alias('datasets').description('Import image datasets, inspect and delete their versions (alias: datasets).');
 
   data
     .command('import')
@@ -82,6 +84,18 @@ export function registerData(program: Command): void {
         const { name, version } = parseDatasetRef(ref);
         const v = await withWorkspace((ws) => getDatasetVersion(ws, name, version));
         emit(flags, versionJson(v), () => showText(v));
+      }),
+    );
+
+  data
+    .command('delete')
+    .description('Delete a dataset version (NAME@VERSION) or every version (NAME), and free the images no other version uses. Models trained on it keep working.')
+    .argument('<dataset>', 'NAME for every version, or NAME@VERSION')
+    .option('--json', 'print JSON')
+    .action((ref: string, flags: { json?: boolean }) =>
+      runAction(async () => {
+        const r = await withWorkspace((ws) => deleteDataset(ws, ref));
+        emit(flags, r, () => deletedText(r));
       }),
     );
 }

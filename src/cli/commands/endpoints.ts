@@ -1,5 +1,6 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { ENDPOINT_DEVICES, type EndpointDevice } from '../../inference/index.js';
+import { KennelError } from '../../core/index.js';
 import { adminRequest, dataPlaneUrl, findDaemon } from '../../server/index.js';
 import { PRIMARY_VARIANT, type EndpointDescription } from '../../serving/index.js';
 import { defaultHome } from '../../store/index.js';
@@ -61,6 +62,8 @@ function settingsOptions(cmd: Command): Command {
 }
 
 function settingsBody(o: SettingsOptions): Record<string, unknown> {
+  // refused here too, so the mistake is caught before the daemon is asked
+  if (o.min !== undefined && o.max !== undefined && o.min > o.max) throw new KennelError(`--min ${o.min} is above --max ${o.max}.`, 'Make --min at most --max.', 400, 'invalid_request');
   const body: Record<string, unknown> = {
     instances: o.instances,
     min: o.min,
@@ -104,7 +107,7 @@ export function registerEndpoints(program: Command): void {
   settingsOptions(
     cmd
       .command('create <name>')
-      .description('Deploy a model behind POST /endpoints/NAME/invocations. Waits until its replicas are ready.')
+      .description('Deploy a model behind POST /endpoints/NAME/invocations. Waits until its replicas are ready. Creating an endpoint that exists with the same settings changes nothing; other settings are an error (use endpoints update).')
       .requiredOption('--model <ref>', 'model of the primary variant: NAME, NAME@VERSION or NAME:TAG')
       .option('--weight <w>', `traffic weight of the primary variant (default 1)`, number('--weight', { min: 0.0001 }))
       .option('--variant <name=model[:weight]>', 'another variant sharing the traffic by weight (A/B, canary); repeatable', variantArg),
@@ -113,7 +116,7 @@ export function registerEndpoints(program: Command): void {
       const home = defaultHome();
       const body = { name, variants: [{ name: PRIMARY_VARIANT, model: o.model, weight: o.weight }, ...(o.variant ?? [])], ...settingsBody(o) };
       const d = await adminRequest<EndpointDescription>(home, 'POST', `/v1/endpoints?wait=${o.wait}`, body);
-      emit(o, d, () => describeText(d, dataPlaneUrl(findDaemon(home))));
+      emit(o, { ...d, unchanged: d.unchanged ?? false }, () => `${d.unchanged ? `endpoint ${name} already exists with these settings: nothing changed\n` : ''}${describeText(d, dataPlaneUrl(findDaemon(home)))}`);
     }),
   );
 

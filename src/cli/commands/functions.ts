@@ -67,10 +67,17 @@ const describeFn = (f: FunctionDefinition) => ({ ...f, handler: f.handler === 'm
 export function registerFunctions(program: Command): void {
   const cmd = program.command('functions').description('Functions in front of endpoints (like Lambda): least-privilege execution roles, reserved and provisioned concurrency.');
 
-  withSettingsOptions(cmd.command('create <name>').description('Create a function; its execution role may invoke only --endpoint.').requiredOption('--endpoint <name>', 'the endpoint it calls'), false).action(
-    (name: string, opts: SettingsOptions & { endpoint: string }) =>
+  withSettingsOptions(
+    cmd
+      .command('create <name>')
+      .description('Create a function; its execution role may invoke only --endpoint, which must exist.')
+      .requiredOption('--endpoint <name>', 'the endpoint it calls')
+      .option('--allow-missing-endpoint', 'create it before its endpoint (invocations fail with 404 until the endpoint exists)'),
+    false,
+  ).action(
+    (name: string, opts: SettingsOptions & { endpoint: string; allowMissingEndpoint?: boolean }) =>
       runAction(async () => {
-        const { fn, warnings } = await withWorkspace((ws) => createFunction(ws, name, { ...settingsFrom(opts), endpoint: opts.endpoint }, cliActor()));
+        const { fn, warnings } = await withWorkspace((ws) => createFunction(ws, name, { ...settingsFrom(opts), endpoint: opts.endpoint, requireEndpoint: !opts.allowMissingEndpoint }, cliActor()));
         for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
         emit(opts, { ...fn, warnings }, () => `created function ${fn.name} -> endpoint ${fn.endpoint} (role ${fn.role}: endpoint:Invoke on endpoint/${fn.endpoint} only)`);
       }),

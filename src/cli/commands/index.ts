@@ -5,6 +5,7 @@ import { registerDaemon } from './daemon.js';
 import { registerData } from './data.js';
 import { registerEndpoints } from './endpoints.js';
 import { registerFunctions } from './functions.js';
+import { registerHousekeeping } from './housekeeping.js';
 import { registerInvoke } from './invoke.js';
 import { registerInsights } from './insights.js';
 import { registerKeys } from './keys.js';
@@ -23,6 +24,7 @@ export function registerCommands(program: Command): void {
   registerBackbones(program);
   registerTrain(program);
   registerTune(program);
+  registerHousekeeping(program);
   registerModels(program);
   registerModelsImport(program);
   registerPredict(program);

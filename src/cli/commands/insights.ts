@@ -30,7 +30,7 @@ export function firedRuleLines(job: string, r: { rules?: RuleResult[]; rulesErro
 export function registerInsights(program: Command): void {
   program
     .command('rules <job>')
-    .description('Re-run the profiler and debugger rules on a finished training job (JOB is the id kennel train prints, or "latest").')
+    .description('Re-run the profiler and debugger rules on a finished training job (JOB is the id kennel train prints or kennel jobs list shows, or "latest": the newest completed training job).')
     .option('--config <file>', 'rules settings as JSON, e.g. {"Overfit": {"epochs": 4}} (default: $KENNEL_HOME/rules.json when present)')
     .option('--json', 'print JSON')
     .action((jobRef: string, opts: { config?: string; json?: boolean }) =>
@@ -44,7 +44,7 @@ export function registerInsights(program: Command): void {
 
   program
     .command('report <job>')
-    .description('Write a self-contained HTML report of a training job: step timeline, throughput, curves, confusion matrix, worst classes with misclassified images, rules and hardware use.')
+    .description('Write a self-contained HTML report of a training or tuning job (JOB: its id, or "latest": the newest completed training job): step timeline, throughput, curves, confusion matrix, worst classes with misclassified images, rules and hardware use.')
     .option('--out <file>', 'HTML file to write (default: kennel-report-JOB.html)')
     .option('--examples <n>', 'misclassified test images per class (0 = none)', number('--examples', { int: true, min: 0, max: 50 }), 4)
     .option('--example-classes <n>', 'worst classes to show examples for', number('--example-classes', { int: true, min: 1, max: 1000 }), 8)
@@ -64,7 +64,7 @@ export function registerInsights(program: Command): void {
           emit(
             opts,
             { job: data.job.id, out, bytes: Buffer.byteLength(html), charts, rulesFired: fired, examples: data.examples.reduce((n, c) => n + c.items.length, 0), notes: data.notes },
-            () => [`wrote ${out} (${(Buffer.byteLength(html) / 1024).toFixed(0)} KiB, ${charts.length} charts${fired.length ? `; rules fired: ${fired.join(', ')}` : ''})`, ...data.notes.map((n) => `note: ${n}`)].join('\n'),
+            () => [`wrote ${out} for job ${data.job.id} (${(Buffer.byteLength(html) / 1024).toFixed(0)} KiB, ${charts.length} charts${fired.length ? `; rules fired: ${fired.join(', ')}` : ''})`, ...data.notes.map((n) => `note: ${n}`)].join('\n'),
           );
         });
       }),

@@ -1,9 +1,21 @@
 import type { Command } from 'commander';
 import { exportModel, getModel, listModels, tagModel, type ModelVersion } from '../../registry/index.js';
+import { deleteModel } from '../../housekeeping/index.js';
 import { emit, pct, runAction, table, withWorkspace } from '../output.js';
+import { deletedText } from './housekeeping.js';
 
 type Metrics = { valid?: { top1?: number }; test?: { top1?: number; top5?: number; ece?: number } };
 const metricsOf = (m: ModelVersion) => (m.card.metrics ?? {}) as Metrics;
+
+/** A value as one short phrase: digests cut to 12 characters, objects as key=value pairs. */
+function phrase(v: unknown): string {
+  if (typeof v === 'string') return /^[0-9a-f]{64}$/.test(v) ? v.slice(0, 12) : v;
+  if (v && typeof v === 'object' && !Array.isArray(v)) return Object.entries(v).map(([k, x]) => `${k}=${typeof x === 'object' && x !== null ? JSON.stringify(x) : phrase(x)}`).join(' ');
+  return JSON.stringify(v);
+}
+
+/** Lineage one line per entry, e.g. "    dataset: name=dogs version=2 manifestSha=3f2a...". */
+const lineageLines = (lineage: Record<string, unknown>): string[] => Object.entries(lineage).map(([k, v]) => `    ${k}: ${phrase(v)}`);
 
 export function registerModels(program: Command): void {
   const cmd = program.command('models').description('The model registry: versions, tags, model cards and export.');
@@ -40,7 +52,7 @@ export function registerModels(program: Command): void {
             `  classes: ${m.card.labels.length} (${m.card.labels.slice(0, 5).join(', ')}${m.card.labels.length > 5 ? ', ...' : ''})`,
             `  input: ${m.card.inputName} ${m.card.preprocess.layout} ${m.card.preprocess.size}x${m.card.preprocess.size}`,
             mt.test ? `  valid top-1 ${pct(mt.valid?.top1)}  test top-1 ${pct(mt.test.top1)}  top-5 ${pct(mt.test.top5)}  ECE ${mt.test.ece?.toFixed(3)}` : '',
-            m.card.lineage ? `  lineage: ${JSON.stringify(m.card.lineage)}` : '',
+            ...(m.card.lineage ? ['  lineage:', ...lineageLines(m.card.lineage)] : []),
           ]
             .filter(Boolean)
             .join('\n'),
@@ -69,6 +81,18 @@ export function registerModels(program: Command): void {
           const r = await exportModel(ws, ref, dir);
           emit(opts, r, () => `exported ${r.model} to ${r.dir}: ${r.files.join(', ')}`);
         });
+      }),
+    );
+
+  cmd
+    .command('delete <ref>')
+    .description('Delete a model version (NAME@VERSION or NAME:TAG), or every version of a model (NAME), and free its ONNX graph. A version an endpoint serves or tagged production is refused unless --force.')
+    .option('--force', 'delete even a served or production-tagged version')
+    .option('--json', 'print JSON')
+    .action((ref: string, opts: { force?: boolean; json?: boolean }) =>
+      runAction(async () => {
+        const r = await withWorkspace((ws) => deleteModel(ws, ref, { force: opts.force }));
+        emit(opts, r, () => deletedText(r));
       }),
     );
 }

@@ -1,41 +1,88 @@
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { extname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { KennelError } from '../../core/index.js';
 import { getModel } from '../../registry/index.js';
-import { classify, tuneSharp, type Prediction } from '../../inference/index.js';
-import { openWorkspace } from '../../store/index.js';
-import { emit, progressBars, runAction } from '../output.js';
+import { Classifier, tuneSharp } from '../../inference/index.js';
+import { BatchedClassifier, imageInputs, predictFiles, type FilePrediction } from '../../serving/index.js';
+import { emit, progressBars, runAction, withWorkspace } from '../output.js';
 import { number } from '../options.js';
 
-const BATCH = 16;
+/** Images per model run; decoding the next ones overlaps the run, so a few batches stay in flight. */
+const MAX_BATCH = 16;
+const IN_FLIGHT = MAX_BATCH * 3;
+
+const csvCell = (s: string): string => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
+
+/** Writes results as they come: one JSON line per image, or one CSV row (top-1, and the top-k as label:score|...). */
+function resultWriter(path: string): { write(r: FilePrediction): void; close(): void } {
+  const format = extname(path).toLowerCase();
+  if (format !== '.jsonl' && format !== '.csv') throw new KennelError(`--out ${path} must end in .jsonl or .csv.`, 'Example: --out results.jsonl');
+  const fd = openSync(path, 'w');
+  const line = (s: string) => writeSync(fd, s + '\n');
+  if (format === '.csv') line('file,label,score,top_k,error');
+  return {
+    write: (r) => {
+      if (format === '.jsonl') return line(JSON.stringify(r));
+      if ('error' in r) return line([csvCell(r.file), '', '', '', csvCell(r.error)].join(','));
+      const top = r.predictions[0]!;
+      line([csvCell(r.file), csvCell(top.label), top.score.toFixed(6), csvCell(r.predictions.map((p) => `${p.label}:${p.score.toFixed(6)}`).join('|')), ''].join(','));
+    },
+    close: () => closeSync(fd),
+  };
+}
+
+const predictionText = (r: FilePrediction): string => ('error' in r ? `${r.file}: error: ${r.error}` : `${r.file}\n${r.predictions.map((p) => `  ${(p.score * 100).toFixed(1).padStart(5)}%  ${p.label}`).join('\n')}`);
 
 export function registerPredict(program: Command): void {
   program
-    .command('predict <files...>')
-    .description('Classify image files offline with a registered model (the same exported ONNX graph that endpoints serve).')
+    .command('predict <paths...>')
+    .description('Classify images offline with a registered model (the same exported ONNX graph that endpoints serve, batched the same way). PATHS are image files or folders (searched recursively for .jpg, .png, .webp, ...). Unreadable images are listed with a reason and skipped.')
     .requiredOption('--model <ref>', 'NAME, NAME@VERSION or NAME:TAG')
     .option('--top-k <k>', 'predictions per image', number('--top-k', { int: true, min: 1, max: 1000 }), 5)
-    .option('--json', 'print JSON')
-    .action((files: string[], opts: { model: string; topK: number; json?: boolean }) =>
+    .option('--out <file>', 'write results to FILE.jsonl (one JSON object per image) or FILE.csv as they come, instead of printing each')
+    .option('--json', 'print JSON: the results, or with --out a summary')
+    .action((paths: string[], opts: { model: string; topK: number; out?: string; json?: boolean }) =>
       runAction(async (signal) => {
-        const ws = openWorkspace();
-        const mv = getModel(ws, opts.model);
+        const { files, named } = imageInputs(paths);
+        if (files.length === 0) throw new KennelError(`No images found in ${paths.join(', ')}.`, 'Pass image files, or folders that hold .jpg, .png or .webp files.');
+        const { onnx, card, model } = await withWorkspace(async (ws) => {
+          const mv = getModel(ws, opts.model);
+          return { onnx: await ws.artifacts.localPath(mv.onnxSha), card: mv.card, model: `${mv.name}@${mv.version}` };
+        });
+        const out = opts.out === undefined ? undefined : resultWriter(resolve(opts.out));
         tuneSharp();
+        const clf = await Classifier.load(onnx, card, { thread: { maxBatch: MAX_BATCH } });
         const bar = progressBars(opts);
-        let results: Array<{ file: string; predictions: Prediction[] } | { file: string; error: string }>;
+        const results: FilePrediction[] = [];
+        const failed: Array<{ file: string; error: string }> = [];
+        let classified = 0;
         try {
-          // bad files are reported one by one; the rest of their batch is still classified
-          const answers = await classify(ws, mv, files, { topK: opts.topK, batchSize: BATCH, signal, progress: bar });
-          results = answers.map((a, i) => ('error' in a ? { file: files[i]!, error: a.error instanceof KennelError ? a.error.message : `cannot read ${files[i]}` } : { file: files[i]!, predictions: a.predictions }));
+          const batched = new BatchedClassifier(clf, { maxBatch: MAX_BATCH, maxDelayMs: 2 });
+          await predictFiles(batched, files, {
+            topK: opts.topK,
+            window: IN_FLIGHT,
+            signal,
+            onResult: (r) => {
+              if ('error' in r) failed.push(r);
+              else classified++;
+              if (out) out.write(r);
+              else results.push(r);
+              bar({ phase: 'classify', done: classified + failed.length, total: files.length, detail: failed.length ? `${failed.length} skipped` : undefined });
+            },
+          });
         } finally {
           bar.end();
-          ws.close();
+          out?.close();
+          await clf.close();
         }
-        emit(opts, results, () =>
-          results
-            .map((r) => ('error' in r ? `${r.file}: error: ${r.error}` : `${r.file}\n${r.predictions.map((p) => `  ${(p.score * 100).toFixed(1).padStart(5)}%  ${p.label}`).join('\n')}`))
-            .join('\n'),
-        );
-        if (results.some((r) => 'error' in r)) process.exitCode = 1;
+        if (opts.out) {
+          const summary = { model, out: resolve(opts.out), images: files.length, classified, failed };
+          emit(opts, summary, () => [`${model}: classified ${classified} of ${files.length} images into ${summary.out}`, ...failed.map((f) => `  skipped ${f.file}: ${f.error}`)].join('\n'));
+        } else emit(opts, results, () => results.map(predictionText).join('\n'));
+        // a file named on the command line that fails is an error; inside a folder, a skipped file is reported
+        if (failed.some((f) => named.has(f.file))) process.exitCode = 1;
+        if (signal.aborted) process.exitCode = 130;
       }),
     );
 }

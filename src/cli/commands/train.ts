@@ -40,6 +40,7 @@ export function registerTrain(program: Command): void {
     .option('--instances [k]', 'shard feature extraction over K workers (alias --workers): local processes, or tasks in flight with --queue; default and no value: one per core (at most one per chunk to extract; one on a GPU); 1 = this process', number('--instances', { int: true, min: 1, max: 1024 }))
     .addOption(new Option('--workers [k]').argParser(number('--workers', { int: true, min: 1, max: 1024 })).hideHelp())
     .option('--queue <url>', 'Redis URL of kennel worker processes (default $KENNEL_QUEUE)')
+    .option('--new-version', 'train and register a new version even when an identical training (same data version, backbone, options and seed) registered one already')
     .option('--json', 'print JSON')
     .action((opts: Omit<TrainOptions, 'dataset' | 'instances'> & { dataset: string; instances?: number | true; workers?: number | true; json?: boolean }) =>
       runAction(async (signal) => {
@@ -63,9 +64,12 @@ export function registerTrain(program: Command): void {
               seconds: r.seconds,
               timings: r.timings,
               features: r.features,
+              reused: r.reused ?? false,
             },
             () =>
-              [
+              r.reused
+                ? `reused model ${r.model} (identical training, job ${r.job}); pass --new-version to train again`
+                : [
                 `registered ${r.model} (job ${r.job})`,
                 `  valid top-1 ${pct(r.metrics.valid.top1)}   test top-1 ${pct(r.metrics.test.top1)}   test top-5 ${pct(r.metrics.test.top5)}`,
                 `  calibration: ECE ${r.metrics.test.eceUncalibrated.toFixed(3)} -> ${r.metrics.test.ece.toFixed(3)} with temperature ${r.temperature.toFixed(2)}`,

@@ -1,0 +1,114 @@
+import type { Command } from 'commander';
+import { cancelJob, deleteJob, requireJob, type Deleted } from '../../housekeeping/index.js';
+import { adminRequest, readState } from '../../server/index.js';
+import { collectGarbage, defaultHome, findJobs, type CollectReport, type Job, type JobStatus } from '../../store/index.js';
+import { parseDuration } from '../../security/index.js';
+import { emit, runAction, table, withWorkspace } from '../output.js';
+import { oneOf } from '../options.js';
+
+const JOB_STATUSES = ['queued', 'running', 'completed', 'failed', 'cancelled'] as const satisfies readonly JobStatus[];
+/** Paths listed by a human-readable gc report; --json lists all. */
+const LISTED = 20;
+
+export const bytesText = (n: number): string => (n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` : n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} kB` : `${n} B`);
+
+function gcText(r: CollectReport): string {
+  const counts = ['artifact', 'temp', 'partial-download'].map((k) => [k, r.items.filter((i) => i.kind === k).length] as const).filter(([, n]) => n > 0);
+  const what = counts.length ? counts.map(([k, n]) => `${n} ${k}${n === 1 ? '' : 's'}`).join(', ') : 'nothing';
+  const head = `${r.applied ? 'removed' : 'would remove'} ${what} (${bytesText(r.bytes)}); kept ${r.kept.referenced} referenced artifacts${r.kept.recent ? ` and ${r.kept.recent} newer than the grace period` : ''}`;
+  const listed = r.items.slice(0, LISTED).map((i) => `  ${i.path}  ${bytesText(i.bytes)}`);
+  if (r.items.length > LISTED) listed.push(`  ... and ${r.items.length - LISTED} more (--json lists all)`);
+  return [head, ...listed, ...(!r.applied && r.items.length ? ['run kennel gc --yes to remove them'] : [])].join('\n');
+}
+
+/** Human output of a delete: what went and what the collector freed. */
+export const deletedText = (r: Deleted): string => `deleted ${r.deleted.join(', ')}; freed ${bytesText(r.gc.bytes)} (${r.gc.items.length} file${r.gc.items.length === 1 ? '' : 's'})`;
+
+const jobRow = (j: Job) => {
+  const p = j.params as { dataset?: string; datasetVersion?: number; backbone?: string };
+  const r = j.result as { model?: string } | undefined;
+  return { id: j.id, kind: j.kind, status: j.status, dataset: p.dataset ? `${p.dataset}${p.datasetVersion ? `@${p.datasetVersion}` : ''}` : undefined, backbone: p.backbone, model: r?.model ?? undefined, createdAt: j.createdAt, updatedAt: j.updatedAt, error: j.error };
+};
+
+export function registerHousekeeping(program: Command): void {
+  program
+    .command('gc')
+    .description('Find artifacts no dataset, model, backbone, job or function references, and stale temp files (tmp/, interrupted downloads); lists them with their size, and removes them with --yes. Files changed within the grace period are kept, so a running import is safe.')
+    .option('--yes', 'remove them (default: a dry run that only lists)')
+    .option('--grace <duration>', 'keep anything changed more recently than this, e.g. 1h, 10m, 0s', '1h')
+    .option('--json', 'print JSON')
+    .action((opts: { yes?: boolean; grace: string; json?: boolean }) =>
+      runAction(async () => {
+        const graceMs = parseDuration(opts.grace, '--grace', { allowZero: true });
+        const r = await withWorkspace((ws) => collectGarbage(ws, { apply: !!opts.yes, graceMs }));
+        emit(opts, r, () => gcText(r));
+      }),
+    );
+
+  const jobs = program.command('jobs').description('Training and tuning jobs: list, show, cancel, delete.');
+  jobs
+    .command('list')
+    .description('List jobs, newest first.')
+    .option('--kind <kind>', 'train or tune', oneOf('--kind', ['train', 'tune'] as const))
+    .option('--status <status>', JOB_STATUSES.join(', '), oneOf('--status', JOB_STATUSES))
+    .option('--dataset <name>', 'only jobs on this dataset')
+    .option('--json', 'print JSON')
+    .action((opts: { kind?: string; status?: JobStatus; dataset?: string; json?: boolean }) =>
+      runAction(async () => {
+        const rows = (await withWorkspace((ws) => findJobs(ws, { kind: opts.kind, status: opts.status, dataset: opts.dataset, newestFirst: true }))).map(jobRow);
+        emit(opts, { jobs: rows }, () =>
+          rows.length
+            ? table(['JOB', 'KIND', 'STATUS', 'DATASET', 'BACKBONE', 'MODEL', 'CREATED'], rows.map((j) => [j.id, j.kind, j.status, j.dataset ?? '-', j.backbone ?? '-', j.model ?? '-', j.createdAt.slice(0, 19).replace('T', ' ')]))
+            : 'no jobs match: start one with kennel train --dataset NAME --backbone ID',
+        );
+      }),
+    );
+
+  jobs
+    .command('show <job>')
+    .description('Show a job: its options, status, result summary or error.')
+    .option('--json', 'print JSON (the whole job row)')
+    .action((id: string, opts: { json?: boolean }) =>
+      runAction(async () => {
+        const job = await withWorkspace((ws) => requireJob(ws, id));
+        const row = jobRow(job);
+        emit(opts, job, () =>
+          [
+            `${job.id}  ${job.kind}  ${job.status}${job.pid ? `  (pid ${job.pid} on ${job.host})` : ''}`,
+            `  created ${job.createdAt}, updated ${job.updatedAt}`,
+            `  options: ${Object.entries(job.params as Record<string, unknown>).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(' ')}`,
+            row.model ? `  model: ${row.model}` : '',
+            job.error ? `  error: ${job.error}` : '',
+            job.status === 'completed' && (job.kind === 'train' || job.kind === 'tune') ? `next: kennel rules ${job.id}, kennel report ${job.id}` : '',
+          ]
+            .filter(Boolean)
+            .join('\n'),
+        );
+      }),
+    );
+
+  jobs
+    .command('cancel <job>')
+    .description('Stop a running job as Ctrl-C would (finished work is kept; a tuning job can be resumed). A job whose process has exited is marked cancelled.')
+    .option('--json', 'print JSON')
+    .action((id: string, opts: { json?: boolean }) =>
+      runAction(async () => {
+        const home = defaultHome();
+        const r = await withWorkspace((ws) => cancelJob(ws, id, { daemonPid: readState(home)?.pid }));
+        if (r.route === 'daemon') await adminRequest(home, 'POST', `/api/jobs/${encodeURIComponent(id)}/cancel`);
+        const said = { signalled: 'asked it to stop; it ends as cancelled after the current step', marked: 'its process had exited; marked cancelled', daemon: 'the daemon is stopping it' }[r.route];
+        emit(opts, r, () => `job ${id}: ${said}`);
+      }),
+    );
+
+  jobs
+    .command('delete <job>')
+    .description('Delete a finished job (a tuning job with its trials) and free what only it used (its telemetry). Models it registered stay.')
+    .option('--json', 'print JSON')
+    .action((id: string, opts: { json?: boolean }) =>
+      runAction(async () => {
+        const r = await withWorkspace((ws) => deleteJob(ws, id));
+        emit(opts, r, () => deletedText({ deleted: [r.deleted], gc: r.gc }));
+      }),
+    );
+}

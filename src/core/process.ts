@@ -1,0 +1,16 @@
+import { readFileSync } from 'node:fs';
+
+/** Whether a process of this host is running (a zombie nobody reaped counts as exited). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  // an exited process nobody has reaped yet still answers signal 0
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true;
+  }
+}
