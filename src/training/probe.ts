@@ -1,14 +1,15 @@
 /**
- * The linear probe: multinomial logistic regression on L2-normalised, centred and scaled
- * features, fitted to convergence (full batch, L-BFGS, loss and gradient in one ORT graph),
- * penalised toward the cosine nearest-centroid solution rather than toward zero:
+ * The linear probe: multinomial logistic regression fitted to convergence (full batch,
+ * L-BFGS, loss and gradient in one ORT graph), against the cosine nearest-centroid head:
  *
- *   mean NLL(W, b) + lambda/2 (||W - W_proto||^2 + ||b - b_proto||^2)
+ *   mean NLL(W, b) + lambda/2 ||[W, b] - prior||^2
  *
- * lambda -> infinity is exactly nearest class centroid (cosine); lambda -> 0 is plain logistic
- * regression. lambda (and "prototype only") is chosen by k-fold cross-validation over
+ * The default family is plain logistic regression on standardised features (prior zero); the
+ * shrunk family works on L2-normalised features with the prototype head as prior, so that
+ * lambda -> infinity is exactly nearest centroid. The prototype head itself is a candidate.
+ * lambda and prototype-or-logistic are chosen by stratified k-fold cross-validation over
  * train + valid when the data are small, by the valid split when they are large, along a
- * warm-started path from strong to weak penalties.
+ * warm-started path from strong to weak penalties; ties go to the simpler head.
  */
 import * as ort from 'onnxruntime-node';
 import { CancelledError } from '../core/errors.js';
@@ -34,10 +35,14 @@ export interface LinearProbe {
   b: Float32Array;
   mean: Float32Array;
   scale: Float32Array;
+  /** rows are scaled to unit L2 norm before centring (the prototype head and the shrunk logistic family) */
+  l2Normalize: boolean;
 }
 
 /** How features are scaled after L2 normalisation and centring: one global scale, or per feature. */
 export type ProbeScaling = 'global' | 'per-feature';
+
+export type ProbePrior = 'zero' | 'prototype';
 
 export interface ProbeChoice {
   kind: 'logistic' | 'prototype';
@@ -45,6 +50,8 @@ export interface ProbeChoice {
   l2: number | null;
   /** "cv-K" (K-fold over train + valid), "valid" (the valid split), or "forced" */
   selectedBy: string;
+  /** what the logistic penalty pulls toward: zero (plain, on standardised features) or the prototype head (on L2-normalised features) */
+  prior: ProbePrior;
   scaling: ProbeScaling;
   /** the softmax scale of the cosine prototype logits */
   prototypeScale: number;
@@ -72,6 +79,9 @@ export interface ProbeOptions {
   kind?: 'auto' | 'logistic' | 'prototype';
   /** fixed penalty instead of a search */
   l2?: number;
+  /** the logistic family: plain L2 toward zero on standardised features (default), or shrunk toward the prototype head */
+  prior?: ProbePrior;
+  /** feature scaling of the shrunk family after L2 normalisation and centring */
   scaling?: ProbeScaling;
   seed?: number;
   /** cross-validate when train + valid have at most this many rows; else use the valid split */
@@ -84,6 +94,8 @@ export interface ProbeOptions {
 /** Penalties tried, strongest first; each fit starts from the previous one's solution. */
 export const L2_PATH = [1, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001, 0.0003, 0.0001, 0.00003, 0.00001];
 const CV_MAX_ROWS = 3000;
+/** the prototype softmax scale when no held-out row can score it (every class has one row) */
+const DEFAULT_PROTOTYPE_SCALE = 10;
 /** nats of held-out NLL a weaker penalty must gain, at equal top-1, to be preferred */
 const NLL_MARGIN = 0.01;
 const MAX_FOLDS = 5;
@@ -215,7 +227,7 @@ class LogisticProblem {
   }
 
   /** Minimises the penalised loss for one lambda from a starting point ([W, b] flattened). */
-  async fit(lambda: number, start: Float64Array, signal?: AbortSignal): Promise<{ theta: Float64Array; trace: Array<{ loss: number; gradNorm: number }>; gradNorm: number }> {
+  async fit(lambda: number, start: Float64Array, signal?: AbortSignal, gradTol = GRAD_TOL): Promise<{ theta: Float64Array; trace: Array<{ loss: number; gradNorm: number }>; gradNorm: number; loss: number }> {
     const wLen = this.cols * this.classes;
     const lam = new ort.Tensor('float32', Float32Array.of(lambda), []);
     const r = await lbfgs(
@@ -231,11 +243,11 @@ class LogisticProblem {
         return { loss: (out.loss!.data as Float32Array)[0]!, grad };
       },
       start,
-      { gradTol: GRAD_TOL, maxIterations: MAX_ITERATIONS },
+      { gradTol, maxIterations: MAX_ITERATIONS },
     );
     this.evaluations += r.evaluations;
     this.iterations += r.iterations;
-    return { theta: r.x, trace: r.trace, gradNorm: r.gradNorm };
+    return { theta: r.x, trace: r.trace, gradNorm: r.gradNorm, loss: r.loss };
   }
 
   priorTheta(): Float64Array {
@@ -292,63 +304,83 @@ interface Fold {
 export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Matrix, validLabels: Int32Array, classes: number, opts: ProbeOptions = {}): Promise<ProbeResult> {
   const cols = train.cols;
   const kind = opts.kind ?? 'auto';
+  const prior = opts.prior ?? 'zero';
   const scaling = opts.scaling ?? 'global';
   const rng = new Rng(opts.seed ?? 0);
   const session = await ort.InferenceSession.create(buildLossGradient(cols, classes), sessionOptions({ threads: opts.threads }));
   const runner = await LinearRunner.create(cols, classes, opts.threads);
   try {
-    const zTrain = l2Rows(train);
-    const zValid = l2Rows(valid);
     const pooledRows = train.rows + valid.rows;
     const useCv = pooledRows <= (opts.cvMaxRows ?? CV_MAX_ROWS);
     // the data that select: K folds of train + valid, or (train -> valid)
-    const zAll = new Float32Array(pooledRows * cols);
-    zAll.set(zTrain);
-    zAll.set(zValid, zTrain.length);
-    const allLabels = new Int32Array(pooledRows);
-    allLabels.set(trainLabels);
-    allLabels.set(validLabels, train.rows);
+    const rawAll = concat([train.data, valid.data]);
+    const zAll = concat([l2Rows(train), l2Rows(valid)]);
+    const allLabels = Int32Array.from([...trainLabels, ...validLabels]);
     const counts = new Array<number>(classes).fill(0);
     allLabels.forEach((l) => counts[l]!++);
-    const k = Math.min(MAX_FOLDS, Math.max(2, Math.min(...counts.filter((n) => n > 0))));
+    // stratified folds: a class with fewer rows than folds is held out in fewer folds (rows of a class with one row can't be predicted when held out: the same error for every candidate)
+    const k = Math.min(MAX_FOLDS, Math.max(2, ...counts));
     const foldOf = useCv ? folds(allLabels, classes, k, rng) : Int32Array.from({ length: pooledRows }, (_, r) => (r < train.rows ? 1 : 0));
     const nFolds = useCv ? k : 1;
     const selectedBy = opts.l2 !== undefined || kind === 'prototype' ? 'forced' : useCv ? `cv-${k}` : 'valid';
 
-    // per fold: transform and prototype fitted on the fold's training rows only
+    /** The prototype head and the logistic problem's features for a set of labelled rows (a fold's, or the final ones). */
+    const design = (rows: number[]) => {
+      const labels = Int32Array.from(rows, (r) => allLabels[r]!);
+      const z = take(zAll, cols, rows);
+      const tp = fitTransform(z, rows.length, cols, 'global');
+      const raw = prior === 'zero' ? take(rawAll, cols, rows) : z;
+      const tl = prior === 'zero' ? fitTransform(raw, rows.length, cols, 'per-feature') : fitTransform(z, rows.length, cols, scaling);
+      const priorHead = (scale: number) => (prior === 'zero' ? { w: new Float32Array(cols * classes), b: new Float32Array(classes) } : prototypeHead(z, labels, cols, classes, tl, scale));
+      const logisticX = (r: number[]) => transform(take(prior === 'zero' ? rawAll : zAll, cols, r), r.length, cols, tl);
+      return { labels, z, tp, tl, raw, priorHead, logisticX };
+    };
+    // per fold: transforms and prototypes fitted on the fold's training rows only
     const specs = Array.from({ length: nFolds }, (_, f) => {
       const fitRows = [...allLabels.keys()].filter((r) => foldOf[r] !== f);
       const heldRows = [...allLabels.keys()].filter((r) => foldOf[r] === f);
-      const zFit = take(zAll, cols, fitRows);
-      const t = fitTransform(zFit, fitRows.length, cols, scaling);
-      const fitLabels = Int32Array.from(fitRows, (r) => allLabels[r]!);
+      const d = design(fitRows);
       const heldLabels = Int32Array.from(heldRows, (r) => allLabels[r]!);
-      const heldX = transform(take(zAll, cols, heldRows), heldRows.length, cols, t);
-      const cosine = prototypeHead(zFit, fitLabels, cols, classes, t, 1);
-      return { fitRows, heldRows, zFit, t, fitLabels, heldLabels, heldX, cosine };
+      const heldP = transform(take(zAll, cols, heldRows), heldRows.length, cols, d.tp);
+      return { fitRows, heldRows, d, heldLabels, heldP, cosine: prototypeHead(d.z, d.labels, cols, classes, d.tp, 1) };
     });
     // one prototype scale from the pooled held-out cosine logits
     const cosParts: Float32Array[] = [];
-    for (const s of specs) cosParts.push(await runner.logits(s.cosine, { data: s.heldX, rows: s.heldRows.length, cols }));
+    for (const s of specs) cosParts.push(await runner.logits(s.cosine, { data: s.heldP, rows: s.heldRows.length, cols }));
     const heldCos = concat(cosParts);
     const heldLabelsAll = Int32Array.from(specs.flatMap((s) => [...s.heldLabels]));
     const heldOrder = specs.flatMap((s) => s.heldRows);
-    const scale = fitPrototypeScale(heldCos, heldLabelsAll, classes);
+    // scores count only held-out rows whose class the fold trained on: the others are wrong for every candidate and would swamp the NLL
+    const scored = specs.flatMap((s) => {
+      const seen = new Set(s.d.labels);
+      return [...s.heldLabels].map((l) => seen.has(l));
+    });
+    const scoredRows = [...scored.keys()].filter((i) => scored[i]);
+    const scoredLabels = Int32Array.from(scoredRows, (i) => heldLabelsAll[i]!);
+    const scoredLogits = (logits: Float32Array) => {
+      const out = new Float32Array(scoredRows.length * classes);
+      scoredRows.forEach((i, j) => out.set(logits.subarray(i * classes, (i + 1) * classes), j * classes));
+      return out;
+    };
+    const scale = scoredRows.length ? fitPrototypeScale(scoredLogits(heldCos), scoredLabels, classes) : DEFAULT_PROTOTYPE_SCALE;
     // NLL after a fitted temperature: compares how well candidates rank classes, not how confident they are
-    const scoreOf = (logits: Float32Array) => ({ top1: top1(logits, heldLabelsAll, classes), nll: nll(logits, heldLabelsAll, classes, fitTemperature(logits, heldLabelsAll, classes)) });
+    const scoreOf = (all: Float32Array) => {
+      const logits = scoredLogits(all);
+      return { top1: top1(logits, scoredLabels, classes), nll: scoredRows.length ? nll(logits, scoredLabels, classes, fitTemperature(logits, scoredLabels, classes)) : 0 };
+    };
     const protoHeld = heldCos.map((v) => v * scale);
     const scores: ProbeChoice['scores'] = [{ kind: 'prototype', l2: null, ...scoreOf(protoHeld) }];
     let best: { index: number; logits: Float32Array } = { index: 0, logits: protoHeld };
     let validSplitFit: Fold['best'];
 
-    const path = opts.l2 !== undefined ? [opts.l2] : kind === 'prototype' ? [] : L2_PATH;
+    // large data: decades only (each fit costs a full pass over the data per evaluation)
+    const path = opts.l2 !== undefined ? [opts.l2] : kind === 'prototype' ? [] : useCv ? L2_PATH : L2_PATH.filter((_, i) => i % 2 === 0);
     let iterations = 0;
     let evaluations = 0;
     if (path.length) {
       const fs: Fold[] = specs.map((s) => {
-        const proto = prototypeHead(s.zFit, s.fitLabels, cols, classes, s.t, scale);
-        const problem = LogisticProblem.create(session, transform(s.zFit, s.fitRows.length, cols, s.t), s.fitLabels, cols, classes, proto);
-        return { problem, heldX: s.heldX, heldLabels: s.heldLabels, heldRows: s.heldRows, theta: problem.priorTheta() };
+        const problem = LogisticProblem.create(session, s.d.logisticX(s.fitRows), s.d.labels, cols, classes, s.d.priorHead(scale));
+        return { problem, heldX: s.d.logisticX(s.heldRows), heldLabels: s.heldLabels, heldRows: s.heldRows, theta: problem.priorTheta() };
       });
       let worse = 0;
       for (const [i, lambda] of path.entries()) {
@@ -371,7 +403,7 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
           best = { index: scores.length - 1, logits: held };
           fs.forEach((f, j) => (f.best = { theta: f.theta, trace: traces[j]! }));
           worse = 0;
-        } else if (s.top1 < b.top1 && ++worse >= 2) break; // past the best: weaker penalties only overfit more
+        } else if (!useCv && s.top1 < b.top1 && ++worse >= 2) break; // large data, past the best: weaker penalties only overfit more (and cost the most)
       }
       validSplitFit = useCv ? undefined : fs[0]!.best;
       iterations = fs.reduce((n, f) => n + f.problem.iterations, 0);
@@ -382,23 +414,21 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
 
     // the final head: under CV refitted on all of train + valid; with a valid split, trained on train
     const finalRows = useCv ? [...allLabels.keys()] : [...trainLabels.keys()];
-    const zFinal = useCv ? zAll : zTrain;
-    const finalLabels = useCv ? allLabels : trainLabels;
-    const t = fitTransform(zFinal, finalRows.length, cols, scaling);
-    const proto = prototypeHead(zFinal, finalLabels, cols, classes, t, scale);
-    let head = proto;
+    const d = design(finalRows);
+    let probe: LinearProbe = { dim: cols, classes, ...prototypeHead(d.z, d.labels, cols, classes, d.tp, scale), mean: d.tp.mean, scale: d.tp.scale, l2Normalize: true };
     let trace: ProbeChoice['trace'] = [];
-    if (chosen.kind === 'logistic' && validSplitFit) {
-      // selected on the valid split: the path's fit on train at the chosen penalty is the final head
-      head = split(validSplitFit.theta, cols, classes);
-      trace = validSplitFit.trace;
-    } else if (chosen.kind === 'logistic') {
-      const problem = LogisticProblem.create(session, transform(zFinal, finalRows.length, cols, t), finalLabels, cols, classes, proto);
-      const fit = await problem.fit(chosen.l2!, problem.priorTheta(), opts.signal);
-      head = split(fit.theta, cols, classes);
-      trace = fit.trace;
-      iterations += problem.iterations;
-      evaluations += problem.evaluations;
+    if (chosen.kind === 'logistic') {
+      let head = validSplitFit?.theta;
+      trace = validSplitFit?.trace ?? [];
+      if (!head) {
+        const problem = LogisticProblem.create(session, d.logisticX(finalRows), d.labels, cols, classes, d.priorHead(scale));
+        const fit = await problem.fit(chosen.l2!, problem.priorTheta(), opts.signal);
+        head = fit.theta;
+        trace = fit.trace;
+        iterations += problem.iterations;
+        evaluations += problem.evaluations;
+      }
+      probe = { dim: cols, classes, ...split(head, cols, classes), mean: d.tl.mean, scale: d.tl.scale, l2Normalize: prior !== 'zero' };
     }
     // valid logits: out-of-fold under CV (the final head has seen valid), else the final head's own
     let validLogits: Float32Array;
@@ -407,10 +437,10 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
       heldOrder.forEach((r, i) => {
         if (r >= train.rows) validLogits.set(best.logits.subarray(i * classes, (i + 1) * classes), (r - train.rows) * classes);
       });
-    } else validLogits = await runner.logits(head, { data: transform(zValid, valid.rows, cols, t), rows: valid.rows, cols });
+    } else validLogits = await runner.logits(probe, probeFeatures(probe, valid));
     return {
-      probe: { dim: cols, classes, w: head.w, b: head.b, mean: t.mean, scale: t.scale },
-      choice: { kind: chosen.kind, l2: chosen.l2, selectedBy, scaling, prototypeScale: scale, scores, iterations, evaluations, trace },
+      probe,
+      choice: { kind: chosen.kind, l2: chosen.l2, selectedBy, prior, scaling: prior === 'zero' ? 'per-feature' : scaling, prototypeScale: scale, scores, iterations, evaluations, trace },
       validLogits,
     };
   } finally {
@@ -429,9 +459,26 @@ function concat(parts: Float32Array[]): Float32Array {
   return out;
 }
 
-/** The features a probe's W and b apply to: raw rows L2-normalised, centred and scaled. */
-export function probeFeatures(p: Pick<LinearProbe, 'mean' | 'scale'>, x: Matrix): Matrix {
-  return { data: transform(l2Rows(x), x.rows, x.cols, p), rows: x.rows, cols: x.cols };
+/**
+ * Multinomial logistic regression on given features, penalised by l2/2 ||[W, b] - prior||^2
+ * (prior zero: plain L2-regularised logistic regression), fitted to convergence. The probe's
+ * inner solver, for baselines and checks.
+ */
+export async function fitLogistic(x: Matrix, labels: Int32Array, classes: number, opts: { l2: number; prior?: { w: Float32Array; b: Float32Array }; gradTol?: number; threads?: number }): Promise<{ w: Float32Array; b: Float32Array; loss: number; gradNorm: number; iterations: number }> {
+  const session = await ort.InferenceSession.create(buildLossGradient(x.cols, classes), sessionOptions({ threads: opts.threads }));
+  try {
+    const prior = opts.prior ?? { w: new Float32Array(x.cols * classes), b: new Float32Array(classes) };
+    const problem = LogisticProblem.create(session, x.data, labels, x.cols, classes, prior);
+    const fit = await problem.fit(opts.l2, problem.priorTheta(), undefined, opts.gradTol);
+    return { ...split(fit.theta, x.cols, classes), loss: fit.loss, gradNorm: fit.gradNorm, iterations: problem.iterations };
+  } finally {
+    await session.release();
+  }
+}
+
+/** The features a probe's W and b apply to: raw rows (L2-normalised for the prototype family), centred and scaled. */
+export function probeFeatures(p: Pick<LinearProbe, 'mean' | 'scale' | 'l2Normalize'>, x: Matrix): Matrix {
+  return { data: transform(p.l2Normalize ? l2Rows(x) : x.data, x.rows, x.cols, p), rows: x.rows, cols: x.cols };
 }
 
 /** Logits of linear heads through ORT's Gemm (the minibatch trainer's evaluation graph). */

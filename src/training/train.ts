@@ -270,7 +270,7 @@ async function fitChosenHead(o: Resolved, train: Matrix & { labels: Int32Array }
   // no epochs: one history row for the converged fit (insights reads the same shape)
   const history: EpochStats[] = [{ epoch: 1, lr: 0, trainLoss: trainEval.loss, trainTop1: trainEval.top1, validLoss: validEval.loss, validTop1: validEval.top1, gradNorm: last?.gradNorm ?? 0, seconds }];
   return {
-    serving: { weights: linearWeights(fit.probe.dim, classes, fit.probe), standardizer: { mean: fit.probe.mean, std: fit.probe.scale }, l2Normalize: true },
+    serving: { weights: linearWeights(fit.probe.dim, classes, fit.probe), standardizer: { mean: fit.probe.mean, std: fit.probe.scale }, l2Normalize: fit.probe.l2Normalize },
     summary: choice,
     logits,
     close: () => runner.close(),
