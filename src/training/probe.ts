@@ -16,7 +16,7 @@ import { CancelledError } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
 import { GraphBuilder } from '../onnx/builder.js';
 import { sessionOptions } from '../onnx/session.js';
-import { HeadRunner, type HeadWeights } from './head.js';
+import { HeadRunner, type HeadWeights, type StepSample } from './head.js';
 import { lbfgs } from './lbfgs.js';
 import { fitTemperature, nll } from './metrics.js';
 
@@ -67,6 +67,8 @@ export interface ProbeChoice {
 export interface ProbeResult {
   probe: LinearProbe;
   choice: ProbeChoice;
+  /** every loss/gradient evaluation of the search and the final fit */
+  steps: StepSample[];
   /**
    * Held-out logits for the valid rows (out-of-fold under cross-validation, where the final head
    * has seen valid), for honest valid metrics and temperature fitting.
@@ -201,6 +203,8 @@ class LogisticProblem {
   private readonly feeds: Record<string, ort.Tensor>;
   evaluations = 0;
   iterations = 0;
+  /** one sample per loss/gradient evaluation, in the minibatch trainer's shape (for telemetry) */
+  readonly steps: StepSample[] = [];
   private constructor(
     private readonly session: ort.InferenceSession,
     readonly x: Float32Array,
@@ -233,14 +237,21 @@ class LogisticProblem {
     const r = await lbfgs(
       async (theta) => {
         if (signal?.aborted) throw new CancelledError();
+        const start = performance.now();
         const w = new Float32Array(wLen);
         for (let i = 0; i < wLen; i++) w[i] = theta[i]!;
         const b = Float32Array.from(theta.subarray(wLen));
+        const inputDone = performance.now();
         const out = await this.session.run({ ...this.feeds, lambda: lam, w: new ort.Tensor('float32', w, [this.cols, this.classes]), b: new ort.Tensor('float32', b, [this.classes]) });
         const grad = new Float64Array(wLen + this.classes);
         grad.set(out.grad_w!.data as Float32Array);
         grad.set(out.grad_b!.data as Float32Array, wLen);
-        return { loss: (out.loss!.data as Float32Array)[0]!, grad };
+        const loss = (out.loss!.data as Float32Array)[0]!;
+        const end = performance.now();
+        let sq = 0;
+        for (let i = 0; i < grad.length; i++) sq += grad[i]! ** 2;
+        this.steps.push({ epoch: 1, step: this.steps.length + 1, ms: end - start, gradNorm: Math.sqrt(sq), loss, start, inputMs: inputDone - start, updateMs: end - inputDone, rows: this.rows, lr: 0 });
+        return { loss, grad };
       },
       start,
       { gradTol, maxIterations: MAX_ITERATIONS },
@@ -322,7 +333,7 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
     const k = Math.min(MAX_FOLDS, Math.max(2, ...counts));
     const foldOf = useCv ? folds(allLabels, classes, k, rng) : Int32Array.from({ length: pooledRows }, (_, r) => (r < train.rows ? 1 : 0));
     const nFolds = useCv ? k : 1;
-    const selectedBy = opts.l2 !== undefined || kind === 'prototype' ? 'forced' : useCv ? `cv-${k}` : 'valid';
+    let selectedBy = opts.l2 !== undefined || kind === 'prototype' ? 'forced' : useCv ? `cv-${k}` : 'valid';
 
     /** The prototype head and the logistic problem's features for a set of labelled rows (a fold's, or the final ones). */
     const design = (rows: number[]) => {
@@ -377,6 +388,7 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
     const path = opts.l2 !== undefined ? [opts.l2] : kind === 'prototype' ? [] : useCv ? L2_PATH : L2_PATH.filter((_, i) => i % 2 === 0);
     let iterations = 0;
     let evaluations = 0;
+    const steps: StepSample[] = [];
     if (path.length) {
       const fs: Fold[] = specs.map((s) => {
         const problem = LogisticProblem.create(session, s.d.logisticX(s.fitRows), s.d.labels, cols, classes, s.d.priorHead(scale));
@@ -406,11 +418,16 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
         } else if (!useCv && s.top1 < b.top1 && ++worse >= 2) break; // large data, past the best: weaker penalties only overfit more (and cost the most)
       }
       validSplitFit = useCv ? undefined : fs[0]!.best;
+      steps.push(...fs.flatMap((f) => f.problem.steps));
       iterations = fs.reduce((n, f) => n + f.problem.iterations, 0);
       evaluations = fs.reduce((n, f) => n + f.problem.evaluations, 0);
       opts.onProgress?.(path.length, path.length, 'chosen');
     }
-    const chosen = scores[best.index]!;
+    // nothing held out could be scored (every class has one labelled row): validation says nothing,
+    // and plain logistic regression with scikit-learn's C = 1 measured at least as well as nearest centroid (bench:quality, k = 1)
+    const unscoreable = !scoredRows.length && kind === 'auto' && opts.l2 === undefined && prior === 'zero';
+    if (unscoreable) selectedBy = 'default (one row per class)';
+    const chosen = unscoreable ? { kind: 'logistic' as const, l2: 1 / pooledRows, top1: 0, nll: 0 } : scores[best.index]!;
 
     // the final head: under CV refitted on all of train + valid; with a valid split, trained on train
     const finalRows = useCv ? [...allLabels.keys()] : [...trainLabels.keys()];
@@ -427,6 +444,7 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
         trace = fit.trace;
         iterations += problem.iterations;
         evaluations += problem.evaluations;
+        steps.push(...problem.steps);
       }
       probe = { dim: cols, classes, ...split(head, cols, classes), mean: d.tl.mean, scale: d.tl.scale, l2Normalize: prior !== 'zero' };
     }
@@ -442,6 +460,7 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
       probe,
       choice: { kind: chosen.kind, l2: chosen.l2, selectedBy, prior, scaling: prior === 'zero' ? 'per-feature' : scaling, prototypeScale: scale, scores, iterations, evaluations, trace },
       validLogits,
+      steps,
     };
   } finally {
     await session.release();

@@ -152,7 +152,7 @@ async function runTraining(ws: Workspace, jobId: string, o: Resolved, name: stri
   const classes = ds.classes.length;
   const head = await fitChosenHead(o, concatRows(feats.train), feats.valid, classes, { progress, signal: hooks.signal });
   const headSeconds = lap('head', head.rows);
-  if (head.steps.length) recorder?.headSteps(head.steps);
+  recorder?.headSteps(head.steps);
   recorder?.epochs(head.history);
 
   let testLogits: Float32Array;
@@ -277,8 +277,8 @@ async function fitChosenHead(o: Resolved, train: Matrix & { labels: Int32Array }
     validLogits: fit.validLogits,
     history,
     bestEpoch: 1,
-    steps: [],
-    rows: train.rows * Math.max(1, choice.evaluations),
+    steps: fit.steps,
+    rows: fit.steps.reduce((n, s) => n + s.rows, 0),
   };
 }
 
