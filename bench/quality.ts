@@ -21,7 +21,7 @@ import { addBackbone, inputShape, inputSize } from '../src/backbones/index.js';
 import { Rng } from '../src/core/index.js';
 import { sessionOptions } from '../src/onnx/index.js';
 import { openWorkspace } from '../src/store/index.js';
-import { FeatureExtractor, applyStandardizer, buildServingModel, fitHead, fitLogistic, fitProbe, linearWeights, probeFeatures, standardizer, type ProbePrior } from '../src/training/index.js';
+import { FeatureExtractor, applyStandardizer, buildServingModel, fitHead, fitLogistic, fitProbe, l2Rows, linearWeights, softmaxRows, probeFeatures, standardizer, type ProbePrior } from '../src/training/index.js';
 import { currentLoad, machineInfo } from './lib/machine.js';
 import { logger, parseBenchArgs, saveResults, shared, sharedMobileNet, summaryTable, type SummaryRow } from './lib/report.js';
 import { gaussianClusters } from './lib/synthetic.js';
@@ -144,16 +144,6 @@ const rowsOf = (data: Float32Array, dim: number, rows: number[]) => {
   return { data: out, rows: rows.length, cols: dim };
 };
 
-function unit(m: { data: Float32Array; rows: number; cols: number }): Float32Array {
-  const out = Float32Array.from(m.data);
-  for (let r = 0; r < m.rows; r++) {
-    const row = out.subarray(r * m.cols, (r + 1) * m.cols);
-    const n = Math.hypot(...row) || 1;
-    for (let d = 0; d < m.cols; d++) row[d]! /= n;
-  }
-  return out;
-}
-
 function argmaxRows(scores: Float32Array, classes: number): number[] {
   const out: number[] = [];
   for (let r = 0; r < scores.length / classes; r++) {
@@ -172,18 +162,6 @@ function linear(x: { data: Float32Array; rows: number; cols: number }, w: Float3
       for (let d = 0; d < x.cols; d++) s += x.data[r * x.cols + d]! * w[d * classes + c]!;
       out[r * classes + c] = s;
     }
-  return out;
-}
-
-function softmax(logits: Float32Array, classes: number): Float32Array {
-  const out = new Float32Array(logits.length);
-  for (let r = 0; r < logits.length / classes; r++) {
-    const row = logits.subarray(r * classes, (r + 1) * classes);
-    const max = Math.max(...row);
-    let sum = 0;
-    for (let c = 0; c < classes; c++) sum += out[r * classes + c] = Math.exp(row[c]! - max);
-    for (let c = 0; c < classes; c++) out[r * classes + c]! /= sum;
-  }
   return out;
 }
 
@@ -210,15 +188,15 @@ async function runSplit(f: Features, labels: Int32Array, classes: number, s: Spl
   };
   const k = await probe('zero');
   out.kennel = acc(argmaxRows(k.centre, classes));
-  const pc = softmax(k.centre, classes);
-  const pf = softmax(k.flipped, classes);
+  const pc = softmaxRows(k.centre, classes);
+  const pf = softmaxRows(k.flipped, classes);
   out['kennel-flip-tta'] = acc(argmaxRows(pc.map((v, i) => v + pf[i]!), classes));
   chosen = k.r.choice.kind === 'prototype' ? 'prototype' : `logistic l2=${k.r.choice.l2}`;
   out['kennel-shrunk'] = acc(argmaxRows((await probe('prototype')).centre, classes));
 
   // cosine nearest centroid and 1-NN on L2-normalised features
-  const uTrain = unit(train);
-  const uTest = unit(test);
+  const uTrain = l2Rows(train);
+  const uTest = l2Rows(test);
   const centroids = new Float32Array(f.dim * classes);
   for (let i = 0; i < train.rows; i++) for (let d = 0; d < f.dim; d++) centroids[d * classes + y[i]!]! += uTrain[i * f.dim + d]!;
   for (let c = 0; c < classes; c++) {

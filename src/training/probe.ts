@@ -16,7 +16,7 @@ import { CancelledError } from '../core/errors.js';
 import { Rng } from '../core/rng.js';
 import { GraphBuilder } from '../onnx/builder.js';
 import { sessionOptions } from '../onnx/session.js';
-import { HeadRunner, type HeadWeights, type StepSample } from './head.js';
+import { HeadRunner, lossAndTop1, type HeadWeights, type StepSample } from './head.js';
 import { lbfgs } from './lbfgs.js';
 import { fitTemperature, nll } from './metrics.js';
 
@@ -186,16 +186,6 @@ function prototypeHead(z: Float32Array, labels: Int32Array, cols: number, classe
     b[c] = s * bias;
   }
   return { w, b };
-}
-
-function top1(logits: Float32Array, labels: Int32Array, classes: number): number {
-  let correct = 0;
-  for (let r = 0; r < labels.length; r++) {
-    let best = 0;
-    for (let c = 1; c < classes; c++) if (logits[r * classes + c]! > logits[r * classes + best]!) best = c;
-    if (best === labels[r]) correct++;
-  }
-  return labels.length ? correct / labels.length : 0;
 }
 
 /** One fitting problem (a fold, or the final data) with its ORT session and feeds. */
@@ -377,7 +367,7 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
     // NLL after a fitted temperature: compares how well candidates rank classes, not how confident they are
     const scoreOf = (all: Float32Array) => {
       const logits = scoredLogits(all);
-      return { top1: top1(logits, scoredLabels, classes), nll: scoredRows.length ? nll(logits, scoredLabels, classes, fitTemperature(logits, scoredLabels, classes)) : 0 };
+      return { top1: lossAndTop1(logits, scoredLabels, classes).top1, nll: scoredRows.length ? nll(logits, scoredLabels, classes, fitTemperature(logits, scoredLabels, classes)) : 0 };
     };
     const protoHeld = heldCos.map((v) => v * scale);
     const scores: ProbeChoice['scores'] = [{ kind: 'prototype', l2: null, ...scoreOf(protoHeld) }];
