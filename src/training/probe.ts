@@ -94,7 +94,7 @@ export interface ProbeOptions {
 }
 
 /** Penalties tried, strongest first; each fit starts from the previous one's solution. */
-export const L2_PATH = [1, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001, 0.0003, 0.0001, 0.00003, 0.00001];
+export const L2_PATH = [10, 3, 1, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001, 0.0003, 0.0001, 0.00003, 0.00001];
 const CV_MAX_ROWS = 3000;
 /** the prototype softmax scale when no held-out row can score it (every class has one row) */
 const DEFAULT_PROTOTYPE_SCALE = 10;
