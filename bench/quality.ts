@@ -269,7 +269,7 @@ async function curves(name: string, photos: Photo[], f: Features): Promise<Curve
 }
 
 /** The head fit at dogImages' shape on generated features (ReLU'd Gaussian clusters), search included. */
-async function dogShapeFit(): Promise<{ seconds: number; evaluations: number; iterations: number; chosen: string; candidates: number }> {
+async function dogShapeFit(): Promise<{ seconds: number; evaluations: number; iterations: number; msPerEvaluation: number; chosen: string; candidates: number }> {
   const relu = (m: ReturnType<typeof gaussianClusters>) => {
     for (let i = 0; i < m.data.length; i++) m.data[i] = Math.max(0, m.data[i]!);
     return m;
@@ -278,7 +278,9 @@ async function dogShapeFit(): Promise<{ seconds: number; evaluations: number; it
   const valid = relu(gaussianClusters(835, 1280, 133, { seed: 2, centresSeed: 1, separation: 0.12 }));
   const t = performance.now();
   const r = await fitProbe(train, train.labels, valid, valid.labels, 133, { seed: 1 });
-  return { seconds: (performance.now() - t) / 1000, evaluations: r.choice.evaluations, iterations: r.choice.iterations, chosen: r.choice.kind === 'prototype' ? 'prototype' : `logistic l2=${r.choice.l2}`, candidates: r.choice.scores.length };
+  const ms = r.steps.map((s) => s.ms).sort((a, b) => a - b);
+  // the median loss/gradient evaluation: what the search costs per step, whatever else the machine runs
+  return { seconds: (performance.now() - t) / 1000, evaluations: r.choice.evaluations, iterations: r.choice.iterations, msPerEvaluation: ms[Math.floor(ms.length / 2)] ?? 0, chosen: r.choice.kind === 'prototype' ? 'prototype' : `logistic l2=${r.choice.l2}`, candidates: r.choice.scores.length };
 }
 
 /** Images/s of the exported graph with and without flip TTA, alternating runs in the same process. */
@@ -325,7 +327,7 @@ try {
   }
   log('head fit at dogImages shape (6,680 x 1,280, 133 classes)');
   const dog = await dogShapeFit();
-  log(`  ${dog.seconds.toFixed(2)} s, ${dog.evaluations} loss/gradient evaluations, chose ${dog.chosen}`);
+  log(`  ${dog.seconds.toFixed(2)} s, ${dog.evaluations} loss/gradient evaluations (median ${dog.msPerEvaluation.toFixed(0)} ms), chose ${dog.chosen}`);
   log('serving cost of --tta flip');
   const tta = await ttaCost(readFileSync(extractorPath), backbone.spec, args.quick ? 3 : 10);
   machine.loadEnd = currentLoad();
@@ -359,6 +361,7 @@ try {
       { metric: 'Kennel >= plain logistic regression at every point', value: String(ge('logistic-plain')), target: 'true', pass: ge('logistic-plain') },
       { metric: 'Kennel average - best baseline average (points)', value: pct(avg('kennel') - Math.max(avg('nearest-centroid'), avg('logistic-plain'))), target: '> 0', pass: avg('kennel') > Math.max(avg('nearest-centroid'), avg('logistic-plain')) },
       { metric: 'head fit s, dogImages shape, search included', value: dog.seconds.toFixed(2), target: `<= ${TARGET.dogShapeSeconds}`, pass: dog.seconds <= TARGET.dogShapeSeconds },
+      { metric: 'loss/gradient evaluations x median ms', value: `${dog.evaluations} x ${dog.msPerEvaluation.toFixed(0)}` },
       { metric: `--tta flip images/s / none (batch ${tta.batch})`, value: `${tta.flip.toFixed(1)} / ${tta.none.toFixed(1)} = ${tta.ratio.toFixed(2)}` },
       { metric: 'bench wall time s', value: benchSeconds.toFixed(1), ...(args.quick ? { target: `< ${TARGET.quickSeconds}`, pass: benchSeconds < TARGET.quickSeconds } : {}) },
     ];
