@@ -102,7 +102,8 @@ const DEFAULT_PROTOTYPE_SCALE = 10;
 const NLL_MARGIN = 0.01;
 const MAX_FOLDS = 5;
 const GRAD_TOL = 1e-4;
-const MAX_ITERATIONS = 200;
+/** per penalty: weakly penalised fits of separable few-shot data creep on for long, warm starts carry the rest */
+const MAX_ITERATIONS = 100;
 
 /** Loss and gradient of the penalised multinomial NLL as one ORT graph (full batch). */
 export function buildLossGradient(dim: number, classes: number): Uint8Array {
