@@ -1,9 +1,9 @@
-export { train, concatRows, TrainOptionsSchema, type TrainOptions, type TrainResult, type HeadSummary } from './train.js';
+export { train, concatRows, TrainOptionsSchema, type TrainOptions, type TrainResult } from './train.js';
 export { datasetFeatures, type DatasetFeatures, type FeatureOptions, type WorkerThroughput } from './dispatch.js';
 export { FeatureExtractor, executionProviders, tuneSharp, type Device } from './extract.js';
 export { fitHead, type HeadConfig, type EpochStats, type StepSample } from './head.js';
 export { evaluate, fitTemperature, ece, softmaxRows, type SplitMetrics } from './metrics.js';
 export { extractChunk, recordChunk, missingChunks, featureKey, CHUNK_ROWS, EXTRACT_BATCH, type FeatureRequest } from './features.js';
 export { tasks as trainingTasks, TRAINING_TASKS, type ExtractChunkInput, type ExtractChunkOutput } from './tasks.js';
-export { PROBABILITIES_OUTPUT, standardizer, applyStandardizer, buildServingModel, type Standardizer, type ServingHead, type Tta } from './export.js';
-export { fitProbe, fitLogistic, probeFeatures, l2Rows, linearWeights, L2_PATH, type LinearProbe, type ProbeChoice, type ProbeOptions, type ProbeResult, type ProbeScaling, type ProbePrior } from './probe.js';
+export { PROBABILITIES_OUTPUT, standardizer, applyStandardizer, buildServingModel, type Standardizer } from './export.js';
+export { fitProbe, fitLogistic, probeFeatures, l2Rows, linearWeights, type ProbeChoice, type ProbePrior } from './probe.js';

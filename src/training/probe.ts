@@ -39,7 +39,7 @@ export interface LinearProbe {
   l2Normalize: boolean;
 }
 
-/** How features are scaled after L2 normalisation and centring: one global scale, or per feature. */
+/** How features are scaled after centring: one global scale (L2-normalised rows), or per feature (standardised). */
 export type ProbeScaling = 'global' | 'per-feature';
 
 export type ProbePrior = 'zero' | 'prototype';
@@ -83,8 +83,6 @@ export interface ProbeOptions {
   l2?: number;
   /** the logistic family: plain L2 toward zero on standardised features (default), or shrunk toward the prototype head */
   prior?: ProbePrior;
-  /** feature scaling of the shrunk family after L2 normalisation and centring */
-  scaling?: ProbeScaling;
   seed?: number;
   /** cross-validate when train + valid have at most this many rows; else use the valid split */
   cvMaxRows?: number;
@@ -94,7 +92,7 @@ export interface ProbeOptions {
 }
 
 /** Penalties tried, strongest first; each fit starts from the previous one's solution. */
-export const L2_PATH = [10, 3, 1, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001, 0.0003, 0.0001, 0.00003, 0.00001];
+const L2_PATH = [10, 3, 1, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001, 0.0003, 0.0001, 0.00003, 0.00001];
 const CV_MAX_ROWS = 3000;
 /** the prototype softmax scale when no held-out row can score it (every class has one row) */
 const DEFAULT_PROTOTYPE_SCALE = 10;
@@ -106,7 +104,7 @@ const GRAD_TOL = 1e-4;
 const MAX_ITERATIONS = 100;
 
 /** Loss and gradient of the penalised multinomial NLL as one ORT graph (full batch). */
-export function buildLossGradient(dim: number, classes: number): Uint8Array {
+function buildLossGradient(dim: number, classes: number): Uint8Array {
   const g = new GraphBuilder();
   const x = g.input('x', ['n', dim]);
   const y = g.input('y', ['n', classes]);
@@ -307,7 +305,6 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
   const cols = train.cols;
   const kind = opts.kind ?? 'auto';
   const prior = opts.prior ?? 'zero';
-  const scaling = opts.scaling ?? 'global';
   const rng = new Rng(opts.seed ?? 0);
   const session = await ort.InferenceSession.create(buildLossGradient(cols, classes), sessionOptions({ threads: opts.threads }));
   const runner = await LinearRunner.create(cols, classes, opts.threads);
@@ -332,7 +329,7 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
       const z = take(zAll, cols, rows);
       const tp = fitTransform(z, rows.length, cols, 'global');
       const raw = prior === 'zero' ? take(rawAll, cols, rows) : z;
-      const tl = prior === 'zero' ? fitTransform(raw, rows.length, cols, 'per-feature') : fitTransform(z, rows.length, cols, scaling);
+      const tl = prior === 'zero' ? fitTransform(raw, rows.length, cols, 'per-feature') : tp;
       const priorHead = (scale: number) => (prior === 'zero' ? { w: new Float32Array(cols * classes), b: new Float32Array(classes) } : prototypeHead(z, labels, cols, classes, tl, scale));
       const logisticX = (r: number[]) => transform(take(prior === 'zero' ? rawAll : zAll, cols, r), r.length, cols, tl);
       return { labels, z, tp, tl, raw, priorHead, logisticX };
@@ -449,7 +446,7 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
     } else validLogits = await runner.logits(probe, probeFeatures(probe, valid));
     return {
       probe,
-      choice: { kind: chosen.kind, l2: chosen.l2, selectedBy, prior, scaling: prior === 'zero' ? 'per-feature' : scaling, prototypeScale: scale, scores, iterations, evaluations, trace },
+      choice: { kind: chosen.kind, l2: chosen.l2, selectedBy, prior, scaling: prior === 'zero' ? 'per-feature' : 'global', prototypeScale: scale, scores, iterations, evaluations, trace },
       validLogits,
       steps,
     };
