@@ -279,7 +279,9 @@ function folds(labels: Int32Array, classes: number, k: number, rng: Rng): Int32A
   return fold;
 }
 
+/** The given rows of a row-major matrix (a view, not a copy, when they are consecutive). */
 function take(z: Float32Array, cols: number, rows: number[]): Float32Array {
+  if (rows.every((r, i) => r === rows[0]! + i)) return z.subarray((rows[0] ?? 0) * cols, ((rows[0] ?? 0) + rows.length) * cols);
   const out = new Float32Array(rows.length * cols);
   rows.forEach((r, i) => out.set(z.subarray(r * cols, (r + 1) * cols), i * cols));
   return out;
@@ -419,7 +421,8 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
 
     // the final head: under CV refitted on all of train + valid; with a valid split, trained on train
     const finalRows = useCv ? [...allLabels.keys()] : [...trainLabels.keys()];
-    const d = design(finalRows);
+    // with a valid split the final rows are the one fold's training rows: its design is already built
+    const d = useCv ? design(finalRows) : specs[0]!.d;
     let probe: LinearProbe = { dim: cols, classes, ...prototypeHead(d.z, d.labels, cols, classes, d.tp, scale), mean: d.tp.mean, scale: d.tp.scale, l2Normalize: true };
     let trace: ProbeChoice['trace'] = [];
     if (chosen.kind === 'logistic') {
