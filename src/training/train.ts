@@ -24,9 +24,9 @@ export const TrainOptionsSchema = z.object({
   epochs: z.number().int().min(1).max(10000).default(30),
   weightDecay: z.number().min(0).max(1).default(1e-4),
   labelSmoothing: z.number().min(0).max(0.99).default(0.1),
-  /** auto: the linear probe, prototype or shrunk logistic, chosen by validation; minibatch: the SGD-trained softmax regression (what lr/batch size tune) */
+  /** auto: logistic regression fitted to convergence or the nearest-centroid prototype head, chosen by validation; minibatch: the SGD-trained softmax regression (what lr/batch size tune) */
   head: z.enum(['auto', 'linear', 'mlp', 'prototype', 'minibatch']).default('auto'),
-  /** fixed L2 penalty (toward the prototype head) for the linear probe instead of a search */
+  /** fixed L2 penalty of the logistic regression (auto, linear) instead of a search */
   l2: z.number().positive().max(100).optional(),
   /** test-time augmentation baked into the exported graph */
   tta: z.enum(['none', 'flip']).default('none'),
