@@ -36,7 +36,7 @@ export function registerTrain(program: Command): void {
     .option('--name <model>', 'model name to register (default: the dataset name)')
     .option('--head <kind>', 'auto (default: logistic regression fitted to convergence or the cosine nearest-centroid prototype head, and the L2 penalty, chosen by cross-validation or the valid split), linear (logistic regression, penalty chosen the same way), prototype (nearest centroid), mlp (one hidden layer, minibatch), minibatch (softmax regression by minibatch AdamW/SGD, what kennel tune tunes)', oneOf('--head', ['auto', 'linear', 'mlp', 'prototype', 'minibatch'] as const), 'auto')
     .option('--l2 <lambda>', 'fixed L2 penalty of the logistic regression (auto/linear), instead of the search', number('--l2', { min: 1e-12, max: 100 }))
-    .option('--tta <mode>', 'test-time augmentation in the exported graph: none, or flip (mean of the image and its mirror; about 3x the serving cost)', oneOf('--tta', ['none', 'flip'] as const), 'none')
+    .option('--tta <mode>', 'test-time augmentation in the exported graph: none, or flip (mean of the image and its mirror; 2-3x the serving cost)', oneOf('--tta', ['none', 'flip'] as const), 'none')
     .option('--lr <rate>', 'learning rate (mlp/minibatch heads)', number('--lr', { min: 1e-8, max: 10 }), 1e-3)
     .option('--batch-size <n>', 'minibatch size (mlp/minibatch heads)', number('--batch-size', { int: true, min: 1, max: 65536 }), 64)
     .option('--epochs <n>', 'maximum epochs (early stopping on valid loss may stop sooner) (mlp/minibatch heads)', number('--epochs', { int: true, min: 1, max: 10000 }), 30)
