@@ -96,7 +96,7 @@ try {
 
   // 4. a second training with other head hyperparameters: the features come from the cache
   const retrainBars = newBars();
-  const retrain = await timed(() => train(workspace, { dataset: 'dogs', backbone: 'mobilenetv2-12-int8', name: 'dogs-retrain', lr: 3e-3, batchSize: 128 }, { progress: retrainBars }));
+  const retrain = await timed(() => train(workspace, { dataset: 'dogs', backbone: 'mobilenetv2-12-int8', name: 'dogs-retrain', head: 'minibatch', lr: 3e-3, batchSize: 128 }, { progress: retrainBars }));
   retrainBars.end();
   log(`cached retrain ${retrain.seconds.toFixed(1)}s (${retrain.value.features.extractedImages} images extracted)`);
 
@@ -148,7 +148,7 @@ try {
         testTop1: first.metrics.test.top1,
         coresUsed: coresUsed(e2e),
       },
-      retrain: { hyperparameters: { lr: 3e-3, batchSize: 128 }, timings: retrain.value.timings, features: retrain.value.features, epochs: retrain.value.history.length, testTop1: retrain.value.metrics.test.top1 },
+      retrain: { hyperparameters: { head: 'minibatch', lr: 3e-3, batchSize: 128 }, timings: retrain.value.timings, features: retrain.value.features, epochs: retrain.value.history.length, testTop1: retrain.value.metrics.test.top1 },
       ceiling: { images: ceilingFiles.length, best: ceiling.best.batch, runs: ceiling.runs },
       head: { ...HEAD, epochsRun: headEpochs, validTop1: head.value.history.at(-1)!.validTop1, coresUsed: coresUsed(head) },
       matmul: { shape: [HEAD.batch, HEAD.dim, HEAD.classes], ...matmul },

@@ -31,25 +31,61 @@ export function foldStandardizer(w: Float32Array, b: Float32Array, st: Standardi
   return { w: w2, b: b2 };
 }
 
+/** Test-time augmentation baked into the exported graph: none, or the mean over the image and its mirror. */
+export type Tta = 'none' | 'flip';
+
+/** What the exported graph applies to backbone features: optional L2 normalisation, standardisation, the head. */
+export interface ServingHead {
+  weights: HeadWeights;
+  standardizer: Standardizer;
+  /** scale each feature row to unit L2 norm before standardising (the linear probe) */
+  l2Normalize: boolean;
+}
+
 /**
  * One self-contained graph: backbone extractor + head + temperature + softmax. Input: the
- * backbone's image tensor; output: `probabilities` [N, classes].
+ * backbone's image tensor; output: `probabilities` [N, classes]. With `tta: 'flip'` the
+ * extractor runs on the batch and its horizontal mirror, and the two views' probabilities are
+ * averaged, so clients get TTA with no change.
  */
-export function buildServingModel(extractorOnnx: Uint8Array, head: HeadWeights, st: Standardizer, temperature: number): Uint8Array {
+export function buildServingModel(extractorOnnx: Uint8Array, head: ServingHead, temperature: number, opts: { tta?: Tta; layout?: 'NCHW' | 'NHWC' } = {}): Uint8Array {
   const g = new GraphBuilder(OnnxModel.parse(extractorOnnx));
-  const outDim = head.kind === 'linear' ? head.classes : head.hidden;
-  const first = foldStandardizer(head.tensors[0]!, head.tensors[1]!, st, outDim);
-  const w0 = g.weight(g.model.freshName('head_w0'), first.w, [head.dim, outDim]);
+  const { weights } = head;
+  const image = g.model.dataInputs[0]!.name;
+  if (opts.tta === 'flip') {
+    const views = g.model.freshName('tta_views');
+    for (const n of g.model.nodes) n.inputs = n.inputs.map((t) => (t === image ? views : t));
+    const widthAxis = opts.layout === 'NHWC' ? 2 : 3;
+    const mirrored = g.op('Slice', [image, g.ints([-1]), g.ints([Number.MIN_SAFE_INTEGER]), g.ints([widthAxis]), g.ints([-1])]);
+    g.op('Concat', [image, mirrored], [{ name: 'axis', int: 0 }], views);
+  }
+  let features = FEATURES_OUTPUT;
+  if (head.l2Normalize) {
+    // x / ||x|| as MatMul with ones (valid in every opset, unlike ReduceL2's axes)
+    const sumSq = g.op('MatMul', [g.mul(features, features), g.weight(g.model.freshName('head_ones'), new Float32Array(weights.dim).fill(1), [weights.dim, 1])]);
+    features = g.div(features, g.op('Sqrt', [g.op('Max', [sumSq, g.scalar(1e-24)])]));
+  }
+  const outDim = weights.kind === 'linear' ? weights.classes : weights.hidden;
+  const first = foldStandardizer(weights.tensors[0]!, weights.tensors[1]!, head.standardizer, outDim);
+  const w0 = g.weight(g.model.freshName('head_w0'), first.w, [weights.dim, outDim]);
   const b0 = g.weight(g.model.freshName('head_b0'), first.b, [outDim]);
-  let logits = g.op('Gemm', [FEATURES_OUTPUT, w0, b0]);
-  if (head.kind === 'mlp') {
-    const w1 = g.weight(g.model.freshName('head_w1'), head.tensors[2]!, [head.hidden, head.classes]);
-    const b1 = g.weight(g.model.freshName('head_b1'), head.tensors[3]!, [head.classes]);
+  let logits = g.op('Gemm', [features, w0, b0]);
+  if (weights.kind === 'mlp') {
+    const w1 = g.weight(g.model.freshName('head_w1'), weights.tensors[2]!, [weights.hidden, weights.classes]);
+    const b1 = g.weight(g.model.freshName('head_b1'), weights.tensors[3]!, [weights.classes]);
     logits = g.op('Gemm', [g.op('Relu', [logits]), w1, b1]);
   }
   const scaled = g.mul(logits, g.scalar(1 / temperature));
-  const probs = g.op('Softmax', [scaled], [{ name: 'axis', int: 1 }], PROBABILITIES_OUTPUT);
-  g.model.outputs = [{ name: probs, elemType: 1, shape: ['batch', head.classes] }];
+  let probs: string;
+  if (opts.tta === 'flip') {
+    // rows [0, N) are the images, [N, 2N) their mirrors: mean of the two halves
+    const both = g.op('Reshape', [g.op('Softmax', [scaled], [{ name: 'axis', int: 1 }]), g.ints([2, -1, weights.classes])]);
+    const half = (i: number) => g.op('Gather', [both, g.ints([i])], [{ name: 'axis', int: 0 }]);
+    const mean = g.mul(g.add(half(0), half(1)), g.scalar(0.5));
+    probs = g.op('Reshape', [mean, g.ints([-1, weights.classes])], [], PROBABILITIES_OUTPUT);
+  } else probs = g.op('Softmax', [scaled], [{ name: 'axis', int: 1 }], PROBABILITIES_OUTPUT);
+  g.model.outputs = [{ name: probs, elemType: 1, shape: ['batch', weights.classes] }];
+  g.model.toposort();
   return g.model.serialize();
 }
 

@@ -8,9 +8,10 @@ import { TelemetryRecorder, saveJobInsights, type RuleResult } from '../insights
 import { registerModel, checkModelName, identicalTraining, type ModelCard } from '../registry/index.js';
 import { createJob, finishJob, type Workspace } from '../store/index.js';
 import { datasetFeatures, type WorkerThroughput } from './dispatch.js';
-import { PROBABILITIES_OUTPUT, applyStandardizer, buildServingModel, standardizer } from './export.js';
+import { PROBABILITIES_OUTPUT, applyStandardizer, buildServingModel, standardizer, type ServingHead } from './export.js';
 import type { FeatureMatrix } from './features.js';
-import { HeadRunner, fitHead, type EpochStats, type HeadConfig } from './head.js';
+import { HeadRunner, fitHead, lossAndTop1, type EpochStats, type HeadConfig, type Matrix, type StepSample } from './head.js';
+import { LinearRunner, fitProbe, linearWeights, probeFeatures, type ProbeChoice } from './probe.js';
 import { evaluate, fitTemperature, type SplitMetrics } from './metrics.js';
 
 export const TrainOptionsSchema = z.object({
@@ -24,7 +25,12 @@ export const TrainOptionsSchema = z.object({
   epochs: z.number().int().min(1).max(10000).default(30),
   weightDecay: z.number().min(0).max(1).default(1e-4),
   labelSmoothing: z.number().min(0).max(0.99).default(0.1),
-  head: z.enum(['linear', 'mlp']).default('linear'),
+  /** auto: logistic regression fitted to convergence or the nearest-centroid prototype head, chosen by validation; minibatch: the SGD-trained softmax regression (what lr/batch size tune) */
+  head: z.enum(['auto', 'linear', 'mlp', 'prototype', 'minibatch']).default('auto'),
+  /** fixed L2 penalty of the logistic regression (auto, linear) instead of a search */
+  l2: z.number().positive().max(100).optional(),
+  /** test-time augmentation baked into the exported graph */
+  tta: z.enum(['none', 'flip']).default('none'),
   hidden: z.number().int().min(1).max(16384).default(512),
   dropout: z.number().min(0).max(0.95).default(0.2),
   optimizer: z.enum(['adamw', 'sgd']).default('adamw'),
@@ -52,6 +58,8 @@ export interface TrainResult {
   labels: string[];
   metrics: { train: { top1: number; loss: number }; valid: SplitMetrics; test: SplitMetrics };
   temperature: number;
+  /** the head that was fitted and how it was chosen (linear probe), or the minibatch head's kind */
+  head: HeadSummary;
   history: EpochStats[];
   bestEpoch: number;
   seconds: number;
@@ -66,6 +74,11 @@ export interface TrainResult {
   /** set when an identical earlier training's version was returned instead of training again */
   reused?: boolean;
 }
+
+/** The chosen head for the JSON output and model card: e.g. {kind: 'logistic', l2: 0.01, selectedBy: 'cv-5'}. */
+export type HeadSummary =
+  | ({ kind: 'logistic' | 'prototype' } & Omit<ProbeChoice, 'kind' | 'trace'>)
+  | { kind: 'mlp' | 'minibatch'; selectedBy: 'forced' };
 
 /** Rows of several matrices (the training views) stacked into one. */
 export function concatRows(ms: FeatureMatrix[]): { data: Float32Array; rows: number; cols: number; labels: Int32Array } {
@@ -145,40 +158,29 @@ async function runTraining(ws: Workspace, jobId: string, o: Resolved, name: stri
   const featureSeconds = lap('features', feats.extractedImages);
   recorder?.workers(feats.workers);
 
-  const trainRaw = concatRows(feats.train);
-  const st = standardizer(trainRaw);
-  const std = (m: { data: Float32Array; rows: number; cols: number }) => ({ data: applyStandardizer(m, st), rows: m.rows, cols: m.cols });
   const classes = ds.classes.length;
-  const cfg: HeadConfig = { kind: o.head, hidden: o.hidden, dropout: o.dropout, optimizer: o.optimizer, lr: o.lr, batchSize: o.batchSize, epochs: o.epochs, weightDecay: o.weightDecay, labelSmoothing: o.labelSmoothing, patience: o.patience, seed: o.seed };
-  const validX = std(feats.valid);
-  const fit = await fitHead(std(trainRaw), trainRaw.labels, validX, feats.valid.labels, classes, cfg, {
-    signal: hooks.signal,
-    onEpoch: (s) => progress?.({ phase: 'train head', done: s.epoch, total: o.epochs, detail: `loss ${s.trainLoss.toFixed(3)} valid top1 ${(s.validTop1 * 100).toFixed(1)}%` }),
-  });
-  if (fit.stoppedEarly) progress?.({ phase: 'train head', done: o.epochs, total: o.epochs, detail: `early stop at epoch ${fit.history.length}, best ${fit.bestEpoch}` });
-  const headSeconds = lap('head', fit.steps.reduce((n, s) => n + s.rows, 0));
-  recorder?.headSteps(fit.steps);
-  recorder?.epochs(fit.history);
+  const head = await fitChosenHead(o, concatRows(feats.train), feats.valid, classes, { progress, signal: hooks.signal });
+  const headSeconds = lap('head', head.rows);
+  recorder?.headSteps(head.steps);
+  recorder?.epochs(head.history);
 
-  const runner = await HeadRunner.create(fit.weights);
-  let validLogits: Float32Array;
   let testLogits: Float32Array;
   let trainLogits: Float32Array;
   try {
-    validLogits = await runner.logits(fit.weights, validX);
-    testLogits = await runner.logits(fit.weights, std(feats.test));
-    trainLogits = await runner.logits(fit.weights, std(feats.train[0]!));
+    testLogits = await head.logits(feats.test);
+    trainLogits = await head.logits(feats.train[0]!);
   } finally {
-    await runner.close();
+    await head.close();
   }
-  const temperature = fitTemperature(validLogits, feats.valid.labels, classes);
-  const valid = evaluate(validLogits, feats.valid.labels, classes, temperature);
+  const temperature = fitTemperature(head.validLogits, feats.valid.labels, classes);
+  const valid = evaluate(head.validLogits, feats.valid.labels, classes, temperature);
   const test = evaluate(testLogits, feats.test.labels, classes, temperature);
   const trainEval = evaluate(trainLogits, feats.train[0]!.labels, classes, temperature);
   const evaluateSeconds = lap('evaluate');
 
-  const onnx = buildServingModel(await ws.artifacts.get(backbone.extractorSha), fit.weights, st, temperature);
-  const hyper = { lr: o.lr, batchSize: o.batchSize, epochs: o.epochs, weightDecay: o.weightDecay, labelSmoothing: o.labelSmoothing, head: o.head, hidden: o.hidden, dropout: o.dropout, optimizer: o.optimizer, augment: o.augment, seed: o.seed, patience: o.patience };
+  const onnx = buildServingModel(await ws.artifacts.get(backbone.extractorSha), head.serving, temperature, { tta: o.tta, layout: backbone.spec.preprocess.layout });
+  const minibatch = { lr: o.lr, batchSize: o.batchSize, epochs: o.epochs, weightDecay: o.weightDecay, labelSmoothing: o.labelSmoothing, hidden: o.hidden, dropout: o.dropout, optimizer: o.optimizer, patience: o.patience };
+  const hyper = { head: o.head, tta: o.tta, augment: o.augment, seed: o.seed, ...(o.l2 !== undefined ? { l2: o.l2 } : {}), ...(isMinibatch(o.head) ? minibatch : {}) };
   const card: ModelCard = {
     labels: ds.classes,
     preprocess: backbone.spec.preprocess,
@@ -186,7 +188,7 @@ async function runTraining(ws: Workspace, jobId: string, o: Resolved, name: stri
     outputName: PROBABILITIES_OUTPUT,
     temperature,
     source: 'kennel',
-    metrics: { train: { top1: trainEval.top1, loss: trainEval.loss }, valid, test, bestEpoch: fit.bestEpoch, history: fit.history },
+    metrics: { train: { top1: trainEval.top1, loss: trainEval.loss }, valid, test, head: head.summary, bestEpoch: head.bestEpoch, history: head.history },
     lineage: {
       ...o.lineage,
       job: jobId,
@@ -204,11 +206,88 @@ async function runTraining(ws: Workspace, jobId: string, o: Resolved, name: stri
     labels: ds.classes,
     metrics: { train: { top1: trainEval.top1, loss: trainEval.loss }, valid, test },
     temperature,
-    history: fit.history,
-    bestEpoch: fit.bestEpoch,
+    head: head.summary,
+    history: head.history,
+    bestEpoch: head.bestEpoch,
     seconds: 0,
     timings: { features: featureSeconds, head: headSeconds, evaluate: evaluateSeconds, export: exportSeconds },
     features: { chunks: [...feats.train, feats.valid, feats.test].reduce((n, m) => n + m.chunks, 0), cachedChunks: [...feats.train, feats.valid, feats.test].reduce((n, m) => n + m.cachedChunks, 0), extractedImages: feats.extractedImages, backend: feats.backend, workers: feats.workers },
+  };
+}
+
+const isMinibatch = (head: Resolved['head']): head is 'mlp' | 'minibatch' => head === 'mlp' || head === 'minibatch';
+
+interface FittedHead {
+  serving: ServingHead;
+  summary: HeadSummary;
+  /** logits of raw backbone features, until close() */
+  logits: (m: Matrix) => Promise<Float32Array>;
+  close: () => Promise<void>;
+  /** held-out logits of the valid rows (out-of-fold when cross-validated) */
+  validLogits: Float32Array;
+  history: EpochStats[];
+  bestEpoch: number;
+  steps: StepSample[];
+  /** rows the fit processed, for telemetry */
+  rows: number;
+}
+
+/**
+ * The head: the linear probe (auto, linear, prototype), fitted to convergence with its penalty
+ * chosen by validation, or the minibatch trainer (mlp, minibatch) on standardised features.
+ */
+async function fitChosenHead(o: Resolved, train: Matrix & { labels: Int32Array }, valid: Matrix & { labels: Int32Array }, classes: number, hooks: { progress?: ProgressSink; signal?: AbortSignal }): Promise<FittedHead> {
+  const started = performance.now();
+  if (isMinibatch(o.head)) {
+    const st = standardizer(train);
+    const std = (m: Matrix) => ({ data: applyStandardizer(m, st), rows: m.rows, cols: m.cols });
+    const cfg: HeadConfig = { kind: o.head === 'mlp' ? 'mlp' : 'linear', hidden: o.hidden, dropout: o.dropout, optimizer: o.optimizer, lr: o.lr, batchSize: o.batchSize, epochs: o.epochs, weightDecay: o.weightDecay, labelSmoothing: o.labelSmoothing, patience: o.patience, seed: o.seed };
+    const fit = await fitHead(std(train), train.labels, std(valid), valid.labels, classes, cfg, {
+      signal: hooks.signal,
+      onEpoch: (s) => hooks.progress?.({ phase: 'train head', done: s.epoch, total: o.epochs, detail: `loss ${s.trainLoss.toFixed(3)} valid top1 ${(s.validTop1 * 100).toFixed(1)}%` }),
+    });
+    if (fit.stoppedEarly) hooks.progress?.({ phase: 'train head', done: o.epochs, total: o.epochs, detail: `early stop at epoch ${fit.history.length}, best ${fit.bestEpoch}` });
+    const runner = await HeadRunner.create(fit.weights);
+    return {
+      serving: { weights: fit.weights, standardizer: st, l2Normalize: false },
+      summary: { kind: o.head, selectedBy: 'forced' },
+      logits: (m) => runner.logits(fit.weights, std(m)),
+      close: () => runner.close(),
+      validLogits: await runner.logits(fit.weights, std(valid)),
+      history: fit.history,
+      bestEpoch: fit.bestEpoch,
+      steps: fit.steps,
+      rows: fit.steps.reduce((n, s) => n + s.rows, 0),
+    };
+  }
+  const kind = o.head === 'linear' ? 'logistic' : o.head === 'prototype' ? 'prototype' : 'auto';
+  const fit = await fitProbe(train, train.labels, valid, valid.labels, classes, {
+    kind,
+    l2: o.l2,
+    seed: o.seed,
+    signal: hooks.signal,
+    onProgress: (done, total, detail) => hooks.progress?.({ phase: 'train head', done, total, detail }),
+  });
+  const { trace, ...choice } = fit.choice;
+  const runner = await LinearRunner.create(fit.probe.dim, classes);
+  const logits = async (m: Matrix) => runner.logits(fit.probe, probeFeatures(fit.probe, m));
+  const trainLogits = await logits(train);
+  const validEval = lossAndTop1(fit.validLogits, valid.labels, classes);
+  const trainEval = lossAndTop1(trainLogits, train.labels, classes);
+  const seconds = (performance.now() - started) / 1000;
+  const last = trace.at(-1);
+  // no epochs: one history row for the converged fit (insights reads the same shape)
+  const history: EpochStats[] = [{ epoch: 1, lr: 0, trainLoss: trainEval.loss, trainTop1: trainEval.top1, validLoss: validEval.loss, validTop1: validEval.top1, gradNorm: last?.gradNorm ?? 0, seconds }];
+  return {
+    serving: { weights: linearWeights(fit.probe.dim, classes, fit.probe), standardizer: { mean: fit.probe.mean, std: fit.probe.scale }, l2Normalize: fit.probe.l2Normalize },
+    summary: choice,
+    logits,
+    close: () => runner.close(),
+    validLogits: fit.validLogits,
+    history,
+    bestEpoch: 1,
+    steps: fit.steps,
+    rows: fit.steps.reduce((n, s) => n + s.rows, 0),
   };
 }
 

@@ -65,5 +65,6 @@ export function hyperparameterSpace(params: ParamSpec[]): ParamSpec[] {
 export function trainOptionsFor(params: Params): Partial<TrainOptions> {
   const out: Record<string, ParamValue> = {};
   for (const [name, v] of Object.entries(params)) out[HYPERPARAMETERS[canonicalName(name)]!.option] = v;
-  return out as Partial<TrainOptions>;
+  // trials train the minibatch head (lr and batch size are its parameters), so a tuned or registered 'linear' is that head
+  return { ...out, head: out.head === 'mlp' ? 'mlp' : 'minibatch' } as Partial<TrainOptions>;
 }

@@ -176,7 +176,7 @@ export async function resumeTune(ws: Workspace, id: string, opts: { queue?: stri
 /** A trial's training options and head configuration, exactly as `train()` would resolve them. */
 function trialSetup(p: TuneParams, params: Params): { augment: number; head: HeadConfig } {
   const o = TrainOptionsSchema.parse({ dataset: p.dataset, backbone: p.backbone, optimizer: p.optimizer, patience: p.patience, seed: p.seed, ...trainOptionsFor(params) });
-  return { augment: o.augment, head: { kind: o.head, hidden: o.hidden, dropout: o.dropout, optimizer: o.optimizer, lr: o.lr, batchSize: o.batchSize, epochs: o.epochs, weightDecay: o.weightDecay, labelSmoothing: o.labelSmoothing, patience: o.patience, seed: o.seed } };
+  return { augment: o.augment, head: { kind: o.head === 'mlp' ? 'mlp' : 'linear', hidden: o.hidden, dropout: o.dropout, optimizer: o.optimizer, lr: o.lr, batchSize: o.batchSize, epochs: o.epochs, weightDecay: o.weightDecay, labelSmoothing: o.labelSmoothing, patience: o.patience, seed: o.seed } };
 }
 
 /** The largest augmentation any trial can ask for: one feature pass computes every view up to it. */

@@ -204,7 +204,7 @@ function NewJob(props: { kind: 'train' | 'tune'; onDone: () => void }) {
               <input type="number" step="any" min={0} placeholder="0.001" value={values.lr ?? ''} onInput={set('lr')} />
             </Field>
             <Field label="Head">
-              <Select value={values.head ?? ''} options={[['', 'linear (default)'], 'mlp']} onChange={put('head')} />
+              <Select value={values.head ?? ''} options={[['', 'auto (default)'], 'linear', 'prototype', 'mlp', 'minibatch']} onChange={put('head')} />
             </Field>
             <Field label="Augmented views" hint="Random crops and flips per training image">
               <input type="number" min={0} max={32} placeholder="0" value={values.augment ?? ''} onInput={set('augment')} />

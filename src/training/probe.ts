@@ -1,0 +1,516 @@
+/**
+ * The linear probe: multinomial logistic regression fitted to convergence (full batch,
+ * L-BFGS, loss and gradient in one ORT graph), against the cosine nearest-centroid head:
+ *
+ *   mean NLL(W, b) + lambda/2 ||[W, b] - prior||^2
+ *
+ * The default family is plain logistic regression on standardised features (prior zero); the
+ * shrunk family works on L2-normalised features with the prototype head as prior, so that
+ * lambda -> infinity is exactly nearest centroid. The prototype head itself is a candidate.
+ * lambda and prototype-or-logistic are chosen by stratified k-fold cross-validation over
+ * train + valid when the data are small, by the valid split when they are large, along a
+ * warm-started path from strong to weak penalties; ties go to the simpler head.
+ */
+import * as ort from 'onnxruntime-node';
+import { CancelledError } from '../core/errors.js';
+import { Rng } from '../core/rng.js';
+import { GraphBuilder } from '../onnx/builder.js';
+import { sessionOptions } from '../inference/index.js';
+import { HeadRunner, lossAndTop1, type HeadWeights, type StepSample } from './head.js';
+import { lbfgs } from './lbfgs.js';
+import { fitTemperature, nll } from './metrics.js';
+
+export interface Matrix {
+  data: Float32Array;
+  rows: number;
+  cols: number;
+}
+
+/** A linear head on transformed features: logits = ((l2(x) - mean) / scale) W + b. */
+export interface LinearProbe {
+  dim: number;
+  classes: number;
+  /** [dim x classes], row-major */
+  w: Float32Array;
+  b: Float32Array;
+  mean: Float32Array;
+  scale: Float32Array;
+  /** rows are scaled to unit L2 norm before centring (the prototype head and the shrunk logistic family) */
+  l2Normalize: boolean;
+}
+
+/** How features are scaled after centring: one global scale (L2-normalised rows), or per feature (standardised). */
+export type ProbeScaling = 'global' | 'per-feature';
+
+export type ProbePrior = 'zero' | 'prototype';
+
+export interface ProbeChoice {
+  kind: 'logistic' | 'prototype';
+  /** the penalty strength toward the prototype solution; null for the prototype head */
+  l2: number | null;
+  /** "cv-K" (K-fold over train + valid), "valid" (the valid split), or "forced" */
+  selectedBy: string;
+  /** what the logistic penalty pulls toward: zero (plain, on standardised features) or the prototype head (on L2-normalised features) */
+  prior: ProbePrior;
+  scaling: ProbeScaling;
+  /** the softmax scale of the cosine prototype logits */
+  prototypeScale: number;
+  /** held-out top-1 and NLL of every candidate tried, in path order */
+  scores: Array<{ kind: 'logistic' | 'prototype'; l2: number | null; top1: number; nll: number }>;
+  /** L-BFGS iterations and loss/gradient evaluations over the whole search and final fit */
+  iterations: number;
+  evaluations: number;
+  /** optimiser trace of the final fit: loss and gradient norm per iteration */
+  trace: Array<{ loss: number; gradNorm: number }>;
+}
+
+export interface ProbeResult {
+  probe: LinearProbe;
+  choice: ProbeChoice;
+  /** every loss/gradient evaluation of the search and the final fit */
+  steps: StepSample[];
+  /**
+   * Held-out logits for the valid rows (out-of-fold under cross-validation, where the final head
+   * has seen valid), for honest valid metrics and temperature fitting.
+   */
+  validLogits: Float32Array;
+}
+
+export interface ProbeOptions {
+  /** 'auto': prototype or logistic by validation; 'logistic' or 'prototype' force one */
+  kind?: 'auto' | 'logistic' | 'prototype';
+  /** fixed penalty instead of a search */
+  l2?: number;
+  /** the logistic family: plain L2 toward zero on standardised features (default), or shrunk toward the prototype head */
+  prior?: ProbePrior;
+  seed?: number;
+  /** cross-validate when train + valid have at most this many rows; else use the valid split */
+  cvMaxRows?: number;
+  threads?: number;
+  signal?: AbortSignal;
+  onProgress?: (done: number, total: number, detail: string) => void;
+}
+
+/** Penalties tried, strongest first; each fit starts from the previous one's solution. */
+const L2_PATH = [10, 3, 1, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001, 0.0003, 0.0001, 0.00003, 0.00001];
+const CV_MAX_ROWS = 3000;
+/** the prototype softmax scale when no held-out row can score it (every class has one row) */
+const DEFAULT_PROTOTYPE_SCALE = 10;
+/** nats of held-out NLL a weaker penalty must gain, at equal top-1, to be preferred */
+const NLL_MARGIN = 0.01;
+const MAX_FOLDS = 5;
+const GRAD_TOL = 1e-4;
+/** per penalty: weakly penalised fits of separable few-shot data creep on for long, warm starts carry the rest */
+const MAX_ITERATIONS = 100;
+
+/** Loss and gradient of the penalised multinomial NLL as one ORT graph (full batch). */
+function buildLossGradient(dim: number, classes: number): Uint8Array {
+  const g = new GraphBuilder();
+  const x = g.input('x', ['n', dim]);
+  const y = g.input('y', ['n', classes]);
+  const w = g.input('w', [dim, classes]);
+  const b = g.input('b', [classes]);
+  const w0 = g.input('w0', [dim, classes]);
+  const b0 = g.input('b0', [classes]);
+  const lam = g.input('lambda', []);
+  const invN = g.input('inv_n', []);
+  const logp = g.op('LogSoftmax', [g.op('Gemm', [x, w, b])], [{ name: 'axis', int: 1 }]);
+  const dataLoss = g.mul(g.op('Neg', [g.op('ReduceSum', [g.mul(y, logp)], [{ name: 'keepdims', int: 0 }])]), invN);
+  const dw = g.sub(w, w0);
+  const db = g.sub(b, b0);
+  const sq = (t: string) => g.op('ReduceSumSquare', [t], [{ name: 'keepdims', int: 0 }]);
+  g.output(g.add(dataLoss, g.mul(g.mul(g.add(sq(dw), sq(db)), lam), g.scalar(0.5))), 'loss');
+  const dz = g.mul(g.sub(g.op('Exp', [logp]), y), invN);
+  g.output(g.add(g.op('Gemm', [x, dz], [{ name: 'transA', int: 1 }]), g.mul(dw, lam)), 'grad_w');
+  g.output(g.add(g.op('ReduceSum', [dz, g.ints([0])], [{ name: 'keepdims', int: 0 }]), g.mul(db, lam)), 'grad_b');
+  return g.model.serialize();
+}
+
+/** Rows scaled to unit L2 norm (a zero row stays zero). */
+export function l2Rows(m: Matrix): Float32Array {
+  const out = new Float32Array(m.data.length);
+  for (let r = 0; r < m.rows; r++) {
+    let s = 0;
+    for (let d = 0; d < m.cols; d++) s += m.data[r * m.cols + d]! ** 2;
+    const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
+    for (let d = 0; d < m.cols; d++) out[r * m.cols + d] = m.data[r * m.cols + d]! * inv;
+  }
+  return out;
+}
+
+/** Mean and scale of L2-normalised rows: per-feature std, or one global RMS for every feature. */
+function fitTransform(z: Float32Array, rows: number, cols: number, scaling: ProbeScaling): { mean: Float32Array; scale: Float32Array } {
+  const mean = new Float64Array(cols);
+  const sq = new Float64Array(cols);
+  for (let r = 0; r < rows; r++)
+    for (let d = 0; d < cols; d++) {
+      const v = z[r * cols + d]!;
+      mean[d]! += v;
+      sq[d]! += v * v;
+    }
+  const variance = Array.from(mean, (m, d) => Math.max(0, sq[d]! / rows - (m / rows) ** 2));
+  const rms = Math.sqrt(variance.reduce((a, b) => a + b, 0) / cols) || 1;
+  // features that never vary keep the global scale instead of blowing up
+  const scale = Float32Array.from(variance, (v) => (scaling === 'global' || v < 1e-12 ? rms : Math.sqrt(v)));
+  return { mean: Float32Array.from(mean, (m) => m / rows), scale };
+}
+
+function transform(z: Float32Array, rows: number, cols: number, t: { mean: Float32Array; scale: Float32Array }): Float32Array {
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let d = 0; d < cols; d++) out[r * cols + d] = (z[r * cols + d]! - t.mean[d]!) / t.scale[d]!;
+  return out;
+}
+
+/**
+ * The cosine nearest-centroid head written as a linear head on the transformed features:
+ * cos(x, m_c) ∝ l2(x) . unit(m_c) = phi . (scale * unit(m_c)) + mean . unit(m_c). A class with
+ * no rows gets a zero column (and a bias that never wins).
+ */
+function prototypeHead(z: Float32Array, labels: Int32Array, cols: number, classes: number, t: { mean: Float32Array; scale: Float32Array }, s: number): { w: Float32Array; b: Float32Array } {
+  const sums = new Float64Array(classes * cols);
+  for (let r = 0; r < labels.length; r++) for (let d = 0; d < cols; d++) sums[labels[r]! * cols + d]! += z[r * cols + d]!;
+  const w = new Float32Array(cols * classes);
+  const b = new Float32Array(classes).fill(-s);
+  for (let c = 0; c < classes; c++) {
+    let norm = 0;
+    for (let d = 0; d < cols; d++) norm += sums[c * cols + d]! ** 2;
+    if (norm === 0) continue;
+    const inv = 1 / Math.sqrt(norm);
+    let bias = 0;
+    for (let d = 0; d < cols; d++) {
+      const u = sums[c * cols + d]! * inv;
+      w[d * classes + c] = s * t.scale[d]! * u;
+      bias += t.mean[d]! * u;
+    }
+    b[c] = s * bias;
+  }
+  return { w, b };
+}
+
+/** One fitting problem (a fold, or the final data) with its ORT session and feeds. */
+class LogisticProblem {
+  private readonly feeds: Record<string, ort.Tensor>;
+  evaluations = 0;
+  iterations = 0;
+  /** one sample per loss/gradient evaluation, in the minibatch trainer's shape (for telemetry) */
+  readonly steps: StepSample[] = [];
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly x: Float32Array,
+    readonly rows: number,
+    readonly cols: number,
+    readonly classes: number,
+    readonly prior: { w: Float32Array; b: Float32Array },
+  ) {
+    const y = new Float32Array(rows * classes);
+    this.feeds = {
+      x: new ort.Tensor('float32', x, [rows, cols]),
+      y: new ort.Tensor('float32', y, [rows, classes]),
+      w0: new ort.Tensor('float32', prior.w, [cols, classes]),
+      b0: new ort.Tensor('float32', prior.b, [classes]),
+      inv_n: new ort.Tensor('float32', Float32Array.of(1 / rows), []),
+    };
+  }
+
+  static create(session: ort.InferenceSession, x: Float32Array, labels: Int32Array, cols: number, classes: number, prior: { w: Float32Array; b: Float32Array }): LogisticProblem {
+    const p = new LogisticProblem(session, x, labels.length, cols, classes, prior);
+    const y = p.feeds.y!.data as Float32Array;
+    labels.forEach((l, r) => (y[r * classes + l] = 1));
+    return p;
+  }
+
+  /** Minimises the penalised loss for one lambda from a starting point ([W, b] flattened). */
+  async fit(lambda: number, start: Float64Array, signal?: AbortSignal, gradTol = GRAD_TOL): Promise<{ theta: Float64Array; trace: Array<{ loss: number; gradNorm: number }>; gradNorm: number; loss: number }> {
+    const wLen = this.cols * this.classes;
+    const lam = new ort.Tensor('float32', Float32Array.of(lambda), []);
+    const r = await lbfgs(
+      async (theta) => {
+        if (signal?.aborted) throw new CancelledError();
+        const start = performance.now();
+        const w = new Float32Array(wLen);
+        for (let i = 0; i < wLen; i++) w[i] = theta[i]!;
+        const b = Float32Array.from(theta.subarray(wLen));
+        const inputDone = performance.now();
+        const out = await this.session.run({ ...this.feeds, lambda: lam, w: new ort.Tensor('float32', w, [this.cols, this.classes]), b: new ort.Tensor('float32', b, [this.classes]) });
+        const grad = new Float64Array(wLen + this.classes);
+        grad.set(out.grad_w!.data as Float32Array);
+        grad.set(out.grad_b!.data as Float32Array, wLen);
+        const loss = (out.loss!.data as Float32Array)[0]!;
+        const end = performance.now();
+        let sq = 0;
+        for (let i = 0; i < grad.length; i++) sq += grad[i]! ** 2;
+        this.steps.push({ epoch: 1, step: this.steps.length + 1, ms: end - start, gradNorm: Math.sqrt(sq), loss, start, inputMs: inputDone - start, updateMs: end - inputDone, rows: this.rows, lr: 0 });
+        return { loss, grad };
+      },
+      start,
+      { gradTol, maxIterations: MAX_ITERATIONS },
+    );
+    this.evaluations += r.evaluations;
+    this.iterations += r.iterations;
+    return { theta: r.x, trace: r.trace, gradNorm: r.gradNorm, loss: r.loss };
+  }
+
+  priorTheta(): Float64Array {
+    const t = new Float64Array(this.cols * this.classes + this.classes);
+    t.set(this.prior.w);
+    t.set(this.prior.b, this.cols * this.classes);
+    return t;
+  }
+}
+
+const split = (theta: Float64Array, cols: number, classes: number) => ({ w: Float32Array.from(theta.subarray(0, cols * classes)), b: Float32Array.from(theta.subarray(cols * classes)) });
+
+/** Softmax scale of cosine-prototype logits that minimises held-out NLL (golden section on log s). */
+function fitPrototypeScale(cosLogits: Float32Array, labels: Int32Array, classes: number): number {
+  // fitTemperature works on T in [0.05, 20]; cosine logits need scales up to ~1000, so search 1/T of logits/50
+  const t = fitTemperature(cosLogits.map((v) => v * 50), labels, classes);
+  return 50 / t;
+}
+
+/** Stratified fold of each row: each class's rows, shuffled, dealt round-robin from a random offset. */
+function folds(labels: Int32Array, classes: number, k: number, rng: Rng): Int32Array {
+  const fold = new Int32Array(labels.length);
+  let offset = rng.int(k);
+  for (let c = 0; c < classes; c++) {
+    const rows = rng.shuffle([...labels.keys()].filter((r) => labels[r] === c));
+    rows.forEach((r, i) => (fold[r] = (offset + i) % k));
+    offset = (offset + rows.length) % k;
+  }
+  return fold;
+}
+
+/** The given rows of a row-major matrix (a view, not a copy, when they are consecutive). */
+function take(z: Float32Array, cols: number, rows: number[]): Float32Array {
+  if (rows.every((r, i) => r === rows[0]! + i)) return z.subarray((rows[0] ?? 0) * cols, ((rows[0] ?? 0) + rows.length) * cols);
+  const out = new Float32Array(rows.length * cols);
+  rows.forEach((r, i) => out.set(z.subarray(r * cols, (r + 1) * cols), i * cols));
+  return out;
+}
+
+interface Fold {
+  problem: LogisticProblem;
+  heldX: Float32Array;
+  heldLabels: Int32Array;
+  /** indices of the held-out rows in the pooled data */
+  heldRows: number[];
+  theta: Float64Array;
+  /** the solution at the best penalty so far, with its optimiser trace */
+  best?: { theta: Float64Array; trace: Array<{ loss: number; gradNorm: number }> };
+}
+
+/**
+ * Fits the probe. `train` and `valid` are raw backbone features; labels index classes.
+ * Returns the head (as a linear map on raw features, with its transform), the choice and its
+ * validation scores, and held-out valid logits.
+ */
+export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Matrix, validLabels: Int32Array, classes: number, opts: ProbeOptions = {}): Promise<ProbeResult> {
+  const cols = train.cols;
+  const kind = opts.kind ?? 'auto';
+  const prior = opts.prior ?? 'zero';
+  const rng = new Rng(opts.seed ?? 0);
+  const session = await ort.InferenceSession.create(buildLossGradient(cols, classes), sessionOptions({ threads: opts.threads }));
+  const runner = await LinearRunner.create(cols, classes, opts.threads);
+  try {
+    const pooledRows = train.rows + valid.rows;
+    const useCv = pooledRows <= (opts.cvMaxRows ?? CV_MAX_ROWS);
+    // the data that select: K folds of train + valid, or (train -> valid)
+    const rawAll = concat([train.data, valid.data]);
+    const zAll = concat([l2Rows(train), l2Rows(valid)]);
+    const allLabels = Int32Array.from([...trainLabels, ...validLabels]);
+    const counts = new Array<number>(classes).fill(0);
+    allLabels.forEach((l) => counts[l]!++);
+    // stratified folds: a class with fewer rows than folds is held out in fewer folds (rows of a class with one row can't be predicted when held out: the same error for every candidate)
+    const k = Math.min(MAX_FOLDS, Math.max(2, ...counts));
+    const foldOf = useCv ? folds(allLabels, classes, k, rng) : Int32Array.from({ length: pooledRows }, (_, r) => (r < train.rows ? 1 : 0));
+    const nFolds = useCv ? k : 1;
+    let selectedBy = opts.l2 !== undefined || kind === 'prototype' ? 'forced' : useCv ? `cv-${k}` : 'valid';
+
+    /** The prototype head and the logistic problem's features for a set of labelled rows (a fold's, or the final ones). */
+    const design = (rows: number[]) => {
+      const labels = Int32Array.from(rows, (r) => allLabels[r]!);
+      const z = take(zAll, cols, rows);
+      const tp = fitTransform(z, rows.length, cols, 'global');
+      const raw = prior === 'zero' ? take(rawAll, cols, rows) : z;
+      const tl = prior === 'zero' ? fitTransform(raw, rows.length, cols, 'per-feature') : tp;
+      const priorHead = (scale: number) => (prior === 'zero' ? { w: new Float32Array(cols * classes), b: new Float32Array(classes) } : prototypeHead(z, labels, cols, classes, tl, scale));
+      const logisticX = (r: number[]) => transform(take(prior === 'zero' ? rawAll : zAll, cols, r), r.length, cols, tl);
+      return { labels, z, tp, tl, raw, priorHead, logisticX };
+    };
+    // per fold: transforms and prototypes fitted on the fold's training rows only
+    const specs = Array.from({ length: nFolds }, (_, f) => {
+      const fitRows = [...allLabels.keys()].filter((r) => foldOf[r] !== f);
+      const heldRows = [...allLabels.keys()].filter((r) => foldOf[r] === f);
+      const d = design(fitRows);
+      const heldLabels = Int32Array.from(heldRows, (r) => allLabels[r]!);
+      const heldP = transform(take(zAll, cols, heldRows), heldRows.length, cols, d.tp);
+      return { fitRows, heldRows, d, heldLabels, heldP, cosine: prototypeHead(d.z, d.labels, cols, classes, d.tp, 1) };
+    });
+    // one prototype scale from the pooled held-out cosine logits
+    const cosParts: Float32Array[] = [];
+    for (const s of specs) cosParts.push(await runner.logits(s.cosine, { data: s.heldP, rows: s.heldRows.length, cols }));
+    const heldCos = concat(cosParts);
+    const heldLabelsAll = Int32Array.from(specs.flatMap((s) => [...s.heldLabels]));
+    const heldOrder = specs.flatMap((s) => s.heldRows);
+    // scores count only held-out rows whose class the fold trained on: the others are wrong for every candidate and would swamp the NLL
+    const scored = specs.flatMap((s) => {
+      const seen = new Set(s.d.labels);
+      return [...s.heldLabels].map((l) => seen.has(l));
+    });
+    const scoredRows = [...scored.keys()].filter((i) => scored[i]);
+    const scoredLabels = Int32Array.from(scoredRows, (i) => heldLabelsAll[i]!);
+    const scoredLogits = (logits: Float32Array) => {
+      const out = new Float32Array(scoredRows.length * classes);
+      scoredRows.forEach((i, j) => out.set(logits.subarray(i * classes, (i + 1) * classes), j * classes));
+      return out;
+    };
+    const scale = scoredRows.length ? fitPrototypeScale(scoredLogits(heldCos), scoredLabels, classes) : DEFAULT_PROTOTYPE_SCALE;
+    // NLL after a fitted temperature: compares how well candidates rank classes, not how confident they are
+    const scoreOf = (all: Float32Array) => {
+      const logits = scoredLogits(all);
+      return { top1: lossAndTop1(logits, scoredLabels, classes).top1, nll: scoredRows.length ? nll(logits, scoredLabels, classes, fitTemperature(logits, scoredLabels, classes)) : 0 };
+    };
+    const protoHeld = heldCos.map((v) => v * scale);
+    const scores: ProbeChoice['scores'] = [{ kind: 'prototype', l2: null, ...scoreOf(protoHeld) }];
+    let best: { index: number; logits: Float32Array } = { index: 0, logits: protoHeld };
+    let validSplitFit: Fold['best'];
+
+    // large data: decades only (each fit costs a full pass over the data per evaluation)
+    const path = opts.l2 !== undefined ? [opts.l2] : kind === 'prototype' ? [] : useCv ? L2_PATH : L2_PATH.filter((_, i) => i % 2 === 0);
+    let iterations = 0;
+    let evaluations = 0;
+    const steps: StepSample[] = [];
+    if (path.length) {
+      const fs: Fold[] = specs.map((s) => {
+        const problem = LogisticProblem.create(session, s.d.logisticX(s.fitRows), s.d.labels, cols, classes, s.d.priorHead(scale));
+        return { problem, heldX: s.d.logisticX(s.heldRows), heldLabels: s.heldLabels, heldRows: s.heldRows, theta: problem.priorTheta() };
+      });
+      let worse = 0;
+      for (const [i, lambda] of path.entries()) {
+        opts.onProgress?.(i, path.length, `l2 ${lambda}`);
+        const logits: Float32Array[] = [];
+        const traces: Array<ProbeChoice['trace']> = [];
+        for (const f of fs) {
+          const fit = await f.problem.fit(lambda, f.theta, opts.signal);
+          f.theta = fit.theta;
+          traces.push(fit.trace);
+          logits.push(await runner.logits(split(f.theta, cols, classes), { data: f.heldX, rows: f.heldRows.length, cols }));
+        }
+        const held = concat(logits);
+        const s = { kind: 'logistic' as const, l2: lambda, ...scoreOf(held) };
+        scores.push(s);
+        const b = scores[best.index]!;
+        // a weaker penalty must earn its place: better held-out top-1, or equal top-1 and clearly better NLL
+        // (a forced logistic head never keeps the prototype)
+        if ((kind !== 'auto' && best.index === 0) || s.top1 > b.top1 || (s.top1 === b.top1 && s.nll < b.nll - NLL_MARGIN)) {
+          best = { index: scores.length - 1, logits: held };
+          fs.forEach((f, j) => (f.best = { theta: f.theta, trace: traces[j]! }));
+          worse = 0;
+        } else if (!useCv && s.top1 < b.top1 && ++worse >= 2) break; // large data, past the best: weaker penalties only overfit more (and cost the most)
+      }
+      validSplitFit = useCv ? undefined : fs[0]!.best;
+      steps.push(...fs.flatMap((f) => f.problem.steps));
+      iterations = fs.reduce((n, f) => n + f.problem.iterations, 0);
+      evaluations = fs.reduce((n, f) => n + f.problem.evaluations, 0);
+      opts.onProgress?.(path.length, path.length, 'chosen');
+    }
+    // nothing held out could be scored (every class has one labelled row): validation says nothing,
+    // and plain logistic regression with scikit-learn's C = 1 measured at least as well as nearest centroid (bench:quality, k = 1)
+    const unscoreable = !scoredRows.length && kind === 'auto' && opts.l2 === undefined && prior === 'zero';
+    if (unscoreable) selectedBy = 'default (one row per class)';
+    const chosen = unscoreable ? { kind: 'logistic' as const, l2: 1 / pooledRows, top1: 0, nll: 0 } : scores[best.index]!;
+
+    // the final head: under CV refitted on all of train + valid; with a valid split, trained on train
+    const finalRows = useCv ? [...allLabels.keys()] : [...trainLabels.keys()];
+    // with a valid split the final rows are the one fold's training rows: its design is already built
+    const d = useCv ? design(finalRows) : specs[0]!.d;
+    let probe: LinearProbe = { dim: cols, classes, ...prototypeHead(d.z, d.labels, cols, classes, d.tp, scale), mean: d.tp.mean, scale: d.tp.scale, l2Normalize: true };
+    let trace: ProbeChoice['trace'] = [];
+    if (chosen.kind === 'logistic') {
+      let head = validSplitFit?.theta;
+      trace = validSplitFit?.trace ?? [];
+      if (!head) {
+        const problem = LogisticProblem.create(session, d.logisticX(finalRows), d.labels, cols, classes, d.priorHead(scale));
+        const fit = await problem.fit(chosen.l2!, problem.priorTheta(), opts.signal);
+        head = fit.theta;
+        trace = fit.trace;
+        iterations += problem.iterations;
+        evaluations += problem.evaluations;
+        steps.push(...problem.steps);
+      }
+      probe = { dim: cols, classes, ...split(head, cols, classes), mean: d.tl.mean, scale: d.tl.scale, l2Normalize: prior !== 'zero' };
+    }
+    // valid logits: out-of-fold under CV (the final head has seen valid), else the final head's own
+    let validLogits: Float32Array;
+    if (useCv) {
+      validLogits = new Float32Array(valid.rows * classes);
+      heldOrder.forEach((r, i) => {
+        if (r >= train.rows) validLogits.set(best.logits.subarray(i * classes, (i + 1) * classes), (r - train.rows) * classes);
+      });
+    } else validLogits = await runner.logits(probe, probeFeatures(probe, valid));
+    return {
+      probe,
+      choice: { kind: chosen.kind, l2: chosen.l2, selectedBy, prior, scaling: prior === 'zero' ? 'per-feature' : 'global', prototypeScale: scale, scores, iterations, evaluations, trace },
+      validLogits,
+      steps,
+    };
+  } finally {
+    await session.release();
+    await runner.close();
+  }
+}
+
+function concat(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/**
+ * Multinomial logistic regression on given features, penalised by l2/2 ||[W, b] - prior||^2
+ * (prior zero: plain L2-regularised logistic regression), fitted to convergence. The probe's
+ * inner solver, for baselines and checks.
+ */
+export async function fitLogistic(x: Matrix, labels: Int32Array, classes: number, opts: { l2: number; prior?: { w: Float32Array; b: Float32Array }; gradTol?: number; threads?: number }): Promise<{ w: Float32Array; b: Float32Array; loss: number; gradNorm: number; iterations: number }> {
+  const session = await ort.InferenceSession.create(buildLossGradient(x.cols, classes), sessionOptions({ threads: opts.threads }));
+  try {
+    const prior = opts.prior ?? { w: new Float32Array(x.cols * classes), b: new Float32Array(classes) };
+    const problem = LogisticProblem.create(session, x.data, labels, x.cols, classes, prior);
+    const fit = await problem.fit(opts.l2, problem.priorTheta(), undefined, opts.gradTol);
+    return { ...split(fit.theta, x.cols, classes), loss: fit.loss, gradNorm: fit.gradNorm, iterations: problem.iterations };
+  } finally {
+    await session.release();
+  }
+}
+
+/** The features a probe's W and b apply to: raw rows (L2-normalised for the prototype family), centred and scaled. */
+export function probeFeatures(p: Pick<LinearProbe, 'mean' | 'scale' | 'l2Normalize'>, x: Matrix): Matrix {
+  return { data: transform(p.l2Normalize ? l2Rows(x) : x.data, x.rows, x.cols, p), rows: x.rows, cols: x.cols };
+}
+
+/** Logits of linear heads through ORT's Gemm (the minibatch trainer's evaluation graph). */
+export class LinearRunner {
+  private constructor(
+    private readonly runner: HeadRunner,
+    private readonly cols: number,
+    private readonly classes: number,
+  ) {}
+
+  static async create(cols: number, classes: number, threads?: number): Promise<LinearRunner> {
+    return new LinearRunner(await HeadRunner.create(linearWeights(cols, classes, { w: new Float32Array(0), b: new Float32Array(0) }), threads), cols, classes);
+  }
+
+  logits(head: { w: Float32Array; b: Float32Array }, x: Matrix): Promise<Float32Array> {
+    return this.runner.logits(linearWeights(this.cols, this.classes, head), x);
+  }
+
+  close(): Promise<void> {
+    return this.runner.close();
+  }
+}
+
+/** A linear head in the minibatch trainer's weight layout (for its evaluation graph and export). */
+export const linearWeights = (dim: number, classes: number, head: { w: Float32Array; b: Float32Array }): HeadWeights => ({ kind: 'linear', dim, classes, hidden: 0, tensors: [head.w, head.b] });

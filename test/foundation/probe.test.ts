@@ -1,0 +1,120 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import * as ort from 'onnxruntime-node';
+import { Rng } from '../../src/core/rng.ts';
+import { buildServingModel } from '../../src/training/export.ts';
+import { fitLogistic, fitProbe, linearWeights, probeFeatures } from '../../src/training/probe.ts';
+
+const matrix = (rows: number, cols: number, f: (r: number, d: number) => number) => ({ data: Float32Array.from({ length: rows * cols }, (_, i) => f(Math.floor(i / cols), i % cols)), rows, cols });
+
+/** Penalised multinomial NLL in float64, for checks. */
+function objective(x: { data: Float32Array; rows: number; cols: number }, labels: Int32Array, classes: number, w: ArrayLike<number>, b: ArrayLike<number>, l2: number): number {
+  let loss = 0;
+  for (let r = 0; r < x.rows; r++) {
+    const z = Array.from({ length: classes }, (_, c) => {
+      let s = b[c]!;
+      for (let d = 0; d < x.cols; d++) s += x.data[r * x.cols + d]! * w[d * classes + c]!;
+      return s;
+    });
+    const max = Math.max(...z);
+    loss += Math.log(z.reduce((a, v) => a + Math.exp(v - max), 0)) + max - z[labels[r]!]!;
+  }
+  let sq = 0;
+  for (let i = 0; i < w.length; i++) sq += w[i]! ** 2;
+  for (let i = 0; i < b.length; i++) sq += b[i]! ** 2;
+  return loss / x.rows + (l2 / 2) * sq;
+}
+
+test('the fitted logistic regression reaches the optimum: gradient norm below tolerance, and a brute-force grid finds nothing better', async () => {
+  const rng = new Rng(5);
+  const x = matrix(40, 6, () => rng.normal());
+  const labels = Int32Array.from({ length: 40 }, (_, r) => (x.data[r * 6]! + 0.5 * x.data[r * 6 + 1]! > 0 ? 1 : r % 3 === 0 ? 2 : 0));
+  // float32 loss and gradient (ORT): the line search runs out of resolution near 1e-4
+  const fit = await fitLogistic(x, labels, 3, { l2: 0.05, gradTol: 1e-5 });
+  assert.ok(fit.gradNorm < 1e-3, `gradient norm ${fit.gradNorm}`);
+
+  // a one-feature, two-class problem small enough to search exhaustively: by symmetry of the
+  // penalty the optimum has w1 = -w0 and b1 = -b0, so a 2-D grid over (w0, b0) covers it
+  const tiny = { data: Float32Array.of(-2, -1, -0.5, 0.3, 1, 2.5), rows: 6, cols: 1 };
+  const tinyLabels = Int32Array.of(0, 0, 1, 0, 1, 1);
+  const l2 = 0.1;
+  const t = await fitLogistic(tiny, tinyLabels, 2, { l2, gradTol: 1e-5 });
+  let bestGrid = Infinity;
+  for (let w = -3; w <= 3; w += 0.005) for (let b = -1; b <= 1; b += 0.005) bestGrid = Math.min(bestGrid, objective(tiny, tinyLabels, 2, [w, -w], [b, -b], l2));
+  const fitted = objective(tiny, tinyLabels, 2, t.w, t.b, l2);
+  assert.ok(fitted <= bestGrid + 1e-6, `fit ${fitted} vs brute force ${bestGrid}`);
+  assert.ok(Math.abs(t.w[0]! + t.w[1]!) < 1e-4, 'the symmetric optimum');
+});
+
+test('on a few-shot set where nearest centroid is strong, the default head scores at least as well as nearest centroid', async () => {
+  // 12 classes on a sphere-like cone (as ReLU features are), 2 shots each, 10 test rows per class, noisy
+  const classes = 12;
+  const dim = 64;
+  const rng = new Rng(11);
+  const centres = Array.from({ length: classes }, () => Float32Array.from({ length: dim }, () => Math.abs(rng.normal())));
+  const sample = (perClass: number) => {
+    const rows = perClass * classes;
+    const labels = Int32Array.from({ length: rows }, (_, r) => r % classes);
+    return { m: matrix(rows, dim, (r, d) => Math.max(0, centres[r % classes]![d]! + 0.9 * rng.normal())), labels };
+  };
+  const shots = sample(2);
+  const test_ = sample(10);
+  const empty = { data: new Float32Array(0), rows: 0, cols: dim };
+  const r = await fitProbe(shots.m, shots.labels, empty, new Int32Array(0), classes, { seed: 3 });
+  const argmax = (row: number[]) => row.indexOf(Math.max(...row));
+  const feats = probeFeatures(r.probe, test_.m);
+  let head = 0;
+  let centroid = 0;
+  const unit = (v: ArrayLike<number>) => {
+    const n = Math.hypot(...Array.from(v));
+    return Array.from(v, (x) => x / n);
+  };
+  const means = Array.from({ length: classes }, (_, c) => {
+    const m = new Array<number>(dim).fill(0);
+    for (let i = 0; i < shots.m.rows; i++) if (shots.labels[i] === c) unit(shots.m.data.subarray(i * dim, (i + 1) * dim)).forEach((v, d) => (m[d]! += v));
+    return unit(m);
+  });
+  for (let i = 0; i < test_.m.rows; i++) {
+    const logits = Array.from({ length: classes }, (_, c) => {
+      let s = r.probe.b[c]!;
+      for (let d = 0; d < dim; d++) s += feats.data[i * dim + d]! * r.probe.w[d * classes + c]!;
+      return s;
+    });
+    if (argmax(logits) === test_.labels[i]) head++;
+    const u = unit(test_.m.data.subarray(i * dim, (i + 1) * dim));
+    if (argmax(means.map((m) => m.reduce((a, v, d) => a + v * u[d]!, 0))) === test_.labels[i]) centroid++;
+  }
+  assert.ok(centroid / test_.m.rows > 0.6, `nearest centroid is strong here (${centroid}/${test_.m.rows})`);
+  assert.ok(head >= centroid, `default head ${head} vs nearest centroid ${centroid} of ${test_.m.rows} (chose ${r.choice.kind} ${r.choice.l2}, ${r.choice.selectedBy})`);
+  assert.match(r.choice.selectedBy, /^cv-\d$/);
+});
+
+test('the exported graph with flip TTA gives the mean of the two views’ probabilities', async () => {
+  // a tiny "backbone": global average pool over an NCHW image that keeps a left-right asymmetry
+  const { GraphBuilder } = await import('../../src/onnx/builder.ts');
+  const { FEATURES_OUTPUT } = await import('../../src/backbones/index.ts');
+  const g = new GraphBuilder();
+  const image = g.input('image', ['batch', 3, 4, 4]);
+  const ramp = g.weight('ramp', Float32Array.from({ length: 4 }, (_, i) => i + 1), [4]);
+  // weighting columns by 1..4 makes a mirrored image give other features
+  g.op('Flatten', [g.op('GlobalAveragePool', [g.mul(image, ramp)])], [], FEATURES_OUTPUT);
+  g.model.outputs = [{ name: FEATURES_OUTPUT, elemType: 1, shape: ['batch', 3] }];
+  const extractor = g.model.serialize();
+  const rng = new Rng(2);
+  const head = { weights: linearWeights(3, 4, { w: Float32Array.from({ length: 12 }, () => rng.normal()), b: Float32Array.from({ length: 4 }, () => rng.normal()) }), standardizer: { mean: new Float32Array(3), std: new Float32Array(3).fill(1) }, l2Normalize: true };
+  const plain = await ort.InferenceSession.create(buildServingModel(extractor, head, 1.5));
+  const flip = await ort.InferenceSession.create(buildServingModel(extractor, head, 1.5, { tta: 'flip', layout: 'NCHW' }));
+  const n = 3;
+  const img = Float32Array.from({ length: n * 48 }, () => rng.normal());
+  const mirrored = new Float32Array(img.length);
+  for (let i = 0; i < img.length / 4; i++) for (let x = 0; x < 4; x++) mirrored[i * 4 + x] = img[i * 4 + 3 - x]!;
+  const run = async (s: ort.InferenceSession, data: Float32Array) => (await s.run({ image: new ort.Tensor('float32', data, [n, 3, 4, 4]) })).probabilities!.data as Float32Array;
+  const a = await run(plain, img);
+  const b = await run(plain, mirrored);
+  const both = await run(flip, img);
+  assert.equal(both.length, n * 4);
+  assert.ok(a.some((v, i) => Math.abs(v - b[i]!) > 1e-3), 'the two views differ');
+  for (let i = 0; i < both.length; i++) assert.ok(Math.abs(both[i]! - (a[i]! + b[i]!) / 2) < 1e-5, `probability ${i}: ${both[i]} vs ${(a[i]! + b[i]!) / 2}`);
+  await plain.release();
+  await flip.release();
+});
