@@ -154,7 +154,7 @@ describe('the asynchronous invocation queue', () => {
   it('kennel functions events lists failed events, replays and purges them; create/update take --max-event-age and --max-retries', async () => {
     const dir = tmpDir();
     writeFileSync(path.join(dir, 'fail'), '');
-    const created = kennelJson<{ maxEventAgeSeconds: number; maxRetries: number }>(home, ['functions', 'create', 'cli', '--endpoint', 'dogs', '--handler', handler, '--max-retries', '0', '--max-event-age', '2h']);
+    const created = kennelJson<{ maxEventAgeSeconds: number; maxRetries: number }>(home, ['functions', 'create', 'cli', '--endpoint', 'dogs', '--allow-missing-endpoint', '--handler', handler, '--max-retries', '0', '--max-event-age', '2h']);
     assert.deepEqual([created.maxEventAgeSeconds, created.maxRetries], [7200, 0]);
     const gateway = new FunctionGateway({ ws, endpoints: new FakeEndpoints(), registry: new Registry(), events: FAST });
     await gateway.start();
