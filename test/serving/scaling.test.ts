@@ -111,7 +111,7 @@ test('invalid endpoint settings are refused before anything starts', async () =>
     [{ name: 'x', variants: [{ name: 'primary', model: 'nope' }] }, /Model nope was not found/],
     [{ name: 'Bad_Name', variants: [{ name: 'primary', model: 'mnet' }] }, /endpoint names use lower-case/],
     [{ name: 'x', variants: [] }, /variants/],
-    [{ name: 'x', variants: [{ name: 'primary', model: 'mnet' }], instances: 5, max: 2 }, /between min and max/],
+    [{ name: 'x', variants: [{ name: 'primary', model: 'mnet' }], instances: 5, max: 2 }, /between min and max|min \(5\) is above max \(2\)/],
     [{ name: 'x', variants: [{ name: 'primary', model: 'mnet' }], instances: 0 }, /needs an autoscaling target/],
     [{ name: 'x', variants: [{ name: 'primary', model: 'mnet' }], min: 1, max: 3 }, /no autoscaling target/],
     [{ name: 'x', variants: [{ name: 'primary', model: 'mnet' }], targetConcurrency: 2, targetInvocationsPerInstance: 100 }, /not both/],
