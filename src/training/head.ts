@@ -1,8 +1,7 @@
 import * as ort from 'onnxruntime-node';
-import { CancelledError } from '../core/errors.js';
-import { Rng } from '../core/rng.js';
+import { CancelledError, Rng } from '../core/index.js';
 import type { HeadStep } from '../insights/index.js';
-import { GraphBuilder } from '../onnx/builder.js';
+import { GraphBuilder } from '../onnx/index.js';
 import { sessionOptions } from '../inference/index.js';
 
 export type HeadKind = 'linear' | 'mlp';

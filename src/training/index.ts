@@ -1,7 +1,6 @@
 export { train, concatRows, TrainOptionsSchema, type TrainOptions, type TrainResult } from './train.js';
-export { datasetFeatures, type DatasetFeatures, type FeatureOptions, type WorkerThroughput } from './dispatch.js';
-export { fitHead, type HeadConfig, type EpochStats, type StepSample } from './head.js';
-export { evaluate, fitTemperature, ece, type SplitMetrics } from './metrics.js';
-export { extractChunk, recordChunk, missingChunks, featureKey, CHUNK_ROWS, EXTRACT_BATCH, type FeatureRequest } from './features.js';
-export { tasks as trainingTasks, TRAINING_TASKS, type ExtractChunkInput, type ExtractChunkOutput } from './tasks.js';
-export { PROBABILITIES_OUTPUT, standardizer, applyStandardizer, type Standardizer } from './export.js';
+export { datasetFeatures, type DatasetFeatures } from './dispatch.js';
+export { fitHead, type HeadConfig, type EpochStats } from './head.js';
+export { recordChunk, missingChunks, CHUNK_ROWS } from './features.js';
+export { TRAINING_TASKS } from './tasks.js';
+export { standardizer, applyStandardizer } from './export.js';
