@@ -54,10 +54,22 @@ function resolveSpec(file: string, spec: string): string {
 
 const areaOf = (p: string): string => p.split('/')[0]!;
 
+/** The areas each area imports (the console's pages aside). */
+export function areaEdges(imports: Import[]): Map<string, Set<string>> {
+  const edges = new Map<string, Set<string>>();
+  for (const i of imports) {
+    const [a, b] = [areaOf(i.from), areaOf(i.to)];
+    if (i.from.startsWith(WEB) || i.to.startsWith('..')) continue;
+    if (!edges.has(a)) edges.set(a, new Set());
+    if (a !== b) edges.get(a)!.add(b);
+  }
+  return edges;
+}
+
 /** Every rule broken by these imports, one line each. */
 export function violations(imports: Import[]): string[] {
   const bad: string[] = [];
-  const edges = new Map<string, Set<string>>();
+  const edges = areaEdges(imports);
   for (const i of imports) {
     const where = `src/${i.from}:${i.line} -> ${i.to}`;
     if (i.from.startsWith(WEB)) {
@@ -75,8 +87,6 @@ export function violations(imports: Import[]): string[] {
     if (!/^[^/]+\/index\.ts$/.test(i.to)) bad.push(`${where}: import ${b}'s index.ts, not its internals`);
     if (INTERFACES.has(b) && !INTERFACES.has(a)) bad.push(`${where}: a service (${a}) never imports ${b}`);
     if (ONLY[a] && !ONLY[a].includes(b)) bad.push(`${where}: ${a} imports only ${ONLY[a].join(', ') || 'nothing of other areas'}`);
-    if (!edges.has(a)) edges.set(a, new Set());
-    edges.get(a)!.add(b);
   }
   for (const [a, b] of APART) if (reaches(edges, a, b)) bad.push(`${a} imports ${b} (through ${pathTo(edges, a, b)!.join(' -> ')})`);
   for (const cycle of cycles(edges)) bad.push(`an import cycle between areas: ${cycle.join(', ')}`);
@@ -141,11 +151,26 @@ function sources(dir = ''): string[] {
   });
 }
 
+const srcImports = (): Import[] => sources().flatMap((f) => importsOf(f, readFileSync(path.join(SRC, f), 'utf8')));
+
 test('src/ keeps the architecture rules: areas import each other through index.ts, without cycles, services never import cli/server/console, serving and training never import each other', () => {
-  const files = sources();
-  const imports = files.flatMap((f) => importsOf(f, readFileSync(path.join(SRC, f), 'utf8')));
-  assert.ok(files.length > 100 && imports.length > 500, `${files.length} files, ${imports.length} imports: the scan found too little`);
+  const imports = srcImports();
+  assert.ok(imports.length > 500, `${imports.length} imports: the scan found too little`);
   assert.deepEqual(violations(imports), []);
+});
+
+test("docs/ARCHITECTURE.md's listing of areas and their arrows is what src/ imports", () => {
+  const edges = areaEdges(srcImports());
+  // lowest layer first: an area after all it imports, then by name
+  const level = new Map<string, number>();
+  const depth = (a: string): number => level.get(a) ?? (level.set(a, Math.max(-1, ...[...(edges.get(a) ?? [])].map(depth)) + 1), level.get(a)!);
+  const listing = [...edges.keys()]
+    .sort((a, b) => depth(a) - depth(b) || a.localeCompare(b))
+    .map((a) => `${a.padEnd(12)} -> ${[...edges.get(a)!].sort().join(' ') || '(nothing)'}`);
+  const doc = readFileSync(new URL('../../docs/ARCHITECTURE.md', import.meta.url), 'utf8');
+  const block = /<!-- areas:begin -->\n```\n([\s\S]*?)```\n<!-- areas:end -->/.exec(doc);
+  assert.ok(block, 'docs/ARCHITECTURE.md has its <!-- areas:begin --> listing');
+  assert.equal(block[1], listing.join('\n') + '\n', `update the listing in docs/ARCHITECTURE.md to:\n${listing.join('\n')}`);
 });
 
 test('the architecture check catches each kind of broken rule', () => {
