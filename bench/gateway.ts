@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import Fastify from 'fastify';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
-import { KennelError } from '../src/core/errors.js';
+import { KennelError } from '../src/core/index.js';
 import { createFunction, endpointClientFor, FunctionGateway, functionsRoutes, updateFunction, type EndpointClient } from '../src/functions/index.js';
 import { checkImage, IMAGE_TYPES } from '../src/serving/index.js';
 import { importModel } from '../src/registry/index.js';

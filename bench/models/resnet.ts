@@ -6,9 +6,8 @@
  *   node --import tsx bench/models/resnet.ts OUT.onnx [--depth 50] [--width 64] [--size 224]
  */
 import { writeFileSync } from 'node:fs';
-import { Rng } from '../../src/core/rng.js';
-import { GraphBuilder } from '../../src/onnx/builder.js';
-import { OnnxModel } from '../../src/onnx/model.js';
+import { Rng } from '../../src/core/index.js';
+import { GraphBuilder, OnnxModel } from '../../src/onnx/index.js';
 
 const BLOCKS: Record<number, number[]> = { 18: [2, 2, 2, 2], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3] };
 

@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { KennelError } from '../core/errors.js';
+import type { KennelError } from '../core/index.js';
 import { isSigV4, presentedKey } from '../security/index.js';
 
 export type AwsApi = 'sagemaker' | 'lambda';

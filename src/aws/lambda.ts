@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import { getFunction, type FunctionGateway } from '../functions/index.js';
 import type { Workspace } from '../store/index.js';
 

@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 
 /**
  * SageMaker Runtime's InvokeEndpoint is Kennel's own invocations route (POST

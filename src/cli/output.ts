@@ -1,6 +1,5 @@
-import { CancelledError, KennelError, errorMessage, fromSystemError, printable } from '../core/index.js';
+import { CancelledError, KennelError, errorMessage, fromSystemError, printable, type ProgressEvent, type ProgressSink } from '../core/index.js';
 import { defaultHome, openWorkspace, type Workspace } from '../store/index.js';
-import type { ProgressEvent, ProgressSink } from '../core/progress.js';
 
 export interface OutputOptions {
   json?: boolean;

@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import { fetchImage } from '../net/index.js';
 import { auditedAsync } from '../security/index.js';
 import { DEFAULT_MAX_IMAGE_BYTES, IMAGE_TYPES, checkImage } from '../serving/index.js';

@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { KennelError, errorMessage, notFound } from '../core/errors.js';
+import { KennelError, errorMessage, notFound } from '../core/index.js';
 import { buildReport, renderReport } from '../insights/index.js';
 import { getModel } from '../registry/index.js';
 import { getJob, recentJobs, type Job } from '../store/index.js';

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import { Authorizer, appendAudit, forbidden, getKey, presentedKey, sameSecret, unauthorized, verifyKey, type Actor } from '../security/index.js';
 import type { Workspace } from '../store/index.js';
 

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import type { ServingRuntime } from '../serving/index.js';
 import type { Workspace } from '../store/index.js';
 import type { Caller, ConsoleAccess, ConsoleAuth } from './auth.js';

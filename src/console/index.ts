@@ -4,4 +4,4 @@
  */
 export { consolePlugin } from './plugin.js';
 export { TrafficSampler, parseTotals, quantile } from './traffic.js';
-export { LogBook, redact, type LogBookOptions } from './logs.js';
+export { LogBook } from './logs.js';

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import type { ServingRuntime } from '../serving/index.js';
 import { openWorkspace } from '../store/index.js';
 import { dataRoutes } from './api-data.js';

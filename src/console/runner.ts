@@ -1,6 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
-import { CancelledError, KennelError, errorMessage } from '../core/errors.js';
-import type { ProgressEvent } from '../core/progress.js';
+import { CancelledError, KennelError, errorMessage, type ProgressEvent } from '../core/index.js';
 import type { Workspace } from '../store/index.js';
 import { train, type TrainOptions } from '../training/index.js';
 import { tune, type TuneOptions } from '../tuning/index.js';

@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { errorMessage, KennelError } from '../core/errors.js';
+import { errorMessage, KennelError } from '../core/index.js';
 
 const HEARTBEAT_MS = 15_000;
 

@@ -1,4 +1,4 @@
-import { errorMessage } from '../core/errors.js';
+import { errorMessage } from '../core/index.js';
 import type { Traffic, TrafficPoint } from './api-types.js';
 
 interface Totals {

@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import sharp, { type Metadata } from 'sharp';
-import { errorMessage } from '../core/errors.js';
+import { errorMessage } from '../core/index.js';
 
 export interface ImageLimits {
   /** larger files are not read */

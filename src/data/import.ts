@@ -1,6 +1,5 @@
 import { posix, relative, sep } from 'node:path';
-import { KennelError } from '../core/errors.js';
-import { silent, type ProgressSink } from '../core/progress.js';
+import { KennelError, silent, type ProgressSink } from '../core/index.js';
 import { sha256, type Workspace } from '../store/index.js';
 import { findVersion, recordVersion, validateDatasetName } from './catalog.js';
 import { checkImage, DEFAULT_LIMITS, tooLargeReason, type ImageLimits } from './images.js';

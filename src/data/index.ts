@@ -2,11 +2,10 @@
  * The data area: importing image datasets (folder, zip or URL) as immutable, content-addressed
  * versions, and reading them back. Other areas (training, evaluation) use only this module.
  */
-export type { DatasetItem, DatasetSummary, DatasetVersion, DuplicateGroup, ImportOptions, ImportReport, Layout, SkippedFile, Split } from './types.js';
+export type { DatasetItem, DatasetVersion, ImportReport, Split } from './types.js';
 export { SPLITS } from './types.js';
 export { importDataset, getDatasetVersion, imagePath } from './import.js';
-export { listDatasets, listVersions, parseDatasetRef, validateDatasetName, deleteDatasetVersions } from './catalog.js';
+export { listDatasets, listVersions, parseDatasetRef, deleteDatasetVersions } from './catalog.js';
 export { isLeak } from './report.js';
-export { DEFAULT_SPLIT, validateSplit, type SplitFractions } from './split.js';
-export { checkImage, DEFAULT_LIMITS, type ImageCheck, type ImageLimits } from './images.js';
+export { validateSplit } from './split.js';
 

@@ -1,7 +1,6 @@
 import { readdir, realpath, stat } from 'node:fs/promises';
 import { join, sep } from 'node:path';
-import { KennelError } from '../core/errors.js';
-import { escapeBytes, utf8Name } from '../core/index.js';
+import { KennelError, escapeBytes, utf8Name } from '../core/index.js';
 import type { Layout, SkippedFile, Split } from './types.js';
 
 /** A file found under a class folder, not yet checked. */

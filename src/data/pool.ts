@@ -1,4 +1,4 @@
-import { CancelledError } from '../core/errors.js';
+import { CancelledError } from '../core/index.js';
 
 /**
  * Runs `fn` over `items` with at most `limit` calls in flight, results in input order. After a

@@ -3,9 +3,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { assertExpected, downloadFile } from '../core/download.js';
-import { CancelledError, KennelError } from '../core/errors.js';
-import type { ProgressSink } from '../core/progress.js';
+import { assertExpected, downloadFile, CancelledError, KennelError, type ProgressSink } from '../core/index.js';
 import { sha256, sha256File, type Workspace } from '../store/index.js';
 import { extractZip, type ExtractResult } from './zip.js';
 

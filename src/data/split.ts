@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import { byString } from './layout.js';
 import type { Split } from './types.js';
 

@@ -1,4 +1,4 @@
-import type { ProgressSink } from '../core/progress.js';
+import type { ProgressSink } from '../core/index.js';
 
 export type Split = 'train' | 'valid' | 'test';
 

@@ -3,8 +3,7 @@ import { statfs } from 'node:fs/promises';
 import { basename, dirname, resolve, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import yauzl from 'yauzl';
-import { CancelledError, KennelError, errorMessage } from '../core/errors.js';
-import type { ProgressSink } from '../core/progress.js';
+import { CancelledError, KennelError, errorMessage, type ProgressSink } from '../core/index.js';
 import { isIgnored } from './layout.js';
 
 export interface ExtractOptions {

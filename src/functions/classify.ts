@@ -1,4 +1,4 @@
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import { sniffImageType } from '../net/index.js';
 import { checkImage, decodeBase64Image, DEFAULT_MAX_IMAGE_BYTES } from '../serving/index.js';
 import { PARSED_BODY, type HandlerContext, type ProxyResponse } from './types.js';

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import { ThrottledError } from '../security/index.js';
 import type { Workspace } from '../store/index.js';
 import type { FunctionMetrics } from './metrics.js';

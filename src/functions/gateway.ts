@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
-import { KennelError } from '../core/errors.js';
-import { writeFileAtomic } from '../core/fsutil.js';
+import { KennelError, writeFileAtomic } from '../core/index.js';
 import { fetchImage, type SafeFetchOptions } from '../net/index.js';
 import { appendAudit, Authorizer, forbidden, ThrottledError } from '../security/index.js';
 import type { Workspace } from '../store/index.js';

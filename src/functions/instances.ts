@@ -1,5 +1,4 @@
-import { KennelError } from '../core/errors.js';
-import { Child, ChildStartError } from '../core/index.js';
+import { KennelError, Child, ChildStartError } from '../core/index.js';
 import { classifyHandler } from './classify.js';
 import type { FunctionDefinition } from './store.js';
 import type { HandlerContext } from './types.js';

@@ -1,7 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { build } from 'esbuild';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 
 const MAX_BUNDLE_BYTES = 20 * 1024 * 1024;
 

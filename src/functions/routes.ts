@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import { ThrottledError } from '../security/index.js';
 import type { FunctionGateway, Invocation } from './gateway.js';
 import { HTTP_API_PREFIX } from './store.js';

@@ -1,4 +1,4 @@
-import { KennelError, notFound } from '../core/errors.js';
+import { KennelError, notFound } from '../core/index.js';
 import { attachPolicyRow, audited, ensurePrincipal, type Actor, type PolicyDocument } from '../security/index.js';
 import { now, type Workspace } from '../store/index.js';
 import { bundleHandler } from './package.js';

@@ -5,7 +5,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import { parentPort, workerData } from 'node:worker_threads';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import type { HandlerContext } from './types.js';
 import { toWire, type FromWorker, type RpcMethod, type ToWorker, type WireError } from './worker-protocol.js';
 

@@ -4,4 +4,4 @@
  * the same one `kennel gc` runs.
  */
 export { deleteModel, deleteDataset, deleteBackbone, type Deleted } from './delete.js';
-export { cancelJob, deleteJob, requireJob, type CancelRoute } from './jobs.js';
+export { cancelJob, deleteJob, requireJob } from './jobs.js';

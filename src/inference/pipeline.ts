@@ -1,8 +1,9 @@
 import { statSync } from 'node:fs';
 import { KennelError, type ProgressSink } from '../core/index.js';
 import type { Workspace } from '../store/index.js';
+import { BatchedClassifier } from './batched.js';
 import { Classifier, type ModelSpec, type Prediction } from './classifier.js';
-import { inputSize, type ImageInput } from './preprocess.js';
+import type { ImageInput } from './preprocess.js';
 import type { SessionSettings } from './session.js';
 
 /**
@@ -18,12 +19,19 @@ export interface ModelSource {
 export interface ClassifyOptions extends SessionSettings {
   /** predictions per image, best first (default 5) */
   topK?: number;
-  /** images per model run (default 16) */
+  /** images per model run at most (default 16): batches grow up to it with the images ready */
   batchSize?: number;
-  /** stops between batches; the answer then holds the images classified so far, in order */
+  /** images decoding, waiting or running at once (default 3 batches), so decoding overlaps runs */
+  window?: number;
+  /** stops taking new images; the answer then holds the images classified so far, in order */
   signal?: AbortSignal;
-  /** { phase: 'classify', done, total } after each batch */
+  /** { phase: 'classify', done, total } after each answer */
   progress?: ProgressSink;
+}
+
+/** classify() streaming: each answer goes to onResult as soon as it and those before it are done. */
+export interface ClassifyStreamOptions extends ClassifyOptions {
+  onResult: (answer: Classification, index: number) => void;
 }
 
 /**
@@ -33,50 +41,58 @@ export interface ClassifyOptions extends SessionSettings {
 export type Classification = { predictions: Prediction[] } | { error: unknown };
 
 /**
- * The one call from a model to predictions: loads the model, decodes and preprocesses the
- * images as in training, runs them in batches and returns each image's top-k, in order. A bad
- * image is answered with its error; the others of its batch are still classified.
+ * The one call from a model to predictions: loads the model (its session in its own thread),
+ * decodes and preprocesses the images as in training while earlier batches run, batches them
+ * through a BatchedClassifier (the endpoints' replicas run the same one) and answers each image
+ * with its top-k, in input order. A bad image is answered with its error; the others still run.
+ * With `onResult`, answers are streamed to it in order instead of collected.
  */
-export async function classify(ws: Pick<Workspace, 'artifacts'>, model: ModelSource, images: readonly ImageInput[], opts: ClassifyOptions = {}): Promise<Classification[]> {
-  const { topK, batchSize, signal, progress, ...settings } = opts;
-  const clf = await Classifier.load(await ws.artifacts.localPath(model.onnxSha), model.card, settings);
+export async function classify(ws: Pick<Workspace, 'artifacts'>, model: ModelSource, images: readonly ImageInput[], opts: ClassifyStreamOptions): Promise<void>;
+export async function classify(ws: Pick<Workspace, 'artifacts'>, model: ModelSource, images: readonly ImageInput[], opts?: ClassifyOptions): Promise<Classification[]>;
+export async function classify(ws: Pick<Workspace, 'artifacts'>, model: ModelSource, images: readonly ImageInput[], opts: ClassifyOptions & { onResult?: ClassifyStreamOptions['onResult'] } = {}): Promise<Classification[] | void> {
+  const { topK = 5, batchSize = 16, window, signal, progress, onResult, ...settings } = opts;
+  const clf = await Classifier.load(await ws.artifacts.localPath(model.onnxSha), model.card, { ...settings, thread: { maxBatch: batchSize } });
+  const answers: Classification[] = [];
   try {
-    return await classifyBatches(clf, images, { topK, batchSize, signal, progress });
+    const batched = new BatchedClassifier(clf, { maxBatch: batchSize, maxDelayMs: 2 });
+    let done = 0;
+    await inOrder(images, window ?? batchSize * 3, signal, async (image) => {
+      if (typeof image === 'string' && !statSync(image).isFile()) throw new KennelError(`${image} is not a file.`);
+      return { predictions: await batched.classify(image, topK) };
+    }, (answer, i) => {
+      if (onResult) onResult(answer, i);
+      else answers.push(answer);
+      progress?.({ phase: 'classify', done: ++done, total: images.length });
+    });
   } finally {
     await clf.close();
   }
+  return onResult ? undefined : answers;
 }
 
-/** classify() with a loaded classifier (for callers that keep one for many calls). */
-export async function classifyBatches(clf: Classifier, images: readonly ImageInput[], opts: Omit<ClassifyOptions, keyof SessionSettings> = {}): Promise<Classification[]> {
-  const k = opts.topK ?? 5;
-  const batch = opts.batchSize ?? 16;
-  const size = inputSize(clf.card.preprocess);
-  const input = clf.inputBuffer(batch);
-  const answers: Classification[] = [];
-  for (let i = 0; i < images.length && !opts.signal?.aborted; i += batch) {
-    const failed = await Promise.all(
-      images.slice(i, i + batch).map(async (image, j): Promise<Classification | undefined> => {
-        try {
-          if (typeof image === 'string' && !statSync(image).isFile()) throw new KennelError(`${image} is not a file.`);
-          await clf.preprocess(image, input, j);
-          return undefined;
-        } catch (error) {
-          return { error };
-        }
-      }),
-    );
-    // the images that decoded run as one batch: rows after a failed image move up
-    let n = 0;
-    failed.forEach((f, j) => {
-      if (f) return;
-      if (n !== j) input.copyWithin(n * size, j * size, (j + 1) * size);
-      n++;
-    });
-    const probs = n ? await clf.run(input, n) : undefined;
-    let row = 0;
-    for (const f of failed) answers.push(f ?? { predictions: clf.topK(probs!, row++, k) });
-    opts.progress?.({ phase: 'classify', done: Math.min(images.length, i + batch), total: images.length });
-  }
-  return answers;
+/**
+ * Runs `work` on the items with up to `window` in flight and hands each answer (or the error it
+ * threw) to `emit` in input order. Stops taking items on `signal`.
+ */
+async function inOrder<T>(items: readonly T[], window: number, signal: AbortSignal | undefined, work: (item: T) => Promise<Classification>, emit: (answer: Classification, index: number) => void): Promise<void> {
+  let next = 0;
+  let emitted = 0;
+  const done = new Map<number, Classification>();
+  const worker = async (): Promise<void> => {
+    while (next < items.length && !signal?.aborted) {
+      const i = next++;
+      let answer: Classification;
+      try {
+        answer = await work(items[i]!);
+      } catch (error) {
+        answer = { error };
+      }
+      done.set(i, answer);
+      for (let d = done.get(emitted); d; d = done.get(emitted)) {
+        done.delete(emitted);
+        emit(d, emitted++);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, window) }, worker));
 }

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 
 /**
  * The cost model: measured local throughput mapped onto catalog instance types by a stated

@@ -1,6 +1,5 @@
 import { z } from 'zod';
-import { KennelError } from '../core/errors.js';
-import { median } from '../core/index.js';
+import { KennelError, median } from '../core/index.js';
 import { isLeak, type ImportReport } from '../data/index.js';
 import type { EpochRecord, JobTelemetry, StepKind, StepRecord } from './telemetry.js';
 

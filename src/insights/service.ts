@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KennelError, errorMessage, notFound } from '../core/errors.js';
+import { KennelError, errorMessage, notFound } from '../core/index.js';
 import { getDatasetVersion, type DatasetVersion } from '../data/index.js';
 import { findJobs, getJob, listJobs, type Job, type Workspace } from '../store/index.js';
 import { parseRulesConfig, runRules, type CalibrationMetrics, type JobSettings, type RuleInput, type RuleResult, type RulesConfig } from './rules.js';

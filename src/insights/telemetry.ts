@@ -1,6 +1,6 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { cpus, freemem, totalmem, loadavg, availableParallelism } from 'node:os';
-import type { ProgressSink } from '../core/progress.js';
+import type { ProgressSink } from '../core/index.js';
 import { nvidiaSmi, type GpuProbe } from './gpu.js';
 
 /**

@@ -2,7 +2,7 @@ import { lookup as dnsLookup } from 'node:dns/promises';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { isIP, type LookupFunction } from 'node:net';
-import { KennelError, errorMessage } from '../core/errors.js';
+import { KennelError, errorMessage } from '../core/index.js';
 import { AddressAllowlist, refusedReason } from './address.js';
 import { sniffImageType, type ImageType } from './sniff.js';
 

@@ -4,7 +4,7 @@
  * not interpret (weights, attributes, metadata) pass through as raw bytes.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import { type Field, Writer, int64s, readFields, str } from './proto.js';
 
 export const enum DataType {

@@ -1,5 +1,5 @@
 import { userInfo } from 'node:os';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import { now, type Workspace } from '../store/index.js';
 
 export type Plane = 'cli' | 'admin' | 'data' | 'function';

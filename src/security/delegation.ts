@@ -1,4 +1,4 @@
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import type { Actor } from './audit-log.js';
 import { globMatch, type PolicyDocument, type Statement } from './policy.js';
 

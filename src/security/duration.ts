@@ -1,4 +1,4 @@
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 

@@ -1,4 +1,4 @@
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 
 /** 429: the caller should retry after `retryAfterSeconds` (sent as the Retry-After header). */
 export class ThrottledError extends KennelError {

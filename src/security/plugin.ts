@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Transform } from 'node:stream';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, Registry } from 'prom-client';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import type { Workspace } from '../store/index.js';
 import { appendAudit, AuditUnavailableError } from './audit-log.js';
 import { Authorizer, presentedKey, type AuthContext } from './authorizer.js';

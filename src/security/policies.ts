@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { KennelError, notFound } from '../core/errors.js';
+import { KennelError, notFound } from '../core/index.js';
 import { now, type Workspace } from '../store/index.js';
 import { audited, type Actor } from './audit-log.js';
 import { assertDelegable } from './delegation.js';

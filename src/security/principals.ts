@@ -1,5 +1,5 @@
 import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
-import { KennelError, notFound } from '../core/errors.js';
+import { KennelError, notFound } from '../core/index.js';
 import { now, type Workspace } from '../store/index.js';
 import { audited, type Actor } from './audit-log.js';
 import { invalidSignature, unauthorized, unrecognizedClient } from './errors.js';

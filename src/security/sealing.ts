@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 
 /**
  * Secrets Kennel must be able to read back (AWS secret access keys: verifying a SigV4 signature

@@ -1,4 +1,4 @@
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import type { Workspace } from '../store/index.js';
 import { audited, type Actor } from './audit-log.js';
 

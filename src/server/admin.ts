@@ -2,7 +2,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { consolePlugin, type LogBook } from '../console/index.js';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import { auditedAsync, sameSecret, type Actor } from '../security/index.js';
 import type { Workspace } from '../store/index.js';
 import { CreateEndpointSchema, UpdateEndpointSchema, type ServingRuntime } from '../serving/index.js';

@@ -1,4 +1,4 @@
-import { KennelError, errorMessage } from '../core/errors.js';
+import { KennelError, errorMessage } from '../core/index.js';
 import { DEFAULT_MAX_IMAGE_BYTES } from '../serving/index.js';
 import type { ErrorBody } from './errors.js';
 import { isAlive, readAdminToken, readState, type DaemonState } from './state.js';

@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { LogBook } from '../console/index.js';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import { endpointClientFor, FunctionGateway, type EventQueueOptions } from '../functions/index.js';
 import { DEFAULT_MAX_IMAGE_BYTES, ServingRuntime, type PoolTimings } from '../serving/index.js';
 import { openWorkspace } from '../store/index.js';

@@ -3,7 +3,7 @@ import { parse as parseQuery } from 'node:querystring';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { checkAccept, INVOKED_VARIANT_HEADER, lambdaRoutes, targetVariant } from '../aws/index.js';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import { functionsRoutes, type FunctionGateway } from '../functions/index.js';
 import { fetchImage } from '../net/index.js';
 import { securityPlugin } from '../security/index.js';

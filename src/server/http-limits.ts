@@ -2,7 +2,7 @@ import { STATUS_CODES, type IncomingMessage, type Server, type ServerOptions, ty
 import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import type { ErrorBody } from './errors.js';
 
 /** Connection limits of both ports (`kennel up --header-timeout ...`). */

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../core/fsutil.js';
+import { writeFileAtomic } from '../core/index.js';
 
 /** Where a running daemon is recorded: KENNEL_HOME/daemon/{daemon.json, daemon.pid, admin-token, daemon.log}. */
 export interface DaemonPaths {

@@ -1,12 +1,7 @@
 import type { ModelCard } from '../registry/index.js';
-import type { Device } from '../inference/index.js';
-import type { Prediction } from '../inference/index.js';
+import type { BatchingConfig, Device, Prediction } from '../inference/index.js';
 
-/** How a replica batches: requests are grouped up to maxBatch, waiting at most maxDelayMs for more. */
-export interface BatchingConfig {
-  maxBatch: number;
-  maxDelayMs: number;
-}
+export type { BatchingConfig };
 
 /**
  * Everything a replica process needs to start: the first IPC message (not argv, where a card

@@ -4,9 +4,8 @@
  * bytes as they are); answers and control messages go over IPC. Decoding runs on sharp's libuv
  * pool, concurrently with the running batch.
  */
-import { Classifier, tuneSharp, type Prediction } from '../inference/index.js';
+import { BatchedClassifier, Classifier, tuneSharp, type Prediction } from '../inference/index.js';
 import { KennelError, errorMessage } from '../core/index.js';
-import { BatchedClassifier } from './batched.js';
 import { Socket } from 'node:net';
 import { REQUEST_FD, RequestReader, type FromReplica, type InferRequest, type ReplicaConfig, type ToReplica } from './protocol.js';
 

@@ -1,4 +1,4 @@
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import { sniffImageType, type ImageType } from '../net/index.js';
 
 /** Content types an invocation may carry as raw bytes: the image types sniffImageType recognises. */

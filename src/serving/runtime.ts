@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import { assertDevice } from '../inference/index.js';
 import { getModel } from '../registry/index.js';
 import type { Workspace } from '../store/index.js';

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { copyFile, open } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fsyncDir, tempPathFor, writeFileAtomic } from '../core/fsutil.js';
+import { fsyncDir, tempPathFor, writeFileAtomic } from '../core/index.js';
 
 /**
  * Content-addressed artifact storage: every blob is named by its sha256. Training code only

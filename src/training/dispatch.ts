@@ -2,10 +2,9 @@ import { availableParallelism } from 'node:os';
 import type { Backbone } from '../backbones/index.js';
 import { KennelError, type ProgressEvent, type ProgressSink } from '../core/index.js';
 import type { DatasetVersion, Split } from '../data/index.js';
-import { assertDevice } from '../inference/index.js';
+import { assertDevice, executionProviders, type Device } from '../inference/index.js';
 import type { Workspace } from '../store/index.js';
 import { createEngine, parseQueueUrl, type Backend, type Task, type TaskDone, type TaskEvent } from '../workers/index.js';
-import { executionProviders, type Device } from '../inference/index.js';
 import { CHUNK_ROWS, chunkItems, featureKey, missingChunks, readFeatures, recordChunk, splitItems, type FeatureMatrix, type FeatureRequest } from './features.js';
 import { TRAINING_TASKS, type ExtractChunkInput, type ExtractChunkOutput } from './tasks.js';
 

@@ -1,6 +1,5 @@
 import { FEATURES_OUTPUT } from '../backbones/index.js';
-import { GraphBuilder } from '../onnx/builder.js';
-import { OnnxModel } from '../onnx/model.js';
+import { GraphBuilder, OnnxModel } from '../onnx/index.js';
 import type { HeadWeights } from './head.js';
 
 export const PROBABILITIES_OUTPUT = 'probabilities';

@@ -1,8 +1,7 @@
 import * as ort from 'onnxruntime-node';
-import { CancelledError } from '../core/errors.js';
-import { Rng } from '../core/rng.js';
-import type { HeadStep } from '../insights/index.js';
-import { GraphBuilder } from '../onnx/builder.js';
+import { CancelledError, Rng } from '../core/index.js';
+import type { EpochRecord, HeadStep } from '../insights/index.js';
+import { GraphBuilder } from '../onnx/index.js';
 import { sessionOptions } from '../inference/index.js';
 
 export type HeadKind = 'linear' | 'mlp';
@@ -32,16 +31,8 @@ export interface HeadWeights {
   tensors: Float32Array[];
 }
 
-export interface EpochStats {
-  epoch: number;
-  lr: number;
-  trainLoss: number;
-  trainTop1: number;
-  validLoss: number;
-  validTop1: number;
-  gradNorm: number;
-  seconds: number;
-}
+/** One epoch of head training: what insights records for it (its EpochRecord). */
+export type EpochStats = EpochRecord;
 
 /** Per-step samples for profiling (wall time of the update, the head gradient norm): the shape insights records. */
 export type StepSample = HeadStep;

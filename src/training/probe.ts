@@ -12,9 +12,8 @@
  * warm-started path from strong to weak penalties; ties go to the simpler head.
  */
 import * as ort from 'onnxruntime-node';
-import { CancelledError } from '../core/errors.js';
-import { Rng } from '../core/rng.js';
-import { GraphBuilder } from '../onnx/builder.js';
+import { CancelledError, Rng } from '../core/index.js';
+import { GraphBuilder } from '../onnx/index.js';
 import { sessionOptions } from '../inference/index.js';
 import { HeadRunner, lossAndTop1, type HeadWeights, type StepSample } from './head.js';
 import { lbfgs } from './lbfgs.js';

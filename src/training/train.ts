@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { getBackbone, type Backbone } from '../backbones/index.js';
-import { CancelledError, KennelError, errorMessage } from '../core/errors.js';
-import type { ProgressSink } from '../core/progress.js';
+import { CancelledError, KennelError, errorMessage, type ProgressSink } from '../core/index.js';
 import { getDatasetVersion, type DatasetVersion } from '../data/index.js';
 import { DEVICES } from '../inference/index.js';
 import { TelemetryRecorder, saveJobInsights, type RuleResult } from '../insights/index.js';

@@ -1,4 +1,4 @@
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import { TrainOptionsSchema, type TrainOptions } from '../training/index.js';
 import { parseParamFlag, type ParamSpec, type ParamValue, type Params } from './space.js';
 

@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { KennelError, errorMessage } from '../core/errors.js';
-import type { Rng } from '../core/rng.js';
+import { KennelError, errorMessage, type Rng } from '../core/index.js';
 
 export type ParamValue = number | string;
 /** One trial's hyperparameters, by parameter name. */

@@ -1,4 +1,4 @@
-import { Rng, seedFrom } from '../core/rng.js';
+import { Rng, seedFrom } from '../core/index.js';
 import { gridValues, sampleSpace, type Params, type SearchSpace } from './space.js';
 import { TpeSampler, type TpeOptions } from './tpe.js';
 

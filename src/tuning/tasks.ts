@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import { defineTask, runnableModule, type TaskType } from '../workers/index.js';
 import { decodeTrialData, runTrial, type TrialData, type TrialOutcome } from './trial.js';
 

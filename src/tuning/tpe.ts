@@ -1,4 +1,4 @@
-import type { Rng } from '../core/rng.js';
+import type { Rng } from '../core/index.js';
 import { bounds, fromInternal, sampleSpace, toInternal, type ParamSpec, type Params, type SearchSpace } from './space.js';
 import type { Direction, Observation } from './strategy.js';
 

@@ -1,4 +1,4 @@
-import { CancelledError, errorMessage } from '../core/errors.js';
+import { CancelledError, errorMessage } from '../core/index.js';
 import { fitHead, type EpochStats, type HeadConfig } from '../training/index.js';
 import { shouldStop, type StoppingPlan } from './stopping.js';
 import type { Direction } from './strategy.js';

@@ -2,7 +2,7 @@
  * Entry of a local worker process (a process Child of LocalPool). It runs one
  * task at a time and talks to the pool over the IPC channel; when the pool goes away it exits.
  */
-import { CancelledError, KennelError, errorMessage } from '../core/errors.js';
+import { CancelledError, KennelError, errorMessage } from '../core/index.js';
 import { TaskHost } from './host.js';
 import type { Task } from './task.js';
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import type { Task } from './task.js';
 
 export type Backend = 'inline' | 'local' | 'redis';

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 import { openArtifactStore, type ArtifactStore } from '../store/index.js';
 import { Resources, loadTaskModules, runTask, type Task } from './task.js';
 

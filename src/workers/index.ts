@@ -14,14 +14,11 @@ import { InlineEngine } from './inline.js';
 import { LocalPool } from './local-pool.js';
 import { localWorkers } from './presence.js';
 import type { RedisWorker, RedisWorkerOptions } from './redis.js';
-
-export { DEFAULT_ATTEMPTS, PoisonedTaskError, type Backend, type Engine, type RunOptions, type TaskDone, type TaskEvent, type WorkerInfo } from './engine.js';
-export { defineTask, registerTaskTypes, runnableModule, type Task, type TaskContext, type TaskType } from './task.js';
+export { PoisonedTaskError, type Backend, type Engine, type TaskDone, type TaskEvent, type WorkerInfo } from './engine.js';
+export { defineTask, registerTaskTypes, runnableModule, type Task, type TaskType } from './task.js';
 export { InlineEngine } from './inline.js';
 export { LocalPool } from './local-pool.js';
 export { parseQueueUrl } from './queue-url.js';
-export type { RedisWorker, RedisWorkerOptions, WorkerStop } from './redis.js';
-
 export interface EngineOptions {
   /** local worker processes, or tasks in flight on Redis; 1 without a queue runs in this process */
   instances: number;

@@ -1,4 +1,4 @@
-import { CancelledError, errorMessage } from '../core/errors.js';
+import { CancelledError, errorMessage } from '../core/index.js';
 import type { ArtifactStore } from '../store/index.js';
 import { DEFAULT_ATTEMPTS, PoisonedTaskError, type Engine, type RunOptions, type TaskDone } from './engine.js';
 import { TaskHost } from './host.js';

@@ -1,6 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { CancelledError, KennelError } from '../core/errors.js';
-import { Child } from '../core/index.js';
+import { CancelledError, KennelError, Child } from '../core/index.js';
 import type { ChildConfig, FromChild, TaskFailure, ToChild } from './child.js';
 import { Channel, DEFAULT_ATTEMPTS, PoisonedTaskError, thisWorker, type Engine, type RunOptions, type TaskDone, type WorkerInfo } from './engine.js';
 import { LocalPresence } from './presence.js';

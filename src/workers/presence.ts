@@ -1,8 +1,7 @@
 import { readFileSync, readdirSync, rmSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../core/fsutil.js';
-import { isAlive } from '../core/index.js';
+import { writeFileAtomic, isAlive } from '../core/index.js';
 import type { WorkerInfo } from './engine.js';
 
 /** A worker not heard from for this long is not listed. */

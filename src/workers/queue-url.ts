@@ -1,4 +1,4 @@
-import { KennelError } from '../core/errors.js';
+import { KennelError } from '../core/index.js';
 
 /** Checks a queue URL: redis:// or rediss://, with a host. */
 export function parseQueueUrl(url: string): URL {

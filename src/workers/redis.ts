@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Job, Queue, QueueEvents, WaitingError, Worker, type ConnectionOptions } from 'bullmq';
 import { Redis } from 'ioredis';
-import { CancelledError, KennelError, errorMessage } from '../core/errors.js';
+import { CancelledError, KennelError, errorMessage } from '../core/index.js';
 import { Channel, DEFAULT_ATTEMPTS, PoisonedTaskError, thisWorker, type Engine, type RunOptions, type TaskDone, type WorkerInfo } from './engine.js';
 import { TaskHost } from './host.js';
 import { HEARTBEAT_MS } from './presence.js';

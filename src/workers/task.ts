@@ -1,8 +1,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { z } from 'zod';
-import { KennelError } from '../core/errors.js';
-import { runnableEntry } from '../core/index.js';
+import { KennelError, runnableEntry } from '../core/index.js';
 import type { ArtifactStore } from '../store/index.js';
 
 /**

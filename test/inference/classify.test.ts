@@ -8,7 +8,7 @@ import { getModel } from '../../src/registry/index.js';
 import { sharedDir, tmpHome } from '../helpers/paths.js';
 import { photo, workspaceWithModel } from '../serving/fixtures.js';
 
-test('classify() answers each image in order: top-k for the good ones, as one batch would, and a reason for the bad ones', async () => {
+test('classify() answers each image in order, batched as endpoints batch: top-k for the good ones, as one batch would, and a reason for the bad ones', async () => {
   const home = tmpHome();
   const ws = await workspaceWithModel(home);
   try {
@@ -21,7 +21,7 @@ test('classify() answers each image in order: top-k for the good ones, as one ba
     const progress: number[] = [];
     const answers = await classify(ws, mv, images, { topK: 3, batchSize: 4, threads: 1, progress: (e) => progress.push(e.done) });
     assert.equal(answers.length, images.length);
-    assert.deepEqual(progress, [4, 6]);
+    assert.deepEqual(progress, [1, 2, 3, 4, 5, 6]);
     const error = (a: Classification): unknown => ('error' in a ? a.error : undefined);
     assert.match((error(answers[1]!) as KennelError).message, /could not be decoded/);
     assert.equal((error(answers[2]!) as KennelError).message, `${home} is not a file.`);
@@ -37,10 +37,16 @@ test('classify() answers each image in order: top-k for the good ones, as one ba
     } finally {
       await clf.close();
     }
-    // an aborted call stops between batches and answers the images done so far
+    // streamed: the same answers, one at a time and in order
+    const streamed: Array<[Classification, number]> = [];
+    await classify(ws, mv, images, { topK: 3, batchSize: 4, threads: 1, onResult: (a, i) => streamed.push([a, i]) });
+    assert.deepEqual(streamed.map(([, i]) => i), [0, 1, 2, 3, 4, 5]);
+    assert.deepEqual(streamed[0]![0], answers[0]);
+    assert.deepEqual(streamed[5]![0], answers[5]);
+    // an aborted call takes no more images and answers those already under way, in order
     const stop = new AbortController();
-    const some = await classify(ws, mv, images, { topK: 1, batchSize: 4, threads: 1, signal: stop.signal, progress: () => stop.abort() });
-    assert.equal(some.length, 4);
+    const some = await classify(ws, mv, images, { topK: 1, batchSize: 2, window: 2, threads: 1, signal: stop.signal, progress: () => stop.abort() });
+    assert.ok(some.length >= 1 && some.length < images.length, `${some.length} answers`);
   } finally {
     ws.close();
   }

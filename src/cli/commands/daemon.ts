@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, fchmodSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { KennelError } from '../../core/errors.js';
+import { KennelError } from '../../core/index.js';
 import { EVENT_QUEUE_DEFAULTS } from '../../functions/index.js';
 import { adminRequest, adminUrl, checkHttpLimits, clearState, daemonPaths, dataPlaneUrl, DEFAULT_HTTP_LIMITS, isAlive, readState, startDaemon, type DaemonState, type HttpLimits } from '../../server/index.js';
 import { defaultHome } from '../../store/index.js';

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
-import { KennelError, notFound } from '../../core/errors.js';
+import { KennelError, notFound } from '../../core/index.js';
 import { createFunction, deleteFunction, eventCounts, findFunction, listFailedEvents, listFunctions, purgeEvents, replayEvents, updateFunction, type FunctionDefinition, type FunctionSettings } from '../../functions/index.js';
 import { cliActor, parseDuration } from '../../security/index.js';
 import { dataPlaneUrl, findDaemon } from '../../server/index.js';

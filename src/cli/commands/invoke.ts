@@ -1,7 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { extname } from 'node:path';
 import type { Command } from 'commander';
-import { KennelError } from '../../core/errors.js';
+import { KennelError } from '../../core/index.js';
 import { sniffImageType } from '../../net/index.js';
 import { invokeEndpoint } from '../../server/index.js';
 import type { InvocationResult } from '../../serving/index.js';

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { KennelError } from '../../core/errors.js';
+import { KennelError } from '../../core/index.js';
 import { attachPolicy, cliActor, detachPolicy, getPrincipal, listKeys, listPolicies, listPrincipals, policyFromGrants, type AttachedPolicy } from '../../security/index.js';
 import { emit, runAction, table, withWorkspace } from '../output.js';
 import { collect } from '../options.js';

@@ -3,8 +3,8 @@ import { extname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { KennelError } from '../../core/index.js';
 import { getModel } from '../../registry/index.js';
-import { Classifier, tuneSharp } from '../../inference/index.js';
-import { BatchedClassifier, imageInputs, predictFiles, type FilePrediction } from '../../serving/index.js';
+import { classify, tuneSharp } from '../../inference/index.js';
+import { filePrediction, imageInputs, type FilePrediction } from '../inputs.js';
 import { emit, progressBars, runAction, withWorkspace } from '../output.js';
 import { number } from '../options.js';
 
@@ -46,36 +46,35 @@ export function registerPredict(program: Command): void {
       runAction(async (signal) => {
         const { files, named } = imageInputs(paths);
         if (files.length === 0) throw new KennelError(`No images found in ${paths.join(', ')}.`, 'Pass image files, or folders that hold .jpg, .png or .webp files.');
-        const { onnx, card, model } = await withWorkspace(async (ws) => {
-          const mv = getModel(ws, opts.model);
-          return { onnx: await ws.artifacts.localPath(mv.onnxSha), card: mv.card, model: `${mv.name}@${mv.version}` };
-        });
-        const out = opts.out === undefined ? undefined : resultWriter(resolve(opts.out));
-        tuneSharp();
-        const clf = await Classifier.load(onnx, card, { thread: { maxBatch: MAX_BATCH } });
-        const bar = progressBars(opts);
         const results: FilePrediction[] = [];
         const failed: Array<{ file: string; error: string }> = [];
         let classified = 0;
-        try {
-          const batched = new BatchedClassifier(clf, { maxBatch: MAX_BATCH, maxDelayMs: 2 });
-          await predictFiles(batched, files, {
-            topK: opts.topK,
-            window: IN_FLIGHT,
-            signal,
-            onResult: (r) => {
-              if ('error' in r) failed.push(r);
-              else classified++;
-              if (out) out.write(r);
-              else results.push(r);
-              bar({ phase: 'classify', done: classified + failed.length, total: files.length, detail: failed.length ? `${failed.length} skipped` : undefined });
-            },
-          });
-        } finally {
-          bar.end();
-          out?.close();
-          await clf.close();
-        }
+        const model = await withWorkspace(async (ws) => {
+          const mv = getModel(ws, opts.model);
+          const out = opts.out === undefined ? undefined : resultWriter(resolve(opts.out));
+          tuneSharp();
+          const bar = progressBars(opts);
+          try {
+            await classify(ws, mv, files, {
+              topK: opts.topK,
+              batchSize: MAX_BATCH,
+              window: IN_FLIGHT,
+              signal,
+              onResult: (answer, i) => {
+                const r = filePrediction(files[i]!, answer);
+                if ('error' in r) failed.push(r);
+                else classified++;
+                if (out) out.write(r);
+                else results.push(r);
+                bar({ phase: 'classify', done: classified + failed.length, total: files.length, detail: failed.length ? `${failed.length} skipped` : undefined });
+              },
+            });
+          } finally {
+            bar.end();
+            out?.close();
+          }
+          return `${mv.name}@${mv.version}`;
+        });
         if (opts.out) {
           const summary = { model, out: resolve(opts.out), images: files.length, classified, failed };
           emit(opts, summary, () => [`${model}: classified ${classified} of ${files.length} images into ${summary.out}`, ...failed.map((f) => `  skipped ${f.file}: ${f.error}`)].join('\n'));

@@ -1,6 +1,6 @@
-import { inputSize, type Classifier, type Prediction } from '../inference/index.js';
-import { DynamicBatcher } from './batcher.js';
-import type { BatchingConfig } from './protocol.js';
+import type { Classifier, Prediction } from './classifier.js';
+import { DynamicBatcher, type BatchingConfig } from './batcher.js';
+import { inputSize, type ImageInput } from './preprocess.js';
 
 export interface BatchedClassifierOptions {
   /** rows a batch of n images runs as (a GPU pads to a few warmed-up sizes); default n */
@@ -10,7 +10,7 @@ export interface BatchedClassifierOptions {
 }
 
 /**
- * A (threaded) classifier behind a DynamicBatcher, as endpoints serve it and `kennel predict`
+ * A (threaded) classifier behind a DynamicBatcher, as endpoints' replicas serve it and classify()
  * runs it: images decode concurrently (sharp's threads) while the previous batch runs on the
  * classifier's inference thread, and batches grow with load.
  */
@@ -45,7 +45,7 @@ export class BatchedClassifier {
   }
 
   /** The k best classes of one image; a KennelError (422) for an image that does not decode. */
-  classify(image: Buffer | string, topK: number): Promise<Prediction[]> {
+  classify(image: ImageInput, topK: number): Promise<Prediction[]> {
     return this.batcher.submit(async () => {
       const input = this.spare.pop() ?? new Float32Array(this.imageSize);
       try {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DynamicBatcher } from '../../src/serving/batcher.js';
+import { DynamicBatcher } from '../../src/inference/index.js';
 
 /** A runner whose batches finish only when the test says so, recording every batch. */
 function gatedRunner() {

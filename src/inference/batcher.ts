@@ -1,4 +1,8 @@
-import type { BatchingConfig } from './protocol.js';
+/** How a batcher groups items: up to maxBatch, the oldest waiting at most maxDelayMs for more. */
+export interface BatchingConfig {
+  maxBatch: number;
+  maxDelayMs: number;
+}
 
 interface Waiting<I, O> {
   item: I;
