@@ -60,5 +60,6 @@ export {
 export { appendAudit, audited, auditedAsync, AuditUnavailableError, readAudit, cliActor, type Actor, type AuditEntry, type AuditRecord, type AuditQuery, type Plane } from './audit-log.js';
 export { runSecurityAudit, type Finding, type Severity, type AuditOptions } from './audit.js';
 export { securityPlugin, type SecurityPluginOptions, type RouteAuth } from './plugin.js';
+export { AdminAuth, adminAuthPlugin, actorOf, callerOf, checkHost, CSRF_HEADER, OWNER, type AdminAuthOptions, type Caller } from './admin-auth.js';
 export { isSigV4 } from './sigv4.js';
 export { masterKeyPath } from './sealing.js';
