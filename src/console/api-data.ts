@@ -1,7 +1,7 @@
 import sharp from 'sharp';
 import { listBackbones } from '../backbones/index.js';
 import { notFound } from '../core/errors.js';
-import { getDatasetVersion, imagePath, listDatasets, listVersions, type DatasetVersion } from '../data/index.js';
+import { getDatasetVersion, imagePath, imbalanceWarning, listDatasets, listVersions, type DatasetVersion } from '../data/index.js';
 import { getModel, listModels, tagModel, type ModelVersion } from '../registry/index.js';
 import { actorOf, audited, callerOf, runSecurityAudit } from '../security/index.js';
 import { listJobs, type Workspace } from '../store/index.js';
@@ -11,8 +11,6 @@ import { READ, nameParams, on, onAll, versionParams, type RouteModule } from './
 /** Sample images shown per class. */
 const SAMPLES_PER_CLASS = 6;
 const THUMB_PX = 160;
-/** A class with fewer training images than this share of the largest class is flagged. */
-const IMBALANCE_SHARE = 0.5;
 
 /** Dataset versions are immutable: their manifests (thousands of items) are kept once read. */
 class VersionCache {
@@ -27,17 +25,6 @@ class VersionCache {
     if (this.cache.size > 16) this.cache.delete(this.cache.keys().next().value!);
     return v;
   }
-}
-
-/** What the page warns about: classes without training images, or far below the largest class. */
-function imbalanceOf(v: DatasetVersion): { warning: string | null; small: string[] } {
-  const counts = v.report.classCounts.train;
-  const max = Math.max(0, ...counts);
-  const empty = v.classes.filter((_, i) => (counts[i] ?? 0) === 0);
-  if (empty.length) return { warning: `${empty.length} ${empty.length === 1 ? 'class has' : 'classes have'} no training images.`, small: empty };
-  const small = v.classes.filter((_, i) => (counts[i] ?? 0) < max * IMBALANCE_SHARE);
-  if (small.length) return { warning: `${small.length} ${small.length === 1 ? 'class has' : 'classes have'} fewer than half as many training images as the largest class (${max}); consider more images or augmentation (kennel train --augment).`, small };
-  return { warning: null, small: [] };
 }
 
 const metricSummary = (mv: ModelVersion) => {
@@ -87,7 +74,7 @@ export const dataRoutes: RouteModule = (api, ctx) => {
         if (item.split === split && list && list.length < SAMPLES_PER_CLASS) list.push({ sha: item.sha256, split: item.split, path: item.path });
       }
     }
-    return { dataset: v.dataset, version: v.version, createdAt: v.createdAt, source: v.source, manifestSha: v.manifestSha, classes: v.classes, report: v.report, imbalance: imbalanceOf(v), samples };
+    return { dataset: v.dataset, version: v.version, createdAt: v.createdAt, source: v.source, manifestSha: v.manifestSha, classes: v.classes, report: v.report, imbalance: imbalanceWarning(v.report.classCounts.train, v.classes), samples };
   });
 
   api.get<{ Params: { name: string; version: number; sha: string } }>(

@@ -6,7 +6,7 @@ export type { DatasetItem, DatasetSummary, DatasetVersion, DuplicateGroup, Impor
 export { SPLITS } from './types.js';
 export { importDataset, getDatasetVersion, imagePath } from './import.js';
 export { listDatasets, listVersions, parseDatasetRef, validateDatasetName, deleteDatasetVersions } from './catalog.js';
-export { isLeak } from './report.js';
+export { imbalanceWarning, isLeak } from './report.js';
 export { DEFAULT_SPLIT, validateSplit, type SplitFractions } from './split.js';
 export { checkImage, DEFAULT_LIMITS, type ImageCheck, type ImageLimits } from './images.js';
 
