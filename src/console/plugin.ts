@@ -13,7 +13,7 @@ import { Assets, securityHeaders } from './assets.js';
 import type { ConsoleContext } from './context.js';
 import { LogBook } from './logs.js';
 import { Streams } from './sse.js';
-import { TrafficSampler } from './traffic.js';
+import { TrafficSampler, type MetricSample } from './traffic.js';
 
 export interface ConsoleOptions {
   /** the workspace (KENNEL_HOME); the console opens its own connection to it */
@@ -23,8 +23,8 @@ export interface ConsoleOptions {
   runner: JobRunner;
   /** the admin port's sign-in and access checks (adminAuthPlugin, registered by the admin API, applies them to every route) */
   auth: AdminAuth;
-  /** the daemon's Prometheus metrics text (endpoint traffic charts) */
-  metrics: () => Promise<string>;
+  /** the daemon's invocation metrics, in process (endpoint traffic charts) */
+  metrics: () => Promise<MetricSample[]>;
   /** the data plane's base URL (shown with each endpoint) */
   dataPlaneUrl: () => string;
   status: () => Record<string, unknown>;

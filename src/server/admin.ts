@@ -1,7 +1,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { consolePlugin, type LogBook } from '../console/index.js';
+import { consolePlugin, type LogBook, type MetricSample } from '../console/index.js';
 import { KennelError } from '../core/errors.js';
 import { JobRunner } from '../housekeeping/index.js';
 import { AdminAuth, actorOf, adminAuthPlugin, auditedAsync, callerOf, type Actor, type RouteAuth } from '../security/index.js';
@@ -22,8 +22,8 @@ export interface AdminOptions {
   status: () => Record<string, unknown>;
   /** POST /v1/shutdown: the daemon stops after answering */
   shutdown: () => void;
-  /** the daemon's Prometheus text (the console's endpoint charts) */
-  metrics: () => Promise<string>;
+  /** the daemon's invocation metrics, in process (the console's endpoint charts) */
+  metrics: () => Promise<MetricSample[]>;
   /** the daemon's recent log lines (the console's logs view) */
   logs?: LogBook;
   /** default DEFAULT_HTTP_LIMITS */

@@ -25,7 +25,7 @@ before(async () => {
   ws = openWorkspace(home);
   const log = pino({ level: 'silent' });
   runtime = new ServingRuntime(ws, { log });
-  app = buildAdmin(runtime, { log, token: TOKEN, ws, status: () => ({ home, host: '127.0.0.1', port: 1 }), shutdown: () => {}, metrics: async () => '' });
+  app = buildAdmin(runtime, { log, token: TOKEN, ws, status: () => ({ home, host: '127.0.0.1', port: 1 }), shutdown: () => {}, metrics: async () => [] });
   await app.ready();
 });
 
