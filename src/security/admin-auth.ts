@@ -155,7 +155,7 @@ export class AdminAuth {
   }
 
   audit(caller: Caller, req: FastifyRequest, action: string, resource: string, status: number, detail: Record<string, unknown> = {}): void {
-    appendAudit(this.ws, { plane: 'admin', principal: caller.principal, keyId: caller.keyId, action, resource, status, requestId: req.id, detail: { console: true, method: req.method, route: req.routeOptions.url, ...detail } });
+    appendAudit(this.ws, { plane: 'admin', principal: caller.principal, keyId: caller.keyId, action, resource, status, requestId: req.id, detail: { ...(req.routeOptions.url?.startsWith('/v1/') ? {} : { console: true }), method: req.method, route: req.routeOptions.url, ...detail } });
   }
 
   csrfOf(caller: Caller): string | undefined {

@@ -3,7 +3,7 @@ import { after, before, test } from 'node:test';
 import { Ajv } from 'ajv';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
-import { cliActor, createKey } from '../../src/security/index.ts';
+import { cliActor, createKey, readAudit } from '../../src/security/index.ts';
 import { buildAdmin } from '../../src/server/admin.ts';
 import { ServingRuntime } from '../../src/serving/index.ts';
 import { openWorkspace, type Workspace } from '../../src/store/index.ts';
@@ -115,4 +115,23 @@ test('/v1 takes the callers /api takes: the admin token, an API key held to its 
   assert.equal((await get('/v1/status', { cookie })).statusCode, 200, 'a console session reads /v1');
   const change = await app.inject({ method: 'POST', url: '/v1/shutdown', headers: { host: HOST, cookie, origin: `http://${HOST}` } });
   assert.equal(change.statusCode, 403, 'a cookie change without the CSRF token is refused');
+});
+
+test('the auth hook audits routes declared audit: true, and refuses the answer (503) when the entry cannot be written', async () => {
+  const headers = { host: HOST, authorization: `Bearer ${TOKEN}` };
+  const cancel = await app.inject({ method: 'POST', url: '/api/jobs/train-20260101000000-abcdef/cancel', headers });
+  assert.equal(cancel.statusCode, 404, cancel.body);
+  const entry = readAudit(ws, { action: 'admin:CancelJob' })[0];
+  assert.equal(entry?.principal, 'local:admin');
+  assert.equal(entry?.resource, 'job/train-20260101000000-abcdef');
+  assert.equal(entry?.status, 404);
+
+  ws.db.exec("CREATE TRIGGER audit_fault BEFORE INSERT ON audit_log BEGIN SELECT RAISE(FAIL, 'database or disk is full'); END");
+  try {
+    const refused = await app.inject({ method: 'POST', url: '/api/jobs/train-20260101000000-abcdef/cancel', headers });
+    assert.equal(refused.statusCode, 503, refused.body);
+    assert.equal(refused.json().error.code, 'audit_unavailable');
+  } finally {
+    ws.db.exec('DROP TRIGGER audit_fault');
+  }
 });
