@@ -1,19 +1,16 @@
 import sharp from 'sharp';
 import { listBackbones } from '../backbones/index.js';
 import { notFound } from '../core/index.js';
-import { getDatasetVersion, imagePath, listDatasets, listVersions, type DatasetVersion } from '../data/index.js';
+import { getDatasetVersion, imagePath, imbalanceWarning, listDatasets, listVersions, type DatasetVersion } from '../data/index.js';
 import { getModel, listModels, tagModel, type ModelVersion } from '../registry/index.js';
-import { audited, runSecurityAudit } from '../security/index.js';
+import { actorOf, audited, callerOf, runSecurityAudit } from '../security/index.js';
 import { listJobs, type Workspace } from '../store/index.js';
 import { listFunctions } from '../functions/index.js';
-import { actorOf } from './auth.js';
-import { READ, callerOf, nameParams, on, onAll, versionParams, type RouteModule } from './context.js';
+import { READ, nameParams, on, onAll, versionParams, type RouteModule } from './context.js';
 
 /** Sample images shown per class. */
 const SAMPLES_PER_CLASS = 6;
 const THUMB_PX = 160;
-/** A class with fewer training images than this share of the largest class is flagged. */
-const IMBALANCE_SHARE = 0.5;
 
 /** Dataset versions are immutable: their manifests (thousands of items) are kept once read. */
 class VersionCache {
@@ -30,17 +27,6 @@ class VersionCache {
   }
 }
 
-/** What the page warns about: classes without training images, or far below the largest class. */
-function imbalanceOf(v: DatasetVersion): { warning: string | null; small: string[] } {
-  const counts = v.report.classCounts.train;
-  const max = Math.max(0, ...counts);
-  const empty = v.classes.filter((_, i) => (counts[i] ?? 0) === 0);
-  if (empty.length) return { warning: `${empty.length} ${empty.length === 1 ? 'class has' : 'classes have'} no training images.`, small: empty };
-  const small = v.classes.filter((_, i) => (counts[i] ?? 0) < max * IMBALANCE_SHARE);
-  if (small.length) return { warning: `${small.length} ${small.length === 1 ? 'class has' : 'classes have'} fewer than half as many training images as the largest class (${max}); consider more images or augmentation (kennel train --augment).`, small };
-  return { warning: null, small: [] };
-}
-
 const metricSummary = (mv: ModelVersion) => {
   const m = (mv.card.metrics ?? {}) as Record<string, { top1?: number; top5?: number; ece?: number } | undefined>;
   const pick = (s?: { top1?: number; top5?: number; ece?: number }) => (s ? { top1: s.top1, top5: s.top5, ece: s.ece } : undefined);
@@ -51,7 +37,7 @@ const metricSummary = (mv: ModelVersion) => {
 export const dataRoutes: RouteModule = (api, ctx) => {
   const versions = new VersionCache(ctx.ws);
 
-  api.get('/api/overview', { config: { console: { action: READ, resource: () => 'console/overview' } } }, async () => {
+  api.get('/api/overview', { config: { auth: { action: READ, resource: () => 'console/overview' } } }, async () => {
     const jobs = listJobs(ctx.ws);
     const endpoints = ctx.runtime.list();
     const findings = runSecurityAudit(ctx.ws).findings;
@@ -67,9 +53,9 @@ export const dataRoutes: RouteModule = (api, ctx) => {
     };
   });
 
-  api.get('/api/datasets', { config: { console: onAll(READ, 'dataset') } }, async () => ({ datasets: listDatasets(ctx.ws) }));
+  api.get('/api/datasets', { config: { auth: onAll(READ, 'dataset') } }, async () => ({ datasets: listDatasets(ctx.ws) }));
 
-  api.get<{ Params: { name: string } }>('/api/datasets/:name', { schema: { params: nameParams }, config: { console: on(READ, 'dataset') } }, async (req) => {
+  api.get<{ Params: { name: string } }>('/api/datasets/:name', { schema: { params: nameParams }, config: { auth: on(READ, 'dataset') } }, async (req) => {
     const summary = listDatasets(ctx.ws).find((d) => d.name === req.params.name);
     if (!summary) throw notFound(`Dataset "${req.params.name}"`, 'Import one with kennel data import FOLDER --name NAME.');
     return {
@@ -79,7 +65,7 @@ export const dataRoutes: RouteModule = (api, ctx) => {
     };
   });
 
-  api.get<{ Params: { name: string; version: number } }>('/api/datasets/:name/versions/:version', { schema: { params: versionParams }, config: { console: on(READ, 'dataset') } }, async (req) => {
+  api.get<{ Params: { name: string; version: number } }>('/api/datasets/:name/versions/:version', { schema: { params: versionParams }, config: { auth: on(READ, 'dataset') } }, async (req) => {
     const v = await versions.get(req.params.name, req.params.version);
     const samples: Array<Array<{ sha: string; split: string; path: string }>> = v.classes.map(() => []);
     for (const split of ['train', 'valid', 'test'] as const) {
@@ -88,14 +74,14 @@ export const dataRoutes: RouteModule = (api, ctx) => {
         if (item.split === split && list && list.length < SAMPLES_PER_CLASS) list.push({ sha: item.sha256, split: item.split, path: item.path });
       }
     }
-    return { dataset: v.dataset, version: v.version, createdAt: v.createdAt, source: v.source, manifestSha: v.manifestSha, classes: v.classes, report: v.report, imbalance: imbalanceOf(v), samples };
+    return { dataset: v.dataset, version: v.version, createdAt: v.createdAt, source: v.source, manifestSha: v.manifestSha, classes: v.classes, report: v.report, imbalance: imbalanceWarning(v.report.classCounts.train, v.classes), samples };
   });
 
   api.get<{ Params: { name: string; version: number; sha: string } }>(
     '/api/datasets/:name/versions/:version/images/:sha',
     {
       schema: { params: { type: 'object', properties: { ...versionParams.properties, sha: { type: 'string', pattern: '^[0-9a-f]{64}$' } }, required: ['name', 'version', 'sha'] } },
-      config: { console: on(READ, 'dataset') },
+      config: { auth: on(READ, 'dataset') },
     },
     async (req, reply) => {
       const v = await versions.get(req.params.name, req.params.version);
@@ -108,9 +94,9 @@ export const dataRoutes: RouteModule = (api, ctx) => {
     },
   );
 
-  api.get('/api/backbones', { config: { console: onAll(READ, 'backbone') } }, async () => ({ backbones: listBackbones(ctx.ws) }));
+  api.get('/api/backbones', { config: { auth: onAll(READ, 'backbone') } }, async () => ({ backbones: listBackbones(ctx.ws) }));
 
-  api.get('/api/models', { config: { console: onAll(READ, 'model') } }, async () => {
+  api.get('/api/models', { config: { auth: onAll(READ, 'model') } }, async () => {
     const byName = new Map<string, unknown[]>();
     for (const mv of listModels(ctx.ws)) {
       const lineage = (mv.card.lineage ?? {}) as { job?: string; dataset?: { name?: string; version?: number } };
@@ -120,7 +106,7 @@ export const dataRoutes: RouteModule = (api, ctx) => {
     return { models: [...byName].map(([name, vs]) => ({ name, versions: vs.reverse() })) };
   });
 
-  api.get<{ Params: { name: string; version: number } }>('/api/models/:name/versions/:version', { schema: { params: versionParams }, config: { console: on(READ, 'model') } }, async (req) => {
+  api.get<{ Params: { name: string; version: number } }>('/api/models/:name/versions/:version', { schema: { params: versionParams }, config: { auth: on(READ, 'model') } }, async (req) => {
     const mv = getModel(ctx.ws, `${req.params.name}@${req.params.version}`);
     const ref = `${mv.name}@${mv.version}`;
     const servedBy = ctx.runtime.list().flatMap((e) => e.variants.filter((v) => v.model === ref).map((v) => ({ endpoint: e.name, variant: v.name, traffic: v.traffic })));
@@ -131,7 +117,7 @@ export const dataRoutes: RouteModule = (api, ctx) => {
     '/api/models/:name/tags',
     {
       schema: { params: nameParams, body: { type: 'object', properties: { tag: { type: 'string', minLength: 1, maxLength: 32 }, version: { type: 'integer', minimum: 1 } }, required: ['tag', 'version'], additionalProperties: false } },
-      config: { console: on('admin:TagModel', 'model') },
+      config: { auth: on('admin:TagModel', 'model') },
     },
     async (req) => {
       const { name } = req.params;

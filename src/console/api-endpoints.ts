@@ -1,11 +1,10 @@
 import type { FastifyRequest } from 'fastify';
 import { KennelError } from '../core/index.js';
 import { fetchImage } from '../net/index.js';
-import { auditedAsync } from '../security/index.js';
+import { actorOf, auditedAsync, callerOf, type Caller } from '../security/index.js';
 import { DEFAULT_MAX_IMAGE_BYTES, IMAGE_TYPES, checkImage } from '../serving/index.js';
 import type { EndpointLogs } from './api-types.js';
-import { actorOf, type Caller } from './auth.js';
-import { READ, callerOf, nameParams, on, onAll, stream, type ConsoleContext, type RouteModule } from './context.js';
+import { READ, nameParams, on, onAll, stream, type ConsoleContext, type RouteModule } from './context.js';
 
 /** Predictions shown on the Try it page (kennel invoke by the owner may ask for others with ?topK=). */
 const TOP_K = 5;
@@ -39,66 +38,60 @@ const DAEMON_LOGS = 'daemon/logs';
 export const endpointRoutes: RouteModule = (api, ctx) => {
   api.addContentTypeParser([...IMAGE_TYPES, 'application/octet-stream'], { parseAs: 'buffer', bodyLimit: DEFAULT_MAX_IMAGE_BYTES }, (_req, body, done) => done(null, body));
 
-  api.get('/api/endpoints', { config: { console: onAll(READ, 'endpoint') } }, async () => ({ endpoints: ctx.runtime.list() }));
-  api.get('/api/endpoints/stream', { config: { console: onAll(READ, 'endpoint') } }, async (req, reply) => stream(ctx, req, reply, 2000, () => ({ endpoints: ctx.runtime.list() })));
+  api.get('/api/endpoints', { config: { auth: onAll(READ, 'endpoint') } }, async () => ({ endpoints: ctx.runtime.list() }));
+  api.get('/api/endpoints/stream', { config: { auth: onAll(READ, 'endpoint') } }, async (req, reply) => stream(ctx, req, reply, 2000, () => ({ endpoints: ctx.runtime.list() })));
 
-  api.post<{ Body: { name?: unknown } }>('/api/endpoints', { config: { console: { action: 'admin:CreateEndpoint', resource: (req) => `endpoint/${String((req.body as { name?: unknown } | null)?.name ?? '')}` } } }, async (req, reply) => {
+  api.post<{ Body: { name?: unknown } }>('/api/endpoints', { config: { auth: { action: 'admin:CreateEndpoint', resource: (req) => `endpoint/${String((req.body as { name?: unknown } | null)?.name ?? '')}` } } }, async (req, reply) => {
     const name = String(req.body?.name ?? '');
     const created = await auditedChange(ctx, callerOf(req), req, 'admin:CreateEndpoint', `endpoint/${name}`, () => ctx.runtime.create(req.body, { wait: false }));
     reply.code(201);
     return created;
   });
 
-  api.get<{ Params: { name: string } }>('/api/endpoints/:name', { schema: { params: nameParams }, config: { console: on(READ, 'endpoint') } }, async (req) => describe(ctx, req.params.name));
-  api.get<{ Params: { name: string } }>('/api/endpoints/:name/stream', { schema: { params: nameParams }, config: { console: on(READ, 'endpoint') } }, async (req, reply) => {
+  api.get<{ Params: { name: string } }>('/api/endpoints/:name', { schema: { params: nameParams }, config: { auth: on(READ, 'endpoint') } }, async (req) => describe(ctx, req.params.name));
+  api.get<{ Params: { name: string } }>('/api/endpoints/:name/stream', { schema: { params: nameParams }, config: { auth: on(READ, 'endpoint') } }, async (req, reply) => {
     ctx.runtime.describe(req.params.name); // 404 before the stream starts
     stream(ctx, req, reply, 2000, () => describe(ctx, req.params.name));
   });
 
-  api.get<{ Params: { name: string } }>('/api/endpoints/:name/logs', { schema: { params: nameParams }, config: { console: on(READ, 'endpoint') } }, async (req) => logsOf(ctx, req, req.params.name));
-  api.get<{ Params: { name: string } }>('/api/endpoints/:name/logs/stream', { schema: { params: nameParams }, config: { console: on(READ, 'endpoint') } }, async (req, reply) => {
+  api.get<{ Params: { name: string } }>('/api/endpoints/:name/logs', { schema: { params: nameParams }, config: { auth: on(READ, 'endpoint') } }, async (req) => logsOf(ctx, req, req.params.name));
+  api.get<{ Params: { name: string } }>('/api/endpoints/:name/logs/stream', { schema: { params: nameParams }, config: { auth: on(READ, 'endpoint') } }, async (req, reply) => {
     ctx.runtime.describe(req.params.name); // 404 before the stream starts
     stream(ctx, req, reply, 1000, () => logsOf(ctx, req, req.params.name));
   });
 
-  api.patch<{ Params: { name: string } }>('/api/endpoints/:name', { schema: { params: nameParams }, config: { console: on('admin:UpdateEndpoint', 'endpoint') } }, async (req) =>
+  api.patch<{ Params: { name: string } }>('/api/endpoints/:name', { schema: { params: nameParams }, config: { auth: on('admin:UpdateEndpoint', 'endpoint') } }, async (req) =>
     auditedChange(ctx, callerOf(req), req, 'admin:UpdateEndpoint', `endpoint/${req.params.name}`, () => ctx.runtime.update(req.params.name, req.body, { wait: false })),
   );
 
-  api.delete<{ Params: { name: string } }>('/api/endpoints/:name', { schema: { params: nameParams }, config: { console: on('admin:DeleteEndpoint', 'endpoint') } }, async (req) => {
+  api.delete<{ Params: { name: string } }>('/api/endpoints/:name', { schema: { params: nameParams }, config: { auth: on('admin:DeleteEndpoint', 'endpoint') } }, async (req) => {
     await auditedChange(ctx, callerOf(req), req, 'admin:DeleteEndpoint', `endpoint/${req.params.name}`, () => ctx.runtime.delete(req.params.name));
     return { deleted: req.params.name };
   });
 
   api.post<{ Params: { name: string }; Body: Buffer | { url?: unknown }; Querystring: { topK?: number } }>(
     '/api/endpoints/:name/invocations',
-    { bodyLimit: DEFAULT_MAX_IMAGE_BYTES, schema: { params: nameParams, querystring: topKQuery }, config: { console: on('endpoint:Invoke', 'endpoint') } },
+    { bodyLimit: DEFAULT_MAX_IMAGE_BYTES, schema: { params: nameParams, querystring: topKQuery }, config: { auth: { ...on('endpoint:Invoke', 'endpoint'), audit: true } } },
     async (req) => {
-      const caller = callerOf(req);
-      const resource = `endpoint/${req.params.name}`;
-      try {
-        const target = ctx.runtime.router.route(req.params.name);
-        let image: Uint8Array;
-        let source: { url: string; contentType: string; bytes: number; fetchMs: number } | undefined;
-        if (Buffer.isBuffer(req.body)) {
-          image = checkImage(req.body);
-        } else {
-          const url = req.body?.url;
-          if (typeof url !== 'string' || url.length === 0 || url.length > 2048) throw new KennelError('Send an image, or JSON {"url": "https://..."}.', 'Drop a photo on the page, or paste the address of an image.', 400, 'invalid_request');
-          const t = performance.now();
-          const fetched = await fetchImage(url);
-          image = checkImage(fetched.bytes);
-          source = { url: fetched.url, contentType: fetched.contentType, bytes: fetched.bytes.length, fetchMs: performance.now() - t };
-        }
+      req.auditDetail = { tryIt: true };
+      const target = ctx.runtime.router.route(req.params.name);
+      let image: Uint8Array;
+      let source: { url: string; contentType: string; bytes: number; fetchMs: number } | undefined;
+      if (Buffer.isBuffer(req.body)) {
+        image = checkImage(req.body);
+      } else {
+        const url = req.body?.url;
+        if (typeof url !== 'string' || url.length === 0 || url.length > 2048) throw new KennelError('Send an image, or JSON {"url": "https://..."}.', 'Drop a photo on the page, or paste the address of an image.', 400, 'invalid_request');
         const t = performance.now();
-        const result = await ctx.runtime.router.invoke(target, image, { topK: req.query.topK ?? TOP_K, requestId: req.id });
-        const latencyMs = performance.now() - t;
-        ctx.auth.audit(caller, req, 'endpoint:Invoke', resource, 200, { tryIt: true, url: source?.url });
-        return { predictions: result.predictions, model: result.model, variant: result.variant, replica: result.replica, latencyMs, source };
-      } catch (e) {
-        ctx.auth.audit(caller, req, 'endpoint:Invoke', resource, e instanceof KennelError ? e.status : 500, { tryIt: true, error: e instanceof Error ? e.message : String(e) });
-        throw e;
+        const fetched = await fetchImage(url);
+        image = checkImage(fetched.bytes);
+        source = { url: fetched.url, contentType: fetched.contentType, bytes: fetched.bytes.length, fetchMs: performance.now() - t };
       }
+      const t = performance.now();
+      const result = await ctx.runtime.router.invoke(target, image, { topK: req.query.topK ?? TOP_K, requestId: req.id });
+      const latencyMs = performance.now() - t;
+      req.auditDetail = { tryIt: true, url: source?.url };
+      return { predictions: result.predictions, model: result.model, variant: result.variant, replica: result.replica, latencyMs, source };
     },
   );
 };

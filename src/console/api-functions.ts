@@ -1,8 +1,7 @@
 import { getFunction, listFunctions, updateFunction, type FunctionDefinition } from '../functions/index.js';
-import { listPolicies, readAudit, type AuditRecord } from '../security/index.js';
+import { actorOf, callerOf, listPolicies, readAudit, type AuditRecord } from '../security/index.js';
 import type { FunctionInvocation } from './api-types.js';
-import { actorOf } from './auth.js';
-import { READ, callerOf, nameParams, on, onAll, stream, type ConsoleContext, type RouteModule } from './context.js';
+import { READ, nameParams, on, onAll, stream, type ConsoleContext, type RouteModule } from './context.js';
 
 /** The window the function statistics cover. */
 const STATS_WINDOW_MS = 3600_000;
@@ -59,16 +58,16 @@ const settingsBody = {
 
 /** Functions: definitions with concurrency settings, invocation statistics (cold starts, throttles) and recent calls; settings changes. */
 export const functionRoutes: RouteModule = (api, ctx) => {
-  api.get('/api/functions', { config: { console: onAll(READ, 'function') } }, async () => ({ functions: listFunctions(ctx.ws).map((fn) => withStats(ctx, fn)) }));
-  api.get<{ Params: { name: string } }>('/api/functions/:name', { schema: { params: nameParams }, config: { console: on(READ, 'function') } }, async (req) => detail(ctx, req.params.name));
-  api.get<{ Params: { name: string } }>('/api/functions/:name/stream', { schema: { params: nameParams }, config: { console: on(READ, 'function') } }, async (req, reply) => {
+  api.get('/api/functions', { config: { auth: onAll(READ, 'function') } }, async () => ({ functions: listFunctions(ctx.ws).map((fn) => withStats(ctx, fn)) }));
+  api.get<{ Params: { name: string } }>('/api/functions/:name', { schema: { params: nameParams }, config: { auth: on(READ, 'function') } }, async (req) => detail(ctx, req.params.name));
+  api.get<{ Params: { name: string } }>('/api/functions/:name/stream', { schema: { params: nameParams }, config: { auth: on(READ, 'function') } }, async (req, reply) => {
     getFunction(ctx.ws, req.params.name); // 404 before the stream starts
     stream(ctx, req, reply, 2000, () => detail(ctx, req.params.name));
   });
   // only concurrency, timeout and memory: a handler file is a path on the daemon's machine, set from the CLI
   api.patch<{ Params: { name: string }; Body: { reservedConcurrency?: number | null; provisionedConcurrency?: number; timeoutMs?: number; memoryMb?: number } }>(
     '/api/functions/:name',
-    { schema: { params: nameParams, body: settingsBody }, config: { console: on('admin:UpdateFunction', 'function') } },
+    { schema: { params: nameParams, body: settingsBody }, config: { auth: on('admin:UpdateFunction', 'function') } },
     async (req) => updateFunction(ctx.ws, req.params.name, req.body, actorOf(callerOf(req))),
   );
 };

@@ -3,12 +3,13 @@ import { z } from 'zod';
 import { KennelError, errorMessage, notFound } from '../core/index.js';
 import { buildReport, renderReport } from '../insights/index.js';
 import { getModel } from '../registry/index.js';
+import { callerOf } from '../security/index.js';
 import { getJob, recentJobs, type Job } from '../store/index.js';
 import { TrainOptionsSchema } from '../training/index.js';
 import { TuneOptionsSchema, showTune, type TuneSummary } from '../tuning/index.js';
 import type { CompareRun, EpochPoint, JobSummary, KeySettings } from './api-types.js';
 import { securityHeaders } from './assets.js';
-import { READ, callerOf, on, onAll, stream, type ConsoleContext, type RouteModule } from './context.js';
+import { READ, on, onAll, stream, type ConsoleContext, type RouteModule } from './context.js';
 
 /** Jobs shown in the list, newest first. */
 const LIST_LIMIT = 200;
@@ -141,47 +142,42 @@ const idParams = { type: 'object', properties: { id: { type: 'string', pattern: 
 
 /** Training and tuning jobs: list and detail (live), start, cancel, and the HTML report. */
 export const jobRoutes: RouteModule = (api, ctx) => {
-  api.get('/api/jobs', { config: { console: onAll(READ, 'job') } }, async () => jobs(ctx));
-  api.get('/api/jobs/stream', { config: { console: onAll(READ, 'job') } }, async (req, reply) => stream(ctx, req, reply, 1000, () => jobs(ctx)));
+  api.get('/api/jobs', { config: { auth: onAll(READ, 'job') } }, async () => jobs(ctx));
+  api.get('/api/jobs/stream', { config: { auth: onAll(READ, 'job') } }, async (req, reply) => stream(ctx, req, reply, 1000, () => jobs(ctx)));
 
-  api.post<{ Body: unknown }>('/api/jobs', { config: { console: { action: 'admin:StartJob', resource: (req) => `dataset/${String((req.body as { options?: { dataset?: unknown } } | null)?.options?.dataset ?? '')}` } } }, async (req, reply) => {
+  api.post<{ Body: unknown }>('/api/jobs', { config: { auth: { action: 'admin:StartJob', resource: (req) => `dataset/${String((req.body as { options?: { dataset?: unknown } } | null)?.options?.dataset ?? '')}`, audit: true } } }, async (req, reply) => {
     const parsed = JobRequest.safeParse(req.body);
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
       throw new KennelError(`Invalid job request: ${issue.path.join('.') || 'body'}: ${issue.message}.`, 'Send {"kind": "train" | "tune", "options": {...}}.');
     }
-    const caller = callerOf(req);
-    const resource = `dataset/${parsed.data.options.dataset}`;
-    const job = await ctx.runner.start(parsed.data).catch((e: unknown) => {
-      ctx.auth.audit(caller, req, 'admin:StartJob', resource, e instanceof KennelError ? e.status : 500, { kind: parsed.data.kind, error: errorMessage(e) });
-      throw e;
-    });
-    ctx.auth.audit(caller, req, 'admin:StartJob', resource, 201, { kind: parsed.data.kind, job });
+    req.auditDetail = { kind: parsed.data.kind };
+    const job = await ctx.runner.start(parsed.data);
+    req.auditDetail = { kind: parsed.data.kind, job };
     reply.code(201);
     return { job };
   });
 
   // each run is checked for console:Read on its job (and model) inside
-  api.get<{ Querystring: { runs: string } }>('/api/compare', { schema: { querystring: { type: 'object', properties: { runs: { type: 'string', minLength: 1, maxLength: 2000 } }, required: ['runs'] } }, config: { console: 'signed-in' } }, async (req) => compare(ctx, req, req.query.runs));
+  api.get<{ Querystring: { runs: string } }>('/api/compare', { schema: { querystring: { type: 'object', properties: { runs: { type: 'string', minLength: 1, maxLength: 2000 } }, required: ['runs'] } }, config: { auth: 'signed-in' } }, async (req) => compare(ctx, req, req.query.runs));
 
-  api.get<{ Params: { id: string } }>('/api/jobs/:id', { schema: { params: idParams }, config: { console: on(READ, 'job', 'id') } }, async (req) => detail(ctx, req.params.id));
-  api.get<{ Params: { id: string } }>('/api/jobs/:id/stream', { schema: { params: idParams }, config: { console: on(READ, 'job', 'id') } }, async (req, reply) => {
+  api.get<{ Params: { id: string } }>('/api/jobs/:id', { schema: { params: idParams }, config: { auth: on(READ, 'job', 'id') } }, async (req) => detail(ctx, req.params.id));
+  api.get<{ Params: { id: string } }>('/api/jobs/:id/stream', { schema: { params: idParams }, config: { auth: on(READ, 'job', 'id') } }, async (req, reply) => {
     jobOf(ctx, req.params.id); // 404 before the stream starts
     stream(ctx, req, reply, 1000, () => detail(ctx, req.params.id));
   });
 
-  api.post<{ Params: { id: string } }>('/api/jobs/:id/cancel', { schema: { params: idParams }, config: { console: on('admin:CancelJob', 'job', 'id') } }, async (req, reply) => {
+  api.post<{ Params: { id: string } }>('/api/jobs/:id/cancel', { schema: { params: idParams }, config: { auth: { ...on('admin:CancelJob', 'job', 'id'), audit: true } } }, async (req, reply) => {
     const job = jobOf(ctx, req.params.id);
     if (job.status !== 'running') throw new KennelError(`Job ${job.id} is ${job.status}, not running.`, undefined, 409, 'conflict');
     if (!ctx.runner.cancel(job.id)) {
       throw new KennelError(`Job ${job.id} runs in another process, not in this daemon.`, job.kind === 'tune' ? 'Stop it with Ctrl-C where it runs; continue it later with kennel tune resume.' : 'Stop it with Ctrl-C where it runs.', 409, 'conflict');
     }
-    ctx.auth.audit(callerOf(req), req, 'admin:CancelJob', `job/${job.id}`, 202);
     reply.code(202);
     return { cancelling: job.id };
   });
 
-  api.get<{ Params: { id: string } }>('/api/jobs/:id/report', { schema: { params: idParams }, config: { console: on(READ, 'job', 'id') } }, async (req, reply) => {
+  api.get<{ Params: { id: string } }>('/api/jobs/:id/report', { schema: { params: idParams }, config: { auth: on(READ, 'job', 'id') } }, async (req, reply) => {
     const html = renderReport(await buildReport(ctx.ws, req.params.id));
     // the report is self-contained: inline styles and data: images, no scripts
     return securityHeaders(reply, "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox").type('text/html; charset=utf-8').send(html);

@@ -1,6 +1,8 @@
 import { KennelError } from '../core/index.js';
 import {
+  actorOf,
   attachPolicy,
+  callerOf,
   createKey,
   detachPolicy,
   getKey,
@@ -15,8 +17,7 @@ import {
   runSecurityAudit,
   type Plane,
 } from '../security/index.js';
-import { actorOf } from './auth.js';
-import { READ, callerOf, on, type RouteModule } from './context.js';
+import { READ, on, type RouteModule } from './context.js';
 
 const grants = { type: 'array', items: { type: 'string', minLength: 1, maxLength: 300 }, maxItems: 50 } as const;
 const PLANES: Plane[] = ['cli', 'admin', 'data', 'function'];
@@ -28,7 +29,7 @@ const PLANES: Plane[] = ['cli', 'admin', 'data', 'function'];
  * record them in the audit log as this caller.
  */
 export const securityRoutes: RouteModule = (api, ctx) => {
-  api.get('/api/security/principals', { config: { console: { action: READ, resource: () => 'principal/*' } } }, async () => {
+  api.get('/api/security/principals', { config: { auth: { action: READ, resource: () => 'principal/*' } } }, async () => {
     const keys = listKeys(ctx.ws);
     const policies = listPolicies(ctx.ws);
     return {
@@ -47,7 +48,7 @@ export const securityRoutes: RouteModule = (api, ctx) => {
           additionalProperties: false,
         },
       },
-      config: { console: { action: 'admin:CreateKey', resource: (req) => `principal/${(req.body as { principal?: string } | null)?.principal ?? ''}` } },
+      config: { auth: { action: 'admin:CreateKey', resource: (req) => `principal/${(req.body as { principal?: string } | null)?.principal ?? ''}` } },
     },
     async (req, reply) => {
       const b = req.body;
@@ -59,7 +60,7 @@ export const securityRoutes: RouteModule = (api, ctx) => {
 
   api.post<{ Params: { id: string } }>(
     '/api/security/keys/:id/revoke',
-    { schema: { params: { type: 'object', properties: { id: { type: 'string', pattern: '^[0-9a-f]{16}$' } }, required: ['id'] } }, config: { console: on('admin:RevokeKey', 'key', 'id') } },
+    { schema: { params: { type: 'object', properties: { id: { type: 'string', pattern: '^[0-9a-f]{16}$' } }, required: ['id'] } }, config: { auth: on('admin:RevokeKey', 'key', 'id') } },
     async (req) => {
       const key = revokeKey(ctx.ws, req.params.id, actorOf(callerOf(req)));
       ctx.auth.endSessionsOfKey(key.keyId);
@@ -67,7 +68,7 @@ export const securityRoutes: RouteModule = (api, ctx) => {
     },
   );
 
-  api.get<{ Params: { id: string } }>('/api/security/keys/:id', { schema: { params: { type: 'object', properties: { id: { type: 'string', pattern: '^[0-9a-f]{16}$' } }, required: ['id'] } }, config: { console: on(READ, 'key', 'id') } }, async (req) =>
+  api.get<{ Params: { id: string } }>('/api/security/keys/:id', { schema: { params: { type: 'object', properties: { id: { type: 'string', pattern: '^[0-9a-f]{16}$' } }, required: ['id'] } }, config: { auth: on(READ, 'key', 'id') } }, async (req) =>
     getKey(ctx.ws, req.params.id),
   );
 
@@ -75,7 +76,7 @@ export const securityRoutes: RouteModule = (api, ctx) => {
     '/api/security/policies',
     {
       schema: { body: { type: 'object', properties: { principal: { type: 'string', minLength: 1, maxLength: 80 }, allow: grants, deny: grants, document: { type: 'object' } }, required: ['principal'], additionalProperties: false } },
-      config: { console: { action: 'admin:AttachPolicy', resource: (req) => `principal/${(req.body as { principal?: string } | null)?.principal ?? ''}` } },
+      config: { auth: { action: 'admin:AttachPolicy', resource: (req) => `principal/${(req.body as { principal?: string } | null)?.principal ?? ''}` } },
     },
     async (req, reply) => {
       const b = req.body;
@@ -91,12 +92,12 @@ export const securityRoutes: RouteModule = (api, ctx) => {
     '/api/security/principals/:principal/policies/:id',
     {
       schema: { params: { type: 'object', properties: { principal: { type: 'string', minLength: 1, maxLength: 80 }, id: { type: 'string', pattern: '^pol_[0-9a-f]{12}$' } }, required: ['principal', 'id'] } },
-      config: { console: on('admin:DetachPolicy', 'principal', 'principal') },
+      config: { auth: on('admin:DetachPolicy', 'principal', 'principal') },
     },
     async (req) => detachPolicy(ctx.ws, req.params.principal, req.params.id, actorOf(callerOf(req))),
   );
 
-  api.get('/api/security/findings', { config: { console: { action: READ, resource: () => 'settings/security-audit' } } }, async () => runSecurityAudit(ctx.ws));
+  api.get('/api/security/findings', { config: { auth: { action: READ, resource: () => 'settings/security-audit' } } }, async () => runSecurityAudit(ctx.ws));
 
   api.get<{ Querystring: { principal?: string; plane?: Plane; action?: string; resource?: string; failed?: boolean; limit?: number } }>(
     '/api/security/log',
@@ -115,7 +116,7 @@ export const securityRoutes: RouteModule = (api, ctx) => {
           additionalProperties: false,
         },
       },
-      config: { console: { action: READ, resource: () => 'settings/audit-log' } },
+      config: { auth: { action: READ, resource: () => 'settings/audit-log' } },
     },
     async (req) => ({ entries: readAudit(ctx.ws, req.query) }),
   );

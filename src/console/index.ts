@@ -3,5 +3,5 @@
  * JSON API under /api/, served by the daemon's admin port. See docs/CONSOLE.md.
  */
 export { consolePlugin } from './plugin.js';
-export { TrafficSampler, parseTotals, quantile } from './traffic.js';
-export { LogBook } from './logs.js';
+export { TrafficSampler, totalsOf, quantile, type MetricSample } from './traffic.js';
+export { LogBook, redact, type LogBookOptions } from './logs.js';

@@ -11,31 +11,31 @@ interface Totals {
   buckets: Map<number, number>;
 }
 
-const LINE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$/;
-const LABEL = /(\w+)="((?:[^"\\]|\\.)*)"/g;
 const DURATION = 'kennel_invocation_duration_seconds';
 const ERRORS = 'kennel_invocation_errors_total';
 
-/** Per-endpoint totals from the daemon's Prometheus text (every variant and status summed). */
-export function parseTotals(text: string): Map<string, Totals> {
+/** One sample of the daemon's invocation metrics, as prom-client gives them in process (`metric.get()`). */
+export interface MetricSample {
+  metricName: string;
+  labels: Partial<Record<string, string | number>>;
+  value: number;
+}
+
+/** Per-endpoint totals from the daemon's invocation metrics (every variant and status summed). */
+export function totalsOf(samples: readonly MetricSample[]): Map<string, Totals> {
   const out = new Map<string, Totals>();
   const of = (endpoint: string) => {
     let t = out.get(endpoint);
     if (!t) out.set(endpoint, (t = { count: 0, errors: 0, throttled: 0, buckets: new Map() }));
     return t;
   };
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('kennel_invocation_')) continue;
-    const m = LINE.exec(line);
-    if (!m) continue;
-    const labels = Object.fromEntries([...(m[2] ?? '').matchAll(LABEL)].map((l) => [l[1]!, l[2]!]));
-    const value = Number(m[3]);
-    if (!labels.endpoint || !Number.isFinite(value)) continue;
+  for (const { metricName, labels, value } of samples) {
+    if (typeof labels.endpoint !== 'string' || !labels.endpoint || !Number.isFinite(value)) continue;
     const t = of(labels.endpoint);
-    if (m[1] === `${DURATION}_count`) t.count += value;
-    else if (m[1] === ERRORS && labels.status === '429') t.throttled += value;
-    else if (m[1] === ERRORS) t.errors += value;
-    else if (m[1] === `${DURATION}_bucket` && labels.le !== undefined) {
+    if (metricName === `${DURATION}_count`) t.count += value;
+    else if (metricName === ERRORS && String(labels.status) === '429') t.throttled += value;
+    else if (metricName === ERRORS) t.errors += value;
+    else if (metricName === `${DURATION}_bucket` && labels.le !== undefined) {
       const le = labels.le === '+Inf' ? Infinity : Number(labels.le);
       t.buckets.set(le, (t.buckets.get(le) ?? 0) + value);
     }
@@ -78,8 +78,8 @@ function point(t: number, seconds: number, now: Totals, before: Totals | undefin
 }
 
 export interface TrafficOptions {
-  /** the Prometheus text of the daemon's metrics */
-  scrape: () => Promise<string>;
+  /** the daemon's invocation metrics, read in process (ServingMetrics.invocationSamples) */
+  scrape: () => Promise<MetricSample[]>;
   /** endpoints that exist (those without traffic yet get zero points) */
   endpoints: () => string[];
   /** live points while someone watches, default 2 s */
@@ -114,7 +114,7 @@ function extend(series: Map<string, TrafficPoint[]>, names: string[], now: Snaps
 
 /**
  * Throughput, latency quantiles, error and throttle rates per endpoint, from the daemon's own
- * Prometheus histograms (the same numbers a scraper sees): a point every 2 s for the last 5
+ * Prometheus histograms read in process (the same numbers a scraper sees): a point every 2 s for the last 5
  * minutes while someone watches, and a point every 30 s for the last hour all the time. Memory is
  * bounded by age: 150 + 120 points per endpoint.
  */
@@ -158,7 +158,7 @@ export class TrafficSampler {
     if (this.busy || (!watched && !historyDue)) return;
     this.busy = true;
     try {
-      const snap: Snapshot = { t: now, totals: parseTotals(await this.opts.scrape()) };
+      const snap: Snapshot = { t: now, totals: totalsOf(await this.opts.scrape()) };
       this.lastError = undefined;
       const names = this.opts.endpoints();
       if (watched) {

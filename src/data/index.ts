@@ -5,7 +5,8 @@
 export type { DatasetItem, DatasetVersion, ImportReport, Split } from './types.js';
 export { SPLITS } from './types.js';
 export { importDataset, getDatasetVersion, imagePath } from './import.js';
-export { listDatasets, listVersions, parseDatasetRef, deleteDatasetVersions } from './catalog.js';
-export { isLeak } from './report.js';
-export { validateSplit } from './split.js';
+export { listDatasets, listVersions, parseDatasetRef, validateDatasetName, deleteDatasetVersions } from './catalog.js';
+export { imbalanceWarning, isLeak } from './report.js';
+export { DEFAULT_SPLIT, validateSplit, type SplitFractions } from './split.js';
+export { checkImage, DEFAULT_LIMITS, type ImageCheck, type ImageLimits } from './images.js';
 

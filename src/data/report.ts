@@ -48,3 +48,19 @@ export function imbalance(trainCounts: readonly number[], classes: readonly stri
     smallest: classes.filter((_, i) => trainCounts[i] === min),
   };
 }
+
+/** A class is called small below this share of the largest class's training images. */
+const SMALL_CLASS_SHARE = 0.5;
+
+/**
+ * The imbalance warning shown with a dataset version: classes without training images, else
+ * classes with fewer than half as many training images as the largest one.
+ */
+export function imbalanceWarning(trainCounts: readonly number[], classes: readonly string[]): { warning: string | null; small: string[] } {
+  const max = Math.max(0, ...trainCounts);
+  const empty = classes.filter((_, i) => (trainCounts[i] ?? 0) === 0);
+  if (empty.length) return { warning: `${empty.length} ${empty.length === 1 ? 'class has' : 'classes have'} no training images.`, small: empty };
+  const small = classes.filter((_, i) => (trainCounts[i] ?? 0) < max * SMALL_CLASS_SHARE);
+  if (small.length) return { warning: `${small.length} ${small.length === 1 ? 'class has' : 'classes have'} fewer than half as many training images as the largest class (${max}); consider more images or augmentation (kennel train --augment).`, small };
+  return { warning: null, small: [] };
+}

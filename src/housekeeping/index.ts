@@ -1,7 +1,9 @@
 /**
- * Housekeeping: deleting datasets, models, backbones and jobs with their guards, and cancelling
- * jobs. Every delete frees artifacts through the store's garbage collector (collectGarbage),
+ * Housekeeping and jobs: deleting datasets, models, backbones and jobs with their guards,
+ * cancelling jobs, and the daemon's jobs service (JobRunner: jobs started through the admin
+ * API). Every delete frees artifacts through the store's garbage collector (collectGarbage),
  * the same one `kennel gc` runs.
  */
 export { deleteModel, deleteDataset, deleteBackbone, type Deleted } from './delete.js';
-export { cancelJob, deleteJob, requireJob } from './jobs.js';
+export { cancelJob, deleteJob, requireJob, type CancelRoute } from './jobs.js';
+export { JobRunner, type JobRequest, type JobLog } from './runner.js';

@@ -18,12 +18,18 @@ export interface RouteAuth {
   resource: (req: FastifyRequest) => string;
   /** an AWS API route: SigV4 signatures must be scoped to this service (default: any Kennel serves) */
   awsService?: 'sagemaker' | 'lambda';
+  /** admin port: the auth hook writes one audit entry for the request (changes that no audited service records) */
+  audit?: boolean;
 }
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** required on every route of a secured server; 'public' for health checks and the like */
-    auth?: RouteAuth | 'public';
+    /**
+     * Required on every route of a secured server (the data plane's securityPlugin, the admin
+     * port's adminAuthPlugin): `{action, resource}`; 'public' for health checks and the like;
+     * 'signed-in' (admin port only) for routes any authenticated caller may use.
+     */
+    auth?: RouteAuth | 'public' | 'signed-in';
   }
   interface FastifyRequest {
     /** the authenticated caller, set before the handler runs */
@@ -42,17 +48,12 @@ declare module 'fastify' {
 
 export interface SecurityPluginOptions {
   ws: Workspace;
-  /** 'data' (public port: CORS applies) or 'admin' */
-  plane: 'data' | 'admin';
+  /** the public port (CORS applies); the admin port has its own hook, adminAuthPlugin */
+  plane: 'data';
   /** default: one with per-key token buckets */
   authorizer?: Authorizer;
   /** where the auth counters go (the daemon's /metrics registry) */
   registry?: Registry;
-  /**
-   * For the admin plane: true when a request carries the daemon's own admin token. Such a
-   * request acts as `local:admin` with every permission (it is the workspace owner).
-   */
-  isLocalAdmin?: (req: FastifyRequest) => boolean;
 }
 
 const SETTINGS_TTL_MS = 5000;
@@ -96,7 +97,7 @@ function hashingStream(req: FastifyRequest): Transform {
  *   rate-limited per key (429 + Retry-After) and authorized (401/403). A route without
  *   `config.auth` is denied, so a forgotten declaration fails closed;
  * - onSend: one audit entry per secured request (who, what, status, latency). When it cannot be
- *   written the request is answered 503, or on the data plane with the `count` policy
+ *   written the request is answered 503, or with the `count` policy
  *   (`kennel security audit-failure`) served and counted in kennel_audit_write_failures_total.
  */
 const plugin: FastifyPluginAsync<SecurityPluginOptions> = async (app, opts) => {
@@ -147,20 +148,18 @@ const plugin: FastifyPluginAsync<SecurityPluginOptions> = async (app, opts) => {
 
   app.addHook('preHandler', async (req: FastifyRequest, reply: FastifyReply) => {
     if (req.is404) return;
-    const auth = req.routeOptions.config.auth;
-    if (auth === 'public') return;
+    const declared = req.routeOptions.config.auth;
+    if (declared === 'public') return;
+    // 'signed-in' means a caller of the admin port: no data-plane caller has one, so it is denied
+    const auth = declared === 'signed-in' ? undefined : declared;
     if (!auth) throw new KennelError('This route declares no access rule, so it is denied.', 'Routes on a secured Kennel server set config.auth ({action, resource} or "public").', 403, 'forbidden');
     const target = { action: auth.action, resource: auth.resource(req) };
     req.kennelTarget = target;
     try {
-      if (opts.isLocalAdmin?.(req)) {
-        req.kennelAuth = { principal: 'local:admin', kind: 'user' };
-      } else {
-        const identity = authorizer.identifyRequest({ method: req.method, url: req.url, headers: req.headers, bodySha256: req.kennelBodySha256?.() }, auth.awsService ? [auth.awsService] : undefined);
-        req.kennelAuth = identity.ctx;
-        authorizer.throttle(identity, req.ip);
-        authorizer.assertAllowed(identity.ctx, target.action, target.resource);
-      }
+      const identity = authorizer.identifyRequest({ method: req.method, url: req.url, headers: req.headers, bodySha256: req.kennelBodySha256?.() }, auth.awsService ? [auth.awsService] : undefined);
+      req.kennelAuth = identity.ctx;
+      authorizer.throttle(identity, req.ip);
+      authorizer.assertAllowed(identity.ctx, target.action, target.resource);
       checks.inc({ plane: opts.plane, outcome: 'allowed' });
     } catch (e) {
       checks.inc({ plane: opts.plane, outcome: outcomeOf(e) });
@@ -193,18 +192,24 @@ const plugin: FastifyPluginAsync<SecurityPluginOptions> = async (app, opts) => {
       });
     } catch (e) {
       if (!(e instanceof AuditUnavailableError)) throw e;
-      const refuse = opts.plane !== 'data' || settings().auditFailure.dataPlane === 'fail-closed';
+      const refuse = settings().auditFailure.dataPlane === 'fail-closed';
       auditFailures.inc({ plane: opts.plane, outcome: refuse ? 'refused' : 'served' });
       req.log.error({ reason: e.reason, action: req.kennelTarget.action, resource: req.kennelTarget.resource, status: reply.statusCode, refused: refuse }, 'audit entry not written');
       // the answer is replaced here: an error thrown from onSend would bypass the error handler
-      if (refuse) {
-        reply.code(e.status).header('content-type', 'application/json; charset=utf-8').header('x-kennel-error', e.code).header('retry-after', '1').removeHeader('content-length');
-        return JSON.stringify({ error: { code: e.code, message: e.message, hint: e.hint } });
-      }
+      if (refuse) return refusedForAudit(reply, e);
     }
     return payload;
   });
 };
+
+/**
+ * The answer of a request whose audit entry could not be written (fail-closed), from an onSend
+ * hook: an error thrown there would bypass the error handler, so the payload is replaced.
+ */
+export function refusedForAudit(reply: FastifyReply, e: AuditUnavailableError): string {
+  reply.code(e.status).header('content-type', 'application/json; charset=utf-8').header('x-kennel-error', e.code).header('retry-after', '1').removeHeader('content-length');
+  return JSON.stringify({ error: { code: e.code, message: e.message, hint: e.hint } });
+}
 
 /** The public id of a key that failed to authenticate (never its secret), to trace abuse. */
 function claimedKeyId(req: FastifyRequest): string | undefined {

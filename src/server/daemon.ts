@@ -92,7 +92,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     ws,
     status: () => ({ pid: process.pid, home: ws.home, host, ...ports, startedAt, endpoints: runtime!.list().length }),
     shutdown: () => void close(),
-    metrics: () => metrics.text(),
+    metrics: () => metrics.invocationSamples(),
     logs,
     httpLimits,
   });

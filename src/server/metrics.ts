@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { MetricSample } from '../console/index.js';
 import type { ServingHooks, VariantLoad } from '../serving/index.js';
 
 /**
@@ -64,5 +65,11 @@ export class ServingMetrics {
 
   text(): Promise<string> {
     return this.registry.metrics();
+  }
+
+  /** The invocation histogram and error counter as samples, read in process (the console's traffic charts). */
+  async invocationSamples(): Promise<MetricSample[]> {
+    const [latency, errors] = await Promise.all([this.latency.get(), this.errors.get()]);
+    return [...latency.values.map((v) => ({ metricName: v.metricName ?? latency.name, labels: v.labels, value: v.value })), ...errors.values.map((v) => ({ metricName: errors.name, labels: v.labels, value: v.value }))];
   }
 }

@@ -3,9 +3,10 @@ import { after, before, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LogBook, TrafficSampler, parseTotals, quantile } from '../../src/console/index.ts';
+import { LogBook, TrafficSampler, totalsOf, quantile } from '../../src/console/index.ts';
 import { createKey, readAudit, revokeKey, cliActor } from '../../src/security/index.ts';
 import { buildAdmin } from '../../src/server/admin.ts';
+import { ServingMetrics } from '../../src/server/metrics.ts';
 import { ServingRuntime } from '../../src/serving/index.ts';
 import { openWorkspace, type Workspace } from '../../src/store/index.ts';
 import { tmpHome } from '../helpers/paths.ts';
@@ -28,7 +29,7 @@ before(async () => {
   ws = openWorkspace(home);
   const log = pino({ level: 'silent' });
   runtime = new ServingRuntime(ws, { log });
-  app = buildAdmin(runtime, { log, token: TOKEN, ws, status: () => ({ home, host: '127.0.0.1', port: 1 }), shutdown: () => {}, metrics: async () => '' });
+  app = buildAdmin(runtime, { log, token: TOKEN, ws, status: () => ({ home, host: '127.0.0.1', port: 1 }), shutdown: () => {}, metrics: async () => [] });
   app.addHook('onRoute', (r) => {
     for (const method of [r.method].flat()) if (r.url.startsWith('/api/') && method !== 'HEAD') routes.push({ method, url: r.url });
   });
@@ -199,23 +200,22 @@ test('bad input gets a clear 4xx', async () => {
   }
 });
 
-test('traffic: Prometheus histograms become rates and quantiles', () => {
-  const text = [
-    'kennel_invocation_duration_seconds_bucket{le="0.01",endpoint="dogs",variant="primary",status="200"} 50',
-    'kennel_invocation_duration_seconds_bucket{le="0.05",endpoint="dogs",variant="primary",status="200"} 90',
-    'kennel_invocation_duration_seconds_bucket{le="+Inf",endpoint="dogs",variant="primary",status="200"} 100',
-    'kennel_invocation_duration_seconds_count{endpoint="dogs",variant="primary",status="200"} 100',
-    'kennel_invocation_duration_seconds_count{endpoint="dogs",variant="primary",status="503"} 4',
-    'kennel_invocation_duration_seconds_count{endpoint="dogs",variant="primary",status="429"} 7',
-    'kennel_invocation_errors_total{endpoint="dogs",status="503",code="overloaded"} 4',
-    'kennel_invocation_errors_total{endpoint="dogs",status="429",code="throttled"} 7',
-  ].join('\n');
-  const t = parseTotals(text).get('dogs')!;
+test('traffic: the daemon histograms, read in process, become rates and quantiles', async () => {
+  const metrics = new ServingMetrics(() => []);
+  for (let i = 0; i < 50; i++) metrics.invocation('dogs', 'primary', 200, 0.008);
+  for (let i = 0; i < 40; i++) metrics.invocation('dogs', 'primary', 200, 0.03);
+  for (let i = 0; i < 10; i++) metrics.invocation('dogs', 'primary', 200, 1.5);
+  for (let i = 0; i < 4; i++) metrics.invocation('dogs', 'primary', 503, 0.001, 'overloaded');
+  for (let i = 0; i < 7; i++) metrics.invocation('dogs', '', 429, 0.001, 'throttled');
+  const t = totalsOf(await metrics.invocationSamples()).get('dogs')!;
   assert.equal(t.count, 111);
   assert.equal(t.errors, 4, '429s are counted apart from errors');
   assert.equal(t.throttled, 7);
-  assert.equal(quantile(0.5, [...t.buckets]), 0.01);
-  assert.ok(Math.abs(quantile(0.7, [...t.buckets])! - 0.03) < 1e-9, 'linear inside the bucket');
+  assert.equal(t.buckets.get(Infinity), 111, 'every variant and status summed');
+  assert.equal(t.buckets.get(0.01), 61);
+  const buckets: Array<[number, number]> = [[0.01, 50], [0.05, 90], [Infinity, 100]];
+  assert.equal(quantile(0.5, buckets), 0.01);
+  assert.ok(Math.abs(quantile(0.7, buckets)! - 0.03) < 1e-9, 'linear inside the bucket');
   assert.equal(quantile(0.5, []), null);
 });
 
@@ -224,7 +224,10 @@ test('traffic: live points while watched, an hour of 30 s history always, both b
   let count = 0;
   let throttled = 0;
   const sampler = new TrafficSampler({
-    scrape: async () => `kennel_invocation_duration_seconds_count{endpoint="dogs",status="200"} ${count}\nkennel_invocation_errors_total{endpoint="dogs",status="429",code="throttled"} ${throttled}`,
+    scrape: async () => [
+      { metricName: 'kennel_invocation_duration_seconds_count', labels: { endpoint: 'dogs', status: '200' }, value: count },
+      { metricName: 'kennel_invocation_errors_total', labels: { endpoint: 'dogs', status: '429', code: 'throttled' }, value: throttled },
+    ],
     endpoints: () => ['dogs'],
     intervalMs: 2000,
     now: () => now,

@@ -50,6 +50,7 @@ kennel train --dataset breeds --backbone mobilenetv2-12-int8`}
                   ['Workspace', <code>{o.daemon.home}</code>],
                   ['Data plane', <code>{o.dataPlane}</code>],
                   ['Admin API and console', <code>{location.origin}</code>],
+                  ['Admin API description', <a href="/v1/openapi.json">OpenAPI document (/v1/openapi.json)</a>],
                   ['Process', `pid ${o.daemon.pid}, started ${ago(o.daemon.startedAt)}`],
                 ]}
               />

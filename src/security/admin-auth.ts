@@ -1,14 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { KennelError } from '../core/index.js';
-import { Authorizer, appendAudit, forbidden, getKey, presentedKey, sameSecret, unauthorized, verifyKey, type Actor } from '../security/index.js';
 import type { Workspace } from '../store/index.js';
+import { appendAudit, AuditUnavailableError, type Actor } from './audit-log.js';
+import { Authorizer, presentedKey } from './authorizer.js';
+import { forbidden, unauthorized } from './errors.js';
+import { refusedForAudit } from './plugin.js';
+import { getKey, verifyKey } from './principals.js';
+import { sameSecret } from './same-secret.js';
 
 /** The principal the admin token acts as: the workspace owner, allowed everything. */
 export const OWNER = 'local:admin';
 
-/** Who is calling the console API. */
+/** Who is calling the admin API (/v1/ and the console's /api/): one principal, however it signed in. */
 export interface Caller {
   principal: string;
   /** set when the caller signed in with (or presents) an API key */
@@ -26,12 +31,6 @@ interface Session {
   owner: boolean;
   csrf: string;
   expiresAt: number;
-}
-
-/** What a console route needs: an action on a resource, checked against the caller's policies. */
-export interface ConsoleAccess {
-  action: string;
-  resource: (req: FastifyRequest) => string;
 }
 
 /** Sessions end after this long, however active (then the user signs in again). */
@@ -71,13 +70,14 @@ function checkOrigin(req: FastifyRequest): void {
 }
 
 /**
- * Console sign-in and access control. A session (random id in an HttpOnly, SameSite=Strict
- * cookie, held in memory: a restarted daemon asks to sign in again) comes from the admin token or
- * from an API key whose policies allow console:Login. Scripts and tools may instead send the
- * token or a key as Authorization: Bearer on every request. Cookie-authenticated changes need
- * the session's CSRF token header and a same-origin Origin.
+ * Sign-in and access control of the admin port, for /v1/ and the console's /api/ alike. The
+ * caller presents the admin token (the workspace owner, local:admin) or an API key as
+ * Authorization: Bearer (or x-api-key), or a console session: a random id in an HttpOnly,
+ * SameSite=Strict cookie, held in memory (a restarted daemon asks to sign in again), opened with
+ * the token or a key whose policies allow console:Login. Cookie-authenticated changes need the
+ * session's CSRF token header and a same-origin Origin.
  */
-export class ConsoleAuth {
+export class AdminAuth {
   private readonly sessions = new Map<string, Session>();
   private readonly authorizer: Authorizer;
 
@@ -155,7 +155,7 @@ export class ConsoleAuth {
   }
 
   audit(caller: Caller, req: FastifyRequest, action: string, resource: string, status: number, detail: Record<string, unknown> = {}): void {
-    appendAudit(this.ws, { plane: 'admin', principal: caller.principal, keyId: caller.keyId, action, resource, status, requestId: req.id, detail: { console: true, method: req.method, route: req.routeOptions.url, ...detail } });
+    appendAudit(this.ws, { plane: 'admin', principal: caller.principal, keyId: caller.keyId, action, resource, status, requestId: req.id, detail: { ...(req.routeOptions.url?.startsWith('/v1/') ? {} : { console: true }), method: req.method, route: req.routeOptions.url, ...detail } });
   }
 
   csrfOf(caller: Caller): string | undefined {
@@ -177,3 +177,81 @@ export class ConsoleAuth {
 
 /** The actor recorded by audited service calls made for this caller. */
 export const actorOf = (caller: Caller): Actor => ({ principal: caller.principal, plane: 'admin', keyId: caller.keyId });
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** the admin port's authenticated caller (null on public routes), set by adminAuthPlugin */
+    caller: Caller | null;
+    /** extra facts for the admin audit entry of a route declared with audit: true */
+    auditDetail: Record<string, unknown> | null;
+  }
+}
+
+/** The caller of a request on a route that requires one (every rule but 'public'). */
+export function callerOf(req: FastifyRequest): Caller {
+  const c = req.caller;
+  if (!c) throw new KennelError('This route has no caller.', undefined, 500, 'internal');
+  return c;
+}
+
+export interface AdminAuthOptions {
+  auth: AdminAuth;
+  ws: Workspace;
+}
+
+/**
+ * The one auth hook of the admin port (registered on its root, not encapsulated). Every route
+ * declares its rule in `config.auth`, as on the data plane: `{action, resource}`, 'signed-in' (any
+ * caller) or 'public'; a route without one is denied.
+ * - onRequest: the caller (admin token, API key or console session) becomes `req.caller`; 401 without one;
+ * - preHandler (after the body is parsed, which a resource may name): `{action, resource}` is
+ *   checked against the caller's policies; a refusal is audited and answered 403;
+ * - onSend: routes declared with `audit: true` get one audit entry (who, what, status, the
+ *   handler's `req.auditDetail`); when it cannot be written the answer becomes 503 (fail-closed).
+ *   Changes made through audited services (endpoints, tags, keys) are recorded by the service
+ *   before they are made, and declare no `audit`.
+ * Unknown paths reach the not-found handler, which declares no rule and is left alone.
+ */
+const plugin: FastifyPluginAsync<AdminAuthOptions> = async (app, opts) => {
+  app.decorateRequest('caller', null);
+  app.decorateRequest('auditDetail', null);
+
+  app.addHook('onRequest', async (req) => {
+    if (req.is404) return;
+    const rule = req.routeOptions.config.auth;
+    if (rule === 'public') return;
+    if (!rule) throw new KennelError('This route declares no access rule, so it is denied.', 'Routes on a secured Kennel server set config.auth ({action, resource} or "public").', 403, 'forbidden');
+    req.caller = opts.auth.authenticate(req);
+  });
+
+  app.addHook('preHandler', async (req) => {
+    const rule = req.routeOptions.config.auth;
+    if (typeof rule === 'object' && req.caller) opts.auth.assertAllowed(req.caller, rule.action, rule.resource(req), req);
+  });
+
+  app.addHook('onError', async (req, _reply, error) => {
+    if (isAudited(req)) req.auditDetail = { ...req.auditDetail, error: error instanceof KennelError ? error.message : 'An unexpected error occurred.' };
+  });
+
+  app.addHook('onSend', async (req, reply, payload) => {
+    const rule = req.routeOptions.config.auth;
+    if (!isAudited(req) || typeof rule !== 'object' || !req.caller || reply.statusCode === 401 || reply.statusCode === 403) return payload;
+    try {
+      opts.auth.audit(req.caller, req, rule.action, rule.resource(req), reply.statusCode, req.auditDetail ?? {});
+    } catch (e) {
+      if (!(e instanceof AuditUnavailableError)) throw e;
+      req.log.error({ reason: e.reason, action: rule.action, status: reply.statusCode, refused: true }, 'audit entry not written');
+      return refusedForAudit(reply, e);
+    }
+    return payload;
+  });
+};
+
+const isAudited = (req: FastifyRequest): boolean => {
+  const rule = req.routeOptions.config.auth;
+  return typeof rule === 'object' && rule.audit === true;
+};
+
+(plugin as unknown as Record<symbol, boolean>)[Symbol.for('skip-override')] = true;
+
+export const adminAuthPlugin = plugin;

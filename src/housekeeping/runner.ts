@@ -1,10 +1,15 @@
-import type { FastifyBaseLogger } from 'fastify';
 import { CancelledError, KennelError, errorMessage, type ProgressEvent } from '../core/index.js';
 import type { Workspace } from '../store/index.js';
 import { train, type TrainOptions } from '../training/index.js';
 import { tune, type TuneOptions } from '../tuning/index.js';
 
-/** A job the daemon runs for the console: its progress, and a way to stop it. */
+/** Where the runner reports how a job ended (the daemon's pino logger fits). */
+export interface JobLog {
+  info(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+/** A job the daemon runs: its progress, and a way to stop it. */
 interface Run {
   controller: AbortController;
   /** the latest event of each phase, in the order the phases began */
@@ -15,8 +20,9 @@ interface Run {
 export type JobRequest = { kind: 'train'; options: TrainOptions } | { kind: 'tune'; options: TuneOptions };
 
 /**
- * Training and tuning jobs started from the console run inside the daemon, with the same
- * services as the CLI; the job rows and results are the same. This keeps their live progress
+ * The jobs service of the daemon: training and tuning jobs started through the admin API (the
+ * console's /api/jobs, /v1/jobs) run inside the daemon, with the same services as the CLI; the
+ * job rows and results are the same. This keeps their live progress
  * (phase bars) and lets the page cancel them (the services stop at the next batch and keep what
  * is finished, so a cancelled tuning job can be resumed with kennel tune resume).
  */
@@ -25,7 +31,7 @@ export class JobRunner {
 
   constructor(
     private readonly ws: Workspace,
-    private readonly log: FastifyBaseLogger,
+    private readonly log: JobLog,
   ) {}
 
   /** Starts a job and resolves with its id once it is recorded; invalid options reject (4xx) before any job exists. */
