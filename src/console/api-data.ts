@@ -1,6 +1,6 @@
 import sharp from 'sharp';
 import { listBackbones } from '../backbones/index.js';
-import { notFound } from '../core/errors.js';
+import { notFound } from '../core/error-codes.js';
 import { getDatasetVersion, imagePath, listDatasets, listVersions, type DatasetVersion } from '../data/index.js';
 import { getModel, listModels, tagModel, type ModelVersion } from '../registry/index.js';
 import { audited, runSecurityAudit } from '../security/index.js';

@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import { KennelError } from '../core/errors.js';
+import * as Errors from '../core/error-codes.js';
 import { fetchImage } from '../net/index.js';
 import { auditedAsync } from '../security/index.js';
 import { DEFAULT_MAX_IMAGE_BYTES, IMAGE_TYPES, checkImage } from '../serving/index.js';
@@ -84,7 +85,7 @@ export const endpointRoutes: RouteModule = (api, ctx) => {
           image = checkImage(req.body);
         } else {
           const url = req.body?.url;
-          if (typeof url !== 'string' || url.length === 0 || url.length > 2048) throw new KennelError('Send an image, or JSON {"url": "https://..."}.', 'Drop a photo on the page, or paste the address of an image.', 400, 'invalid_request');
+          if (typeof url !== 'string' || url.length === 0 || url.length > 2048) throw Errors.InvalidRequest('Send an image, or JSON {"url": "https://..."}.', 'Drop a photo on the page, or paste the address of an image.');
           const t = performance.now();
           const fetched = await fetchImage(url);
           image = checkImage(fetched.bytes);

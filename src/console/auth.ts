@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { KennelError } from '../core/errors.js';
+import * as Errors from '../core/error-codes.js';
 import { Authorizer, appendAudit, forbidden, getKey, presentedKey, sameSecret, unauthorized, verifyKey, type Actor } from '../security/index.js';
 import type { Workspace } from '../store/index.js';
 
@@ -57,17 +58,17 @@ export function checkHost(req: FastifyRequest): void {
   const host = req.headers.host ?? '';
   const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d+$/, '');
   if (name === 'localhost' || isIP(name) !== 0) return;
-  throw new KennelError(`The console answers only at an IP address or localhost, not at "${name.slice(0, 100)}".`, 'Open http://127.0.0.1:ADMIN_PORT/.', 421, 'misdirected_request');
+  throw Errors.MisdirectedRequest(`The console answers only at an IP address or localhost, not at "${name.slice(0, 100)}".`, 'Open http://127.0.0.1:ADMIN_PORT/.');
 }
 
 /** A request from another site (foreign Origin) never changes anything, whatever it carries. */
 function checkOrigin(req: FastifyRequest): void {
   const origin = req.headers.origin;
   if (origin !== undefined && origin !== `http://${req.headers.host}`) {
-    throw new KennelError('Cross-site requests are refused.', 'Use the console from its own address.', 403, 'csrf');
+    throw Errors.Csrf('Cross-site requests are refused.', 'Use the console from its own address.');
   }
   const site = req.headers['sec-fetch-site'];
-  if (site !== undefined && site !== 'same-origin' && site !== 'none') throw new KennelError('Cross-site requests are refused.', 'Use the console from its own address.', 403, 'csrf');
+  if (site !== undefined && site !== 'same-origin' && site !== 'none') throw Errors.Csrf('Cross-site requests are refused.', 'Use the console from its own address.');
 }
 
 /**
@@ -137,7 +138,7 @@ export class ConsoleAuth {
     if (UNSAFE_METHODS.has(req.method)) {
       checkOrigin(req);
       const given = req.headers[CSRF_HEADER];
-      if (typeof given !== 'string' || !sameSecret(given, session.csrf)) throw new KennelError('The CSRF token is missing or wrong.', `Send the session's token (from GET /api/session) as ${CSRF_HEADER}.`, 403, 'csrf');
+      if (typeof given !== 'string' || !sameSecret(given, session.csrf)) throw Errors.Csrf('The CSRF token is missing or wrong.', `Send the session's token (from GET /api/session) as ${CSRF_HEADER}.`);
     }
     return { principal: session.principal, keyId: session.keyId, owner: session.owner, session };
   }

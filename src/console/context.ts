@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { KennelError } from '../core/errors.js';
+import * as Errors from '../core/error-codes.js';
 import type { ServingRuntime } from '../serving/index.js';
 import type { Workspace } from '../store/index.js';
 import type { Caller, ConsoleAccess, ConsoleAuth } from './auth.js';
@@ -39,7 +39,7 @@ export type RouteModule = (api: FastifyInstance, ctx: ConsoleContext) => void;
 
 export function callerOf(req: FastifyRequest): Caller {
   const c = req.consoleCaller;
-  if (!c) throw new KennelError('This route has no caller.', undefined, 500, 'internal');
+  if (!c) throw Errors.Internal('This route has no caller.');
   return c;
 }
 

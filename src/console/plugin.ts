@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { KennelError } from '../core/errors.js';
+import * as Errors from '../core/error-codes.js';
 import type { ServingRuntime } from '../serving/index.js';
 import { openWorkspace } from '../store/index.js';
 import { dataRoutes } from './api-data.js';
@@ -61,7 +61,7 @@ export const consolePlugin: FastifyPluginAsync<ConsoleOptions> = async (app, opt
     return reply;
   });
   app.get<{ Params: { file: string } }>('/assets/:file', async (req, reply) => {
-    if (req.params.file === 'index.html' || !assets.send(req.params.file, req, reply, 'immutable')) throw new KennelError(`There is no console asset ${req.params.file.slice(0, 100)}.`, 'Reload the page: the console may have been rebuilt.', 404, 'not_found');
+    if (req.params.file === 'index.html' || !assets.send(req.params.file, req, reply, 'immutable')) throw Errors.NotFound(`There is no console asset ${req.params.file.slice(0, 100)}.`, 'Reload the page: the console may have been rebuilt.');
     return reply;
   });
 
@@ -82,7 +82,7 @@ export const consolePlugin: FastifyPluginAsync<ConsoleOptions> = async (app, opt
       });
       secured.addHook('preHandler', async (req) => {
         const access = req.routeOptions.config.console;
-        if (!access) throw new KennelError(`There is no ${req.method} ${req.url.split('?')[0]!.slice(0, 200)} in the console API.`, undefined, 404, 'not_found');
+        if (!access) throw Errors.NotFound(`There is no ${req.method} ${req.url.split('?')[0]!.slice(0, 200)} in the console API.`);
         if (access !== 'signed-in') auth.assertAllowed(req.consoleCaller!, access.action, access.resource(req), req);
       });
 

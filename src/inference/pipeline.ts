@@ -1,5 +1,5 @@
 import { statSync } from 'node:fs';
-import { KennelError, type ProgressSink } from '../core/index.js';
+import { KennelError, type ProgressSink, Errors } from '../core/index.js';
 import type { Workspace } from '../store/index.js';
 import { Classifier, type ModelSpec, type Prediction } from './classifier.js';
 import { inputSize, type ImageInput } from './preprocess.js';
@@ -58,7 +58,7 @@ export async function classifyBatches(clf: Classifier, images: readonly ImageInp
     const failed = await Promise.all(
       images.slice(i, i + batch).map(async (image, j): Promise<Classification | undefined> => {
         try {
-          if (typeof image === 'string' && !statSync(image).isFile()) throw new KennelError(`${image} is not a file.`);
+          if (typeof image === 'string' && !statSync(image).isFile()) throw Errors.InvalidRequest(`${image} is not a file.`);
           await clf.preprocess(image, input, j);
           return undefined;
         } catch (error) {

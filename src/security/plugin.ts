@@ -3,6 +3,7 @@ import { Transform } from 'node:stream';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, Registry } from 'prom-client';
 import { KennelError } from '../core/errors.js';
+import * as Errors from '../core/error-codes.js';
 import type { Workspace } from '../store/index.js';
 import { appendAudit, AuditUnavailableError } from './audit-log.js';
 import { Authorizer, presentedKey, type AuthContext } from './authorizer.js';
@@ -61,8 +62,8 @@ function counter(registry: Registry, name: string, help: string): Counter<'plane
   return (registry.getSingleMetric(name) as Counter<'plane' | 'outcome'> | undefined) ?? new Counter({ name, help, labelNames: ['plane', 'outcome'], registers: [registry] });
 }
 
-const AUTHENTICATION_CODES = new Set(['unauthorized', 'invalid_signature', 'unrecognized_client', 'incomplete_signature']);
-const outcomeOf = (e: unknown): string => (e instanceof ThrottledError ? 'throttled' : e instanceof KennelError && AUTHENTICATION_CODES.has(e.code) ? 'unauthenticated' : 'forbidden');
+const AUTHENTICATION_CODES = new Set<unknown>([Errors.Unauthorized, Errors.InvalidSignature, Errors.UnrecognizedClient, Errors.IncompleteSignature]);
+const outcomeOf = (e: unknown): string => (e instanceof ThrottledError ? 'throttled' : e instanceof KennelError && AUTHENTICATION_CODES.has(e.kind) ? 'unauthenticated' : 'forbidden');
 
 /**
  * Hashes the body of a SigV4-signed request as fastify's parser reads it, without a second copy:
@@ -149,7 +150,7 @@ const plugin: FastifyPluginAsync<SecurityPluginOptions> = async (app, opts) => {
     if (req.is404) return;
     const auth = req.routeOptions.config.auth;
     if (auth === 'public') return;
-    if (!auth) throw new KennelError('This route declares no access rule, so it is denied.', 'Routes on a secured Kennel server set config.auth ({action, resource} or "public").', 403, 'forbidden');
+    if (!auth) throw Errors.Forbidden('This route declares no access rule, so it is denied.', 'Routes on a secured Kennel server set config.auth ({action, resource} or "public").');
     const target = { action: auth.action, resource: auth.resource(req) };
     req.kennelTarget = target;
     try {

@@ -2,7 +2,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { consolePlugin, type LogBook } from '../console/index.js';
-import { KennelError } from '../core/errors.js';
+import * as Errors from '../core/error-codes.js';
 import { auditedAsync, sameSecret, type Actor } from '../security/index.js';
 import type { Workspace } from '../store/index.js';
 import { CreateEndpointSchema, UpdateEndpointSchema, type ServingRuntime } from '../serving/index.js';
@@ -49,7 +49,7 @@ export function buildAdmin(runtime: ServingRuntime, opts: AdminOptions): Fastify
   const app = Fastify({ ...httpServerOptions(limits, opts.log), loggerInstance: opts.log as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }), frameworkErrors: (err, req, reply) => sendError(err, req, reply) });
   applyHttpLimits(app, limits, opts.log);
   app.setErrorHandler((err, req, reply) => sendError(err, req, reply));
-  app.setNotFoundHandler((req, reply) => sendError(new KennelError(`There is no ${req.method} ${req.url.split('?')[0]} in the admin API.`, undefined, 404, 'not_found'), req, reply));
+  app.setNotFoundHandler((req, reply) => sendError(Errors.NotFound(`There is no ${req.method} ${req.url.split('?')[0]} in the admin API.`), req, reply));
 
   app.get('/healthz', async () => ({ ok: true }));
 
@@ -60,7 +60,7 @@ export function buildAdmin(runtime: ServingRuntime, opts: AdminOptions): Fastify
     api.addHook('onRequest', async (req) => {
       const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
       if (!m || !sameSecret(m[1]!, opts.token)) {
-        throw new KennelError('The admin token is missing or wrong.', 'The CLI reads it from KENNEL_HOME/daemon/admin-token; send it as Authorization: Bearer TOKEN.', 401, 'unauthorized');
+        throw Errors.Unauthorized('The admin token is missing or wrong.', 'The CLI reads it from KENNEL_HOME/daemon/admin-token; send it as Authorization: Bearer TOKEN.');
       }
     });
     api.addHook('onResponse', async (req, reply) => {

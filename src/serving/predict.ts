@@ -1,6 +1,6 @@
 import { readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
-import { KennelError } from '../core/index.js';
+import { KennelError, Errors } from '../core/index.js';
 import type { BatchedClassifier } from './batched.js';
 import type { Prediction } from '../inference/index.js';
 
@@ -58,7 +58,7 @@ export async function predictFiles(batched: BatchedClassifier, files: string[], 
       const file = files[i]!;
       let r: FilePrediction;
       try {
-        if (!statSync(file).isFile()) throw new KennelError(`${file} is not a file.`);
+        if (!statSync(file).isFile()) throw Errors.InvalidRequest(`${file} is not a file.`);
         r = { file, predictions: await batched.classify(file, opts.topK) };
       } catch (e) {
         r = { file, error: reason(file, e) };
