@@ -124,5 +124,5 @@ export const UrlTimeout = errorCode('url_timeout', 504);
 // 507
 export const DiskFull = errorCode('disk_full', 507, 'Then run the same command again; work finished so far is kept.');
 
-/** `What` was not found (404). */
+/** `${what} was not found.` (404): the one wording of a missing thing. */
 export const notFound = (what: string, hint?: string): KennelError => NotFound(`${what} was not found.`, hint);

@@ -30,7 +30,7 @@ export class KennelError extends Error {
  * default hint where one is generic), constructed by name, compared by identity.
  */
 export interface ErrorCode<C extends string = string> {
-  /** A new error of this code; `status` only where it comes from elsewhere (an upstream answer). */
+  /** A new error of this code (a hint left out takes the default); `status` only where it comes from elsewhere (an upstream answer). */
   (message: string, hint?: string, status?: number): KennelError;
   readonly code: C;
   readonly status: number;
