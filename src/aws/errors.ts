@@ -1,3 +1,4 @@
+import { Errors } from '../core/index.js';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { KennelError } from '../core/index.js';
 import { isSigV4, presentedKey } from '../security/index.js';
@@ -30,12 +31,12 @@ interface AwsError {
 
 /** Failures of the credentials themselves, the same for every service. */
 function credentialError(e: KennelError, req: FastifyRequest): AwsError | undefined {
-  switch (e.code) {
-    case 'invalid_signature':
+  switch (e.kind) {
+    case Errors.InvalidSignature:
       return { status: 403, type: 'InvalidSignatureException' };
-    case 'unrecognized_client':
+    case Errors.UnrecognizedClient:
       return { status: 403, type: 'UnrecognizedClientException' };
-    case 'incomplete_signature':
+    case Errors.IncompleteSignature:
       return { status: 400, type: 'IncompleteSignatureException' };
   }
   if (e.status === 401) return presentedKey(req.headers) ? { status: 403, type: 'UnrecognizedClientException' } : { status: 403, type: 'MissingAuthenticationTokenException' };
@@ -72,7 +73,7 @@ function lambdaError(e: KennelError): AwsError {
     case 429:
       return { status: 429, type: 'TooManyRequestsException' };
   }
-  if (e.status < 500) return { status: 400, type: e.code === 'invalid_json' ? 'InvalidRequestContentException' : 'InvalidParameterValueException' };
+  if (e.status < 500) return { status: 400, type: e.kind === Errors.InvalidJson ? 'InvalidRequestContentException' : 'InvalidParameterValueException' };
   return { status: e.status === 503 ? 503 : 500, type: 'ServiceException' };
 }
 

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 import { getFunction, type FunctionGateway } from '../functions/index.js';
 import type { Workspace } from '../store/index.js';
 
@@ -25,14 +25,14 @@ const functionNameOf = (req: FastifyRequest): string => {
 function functionOf(req: FastifyRequest): { name: string; qualifier?: string } {
   const ref = (req.params as { function: string }).function;
   const m = FUNCTION_REF.exec(ref);
-  if (!m) throw new KennelError(`"${ref.slice(0, 140)}" is not a function name or ARN.`, 'Give the function name (kennel functions list), or its ARN.', 400, 'invalid_request');
+  if (!m) throw Errors.InvalidRequest(`"${ref.slice(0, 140)}" is not a function name or ARN.`, 'Give the function name (kennel functions list), or its ARN.');
   const query = (req.query as { Qualifier?: unknown }).Qualifier;
   return { name: m[1]!, qualifier: m[2] ?? (query === undefined ? undefined : String(query)) };
 }
 
 function checkQualifier(name: string, qualifier: string | undefined): void {
   if (qualifier !== undefined && qualifier !== '$LATEST') {
-    throw new KennelError(`Function not found: ${name}:${qualifier}.`, 'Kennel functions have no published versions or aliases: leave the qualifier out, or use $LATEST.', 404, 'not_found');
+    throw Errors.NotFound(`Function not found: ${name}:${qualifier}.`, 'Kennel functions have no published versions or aliases: leave the qualifier out, or use $LATEST.');
   }
 }
 
@@ -43,11 +43,11 @@ function eventOf(body: unknown): unknown {
   try {
     return JSON.parse(bytes.toString('utf8'));
   } catch (e) {
-    throw new KennelError(`Could not parse request body into json: ${(e as Error).message}.`, 'The Payload must be JSON, e.g. {"url": "https://..."}.', 400, 'invalid_json');
+    throw Errors.InvalidJson(`Could not parse request body into json: ${(e as Error).message}.`, 'The Payload must be JSON, e.g. {"url": "https://..."}.');
   }
 }
 
-const FUNCTION_FAILURES: Record<string, string> = { function_error: 'Error', function_out_of_memory: 'Runtime.OutOfMemory', function_timeout: 'Sandbox.Timedout' };
+const FUNCTION_FAILURES = new Map<unknown, string>([[Errors.FunctionError, 'Error'], [Errors.FunctionOutOfMemory, 'Runtime.OutOfMemory'], [Errors.FunctionTimeout, 'Sandbox.Timedout']]);
 
 /**
  * Lambda's Invoke API on the data plane: POST /2015-03-31/functions/NAME/invocations, as
@@ -77,7 +77,7 @@ export const lambdaRoutes: FastifyPluginAsync<LambdaRoutesOptions> = async (app,
       checkQualifier(name, qualifier);
       const type = req.headers['x-amz-invocation-type'] ?? 'RequestResponse';
       if (type !== 'RequestResponse' && type !== 'Event' && type !== 'DryRun') {
-        throw new KennelError(`InvocationType ${String(type).slice(0, 40)} is not one of RequestResponse, Event or DryRun.`, undefined, 400, 'invalid_request');
+        throw Errors.InvalidRequest(`InvocationType ${String(type).slice(0, 40)} is not one of RequestResponse, Event or DryRun.`);
       }
       const fn = getFunction(ws, name);
       reply.header('x-amzn-requestid', req.id).header('x-amz-executed-version', '$LATEST');
@@ -98,10 +98,10 @@ export const lambdaRoutes: FastifyPluginAsync<LambdaRoutesOptions> = async (app,
         req.kennelAudit = { function: name, coldStart: inv.coldStart, durationMs: Math.round(inv.durationMs * 100) / 100 };
         payload = inv.result ?? null;
       } catch (e) {
-        if (!(e instanceof KennelError && e.code in FUNCTION_FAILURES)) throw e;
+        if (!(e instanceof KennelError && FUNCTION_FAILURES.has(e.kind))) throw e;
         req.kennelAudit = { function: name, functionError: e.code, error: e.message };
         reply.header('x-amz-function-error', 'Unhandled');
-        payload = { errorType: FUNCTION_FAILURES[e.code], errorMessage: e.message };
+        payload = { errorType: FUNCTION_FAILURES.get(e.kind), errorMessage: e.message };
       }
       if (req.headers['x-amz-log-type'] === 'Tail') {
         const ms = performance.now() - started;

@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 
 /**
  * SageMaker Runtime's InvokeEndpoint is Kennel's own invocations route (POST
@@ -12,7 +12,7 @@ export const INVOKED_VARIANT_HEADER = 'x-amzn-invoked-production-variant';
 export function targetVariant(req: FastifyRequest): string | undefined {
   const v = req.headers[TARGET_VARIANT_HEADER];
   if (v === undefined) return undefined;
-  if (typeof v !== 'string' || !/^[A-Za-z0-9._-]{1,63}$/.test(v)) throw new KennelError('X-Amzn-SageMaker-Target-Variant is not a variant name.', 'Variant names use letters, digits, dot, dash and underscore.', 400, 'invalid_request');
+  if (typeof v !== 'string' || !/^[A-Za-z0-9._-]{1,63}$/.test(v)) throw Errors.InvalidRequest('X-Amzn-SageMaker-Target-Variant is not a variant name.', 'Variant names use letters, digits, dot, dash and underscore.');
   return v;
 }
 
@@ -22,5 +22,5 @@ export function checkAccept(req: FastifyRequest): void {
   if (accept === undefined || accept.trim() === '') return;
   const types = accept.split(',').map((t) => t.split(';')[0]!.trim().toLowerCase());
   if (types.some((t) => t === 'application/json' || t === 'application/*' || t === '*/*')) return;
-  throw new KennelError(`Accept ${accept.slice(0, 100)} allows no JSON, and endpoints answer application/json.`, 'Send Accept: application/json (or leave it out).', 406, 'not_acceptable');
+  throw Errors.NotAcceptable(`Accept ${accept.slice(0, 100)} allows no JSON, and endpoints answer application/json.`, 'Send Accept: application/json (or leave it out).');
 }

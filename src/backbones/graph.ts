@@ -1,5 +1,5 @@
 import * as ort from 'onnxruntime-node';
-import { KennelError } from '../core/index.js';
+import { Errors } from '../core/index.js';
 import { OnnxModel, type ValueInfo } from '../onnx/index.js';
 import { inputShape, type PreprocessSpec } from '../inference/index.js';
 
@@ -33,7 +33,7 @@ export function findFeatureTensor(m: OnnxModel): FeatureTensor {
       return { tensor: n.inputs[0]!, how: `input of the final ${n.opType} classifier` };
     }
   }
-  throw new KennelError('Could not find the pooled feature tensor in this model.', 'Name it with --feature-tensor NAME (the tensor before the classifier layer).');
+  throw Errors.InvalidRequest('Could not find the pooled feature tensor in this model.', 'Name it with --feature-tensor NAME (the tensor before the classifier layer).');
 }
 
 function dequantize(m: OnnxModel, q: string, scale: string, zero: string): string {
@@ -53,7 +53,7 @@ function reaches(m: OnnxModel, tensor: string, targets: Set<string>, depth = 0):
  * feature map. The batch dimension is made symbolic so any batch size runs.
  */
 export async function buildExtractor(source: OnnxModel, tensor: string, spec: PreprocessSpec): Promise<{ model: OnnxModel; dim: number }> {
-  if (!source.hasTensor(tensor)) throw new KennelError(`The model has no tensor named "${tensor}".`, 'Check the name with a model viewer such as Netron, or leave --feature-tensor out to detect it.');
+  if (!source.hasTensor(tensor)) throw Errors.InvalidRequest(`The model has no tensor named "${tensor}".`, 'Check the name with a model viewer such as Netron, or leave --feature-tensor out to detect it.');
   const rank = (await probe(source, tensor, spec)).length;
   const m = source;
   let out = tensor;
@@ -92,7 +92,7 @@ async function probe(model: OnnxModel, tensor: string, spec: PreprocessSpec): Pr
   try {
     session = await ort.InferenceSession.create(m.serialize(), { graphOptimizationLevel: 'basic' });
   } catch (e) {
-    throw new KennelError(`ONNX Runtime could not load the model: ${(e as Error).message.split('\n')[0]}`, 'Check that the file is a valid ONNX image classifier.');
+    throw Errors.InvalidRequest(`ONNX Runtime could not load the model: ${(e as Error).message.split('\n')[0]}`, 'Check that the file is a valid ONNX image classifier.');
   }
   try {
     const shape = inputShape(spec, batch);
@@ -100,7 +100,7 @@ async function probe(model: OnnxModel, tensor: string, spec: PreprocessSpec): Pr
     const result = await session.run(feeds, [tensor]);
     return [...result[tensor]!.dims];
   } catch (e) {
-    throw new KennelError(`The model did not run on a ${shape(spec)} input: ${(e as Error).message.split('\n')[0]}`, 'Pass --input-size (and --layout) matching the model.');
+    throw Errors.InvalidRequest(`The model did not run on a ${shape(spec)} input: ${(e as Error).message.split('\n')[0]}`, 'Pass --input-size (and --layout) matching the model.');
   } finally {
     await session.release();
   }

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { downloadFile, KennelError, notFound, type ProgressSink } from '../core/index.js';
+import { downloadFile, notFound, type ProgressSink, Errors } from '../core/index.js';
 import { OnnxModel } from '../onnx/index.js';
 import { now, type Workspace } from '../store/index.js';
 import { FEATURES_OUTPUT, buildExtractor, findFeatureTensor, inferInputLayout } from './graph.js';
@@ -63,7 +63,7 @@ export interface AddOptions extends InputOverrides {
 
 /** Registers a local ONNX classifier as a backbone: finds its feature tensor and builds an extractor. */
 export async function addBackbone(ws: Workspace, file: string, opts: AddOptions, source: Backbone['source'] = 'local'): Promise<Backbone & { how: string }> {
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(opts.name)) throw new KennelError(`"${opts.name}" is not a valid backbone name.`, 'Use letters, digits, dot, dash and underscore (up to 64 characters).');
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(opts.name)) throw Errors.InvalidRequest(`"${opts.name}" is not a valid backbone name.`, 'Use letters, digits, dot, dash and underscore (up to 64 characters).');
   const { bytes, model } = OnnxModel.readFile(file, 'add the .onnx file');
   const detected = inferInputLayout(model);
   const norm = NORMALIZATIONS[opts.normalize ?? (detected.layout === 'NHWC' ? 'tf127' : 'imagenet')];
@@ -77,7 +77,7 @@ export async function addBackbone(ws: Workspace, file: string, opts: AddOptions,
   };
   const found = opts.featureTensor ? { tensor: opts.featureTensor, how: 'named with --feature-tensor' } : findFeatureTensor(model);
   const inputName = model.dataInputs[0]?.name;
-  if (!inputName) throw new KennelError(`${file} has no image input.`);
+  if (!inputName) throw Errors.InvalidRequest(`${file} has no image input.`);
   const { model: extractor, dim } = await buildExtractor(model, found.tensor, preprocess);
   const modelSha = await ws.artifacts.put(bytes);
   const extractorSha = await ws.artifacts.put(extractor.serialize());
@@ -107,7 +107,7 @@ export async function pullBackbone(ws: Workspace, id: string, opts: { from?: str
   const dest = join(ws.home, 'downloads', `${entry.id}.onnx`);
   const got = await downloadFile(opts.from ?? entry.url, dest, { expectedSize: entry.bytes, sha256: entry.sha256, progress: opts.progress, signal: opts.signal, label: `download ${id}` }).catch((e: unknown) => {
     // offline: say how to install a copy fetched elsewhere
-    if (!opts.from && e instanceof KennelError && e.code === 'download_failed') throw new KennelError(e.message, `Run the same command again to resume, or install a copy downloaded elsewhere: kennel backbones pull ${id} --from FILE (${entry.url}).`, e.status, e.code);
+    if (!opts.from && Errors.DownloadFailed.is(e)) throw e.withHint(`Run the same command again to resume, or install a copy downloaded elsewhere: kennel backbones pull ${id} --from FILE (${entry.url}).`);
     throw e;
   });
   const norm = NORMALIZATIONS[entry.normalize];

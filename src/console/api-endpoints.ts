@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 import { fetchImage } from '../net/index.js';
 import { actorOf, auditedAsync, callerOf, type Caller } from '../security/index.js';
 import { DEFAULT_MAX_IMAGE_BYTES, IMAGE_TYPES, checkImage } from '../serving/index.js';
@@ -81,7 +81,7 @@ export const endpointRoutes: RouteModule = (api, ctx) => {
         image = checkImage(req.body);
       } else {
         const url = req.body?.url;
-        if (typeof url !== 'string' || url.length === 0 || url.length > 2048) throw new KennelError('Send an image, or JSON {"url": "https://..."}.', 'Drop a photo on the page, or paste the address of an image.', 400, 'invalid_request');
+        if (typeof url !== 'string' || url.length === 0 || url.length > 2048) throw Errors.InvalidRequest('Send an image, or JSON {"url": "https://..."}.', 'Drop a photo on the page, or paste the address of an image.');
         const t = performance.now();
         const fetched = await fetchImage(url);
         image = checkImage(fetched.bytes);

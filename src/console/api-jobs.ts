@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { KennelError, errorMessage, notFound } from '../core/index.js';
+import { Errors, KennelError, errorMessage, notFound } from '../core/index.js';
 import { buildReport, renderReport } from '../insights/index.js';
 import { getModel } from '../registry/index.js';
 import { callerOf } from '../security/index.js';
@@ -103,7 +103,7 @@ function compareRun(ctx: ConsoleContext, req: FastifyRequest, ref: string): Comp
   let model: string | undefined;
   if (JOB_ID.test(ref)) {
     job = jobOf(ctx, ref);
-    if (job.kind !== 'train') throw new KennelError(`Job ${ref} is a ${job.kind} job; only training jobs have curves to compare.`, 'Pick training jobs, or the models they registered.');
+    if (job.kind !== 'train') throw Errors.InvalidRequest(`Job ${ref} is a ${job.kind} job; only training jobs have curves to compare.`, 'Pick training jobs, or the models they registered.');
   } else {
     const mv = getModel(ctx.ws, ref);
     ctx.auth.assertAllowed(caller, READ, `model/${mv.name}`, req);
@@ -132,7 +132,7 @@ function compareRun(ctx: ConsoleContext, req: FastifyRequest, ref: string): Comp
 
 function compare(ctx: ConsoleContext, req: FastifyRequest, runs: string): { runs: CompareRun[] } {
   const refs = [...new Set(runs.split(',').map((r) => r.trim()).filter(Boolean))];
-  if (refs.length < 2 || refs.length > MAX_COMPARE) throw new KennelError(`Pick 2 to ${MAX_COMPARE} runs to compare (got ${refs.length}).`, 'Pass ?runs=JOB,JOB or model references such as dogs@1,dogs@2.');
+  if (refs.length < 2 || refs.length > MAX_COMPARE) throw Errors.InvalidRequest(`Pick 2 to ${MAX_COMPARE} runs to compare (got ${refs.length}).`, 'Pass ?runs=JOB,JOB or model references such as dogs@1,dogs@2.');
   return { runs: refs.map((ref) => compareRun(ctx, req, ref)) };
 }
 
@@ -149,7 +149,7 @@ export const jobRoutes: RouteModule = (api, ctx) => {
     const parsed = JobRequest.safeParse(req.body);
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
-      throw new KennelError(`Invalid job request: ${issue.path.join('.') || 'body'}: ${issue.message}.`, 'Send {"kind": "train" | "tune", "options": {...}}.');
+      throw Errors.InvalidRequest(`Invalid job request: ${issue.path.join('.') || 'body'}: ${issue.message}.`, 'Send {"kind": "train" | "tune", "options": {...}}.');
     }
     req.auditDetail = { kind: parsed.data.kind };
     const job = await ctx.runner.start(parsed.data);
@@ -169,9 +169,9 @@ export const jobRoutes: RouteModule = (api, ctx) => {
 
   api.post<{ Params: { id: string } }>('/api/jobs/:id/cancel', { schema: { params: idParams }, config: { auth: { ...on('admin:CancelJob', 'job', 'id'), audit: true } } }, async (req, reply) => {
     const job = jobOf(ctx, req.params.id);
-    if (job.status !== 'running') throw new KennelError(`Job ${job.id} is ${job.status}, not running.`, undefined, 409, 'conflict');
+    if (job.status !== 'running') throw Errors.Conflict(`Job ${job.id} is ${job.status}, not running.`);
     if (!ctx.runner.cancel(job.id)) {
-      throw new KennelError(`Job ${job.id} runs in another process, not in this daemon.`, job.kind === 'tune' ? 'Stop it with Ctrl-C where it runs; continue it later with kennel tune resume.' : 'Stop it with Ctrl-C where it runs.', 409, 'conflict');
+      throw Errors.Conflict(`Job ${job.id} runs in another process, not in this daemon.`, job.kind === 'tune' ? 'Stop it with Ctrl-C where it runs; continue it later with kennel tune resume.' : 'Stop it with Ctrl-C where it runs.');
     }
     reply.code(202);
     return { cancelling: job.id };

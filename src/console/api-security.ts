@@ -1,4 +1,4 @@
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 import {
   actorOf,
   attachPolicy,
@@ -80,9 +80,9 @@ export const securityRoutes: RouteModule = (api, ctx) => {
     },
     async (req, reply) => {
       const b = req.body;
-      if (b.document !== undefined && (b.allow?.length || b.deny?.length)) throw new KennelError('Give either a policy document or allow/deny grants, not both.');
+      if (b.document !== undefined && (b.allow?.length || b.deny?.length)) throw Errors.InvalidRequest('Give either a policy document or allow/deny grants, not both.');
       const document = b.document !== undefined ? parsePolicyDocument(b.document) : policyFromGrants(b.allow ?? [], b.deny ?? []);
-      if (document.statements.length === 0) throw new KennelError('The policy has no statements.', 'Add at least one allow or deny grant, e.g. endpoint:Invoke:endpoint/dogs.');
+      if (document.statements.length === 0) throw Errors.InvalidRequest('The policy has no statements.', 'Add at least one allow or deny grant, e.g. endpoint:Invoke:endpoint/dogs.');
       reply.code(201);
       return attachPolicy(ctx.ws, b.principal, document, actorOf(callerOf(req)));
     },

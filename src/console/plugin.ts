@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 import type { JobRunner } from '../housekeeping/index.js';
 import { callerOf, checkHost, type AdminAuth } from '../security/index.js';
 import type { ServingRuntime } from '../serving/index.js';
@@ -62,7 +62,7 @@ export const consolePlugin: FastifyPluginAsync<ConsoleOptions> = async (app, opt
     return reply;
   });
   app.get<{ Params: { file: string } }>('/assets/:file', { config: { auth: 'public' } }, async (req, reply) => {
-    if (req.params.file === 'index.html' || !assets.send(req.params.file, req, reply, 'immutable')) throw new KennelError(`There is no console asset ${req.params.file.slice(0, 100)}.`, 'Reload the page: the console may have been rebuilt.', 404, 'not_found');
+    if (req.params.file === 'index.html' || !assets.send(req.params.file, req, reply, 'immutable')) throw Errors.NotFound(`There is no console asset ${req.params.file.slice(0, 100)}.`, 'Reload the page: the console may have been rebuilt.');
     return reply;
   });
 
@@ -94,7 +94,7 @@ export const consolePlugin: FastifyPluginAsync<ConsoleOptions> = async (app, opt
     for (const routes of [dataRoutes, jobRoutes, endpointRoutes, functionRoutes, securityRoutes]) routes(api, ctx);
     // unknown API paths: 401 first like every other API route, then 404
     api.all('/api/*', { config: { auth: 'signed-in' } }, async (req) => {
-      throw new KennelError(`There is no ${req.method} ${req.url.split('?')[0]!.slice(0, 200)} in the console API.`, undefined, 404, 'not_found');
+      throw Errors.NotFound(`There is no ${req.method} ${req.url.split('?')[0]!.slice(0, 200)} in the console API.`);
     });
   });
 };

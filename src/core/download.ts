@@ -6,6 +6,7 @@ import https from 'node:https';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CancelledError, KennelError, errorMessage } from './errors.js';
+import * as Errors from './error-codes.js';
 import { fsyncDir } from './fsutil.js';
 import type { ProgressSink } from './progress.js';
 
@@ -45,7 +46,7 @@ const SHA256_HEX = /^[0-9a-f]{64}$/i;
  */
 export async function downloadFile(url: string, dest: string, opts: DownloadOptions = {}): Promise<DownloadResult> {
   if (opts.sha256 !== undefined && !SHA256_HEX.test(opts.sha256)) {
-    throw new KennelError(`"${opts.sha256}" is not a sha256 digest.`, 'A sha256 is 64 hexadecimal digits, as printed by `sha256sum FILE`.');
+    throw Errors.InvalidRequest(`"${opts.sha256}" is not a sha256 digest.`, 'A sha256 is 64 hexadecimal digits, as printed by `sha256sum FILE`.');
   }
   const expected = { expectedSize: opts.expectedSize, sha256: opts.sha256?.toLowerCase() };
   if (existsSync(dest) && (opts.reuse || expected.sha256)) {
@@ -103,7 +104,7 @@ export async function downloadFile(url: string, dest: string, opts: DownloadOpti
     if (e instanceof KennelError || e instanceof CancelledError) throw e;
     if (opts.signal?.aborted) throw new CancelledError();
     const reason = isCut(e) ? `the connection was cut after ${written} bytes` : errorMessage(e).replace(/\.$/, '');
-    throw new KennelError(`could not download ${url}: ${reason}.`, 'Run the same command again to resume the download.', 502, 'download_failed');
+    throw Errors.DownloadFailed(`could not download ${url}: ${reason}.`, 'Run the same command again to resume the download.');
   }
   await fh.close();
 
@@ -140,11 +141,9 @@ export function assertExpected(what: string, actual: { bytes: number; sha256: st
 
 function mismatch(what: string, problem: string, partToDelete?: string): KennelError {
   if (partToDelete) rmSync(partToDelete, { force: true });
-  return new KennelError(
+  return Errors.ChecksumMismatch(
     `the file from ${what} ${problem}.`,
     'The file is corrupted or was replaced (the bad copy was deleted); check the URL and the expected --size/--sha256, then run again.',
-    422,
-    'checksum_mismatch',
   );
 }
 
@@ -193,7 +192,7 @@ function openBody(url: string, offset: number, opts: DownloadOptions): Promise<B
 }
 
 function openFileBody(path: string, offset: number): Body {
-  if (!existsSync(path)) throw new KennelError(`${path} does not exist.`, 'Check the path, or give an http(s) URL.', 404, 'not_found');
+  if (!existsSync(path)) throw Errors.NotFound(`${path} does not exist.`, 'Check the path, or give an http(s) URL.');
   const size = statSync(path).size;
   const start = offset <= size ? offset : 0;
   if (start === size) return { start, total: size, chunks: EMPTY, discard() {} };

@@ -1,4 +1,6 @@
-export { KennelError, CancelledError, notFound, errorMessage } from './errors.js';
+export { KennelError, CancelledError, errorMessage, errorCode, errorCodes, rebuiltError, type ErrorCode } from './errors.js';
+export { notFound } from './error-codes.js';
+export * as Errors from './error-codes.js';
 export { writeFileAtomic, tempPathFor, fsyncDir } from './fsutil.js';
 export { downloadFile, assertExpected } from './download.js';
 export { Rng, seedFrom } from './rng.js';

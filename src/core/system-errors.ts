@@ -1,4 +1,5 @@
 import { KennelError, errorMessage } from './errors.js';
+import * as Errors from './error-codes.js';
 
 /** The operating-system (and SQLite) failures a user can act on, by code. */
 const CODES = ['ENOSPC', 'EDQUOT', 'EROFS', 'EACCES', 'EPERM', 'EMFILE', 'ENFILE', 'SQLITE_FULL', 'SQLITE_READONLY'] as const;
@@ -30,17 +31,17 @@ export function fromSystemError(e: unknown, opts: { home?: string } = {}): Kenne
   switch (code) {
     case 'ENOSPC':
     case 'SQLITE_FULL':
-      return new KennelError(`The disk holding ${where} is full: free space, or ${gc}.`, 'Then run the same command again; work finished so far is kept.', 507, 'disk_full');
+      return Errors.DiskFull(`The disk holding ${where} is full: free space, or ${gc}.`);
     case 'EDQUOT':
-      return new KennelError(`Your disk quota on the disk holding ${where} is used up: free space in it, or ${gc}.`, 'Then run the same command again; work finished so far is kept.', 507, 'disk_full');
+      return Errors.DiskFull(`Your disk quota on the disk holding ${where} is used up: free space in it, or ${gc}.`);
     case 'EROFS':
     case 'SQLITE_READONLY':
-      return new KennelError(`${where} is on a read-only file system (or opened read-only), so Kennel cannot write to it.`, 'Point KENNEL_HOME at a writable folder, or remount it read-write.', 500, 'read_only');
+      return Errors.ReadOnly(`${where} is on a read-only file system (or opened read-only), so Kennel cannot write to it.`, 'Point KENNEL_HOME at a writable folder, or remount it read-write.');
     case 'EACCES':
     case 'EPERM':
-      return new KennelError(`Permission denied on ${where}.`, 'Give your user access to it (e.g. chown -R "$USER" on the folder), or point KENNEL_HOME at a folder you own.', 500, 'permission_denied');
+      return Errors.PermissionDenied(`Permission denied on ${where}.`, 'Give your user access to it (e.g. chown -R "$USER" on the folder), or point KENNEL_HOME at a folder you own.');
     case 'EMFILE':
     case 'ENFILE':
-      return new KennelError('Too many files are open at once (the process or system limit was reached).', 'Raise the limit (ulimit -n 65536), or run fewer Kennel commands at the same time.', 503, 'too_many_open_files');
+      return Errors.TooManyOpenFiles('Too many files are open at once (the process or system limit was reached).', 'Raise the limit (ulimit -n 65536), or run fewer Kennel commands at the same time.');
   }
 }

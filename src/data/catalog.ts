@@ -1,4 +1,4 @@
-import { KennelError, notFound } from '../core/index.js';
+import { Errors, KennelError, notFound } from '../core/index.js';
 import { now, type Workspace } from '../store/index.js';
 import type { DatasetSummary, ImportReport } from './types.js';
 
@@ -41,7 +41,7 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export function validateDatasetName(name: string): string {
   if (!NAME.test(name)) {
-    throw new KennelError(`"${name}" is not a valid dataset name.`, 'Use up to 64 letters, digits, ".", "_" or "-", starting with a letter or digit (e.g. dogs).');
+    throw Errors.InvalidRequest(`"${name}" is not a valid dataset name.`, 'Use up to 64 letters, digits, ".", "_" or "-", starting with a letter or digit (e.g. dogs).');
   }
   return name;
 }
@@ -49,7 +49,7 @@ export function validateDatasetName(name: string): string {
 /** "dogs@2" → { name: "dogs", version: 2 }; "dogs" → latest. */
 export function parseDatasetRef(ref: string): { name: string; version?: number } {
   const m = /^([^@]+)(?:@(\d+))?$/.exec(ref);
-  if (!m) throw new KennelError(`"${ref}" is not a dataset reference.`, 'Write NAME for the latest version or NAME@VERSION, e.g. dogs@2.');
+  if (!m) throw Errors.InvalidRequest(`"${ref}" is not a dataset reference.`, 'Write NAME for the latest version or NAME@VERSION, e.g. dogs@2.');
   return { name: m[1]!, version: m[2] === undefined ? undefined : Number(m[2]) };
 }
 

@@ -1,5 +1,5 @@
 import { posix, relative, sep } from 'node:path';
-import { KennelError, silent, type ProgressSink } from '../core/index.js';
+import { Errors, KennelError, silent, type ProgressSink } from '../core/index.js';
 import { sha256, type Workspace } from '../store/index.js';
 import { findVersion, recordVersion, validateDatasetName } from './catalog.js';
 import { checkImage, DEFAULT_LIMITS, tooLargeReason, type ImageLimits } from './images.js';
@@ -31,7 +31,7 @@ export async function importDataset(ws: Workspace, source: string, opts: ImportO
   const name = validateDatasetName(opts.name);
   const fractions = validateSplit(opts.split ?? DEFAULT_SPLIT);
   const seed = opts.seed ?? 0;
-  if (!Number.isSafeInteger(seed) || seed < 0) throw new KennelError(`the seed ${seed} is not a whole number of 0 or more.`, 'Use for example --seed 0.');
+  if (!Number.isSafeInteger(seed) || seed < 0) throw Errors.InvalidRequest(`the seed ${seed} is not a whole number of 0 or more.`, 'Use for example --seed 0.');
   const limits: ImageLimits = { maxBytes: opts.maxBytes ?? DEFAULT_LIMITS.maxBytes, maxPixels: opts.maxPixels ?? DEFAULT_LIMITS.maxPixels };
   const progress = opts.progress ?? silent;
 
@@ -132,7 +132,7 @@ function labelAndSplit(scan: Scan, usable: StoredImage[], fractions: SplitFracti
   const clash = classes.findIndex((c, i) => classes.indexOf(c) !== i);
   if (clash >= 0) {
     const first = folders[classes.indexOf(classes[clash]!)];
-    throw new KennelError(`the class folders "${first}" and "${folders[clash]}" both read as the class "${classes[clash]}".`, 'Merge them or rename one.');
+    throw Errors.InvalidRequest(`the class folders "${first}" and "${folders[clash]}" both read as the class "${classes[clash]}".`, 'Merge them or rename one.');
   }
   const labelOf = new Map(folders.map((f, i) => [f, i]));
   const unsplit = usable.map(({ candidate, sha, width, height }) => ({
@@ -168,7 +168,7 @@ function oversizedInZip(prepared: PreparedSource, scan: Scan, limits: ImageLimit
 function noTrainingImages(source: string, usable: number, skipped: SkippedFile[]): KennelError {
   const first = skipped[0];
   const example = first ? ` The first skipped file: ${first.path}: ${first.reason}.` : '';
-  return new KennelError(
+  return Errors.InvalidRequest(
     usable === 0 ? `no usable images were found in ${source}.` : `the train split of ${source} has no usable images.`,
     `${skipped.length} file${skipped.length === 1 ? ' was' : 's were'} skipped.${example} Images go in CLASS/ folders, or in train/, valid/ and test/ folders holding the CLASS/ folders.`,
   );

@@ -1,6 +1,6 @@
 import { readdir, realpath, stat } from 'node:fs/promises';
 import { join, sep } from 'node:path';
-import { KennelError, escapeBytes, utf8Name } from '../core/index.js';
+import { Errors, KennelError, escapeBytes, utf8Name } from '../core/index.js';
 import type { Layout, SkippedFile, Split } from './types.js';
 
 /** A file found under a class folder, not yet checked. */
@@ -94,7 +94,7 @@ function splitFolders(listing: Listing): Map<string, Split> | undefined {
     const split = SPLIT_NAMES[d.toLowerCase()];
     if (!split) continue;
     const clash = [...found].find(([, s]) => s === split);
-    if (clash) throw new KennelError(`the folders "${clash[0]}" and "${d}" both look like the ${split} split.`, 'Keep one of them, or rename the other.');
+    if (clash) throw Errors.InvalidRequest(`the folders "${clash[0]}" and "${d}" both look like the ${split} split.`, 'Keep one of them, or rename the other.');
     found.set(d, split);
   }
   if (![...found.values()].includes('train')) return undefined;
@@ -183,7 +183,7 @@ export async function scanDataset(dir: string, opts: { followSymlinks?: boolean 
   skipRefused('', listing, skipped);
 
   if (classFolders.size === 0) {
-    throw new KennelError(
+    throw Errors.InvalidRequest(
       `no class folders were found in ${dir}.`,
       'Put images in one folder per class (CLASS/*.jpg), or in train/, valid/ and test/ folders that each hold the class folders.',
     );

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { assertExpected, downloadFile, CancelledError, KennelError, type ProgressSink } from '../core/index.js';
+import { Errors, assertExpected, downloadFile, CancelledError, KennelError, type ProgressSink } from '../core/index.js';
 import { sha256, sha256File, type Workspace } from '../store/index.js';
 import { extractZip, type ExtractResult } from './zip.js';
 
@@ -40,14 +40,14 @@ export async function prepareSource(ws: Workspace, source: string, opts: SourceO
     return fromZip(ws, dest, source, opts, dest);
   }
   const path = resolve(/^file:\/\//i.test(source) ? fileURLToPath(source) : source);
-  if (!existsSync(path)) throw new KennelError(`${source} does not exist.`, SOURCE_HINT, 404, 'not_found');
+  if (!existsSync(path)) throw Errors.NotFound(`${source} does not exist.`, SOURCE_HINT);
   if (statSync(path).isDirectory()) {
     if (opts.expectedSize !== undefined || opts.sha256 !== undefined) {
-      throw new KennelError(`--size and --sha256 check a zip file or a download, but ${source} is a folder.`, 'Leave them out for a folder.');
+      throw Errors.InvalidRequest(`--size and --sha256 check a zip file or a download, but ${source} is a folder.`, 'Leave them out for a folder.');
     }
     return { dir: path, source: path, oversized: [], release() {} };
   }
-  if (!(await isZip(path))) throw new KennelError(`${source} is neither a folder nor a zip file.`, SOURCE_HINT);
+  if (!(await isZip(path))) throw Errors.InvalidRequest(`${source} is neither a folder nor a zip file.`, SOURCE_HINT);
   if (opts.expectedSize !== undefined || opts.sha256 !== undefined) {
     assertExpected(source, { bytes: statSync(path).size, sha256: opts.sha256 ? await sha256File(path) : '' }, opts);
   }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 import { byString } from './layout.js';
 import type { Split } from './types.js';
 
@@ -16,7 +16,7 @@ export function validateSplit(split: readonly number[]): SplitFractions {
     train! > 0 &&
     Math.abs(train! + valid! + test! - 1) < 1e-6;
   if (!ok) {
-    throw new KennelError(
+    throw Errors.InvalidRequest(
       `the split ${split.join(',')} is not three fractions for train, valid and test that add up to 1.`,
       'Use for example --split 0.8,0.1,0.1 (train must be above 0).',
     );

@@ -3,7 +3,7 @@ import { statfs } from 'node:fs/promises';
 import { basename, dirname, resolve, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import yauzl from 'yauzl';
-import { CancelledError, KennelError, errorMessage, type ProgressSink } from '../core/index.js';
+import { Errors, CancelledError, KennelError, errorMessage, type ProgressSink } from '../core/index.js';
 import { isIgnored } from './layout.js';
 
 export interface ExtractOptions {
@@ -39,7 +39,7 @@ export async function extractZip(zipPath: string, destDir: string, opts: Extract
   try {
     zip = await yauzl.openPromise(zipPath, { lazyEntries: true, autoClose: false, validateEntrySizes: true });
   } catch (e) {
-    throw new KennelError(`${name} is not a readable zip file: ${errorMessage(e)}.`, 'Download it again, or unpack it yourself and import the folder.');
+    throw Errors.InvalidRequest(`${name} is not a readable zip file: ${errorMessage(e)}.`, 'Download it again, or unpack it yourself and import the folder.');
   }
   try {
     const root = resolve(destDir);
@@ -56,8 +56,8 @@ export async function extractZip(zipPath: string, destDir: string, opts: Extract
     } catch (e) {
       if (e instanceof KennelError) throw e;
       const msg = errorMessage(e);
-      if (UNSAFE_NAME.test(msg)) throw new KennelError(`${name} contains an unsafe path (${msg}); refusing to extract it.`, 'Only use archives from sources you trust.');
-      throw new KennelError(`${name} is not a valid zip file: ${msg}.`, 'Download it again, or unpack it yourself and import the folder.');
+      if (UNSAFE_NAME.test(msg)) throw Errors.InvalidRequest(`${name} contains an unsafe path (${msg}); refusing to extract it.`, 'Only use archives from sources you trust.');
+      throw Errors.InvalidRequest(`${name} is not a valid zip file: ${msg}.`, 'Download it again, or unpack it yourself and import the folder.');
     }
 
     const declared = entries.reduce((sum, e) => sum + e.uncompressedSize, 0);
@@ -65,7 +65,7 @@ export async function extractZip(zipPath: string, destDir: string, opts: Extract
     const fs = await statfs(root);
     const free = fs.bavail * fs.bsize;
     if (declared > free - DISK_MARGIN) {
-      throw new KennelError(
+      throw Errors.InvalidRequest(
         `${name} expands to ${gb(declared)} but only ${gb(free)} are free in ${root}.`,
         'Free some disk space, or unpack a part of the archive yourself and import that folder.',
       );
@@ -75,13 +75,13 @@ export async function extractZip(zipPath: string, destDir: string, opts: Extract
     progress({ phase: 'extract', done: 0, total: entries.length });
     for (const [i, entry] of entries.entries()) {
       if (opts.signal?.aborted) throw new CancelledError();
-      if (entry.isEncrypted()) throw new KennelError(`${name} is encrypted (${entry.fileName}).`, 'Unpack it yourself with its password and import the folder.');
+      if (entry.isEncrypted()) throw Errors.InvalidRequest(`${name} is encrypted (${entry.fileName}).`, 'Unpack it yourself with its password and import the folder.');
       const target = resolve(root, entry.fileName);
       mkdirSync(dirname(target), { recursive: true });
       try {
         await pipeline(await zip.openReadStreamPromise(entry), createWriteStream(target));
       } catch (e) {
-        throw new KennelError(`could not extract ${entry.fileName} from ${name}: ${errorMessage(e)}.`, 'The archive is damaged; download it again.');
+        throw Errors.InvalidRequest(`could not extract ${entry.fileName} from ${name}: ${errorMessage(e)}.`, 'The archive is damaged; download it again.');
       }
       progress({ phase: 'extract', done: i + 1, total: entries.length });
     }

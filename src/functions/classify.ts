@@ -1,4 +1,4 @@
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 import { sniffImageType } from '../net/index.js';
 import { checkImage, decodeBase64Image, DEFAULT_MAX_IMAGE_BYTES } from '../serving/index.js';
 import { PARSED_BODY, type HandlerContext, type ProxyResponse } from './types.js';
@@ -9,8 +9,6 @@ const json = (statusCode: number, body: unknown, headers: Record<string, string>
   body: JSON.stringify(body),
 });
 
-const problem = (status: number, code: string, message: string, hint?: string) => new KennelError(message, hint, status, code);
-
 /** The event's input: the event itself, or the JSON (or raw image) body of an HTTP API event. */
 function inputOf(event: unknown): { input?: Record<string, unknown>; bytes?: Uint8Array } {
   if (event && typeof event === 'object' && 'requestContext' in event && 'body' in event) {
@@ -18,12 +16,12 @@ function inputOf(event: unknown): { input?: Record<string, unknown>; bytes?: Uin
     const parsed = e[PARSED_BODY];
     if (Buffer.isBuffer(parsed)) return { bytes: parsed };
     if (parsed !== undefined) return { input: parsed as Record<string, unknown> };
-    if (typeof e.body !== 'string' || e.body === '') throw problem(400, 'invalid_request', 'The request has no body.', 'Send {"url": "https://..."} or {"image": "<base64>"}, or the image bytes.');
+    if (typeof e.body !== 'string' || e.body === '') throw Errors.InvalidRequest('The request has no body.', 'Send {"url": "https://..."} or {"image": "<base64>"}, or the image bytes.');
     if (e.isBase64Encoded) return { bytes: Buffer.from(e.body, 'base64') };
     try {
       return { input: JSON.parse(e.body) };
     } catch {
-      throw problem(400, 'invalid_json', 'The body is not valid JSON.');
+      throw Errors.InvalidJson('The body is not valid JSON.');
     }
   }
   return { input: event as Record<string, unknown> };
@@ -34,18 +32,18 @@ async function imageOf(event: unknown, context: HandlerContext): Promise<{ bytes
   let topK = 5;
   let image = bytes;
   if (!image) {
-    if (!input || typeof input !== 'object' || Array.isArray(input)) throw problem(400, 'invalid_request', 'The event must be a JSON object.', 'Send {"url": "https://..."} or {"image": "<base64>"}.');
+    if (!input || typeof input !== 'object' || Array.isArray(input)) throw Errors.InvalidRequest('The event must be a JSON object.', 'Send {"url": "https://..."} or {"image": "<base64>"}.');
     const { url, image: b64 } = input;
     if (input.topK !== undefined) {
-      if (!Number.isInteger(input.topK) || (input.topK as number) < 1 || (input.topK as number) > 100) throw problem(400, 'invalid_request', '"topK" must be a whole number from 1 to 100.');
+      if (!Number.isInteger(input.topK) || (input.topK as number) < 1 || (input.topK as number) > 100) throw Errors.InvalidRequest('"topK" must be a whole number from 1 to 100.');
       topK = input.topK as number;
     }
-    if ((url === undefined) === (b64 === undefined)) throw problem(400, 'invalid_request', 'Send exactly one of "url" or "image".', 'e.g. {"url": "https://example.com/dog.jpg"} or {"image": "<base64 of the file>"}.');
+    if ((url === undefined) === (b64 === undefined)) throw Errors.InvalidRequest('Send exactly one of "url" or "image".', 'e.g. {"url": "https://example.com/dog.jpg"} or {"image": "<base64 of the file>"}.');
     if (url !== undefined) {
-      if (typeof url !== 'string') throw problem(400, 'invalid_request', '"url" must be a string.');
+      if (typeof url !== 'string') throw Errors.InvalidRequest('"url" must be a string.');
       return { ...(await context.fetchImage(url)), topK };
     }
-    if (typeof b64 !== 'string') throw problem(400, 'invalid_request', '"image" must be a base64 string.');
+    if (typeof b64 !== 'string') throw Errors.InvalidRequest('"image" must be a base64 string.');
     image = decodeBase64Image(b64, DEFAULT_MAX_IMAGE_BYTES);
   }
   // the same checks as the endpoint's own (empty, size, a supported format by its bytes)

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 import { ThrottledError } from '../security/index.js';
 import type { Workspace } from '../store/index.js';
 import type { FunctionMetrics } from './metrics.js';
@@ -132,7 +132,7 @@ function checkIds(ws: Workspace, fn: string, ids: string[] | undefined): void {
   if (!ids?.length) return;
   const known = new Set(listFailedEvents(ws, fn).map((e) => e.id));
   const unknown = ids.filter((id) => !known.has(id));
-  if (unknown.length) throw new KennelError(`Function ${fn} has no failed event ${unknown[0]}.`, `kennel functions events ${fn} lists them.`, 404, 'not_found');
+  if (unknown.length) throw Errors.NotFound(`Function ${fn} has no failed event ${unknown[0]}.`, `kennel functions events ${fn} lists them.`);
 }
 
 /** Queues failed events again as new ones: attempts and age start over. A running daemon picks them up within a second. */

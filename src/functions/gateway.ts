@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
-import { KennelError, writeFileAtomic } from '../core/index.js';
+import { Errors, KennelError, writeFileAtomic } from '../core/index.js';
 import { fetchImage, type SafeFetchOptions } from '../net/index.js';
 import { appendAudit, Authorizer, forbidden, ThrottledError } from '../security/index.js';
 import type { Workspace } from '../store/index.js';
@@ -213,7 +213,7 @@ export class FunctionGateway {
       const durationMs = performance.now() - started;
       return { function: name, requestId, result: raw, response, coldStart, initMs, durationMs };
     } catch (e) {
-      if (e instanceof KennelError && e.code === 'function_timeout') outcome = 'timeout';
+      if (Errors.FunctionTimeout.is(e)) outcome = 'timeout';
       throw e;
     } finally {
       pool.active--;
@@ -267,8 +267,8 @@ export class FunctionGateway {
     const { ws, endpoints } = this.opts;
     return {
       invokeEndpoint: async (endpoint, body, contentType, opts) => {
-        if (typeof endpoint !== 'string' || !ENDPOINT_NAME.test(endpoint)) throw new KennelError(`"${String(endpoint).slice(0, 64)}" is not an endpoint name.`);
-        if (!(body instanceof Uint8Array) || typeof contentType !== 'string') throw new KennelError('An endpoint call needs the image bytes (Uint8Array) and their content type.');
+        if (typeof endpoint !== 'string' || !ENDPOINT_NAME.test(endpoint)) throw Errors.InvalidRequest(`"${String(endpoint).slice(0, 64)}" is not an endpoint name.`);
+        if (!(body instanceof Uint8Array) || typeof contentType !== 'string') throw Errors.InvalidRequest('An endpoint call needs the image bytes (Uint8Array) and their content type.');
         const resource = `endpoint/${endpoint}`;
         const started = performance.now();
         let status = 200;
@@ -283,7 +283,7 @@ export class FunctionGateway {
         }
       },
       fetchImage: async (url) => {
-        if (typeof url !== 'string') throw new KennelError('"url" must be a string.');
+        if (typeof url !== 'string') throw Errors.InvalidRequest('"url" must be a string.');
         const got = await fetchImage(url, { ...this.opts.fetch, signal });
         return { bytes: got.bytes, contentType: got.contentType };
       },
@@ -300,7 +300,7 @@ function toProxyResponse(def: FunctionDefinition, raw: unknown): ProxyResponse {
   }
   const r = raw as { statusCode: unknown; headers?: unknown; body?: unknown; isBase64Encoded?: unknown };
   if (typeof r.statusCode !== 'number' || !Number.isInteger(r.statusCode) || r.statusCode < 100 || r.statusCode > 599) {
-    throw new KennelError(`Function ${def.name} returned an invalid statusCode (${String(r.statusCode).slice(0, 20)}).`, 'Return {statusCode: 200, headers: {...}, body: "..."}.', 502, 'function_error');
+    throw Errors.FunctionError(`Function ${def.name} returned an invalid statusCode (${String(r.statusCode).slice(0, 20)}).`, 'Return {statusCode: 200, headers: {...}, body: "..."}.');
   }
   const headers: Record<string, string> = {};
   if (r.headers && typeof r.headers === 'object') {

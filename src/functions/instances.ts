@@ -1,4 +1,4 @@
-import { KennelError, Child, ChildStartError } from '../core/index.js';
+import { Errors, KennelError, Child, ChildStartError } from '../core/index.js';
 import { classifyHandler } from './classify.js';
 import type { FunctionDefinition } from './store.js';
 import type { HandlerContext } from './types.js';
@@ -29,10 +29,10 @@ export interface Instance {
 }
 
 export const timedOut = (def: FunctionDefinition): KennelError =>
-  new KennelError(`Function ${def.name} timed out after ${def.timeoutMs / 1000} s.`, `Raise it with kennel functions update ${def.name} --timeout 30s, or make the handler faster.`, 504, 'function_timeout');
+  Errors.FunctionTimeout(`Function ${def.name} timed out after ${def.timeoutMs / 1000} s.`, `Raise it with kennel functions update ${def.name} --timeout 30s, or make the handler faster.`);
 
 const failed = (def: FunctionDefinition, e: WireError) =>
-  new KennelError(`Function ${def.name} failed: ${e.message}`, 'The handler threw an error; its message is above.', 502, 'function_error');
+  Errors.FunctionError(`Function ${def.name} failed: ${e.message}`, 'The handler threw an error; its message is above.');
 
 function contextFor(def: FunctionDefinition, info: InvocationInfo): HandlerContext {
   return {
@@ -83,7 +83,7 @@ export class WorkerInstance implements Instance {
       const oom = e.code === 'ERR_WORKER_OUT_OF_MEMORY';
       this.fail(
         oom
-          ? new KennelError(`Function ${def.name} ran out of memory (${def.memoryMb} MB).`, `Raise it with kennel functions update ${def.name} --memory ${def.memoryMb * 2}MB.`, 502, 'function_out_of_memory')
+          ? Errors.FunctionOutOfMemory(`Function ${def.name} ran out of memory (${def.memoryMb} MB).`, `Raise it with kennel functions update ${def.name} --memory ${def.memoryMb * 2}MB.`)
           : failed(def, toWire(e)),
       );
     });
@@ -109,14 +109,14 @@ export class WorkerInstance implements Instance {
       first = await worker.start();
     } catch (e) {
       if (!(e instanceof ChildStartError)) throw e;
-      if (e.reason === 'timeout') throw new KennelError(`Function ${def.name} did not start within ${startTimeoutMs / 1000} s.`, 'Its module does too much work when loaded.', 504, 'function_timeout');
+      if (e.reason === 'timeout') throw Errors.FunctionTimeout(`Function ${def.name} did not start within ${startTimeoutMs / 1000} s.`, 'Its module does too much work when loaded.');
       if (e.reason === 'error') throw e.cause as Error;
-      throw new KennelError(`Function ${def.name} exited while starting.`, undefined, 502, 'function_error');
+      throw Errors.FunctionError(`Function ${def.name} exited while starting.`);
     }
     if (first.type === 'ready') return new WorkerInstance(def, worker);
     await worker.close(true);
-    if (first.type === 'init-failed') throw new KennelError(`Function ${def.name} could not start: ${first.error.message}`, 'Loading the handler module failed.', 502, 'function_error');
-    throw new KennelError(`Function ${def.name} sent ${first.type} before it was ready.`, undefined, 502, 'function_error');
+    if (first.type === 'init-failed') throw Errors.FunctionError(`Function ${def.name} could not start: ${first.error.message}`, 'Loading the handler module failed.');
+    throw Errors.FunctionError(`Function ${def.name} sent ${first.type} before it was ready.`);
   }
 
   get broken(): boolean {
@@ -140,7 +140,7 @@ export class WorkerInstance implements Instance {
         this.worker.send(message);
       } catch (e) {
         this.finish();
-        reject(new KennelError(`The event cannot be passed to function ${this.def.name}: ${(e as Error).message}`, undefined, 400, 'invalid_request'));
+        reject(Errors.InvalidRequest(`The event cannot be passed to function ${this.def.name}: ${(e as Error).message}`));
       }
     });
   }

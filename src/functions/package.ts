@@ -1,7 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { build } from 'esbuild';
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 
 const MAX_BUNDLE_BYTES = 20 * 1024 * 1024;
 
@@ -15,19 +15,19 @@ const REQUIRE_SHIM = "import { createRequire as __kennelCreateRequire } from 'no
  */
 export async function bundleHandler(file: string): Promise<Uint8Array> {
   const path = resolve(file);
-  if (!existsSync(path) || !statSync(path).isFile()) throw new KennelError(`The handler file ${file} does not exist.`, 'Pass --handler ./path/to/handler.ts (or .js).');
-  if (!/\.(m?ts|m?js|cjs)$/.test(path)) throw new KennelError(`The handler ${file} is not a .ts or .js file.`);
+  if (!existsSync(path) || !statSync(path).isFile()) throw Errors.InvalidRequest(`The handler file ${file} does not exist.`, 'Pass --handler ./path/to/handler.ts (or .js).');
+  if (!/\.(m?ts|m?js|cjs)$/.test(path)) throw Errors.InvalidRequest(`The handler ${file} is not a .ts or .js file.`);
   let result;
   try {
     result = await build({ entryPoints: [path], bundle: true, platform: 'node', format: 'esm', target: 'node20', write: false, metafile: true, outfile: 'handler.mjs', banner: { js: REQUIRE_SHIM }, logLevel: 'silent' });
   } catch (e) {
     const first = (e as { errors?: Array<{ text: string; location?: { file: string; line: number } }> }).errors?.[0];
     const where = first?.location ? ` (${resolve(first.location.file)}:${first.location.line})` : '';
-    throw new KennelError(`The handler ${file} could not be bundled: ${first?.text ?? (e as Error).message}${where}.`, 'Fix the error; the handler and its imports are bundled into one module.');
+    throw Errors.InvalidRequest(`The handler ${file} could not be bundled: ${first?.text ?? (e as Error).message}${where}.`, 'Fix the error; the handler and its imports are bundled into one module.');
   }
   const output = Object.values(result.metafile.outputs)[0];
-  if (!output?.exports.includes('handler')) throw new KennelError(`The handler ${file} does not export a function named handler.`, 'Add: export async function handler(event, context) { ... }');
+  if (!output?.exports.includes('handler')) throw Errors.InvalidRequest(`The handler ${file} does not export a function named handler.`, 'Add: export async function handler(event, context) { ... }');
   const code = result.outputFiles[0]!.contents;
-  if (code.length > MAX_BUNDLE_BYTES) throw new KennelError(`The bundled handler is ${code.length} bytes, over the ${MAX_BUNDLE_BYTES}-byte limit.`);
+  if (code.length > MAX_BUNDLE_BYTES) throw Errors.InvalidRequest(`The bundled handler is ${code.length} bytes, over the ${MAX_BUNDLE_BYTES}-byte limit.`);
   return code;
 }

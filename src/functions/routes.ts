@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 import { ThrottledError } from '../security/index.js';
 import type { FunctionGateway, Invocation } from './gateway.js';
 import { HTTP_API_PREFIX } from './store.js';
@@ -60,7 +60,7 @@ export const functionsRoutes: FastifyPluginAsync<FunctionsRoutesOptions> = async
     '/functions/:name/invoke',
     { bodyLimit, config: { auth: { action: 'function:Invoke', resource: (req) => `function/${(req.params as { name: string }).name}` } } },
     async (req, reply) => {
-      if (Buffer.isBuffer(req.body)) throw new KennelError('The invoke body must be the JSON event.', 'Send Content-Type: application/json, e.g. {"url": "https://..."}; raw images go to an HTTP API route (--route).', 415, 'unsupported_media_type');
+      if (Buffer.isBuffer(req.body)) throw Errors.UnsupportedMediaType('The invoke body must be the JSON event.', 'Send Content-Type: application/json, e.g. {"url": "https://..."}; raw images go to an HTTP API route (--route).');
       return invoke(gateway, req.params.name, req.body ?? {}, req, reply);
     },
   );
@@ -72,7 +72,7 @@ export const functionsRoutes: FastifyPluginAsync<FunctionsRoutesOptions> = async
     if (known) return known;
     const path = req.url.split('?')[0]!;
     const name = gateway.functionForRoute(path);
-    if (!name) throw new KennelError(`No function is mapped to ${path.slice(0, 200)}.`, 'Map one with kennel functions update NAME --route /v1/...', 404, 'not_found');
+    if (!name) throw Errors.NotFound(`No function is mapped to ${path.slice(0, 200)}.`, 'Map one with kennel functions update NAME --route /v1/...');
     routed.set(req, name);
     return name;
   };

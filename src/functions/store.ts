@@ -1,4 +1,4 @@
-import { KennelError, notFound } from '../core/index.js';
+import { Errors, KennelError, notFound } from '../core/index.js';
 import { attachPolicyRow, audited, ensurePrincipal, type Actor, type PolicyDocument } from '../security/index.js';
 import { now, type Workspace } from '../store/index.js';
 import { bundleHandler } from './package.js';
@@ -97,24 +97,24 @@ export const roleOf = (name: string): string => `role/${name}`;
 export const leastPrivilege = (endpoint: string): PolicyDocument => ({ statements: [{ effect: 'allow', actions: ['endpoint:Invoke'], resources: [`endpoint/${endpoint}`] }] });
 
 function validate(s: FunctionSettings & { endpoint: string }, current?: FunctionDefinition): void {
-  if (!ENDPOINT.test(s.endpoint)) throw new KennelError(`"${s.endpoint}" is not a valid endpoint name.`);
+  if (!ENDPOINT.test(s.endpoint)) throw Errors.InvalidRequest(`"${s.endpoint}" is not a valid endpoint name.`);
   const reserved = s.reservedConcurrency === undefined ? current?.reservedConcurrency : (s.reservedConcurrency ?? undefined);
   const provisioned = s.provisionedConcurrency ?? current?.provisionedConcurrency ?? 0;
-  if (reserved !== undefined && (!Number.isInteger(reserved) || reserved < 0 || reserved > 1000)) throw new KennelError('--reserved-concurrency must be a whole number from 0 to 1000.');
-  if (!Number.isInteger(provisioned) || provisioned < 0 || provisioned > 100) throw new KennelError('--provisioned-concurrency must be a whole number from 0 to 100.');
+  if (reserved !== undefined && (!Number.isInteger(reserved) || reserved < 0 || reserved > 1000)) throw Errors.InvalidRequest('--reserved-concurrency must be a whole number from 0 to 1000.');
+  if (!Number.isInteger(provisioned) || provisioned < 0 || provisioned > 100) throw Errors.InvalidRequest('--provisioned-concurrency must be a whole number from 0 to 100.');
   if (reserved !== undefined && provisioned > reserved) {
-    throw new KennelError(`Provisioned concurrency (${provisioned}) cannot exceed reserved concurrency (${reserved}).`, 'Warm instances beyond the limit could never run; lower --provisioned-concurrency or raise --reserved-concurrency.');
+    throw Errors.InvalidRequest(`Provisioned concurrency (${provisioned}) cannot exceed reserved concurrency (${reserved}).`, 'Warm instances beyond the limit could never run; lower --provisioned-concurrency or raise --reserved-concurrency.');
   }
-  if (s.timeoutMs !== undefined && (s.timeoutMs < 100 || s.timeoutMs > 900_000)) throw new KennelError('--timeout must be between 100ms and 15m.');
-  if (s.memoryMb !== undefined && (!Number.isInteger(s.memoryMb) || s.memoryMb < 64 || s.memoryMb > 8192)) throw new KennelError('--memory must be between 64MB and 8192MB.');
-  if (s.maxEventAgeSeconds !== undefined && (!Number.isInteger(s.maxEventAgeSeconds) || s.maxEventAgeSeconds < 1 || s.maxEventAgeSeconds > 21_600)) throw new KennelError('--max-event-age must be between 1s and 6h.');
-  if (s.maxRetries !== undefined && (!Number.isInteger(s.maxRetries) || s.maxRetries < 0 || s.maxRetries > 2)) throw new KennelError('--max-retries must be 0, 1 or 2.', 'As on Lambda: an event runs at most 3 times.');
-  if (s.route && !ROUTE.test(s.route)) throw new KennelError(`"${s.route}" is not a valid route.`, `Routes start with ${HTTP_API_PREFIX} and use lowercase letters, digits, "/", "_" and "-", e.g. /v1/classify.`);
+  if (s.timeoutMs !== undefined && (s.timeoutMs < 100 || s.timeoutMs > 900_000)) throw Errors.InvalidRequest('--timeout must be between 100ms and 15m.');
+  if (s.memoryMb !== undefined && (!Number.isInteger(s.memoryMb) || s.memoryMb < 64 || s.memoryMb > 8192)) throw Errors.InvalidRequest('--memory must be between 64MB and 8192MB.');
+  if (s.maxEventAgeSeconds !== undefined && (!Number.isInteger(s.maxEventAgeSeconds) || s.maxEventAgeSeconds < 1 || s.maxEventAgeSeconds > 21_600)) throw Errors.InvalidRequest('--max-event-age must be between 1s and 6h.');
+  if (s.maxRetries !== undefined && (!Number.isInteger(s.maxRetries) || s.maxRetries < 0 || s.maxRetries > 2)) throw Errors.InvalidRequest('--max-retries must be 0, 1 or 2.', 'As on Lambda: an event runs at most 3 times.');
+  if (s.route && !ROUTE.test(s.route)) throw Errors.InvalidRequest(`"${s.route}" is not a valid route.`, `Routes start with ${HTTP_API_PREFIX} and use lowercase letters, digits, "/", "_" and "-", e.g. /v1/classify.`);
 }
 
 function routeTaken(ws: Workspace, route: string, name: string): void {
   const other = ws.db.prepare('SELECT name FROM functions WHERE route = ? AND name != ?').get(route, name) as { name: string } | undefined;
-  if (other) throw new KennelError(`The route ${route} already belongs to function ${other.name}.`, 'Pick another --route, or remove it from that function first.');
+  if (other) throw Errors.InvalidRequest(`The route ${route} already belongs to function ${other.name}.`, 'Pick another --route, or remove it from that function first.');
 }
 
 async function packageHandler(ws: Workspace, file: string | undefined): Promise<{ handler: string; sha: string | null; source: string | null }> {
@@ -128,12 +128,12 @@ async function packageHandler(ws: Workspace, file: string | undefined): Promise<
  * or with `requireEndpoint` refuses a missing endpoint.
  */
 export async function createFunction(ws: Workspace, name: string, s: FunctionSettings & { endpoint: string; requireEndpoint?: boolean }, by: Actor): Promise<{ fn: FunctionDefinition; warnings: string[] }> {
-  if (!NAME.test(name)) throw new KennelError(`"${name}" is not a valid function name.`, 'Use 1-64 lowercase letters, digits or "-", starting with a letter or digit.');
+  if (!NAME.test(name)) throw Errors.InvalidRequest(`"${name}" is not a valid function name.`, 'Use 1-64 lowercase letters, digits or "-", starting with a letter or digit.');
   validate(s);
   if (s.requireEndpoint && endpointWarnings(ws, s.endpoint).length) {
-    throw new KennelError(`Endpoint ${s.endpoint} does not exist.`, `Create it first (kennel endpoints create ${s.endpoint} --model MODEL), or pass --allow-missing-endpoint to create the function before its endpoint.`, 404, 'not_found');
+    throw Errors.NotFound(`Endpoint ${s.endpoint} does not exist.`, `Create it first (kennel endpoints create ${s.endpoint} --model MODEL), or pass --allow-missing-endpoint to create the function before its endpoint.`);
   }
-  if (getFunctionRow(ws, name)) throw new KennelError(`Function ${name} already exists.`, `Change it with kennel functions update ${name}.`);
+  if (getFunctionRow(ws, name)) throw Errors.InvalidRequest(`Function ${name} already exists.`, `Change it with kennel functions update ${name}.`);
   const pkg = await packageHandler(ws, s.handler);
   const fn = audited(
     ws,

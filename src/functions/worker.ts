@@ -5,7 +5,7 @@
  */
 import { pathToFileURL } from 'node:url';
 import { parentPort, workerData } from 'node:worker_threads';
-import { KennelError } from '../core/index.js';
+import { KennelError, rebuiltError } from '../core/index.js';
 import type { HandlerContext } from './types.js';
 import { toWire, type FromWorker, type RpcMethod, type ToWorker, type WireError } from './worker-protocol.js';
 
@@ -14,7 +14,7 @@ const send = (m: FromWorker) => port.postMessage(m);
 const calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
 let nextCall = 0;
 
-const fromWire = (e: WireError): Error => (e.status ? new KennelError(e.message, e.hint, e.status, e.code) : Object.assign(new Error(e.message), { name: e.name ?? 'Error' }));
+const fromWire = (e: WireError): Error => (e.status ? rebuiltError(e.message, e.hint, e.status, e.code) : Object.assign(new Error(e.message), { name: e.name ?? 'Error' }));
 
 function rpc(method: RpcMethod, args: unknown[]): Promise<unknown> {
   const callId = ++nextCall;

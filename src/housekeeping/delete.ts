@@ -1,5 +1,5 @@
 import { deleteBackbone as deleteBackboneRow, getBackbone } from '../backbones/index.js';
-import { KennelError, notFound } from '../core/index.js';
+import { notFound, Errors } from '../core/index.js';
 import { deleteDatasetVersions, listVersions, parseDatasetRef } from '../data/index.js';
 import { deleteModelVersions, getModel, listModels, parseModelRef, type ModelVersion } from '../registry/index.js';
 import { listEndpoints } from '../serving/index.js';
@@ -18,7 +18,7 @@ const PROTECTED_TAGS = ['production'];
 /** Refuses while a training or tuning job that uses `what` is running. */
 function refuseWhileRunning(ws: Workspace, what: string, uses: (params: Record<string, unknown>) => boolean): void {
   const busy = [...findJobs(ws, { status: 'running' }), ...findJobs(ws, { status: 'queued' })].find((j) => uses(j.params as Record<string, unknown>));
-  if (busy) throw new KennelError(`${what} is in use by ${busy.kind} job ${busy.id}, which is ${busy.status}.`, `Wait for it to finish, or cancel it: kennel jobs cancel ${busy.id}`, 409, 'conflict');
+  if (busy) throw Errors.Conflict(`${what} is in use by ${busy.kind} job ${busy.id}, which is ${busy.status}.`, `Wait for it to finish, or cancel it: kennel jobs cancel ${busy.id}`);
 }
 
 /**
@@ -33,10 +33,10 @@ export function deleteModel(ws: Workspace, ref: string, opts: { force?: boolean 
   if (!opts.force) {
     for (const e of listEndpoints(ws)) {
       const served = e.spec.variants.find((v) => ids.includes(v.model));
-      if (served) throw new KennelError(`Model ${served.model} is served by endpoint ${e.spec.name}.`, `Move the endpoint to another version (kennel endpoints update ${e.spec.name} --model ...) or delete it first, or pass --force.`, 409, 'conflict');
+      if (served) throw Errors.Conflict(`Model ${served.model} is served by endpoint ${e.spec.name}.`, `Move the endpoint to another version (kennel endpoints update ${e.spec.name} --model ...) or delete it first, or pass --force.`);
     }
     const tagged = versions.find((m) => m.tags.some((t) => PROTECTED_TAGS.includes(t)));
-    if (tagged) throw new KennelError(`Model ${tagged.name}@${tagged.version} is tagged ${tagged.tags.filter((t) => PROTECTED_TAGS.includes(t)).join(', ')}.`, `Tag another version first (kennel models tag ${tagged.name}@N production), or pass --force.`, 409, 'conflict');
+    if (tagged) throw Errors.Conflict(`Model ${tagged.name}@${tagged.version} is tagged ${tagged.tags.filter((t) => PROTECTED_TAGS.includes(t)).join(', ')}.`, `Tag another version first (kennel models tag ${tagged.name}@N production), or pass --force.`);
   }
   const gc = collectGarbage(ws, { apply: true, release: () => deleteModelVersions(ws, name, versions.map((m) => m.version)) });
   return { deleted: ids, gc };

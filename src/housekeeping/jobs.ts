@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { KennelError, isAlive, notFound } from '../core/index.js';
+import { isAlive, notFound, Errors } from '../core/index.js';
 import { collectGarbage, finishJob, getJob, removeJob, type CollectReport, type Job, type Workspace } from '../store/index.js';
 import { deleteTuneRecords } from '../tuning/index.js';
 
@@ -21,8 +21,8 @@ export type CancelRoute = 'signalled' | 'marked' | 'daemon';
 
 export function cancelJob(ws: Workspace, id: string, opts: { daemonPid?: number } = {}): { job: string; route: CancelRoute } {
   const job = requireJob(ws, id);
-  if (job.status !== 'running' && job.status !== 'queued') throw new KennelError(`Job ${id} is ${job.status}; only a queued or running job can be cancelled.`, undefined, 409, 'conflict');
-  if (job.host !== undefined && job.host !== hostname()) throw new KennelError(`Job ${id} runs on host ${job.host}.`, 'Cancel it there (Ctrl-C, or kennel jobs cancel on that host).', 409, 'conflict');
+  if (job.status !== 'running' && job.status !== 'queued') throw Errors.Conflict(`Job ${id} is ${job.status}; only a queued or running job can be cancelled.`);
+  if (job.host !== undefined && job.host !== hostname()) throw Errors.Conflict(`Job ${id} runs on host ${job.host}.`, 'Cancel it there (Ctrl-C, or kennel jobs cancel on that host).');
   if (job.pid !== undefined && job.pid === opts.daemonPid) return { job: id, route: 'daemon' };
   if (job.status === 'queued' || orphaned(job)) {
     finishJob(ws, id, 'cancelled', { error: job.status === 'queued' ? 'cancelled before it started' : 'cancelled after its process had exited' });
@@ -35,7 +35,7 @@ export function cancelJob(ws: Workspace, id: string, opts: { daemonPid?: number 
 /** Deletes a finished job (a tuning job with its trials) and frees what only it referenced (its telemetry). */
 export function deleteJob(ws: Workspace, id: string): { deleted: string; gc: CollectReport } {
   const job = requireJob(ws, id);
-  if ((job.status === 'running' || job.status === 'queued') && !orphaned(job)) throw new KennelError(`Job ${id} is ${job.status}.`, `Cancel it first: kennel jobs cancel ${id}`, 409, 'conflict');
+  if ((job.status === 'running' || job.status === 'queued') && !orphaned(job)) throw Errors.Conflict(`Job ${id} is ${job.status}.`, `Cancel it first: kennel jobs cancel ${id}`);
   const gc = collectGarbage(ws, {
     apply: true,
     release: () =>

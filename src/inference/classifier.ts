@@ -1,5 +1,5 @@
 import { decodeRgb, inputShape, inputSize, normalizeInto, type ImageInput, type PreprocessSpec } from './preprocess.js';
-import { KennelError } from '../core/index.js';
+import { KennelError, Errors } from '../core/index.js';
 import { assertDevice } from './device-probe.js';
 import type { ModelSession, SessionSettings } from './session.js';
 import { openSession, ThreadedSession } from './threaded.js';
@@ -71,7 +71,7 @@ export class Classifier {
     try {
       rgb = await decodeRgb(image, this.card.preprocess);
     } catch (e) {
-      throw new KennelError(`The image could not be decoded: ${(e as Error).message.split('\n')[0]}.`, 'Send a JPEG, PNG, WebP, GIF, TIFF or AVIF image.', 422, 'bad_image');
+      throw Errors.BadImage(`The image could not be decoded: ${(e as Error).message.split('\n')[0]}.`, 'Send a JPEG, PNG, WebP, GIF, TIFF or AVIF image.');
     }
     normalizeInto(rgb, this.card.preprocess, into, index);
   }

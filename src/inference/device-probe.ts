@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { KennelError } from '../core/index.js';
+import { KennelError, Errors } from '../core/index.js';
 import { GraphBuilder } from '../onnx/index.js';
 import type { Device } from './devices.js';
 
@@ -17,7 +17,7 @@ function tinyModel(): Uint8Array {
 }
 
 const noAdapter = (): KennelError =>
-  new KennelError('No WebGPU adapter: this machine has no usable GPU; use --device cpu or auto.', 'auto runs on the GPU only where one works, else on the CPU.', 422, 'device_unavailable');
+  Errors.DeviceUnavailable('No WebGPU adapter: this machine has no usable GPU; use --device cpu or auto.', 'auto runs on the GPU only where one works, else on the CPU.');
 
 /**
  * Starts a WebGPU session on a tiny graph in a child process: a machine without a GPU fails
@@ -36,7 +36,7 @@ function probeWebGpu(): Promise<DeviceProblem> {
     execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: PROBE_TIMEOUT_MS, encoding: 'utf8' }, (_err, stdout) => {
       if (stdout === 'ok') resolve(undefined);
       else if (/adapter/i.test(stdout) || stdout.startsWith('failed')) resolve(noAdapter());
-      else resolve(new KennelError('The WebGPU device did not start (its check crashed or took over 30 s).', 'Use --device cpu, or check the GPU driver.', 422, 'device_unavailable'));
+      else resolve(Errors.DeviceUnavailable('The WebGPU device did not start (its check crashed or took over 30 s).', 'Use --device cpu, or check the GPU driver.'));
     }),
   );
 }

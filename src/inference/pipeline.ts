@@ -1,5 +1,5 @@
 import { statSync } from 'node:fs';
-import { KennelError, type ProgressSink } from '../core/index.js';
+import { KennelError, type ProgressSink, Errors } from '../core/index.js';
 import type { Workspace } from '../store/index.js';
 import { BatchedClassifier } from './batched.js';
 import { Classifier, type ModelSpec, type Prediction } from './classifier.js';
@@ -57,7 +57,7 @@ export async function classify(ws: Pick<Workspace, 'artifacts'>, model: ModelSou
     const batched = new BatchedClassifier(clf, { maxBatch: batchSize, maxDelayMs: 2 });
     let done = 0;
     await inOrder(images, window ?? batchSize * 3, signal, async (image) => {
-      if (typeof image === 'string' && !statSync(image).isFile()) throw new KennelError(`${image} is not a file.`);
+      if (typeof image === 'string' && !statSync(image).isFile()) throw Errors.InvalidRequest(`${image} is not a file.`);
       return { predictions: await batched.classify(image, topK) };
     }, (answer, i) => {
       if (onResult) onResult(answer, i);

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 
 /**
  * The cost model: measured local throughput mapped onto catalog instance types by a stated
@@ -67,10 +67,10 @@ export function loadCatalog(path = DEFAULT_CATALOG): InstanceCatalog {
   try {
     raw = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
-    throw new KennelError(`The instance catalog ${path} could not be read: ${(e as Error).message.split('\n')[0]}.`, 'Pass --catalog FILE with a JSON catalog shaped like catalog/instances.json.');
+    throw Errors.InvalidRequest(`The instance catalog ${path} could not be read: ${(e as Error).message.split('\n')[0]}.`, 'Pass --catalog FILE with a JSON catalog shaped like catalog/instances.json.');
   }
   const r = CatalogSchema.safeParse(raw);
-  if (!r.success) throw new KennelError(`The instance catalog ${path} is not valid: ${r.error.issues.map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`).join('; ')}.`, 'Compare it with catalog/instances.json (docs/INSIGHTS.md describes each field).');
+  if (!r.success) throw Errors.InvalidRequest(`The instance catalog ${path} is not valid: ${r.error.issues.map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`).join('; ')}.`, 'Compare it with catalog/instances.json (docs/INSIGHTS.md describes each field).');
   return r.data;
 }
 

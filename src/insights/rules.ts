@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { KennelError, median } from '../core/index.js';
+import { Errors, KennelError, median } from '../core/index.js';
 import { isLeak, type ImportReport } from '../data/index.js';
 import type { EpochRecord, JobTelemetry, StepKind, StepRecord } from './telemetry.js';
 
@@ -34,7 +34,7 @@ export function parseRulesConfig(raw: unknown, where = 'the rules config'): Rule
   const r = RulesConfigSchema.safeParse(raw ?? {});
   if (!r.success) {
     const issues = r.error.issues.map((i) => `${i.path.join('.') || '(top level)'}: ${i.message}`).join('; ');
-    throw new KennelError(`${where} is not valid: ${issues}.`, `Rules: ${RULE_NAMES.join(', ')}; see docs/INSIGHTS.md for each rule's settings.`);
+    throw Errors.InvalidRequest(`${where} is not valid: ${issues}.`, `Rules: ${RULE_NAMES.join(', ')}; see docs/INSIGHTS.md for each rule's settings.`);
   }
   return r.data;
 }

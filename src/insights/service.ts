@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KennelError, errorMessage, notFound } from '../core/index.js';
+import { Errors, KennelError, errorMessage, notFound } from '../core/index.js';
 import { getDatasetVersion, type DatasetVersion } from '../data/index.js';
 import { findJobs, getJob, listJobs, type Job, type Workspace } from '../store/index.js';
 import { parseRulesConfig, runRules, type CalibrationMetrics, type JobSettings, type RuleInput, type RuleResult, type RulesConfig } from './rules.js';
@@ -50,19 +50,19 @@ export function resolveJob(ws: Workspace, ref: string): InsightJob {
   }
   const job = getJob(ws, ref);
   if (!job) throw notFound(`Job ${ref}`, 'Use the id that kennel train prints ("job" in --json), or "latest".');
-  if (!(INSIGHT_KINDS as readonly string[]).includes(job.kind)) throw new KennelError(`Job ${ref} is a ${job.kind} job; insights cover training and tuning jobs.`, 'Pass the id of a kennel train job, or "latest".');
+  if (!(INSIGHT_KINDS as readonly string[]).includes(job.kind)) throw Errors.InvalidRequest(`Job ${ref} is a ${job.kind} job; insights cover training and tuning jobs.`, 'Pass the id of a kennel train job, or "latest".');
   return job as InsightJob;
 }
 
 export function requireCompleted(job: InsightJob): InsightJobResult {
-  if (job.status !== 'completed' || !job.result) throw new KennelError(`Job ${job.id} is ${job.status}${job.error ? ` (${job.error})` : ''}, so it has no results to analyse.`, 'Run the training again to completion, then retry.', 409, 'conflict');
+  if (job.status !== 'completed' || !job.result) throw Errors.Conflict(`Job ${job.id} is ${job.status}${job.error ? ` (${job.error})` : ''}, so it has no results to analyse.`, 'Run the training again to completion, then retry.');
   return job.result;
 }
 
 export async function loadTelemetry(ws: Workspace, job: InsightJob): Promise<JobTelemetry | undefined> {
   const sha = job.result?.telemetry;
   if (!sha) return undefined;
-  if (!(await ws.artifacts.has(sha))) throw new KennelError(`The telemetry of job ${job.id} is missing from the artifact store.`, 'The workspace was pruned or copied partially; retrain to record it again.', 404, 'not_found');
+  if (!(await ws.artifacts.has(sha))) throw Errors.NotFound(`The telemetry of job ${job.id} is missing from the artifact store.`, 'The workspace was pruned or copied partially; retrain to record it again.');
   return JSON.parse(Buffer.from(await ws.artifacts.get(sha)).toString('utf8')) as JobTelemetry;
 }
 
@@ -77,7 +77,7 @@ export function loadRulesConfig(ws: Workspace, file?: string): RulesConfig {
   try {
     raw = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
-    throw new KennelError(`The rules config ${path} could not be read: ${errorMessage(e).split('\n')[0]}.`, 'Write a JSON object such as {"Overfit": {"epochs": 4}} (see docs/INSIGHTS.md).');
+    throw Errors.InvalidRequest(`The rules config ${path} could not be read: ${errorMessage(e).split('\n')[0]}.`, 'Write a JSON object such as {"Overfit": {"epochs": 4}} (see docs/INSIGHTS.md).');
   }
   return parseRulesConfig(raw, `The rules config ${path}`);
 }
@@ -152,7 +152,7 @@ export async function measureJob(ws: Workspace, job: InsightJob): Promise<JobMea
   const result = requireCompleted(job);
   const telemetry = await loadTelemetry(ws, job);
   const ds = await datasetOf(ws, job);
-  if (!ds) throw new KennelError(`The dataset of job ${job.id} is no longer in the workspace, so the images a fresh run would process are unknown.`, 'Re-import the dataset under the same name, or estimate another job.', 409, 'conflict');
+  if (!ds) throw Errors.Conflict(`The dataset of job ${job.id} is no longer in the workspace, so the images a fresh run would process are unknown.`, 'Re-import the dataset under the same name, or estimate another job.');
   const notes: string[] = [];
   let extraction = extractionOf(job, telemetry);
   if (!extraction) {

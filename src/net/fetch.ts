@@ -2,7 +2,7 @@ import { lookup as dnsLookup } from 'node:dns/promises';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { isIP, type LookupFunction } from 'node:net';
-import { KennelError, errorMessage } from '../core/index.js';
+import { Errors, KennelError, errorMessage } from '../core/index.js';
 import { AddressAllowlist, refusedReason } from './address.js';
 import { sniffImageType, type ImageType } from './sniff.js';
 
@@ -50,8 +50,8 @@ export const FETCH_DEFAULTS = { maxBytes: 10 * 1024 * 1024, timeoutMs: 10_000, m
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const DECLARED_OK = /^(image\/[a-z0-9.+-]+|application\/octet-stream|binary\/octet-stream)$/;
 
-const refused = (message: string, hint?: string) => new KennelError(message, hint ?? 'Send a public https:// image URL, or the image itself as {"image": "<base64>"}.', 400, 'url_refused');
-const badContent = (message: string) => new KennelError(message, 'The URL must point directly at a JPEG, PNG, WebP, GIF, TIFF or AVIF image.', 422, 'url_content');
+const refused = (message: string, hint?: string) => Errors.UrlRefused(message, hint ?? 'Send a public https:// image URL, or the image itself as {"image": "<base64>"}.');
+const badContent = (message: string) => Errors.UrlContent(message, 'The URL must point directly at a JPEG, PNG, WebP, GIF, TIFF or AVIF image.');
 
 interface Target {
   url: URL;
@@ -95,7 +95,7 @@ export async function fetchImage(rawUrl: string, opts: SafeFetchOptions = {}): P
     }
     if (status !== 200) {
       res.destroy();
-      throw new KennelError(`${hostLabel(target)} answered HTTP ${status} for the image URL.`, 'Check that the URL opens the image in a browser.', 422, 'url_unavailable');
+      throw Errors.UrlUnavailable(`${hostLabel(target)} answered HTTP ${status} for the image URL.`, 'Check that the URL opens the image in a browser.');
     }
     try {
       return { ...(await readImage(res, target, maxBytes)), url: target.url.href, redirects };
@@ -134,9 +134,9 @@ async function vet(url: URL, opts: SafeFetchOptions, allowPrivate: AddressAllowl
     try {
       addresses = await (opts.resolver ?? systemResolver)(host);
     } catch (e) {
-      throw new KennelError(`The host ${host} could not be resolved (${(e as NodeJS.ErrnoException).code ?? errorMessage(e)}).`, 'Check the URL.', 422, 'url_unavailable');
+      throw Errors.UrlUnavailable(`The host ${host} could not be resolved (${(e as NodeJS.ErrnoException).code ?? errorMessage(e)}).`, 'Check the URL.');
     }
-    if (addresses.length === 0) throw new KennelError(`The host ${host} has no addresses.`, 'Check the URL.', 422, 'url_unavailable');
+    if (addresses.length === 0) throw Errors.UrlUnavailable(`The host ${host} has no addresses.`, 'Check the URL.');
   }
   for (const { address } of addresses) {
     const why = allowPrivate.has(address) ? undefined : refusedReason(address);
@@ -202,10 +202,10 @@ async function readImage(res: IncomingMessage, target: Target, maxBytes: number)
 }
 
 function networkError(e: unknown, target: Target, deadline: AbortSignal, timeoutMs: number): KennelError {
-  if (deadline.aborted) return new KennelError(`The image URL did not answer within ${timeoutMs / 1000} s.`, 'Use a faster host, or send the image itself as {"image": "<base64>"}.', 504, 'url_timeout');
-  if ((e as Error).name === 'AbortError') return new KennelError('The image fetch was cancelled.', undefined, 499, 'cancelled');
+  if (deadline.aborted) return Errors.UrlTimeout(`The image URL did not answer within ${timeoutMs / 1000} s.`, 'Use a faster host, or send the image itself as {"image": "<base64>"}.');
+  if ((e as Error).name === 'AbortError') return Errors.Cancelled('The image fetch was cancelled.');
   const code = (e as NodeJS.ErrnoException).code;
-  return new KennelError(`Fetching the image from ${hostLabel(target)} failed (${code ?? errorMessage(e)}).`, 'Check that the URL opens the image in a browser.', 422, 'url_unavailable');
+  return Errors.UrlUnavailable(`Fetching the image from ${hostLabel(target)} failed (${code ?? errorMessage(e)}).`, 'Check that the URL opens the image in a browser.');
 }
 
 const hostLabel = (t: Target) => t.url.host;

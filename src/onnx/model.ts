@@ -4,7 +4,7 @@
  * not interpret (weights, attributes, metadata) pass through as raw bytes.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 import { type Field, Writer, int64s, readFields, str } from './proto.js';
 
 export const enum DataType {
@@ -77,12 +77,12 @@ export class OnnxModel {
    * whose hint says how to get an ONNX file (`then` completes "Export the model ..., then ...").
    */
   static readFile(file: string, then: string): { bytes: Buffer; model: OnnxModel } {
-    if (!existsSync(file)) throw new KennelError(`${file} does not exist.`, 'Pass the path of an .onnx file.');
+    if (!existsSync(file)) throw Errors.InvalidRequest(`${file} does not exist.`, 'Pass the path of an .onnx file.');
     const bytes = readFileSync(file);
     try {
       return { bytes, model: OnnxModel.parse(bytes) };
     } catch {
-      throw new KennelError(`${file} is not an ONNX model.`, `Export the model with torch.onnx.export (or tf2onnx), then ${then}.`);
+      throw Errors.InvalidRequest(`${file} is not an ONNX model.`, `Export the model with torch.onnx.export (or tf2onnx), then ${then}.`);
     }
   }
 

@@ -3,7 +3,7 @@ import { basename } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { inferInputLayout, type InputOverrides } from '../backbones/index.js';
 import { inputShape, NORMALIZATIONS, type PreprocessSpec } from '../inference/index.js';
-import { KennelError, errorMessage } from '../core/index.js';
+import { errorMessage, Errors } from '../core/index.js';
 import { GraphBuilder, OnnxModel } from '../onnx/index.js';
 import { sha256, type Workspace } from '../store/index.js';
 import { checkModelName, registerModel, type ModelCard, type ModelVersion } from './service.js';
@@ -28,13 +28,13 @@ const IMPORTED_PROBABILITIES = 'kennel_probabilities';
 
 /** Reads a labels file: one label per line, blank lines at the end ignored. */
 export function readLabels(file: string): string[] {
-  if (!existsSync(file)) throw new KennelError(`${file} does not exist.`, 'Pass a text file with one class label per line, in the order of the model outputs.');
+  if (!existsSync(file)) throw Errors.InvalidRequest(`${file} does not exist.`, 'Pass a text file with one class label per line, in the order of the model outputs.');
   const lines = readFileSync(file, 'utf8').replace(/^\uFEFF/, '').split(/\r?\n/);
   while (lines.length && lines.at(-1)!.trim() === '') lines.pop();
   const labels = lines.map((l) => l.trim());
-  if (labels.length === 0) throw new KennelError(`${file} has no labels.`, 'Write one class label per line, in the order of the model outputs.');
+  if (labels.length === 0) throw Errors.InvalidRequest(`${file} has no labels.`, 'Write one class label per line, in the order of the model outputs.');
   const blank = labels.findIndex((l) => l === '');
-  if (blank >= 0) throw new KennelError(`Line ${blank + 1} of ${file} is blank.`, 'Every class needs a label: write one per line with no blank lines in between.');
+  if (blank >= 0) throw Errors.InvalidRequest(`Line ${blank + 1} of ${file} is blank.`, 'Every class needs a label: write one per line with no blank lines in between.');
   return labels;
 }
 
@@ -49,7 +49,7 @@ export async function importModel(ws: Workspace, file: string, opts: ImportOptio
   checkModelName(name);
   const { bytes, model } = OnnxModel.readFile(file, 'import the .onnx file');
   const inputs = model.dataInputs;
-  if (inputs.length !== 1) throw new KennelError(`${file} has ${inputs.length} inputs; an image classifier has one.`, 'Export the model with a single image input.');
+  if (inputs.length !== 1) throw Errors.InvalidRequest(`${file} has ${inputs.length} inputs; an image classifier has one.`, 'Export the model with a single image input.');
   const input = inputs[0]!;
   const detected = inferInputLayout(model);
   const norm = NORMALIZATIONS[opts.normalize ?? (detected.layout === 'NHWC' ? 'tf127' : 'imagenet')];
@@ -72,10 +72,10 @@ export async function importModel(ws: Workspace, file: string, opts: ImportOptio
   const matching = probe.filter((o) => o.dims.length === 2 && o.dims[1] === classes);
   if (matching.length === 0) {
     const shapes = probe.map((o) => `${o.name} [${o.dims.join(', ')}]`).join(', ');
-    throw new KennelError(`No output of the model has one score per label (${classes} labels; outputs: ${shapes}).`, 'Check that the labels file has one line per class, in the order of the model outputs.');
+    throw Errors.InvalidRequest(`No output of the model has one score per label (${classes} labels; outputs: ${shapes}).`, 'Check that the labels file has one line per class, in the order of the model outputs.');
   }
   const chosen = matching[0]!;
-  if (chosen.type !== 'float32') throw new KennelError(`The model's output ${chosen.name} holds ${chosen.type} values; Kennel serves float32 outputs.`, 'Export the model with a float32 output (cast it in the exporting code).');
+  if (chosen.type !== 'float32') throw Errors.InvalidRequest(`The model's output ${chosen.name} holds ${chosen.type} values; Kennel serves float32 outputs.`, 'Export the model with a float32 output (cast it in the exporting code).');
   const output = looksLikeProbabilities(chosen.values, classes) ? 'probabilities' : 'logits';
   let outputName = chosen.name;
   if (output === 'logits') {
@@ -115,7 +115,7 @@ async function probeOutputs(onnx: Uint8Array, inputName: string, spec: Preproces
   try {
     session = await ort.InferenceSession.create(onnx, { graphOptimizationLevel: 'basic' });
   } catch (e) {
-    throw new KennelError(`ONNX Runtime could not load the model: ${errorMessage(e).split('\n')[0]}`, 'Check that the file is a valid ONNX image classifier.');
+    throw Errors.InvalidRequest(`ONNX Runtime could not load the model: ${errorMessage(e).split('\n')[0]}`, 'Check that the file is a valid ONNX image classifier.');
   }
   try {
     const shape = inputShape(spec, 2);
@@ -126,7 +126,7 @@ async function probeOutputs(onnx: Uint8Array, inputName: string, spec: Preproces
     try {
       result = await session.run({ [inputName]: new ort.Tensor('float32', data, shape) });
     } catch (e) {
-      throw new KennelError(
+      throw Errors.InvalidRequest(
         `The model did not run on a batch of two ${spec.layout} ${spec.size}x${spec.size} images: ${errorMessage(e).split('\n')[0]}`,
         'Pass --input-size (and --layout) matching the model; if it only accepts batch size 1, re-export it with a dynamic batch axis (torch.onnx.export(..., dynamic_axes={"input": {0: "batch"}})).',
       );

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { PreprocessSpec } from '../inference/index.js';
-import { KennelError, notFound, writeFileAtomic } from '../core/index.js';
+import { notFound, writeFileAtomic, Errors } from '../core/index.js';
 import { now, type Workspace } from '../store/index.js';
 
 /** Everything needed to use a model version, besides the ONNX graph itself. */
@@ -29,7 +29,7 @@ export interface ModelVersion {
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export function checkModelName(name: string): void {
-  if (!NAME.test(name)) throw new KennelError(`"${name}" is not a valid model name.`, 'Use letters, digits, dot, dash and underscore (up to 64 characters).');
+  if (!NAME.test(name)) throw Errors.InvalidRequest(`"${name}" is not a valid model name.`, 'Use letters, digits, dot, dash and underscore (up to 64 characters).');
 }
 
 /** Stores a model version (the ONNX bytes go to the artifact store) and returns it. */
@@ -52,7 +52,7 @@ export async function registerModel(ws: Workspace, name: string, onnx: Uint8Arra
 /** Parses NAME, NAME@VERSION or NAME:TAG. */
 export function parseModelRef(ref: string): { name: string; version?: number; tag?: string } {
   const m = /^([^@:]+)(?:@(\d+)|:([A-Za-z0-9._-]+))?$/.exec(ref);
-  if (!m) throw new KennelError(`"${ref}" is not a model reference.`, 'Write NAME, NAME@VERSION (e.g. dogs@2) or NAME:TAG (e.g. dogs:production).');
+  if (!m) throw Errors.InvalidRequest(`"${ref}" is not a model reference.`, 'Write NAME, NAME@VERSION (e.g. dogs@2) or NAME:TAG (e.g. dogs:production).');
   return { name: m[1]!, version: m[2] ? Number(m[2]) : undefined, tag: m[3] };
 }
 
@@ -97,7 +97,7 @@ export function listModels(ws: Workspace): ModelVersion[] {
 
 /** Points TAG at a version (e.g. production); a tag names one version at a time. */
 export function tagModel(ws: Workspace, ref: string, tag: string): ModelVersion {
-  if (!/^[A-Za-z][A-Za-z0-9._-]{0,31}$/.test(tag) || tag === 'latest') throw new KennelError(`"${tag}" is not a tag you can set.`, 'Tags start with a letter (e.g. production, staging); "latest" is managed by Kennel.');
+  if (!/^[A-Za-z][A-Za-z0-9._-]{0,31}$/.test(tag) || tag === 'latest') throw Errors.InvalidRequest(`"${tag}" is not a tag you can set.`, 'Tags start with a letter (e.g. production, staging); "latest" is managed by Kennel.');
   const mv = getModel(ws, ref);
   const { id } = ws.db.prepare('SELECT id FROM models WHERE name = ?').get(mv.name) as { id: number };
   ws.db.prepare('INSERT OR REPLACE INTO model_tags (model_id, tag, version) VALUES (?, ?, ?)').run(id, tag, mv.version);

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 import type { Workspace } from '../store/index.js';
 import { appendAudit, AuditUnavailableError, type Actor } from './audit-log.js';
 import { Authorizer, presentedKey } from './authorizer.js';
@@ -56,17 +56,17 @@ export function checkHost(req: FastifyRequest): void {
   const host = req.headers.host ?? '';
   const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d+$/, '');
   if (name === 'localhost' || isIP(name) !== 0) return;
-  throw new KennelError(`The console answers only at an IP address or localhost, not at "${name.slice(0, 100)}".`, 'Open http://127.0.0.1:ADMIN_PORT/.', 421, 'misdirected_request');
+  throw Errors.MisdirectedRequest(`The console answers only at an IP address or localhost, not at "${name.slice(0, 100)}".`, 'Open http://127.0.0.1:ADMIN_PORT/.');
 }
 
 /** A request from another site (foreign Origin) never changes anything, whatever it carries. */
 function checkOrigin(req: FastifyRequest): void {
   const origin = req.headers.origin;
   if (origin !== undefined && origin !== `http://${req.headers.host}`) {
-    throw new KennelError('Cross-site requests are refused.', 'Use the console from its own address.', 403, 'csrf');
+    throw Errors.Csrf('Cross-site requests are refused.', 'Use the console from its own address.');
   }
   const site = req.headers['sec-fetch-site'];
-  if (site !== undefined && site !== 'same-origin' && site !== 'none') throw new KennelError('Cross-site requests are refused.', 'Use the console from its own address.', 403, 'csrf');
+  if (site !== undefined && site !== 'same-origin' && site !== 'none') throw Errors.Csrf('Cross-site requests are refused.', 'Use the console from its own address.');
 }
 
 /**
@@ -137,7 +137,7 @@ export class AdminAuth {
     if (UNSAFE_METHODS.has(req.method)) {
       checkOrigin(req);
       const given = req.headers[CSRF_HEADER];
-      if (typeof given !== 'string' || !sameSecret(given, session.csrf)) throw new KennelError('The CSRF token is missing or wrong.', `Send the session's token (from GET /api/session) as ${CSRF_HEADER}.`, 403, 'csrf');
+      if (typeof given !== 'string' || !sameSecret(given, session.csrf)) throw Errors.Csrf('The CSRF token is missing or wrong.', `Send the session's token (from GET /api/session) as ${CSRF_HEADER}.`);
     }
     return { principal: session.principal, keyId: session.keyId, owner: session.owner, session };
   }
@@ -190,7 +190,7 @@ declare module 'fastify' {
 /** The caller of a request on a route that requires one (every rule but 'public'). */
 export function callerOf(req: FastifyRequest): Caller {
   const c = req.caller;
-  if (!c) throw new KennelError('This route has no caller.', undefined, 500, 'internal');
+  if (!c) throw Errors.Internal('This route has no caller.');
   return c;
 }
 
@@ -220,7 +220,7 @@ const plugin: FastifyPluginAsync<AdminAuthOptions> = async (app, opts) => {
     if (req.is404) return;
     const rule = req.routeOptions.config.auth;
     if (rule === 'public') return;
-    if (!rule) throw new KennelError('This route declares no access rule, so it is denied.', 'Routes on a secured Kennel server set config.auth ({action, resource} or "public").', 403, 'forbidden');
+    if (!rule) throw Errors.Forbidden('This route declares no access rule, so it is denied.', 'Routes on a secured Kennel server set config.auth ({action, resource} or "public").');
     req.caller = opts.auth.authenticate(req);
   });
 

@@ -1,5 +1,5 @@
 import { userInfo } from 'node:os';
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 import { now, type Workspace } from '../store/index.js';
 
 export type Plane = 'cli' | 'admin' | 'data' | 'function';
@@ -67,7 +67,7 @@ export class AuditUnavailableError extends KennelError {
     /** what the database said, for the daemon's log only */
     readonly reason: string,
   ) {
-    super(message, 'Free disk space in KENNEL_HOME (kennel.db lives there) and retry.', 503, 'audit_unavailable');
+    super(message, 'Free disk space in KENNEL_HOME (kennel.db lives there) and retry.', Errors.AuditUnavailable.status, Errors.AuditUnavailable.code);
     this.name = 'AuditUnavailableError';
   }
 }

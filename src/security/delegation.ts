@@ -1,4 +1,4 @@
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 import type { Actor } from './audit-log.js';
 import { globMatch, type PolicyDocument, type Statement } from './policy.js';
 
@@ -63,10 +63,8 @@ export function assertDelegable(opts: { by: Actor; policiesOf: (principal: strin
   if (isOwner(by)) return;
   const gap = uncovered(opts.policiesOf(by.principal), opts.documents.flatMap((d) => d.statements));
   if (!gap) return;
-  throw new KennelError(
+  throw Errors.Forbidden(
     `${by.principal} may not ${what}: it would grant ${gap.action} on ${gap.resource}, which ${by.principal} is not allowed itself.`,
     'A caller can only delegate grants it holds; ask the workspace owner (kennel CLI or the admin token) to make this change.',
-    403,
-    'forbidden',
   );
 }

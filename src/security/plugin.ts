@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Transform } from 'node:stream';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, Registry } from 'prom-client';
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 import type { Workspace } from '../store/index.js';
 import { appendAudit, AuditUnavailableError } from './audit-log.js';
 import { Authorizer, presentedKey, type AuthContext } from './authorizer.js';
@@ -62,8 +62,8 @@ function counter(registry: Registry, name: string, help: string): Counter<'plane
   return (registry.getSingleMetric(name) as Counter<'plane' | 'outcome'> | undefined) ?? new Counter({ name, help, labelNames: ['plane', 'outcome'], registers: [registry] });
 }
 
-const AUTHENTICATION_CODES = new Set(['unauthorized', 'invalid_signature', 'unrecognized_client', 'incomplete_signature']);
-const outcomeOf = (e: unknown): string => (e instanceof ThrottledError ? 'throttled' : e instanceof KennelError && AUTHENTICATION_CODES.has(e.code) ? 'unauthenticated' : 'forbidden');
+const AUTHENTICATION_CODES = new Set<unknown>([Errors.Unauthorized, Errors.InvalidSignature, Errors.UnrecognizedClient, Errors.IncompleteSignature]);
+const outcomeOf = (e: unknown): string => (e instanceof ThrottledError ? 'throttled' : e instanceof KennelError && AUTHENTICATION_CODES.has(e.kind) ? 'unauthenticated' : 'forbidden');
 
 /**
  * Hashes the body of a SigV4-signed request as fastify's parser reads it, without a second copy:
@@ -152,7 +152,7 @@ const plugin: FastifyPluginAsync<SecurityPluginOptions> = async (app, opts) => {
     if (declared === 'public') return;
     // 'signed-in' means a caller of the admin port: no data-plane caller has one, so it is denied
     const auth = declared === 'signed-in' ? undefined : declared;
-    if (!auth) throw new KennelError('This route declares no access rule, so it is denied.', 'Routes on a secured Kennel server set config.auth ({action, resource} or "public").', 403, 'forbidden');
+    if (!auth) throw Errors.Forbidden('This route declares no access rule, so it is denied.', 'Routes on a secured Kennel server set config.auth ({action, resource} or "public").');
     const target = { action: auth.action, resource: auth.resource(req) };
     req.kennelTarget = target;
     try {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { KennelError, notFound } from '../core/index.js';
+import { Errors, KennelError, notFound } from '../core/index.js';
 import { now, type Workspace } from '../store/index.js';
 import { audited, type Actor } from './audit-log.js';
 import { assertDelegable } from './delegation.js';
@@ -69,7 +69,7 @@ export function detachPolicy(ws: Workspace, principal: string, policyId: string,
   return audited(ws, by, 'admin:DetachPolicy', `principal/${principal}`, () => {
     const policy = getPolicy(ws, policyId);
     if (policy.principal !== principal) throw notFound(`Policy ${policyId} of ${principal}`, `kennel policies show ${principal} lists its policies.`);
-    if (policy.managedBy) throw new KennelError(`Policy ${policyId} is managed by ${policy.managedBy}.`, `Reset the role with kennel functions update ${policy.managedBy.replace(/^function:/, '')} --reset-role.`);
+    if (policy.managedBy) throw Errors.InvalidRequest(`Policy ${policyId} is managed by ${policy.managedBy}.`, `Reset the role with kennel functions update ${policy.managedBy.replace(/^function:/, '')} --reset-role.`);
     ws.db.prepare('DELETE FROM policies WHERE id = ?').run(policyId);
     return policy;
   }, (r) => ({ policyId: r.id }));

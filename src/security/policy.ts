@@ -1,4 +1,4 @@
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 
 export type Effect = 'allow' | 'deny';
 
@@ -25,7 +25,7 @@ const ACTION = new RegExp(`^(\\*|(\\*|${SERVICES.join('|')}):[A-Za-z*]+)$`);
 const RESOURCE = new RegExp(`^(\\*|(\\*|${RESOURCE_TYPES.join('|')})/[A-Za-z0-9._@:*/-]+)$`);
 
 const bad = (message: string) =>
-  new KennelError(message, 'A policy is {"statements": [{"effect": "allow", "actions": ["endpoint:Invoke"], "resources": ["endpoint/dogs"]}]}; actions are SERVICE:Verb (endpoint, function, model, dataset, admin, console), resources TYPE/NAME, and * matches anything.', 400, 'invalid_policy');
+  Errors.InvalidPolicy(message, 'A policy is {"statements": [{"effect": "allow", "actions": ["endpoint:Invoke"], "resources": ["endpoint/dogs"]}]}; actions are SERVICE:Verb (endpoint, function, model, dataset, admin, console), resources TYPE/NAME, and * matches anything.');
 
 export function checkAction(action: string): string {
   if (!ACTION.test(action)) throw bad(`"${action}" is not an action.`);

@@ -1,5 +1,5 @@
 import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
-import { KennelError, notFound } from '../core/index.js';
+import { Errors, KennelError, notFound } from '../core/index.js';
 import { now, type Workspace } from '../store/index.js';
 import { audited, type Actor } from './audit-log.js';
 import { invalidSignature, unauthorized, unrecognizedClient } from './errors.js';
@@ -61,7 +61,7 @@ const ACCESS_KEY_ID = /^AKIA[A-Z2-7]{16}$/;
 const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
 
 export function checkPrincipalName(name: string): string {
-  if (!NAME.test(name)) throw new KennelError(`"${name}" is not a valid principal name.`, 'Use 1-64 lowercase letters, digits, ".", "_" or "-", starting with a letter or digit.');
+  if (!NAME.test(name)) throw Errors.InvalidRequest(`"${name}" is not a valid principal name.`, 'Use 1-64 lowercase letters, digits, ".", "_" or "-", starting with a letter or digit.');
   return name;
 }
 
@@ -96,7 +96,7 @@ const MAX_KEY_LIFETIME_DAYS = 3650;
 
 function checkLifetime(ms: number | undefined): void {
   if (ms === undefined || ms <= MAX_KEY_LIFETIME_DAYS * 86_400_000) return;
-  throw new KennelError(`A key lifetime of ${Math.round(ms / 86_400_000)} days is too long: keys may live at most ${MAX_KEY_LIFETIME_DAYS} days (10 years).`, 'Use e.g. --expires 90d, and rotate keys before they expire (kennel keys rotate).');
+  throw Errors.InvalidRequest(`A key lifetime of ${Math.round(ms / 86_400_000)} days is too long: keys may live at most ${MAX_KEY_LIFETIME_DAYS} days (10 years).`, 'Use e.g. --expires 90d, and rotate keys before they expire (kennel keys rotate).');
 }
 
 const sha256 = (secret: string): Buffer => createHash('sha256').update(secret).digest();
@@ -147,12 +147,12 @@ function newCredential<T extends { expiresAt?: string }>(ws: Workspace, principa
     () => {
       checkPrincipalName(principal);
       const policy = opts.allow?.length || opts.deny?.length ? policyFromGrants(opts.allow ?? [], opts.deny ?? []) : undefined;
-      if (opts.burst !== undefined && opts.ratePerSecond === undefined) throw new KennelError('A burst needs a rate limit too.', 'Give both, e.g. --rate-limit 10 --burst 20.');
+      if (opts.burst !== undefined && opts.ratePerSecond === undefined) throw Errors.InvalidRequest('A burst needs a rate limit too.', 'Give both, e.g. --rate-limit 10 --burst 20.');
       if (opts.ratePerSecond !== undefined) checkRate(opts.ratePerSecond, opts.burst ?? 1);
       checkLifetime(opts.expiresInMs);
       return ws.db.transaction(() => {
         const p = ensurePrincipal(ws, principal, opts.kind ?? 'user');
-        if (p.kind === 'role' || p.kind === 'anonymous') throw new KennelError(`${principal} is a ${p.kind === 'role' ? 'function execution role' : 'reserved principal'} and cannot have keys.`);
+        if (p.kind === 'role' || p.kind === 'anonymous') throw Errors.InvalidRequest(`${principal} is a ${p.kind === 'role' ? 'function execution role' : 'reserved principal'} and cannot have keys.`);
         // the key's holder gets the principal's existing policies as well as the new one
         assertDelegable({ by, policiesOf: (name) => policiesFor(ws, name), documents: [...policiesFor(ws, principal), ...(policy ? [policy] : [])], what: `create a key for ${principal}` });
         // a second key with the same grants (a setup script run twice) shares the policy already attached
@@ -219,7 +219,7 @@ const infoOf = (r: KeyRow, at = Date.now()): ApiKeyInfo => ({
 /** Accepts a key id, kn_<id>, a whole key (only its public id is used), or an AWS access key id. */
 export function parseKeyId(text: string): string {
   const m = KEY_ID.exec(text.trim());
-  if (!m) throw new KennelError(`"${text.slice(0, 24)}" is not a key id.`, 'Key ids are 16 hexadecimal characters (AWS access key ids: AKIA and 16 more); kennel keys list shows them.');
+  if (!m) throw Errors.InvalidRequest(`"${text.slice(0, 24)}" is not a key id.`, 'Key ids are 16 hexadecimal characters (AWS access key ids: AKIA and 16 more); kennel keys list shows them.');
   return (m[1] ?? m[2])!;
 }
 
@@ -267,7 +267,7 @@ export function rotateKey(ws: Workspace, keyIdText: string, opts: { overlapMs: n
       ws.db.transaction(() => {
         const old = keyRow(ws, keyId);
         const state = stateOf(old, Date.now());
-        if (state !== 'active') throw new KennelError(`Key ${keyId} is ${state} and cannot be rotated.`, `Create a new key with kennel keys create ${old.principal}.`);
+        if (state !== 'active') throw Errors.InvalidRequest(`Key ${keyId} is ${state} and cannot be rotated.`, `Create a new key with kennel keys create ${old.principal}.`);
         const t = Date.now();
         const lifetime = opts.expiresInMs ?? (old.expires_at ? Date.parse(old.expires_at) - Date.parse(old.created_at) : undefined);
         const settings = {

@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 
 /**
  * Secrets Kennel must be able to read back (AWS secret access keys: verifying a SigV4 signature
@@ -27,10 +27,10 @@ function masterKey(home: string): Buffer {
     if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
   }
   if (statSync(path).mode & 0o077) {
-    throw new KennelError(`The master key ${path} can be read by other users.`, `Make it private: chmod 600 ${path}`, 500, 'master_key_exposed');
+    throw Errors.MasterKeyExposed(`The master key ${path} can be read by other users.`, `Make it private: chmod 600 ${path}`);
   }
   const key = readFileSync(path);
-  if (key.length !== 32) throw new KennelError(`The master key ${path} is not 32 bytes long.`, 'Restore it from a backup: without it, the stored AWS secret keys cannot be read (create new ones).', 500, 'master_key_invalid');
+  if (key.length !== 32) throw Errors.MasterKeyInvalid(`The master key ${path} is not 32 bytes long.`, 'Restore it from a backup: without it, the stored AWS secret keys cannot be read (create new ones).');
   cached.set(path, key);
   return key;
 }
@@ -45,11 +45,11 @@ export function seal(home: string, plaintext: string, context: string): string {
 
 export function unseal(home: string, sealed: string, context: string): string {
   const [version, iv, tag, ct] = sealed.split('.');
-  if (version !== VERSION || !iv || !tag || ct === undefined) throw new KennelError('A sealed secret is damaged.', undefined, 500, 'sealed_secret_invalid');
+  if (version !== VERSION || !iv || !tag || ct === undefined) throw Errors.SealedSecretInvalid('A sealed secret is damaged.');
   try {
     const decipher = createDecipheriv('aes-256-gcm', masterKey(home), Buffer.from(iv, 'base64url')).setAAD(Buffer.from(context)).setAuthTag(Buffer.from(tag, 'base64url'));
     return Buffer.concat([decipher.update(Buffer.from(ct, 'base64url')), decipher.final()]).toString('utf8');
   } catch {
-    throw new KennelError('A stored secret cannot be decrypted with this workspace\'s master key.', `Was ${masterKeyPath(home)} replaced? Restore it, or create new AWS keys.`, 500, 'sealed_secret_invalid');
+    throw Errors.SealedSecretInvalid('A stored secret cannot be decrypted with this workspace\'s master key.', `Was ${masterKeyPath(home)} replaced? Restore it, or create new AWS keys.`);
   }
 }

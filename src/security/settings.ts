@@ -1,4 +1,4 @@
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 import type { Workspace } from '../store/index.js';
 import { audited, type Actor } from './audit-log.js';
 
@@ -56,7 +56,7 @@ function checkOrigin(origin: string): string {
     /* reported below */
   }
   if (!parsed || !['http:', 'https:'].includes(parsed.protocol) || parsed.origin !== origin.replace(/\/$/, '')) {
-    throw new KennelError(`"${origin}" is not an origin.`, 'An origin is scheme://host[:port] with no path, e.g. https://app.example.com.');
+    throw Errors.InvalidRequest(`"${origin}" is not an origin.`, 'An origin is scheme://host[:port] with no path, e.g. https://app.example.com.');
   }
   return parsed.origin;
 }
@@ -65,7 +65,7 @@ function checkOrigin(origin: string): string {
 export function setCors(ws: Workspace, cors: CorsSettings, by: Actor): CorsSettings {
   const origins = [...new Set(cors.origins.map(checkOrigin))];
   if (cors.credentials && origins.includes('*')) {
-    throw new KennelError('CORS cannot allow every origin (*) with credentials.', 'List the origins that may send credentials, e.g. --allow-origin https://app.example.com.');
+    throw Errors.InvalidRequest('CORS cannot allow every origin (*) with credentials.', 'List the origins that may send credentials, e.g. --allow-origin https://app.example.com.');
   }
   const value = { origins, credentials: cors.credentials && origins.length > 0 };
   return audited(ws, by, 'admin:SetCors', 'settings/cors', () => (put(ws, 'cors', value), value), () => value);
@@ -77,11 +77,11 @@ export function setRateLimit(ws: Workspace, limit: RateLimitSettings, by: Actor)
 }
 
 export function setAuditFailure(ws: Workspace, value: AuditFailureSettings, by: Actor): AuditFailureSettings {
-  if (!AUDIT_FAILURE_POLICIES.includes(value.dataPlane)) throw new KennelError(`The data-plane audit policy must be one of ${AUDIT_FAILURE_POLICIES.join(', ')}.`);
+  if (!AUDIT_FAILURE_POLICIES.includes(value.dataPlane)) throw Errors.InvalidRequest(`The data-plane audit policy must be one of ${AUDIT_FAILURE_POLICIES.join(', ')}.`);
   return audited(ws, by, 'admin:SetAuditFailure', 'settings/audit_failure', () => (put(ws, 'audit_failure', value), value), () => ({ ...value }));
 }
 
 export function checkRate(perSecond: number, burst: number): void {
-  if (!(perSecond > 0) || !Number.isFinite(perSecond)) throw new KennelError('The rate limit must be a positive number of requests per second.');
-  if (!Number.isInteger(burst) || burst < 1) throw new KennelError('The burst must be a whole number of at least 1.');
+  if (!(perSecond > 0) || !Number.isFinite(perSecond)) throw Errors.InvalidRequest('The rate limit must be a positive number of requests per second.');
+  if (!Number.isInteger(burst) || burst < 1) throw Errors.InvalidRequest('The burst must be a whole number of at least 1.');
 }

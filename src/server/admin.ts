@@ -2,7 +2,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { consolePlugin, type LogBook, type MetricSample } from '../console/index.js';
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 import { JobRunner } from '../housekeeping/index.js';
 import { AdminAuth, actorOf, adminAuthPlugin, auditedAsync, callerOf, type Actor, type RouteAuth } from '../security/index.js';
 import type { Workspace } from '../store/index.js';
@@ -60,7 +60,7 @@ export function buildAdmin(runtime: ServingRuntime, opts: AdminOptions): Fastify
   const app = Fastify({ ...httpServerOptions(limits, opts.log), loggerInstance: opts.log as FastifyBaseLogger, logController: new LogController({ disableRequestLogging: true }), frameworkErrors: (err, req, reply) => sendError(err, req, reply) });
   applyHttpLimits(app, limits, opts.log);
   app.setErrorHandler((err, req, reply) => sendError(err, req, reply));
-  app.setNotFoundHandler((req, reply) => sendError(new KennelError(`There is no ${req.method} ${req.url.split('?')[0]} in the admin API.`, undefined, 404, 'not_found'), req, reply));
+  app.setNotFoundHandler((req, reply) => sendError(Errors.NotFound(`There is no ${req.method} ${req.url.split('?')[0]} in the admin API.`), req, reply));
 
   const routes = collectRoutes(app, (url) => url === '/healthz' || url.startsWith('/v1/') || url.startsWith('/api/'));
   const auth = new AdminAuth(opts.ws, opts.token);

@@ -1,4 +1,4 @@
-import { KennelError, errorMessage } from '../core/index.js';
+import { Errors, KennelError, errorMessage, rebuiltError } from '../core/index.js';
 import { DEFAULT_MAX_IMAGE_BYTES } from '../serving/index.js';
 import type { ErrorBody } from './errors.js';
 import { isAlive, readAdminToken, readState, type DaemonState } from './state.js';
@@ -7,7 +7,7 @@ import { isAlive, readAdminToken, readState, type DaemonState } from './state.js
 export function findDaemon(home: string): DaemonState {
   const state = readState(home);
   if (!state || !isAlive(state.pid)) {
-    throw new KennelError(`No Kennel daemon is running for ${home}.`, 'Start one with kennel up (or kennel up --detach), with the same KENNEL_HOME.', 503, 'daemon_not_running');
+    throw Errors.DaemonNotRunning(`No Kennel daemon is running for ${home}.`, 'Start one with kennel up (or kennel up --detach), with the same KENNEL_HOME.');
   }
   return state;
 }
@@ -25,18 +25,18 @@ async function failure(res: Response): Promise<KennelError> {
   const text = await res.text();
   try {
     const body = JSON.parse(text) as ErrorBody;
-    if (body.error?.message) return new KennelError(body.error.message, body.error.hint, res.status, body.error.code);
+    if (body.error?.message) return rebuiltError(body.error.message, body.error.hint, res.status, body.error.code);
   } catch {
     /* not JSON */
   }
-  return new KennelError(`The daemon answered ${res.status} ${res.statusText}.`, text.slice(0, 200) || undefined, res.status, 'http_error');
+  return Errors.HttpError(`The daemon answered ${res.status} ${res.statusText}.`, text.slice(0, 200) || undefined, res.status);
 }
 
 async function call(url: string, init: RequestInit): Promise<Response> {
   try {
     return await fetch(url, init);
   } catch (e) {
-    throw new KennelError(`Could not reach the Kennel daemon at ${new URL(url).host}: ${errorMessage((e as { cause?: unknown }).cause ?? e)}.`, 'Check that it runs (kennel up) and that KENNEL_HOME points at its workspace.', 503, 'daemon_unreachable');
+    throw Errors.DaemonUnreachable(`Could not reach the Kennel daemon at ${new URL(url).host}: ${errorMessage((e as { cause?: unknown }).cause ?? e)}.`, 'Check that it runs (kennel up) and that KENNEL_HOME points at its workspace.');
   }
 }
 
@@ -53,7 +53,7 @@ function ownerToken(home: string): string | undefined {
 async function adminCall(home: string, method: string, path: string, body?: { bytes: Uint8Array; contentType: string }): Promise<Response> {
   const state = findDaemon(home);
   const token = ownerToken(home);
-  if (!token) throw new KennelError('The admin token is missing.', `It is created by kennel up in ${home}/daemon/admin-token.`, 401, 'unauthorized');
+  if (!token) throw Errors.Unauthorized('The admin token is missing.', `It is created by kennel up in ${home}/daemon/admin-token.`);
   const res = await call(adminUrl(state) + path, { method, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': body.contentType } : {}) }, body: body?.bytes });
   if (!res.ok) throw await failure(res);
   return res;
@@ -90,4 +90,4 @@ export async function invokeEndpoint(home: string, endpoint: string, image: Uint
 const mib = (bytes: number): string => `${Number((bytes / 2 ** 20).toFixed(2))} MiB`;
 
 const imageTooLarge = (size: number, limit: number): KennelError =>
-  new KennelError(`The image is too large (limit ${mib(limit)}): it has ${mib(size)}.`, 'Resize it before sending: the model looks at a few hundred pixels.', 413, 'too_large');
+  Errors.TooLarge(`The image is too large (limit ${mib(limit)}): it has ${mib(size)}.`, 'Resize it before sending: the model looks at a few hundred pixels.');

@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { LogBook } from '../console/index.js';
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 import { endpointClientFor, FunctionGateway, type EventQueueOptions } from '../functions/index.js';
 import { DEFAULT_MAX_IMAGE_BYTES, ServingRuntime, type PoolTimings } from '../serving/index.js';
 import { openWorkspace } from '../store/index.js';
@@ -55,7 +55,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const host = opts.host ?? '127.0.0.1';
   const running = readState(opts.home);
   if (running && running.pid !== process.pid && isAlive(running.pid)) {
-    throw new KennelError(`A Kennel daemon is already running for ${opts.home} (pid ${running.pid}, port ${running.port}).`, 'Stop it with kennel down, or use another KENNEL_HOME.', 409, 'conflict');
+    throw Errors.Conflict(`A Kennel daemon is already running for ${opts.home} (pid ${running.pid}, port ${running.port}).`, 'Stop it with kennel down, or use another KENNEL_HOME.');
   }
   const httpLimits = checkHttpLimits({ ...DEFAULT_HTTP_LIMITS, ...opts.httpLimits });
   const ws = openWorkspace(opts.home);
@@ -104,7 +104,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     ws.close();
     const err = e as NodeJS.ErrnoException;
     const port = (err as { port?: number }).port;
-    if (err.code === 'EADDRINUSE') throw new KennelError(`${port === undefined ? 'A port' : `Port ${port}`} is already in use.`, 'Pick other ports with --port and --admin-port.', 409, 'conflict');
+    if (err.code === 'EADDRINUSE') throw Errors.Conflict(`${port === undefined ? 'A port' : `Port ${port}`} is already in use.`, 'Pick other ports with --port and --admin-port.');
     throw e;
   }
   ports.port = addressOf(dataPlane);

@@ -3,7 +3,7 @@ import { parse as parseQuery } from 'node:querystring';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { checkAccept, INVOKED_VARIANT_HEADER, lambdaRoutes, targetVariant } from '../aws/index.js';
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 import { functionsRoutes, type FunctionGateway } from '../functions/index.js';
 import { fetchImage } from '../net/index.js';
 import { securityPlugin } from '../security/index.js';
@@ -87,7 +87,7 @@ export function buildDataPlane(runtime: ServingRuntime, metrics: ServingMetrics,
   app.removeContentTypeParser('text/plain');
   app.addContentTypeParser(RAW_TYPES, { parseAs: 'buffer', bodyLimit: maxImageBytes }, (_req, body, done) => done(null, body));
   app.setErrorHandler((err, req, reply) => sendError(err, req, reply));
-  app.setNotFoundHandler((req, reply) => sendError(new KennelError(`There is no ${req.method} ${req.url.split('?')[0]} here.`, 'Invoke an endpoint with POST /endpoints/NAME/invocations.', 404, 'not_found'), req, reply));
+  app.setNotFoundHandler((req, reply) => sendError(Errors.NotFound(`There is no ${req.method} ${req.url.split('?')[0]} here.`, 'Invoke an endpoint with POST /endpoints/NAME/invocations.'), req, reply));
 
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
@@ -148,7 +148,7 @@ async function imageOf(body: InvokeRoute['Body'], maxImageBytes: number): Promis
   if (Buffer.isBuffer(body)) return checkImage(body, maxImageBytes);
   const { image, url } = body;
   if ((image === undefined) === (url === undefined)) {
-    throw new KennelError(image === undefined ? 'The JSON body has neither an "image" nor a "url" string.' : 'The JSON body has both "image" and "url".', 'Send {"image": "<base64>"} or {"url": "https://..."}.', 400, 'invalid_request');
+    throw Errors.InvalidRequest(image === undefined ? 'The JSON body has neither an "image" nor a "url" string.' : 'The JSON body has both "image" and "url".', 'Send {"image": "<base64>"} or {"url": "https://..."}.');
   }
   if (image !== undefined) return decodeBase64Image(image, maxImageBytes);
   // fetchImage enforces the size limit and that the bytes are an image

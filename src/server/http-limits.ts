@@ -2,7 +2,7 @@ import { STATUS_CODES, type IncomingMessage, type Server, type ServerOptions, ty
 import type { Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 import type { ErrorBody } from './errors.js';
 
 /** Connection limits of both ports (`kennel up --header-timeout ...`). */
@@ -30,10 +30,10 @@ const TIMED_OUT_LINGER_MS = 2_000;
 
 export function checkHttpLimits(limits: HttpLimits): HttpLimits {
   for (const [name, v] of Object.entries(limits)) {
-    if (!Number.isInteger(v) || v < 1) throw new KennelError(`The connection limit ${name} must be a whole number of at least 1, not ${v}.`, 'See kennel up --help.');
+    if (!Number.isInteger(v) || v < 1) throw Errors.InvalidRequest(`The connection limit ${name} must be a whole number of at least 1, not ${v}.`, 'See kennel up --help.');
   }
   if (limits.headersTimeoutMs > limits.requestTimeoutMs) {
-    throw new KennelError('The header timeout cannot be longer than the request timeout.', 'Lower --header-timeout or raise --request-timeout.');
+    throw Errors.InvalidRequest('The header timeout cannot be longer than the request timeout.', 'Lower --header-timeout or raise --request-timeout.');
   }
   return limits;
 }
@@ -71,18 +71,16 @@ function errorAnswer(error: KennelError, extra: Record<string, string> = {}): { 
 function clientErrorOf(err: NodeJS.ErrnoException, limits: HttpLimits): KennelError {
   switch (err.code) {
     case 'ERR_HTTP_REQUEST_TIMEOUT':
-      return new KennelError(
+      return Errors.RequestTimeout(
         `The request was not received in time (headers within ${limits.headersTimeoutMs / 1000} s, the whole request within ${limits.requestTimeoutMs / 1000} s).`,
         'Send the request without pauses, or ask the operator to raise kennel up --header-timeout / --request-timeout.',
-        408,
-        'request_timeout',
       );
     case 'HPE_HEADER_OVERFLOW':
-      return new KennelError('The request line and headers are too large.', 'Keep the URL and headers under 16 KiB together.', 431, 'headers_too_large');
+      return Errors.HeadersTooLarge('The request line and headers are too large.', 'Keep the URL and headers under 16 KiB together.');
     case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
-      return new KennelError('The chunk extensions of the body are too large.', 'Send the body without chunk extensions.', 413, 'too_large');
+      return Errors.TooLarge('The chunk extensions of the body are too large.', 'Send the body without chunk extensions.');
     default:
-      return new KennelError('The request is not valid HTTP/1.1.', 'Check the request line, the headers (Content-Length, Transfer-Encoding) and the chunked framing.', 400, 'bad_request');
+      return Errors.BadRequest('The request is not valid HTTP/1.1.', 'Check the request line, the headers (Content-Length, Transfer-Encoding) and the chunked framing.');
   }
 }
 
@@ -153,7 +151,7 @@ export function applyHttpLimits(app: FastifyInstance, limits: HttpLimits, log: L
     });
     if (count > limits.maxConnectionsPerClient) {
       log.warn({ address, open: count - 1 }, 'connection refused: too many from one client address');
-      const error = new KennelError(`Too many open connections from your address (at most ${limits.maxConnectionsPerClient}).`, 'Reuse connections (keep-alive) or close idle ones.', 429, 'too_many_connections');
+      const error = Errors.TooManyConnections(`Too many open connections from your address (at most ${limits.maxConnectionsPerClient}).`, 'Reuse connections (keep-alive) or close idle ones.');
       refuse(socket, error, TIMED_OUT_LINGER_MS, { 'retry-after': '1' });
       return;
     }
@@ -173,7 +171,7 @@ export function applyHttpLimits(app: FastifyInstance, limits: HttpLimits, log: L
   });
   // Expect other than 100-continue
   server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
-    const error = new KennelError('This Expect header is not supported.', 'Send the request without an Expect header, or with Expect: 100-continue.', 417, 'expectation_failed');
+    const error = Errors.ExpectationFailed('This Expect header is not supported.', 'Send the request without an Expect header, or with Expect: 100-continue.');
     const { headers, body } = errorAnswer(error);
     res.writeHead(error.status, headers).end(body);
   });
@@ -181,7 +179,7 @@ export function applyHttpLimits(app: FastifyInstance, limits: HttpLimits, log: L
     // a connection refused over the cap had its 429: what it sends anyway is not handled
     if ((req.raw.socket as TrackedSocket)[kRefused]) return reply.hijack();
     if (req.raw.httpVersion === '1.1' && req.headers.host === undefined) {
-      throw new KennelError('The request has no Host header.', 'HTTP/1.1 requests must send Host.', 400, 'missing_host');
+      throw Errors.MissingHost('The request has no Host header.', 'HTTP/1.1 requests must send Host.');
     }
   });
   app.addHook('onSend', async (req, reply) => {

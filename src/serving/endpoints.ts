@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { KennelError, notFound } from '../core/index.js';
+import { notFound, Errors } from '../core/index.js';
 import { ENDPOINT_DEVICES } from '../inference/index.js';
 import { getModel } from '../registry/index.js';
 import { now, type Workspace } from '../store/index.js';
@@ -78,26 +78,26 @@ function parse<T extends z.ZodType>(schema: T, input: unknown): z.output<T> {
   if (r.success) return r.data;
   const issue = r.error.issues[0]!;
   const where = issue.path.length ? `${issue.path.join('.')}: ` : '';
-  throw new KennelError(`Invalid endpoint settings: ${where}${issue.message}.`, 'See kennel endpoints create --help.', 400, 'invalid_request');
+  throw Errors.InvalidRequest(`Invalid endpoint settings: ${where}${issue.message}.`, 'See kennel endpoints create --help.');
 }
 
 /** Resolves model references to NAME@VERSION (so a restart never silently changes the model) and checks the scaling settings. */
 function finish(ws: Workspace, name: string, variants: Variant[], s: Omit<EndpointSpec, 'name' | 'variants'>): EndpointSpec {
   const names = new Set<string>();
   const resolved = variants.map((v) => {
-    if (names.has(v.name)) throw new KennelError(`Variant ${v.name} is given twice.`, 'Give each variant a different name.');
+    if (names.has(v.name)) throw Errors.InvalidRequest(`Variant ${v.name} is given twice.`, 'Give each variant a different name.');
     names.add(v.name);
     const mv = getModel(ws, v.model);
     return { name: v.name, model: `${mv.name}@${mv.version}`, weight: v.weight };
   });
   if (s.targetConcurrency !== null && s.targetInvocationsPerInstance !== null) {
-    throw new KennelError('Give either a target concurrency or a target of invocations per instance, not both.', 'Autoscaling tracks one metric.');
+    throw Errors.InvalidRequest('Give either a target concurrency or a target of invocations per instance, not both.', 'Autoscaling tracks one metric.');
   }
-  if (s.min > s.max) throw new KennelError(`min (${s.min}) is above max (${s.max}).`, 'Make --min at most --max.', 400, 'invalid_request');
-  if (!(s.min <= s.instances && s.instances <= s.max)) throw new KennelError(`Instances must lie between min and max (min ${s.min}, instances ${s.instances}, max ${s.max}).`, 'Adjust --instances, --min or --max.');
+  if (s.min > s.max) throw Errors.InvalidRequest(`min (${s.min}) is above max (${s.max}).`, 'Make --min at most --max.');
+  if (!(s.min <= s.instances && s.instances <= s.max)) throw Errors.InvalidRequest(`Instances must lie between min and max (min ${s.min}, instances ${s.instances}, max ${s.max}).`, 'Adjust --instances, --min or --max.');
   const autoscaled = s.targetConcurrency !== null || s.targetInvocationsPerInstance !== null;
-  if (!autoscaled && s.instances === 0) throw new KennelError('An endpoint with 0 instances needs an autoscaling target to scale from zero.', 'Add --target-concurrency X (and --min 0).');
-  if (!autoscaled && s.min !== s.max) throw new KennelError('min and max differ but no autoscaling target is set.', 'Add --target-concurrency X or --target-invocations-per-instance Y, or leave --min/--max out.');
+  if (!autoscaled && s.instances === 0) throw Errors.InvalidRequest('An endpoint with 0 instances needs an autoscaling target to scale from zero.', 'Add --target-concurrency X (and --min 0).');
+  if (!autoscaled && s.min !== s.max) throw Errors.InvalidRequest('min and max differ but no autoscaling target is set.', 'Add --target-concurrency X or --target-invocations-per-instance Y, or leave --min/--max out.');
   return { name, variants: resolved, ...s };
 }
 
@@ -127,14 +127,14 @@ export function planUpdate(ws: Workspace, current: EndpointSpec, input: unknown)
   for (const c of changes ?? []) {
     const existing = variants.find((v) => v.name === c.name);
     if (existing) Object.assign(existing, stripUndefined(c));
-    else if (!c.model) throw new KennelError(`Variant ${c.name} is new and needs a model.`, 'Write --variant NAME=MODEL[:WEIGHT].');
+    else if (!c.model) throw Errors.InvalidRequest(`Variant ${c.name} is new and needs a model.`, 'Write --variant NAME=MODEL[:WEIGHT].');
     else variants.push({ name: c.name, model: c.model, weight: c.weight ?? 1 });
   }
   for (const name of removeVariants ?? []) {
     if (!variants.some((v) => v.name === name)) throw notFound(`Variant ${name} of endpoint ${current.name}`);
     variants = variants.filter((v) => v.name !== name);
   }
-  if (variants.length === 0) throw new KennelError('An endpoint needs at least one variant.', 'Delete the endpoint instead: kennel endpoints delete NAME.');
+  if (variants.length === 0) throw Errors.InvalidRequest('An endpoint needs at least one variant.', 'Delete the endpoint instead: kennel endpoints delete NAME.');
   const { name: _n, variants: _v, ...old } = current;
   const next = { ...old, ...stripUndefined(settings) };
   // switching the autoscaling metric replaces the other target
@@ -184,7 +184,7 @@ export function insertEndpoint(ws: Workspace, spec: EndpointSpec): Endpoint {
   const t = now();
   const desired = Object.fromEntries(spec.variants.map((v) => [v.name, spec.instances]));
   const r = ws.db.prepare('INSERT OR IGNORE INTO endpoints (name, spec, desired, created_at, updated_at) VALUES (?, ?, ?, ?, ?)').run(spec.name, JSON.stringify(spec), JSON.stringify(desired), t, t);
-  if (r.changes === 0) throw new KennelError(`Endpoint ${spec.name} already exists.`, 'Change it with kennel endpoints update, or pick another name.', 409, 'conflict');
+  if (r.changes === 0) throw Errors.Conflict(`Endpoint ${spec.name} already exists.`, 'Change it with kennel endpoints update, or pick another name.');
   return { spec, desired, createdAt: t, updatedAt: t };
 }
 

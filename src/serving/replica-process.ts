@@ -1,7 +1,7 @@
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
-import { Child, KennelError, TypedEmitter } from '../core/index.js';
+import { Child, TypedEmitter, rebuiltError } from '../core/index.js';
 import type { Prediction } from '../inference/index.js';
 import type { Socket } from 'node:net';
 import { REQUEST_FD, encodeRequest, type FromReplica, type ReplicaConfig, type ToReplica } from './protocol.js';
@@ -175,7 +175,7 @@ export class ReplicaProcess extends TypedEmitter<ReplicaListener> {
         this.settle(m.id)?.resolve(m.predictions);
         break;
       case 'failed':
-        this.settle(m.id)?.reject(new KennelError(m.message, m.hint, m.status, m.code));
+        this.settle(m.id)?.reject(rebuiltError(m.message, m.hint, m.status, m.code));
         break;
       case 'pong':
         this.lastPong = Date.now();

@@ -5,7 +5,7 @@
  * pool, concurrently with the running batch.
  */
 import { BatchedClassifier, Classifier, tuneSharp, type Prediction } from '../inference/index.js';
-import { KennelError, errorMessage } from '../core/index.js';
+import { Errors, KennelError, errorMessage } from '../core/index.js';
 import { Socket } from 'node:net';
 import { REQUEST_FD, RequestReader, type FromReplica, type InferRequest, type ReplicaConfig, type ToReplica } from './protocol.js';
 
@@ -50,7 +50,7 @@ async function main(): Promise<void> {
 
   const infer = (m: InferRequest): void => {
     if (stopping) {
-      send({ type: 'failed', id: m.id, status: 503, code: 'replica_stopping', message: 'This replica is shutting down.' });
+      send({ type: 'failed', id: m.id, status: Errors.ReplicaStopping.status, code: Errors.ReplicaStopping.code, message: 'This replica is shutting down.' });
       return;
     }
     batched
@@ -103,7 +103,7 @@ function checkReadiness(probs: Float32Array, classes: number): void {
 
 main().catch((e: unknown) => {
   process.stderr.write(`replica failed to start: ${errorMessage(e)}\n`);
-  const permanent = e instanceof KennelError && e.code === 'device_unavailable';
+  const permanent = Errors.DeviceUnavailable.is(e);
   const message: FromReplica[] = [{ type: 'fatal', message: errorMessage(e).split('\n')[0]!, permanent }];
   if (process.connected) process.send!(message, () => process.exit(1));
   else process.exit(1);

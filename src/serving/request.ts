@@ -1,4 +1,4 @@
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 import { sniffImageType, type ImageType } from '../net/index.js';
 
 /** Content types an invocation may carry as raw bytes: the image types sniffImageType recognises. */
@@ -14,16 +14,16 @@ export const DEFAULT_MAX_IMAGE_BYTES = 8 * 1024 * 1024;
  * a larger attack surface.
  */
 export function checkImage(bytes: Uint8Array, maxBytes = DEFAULT_MAX_IMAGE_BYTES): Uint8Array {
-  if (bytes.length === 0) throw new KennelError('The request body is empty.', 'Send the image bytes (e.g. image/jpeg or image/png), or JSON {"image": "<base64>"}.', 400, 'empty_body');
+  if (bytes.length === 0) throw Errors.EmptyBody('The request body is empty.', 'Send the image bytes (e.g. image/jpeg or image/png), or JSON {"image": "<base64>"}.');
   if (bytes.length > maxBytes) throw tooLarge(maxBytes);
   if (!sniffImageType(bytes)) {
-    throw new KennelError('The body is not a JPEG, PNG, WebP, GIF, TIFF or AVIF image.', 'Send the image file itself; other formats (SVG, BMP, HEIC, PDF, ...) are not accepted: convert them to JPEG or PNG first.', 415, 'unsupported_image');
+    throw Errors.UnsupportedImage('The body is not a JPEG, PNG, WebP, GIF, TIFF or AVIF image.', 'Send the image file itself; other formats (SVG, BMP, HEIC, PDF, ...) are not accepted: convert them to JPEG or PNG first.');
   }
   return bytes;
 }
 
 export function tooLarge(maxBytes: number): KennelError {
-  return new KennelError(`The image is larger than ${Math.round(maxBytes / 1024 / 1024)} MiB.`, 'Resize it before sending: the model looks at a few hundred pixels.', 413, 'too_large');
+  return Errors.TooLarge(`The image is larger than ${Math.round(maxBytes / 1024 / 1024)} MiB.`, 'Resize it before sending: the model looks at a few hundred pixels.');
 }
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -34,14 +34,14 @@ export function decodeBase64Image(value: string, maxBytes = DEFAULT_MAX_IMAGE_BY
   let text = value;
   const dataUrl = /^data:([^;,]*)(;base64)?,/.exec(text);
   if (dataUrl) {
-    if (!dataUrl[2]) throw new KennelError('The data: URL in "image" is not base64-encoded.', 'Use data:image/jpeg;base64,... or plain base64.', 400, 'invalid_base64');
+    if (!dataUrl[2]) throw Errors.InvalidBase64('The data: URL in "image" is not base64-encoded.', 'Use data:image/jpeg;base64,... or plain base64.');
     text = text.slice(dataUrl[0].length);
   }
   text = text.replace(/\s+/g, '');
-  if (text.length === 0) throw new KennelError('"image" is empty.', 'Put the base64-encoded image bytes in "image".', 400, 'empty_body');
+  if (text.length === 0) throw Errors.EmptyBody('"image" is empty.', 'Put the base64-encoded image bytes in "image".');
   const urlSafe = !BASE64.test(text);
   if ((urlSafe && !BASE64URL.test(text)) || text.replace(/=+$/, '').length % 4 === 1) {
-    throw new KennelError('"image" is not valid base64.', 'Encode the image file with base64 (e.g. base64 -w0 photo.jpg).', 400, 'invalid_base64');
+    throw Errors.InvalidBase64('"image" is not valid base64.', 'Encode the image file with base64 (e.g. base64 -w0 photo.jpg).');
   }
   if (Math.floor((text.length * 3) / 4) > maxBytes + 3) throw tooLarge(maxBytes);
   return checkImage(Buffer.from(text, urlSafe ? 'base64url' : 'base64'), maxBytes);

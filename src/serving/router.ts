@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { KennelError, notFound } from '../core/index.js';
+import { notFound, Errors } from '../core/index.js';
 import type { Prediction } from '../inference/index.js';
 import { ReplicaGoneError } from './replica-process.js';
 import type { ReplicaPool } from './supervisor.js';
@@ -62,7 +62,7 @@ export class Router {
     if (!ep) throw notFound(`Endpoint ${endpoint}`, 'List endpoints with kennel endpoints list.');
     if (variantName !== undefined) {
       const named = ep.variants.find((v) => v.name === variantName);
-      if (!named) throw new KennelError(`Endpoint ${endpoint} has no variant ${variantName}.`, `Its variants: ${ep.variants.map((v) => v.name).join(', ')}.`, 400, 'unknown_variant');
+      if (!named) throw Errors.UnknownVariant(`Endpoint ${endpoint} has no variant ${variantName}.`, `Its variants: ${ep.variants.map((v) => v.name).join(', ')}.`);
       return { endpoint, variant: named, timeoutMs: ep.timeoutMs };
     }
     const total = ep.variants.reduce((s, v) => s + v.weight, 0);
@@ -89,13 +89,13 @@ export class Router {
           const predictions = await withDeadline(replica.infer(image, opts.topK, opts.requestId), deadline, target.endpoint);
           return { predictions, model: replica.config.model, variant: target.variant.name, replica: replica.id };
         } catch (e) {
-          const retryable = e instanceof ReplicaGoneError || (e instanceof KennelError && e.code === 'replica_stopping');
+          const retryable = e instanceof ReplicaGoneError || Errors.ReplicaStopping.is(e);
           if (!retryable) throw e;
           if (attempt === 0) {
             this.log.warn({ reqId: opts.requestId, endpoint: target.endpoint, replica: replica.id }, 'replica went away during the request; retrying on another');
             continue;
           }
-          throw new KennelError('The replicas serving this request exited twice in a row.', 'Retry; if it keeps happening, see kennel endpoints describe for crashing replicas.', 502, 'replica_failed');
+          throw Errors.ReplicaFailed('The replicas serving this request exited twice in a row.', 'Retry; if it keeps happening, see kennel endpoints describe for crashing replicas.');
         }
       }
     } finally {
@@ -106,7 +106,7 @@ export class Router {
 
 function withDeadline<T>(p: Promise<T>, deadline: number, endpoint: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new KennelError(`Endpoint ${endpoint} did not answer in time.`, 'Retry; the endpoint may be overloaded.', 504, 'timeout')), Math.max(0, deadline - Date.now()));
+    const timer = setTimeout(() => reject(Errors.Timeout(`Endpoint ${endpoint} did not answer in time.`, 'Retry; the endpoint may be overloaded.')), Math.max(0, deadline - Date.now()));
     p.then(
       (v) => {
         clearTimeout(timer);

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 import { assertDevice } from '../inference/index.js';
 import { getModel } from '../registry/index.js';
 import type { Workspace } from '../store/index.js';
@@ -127,7 +127,7 @@ export class ServingRuntime {
       const existing = findEndpoint(this.ws, spec.name);
       // creating what exists is a no-op, so a setup script can run twice; a different spec is an update
       if (existing && JSON.stringify(existing.spec) === JSON.stringify(spec)) return { ...this.describe(spec.name), unchanged: true };
-      if (existing) throw new KennelError(`Endpoint ${spec.name} already exists with other settings.`, `Change it with kennel endpoints update ${spec.name} (e.g. --model ${spec.variants[0]?.model}), or delete it first.`, 409, 'conflict');
+      if (existing) throw Errors.Conflict(`Endpoint ${spec.name} already exists with other settings.`, `Change it with kennel endpoints update ${spec.name} (e.g. --model ${spec.variants[0]?.model}), or delete it first.`);
       await assertDevice(spec.device); // a missing GPU is a 422 now, not replicas that can never start
       await Promise.all(spec.variants.map((v) => this.poolSpec(v, spec))); // every model is loadable before anything is stored
       const endpoint = insertEndpoint(this.ws, spec);
@@ -295,7 +295,7 @@ export class ServingRuntime {
     try {
       await pool.setSpec(spec);
     } catch (e) {
-      if (e instanceof KennelError && e.code === 'rollout_failed' && this.live.get(live.endpoint.spec.name) === live) {
+      if (Errors.RolloutFailed.is(e) && this.live.get(live.endpoint.spec.name) === live) {
         const current = live.endpoint.spec;
         const reverted = { ...current, variants: current.variants.map((v) => (v.name === variant ? { ...v, model: pool.model } : v)) };
         live.endpoint = { ...live.endpoint, spec: reverted };
@@ -324,7 +324,7 @@ export class ServingRuntime {
       const failed = pools.find((p) => p.failed);
       if (failed) throw cannotStart(live.endpoint.spec.name, failed.failed!, 422);
       if (Date.now() > limit) {
-        throw new KennelError(`The replicas of endpoint ${live.endpoint.spec.name} are not all ready after ${Math.round((this.opts.readyWaitMs ?? 120_000) / 1000)} s.`, 'See kennel endpoints describe for their state and events.', 504, 'not_ready');
+        throw Errors.NotReady(`The replicas of endpoint ${live.endpoint.spec.name} are not all ready after ${Math.round((this.opts.readyWaitMs ?? 120_000) / 1000)} s.`, 'See kennel endpoints describe for their state and events.');
       }
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -344,7 +344,7 @@ export class ServingRuntime {
     const live = this.live.get(name);
     if (live) return live;
     getEndpoint(this.ws, name); // throws the 404
-    throw new KennelError(`Endpoint ${name} is stored but not running.`, 'Restart the daemon: kennel down, then kennel up.', 503, 'not_running');
+    throw Errors.NotRunning(`Endpoint ${name} is stored but not running.`, 'Restart the daemon: kennel down, then kennel up.');
   }
 
   /** Runs changes to one endpoint one after another. */

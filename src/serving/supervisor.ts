@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
-import { KennelError, TypedEmitter } from '../core/index.js';
+import { KennelError, TypedEmitter, Errors } from '../core/index.js';
 import type { ModelCard } from '../registry/index.js';
 import type { Sample } from './autoscaler.js';
 import type { Device } from '../inference/index.js';
@@ -180,7 +180,7 @@ export class ReplicaPool {
    * replicas never stopped serving) and this rejects.
    */
   setSpec(spec: PoolSpec): Promise<void> {
-    if (this.rollout) this.rollout.done.forEach((d) => d.reject(new KennelError(`The rollout of ${this.spec.model} was replaced by a newer update.`, undefined, 409, 'conflict')));
+    if (this.rollout) this.rollout.done.forEach((d) => d.reject(Errors.Conflict(`The rollout of ${this.spec.model} was replaced by a newer update.`)));
     const done: Rollout['done'] = [];
     const result = new Promise<void>((resolve, reject) => done.push({ resolve, reject }));
     this.rollout = { fromGeneration: this.rollout?.fromGeneration ?? this.generation, fromSpec: this.rollout?.fromSpec ?? this.spec, failures: 0, done };
@@ -201,7 +201,7 @@ export class ReplicaPool {
    */
   async acquire(deadline: number): Promise<ReplicaProcess> {
     for (;;) {
-      if (this.closed) throw new KennelError(`Endpoint ${this.endpoint} is being deleted.`, undefined, 503, 'endpoint_stopping');
+      if (this.closed) throw Errors.EndpointStopping(`Endpoint ${this.endpoint} is being deleted.`);
       if (this.failure) throw cannotStart(this.endpoint, this.failure);
       let best: ReplicaProcess | undefined;
       for (const r of this.replicas) if (r.state === 'ready' && (!best || r.outstanding < best.outstanding)) best = r;
@@ -265,9 +265,9 @@ export class ReplicaPool {
     this.closed = true;
     clearInterval(this.healthTimer);
     clearTimeout(this.retryTimer);
-    for (const w of this.waiters) w.reject(new KennelError(`Endpoint ${this.endpoint} is being deleted.`, undefined, 503, 'endpoint_stopping'));
+    for (const w of this.waiters) w.reject(Errors.EndpointStopping(`Endpoint ${this.endpoint} is being deleted.`));
     this.waiters.clear();
-    this.rollout?.done.forEach((d) => d.reject(new KennelError(`Endpoint ${this.endpoint} was deleted during its rollout.`, undefined, 409, 'conflict')));
+    this.rollout?.done.forEach((d) => d.reject(Errors.Conflict(`Endpoint ${this.endpoint} was deleted during its rollout.`)));
     this.rollout = undefined;
     await Promise.all(this.replicas.map((r) => r.close(!(r.state === 'ready' || r.state === 'draining'))));
   }
@@ -276,7 +276,7 @@ export class ReplicaPool {
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters.delete(w);
-        reject(new KennelError(`No replica of endpoint ${this.endpoint} became ready in time.`, 'The endpoint is starting or scaling from zero; retry shortly (see kennel endpoints describe).', 503, 'no_replica'));
+        reject(Errors.NoReplica(`No replica of endpoint ${this.endpoint} became ready in time.`, 'The endpoint is starting or scaling from zero; retry shortly (see kennel endpoints describe).'));
       }, Math.max(0, deadline - Date.now()));
       const w: Waiter = {
         resolve: () => {
@@ -416,7 +416,7 @@ export class ReplicaPool {
     this.startFailures = 0;
     this.retryAt = 0;
     this.emit('rollout_failed', `rollout of ${failed} failed its readiness check ${rollout.failures} times (${reason}); kept ${this.spec.model}`, { model: failed, kept: this.spec.model, reason });
-    const err = new KennelError(`The new replicas of ${failed} failed their readiness check ${rollout.failures} times (${reason}); the endpoint keeps serving ${this.spec.model}.`, 'Check the model with kennel predict, and the daemon log for details.', 422, 'rollout_failed');
+    const err = Errors.RolloutFailed(`The new replicas of ${failed} failed their readiness check ${rollout.failures} times (${reason}); the endpoint keeps serving ${this.spec.model}.`, 'Check the model with kennel predict, and the daemon log for details.');
     rollout.done.forEach((d) => d.reject(err));
   }
 
@@ -446,9 +446,9 @@ export class ReplicaPool {
 
 /** A pool whose replicas cannot start: 503 to callers of the endpoint, 422 to whoever created or updated it. */
 export function cannotStart(endpoint: string, reason: string, status = 503): KennelError {
-  return new KennelError(`The replicas of endpoint ${endpoint} cannot start: ${reason.replace(/\.$/, '')}.`, `Update it (e.g. kennel endpoints update ${endpoint} --device cpu) or delete it.`, status, 'start_failed');
+  return Errors.StartFailed(`The replicas of endpoint ${endpoint} cannot start: ${reason.replace(/\.$/, '')}.`, `Update it (e.g. kennel endpoints update ${endpoint} --device cpu) or delete it.`, status);
 }
 
 export function overloaded(endpoint: string): KennelError {
-  return new KennelError(`Endpoint ${endpoint} is at capacity.`, 'Retry after a moment; the endpoint sheds load instead of queueing without bound.', 503, 'overloaded');
+  return Errors.Overloaded(`Endpoint ${endpoint} is at capacity.`, 'Retry after a moment; the endpoint sheds load instead of queueing without bound.');
 }

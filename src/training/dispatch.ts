@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import type { Backbone } from '../backbones/index.js';
-import { KennelError, type ProgressEvent, type ProgressSink } from '../core/index.js';
+import { type ProgressEvent, type ProgressSink, Errors } from '../core/index.js';
 import type { DatasetVersion, Split } from '../data/index.js';
 import { assertDevice, executionProviders, type Device } from '../inference/index.js';
 import type { Workspace } from '../store/index.js';
@@ -113,7 +113,7 @@ async function runTasks(ws: Workspace, tasks: Task<ExtractChunkInput>[], chunkTa
       const t = chunkTasks.get(done.task.id)!;
       const out = done.output as ExtractChunkOutput;
       if (out.rows !== t.rows || !(await ws.artifacts.has(out.artifactSha))) {
-        throw new KennelError(`Worker ${done.worker} stored its features where this workspace (${ws.home}) cannot see them.`, 'Start every kennel worker with --home set to the same shared KENNEL_HOME as the coordinator.', 500, 'workspace_mismatch');
+        throw Errors.WorkspaceMismatch(`Worker ${done.worker} stored its features where this workspace (${ws.home}) cannot see them.`, 'Start every kennel worker with --home set to the same shared KENNEL_HOME as the coordinator.');
       }
       recordChunk(ws, t.group.key, t.chunk, out.artifactSha, out.rows);
       progress.finished(done);

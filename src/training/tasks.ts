@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { DEVICES, FeatureExtractor, tuneSharp, type PreprocessSpec } from '../inference/index.js';
-import { KennelError } from '../core/index.js';
+import { Errors } from '../core/index.js';
 import { defineTask, runnableModule, type TaskType } from '../workers/index.js';
 import { extractChunk } from './features.js';
 
@@ -37,7 +37,7 @@ export const extractChunkTask: TaskType<ExtractChunkInput, ExtractChunkOutput> =
     const started = performance.now();
     for (const needed of [input.extractor.sha, input.images[0]!]) {
       if (!(await ctx.artifacts.has(needed))) {
-        throw new KennelError(`Artifact ${needed.slice(0, 12)} is not in the workspace at ${ctx.home}.`, 'Every worker must use the coordinator\'s KENNEL_HOME (a shared path such as NFS): start it with kennel worker --home SHARED_HOME.', 422, 'artifact_missing');
+        throw Errors.ArtifactMissing(`Artifact ${needed.slice(0, 12)} is not in the workspace at ${ctx.home}.`, 'Every worker must use the coordinator\'s KENNEL_HOME (a shared path such as NFS): start it with kennel worker --home SHARED_HOME.');
       }
     }
     tuneSharp();

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { getBackbone, type Backbone } from '../backbones/index.js';
-import { CancelledError, KennelError, errorMessage, type ProgressSink } from '../core/index.js';
+import { Errors, CancelledError, KennelError, errorMessage, type ProgressSink } from '../core/index.js';
 import { getDatasetVersion, type DatasetVersion } from '../data/index.js';
 import { DEVICES } from '../inference/index.js';
 import { TelemetryRecorder, saveJobInsights, type RuleResult } from '../insights/index.js';
@@ -109,14 +109,14 @@ export interface TrainHooks {
  */
 export async function train(ws: Workspace, options: TrainOptions, hooks: TrainHooks = {}): Promise<TrainResult> {
   const parsed = TrainOptionsSchema.safeParse(options);
-  if (!parsed.success) throw new KennelError(`Invalid training option: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}.`, 'See kennel train --help for allowed values.');
+  if (!parsed.success) throw Errors.InvalidRequest(`Invalid training option: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}.`, 'See kennel train --help for allowed values.');
   const o: Resolved = parsed.data;
   const name = o.name ?? o.dataset;
   checkModelName(name);
   const ds = await getDatasetVersion(ws, o.dataset, o.datasetVersion);
   const backbone = getBackbone(ws, o.backbone);
   for (const split of ['train', 'valid'] as const) {
-    if (!ds.items.some((i) => i.split === split)) throw new KennelError(`Dataset ${ds.dataset}@${ds.version} has no ${split} images.`, 'Add images to its smallest classes (each needs at least 2), or re-import it with larger valid and test fractions (e.g. --split 0.6,0.2,0.2).');
+    if (!ds.items.some((i) => i.split === split)) throw Errors.InvalidRequest(`Dataset ${ds.dataset}@${ds.version} has no ${split} images.`, 'Add images to its smallest classes (each needs at least 2), or re-import it with larger valid and test fractions (e.g. --split 0.6,0.2,0.2).');
   }
   if (!o.newVersion) {
     const same = identicalTraining(ws, { ...o, name, datasetVersion: ds.version }, { manifestSha: ds.manifestSha, backboneSha: backbone.modelSha });

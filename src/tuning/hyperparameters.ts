@@ -1,4 +1,4 @@
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 import { TrainOptionsSchema, type TrainOptions } from '../training/index.js';
 import { parseParamFlag, type ParamSpec, type ParamValue, type Params } from './space.js';
 
@@ -32,14 +32,14 @@ const NAMES = Object.keys(HYPERPARAMETERS).join(', ');
 function canonicalName(name: string): string {
   if (HYPERPARAMETERS[name]) return name;
   const hit = Object.entries(HYPERPARAMETERS).find(([, h]) => h.aliases.includes(name));
-  if (!hit) throw new KennelError(`"${name}" is not a hyperparameter Kennel can tune.`, `Tunable: ${NAMES}.`);
+  if (!hit) throw Errors.InvalidRequest(`"${name}" is not a hyperparameter Kennel can tune.`, `Tunable: ${NAMES}.`);
   return hit[0];
 }
 
 function checkValue(name: string, h: Hyperparameter, v: ParamValue): void {
   const schema = TrainOptionsSchema.shape[h.option];
   const r = schema.safeParse(v);
-  if (!r.success) throw new KennelError(`Search parameter "${name}" allows ${JSON.stringify(v)}, which training does not accept (${r.error.issues[0]?.message ?? 'invalid'}).`, `Keep ${name} within what kennel train --help allows.`);
+  if (!r.success) throw Errors.InvalidRequest(`Search parameter "${name}" allows ${JSON.stringify(v)}, which training does not accept (${r.error.issues[0]?.message ?? 'invalid'}).`, `Keep ${name} within what kennel train --help allows.`);
 }
 
 /**
@@ -49,8 +49,8 @@ function checkValue(name: string, h: Hyperparameter, v: ParamValue): void {
 export function checkHyperparameter(p: ParamSpec): ParamSpec {
   const name = canonicalName(p.name);
   const h = HYPERPARAMETERS[name]!;
-  if (h.kind === 'enum' && p.type !== 'choice') throw new KennelError(`Search parameter "${name}" takes choice values, e.g. ${name}=choice:linear,mlp.`, 'Use the choice type for categorical parameters.');
-  if (h.kind === 'int' && (p.type === 'uniform' || p.type === 'loguniform')) throw new KennelError(`Search parameter "${name}" is a whole number: use int:LOW:HIGH (int:LOW:HIGH:log for a log scale) or choice.`, `e.g. ${name}=int:${name === 'augment' ? '0:2' : '16:512:log'}`);
+  if (h.kind === 'enum' && p.type !== 'choice') throw Errors.InvalidRequest(`Search parameter "${name}" takes choice values, e.g. ${name}=choice:linear,mlp.`, 'Use the choice type for categorical parameters.');
+  if (h.kind === 'int' && (p.type === 'uniform' || p.type === 'loguniform')) throw Errors.InvalidRequest(`Search parameter "${name}" is a whole number: use int:LOW:HIGH (int:LOW:HIGH:log for a log scale) or choice.`, `e.g. ${name}=int:${name === 'augment' ? '0:2' : '16:512:log'}`);
   const values = p.type === 'choice' ? p.values : [p.low, p.high];
   for (const v of values) checkValue(name, h, v);
   return { ...p, name };

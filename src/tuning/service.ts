@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { getBackbone } from '../backbones/index.js';
-import { CancelledError, KennelError, errorMessage, notFound, type ProgressSink } from '../core/index.js';
+import { CancelledError, errorMessage, notFound, type ProgressSink, Errors } from '../core/index.js';
 import { getDatasetVersion, type DatasetVersion } from '../data/index.js';
 import { DEVICES } from '../inference/index.js';
 import { TelemetryRecorder, saveJobInsights, type RuleResult } from '../insights/index.js';
@@ -130,8 +130,8 @@ function tuneJob(ws: Workspace, id: string): Job<TuneParams, TuneResult> {
 function warmStartFrom(ws: Workspace, from: string, p: Omit<TuneParams, 'warmStart'>): PriorTrial[] {
   const src = tuneJob(ws, from);
   const sp = src.params;
-  if (sp.objective !== p.objective) throw new KennelError(`Job ${from} optimised ${sp.objective}, not ${p.objective}, so its results cannot seed this job.`, `Use --objective ${sp.objective}, or start without --from.`);
-  if (sp.dataset !== p.dataset || sp.backbone !== p.backbone) throw new KennelError(`Job ${from} tuned ${sp.dataset} with ${sp.backbone}; its objective values do not carry over to ${p.dataset} with ${p.backbone}.`, 'Warm-start from a job on the same dataset and backbone.');
+  if (sp.objective !== p.objective) throw Errors.InvalidRequest(`Job ${from} optimised ${sp.objective}, not ${p.objective}, so its results cannot seed this job.`, `Use --objective ${sp.objective}, or start without --from.`);
+  if (sp.dataset !== p.dataset || sp.backbone !== p.backbone) throw Errors.InvalidRequest(`Job ${from} tuned ${sp.dataset} with ${sp.backbone}; its objective values do not carry over to ${p.dataset} with ${p.backbone}.`, 'Warm-start from a job on the same dataset and backbone.');
   return listTrials(ws, from)
     .filter((t) => FINISHED.includes(t.status) && p.space.params.every((q) => inDomain(q, t.params[q.name])))
     .map((t) => ({ job: from, id: t.id, params: Object.fromEntries(p.space.params.map((q) => [q.name, t.params[q.name]!])), objective: t.objective, curve: t.curve, status: t.status }));
@@ -143,15 +143,15 @@ function warmStartFrom(ws: Workspace, from: string, p: Omit<TuneParams, 'warmSta
  */
 export async function tune(ws: Workspace, options: TuneOptions, hooks: TuneHooks = {}): Promise<TuneResult> {
   const parsed = TuneOptionsSchema.safeParse(options);
-  if (!parsed.success) throw new KennelError(`Invalid tuning option: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}.`, 'See kennel tune --help for allowed values.');
+  if (!parsed.success) throw Errors.InvalidRequest(`Invalid tuning option: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}.`, 'See kennel tune --help for allowed values.');
   const o = parsed.data;
   const direction = naturalDirection(o.objective);
-  if (o.direction && o.direction !== direction) throw new KennelError(`${o.objective} is ${direction === 'max' ? 'maximised' : 'minimised'}; --direction ${o.direction} would pick the worst trial.`, `Leave out --direction, or give --direction ${direction}.`);
+  if (o.direction && o.direction !== direction) throw Errors.InvalidRequest(`${o.objective} is ${direction === 'max' ? 'maximised' : 'minimised'}; --direction ${o.direction} would pick the worst trial.`, `Leave out --direction, or give --direction ${direction}.`);
   if (o.register) checkModelName(o.register);
   const ds = await getDatasetVersion(ws, o.dataset, o.datasetVersion);
   getBackbone(ws, o.backbone);
   for (const split of ['train', 'valid'] as const) {
-    if (!ds.items.some((i) => i.split === split)) throw new KennelError(`Dataset ${ds.dataset}@${ds.version} has no ${split} images.`, 'Re-import it with a split that gives every part images (e.g. --split 0.8,0.1,0.1).');
+    if (!ds.items.some((i) => i.split === split)) throw Errors.InvalidRequest(`Dataset ${ds.dataset}@${ds.version} has no ${split} images.`, 'Re-import it with a split that gives every part images (e.g. --split 0.8,0.1,0.1).');
   }
   const space = makeSpace(hyperparameterSpace(o.space ?? []));
   const base = { ...o, datasetVersion: ds.version, direction, space };
@@ -169,7 +169,7 @@ export async function resumeTune(ws: Workspace, id: string, opts: { queue?: stri
   const job = tuneJob(ws, id);
   if (job.status === 'completed' && job.result) return job.result;
   const live = liveSession(ws, id);
-  if (live) throw new KennelError(`Tuning job ${id} is still running (process ${live.pid}).`, 'Wait for it, or stop that process first (Ctrl-C keeps finished trials).', 409, 'conflict');
+  if (live) throw Errors.Conflict(`Tuning job ${id} is still running (process ${live.pid}).`, 'Wait for it, or stop that process first (Ctrl-C keeps finished trials).');
   return runJob(ws, id, hooks, opts.queue);
 }
 

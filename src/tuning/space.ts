@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { KennelError, errorMessage, type Rng } from '../core/index.js';
+import { Errors, KennelError, errorMessage, type Rng } from '../core/index.js';
 
 export type ParamValue = number | string;
 /** One trial's hyperparameters, by parameter name. */
@@ -28,7 +28,7 @@ export interface SearchSpace {
   params: ParamSpec[];
 }
 
-const invalid = (name: string, why: string) => new KennelError(`Search parameter "${name}" is invalid: ${why}.`, 'Write NAME=TYPE:ARGS, e.g. lr=loguniform:1e-4:1e-1, batch_size=choice:32,64,128, epochs=int:5:30, head=choice:linear,mlp.');
+const invalid = (name: string, why: string) => Errors.InvalidRequest(`Search parameter "${name}" is invalid: ${why}.`, 'Write NAME=TYPE:ARGS, e.g. lr=loguniform:1e-4:1e-1, batch_size=choice:32,64,128, epochs=int:5:30, head=choice:linear,mlp.');
 
 const num = (s: string): number => (s.trim() === '' ? NaN : Number(s));
 
@@ -92,7 +92,7 @@ const SpaceJson = z.record(z.string(), SpecJson);
  */
 export function parseSpaceJson(doc: unknown, source = 'The search space'): ParamSpec[] {
   const parsed = SpaceJson.safeParse(doc);
-  if (!parsed.success) throw new KennelError(`${source} is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'top level'}: ${i.message}`).join('; ')}.`, 'Write a JSON object of NAME: {"type": "loguniform", "low": 1e-4, "high": 0.1} or NAME: "choice:32,64" (see docs/TUNING.md).');
+  if (!parsed.success) throw Errors.InvalidRequest(`${source} is invalid: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'top level'}: ${i.message}`).join('; ')}.`, 'Write a JSON object of NAME: {"type": "loguniform", "low": 1e-4, "high": 0.1} or NAME: "choice:32,64" (see docs/TUNING.md).');
   return Object.entries(parsed.data).map(([name, s]) => {
     if (typeof s === 'string') return parseParamText(name, s);
     if (s.type === 'choice') return choice(name, s.values);
@@ -106,16 +106,16 @@ export function loadSpaceFile(path: string): ParamSpec[] {
   try {
     doc = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
-    throw new KennelError(`The search space file ${path} could not be read: ${errorMessage(e).split('\n')[0]}.`, 'Give a JSON file such as {"lr": "loguniform:1e-4:1e-1", "batch_size": "choice:32,64,128"}.');
+    throw Errors.InvalidRequest(`The search space file ${path} could not be read: ${errorMessage(e).split('\n')[0]}.`, 'Give a JSON file such as {"lr": "loguniform:1e-4:1e-1", "batch_size": "choice:32,64,128"}.');
   }
   return parseSpaceJson(doc, `The search space file ${path}`);
 }
 
 export function makeSpace(params: ParamSpec[]): SearchSpace {
-  if (!params.length) throw new KennelError('The search space is empty.', 'Give --space FILE or at least one --param NAME=TYPE:ARGS.');
+  if (!params.length) throw Errors.InvalidRequest('The search space is empty.', 'Give --space FILE or at least one --param NAME=TYPE:ARGS.');
   const seen = new Set<string>();
   for (const p of params) {
-    if (seen.has(p.name)) throw new KennelError(`Search parameter "${p.name}" is given twice.`, 'Give each parameter once.');
+    if (seen.has(p.name)) throw Errors.InvalidRequest(`Search parameter "${p.name}" is given twice.`, 'Give each parameter once.');
     seen.add(p.name);
   }
   return { params };

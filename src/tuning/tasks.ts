@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 import { defineTask, runnableModule, type TaskType } from '../workers/index.js';
 import { decodeTrialData, runTrial, type TrialData, type TrialOutcome } from './trial.js';
 
@@ -45,7 +45,7 @@ export const trainTrialTask: TaskType<TrainTrialInput, TrialOutcome> = defineTas
   input: TrainTrialInput,
   async run(ctx, input) {
     if (!(await ctx.artifacts.has(input.data))) {
-      throw new KennelError(`Artifact ${input.data.slice(0, 12)} is not in the workspace at ${ctx.home}.`, "Every worker must use the coordinator's KENNEL_HOME (a shared path such as NFS): start it with kennel worker --home SHARED_HOME.", 422, 'artifact_missing');
+      throw Errors.ArtifactMissing(`Artifact ${input.data.slice(0, 12)} is not in the workspace at ${ctx.home}.`, "Every worker must use the coordinator's KENNEL_HOME (a shared path such as NFS): start it with kennel worker --home SHARED_HOME.");
     }
     const data = await ctx.resources.get<TrialData>(`trial-data ${input.data}`, async () => decodeTrialData(await ctx.artifacts.get(input.data)), async () => {});
     return runTrial(data, input.spec, { threads: ctx.threads, signal: ctx.signal, onEpoch: () => ctx.progress(1) });

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 import type { Task } from './task.js';
 
 export type Backend = 'inline' | 'local' | 'redis';
@@ -83,8 +83,8 @@ export class PoisonedTaskError extends KennelError {
     super(
       `Task ${task.label} failed on ${attempts} attempt${attempts === 1 ? '' : 's'} and was given up: ${reason.replace(/\.$/, '')}.`,
       'A corrupt or oversized input can crash a worker; fix or remove it and run the same command again (finished work is kept).',
-      422,
-      'task_poisoned',
+      Errors.TaskPoisoned.status,
+      Errors.TaskPoisoned.code,
     );
     this.name = 'PoisonedTaskError';
   }

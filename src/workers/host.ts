@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 import { openArtifactStore, type ArtifactStore } from '../store/index.js';
 import { Resources, loadTaskModules, runTask, type Task } from './task.js';
 
@@ -34,6 +34,6 @@ export class TaskHost {
 
 /** The artifact store of an existing workspace (the layout of src/store/workspace.ts). */
 export function openArtifacts(home: string): ArtifactStore {
-  if (!existsSync(join(resolve(home), 'artifacts'))) throw new KennelError(`${resolve(home)} is not a Kennel workspace (it has no artifacts folder).`, 'Give the KENNEL_HOME the coordinator uses, e.g. kennel worker --home /mnt/shared/kennel.', 400, 'not_a_workspace');
+  if (!existsSync(join(resolve(home), 'artifacts'))) throw Errors.NotAWorkspace(`${resolve(home)} is not a Kennel workspace (it has no artifacts folder).`, 'Give the KENNEL_HOME the coordinator uses, e.g. kennel worker --home /mnt/shared/kennel.');
   return openArtifactStore(home);
 }

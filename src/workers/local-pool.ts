@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { CancelledError, KennelError, Child } from '../core/index.js';
+import { Errors, CancelledError, KennelError, Child } from '../core/index.js';
 import type { ChildConfig, FromChild, TaskFailure, ToChild } from './child.js';
 import { Channel, DEFAULT_ATTEMPTS, PoisonedTaskError, thisWorker, type Engine, type RunOptions, type TaskDone, type WorkerInfo } from './engine.js';
 import { LocalPresence } from './presence.js';
@@ -96,7 +96,7 @@ export class LocalPool implements Engine {
   async warm(): Promise<void> {
     while (this.procs.length < this.concurrency) this.spawn();
     const started = await Promise.all(this.procs.map((p) => p.started));
-    if (!started.every(Boolean)) throw new KennelError('A worker process exited while starting.', 'Run with KENNEL_DEBUG=1 and check the worker output above.', 500, 'worker_start_failed');
+    if (!started.every(Boolean)) throw Errors.WorkerStartFailed('A worker process exited while starting.', 'Run with KENNEL_DEBUG=1 and check the worker output above.');
   }
 
   async close(): Promise<void> {
@@ -143,7 +143,7 @@ export class LocalPool implements Engine {
         this.assign();
         return;
       case 'fatal':
-        if (state) this.finish(state, new KennelError(`A worker process could not start: ${m.message}`, 'Check that the workspace and Kennel installation are readable by the worker.', 500, 'worker_start_failed'));
+        if (state) this.finish(state, Errors.WorkerStartFailed(`A worker process could not start: ${m.message}`, 'Check that the workspace and Kennel installation are readable by the worker.'));
         return;
       case 'progress':
         if (proc.job && state) state.opts.onEvent?.({ type: 'progress', task: proc.job.pending.task, worker: proc.id, units: m.units });
@@ -175,7 +175,7 @@ export class LocalPool implements Engine {
     if (this.closing || !state || state.finished) return;
     if (proc.job) this.retryOrGiveUp(state, proc.job.pending, proc.id, `its worker process (pid ${proc.info.pid}) died (${how})`);
     if (!proc.ready && ++this.startFailures >= MAX_START_FAILURES) {
-      this.finish(state, new KennelError(`Worker processes exit while starting (${how}).`, 'Run with KENNEL_DEBUG=1 and check the worker output above.', 500, 'worker_start_failed'));
+      this.finish(state, Errors.WorkerStartFailed(`Worker processes exit while starting (${how}).`, 'Run with KENNEL_DEBUG=1 and check the worker output above.'));
       return;
     }
     this.fill();

@@ -1,4 +1,4 @@
-import { KennelError } from '../core/index.js';
+import { Errors, KennelError } from '../core/index.js';
 
 /** Checks a queue URL: redis:// or rediss://, with a host. */
 export function parseQueueUrl(url: string): URL {
@@ -6,9 +6,9 @@ export function parseQueueUrl(url: string): URL {
   try {
     u = new URL(url);
   } catch {
-    throw new KennelError(`"${url}" is not a queue URL.`, 'Give a Redis URL such as redis://host:6379 (--queue or KENNEL_QUEUE).', 400, 'invalid_queue_url');
+    throw Errors.InvalidQueueUrl(`"${url}" is not a queue URL.`);
   }
-  if (!['redis:', 'rediss:'].includes(u.protocol) || !u.hostname) throw new KennelError(`"${safeUrl(u)}" is not a Redis URL.`, 'Give a Redis URL such as redis://host:6379 (--queue or KENNEL_QUEUE).', 400, 'invalid_queue_url');
+  if (!['redis:', 'rediss:'].includes(u.protocol) || !u.hostname) throw Errors.InvalidQueueUrl(`"${safeUrl(u)}" is not a Redis URL.`);
   return u;
 }
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { Job, Queue, QueueEvents, WaitingError, Worker, type ConnectionOptions } from 'bullmq';
 import { Redis } from 'ioredis';
-import { CancelledError, KennelError, errorMessage } from '../core/index.js';
+import { Errors, CancelledError, KennelError, errorMessage } from '../core/index.js';
 import { Channel, DEFAULT_ATTEMPTS, PoisonedTaskError, thisWorker, type Engine, type RunOptions, type TaskDone, type WorkerInfo } from './engine.js';
 import { TaskHost } from './host.js';
 import { HEARTBEAT_MS } from './presence.js';
@@ -60,7 +60,7 @@ async function connect(u: URL): Promise<Redis> {
   } catch (e) {
     client.disconnect();
     const why = errorMessage(cause ?? e).replace(/\.$/, '');
-    throw new KennelError(`Cannot reach Redis at ${safeUrl(u)} (${why}).`, 'Start Redis there (Debian: apt-get install -y redis-server), or fix the URL given with --queue or KENNEL_QUEUE.', 503, 'queue_unavailable');
+    throw Errors.QueueUnavailable(`Cannot reach Redis at ${safeUrl(u)} (${why}).`, 'Start Redis there (Debian: apt-get install -y redis-server), or fix the URL given with --queue or KENNEL_QUEUE.');
   }
   connected = true;
   return client;

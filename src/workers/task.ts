@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { z } from 'zod';
-import { KennelError, runnableEntry } from '../core/index.js';
+import { Errors, KennelError, runnableEntry } from '../core/index.js';
 import type { ArtifactStore } from '../store/index.js';
 
 /**
@@ -61,9 +61,9 @@ export async function loadTaskModules(modules: string[]): Promise<void> {
 /** The one function every backend calls to execute a task. */
 export async function runTask(ctx: TaskContext, task: Task): Promise<unknown> {
   const type = registry.get(task.type);
-  if (!type) throw new KennelError(`This worker does not know the task type "${task.type}".`, 'Run the same Kennel version on the coordinator and on every worker.', 422, 'unknown_task_type');
+  if (!type) throw Errors.UnknownTaskType(`This worker does not know the task type "${task.type}".`, 'Run the same Kennel version on the coordinator and on every worker.');
   const input = type.input.safeParse(task.input);
-  if (!input.success) throw new KennelError(`Task ${task.label} has invalid input: ${input.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}.`, 'Run the same Kennel version on the coordinator and on every worker.', 422, 'invalid_task');
+  if (!input.success) throw Errors.InvalidTask(`Task ${task.label} has invalid input: ${input.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}.`, 'Run the same Kennel version on the coordinator and on every worker.');
   return type.run(ctx, input.data);
 }
 

@@ -1,4 +1,4 @@
-import { KennelError } from '../../src/core/errors.ts';
+import { Errors } from '../../src/core/index.ts';
 import type { EndpointClient, EndpointResult } from '../../src/functions/index.ts';
 
 /** An endpoint client that answers fixed predictions and records every call (no model needed). */
@@ -7,7 +7,7 @@ export class FakeEndpoints implements EndpointClient {
 
   async invoke(endpoint: string, body: Uint8Array, contentType: string, opts: { topK?: number } = {}): Promise<EndpointResult> {
     this.calls.push({ endpoint, bytes: body.length, contentType, topK: opts.topK });
-    if (endpoint === 'missing') throw new KennelError(`Endpoint ${endpoint} was not found.`, undefined, 404, 'not_found');
+    if (endpoint === 'missing') throw Errors.NotFound(`Endpoint ${endpoint} was not found.`);
     const labels = ['Beagle', 'Basenji', 'Boxer', 'Collie', 'Dalmatian', 'Golden_retriever', 'Pug'];
     return { predictions: labels.map((label, index) => ({ label, index, score: (labels.length - index) / 28 })).slice(0, opts.topK ?? 5), model: `${endpoint}-model@1`, variant: 'primary' };
   }

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
-import { KennelError, errorMessage } from '../../core/index.js';
+import { errorMessage, Errors } from '../../core/index.js';
 import {
   DEFAULT_CATALOG,
   DEFAULT_LOCAL,
@@ -53,10 +53,10 @@ function readBench(path: string): ServingMeasurement {
   try {
     raw = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
-    throw new KennelError(`The benchmark file ${path} could not be read: ${errorMessage(e).split('\n')[0]}.`, 'Pass a JSON file with "imagesPerSecond" and "p99Ms", or use --ips and --p99.');
+    throw Errors.InvalidRequest(`The benchmark file ${path} could not be read: ${errorMessage(e).split('\n')[0]}.`, 'Pass a JSON file with "imagesPerSecond" and "p99Ms", or use --ips and --p99.');
   }
   const ok = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v) && v > 0;
-  if (!ok(raw?.imagesPerSecond) || !ok(raw?.p99Ms)) throw new KennelError(`The benchmark file ${path} needs positive numbers "imagesPerSecond" and "p99Ms".`, 'Example: {"imagesPerSecond": 42.5, "p99Ms": 61}');
+  if (!ok(raw?.imagesPerSecond) || !ok(raw?.p99Ms)) throw Errors.InvalidRequest(`The benchmark file ${path} needs positive numbers "imagesPerSecond" and "p99Ms".`, 'Example: {"imagesPerSecond": 42.5, "p99Ms": 61}');
   return { imagesPerSecond: raw.imagesPerSecond, p99Ms: raw.p99Ms, source: path };
 }
 
@@ -125,8 +125,8 @@ export function registerCost(program: Command): void {
     .action((opts: CostOpts) =>
       runAction(async () => {
         const serving = opts.endpoint !== undefined || opts.ips !== undefined || opts.p99 !== undefined || opts.bench !== undefined;
-        if (!!opts.job === serving) throw new KennelError(opts.job ? '--job estimates a training job; --endpoint, --ips, --p99 and --bench describe serving, so use one or the other.' : 'Say what to estimate: --job JOB for a training job, or serving measurements (--bench FILE, or --ips N --p99 MS).', 'Examples: kennel cost --job latest; kennel cost --ips 40 --p99 60ms --slo-p99 100ms --rps 50');
-        if ((opts.sloP99 === undefined) !== (opts.rps === undefined)) throw new KennelError('--slo-p99 and --rps go together: the SLO is a latency target at a request rate.', 'Example: --slo-p99 100ms --rps 50');
+        if (!!opts.job === serving) throw Errors.InvalidRequest(opts.job ? '--job estimates a training job; --endpoint, --ips, --p99 and --bench describe serving, so use one or the other.' : 'Say what to estimate: --job JOB for a training job, or serving measurements (--bench FILE, or --ips N --p99 MS).', 'Examples: kennel cost --job latest; kennel cost --ips 40 --p99 60ms --slo-p99 100ms --rps 50');
+        if ((opts.sloP99 === undefined) !== (opts.rps === undefined)) throw Errors.InvalidRequest('--slo-p99 and --rps go together: the SLO is a latency target at a request rate.', 'Example: --slo-p99 100ms --rps 50');
         const catalogPath = resolve(opts.catalog ?? DEFAULT_CATALOG);
         const base = defaultScaling();
         const settings: CostSettings = {
@@ -137,7 +137,7 @@ export function registerCost(program: Command): void {
         };
         const job = opts.job;
         if (job) {
-          if (opts.sloP99 !== undefined) throw new KennelError('--slo-p99 and --rps size a serving fleet, which needs serving measurements rather than a training job.', 'Benchmark the endpoint and pass --bench FILE (or --ips and --p99) instead of --job.');
+          if (opts.sloP99 !== undefined) throw Errors.InvalidRequest('--slo-p99 and --rps size a serving fleet, which needs serving measurements rather than a training job.', 'Benchmark the endpoint and pass --bench FILE (or --ips and --p99) instead of --job.');
           await withWorkspace(async (ws) => {
             const m = await measureJob(ws, resolveJob(ws, job));
             const { notes, ...measurement } = m;
@@ -148,10 +148,10 @@ export function registerCost(program: Command): void {
         }
         let m: ServingMeasurement;
         if (opts.bench) {
-          if (opts.ips !== undefined || opts.p99 !== undefined) throw new KennelError('Use --bench FILE or --ips/--p99, not both.', 'The benchmark file already holds imagesPerSecond and p99Ms.');
+          if (opts.ips !== undefined || opts.p99 !== undefined) throw Errors.InvalidRequest('Use --bench FILE or --ips/--p99, not both.', 'The benchmark file already holds imagesPerSecond and p99Ms.');
           m = readBench(resolve(opts.bench));
         } else {
-          if (opts.ips === undefined || opts.p99 === undefined) throw new KennelError(`Serving estimates need measured throughput and latency${opts.endpoint ? ` for endpoint ${opts.endpoint}` : ''}: endpoints do not report them to kennel cost yet.`, 'Benchmark the endpoint, then pass --ips N --p99 MS (or --bench FILE).');
+          if (opts.ips === undefined || opts.p99 === undefined) throw Errors.InvalidRequest(`Serving estimates need measured throughput and latency${opts.endpoint ? ` for endpoint ${opts.endpoint}` : ''}: endpoints do not report them to kennel cost yet.`, 'Benchmark the endpoint, then pass --ips N --p99 MS (or --bench FILE).');
           m = { imagesPerSecond: opts.ips, p99Ms: opts.p99, source: '--ips/--p99' };
         }
         const slo = opts.sloP99 !== undefined && opts.rps !== undefined ? { p99Ms: opts.sloP99, rps: opts.rps } : undefined;

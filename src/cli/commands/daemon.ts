@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, fchmodSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { KennelError } from '../../core/index.js';
+import { Errors, KennelError } from '../../core/index.js';
 import { EVENT_QUEUE_DEFAULTS } from '../../functions/index.js';
 import { adminRequest, adminUrl, checkHttpLimits, clearState, daemonPaths, dataPlaneUrl, DEFAULT_HTTP_LIMITS, isAlive, readState, startDaemon, type DaemonState, type HttpLimits } from '../../server/index.js';
 import { defaultHome } from '../../store/index.js';
@@ -72,9 +72,9 @@ async function startDetached(home: string, opts: UpOptions): Promise<DaemonState
     if (exited !== undefined) {
       const tail = readFileSync(paths.log, 'utf8').trim().split('\n').slice(-5).join('\n');
       const reason = /error: (.*?)\.?$/m.exec(tail)?.[1]; // the sentence gets its full stop below
-      throw new KennelError(`The daemon exited while starting${reason ? `: ${reason}` : ` (code ${exited})`}.`, `See its log: ${paths.log}`, 500, 'daemon_failed');
+      throw Errors.DaemonFailed(`The daemon exited while starting${reason ? `: ${reason}` : ` (code ${exited})`}.`, `See its log: ${paths.log}`);
     }
-    if (Date.now() > limit) throw new KennelError('The daemon did not answer within 60 s.', `See its log: ${paths.log}`, 504, 'daemon_failed');
+    if (Date.now() > limit) throw Errors.DaemonFailed('The daemon did not answer within 60 s.', `See its log: ${paths.log}`, 504);
     await sleep(100);
   }
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { KennelError, printable } from '../../core/index.js';
+import { printable, Errors } from '../../core/index.js';
 import { getDatasetVersion, importDataset, isLeak, listDatasets, parseDatasetRef, SPLITS, validateSplit, type DatasetVersion } from '../../data/index.js';
 import { deleteDataset } from '../../housekeeping/index.js';
 import { emit, progressBars, runAction, table, withWorkspace } from '../output.js';
@@ -104,14 +104,14 @@ function parseNumbers(flag: string, text: string): number[] {
   const parts = text.split(',').map((s) => s.trim());
   const numbers = parts.map(Number);
   if (parts.some((p) => p === '') || numbers.some((n) => !Number.isFinite(n))) {
-    throw new KennelError(`${flag} ${text} is not a list of numbers.`, `Write it like ${flag} 0.8,0.1,0.1.`);
+    throw Errors.InvalidRequest(`${flag} ${text} is not a list of numbers.`, `Write it like ${flag} 0.8,0.1,0.1.`);
   }
   return numbers;
 }
 
 function parseWhole(flag: string, text: string): number {
   const n = Number(text);
-  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n)) throw new KennelError(`${flag} ${text} is not a whole number.`, `Write it like ${flag} 42.`);
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n)) throw Errors.InvalidRequest(`${flag} ${text} is not a whole number.`, `Write it like ${flag} 42.`);
   return n;
 }
 

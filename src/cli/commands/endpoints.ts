@@ -1,6 +1,6 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { ENDPOINT_DEVICES, type EndpointDevice } from '../../inference/index.js';
-import { KennelError } from '../../core/index.js';
+import { Errors } from '../../core/index.js';
 import { adminRequest, dataPlaneUrl, findDaemon } from '../../server/index.js';
 import { PRIMARY_VARIANT, type EndpointDescription } from '../../serving/index.js';
 import { defaultHome } from '../../store/index.js';
@@ -63,7 +63,7 @@ function settingsOptions(cmd: Command): Command {
 
 function settingsBody(o: SettingsOptions): Record<string, unknown> {
   // refused here too, so the mistake is caught before the daemon is asked
-  if (o.min !== undefined && o.max !== undefined && o.min > o.max) throw new KennelError(`--min ${o.min} is above --max ${o.max}.`, 'Make --min at most --max.', 400, 'invalid_request');
+  if (o.min !== undefined && o.max !== undefined && o.min > o.max) throw Errors.InvalidRequest(`--min ${o.min} is above --max ${o.max}.`, 'Make --min at most --max.');
   const body: Record<string, unknown> = {
     instances: o.instances,
     min: o.min,

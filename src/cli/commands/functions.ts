@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
-import { KennelError, notFound } from '../../core/index.js';
+import { Errors, KennelError, notFound } from '../../core/index.js';
 import { createFunction, deleteFunction, eventCounts, findFunction, listFailedEvents, listFunctions, purgeEvents, replayEvents, updateFunction, type FunctionDefinition, type FunctionSettings } from '../../functions/index.js';
 import { cliActor, parseDuration } from '../../security/index.js';
 import { dataPlaneUrl, findDaemon } from '../../server/index.js';
@@ -129,7 +129,7 @@ export function registerFunctions(program: Command): void {
     .option('--json', 'print JSON')
     .action((name: string, opts: { replay?: true | string[]; purge?: true | string[]; json?: boolean }) =>
       runAction(async () => {
-        if (opts.replay && opts.purge) throw new KennelError('Give --replay or --purge, not both.');
+        if (opts.replay && opts.purge) throw Errors.InvalidRequest('Give --replay or --purge, not both.');
         const idsOf = (v: true | string[]) => (v === true ? undefined : v);
         await withWorkspace((ws) => {
           const counts = eventCounts(ws, name);
@@ -182,7 +182,7 @@ export function registerFunctions(program: Command): void {
             body: JSON.stringify(event),
           });
         } catch (e) {
-          throw new KennelError(`Cannot reach the Kennel daemon at ${base} (${(e as Error & { cause?: { code?: string } }).cause?.code ?? (e as Error).message}).`, 'Start it with kennel up, or pass --gateway URL.');
+          throw Errors.InvalidRequest(`Cannot reach the Kennel daemon at ${base} (${(e as Error & { cause?: { code?: string } }).cause?.code ?? (e as Error).message}).`, 'Start it with kennel up, or pass --gateway URL.');
         }
         const text = await res.text();
         let body: unknown = text;
@@ -193,7 +193,7 @@ export function registerFunctions(program: Command): void {
         }
         if (res.status >= 400) {
           const err = (body as { error?: { message?: string; hint?: string } })?.error;
-          throw new KennelError(`${name} answered ${res.status}: ${err?.message ?? text.slice(0, 300)}`, err?.hint);
+          throw Errors.InvalidRequest(`${name} answered ${res.status}: ${err?.message ?? text.slice(0, 300)}`, err?.hint);
         }
         emit(opts, { statusCode: res.status, headers: Object.fromEntries(res.headers), body }, () => (typeof body === 'string' ? body : JSON.stringify(body, null, 2)));
       }),
@@ -202,13 +202,13 @@ export function registerFunctions(program: Command): void {
 
 function eventFrom(opts: { event?: string; eventFile?: string; image?: string; url?: string }): unknown {
   const given = [opts.event, opts.eventFile, opts.image, opts.url].filter((x) => x !== undefined).length;
-  if (given !== 1) throw new KennelError('Give exactly one of --event, --event-file, --image or --url.');
+  if (given !== 1) throw Errors.InvalidRequest('Give exactly one of --event, --event-file, --image or --url.');
   if (opts.url !== undefined) return { url: opts.url };
   if (opts.image !== undefined) {
     try {
       return { image: readFileSync(opts.image).toString('base64') };
     } catch {
-      throw new KennelError(`Cannot read ${opts.image}.`);
+      throw Errors.InvalidRequest(`Cannot read ${opts.image}.`);
     }
   }
   let text = opts.event;
@@ -216,12 +216,12 @@ function eventFrom(opts: { event?: string; eventFile?: string; image?: string; u
     try {
       text = readFileSync(opts.eventFile, 'utf8');
     } catch {
-      throw new KennelError(`Cannot read ${opts.eventFile}.`);
+      throw Errors.InvalidRequest(`Cannot read ${opts.eventFile}.`);
     }
   }
   try {
     return JSON.parse(text!);
   } catch (e) {
-    throw new KennelError(`The event is not valid JSON: ${(e as Error).message}.`);
+    throw Errors.InvalidRequest(`The event is not valid JSON: ${(e as Error).message}.`);
   }
 }

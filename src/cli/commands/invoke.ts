@@ -1,7 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { extname } from 'node:path';
 import type { Command } from 'commander';
-import { KennelError } from '../../core/index.js';
+import { Errors, KennelError } from '../../core/index.js';
 import { sniffImageType } from '../../net/index.js';
 import { invokeEndpoint } from '../../server/index.js';
 import type { InvocationResult } from '../../serving/index.js';
@@ -28,13 +28,13 @@ export function registerInvoke(program: Command): void {
           if (!statSync(file).isFile()) throw new Error('not a file');
           bytes = readFileSync(file);
         } catch {
-          throw new KennelError(`${file} is not a readable file.`, 'Pass the path of an image file.');
+          throw Errors.InvalidRequest(`${file} is not a readable file.`, 'Pass the path of an image file.');
         }
         // the server checks the bytes; the type is only a label, from the bytes when they are an image we know
         const type = sniffImageType(bytes) ?? BY_EXTENSION[extname(file).toLowerCase()] ?? 'application/octet-stream';
         const key = opts.key ?? (process.env.KENNEL_API_KEY || undefined);
         const { result, asOwner } = await invokeEndpoint(defaultHome(), endpoint, bytes, type, opts.topK, key).catch((e: unknown) => {
-          throw e instanceof KennelError && (e.status === 401 || e.status === 403) ? new KennelError(e.message, KEY_HINT(endpoint), e.status, e.code) : e;
+          throw e instanceof KennelError && (e.status === 401 || e.status === 403) ? e.withHint(KEY_HINT(endpoint)) : e;
         });
         // on stderr, so --json output stays one document
         if (asOwner) process.stderr.write('note: no API key given; invoking as the workspace owner through the admin API (pass --key or set KENNEL_API_KEY to test a key)\n');

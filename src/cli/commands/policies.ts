@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { KennelError } from '../../core/index.js';
+import { Errors, KennelError } from '../../core/index.js';
 import { attachPolicy, cliActor, detachPolicy, getPrincipal, listKeys, listPolicies, listPrincipals, policyFromGrants, type AttachedPolicy } from '../../security/index.js';
 import { emit, runAction, table, withWorkspace } from '../output.js';
 import { collect } from '../options.js';
@@ -12,12 +12,12 @@ function readPolicyFile(file: string): unknown {
   try {
     text = readFileSync(file, 'utf8');
   } catch {
-    throw new KennelError(`Cannot read the policy file ${file}.`);
+    throw Errors.InvalidRequest(`Cannot read the policy file ${file}.`);
   }
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new KennelError(`The policy file ${file} is not valid JSON: ${(e as Error).message}.`);
+    throw Errors.InvalidRequest(`The policy file ${file} is not valid JSON: ${(e as Error).message}.`);
   }
 }
 
@@ -33,7 +33,7 @@ export function registerPolicies(program: Command): void {
     .option('--json', 'print JSON')
     .action((principal: string, opts: { allow: string[]; deny: string[]; file?: string; json?: boolean }) =>
       runAction(async () => {
-        if (Boolean(opts.file) === Boolean(opts.allow.length || opts.deny.length)) throw new KennelError('Give either --allow/--deny grants or --file.', "e.g. kennel policies attach alice --allow endpoint:Invoke:endpoint/dogs");
+        if (Boolean(opts.file) === Boolean(opts.allow.length || opts.deny.length)) throw Errors.InvalidRequest('Give either --allow/--deny grants or --file.', "e.g. kennel policies attach alice --allow endpoint:Invoke:endpoint/dogs");
         const document = opts.file ? readPolicyFile(opts.file) : policyFromGrants(opts.allow, opts.deny);
         const policy = await withWorkspace((ws) => attachPolicy(ws, principal, document, cliActor()));
         emit(opts, policy, () => `attached ${policy.id} to ${principal}: ${grants(policy)}`);
@@ -72,7 +72,7 @@ export function registerPolicies(program: Command): void {
       runAction(async () => {
         const shown = await withWorkspace((ws) => {
           const p = getPrincipal(ws, principal);
-          if (!p) throw new KennelError(`Principal ${principal} was not found.`, 'kennel policies list shows the principals.', 404, 'not_found');
+          if (!p) throw Errors.NotFound(`Principal ${principal} was not found.`, 'kennel policies list shows the principals.');
           return { ...p, policies: listPolicies(ws, principal), keys: listKeys(ws, principal) };
         });
         emit(opts, shown, () =>

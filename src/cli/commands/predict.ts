@@ -1,7 +1,7 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { extname, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { KennelError } from '../../core/index.js';
+import { Errors } from '../../core/index.js';
 import { getModel } from '../../registry/index.js';
 import { classify, tuneSharp } from '../../inference/index.js';
 import { filePrediction, imageInputs, type FilePrediction } from '../inputs.js';
@@ -17,7 +17,7 @@ const csvCell = (s: string): string => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '
 /** Writes results as they come: one JSON line per image, or one CSV row (top-1, and the top-k as label:score|...). */
 function resultWriter(path: string): { write(r: FilePrediction): void; close(): void } {
   const format = extname(path).toLowerCase();
-  if (format !== '.jsonl' && format !== '.csv') throw new KennelError(`--out ${path} must end in .jsonl or .csv.`, 'Example: --out results.jsonl');
+  if (format !== '.jsonl' && format !== '.csv') throw Errors.InvalidRequest(`--out ${path} must end in .jsonl or .csv.`, 'Example: --out results.jsonl');
   const fd = openSync(path, 'w');
   const line = (s: string) => writeSync(fd, s + '\n');
   if (format === '.csv') line('file,label,score,top_k,error');
@@ -45,7 +45,7 @@ export function registerPredict(program: Command): void {
     .action((paths: string[], opts: { model: string; topK: number; out?: string; json?: boolean }) =>
       runAction(async (signal) => {
         const { files, named } = imageInputs(paths);
-        if (files.length === 0) throw new KennelError(`No images found in ${paths.join(', ')}.`, 'Pass image files, or folders that hold .jpg, .png or .webp files.');
+        if (files.length === 0) throw Errors.InvalidRequest(`No images found in ${paths.join(', ')}.`, 'Pass image files, or folders that hold .jpg, .png or .webp files.');
         const results: FilePrediction[] = [];
         const failed: Array<{ file: string; error: string }> = [];
         let classified = 0;

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { CancelledError, KennelError } from '../../core/index.js';
+import { CancelledError, Errors } from '../../core/index.js';
 import { parseDatasetRef } from '../../data/index.js';
 import { DEVICES, type Device } from '../../inference/index.js';
 import type { Workspace } from '../../store/index.js';
@@ -132,7 +132,7 @@ export function registerTune(program: Command): void {
     .option('--json', 'print JSON')
     .action((opts: TuneFlags) =>
       runAction(async (signal) => {
-        if (!opts.dataset || !opts.backbone) throw new KennelError('kennel tune needs --dataset and --backbone.', 'e.g. kennel tune --dataset dogs --backbone mobilenetv2-12-int8 --max-trials 20');
+        if (!opts.dataset || !opts.backbone) throw Errors.InvalidRequest('kennel tune needs --dataset and --backbone.', 'e.g. kennel tune --dataset dogs --backbone mobilenetv2-12-int8 --max-trials 20');
         const space: ParamSpec[] = [...(opts.space ? loadSpaceFile(opts.space) : []), ...(opts.param ?? []).map(parseParamFlag)];
         const { name: dataset, version } = parseDatasetRef(opts.dataset);
         await session(opts, signal, (ws, hooks) =>

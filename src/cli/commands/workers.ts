@@ -1,6 +1,6 @@
 import { Option, type Command } from 'commander';
 import { availableParallelism } from 'node:os';
-import { KennelError } from '../../core/index.js';
+import { Errors } from '../../core/index.js';
 import { defaultHome } from '../../store/index.js';
 import { executionProviders } from '../../inference/index.js';
 import { TRAINING_TASKS } from '../../training/index.js';
@@ -32,7 +32,7 @@ export function registerWorkers(program: Command): void {
     .action((opts: { queue?: string; home?: string; threads?: number; name?: string; lockSeconds: number; grace: number; json?: boolean }) =>
       runAction(async (signal) => {
         const queue = queueOf(opts.queue);
-        if (!queue) throw new KennelError('kennel worker needs a queue.', 'Give --queue redis://HOST:PORT (or set KENNEL_QUEUE) and --home SHARED_KENNEL_HOME.');
+        if (!queue) throw Errors.InvalidRequest('kennel worker needs a queue.', 'Give --queue redis://HOST:PORT (or set KENNEL_QUEUE) and --home SHARED_KENNEL_HOME.');
         const log = (line: string) => {
           if (!opts.json) process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
         };
@@ -63,7 +63,7 @@ export function registerWorkers(program: Command): void {
         const stop = await worker.close(opts.grace * 1000);
         // the stop is bounded even if something still holds the event loop open
         setTimeout(() => process.exit(), EXIT_BACKSTOP_MS).unref();
-        if (!stop.clean) throw new KennelError(`Worker ${w.id} stopped without a clean hand-over: ${stop.reason}.`, 'Check that Redis is running; other workers take the task over once Redis is back.', 503, 'queue_unavailable');
+        if (!stop.clean) throw Errors.QueueUnavailable(`Worker ${w.id} stopped without a clean hand-over: ${stop.reason}.`, 'Check that Redis is running; other workers take the task over once Redis is back.');
         log('stopped');
         emit(opts, { worker: w.id, host: w.host, tasks: counts, seconds: (performance.now() - started) / 1000 }, () => '');
       }),
