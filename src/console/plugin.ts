@@ -3,6 +3,7 @@ import { KennelError } from '../core/errors.js';
 import type { ServingRuntime } from '../serving/index.js';
 import { openWorkspace } from '../store/index.js';
 import { dataRoutes } from './api-data.js';
+import { deleteRoutes } from './api-delete.js';
 import { endpointRoutes } from './api-endpoints.js';
 import { functionRoutes } from './api-functions.js';
 import { jobRoutes } from './api-jobs.js';
@@ -95,7 +96,7 @@ export const consolePlugin: FastifyPluginAsync<ConsoleOptions> = async (app, opt
         return { signedOut: true };
       });
 
-      for (const routes of [dataRoutes, jobRoutes, endpointRoutes, functionRoutes, securityRoutes]) routes(secured, ctx);
+      for (const routes of [dataRoutes, jobRoutes, endpointRoutes, functionRoutes, securityRoutes, deleteRoutes]) routes(secured, ctx);
       // unknown API paths: 401 first like every other API route, then 404 (from the preHandler)
       secured.all('/api/*', async () => undefined);
     });
