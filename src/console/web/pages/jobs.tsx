@@ -2,6 +2,7 @@ import { useState } from 'preact/hooks';
 import type { JobSummary, KeySettings } from '../../api-types';
 import { api, useApi, useStream } from '../api';
 import { Bars, LineChart, ParallelCoordinates } from '../charts';
+import { DeleteButton } from '../delete';
 import { ago, num, pct, seconds, sig, when } from '../format';
 import { Badge, Card, ConfirmButton, Empty, ErrorBox, Facts, Field, Form, Link, Loaded, Loading, Page, Progress, Select, Status, Table, type Column } from '../ui';
 
@@ -250,6 +251,11 @@ export function JobPage(props: { id: string }) {
                 <p>The job stops after its current batch. Finished work (cached features{j.kind === 'tune' ? ', completed trials' : ''}) is kept{j.kind === 'tune' ? `; continue it with kennel tune resume ${j.id}` : ''}.</p>
               </ConfirmButton>
             )}
+            <DeleteButton what={`job ${j.id}`} path={`/api/jobs/${encodeURIComponent(j.id)}`} onDeleted={() => (location.hash = '#/jobs')}>
+              <p>
+                Deletes the job{j.kind === 'tune' ? ' with its trials' : ''} as <code>kennel jobs delete {j.id}</code> does. Models it registered stay.
+              </p>
+            </DeleteButton>
           </>
         )
       }
