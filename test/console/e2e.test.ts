@@ -276,6 +276,26 @@ test('a tuning job started from the page shows live progress and is cancelled fr
   });
 });
 
+test('delete a model version: the guard refuses a production version in the dialog, "Delete anyway" deletes it', { skip: browserSkip }, async () => {
+  await step(page, 'delete-model', async () => {
+    // breeds-fast@1 (compared above) is tagged production, which the guard protects
+    const tag = await fetch(`${daemon!.adminUrl}/api/models/breeds-fast/tags`, { method: 'POST', headers: { authorization: `Bearer ${daemon!.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ tag: 'production', version: 1 }) });
+    assert.equal(tag.status, 200);
+    await page.goto(`${daemon!.adminUrl}/#/models/breeds-fast/1`);
+    await page.getByRole('heading', { name: 'Model breeds-fast@1' }).waitFor();
+    await page.getByRole('button', { name: 'Delete', exact: true }).click();
+    const dialog = page.getByRole('dialog', { name: 'Delete breeds-fast@1?' });
+    await dialog.getByRole('button', { name: 'Delete', exact: true }).click();
+    await dialog.getByRole('alert').getByText('Model breeds-fast@1 is tagged production.').waitFor();
+    assert.equal((await api('GET', '/api/models/breeds-fast/versions/1', daemon!.token)).status, 200, 'refused: still there');
+    await dialog.getByRole('button', { name: 'Delete anyway' }).click();
+    await page.getByRole('heading', { name: 'Models', exact: true }).waitFor();
+    await page.getByRole('link', { name: 'breeds@1', exact: true }).first().waitFor();
+    assert.equal(await page.getByText('breeds-fast').count(), 0, 'gone from the list');
+    assert.equal((await api('GET', '/api/models/breeds-fast/versions/1', daemon!.token)).status, 404);
+  });
+});
+
 test('on a phone-sized screen every page fits the width (tables scroll inside their cards)', { skip: browserSkip }, async () => {
   const phone = await browser!.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
   await phone.addCookies(await context.cookies());
