@@ -5,6 +5,7 @@ import { callerOf, checkHost, type AdminAuth } from '../security/index.js';
 import type { ServingRuntime } from '../serving/index.js';
 import { openWorkspace } from '../store/index.js';
 import { dataRoutes } from './api-data.js';
+import { deleteRoutes } from './api-delete.js';
 import { endpointRoutes } from './api-endpoints.js';
 import { functionRoutes } from './api-functions.js';
 import { jobRoutes } from './api-jobs.js';
@@ -91,7 +92,7 @@ export const consolePlugin: FastifyPluginAsync<ConsoleOptions> = async (app, opt
       return { signedOut: true };
     });
 
-    for (const routes of [dataRoutes, jobRoutes, endpointRoutes, functionRoutes, securityRoutes]) routes(api, ctx);
+    for (const routes of [dataRoutes, jobRoutes, endpointRoutes, functionRoutes, securityRoutes, deleteRoutes]) routes(api, ctx);
     // unknown API paths: 401 first like every other API route, then 404
     api.all('/api/*', { config: { auth: 'signed-in' } }, async (req) => {
       throw Errors.NotFound(`There is no ${req.method} ${req.url.split('?')[0]!.slice(0, 200)} in the console API.`);

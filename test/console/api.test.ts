@@ -7,6 +7,7 @@ import { LogBook, TrafficSampler, totalsOf, quantile } from '../../src/console/i
 import { createKey, readAudit, revokeKey, cliActor } from '../../src/security/index.ts';
 import { buildAdmin } from '../../src/server/admin.ts';
 import { ServingMetrics } from '../../src/server/metrics.ts';
+import { registerModel, tagModel, type ModelCard } from '../../src/registry/index.ts';
 import { ServingRuntime } from '../../src/serving/index.ts';
 import { openWorkspace, type Workspace } from '../../src/store/index.ts';
 import { tmpHome } from '../helpers/paths.ts';
@@ -278,4 +279,34 @@ test('logs: a bounded ring per source, replica lines apart, secrets redacted', (
   assert.equal(line!.level, 'warn');
   for (const secret of [token, 'abc.def', 'SECRETsecret', 'hunter2']) assert.ok(!line!.text.includes(secret), `${secret} is redacted in: ${line!.text}`);
   assert.match(line!.text, /kn_0123456789abcdef_\[redacted\]/, 'a key keeps its public id');
+});
+
+test('delete a model version: the CLI guards (production tag, 409 with a hint), ?force=1, admin:DeleteModel, artifacts freed, audited', async () => {
+  const card = { labels: ['a'], preprocess: {} as ModelCard['preprocess'], inputName: 'x', outputName: 'y', temperature: 1, source: 'imported' as const };
+  await registerModel(ws, 'gone', Buffer.from('graph of gone 1'), card);
+  tagModel(ws, 'gone@1', 'production');
+  const url = '/api/models/gone/versions/1';
+  const del = (q: string, auth = TOKEN) => app.inject({ method: 'DELETE', url: url + q, headers: { host: HOST, authorization: `Bearer ${auth}` } });
+
+  const refused = await del('');
+  assert.equal(refused.statusCode, 409, refused.body);
+  assert.match(refused.json().error.message, /gone@1 is tagged production/);
+  assert.match(refused.json().error.hint, /--force/);
+
+  const viewer = createKey(ws, 'delete-viewer', { allow: ['console:*:*'] }, cliActor());
+  assert.equal((await del('?force=1', viewer.key)).statusCode, 403, 'console:* does not delete');
+  assert.ok(readAudit(ws, { action: 'admin:DeleteModel', failed: true }).some((e) => e.status === 403 && e.principal === 'delete-viewer'));
+
+  const ok = await del('?force=1');
+  assert.equal(ok.statusCode, 200, ok.body);
+  assert.deepEqual(ok.json().deleted, ['gone@1']);
+  assert.ok(ok.json().freed.files >= 1 && ok.json().freed.bytes > 0, 'the graph is freed');
+  assert.equal((await app.inject({ method: 'GET', url, headers: { host: HOST, authorization: `Bearer ${TOKEN}` } })).statusCode, 404);
+  assert.ok(readAudit(ws, { action: 'admin:DeleteModel' }).some((e) => e.status === 200 && e.resource === 'model/gone'));
+  assert.equal((await del('?force=1')).statusCode, 404, 'already gone');
+
+  // the other deletes answer through the same services
+  assert.equal((await app.inject({ method: 'DELETE', url: '/api/datasets/none/versions/1', headers: { host: HOST, authorization: `Bearer ${TOKEN}` } })).statusCode, 404);
+  assert.equal((await app.inject({ method: 'DELETE', url: '/api/backbones/none', headers: { host: HOST, authorization: `Bearer ${TOKEN}` } })).statusCode, 404);
+  assert.equal((await app.inject({ method: 'DELETE', url: '/api/jobs/train-20260101000000-abcdef', headers: { host: HOST, authorization: `Bearer ${TOKEN}` } })).statusCode, 404);
 });

@@ -115,7 +115,7 @@ test('the jobs table: backbone, hyperparameters, the objective by name; compare 
     assert.equal(await tuneRow.getByText(/%/).count(), 0, 'a loss is not shown as an accuracy');
     const fast = page.getByRole('row').filter({ has: page.getByRole('link', { name: 'breeds-fast@1', exact: true }) });
     await fast.getByRole('cell', { name: 'mobilenetv2-12-int8' }).waitFor();
-    await fast.getByRole('cell', { name: 'linear, lr 0.01, batch 32, 8 epochs' }).waitFor();
+    await fast.getByRole('cell', { name: 'minibatch, lr 0.01, batch 32, 8 epochs' }).waitFor();
     await fast.getByRole('cell', { name: /^valid top-1 \d+\.\d%$/ }).waitFor();
   });
   await step(page, 'compare', async () => {
@@ -273,6 +273,26 @@ test('a tuning job started from the page shows live progress and is cancelled fr
     await page.getByRole('button', { name: 'Cancel job' }).click();
     await page.getByRole('dialog').getByRole('button', { name: 'Cancel the job' }).click();
     await page.locator('.badge', { hasText: 'cancelled' }).first().waitFor({ timeout: 30_000 });
+  });
+});
+
+test('delete a model version: the guard refuses a production version in the dialog, "Delete anyway" deletes it', { skip: browserSkip }, async () => {
+  await step(page, 'delete-model', async () => {
+    // breeds-fast@1 (compared above) is tagged production, which the guard protects
+    const tag = await fetch(`${daemon!.adminUrl}/api/models/breeds-fast/tags`, { method: 'POST', headers: { authorization: `Bearer ${daemon!.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ tag: 'production', version: 1 }) });
+    assert.equal(tag.status, 200);
+    await page.goto(`${daemon!.adminUrl}/#/models/breeds-fast/1`);
+    await page.getByRole('heading', { name: 'Model breeds-fast@1' }).waitFor();
+    await page.getByRole('button', { name: 'Delete', exact: true }).click();
+    const dialog = page.getByRole('dialog', { name: 'Delete breeds-fast@1?' });
+    await dialog.getByRole('button', { name: 'Delete', exact: true }).click();
+    await dialog.getByRole('alert').getByText('Model breeds-fast@1 is tagged production.').waitFor();
+    assert.equal((await api('GET', '/api/models/breeds-fast/versions/1', daemon!.token)).status, 200, 'refused: still there');
+    await dialog.getByRole('button', { name: 'Delete anyway' }).click();
+    await page.getByRole('heading', { name: 'Models', exact: true }).waitFor();
+    await page.getByRole('link', { name: 'breeds@1', exact: true }).first().waitFor();
+    assert.equal(await page.getByText('breeds-fast').count(), 0, 'gone from the list');
+    assert.equal((await api('GET', '/api/models/breeds-fast/versions/1', daemon!.token)).status, 404);
   });
 });
 

@@ -35,7 +35,7 @@ export async function trainedHome(): Promise<string> {
     await importDataset(ws, path.join(sharedDir(), 'data/breeds-mini'), { name: 'breeds' });
     await addBackbone(ws, path.join(sharedDir(), 'models/mobilenetv2-12-int8.onnx'), { name: 'mobilenetv2-12-int8' });
     await train(ws, { dataset: 'breeds', backbone: 'mobilenetv2-12-int8', epochs: 15 });
-    await train(ws, { dataset: 'breeds', backbone: 'mobilenetv2-12-int8', name: 'breeds-fast', epochs: 8, lr: 0.01, batchSize: 32 });
+    await train(ws, { dataset: 'breeds', backbone: 'mobilenetv2-12-int8', name: 'breeds-fast', head: 'minibatch', epochs: 8, lr: 0.01, batchSize: 32 });
     await tune(ws, { dataset: 'breeds', backbone: 'mobilenetv2-12-int8', objective: 'valid.loss', strategy: 'random', maxTrials: 4, seed: 1 });
   } finally {
     ws.close();

@@ -1,6 +1,7 @@
 import { useMemo, useState } from 'preact/hooks';
 import { useApi } from '../api';
 import { Bars } from '../charts';
+import { DeleteButton } from '../delete';
 import { num, plural, when } from '../format';
 import { Badge, Card, Empty, Facts, Link, Loaded, Page, Table } from '../ui';
 
@@ -91,16 +92,25 @@ export function DatasetPage(props: { name: string; version?: number }) {
       subtitle={<Link to="/datasets">← All datasets</Link>}
       actions={
         overview.data && (
-          <label class="inline">
-            Version{' '}
-            <select value={String(version)} onChange={(e) => (location.hash = `#/datasets/${encodeURIComponent(props.name)}/${e.currentTarget.value}`)}>
-              {overview.data.versions.map((v) => (
-                <option key={v.version} value={String(v.version)}>
-                  v{v.version} · {when(v.createdAt)}
-                </option>
-              ))}
-            </select>
-          </label>
+          <>
+            <label class="inline">
+              Version{' '}
+              <select value={String(version)} onChange={(e) => (location.hash = `#/datasets/${encodeURIComponent(props.name)}/${e.currentTarget.value}`)}>
+                {overview.data.versions.map((v) => (
+                  <option key={v.version} value={String(v.version)}>
+                    v{v.version} · {when(v.createdAt)}
+                  </option>
+                ))}
+              </select>
+            </label>
+            {version && (
+              <DeleteButton what={`${props.name}@${version}`} path={`/api/datasets/${encodeURIComponent(props.name)}/versions/${version}`} onDeleted={() => (location.hash = '#/datasets')}>
+                <p>
+                  Deletes the version <strong>{props.name}@{version}</strong> as <code>kennel data delete {props.name}@{version}</code> does; models trained on it keep working. It is refused while a job uses it.
+                </p>
+              </DeleteButton>
+            )}
+          </>
         )
       }
     >

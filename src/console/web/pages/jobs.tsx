@@ -2,6 +2,7 @@ import { useState } from 'preact/hooks';
 import type { JobSummary, KeySettings } from '../../api-types';
 import { api, useApi, useStream } from '../api';
 import { Bars, LineChart, ParallelCoordinates } from '../charts';
+import { DeleteButton } from '../delete';
 import { ago, num, pct, seconds, sig, when } from '../format';
 import { Badge, Card, ConfirmButton, Empty, ErrorBox, Facts, Field, Form, Link, Loaded, Loading, Page, Progress, Select, Status, Table, type Column } from '../ui';
 
@@ -57,7 +58,9 @@ const objective = (name: string, v: number | null) => (/top-?[15]$/.test(name) ?
 
 /** The key hyperparameters in a few words, e.g. "mlp, lr 0.001, batch 64, 30 epochs, augment 2" (the rest is on the job and compare pages). */
 export function settingsText(s: KeySettings): string {
-  const parts = [s.head, s.lr !== undefined && `lr ${sig(s.lr)}`, s.batchSize !== undefined && `batch ${s.batchSize}`, s.epochs !== undefined && `${s.epochs} epochs`, s.augment ? `augment ${s.augment}` : undefined, s.optimizer && s.optimizer !== 'adamw' ? s.optimizer : undefined];
+  // learning rate, batch size, epochs and optimizer only steer the minibatch heads; the probe heads ignore them
+  const minibatch = s.head === undefined || s.head === 'mlp' || s.head === 'minibatch';
+  const parts = [s.head, minibatch && s.lr !== undefined && `lr ${sig(s.lr)}`, minibatch && s.batchSize !== undefined && `batch ${s.batchSize}`, minibatch && s.epochs !== undefined && `${s.epochs} epochs`, s.augment ? `augment ${s.augment}` : undefined, minibatch && s.optimizer && s.optimizer !== 'adamw' ? s.optimizer : undefined];
   return parts.filter(Boolean).join(', ');
 }
 
@@ -250,6 +253,11 @@ export function JobPage(props: { id: string }) {
                 <p>The job stops after its current batch. Finished work (cached features{j.kind === 'tune' ? ', completed trials' : ''}) is kept{j.kind === 'tune' ? `; continue it with kennel tune resume ${j.id}` : ''}.</p>
               </ConfirmButton>
             )}
+            <DeleteButton what={`job ${j.id}`} path={`/api/jobs/${encodeURIComponent(j.id)}`} onDeleted={() => (location.hash = '#/jobs')}>
+              <p>
+                Deletes the job{j.kind === 'tune' ? ' with its trials' : ''} as <code>kennel jobs delete {j.id}</code> does. Models it registered stay.
+              </p>
+            </DeleteButton>
           </>
         )
       }

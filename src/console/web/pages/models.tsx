@@ -1,6 +1,7 @@
 import { useState } from 'preact/hooks';
 import { api, useApi } from '../api';
 import { Bars, ConfusionMatrix } from '../charts';
+import { DeleteButton } from '../delete';
 import { num, pct, when } from '../format';
 import { Badge, Card, ConfirmButton, Empty, Facts, Link, Loaded, Page, Select, Table } from '../ui';
 
@@ -114,23 +115,31 @@ export function ModelPage(props: { name: string; version?: number }) {
       title={`Model ${ref}`}
       subtitle={<Link to="/models">← All models</Link>}
       actions={
-        state.data &&
-        !state.data.tags.includes('production') && (
-          <ConfirmButton
-            label="Promote to production"
-            title={`Promote ${ref} to production?`}
-            confirmLabel="Promote"
-            class="primary"
-            onConfirm={async () => {
-              await api('POST', `/api/models/${encodeURIComponent(props.name)}/tags`, { tag: 'production', version });
-              state.reload();
-            }}
-          >
-            <p>
-              The tag <code>production</code> will point at <strong>{ref}</strong>. References such as <code>{props.name}:production</code> resolve to it from now on.
-            </p>
-            <p class="hint">Running endpoints keep the version they serve: start a rolling update on the endpoint's page to serve this one.</p>
-          </ConfirmButton>
+        state.data && (
+          <>
+            {!state.data.tags.includes('production') && (
+            <ConfirmButton
+              label="Promote to production"
+              title={`Promote ${ref} to production?`}
+              confirmLabel="Promote"
+              class="primary"
+              onConfirm={async () => {
+                await api('POST', `/api/models/${encodeURIComponent(props.name)}/tags`, { tag: 'production', version });
+                state.reload();
+              }}
+            >
+              <p>
+                The tag <code>production</code> will point at <strong>{ref}</strong>. References such as <code>{props.name}:production</code> resolve to it from now on.
+              </p>
+              <p class="hint">Running endpoints keep the version they serve: start a rolling update on the endpoint's page to serve this one.</p>
+            </ConfirmButton>
+            )}
+            <DeleteButton what={ref} path={`/api/models/${encodeURIComponent(props.name)}/versions/${version}`} forceable onDeleted={() => (location.hash = '#/models')}>
+              <p>
+                Deletes the version <strong>{ref}</strong> as <code>kennel models delete {ref}</code> does. A version an endpoint serves or tagged <code>production</code> is refused first; you may then delete it anyway.
+              </p>
+            </DeleteButton>
+          </>
         )
       }
     >
