@@ -335,6 +335,7 @@ try {
 
   // targets: Kennel >= nearest centroid and >= plain logistic regression at every point; strictly better on average
   const ge = (m: Method) => points.every((p) => p.methods.kennel.mean >= p.methods[m].mean - 1e-9);
+  // means of equal photo counts differ in the last float bits: 'strictly better' needs more than rounding
   const avg = (m: Method) => points.reduce((a, p) => a + p.methods[m].mean, 0) / points.length;
   const results = {
     bench: 'quality',
@@ -359,7 +360,7 @@ try {
     const rows: SummaryRow[] = [
       { metric: 'Kennel >= nearest centroid at every point', value: String(ge('nearest-centroid')), target: 'true', pass: ge('nearest-centroid') },
       { metric: 'Kennel >= plain logistic regression at every point', value: String(ge('logistic-plain')), target: 'true', pass: ge('logistic-plain') },
-      { metric: 'Kennel average - best baseline average (points)', value: pct(avg('kennel') - Math.max(avg('nearest-centroid'), avg('logistic-plain'))), target: '> 0', pass: avg('kennel') > Math.max(avg('nearest-centroid'), avg('logistic-plain')) },
+      { metric: 'Kennel average - best baseline average (points)', value: pct(avg('kennel') - Math.max(avg('nearest-centroid'), avg('logistic-plain'))), target: '> 0', pass: avg('kennel') > Math.max(avg('nearest-centroid'), avg('logistic-plain')) + 1e-9 },
       { metric: 'head fit s, dogImages shape, search included', value: dog.seconds.toFixed(2), target: `<= ${TARGET.dogShapeSeconds}`, pass: dog.seconds <= TARGET.dogShapeSeconds },
       { metric: 'loss/gradient evaluations x median ms', value: `${dog.evaluations} x ${dog.msPerEvaluation.toFixed(0)}` },
       { metric: `--tta flip images/s / none (batch ${tta.batch})`, value: `${tta.flip.toFixed(1)} / ${tta.none.toFixed(1)} = ${tta.ratio.toFixed(2)}` },
