@@ -138,6 +138,8 @@ export interface JsonCommandSpec<A extends unknown[], O, R> {
   json?(result: R, opts: O): unknown;
   /** The human text (an empty string prints nothing). */
   human(result: R, opts: O): string;
+  /** The help text of --json (default: print JSON). */
+  jsonHelp?: string;
 }
 
 /**
@@ -146,7 +148,7 @@ export interface JsonCommandSpec<A extends unknown[], O, R> {
  * bars, closes the workspace, then emits the JSON document or the human text.
  */
 export function jsonCommand<A extends unknown[], O extends OutputOptions, R>(cmd: Command, spec: JsonCommandSpec<A, O, R>): Command {
-  return cmd.option('--json', 'print JSON').action((...argv: unknown[]) => {
+  return cmd.option('--json', spec.jsonHelp ?? 'print JSON').action((...argv: unknown[]) => {
     // commander passes the positional arguments, then the options, then the command
     const args = argv.slice(0, -2) as A;
     const opts = argv[argv.length - 2] as O;
