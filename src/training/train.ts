@@ -262,7 +262,7 @@ async function fitChosenHead(o: Resolved, train: Matrix & { labels: Int32Array }
     const st = standardizer(train);
     const std = (m: Matrix) => ({ data: applyStandardizer(m, st), rows: m.rows, cols: m.cols });
     const cfg: HeadConfig = { kind: o.head === 'mlp' ? 'mlp' : 'linear', hidden: o.hidden, dropout: o.dropout, optimizer: o.optimizer, lr: o.lr, batchSize: o.batchSize, epochs: o.epochs, weightDecay: o.weightDecay, labelSmoothing: o.labelSmoothing, patience: o.patience, seed: o.seed };
-    const fit = await fitHead(std(train), train.labels, std(valid), valid.labels, classes, cfg, {
+    const fit = await fitHead({ train: std(train), trainLabels: train.labels, valid: std(valid), validLabels: valid.labels, classes }, cfg, {
       signal: hooks.signal,
       onEpoch: (s) => hooks.progress?.({ phase: 'train head', done: s.epoch, total: o.epochs, detail: `loss ${s.trainLoss.toFixed(3)} valid top1 ${(s.validTop1 * 100).toFixed(1)}%` }),
     });
