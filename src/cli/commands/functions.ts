@@ -116,6 +116,7 @@ export function registerFunctions(program: Command): void {
     human: (fn) => `deleted function ${fn.name}`,
   });
 
+  // not a jsonCommand yet: three outputs (list, --replay, --purge); a later pass can return a tagged result
   cmd
     .command('events <name>')
     .description('List the failed asynchronous (Event) invocations of a function, the failure destination of its queue; --replay or --purge them.')
@@ -154,6 +155,7 @@ export function registerFunctions(program: Command): void {
       }),
     );
 
+  // not a jsonCommand: no workspace, and its error lines are being moved to the error catalogue in parallel
   cmd
     .command('invoke <name>')
     .description("Invoke a function through the daemon's public route (POST /functions/NAME/invoke).")
