@@ -81,7 +81,7 @@ const cfg: HeadConfig = { kind: 'linear', hidden: 512, dropout: 0.2, optimizer: 
 async function headRun(record: boolean): Promise<{ seconds: number; stepSeconds: number; telemetry?: JobTelemetry }> {
   const recorder = record ? new TelemetryRecorder({ job: 'bench', kind: 'train', device: 'cpu' }) : undefined;
   const t0 = performance.now();
-  const fit = await fitHead(trainSet, trainSet.labels, validSet, validSet.labels, shape.classes, cfg);
+  const fit = await fitHead({ train: trainSet, trainLabels: trainSet.labels, valid: validSet, validLabels: validSet.labels, classes: shape.classes }, cfg);
   recorder?.headSteps(fit.steps);
   recorder?.epochs(fit.history);
   const telemetry = recorder?.finish();

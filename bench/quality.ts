@@ -226,7 +226,7 @@ async function runSplit(f: Features, labels: Int32Array, classes: number, s: Spl
   out['logistic-plain'] = acc(argmaxRows(linear(std(test), plain.w, plain.b, classes), classes));
 
   // the previous default: minibatch AdamW softmax regression, 30 epochs, early stopping (on the shots: no held-out data)
-  const old = await fitHead(std(train), y, std(train), y, classes, { kind: 'linear', hidden: 0, dropout: 0, optimizer: 'adamw', lr: 1e-3, batchSize: 64, epochs: 30, weightDecay: 1e-4, labelSmoothing: 0.1, patience: 5, seed });
+  const old = await fitHead({ train: std(train), trainLabels: y, valid: std(train), validLabels: y, classes }, { kind: 'linear', hidden: 0, dropout: 0, optimizer: 'adamw', lr: 1e-3, batchSize: 64, epochs: 30, weightDecay: 1e-4, labelSmoothing: 0.1, patience: 5, seed });
   out['minibatch-previous'] = acc(argmaxRows(linear(std(test), old.weights.tensors[0]!, old.weights.tensors[1]!, classes), classes));
   return { top1: out, chosen };
 }

@@ -104,7 +104,7 @@ try {
   const trainX = gaussianClusters(HEAD.rows, HEAD.dim, HEAD.classes, { seed: 1, centresSeed: 7 });
   const validX = gaussianClusters(HEAD.validRows, HEAD.dim, HEAD.classes, { seed: 2, centresSeed: 7 });
   const cfg: HeadConfig = { kind: 'linear', hidden: 0, dropout: 0, optimizer: 'adamw', lr: 1e-3, batchSize: HEAD.batch, epochs: HEAD.epochs, weightDecay: 1e-4, labelSmoothing: 0.1, patience: 1000, seed: 0 };
-  const head = await timed(() => fitHead(trainX, trainX.labels, validX, validX.labels, HEAD.classes, cfg));
+  const head = await timed(() => fitHead({ train: trainX, trainLabels: trainX.labels, valid: validX, validLabels: validX.labels, classes: HEAD.classes }, cfg));
   const headEpochs = head.value.history.length;
   const headGflops = (4 * HEAD.rows * HEAD.dim * HEAD.classes * headEpochs) / head.seconds / 1e9;
   log(`head: ${headEpochs} epochs in ${head.seconds.toFixed(2)}s, ${headGflops.toFixed(1)} GFLOP/s, valid top-1 ${(head.value.history.at(-1)!.validTop1 * 100).toFixed(1)}%`);

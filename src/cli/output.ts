@@ -1,5 +1,6 @@
 import { CancelledError, KennelError, errorMessage, fromSystemError, printable, type ProgressEvent, type ProgressSink } from '../core/index.js';
 import { defaultHome, openWorkspace, type Workspace } from '../store/index.js';
+import type { Command } from 'commander';
 
 export interface OutputOptions {
   json?: boolean;
@@ -18,7 +19,9 @@ export function emit(opts: OutputOptions, json: unknown, human: () => string): v
  * Progress bars on stderr. On a TTY a bar redraws in place; elsewhere (CI logs, pipes) each phase
  * prints a start line and a done line so logs stay short. Nothing is printed with --json.
  */
-export function progressBars(opts: OutputOptions): ProgressSink & { end(): void } {
+export type ProgressBars = ProgressSink & { end(): void };
+
+export function progressBars(opts: OutputOptions): ProgressBars {
   const tty = process.stderr.isTTY && !opts.json;
   let current: string | undefined;
   let lastDraw = 0;
@@ -114,4 +117,61 @@ export async function withWorkspace<T>(work: (ws: Workspace) => T | Promise<T>):
   } finally {
     ws.close();
   }
+}
+
+/** What a jsonCommand action gets. */
+export interface CommandContext<O> {
+  opts: O;
+  /** The workspace of KENNEL_HOME: opened on first use, closed when the action ends. */
+  readonly ws: Workspace;
+  /** Aborted by Ctrl-C (work finished so far is kept). */
+  signal: AbortSignal;
+  /** Progress bars on stderr (silent with --json): made on first use, ended before the output. */
+  readonly bar: ProgressBars;
+}
+
+export interface JsonCommandSpec<A extends unknown[], O, R> {
+  /** The work; its result is printed. Positional arguments follow the context. */
+  action(ctx: CommandContext<O>, ...args: A): R | Promise<R>;
+  /** The --json document (default: the result itself). */
+  json?(result: R, opts: O): unknown;
+  /** The human text (an empty string prints nothing). */
+  human(result: R, opts: O): string;
+  /** The help text of --json (default: print JSON). */
+  jsonHelp?: string;
+}
+
+/**
+ * The skeleton of a command that prints one result: adds `--json` (after the command's own
+ * options), runs the action under runAction with a lazily opened workspace, ends the progress
+ * bars, closes the workspace, then emits the JSON document or the human text.
+ */
+export function jsonCommand<A extends unknown[], O extends OutputOptions, R>(cmd: Command, spec: JsonCommandSpec<A, O, R>): Command {
+  return cmd.option('--json', spec.jsonHelp ?? 'print JSON').action((...argv: unknown[]) => {
+    // commander passes the positional arguments, then the options, then the command
+    const args = argv.slice(0, -2) as A;
+    const opts = argv[argv.length - 2] as O;
+    return runAction(async (signal) => {
+      let ws: Workspace | undefined;
+      let bar: ProgressBars | undefined;
+      const ctx: CommandContext<O> = {
+        opts,
+        signal,
+        get ws() {
+          return (ws ??= openWorkspace());
+        },
+        get bar() {
+          return (bar ??= progressBars(opts));
+        },
+      };
+      let result: R;
+      try {
+        result = await spec.action(ctx, ...args);
+        bar?.end();
+      } finally {
+        ws?.close();
+      }
+      emit(opts, spec.json ? spec.json(result, opts) : result, () => spec.human(result, opts));
+    });
+  });
 }

@@ -194,16 +194,21 @@ export interface FitResult {
   stoppedEarly: boolean;
 }
 
+/** The rows a head is fitted on (train) and early-stopped on (valid), and the class count. */
+export interface HeadData {
+  train: Matrix;
+  trainLabels: Int32Array;
+  valid: Matrix;
+  validLabels: Int32Array;
+  classes: number;
+}
+
 /**
  * Minibatch training with early stopping on valid loss; returns the best epoch's weights.
  * Deterministic for a seed: shuffles, init and dropout masks come from one seeded RNG.
  */
 export async function fitHead(
-  train: Matrix,
-  trainLabels: Int32Array,
-  valid: Matrix,
-  validLabels: Int32Array,
-  classes: number,
+  data: HeadData,
   cfg: HeadConfig,
   hooks: {
     /** after each epoch, with the epoch whose weights are kept so far (0: none yet); 'stop' ends training there */
@@ -212,6 +217,7 @@ export async function fitHead(
     threads?: number;
   } = {},
 ): Promise<FitResult> {
+  const { train, trainLabels, valid, validLabels, classes } = data;
   const rng = new Rng(cfg.seed);
   const dim = train.cols;
   let w = initWeights(cfg.kind, dim, classes, cfg.hidden, rng);

@@ -127,8 +127,7 @@ export async function train(ws: Workspace, options: TrainOptions, hooks: TrainHo
   const started = performance.now();
   const recorder = hooks.telemetry === false ? undefined : new TelemetryRecorder({ job: job.id, kind: 'train', device: o.device });
   try {
-    const result = await runTraining(ws, job.id, o, name, ds, backbone, hooks, recorder);
-    result.seconds = (performance.now() - started) / 1000;
+    const result = await runTraining(ws, { jobId: job.id, options: o, name, dataset: ds, backbone, hooks, recorder, started });
     if (recorder) {
       const dataset = { name: ds.dataset, version: ds.version, classes: ds.classes, report: ds.report };
       Object.assign(result, await saveJobInsights(ws, recorder, { epochs: result.history, dataset, metrics: result.metrics, temperature: result.temperature, bestEpoch: result.bestEpoch }));
@@ -142,7 +141,22 @@ export async function train(ws: Workspace, options: TrainOptions, hooks: TrainHo
   }
 }
 
-async function runTraining(ws: Workspace, jobId: string, o: Resolved, name: string, ds: DatasetVersion, backbone: Backbone, hooks: TrainHooks, recorder?: TelemetryRecorder): Promise<TrainResult> {
+/** One training run of a job: what runTraining needs besides the workspace. */
+interface TrainingRun {
+  jobId: string;
+  options: Resolved;
+  /** the model name to register */
+  name: string;
+  dataset: DatasetVersion;
+  backbone: Backbone;
+  hooks: TrainHooks;
+  recorder?: TelemetryRecorder;
+  /** performance.now() when the job started: the result's seconds count from it */
+  started: number;
+}
+
+async function runTraining(ws: Workspace, run: TrainingRun): Promise<TrainResult> {
+  const { jobId, options: o, name, dataset: ds, backbone, hooks, recorder } = run;
   // the recorder sees each extraction batch finish through the progress events
   const progress = recorder ? recorder.observeProgress(hooks.progress) : hooks.progress;
   let t = performance.now();
@@ -178,25 +192,7 @@ async function runTraining(ws: Workspace, jobId: string, o: Resolved, name: stri
   const evaluateSeconds = lap('evaluate');
 
   const onnx = buildServingModel(await ws.artifacts.get(backbone.extractorSha), head.serving, temperature, { tta: o.tta, layout: backbone.spec.preprocess.layout });
-  const minibatch = { lr: o.lr, batchSize: o.batchSize, epochs: o.epochs, weightDecay: o.weightDecay, labelSmoothing: o.labelSmoothing, hidden: o.hidden, dropout: o.dropout, optimizer: o.optimizer, patience: o.patience };
-  const hyper = { head: o.head, tta: o.tta, augment: o.augment, seed: o.seed, ...(o.l2 !== undefined ? { l2: o.l2 } : {}), ...(isMinibatch(o.head) ? minibatch : {}) };
-  const card: ModelCard = {
-    labels: ds.classes,
-    preprocess: backbone.spec.preprocess,
-    inputName: backbone.spec.inputName,
-    outputName: PROBABILITIES_OUTPUT,
-    temperature,
-    source: 'kennel',
-    metrics: { train: { top1: trainEval.top1, loss: trainEval.loss }, valid, test, head: head.summary, bestEpoch: head.bestEpoch, history: head.history },
-    lineage: {
-      ...o.lineage,
-      job: jobId,
-      dataset: { name: ds.dataset, version: ds.version, manifestSha: ds.manifestSha },
-      backbone: { id: backbone.id, modelSha: backbone.modelSha, featureTensor: backbone.spec.featureTensor },
-      hyperparameters: hyper,
-      codeVersion: await codeVersion(),
-    },
-  };
+  const card = await modelCard(run, { temperature, metrics: { train: { top1: trainEval.top1, loss: trainEval.loss }, valid, test, head: head.summary, bestEpoch: head.bestEpoch, history: head.history } });
   const mv = await registerModel(ws, name, onnx, card);
   const exportSeconds = lap('export');
   return {
@@ -208,9 +204,33 @@ async function runTraining(ws: Workspace, jobId: string, o: Resolved, name: stri
     head: head.summary,
     history: head.history,
     bestEpoch: head.bestEpoch,
-    seconds: 0,
+    seconds: (performance.now() - run.started) / 1000,
     timings: { features: featureSeconds, head: headSeconds, evaluate: evaluateSeconds, export: exportSeconds },
     features: { chunks: [...feats.train, feats.valid, feats.test].reduce((n, m) => n + m.chunks, 0), cachedChunks: [...feats.train, feats.valid, feats.test].reduce((n, m) => n + m.cachedChunks, 0), extractedImages: feats.extractedImages, backend: feats.backend, workers: feats.workers },
+  };
+}
+
+/** The registered version's card: labels, preprocessing, metrics and lineage (with the resolved hyperparameters). */
+async function modelCard(run: TrainingRun, fitted: { temperature: number; metrics: ModelCard['metrics'] }): Promise<ModelCard> {
+  const { jobId, options: o, dataset: ds, backbone } = run;
+  const minibatch = { lr: o.lr, batchSize: o.batchSize, epochs: o.epochs, weightDecay: o.weightDecay, labelSmoothing: o.labelSmoothing, hidden: o.hidden, dropout: o.dropout, optimizer: o.optimizer, patience: o.patience };
+  const hyper = { head: o.head, tta: o.tta, augment: o.augment, seed: o.seed, ...(o.l2 !== undefined ? { l2: o.l2 } : {}), ...(isMinibatch(o.head) ? minibatch : {}) };
+  return {
+    labels: ds.classes,
+    preprocess: backbone.spec.preprocess,
+    inputName: backbone.spec.inputName,
+    outputName: PROBABILITIES_OUTPUT,
+    temperature: fitted.temperature,
+    source: 'kennel',
+    metrics: fitted.metrics,
+    lineage: {
+      ...o.lineage,
+      job: jobId,
+      dataset: { name: ds.dataset, version: ds.version, manifestSha: ds.manifestSha },
+      backbone: { id: backbone.id, modelSha: backbone.modelSha, featureTensor: backbone.spec.featureTensor },
+      hyperparameters: hyper,
+      codeVersion: await codeVersion(),
+    },
   };
 }
 
@@ -241,7 +261,7 @@ async function fitChosenHead(o: Resolved, train: Matrix & { labels: Int32Array }
     const st = standardizer(train);
     const std = (m: Matrix) => ({ data: applyStandardizer(m, st), rows: m.rows, cols: m.cols });
     const cfg: HeadConfig = { kind: o.head === 'mlp' ? 'mlp' : 'linear', hidden: o.hidden, dropout: o.dropout, optimizer: o.optimizer, lr: o.lr, batchSize: o.batchSize, epochs: o.epochs, weightDecay: o.weightDecay, labelSmoothing: o.labelSmoothing, patience: o.patience, seed: o.seed };
-    const fit = await fitHead(std(train), train.labels, std(valid), valid.labels, classes, cfg, {
+    const fit = await fitHead({ train: std(train), trainLabels: train.labels, valid: std(valid), validLabels: valid.labels, classes }, cfg, {
       signal: hooks.signal,
       onEpoch: (s) => hooks.progress?.({ phase: 'train head', done: s.epoch, total: o.epochs, detail: `loss ${s.trainLoss.toFixed(3)} valid top1 ${(s.validTop1 * 100).toFixed(1)}%` }),
     });

@@ -91,7 +91,7 @@ export async function runTrial(data: TrialData, spec: TrialSpec, opts: { threads
   const brief = (s: EpochStats): TrialEpoch => ({ epoch: s.epoch, trainLoss: s.trainLoss, trainTop1: s.trainTop1, validLoss: s.validLoss, validTop1: s.validTop1, seconds: s.seconds });
   try {
     const rows = data.trainY.length;
-    const fit = await fitHead({ data: data.trainX, rows, cols: data.cols }, data.trainY, { data: data.validX, rows: data.validY.length, cols: data.cols }, data.validY, spec.classes, spec.head, {
+    const fit = await fitHead({ train: { data: data.trainX, rows, cols: data.cols }, trainLabels: data.trainY, valid: { data: data.validX, rows: data.validY.length, cols: data.cols }, validLabels: data.validY, classes: spec.classes }, spec.head, {
       threads: opts.threads,
       signal: opts.signal,
       onEpoch: (s, bestEpoch) => {

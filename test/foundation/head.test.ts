@@ -60,7 +60,7 @@ test('linear and MLP heads learn separable classes with AdamW and SGD', async ()
   const train = clusters(600, 24, 6, 1);
   const valid = clusters(120, 24, 6, 1);
   for (const cfg of [base, { ...base, kind: 'mlp' as const }, { ...base, optimizer: 'sgd' as const, lr: 0.05 }]) {
-    const r = await fitHead(train.m, train.labels, valid.m, valid.labels, 6, cfg);
+    const r = await fitHead({ train: train.m, trainLabels: train.labels, valid: valid.m, validLabels: valid.labels, classes: 6 }, cfg);
     const last = r.history.at(-1)!;
     assert.ok(last.validTop1 > 0.95, `${cfg.kind}/${cfg.optimizer} valid top-1 ${last.validTop1}`);
     assert.ok(r.history[0]!.trainLoss > last.trainLoss, 'loss decreases');
@@ -71,9 +71,9 @@ test('training is deterministic for a seed and differs for another seed', async 
   const train = clusters(200, 8, 4, 2, 3);
   const valid = clusters(40, 8, 4, 2, 3);
   const cfg = { ...base, kind: 'mlp' as const, epochs: 3 };
-  const a = await fitHead(train.m, train.labels, valid.m, valid.labels, 4, cfg);
-  const b = await fitHead(train.m, train.labels, valid.m, valid.labels, 4, cfg);
-  const c = await fitHead(train.m, train.labels, valid.m, valid.labels, 4, { ...cfg, seed: 4 });
+  const a = await fitHead({ train: train.m, trainLabels: train.labels, valid: valid.m, validLabels: valid.labels, classes: 4 }, cfg);
+  const b = await fitHead({ train: train.m, trainLabels: train.labels, valid: valid.m, validLabels: valid.labels, classes: 4 }, cfg);
+  const c = await fitHead({ train: train.m, trainLabels: train.labels, valid: valid.m, validLabels: valid.labels, classes: 4 }, { ...cfg, seed: 4 });
   assert.deepEqual(a.weights.tensors, b.weights.tensors);
   assert.notDeepEqual(a.weights.tensors, c.weights.tensors);
 });
@@ -82,7 +82,7 @@ test('early stopping keeps the best epoch when valid loss stops improving', asyn
   // noisy data overfits quickly: valid loss rises and training stops before the epoch budget
   const train = clusters(60, 64, 3, 5, 6);
   const valid = clusters(60, 64, 3, 6, 6);
-  const r = await fitHead(train.m, train.labels, valid.m, valid.labels, 3, { ...base, lr: 0.05, epochs: 200, patience: 3, labelSmoothing: 0 });
+  const r = await fitHead({ train: train.m, trainLabels: train.labels, valid: valid.m, validLabels: valid.labels, classes: 3 }, { ...base, lr: 0.05, epochs: 200, patience: 3, labelSmoothing: 0 });
   assert.ok(r.stoppedEarly);
   assert.equal(r.history.length, r.bestEpoch + 3);
   const best = Math.min(...r.history.map((h) => h.validLoss));

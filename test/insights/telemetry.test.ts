@@ -141,7 +141,7 @@ test('fitHead times each step: minibatch assembly plus the ONNX update make up i
   const data = Float32Array.from({ length: rows * dim }, () => rng.normal());
   const labels = Int32Array.from({ length: rows }, (_, i) => i % 3);
   const cfg: HeadConfig = { kind: 'linear', hidden: 4, dropout: 0, optimizer: 'adamw', lr: 1e-2, batchSize: 32, epochs: 2, weightDecay: 0, labelSmoothing: 0, patience: 10, seed: 1 };
-  const fit = await fitHead({ data, rows, cols: dim }, labels, { data, rows, cols: dim }, labels, 3, cfg);
+  const fit = await fitHead({ train: { data, rows, cols: dim }, trainLabels: labels, valid: { data, rows, cols: dim }, validLabels: labels, classes: 3 }, cfg);
   assert.equal(fit.steps.length, 8);
   assert.deepEqual(
     fit.steps.map((s) => s.rows),

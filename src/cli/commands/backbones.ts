@@ -1,46 +1,36 @@
 import type { Command } from 'commander';
 import { addBackbone, listBackbones, pullBackbone } from '../../backbones/index.js';
 import { deleteBackbone } from '../../housekeeping/index.js';
-import { emit, progressBars, runAction, table, withWorkspace } from '../output.js';
+import { jsonCommand, table, type CommandContext } from '../output.js';
 import { number, oneOf, triple } from '../options.js';
 import { deletedText } from './housekeeping.js';
 
 export function registerBackbones(program: Command): void {
   const cmd = program.command('backbones').description('Pretrained feature extractors: the built-in ONNX Model Zoo catalog and your own ONNX files.');
 
-  cmd
-    .command('list')
-    .description('List catalog backbones and the ones installed in this workspace.')
-    .option('--json', 'print JSON')
-    .action((opts: { json?: boolean }) =>
-      runAction(async () => {
-        const rows = await withWorkspace((ws) => listBackbones(ws));
-        emit(opts, { backbones: rows }, () =>
-          table(
-            ['ID', 'INSTALLED', 'SIZE', 'FEATURES', 'NOTE'],
-            rows.map((r) => [r.id, r.installed ? 'yes' : '-', r.bytes ? `${(r.bytes / 1e6).toFixed(1)} MB` : '-', r.featureDim ?? '-', r.note ?? '']),
-          ),
-        );
-      }),
-    );
+  jsonCommand(cmd.command('list').description('List catalog backbones and the ones installed in this workspace.'), {
+    action: ({ ws }) => listBackbones(ws),
+    json: (rows) => ({ backbones: rows }),
+    human: (rows) =>
+      table(
+        ['ID', 'INSTALLED', 'SIZE', 'FEATURES', 'NOTE'],
+        rows.map((r) => [r.id, r.installed ? 'yes' : '-', r.bytes ? `${(r.bytes / 1e6).toFixed(1)} MB` : '-', r.featureDim ?? '-', r.note ?? '']),
+      ),
+  });
 
-  cmd
-    .command('pull <id>')
-    .description('Download a catalog backbone, verify its size and sha256, and install it (an interrupted download resumes).')
-    .option('--from <file-or-url>', 'install from a local copy or a mirror URL instead of the catalog URL (still verified)')
-    .option('--json', 'print JSON')
-    .action((id: string, opts: { from?: string; json?: boolean }) =>
-      runAction(async (signal) => {
-        const bar = progressBars(opts);
-        await withWorkspace(async (ws) => {
-          const b = await pullBackbone(ws, id, { from: opts.from, progress: bar, signal });
-          bar.end();
-          emit(opts, { id: b.id, sha256: b.modelSha, featureTensor: b.spec.featureTensor, featureDim: b.spec.featureDim, preprocess: b.spec.preprocess }, () => `installed ${b.id}: ${b.spec.featureDim}-d features from tensor ${b.spec.featureTensor}`);
-        });
-      }),
-    );
+  jsonCommand(
+    cmd
+      .command('pull <id>')
+      .description('Download a catalog backbone, verify its size and sha256, and install it (an interrupted download resumes).')
+      .option('--from <file-or-url>', 'install from a local copy or a mirror URL instead of the catalog URL (still verified)'),
+    {
+      action: ({ ws, opts, signal, bar }: CommandContext<{ from?: string; json?: boolean }>, id: string) => pullBackbone(ws, id, { from: opts.from, progress: bar, signal }),
+      json: (b) => ({ id: b.id, sha256: b.modelSha, featureTensor: b.spec.featureTensor, featureDim: b.spec.featureDim, preprocess: b.spec.preprocess }),
+      human: (b) => `installed ${b.id}: ${b.spec.featureDim}-d features from tensor ${b.spec.featureTensor}`,
+    },
+  );
 
-  cmd
+  const addCmd = cmd
     .command('add <file>')
     .description('Register a local ONNX image classifier as a backbone. Its pooled penultimate feature tensor is found automatically and exposed as an extra output.')
     .requiredOption('--name <name>', 'backbone id to register it under')
@@ -50,26 +40,16 @@ export function registerBackbones(program: Command): void {
     .option('--normalize <preset>', 'normalisation preset: imagenet (x/255, ImageNet mean/std) or tf127 ((x-127)/128)', oneOf('--normalize', ['imagenet', 'tf127'] as const))
     .option('--mean <r,g,b>', 'per-channel mean, after scaling', triple('--mean'))
     .option('--std <r,g,b>', 'per-channel std, after scaling', triple('--std'))
-    .option('--json', 'print JSON')
-    .action((file: string, opts: { name: string; featureTensor?: string; inputSize?: number; layout?: 'NCHW' | 'NHWC'; normalize?: 'imagenet' | 'tf127'; mean?: [number, number, number]; std?: [number, number, number]; json?: boolean }) =>
-      runAction(async () => {
-        await withWorkspace(async (ws) => {
-          const b = await addBackbone(ws, file, opts);
-          emit(opts, { id: b.id, sha256: b.modelSha, featureTensor: b.spec.featureTensor, featureDim: b.spec.featureDim, detected: b.how, preprocess: b.spec.preprocess }, () =>
-            [`added backbone ${b.id}`, `  features: ${b.spec.featureDim}-d, from tensor ${b.spec.featureTensor} (${b.how})`, `  input: ${b.spec.inputName} ${b.spec.preprocess.layout} ${b.spec.preprocess.size}x${b.spec.preprocess.size}`, `next: kennel train --dataset NAME --backbone ${b.id}`].join('\n'),
-          );
-        });
-      }),
-    );
+;
+  jsonCommand(addCmd, {
+    action: ({ ws, opts }: CommandContext<{ name: string; featureTensor?: string; inputSize?: number; layout?: 'NCHW' | 'NHWC'; normalize?: 'imagenet' | 'tf127'; mean?: [number, number, number]; std?: [number, number, number]; json?: boolean }>, file: string) => addBackbone(ws, file, opts),
+    json: (b) => ({ id: b.id, sha256: b.modelSha, featureTensor: b.spec.featureTensor, featureDim: b.spec.featureDim, detected: b.how, preprocess: b.spec.preprocess }),
+    human: (b) =>
+      [`added backbone ${b.id}`, `  features: ${b.spec.featureDim}-d, from tensor ${b.spec.featureTensor} (${b.how})`, `  input: ${b.spec.inputName} ${b.spec.preprocess.layout} ${b.spec.preprocess.size}x${b.spec.preprocess.size}`, `next: kennel train --dataset NAME --backbone ${b.id}`].join('\n'),
+  });
 
-  cmd
-    .command('delete <id>')
-    .description('Uninstall a backbone and free its ONNX graphs; models trained on it keep working (each model is one self-contained graph).')
-    .option('--json', 'print JSON')
-    .action((id: string, opts: { json?: boolean }) =>
-      runAction(async () => {
-        const r = await withWorkspace((ws) => deleteBackbone(ws, id));
-        emit(opts, r, () => deletedText(r));
-      }),
-    );
+  jsonCommand(cmd.command('delete <id>').description('Uninstall a backbone and free its ONNX graphs; models trained on it keep working (each model is one self-contained graph).'), {
+    action: ({ ws }, id: string) => deleteBackbone(ws, id),
+    human: deletedText,
+  });
 }

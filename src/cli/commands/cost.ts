@@ -103,6 +103,7 @@ const footer = (r: JobCostReport | ServingCostReport): string =>
   `prices: ${r.catalog.region} on-demand, dated ${r.catalog.priceDates.join(', ')}, from ${r.catalog.path}; they are list prices to check, not a quote. Scaling: ${r.assumptions.scaling.efficiency} x per-thread speed, GPU classes per the catalog; local: ${r.assumptions.local.watts} W at $${r.assumptions.local.usdPerKwh}/kWh + $${r.assumptions.local.machineUsd} over ${r.assumptions.local.lifetimeYears} years at ${r.assumptions.local.utilization * 100}% use (docs/INSIGHTS.md).`;
 
 export function registerCost(program: Command): void {
+  // not a jsonCommand yet: its option checks are error-catalogue lines being rewritten in parallel; a later pass can move them
   program
     .command('cost')
     .description('Estimate cloud cost from measured throughput: a training job on each instance type (--job), or serving cost and the cheapest type meeting a latency SLO (--endpoint/--ips/--bench).')

@@ -5,7 +5,7 @@ import { Errors, KennelError } from '../../core/index.js';
 import { EVENT_QUEUE_DEFAULTS } from '../../functions/index.js';
 import { adminRequest, adminUrl, checkHttpLimits, clearState, daemonPaths, dataPlaneUrl, DEFAULT_HTTP_LIMITS, isAlive, readState, startDaemon, type DaemonState, type HttpLimits } from '../../server/index.js';
 import { defaultHome } from '../../store/index.js';
-import { emit, runAction } from '../output.js';
+import { emit, jsonCommand, runAction } from '../output.js';
 import { number } from '../options.js';
 
 interface UpOptions {
@@ -80,6 +80,7 @@ async function startDetached(home: string, opts: UpOptions): Promise<DaemonState
 }
 
 export function registerDaemon(program: Command): void {
+  // not a jsonCommand: in the foreground it serves until stopped and prints nothing on stdout
   program
     .command('up')
     .description('Start the Kennel daemon: the data plane (invocations, /metrics) and the admin API, serving every endpoint. Runs in the foreground unless --detach.')
@@ -114,34 +115,30 @@ export function registerDaemon(program: Command): void {
       }),
     );
 
-  program
-    .command('down')
-    .description('Stop the running Kennel daemon: in-flight requests finish, replicas stop.')
-    .option('--json', 'print JSON')
-    .action((opts: { json?: boolean }) =>
-      runAction(async () => {
-        const home = defaultHome();
-        const state = readState(home);
-        if (!state || !isAlive(state.pid)) {
-          if (state) clearState(home, state.pid);
-          emit(opts, { stopped: false }, () => 'no Kennel daemon is running');
-          return;
+  jsonCommand(program.command('down').description('Stop the running Kennel daemon: in-flight requests finish, replicas stop.'), {
+    action: async (): Promise<{ stopped: boolean; pid?: number }> => {
+      const home = defaultHome();
+      const state = readState(home);
+      if (!state || !isAlive(state.pid)) {
+        if (state) clearState(home, state.pid);
+        return { stopped: false };
+      }
+      try {
+        await adminRequest(home, 'POST', '/v1/shutdown');
+      } catch {
+        process.kill(state.pid, 'SIGTERM'); // the admin API does not answer: ask the process itself
+      }
+      const limit = Date.now() + 60_000;
+      while (isAlive(state.pid)) {
+        if (Date.now() > limit) {
+          process.kill(state.pid, 'SIGKILL');
+          clearState(home, state.pid);
+          break;
         }
-        try {
-          await adminRequest(home, 'POST', '/v1/shutdown');
-        } catch {
-          process.kill(state.pid, 'SIGTERM'); // the admin API does not answer: ask the process itself
-        }
-        const limit = Date.now() + 60_000;
-        while (isAlive(state.pid)) {
-          if (Date.now() > limit) {
-            process.kill(state.pid, 'SIGKILL');
-            clearState(home, state.pid);
-            break;
-          }
-          await sleep(100);
-        }
-        emit(opts, { stopped: true, pid: state.pid }, () => `Kennel daemon (pid ${state.pid}) stopped`);
-      }),
-    );
+        await sleep(100);
+      }
+      return { stopped: true, pid: state.pid };
+    },
+    human: (r) => (r.stopped ? `Kennel daemon (pid ${r.pid}) stopped` : 'no Kennel daemon is running'),
+  });
 }

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { printable, Errors } from '../../core/index.js';
 import { getDatasetVersion, importDataset, isLeak, listDatasets, parseDatasetRef, SPLITS, validateSplit, type DatasetVersion } from '../../data/index.js';
 import { deleteDataset } from '../../housekeeping/index.js';
-import { emit, progressBars, runAction, table, withWorkspace } from '../output.js';
+import { jsonCommand, table, type CommandContext } from '../output.js';
 import { deletedText } from './housekeeping.js';
 
 interface ImportFlags {
@@ -19,24 +19,26 @@ interface ImportFlags {
 export function registerData(program: Command): void {
   const data = program.command('data').alias('datasets').description('Import image datasets, inspect and delete their versions (alias: datasets).');
 
-  data
-    .command('import')
-    .summary('Import a folder, zip file or URL of a zip as a new dataset version.')
-    .description(
-      'Import a dataset as a new version from a folder, a .zip file, or an http(s) URL of a zip. ' +
-        'Layouts: train/, valid/ and test/ folders that hold one folder per class (kept as given), or just one folder per class (split by Kennel, stratified). ' +
-        'Unreadable images, names that are not UTF-8 and links out of the folder are skipped and listed; importing unchanged content reuses the latest version; an interrupted download resumes when the same command is run again.',
-    )
-    .argument('<source>', 'folder, .zip file, or http(s) URL of a zip')
-    .requiredOption('--name <name>', 'dataset name (letters, digits, ".", "_", "-")')
-    .option('--split <fractions>', 'train,valid,test fractions for a folder-per-class layout', '0.8,0.1,0.1')
-    .option('--seed <n>', 'seed of that split; the same seed gives the same split', '0')
-    .option('--sha256 <hex>', 'refuse a zip or download whose sha256 differs')
-    .option('--size <bytes>', 'refuse a zip or download of another size')
-    .option('--follow-symlinks', 'import files that links point to outside the folder (default: skipped and listed)')
-    .option('--json', 'print the result as JSON (no progress output)')
-    .action((source: string, flags: ImportFlags) =>
-      runAction(async (signal) => {
+  jsonCommand(
+    data
+      .command('import')
+      .summary('Import a folder, zip file or URL of a zip as a new dataset version.')
+      .description(
+        'Import a dataset as a new version from a folder, a .zip file, or an http(s) URL of a zip. ' +
+          'Layouts: train/, valid/ and test/ folders that hold one folder per class (kept as given), or just one folder per class (split by Kennel, stratified). ' +
+          'Unreadable images, names that are not UTF-8 and links out of the folder are skipped and listed; importing unchanged content reuses the latest version; an interrupted download resumes when the same command is run again.',
+      )
+      .argument('<source>', 'folder, .zip file, or http(s) URL of a zip')
+      .requiredOption('--name <name>', 'dataset name (letters, digits, ".", "_", "-")')
+      .option('--split <fractions>', 'train,valid,test fractions for a folder-per-class layout', '0.8,0.1,0.1')
+      .option('--seed <n>', 'seed of that split; the same seed gives the same split', '0')
+      .option('--sha256 <hex>', 'refuse a zip or download whose sha256 differs')
+      .option('--size <bytes>', 'refuse a zip or download of another size')
+      .option('--follow-symlinks', 'import files that links point to outside the folder (default: skipped and listed)'),
+    {
+      jsonHelp: 'print the result as JSON (no progress output)',
+      action: async (ctx: CommandContext<ImportFlags>, source: string) => {
+        const flags = ctx.opts;
         const options = {
           name: flags.name,
           split: validateSplit(parseNumbers('--split', flags.split ?? '0.8,0.1,0.1')),
@@ -45,59 +47,45 @@ export function registerData(program: Command): void {
           expectedSize: flags.size === undefined ? undefined : parseWhole('--size', flags.size),
           followSymlinks: flags.followSymlinks,
         };
-        const progress = progressBars(flags);
-        let v: DatasetVersion;
+        const progress = ctx.bar;
         try {
-          v = await withWorkspace((ws) => importDataset(ws, source, { ...options, progress, signal }));
+          // the workspace opens once the options are valid
+          return await importDataset(ctx.ws, source, { ...options, progress, signal: ctx.signal });
         } finally {
           progress.end();
         }
-        emit(flags, versionJson(v), () => importText(v));
-      }),
-    );
+      },
+      json: versionJson,
+      human: importText,
+    },
+  );
 
-  data
-    .command('list')
-    .description('List the datasets in the workspace with their latest version.')
-    .option('--json', 'print the list as JSON')
-    .action((flags: { json?: boolean }) =>
-      runAction(async () => {
-        const rows = await withWorkspace(async (ws) => listDatasets(ws));
-        emit(flags, rows, () =>
-          rows.length === 0
-            ? 'No datasets yet; import one with `kennel data import <folder|zip|url> --name NAME`.'
-            : table(
-                ['NAME', 'LATEST', 'VERSIONS', 'CLASSES', 'TRAIN', 'VALID', 'TEST'],
-                rows.map((r) => [r.name, r.latest, r.versions, r.classes, r.images.train, r.images.valid, r.images.test]),
-              ),
-        );
-      }),
-    );
+  jsonCommand(data.command('list').description('List the datasets in the workspace with their latest version.'), {
+    jsonHelp: 'print the list as JSON',
+    action: ({ ws }) => listDatasets(ws),
+    human: (rows) =>
+      rows.length === 0
+        ? 'No datasets yet; import one with `kennel data import <folder|zip|url> --name NAME`.'
+        : table(
+            ['NAME', 'LATEST', 'VERSIONS', 'CLASSES', 'TRAIN', 'VALID', 'TEST'],
+            rows.map((r) => [r.name, r.latest, r.versions, r.classes, r.images.train, r.images.valid, r.images.test]),
+          ),
+  });
 
-  data
-    .command('show')
-    .description('Show one dataset version: classes with per-split counts, skipped files, leakage and imbalance.')
-    .argument('<dataset>', 'NAME for the latest version, or NAME@VERSION')
-    .option('--json', 'print the version as JSON (without the item list)')
-    .action((ref: string, flags: { json?: boolean }) =>
-      runAction(async () => {
-        const { name, version } = parseDatasetRef(ref);
-        const v = await withWorkspace((ws) => getDatasetVersion(ws, name, version));
-        emit(flags, versionJson(v), () => showText(v));
-      }),
-    );
+  jsonCommand(data.command('show').description('Show one dataset version: classes with per-split counts, skipped files, leakage and imbalance.').argument('<dataset>', 'NAME for the latest version, or NAME@VERSION'), {
+    jsonHelp: 'print the version as JSON (without the item list)',
+    action: (ctx, ref: string) => {
+      const { name, version } = parseDatasetRef(ref);
+      return getDatasetVersion(ctx.ws, name, version);
+    },
+    json: versionJson,
+    human: showText,
+  });
 
-  data
-    .command('delete')
-    .description('Delete a dataset version (NAME@VERSION) or every version (NAME), and free the images no other version uses. Models trained on it keep working.')
-    .argument('<dataset>', 'NAME for every version, or NAME@VERSION')
-    .option('--json', 'print JSON')
-    .action((ref: string, flags: { json?: boolean }) =>
-      runAction(async () => {
-        const r = await withWorkspace((ws) => deleteDataset(ws, ref));
-        emit(flags, r, () => deletedText(r));
-      }),
-    );
+  jsonCommand(data.command('delete').description('Delete a dataset version (NAME@VERSION) or every version (NAME), and free the images no other version uses. Models trained on it keep working.').argument('<dataset>', 'NAME for every version, or NAME@VERSION'), {
+    action: ({ ws }, ref: string) => deleteDataset(ws, ref),
+    human: deletedText,
+  });
 }
 
 function parseNumbers(flag: string, text: string): number[] {

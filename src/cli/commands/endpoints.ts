@@ -4,7 +4,7 @@ import { Errors } from '../../core/index.js';
 import { adminRequest, dataPlaneUrl, findDaemon } from '../../server/index.js';
 import { PRIMARY_VARIANT, type EndpointDescription } from '../../serving/index.js';
 import { defaultHome } from '../../store/index.js';
-import { emit, runAction, table } from '../output.js';
+import { jsonCommand, table, type CommandContext } from '../output.js';
 import { number, oneOf } from '../options.js';
 
 interface VariantArg {
@@ -42,7 +42,7 @@ interface SettingsOptions {
   json?: boolean;
 }
 
-/** Options shared by create and update. */
+/** Options shared by create and update (jsonCommand adds --json after them). */
 function settingsOptions(cmd: Command): Command {
   return cmd
     .option('--instances <n>', 'replicas per variant to start with', number('--instances', { int: true, min: 0, max: 64 }))
@@ -57,8 +57,7 @@ function settingsOptions(cmd: Command): Command {
     .option('--max-in-flight <n>', 'requests one replica may hold before the endpoint answers 503 (default 64)', number('--max-in-flight', { int: true, min: 1 }))
     .option('--timeout-ms <ms>', 'request deadline (default 30000)', number('--timeout-ms', { int: true, min: 100 }))
     .option('--device <device>', 'cpu or webgpu (default cpu)', oneOf('--device', ENDPOINT_DEVICES))
-    .option('--no-wait', 'return at once instead of waiting for replicas to be ready (or a rollout to finish)')
-    .option('--json', 'print JSON');
+    .option('--no-wait', 'return at once instead of waiting for replicas to be ready (or a rollout to finish)');
 }
 
 function settingsBody(o: SettingsOptions): Record<string, unknown> {
@@ -104,85 +103,74 @@ function describeText(d: EndpointDescription, base: string): string {
 export function registerEndpoints(program: Command): void {
   const cmd = program.command('endpoints').description('Real-time endpoints served by the Kennel daemon (kennel up): create, update (rolling), describe, list, delete.');
 
-  settingsOptions(
-    cmd
-      .command('create <name>')
-      .description('Deploy a model behind POST /endpoints/NAME/invocations. Waits until its replicas are ready. Creating an endpoint that exists with the same settings changes nothing; other settings are an error (use endpoints update).')
-      .requiredOption('--model <ref>', 'model of the primary variant: NAME, NAME@VERSION or NAME:TAG')
-      .option('--weight <w>', `traffic weight of the primary variant (default 1)`, number('--weight', { min: 0.0001 }))
-      .option('--variant <name=model[:weight]>', 'another variant sharing the traffic by weight (A/B, canary); repeatable', variantArg),
-  ).action((name: string, o: SettingsOptions & { model: string; weight?: number; variant?: VariantArg[] }) =>
-    runAction(async () => {
-      const home = defaultHome();
-      const body = { name, variants: [{ name: PRIMARY_VARIANT, model: o.model, weight: o.weight }, ...(o.variant ?? [])], ...settingsBody(o) };
-      const d = await adminRequest<EndpointDescription>(home, 'POST', `/v1/endpoints?wait=${o.wait}`, body);
-      emit(o, { ...d, unchanged: d.unchanged ?? false }, () => `${d.unchanged ? `endpoint ${name} already exists with these settings: nothing changed\n` : ''}${describeText(d, dataPlaneUrl(findDaemon(home)))}`);
-    }),
+  /** The daemon's data-plane URL, for human output only. */
+  const base = () => dataPlaneUrl(findDaemon(defaultHome()));
+
+  jsonCommand(
+    settingsOptions(
+      cmd
+        .command('create <name>')
+        .description('Deploy a model behind POST /endpoints/NAME/invocations. Waits until its replicas are ready. Creating an endpoint that exists with the same settings changes nothing; other settings are an error (use endpoints update).')
+        .requiredOption('--model <ref>', 'model of the primary variant: NAME, NAME@VERSION or NAME:TAG')
+        .option('--weight <w>', `traffic weight of the primary variant (default 1)`, number('--weight', { min: 0.0001 }))
+        .option('--variant <name=model[:weight]>', 'another variant sharing the traffic by weight (A/B, canary); repeatable', variantArg),
+    ),
+    {
+      action: async ({ opts: o }: CommandContext<SettingsOptions & { model: string; weight?: number; variant?: VariantArg[] }>, name: string) => {
+        const body = { name, variants: [{ name: PRIMARY_VARIANT, model: o.model, weight: o.weight }, ...(o.variant ?? [])], ...settingsBody(o) };
+        return { name, d: await adminRequest<EndpointDescription>(defaultHome(), 'POST', `/v1/endpoints?wait=${o.wait}`, body) };
+      },
+      json: ({ d }) => ({ ...d, unchanged: d.unchanged ?? false }),
+      human: ({ name, d }) => `${d.unchanged ? `endpoint ${name} already exists with these settings: nothing changed\n` : ''}${describeText(d, base())}`,
+    },
   );
 
-  settingsOptions(
-    cmd
-      .command('update <name>')
-      .description('Change an endpoint. A new model rolls out replica by replica: new replicas pass a readiness check before they get traffic, old ones drain their in-flight requests.')
-      .option('--model <ref>', 'new model of the primary variant')
-      .option('--weight <w>', 'traffic weight of the primary variant', number('--weight', { min: 0.0001 }))
-      .option('--variant <name=model[:weight]>', 'add or change a variant; repeatable', variantArg)
-      .option('--remove-variant <name>', 'remove a variant; repeatable', collect),
-  ).action((name: string, o: SettingsOptions & { model?: string; weight?: number; variant?: VariantArg[]; removeVariant?: string[] }) =>
-    runAction(async () => {
-      const home = defaultHome();
-      const variants: Array<Partial<VariantArg> & { name: string }> = [...(o.variant ?? [])];
-      if (o.model !== undefined || o.weight !== undefined) variants.unshift({ name: PRIMARY_VARIANT, model: o.model, weight: o.weight });
-      const body = { ...settingsBody(o), ...(variants.length ? { variants } : {}), ...(o.removeVariant ? { removeVariants: o.removeVariant } : {}) };
-      const d = await adminRequest<EndpointDescription>(home, 'PATCH', `/v1/endpoints/${encodeURIComponent(name)}?wait=${o.wait}`, body);
-      emit(o, d, () => describeText(d, dataPlaneUrl(findDaemon(home))));
-    }),
+  jsonCommand(
+    settingsOptions(
+      cmd
+        .command('update <name>')
+        .description('Change an endpoint. A new model rolls out replica by replica: new replicas pass a readiness check before they get traffic, old ones drain their in-flight requests.')
+        .option('--model <ref>', 'new model of the primary variant')
+        .option('--weight <w>', 'traffic weight of the primary variant', number('--weight', { min: 0.0001 }))
+        .option('--variant <name=model[:weight]>', 'add or change a variant; repeatable', variantArg)
+        .option('--remove-variant <name>', 'remove a variant; repeatable', collect),
+    ),
+    {
+      action: ({ opts: o }: CommandContext<SettingsOptions & { model?: string; weight?: number; variant?: VariantArg[]; removeVariant?: string[] }>, name: string) => {
+        const variants: Array<Partial<VariantArg> & { name: string }> = [...(o.variant ?? [])];
+        if (o.model !== undefined || o.weight !== undefined) variants.unshift({ name: PRIMARY_VARIANT, model: o.model, weight: o.weight });
+        const body = { ...settingsBody(o), ...(variants.length ? { variants } : {}), ...(o.removeVariant ? { removeVariants: o.removeVariant } : {}) };
+        return adminRequest<EndpointDescription>(defaultHome(), 'PATCH', `/v1/endpoints/${encodeURIComponent(name)}?wait=${o.wait}`, body);
+      },
+      human: (d) => describeText(d, base()),
+    },
   );
 
-  cmd
-    .command('describe <name>')
-    .description('Show an endpoint: variants, replicas (pid, state), autoscaling and recent events.')
-    .option('--json', 'print JSON')
-    .action((name: string, o: { json?: boolean }) =>
-      runAction(async () => {
-        const home = defaultHome();
-        const d = await adminRequest<EndpointDescription>(home, 'GET', `/v1/endpoints/${encodeURIComponent(name)}`);
-        emit(o, d, () => describeText(d, dataPlaneUrl(findDaemon(home))));
-      }),
-    );
+  jsonCommand(cmd.command('describe <name>').description('Show an endpoint: variants, replicas (pid, state), autoscaling and recent events.'), {
+    action: (_ctx, name: string) => adminRequest<EndpointDescription>(defaultHome(), 'GET', `/v1/endpoints/${encodeURIComponent(name)}`),
+    human: (d) => describeText(d, base()),
+  });
 
-  cmd
-    .command('list')
-    .description('List endpoints.')
-    .option('--json', 'print JSON')
-    .action((o: { json?: boolean }) =>
-      runAction(async () => {
-        const { endpoints } = await adminRequest<{ endpoints: EndpointDescription[] }>(defaultHome(), 'GET', '/v1/endpoints');
-        emit(o, { endpoints }, () =>
-          endpoints.length
-            ? table(
-                ['ENDPOINT', 'STATUS', 'VARIANTS', 'REPLICAS', 'AUTOSCALING'],
-                endpoints.map((d) => [
-                  d.name,
-                  d.status,
-                  d.variants.map((v) => `${v.name}=${v.model}`).join(', '),
-                  d.variants.map((v) => `${v.ready}/${v.desired}`).join(', '),
-                  d.autoscaling ? `${d.autoscaling.min}-${d.autoscaling.max}` : 'fixed',
-                ]),
-              )
-            : 'no endpoints yet: kennel endpoints create NAME --model MODEL',
-        );
-      }),
-    );
+  jsonCommand(cmd.command('list').description('List endpoints.'), {
+    action: () => adminRequest<{ endpoints: EndpointDescription[] }>(defaultHome(), 'GET', '/v1/endpoints'),
+    json: ({ endpoints }) => ({ endpoints }),
+    human: ({ endpoints }) =>
+      endpoints.length
+        ? table(
+            ['ENDPOINT', 'STATUS', 'VARIANTS', 'REPLICAS', 'AUTOSCALING'],
+            endpoints.map((d) => [
+              d.name,
+              d.status,
+              d.variants.map((v) => `${v.name}=${v.model}`).join(', '),
+              d.variants.map((v) => `${v.ready}/${v.desired}`).join(', '),
+              d.autoscaling ? `${d.autoscaling.min}-${d.autoscaling.max}` : 'fixed',
+            ]),
+          )
+        : 'no endpoints yet: kennel endpoints create NAME --model MODEL',
+  });
 
-  cmd
-    .command('delete <name>')
-    .description('Delete an endpoint: it stops taking requests, in-flight ones finish, replicas stop.')
-    .option('--json', 'print JSON')
-    .action((name: string, o: { json?: boolean }) =>
-      runAction(async () => {
-        const r = await adminRequest<{ deleted: string }>(defaultHome(), 'DELETE', `/v1/endpoints/${encodeURIComponent(name)}`);
-        emit(o, r, () => `deleted endpoint ${r.deleted}`);
-      }),
-    );
+  jsonCommand(cmd.command('delete <name>').description('Delete an endpoint: it stops taking requests, in-flight ones finish, replicas stop.'), {
+    action: (_ctx, name: string) => adminRequest<{ deleted: string }>(defaultHome(), 'DELETE', `/v1/endpoints/${encodeURIComponent(name)}`),
+    human: (r) => `deleted endpoint ${r.deleted}`,
+  });
 }

@@ -3,7 +3,7 @@ import { cancelJob, deleteJob, requireJob, type Deleted } from '../../housekeepi
 import { adminRequest, readState } from '../../server/index.js';
 import { collectGarbage, defaultHome, findJobs, type CollectReport, type Job, type JobStatus } from '../../store/index.js';
 import { parseDuration } from '../../security/index.js';
-import { emit, runAction, table, withWorkspace } from '../output.js';
+import { jsonCommand, table, withWorkspace, type CommandContext } from '../output.js';
 import { oneOf } from '../options.js';
 
 const JOB_STATUSES = ['queued', 'running', 'completed', 'failed', 'cancelled'] as const satisfies readonly JobStatus[];
@@ -31,84 +31,71 @@ const jobRow = (j: Job) => {
 };
 
 export function registerHousekeeping(program: Command): void {
-  program
-    .command('gc')
-    .description('Find artifacts no dataset, model, backbone, job or function references, and stale temp files (tmp/, interrupted downloads); lists them with their size, and removes them with --yes. Files changed within the grace period are kept, so a running import is safe.')
-    .option('--yes', 'remove them (default: a dry run that only lists)')
-    .option('--grace <duration>', 'keep anything changed more recently than this, e.g. 1h, 10m, 0s', '1h')
-    .option('--json', 'print JSON')
-    .action((opts: { yes?: boolean; grace: string; json?: boolean }) =>
-      runAction(async () => {
-        const graceMs = parseDuration(opts.grace, '--grace', { allowZero: true });
-        const r = await withWorkspace((ws) => collectGarbage(ws, { apply: !!opts.yes, graceMs }));
-        emit(opts, r, () => gcText(r));
-      }),
-    );
+  jsonCommand(
+    program
+      .command('gc')
+      .description('Find artifacts no dataset, model, backbone, job or function references, and stale temp files (tmp/, interrupted downloads); lists them with their size, and removes them with --yes. Files changed within the grace period are kept, so a running import is safe.')
+      .option('--yes', 'remove them (default: a dry run that only lists)')
+      .option('--grace <duration>', 'keep anything changed more recently than this, e.g. 1h, 10m, 0s', '1h'),
+    {
+      action: (ctx: CommandContext<{ yes?: boolean; grace: string; json?: boolean }>) => {
+        const graceMs = parseDuration(ctx.opts.grace, '--grace', { allowZero: true });
+        return collectGarbage(ctx.ws, { apply: !!ctx.opts.yes, graceMs });
+      },
+      human: gcText,
+    },
+  );
 
   const jobs = program.command('jobs').description('Training and tuning jobs: list, show, cancel, delete.');
-  jobs
-    .command('list')
-    .description('List jobs, newest first.')
-    .option('--kind <kind>', 'train or tune', oneOf('--kind', ['train', 'tune'] as const))
-    .option('--status <status>', JOB_STATUSES.join(', '), oneOf('--status', JOB_STATUSES))
-    .option('--dataset <name>', 'only jobs on this dataset')
-    .option('--json', 'print JSON')
-    .action((opts: { kind?: string; status?: JobStatus; dataset?: string; json?: boolean }) =>
-      runAction(async () => {
-        const rows = (await withWorkspace((ws) => findJobs(ws, { kind: opts.kind, status: opts.status, dataset: opts.dataset, newestFirst: true }))).map(jobRow);
-        emit(opts, { jobs: rows }, () =>
-          rows.length
-            ? table(['JOB', 'KIND', 'STATUS', 'DATASET', 'BACKBONE', 'MODEL', 'CREATED'], rows.map((j) => [j.id, j.kind, j.status, j.dataset ?? '-', j.backbone ?? '-', j.model ?? '-', j.createdAt.slice(0, 19).replace('T', ' ')]))
-            : 'no jobs match: start one with kennel train --dataset NAME --backbone ID',
-        );
-      }),
-    );
+  jsonCommand(
+    jobs
+      .command('list')
+      .description('List jobs, newest first.')
+      .option('--kind <kind>', 'train or tune', oneOf('--kind', ['train', 'tune'] as const))
+      .option('--status <status>', JOB_STATUSES.join(', '), oneOf('--status', JOB_STATUSES))
+      .option('--dataset <name>', 'only jobs on this dataset'),
+    {
+      action: ({ ws, opts }: CommandContext<{ kind?: string; status?: JobStatus; dataset?: string; json?: boolean }>) => findJobs(ws, { kind: opts.kind, status: opts.status, dataset: opts.dataset, newestFirst: true }).map(jobRow),
+      json: (rows) => ({ jobs: rows }),
+      human: (rows) =>
+        rows.length
+          ? table(['JOB', 'KIND', 'STATUS', 'DATASET', 'BACKBONE', 'MODEL', 'CREATED'], rows.map((j) => [j.id, j.kind, j.status, j.dataset ?? '-', j.backbone ?? '-', j.model ?? '-', j.createdAt.slice(0, 19).replace('T', ' ')]))
+          : 'no jobs match: start one with kennel train --dataset NAME --backbone ID',
+    },
+  );
 
-  jobs
-    .command('show <job>')
-    .description('Show a job: its options, status, result summary or error.')
-    .option('--json', 'print JSON (the whole job row)')
-    .action((id: string, opts: { json?: boolean }) =>
-      runAction(async () => {
-        const job = await withWorkspace((ws) => requireJob(ws, id));
-        const row = jobRow(job);
-        emit(opts, job, () =>
-          [
-            `${job.id}  ${job.kind}  ${job.status}${job.pid ? `  (pid ${job.pid} on ${job.host})` : ''}`,
-            `  created ${job.createdAt}, updated ${job.updatedAt}`,
-            `  options: ${Object.entries(job.params as Record<string, unknown>).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(' ')}`,
-            row.model ? `  model: ${row.model}` : '',
-            job.error ? `  error: ${job.error}` : '',
-            job.status === 'completed' && (job.kind === 'train' || job.kind === 'tune') ? `next: kennel rules ${job.id}, kennel report ${job.id}` : '',
-          ]
-            .filter(Boolean)
-            .join('\n'),
-        );
-      }),
-    );
+  jsonCommand(jobs.command('show <job>').description('Show a job: its options, status, result summary or error.'), {
+    jsonHelp: 'print JSON (the whole job row)',
+    action: ({ ws }, id: string) => requireJob(ws, id),
+    human: (job) => {
+      const row = jobRow(job);
+      return [
+        `${job.id}  ${job.kind}  ${job.status}${job.pid ? `  (pid ${job.pid} on ${job.host})` : ''}`,
+        `  created ${job.createdAt}, updated ${job.updatedAt}`,
+        `  options: ${Object.entries(job.params as Record<string, unknown>).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(' ')}`,
+        row.model ? `  model: ${row.model}` : '',
+        job.error ? `  error: ${job.error}` : '',
+        job.status === 'completed' && (job.kind === 'train' || job.kind === 'tune') ? `next: kennel rules ${job.id}, kennel report ${job.id}` : '',
+      ]
+        .filter(Boolean)
+        .join('\n');
+    },
+  });
 
-  jobs
-    .command('cancel <job>')
-    .description('Stop a running job as Ctrl-C would (finished work is kept; a tuning job can be resumed). A job whose process has exited is marked cancelled.')
-    .option('--json', 'print JSON')
-    .action((id: string, opts: { json?: boolean }) =>
-      runAction(async () => {
-        const home = defaultHome();
-        const r = await withWorkspace((ws) => cancelJob(ws, id, { daemonPid: readState(home)?.pid }));
-        if (r.route === 'daemon') await adminRequest(home, 'POST', `/api/jobs/${encodeURIComponent(id)}/cancel`);
-        const said = { signalled: 'asked it to stop; it ends as cancelled after the current step', marked: 'its process had exited; marked cancelled', daemon: 'the daemon is stopping it' }[r.route];
-        emit(opts, r, () => `job ${id}: ${said}`);
-      }),
-    );
+  jsonCommand(jobs.command('cancel <job>').description('Stop a running job as Ctrl-C would (finished work is kept; a tuning job can be resumed). A job whose process has exited is marked cancelled.'), {
+    action: async (_ctx, id: string) => {
+      const home = defaultHome();
+      // the workspace is closed before the daemon is asked
+      const r = await withWorkspace((ws) => cancelJob(ws, id, { daemonPid: readState(home)?.pid }));
+      if (r.route === 'daemon') await adminRequest(home, 'POST', `/api/jobs/${encodeURIComponent(id)}/cancel`);
+      return { r, id };
+    },
+    json: ({ r }) => r,
+    human: ({ r, id }) => `job ${id}: ${{ signalled: 'asked it to stop; it ends as cancelled after the current step', marked: 'its process had exited; marked cancelled', daemon: 'the daemon is stopping it' }[r.route]}`,
+  });
 
-  jobs
-    .command('delete <job>')
-    .description('Delete a finished job (a tuning job with its trials) and free what only it used (its telemetry). Models it registered stay.')
-    .option('--json', 'print JSON')
-    .action((id: string, opts: { json?: boolean }) =>
-      runAction(async () => {
-        const r = await withWorkspace((ws) => deleteJob(ws, id));
-        emit(opts, r, () => deletedText({ deleted: [r.deleted], gc: r.gc }));
-      }),
-    );
+  jsonCommand(jobs.command('delete <job>').description('Delete a finished job (a tuning job with its trials) and free what only it used (its telemetry). Models it registered stay.'), {
+    action: ({ ws }, id: string) => deleteJob(ws, id),
+    human: (r) => deletedText({ deleted: [r.deleted], gc: r.gc }),
+  });
 }

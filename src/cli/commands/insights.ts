@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { writeFileAtomic } from '../../core/index.js';
 import { buildReport, renderReport, rulesForJob, type RuleResult } from '../../insights/index.js';
-import { emit, progressBars, runAction, table, withWorkspace } from '../output.js';
+import { jsonCommand, table, type CommandContext } from '../output.js';
 import { number } from '../options.js';
 
 const STATUS: Record<RuleResult['status'], string> = { fired: 'FIRED', ok: 'ok', skipped: 'skipped' };
@@ -28,45 +28,37 @@ export function firedRuleLines(job: string, r: { rules?: RuleResult[]; rulesErro
 }
 
 export function registerInsights(program: Command): void {
-  program
-    .command('rules <job>')
-    .description('Re-run the profiler and debugger rules on a finished training job (JOB is the id kennel train prints or kennel jobs list shows, or "latest": the newest completed training job).')
-    .option('--config <file>', 'rules settings as JSON, e.g. {"Overfit": {"epochs": 4}} (default: $KENNEL_HOME/rules.json when present)')
-    .option('--json', 'print JSON')
-    .action((jobRef: string, opts: { config?: string; json?: boolean }) =>
-      runAction(async () => {
-        await withWorkspace(async (ws) => {
-          const r = await rulesForJob(ws, jobRef, opts.config && resolve(opts.config));
-          emit(opts, r, () => rulesText(r.job, r.rules));
-        });
-      }),
-    );
+  jsonCommand(
+    program
+      .command('rules <job>')
+      .description('Re-run the profiler and debugger rules on a finished training job (JOB is the id kennel train prints or kennel jobs list shows, or "latest": the newest completed training job).')
+      .option('--config <file>', 'rules settings as JSON, e.g. {"Overfit": {"epochs": 4}} (default: $KENNEL_HOME/rules.json when present)'),
+    {
+      action: ({ ws, opts }: CommandContext<{ config?: string; json?: boolean }>, jobRef: string) => rulesForJob(ws, jobRef, opts.config && resolve(opts.config)),
+      human: (r) => rulesText(r.job, r.rules),
+    },
+  );
 
-  program
-    .command('report <job>')
-    .description('Write a self-contained HTML report of a training or tuning job (JOB: its id, or "latest": the newest completed training job): step timeline, throughput, curves, confusion matrix, worst classes with misclassified images, rules and hardware use.')
-    .option('--out <file>', 'HTML file to write (default: kennel-report-JOB.html)')
-    .option('--examples <n>', 'misclassified test images per class (0 = none)', number('--examples', { int: true, min: 0, max: 50 }), 4)
-    .option('--example-classes <n>', 'worst classes to show examples for', number('--example-classes', { int: true, min: 1, max: 1000 }), 8)
-    .option('--config <file>', 'rules settings as JSON (default: $KENNEL_HOME/rules.json when present)')
-    .option('--json', 'print JSON')
-    .action((jobRef: string, opts: { out?: string; examples: number; exampleClasses: number; config?: string; json?: boolean }) =>
-      runAction(async () => {
-        const bar = progressBars(opts);
-        await withWorkspace(async (ws) => {
-          const data = await buildReport(ws, jobRef, { rulesConfig: opts.config && resolve(opts.config), examplesPerClass: opts.examples, exampleClasses: opts.exampleClasses, progress: bar });
-          bar.end();
-          const html = renderReport(data);
-          const out = resolve(opts.out ?? `kennel-report-${data.job.id}.html`);
-          writeFileAtomic(out, html);
-          const charts = [...html.matchAll(/data-chart="([^"]+)"/g)].map((m) => m[1]!);
-          const fired = data.rules.filter((r) => r.status === 'fired').map((r) => r.rule);
-          emit(
-            opts,
-            { job: data.job.id, out, bytes: Buffer.byteLength(html), charts, rulesFired: fired, examples: data.examples.reduce((n, c) => n + c.items.length, 0), notes: data.notes },
-            () => [`wrote ${out} for job ${data.job.id} (${(Buffer.byteLength(html) / 1024).toFixed(0)} KiB, ${charts.length} charts${fired.length ? `; rules fired: ${fired.join(', ')}` : ''})`, ...data.notes.map((n) => `note: ${n}`)].join('\n'),
-          );
-        });
-      }),
-    );
+  jsonCommand(
+    program
+      .command('report <job>')
+      .description('Write a self-contained HTML report of a training or tuning job (JOB: its id, or "latest": the newest completed training job): step timeline, throughput, curves, confusion matrix, worst classes with misclassified images, rules and hardware use.')
+      .option('--out <file>', 'HTML file to write (default: kennel-report-JOB.html)')
+      .option('--examples <n>', 'misclassified test images per class (0 = none)', number('--examples', { int: true, min: 0, max: 50 }), 4)
+      .option('--example-classes <n>', 'worst classes to show examples for', number('--example-classes', { int: true, min: 1, max: 1000 }), 8)
+      .option('--config <file>', 'rules settings as JSON (default: $KENNEL_HOME/rules.json when present)'),
+    {
+      action: async ({ bar, ws, opts }: CommandContext<{ out?: string; examples: number; exampleClasses: number; config?: string; json?: boolean }>, jobRef: string) => {
+        const data = await buildReport(ws, jobRef, { rulesConfig: opts.config && resolve(opts.config), examplesPerClass: opts.examples, exampleClasses: opts.exampleClasses, progress: bar });
+        bar.end();
+        const html = renderReport(data);
+        const out = resolve(opts.out ?? `kennel-report-${data.job.id}.html`);
+        writeFileAtomic(out, html);
+        const charts = [...html.matchAll(/data-chart="([^"]+)"/g)].map((m) => m[1]!);
+        const fired = data.rules.filter((r) => r.status === 'fired').map((r) => r.rule);
+        return { job: data.job.id, out, bytes: Buffer.byteLength(html), charts, rulesFired: fired, examples: data.examples.reduce((n, c) => n + c.items.length, 0), notes: data.notes };
+      },
+      human: (r) => [`wrote ${r.out} for job ${r.job} (${(r.bytes / 1024).toFixed(0)} KiB, ${r.charts.length} charts${r.rulesFired.length ? `; rules fired: ${r.rulesFired.join(', ')}` : ''})`, ...r.notes.map((n) => `note: ${n}`)].join('\n'),
+    },
+  );
 }

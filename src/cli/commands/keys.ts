@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { cliActor, createAwsKey, createKey, listKeys, parseDuration, revokeKey, rotateKey, type CreateKeyOptions } from '../../security/index.js';
-import { emit, runAction, table, withWorkspace } from '../output.js';
+import { jsonCommand, table, type CommandContext } from '../output.js';
 import { collect, number, oneOf } from '../options.js';
 
 
@@ -13,7 +13,7 @@ const awsKeyLines = (k: { accessKeyId: string; secretAccessKey: string }): strin
 export function registerKeys(program: Command): void {
   const cmd = program.command('keys').description('API keys: each belongs to a principal (a user or service account) whose policies say what it may do.');
 
-  cmd
+  const createCmd = cmd
     .command('create <principal>')
     .description("Create an API key for PRINCIPAL (created if new), optionally with an inline policy: kennel keys create web --allow function:Invoke:function/classify --expires 90d")
     .option('--allow <grant>', 'ACTION:RESOURCE to allow, e.g. endpoint:Invoke:endpoint/dogs (repeatable)', collect, [])
@@ -22,69 +22,54 @@ export function registerKeys(program: Command): void {
     .option('--kind <kind>', 'principal kind when new: user or service', oneOf('--kind', ['user', 'service'] as const), 'user')
     .option('--rate-limit <perSecond>', 'requests per second for this key (default: the workspace default)', number('--rate-limit', { min: 0.001 }))
     .option('--burst <n>', 'requests this key may send at once (default: twice the rate)', number('--burst', { int: true, min: 1 }))
-    .option('--aws', 'an AWS access key pair instead, for boto3 and the AWS SDKs (requests signed with SigV4)')
-    .option('--json', 'print JSON')
-    .action((principal: string, opts: { allow: string[]; deny: string[]; expires?: string; kind: 'user' | 'service'; rateLimit?: number; burst?: number; aws?: boolean; json?: boolean }) =>
-      runAction(async () => {
-        const settings: CreateKeyOptions = { allow: opts.allow, deny: opts.deny, kind: opts.kind, expiresInMs: opts.expires === undefined ? undefined : parseDuration(opts.expires, '--expires'), ratePerSecond: opts.rateLimit, burst: opts.burst };
-        const lifetime = (expiresAt?: string) => (expiresAt ? ` (expires ${expiresAt})` : ' (never expires)');
-        if (opts.aws) {
-          const created = await withWorkspace((ws) => createAwsKey(ws, principal, settings, cliActor()));
-          emit(opts, created, () => [`AWS access key ${created.accessKeyId} for ${created.principal}${lifetime(created.expiresAt)}:`, '', ...awsKeyLines(created), '', SHOWN_ONCE_AWS].join('\n'));
-          return;
-        }
-        const created = await withWorkspace((ws) => createKey(ws, principal, settings, cliActor()));
-        emit(opts, created, () => [`key ${created.keyId} for ${created.principal}${lifetime(created.expiresAt)}:`, '', `  ${created.key}`, '', SHOWN_ONCE].join('\n'));
-      }),
-    );
+    .option('--aws', 'an AWS access key pair instead, for boto3 and the AWS SDKs (requests signed with SigV4)');
+  jsonCommand(createCmd, {
+    action: (ctx: CommandContext<{ allow: string[]; deny: string[]; expires?: string; kind: 'user' | 'service'; rateLimit?: number; burst?: number; aws?: boolean; json?: boolean }>, principal: string) => {
+      const { opts } = ctx;
+      const settings: CreateKeyOptions = { allow: opts.allow, deny: opts.deny, kind: opts.kind, expiresInMs: opts.expires === undefined ? undefined : parseDuration(opts.expires, '--expires'), ratePerSecond: opts.rateLimit, burst: opts.burst };
+      // the workspace opens only once the options are valid
+      return opts.aws ? { aws: createAwsKey(ctx.ws, principal, settings, cliActor()) } : { key: createKey(ctx.ws, principal, settings, cliActor()) };
+    },
+    json: (created) => created.aws ?? created.key,
+    human: ({ aws, key }) => {
+      const lifetime = (expiresAt?: string) => (expiresAt ? ` (expires ${expiresAt})` : ' (never expires)');
+      if (aws) return [`AWS access key ${aws.accessKeyId} for ${aws.principal}${lifetime(aws.expiresAt)}:`, '', ...awsKeyLines(aws), '', SHOWN_ONCE_AWS].join('\n');
+      return [`key ${key!.keyId} for ${key!.principal}${lifetime(key!.expiresAt)}:`, '', `  ${key!.key}`, '', SHOWN_ONCE].join('\n');
+    },
+  });
 
-  cmd
-    .command('list')
-    .description('List keys (ids, principals, states, expiry and last use; never the secrets).')
-    .option('--principal <name>', 'only the keys of this principal')
-    .option('--json', 'print JSON')
-    .action((opts: { principal?: string; json?: boolean }) =>
-      runAction(async () => {
-        const keys = await withWorkspace((ws) => listKeys(ws, opts.principal));
-        const day = (t?: string) => (t ? t.slice(0, 16).replace('T', ' ') : '-');
-        emit(opts, { keys }, () =>
-          keys.length ? table(['KEY ID', 'TYPE', 'PRINCIPAL', 'STATE', 'CREATED', 'EXPIRES', 'LAST USED'], keys.map((k) => [k.keyId, k.type, k.principal, k.state, day(k.createdAt), day(k.expiresAt), day(k.lastUsedAt)])) : 'no keys yet: kennel keys create NAME --allow ACTION:RESOURCE',
-        );
-      }),
-    );
+  jsonCommand(cmd.command('list').description('List keys (ids, principals, states, expiry and last use; never the secrets).').option('--principal <name>', 'only the keys of this principal'), {
+    action: ({ ws, opts }: CommandContext<{ principal?: string; json?: boolean }>) => listKeys(ws, opts.principal),
+    json: (keys) => ({ keys }),
+    human: (keys) => {
+      const day = (t?: string) => (t ? t.slice(0, 16).replace('T', ' ') : '-');
+      return keys.length ? table(['KEY ID', 'TYPE', 'PRINCIPAL', 'STATE', 'CREATED', 'EXPIRES', 'LAST USED'], keys.map((k) => [k.keyId, k.type, k.principal, k.state, day(k.createdAt), day(k.expiresAt), day(k.lastUsedAt)])) : 'no keys yet: kennel keys create NAME --allow ACTION:RESOURCE';
+    },
+  });
 
-  cmd
-    .command('revoke <keyId>')
-    .description('Revoke a key at once (also in a running daemon).')
-    .option('--json', 'print JSON')
-    .action((keyId: string, opts: { json?: boolean }) =>
-      runAction(async () => {
-        const key = await withWorkspace((ws) => revokeKey(ws, keyId, cliActor()));
-        emit(opts, key, () => `revoked key ${key.keyId} of ${key.principal}`);
-      }),
-    );
+  jsonCommand(cmd.command('revoke <keyId>').description('Revoke a key at once (also in a running daemon).'), {
+    action: ({ ws }, keyId: string) => revokeKey(ws, keyId, cliActor()),
+    human: (key) => `revoked key ${key.keyId} of ${key.principal}`,
+  });
 
-  cmd
-    .command('rotate <keyId>')
-    .description('Replace a key: the new key works at once, the old one keeps working for the overlap window, then expires.')
-    .option('--overlap <duration>', 'how long the old key stays valid', '24h')
-    .option('--expires <duration>', "the new key's lifetime (default: the old key's)")
-    .option('--json', 'print JSON')
-    .action((keyId: string, opts: { overlap: string; expires?: string; json?: boolean }) =>
-      runAction(async () => {
-        const rotated = await withWorkspace((ws) =>
-          rotateKey(ws, keyId, { overlapMs: parseDuration(opts.overlap, '--overlap'), expiresInMs: opts.expires === undefined ? undefined : parseDuration(opts.expires, '--expires') }, cliActor()),
-        );
-        emit(opts, rotated, () =>
-          [
-            `new ${rotated.key === undefined ? 'AWS access key' : 'key'} ${rotated.keyId} for ${rotated.principal}${rotated.expiresAt ? ` (expires ${rotated.expiresAt})` : ''}:`,
-            '',
-            ...(rotated.key === undefined ? awsKeyLines(rotated) : [`  ${rotated.key}`]),
-            '',
-            rotated.key === undefined ? SHOWN_ONCE_AWS : SHOWN_ONCE,
-            `The old key ${rotated.oldKeyId} stops working at ${rotated.oldKeyExpiresAt}.`,
-          ].join('\n'),
-        );
-      }),
-    );
+  jsonCommand(
+    cmd
+      .command('rotate <keyId>')
+      .description('Replace a key: the new key works at once, the old one keeps working for the overlap window, then expires.')
+      .option('--overlap <duration>', 'how long the old key stays valid', '24h')
+      .option('--expires <duration>', "the new key's lifetime (default: the old key's)"),
+    {
+      action: ({ ws, opts }: CommandContext<{ overlap: string; expires?: string; json?: boolean }>, keyId: string) =>
+        rotateKey(ws, keyId, { overlapMs: parseDuration(opts.overlap, '--overlap'), expiresInMs: opts.expires === undefined ? undefined : parseDuration(opts.expires, '--expires') }, cliActor()),
+      human: (rotated) =>
+        [
+          `new ${rotated.key === undefined ? 'AWS access key' : 'key'} ${rotated.keyId} for ${rotated.principal}${rotated.expiresAt ? ` (expires ${rotated.expiresAt})` : ''}:`,
+          '',
+          ...(rotated.key === undefined ? awsKeyLines(rotated) : [`  ${rotated.key}`]),
+          '',
+          rotated.key === undefined ? SHOWN_ONCE_AWS : SHOWN_ONCE,
+          `The old key ${rotated.oldKeyId} stops working at ${rotated.oldKeyExpiresAt}.`,
+        ].join('\n'),
+    },
+  );
 }

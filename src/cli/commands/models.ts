@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { exportModel, getModel, listModels, tagModel, type ModelVersion } from '../../registry/index.js';
 import { deleteModel } from '../../housekeeping/index.js';
-import { emit, pct, runAction, table, withWorkspace } from '../output.js';
+import { jsonCommand, pct, table, type CommandContext } from '../output.js';
 import { deletedText } from './housekeeping.js';
 
 type Metrics = { valid?: { top1?: number }; test?: { top1?: number; top5?: number; ece?: number } };
@@ -20,79 +20,54 @@ const lineageLines = (lineage: Record<string, unknown>): string[] => Object.entr
 export function registerModels(program: Command): void {
   const cmd = program.command('models').description('The model registry: versions, tags, model cards and export.');
 
-  cmd
-    .command('list')
-    .description('List model versions with their tags and test accuracy.')
-    .option('--json', 'print JSON')
-    .action((opts: { json?: boolean }) =>
-      runAction(async () => {
-        const models = await withWorkspace((ws) => listModels(ws));
-        emit(opts, { models: models.map((m) => ({ model: `${m.name}@${m.version}`, name: m.name, version: m.version, tags: m.tags, source: m.card.source, test: metricsOf(m).test, createdAt: m.createdAt })) }, () =>
-          models.length
-            ? table(
-                ['MODEL', 'TAGS', 'CLASSES', 'TEST TOP-1', 'CREATED'],
-                models.map((m) => [`${m.name}@${m.version}`, m.tags.join(',') || '-', m.card.labels.length, pct(metricsOf(m).test?.top1), m.createdAt.slice(0, 19).replace('T', ' ')]),
-              )
-            : 'no models yet: train one with kennel train --dataset NAME --backbone ID',
-        );
-      }),
-    );
+  jsonCommand(cmd.command('list').description('List model versions with their tags and test accuracy.'), {
+    action: ({ ws }) => listModels(ws),
+    json: (models) => ({ models: models.map((m) => ({ model: `${m.name}@${m.version}`, name: m.name, version: m.version, tags: m.tags, source: m.card.source, test: metricsOf(m).test, createdAt: m.createdAt })) }),
+    human: (models) =>
+      models.length
+        ? table(
+            ['MODEL', 'TAGS', 'CLASSES', 'TEST TOP-1', 'CREATED'],
+            models.map((m) => [`${m.name}@${m.version}`, m.tags.join(',') || '-', m.card.labels.length, pct(metricsOf(m).test?.top1), m.createdAt.slice(0, 19).replace('T', ' ')]),
+          )
+        : 'no models yet: train one with kennel train --dataset NAME --backbone ID',
+  });
 
-  cmd
-    .command('show <ref>')
-    .description('Show a model card: labels, preprocessing, metrics and lineage. REF is NAME, NAME@VERSION or NAME:TAG.')
-    .option('--json', 'print JSON')
-    .action((ref: string, opts: { json?: boolean }) =>
-      runAction(async () => {
-        const m = await withWorkspace((ws) => getModel(ws, ref));
-        const mt = metricsOf(m);
-        emit(opts, { model: `${m.name}@${m.version}`, onnxSha256: m.onnxSha, tags: m.tags, createdAt: m.createdAt, ...m.card }, () =>
-          [
-            `${m.name}@${m.version}  tags: ${m.tags.join(', ') || '-'}  (${m.card.source})`,
-            `  classes: ${m.card.labels.length} (${m.card.labels.slice(0, 5).join(', ')}${m.card.labels.length > 5 ? ', ...' : ''})`,
-            `  input: ${m.card.inputName} ${m.card.preprocess.layout} ${m.card.preprocess.size}x${m.card.preprocess.size}`,
-            mt.test ? `  valid top-1 ${pct(mt.valid?.top1)}  test top-1 ${pct(mt.test.top1)}  top-5 ${pct(mt.test.top5)}  ECE ${mt.test.ece?.toFixed(3)}` : '',
-            ...(m.card.lineage ? ['  lineage:', ...lineageLines(m.card.lineage)] : []),
-          ]
-            .filter(Boolean)
-            .join('\n'),
-        );
-      }),
-    );
+  jsonCommand(cmd.command('show <ref>').description('Show a model card: labels, preprocessing, metrics and lineage. REF is NAME, NAME@VERSION or NAME:TAG.'), {
+    action: ({ ws }, ref: string) => getModel(ws, ref),
+    json: (m) => ({ model: `${m.name}@${m.version}`, onnxSha256: m.onnxSha, tags: m.tags, createdAt: m.createdAt, ...m.card }),
+    human: (m) => {
+      const mt = metricsOf(m);
+      return [
+        `${m.name}@${m.version}  tags: ${m.tags.join(', ') || '-'}  (${m.card.source})`,
+        `  classes: ${m.card.labels.length} (${m.card.labels.slice(0, 5).join(', ')}${m.card.labels.length > 5 ? ', ...' : ''})`,
+        `  input: ${m.card.inputName} ${m.card.preprocess.layout} ${m.card.preprocess.size}x${m.card.preprocess.size}`,
+        mt.test ? `  valid top-1 ${pct(mt.valid?.top1)}  test top-1 ${pct(mt.test.top1)}  top-5 ${pct(mt.test.top5)}  ECE ${mt.test.ece?.toFixed(3)}` : '',
+        ...(m.card.lineage ? ['  lineage:', ...lineageLines(m.card.lineage)] : []),
+      ]
+        .filter(Boolean)
+        .join('\n');
+    },
+  });
 
-  cmd
-    .command('tag <ref> <tag>')
-    .description('Point a tag (e.g. production) at a model version: kennel models tag dogs@3 production')
-    .option('--json', 'print JSON')
-    .action((ref: string, tag: string, opts: { json?: boolean }) =>
-      runAction(async () => {
-        const m = await withWorkspace((ws) => tagModel(ws, ref, tag));
-        emit(opts, { model: `${m.name}@${m.version}`, tag, tags: m.tags }, () => `${m.name}:${tag} -> ${m.name}@${m.version}`);
-      }),
-    );
+  jsonCommand(cmd.command('tag <ref> <tag>').description('Point a tag (e.g. production) at a model version: kennel models tag dogs@3 production'), {
+    action: ({ ws }, ref: string, tag: string) => ({ m: tagModel(ws, ref, tag), tag }),
+    json: ({ m, tag }) => ({ model: `${m.name}@${m.version}`, tag, tags: m.tags }),
+    human: ({ m, tag }) => `${m.name}:${tag} -> ${m.name}@${m.version}`,
+  });
 
-  cmd
-    .command('export <ref> <dir>')
-    .description('Write model.onnx (one graph: image tensor in, probabilities out), labels.txt and card.json to DIR.')
-    .option('--json', 'print JSON')
-    .action((ref: string, dir: string, opts: { json?: boolean }) =>
-      runAction(async () => {
-        await withWorkspace(async (ws) => {
-          const r = await exportModel(ws, ref, dir);
-          emit(opts, r, () => `exported ${r.model} to ${r.dir}: ${r.files.join(', ')}`);
-        });
-      }),
-    );
+  jsonCommand(cmd.command('export <ref> <dir>').description('Write model.onnx (one graph: image tensor in, probabilities out), labels.txt and card.json to DIR.'), {
+    action: ({ ws }, ref: string, dir: string) => exportModel(ws, ref, dir),
+    human: (r) => `exported ${r.model} to ${r.dir}: ${r.files.join(', ')}`,
+  });
 
-  cmd
-    .command('delete <ref>')
-    .description('Delete a model version (NAME@VERSION or NAME:TAG), or every version of a model (NAME), and free its ONNX graph. A version an endpoint serves or tagged production is refused unless --force.')
-    .option('--force', 'delete even a served or production-tagged version')
-    .option('--json', 'print JSON')
-    .action((ref: string, opts: { force?: boolean; json?: boolean }) =>
-      runAction(async () => {
-        const r = await withWorkspace((ws) => deleteModel(ws, ref, { force: opts.force }));
-        emit(opts, r, () => deletedText(r));
-      }),
-    );
+  jsonCommand(
+    cmd
+      .command('delete <ref>')
+      .description('Delete a model version (NAME@VERSION or NAME:TAG), or every version of a model (NAME), and free its ONNX graph. A version an endpoint serves or tagged production is refused unless --force.')
+      .option('--force', 'delete even a served or production-tagged version'),
+    {
+      action: ({ ws, opts }: CommandContext<{ force?: boolean; json?: boolean }>, ref: string) => deleteModel(ws, ref, { force: opts.force }),
+      human: deletedText,
+    },
+  );
 }

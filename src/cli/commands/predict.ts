@@ -35,6 +35,7 @@ function resultWriter(path: string): { write(r: FilePrediction): void; close(): 
 const predictionText = (r: FilePrediction): string => ('error' in r ? `${r.file}: error: ${r.error}` : `${r.file}\n${r.predictions.map((p) => `  ${(p.score * 100).toFixed(1).padStart(5)}%  ${p.label}`).join('\n')}`);
 
 export function registerPredict(program: Command): void {
+  // not a jsonCommand: it streams results (stdout or --out) as they come instead of printing one result at the end
   program
     .command('predict <paths...>')
     .description('Classify images offline with a registered model (the same exported ONNX graph that endpoints serve, batched the same way). PATHS are image files or folders (searched recursively for .jpg, .png, .webp, ...). Unreadable images are listed with a reason and skipped.')

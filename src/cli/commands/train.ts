@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { parseDatasetRef } from '../../data/index.js';
 import { DEVICES } from '../../inference/index.js';
 import { train, type TrainOptions, type TrainResult } from '../../training/index.js';
-import { emit, pct, progressBars, runAction, withWorkspace } from '../output.js';
+import { jsonCommand, pct, type CommandContext } from '../output.js';
 import { firedRuleLines } from './insights.js';
 import { number, oneOf } from '../options.js';
 
@@ -30,7 +30,7 @@ function describeHead(h: TrainResult['head']): string {
 }
 
 export function registerTrain(program: Command): void {
-  program
+  const trainCmd = program
     .command('train')
     .description('Train a classifier: a frozen pretrained backbone (features cached per dataset version) plus a new head, evaluated, calibrated and registered as a model version.')
     .requiredOption('--dataset <name[@version]>', 'dataset to train on (latest version unless @N)')
@@ -54,48 +54,43 @@ export function registerTrain(program: Command): void {
     .option('--instances [k]', 'shard feature extraction over K workers (alias --workers): local processes, or tasks in flight with --queue; default and no value: one per core (at most one per chunk to extract; one on a GPU); 1 = this process', number('--instances', { int: true, min: 1, max: 1024 }))
     .addOption(new Option('--workers [k]').argParser(number('--workers', { int: true, min: 1, max: 1024 })).hideHelp())
     .option('--queue <url>', 'Redis URL of kennel worker processes (default $KENNEL_QUEUE)')
-    .option('--new-version', 'train and register a new version even when an identical training (same data version, backbone, options and seed) registered one already')
-    .option('--json', 'print JSON')
-    .action((opts: Omit<TrainOptions, 'dataset' | 'instances'> & { dataset: string; instances?: number | true; workers?: number | true; json?: boolean }) =>
-      runAction(async (signal) => {
-        const bar = progressBars(opts);
-        await withWorkspace(async (ws) => {
-          const { name: dataset, version } = parseDatasetRef(opts.dataset);
-          const { json: _json, workers, instances: k, queue, ...rest } = opts;
-          const instances = (workers ?? k) === true ? availableParallelism() : ((workers ?? k) as number | undefined);
-          const r = await train(ws, { ...rest, dataset, datasetVersion: version, instances, queue: queue ?? (process.env.KENNEL_QUEUE || undefined) }, { progress: bar, signal });
-          bar.end();
-          const brief = (m: { n: number; top1: number; top5: number; loss: number; ece: number; eceUncalibrated: number }) => ({ n: m.n, top1: m.top1, top5: m.top5, loss: m.loss, ece: m.ece, eceUncalibrated: m.eceUncalibrated });
-          emit(
-            opts,
-            {
-              job: r.job,
-              model: r.model,
-              metrics: { train: r.metrics.train, valid: brief(r.metrics.valid), test: { ...brief(r.metrics.test), perClass: r.metrics.test.perClass } },
-              head: r.head,
-              temperature: r.temperature,
-              bestEpoch: r.bestEpoch,
-              epochs: r.history.length,
-              seconds: r.seconds,
-              timings: r.timings,
-              features: r.features,
-              reused: r.reused ?? false,
-            },
-            () =>
-              r.reused
-                ? `reused model ${r.model} (identical training, job ${r.job}); pass --new-version to train again`
-                : [
-                `registered ${r.model} (job ${r.job})`,
-                `  valid top-1 ${pct(r.metrics.valid.top1)}   test top-1 ${pct(r.metrics.test.top1)}   test top-5 ${pct(r.metrics.test.top5)}`,
-                `  head: ${describeHead(r.head)}`,
-                `  calibration: ECE ${r.metrics.test.eceUncalibrated.toFixed(3)} -> ${r.metrics.test.ece.toFixed(3)} with temperature ${r.temperature.toFixed(2)}`,
-                `  weakest test classes: ${weakest(r.metrics.test.perClass, r.labels)}`,
-                `  best epoch ${r.bestEpoch} of ${r.history.length}; ${r.seconds.toFixed(1)}s (features ${r.timings.features.toFixed(1)}s${r.features.extractedImages === 0 ? ', all cached' : `, ${r.features.extractedImages} images extracted`}, head ${r.timings.head.toFixed(1)}s)`,
-                `  ${'iterations' in r.head ? `${r.head.iterations} L-BFGS iterations` : `best epoch ${r.bestEpoch} of ${r.history.length}`}; ${r.seconds.toFixed(1)}s (features ${r.timings.features.toFixed(1)}s${r.features.extractedImages === 0 ? ', all cached' : `, ${r.features.extractedImages} images extracted`}, head ${r.timings.head.toFixed(1)}s)`,
-                `next: kennel predict --model ${r.model} IMAGE...`,
-              ].join('\n'),
-          );
-        });
-      }),
-    );
+    .option('--new-version', 'train and register a new version even when an identical training (same data version, backbone, options and seed) registered one already');
+
+  jsonCommand(trainCmd, {
+    action: async ({ ws, opts, bar, signal }: CommandContext<Omit<TrainOptions, 'dataset' | 'instances'> & { dataset: string; instances?: number | true; workers?: number | true; json?: boolean }>) => {
+      const { name: dataset, version } = parseDatasetRef(opts.dataset);
+      const { json: _json, workers, instances: k, queue, ...rest } = opts;
+      const instances = (workers ?? k) === true ? availableParallelism() : ((workers ?? k) as number | undefined);
+      return train(ws, { ...rest, dataset, datasetVersion: version, instances, queue: queue ?? (process.env.KENNEL_QUEUE || undefined) }, { progress: bar, signal });
+    },
+    json: (r) => {
+      const brief = (m: { n: number; top1: number; top5: number; loss: number; ece: number; eceUncalibrated: number }) => ({ n: m.n, top1: m.top1, top5: m.top5, loss: m.loss, ece: m.ece, eceUncalibrated: m.eceUncalibrated });
+      return {
+        job: r.job,
+        model: r.model,
+        metrics: { train: r.metrics.train, valid: brief(r.metrics.valid), test: { ...brief(r.metrics.test), perClass: r.metrics.test.perClass } },
+        head: r.head,
+        temperature: r.temperature,
+        bestEpoch: r.bestEpoch,
+        epochs: r.history.length,
+        seconds: r.seconds,
+        timings: r.timings,
+        features: r.features,
+        reused: r.reused ?? false,
+      };
+    },
+    human: (r) =>
+      r.reused
+        ? `reused model ${r.model} (identical training, job ${r.job}); pass --new-version to train again`
+        : [
+        `registered ${r.model} (job ${r.job})`,
+        `  valid top-1 ${pct(r.metrics.valid.top1)}   test top-1 ${pct(r.metrics.test.top1)}   test top-5 ${pct(r.metrics.test.top5)}`,
+        `  head: ${describeHead(r.head)}`,
+        `  calibration: ECE ${r.metrics.test.eceUncalibrated.toFixed(3)} -> ${r.metrics.test.ece.toFixed(3)} with temperature ${r.temperature.toFixed(2)}`,
+        `  weakest test classes: ${weakest(r.metrics.test.perClass, r.labels)}`,
+        `  best epoch ${r.bestEpoch} of ${r.history.length}; ${r.seconds.toFixed(1)}s (features ${r.timings.features.toFixed(1)}s${r.features.extractedImages === 0 ? ', all cached' : `, ${r.features.extractedImages} images extracted`}, head ${r.timings.head.toFixed(1)}s)`,
+        `  ${'iterations' in r.head ? `${r.head.iterations} L-BFGS iterations` : `best epoch ${r.bestEpoch} of ${r.history.length}`}; ${r.seconds.toFixed(1)}s (features ${r.timings.features.toFixed(1)}s${r.features.extractedImages === 0 ? ', all cached' : `, ${r.features.extractedImages} images extracted`}, head ${r.timings.head.toFixed(1)}s)`,
+        `next: kennel predict --model ${r.model} IMAGE...`,
+      ].join('\n'),
+  });
 }

@@ -109,6 +109,7 @@ function session(opts: { json?: boolean }, signal: AbortSignal, run: (ws: Worksp
 }
 
 export function registerTune(program: Command): void {
+  // not a jsonCommand: a parent command with its own action and subcommands sharing its --json
   const cmd = program
     .command('tune')
     .description('Hyperparameter tuning: trials train heads on cached backbone features (random, grid or Bayesian/TPE search, median or ASHA early stopping), resumable; --register trains and registers the best configuration.')
@@ -145,6 +146,7 @@ export function registerTune(program: Command): void {
       }),
     );
 
+  // tune list/show/resume: not jsonCommands: their --json may be given to the parent (optsWithGlobals)
   cmd
     .command('list')
     .description('List tuning jobs, oldest first.')

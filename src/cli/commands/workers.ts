@@ -6,7 +6,7 @@ import { executionProviders } from '../../inference/index.js';
 import { TRAINING_TASKS } from '../../training/index.js';
 import { TUNING_TASKS } from '../../tuning/index.js';
 import { listWorkers, startRedisWorker, type WorkerInfo } from '../../workers/index.js';
-import { emit, runAction, table } from '../output.js';
+import { emit, jsonCommand, runAction, table, type CommandContext } from '../output.js';
 import { number } from '../options.js';
 
 /** Every task type a `kennel worker` can run: feature extraction for training, head trials for tuning. */
@@ -19,6 +19,7 @@ const EXIT_BACKSTOP_MS = 2_000;
 const queueOf = (opt: string | undefined): string | undefined => opt ?? (process.env.KENNEL_QUEUE || undefined);
 
 export function registerWorkers(program: Command): void {
+  // not a jsonCommand: a long-running process that logs on stderr and handles SIGTERM itself
   program
     .command('worker')
     .description('Run tasks (feature extraction for kennel train --queue) from a Redis queue until stopped. SIGTERM or Ctrl-C: finish the current task (or hand it back after --grace) and exit 0; when Redis is unreachable by then, exit 1 at once, saying so.')
@@ -69,19 +70,19 @@ export function registerWorkers(program: Command): void {
       }),
     );
 
-  program
-    .command('workers')
-    .description('Inspect workers.')
-    .command('list')
-    .description('Live workers: local worker processes of running trainings in this workspace, and `kennel worker` processes on the queue.')
-    .option('--queue <url>', 'also list the workers of this Redis queue (default $KENNEL_QUEUE)')
-    .option('--json', 'print JSON')
-    .action((opts: { queue?: string; json?: boolean }) =>
-      runAction(async () => {
-        const workers = await listWorkers({ home: defaultHome(), queue: queueOf(opts.queue) });
-        emit(opts, { workers }, () => (workers.length ? table(['WORKER', 'BACKEND', 'HOST', 'CORES', 'THREADS', 'DEVICE', 'HEARTBEAT', 'TASK'], workers.map(row)) : 'no live workers'));
-      }),
-    );
+  jsonCommand(
+    program
+      .command('workers')
+      .description('Inspect workers.')
+      .command('list')
+      .description('Live workers: local worker processes of running trainings in this workspace, and `kennel worker` processes on the queue.')
+      .option('--queue <url>', 'also list the workers of this Redis queue (default $KENNEL_QUEUE)'),
+    {
+      action: ({ opts }: CommandContext<{ queue?: string; json?: boolean }>) => listWorkers({ home: defaultHome(), queue: queueOf(opts.queue) }),
+      json: (workers) => ({ workers }),
+      human: (workers) => (workers.length ? table(['WORKER', 'BACKEND', 'HOST', 'CORES', 'THREADS', 'DEVICE', 'HEARTBEAT', 'TASK'], workers.map(row)) : 'no live workers'),
+    },
+  );
 }
 
 function row(w: WorkerInfo): Array<string | number> {
