@@ -48,7 +48,7 @@ describe('everyday housekeeping: jobs, latest, identical retrains, deletes and g
     kennelJson(home, ['data', 'import', breeds, '--name', 'breeds']);
     kennelJson(home, ['backbones', 'add', path.join(shared, 'models/mobilenetv2-12-int8.onnx'), '--name', 'mnv2']);
     first = kennelJson<Trained>(home, TRAIN);
-    second = kennelJson<Trained>(home, [...TRAIN, '--lr', '0.01', '--name', 'other']);
+    second = kennelJson<Trained>(home, [...TRAIN, '--head', 'minibatch', '--lr', '0.01', '--name', 'other']);
   });
 
   it('an identical retrain reuses the version and says so; --new-version trains again', () => {
