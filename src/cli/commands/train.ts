@@ -88,8 +88,8 @@ export function registerTrain(program: Command): void {
         `  head: ${describeHead(r.head)}`,
         `  calibration: ECE ${r.metrics.test.eceUncalibrated.toFixed(3)} -> ${r.metrics.test.ece.toFixed(3)} with temperature ${r.temperature.toFixed(2)}`,
         `  weakest test classes: ${weakest(r.metrics.test.perClass, r.labels)}`,
-        `  best epoch ${r.bestEpoch} of ${r.history.length}; ${r.seconds.toFixed(1)}s (features ${r.timings.features.toFixed(1)}s${r.features.extractedImages === 0 ? ', all cached' : `, ${r.features.extractedImages} images extracted`}, head ${r.timings.head.toFixed(1)}s)`,
         `  ${'iterations' in r.head ? `${r.head.iterations} L-BFGS iterations` : `best epoch ${r.bestEpoch} of ${r.history.length}`}; ${r.seconds.toFixed(1)}s (features ${r.timings.features.toFixed(1)}s${r.features.extractedImages === 0 ? ', all cached' : `, ${r.features.extractedImages} images extracted`}, head ${r.timings.head.toFixed(1)}s)`,
+        ...firedRuleLines(r.job, r),
         `next: kennel predict --model ${r.model} IMAGE...`,
       ].join('\n'),
   });
