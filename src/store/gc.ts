@@ -6,6 +6,7 @@ import { openArtifactStore, type Workspace } from './workspace.js';
 
 /** Files younger than this are never removed: an import or training may be about to reference them. */
 export const DEFAULT_GRACE_MS = 3600_000;
+const TIMESTAMP_SLACK_MS = 2000;
 
 export interface CollectOptions {
   /** remove the garbage; without it only report what would go (a dry run) */
@@ -124,7 +125,9 @@ export function collectGarbage(ws: Workspace, opts: CollectOptions): CollectRepo
   const running = (ws.db.prepare("SELECT created_at, host, pid FROM jobs WHERE status IN ('running', 'queued')").all() as Array<{ created_at: string; host: string | null; pid: number | null }>).filter(
     (j) => j.host !== hostname() || j.pid === null || isAlive(j.pid),
   );
-  const cutoff = Math.min(Date.now() - graceMs, ...running.map((j) => Date.parse(j.created_at)));
+  // file times come from the kernel's coarse clock (a tick behind Date.now()) or, on some
+  // filesystems, whole seconds: a file a job wrote just after it started may look older
+  const cutoff = Math.min(Date.now() - graceMs, ...running.map((j) => Date.parse(j.created_at) - TIMESTAMP_SLACK_MS));
   const started = Date.now();
   let released = new Set<string>();
   if (opts.release) {
