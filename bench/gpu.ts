@@ -11,6 +11,8 @@
  *   with one worker per core, one bf16 channels-last ResNet50 pass, a linear head for 30 epochs;
  *   raw ResNet50 images/s at batch 32 and 256, fp32 and bf16
  * - serving: bench:serve --quick on the same device with the ResNet50 architecture
+ * - input transfer: the raw session fed float32 NCHW (normalised on the host, as Kennel does
+ *   today) against uint8 NHWC with the normalisation in the graph (a quarter of the bytes)
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -19,7 +21,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { addBackbone } from '../src/backbones/index.js';
 import { importDataset } from '../src/data/index.js';
-import { ENDPOINT_DEVICES, type Device } from '../src/inference/index.js';
+import * as ort from 'onnxruntime-node';
+import { ENDPOINT_DEVICES, NORMALIZATIONS, sessionOptions, type Device } from '../src/inference/index.js';
+import { GraphBuilder, OnnxModel } from '../src/onnx/index.js';
 import { openWorkspace } from '../src/store/index.js';
 import { train } from '../src/training/index.js';
 import { DOG_IMAGES, benchDogSet, type DogSetSpec } from './lib/dataset.js';
@@ -124,6 +128,52 @@ log(`bench:serve --quick --device ${device} --model resnet50`);
 const serve = runChild(process.execPath, [...process.execArgv, join(import.meta.dirname, 'serve.ts'), '--quick', '--json', '--device', device, '--model', 'resnet50']) as { kennel_ips: number; ceiling_ips: number; naive_ips: number; kennel_p99_ms_at_70pct: number };
 log(`  Kennel ${serve.kennel_ips} images/s (ceiling ${serve.ceiling_ips}, naive ${serve.naive_ips}), p99 at 70% load ${serve.kennel_p99_ms_at_70pct} ms`);
 
+/** The same graph taking uint8 NHWC images: Cast, scale, mean and std, Transpose to NCHW, all on the device. */
+function uint8Front(graph: Uint8Array): Uint8Array {
+  const model = OnnxModel.parse(graph);
+  const g = new GraphBuilder(model);
+  const input = model.dataInputs[0]!;
+  const size = Number(input.shape?.[2] ?? 224);
+  model.inputs = model.inputs.filter((i) => i.name !== input.name);
+  model.inputs.push({ name: 'image_u8', elemType: 2, shape: ['batch', size, size, 3] });
+  const n = NORMALIZATIONS.imagenet;
+  const a = g.weight(model.freshName('front_scale'), Float32Array.from(n.std, (sd) => n.scale / sd), [3]);
+  const b = g.weight(model.freshName('front_shift'), Float32Array.from(n.mean, (m, c) => -m / n.std[c]!), [3]);
+  const nhwc = g.add(g.mul(g.op('Cast', ['image_u8'], [{ name: 'to', int: 1 }]), a), b);
+  g.op('Transpose', [nhwc], [{ name: 'perm', ints: [0, 3, 1, 2] }], input.name);
+  model.toposort();
+  return model.serialize();
+}
+
+/** Raw session images/s at one batch size, float32 host-normalised input against uint8 input, alternating. */
+async function transferCost(graph: Uint8Array, batch: number, seconds: number): Promise<{ float32: number; uint8: number; batch: number }> {
+  const size = 224;
+  const float = await ort.InferenceSession.create(graph, sessionOptions({ device }));
+  const bytes = await ort.InferenceSession.create(uint8Front(graph), sessionOptions({ device }));
+  const f = { [float.inputNames[0]!]: new ort.Tensor('float32', new Float32Array(batch * 3 * size * size).fill(0.5), [batch, 3, size, size]) };
+  const u = { image_u8: new ort.Tensor('uint8', new Uint8Array(batch * size * size * 3).fill(128), [batch, size, size, 3]) };
+  const rate = { float32: { images: 0, ms: 0 }, uint8: { images: 0, ms: 0 } };
+  for (const [s, feeds] of [[float, f], [bytes, u]] as const) await s.run(feeds); // warm-up
+  const end = performance.now() + seconds * 1000;
+  while (performance.now() < end)
+    for (const [k, s, feeds] of [['float32', float, f], ['uint8', bytes, u]] as const) {
+      const t = performance.now();
+      await s.run(feeds);
+      rate[k].ms += performance.now() - t;
+      rate[k].images += batch;
+    }
+  await float.release();
+  await bytes.release();
+  return { float32: rate.float32.images / (rate.float32.ms / 1000), uint8: rate.uint8.images / (rate.uint8.ms / 1000), batch };
+}
+
+const transfer = [];
+for (const batch of [32, 128]) {
+  const r = await transferCost(buildResnet({ depth: 50 }), batch, args.quick ? 2 : 5);
+  log(`raw ResNet50 on ${device}, batch ${batch}: float32 input ${r.float32.toFixed(0)} images/s, uint8 input ${r.uint8.toFixed(0)} images/s`);
+  transfer.push(r);
+}
+
 const best = kennel.reduce((a, b) => (b.totalSeconds < a.totalSeconds ? b : a));
 machine.loadEnd = currentLoad();
 const results = {
@@ -136,6 +186,7 @@ const results = {
   kennel,
   torch,
   serve,
+  transfer,
   ratios: {
     trainKennelOverTorch: best.totalSeconds / torch.totalSeconds,
     serveKennelOverTorchBf16Batch256: serve.kennel_ips / torch.rawImagesPerSecond.bf16_batch256!,
