@@ -101,7 +101,8 @@ const set = await benchDogSet(args.quick ? QUICK_SET : DOG_IMAGES, { json: args.
 const runChild = (cmd: string, argv: string[], env: Record<string, string> = {}) => {
   const r = spawnSync(cmd, argv, { encoding: 'utf8', env: { ...process.env, ...env }, maxBuffer: 64 << 20 });
   if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed (${r.status}): ${r.stderr.slice(-2000)}`);
-  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as unknown;
+  // the JSON document: one line, or a pretty-printed one (bench:serve --json), after any log lines
+  return JSON.parse(r.stdout.slice(r.stdout.search(/^\{/m))) as unknown;
 };
 
 const kennel: KennelRun[] = [];
