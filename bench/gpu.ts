@@ -169,7 +169,7 @@ async function transferCost(graph: Uint8Array, batch: number, seconds: number): 
 }
 
 const transfer = [];
-for (const batch of [32, 128]) {
+for (const batch of [16, 32]) {
   const r = await transferCost(buildResnet({ depth: 50 }), batch, args.quick ? 2 : 5);
   log(`raw ResNet50 on ${device}, batch ${batch}: float32 input ${r.float32.toFixed(0)} images/s, uint8 input ${r.uint8.toFixed(0)} images/s`);
   transfer.push(r);

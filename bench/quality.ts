@@ -95,14 +95,14 @@ async function features(photos: Photo[], extractorPath: string, spec: Awaited<Re
     const all = new Float32Array(new Uint8Array(readFileSync(file)).buffer);
     return { dim, centre: all.slice(0, photos.length * dim), mirrored: all.slice(photos.length * dim) };
   }
-  const fx = await FeatureExtractor.create(extractorPath, { spec: spec.preprocess, inputName: spec.inputName, outputName: spec.outputName, dim });
+  const fx = await FeatureExtractor.create(extractorPath, { spec: spec.preprocess, inputName: spec.inputName, outputName: spec.outputName, dim, bytesIn: false });
   const centre = new Float32Array(photos.length * dim);
   const mirrored = new Float32Array(photos.length * dim);
   try {
     const bs = 8;
     for (let i = 0; i < photos.length; i += bs) {
       const batch = photos.slice(i, i + bs);
-      const input = await fx.decodeBatch(batch.map((p) => ({ path: p.path })));
+      const input = (await fx.decodeBatch(batch.map((p) => ({ path: p.path })))) as Float32Array; // floats: bytesIn is off
       centre.set(await fx.infer(input, batch.length), i * dim);
       mirrored.set(await fx.infer(mirror(input, batch.length, spec.preprocess.size, spec.preprocess.layout), batch.length), i * dim);
       log(`  features ${Math.min(photos.length, i + bs)}/${photos.length}`);
