@@ -41,14 +41,15 @@ export interface S3Server {
 }
 
 /** Starts s3rver on a loopback port with the bucket `kennel`. */
-export async function startS3(opts: { address?: string; port?: number; dir?: string } = {}): Promise<S3Server> {
+export async function startS3(opts: { address?: string; port?: number; dir?: string; /** runs it through this command, e.g. ['ip', 'netns', 'exec', NS] */ via?: string[] } = {}): Promise<S3Server> {
   const address = opts.address ?? '127.0.0.1';
-  const port = opts.port ?? (await freePort());
+  const port = opts.port ?? (opts.via ? 4568 : await freePort());
   const dir = opts.dir ?? tmpDir('kennel-s3-');
   let child: ChildProcess | undefined;
   let log = '';
   const start = async () => {
-    const c = spawn(process.execPath, [path.join(repoRoot, 'node_modules/s3rver/bin/s3rver.js'), '-d', dir, '-a', address, '-p', String(port), '--configure-bucket', S3_BUCKET], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const [cmd, ...args] = [...(opts.via ?? []), process.execPath, path.join(repoRoot, 'node_modules/s3rver/bin/s3rver.js'), '-d', dir, '-a', address, '-p', String(port), '--configure-bucket', S3_BUCKET];
+    const c = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     running.add(c);
     c.on('exit', () => running.delete(c));
     let out = '';

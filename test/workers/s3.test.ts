@@ -1,57 +1,24 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
-import { repoRoot, tmpDir, tmpHome } from '../helpers/paths.ts';
+import { tmpDir, tmpHome } from '../helpers/paths.ts';
 import { startS3 } from '../helpers/s3.ts';
-import { breedsMini, hasRedis, kennelJson, mobilenet, modelOutcome, NO_REDIS, startRedis, type Proc } from './helpers.ts';
+import { breedsMini, hasRedis, kennelCommand, kennelJson, mobilenet, modelOutcome, NO_REDIS, startProcess, startRedis, type Proc } from './helpers.ts';
 
 const filesUnder = (dir: string): string[] => (existsSync(dir) ? readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name)) : []);
 
 /**
- * `kennel worker` with no --home and no KENNEL_HOME, in its own folder (cwd, HOME and cache):
- * what it needs comes from Redis and the bucket.
+ * `kennel worker` with no --home and no KENNEL_HOME, in its own folder (cwd, HOME and cache) and
+ * with only PATH and the credentials in its environment: what it needs comes from Redis and the bucket.
  */
 async function startHomelessWorker(queue: string, bucket: string, endpoint: string, name: string, credentials: Record<string, string>): Promise<{ proc: Proc; dir: string }> {
   const dir = tmpDir(`kennel-worker-${name}-`);
-  const tsx = import.meta.resolve('tsx');
-  const env: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: dir, ...credentials };
-  const child = spawn(process.execPath, ['--import', tsx, path.join(repoRoot, 'src/cli/main.ts'), 'worker', '--queue', queue, '--artifacts', bucket, '--artifacts-endpoint', endpoint, '--cache', path.join(dir, 'cache'), '--threads', '1', '--name', name, '--lock-seconds', '2'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const proc = wrap(child);
+  const [cmd, ...args] = kennelCommand(['worker', '--queue', queue, '--artifacts', bucket, '--artifacts-endpoint', endpoint, '--cache', path.join(dir, 'cache'), '--threads', '1', '--name', name, '--lock-seconds', '2']);
+  const proc = startProcess(cmd!, args, { HOME: dir, ...credentials }, { cwd: dir, bare: true });
   await proc.waitFor(/waiting for tasks/);
   return { proc, dir };
-}
-
-/** startProcess's Proc for a child spawned here (own cwd and a bare environment). */
-function wrap(child: ReturnType<typeof spawn>): Proc {
-  let out = '';
-  const listeners = new Set<() => void>();
-  const on = (d: Buffer) => {
-    out += d.toString();
-    for (const l of listeners) l();
-  };
-  child.stdout!.on('data', on);
-  child.stderr!.on('data', on);
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => (resolve(code), listeners.forEach((l) => l()))));
-  process.on('exit', () => child.kill('SIGKILL'));
-  return {
-    child,
-    output: () => out,
-    stdout: () => out,
-    exited,
-    waitFor: (re, timeoutMs = 60_000) =>
-      new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`timed out waiting for ${re}:\n${out}`)), timeoutMs);
-        const check = () => {
-          if (re.test(out)) (clearTimeout(timer), listeners.delete(check), resolve());
-          else if (child.exitCode !== null) (clearTimeout(timer), listeners.delete(check), reject(new Error(`exited before ${re}:\n${out}`)));
-        };
-        listeners.add(check);
-        check();
-      }),
-  };
 }
 
 const chunks = (home: string): string[] => {
