@@ -2,7 +2,7 @@
  * `npm run bench:scaling [-- --quick] [-- --json]`: the prototype behind docs/SCALING.md.
  *
  * Two serving hosts behind a load balancer, one of them lost under load. Three hosts in network
- * namespaces (test/helpers/netns.ts): `lb` runs HAProxy (Debian's `haproxy`) and the load
+ * namespaces (bench/lib/netns.ts): `lb` runs HAProxy (Debian's `haproxy`) and the load
  * generator; `d1` and `d2` each run a Kennel daemon (`kennel up`) with the same endpoint, model
  * and API key, from copies of one workspace (what a node agent would get from the control plane:
  * the model by its sha256, and a snapshot of key hashes and policies). An open-loop load at a
@@ -16,11 +16,10 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { cpSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createNetwork, netnsUnavailable } from '../test/helpers/netns.js';
-import { kennelCommand } from '../test/workers/helpers.js';
+import { createNetwork, netnsUnavailable } from './lib/netns.js';
 import { runLoad, type RequestRecord } from './lib/load.js';
 import { currentLoad, machineInfo } from './lib/machine.js';
-import { logger, parseBenchArgs, saveResults, summaryTable } from './lib/report.js';
+import { benchDir, logger, parseBenchArgs, saveResults, summaryTable } from './lib/report.js';
 import { benchHome, importBenchModel, realPhotoFiles, startKennel } from './lib/serving.js';
 
 const args = parseBenchArgs(process.argv.slice(2), 'scaling');
@@ -33,6 +32,8 @@ if (why) {
   process.exit(2);
 }
 const RATE = 10;
+/** the kennel CLI from the sources, runnable from any folder and namespace */
+const kennelCommand = (argv: string[]): string[] => [process.execPath, '--import', import.meta.resolve('tsx'), join(benchDir, '../src/cli/main.ts'), ...argv];
 const SECONDS = args.quick ? 15 : 30;
 const CUT_AT = SECONDS / 3;
 

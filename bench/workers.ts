@@ -15,7 +15,9 @@
  *   (no --home): artifacts in an S3 bucket (s3rver, a separate process on loopback, pinned with
  *   the rest), each worker with its own cache folder, warmed up by the warm-up tasks as a
  *   long-running worker's cache is; the timed run uploads every feature chunk to the bucket.
- *   Target: >= 80% of the local pool at the same K (`redis+s3 vs local`)
+ *   Target: >= 80% of the local pool at the same K (`redis+s3 vs local`). With `--hosts`, Redis
+ *   and s3rver run on one network namespace and each worker on its own (veth links to a bridge;
+ *   root and iproute2), the coordinator on the machine itself: every request crosses a link
  * - for reference, unpinned (not with --quick): the in-process engine (what --instances 1 uses:
  *   one ORT session with every core) and the local pool with one worker per core
  *
@@ -38,6 +40,7 @@ import { getDatasetVersion, importDataset, type DatasetVersion } from '../src/da
 import { openWorkspace } from '../src/store/index.js';
 import { TRAINING_TASKS } from '../src/training/index.js';
 import { createEngine, InlineEngine, LocalPool, type Engine, type Task } from '../src/workers/index.js';
+import { createNetwork } from './lib/netns.js';
 import { shared, sharedMobileNet } from './lib/report.js';
 
 const TARGET = { efficiency: 0.8, redisVsLocal: 0.8, s3VsLocal: 0.8 };
@@ -62,12 +65,14 @@ interface Args {
   tasksPerWorker: number;
   /** the engine series to measure (the ceiling and the local pool always run: the others are compared with them) */
   backends?: Array<'redis' | 'redis+s3'>;
+  /** redis+s3 across hosts: Redis and the S3 server on one network namespace, each worker on its own */
+  hosts: boolean;
   /** internal: measure one configuration in this process and print it as JSON */
   point?: { backend: Backend; workers: number; home: string; tasks: number };
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, json: false, maxWorkers: availableParallelism(), threads: 1, tasksPerWorker: 0 };
+  const a: Args = { quick: false, json: false, maxWorkers: availableParallelism(), threads: 1, tasksPerWorker: 0, hosts: false };
   const int = (flag: string, v: string | undefined) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 1) fail(`${flag} takes a whole number of at least 1.`);
@@ -80,6 +85,7 @@ function parseArgs(argv: string[]): Args {
     else if (x === '--max-workers') a.maxWorkers = int(x, argv[++i]);
     else if (x === '--threads') a.threads = int(x, argv[++i]);
     else if (x === '--tasks-per-worker') a.tasksPerWorker = int(x, argv[++i]);
+    else if (x === '--hosts') a.hosts = true;
     else if (x === '--backend' || x === '--backends') {
       const list = (argv[++i] ?? '').split(',');
       if (!list.every((b) => b === 'redis' || b === 'redis+s3')) fail(`${x} takes redis, redis+s3 or both (comma-separated).`);
@@ -87,7 +93,7 @@ function parseArgs(argv: string[]): Args {
     } else if (x === '--counts') a.counts = (argv[++i] ?? '').split(',').map((v) => int(x, v));
     else if (x === '--point') a.point = { backend: argv[++i] as Backend, workers: int(x, argv[++i]), home: argv[++i]!, tasks: int(x, argv[++i]) };
     else if (x === '--help' || x === '-h') {
-      process.stdout.write('usage: npm run bench:workers -- [--quick] [--json] [--max-workers N] [--threads T] [--counts LIST] [--tasks-per-worker N] [--backend LIST]\n  --quick          a smaller run, under a minute\n  --json           print the results as one JSON document\n  --max-workers N  largest worker count to measure (default: the core count)\n  --threads T      ORT threads per worker (default 1)\n  --counts LIST    worker counts to measure, e.g. 1,16 (default 1, 2, 4 ... up to --max-workers)\n  --tasks-per-worker N  tasks of 100 images per worker in a timed run (default 8, 4 with --quick)\n  --backend LIST   engines measured beside the ceiling and the local pool: redis, redis+s3 (default both)\n');
+      process.stdout.write('usage: npm run bench:workers -- [--quick] [--json] [--max-workers N] [--threads T] [--counts LIST] [--tasks-per-worker N] [--backend LIST]\n  --quick          a smaller run, under a minute\n  --json           print the results as one JSON document\n  --max-workers N  largest worker count to measure (default: the core count)\n  --threads T      ORT threads per worker (default 1)\n  --counts LIST    worker counts to measure, e.g. 1,16 (default 1, 2, 4 ... up to --max-workers)\n  --tasks-per-worker N  tasks of 100 images per worker in a timed run (default 8, 4 with --quick)\n  --backend LIST   engines measured beside the ceiling and the local pool: redis, redis+s3 (default both)\n  --hosts          redis+s3 across hosts: Redis and s3rver on one network namespace, each worker on its own (root, iproute2)\n');
       process.exit(0);
     } else fail(`unknown option ${x}.`);
   }
@@ -193,7 +199,7 @@ async function stop(children: ChildProcess[]): Promise<void> {
 
 /** Spawns a bench process for one configuration (`--point`), with the given extra node arguments. */
 function pointProcess(backend: Backend, workers: number, home: string, tasks: number, args: Args, cores?: number): ChildProcess {
-  const argv = ['--import', 'tsx', self, '--point', backend, String(workers), home, String(tasks), '--threads', String(args.threads)];
+  const argv = ['--import', 'tsx', self, '--point', backend, String(workers), home, String(tasks), '--threads', String(args.threads), ...(args.hosts ? ['--hosts'] : [])];
   const [cmd, cmdArgs] = cores ? ['taskset', ['-c', `0-${cores - 1}`, process.execPath, ...argv]] : [process.execPath, argv];
   return spawn(cmd as string, cmdArgs as string[], { stdio: ['pipe', 'pipe', 'inherit'] });
 }
@@ -259,23 +265,27 @@ async function runPoint(args: Args, point: NonNullable<Args['point']>): Promise<
     if (point.backend === 'local') return await measure(new LocalPool({ workers: point.workers, threads: args.threads, home: point.home, taskModules, device: 'cpu' }), p, ds, backbone);
     const children: ChildProcess[] = [];
     const scratch: string[] = [];
+    // across hosts: Redis and s3rver on `svc`, worker i on `w<i>`, this coordinator on the machine itself
+    const net = point.backend === 'redis+s3' && args.hosts ? createNetwork(['svc', ...Array.from({ length: point.workers }, (_, i) => `w${i}`)], { joinRoot: true }) : undefined;
+    const svc = net?.hosts.svc;
+    const on = (via: string[] | undefined, cmd: string, argv: string[], opts: { cwd?: string } = {}) => spawn(via ? via[0]! : cmd, via ? [...via.slice(1), cmd, ...argv] : argv, { stdio: ['ignore', 'pipe', 'pipe'], cwd: opts.cwd });
     try {
-      const port = await freePort();
-      const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const address = svc?.address ?? '127.0.0.1';
+      const port = svc ? 6379 : await freePort();
+      const server = on(svc?.via, 'redis-server', ['--port', String(port), '--bind', address, '--protected-mode', 'no', '--save', '', '--appendonly', 'no']);
       children.push(server);
       await waitForOutput(server, /Ready to accept connections/, 'redis-server');
-      const url = `redis://127.0.0.1:${port}`;
+      const url = `redis://${address}:${port}`;
       let workerArgs = ['--home', point.home];
       let coordinator = { home: point.home, ws, ds, backbone };
       if (point.backend === 'redis+s3') {
         // the bucket on its own server process; the coordinator's workspace holds only metadata
-        const s3port = await freePort();
+        const s3port = svc ? 4568 : await freePort();
         const data = mkdtempSync(join(tmpdir(), 'kennel-bench-s3-'));
         scratch.push(data);
-        const s3 = spawn(process.execPath, [join(root, 'node_modules/s3rver/bin/s3rver.js'), '-d', data, '-a', '127.0.0.1', '-p', String(s3port), '--silent', '--configure-bucket', 'kennel'], { stdio: ['ignore', 'pipe', 'pipe'] });
+        const s3 = on(svc?.via, process.execPath, [join(root, 'node_modules/s3rver/bin/s3rver.js'), '-d', data, '-a', address, '-p', String(s3port), '--silent', '--configure-bucket', 'kennel']);
         children.push(s3);
-        await new Promise((r) => setTimeout(r, 200));
-        const endpoint = `http://127.0.0.1:${s3port}`;
+        const endpoint = `http://${address}:${s3port}`;
         await waitForS3(endpoint);
         const bucket = 's3://kennel/bench';
         Object.assign(process.env, { AWS_ACCESS_KEY_ID: process.env.AWS_ACCESS_KEY_ID ?? 'S3RVER', AWS_SECRET_ACCESS_KEY: process.env.AWS_SECRET_ACCESS_KEY ?? 'S3RVER', AWS_REGION: process.env.AWS_REGION ?? 'us-east-1', KENNEL_ARTIFACTS: bucket, KENNEL_ARTIFACTS_ENDPOINT: endpoint });
@@ -289,7 +299,7 @@ async function runPoint(args: Args, point: NonNullable<Args['point']>): Promise<
         const own = mkdtempSync(join(tmpdir(), 'kennel-bench-worker-'));
         scratch.push(own);
         const args2 = point.backend === 'redis+s3' ? [...workerArgs, '--cache', join(own, 'cache')] : workerArgs;
-        return spawn(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), 'worker', '--queue', url, ...args2, '--threads', String(args.threads), '--name', `bench-${i}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+        return on(net?.hosts[`w${i}`]!.via, process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), 'worker', '--queue', url, ...args2, '--threads', String(args.threads), '--name', `bench-${i}`], { cwd: root });
       });
       children.push(...workers);
       await Promise.all(workers.map((w) => waitForOutput(w, /waiting for tasks/, 'kennel worker')));
@@ -303,6 +313,7 @@ async function runPoint(args: Args, point: NonNullable<Args['point']>): Promise<
       await stop(children.slice(1));
       await stop(children.slice(0, 1));
       for (const d of scratch) rmSync(d, { recursive: true, force: true });
+      net?.destroy();
     }
   } finally {
     ws.close();
@@ -386,7 +397,7 @@ async function main(args: Args): Promise<void> {
     bench: 'workers',
     date: new Date().toISOString(),
     machine: { cpu: cpuModel(), cores, ...cpuTopology(), loadStart: round(load0), loadEnd: round(loadavg()[0]!) },
-    config: { quick: args.quick, tasksPerWorker: perWorker, imagesPerTask: 100, threadsPerWorker: args.threads, workers: counts, pinned: pin },
+    config: { quick: args.quick, tasksPerWorker: perWorker, imagesPerTask: 100, threadsPerWorker: args.threads, workers: counts, pinned: pin, hosts: args.hosts },
     ceiling,
     local,
     redis,
@@ -406,7 +417,7 @@ async function main(args: Args): Promise<void> {
     return;
   }
   const pct = (x?: number) => (x === undefined ? '-' : `${(x * 100).toFixed(0)}%`);
-  const name = { inline: 'in-process', local: 'local pool', redis: 'redis', 'redis+s3': 'redis+s3 (no --home)', independent: 'ceiling (independent)', solo: 'solo' };
+  const name = { inline: 'in-process', local: 'local pool', redis: 'redis', 'redis+s3': args.hosts ? 'redis+s3, hosts (no --home)' : 'redis+s3 (no --home)', independent: 'ceiling (independent)', solo: 'solo' };
   const row = (p: Point & { ofCeiling?: number }, vsLocal?: number) => [name[p.backend], p.workers, p.threads, p.cores ?? 'all', p.imagesPerSecond.toFixed(1), pct(p.efficiency), pct(p.ofCeiling), pct(vsLocal), p.overheadMsPerTask?.toFixed(0) ?? '-'];
   const rows = [...ceiling.map((p) => row(p)), ...local.map((p) => row(p)), ...redis.map((p) => row(p, redisVsLocal.find((r) => r.workers === p.workers)?.ratio)), ...redisS3.map((p) => row(p, s3VsLocal.find((r) => r.workers === p.workers)?.ratio)), ...reference.map((p) => row(p))];
   process.stdout.write(table(['backend', 'workers', 'threads', 'cores', 'images/s', 'efficiency', 'of ceiling', 'vs local', 'overhead ms/task'], rows) + '\n');

@@ -3,7 +3,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
-import { createNetwork } from '../helpers/netns.ts';
+import { createNetwork } from '../../bench/lib/netns.ts';
 import { tmpHome } from '../helpers/paths.ts';
 import { S3_CREDENTIALS, startS3, type S3Server } from '../helpers/s3.ts';
 import { breedsMini, kennelCommand, kennelJson, mobilenet, modelOutcome, startProcess, type Proc } from './helpers.ts';

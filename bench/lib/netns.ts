@@ -1,11 +1,15 @@
 import { spawnSync } from 'node:child_process';
-import { tmpDir } from './paths.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /**
  * Hosts on one machine: a Linux network namespace each, with an address on one bridged network
  * and a folder of its own (its HOME, working directory and caches), joined by veth links to a
  * bridge in a "switch" namespace. A host's link can be cut and restored. Needs root and iproute2
  * (`ip`), which .ci/run provides; without them this throws, saying so, rather than skipping.
+ * Used by the multi-host test (test/workers/hosts.test.ts) and by bench:workers --hosts and
+ * bench:scaling. The namespaces and folders go with destroy(), or when the process exits.
  */
 export interface Host {
   name: string;
@@ -19,6 +23,8 @@ export interface Host {
 
 export interface Network {
   hosts: Record<string, Host>;
+  /** with `joinRoot`: this machine's own address on the network (its root namespace joins the bridge) */
+  rootAddress?: string;
   /** takes the host's link down (its processes keep running, cut off) */
   cut(host: string): void;
   restore(host: string): void;
@@ -37,7 +43,7 @@ export function netnsUnavailable(): string | undefined {
   return undefined;
 }
 
-export function createNetwork(names: string[]): Network {
+export function createNetwork(names: string[], opts: { joinRoot?: boolean } = {}): Network {
   const why = netnsUnavailable();
   if (why) throw new Error(`cannot create test hosts: ${why}`);
   // names unique to this run; a /24 in 10.0.0.0/8 inside namespaces nobody else can reach
@@ -47,9 +53,11 @@ export function createNetwork(names: string[]): Network {
   const made: string[] = [];
   const hosts: Record<string, Host> = {};
   const links: Record<string, string> = {};
+  const folders: string[] = [];
   const destroy = () => {
     for (const ns of made.reverse()) spawnSync('ip', ['netns', 'del', ns]);
     made.length = 0;
+    for (const f of folders.splice(0)) rmSync(f, { recursive: true, force: true });
   };
   process.on('exit', destroy);
   try {
@@ -74,14 +82,28 @@ export function createNetwork(names: string[]): Network {
       ip(['-n', sw, 'link', 'set', port, 'master', 'br0']);
       ip(['-n', sw, 'link', 'set', port, 'up']);
       links[name] = port;
-      hosts[name] = { name, ns, address, dir: tmpDir(`kennel-host-${name}-`), via: ['ip', 'netns', 'exec', ns] };
+      const dir = mkdtempSync(join(tmpdir(), `kennel-host-${name}-`));
+      folders.push(dir);
+      hosts[name] = { name, ns, address, dir, via: ['ip', 'netns', 'exec', ns] };
     });
+    if (opts.joinRoot) {
+      // a link from the root namespace too, so this process reaches the hosts (it goes with the switch)
+      const port = `kv${id}r`;
+      const peer = `kr${id}`;
+      ip(['link', 'add', port, 'type', 'veth', 'peer', 'name', peer]);
+      ip(['link', 'set', port, 'netns', sw]);
+      ip(['addr', 'add', `${subnet}.254/24`, 'dev', peer]);
+      ip(['link', 'set', peer, 'up']);
+      ip(['-n', sw, 'link', 'set', port, 'master', 'br0']);
+      ip(['-n', sw, 'link', 'set', port, 'up']);
+    }
   } catch (e) {
     destroy();
     throw e;
   }
   return {
     hosts,
+    rootAddress: opts.joinRoot ? `${subnet}.254` : undefined,
     cut: (host) => ip(['-n', sw, 'link', 'set', links[host]!, 'down']),
     restore: (host) => ip(['-n', sw, 'link', 'set', links[host]!, 'up']),
     destroy,
