@@ -72,6 +72,8 @@ export class S3ArtifactStore implements ArtifactStore {
   readonly endpoint?: string;
   /** blobs known to be in the bucket (content-addressed: once there, they stay unless gc removes them) */
   private readonly known = new Set<string>();
+  /** blobs a has() just found absent: the upload that usually follows skips its own HEAD */
+  private readonly absent = new Set<string>();
   private readonly downloads = new Map<string, Promise<string>>();
   private client?: Promise<{ sdk: Sdk; s3: S3Client }>;
 
@@ -181,13 +183,18 @@ export class S3ArtifactStore implements ArtifactStore {
     if (this.known.has(sha)) return true;
     const present = (await this.head(sha)) !== undefined;
     if (present) this.known.add(sha);
+    else {
+      if (this.absent.size >= 10_000) this.absent.clear(); // has() without a put: keep it bounded
+      this.absent.add(sha);
+    }
     return present;
   }
 
   /** Uploads unless the bucket has the blob already (then touches it when old, see TOUCH_AFTER_MS). */
   private async ensure(sha: string, upload: () => Promise<void>): Promise<void> {
     if (this.known.has(sha)) return;
-    const modified = await this.head(sha);
+    // absent a moment ago: upload without asking again (a concurrent upload of the same bytes is harmless)
+    const modified = this.absent.delete(sha) ? undefined : await this.head(sha);
     if (modified === undefined) await upload();
     else if (Date.now() - modified > TOUCH_AFTER_MS) {
       const key = this.keyOf(sha);
