@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 import { open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -179,8 +179,13 @@ export class S3ArtifactStore implements ArtifactStore {
     }
   }
 
+  /**
+   * Whether the store has the blob: known to be in the bucket, or in this machine's cache (which
+   * holds only blobs that were in the bucket: uploaded, then cached), else a HEAD. A cached retrain
+   * so checks its feature chunks without a request each.
+   */
   async has(sha: string): Promise<boolean> {
-    if (this.known.has(sha)) return true;
+    if (this.known.has(sha) || existsSync(this.cache.pathOf(sha))) return true;
     const present = (await this.head(sha)) !== undefined;
     if (present) this.known.add(sha);
     else {
