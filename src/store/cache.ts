@@ -56,9 +56,11 @@ export class BlobCache {
   /** Adds verified bytes. */
   add(sha: string, data: Uint8Array): string {
     const path = this.pathOf(sha);
-    if (!existsSync(path)) {
+    const existed = existsSync(path);
+    // a file this process has not checked yet is replaced by the verified bytes rather than trusted
+    if (!existed || !this.verified.has(sha)) {
       writeFileAtomic(path, data, 0o444, { durable: false });
-      this.grew(data.byteLength);
+      if (!existed) this.grew(data.byteLength);
     } else this.touch(path);
     this.verified.add(sha);
     return path;
