@@ -5,6 +5,10 @@
  * - extraction images/s against a ceiling measured in the same run (plain sharp + ORT loop)
  * - head training on 6,680 x 1,280 features, 133 classes, 30 epochs, against a plain ORT MatMul
  * - a second training with other head hyperparameters, which reuses the cached features
+ *
+ * `-- --artifacts s3://BUCKET/PREFIX` runs the same with the S3 artifact store (endpoint from
+ * AWS_ENDPOINT_URL or `--artifacts-endpoint`), under a fresh sub-prefix per run so that nothing is
+ * found in the bucket already; its local cache starts empty in the bench's workspace.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpuUsage } from 'node:process';
@@ -28,7 +32,15 @@ const TARGET = { extractRatio: 0.8, headSeconds: 10, quickSeconds: 60 };
 const HEAD = { rows: 6680, validRows: 835, dim: 1280, classes: 133, epochs: 30, batch: 64 };
 const QUICK_SET: DogSetSpec = { ...DOG_IMAGES, classes: 20, images: { train: 960, valid: 120, test: 120 } };
 
-const args = parseBenchArgs(process.argv.slice(2), 'train');
+const args = parseBenchArgs(process.argv.slice(2), 'train', {
+  artifacts: { help: 'artifact store: s3://BUCKET/PREFIX (a fresh sub-prefix per run), or "local" for the workspace folder', default: 'local' },
+  'artifacts-endpoint': { help: 'the S3 API for --artifacts (else AWS_ENDPOINT_URL)', default: '' },
+});
+const store = args.options.artifacts === 'local' ? 'local' : `${args.options.artifacts!.replace(/\/+$/, '')}/bench-train-${Date.now()}`;
+if (store !== 'local') {
+  process.env.KENNEL_ARTIFACTS = store;
+  if (args.options['artifacts-endpoint']) process.env.KENNEL_ARTIFACTS_ENDPOINT = args.options['artifacts-endpoint'];
+}
 const log = logger(args.json);
 const benchStart = performance.now();
 const date = new Date();
@@ -59,7 +71,7 @@ function featurePhase(clock: ReturnType<typeof phaseClock>): { seconds: number; 
 }
 
 const setSpec = args.quick ? QUICK_SET : DOG_IMAGES;
-log(`bench:train${args.quick ? ' --quick' : ''}: ${setSpec.classes} classes, ${setSpec.images.train}/${setSpec.images.valid}/${setSpec.images.test} images; ${machine.cpu}, ${machine.cores} cores, load ${machine.loadStart}`);
+log(`bench:train${args.quick ? ' --quick' : ''}: ${setSpec.classes} classes, ${setSpec.images.train}/${setSpec.images.valid}/${setSpec.images.test} images; artifacts ${store}; ${machine.cpu}, ${machine.cores} cores, load ${machine.loadStart}`);
 
 // 1. the dataset (generated once, then cached)
 const set = await benchDogSet(setSpec, { json: args.json, log });
@@ -131,6 +143,7 @@ try {
     images: set.images,
     classes: setSpec.classes,
     quick: args.quick,
+    artifacts: store,
     bench_seconds: benchSeconds,
     date: date.toISOString(),
     machine,
@@ -160,6 +173,7 @@ try {
   else {
     const f1 = (x: number) => x.toFixed(1);
     const rows: SummaryRow[] = [
+      { metric: 'artifact store', value: store },
       { metric: 'extract images/s (train features phase)', value: f1(extractIps) },
       { metric: `ceiling images/s (sharp + ORT loop, best batch ${ceiling.best.batch})`, value: f1(ceiling.best.imagesPerSecond) },
       { metric: 'extract / ceiling', value: `${(extractRatio * 100).toFixed(0)}%`, target: `>= ${TARGET.extractRatio * 100}%`, pass: extractRatio >= TARGET.extractRatio },

@@ -1,5 +1,5 @@
 /**
- * `npm run bench:workers [-- --quick] [-- --json] [-- --max-workers N] [-- --threads T] [-- --counts LIST] [-- --tasks-per-worker N]`:
+ * `npm run bench:workers [-- --quick] [-- --json] [-- --max-workers N] [-- --threads T] [-- --counts LIST] [-- --tasks-per-worker N] [-- --backend redis,redis+s3]`:
  * feature-extraction throughput of the worker engines for 1, 2, 4 … N workers.
  *
  * - local pool and Redis (BullMQ + `kennel worker` processes), each worker with T ORT threads
@@ -11,6 +11,13 @@
  *   nothing shared but the machine (cores, caches, memory bandwidth, clock boost), started together.
  *   Its efficiency is what the machine allows; an engine's efficiency / the ceiling's is the
  *   engine's own cost
+ * - redis+s3: the Redis engine with `kennel worker` processes that have no workspace at all
+ *   (no --home): artifacts in an S3 bucket (s3rver, a separate process on loopback, pinned with
+ *   the rest), each worker with its own cache folder, warmed up by the warm-up tasks as a
+ *   long-running worker's cache is; the timed run uploads every feature chunk to the bucket.
+ *   Target: >= 80% of the local pool at the same K (`redis+s3 vs local`). With `--hosts`, Redis
+ *   and s3rver run on one network namespace and each worker on its own (veth links to a bridge;
+ *   root and iproute2), the coordinator on the machine itself: every request crosses a link
  * - for reference, unpinned (not with --quick): the in-process engine (what --instances 1 uses:
  *   one ORT session with every core) and the local pool with one worker per core
  *
@@ -33,9 +40,10 @@ import { getDatasetVersion, importDataset, type DatasetVersion } from '../src/da
 import { openWorkspace } from '../src/store/index.js';
 import { TRAINING_TASKS } from '../src/training/index.js';
 import { createEngine, InlineEngine, LocalPool, type Engine, type Task } from '../src/workers/index.js';
+import { createNetwork } from './lib/netns.js';
 import { shared, sharedMobileNet } from './lib/report.js';
 
-const TARGET = { efficiency: 0.8, redisVsLocal: 0.8 };
+const TARGET = { efficiency: 0.8, redisVsLocal: 0.8, s3VsLocal: 0.8 };
 const root = fileURLToPath(new URL('..', import.meta.url));
 const self = fileURLToPath(import.meta.url);
 
@@ -44,7 +52,7 @@ const self = fileURLToPath(import.meta.url);
  * each running its share of the tasks in-process, with no engine and no coordinator (the
  * hardware's own scaling, the ceiling for the engines); solo: one of those processes
  */
-type Backend = 'inline' | 'local' | 'redis' | 'independent' | 'solo';
+type Backend = 'inline' | 'local' | 'redis' | 'redis+s3' | 'independent' | 'solo';
 
 interface Args {
   quick: boolean;
@@ -55,12 +63,16 @@ interface Args {
   counts?: number[];
   /** tasks per worker in a timed run, at every worker count */
   tasksPerWorker: number;
+  /** the engine series to measure (the ceiling and the local pool always run: the others are compared with them) */
+  backends?: Array<'redis' | 'redis+s3'>;
+  /** redis+s3 across hosts: Redis and the S3 server on one network namespace, each worker on its own */
+  hosts: boolean;
   /** internal: measure one configuration in this process and print it as JSON */
   point?: { backend: Backend; workers: number; home: string; tasks: number };
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, json: false, maxWorkers: availableParallelism(), threads: 1, tasksPerWorker: 0 };
+  const a: Args = { quick: false, json: false, maxWorkers: availableParallelism(), threads: 1, tasksPerWorker: 0, hosts: false };
   const int = (flag: string, v: string | undefined) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 1) fail(`${flag} takes a whole number of at least 1.`);
@@ -73,10 +85,15 @@ function parseArgs(argv: string[]): Args {
     else if (x === '--max-workers') a.maxWorkers = int(x, argv[++i]);
     else if (x === '--threads') a.threads = int(x, argv[++i]);
     else if (x === '--tasks-per-worker') a.tasksPerWorker = int(x, argv[++i]);
-    else if (x === '--counts') a.counts = (argv[++i] ?? '').split(',').map((v) => int(x, v));
+    else if (x === '--hosts') a.hosts = true;
+    else if (x === '--backend' || x === '--backends') {
+      const list = (argv[++i] ?? '').split(',');
+      if (!list.every((b) => b === 'redis' || b === 'redis+s3')) fail(`${x} takes redis, redis+s3 or both (comma-separated).`);
+      a.backends = list as Array<'redis' | 'redis+s3'>;
+    } else if (x === '--counts') a.counts = (argv[++i] ?? '').split(',').map((v) => int(x, v));
     else if (x === '--point') a.point = { backend: argv[++i] as Backend, workers: int(x, argv[++i]), home: argv[++i]!, tasks: int(x, argv[++i]) };
     else if (x === '--help' || x === '-h') {
-      process.stdout.write('usage: npm run bench:workers -- [--quick] [--json] [--max-workers N] [--threads T] [--counts LIST] [--tasks-per-worker N]\n  --quick          a smaller run, under a minute\n  --json           print the results as one JSON document\n  --max-workers N  largest worker count to measure (default: the core count)\n  --threads T      ORT threads per worker (default 1)\n  --counts LIST    worker counts to measure, e.g. 1,16 (default 1, 2, 4 ... up to --max-workers)\n  --tasks-per-worker N  tasks of 100 images per worker in a timed run (default 8, 4 with --quick)\n');
+      process.stdout.write('usage: npm run bench:workers -- [--quick] [--json] [--max-workers N] [--threads T] [--counts LIST] [--tasks-per-worker N] [--backend LIST]\n  --quick          a smaller run, under a minute\n  --json           print the results as one JSON document\n  --max-workers N  largest worker count to measure (default: the core count)\n  --threads T      ORT threads per worker (default 1)\n  --counts LIST    worker counts to measure, e.g. 1,16 (default 1, 2, 4 ... up to --max-workers)\n  --tasks-per-worker N  tasks of 100 images per worker in a timed run (default 8, 4 with --quick)\n  --backend LIST   engines measured beside the ceiling and the local pool: redis, redis+s3 (default both)\n  --hosts          redis+s3 across hosts: Redis and s3rver on one network namespace, each worker on its own (root, iproute2)\n');
       process.exit(0);
     } else fail(`unknown option ${x}.`);
   }
@@ -150,6 +167,19 @@ function freePort(): Promise<number> {
   });
 }
 
+/** Waits until the S3 server answers HTTP (s3rver prints nothing with --silent). */
+async function waitForS3(endpoint: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    try {
+      await fetch(endpoint);
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  throw new Error(`s3rver did not answer at ${endpoint}`);
+}
+
 function waitForOutput(child: ChildProcess, re: RegExp, what: string): Promise<void> {
   return new Promise((res, rej) => {
     let out = '';
@@ -169,7 +199,7 @@ async function stop(children: ChildProcess[]): Promise<void> {
 
 /** Spawns a bench process for one configuration (`--point`), with the given extra node arguments. */
 function pointProcess(backend: Backend, workers: number, home: string, tasks: number, args: Args, cores?: number): ChildProcess {
-  const argv = ['--import', 'tsx', self, '--point', backend, String(workers), home, String(tasks), '--threads', String(args.threads)];
+  const argv = ['--import', 'tsx', self, '--point', backend, String(workers), home, String(tasks), '--threads', String(args.threads), ...(args.hosts ? ['--hosts'] : [])];
   const [cmd, cmdArgs] = cores ? ['taskset', ['-c', `0-${cores - 1}`, process.execPath, ...argv]] : [process.execPath, argv];
   return spawn(cmd as string, cmdArgs as string[], { stdio: ['pipe', 'pipe', 'inherit'] });
 }
@@ -234,20 +264,56 @@ async function runPoint(args: Args, point: NonNullable<Args['point']>): Promise<
     if (point.backend === 'inline') return await measure(new InlineEngine({ home: point.home, artifacts: ws.artifacts, threads: availableParallelism(), taskModules }), { ...p, threads: availableParallelism() }, ds, backbone);
     if (point.backend === 'local') return await measure(new LocalPool({ workers: point.workers, threads: args.threads, home: point.home, taskModules, device: 'cpu' }), p, ds, backbone);
     const children: ChildProcess[] = [];
+    const scratch: string[] = [];
+    // across hosts: Redis and s3rver on `svc`, worker i on `w<i>`, this coordinator on the machine itself
+    const net = point.backend === 'redis+s3' && args.hosts ? createNetwork(['svc', ...Array.from({ length: point.workers }, (_, i) => `w${i}`)], { joinRoot: true }) : undefined;
+    const svc = net?.hosts.svc;
+    const on = (via: string[] | undefined, cmd: string, argv: string[], opts: { cwd?: string } = {}) => spawn(via ? via[0]! : cmd, via ? [...via.slice(1), cmd, ...argv] : argv, { stdio: ['ignore', 'pipe', 'pipe'], cwd: opts.cwd });
     try {
-      const port = await freePort();
-      const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const address = svc?.address ?? '127.0.0.1';
+      const port = svc ? 6379 : await freePort();
+      const server = on(svc?.via, 'redis-server', ['--port', String(port), '--bind', address, '--protected-mode', 'no', '--save', '', '--appendonly', 'no']);
       children.push(server);
       await waitForOutput(server, /Ready to accept connections/, 'redis-server');
-      const url = `redis://127.0.0.1:${port}`;
-      const workers = Array.from({ length: point.workers }, (_, i) => spawn(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), 'worker', '--queue', url, '--home', point.home, '--threads', String(args.threads), '--name', `bench-${i}`], { stdio: ['ignore', 'ignore', 'pipe'] }));
+      const url = `redis://${address}:${port}`;
+      let workerArgs = ['--home', point.home];
+      let coordinator = { home: point.home, ws, ds, backbone };
+      if (point.backend === 'redis+s3') {
+        // the bucket on its own server process; the coordinator's workspace holds only metadata
+        const s3port = svc ? 4568 : await freePort();
+        const data = mkdtempSync(join(tmpdir(), 'kennel-bench-s3-'));
+        scratch.push(data);
+        const s3 = on(svc?.via, process.execPath, [join(root, 'node_modules/s3rver/bin/s3rver.js'), '-d', data, '-a', address, '-p', String(s3port), '--silent', '--configure-bucket', 'kennel']);
+        children.push(s3);
+        const endpoint = `http://${address}:${s3port}`;
+        await waitForS3(endpoint);
+        const bucket = 's3://kennel/bench';
+        Object.assign(process.env, { AWS_ACCESS_KEY_ID: process.env.AWS_ACCESS_KEY_ID ?? 'S3RVER', AWS_SECRET_ACCESS_KEY: process.env.AWS_SECRET_ACCESS_KEY ?? 'S3RVER', AWS_REGION: process.env.AWS_REGION ?? 'us-east-1', KENNEL_ARTIFACTS: bucket, KENNEL_ARTIFACTS_ENDPOINT: endpoint });
+        const home = mkdtempSync(join(tmpdir(), 'kennel-bench-coordinator-'));
+        scratch.push(home);
+        const cws = openWorkspace(home);
+        coordinator = { home, ws: cws, ds: await importDataset(cws, join(shared, 'data/breeds-mini'), { name: 'breeds' }), backbone: await addBackbone(cws, sharedMobileNet, { name: 'mnv2' }) };
+        workerArgs = ['--artifacts', bucket, '--artifacts-endpoint', endpoint];
+      }
+      const workers = Array.from({ length: point.workers }, (_, i) => {
+        const own = mkdtempSync(join(tmpdir(), 'kennel-bench-worker-'));
+        scratch.push(own);
+        const args2 = point.backend === 'redis+s3' ? [...workerArgs, '--cache', join(own, 'cache')] : workerArgs;
+        return on(net?.hosts[`w${i}`]!.via, process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), 'worker', '--queue', url, ...args2, '--threads', String(args.threads), '--name', `bench-${i}`], { cwd: root });
+      });
       children.push(...workers);
       await Promise.all(workers.map((w) => waitForOutput(w, /waiting for tasks/, 'kennel worker')));
-      return await measure(await createEngine({ instances: point.workers, queue: url, home: point.home, artifacts: ws.artifacts, taskModules, device: 'cpu' }), p, ds, backbone);
+      try {
+        return await measure(await createEngine({ instances: point.workers, queue: url, home: coordinator.home, artifacts: coordinator.ws.artifacts, taskModules, device: 'cpu' }), p, coordinator.ds, coordinator.backbone);
+      } finally {
+        if (coordinator.ws !== ws) coordinator.ws.close();
+      }
     } finally {
       // workers first, while Redis is still there for them to let go of their tasks
       await stop(children.slice(1));
       await stop(children.slice(0, 1));
+      for (const d of scratch) rmSync(d, { recursive: true, force: true });
+      net?.destroy();
     }
   } finally {
     ws.close();
@@ -291,9 +357,10 @@ async function main(args: Args): Promise<void> {
 
   // per worker count, the three series run one after the other in a rotating order, so a change
   // in the machine's load does not fall on one series alone
-  const series: Record<'independent' | 'local' | 'redis', Point[]> = { independent: [], local: [], redis: [] };
-  if (!hasRedis) log('redis: skipped, redis-server is not on PATH (apt-get install -y redis-server)');
-  const backends = (['independent', 'local', 'redis'] as const).filter((b) => b !== 'redis' || hasRedis);
+  const series: Record<'independent' | 'local' | 'redis' | 'redis+s3', Point[]> = { independent: [], local: [], redis: [], 'redis+s3': [] };
+  if (!hasRedis) log('redis, redis+s3: skipped, redis-server is not on PATH (apt-get install -y redis-server)');
+  const wanted = args.backends ?? ['redis', 'redis+s3'];
+  const backends = (['independent', 'local', 'redis', 'redis+s3'] as const).filter((b) => !b.startsWith('redis') || (hasRedis && wanted.includes(b as 'redis')));
   for (const [i, k] of counts.entries()) {
     for (const backend of [...backends.slice(i % backends.length), ...backends.slice(0, i % backends.length)]) {
       const point = await runPinned(backend, k, pin ? Math.min(k, cores) : undefined, home, tasks(k), args);
@@ -314,24 +381,30 @@ async function main(args: Args): Promise<void> {
   const vsCeiling = (ps: Point[]) => withEfficiency(ps).map((p) => ({ ...p, ofCeiling: p.imagesPerSecond / ceiling.find((c) => c.workers === p.workers)!.imagesPerSecond }));
   const local = vsCeiling(series.local);
   const redis = vsCeiling(series.redis);
-  const redisVsLocal = redis.map((r) => ({ workers: r.workers, ratio: r.imagesPerSecond / local.find((l) => l.workers === r.workers)!.imagesPerSecond }));
+  const redisS3 = vsCeiling(series['redis+s3']);
+  const vsLocal = (ps: Point[]) => ps.map((r) => ({ workers: r.workers, ratio: r.imagesPerSecond / local.find((l) => l.workers === r.workers)!.imagesPerSecond }));
+  const redisVsLocal = vsLocal(redis);
+  const s3VsLocal = vsLocal(redisS3);
   const scaling = (ps: Point[]) => ps.filter((p) => p.workers > 1 && p.workers <= cores);
   const pass = {
     localEfficiency: scaling(local).every((p) => (p.efficiency ?? 0) >= TARGET.efficiency),
-    redisEfficiency: hasRedis ? scaling(redis).every((p) => (p.efficiency ?? 0) >= TARGET.efficiency) : undefined,
-    redisVsLocal: hasRedis ? redisVsLocal.every((r) => r.ratio >= TARGET.redisVsLocal) : undefined,
+    redisEfficiency: redis.length ? scaling(redis).every((p) => (p.efficiency ?? 0) >= TARGET.efficiency) : undefined,
+    redisVsLocal: redis.length ? redisVsLocal.every((r) => r.ratio >= TARGET.redisVsLocal) : undefined,
+    s3VsLocal: redisS3.length ? s3VsLocal.every((r) => r.ratio >= TARGET.s3VsLocal) : undefined,
   };
   const seconds = (performance.now() - started) / 1000;
   const result = {
     bench: 'workers',
     date: new Date().toISOString(),
     machine: { cpu: cpuModel(), cores, ...cpuTopology(), loadStart: round(load0), loadEnd: round(loadavg()[0]!) },
-    config: { quick: args.quick, tasksPerWorker: perWorker, imagesPerTask: 100, threadsPerWorker: args.threads, workers: counts, pinned: pin },
+    config: { quick: args.quick, tasksPerWorker: perWorker, imagesPerTask: 100, threadsPerWorker: args.threads, workers: counts, pinned: pin, hosts: args.hosts },
     ceiling,
     local,
     redis,
+    redisS3,
     redisSkipped: hasRedis ? undefined : 'redis-server is not on PATH',
     redisVsLocal,
+    s3VsLocal,
     unpinned: reference.length ? { inProcess: reference[0], localPool: reference[1] } : undefined,
     targets: TARGET,
     pass,
@@ -344,12 +417,12 @@ async function main(args: Args): Promise<void> {
     return;
   }
   const pct = (x?: number) => (x === undefined ? '-' : `${(x * 100).toFixed(0)}%`);
-  const name = { inline: 'in-process', local: 'local pool', redis: 'redis', independent: 'ceiling (independent)', solo: 'solo' };
+  const name = { inline: 'in-process', local: 'local pool', redis: 'redis', 'redis+s3': args.hosts ? 'redis+s3, hosts (no --home)' : 'redis+s3 (no --home)', independent: 'ceiling (independent)', solo: 'solo' };
   const row = (p: Point & { ofCeiling?: number }, vsLocal?: number) => [name[p.backend], p.workers, p.threads, p.cores ?? 'all', p.imagesPerSecond.toFixed(1), pct(p.efficiency), pct(p.ofCeiling), pct(vsLocal), p.overheadMsPerTask?.toFixed(0) ?? '-'];
-  const rows = [...ceiling.map((p) => row(p)), ...local.map((p) => row(p)), ...redis.map((p) => row(p, redisVsLocal.find((r) => r.workers === p.workers)?.ratio)), ...reference.map((p) => row(p))];
+  const rows = [...ceiling.map((p) => row(p)), ...local.map((p) => row(p)), ...redis.map((p) => row(p, redisVsLocal.find((r) => r.workers === p.workers)?.ratio)), ...redisS3.map((p) => row(p, s3VsLocal.find((r) => r.workers === p.workers)?.ratio)), ...reference.map((p) => row(p))];
   process.stdout.write(table(['backend', 'workers', 'threads', 'cores', 'images/s', 'efficiency', 'of ceiling', 'vs local', 'overhead ms/task'], rows) + '\n');
   const verdict = (p: boolean | undefined) => (p === undefined ? 'skipped' : p ? 'pass' : 'FAIL');
-  process.stdout.write(`\nscaling efficiency >= ${pct(TARGET.efficiency)} up to ${cores} cores: local ${verdict(pass.localEfficiency)}, redis ${verdict(pass.redisEfficiency)}; redis >= ${pct(TARGET.redisVsLocal)} of local: ${verdict(pass.redisVsLocal)}\n`);
+  process.stdout.write(`\nscaling efficiency >= ${pct(TARGET.efficiency)} up to ${cores} cores: local ${verdict(pass.localEfficiency)}, redis ${verdict(pass.redisEfficiency)}; redis >= ${pct(TARGET.redisVsLocal)} of local: ${verdict(pass.redisVsLocal)}; redis+s3 >= ${pct(TARGET.s3VsLocal)} of local: ${verdict(pass.s3VsLocal)}\n`);
   process.stdout.write(`load average ${result.machine.loadStart} -> ${result.machine.loadEnd} on ${cores} cores (${result.machine.physicalCores ?? '?'} physical, ${result.machine.threadsPerCore ?? '?'} thread(s) per core; ${result.machine.cpu}); ${seconds.toFixed(0)} s\n`);
 }
 

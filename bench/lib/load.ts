@@ -8,7 +8,7 @@
  *   queueing (no coordinated omission). At most `maxInFlight` requests are outstanding; a
  *   request that would exceed it is counted as dropped, a failure.
  */
-import { fork } from 'node:child_process';
+import { fork, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { fileURLToPath } from 'node:url';
@@ -49,6 +49,8 @@ export interface LoadResult {
   /** CPU the load generator itself used during the run (it shares the machine with the server) */
   cpuSeconds: number;
   records?: RequestRecord[];
+  /** with `records`: the wall-clock time (ms since the epoch) from which their `at` counts */
+  startedAt?: number;
 }
 
 const percentile = (sorted: number[], p: number): number => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]! : NaN);
@@ -132,7 +134,8 @@ async function run(job: LoadJob): Promise<LoadResult> {
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   agent.destroy();
-  return { ...summarize(latencies, { seconds, sent, failed, cpuSeconds: (cpu.user + cpu.system) / 1e6 }), ...(job.mode === 'open' && job.record ? { records } : {}) };
+  // records' `at` counts from t0; startedAt places t0 on the wall clock, for events timed elsewhere
+  return { ...summarize(latencies, { seconds, sent, failed, cpuSeconds: (cpu.user + cpu.system) / 1e6 }), ...(job.mode === 'open' && job.record ? { records, startedAt: Date.now() - (performance.now() - t0) } : {}) };
 }
 
 const round = (x: number) => Math.round(x * 10) / 10;
@@ -154,10 +157,16 @@ function summarize(latencies: number[], run: { seconds: number; sent: number; fa
   };
 }
 
-/** Runs a job in a fresh load-generator process and returns its result. */
-export function runLoad(job: LoadJob): Promise<LoadResult> {
+/**
+ * Runs a job in a fresh load-generator process and returns its result. `via` runs that process
+ * through a command, e.g. ['ip', 'netns', 'exec', NS] to load from another (namespace) host.
+ */
+export function runLoad(job: LoadJob, via?: string[]): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
-    const child = fork(fileURLToPath(import.meta.url), [], { execArgv: process.execArgv, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const file = fileURLToPath(import.meta.url);
+    const child = via
+      ? spawn(via[0]!, [...via.slice(1), process.execPath, ...process.execArgv, file], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+      : fork(file, [], { execArgv: process.execArgv, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     child.once('message', (m: LoadResult) => resolve(m));
     child.once('exit', (code) => reject(new Error(`the load generator exited with code ${code} before answering`)));
     child.send(job);

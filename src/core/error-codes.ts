@@ -18,6 +18,7 @@ export const IncompleteSignature = errorCode('incomplete_signature', 400);
 export const InvalidBase64 = errorCode('invalid_base64', 400);
 export const InvalidJson = errorCode('invalid_json', 400);
 export const InvalidPolicy = errorCode('invalid_policy', 400);
+export const InvalidArtifactsUrl = errorCode('invalid_artifacts_url', 400, 'Give an S3 URL such as s3://bucket/prefix (--artifacts or KENNEL_ARTIFACTS), or leave it unset for the workspace folder.');
 export const InvalidQueueUrl = errorCode('invalid_queue_url', 400, 'Give a Redis URL such as redis://host:6379 (--queue or KENNEL_QUEUE).');
 export const InvalidRequest = errorCode('invalid_request', 400); // a 4xx of fastify's own keeps its status
 export const MissingHost = errorCode('missing_host', 400);
@@ -63,6 +64,7 @@ export const ExpectationFailed = errorCode('expectation_failed', 417);
 export const MisdirectedRequest = errorCode('misdirected_request', 421);
 
 // 422
+export const ArtifactCorrupt = errorCode('artifact_corrupt', 422);
 export const ArtifactMissing = errorCode('artifact_missing', 422);
 export const BadImage = errorCode('bad_image', 422);
 export const ChecksumMismatch = errorCode('checksum_mismatch', 422);
@@ -103,6 +105,7 @@ export const HttpError = errorCode('http_error', 502); // always the status the 
 export const ReplicaFailed = errorCode('replica_failed', 502);
 
 // 503
+export const ArtifactStoreUnavailable = errorCode('artifact_store_unavailable', 503);
 export const AuditUnavailable = errorCode('audit_unavailable', 503); // AuditUnavailableError
 export const DaemonNotRunning = errorCode('daemon_not_running', 503);
 export const DaemonUnreachable = errorCode('daemon_unreachable', 503);

@@ -5,9 +5,9 @@ import { dirname, join } from 'node:path';
 import { fsyncDir, mapLimit, tempPathFor, writeFileAtomic } from '../core/index.js';
 
 /**
- * Content-addressed artifact storage: every blob is named by its sha256. Training code only
- * talks to this interface, so a remote (S3-compatible) implementation can be added later by
- * implementing it and caching blobs locally in `localPath`.
+ * Content-addressed artifact storage: every blob is named by its sha256. Every area talks only
+ * to this interface: the workspace folder (LocalArtifactStore, the embedded default) or an
+ * S3-compatible bucket with a local read-through cache (S3ArtifactStore, src/store/s3.ts).
  */
 export interface ArtifactStore {
   /**
@@ -25,6 +25,10 @@ export interface ArtifactStore {
   get(sha: string): Promise<Uint8Array>;
   /** a local filesystem path with the blob's bytes (for libraries that read files) */
   localPath(sha: string): Promise<string>;
+  /** a remote store checks that it can be reached (fails with one clear sentence if not) */
+  ready?(): Promise<void>;
+  /** releases connections (a remote store's client) */
+  close?(): void;
 }
 
 const SHA = /^[0-9a-f]{64}$/;

@@ -2,6 +2,8 @@ import { closeSync, existsSync, lstatSync, openSync, readdirSync, readFileSync, 
 import { hostname } from 'node:os';
 import { join, relative } from 'node:path';
 import { isAlive } from '../core/index.js';
+import { LocalArtifactStore } from './artifacts.js';
+import { S3ArtifactStore } from './s3.js';
 import { openArtifactStore, type Workspace } from './workspace.js';
 
 /** Files younger than this are never removed: an import or training may be about to reference them. */
@@ -58,14 +60,7 @@ function shasIn(text: string, into: Set<string>): void {
  * such string inside a referenced JSON document (a dataset manifest lists its images).
  */
 function referencedArtifacts(ws: Workspace, pathOf: (sha: string) => string): Set<string> {
-  const refs = new Set<string>();
-  const tables = ws.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").all() as Array<{ name: string }>;
-  for (const { name } of tables) {
-    if (LOG_TABLES.has(name)) continue;
-    for (const row of ws.db.prepare(`SELECT * FROM "${name}"`).all() as Array<Record<string, unknown>>) {
-      for (const v of Object.values(row)) if (typeof v === 'string') shasIn(v, refs);
-    }
-  }
+  const refs = rowReferences(ws);
   const pending = [...refs];
   const head = Buffer.alloc(1);
   while (pending.length) {
@@ -74,14 +69,49 @@ function referencedArtifacts(ws: Workspace, pathOf: (sha: string) => string): Se
     const fd = openSync(path, 'r');
     const read = readSync(fd, head, 0, 1, 0);
     closeSync(fd);
-    if (read === 0 || (head[0] !== 0x7b && head[0] !== 0x5b)) continue; // not a JSON object or array
-    const inner = new Set<string>();
-    shasIn(readFileSync(path, 'latin1'), inner);
-    for (const sha of inner) {
-      if (refs.has(sha)) continue;
-      refs.add(sha);
-      pending.push(sha);
+    if (read === 0 || !isJsonStart(head[0]!)) continue;
+    followInner(readFileSync(path, 'latin1'), refs, pending);
+  }
+  return refs;
+}
+
+/** Every sha256-looking string in the workspace's tables (but the logs). */
+function rowReferences(ws: Workspace): Set<string> {
+  const refs = new Set<string>();
+  const tables = ws.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").all() as Array<{ name: string }>;
+  for (const { name } of tables) {
+    if (LOG_TABLES.has(name)) continue;
+    for (const row of ws.db.prepare(`SELECT * FROM "${name}"`).all() as Array<Record<string, unknown>>) {
+      for (const v of Object.values(row)) if (typeof v === 'string') shasIn(v, refs);
     }
+  }
+  return refs;
+}
+
+/** a JSON object or array */
+const isJsonStart = (byte: number): boolean => byte === 0x7b || byte === 0x5b;
+
+function followInner(text: string, refs: Set<string>, pending: string[]): void {
+  const inner = new Set<string>();
+  shasIn(text, inner);
+  for (const sha of inner) {
+    if (refs.has(sha)) continue;
+    refs.add(sha);
+    pending.push(sha);
+  }
+}
+
+/** The same references for a remote store: JSON documents are recognised by a ranged read of their first byte. */
+async function remoteReferences(ws: Workspace, store: S3ArtifactStore, listed: Map<string, { bytes: number }>): Promise<Set<string>> {
+  const refs = rowReferences(ws);
+  const pending = [...refs];
+  while (pending.length) {
+    const sha = pending.pop()!;
+    const blob = listed.get(sha);
+    if (!blob || blob.bytes === 0 || blob.bytes > MAX_SCANNED_DOCUMENT) continue;
+    const first = await store.firstByte(sha);
+    if (first === undefined || !isJsonStart(first)) continue;
+    followInner(Buffer.from(await store.get(sha)).toString('latin1'), refs, pending);
   }
   return refs;
 }
@@ -118,30 +148,26 @@ function* filesUnder(dir: string): Generator<{ path: string; bytes: number; chan
  */
 export function collectGarbage(ws: Workspace, opts: CollectOptions): CollectReport {
   const graceMs = opts.graceMs ?? DEFAULT_GRACE_MS;
+  // with a remote store the workspace folder holds no artifacts: collectStoreGarbage collects the bucket
+  const local = ws.artifacts instanceof LocalArtifactStore;
   const store = openArtifactStore(ws.home);
   const root = store.root;
   const pathOf = (sha: string) => store.pathOf(sha);
-  // a job whose process on this host has exited (a crash) holds nothing back
-  const running = (ws.db.prepare("SELECT created_at, host, pid FROM jobs WHERE status IN ('running', 'queued')").all() as Array<{ created_at: string; host: string | null; pid: number | null }>).filter(
-    (j) => j.host !== hostname() || j.pid === null || isAlive(j.pid),
-  );
-  // file times come from the kernel's coarse clock (a tick behind Date.now()) or, on some
-  // filesystems, whole seconds: a file a job wrote just after it started may look older
-  const cutoff = Math.min(Date.now() - graceMs, ...running.map((j) => Date.parse(j.created_at) - TIMESTAMP_SLACK_MS));
+  const cutoff = cutoffOf(ws, graceMs);
   const started = Date.now();
   let released = new Set<string>();
   if (opts.release) {
-    const before = referencedArtifacts(ws, pathOf);
+    const before = local ? referencedArtifacts(ws, pathOf) : new Set<string>();
     opts.release();
     released = before;
   }
-  const refs = referencedArtifacts(ws, pathOf);
+  const refs = local ? referencedArtifacts(ws, pathOf) : new Set<string>();
   const expiresAt = (name: string) => (released.has(name) ? started : cutoff);
   const items: Array<GarbageItem & { abs: string; before: number }> = [];
   const kept = { referenced: 0, recent: 0 };
   const add = (abs: string, kind: GarbageKind, bytes: number, before = cutoff) => items.push({ abs, path: relative(ws.home, abs), kind, bytes, before });
 
-  for (const f of filesUnder(root)) {
+  for (const f of local ? filesUnder(root) : []) {
     const name = relative(root, f.path).replace('/', '');
     const isBlob = /^[0-9a-f]{64}$/.test(name);
     if (isBlob && refs.has(name)) kept.referenced++;
@@ -171,4 +197,53 @@ function removeEmptyFolders(dir: string, cutoff: number): void {
     removeEmptyFolders(path, cutoff);
     if (changedAt(st) < cutoff && readdirSync(path).length === 0) rmSync(path, { recursive: true, force: true });
   }
+}
+
+/**
+ * The oldest time a removable file may have last changed: before the grace period and before the
+ * oldest running job started. A job whose process on this host has exited (a crash) holds nothing
+ * back. File and object times come from a coarse clock (a tick behind Date.now(), or whole
+ * seconds): a file a job wrote just after it started may look older, hence the slack.
+ */
+function cutoffOf(ws: Workspace, graceMs: number): number {
+  const running = (ws.db.prepare("SELECT created_at, host, pid FROM jobs WHERE status IN ('running', 'queued')").all() as Array<{ created_at: string; host: string | null; pid: number | null }>).filter(
+    (j) => j.host !== hostname() || j.pid === null || isAlive(j.pid),
+  );
+  return Math.min(Date.now() - graceMs, ...running.map((j) => Date.parse(j.created_at) - TIMESTAMP_SLACK_MS));
+}
+
+/**
+ * `kennel gc` for whichever store the workspace uses: collectGarbage for the workspace folder and,
+ * with an S3 store, the same rules applied to the bucket: objects under the prefix that nothing
+ * references and that last changed (LastModified; a writer reusing an old blob renews it) before
+ * the cutoff are deleted, after a second look at their LastModified. Deletes (dataset, model,
+ * backbone) free a bucket's objects only through this, at the next `kennel gc`.
+ */
+export async function collectStoreGarbage(ws: Workspace, opts: CollectOptions): Promise<CollectReport> {
+  const report = collectGarbage(ws, opts);
+  const store = ws.artifacts;
+  if (!(store instanceof S3ArtifactStore)) return report;
+  const cutoff = cutoffOf(ws, report.graceMs);
+  const listed = new Map<string, { bytes: number; lastModified: number }>();
+  for await (const blob of store.list()) listed.set(blob.sha, blob);
+  const refs = await remoteReferences(ws, store, listed);
+  const doomed: Array<{ sha: string; bytes: number }> = [];
+  for (const [sha, blob] of listed) {
+    if (refs.has(sha)) report.kept.referenced++;
+    else if (blob.lastModified >= cutoff) report.kept.recent++;
+    else doomed.push({ sha, bytes: blob.bytes });
+  }
+  const items = doomed.map((d) => ({ path: `${store.url}/${store.keyOf(d.sha).slice(store.prefix.length)}`, kind: 'artifact' as const, bytes: d.bytes }));
+  if (opts.apply) {
+    const gone: string[] = [];
+    // checked again: a writer may have reused (and so touched) the blob since the listing
+    for (const d of doomed) {
+      const modified = await store.lastModified(d.sha);
+      if (modified !== undefined && modified < cutoff) gone.push(d.sha);
+    }
+    await store.delete(gone);
+  }
+  report.items.push(...items);
+  report.bytes += items.reduce((n, i) => n + i.bytes, 0);
+  return report;
 }

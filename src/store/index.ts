@@ -1,5 +1,6 @@
-export { openWorkspace, openArtifactStore, defaultHome, now, type Workspace } from './workspace.js';
+export { openWorkspace, openArtifactStore, openArtifacts, artifactsConfig, defaultHome, now, type Workspace, type ArtifactsConfig } from './workspace.js';
 export { sha256, sha256File, type ArtifactStore } from './artifacts.js';
+export { S3ArtifactStore, parseS3Url } from './s3.js';
 export type { Db } from './db.js';
 export { createJob, finishJob, findJobs, getJob, listJobs, recentJobs, removeJob, type Job, type JobStatus } from './jobs.js';
-export { collectGarbage, type CollectReport } from './gc.js';
+export { collectGarbage, collectStoreGarbage, type CollectReport } from './gc.js';

@@ -113,7 +113,7 @@ async function runTasks(ws: Workspace, tasks: Task<ExtractChunkInput>[], chunkTa
       const t = chunkTasks.get(done.task.id)!;
       const out = done.output as ExtractChunkOutput;
       if (out.rows !== t.rows || !(await ws.artifacts.has(out.artifactSha))) {
-        throw Errors.WorkspaceMismatch(`Worker ${done.worker} stored its features where this workspace (${ws.home}) cannot see them.`, 'Start every kennel worker with --home set to the same shared KENNEL_HOME as the coordinator.');
+        throw Errors.WorkspaceMismatch(`Worker ${done.worker} stored its features where this workspace (${ws.home}) cannot see them.`, 'Start every kennel worker with the same --artifacts s3://BUCKET/PREFIX as the coordinator (or --home with the shared KENNEL_HOME).');
       }
       recordChunk(ws, t.group.key, t.chunk, out.artifactSha, out.rows);
       progress.finished(done);

@@ -37,7 +37,7 @@ export const extractChunkTask: TaskType<ExtractChunkInput, ExtractChunkOutput> =
     const started = performance.now();
     for (const needed of [input.extractor.sha, input.images[0]!]) {
       if (!(await ctx.artifacts.has(needed))) {
-        throw Errors.ArtifactMissing(`Artifact ${needed.slice(0, 12)} is not in the workspace at ${ctx.home}.`, 'Every worker must use the coordinator\'s KENNEL_HOME (a shared path such as NFS): start it with kennel worker --home SHARED_HOME.');
+        throw Errors.ArtifactMissing(`Artifact ${needed.slice(0, 12)} is not in the artifact store ${ctx.home}.`, "Every worker must use the coordinator's artifact store: start it with the same --artifacts s3://BUCKET/PREFIX (or --home with the shared KENNEL_HOME).");
       }
     }
     tuneSharp();

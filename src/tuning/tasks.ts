@@ -45,7 +45,7 @@ export const trainTrialTask: TaskType<TrainTrialInput, TrialOutcome> = defineTas
   input: TrainTrialInput,
   async run(ctx, input) {
     if (!(await ctx.artifacts.has(input.data))) {
-      throw Errors.ArtifactMissing(`Artifact ${input.data.slice(0, 12)} is not in the workspace at ${ctx.home}.`, "Every worker must use the coordinator's KENNEL_HOME (a shared path such as NFS): start it with kennel worker --home SHARED_HOME.");
+      throw Errors.ArtifactMissing(`Artifact ${input.data.slice(0, 12)} is not in the artifact store ${ctx.home}.`, "Every worker must use the coordinator's artifact store: start it with the same --artifacts s3://BUCKET/PREFIX (or --home with the shared KENNEL_HOME).");
     }
     const data = await ctx.resources.get<TrialData>(`trial-data ${input.data}`, async () => decodeTrialData(await ctx.artifacts.get(input.data)), async () => {});
     return runTrial(data, input.spec, { threads: ctx.threads, signal: ctx.signal, onEpoch: () => ctx.progress(1) });

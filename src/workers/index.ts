@@ -1,7 +1,7 @@
 /**
  * The workers area: one task interface, three ways to run tasks. Inline (this process, one at a
  * time), a local pool of worker processes, or BullMQ on Redis with `kennel worker` processes on
- * any number of machines sharing one KENNEL_HOME. Areas define task types (see
+ * any number of machines, sharing an S3 artifact store (or one KENNEL_HOME over a network file system). Areas define task types (see
  * src/training/tasks.ts) and submit them through an Engine.
  *
  * The Redis backend is imported on demand, so commands that never use a queue do not load

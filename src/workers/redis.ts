@@ -268,7 +268,7 @@ export class RedisEngine implements Engine {
       else if (state === 'failed') await on.failed(id, job.failedReason);
     }
     if (inFlight.length && !(await redisWorkers(client)).length) {
-      opts.onEvent?.({ type: 'notice', message: `no kennel worker is connected to ${safeUrl(this.url)}; start one with kennel worker --queue ${safeUrl(this.url)} --home SHARED_HOME` });
+      opts.onEvent?.({ type: 'notice', message: `no kennel worker is connected to ${safeUrl(this.url)}; start one with kennel worker --queue ${safeUrl(this.url)} and the same --artifacts (or a shared --home)` });
     }
   }
 
@@ -284,7 +284,8 @@ export class RedisEngine implements Engine {
 
 export interface RedisWorkerOptions {
   url: string;
-  home: string;
+  /** the shared workspace; not needed with an S3 artifact store (KENNEL_ARTIFACTS) */
+  home?: string;
   threads: number;
   /** execution provider name shown in `workers list` */
   device: string;

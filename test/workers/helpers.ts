@@ -27,8 +27,13 @@ export interface Proc {
   stdout(): string;
 }
 
-export function startProcess(cmd: string, args: string[], env: Record<string, string> = {}): Proc {
-  const child = spawn(cmd, args, { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * A child process with its output collected. `cwd` defaults to the repository; `bare` gives it
+ * only PATH and `env`, not this process's environment (a "machine" of its own).
+ */
+export function startProcess(cmd: string, args: string[], env: Record<string, string> = {}, opts: { cwd?: string; bare?: boolean } = {}): Proc {
+  const base = opts.bare ? { PATH: process.env.PATH ?? '' } : process.env;
+  const child = spawn(cmd, args, { cwd: opts.cwd ?? repoRoot, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   let out = '';
   let stdout = '';
@@ -76,6 +81,9 @@ export function startProcess(cmd: string, args: string[], env: Record<string, st
 export function kennelProcess(home: string, args: string[], env: Record<string, string> = {}): Proc {
   return startProcess(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), ...args], { KENNEL_HOME: home, ...env });
 }
+
+/** The kennel CLI's command line from any folder: node with tsx's loader by its absolute URL. */
+export const kennelCommand = (args: string[]): string[] => [process.execPath, '--import', import.meta.resolve('tsx'), path.join(repoRoot, 'src/cli/main.ts'), ...args];
 
 export async function kennel(home: string, args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; output: string }> {
   const p = kennelProcess(home, args, env);

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { cancelJob, deleteJob, requireJob, type Deleted } from '../../housekeeping/index.js';
 import { adminRequest, readState } from '../../server/index.js';
-import { collectGarbage, defaultHome, findJobs, type CollectReport, type Job, type JobStatus } from '../../store/index.js';
+import { collectStoreGarbage, defaultHome, findJobs, type CollectReport, type Job, type JobStatus } from '../../store/index.js';
 import { parseDuration } from '../../security/index.js';
 import { jsonCommand, table, withWorkspace, type CommandContext } from '../output.js';
 import { oneOf } from '../options.js';
@@ -34,13 +34,13 @@ export function registerHousekeeping(program: Command): void {
   jsonCommand(
     program
       .command('gc')
-      .description('Find artifacts no dataset, model, backbone, job or function references, and stale temp files (tmp/, interrupted downloads); lists them with their size, and removes them with --yes. Files changed within the grace period are kept, so a running import is safe.')
+      .description('Find artifacts no dataset, model, backbone, job or function references, and stale temp files (tmp/, interrupted downloads); lists them with their size, and removes them with --yes. Files changed within the grace period are kept, so a running import is safe. With an S3 artifact store (--artifacts), its unreferenced objects too.')
       .option('--yes', 'remove them (default: a dry run that only lists)')
       .option('--grace <duration>', 'keep anything changed more recently than this, e.g. 1h, 10m, 0s', '1h'),
     {
       action: (ctx: CommandContext<{ yes?: boolean; grace: string; json?: boolean }>) => {
         const graceMs = parseDuration(ctx.opts.grace, '--grace', { allowZero: true });
-        return collectGarbage(ctx.ws, { apply: !!ctx.opts.yes, graceMs });
+        return collectStoreGarbage(ctx.ws, { apply: !!ctx.opts.yes, graceMs });
       },
       human: gcText,
     },

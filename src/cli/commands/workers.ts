@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander';
 import { availableParallelism } from 'node:os';
 import { Errors } from '../../core/index.js';
-import { defaultHome } from '../../store/index.js';
+import { artifactsConfig, defaultHome } from '../../store/index.js';
 import { executionProviders } from '../../inference/index.js';
 import { TRAINING_TASKS } from '../../training/index.js';
 import { TUNING_TASKS } from '../../tuning/index.js';
@@ -22,18 +22,23 @@ export function registerWorkers(program: Command): void {
   // not a jsonCommand: a long-running process that logs on stderr and handles SIGTERM itself
   program
     .command('worker')
-    .description('Run tasks (feature extraction for kennel train --queue) from a Redis queue until stopped. SIGTERM or Ctrl-C: finish the current task (or hand it back after --grace) and exit 0; when Redis is unreachable by then, exit 1 at once, saying so.')
+    .description('Run tasks (feature extraction for kennel train --queue, trials for kennel tune --queue) from a Redis queue until stopped. With --artifacts s3://BUCKET/PREFIX it needs no shared folder: artifacts come from the bucket through a local cache. SIGTERM or Ctrl-C: finish the current task (or hand it back after --grace) and exit 0; when Redis is unreachable by then, exit 1 at once, saying so.')
     .option('--queue <url>', 'Redis URL, e.g. redis://host:6379 (default $KENNEL_QUEUE)')
-    .option('--home <dir>', 'the shared workspace, the same KENNEL_HOME as the coordinator (default $KENNEL_HOME or ./.kennel)')
+    .option('--home <dir>', 'without --artifacts: the shared workspace, the same KENNEL_HOME as the coordinator (default $KENNEL_HOME or ./.kennel)')
+    .option('--cache <dir>', 'with --artifacts: the local artifact cache (default $KENNEL_ARTIFACTS_CACHE, or ~/.cache/kennel/artifacts; bounded by $KENNEL_ARTIFACTS_CACHE_GB, default 10)')
     .option('--threads <n>', 'ONNX Runtime threads per task (default: all cores)', number('--threads', { int: true, min: 1, max: 1024 }))
     .option('--name <id>', 'worker id shown by kennel workers list (default HOST-PID)')
     .option('--lock-seconds <s>', 'seconds a task stays claimed after this worker stops responding, before another worker takes it over', number('--lock-seconds', { min: 1, max: 3600 }), 30)
     .addOption(new Option('--grace <s>', 'seconds a stopping worker lets its current task finish before handing it back').env('KENNEL_WORKER_GRACE').argParser(number('--grace', { min: 0, max: 3600 })).default(STOP_GRACE_S))
     .option('--json', 'print a JSON summary on exit instead of a log line per task')
-    .action((opts: { queue?: string; home?: string; threads?: number; name?: string; lockSeconds: number; grace: number; json?: boolean }) =>
+    .action((opts: { queue?: string; home?: string; cache?: string; threads?: number; name?: string; lockSeconds: number; grace: number; json?: boolean }) =>
       runAction(async (signal) => {
         const queue = queueOf(opts.queue);
-        if (!queue) throw Errors.InvalidRequest('kennel worker needs a queue.', 'Give --queue redis://HOST:PORT (or set KENNEL_QUEUE) and --home SHARED_KENNEL_HOME.');
+        if (!queue) throw Errors.InvalidRequest('kennel worker needs a queue.', 'Give --queue redis://HOST:PORT (or set KENNEL_QUEUE) and --artifacts s3://BUCKET/PREFIX (or --home SHARED_KENNEL_HOME).');
+        if (opts.cache) process.env.KENNEL_ARTIFACTS_CACHE = opts.cache;
+        // with an S3 store the worker has no workspace: only its cache
+        const s3 = artifactsConfig().url;
+        const home = opts.home ?? (s3 ? undefined : defaultHome());
         const log = (line: string) => {
           if (!opts.json) process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
         };
@@ -41,7 +46,7 @@ export function registerWorkers(program: Command): void {
         const started = performance.now();
         const worker = await startRedisWorker({
           url: queue,
-          home: opts.home ?? defaultHome(),
+          home,
           threads: opts.threads ?? availableParallelism(),
           device: executionProviders('auto')[0]!,
           taskModules: TASK_MODULES(),
@@ -54,7 +59,7 @@ export function registerWorkers(program: Command): void {
           },
         });
         const w = worker.info;
-        log(`worker ${w.id} on ${w.host} (${w.cores} cores, ${w.threads} thread${w.threads === 1 ? '' : 's'}, ${w.device}) waiting for tasks; home ${opts.home ?? defaultHome()}`);
+        log(`worker ${w.id} on ${w.host} (${w.cores} cores, ${w.threads} thread${w.threads === 1 ? '' : 's'}, ${w.device}) waiting for tasks; artifacts ${s3 ?? `in ${home}`}`);
         await new Promise<void>((resolve) => {
           signal.addEventListener('abort', () => resolve(), { once: true });
           process.once('SIGTERM', () => resolve());

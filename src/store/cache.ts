@@ -1,0 +1,156 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync, utimesSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../core/index.js';
+
+/** Entries used this recently are never evicted: a caller may be about to read a path it was just given. */
+const PINNED_MS = 60_000;
+
+/**
+ * A bounded local read-through cache of a remote artifact store, on each machine: files named by
+ * their sha256 like the workspace's own `artifacts/` folder, so an entry is never stale. The
+ * least recently used entries go when the folder grows past `maxBytes` (down to 90% of it),
+ * except entries used in the last minute, so the folder may briefly exceed its bound.
+ *
+ * Entries are written without fsync (they can always be fetched again); in exchange, each one is
+ * checked against its name once per process before it is first used, so a file a crash left
+ * short or garbled is fetched again instead of trusted.
+ */
+export class BlobCache {
+  private total?: number;
+  private readonly verified = new Set<string>();
+
+  constructor(
+    readonly root: string,
+    readonly maxBytes: number,
+    private readonly pinnedMs = PINNED_MS,
+  ) {
+    mkdirSync(root, { recursive: true });
+  }
+
+  pathOf(sha: string): string {
+    return join(this.root, sha.slice(0, 2), sha.slice(2));
+  }
+
+  /** The entry's path when it is present and intact (then marked as used), else undefined. */
+  async lookup(sha: string): Promise<string | undefined> {
+    const path = this.pathOf(sha);
+    if (!existsSync(path)) return undefined;
+    if (!this.verified.has(sha)) {
+      let actual: string | undefined;
+      try {
+        actual = await hashFile(path);
+      } catch {
+        return undefined; // evicted meanwhile by another process
+      }
+      if (actual !== sha) {
+        this.remove(sha);
+        return undefined;
+      }
+      this.verified.add(sha);
+    }
+    this.touch(path);
+    return path;
+  }
+
+  /** Adds verified bytes. */
+  add(sha: string, data: Uint8Array): string {
+    const path = this.pathOf(sha);
+    const existed = existsSync(path);
+    // a file this process has not checked yet is replaced by the verified bytes rather than trusted
+    if (!existed || !this.verified.has(sha)) {
+      writeFileAtomic(path, data, 0o444, { durable: false });
+      if (!existed) this.grew(data.byteLength);
+    } else this.touch(path);
+    this.verified.add(sha);
+    return path;
+  }
+
+  /** Moves a verified temp file (written by the caller under `tempDir()`) into place. */
+  adopt(sha: string, tmp: string, bytes: number): string {
+    const path = this.pathOf(sha);
+    mkdirSync(join(this.root, sha.slice(0, 2)), { recursive: true });
+    renameSync(tmp, path);
+    this.verified.add(sha);
+    this.grew(bytes);
+    return path;
+  }
+
+  /** Where callers write temp files that they then adopt (same filesystem, so the rename is atomic). */
+  tempDir(): string {
+    const dir = join(this.root, 'tmp');
+    mkdirSync(dir, { recursive: true });
+    return dir;
+  }
+
+  remove(sha: string): void {
+    this.verified.delete(sha);
+    rmSync(this.pathOf(sha), { force: true });
+    this.total = undefined;
+  }
+
+  private touch(path: string): void {
+    try {
+      const t = new Date();
+      utimesSync(path, t, t);
+    } catch {
+      /* evicted meanwhile: the caller fetches it again next time */
+    }
+  }
+
+  private grew(bytes: number): void {
+    this.total = (this.total ?? this.scan().reduce((n, e) => n + e.bytes, 0) - bytes) + bytes;
+    if (this.total > this.maxBytes) this.evict();
+  }
+
+  private scan(): Array<{ sha: string; bytes: number; usedAt: number }> {
+    const out: Array<{ sha: string; bytes: number; usedAt: number }> = [];
+    for (const dir of safeReaddir(this.root)) {
+      if (!/^[0-9a-f]{2}$/.test(dir)) continue;
+      for (const name of safeReaddir(join(this.root, dir))) {
+        const st = lstatSync(join(this.root, dir, name), { throwIfNoEntry: false });
+        if (st?.isFile() && /^[0-9a-f]{62}$/.test(name)) out.push({ sha: dir + name, bytes: st.size, usedAt: st.mtimeMs });
+      }
+    }
+    return out;
+  }
+
+  /** Removes least recently used entries until the cache holds 90% of its bound (or only pinned entries are left). */
+  private evict(): void {
+    const entries = this.scan().sort((a, b) => a.usedAt - b.usedAt);
+    let total = entries.reduce((n, e) => n + e.bytes, 0);
+    const target = this.maxBytes * 0.9;
+    const pinnedSince = Date.now() - this.pinnedMs;
+    for (const e of entries) {
+      if (total <= target) break;
+      if (e.usedAt >= pinnedSince) break; // sorted: everything after is newer
+      rmSync(this.pathOf(e.sha), { force: true });
+      this.verified.delete(e.sha);
+      total -= e.bytes;
+    }
+    this.total = total;
+  }
+
+  /** Bytes held now (a scan of the folder). */
+  bytes(): number {
+    return this.scan().reduce((n, e) => n + e.bytes, 0);
+  }
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+function hashFile(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256');
+    createReadStream(path)
+      .on('data', (c) => h.update(c))
+      .on('error', reject)
+      .on('end', () => resolve(h.digest('hex')));
+  });
+}
