@@ -12,6 +12,7 @@ import type { Workspace } from '../store/index.js';
 import { sendError } from './errors.js';
 import { applyHttpLimits, DEFAULT_HTTP_LIMITS, httpServerOptions, type HttpLimits } from './http-limits.js';
 import type { ServingMetrics } from './metrics.js';
+import { oipRoutes } from './oip.js';
 
 export interface DataPlaneOptions {
   log: Logger;
@@ -54,6 +55,9 @@ interface InvokeRoute {
  *   Variant, Accept, X-Amzn-Invoked-Production-Variant, and AWS's error shapes for them;
  * - the function routes: POST /functions/NAME/invoke, the /v1/... HTTP API mappings, and Lambda's
  *   Invoke API, POST /2015-03-31/functions/NAME/invocations (function:Invoke);
+ * - the Open Inference Protocol (KServe V2 REST, src/server/oip.ts): GET /v2/health/live|ready,
+ *   GET /v2/models/NAME[/versions/V][/ready], POST /v2/models/NAME[/versions/V]/infer
+ *   (endpoint:Invoke, like the invocations route);
  * - GET /metrics (Prometheus) and GET /healthz, both public.
  * Every route declares its access rule; the security plugin authenticates the key (API key or
  * SigV4), rate-limits, authorizes and audits. Every error is a JSON body {"error": {code,
@@ -134,6 +138,8 @@ export function buildDataPlane(runtime: ServingRuntime, metrics: ServingMetrics,
     return metrics.text();
   });
   app.get('/healthz', { config: { auth: 'public' } }, async () => ({ ok: true }));
+  // tensors as JSON numbers take several times the bytes of a base64 image
+  app.register(oipRoutes, { runtime, maxImageBytes, bodyLimit: 4 * maxJsonBytes });
   app.register(functionsRoutes, { gateway: opts.gateway, bodyLimit: maxJsonBytes });
   app.register(lambdaRoutes, { ws: opts.ws, gateway: opts.gateway, bodyLimit: maxJsonBytes });
   return app;

@@ -1,4 +1,4 @@
-export { ServingRuntime, type EndpointDescription, type VariantLoad, type ServingHooks } from './runtime.js';
+export { ServingRuntime, type ServedVariant, type EndpointDescription, type VariantLoad, type ServingHooks } from './runtime.js';
 export { PRIMARY_VARIANT, CreateEndpointSchema, UpdateEndpointSchema, listEndpoints } from './endpoints.js';
 export { type PoolTimings } from './supervisor.js';
 export type { InvocationResult } from './router.js';
