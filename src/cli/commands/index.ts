@@ -15,6 +15,7 @@ import { registerPolicies } from './policies.js';
 import { registerPredict } from './predict.js';
 import { registerSecurity } from './security.js';
 import { registerTrain } from './train.js';
+import { registerTransform } from './transform.js';
 import { registerTune } from './tune.js';
 import { registerWorkers } from './workers.js';
 
@@ -28,6 +29,7 @@ export function registerCommands(program: Command): void {
   registerModels(program);
   registerModelsImport(program);
   registerPredict(program);
+  registerTransform(program);
   registerInsights(program);
   registerCost(program);
   registerDaemon(program);
