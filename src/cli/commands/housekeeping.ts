@@ -46,7 +46,7 @@ export function registerHousekeeping(program: Command): void {
     },
   );
 
-  const jobs = program.command('jobs').description('Training and tuning jobs: list, show, cancel, delete.');
+  const jobs = program.command('jobs').description('Training, tuning and batch transform jobs: list, show, cancel, delete.');
   jsonCommand(
     jobs
       .command('list')
