@@ -3,3 +3,4 @@ export { sha256, sha256File, type ArtifactStore } from './artifacts.js';
 export type { Db } from './db.js';
 export { createJob, finishJob, findJobs, getJob, listJobs, recentJobs, removeJob, type Job, type JobStatus } from './jobs.js';
 export { collectGarbage, type CollectReport } from './gc.js';
+export { DurableQueue, enqueueItem, listFailedItems, itemCounts, replayItems, purgeItems, type QueueTables, type QueueOptions, type QueuePolicy, type QueueRow, type FailedItem, type ItemCounts } from './queue.js';
