@@ -3,3 +3,4 @@ export { PRIMARY_VARIANT, CreateEndpointSchema, UpdateEndpointSchema, listEndpoi
 export { type PoolTimings } from './supervisor.js';
 export type { InvocationResult } from './router.js';
 export { IMAGE_TYPES, DEFAULT_MAX_IMAGE_BYTES, checkImage, decodeBase64Image } from './request.js';
+export { AsyncInference, ASYNC_DEFAULTS, asyncRequest, asyncRequests, replayAsyncRequests, purgeAsyncRequests, outputLocation, parseRequestLocation, artifactOfLocation, type AsyncInferenceOptions, type AsyncAccepted, type AsyncRequestStatus } from './async.js';

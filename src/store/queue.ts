@@ -186,10 +186,12 @@ export interface QueuePolicy<D> {
   run(def: D, payload: Buffer, row: QueueRow): Promise<unknown>;
   /** a failure retried until the item is too old, not counted as a run (throttled, overloaded) */
   isThrottle(e: unknown): boolean;
+  /** a failure no retry can change (a bad input): straight to the failure list */
+  isPermanent?(e: unknown): boolean;
   /** the run succeeded: record its result (default: the item is deleted) */
   succeeded?(row: QueueRow, result: unknown): void;
   /** the item went to the failure list */
-  failed?(row: QueueRow, reason: 'retries' | 'age' | 'deleted', message: string): void;
+  failed?(row: QueueRow, reason: 'retries' | 'age' | 'deleted' | 'invalid', message: string): void;
   retried?(owner: string, reason: 'error' | 'throttle'): void;
 }
 
@@ -328,7 +330,9 @@ export class DurableQueue<D> {
     }
     const e = outcome.error;
     const message = e instanceof Error ? e.message : String(e);
-    if (this.policy.isThrottle(e)) {
+    if (this.policy.isPermanent?.(e)) {
+      this.fail(row, 'invalid', message);
+    } else if (this.policy.isThrottle(e)) {
       const throttles = row.throttles + 1;
       this.ws.db.prepare(`UPDATE ${this.tables.items} SET attempts = attempts - 1, throttles = ? WHERE seq = ?`).run(throttles, row.seq);
       this.retry({ ...row, attempts: row.attempts - 1 }, def, message, Math.min(this.opts.throttleDelayMs * 2 ** (throttles - 1), this.opts.maxThrottleDelayMs), 'throttle');
@@ -359,7 +363,7 @@ export class DurableQueue<D> {
     this.policy.retried?.(row.owner, reason);
   }
 
-  private fail(row: QueueRow, reason: 'retries' | 'age' | 'deleted', message: string): void {
+  private fail(row: QueueRow, reason: 'retries' | 'age' | 'deleted' | 'invalid', message: string): void {
     const text = message.slice(0, 2000);
     this.ws.db.prepare(`UPDATE ${this.tables.items} SET status = 'failed', failed_at = ?, last_error = ? WHERE seq = ?`).run(Date.now(), text, row.seq);
     this.policy.failed?.(row, reason, text);

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerArtifacts } from './artifacts.js';
 import { registerBackbones } from './backbones.js';
 import { registerCost } from './cost.js';
 import { registerDaemon } from './daemon.js';
@@ -35,6 +36,7 @@ export function registerCommands(program: Command): void {
   registerDaemon(program);
   registerEndpoints(program);
   registerInvoke(program);
+  registerArtifacts(program);
   registerWorkers(program);
   registerFunctions(program);
   registerKeys(program);
