@@ -92,7 +92,11 @@ export async function pipelineCeiling(onnxPath: string, card: ModelCard, files: 
     const until = t0 + o.seconds * 1000;
     await Promise.all(
       Array.from({ length: o.concurrency }, async () => {
-        while (performance.now() < until) done += await one(next++);
+        while (performance.now() < until) {
+          // not `done += await ...`: that reads `done` before awaiting, and concurrent loops would overwrite each other
+          const n = await one(next++);
+          done += n;
+        }
       }),
     );
     return { imagesPerSecond: done / ((performance.now() - t0) / 1000) };
