@@ -12,6 +12,7 @@ import { runTransform, type TransformItem, type TransformRequest } from '../../s
 import { kennel, kennelBin, kennelJson } from '../foundation/cli.js';
 import { sharedDir, tmpDir, tmpHome } from '../helpers/paths.js';
 import { workspaceWithModel } from '../serving/fixtures.js';
+import { hasRedis, kennelProcess, NO_REDIS, startRedis } from '../workers/helpers.js';
 
 /**
  * Batch transform: results in input order equal to classify()'s (what kennel predict writes),
@@ -94,6 +95,27 @@ describe('results', () => {
     // the same labels in the same order (scores may differ in the last digits between sessions)
     const labels = (rows: string[]) => rows.map((row) => row.split(',').slice(0, 2).join(','));
     assert.deepEqual(labels(b), labels(a));
+  });
+
+  test('shards on kennel worker processes through Redis give the same results', { skip: hasRedis ? false : NO_REDIS }, async () => {
+    const redis = await startRedis();
+    const worker = kennelProcess(home, ['worker', '--queue', redis.url, '--home', home, '--threads', '1', '--name', 'transformer']);
+    try {
+      await worker.waitFor(/waiting for tasks/);
+      const dir = tmpDir();
+      const items = files.map((p) => ({ path: p }));
+      const viaRedis = await runTransform(ws, request(items, path.join(dir, 'redis.jsonl')), { device: 'cpu', shardSize: 16, instances: 2, queue: redis.url });
+      assert.equal(viaRedis.backend, 'redis');
+      assert.deepEqual([viaRedis.images, viaRedis.failed], [42, 2]);
+      const inline = await runTransform(ws, request(items, path.join(dir, 'inline.jsonl')), { device: 'cpu', shardSize: 16 });
+      const top = (file: string) => readLines(file).map((l) => [l.file, l.predictions?.[0]?.label ?? l.error]);
+      assert.deepEqual(top(path.join(dir, 'redis.jsonl')), top(path.join(dir, 'inline.jsonl')));
+      assert.equal(inline.failed, 2);
+    } finally {
+      worker.child.kill('SIGKILL');
+      await worker.exited;
+      await redis.stop();
+    }
   });
 
   test("a dataset version's images, named DATASET@VERSION/PATH", async () => {
