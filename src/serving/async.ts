@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { Errors, KennelError } from '../core/index.js';
-import { fetchImage } from '../net/index.js';
+import { fetchImage, postJson, type SafeFetchOptions } from '../net/index.js';
 import { DurableQueue, itemCounts, listFailedItems, purgeItems, replayItems, type FailedItem, type ItemCounts, type QueueOptions, type QueueRow, type QueueTables, type Workspace } from '../store/index.js';
 import { checkImage, DEFAULT_MAX_IMAGE_BYTES } from './request.js';
 import type { Router } from './router.js';
@@ -27,6 +27,8 @@ export interface AsyncInferenceOptions extends Partial<QueueOptions> {
   /** completed requests are kept this long for their status (their answer artifacts until kennel gc after that) */
   keepCompletedMs?: number;
   maxImageBytes?: number;
+  /** how completion notifications are sent: only tests loosen the safe fetcher's rules (allowHttp, allowPrivate) */
+  notify?: SafeFetchOptions;
 }
 
 export const ASYNC_DEFAULTS: Required<AsyncInferenceOptions> = {
@@ -46,6 +48,7 @@ export const ASYNC_DEFAULTS: Required<AsyncInferenceOptions> = {
   maxRetries: 2,
   keepCompletedMs: 24 * 3600_000,
   maxImageBytes: DEFAULT_MAX_IMAGE_BYTES,
+  notify: {},
 };
 
 /** What an accepted request is told (the SageMaker response's members). */
@@ -103,6 +106,18 @@ async function checkInput(ws: Workspace, location: string): Promise<void> {
     throw Errors.InvalidRequest('The input location is neither kennel://artifacts/SHA256 nor a URL.', 'Upload the input with kennel artifacts upload FILE, or give an https:// URL.');
   }
   if (url.protocol !== 'https:') throw Errors.InvalidRequest(`Input locations are kennel://artifacts/SHA256 or https:// URLs, not ${url.protocol}//.`, 'Upload the input with kennel artifacts upload FILE, or give an https:// URL.');
+}
+
+/** A notification URL is checked when the request is accepted: https (unless the daemon allows http), no user name or password. */
+function checkNotifyUrl(raw: string, rules: SafeFetchOptions): void {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw Errors.InvalidRequest('The notification URL is not a URL.', 'Give an https:// URL, or leave it out.');
+  }
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && rules.allowHttp)) throw Errors.InvalidRequest(`Notification URLs are https://, not ${url.protocol}//.`, 'Give an https:// URL, or leave it out.');
+  if (url.username || url.password) throw Errors.InvalidRequest('Notification URLs with a user name or password are refused.');
 }
 
 interface StatusRow {
@@ -182,17 +197,26 @@ export class AsyncInference {
         succeeded: (row, sha) => {
           ws.db.prepare("UPDATE endpoint_requests SET status = 'completed', output = ?, completed_at = ?, last_error = NULL WHERE seq = ?").run(sha as string, Date.now(), row.seq);
           ws.db.prepare('DELETE FROM endpoint_request_payloads WHERE seq = ?').run(row.seq);
+          this.notify(row, { InferenceId: row.id, status: 'completed', OutputLocation: outputLocation(row.owner, row.id) });
         },
-        failed: (row, reason, message) => log.info({ endpoint: row.owner, inferenceId: row.id, reason, error: message }, 'asynchronous request failed'),
+        failed: (row, reason, message) => {
+          log.info({ endpoint: row.owner, inferenceId: row.id, reason, error: message }, 'asynchronous request failed');
+          this.notify(row, { InferenceId: row.id, status: 'failed', FailureLocation: failureLocation(row.owner, row.id), error: message });
+        },
       },
       { maxItemsPerOwner: o.maxItemsPerOwner, maxItems: o.maxItems, maxBytes: o.maxBytes, concurrency: o.concurrency, maxRunningBytes: o.maxRunningBytes, retryDelayMs: o.retryDelayMs, throttleDelayMs: o.throttleDelayMs, maxThrottleDelayMs: o.maxThrottleDelayMs, pollMs: o.pollMs, closeGraceMs: o.closeGraceMs },
     );
   }
 
-  /** Stores a request (429 when the queue is full, 4xx for a bad input location) and answers what the 202 says. */
-  async accept(endpoint: string, input: string, opts: { topK: number; requestId: string; inferenceId?: string }): Promise<AsyncAccepted> {
+  /**
+   * Stores a request (429 when the queue is full, 4xx for a bad input location) and answers what
+   * the 202 says. `notify`: a URL POSTed {InferenceId, status, OutputLocation | FailureLocation,
+   * error} once the request completes or fails (the safe fetcher's rules: https, public addresses).
+   */
+  async accept(endpoint: string, input: string, opts: { topK: number; requestId: string; inferenceId?: string; notify?: string }): Promise<AsyncAccepted> {
     if (!this.router.has(endpoint)) throw Errors.NotFound(`Endpoint ${endpoint} was not found.`, 'List endpoints with kennel endpoints list.');
     await checkInput(this.ws, input);
+    if (opts.notify !== undefined) checkNotifyUrl(opts.notify, this.opts.notify);
     if (opts.inferenceId !== undefined && !ID.test(opts.inferenceId)) throw Errors.InvalidRequest('The inference id is not 1 to 64 letters, digits, dot, dash, underscore or colon.', 'Leave it out for a generated one.');
     if (opts.inferenceId !== undefined && asyncRequest(this.ws, endpoint, opts.inferenceId)) throw Errors.Conflict(`Endpoint ${endpoint} already has a request with inference id ${opts.inferenceId}.`, 'Use a new inference id, or leave it out.');
     const payload = Buffer.from(JSON.stringify({ input, topK: opts.topK } satisfies Payload));
@@ -200,7 +224,7 @@ export class AsyncInference {
     try {
       id = this.queue.enqueue(endpoint, payload, opts.requestId, {
         id: opts.inferenceId,
-        extra: { input },
+        extra: { input, notify: opts.notify ?? null },
         full: (message) => Errors.Throttled(message, `Retry later; kennel endpoints requests ${endpoint} lists failed requests, which count until replayed or purged.`),
       });
     } catch (e) {
@@ -209,6 +233,18 @@ export class AsyncInference {
       throw e;
     }
     return { InferenceId: id, OutputLocation: outputLocation(endpoint, id), FailureLocation: failureLocation(endpoint, id) };
+  }
+
+  /** Tells the request's notification URL, if it has one, of its outcome; a notification that cannot be sent is logged, not retried. */
+  private notify(row: QueueRow, message: Record<string, string>): void {
+    const { notify } = (this.ws.db.prepare('SELECT notify FROM endpoint_requests WHERE seq = ?').get(row.seq) as { notify: string | null } | undefined) ?? { notify: null };
+    if (!notify) return;
+    postJson(notify, message, this.opts.notify).then(
+      (status) => {
+        if (status >= 300) this.log.warn({ endpoint: row.owner, inferenceId: row.id, status }, 'the completion notification was answered with an error status');
+      },
+      (e: unknown) => this.log.warn({ endpoint: row.owner, inferenceId: row.id, err: (e as Error).message }, 'the completion notification could not be sent'),
+    );
   }
 
   /** Requests of an endpoint stored but not finished (queued or running): its queue depth. */

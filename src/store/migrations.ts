@@ -243,7 +243,8 @@ export const migrations: string[] = [
     failed_at INTEGER,
     input TEXT NOT NULL,            -- the InputLocation
     output TEXT,                    -- sha256 of the answer's artifact, once completed
-    completed_at INTEGER
+    completed_at INTEGER,
+    notify TEXT                     -- URL told of the completion or failure (POST, safe-fetcher rules)
   );
   CREATE INDEX endpoint_requests_due ON endpoint_requests (status, next_attempt_at);
   CREATE INDEX endpoint_requests_by_endpoint ON endpoint_requests (endpoint, status);

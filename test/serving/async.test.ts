@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
@@ -8,7 +10,7 @@ import { createAwsKey } from '../../src/security/index.js';
 import { startDaemon, type Daemon } from '../../src/server/index.js';
 import { asyncRequest, asyncRequests } from '../../src/serving/index.js';
 import type { Workspace } from '../../src/store/index.js';
-import { kennel, kennelBin, kennelJson } from '../foundation/cli.js';
+import { kennelBin } from '../foundation/cli.js';
 import { tmpDir, tmpHome } from '../helpers/paths.js';
 import { bearer, invokeKey, photo, waitFor, workspaceWithModel } from './fixtures.js';
 
@@ -30,7 +32,7 @@ let expectedTop: string;
 const awsCli = spawnSync('aws', ['--version'], { stdio: 'ignore' }).status === 0;
 
 async function start(): Promise<void> {
-  daemon = await startDaemon({ home, port: 0, adminPort: 0, log: pino({ level: 'silent' }), asyncInference: { retryDelayMs: 50, throttleDelayMs: 20, pollMs: 50, closeGraceMs: 0 } });
+  daemon = await startDaemon({ home, port: 0, adminPort: 0, log: pino({ level: 'silent' }), asyncInference: { retryDelayMs: 50, throttleDelayMs: 20, pollMs: 50, closeGraceMs: 0, notify: { allowHttp: true, allowPrivate: ['127.0.0.1'] } } });
   base = `http://127.0.0.1:${daemon.state.port}`;
 }
 
@@ -55,6 +57,12 @@ function kennelAsync(args: string[]): Promise<{ code: number | null; stdout: str
   });
 }
 
+async function kennelJsonAsync<T>(args: string[]): Promise<T> {
+  const r = await kennelAsync([...args, '--json']);
+  if (r.code !== 0) throw new Error(`kennel ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as T;
+}
+
 const finished = (endpoint: string, id: string, timeoutMs = 60_000) => waitFor(`request ${id}`, async () => {
   const s = await status(endpoint, id);
   return s.status === 'completed' || s.status === 'failed' ? s : undefined;
@@ -68,7 +76,7 @@ before(async () => {
   await daemon.runtime.create({ name: 'dogs', variants: [{ name: 'primary', model: 'mnet' }], instances: 1 });
   const file = path.join(tmpDir(), 'beagle.jpg');
   writeFileSync(file, photo(BEAGLE_PHOTO));
-  location = kennelJson<{ location: string }>(home, ['artifacts', 'upload', file]).location;
+  location = (await kennelJsonAsync<{ location: string }>(['artifacts', 'upload', file])).location;
   const sync = await fetch(`${base}/endpoints/dogs/invocations?topK=1`, { method: 'POST', headers: { 'content-type': 'image/jpeg', ...bearer(key) }, body: photo(BEAGLE_PHOTO) });
   expectedTop = ((await sync.json()) as { predictions: Array<{ label: string }> }).predictions[0]!.label;
 });
@@ -92,8 +100,38 @@ describe('InvokeEndpointAsync', () => {
     // the OutputLocation, fetched as the docs say: over HTTP with the key, or from the workspace
     const output = await fetch(`${base}/endpoints/dogs/async-invocations/${body.InferenceId}/output`, { headers: bearer(key) });
     assert.equal(((await output.json()) as { predictions: Array<{ label: string }> }).predictions[0]!.label, expectedTop);
-    const downloaded = kennelJson<{ predictions: Array<{ label: string }> }>(home, ['artifacts', 'download', body.OutputLocation]);
+    const downloaded = await kennelJsonAsync<{ predictions: Array<{ label: string }> }>(['artifacts', 'download', body.OutputLocation]);
     assert.equal(downloaded.predictions[0]!.label, expectedTop);
+  });
+
+  test('X-Kennel-Notify-Url is POSTed the outcome of the request, completed or failed', async () => {
+    const got: Array<Record<string, string>> = [];
+    const server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (d) => (body += d));
+      req.on('end', () => {
+        got.push(JSON.parse(body) as Record<string, string>);
+        res.end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/done`;
+    try {
+      const ok = (await (await submit('dogs', location, { 'x-kennel-notify-url': url })).json()) as { InferenceId: string; OutputLocation: string };
+      await waitFor('the notification', () => got.find((g) => g.InferenceId === ok.InferenceId));
+      assert.deepEqual(got.find((g) => g.InferenceId === ok.InferenceId), { InferenceId: ok.InferenceId, status: 'completed', OutputLocation: ok.OutputLocation });
+      const file = path.join(tmpDir(), 'notes.txt');
+      writeFileSync(file, 'not an image either');
+      const bad = (await kennelJsonAsync<{ location: string }>(['artifacts', 'upload', file])).location;
+      const failed = (await (await submit('dogs', bad, { 'x-kennel-notify-url': url })).json()) as { InferenceId: string };
+      const note = await waitFor('the failure notification', () => got.find((g) => g.InferenceId === failed.InferenceId));
+      assert.equal(note.status, 'failed');
+      assert.match(note.error!, /not a JPEG/);
+      const refused = await submit('dogs', location, { 'x-kennel-notify-url': 'ftp://example.com/x' });
+      assert.equal(refused.status, 400);
+    } finally {
+      server.close();
+    }
   });
 
   test('the AWS CLI: aws sagemaker-runtime invoke-endpoint-async', { skip: !awsCli && 'the aws command is not installed' }, async () => {
@@ -113,7 +151,7 @@ describe('InvokeEndpointAsync', () => {
     assert.match(out.OutputLocation, /^kennel:\/\/endpoints\/dogs\/requests\//);
     const s = await finished('dogs', out.InferenceId);
     assert.equal(s.answer!.predictions[0]!.label, expectedTop);
-    const downloaded = kennelJson<{ predictions: Array<{ label: string }> }>(home, ['artifacts', 'download', out.OutputLocation]);
+    const downloaded = await kennelJsonAsync<{ predictions: Array<{ label: string }> }>(['artifacts', 'download', out.OutputLocation]);
     assert.equal(downloaded.predictions[0]!.label, expectedTop);
   });
 
@@ -135,18 +173,18 @@ describe('InvokeEndpointAsync', () => {
   test('an input that is not an image fails once, with its reason, in the failure list; kennel endpoints requests shows it', async () => {
     const file = path.join(tmpDir(), 'notes.txt');
     writeFileSync(file, 'not an image');
-    const notImage = kennelJson<{ location: string }>(home, ['artifacts', 'upload', file]).location;
+    const notImage = (await kennelJsonAsync<{ location: string }>(['artifacts', 'upload', file])).location;
     const res = await submit('dogs', notImage);
     const { InferenceId } = (await res.json()) as { InferenceId: string };
     const s = await finished('dogs', InferenceId);
     assert.equal(s.status, 'failed');
     assert.match(s.lastError!, /not a JPEG/);
-    const listed = kennelJson<{ counts: { failed: number; completed: number }; failed: Array<{ id: string; attempts: number; lastError: string }> }>(home, ['endpoints', 'requests', 'dogs']);
+    const listed = await kennelJsonAsync<{ counts: { failed: number; completed: number }; failed: Array<{ id: string; attempts: number; lastError: string }> }>(['endpoints', 'requests', 'dogs']);
     const f = listed.failed.find((x) => x.id === InferenceId)!;
     assert.equal(f.attempts, 1, 'a bad input is not retried');
     assert.ok(listed.counts.completed >= 1);
-    assert.match(kennel(home, ['endpoints', 'requests', 'dogs']).stdout, /dogs: \d+ queued, \d+ running, \d+ completed, \d+ failed/);
-    const err = kennelJson<{ error: string }>(home, ['artifacts', 'download', `kennel://endpoints/dogs/requests/${InferenceId}/error`]);
+    assert.match((await kennelAsync(['endpoints', 'requests', 'dogs'])).stdout, /dogs: \d+ queued, \d+ running, \d+ completed, \d+ failed/);
+    const err = await kennelJsonAsync<{ error: string }>(['artifacts', 'download', `kennel://endpoints/dogs/requests/${InferenceId}/error`]);
     assert.match(err.error, /not a JPEG/);
   });
 

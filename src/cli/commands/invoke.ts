@@ -41,21 +41,22 @@ export function registerInvoke(program: Command): void {
       .option('--key <key>', 'API key allowed endpoint:Invoke on the endpoint (default: $KENNEL_API_KEY)')
       .option('--async', 'queue the request (POST /endpoints/NAME/async-invocations) and print its InferenceId and OutputLocation')
       .option('--wait [seconds]', 'with --async: wait for the answer (default at most 300 s)', number('--wait', { min: 1, max: 86_400 }))
-      .option('--inference-id <id>', 'with --async: the request\'s id (default: generated)'),
+      .option('--inference-id <id>', 'with --async: the request\'s id (default: generated)')
+      .option('--notify <url>', 'with --async: an https URL POSTed {"InferenceId", "status", ...} when the request completes or fails'),
     {
       jsonHelp: 'print the response JSON (with --async: {"InferenceId", "OutputLocation", "FailureLocation"}, and "status" with --wait)',
-      action: async ({ opts, ws, signal }: CommandContext<{ topK: number; key?: string; async?: boolean; wait?: number | true; inferenceId?: string; json?: boolean }>, endpoint: string, file: string): Promise<{ r: InvocationResult; file: string } | AsyncOutcome> => {
+      action: async ({ opts, ws, signal }: CommandContext<{ topK: number; key?: string; async?: boolean; wait?: number | true; inferenceId?: string; notify?: string; json?: boolean }>, endpoint: string, file: string): Promise<{ r: InvocationResult; file: string } | AsyncOutcome> => {
         const key = opts.key ?? (process.env.KENNEL_API_KEY || undefined);
         if (opts.async) {
           if (!key) throw Errors.Unauthorized('Asynchronous invocations need an API key.', KEY_HINT(endpoint));
           const location = /^(kennel|https?):\/\//.test(file) ? file : (await uploadArtifact(ws, file)).location;
-          const accepted = await invokeEndpointAsync(defaultHome(), endpoint, location, opts.topK, key, opts.inferenceId).catch((e: unknown) => {
+          const accepted = await invokeEndpointAsync(defaultHome(), endpoint, location, opts.topK, key, opts.inferenceId, opts.notify).catch((e: unknown) => {
             throw e instanceof KennelError && (e.status === 401 || e.status === 403) ? e.withHint(KEY_HINT(endpoint)) : e;
           });
           if (opts.wait === undefined) return { accepted };
           return { accepted, status: await waitFor(endpoint, accepted.InferenceId, key, opts.wait === true ? 300 : opts.wait, signal) };
         }
-        if (opts.wait !== undefined || opts.inferenceId !== undefined) throw Errors.InvalidRequest('--wait and --inference-id go with --async.');
+        if (opts.wait !== undefined || opts.inferenceId !== undefined || opts.notify !== undefined) throw Errors.InvalidRequest('--wait, --inference-id and --notify go with --async.');
         let bytes: Buffer;
         try {
           if (!statSync(file).isFile()) throw new Error('not a file');
