@@ -7,8 +7,9 @@
  * - each split (seeded): one test photo per breed that has several, k of the rest as labelled
  *   shots (k = 1, 2, 4, all); every method sees the same cached MobileNetV2 features
  * - methods: Kennel's default head (auto), the same with logistic regression shrunk toward the prototypes, nearest
- *   centroid (cosine), 1-NN (cosine), plain logistic regression (standardised, L2 with C = 1),
- *   the previous default (minibatch AdamW softmax regression), and Kennel + flip TTA
+ *   centroid (cosine), nearest centroid on CL2N features (SimpleShot), 1-NN (cosine), plain logistic
+ *   regression (standardised, L2 with C = 1), the previous default (minibatch AdamW softmax
+ *   regression), and Kennel + flip TTA
  * - the head fit on dogImages' shape (6,680 x 1,280, 133 classes), regularisation search included
  * - the serving cost of --tta flip: images/s of the exported graph with and without it
  */
@@ -31,7 +32,7 @@ const log = logger(args.json);
 const benchStart = performance.now();
 const date = new Date();
 const machine = machineInfo();
-const SEEDS = args.quick ? 2 : 5;
+const SEEDS = args.quick ? 2 : 10;
 const KS: Array<number | 'all'> = [1, 2, 4, 'all'];
 const TARGET = { dogShapeSeconds: 3, quickSeconds: 60 };
 
@@ -94,14 +95,14 @@ async function features(photos: Photo[], extractorPath: string, spec: Awaited<Re
     const all = new Float32Array(new Uint8Array(readFileSync(file)).buffer);
     return { dim, centre: all.slice(0, photos.length * dim), mirrored: all.slice(photos.length * dim) };
   }
-  const fx = await FeatureExtractor.create(extractorPath, { spec: spec.preprocess, inputName: spec.inputName, outputName: spec.outputName, dim });
+  const fx = await FeatureExtractor.create(extractorPath, { spec: spec.preprocess, inputName: spec.inputName, outputName: spec.outputName, dim, bytesIn: false });
   const centre = new Float32Array(photos.length * dim);
   const mirrored = new Float32Array(photos.length * dim);
   try {
     const bs = 8;
     for (let i = 0; i < photos.length; i += bs) {
       const batch = photos.slice(i, i + bs);
-      const input = await fx.decodeBatch(batch.map((p) => ({ path: p.path })));
+      const input = (await fx.decodeBatch(batch.map((p) => ({ path: p.path })))) as Float32Array; // floats: bytesIn is off
       centre.set(await fx.infer(input, batch.length), i * dim);
       mirrored.set(await fx.infer(mirror(input, batch.length, spec.preprocess.size, spec.preprocess.layout), batch.length), i * dim);
       log(`  features ${Math.min(photos.length, i + bs)}/${photos.length}`);
@@ -165,7 +166,7 @@ function linear(x: { data: Float32Array; rows: number; cols: number }, w: Float3
   return out;
 }
 
-const METHODS = ['kennel', 'kennel-flip-tta', 'kennel-shrunk', 'nearest-centroid', '1-nn', 'logistic-plain', 'minibatch-previous'] as const;
+const METHODS = ['kennel', 'kennel-flip-tta', 'kennel-shrunk', 'nearest-centroid', 'nearest-centroid-cl2n', '1-nn', 'logistic-plain', 'minibatch-previous'] as const;
 type Method = (typeof METHODS)[number];
 
 /** Top-1 of every method on one split. */
@@ -197,15 +198,23 @@ async function runSplit(f: Features, labels: Int32Array, classes: number, s: Spl
   // cosine nearest centroid and 1-NN on L2-normalised features
   const uTrain = l2Rows(train);
   const uTest = l2Rows(test);
-  const centroids = new Float32Array(f.dim * classes);
-  for (let i = 0; i < train.rows; i++) for (let d = 0; d < f.dim; d++) centroids[d * classes + y[i]!]! += uTrain[i * f.dim + d]!;
-  for (let c = 0; c < classes; c++) {
-    let n = 0;
-    for (let d = 0; d < f.dim; d++) n += centroids[d * classes + c]! ** 2;
-    n = Math.sqrt(n) || 1;
-    for (let d = 0; d < f.dim; d++) centroids[d * classes + c]! /= n;
-  }
-  out['nearest-centroid'] = acc(argmaxRows(linear({ data: uTest, rows: test.rows, cols: f.dim }, centroids, new Float32Array(classes), classes), classes));
+  const nearestCentroid = (fit: Float32Array, query: Float32Array) => {
+    const centroids = new Float32Array(f.dim * classes);
+    for (let i = 0; i < train.rows; i++) for (let d = 0; d < f.dim; d++) centroids[d * classes + y[i]!]! += fit[i * f.dim + d]!;
+    for (let c = 0; c < classes; c++) {
+      let n = 0;
+      for (let d = 0; d < f.dim; d++) n += centroids[d * classes + c]! ** 2;
+      n = Math.sqrt(n) || 1;
+      for (let d = 0; d < f.dim; d++) centroids[d * classes + c]! /= n;
+    }
+    return acc(argmaxRows(linear({ data: query, rows: test.rows, cols: f.dim }, centroids, new Float32Array(classes), classes), classes));
+  };
+  out['nearest-centroid'] = nearestCentroid(uTrain, uTest);
+  // SimpleShot's CL2N (the features Kennel's heads see): centred on the shots' mean, normalised again
+  const centre = new Float32Array(f.dim);
+  for (let i = 0; i < train.rows; i++) for (let d = 0; d < f.dim; d++) centre[d]! += uTrain[i * f.dim + d]! / train.rows;
+  const cl2n = (u: Float32Array, rows: number) => l2Rows({ data: u.map((v, i) => v - centre[i % f.dim]!), rows, cols: f.dim });
+  out['nearest-centroid-cl2n'] = nearestCentroid(cl2n(uTrain, train.rows), cl2n(uTest, test.rows));
   out['1-nn'] = acc(
     s.test.map((_, t) => {
       let best = -Infinity;
@@ -287,7 +296,7 @@ async function dogShapeFit(): Promise<{ seconds: number; evaluations: number; it
 async function ttaCost(extractor: Uint8Array, spec: Awaited<ReturnType<typeof addBackbone>>['spec'], seconds: number): Promise<{ none: number; flip: number; ratio: number; batch: number }> {
   const classes = 25;
   const rng = new Rng(3);
-  const head = { weights: linearWeights(spec.featureDim, classes, { w: Float32Array.from({ length: spec.featureDim * classes }, () => rng.normal()), b: new Float32Array(classes) }), standardizer: { mean: new Float32Array(spec.featureDim), std: new Float32Array(spec.featureDim).fill(1) }, l2Normalize: true };
+  const head = { weights: linearWeights(spec.featureDim, classes, { w: Float32Array.from({ length: spec.featureDim * classes }, () => rng.normal()), b: new Float32Array(classes) }), standardizer: { mean: new Float32Array(spec.featureDim), std: new Float32Array(spec.featureDim).fill(1) }, centredL2: new Float32Array(spec.featureDim) };
   const batch = 8;
   const input = Float32Array.from({ length: batch * inputSize(spec.preprocess) }, () => rng.normal());
   const feeds = { [spec.inputName]: new ort.Tensor('float32', input, inputShape(spec.preprocess, batch)) };

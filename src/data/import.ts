@@ -1,17 +1,18 @@
+import { availableParallelism } from 'node:os';
 import { posix, relative, sep } from 'node:path';
-import { Errors, KennelError, silent, type ProgressSink } from '../core/index.js';
+import { Errors, KennelError, mapLimit, silent, type ProgressSink } from '../core/index.js';
 import { sha256, type Workspace } from '../store/index.js';
 import { findVersion, recordVersion, validateDatasetName } from './catalog.js';
 import { checkImage, DEFAULT_LIMITS, tooLargeReason, type ImageLimits } from './images.js';
 import { byString, displayName, scanDataset, type Candidate, type Scan } from './layout.js';
-import { mapLimit } from './pool.js';
 import { countImages, findDuplicates, imbalance } from './report.js';
 import { prepareSource, type PreparedSource } from './source.js';
 import { assignSplits, DEFAULT_SPLIT, validateSplit, type SplitFractions } from './split.js';
 import { SPLITS, type DatasetItem, type DatasetVersion, type ImportOptions, type ImportReport, type SkippedFile } from './types.js';
 
 /** images decoded at once: enough to overlap file reads with decoding, bounded for memory */
-const CHECK_CONCURRENCY = 4;
+/** images checked at once: decoding and hashing run on the libuv pool, so this keeps it busy */
+const CHECK_CONCURRENCY = Math.max(4, availableParallelism());
 
 /** The manifest stored as an artifact: everything that defines a version's content. */
 interface Manifest {
@@ -112,12 +113,15 @@ async function checkAndStore(
       const firstSeen = !seen.has(sha);
       seen.add(sha);
       if (firstSeen && !(await ws.artifacts.has(sha))) copied++;
-      await ws.artifacts.put(check.bytes);
+      // durable all at once below, before anything records them
+      await ws.artifacts.put(check.bytes, { durable: false });
       return { candidate, sha, width: check.width, height: check.height };
     },
     signal,
   );
-  return { usable: results.filter((r): r is StoredImage => r !== undefined), skipped, copied };
+  const usable = results.filter((r): r is StoredImage => r !== undefined);
+  await ws.artifacts.sync?.(usable.map((u) => u.sha));
+  return { usable, skipped, copied };
 }
 
 /**

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { KennelError, Errors } from '../core/index.js';
 import { GraphBuilder } from '../onnx/index.js';
-import type { Device } from './devices.js';
+import { cudaProviderPath, executionProviders, markCudaFailed, type Device } from './devices.js';
 
 /** Why a device cannot be used, or undefined when it can. */
 type DeviceProblem = KennelError | undefined;
@@ -20,35 +20,73 @@ const noAdapter = (): KennelError =>
   Errors.DeviceUnavailable('No WebGPU adapter: this machine has no usable GPU; use --device cpu or auto.', 'auto runs on the GPU only where one works, else on the CPU.');
 
 /**
- * Starts a WebGPU session on a tiny graph in a child process: a machine without a GPU fails
- * there (Dawn prints its Vulkan warnings to that process's stderr, not to the user's terminal).
+ * Starts a session on a tiny graph with one provider, in a child process: a provider that cannot
+ * start may print native warnings or crash, and neither must reach the user's terminal.
  */
-function probeWebGpu(): Promise<DeviceProblem> {
+function probeProvider(provider: 'webgpu' | 'cuda'): Promise<{ ok: true } | { ok: false; message: string; crashed: boolean }> {
   const script = `
     const ort = await import(${JSON.stringify(import.meta.resolve('onnxruntime-node'))});
     try {
-      await ort.InferenceSession.create(Buffer.from(${JSON.stringify(Buffer.from(tinyModel()).toString('base64'))}, 'base64'), { executionProviders: ['webgpu'] });
+      await ort.InferenceSession.create(Buffer.from(${JSON.stringify(Buffer.from(tinyModel()).toString('base64'))}, 'base64'), { executionProviders: [${JSON.stringify(provider)}] });
       process.stdout.write('ok');
     } catch (e) {
       process.stdout.write('failed: ' + String(e?.message ?? e));
     }`;
   return new Promise((resolve) =>
     execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: PROBE_TIMEOUT_MS, encoding: 'utf8' }, (_err, stdout) => {
-      if (stdout === 'ok') resolve(undefined);
-      else if (/adapter/i.test(stdout) || stdout.startsWith('failed')) resolve(noAdapter());
-      else resolve(Errors.DeviceUnavailable('The WebGPU device did not start (its check crashed or took over 30 s).', 'Use --device cpu, or check the GPU driver.'));
+      if (stdout === 'ok') resolve({ ok: true });
+      else resolve({ ok: false, message: stdout.replace(/^failed: /, ''), crashed: !stdout.startsWith('failed') });
     }),
   );
+}
+
+/** WebGPU: a machine without a GPU fails there (Dawn prints its Vulkan warnings to that process's stderr). */
+async function probeWebGpu(): Promise<DeviceProblem> {
+  const r = await probeProvider('webgpu');
+  if (r.ok) return undefined;
+  if (/adapter/i.test(r.message) || !r.crashed) return noAdapter();
+  return Errors.DeviceUnavailable('The WebGPU device did not start (its check crashed or took over 30 s).', 'Use --device cpu, or check the GPU driver.');
+}
+
+/**
+ * CUDA: onnxruntime-node ships its CUDA provider separately, so first whether it is installed
+ * at all, then whether it starts (it needs an NVIDIA driver and the CUDA and cuDNN libraries it
+ * was built for).
+ */
+async function probeCuda(): Promise<DeviceProblem> {
+  if (!cudaProviderPath())
+    return Errors.DeviceUnavailable(
+      "ONNX Runtime's CUDA provider is not installed here (onnxruntime-node ships it separately).",
+      'Install it on a machine with internet access as docs/GPU.md says, or use --device webgpu, cpu or auto.',
+    );
+  const r = await probeProvider('cuda');
+  if (r.ok) return undefined;
+  const missing = /lib[\w.+-]+\.so[\w.]*/.exec(r.message)?.[0];
+  return Errors.DeviceUnavailable(
+    missing ? `The CUDA provider is installed but cannot load ${missing}: the CUDA or cuDNN libraries it needs are missing.` : r.crashed ? 'The CUDA provider is installed but its check crashed or took over 30 s.' : 'The CUDA provider is installed but did not start: no usable NVIDIA GPU or driver.',
+    'See docs/GPU.md for the libraries each onnxruntime-node version needs, or use --device webgpu, cpu or auto.',
+  );
+}
+
+const PROBES: Record<'webgpu' | 'cuda', () => Promise<DeviceProblem>> = { webgpu: probeWebGpu, cuda: probeCuda };
+
+function probe(device: 'webgpu' | 'cuda'): Promise<DeviceProblem> {
+  if (!probes.has(device)) probes.set(device, PROBES[device]());
+  return probes.get(device)!;
 }
 
 /**
  * Checks once per process that `device` can start: training, predict and serving call this
  * before they use it, so a missing GPU is one sentence at once instead of a native error or
- * replicas that crash and restart. cpu and auto (which falls back to the CPU) always can.
+ * replicas that crash and restart. cpu always can; auto never fails: where it would pick a CUDA
+ * provider that cannot start, it goes on without it.
  */
 export async function assertDevice(device: Device): Promise<void> {
-  if (device !== 'webgpu') return;
-  if (!probes.has(device)) probes.set(device, probeWebGpu());
-  const problem = await probes.get(device)!;
+  if (device === 'cpu') return;
+  if (device === 'auto') {
+    if (executionProviders('auto')[0] === 'cuda' && (await probe('cuda'))) markCudaFailed();
+    return;
+  }
+  const problem = await probe(device);
   if (problem) throw problem;
 }

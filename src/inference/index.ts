@@ -5,7 +5,7 @@
  */
 export { decodeRgb, normalizeInto, inputShape, inputSize, NORMALIZATIONS, type PreprocessSpec, type CropView } from './preprocess.js';
 export { assertDevice } from './device-probe.js';
-export { DEVICES, ENDPOINT_DEVICES, executionProviders, type Device, type EndpointDevice } from './devices.js';
+export { DEVICES, ENDPOINT_DEVICES, cudaProviderPath, deviceEnvironment, executionProviders, providersFor, type Device, type DeviceEnvironment, type EndpointDevice } from './devices.js';
 export { sessionOptions } from './session.js';
 export { Classifier, type Prediction } from './classifier.js';
 export { FeatureExtractor, tuneSharp } from './extractor.js';

@@ -50,10 +50,11 @@ export class Session implements ModelSession {
     return new Session(await (typeof model === 'string' ? ort.InferenceSession.create(model, options) : ort.InferenceSession.create(model, options)), { inputName: io.inputName, outputName: io.outputName });
   }
 
-  /** The output comes back in memory of its own (a thread can transfer it). */
-  async run(input: Float32Array, shape: number[]): Promise<Float32Array<ArrayBuffer>> {
+  /** The output comes back in memory of its own (a thread can transfer it). Bytes feed a graph made by withUint8Input. */
+  async run(input: Float32Array | Uint8Array, shape: number[]): Promise<Float32Array<ArrayBuffer>> {
     const size = shape.reduce((a, b) => a * b, 1);
-    const out = await this.session.run({ [this.io.inputName]: new ort.Tensor('float32', input.subarray(0, size), shape) }, [this.io.outputName]);
+    const tensor = input instanceof Uint8Array ? new ort.Tensor('uint8', input.subarray(0, size), shape) : new ort.Tensor('float32', input.subarray(0, size), shape);
+    const out = await this.session.run({ [this.io.inputName]: tensor }, [this.io.outputName]);
     const t = out[this.io.outputName]!;
     const data = new Float32Array(t.data as Float32Array);
     t.dispose();

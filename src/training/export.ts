@@ -33,12 +33,12 @@ export function foldStandardizer(w: Float32Array, b: Float32Array, st: Standardi
 /** Test-time augmentation baked into the exported graph: none, or the mean over the image and its mirror. */
 export type Tta = 'none' | 'flip';
 
-/** What the exported graph applies to backbone features: optional L2 normalisation, standardisation, the head. */
+/** What the exported graph applies to backbone features: optional CL2N, standardisation, the head. */
 export interface ServingHead {
   weights: HeadWeights;
   standardizer: Standardizer;
-  /** scale each feature row to unit L2 norm before standardising (the linear probe) */
-  l2Normalize: boolean;
+  /** CL2N (the linear probe): scale each feature row to unit L2 norm, subtract this centre, normalise again; then standardise */
+  centredL2?: Float32Array;
 }
 
 /**
@@ -59,10 +59,11 @@ export function buildServingModel(extractorOnnx: Uint8Array, head: ServingHead, 
     g.op('Concat', [image, mirrored], [{ name: 'axis', int: 0 }], views);
   }
   let features = FEATURES_OUTPUT;
-  if (head.l2Normalize) {
+  if (head.centredL2) {
     // x / ||x|| as MatMul with ones (valid in every opset, unlike ReduceL2's axes)
-    const sumSq = g.op('MatMul', [g.mul(features, features), g.weight(g.model.freshName('head_ones'), new Float32Array(weights.dim).fill(1), [weights.dim, 1])]);
-    features = g.div(features, g.op('Sqrt', [g.op('Max', [sumSq, g.scalar(1e-24)])]));
+    const ones = g.weight(g.model.freshName('head_ones'), new Float32Array(weights.dim).fill(1), [weights.dim, 1]);
+    const unit = (t: string) => g.div(t, g.op('Sqrt', [g.op('Max', [g.op('MatMul', [g.mul(t, t), ones]), g.scalar(1e-24)])]));
+    features = unit(g.sub(unit(features), g.weight(g.model.freshName('head_centre'), head.centredL2, [weights.dim])));
   }
   const outDim = weights.kind === 'linear' ? weights.classes : weights.hidden;
   const first = foldStandardizer(weights.tensors[0]!, weights.tensors[1]!, head.standardizer, outDim);

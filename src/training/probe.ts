@@ -4,9 +4,12 @@
  *
  *   mean NLL(W, b) + lambda/2 ||[W, b] - prior||^2
  *
- * The default family is plain logistic regression on standardised features (prior zero); the
- * shrunk family works on L2-normalised features with the prototype head as prior, so that
- * lambda -> infinity is exactly nearest centroid. The prototype head itself is a candidate.
+ * Every head works on CL2N features (SimpleShot, Wang et al. 2019): each row L2-normalised,
+ * centred on the training rows' mean, normalised again, then scaled by one global factor. On the
+ * real photos of bench:quality this beat raw standardised features for both the prototype and
+ * the logistic head at every k (docs/QUALITY.md). The default logistic family is penalised toward
+ * zero; the shrunk family toward the prototype head, so that lambda -> infinity is exactly
+ * nearest centroid. The prototype head itself is a candidate.
  * lambda and prototype-or-logistic are chosen by stratified k-fold cross-validation over
  * train + valid when the data are small, by the valid split when they are large, along a
  * warm-started path from strong to weak penalties; ties go to the simpler head.
@@ -25,7 +28,7 @@ export interface Matrix {
   cols: number;
 }
 
-/** A linear head on transformed features: logits = ((l2(x) - mean) / scale) W + b. */
+/** A linear head on CL2N features: logits = ((l2(l2(x) - centre) - mean) / scale) W + b. */
 export interface LinearProbe {
   dim: number;
   classes: number;
@@ -34,12 +37,9 @@ export interface LinearProbe {
   b: Float32Array;
   mean: Float32Array;
   scale: Float32Array;
-  /** rows are scaled to unit L2 norm before centring (the prototype head and the shrunk logistic family) */
-  l2Normalize: boolean;
+  /** the mean of the L2-normalised training rows, subtracted before normalising again */
+  centre: Float32Array;
 }
-
-/** How features are scaled after centring: one global scale (L2-normalised rows), or per feature (standardised). */
-export type ProbeScaling = 'global' | 'per-feature';
 
 export type ProbePrior = 'zero' | 'prototype';
 
@@ -51,7 +51,8 @@ export interface ProbeChoice {
   selectedBy: string;
   /** what the logistic penalty pulls toward: zero (plain, on standardised features) or the prototype head (on L2-normalised features) */
   prior: ProbePrior;
-  scaling: ProbeScaling;
+  /** what the head sees: CL2N rows (L2-normalised, centred, normalised again), one global scale */
+  features: 'centred-l2';
   /** the softmax scale of the cosine prototype logits */
   prototypeScale: number;
   /** held-out top-1 and NLL of every candidate tried, in path order */
@@ -137,8 +138,32 @@ export function l2Rows(m: Matrix): Float32Array {
   return out;
 }
 
-/** Mean and scale of L2-normalised rows: per-feature std, or one global RMS for every feature. */
-function fitTransform(z: Float32Array, rows: number, cols: number, scaling: ProbeScaling): { mean: Float32Array; scale: Float32Array } {
+/** The mean row of a row-major matrix. */
+function meanRow(z: Float32Array, rows: number, cols: number): Float32Array {
+  const sum = new Float64Array(cols);
+  for (let r = 0; r < rows; r++) for (let d = 0; d < cols; d++) sum[d]! += z[r * cols + d]!;
+  return Float32Array.from(sum, (v) => v / Math.max(1, rows));
+}
+
+/** CL2N: unit rows (already L2-normalised) centred on `centre`, then normalised again. */
+function centredL2(z: Float32Array, rows: number, cols: number, centre: Float32Array): Float32Array {
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    const o = r * cols;
+    let s = 0;
+    for (let d = 0; d < cols; d++) {
+      const v = z[o + d]! - centre[d]!;
+      out[o + d] = v;
+      s += v * v;
+    }
+    const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
+    for (let d = 0; d < cols; d++) out[o + d]! *= inv;
+  }
+  return out;
+}
+
+/** Mean of unit rows, and one global scale (the RMS of the features' standard deviations) for every feature. */
+function fitTransform(z: Float32Array, rows: number, cols: number): { mean: Float32Array; scale: Float32Array } {
   const mean = new Float64Array(cols);
   const sq = new Float64Array(cols);
   for (let r = 0; r < rows; r++)
@@ -149,8 +174,7 @@ function fitTransform(z: Float32Array, rows: number, cols: number, scaling: Prob
     }
   const variance = Array.from(mean, (m, d) => Math.max(0, sq[d]! / rows - (m / rows) ** 2));
   const rms = Math.sqrt(variance.reduce((a, b) => a + b, 0) / cols) || 1;
-  // features that never vary keep the global scale instead of blowing up
-  const scale = Float32Array.from(variance, (v) => (scaling === 'global' || v < 1e-12 ? rms : Math.sqrt(v)));
+  const scale = new Float32Array(cols).fill(rms);
   return { mean: Float32Array.from(mean, (m) => m / rows), scale };
 }
 
@@ -313,7 +337,6 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
     const pooledRows = train.rows + valid.rows;
     const useCv = pooledRows <= (opts.cvMaxRows ?? CV_MAX_ROWS);
     // the data that select: K folds of train + valid, or (train -> valid)
-    const rawAll = concat([train.data, valid.data]);
     const zAll = concat([l2Rows(train), l2Rows(valid)]);
     const allLabels = Int32Array.from([...trainLabels, ...validLabels]);
     const counts = new Array<number>(classes).fill(0);
@@ -324,16 +347,16 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
     const nFolds = useCv ? k : 1;
     let selectedBy = opts.l2 !== undefined || kind === 'prototype' ? 'forced' : useCv ? `cv-${k}` : 'valid';
 
-    /** The prototype head and the logistic problem's features for a set of labelled rows (a fold's, or the final ones). */
+    /** The CL2N centre, transform and prototype head of a set of labelled rows (a fold's, or the final ones), and features of any rows under them. */
     const design = (rows: number[]) => {
       const labels = Int32Array.from(rows, (r) => allLabels[r]!);
-      const z = take(zAll, cols, rows);
-      const tp = fitTransform(z, rows.length, cols, 'global');
-      const raw = prior === 'zero' ? take(rawAll, cols, rows) : z;
-      const tl = prior === 'zero' ? fitTransform(raw, rows.length, cols, 'per-feature') : tp;
-      const priorHead = (scale: number) => (prior === 'zero' ? { w: new Float32Array(cols * classes), b: new Float32Array(classes) } : prototypeHead(z, labels, cols, classes, tl, scale));
-      const logisticX = (r: number[]) => transform(take(prior === 'zero' ? rawAll : zAll, cols, r), r.length, cols, tl);
-      return { labels, z, tp, tl, raw, priorHead, logisticX };
+      const centre = meanRow(take(zAll, cols, rows), rows.length, cols);
+      const cl2n = (r: number[]) => centredL2(take(zAll, cols, r), r.length, cols, centre);
+      const z = cl2n(rows);
+      const tp = fitTransform(z, rows.length, cols);
+      const priorHead = (scale: number) => (prior === 'zero' ? { w: new Float32Array(cols * classes), b: new Float32Array(classes) } : prototypeHead(z, labels, cols, classes, tp, scale));
+      const x = (r: number[]) => transform(cl2n(r), r.length, cols, tp);
+      return { labels, centre, z, tp, priorHead, x, xFit: transform(z, rows.length, cols, tp) };
     };
     // per fold: transforms and prototypes fitted on the fold's training rows only
     const specs = Array.from({ length: nFolds }, (_, f) => {
@@ -341,7 +364,7 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
       const heldRows = [...allLabels.keys()].filter((r) => foldOf[r] === f);
       const d = design(fitRows);
       const heldLabels = Int32Array.from(heldRows, (r) => allLabels[r]!);
-      const heldP = transform(take(zAll, cols, heldRows), heldRows.length, cols, d.tp);
+      const heldP = d.x(heldRows);
       return { fitRows, heldRows, d, heldLabels, heldP, cosine: prototypeHead(d.z, d.labels, cols, classes, d.tp, 1) };
     });
     // one prototype scale from the pooled held-out cosine logits
@@ -380,8 +403,8 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
     const steps: StepSample[] = [];
     if (path.length) {
       const fs: Fold[] = specs.map((s) => {
-        const problem = LogisticProblem.create(session, s.d.logisticX(s.fitRows), s.d.labels, cols, classes, s.d.priorHead(scale));
-        return { problem, heldX: s.d.logisticX(s.heldRows), heldLabels: s.heldLabels, heldRows: s.heldRows, theta: problem.priorTheta() };
+        const problem = LogisticProblem.create(session, s.d.xFit, s.d.labels, cols, classes, s.d.priorHead(scale));
+        return { problem, heldX: s.heldP, heldLabels: s.heldLabels, heldRows: s.heldRows, theta: problem.priorTheta() };
       });
       let worse = 0;
       for (const [i, lambda] of path.entries()) {
@@ -404,7 +427,8 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
           best = { index: scores.length - 1, logits: held };
           fs.forEach((f, j) => (f.best = { theta: f.theta, trace: traces[j]! }));
           worse = 0;
-        } else if (!useCv && s.top1 < b.top1 && ++worse >= 2) break; // large data, past the best: weaker penalties only overfit more (and cost the most)
+          // large data, past the best (worse top-1 and NLL, or worse top-1 twice): weaker penalties only overfit more, and cost the most
+        } else if (!useCv && s.top1 < b.top1 && (s.nll > b.nll || ++worse >= 2)) break;
       }
       validSplitFit = useCv ? undefined : fs[0]!.best;
       steps.push(...fs.flatMap((f) => f.problem.steps));
@@ -422,13 +446,14 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
     const finalRows = useCv ? [...allLabels.keys()] : [...trainLabels.keys()];
     // with a valid split the final rows are the one fold's training rows: its design is already built
     const d = useCv ? design(finalRows) : specs[0]!.d;
-    let probe: LinearProbe = { dim: cols, classes, ...prototypeHead(d.z, d.labels, cols, classes, d.tp, scale), mean: d.tp.mean, scale: d.tp.scale, l2Normalize: true };
+    const transformOf = { mean: d.tp.mean, scale: d.tp.scale, centre: d.centre };
+    let probe: LinearProbe = { dim: cols, classes, ...prototypeHead(d.z, d.labels, cols, classes, d.tp, scale), ...transformOf };
     let trace: ProbeChoice['trace'] = [];
     if (chosen.kind === 'logistic') {
       let head = validSplitFit?.theta;
       trace = validSplitFit?.trace ?? [];
       if (!head) {
-        const problem = LogisticProblem.create(session, d.logisticX(finalRows), d.labels, cols, classes, d.priorHead(scale));
+        const problem = LogisticProblem.create(session, d.xFit, d.labels, cols, classes, d.priorHead(scale));
         const fit = await problem.fit(chosen.l2!, problem.priorTheta(), opts.signal);
         head = fit.theta;
         trace = fit.trace;
@@ -436,7 +461,7 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
         evaluations += problem.evaluations;
         steps.push(...problem.steps);
       }
-      probe = { dim: cols, classes, ...split(head, cols, classes), mean: d.tl.mean, scale: d.tl.scale, l2Normalize: prior !== 'zero' };
+      probe = { dim: cols, classes, ...split(head, cols, classes), ...transformOf };
     }
     // valid logits: out-of-fold under CV (the final head has seen valid), else the final head's own
     let validLogits: Float32Array;
@@ -448,7 +473,7 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
     } else validLogits = await runner.logits(probe, probeFeatures(probe, valid));
     return {
       probe,
-      choice: { kind: chosen.kind, l2: chosen.l2, selectedBy, prior, scaling: prior === 'zero' ? 'per-feature' : 'global', prototypeScale: scale, scores, iterations, evaluations, trace },
+      choice: { kind: chosen.kind, l2: chosen.l2, selectedBy, prior, features: 'centred-l2', prototypeScale: scale, scores, iterations, evaluations, trace },
       validLogits,
       steps,
     };
@@ -485,9 +510,9 @@ export async function fitLogistic(x: Matrix, labels: Int32Array, classes: number
   }
 }
 
-/** The features a probe's W and b apply to: raw rows (L2-normalised for the prototype family), centred and scaled. */
-export function probeFeatures(p: Pick<LinearProbe, 'mean' | 'scale' | 'l2Normalize'>, x: Matrix): Matrix {
-  return { data: transform(p.l2Normalize ? l2Rows(x) : x.data, x.rows, x.cols, p), rows: x.rows, cols: x.cols };
+/** The features a probe's W and b apply to: CL2N rows, centred and scaled. */
+export function probeFeatures(p: Pick<LinearProbe, 'mean' | 'scale' | 'centre'>, x: Matrix): Matrix {
+  return { data: transform(centredL2(l2Rows(x), x.rows, x.cols, p.centre), x.rows, x.cols, p), rows: x.rows, cols: x.cols };
 }
 
 /** Logits of linear heads through ORT's Gemm (the minibatch trainer's evaluation graph). */

@@ -268,7 +268,7 @@ async function fitChosenHead(o: Resolved, train: Matrix & { labels: Int32Array }
     if (fit.stoppedEarly) hooks.progress?.({ phase: 'train head', done: o.epochs, total: o.epochs, detail: `early stop at epoch ${fit.history.length}, best ${fit.bestEpoch}` });
     const runner = await HeadRunner.create(fit.weights);
     return {
-      serving: { weights: fit.weights, standardizer: st, l2Normalize: false },
+      serving: { weights: fit.weights, standardizer: st },
       summary: { kind: o.head, selectedBy: 'forced' },
       logits: (m) => runner.logits(fit.weights, std(m)),
       close: () => runner.close(),
@@ -298,7 +298,7 @@ async function fitChosenHead(o: Resolved, train: Matrix & { labels: Int32Array }
   // no epochs: one history row for the converged fit (insights reads the same shape)
   const history: EpochStats[] = [{ epoch: 1, lr: 0, trainLoss: trainEval.loss, trainTop1: trainEval.top1, validLoss: validEval.loss, validTop1: validEval.top1, gradNorm: last?.gradNorm ?? 0, seconds }];
   return {
-    serving: { weights: linearWeights(fit.probe.dim, classes, fit.probe), standardizer: { mean: fit.probe.mean, std: fit.probe.scale }, l2Normalize: fit.probe.l2Normalize },
+    serving: { weights: linearWeights(fit.probe.dim, classes, fit.probe), standardizer: { mean: fit.probe.mean, std: fit.probe.scale }, centredL2: fit.probe.centre },
     summary: choice,
     logits,
     close: () => runner.close(),

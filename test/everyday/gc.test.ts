@@ -43,3 +43,13 @@ test("a deleted model version's number is never given out again", async () => {
   assert.equal((await registerModel(ws, 'm', Buffer.from('graph 4'), card)).version, 4);
   ws.close();
 });
+
+test('blobs put without a flush each are made durable together by sync, which fails loudly for a blob that is not there', async () => {
+  const home = tmpHome();
+  const ws = openWorkspace(home);
+  const shas = await Promise.all(['a', 'b', 'c'].map((s) => ws.artifacts.put(Buffer.from(`image ${s}`), { durable: false })));
+  await ws.artifacts.sync!(shas);
+  assert.deepEqual(await Promise.all(shas.map(async (s) => Buffer.from(await ws.artifacts.get(s)).toString())), ['image a', 'image b', 'image c']);
+  await assert.rejects(ws.artifacts.sync!(['0'.repeat(64)]), /ENOENT/);
+  ws.close();
+});

@@ -165,6 +165,9 @@ test('ExplodingGradient fires on a huge or non-finite gradient norm', () => {
   // growth relative to the first epoch, below the absolute limit
   const grew = only('ExplodingGradient', (i) => (head(i)[40]!.gradNorm = 500), { ExplodingGradient: { growth: 50 } });
   assert.match(grew.finding, /x the first epoch/);
+  // one solve (the L-BFGS probe records every evaluation as epoch 1): a large start that converges is no growth
+  const solve = runRules({ ...healthyInput(), telemetry: { ...healthyInput().telemetry!, steps: head(healthyInput()).map((s, k) => ({ ...s, epoch: 1, gradNorm: k === 0 ? 9.6 : 6e-4 })) } }).find((r) => r.rule === 'ExplodingGradient')!;
+  assert.equal(solve.status, 'ok', solve.finding);
 });
 
 test('ClassImbalance fires on a skewed training split and on an empty class', () => {

@@ -155,8 +155,9 @@ test('fitHead times each step: minibatch assembly plus the ONNX update make up i
 });
 
 test('worker processes started during the job count as its CPU; children from before it do not', { skip: process.platform !== 'linux' && 'reads /proc' }, async () => {
-  // a busy child that reports the CPU time it used
-  const busy = (ms: number) => spawn(process.execPath, ['-e', `const end = Date.now() + ${ms}; while (Date.now() < end); const u = process.cpuUsage(); console.log((u.user + u.system) / 1000);`], { stdio: ['ignore', 'pipe', 'ignore'] });
+  // a busy child that spins until it has used this much CPU (not wall time, so a loaded machine
+  // stretches it instead of shrinking it) and reports the CPU time it used
+  const busy = (ms: number) => spawn(process.execPath, ['-e', `const cpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; }; while (cpu() < ${ms}); console.log(cpu());`], { stdio: ['ignore', 'pipe', 'ignore'] });
   const cpuMs = (c: ChildProcess) => new Promise<number>((resolve) => {
     let out = '';
     c.stdout!.on('data', (d) => (out += d));

@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { addBackbone } from '../../src/backbones/index.js';
 import { KennelError } from '../../src/core/index.js';
 import { importDataset } from '../../src/data/index.js';
-import { assertDevice } from '../../src/inference/index.js';
+import { assertDevice, cudaProviderPath } from '../../src/inference/index.js';
 import { getModel } from '../../src/registry/index.js';
 import { ServingRuntime } from '../../src/serving/index.js';
 import { openWorkspace } from '../../src/store/index.js';
@@ -29,6 +29,18 @@ test('endpoints create --device webgpu is refused at once (422), and nothing is 
   const runtime = new ServingRuntime(ws, { log: pino({ level: 'silent' }) });
   try {
     await assert.rejects(runtime.create({ name: 'gpu', variants: [{ name: 'primary', model: 'mnet' }], instances: 1, device: 'webgpu' }), (e: unknown) => e instanceof KennelError && e.status === 422 && NO_ADAPTER.test(e.message));
+    assert.deepEqual(runtime.list(), []);
+  } finally {
+    await runtime.close();
+    ws.close();
+  }
+});
+
+test('endpoints create --device cuda without the CUDA provider is refused at once (422) with what to do', { skip: cudaProviderPath() ? 'the CUDA provider is installed here' : false }, async () => {
+  const ws = await workspaceWithModel(tmpHome());
+  const runtime = new ServingRuntime(ws, { log: pino({ level: 'silent' }) });
+  try {
+    await assert.rejects(runtime.create({ name: 'gpu', variants: [{ name: 'primary', model: 'mnet' }], instances: 1, device: 'cuda' }), (e: unknown) => e instanceof KennelError && e.status === 422 && /CUDA provider is not installed/.test(e.message));
     assert.deepEqual(runtime.list(), []);
   } finally {
     await runtime.close();

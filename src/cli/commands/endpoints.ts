@@ -56,7 +56,7 @@ function settingsOptions(cmd: Command): Command {
     .option('--max-delay-ms <ms>', 'longest a decoded image waits for others still decoding (default 2)', number('--max-delay-ms', { min: 0, max: 1000 }))
     .option('--max-in-flight <n>', 'requests one replica may hold before the endpoint answers 503 (default 64)', number('--max-in-flight', { int: true, min: 1 }))
     .option('--timeout-ms <ms>', 'request deadline (default 30000)', number('--timeout-ms', { int: true, min: 100 }))
-    .option('--device <device>', 'cpu or webgpu (default cpu)', oneOf('--device', ENDPOINT_DEVICES))
+    .option('--device <device>', 'cpu, webgpu or cuda (default cpu; docs/GPU.md)', oneOf('--device', ENDPOINT_DEVICES))
     .option('--no-wait', 'return at once instead of waiting for replicas to be ready (or a rollout to finish)');
 }
 

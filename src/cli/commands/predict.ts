@@ -2,11 +2,11 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { Errors } from '../../core/index.js';
 import { getModel } from '../../registry/index.js';
-import { classify, tuneSharp } from '../../inference/index.js';
+import { DEVICES, classify, tuneSharp, type Device } from '../../inference/index.js';
 import { filePrediction, resultWriter, type FilePrediction } from '../../transform/index.js';
 import { imageInputs } from '../inputs.js';
 import { emit, progressBars, runAction, withWorkspace } from '../output.js';
-import { number } from '../options.js';
+import { number, oneOf } from '../options.js';
 
 /** Images per model run; decoding the next ones overlaps the run, so a few batches stay in flight. */
 const MAX_BATCH = 16;
@@ -22,8 +22,9 @@ export function registerPredict(program: Command): void {
     .requiredOption('--model <ref>', 'NAME, NAME@VERSION or NAME:TAG')
     .option('--top-k <k>', 'predictions per image', number('--top-k', { int: true, min: 1, max: 1000 }), 5)
     .option('--out <file>', 'write results to FILE.jsonl (one JSON object per image) or FILE.csv as they come, instead of printing each')
+    .option('--device <device>', 'cpu, webgpu, cuda or auto (docs/GPU.md)', oneOf('--device', DEVICES), 'cpu')
     .option('--json', 'print JSON: the results, or with --out a summary')
-    .action((paths: string[], opts: { model: string; topK: number; out?: string; json?: boolean }) =>
+    .action((paths: string[], opts: { model: string; topK: number; out?: string; device: Device; json?: boolean }) =>
       runAction(async (signal) => {
         const { files, named } = imageInputs(paths);
         if (files.length === 0) throw Errors.InvalidRequest(`No images found in ${paths.join(', ')}.`, 'Pass image files, or folders that hold .jpg, .png or .webp files.');
@@ -38,6 +39,7 @@ export function registerPredict(program: Command): void {
           try {
             await classify(ws, mv, files, {
               topK: opts.topK,
+              device: opts.device,
               batchSize: MAX_BATCH,
               window: IN_FLIGHT,
               signal,

@@ -49,7 +49,7 @@ export function registerTrain(program: Command): void {
     .option('--optimizer <name>', 'adamw or sgd (momentum 0.9) (mlp/minibatch heads)', oneOf('--optimizer', ['adamw', 'sgd'] as const), 'adamw')
     .option('--patience <epochs>', 'early-stopping patience (mlp/minibatch heads)', number('--patience', { int: true, min: 1 }), 5)
     .option('--augment <views>', 'extra random-resized-crop + flip views per training image (each cached)', number('--augment', { int: true, min: 0, max: 32 }), 0)
-    .option('--device <device>', 'cpu, webgpu (GPU through ONNX Runtime WebGPU) or auto', oneOf('--device', DEVICES), 'cpu')
+    .option('--device <device>', 'cpu, webgpu (GPU through ONNX Runtime WebGPU), cuda (ONNX Runtime CUDA provider, installed separately: docs/GPU.md) or auto (cuda, then webgpu, then cpu)', oneOf('--device', DEVICES), 'cpu')
     .option('--seed <n>', 'random seed (shuffles, init, augmentation)', number('--seed', { int: true, min: 0 }), 0)
     .option('--instances [k]', 'shard feature extraction over K workers (alias --workers): local processes, or tasks in flight with --queue; default and no value: one per core (at most one per chunk to extract; one on a GPU); 1 = this process', number('--instances', { int: true, min: 1, max: 1024 }))
     .addOption(new Option('--workers [k]').argParser(number('--workers', { int: true, min: 1, max: 1024 })).hideHelp())

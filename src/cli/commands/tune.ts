@@ -128,7 +128,7 @@ export function registerTune(program: Command): void {
     .option('--from <job>', 'warm start: seed the search with the trials of an earlier tuning job')
     .option('--optimizer <name>', 'adamw or sgd, for every trial', oneOf('--optimizer', ['adamw', 'sgd'] as const), 'adamw')
     .option('--patience <epochs>', 'early-stopping patience on valid loss inside each trial', number('--patience', { int: true, min: 1 }), 5)
-    .option('--device <device>', 'feature extraction: cpu, webgpu or auto', oneOf('--device', DEVICES), 'cpu')
+    .option('--device <device>', 'feature extraction: cpu, webgpu, cuda or auto', oneOf('--device', DEVICES), 'cpu')
     .option('--queue <url>', 'Redis URL of kennel worker processes (default $KENNEL_QUEUE)')
     .option('--json', 'print JSON')
     .action((opts: TuneFlags) =>

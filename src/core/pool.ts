@@ -1,4 +1,4 @@
-import { CancelledError } from '../core/index.js';
+import { CancelledError } from './errors.js';
 
 /**
  * Runs `fn` over `items` with at most `limit` calls in flight, results in input order. After a
