@@ -142,7 +142,8 @@ async function runShards(ws: Workspace, req: TransformRequest, jobId: string, st
     return { id: `${jobId}-${i}`, type: 'transform-shard', label: `shard ${i + 1} of ${state.shards.length} (${items.length} images from ${itemName(items[0]!)})`, input: { model, items, topK: req.topK, device: opts.device, maxImageBytes: opts.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES } };
   });
   const shardOf = new Map(tasks.map((t, k) => [t.id, todo[k]!]));
-  // default one worker, this process: one session on every core with decoding overlapping runs (bench:transform)
+  // default one worker, this process: one session on every core with decoding overlapping runs, no
+  // processes to start (bench:transform: ahead of a pool of two in 4 of 7 measured pairs on 2 cores)
   const instances = opts.instances ?? 1;
   const engine = await createEngine({ instances: Math.min(instances, tasks.length), queue: opts.queue, home: ws.home, artifacts: ws.artifacts, taskModules: [TRANSFORM_TASKS()], device: provider });
   const bar = new TransformProgressBar(req.items.length, resumedImages, engine.concurrency, opts.progress);

@@ -71,7 +71,7 @@ export function registerTransform(program: Command): void {
       .requiredOption('--out <file>', 'FILE.jsonl (one JSON object per image, in input order) or FILE.csv')
       .option('--top-k <k>', 'predictions per image', number('--top-k', { int: true, min: 1, max: 1000 }), 5)
       .option('--device <device>', 'cpu, webgpu, cuda or auto (docs/GPU.md)', oneOf('--device', DEVICES), 'cpu')
-      .option('--instances <k>', 'workers: local processes, or shards in flight with --queue; default 1 (this process: one ORT session on every core, the fastest on a CPU)', number('--instances', { int: true, min: 1, max: 1024 }))
+      .option('--instances <k>', 'workers: local processes, or shards in flight with --queue; default 1 (this process: one ORT session on every core)', number('--instances', { int: true, min: 1, max: 1024 }))
       .option('--queue <url>', 'Redis URL of kennel worker processes (default $KENNEL_QUEUE); inputs must be paths the workers see too, a dataset or URLs')
       .option('--shard-size <n>', 'images per shard, the unit of work and of resuming', number('--shard-size', { int: true, min: 1, max: 100_000 }), DEFAULT_SHARD_SIZE),
     {
