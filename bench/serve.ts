@@ -15,12 +15,10 @@
 import { fork, spawnSync } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ModelCard } from '../src/registry/index.js';
 import { median } from '../src/core/index.js';
-import { Classifier, DynamicBatcher, ENDPOINT_DEVICES, inputSize, tuneSharp, type Device } from '../src/inference/index.js';
-import { extractionCeiling, inferenceCeiling } from './lib/ceilings.js';
+import { ENDPOINT_DEVICES, tuneSharp, type Device } from '../src/inference/index.js';
+import { extractionCeiling, inferenceCeiling, pipelineCeiling } from './lib/ceilings.js';
 import { failedCount, mergeLoads, runLoad, type LoadResult } from './lib/load.js';
 import { currentLoad, machineInfo } from './lib/machine.js';
 import { logger, parseBenchArgs, saveResults, shared, summaryTable } from './lib/report.js';
@@ -57,46 +55,6 @@ const MAX_BATCH = /^\d+$/.test(args.options['max-batch']!) ? Number(args.options
 /** closed-loop clients: enough to fill two batches (one running, one being decoded) */
 const CONCURRENCY = Math.max(32, 2 * MAX_BATCH);
 
-/**
- * The in-process pipeline a replica runs, without processes or HTTP: the same Classifier
- * settings (all cores, ORT threads that do not spin, inference in its own thread), decoding on
- * the libuv pool as images come,
- * batches formed by the dynamic batcher as in an endpoint, `concurrency` images in flight.
- */
-async function pipelineCeiling(onnxPath: string, card: ModelCard, files: string[], seconds: number, concurrency: number): Promise<{ imagesPerSecond: number }> {
-  const clf = await Classifier.load(onnxPath, card, { device, spinning: false, thread: { maxBatch: MAX_BATCH } });
-  const images = files.map((f) => readFileSync(f));
-  const size = inputSize(card.preprocess);
-  const batchInput = clf.inputBuffer(MAX_BATCH);
-  const batcher = new DynamicBatcher<Float32Array, number>({ maxBatch: MAX_BATCH, maxDelayMs: 2 }, async (items) => {
-    items.forEach((x, i) => batchInput.set(x, i * size));
-    await clf.run(batchInput, items.length);
-    return items.map(() => 1);
-  });
-  const one = (k: number) =>
-    batcher.submit(async () => {
-      const x = new Float32Array(size);
-      await clf.preprocess(images[k % images.length]!, x, 0);
-      return x;
-    });
-  try {
-    await Promise.all(Array.from({ length: concurrency }, (_, k) => one(k))); // warm-up
-    let done = 0;
-    let next = 0;
-    const t0 = performance.now();
-    const until = t0 + seconds * 1000;
-    await Promise.all(Array.from({ length: concurrency }, async () => {
-      while (performance.now() < until) {
-        const n = await one(next++);
-        done += n;
-      }
-    }));
-    return { imagesPerSecond: done / ((performance.now() - t0) / 1000) };
-  } finally {
-    await clf.close();
-  }
-}
-
 const { home, onCleanup, cleanup } = benchHome('serve');
 const files = realPhotoFiles(args.options.photos);
 
@@ -129,7 +87,7 @@ try {
   const closed = (url: string) => runLoad({ mode: 'closed', url, files, concurrency: CONCURRENCY, seconds: settings.maxSeconds, warmupSeconds: settings.warmup, headers: kennel.auth });
   const rounds: Array<{ pipeline: number; kennel: LoadResult; naive: LoadResult }> = [];
   for (let r = 0; r < settings.rounds; r++) {
-    const pipeline = (await pipelineCeiling(onnxPath, model.card, files, settings.maxSeconds, CONCURRENCY)).imagesPerSecond;
+    const pipeline = (await pipelineCeiling(onnxPath, model.card, files, { seconds: settings.maxSeconds, concurrency: CONCURRENCY, maxBatch: MAX_BATCH, device })).imagesPerSecond;
     const k = await closed(kennelUrl);
     const n = await closed(naiveUrl);
     rounds.push({ pipeline, kennel: k, naive: n });

@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
-import { decodeRgb, inputShape, inputSize, normalizeInto, sessionOptions, type Device, type PreprocessSpec } from '../../src/inference/index.js';
+import { Classifier, decodeRgb, DynamicBatcher, inputShape, inputSize, normalizeInto, sessionOptions, type Device, type PreprocessSpec } from '../../src/inference/index.js';
+import type { ModelCard } from '../../src/registry/index.js';
 import { GraphBuilder } from '../../src/onnx/index.js';
 import { repeatFor, timed } from './timing.js';
 
@@ -57,6 +59,49 @@ export async function extractionCeiling(modelPath: string, spec: PreprocessSpec,
     return { best, runs };
   } finally {
     await session.release();
+  }
+}
+
+/**
+ * The pipelined ceiling: the in-process pipeline a replica runs, without processes or HTTP: the
+ * same Classifier settings (all cores, ORT threads that do not spin, inference in its own
+ * thread), decoding on the libuv pool as images come, batches formed by the dynamic batcher as in
+ * an endpoint, `concurrency` images in flight, for `seconds` after a warm-up.
+ */
+export async function pipelineCeiling(onnxPath: string, card: ModelCard, files: string[], o: { seconds: number; concurrency: number; maxBatch: number; device: Device }): Promise<{ imagesPerSecond: number }> {
+  const clf = await Classifier.load(onnxPath, card, { device: o.device, spinning: false, thread: { maxBatch: o.maxBatch } });
+  const images = files.map((f) => readFileSync(f));
+  const size = inputSize(card.preprocess);
+  const batchInput = clf.inputBuffer(o.maxBatch);
+  const batcher = new DynamicBatcher<Float32Array, number>({ maxBatch: o.maxBatch, maxDelayMs: 2 }, async (items) => {
+    items.forEach((x, i) => batchInput.set(x, i * size));
+    await clf.run(batchInput, items.length);
+    return items.map(() => 1);
+  });
+  const one = (k: number) =>
+    batcher.submit(async () => {
+      const x = new Float32Array(size);
+      await clf.preprocess(images[k % images.length]!, x, 0);
+      return x;
+    });
+  try {
+    await Promise.all(Array.from({ length: o.concurrency }, (_, k) => one(k))); // warm-up
+    let done = 0;
+    let next = 0;
+    const t0 = performance.now();
+    const until = t0 + o.seconds * 1000;
+    await Promise.all(
+      Array.from({ length: o.concurrency }, async () => {
+        while (performance.now() < until) {
+          // not `done += await ...`: that reads `done` before awaiting, and concurrent loops would overwrite each other
+          const n = await one(next++);
+          done += n;
+        }
+      }),
+    );
+    return { imagesPerSecond: done / ((performance.now() - t0) / 1000) };
+  } finally {
+    await clf.close();
   }
 }
 

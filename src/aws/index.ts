@@ -6,4 +6,4 @@
  */
 export { awsApiOf, sendAwsError } from './errors.js';
 export { lambdaRoutes } from './lambda.js';
-export { targetVariant, checkAccept, INVOKED_VARIANT_HEADER } from './sagemaker.js';
+export { targetVariant, checkAccept, asyncRequestHeaders, INVOKED_VARIANT_HEADER, OUTPUT_LOCATION_HEADER, FAILURE_LOCATION_HEADER } from './sagemaker.js';

@@ -24,3 +24,25 @@ export function checkAccept(req: FastifyRequest): void {
   if (types.some((t) => t === 'application/json' || t === 'application/*' || t === '*/*')) return;
   throw Errors.NotAcceptable(`Accept ${accept.slice(0, 100)} allows no JSON, and endpoints answer application/json.`, 'Send Accept: application/json (or leave it out).');
 }
+
+/** InvokeEndpointAsync's request headers (POST /endpoints/NAME/async-invocations, body empty), and Kennel's X-Kennel-Notify-Url. */
+export const INPUT_LOCATION_HEADER = 'x-amzn-sagemaker-inputlocation';
+export const INFERENCE_ID_HEADER = 'x-amzn-sagemaker-inference-id';
+/** Kennel's own: a URL told of the request's completion or failure (SageMaker notifies through SNS instead). */
+export const NOTIFY_URL_HEADER = 'x-kennel-notify-url';
+/** InvokeEndpointAsync's response headers (the InferenceId is in the JSON body). */
+export const OUTPUT_LOCATION_HEADER = 'x-amzn-sagemaker-outputlocation';
+export const FAILURE_LOCATION_HEADER = 'x-amzn-sagemaker-failurelocation';
+
+/** The input location and inference id of an asynchronous invocation (400 without a location). */
+export function asyncRequestHeaders(req: FastifyRequest): { inputLocation: string; inferenceId?: string; notify?: string } {
+  const location = req.headers[INPUT_LOCATION_HEADER];
+  const id = req.headers[INFERENCE_ID_HEADER];
+  const notify = req.headers[NOTIFY_URL_HEADER];
+  if (typeof location !== 'string' || location.length === 0 || location.length > 1024) {
+    throw Errors.InvalidRequest('X-Amzn-SageMaker-InputLocation is missing (or longer than 1024 characters).', 'Upload the input with kennel artifacts upload FILE and send the location it prints, or an https:// URL.');
+  }
+  if (id !== undefined && typeof id !== 'string') throw Errors.InvalidRequest('X-Amzn-SageMaker-Inference-Id is given more than once.');
+  if (notify !== undefined && (typeof notify !== 'string' || notify.length > 2048)) throw Errors.InvalidRequest('X-Kennel-Notify-Url is given more than once, or is longer than 2048 characters.');
+  return { inputLocation: location, inferenceId: id, notify };
+}

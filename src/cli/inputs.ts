@@ -1,7 +1,5 @@
 import { readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
-import { KennelError } from '../core/index.js';
-import type { Classification, Prediction } from '../inference/index.js';
 
 /** File names a folder walk picks up as images (a file named explicitly is always tried). */
 const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.gif', '.tif', '.tiff', '.avif', '.bmp']);
@@ -32,16 +30,4 @@ export function imageInputs(paths: string[]): ImageInputs {
     }
   }
   return { files, named };
-}
-
-/** One file's answer as `kennel predict` prints and writes it. */
-export type FilePrediction = { file: string; predictions: Prediction[] } | { file: string; error: string };
-
-/** A file's answer from classify(), its error as one sentence. */
-export function filePrediction(file: string, answer: Classification): FilePrediction {
-  if ('predictions' in answer) return { file, predictions: answer.predictions };
-  const e = answer.error;
-  if (e instanceof KennelError) return { file, error: e.message };
-  const code = (e as NodeJS.ErrnoException).code;
-  return { file, error: code === 'ENOENT' ? `${file} does not exist.` : `${file} could not be read (${code ?? 'unknown error'}).` };
 }

@@ -58,7 +58,8 @@ function summary(ctx: ConsoleContext, job: Job, tuning?: TuneSummary): JobSummar
     updatedAt: job.updatedAt,
     dataset: p.dataset ? `${p.dataset}${p.datasetVersion ? `@${p.datasetVersion}` : ''}` : undefined,
     backbone: p.backbone,
-    model: r?.model ?? undefined,
+    // a batch transform names its model in its options (its result only once it completes)
+    model: r?.model ?? (job.kind === 'transform' ? (job.params as { model?: string }).model : undefined),
     settings: job.kind === 'train' ? keySettings(p) : {},
     // by name: a tuning job may minimise a loss, which is not an accuracy
     objective: tune ? { ...tune.objective, value: tune.best?.objective ?? null } : job.kind === 'train' ? { name: 'valid top-1', direction: 'maximize', value: r?.metrics?.valid?.top1 ?? null } : undefined,
@@ -140,7 +141,7 @@ const jobs = (ctx: ConsoleContext) => ({ jobs: recentJobs(ctx.ws, LIST_LIMIT).ma
 
 const idParams = { type: 'object', properties: { id: { type: 'string', pattern: '^[a-z]+-[0-9]{14}-[0-9a-f]{6}$' } }, required: ['id'] } as const;
 
-/** Training and tuning jobs: list and detail (live), start, cancel, and the HTML report. */
+/** Training, tuning and batch transform jobs: list and detail (live), start (training, tuning), cancel, and the HTML report. */
 export const jobRoutes: RouteModule = (api, ctx) => {
   api.get('/api/jobs', { config: { auth: onAll(READ, 'job') } }, async () => jobs(ctx));
   api.get('/api/jobs/stream', { config: { auth: onAll(READ, 'job') } }, async (req, reply) => stream(ctx, req, reply, 1000, () => jobs(ctx)));

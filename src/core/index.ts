@@ -11,4 +11,4 @@ export { silent } from './progress.js';
 export { Child, ChildStartError, TypedEmitter, runnableEntry, type ChildOptions } from './child.js';
 export { printable, utf8Name, escapeBytes } from './text.js';
 export { fromSystemError } from './system-errors.js';
-export { isAlive } from './process.js';
+export { isAlive, kennelVersion } from './process.js';

@@ -14,3 +14,7 @@ export function isAlive(pid: number): boolean {
     return true;
   }
 }
+
+let version: string | undefined;
+/** Kennel's version, from its package.json (src/ and dist/ are both one level below it). */
+export const kennelVersion = (): string => (version ??= (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version);

@@ -1,3 +1,4 @@
+import { Errors } from '../core/index.js';
 import type { Classifier, Prediction } from './classifier.js';
 import { DynamicBatcher, type BatchingConfig } from './batcher.js';
 import { inputSize, type ImageInput } from './preprocess.js';
@@ -44,7 +45,23 @@ export class BatchedClassifier {
     return this.batcher.idle();
   }
 
-  /** The k best classes of one image; a KennelError (422) for an image that does not decode. */
+  /**
+   * The k best classes of one image given as its preprocessed model input (float32 values,
+   * little-endian bytes, the model's layout), as the Open Inference Protocol's tensors arrive; a
+   * KennelError (400) when it is not exactly one image's input.
+   */
+  classifyInput(values: Uint8Array, topK: number): Promise<Prediction[]> {
+    return this.batcher.submit(async () => {
+      if (values.byteLength !== this.imageSize * 4) {
+        throw Errors.InvalidRequest(`The input tensor has ${values.byteLength / 4} values, and the model takes ${this.imageSize} per image.`, 'Send one image as the model input shape says (GET /v2/models/NAME).');
+      }
+      const input = this.spare.pop() ?? new Float32Array(this.imageSize);
+      new Uint8Array(input.buffer, input.byteOffset, input.byteLength).set(values);
+      return { input, topK };
+    });
+  }
+
+  /** The k best classes of one image (topK 0: every class, in label order); a KennelError (422) for an image that does not decode. */
   classify(image: ImageInput, topK: number): Promise<Prediction[]> {
     return this.batcher.submit(async () => {
       const input = this.spare.pop() ?? new Float32Array(this.imageSize);

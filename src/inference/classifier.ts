@@ -81,10 +81,14 @@ export class Classifier {
     return this.session.run(input, inputShape(this.card.preprocess, n));
   }
 
-  /** The k best classes of one row, best first (ties: lower index first), without sorting every class. */
+  /**
+   * The k best classes of one row, best first (ties: lower index first), without sorting every
+   * class; k = 0: every class in label order (a whole probability row).
+   */
   topK(probs: Float32Array, row: number, k: number): Prediction[] {
     const classes = this.card.labels.length;
     const scores = probs.subarray(row * classes, (row + 1) * classes);
+    if (k === 0) return this.card.labels.map((label, index) => ({ label, index, score: scores[index]! }));
     const best = topIndices(scores, Math.max(1, Math.min(k, classes)));
     return best.map((index) => ({ label: this.card.labels[index]!, index, score: scores[index]! }));
   }

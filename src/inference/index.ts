@@ -11,4 +11,4 @@ export { Classifier, type Prediction } from './classifier.js';
 export { FeatureExtractor, tuneSharp } from './extractor.js';
 export { DynamicBatcher, type BatchingConfig } from './batcher.js';
 export { BatchedClassifier } from './batched.js';
-export { classify, type Classification } from './pipeline.js';
+export { classify, classifyBatched, type Classification, type ModelSource } from './pipeline.js';

@@ -56,14 +56,15 @@ export async function classify(ws: Pick<Workspace, 'artifacts'>, model: ModelSou
   try {
     const batched = new BatchedClassifier(clf, { maxBatch: batchSize, maxDelayMs: 2 });
     let done = 0;
-    await inOrder(images, window ?? batchSize * 3, signal, async (image) => {
+    await classifyBatched(batched, images.length, (i) => {
+      const image = images[i]!;
       if (typeof image === 'string' && !statSync(image).isFile()) throw Errors.InvalidRequest(`${image} is not a file.`);
-      return { predictions: await batched.classify(image, topK) };
-    }, (answer, i) => {
+      return image;
+    }, { topK, window: window ?? batchSize * 3, signal, onResult: (answer, i) => {
       if (onResult) onResult(answer, i);
       else answers.push(answer);
       progress?.({ phase: 'classify', done: ++done, total: images.length });
-    });
+    } });
   } finally {
     await clf.close();
   }
@@ -71,19 +72,34 @@ export async function classify(ws: Pick<Workspace, 'artifacts'>, model: ModelSou
 }
 
 /**
- * Runs `work` on the items with up to `window` in flight and hands each answer (or the error it
- * threw) to `emit` in input order. Stops taking items on `signal`.
+ * classify()'s loop on a classifier the caller keeps (a batch transform worker keeps one between
+ * shards): `count` images, image i from `image(i)` (bytes or a path; fetched or read as needed),
+ * up to `window` decoding, waiting or running at once, each answer (or the error that getting,
+ * decoding or running the image gave) to `onResult` in input order. Stops taking images on `signal`.
  */
-async function inOrder<T>(items: readonly T[], window: number, signal: AbortSignal | undefined, work: (item: T) => Promise<Classification>, emit: (answer: Classification, index: number) => void): Promise<void> {
+export async function classifyBatched(
+  batched: BatchedClassifier,
+  count: number,
+  image: (index: number) => ImageInput | Promise<ImageInput>,
+  opts: { topK: number; window: number; signal?: AbortSignal; onResult: (answer: Classification, index: number) => void },
+): Promise<void> {
+  await inOrder(count, opts.window, opts.signal, async (i) => ({ predictions: await batched.classify(await image(i), opts.topK) }), opts.onResult);
+}
+
+/**
+ * Runs `work` on items 0..count-1 with up to `window` in flight and hands each answer (or the
+ * error it threw) to `emit` in input order. Stops taking items on `signal`.
+ */
+async function inOrder(count: number, window: number, signal: AbortSignal | undefined, work: (index: number) => Promise<Classification>, emit: (answer: Classification, index: number) => void): Promise<void> {
   let next = 0;
   let emitted = 0;
   const done = new Map<number, Classification>();
   const worker = async (): Promise<void> => {
-    while (next < items.length && !signal?.aborted) {
+    while (next < count && !signal?.aborted) {
       const i = next++;
       let answer: Classification;
       try {
-        answer = await work(items[i]!);
+        answer = await work(i);
       } catch (error) {
         answer = { error };
       }

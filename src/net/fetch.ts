@@ -151,7 +151,27 @@ function hostMatches(host: string, pattern: string): boolean {
   return p.startsWith('*.') ? host.endsWith(p.slice(1)) : host === p;
 }
 
-function send(target: Target, signal: AbortSignal): Promise<IncomingMessage> {
+/**
+ * POSTs a small JSON document (a completion notification) to a caller-supplied URL with the same
+ * protections as fetchImage: scheme, host allowlist, public addresses only, the connection pinned
+ * to the vetted address, a deadline. Redirects are not followed. Resolves with the HTTP status.
+ */
+export async function postJson(rawUrl: string, body: unknown, opts: SafeFetchOptions = {}): Promise<number> {
+  const timeoutMs = opts.timeoutMs ?? FETCH_DEFAULTS.timeoutMs;
+  const deadline = AbortSignal.timeout(timeoutMs);
+  const signal = opts.signal ? AbortSignal.any([deadline, opts.signal]) : deadline;
+  const target = await vet(parseUrl(rawUrl), opts, new AddressAllowlist(opts.allowPrivate ?? []));
+  let res: IncomingMessage;
+  try {
+    res = await send(target, signal, { method: 'POST', body: Buffer.from(JSON.stringify(body)) });
+  } catch (e) {
+    throw networkError(e, target, deadline, timeoutMs);
+  }
+  res.resume(); // the answer's body is not read
+  return res.statusCode ?? 0;
+}
+
+function send(target: Target, signal: AbortSignal, post?: { method: 'POST'; body: Buffer }): Promise<IncomingMessage> {
   // every connection attempt gets the vetted address, whatever DNS would answer now
   const pinned = ((_host: string, options: { all?: boolean }, callback: (...args: unknown[]) => void) => {
     if (options.all) callback(null, [{ address: target.address, family: target.family }]);
@@ -164,8 +184,8 @@ function send(target: Target, signal: AbortSignal): Promise<IncomingMessage> {
         host: target.host,
         port: target.url.port || (secure ? 443 : 80),
         path: `${target.url.pathname}${target.url.search}`,
-        method: 'GET',
-        headers: { host: target.url.host, accept: 'image/*', 'user-agent': 'kennel-fetch' },
+        method: post ? 'POST' : 'GET',
+        headers: post ? { host: target.url.host, 'content-type': 'application/json', 'content-length': String(post.body.length), 'user-agent': 'kennel-fetch' } : { host: target.url.host, accept: 'image/*', 'user-agent': 'kennel-fetch' },
         lookup: pinned,
         servername: isIP(target.host) ? undefined : target.host,
         agent: false,
@@ -174,7 +194,7 @@ function send(target: Target, signal: AbortSignal): Promise<IncomingMessage> {
       resolve,
     );
     req.on('error', reject);
-    req.end();
+    req.end(post?.body);
   });
 }
 

@@ -91,3 +91,20 @@ const mib = (bytes: number): string => `${Number((bytes / 2 ** 20).toFixed(2))} 
 
 const imageTooLarge = (size: number, limit: number): KennelError =>
   Errors.TooLarge(`The image is too large (limit ${mib(limit)}): it has ${mib(size)}.`, 'Resize it before sending: the model looks at a few hundred pixels.');
+
+/** SageMaker's InvokeEndpointAsync on the daemon's data plane: the input is a location (kennel://artifacts/SHA or https://). */
+export async function invokeEndpointAsync(home: string, endpoint: string, inputLocation: string, topK: number, key: string, inferenceId?: string, notify?: string): Promise<{ InferenceId: string; OutputLocation: string; FailureLocation: string }> {
+  const state = findDaemon(home);
+  const headers: Record<string, string> = { authorization: `Bearer ${key}`, 'x-amzn-sagemaker-inputlocation': inputLocation, ...(inferenceId ? { 'x-amzn-sagemaker-inference-id': inferenceId } : {}), ...(notify ? { 'x-kennel-notify-url': notify } : {}) };
+  const res = await call(`${dataPlaneUrl(state)}/endpoints/${encodeURIComponent(endpoint)}/async-invocations?topK=${topK}`, { method: 'POST', headers });
+  if (!res.ok) throw await failure(res);
+  return (await res.json()) as { InferenceId: string; OutputLocation: string; FailureLocation: string };
+}
+
+/** An asynchronous request's status (with its answer once completed) from the daemon's data plane. */
+export async function asyncRequestStatus<T>(home: string, endpoint: string, id: string, key: string): Promise<T> {
+  const state = findDaemon(home);
+  const res = await call(`${dataPlaneUrl(state)}/endpoints/${encodeURIComponent(endpoint)}/async-invocations/${encodeURIComponent(id)}`, { method: 'GET', headers: { authorization: `Bearer ${key}` } });
+  if (!res.ok) throw await failure(res);
+  return (await res.json()) as T;
+}

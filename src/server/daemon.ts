@@ -3,7 +3,7 @@ import { pino, type Logger } from 'pino';
 import { LogBook } from '../console/index.js';
 import { Errors, KennelError } from '../core/index.js';
 import { endpointClientFor, FunctionGateway, type EventQueueOptions } from '../functions/index.js';
-import { DEFAULT_MAX_IMAGE_BYTES, ServingRuntime, type PoolTimings } from '../serving/index.js';
+import { AsyncInference, DEFAULT_MAX_IMAGE_BYTES, ServingRuntime, type AsyncInferenceOptions, type PoolTimings } from '../serving/index.js';
 import { openWorkspace } from '../store/index.js';
 import { buildAdmin } from './admin.js';
 import { buildDataPlane } from './dataplane.js';
@@ -23,6 +23,8 @@ export interface DaemonOptions {
   timings?: PoolTimings;
   /** bounds and retry timings of the functions' asynchronous-invocation queue */
   events?: EventQueueOptions;
+  /** bounds and timings of the endpoints' asynchronous inference queue */
+  asyncInference?: AsyncInferenceOptions;
   /** timeouts and the per-client connection cap of both ports (default DEFAULT_HTTP_LIMITS) */
   httpLimits?: Partial<HttpLimits>;
 }
@@ -31,6 +33,7 @@ export interface Daemon {
   state: DaemonState;
   runtime: ServingRuntime;
   gateway: FunctionGateway;
+  asyncInference: AsyncInference;
   /** resolves when the daemon has stopped (after close() or POST /v1/shutdown) */
   stopped: Promise<void>;
   close(): Promise<void>;
@@ -74,6 +77,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       log.info('daemon stopping');
       await dataPlane.close(); // stops accepting and waits for in-flight invocations
       await gateway.close();
+      await asyncInference.close();
       await runtime!.close();
       await admin.close();
       clearState(ws.home);
@@ -85,7 +89,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const gateway = new FunctionGateway({ ws, endpoints: endpointClientFor(runtime, opts.maxImageBytes), registry: metrics.registry, events: opts.events });
   // filled in once both listen; status() may be read before (the console reads home at registration)
   const ports = { port: 0, adminPort: 0 };
-  const dataPlane = buildDataPlane(runtime, metrics, { log, ws, gateway, maxImageBytes: opts.maxImageBytes, httpLimits });
+  const asyncInference = new AsyncInference(ws, runtime.router, log, { maxImageBytes: opts.maxImageBytes, ...opts.asyncInference });
+  const dataPlane = buildDataPlane(runtime, metrics, { log, ws, gateway, maxImageBytes: opts.maxImageBytes, httpLimits, asyncInference });
   const admin = buildAdmin(runtime, {
     log,
     token,
@@ -100,7 +105,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     await dataPlane.listen({ host, port: opts.port ?? 8080 });
     await admin.listen({ host, port: opts.adminPort ?? 8081 });
   } catch (e) {
-    await Promise.all([dataPlane.close(), admin.close(), runtime.close()]);
+    await Promise.all([dataPlane.close(), admin.close(), runtime.close(), asyncInference.close()]);
     ws.close();
     const err = e as NodeJS.ErrnoException;
     const port = (err as { port?: number }).port;
@@ -111,11 +116,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   ports.adminPort = addressOf(admin);
   await runtime.start();
   await gateway.start(); // provisioned instances, then function definitions re-read every 2 s
+  asyncInference.start(); // requests left running by a crash are handed back first
   const state: DaemonState = { pid: process.pid, host, ...ports, startedAt, maxImageBytes: opts.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES };
   writeState(ws.home, state);
   const { pid: _pid, ...started } = state; // every line carries pid already
   log.info(started, 'daemon started');
-  return { state, runtime, gateway, stopped, close };
+  return { state, runtime, gateway, asyncInference, stopped, close };
 }
 
 function addressOf(app: { server: { address(): unknown } }): number {

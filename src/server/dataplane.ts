@@ -2,16 +2,17 @@ import { randomUUID } from 'node:crypto';
 import { parse as parseQuery } from 'node:querystring';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { checkAccept, INVOKED_VARIANT_HEADER, lambdaRoutes, targetVariant } from '../aws/index.js';
+import { asyncRequestHeaders, checkAccept, FAILURE_LOCATION_HEADER, INVOKED_VARIANT_HEADER, lambdaRoutes, OUTPUT_LOCATION_HEADER, targetVariant } from '../aws/index.js';
 import { Errors, KennelError } from '../core/index.js';
 import { functionsRoutes, type FunctionGateway } from '../functions/index.js';
 import { fetchImage } from '../net/index.js';
 import { securityPlugin } from '../security/index.js';
-import { DEFAULT_MAX_IMAGE_BYTES, IMAGE_TYPES, checkImage, decodeBase64Image, type ServingRuntime } from '../serving/index.js';
+import { asyncRequest, DEFAULT_MAX_IMAGE_BYTES, IMAGE_TYPES, checkImage, decodeBase64Image, type AsyncInference, type ServingRuntime } from '../serving/index.js';
 import type { Workspace } from '../store/index.js';
 import { sendError } from './errors.js';
 import { applyHttpLimits, DEFAULT_HTTP_LIMITS, httpServerOptions, type HttpLimits } from './http-limits.js';
 import type { ServingMetrics } from './metrics.js';
+import { oipRoutes } from './oip.js';
 
 export interface DataPlaneOptions {
   log: Logger;
@@ -22,6 +23,8 @@ export interface DataPlaneOptions {
   maxImageBytes?: number;
   /** default DEFAULT_HTTP_LIMITS */
   httpLimits?: HttpLimits;
+  /** runs POST /endpoints/NAME/async-invocations (InvokeEndpointAsync) */
+  asyncInference: AsyncInference;
 }
 
 /**
@@ -54,6 +57,12 @@ interface InvokeRoute {
  *   Variant, Accept, X-Amzn-Invoked-Production-Variant, and AWS's error shapes for them;
  * - the function routes: POST /functions/NAME/invoke, the /v1/... HTTP API mappings, and Lambda's
  *   Invoke API, POST /2015-03-31/functions/NAME/invocations (function:Invoke);
+ * - POST /endpoints/NAME/async-invocations (SageMaker's InvokeEndpointAsync: the input is a
+ *   location, X-Amzn-SageMaker-InputLocation; 202 with InferenceId and OutputLocation), and GET
+ *   /endpoints/NAME/async-invocations/ID[/output] for its status and answer (endpoint:Invoke);
+ * - the Open Inference Protocol (KServe V2 REST, src/server/oip.ts): GET /v2/health/live|ready,
+ *   GET /v2/models/NAME[/versions/V][/ready], POST /v2/models/NAME[/versions/V]/infer
+ *   (endpoint:Invoke, like the invocations route);
  * - GET /metrics (Prometheus) and GET /healthz, both public.
  * Every route declares its access rule; the security plugin authenticates the key (API key or
  * SigV4), rate-limits, authorizes and audits. Every error is a JSON body {"error": {code,
@@ -129,11 +138,47 @@ export function buildDataPlane(runtime: ServingRuntime, metrics: ServingMetrics,
     },
   );
 
+  const invokeAuth = { action: 'endpoint:Invoke', resource: (req: FastifyRequest) => `endpoint/${(req.params as { name: string }).name}`, awsService: 'sagemaker' as const };
+  const nameParams = { type: 'object', properties: { name: { type: 'string', maxLength: 63 } }, required: ['name'] } as const;
+  // SageMaker Runtime's InvokeEndpointAsync: the input is a location, the answer goes to one
+  app.post<{ Params: { name: string }; Querystring: { topK: number } }>(
+    '/endpoints/:name/async-invocations',
+    { config: { awsApi: 'sagemaker', auth: invokeAuth }, schema: { params: nameParams, querystring: { type: 'object', properties: { topK: { type: 'integer', minimum: 1, maximum: 1000, default: 5 } } } } },
+    async (req, reply) => {
+      checkAccept(req);
+      const { inputLocation, inferenceId, notify } = asyncRequestHeaders(req);
+      const accepted = await opts.asyncInference.accept(req.params.name, inputLocation, { topK: req.query.topK, requestId: req.id, inferenceId, notify });
+      req.kennelAudit = { ...req.kennelAudit, inferenceId: accepted.InferenceId };
+      reply.code(202).header(OUTPUT_LOCATION_HEADER, accepted.OutputLocation).header(FAILURE_LOCATION_HEADER, accepted.FailureLocation).header('x-amzn-requestid', req.id);
+      return accepted;
+    },
+  );
+  const requestParams = { type: 'object', properties: { name: { type: 'string', maxLength: 63 }, id: { type: 'string', maxLength: 64 } }, required: ['name', 'id'] } as const;
+  const requestOf = (p: { name: string; id: string }) => {
+    const r = asyncRequest(opts.ws, p.name, p.id);
+    if (!r) throw Errors.NotFound(`Endpoint ${p.name} has no asynchronous request ${p.id}.`, `kennel endpoints requests ${p.name} lists them.`);
+    return r;
+  };
+  const answerOf = async (sha: string): Promise<unknown> => JSON.parse(Buffer.from(await opts.ws.artifacts.get(sha)).toString('utf8'));
+  // a request's status, with its answer once completed (the same key rules as the invocation)
+  app.get<{ Params: { name: string; id: string } }>('/endpoints/:name/async-invocations/:id', { config: { auth: invokeAuth }, schema: { params: requestParams } }, async (req) => {
+    const r = requestOf(req.params);
+    return { ...r, ...(r.output ? { answer: await answerOf(r.output) } : {}) };
+  });
+  // what OutputLocation names: the answer itself
+  app.get<{ Params: { name: string; id: string } }>('/endpoints/:name/async-invocations/:id/output', { config: { auth: invokeAuth }, schema: { params: requestParams } }, async (req) => {
+    const r = requestOf(req.params);
+    if (!r.output) throw Errors.Conflict(`Request ${r.id} is ${r.status}${r.lastError ? `: ${r.lastError}` : ''}; it has no answer${r.status === 'failed' ? '' : ' yet'}.`, r.status === 'failed' ? `kennel endpoints requests ${r.endpoint} --replay ${r.id} queues it again.` : 'Ask again in a moment.');
+    return answerOf(r.output);
+  });
+
   app.get('/metrics', { config: { auth: 'public' } }, async (_req, reply) => {
     reply.type(metrics.contentType());
     return metrics.text();
   });
   app.get('/healthz', { config: { auth: 'public' } }, async () => ({ ok: true }));
+  // tensors as JSON numbers take several times the bytes of a base64 image
+  app.register(oipRoutes, { runtime, maxImageBytes, bodyLimit: 4 * maxJsonBytes });
   app.register(functionsRoutes, { gateway: opts.gateway, bodyLimit: maxJsonBytes });
   app.register(lambdaRoutes, { ws: opts.ws, gateway: opts.gateway, bodyLimit: maxJsonBytes });
   return app;

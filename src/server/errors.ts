@@ -39,7 +39,8 @@ function fromFastify(err: FastifyError, req: FastifyRequest): KennelError | unde
 }
 
 /**
- * Sends any error as {"error": {code, message, hint}} (AWS callers: AWS's error shape);
+ * Sends any error as {"error": {code, message, hint}} (AWS callers: AWS's error shape; Open
+ * Inference Protocol routes: {"error": "message hint"});
  * unexpected errors are logged and answered 500 without details.
  */
 export function sendError(err: unknown, req: FastifyRequest, reply: FastifyReply): FastifyReply {
@@ -50,6 +51,11 @@ export function sendError(err: unknown, req: FastifyRequest, reply: FastifyReply
   else if (known?.status === 503) reply.header('retry-after', '1');
   const aws = awsApiOf(req);
   if (aws) return sendAwsError(aws, known ?? Errors.Internal('Something went wrong on the server.'), req, reply);
+  if (req.routeOptions.config?.oip) {
+    // the Open Inference Protocol's error object: {"error": "<message>"}
+    const e = known ?? Errors.Internal('Something went wrong on the server.', `Report it with the request id ${req.id}.`);
+    return reply.code(e.status).header('x-kennel-error', e.code).send({ error: e.hint ? `${e.message} ${e.hint}` : e.message });
+  }
   if (!known) {
     return reply.code(500).header('x-kennel-error', Errors.Internal.code).send({ error: { code: Errors.Internal.code, message: 'Something went wrong on the server.', hint: `Report it with the request id ${req.id}.` } } satisfies ErrorBody);
   }

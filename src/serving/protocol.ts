@@ -36,13 +36,16 @@ export const REQUEST_FD = 4;
 /** One inference request on the request stream. */
 export interface InferRequest {
   id: number;
+  /** the k best classes; 0: every class, in label order (the Open Inference Protocol's probabilities) */
   topK: number;
   requestId: string;
+  /** false: `image` is an encoded image; true: the model's input for one image, already preprocessed (float32, little-endian) */
+  tensor: boolean;
   image: Buffer;
 }
 
-// frame: u32 id, u32 image length, u16 topK, u8 request-id length, request id (ASCII), image bytes
-const HEAD = 11;
+// frame: u32 id, u32 image length, u16 topK, u8 request-id length, u8 flags (1: tensor), request id (ASCII), image bytes
+const HEAD = 12;
 
 /**
  * Frames a request for the request stream. Image bytes go to the replica as they are, with no
@@ -55,6 +58,7 @@ export function encodeRequest(r: Omit<InferRequest, 'image'>, image: Uint8Array)
   head.writeUInt32LE(image.length, 4);
   head.writeUInt16LE(r.topK, 8);
   head.writeUInt8(rid.length, 10);
+  head.writeUInt8(r.tensor ? 1 : 0, 11);
   rid.copy(head, HEAD);
   return [head, image];
 }
@@ -74,7 +78,7 @@ export class RequestReader {
       const total = headLength + head.readUInt32LE(4);
       if (this.size < total) break;
       const frame = this.take(total);
-      out.push({ id: frame.readUInt32LE(0), topK: frame.readUInt16LE(8), requestId: frame.toString('latin1', HEAD, headLength), image: frame.subarray(headLength) });
+      out.push({ id: frame.readUInt32LE(0), topK: frame.readUInt16LE(8), requestId: frame.toString('latin1', HEAD, headLength), tensor: (frame.readUInt8(11) & 1) === 1, image: frame.subarray(headLength) });
     }
     return out;
   }

@@ -119,14 +119,15 @@ export class ReplicaProcess extends TypedEmitter<ReplicaListener> {
     return this.child.pid;
   }
 
-  infer(image: Uint8Array, topK: number, requestId: string): Promise<Prediction[]> {
+  /** `image` is an encoded image, or with `tensor` one image's preprocessed model input (float32 bytes); topK 0: every class in label order. */
+  infer(image: Uint8Array, topK: number, requestId: string, tensor = false): Promise<Prediction[]> {
     const requests = this.requests;
     if (!this.child.connected || !requests || requests.destroyed) return Promise.reject(new ReplicaGoneError(this.id));
     const id = this.nextId++;
     this.outstanding++;
     return new Promise<Prediction[]>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      const [head, body] = encodeRequest({ id, topK, requestId }, image);
+      const [head, body] = encodeRequest({ id, topK, requestId, tensor }, image);
       requests.cork();
       requests.write(head);
       requests.write(body);

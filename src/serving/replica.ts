@@ -53,8 +53,7 @@ async function main(): Promise<void> {
       send({ type: 'failed', id: m.id, status: Errors.ReplicaStopping.status, code: Errors.ReplicaStopping.code, message: 'This replica is shutting down.' });
       return;
     }
-    batched
-      .classify(m.image, m.topK)
+    (m.tensor ? batched.classifyInput(m.image, m.topK) : batched.classify(m.image, m.topK))
       .then(
         (predictions) => send({ type: 'result', id: m.id, predictions }),
         (e: unknown) => {

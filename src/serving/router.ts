@@ -78,7 +78,12 @@ export class Router {
     return { endpoint, variant, timeoutMs: ep.timeoutMs };
   }
 
-  async invoke(target: Target, image: Uint8Array, opts: { topK: number; requestId: string }): Promise<InvocationResult> {
+  /**
+   * Runs one image on the target. `image` is the encoded image, or with `tensor` the image's
+   * preprocessed model input (float32, little-endian, the model's layout); `topK` 0 answers every
+   * class in label order.
+   */
+  async invoke(target: Target, image: Uint8Array, opts: { topK: number; requestId: string; tensor?: boolean }): Promise<InvocationResult> {
     const pool = target.variant.pool;
     const deadline = Date.now() + target.timeoutMs;
     pool.begin();
@@ -86,7 +91,7 @@ export class Router {
       for (let attempt = 0; ; attempt++) {
         const replica = await pool.acquire(deadline);
         try {
-          const predictions = await withDeadline(replica.infer(image, opts.topK, opts.requestId), deadline, target.endpoint);
+          const predictions = await withDeadline(replica.infer(image, opts.topK, opts.requestId, opts.tensor), deadline, target.endpoint);
           return { predictions, model: replica.config.model, variant: target.variant.name, replica: replica.id };
         } catch (e) {
           const retryable = e instanceof ReplicaGoneError || Errors.ReplicaStopping.is(e);

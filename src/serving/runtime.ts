@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { Errors, KennelError } from '../core/index.js';
 import { assertDevice } from '../inference/index.js';
-import { getModel } from '../registry/index.js';
+import { getModel, type ModelCard } from '../registry/index.js';
 import type { Workspace } from '../store/index.js';
 import { Autoscaler, type ScalingPolicy } from './autoscaler.js';
 import {
@@ -64,6 +64,16 @@ export interface EndpointDescription {
   updatedAt: string;
   /** create only: the endpoint existed with exactly this spec, so nothing was changed */
   unchanged?: boolean;
+}
+
+/** One variant as ServingRuntime.served() tells it. */
+export interface ServedVariant {
+  variant: string;
+  /** "NAME@VERSION" */
+  model: string;
+  card: ModelCard;
+  /** it can take requests now: a ready replica, or scaled to zero (a request starts one) */
+  ready: boolean;
 }
 
 /** Gauges for one variant, read at scrape time. */
@@ -230,6 +240,19 @@ export class ServingRuntime {
       createdAt: live.endpoint.createdAt,
       updatedAt: live.endpoint.updatedAt,
     };
+  }
+
+  /**
+   * What each variant of an endpoint runs ("NAME@VERSION" and the model card: input spec,
+   * labels) and whether it can take requests: for the Open Inference Protocol's model metadata and
+   * readiness. A variant scaled to zero can (its first request starts a replica).
+   */
+  served(name: string): ServedVariant[] {
+    const live = this.require(name);
+    return live.endpoint.spec.variants.map((v) => {
+      const pool = live.pools.get(v.name)!;
+      return { variant: v.name, model: pool.model, card: pool.currentSpec.card, ready: !pool.failed && (pool.readyCount > 0 || pool.desired === 0) };
+    });
   }
 
   list(): EndpointDescription[] {

@@ -224,4 +224,33 @@ export const migrations: string[] = [
   ALTER TABLE models ADD COLUMN last_version INTEGER NOT NULL DEFAULT 0;
   UPDATE models SET last_version = (SELECT COALESCE(MAX(version), 0) FROM model_versions WHERE model_id = models.id);
   `,
+  // 9: endpoints' asynchronous inference requests (InvokeEndpointAsync): the durable queue of
+  // src/store/queue.ts, like function_events, keeping completed requests a while for their status
+  // and the artifact of their answer
+  `
+  CREATE TABLE endpoint_requests (
+    seq INTEGER PRIMARY KEY,        -- arrival order
+    id TEXT NOT NULL UNIQUE,        -- the InferenceId
+    endpoint TEXT NOT NULL,
+    request_id TEXT NOT NULL,       -- of the 202
+    status TEXT NOT NULL,           -- queued | running | completed | failed
+    bytes INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    throttles INTEGER NOT NULL DEFAULT 0,
+    received_at INTEGER NOT NULL,   -- epoch ms
+    next_attempt_at INTEGER NOT NULL,
+    last_error TEXT,
+    failed_at INTEGER,
+    input TEXT NOT NULL,            -- the InputLocation
+    output TEXT,                    -- sha256 of the answer's artifact, once completed
+    completed_at INTEGER,
+    notify TEXT                     -- URL told of the completion or failure (POST, safe-fetcher rules)
+  );
+  CREATE INDEX endpoint_requests_due ON endpoint_requests (status, next_attempt_at);
+  CREATE INDEX endpoint_requests_by_endpoint ON endpoint_requests (endpoint, status);
+  CREATE TABLE endpoint_request_payloads (
+    seq INTEGER PRIMARY KEY REFERENCES endpoint_requests(seq) ON DELETE CASCADE,
+    payload BLOB NOT NULL           -- the request as JSON (input location, topK)
+  );
+  `,
 ];

@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { availableParallelism, hostname } from 'node:os';
-import { Errors, KennelError } from '../core/index.js';
+import { Errors, KennelError, kennelVersion } from '../core/index.js';
 import type { Task } from './task.js';
 
 export type Backend = 'inline' | 'local' | 'redis';
@@ -22,8 +21,6 @@ export interface WorkerInfo {
   task?: { id: string; label: string; startedAt: string };
 }
 
-let version: string | undefined;
-const kennelVersion = (): string => (version ??= (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version);
 
 /** The identity of a worker in this process. */
 export function thisWorker(backend: Backend, opts: { id: string; threads: number; device: string }): WorkerInfo {

@@ -9,7 +9,7 @@ import { buildAdmin } from '../../src/server/admin.ts';
 import { ServingMetrics } from '../../src/server/metrics.ts';
 import { registerModel, tagModel, type ModelCard } from '../../src/registry/index.ts';
 import { ServingRuntime } from '../../src/serving/index.ts';
-import { openWorkspace, type Workspace } from '../../src/store/index.ts';
+import { createJob, finishJob, openWorkspace, type Workspace } from '../../src/store/index.ts';
 import { tmpHome } from '../helpers/paths.ts';
 
 /**
@@ -309,4 +309,14 @@ test('delete a model version: the CLI guards (production tag, 409 with a hint), 
   assert.equal((await app.inject({ method: 'DELETE', url: '/api/datasets/none/versions/1', headers: { host: HOST, authorization: `Bearer ${TOKEN}` } })).statusCode, 404);
   assert.equal((await app.inject({ method: 'DELETE', url: '/api/backbones/none', headers: { host: HOST, authorization: `Bearer ${TOKEN}` } })).statusCode, 404);
   assert.equal((await app.inject({ method: 'DELETE', url: '/api/jobs/train-20260101000000-abcdef', headers: { host: HOST, authorization: `Bearer ${TOKEN}` } })).statusCode, 404);
+});
+
+test('batch transform jobs are on the jobs page with their model, running or completed', async () => {
+  const job = createJob(ws, 'transform', { key: 'k', model: 'mnet@1', source: 'folder ./photos', out: '/tmp/r.jsonl', images: 10, topK: 5, shardSize: 256 });
+  const list = async () => (await app.inject({ method: 'GET', url: '/api/jobs', headers: { host: HOST, authorization: `Bearer ${TOKEN}` } })).json() as { jobs: Array<{ id: string; kind: string; status: string; model?: string; seconds?: number }> };
+  const running = (await list()).jobs.find((j) => j.id === job.id)!;
+  assert.deepEqual([running.kind, running.status, running.model], ['transform', 'running', 'mnet@1']);
+  finishJob(ws, job.id, 'completed', { result: { model: 'mnet@1', images: 10, failed: 0, seconds: 1.5 } });
+  const done = (await list()).jobs.find((j) => j.id === job.id)!;
+  assert.deepEqual([done.status, done.model, done.seconds], ['completed', 'mnet@1', 1.5]);
 });

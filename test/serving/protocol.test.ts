@@ -5,9 +5,10 @@ import { RequestReader, encodeRequest } from '../../src/serving/protocol.js';
 
 test('requests survive any split of the stream into chunks', () => {
   const requests = [
-    { id: 1, topK: 5, requestId: 'a-1', image: randomBytes(100_000) },
-    { id: 2, topK: 1000, requestId: '', image: randomBytes(3) },
-    { id: 4_000_000_000, topK: 1, requestId: 'x'.repeat(128), image: randomBytes(70_000) },
+    { id: 1, topK: 5, requestId: 'a-1', tensor: false, image: randomBytes(100_000) },
+    { id: 2, topK: 1000, requestId: '', tensor: true, image: randomBytes(3) },
+    { id: 4_000_000_000, topK: 0, requestId: 'x'.repeat(128), tensor: false, image: randomBytes(70_000) },
+    { id: 5, topK: 0, requestId: 'oip/0', tensor: true, image: randomBytes(602_112) },
   ];
   const stream = Buffer.concat(requests.flatMap((r) => encodeRequest(r, r.image)));
   for (const chunkSize of [1, 7, 11, 4096, 65_536, stream.length]) {
@@ -17,7 +18,7 @@ test('requests survive any split of the stream into chunks', () => {
     assert.equal(got.length, requests.length, `chunks of ${chunkSize}`);
     got.forEach((g, i) => {
       const want = requests[i]!;
-      assert.deepEqual([g.id, g.topK, g.requestId], [want.id, want.topK, want.requestId]);
+      assert.deepEqual([g.id, g.topK, g.requestId, g.tensor], [want.id, want.topK, want.requestId, want.tensor]);
       assert.ok(g.image.equals(want.image), `image ${i} with chunks of ${chunkSize}`);
     });
   }
@@ -25,7 +26,7 @@ test('requests survive any split of the stream into chunks', () => {
 
 test('an image that arrives in one chunk is handed on without a copy', () => {
   const image = randomBytes(1000);
-  const chunk = Buffer.concat(encodeRequest({ id: 9, topK: 3, requestId: 'r' }, image));
+  const chunk = Buffer.concat(encodeRequest({ id: 9, topK: 3, requestId: 'r', tensor: false }, image));
   const [r] = new RequestReader().push(chunk);
   assert.equal(r!.image.buffer, chunk.buffer);
 });

@@ -2,7 +2,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { ENDPOINT_DEVICES, type EndpointDevice } from '../../inference/index.js';
 import { Errors } from '../../core/index.js';
 import { adminRequest, dataPlaneUrl, findDaemon } from '../../server/index.js';
-import { PRIMARY_VARIANT, type EndpointDescription } from '../../serving/index.js';
+import { asyncRequests, purgeAsyncRequests, replayAsyncRequests, PRIMARY_VARIANT, type EndpointDescription } from '../../serving/index.js';
 import { defaultHome } from '../../store/index.js';
 import { jsonCommand, table, type CommandContext } from '../output.js';
 import { number, oneOf } from '../options.js';
@@ -168,6 +168,36 @@ export function registerEndpoints(program: Command): void {
           )
         : 'no endpoints yet: kennel endpoints create NAME --model MODEL',
   });
+
+  jsonCommand(
+    cmd
+      .command('requests <name>')
+      .description("An endpoint's asynchronous inference requests (kennel invoke --async, InvokeEndpointAsync): queued, running, completed and failed counts, the newest requests and the failure list; --replay or --purge failed ones. Reads the workspace, so it works with the daemon stopped.")
+      .option('--limit <n>', 'newest requests to list', number('--limit', { int: true, min: 0, max: 10_000 }), 20)
+      .option('--replay [id...]', 'queue failed requests again (these ids, or all): attempts and age start over')
+      .option('--purge [id...]', 'delete failed requests (these ids, or all)'),
+    {
+      action: ({ ws, opts }: CommandContext<{ limit: number; replay?: true | string[]; purge?: true | string[]; json?: boolean }>, name: string) => {
+        if (opts.replay && opts.purge) throw Errors.InvalidRequest('Give --replay or --purge, not both.');
+        const idsOf = (v: true | string[]) => (v === true ? undefined : v);
+        if (opts.replay) return { endpoint: name, replayed: replayAsyncRequests(ws, name, idsOf(opts.replay)) };
+        if (opts.purge) return { endpoint: name, purged: purgeAsyncRequests(ws, name, idsOf(opts.purge)) };
+        return { endpoint: name, ...asyncRequests(ws, name, opts.limit) };
+      },
+      human: (r) => {
+        if ('replayed' in r) return `queued ${r.replayed} failed request${r.replayed === 1 ? '' : 's'} of ${r.endpoint} again; a running daemon runs them within a second`;
+        if ('purged' in r) return `deleted ${r.purged} failed request${r.purged === 1 ? '' : 's'} of ${r.endpoint}`;
+        const c = r.counts;
+        return [
+          `${r.endpoint}: ${c.queued} queued, ${c.running} running, ${c.completed} completed, ${c.failed} failed`,
+          r.recent.length ? table(['INFERENCE ID', 'STATUS', 'RECEIVED', 'ATTEMPTS', 'INPUT', 'ERROR'], r.recent.map((q) => [q.id, q.status, q.receivedAt, q.attempts, q.input.slice(0, 60), (q.lastError ?? '').slice(0, 100)])) : '',
+          r.failed.length ? `replay: kennel endpoints requests ${r.endpoint} --replay [ID...]   delete: kennel endpoints requests ${r.endpoint} --purge [ID...]` : '',
+        ]
+          .filter(Boolean)
+          .join('\n');
+      },
+    },
+  );
 
   jsonCommand(cmd.command('delete <name>').description('Delete an endpoint: it stops taking requests, in-flight ones finish, replicas stop.'), {
     action: (_ctx, name: string) => adminRequest<{ deleted: string }>(defaultHome(), 'DELETE', `/v1/endpoints/${encodeURIComponent(name)}`),

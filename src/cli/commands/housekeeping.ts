@@ -25,9 +25,9 @@ function gcText(r: CollectReport): string {
 export const deletedText = (r: Deleted): string => `deleted ${r.deleted.join(', ')}; freed ${bytesText(r.gc.bytes)} (${r.gc.items.length} file${r.gc.items.length === 1 ? '' : 's'})`;
 
 const jobRow = (j: Job) => {
-  const p = j.params as { dataset?: string; datasetVersion?: number; backbone?: string };
+  const p = j.params as { dataset?: string; datasetVersion?: number; backbone?: string; model?: string };
   const r = j.result as { model?: string } | undefined;
-  return { id: j.id, kind: j.kind, status: j.status, dataset: p.dataset ? `${p.dataset}${p.datasetVersion ? `@${p.datasetVersion}` : ''}` : undefined, backbone: p.backbone, model: r?.model ?? undefined, createdAt: j.createdAt, updatedAt: j.updatedAt, error: j.error };
+  return { id: j.id, kind: j.kind, status: j.status, dataset: p.dataset ? `${p.dataset}${p.datasetVersion ? `@${p.datasetVersion}` : ''}` : undefined, backbone: p.backbone, model: r?.model ?? (j.kind === 'transform' ? p.model : undefined), createdAt: j.createdAt, updatedAt: j.updatedAt, error: j.error };
 };
 
 export function registerHousekeeping(program: Command): void {
@@ -46,12 +46,12 @@ export function registerHousekeeping(program: Command): void {
     },
   );
 
-  const jobs = program.command('jobs').description('Training and tuning jobs: list, show, cancel, delete.');
+  const jobs = program.command('jobs').description('Training, tuning and batch transform jobs: list, show, cancel, delete.');
   jsonCommand(
     jobs
       .command('list')
       .description('List jobs, newest first.')
-      .option('--kind <kind>', 'train or tune', oneOf('--kind', ['train', 'tune'] as const))
+      .option('--kind <kind>', 'train, tune or transform', oneOf('--kind', ['train', 'tune', 'transform'] as const))
       .option('--status <status>', JOB_STATUSES.join(', '), oneOf('--status', JOB_STATUSES))
       .option('--dataset <name>', 'only jobs on this dataset'),
     {

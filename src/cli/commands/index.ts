@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { registerArtifacts } from './artifacts.js';
 import { registerBackbones } from './backbones.js';
 import { registerCost } from './cost.js';
 import { registerDaemon } from './daemon.js';
@@ -15,6 +16,7 @@ import { registerPolicies } from './policies.js';
 import { registerPredict } from './predict.js';
 import { registerSecurity } from './security.js';
 import { registerTrain } from './train.js';
+import { registerTransform } from './transform.js';
 import { registerTune } from './tune.js';
 import { registerWorkers } from './workers.js';
 
@@ -28,11 +30,13 @@ export function registerCommands(program: Command): void {
   registerModels(program);
   registerModelsImport(program);
   registerPredict(program);
+  registerTransform(program);
   registerInsights(program);
   registerCost(program);
   registerDaemon(program);
   registerEndpoints(program);
   registerInvoke(program);
+  registerArtifacts(program);
   registerWorkers(program);
   registerFunctions(program);
   registerKeys(program);

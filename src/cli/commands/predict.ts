@@ -1,36 +1,16 @@
-import { closeSync, openSync, writeSync } from 'node:fs';
-import { extname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { Errors } from '../../core/index.js';
 import { getModel } from '../../registry/index.js';
 import { DEVICES, classify, tuneSharp, type Device } from '../../inference/index.js';
-import { filePrediction, imageInputs, type FilePrediction } from '../inputs.js';
+import { filePrediction, resultWriter, type FilePrediction } from '../../transform/index.js';
+import { imageInputs } from '../inputs.js';
 import { emit, progressBars, runAction, withWorkspace } from '../output.js';
 import { number, oneOf } from '../options.js';
 
 /** Images per model run; decoding the next ones overlaps the run, so a few batches stay in flight. */
 const MAX_BATCH = 16;
 const IN_FLIGHT = MAX_BATCH * 3;
-
-const csvCell = (s: string): string => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
-
-/** Writes results as they come: one JSON line per image, or one CSV row (top-1, and the top-k as label:score|...). */
-function resultWriter(path: string): { write(r: FilePrediction): void; close(): void } {
-  const format = extname(path).toLowerCase();
-  if (format !== '.jsonl' && format !== '.csv') throw Errors.InvalidRequest(`--out ${path} must end in .jsonl or .csv.`, 'Example: --out results.jsonl');
-  const fd = openSync(path, 'w');
-  const line = (s: string) => writeSync(fd, s + '\n');
-  if (format === '.csv') line('file,label,score,top_k,error');
-  return {
-    write: (r) => {
-      if (format === '.jsonl') return line(JSON.stringify(r));
-      if ('error' in r) return line([csvCell(r.file), '', '', '', csvCell(r.error)].join(','));
-      const top = r.predictions[0]!;
-      line([csvCell(r.file), csvCell(top.label), top.score.toFixed(6), csvCell(r.predictions.map((p) => `${p.label}:${p.score.toFixed(6)}`).join('|')), ''].join(','));
-    },
-    close: () => closeSync(fd),
-  };
-}
 
 const predictionText = (r: FilePrediction): string => ('error' in r ? `${r.file}: error: ${r.error}` : `${r.file}\n${r.predictions.map((p) => `  ${(p.score * 100).toFixed(1).padStart(5)}%  ${p.label}`).join('\n')}`);
 

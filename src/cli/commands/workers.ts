@@ -5,12 +5,13 @@ import { artifactsConfig, defaultHome } from '../../store/index.js';
 import { executionProviders } from '../../inference/index.js';
 import { TRAINING_TASKS } from '../../training/index.js';
 import { TUNING_TASKS } from '../../tuning/index.js';
+import { TRANSFORM_TASKS } from '../../transform/index.js';
 import { listWorkers, startRedisWorker, type WorkerInfo } from '../../workers/index.js';
 import { emit, jsonCommand, runAction, table, type CommandContext } from '../output.js';
 import { number } from '../options.js';
 
 /** Every task type a `kennel worker` can run: feature extraction for training, head trials for tuning. */
-const TASK_MODULES = (): string[] => [TRAINING_TASKS(), TUNING_TASKS()];
+const TASK_MODULES = (): string[] => [TRAINING_TASKS(), TUNING_TASKS(), TRANSFORM_TASKS()];
 /** How long a stopping worker lets its current task finish before handing it back to the queue (seconds). */
 const STOP_GRACE_S = 10;
 /** after a stop, lingering handles (a native library, a socket) may keep the process this long at most */

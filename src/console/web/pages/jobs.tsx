@@ -109,7 +109,7 @@ export function JobsPage() {
   return (
     <Page
       title="Jobs"
-      subtitle="Training and tuning jobs, live. Jobs started here run in the daemon and can be cancelled."
+      subtitle="Training, tuning and batch transform jobs, live. Jobs started here run in the daemon and can be cancelled."
       actions={
         <>
           <button type="button" class="primary" aria-expanded={form === 'train'} onClick={() => setForm(form === 'train' ? null : 'train')}>
