@@ -100,6 +100,12 @@ export function buildAdmin(runtime: ServingRuntime, opts: AdminOptions): Fastify
       { schema: { params: nameParams, body: jsonSchema(UpdateEndpointSchema), querystring: waitQuery }, config: { auth: onEndpoint('admin:UpdateEndpoint') } },
       async (req) => auditedAsync(opts.ws, actor(req), 'admin:UpdateEndpoint', `endpoint/${req.params.name}`, () => runtime.update(req.params.name, req.body, { wait: req.query.wait }), { body: req.body }),
     );
+    api.get<{ Params: { name: string } }>('/v1/endpoints/:name/shadow-report', { schema: { params: nameParams }, config: { auth: onEndpoint(READ) } }, async (req) => runtime.shadowReport(req.params.name));
+    api.post<{ Params: { name: string }; Querystring: { wait: boolean } }>(
+      '/v1/endpoints/:name/promote-shadow',
+      { schema: { params: nameParams, querystring: waitQuery }, config: { auth: onEndpoint('admin:UpdateEndpoint') } },
+      async (req) => auditedAsync(opts.ws, actor(req), 'admin:UpdateEndpoint', `endpoint/${req.params.name}`, () => runtime.promoteShadow(req.params.name, { wait: req.query.wait }), { body: { promoteShadow: true } }),
+    );
     api.delete<{ Params: { name: string } }>('/v1/endpoints/:name', { schema: { params: nameParams }, config: { auth: onEndpoint('admin:DeleteEndpoint') } }, async (req) => {
       await auditedAsync(opts.ws, actor(req), 'admin:DeleteEndpoint', `endpoint/${req.params.name}`, () => runtime.delete(req.params.name));
       return { deleted: req.params.name };

@@ -15,6 +15,8 @@ export interface ReplicaConfig {
   threads: number;
   device: Device;
   batching: BatchingConfig;
+  /** nice value for every thread of the replica (set before its inference threads start) */
+  priority?: number;
 }
 
 /** Router -> replica control messages (IPC, JSON). Requests travel on the request stream. */

@@ -6,7 +6,9 @@
  */
 import { BatchedClassifier, Classifier, tuneSharp, type Prediction } from '../inference/index.js';
 import { Errors, KennelError, errorMessage } from '../core/index.js';
+import { readdirSync } from 'node:fs';
 import { Socket } from 'node:net';
+import { setPriority } from 'node:os';
 import { REQUEST_FD, RequestReader, type FromReplica, type InferRequest, type ReplicaConfig, type ToReplica } from './protocol.js';
 
 // answers leave in one IPC message per event-loop turn: a batch of 16 is one write, not 16
@@ -45,6 +47,8 @@ async function main(): Promise<void> {
   const runSize = (n: number): number => shapes?.find((s) => s >= n) ?? n;
   checkReadiness(await clf.run(batchInput, 1), classes);
   for (const n of shapes ?? []) await clf.run(batchInput, n);
+  // loaded at normal priority (a shadow that starts in seconds, even on a busy machine), serving at its own
+  if (config.priority !== undefined) lowerPriority(config.priority);
 
   const batched = new BatchedClassifier(clf, config.batching, { runSize, onBatch: (size, ms) => send({ type: 'batch', size, ms }) });
 
@@ -83,6 +87,27 @@ async function main(): Promise<void> {
     }
   });
   send({ type: 'ready', model: config.model, threads: config.threads });
+}
+
+/**
+ * Gives every thread of this process the nice value `nice`. On Linux a nice value belongs to a
+ * thread: each one that exists now (ORT's, the inference worker's, libuv's) is set, and threads
+ * started later inherit their creator's.
+ */
+function lowerPriority(nice: number): void {
+  let tids: number[] = [0];
+  try {
+    tids = readdirSync('/proc/self/task').map(Number).filter((n) => n > 0);
+  } catch {
+    /* not Linux: the process's priority */
+  }
+  for (const tid of tids) {
+    try {
+      setPriority(tid, nice);
+    } catch {
+      /* a thread that ended meanwhile */
+    }
+  }
 }
 
 /** The batch sizes a GPU runs: powers of two up to 8, then multiples of 8 (at most 7 padded rows), and maxBatch. */

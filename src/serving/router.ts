@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
-import { notFound, Errors } from '../core/index.js';
+import { notFound, Errors, KennelError } from '../core/index.js';
 import type { Prediction } from '../inference/index.js';
 import { ReplicaGoneError } from './replica-process.js';
+import type { ShadowMirror } from './shadow.js';
 import type { ReplicaPool } from './supervisor.js';
 
 export interface RoutedVariant {
@@ -13,6 +14,7 @@ export interface RoutedVariant {
 interface RoutedEndpoint {
   variants: RoutedVariant[];
   timeoutMs: number;
+  shadow?: ShadowMirror;
 }
 
 /** A request's destination: the endpoint and the variant picked for it by weight. */
@@ -20,6 +22,8 @@ export interface Target {
   endpoint: string;
   variant: RoutedVariant;
   timeoutMs: number;
+  /** set when this request is one of the share mirrored to the endpoint's shadow */
+  shadow?: ShadowMirror;
 }
 
 export interface InvocationResult {
@@ -44,8 +48,8 @@ export class Router {
     private readonly random: () => number = Math.random,
   ) {}
 
-  set(endpoint: string, variants: RoutedVariant[], timeoutMs: number): void {
-    this.endpoints.set(endpoint, { variants, timeoutMs });
+  set(endpoint: string, variants: RoutedVariant[], timeoutMs: number, shadow?: ShadowMirror): void {
+    this.endpoints.set(endpoint, { variants, timeoutMs, shadow });
   }
 
   has(endpoint: string): boolean {
@@ -63,7 +67,7 @@ export class Router {
     if (variantName !== undefined) {
       const named = ep.variants.find((v) => v.name === variantName);
       if (!named) throw Errors.UnknownVariant(`Endpoint ${endpoint} has no variant ${variantName}.`, `Its variants: ${ep.variants.map((v) => v.name).join(', ')}.`);
-      return { endpoint, variant: named, timeoutMs: ep.timeoutMs };
+      return { endpoint, variant: named, timeoutMs: ep.timeoutMs, shadow: ep.shadow?.sample() ? ep.shadow : undefined };
     }
     const total = ep.variants.reduce((s, v) => s + v.weight, 0);
     let x = this.random() * total;
@@ -75,10 +79,34 @@ export class Router {
         break;
       }
     }
-    return { endpoint, variant, timeoutMs: ep.timeoutMs };
+    return { endpoint, variant, timeoutMs: ep.timeoutMs, shadow: ep.shadow?.sample() ? ep.shadow : undefined };
   }
 
+  /**
+   * Runs a request on its variant. A request picked for the shadow is copied to it on a later
+   * event-loop turn (setImmediate), after the answer is on its way: the shadow never delays it.
+   */
   async invoke(target: Target, image: Uint8Array, opts: { topK: number; requestId: string }): Promise<InvocationResult> {
+    const shadow = target.shadow;
+    if (!shadow) return this.answer(target, image, opts);
+    const t0 = performance.now();
+    try {
+      const result = await this.answer(target, image, opts);
+      const outcome = { model: result.model, predictions: result.predictions, ms: performance.now() - t0 };
+      setImmediate(() => shadow.mirror(image, opts.requestId, outcome));
+      return result;
+    } catch (e) {
+      // the image's own fault (bad_image): the shadow's answer to it is worth comparing; an
+      // overloaded or timed-out primary says nothing about the model, and the shadow is spared
+      if (e instanceof KennelError && e.status < 500) {
+        const outcome = { model: target.variant.pool.model, error: e.code, ms: performance.now() - t0 };
+        setImmediate(() => shadow.mirror(image, opts.requestId, outcome));
+      }
+      throw e;
+    }
+  }
+
+  private async answer(target: Target, image: Uint8Array, opts: { topK: number; requestId: string }): Promise<InvocationResult> {
     const pool = target.variant.pool;
     const deadline = Date.now() + target.timeoutMs;
     pool.begin();

@@ -17,6 +17,8 @@ export interface PoolSpec {
   batching: BatchingConfig;
   /** requests one replica may hold (decoding, queued, running); beyond that the router answers 503 */
   maxInFlight: number;
+  /** the replicas' nice value (a shadow's replicas run at 19: they get only the CPU the primary leaves) */
+  priority?: number;
 }
 
 export interface PoolTimings {
@@ -214,6 +216,17 @@ export class ReplicaPool {
     }
   }
 
+  /**
+   * The ready replica with the fewest outstanding requests if it holds fewer than `limit`, else
+   * undefined at once: never waits and never starts a replica (a shadow drops what it cannot take).
+   */
+  tryAcquire(limit: number): ReplicaProcess | undefined {
+    if (this.closed || this.failure) return undefined;
+    let best: ReplicaProcess | undefined;
+    for (const r of this.replicas) if (r.state === 'ready' && (!best || r.outstanding < best.outstanding)) best = r;
+    return best && best.outstanding < Math.min(limit, this.spec.maxInFlight) ? best : undefined;
+  }
+
   /** Called by the router around every request on this pool (including time spent waiting). */
   begin(): void {
     this.account(1);
@@ -342,8 +355,8 @@ export class ReplicaPool {
     const cores = availableParallelism();
     const threads = Math.max(1, Math.floor(cores / Math.max(1, this.desiredCount)));
     for (let i = 0; i < n; i++) {
-      const { model, onnxPath, card, device, batching } = this.spec;
-      const r = new ReplicaProcess({ model, onnxPath, card, device, batching, threads }, this.generation, this.log)
+      const { model, onnxPath, card, device, batching, priority } = this.spec;
+      const r = new ReplicaProcess({ model, onnxPath, card, device, batching, threads, priority }, this.generation, this.log)
         .on('ready', () => this.onReady(r))
         .on('exit', (info) => this.onExit(r, info))
         .on('settled', () => this.stopWhenDrained(r))

@@ -224,4 +224,32 @@ export const migrations: string[] = [
   ALTER TABLE models ADD COLUMN last_version INTEGER NOT NULL DEFAULT 0;
   UPDATE models SET last_version = (SELECT COALESCE(MAX(version), 0) FROM model_versions WHERE model_id = models.id);
   `,
+  // 9: shadow variants: each mirrored request's two answers (bounded per endpoint, the newest
+  // kept) and per shadow model the requests mirrored and dropped (the shadow was full)
+  `
+  CREATE TABLE shadow_results (
+    id INTEGER PRIMARY KEY,
+    endpoint TEXT NOT NULL,
+    shadow_model TEXT NOT NULL,     -- NAME@VERSION
+    primary_model TEXT NOT NULL,
+    at INTEGER NOT NULL,            -- epoch ms
+    primary_label TEXT,             -- top-1, NULL when it failed
+    primary_score REAL,
+    primary_ms REAL NOT NULL,
+    primary_error TEXT,             -- error code
+    shadow_label TEXT,
+    shadow_score REAL,
+    shadow_ms REAL NOT NULL,
+    shadow_error TEXT
+  );
+  CREATE INDEX shadow_results_by_endpoint ON shadow_results (endpoint, shadow_model, id);
+  CREATE TABLE shadow_counts (
+    endpoint TEXT NOT NULL,
+    shadow_model TEXT NOT NULL,
+    mirrored INTEGER NOT NULL DEFAULT 0,
+    dropped INTEGER NOT NULL DEFAULT 0,
+    since TEXT NOT NULL,
+    PRIMARY KEY (endpoint, shadow_model)
+  );
+  `,
 ];

@@ -2,7 +2,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { ENDPOINT_DEVICES, type EndpointDevice } from '../../inference/index.js';
 import { Errors } from '../../core/index.js';
 import { adminRequest, dataPlaneUrl, findDaemon } from '../../server/index.js';
-import { PRIMARY_VARIANT, type EndpointDescription } from '../../serving/index.js';
+import { PRIMARY_VARIANT, type EndpointDescription, type LatencySummary, type ShadowReport } from '../../serving/index.js';
 import { defaultHome } from '../../store/index.js';
 import { jsonCommand, table, type CommandContext } from '../output.js';
 import { number, oneOf } from '../options.js';
@@ -86,6 +86,10 @@ function describeText(d: EndpointDescription, base: string): string {
     lines.push(`  variant ${v.name}  ${v.model}  weight ${v.weight} (${(v.traffic * 100).toFixed(0)}% of traffic)  replicas ${v.ready} ready / ${v.desired} wanted`);
     for (const r of v.replicas) lines.push(`    ${r.id}  pid ${r.pid}  ${r.state.padEnd(8)}  ${r.model}  in flight ${r.outstanding}`);
   }
+  if (d.shadow) {
+    lines.push(`  shadow ${d.shadow.model}  ${d.shadow.percent}% of requests mirrored (answers compared, never returned)  replicas ${d.shadow.ready} ready / ${d.shadow.desired} wanted`);
+    for (const r of d.shadow.replicas) lines.push(`    ${r.id}  pid ${r.pid}  ${r.state.padEnd(8)}  ${r.model}  in flight ${r.outstanding}`);
+  }
   const a = d.autoscaling;
   lines.push(
     a
@@ -100,6 +104,52 @@ function describeText(d: EndpointDescription, base: string): string {
   return lines.join('\n');
 }
 
+interface ShadowOptions {
+  shadow?: string | false;
+  shadowPercent?: number;
+  shadowInstances?: number;
+}
+
+/** --shadow, --shadow-percent, --shadow-instances (and --no-shadow for update). */
+function shadowOptions(cmd: Command, update: boolean): Command {
+  cmd
+    .option('--shadow <ref>', 'a shadow model: gets a copy of live requests after the primary answered; its answers are compared (endpoints shadow-report), never returned')
+    .option('--shadow-percent <p>', 'share of requests mirrored to the shadow, 0.1 to 100 (default 100)', number('--shadow-percent', { min: 0.1, max: 100 }))
+    .option('--shadow-instances <n>', "the shadow's replicas (default 1; they run at the lowest CPU priority)", number('--shadow-instances', { int: true, min: 1, max: 64 }));
+  return update ? cmd.option('--no-shadow', 'stop the shadow (its last report stays readable until another starts)') : cmd;
+}
+
+function shadowBody(o: ShadowOptions): Record<string, unknown> {
+  if (o.shadow === false) {
+    if (o.shadowPercent !== undefined || o.shadowInstances !== undefined) throw Errors.InvalidRequest('--no-shadow cannot be given with --shadow-percent or --shadow-instances.', 'Leave one of them out.');
+    return { shadow: null };
+  }
+  if (o.shadow === undefined && o.shadowPercent === undefined && o.shadowInstances === undefined) return {};
+  return { shadow: Object.fromEntries(Object.entries({ model: o.shadow, percent: o.shadowPercent, instances: o.shadowInstances }).filter(([, v]) => v !== undefined)) };
+}
+
+const ms = (x: number | null): string => (x === null ? '-' : `${x} ms`);
+const latencyLine = (what: string, model: string, l: LatencySummary): string =>
+  `  ${what.padEnd(7)} ${model}  p50 ${ms(l.p50Ms)}  p95 ${ms(l.p95Ms)}  p99 ${ms(l.p99Ms)}  errors ${l.errors}${l.errors ? ` (${Object.entries(l.errorCodes).map(([c, n]) => `${c} ${n}`).join(', ')})` : ''}`;
+
+function shadowReportText(r: ShadowReport & { active: boolean }): string {
+  if (!r.shadow) return `endpoint ${r.endpoint} has no shadow: start one with kennel endpoints update ${r.endpoint} --shadow MODEL`;
+  const lines = [
+    `${r.endpoint}: shadow ${r.shadow.model}${r.active ? ` on ${r.shadow.percent}% of requests` : ' (stopped; its last comparison)'}`,
+    `  compared ${r.requests} requests; mirrored ${r.mirrored}, dropped ${r.dropped} (the shadow was busy) since ${r.since ?? '-'}`,
+    `  top-1 agreement ${r.agreement === null ? '-' : `${(r.agreement * 100).toFixed(1)}%`}`,
+    latencyLine('primary', r.primaryModels.join(', ') || '-', r.primary),
+    latencyLine('shadow', r.shadow.model, r.shadowLatency),
+  ];
+  const disagreeing = r.classes.filter((c) => c.disagreements > 0).slice(0, 10);
+  if (disagreeing.length) {
+    lines.push('  most disagreement (primary said -> shadow said):');
+    for (const c of disagreeing) lines.push(`    ${c.label}  ${c.disagreements}/${c.requests} (${(c.rate * 100).toFixed(0)}%) -> ${c.shadowSaid.map((x) => `${x.label} ${x.count}`).join(', ')}`);
+  }
+  if (r.active) lines.push(`  promote it: kennel endpoints promote-shadow ${r.endpoint}`);
+  return lines.join('\n');
+}
+
 export function registerEndpoints(program: Command): void {
   const cmd = program.command('endpoints').description('Real-time endpoints served by the Kennel daemon (kennel up): create, update (rolling), describe, list, delete.');
 
@@ -108,16 +158,16 @@ export function registerEndpoints(program: Command): void {
 
   jsonCommand(
     settingsOptions(
-      cmd
+      shadowOptions(cmd
         .command('create <name>')
         .description('Deploy a model behind POST /endpoints/NAME/invocations. Waits until its replicas are ready. Creating an endpoint that exists with the same settings changes nothing; other settings are an error (use endpoints update).')
         .requiredOption('--model <ref>', 'model of the primary variant: NAME, NAME@VERSION or NAME:TAG')
         .option('--weight <w>', `traffic weight of the primary variant (default 1)`, number('--weight', { min: 0.0001 }))
-        .option('--variant <name=model[:weight]>', 'another variant sharing the traffic by weight (A/B, canary); repeatable', variantArg),
+        .option('--variant <name=model[:weight]>', 'another variant sharing the traffic by weight (A/B, canary); repeatable', variantArg), false),
     ),
     {
-      action: async ({ opts: o }: CommandContext<SettingsOptions & { model: string; weight?: number; variant?: VariantArg[] }>, name: string) => {
-        const body = { name, variants: [{ name: PRIMARY_VARIANT, model: o.model, weight: o.weight }, ...(o.variant ?? [])], ...settingsBody(o) };
+      action: async ({ opts: o }: CommandContext<SettingsOptions & ShadowOptions & { model: string; weight?: number; variant?: VariantArg[] }>, name: string) => {
+        const body = { name, variants: [{ name: PRIMARY_VARIANT, model: o.model, weight: o.weight }, ...(o.variant ?? [])], ...settingsBody(o), ...shadowBody(o) };
         return { name, d: await adminRequest<EndpointDescription>(defaultHome(), 'POST', `/v1/endpoints?wait=${o.wait}`, body) };
       },
       json: ({ d }) => ({ ...d, unchanged: d.unchanged ?? false }),
@@ -127,19 +177,19 @@ export function registerEndpoints(program: Command): void {
 
   jsonCommand(
     settingsOptions(
-      cmd
+      shadowOptions(cmd
         .command('update <name>')
         .description('Change an endpoint. A new model rolls out replica by replica: new replicas pass a readiness check before they get traffic, old ones drain their in-flight requests.')
         .option('--model <ref>', 'new model of the primary variant')
         .option('--weight <w>', 'traffic weight of the primary variant', number('--weight', { min: 0.0001 }))
         .option('--variant <name=model[:weight]>', 'add or change a variant; repeatable', variantArg)
-        .option('--remove-variant <name>', 'remove a variant; repeatable', collect),
+        .option('--remove-variant <name>', 'remove a variant; repeatable', collect), true),
     ),
     {
-      action: ({ opts: o }: CommandContext<SettingsOptions & { model?: string; weight?: number; variant?: VariantArg[]; removeVariant?: string[] }>, name: string) => {
+      action: ({ opts: o }: CommandContext<SettingsOptions & ShadowOptions & { model?: string; weight?: number; variant?: VariantArg[]; removeVariant?: string[] }>, name: string) => {
         const variants: Array<Partial<VariantArg> & { name: string }> = [...(o.variant ?? [])];
         if (o.model !== undefined || o.weight !== undefined) variants.unshift({ name: PRIMARY_VARIANT, model: o.model, weight: o.weight });
-        const body = { ...settingsBody(o), ...(variants.length ? { variants } : {}), ...(o.removeVariant ? { removeVariants: o.removeVariant } : {}) };
+        const body = { ...settingsBody(o), ...shadowBody(o), ...(variants.length ? { variants } : {}), ...(o.removeVariant ? { removeVariants: o.removeVariant } : {}) };
         return adminRequest<EndpointDescription>(defaultHome(), 'PATCH', `/v1/endpoints/${encodeURIComponent(name)}?wait=${o.wait}`, body);
       },
       human: (d) => describeText(d, base()),
@@ -150,6 +200,22 @@ export function registerEndpoints(program: Command): void {
     action: (_ctx, name: string) => adminRequest<EndpointDescription>(defaultHome(), 'GET', `/v1/endpoints/${encodeURIComponent(name)}`),
     human: (d) => describeText(d, base()),
   });
+
+  jsonCommand(cmd.command('shadow-report <name>').description("Compare an endpoint's shadow with its primary on the mirrored requests: top-1 agreement, disagreement per class, latency percentiles and errors of both, requests dropped because the shadow was busy."), {
+    action: (_ctx, name: string) => adminRequest<ShadowReport & { active: boolean }>(defaultHome(), 'GET', `/v1/endpoints/${encodeURIComponent(name)}/shadow-report`),
+    human: shadowReportText,
+  });
+
+  jsonCommand(
+    cmd
+      .command('promote-shadow <name>')
+      .description("Make the shadow's model the primary's (a rolling update, as endpoints update --model) and stop the shadow, in one step.")
+      .option('--no-wait', 'return at once instead of waiting for the rollout to finish'),
+    {
+      action: ({ opts: o }: CommandContext<{ wait: boolean; json?: boolean }>, name: string) => adminRequest<EndpointDescription>(defaultHome(), 'POST', `/v1/endpoints/${encodeURIComponent(name)}/promote-shadow?wait=${o.wait}`),
+      human: (d) => `promoted: the primary now runs ${d.variants.find((v) => v.name === PRIMARY_VARIANT)?.model}\n${describeText(d, base())}`,
+    },
+  );
 
   jsonCommand(cmd.command('list').description('List endpoints.'), {
     action: () => adminRequest<{ endpoints: EndpointDescription[] }>(defaultHome(), 'GET', '/v1/endpoints'),
