@@ -12,3 +12,4 @@ export { FeatureExtractor, tuneSharp } from './extractor.js';
 export { DynamicBatcher, type BatchingConfig } from './batcher.js';
 export { BatchedClassifier } from './batched.js';
 export { classify, type Classification } from './pipeline.js';
+export { Explainer, camPlan, renderOverlay, OCCLUSION_GRID, type Explanation, type CamPlan, type CamResult } from './explain.js';

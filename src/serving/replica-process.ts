@@ -2,7 +2,7 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { Child, TypedEmitter, rebuiltError } from '../core/index.js';
-import type { Prediction } from '../inference/index.js';
+import type { Explanation, Prediction } from '../inference/index.js';
 import type { Socket } from 'node:net';
 import { REQUEST_FD, encodeRequest, type FromReplica, type ReplicaConfig, type ToReplica } from './protocol.js';
 
@@ -16,8 +16,14 @@ export class ReplicaGoneError extends Error {
   }
 }
 
+/** A replica's answer: the predictions, and the heat map when one was asked for. */
+export interface Answer {
+  predictions: Prediction[];
+  explanation?: Explanation;
+}
+
 interface Pending {
-  resolve(p: Prediction[]): void;
+  resolve(a: Answer): void;
   reject(e: unknown): void;
 }
 
@@ -119,14 +125,14 @@ export class ReplicaProcess extends TypedEmitter<ReplicaListener> {
     return this.child.pid;
   }
 
-  infer(image: Uint8Array, topK: number, requestId: string): Promise<Prediction[]> {
+  infer(image: Uint8Array, topK: number, requestId: string, explain = false): Promise<Answer> {
     const requests = this.requests;
     if (!this.child.connected || !requests || requests.destroyed) return Promise.reject(new ReplicaGoneError(this.id));
     const id = this.nextId++;
     this.outstanding++;
-    return new Promise<Prediction[]>((resolve, reject) => {
+    return new Promise<Answer>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      const [head, body] = encodeRequest({ id, topK, requestId }, image);
+      const [head, body] = encodeRequest({ id, topK, requestId, explain }, image);
       requests.cork();
       requests.write(head);
       requests.write(body);
@@ -172,7 +178,7 @@ export class ReplicaProcess extends TypedEmitter<ReplicaListener> {
   private onMessage(m: FromReplica): void {
     switch (m.type) {
       case 'result':
-        this.settle(m.id)?.resolve(m.predictions);
+        this.settle(m.id)?.resolve(m.explanation ? { predictions: m.predictions, explanation: m.explanation } : { predictions: m.predictions });
         break;
       case 'failed':
         this.settle(m.id)?.reject(rebuiltError(m.message, m.hint, m.status, m.code));

@@ -4,8 +4,9 @@
  * bytes as they are); answers and control messages go over IPC. Decoding runs on sharp's libuv
  * pool, concurrently with the running batch.
  */
-import { BatchedClassifier, Classifier, tuneSharp, type Prediction } from '../inference/index.js';
+import { BatchedClassifier, Classifier, Explainer, tuneSharp, type Explanation, type Prediction } from '../inference/index.js';
 import { Errors, KennelError, errorMessage } from '../core/index.js';
+import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { setPriority } from 'node:os';
@@ -48,19 +49,30 @@ async function main(): Promise<void> {
   checkReadiness(await clf.run(batchInput, 1), classes);
   for (const n of shapes ?? []) await clf.run(batchInput, n);
   // loaded at normal priority (a shadow that starts in seconds, even on a busy machine), serving at its own
-  if (config.priority !== undefined) lowerPriority(config.priority);
+  if (config.background) runInBackground();
 
   const batched = new BatchedClassifier(clf, config.batching, { runSize, onBatch: (size, ms) => send({ type: 'batch', size, ms }) });
+  // explanations run outside the batcher, in a session of their own (loaded on the first one):
+  // the same graph with its last feature map as an extra output
+  let explainer: Promise<Explainer> | undefined;
+  const explaining = new Set<Promise<unknown>>();
+  const explain = (image: Buffer, topK: number): Promise<{ predictions: Prediction[]; explanation: Explanation }> => {
+    explainer ??= Explainer.load(config.onnxPath, config.card, { device: config.device, threads: config.threads, spinning: false });
+    const p = explainer.then((e) => e.explain(image, topK));
+    const settled = p.then(() => {}, () => {});
+    explaining.add(settled);
+    void settled.then(() => explaining.delete(settled));
+    return p;
+  };
 
   const infer = (m: InferRequest): void => {
     if (stopping) {
       send({ type: 'failed', id: m.id, status: Errors.ReplicaStopping.status, code: Errors.ReplicaStopping.code, message: 'This replica is shutting down.' });
       return;
     }
-    batched
-      .classify(m.image, m.topK)
+    (m.explain ? explain(m.image, m.topK) : batched.classify(m.image, m.topK).then((predictions) => ({ predictions, explanation: undefined })))
       .then(
-        (predictions) => send({ type: 'result', id: m.id, predictions }),
+        ({ predictions, explanation }) => send(explanation ? { type: 'result', id: m.id, predictions, explanation } : { type: 'result', id: m.id, predictions }),
         (e: unknown) => {
           if (e instanceof KennelError) send({ type: 'failed', id: m.id, status: e.status, code: e.code, message: e.message, hint: e.hint });
           else {
@@ -78,8 +90,9 @@ async function main(): Promise<void> {
     if (m.type === 'ping') send({ type: 'pong', id: m.id });
     else if (m.type === 'stop') {
       stopping = true;
-      void batched.idle().then(async () => {
+      void Promise.all([batched.idle(), ...explaining]).then(async () => {
         await clf.close();
+        await explainer?.then((e) => e.close(), () => {});
         const messages = outbox;
         if (messages.length && process.connected) process.send!(messages, () => process.exit(0));
         else process.exit(0);
@@ -90,11 +103,13 @@ async function main(): Promise<void> {
 }
 
 /**
- * Gives every thread of this process the nice value `nice`. On Linux a nice value belongs to a
- * thread: each one that exists now (ORT's, the inference worker's, libuv's) is set, and threads
- * started later inherit their creator's.
+ * Moves every thread of this process to the lowest CPU priority: the SCHED_IDLE policy (it runs
+ * only on CPU time no other thread wants; through util-linux's chrt, when it is installed) and
+ * nice 19. On Linux both belong to a thread: each one that exists now (ORT's, the inference
+ * worker's, libuv's) is set, and threads started later inherit their creator's.
  */
-function lowerPriority(nice: number): void {
+function runInBackground(): void {
+  spawnSync('chrt', ['--all-tasks', '--idle', '--pid', '0', String(process.pid)], { stdio: 'ignore' });
   let tids: number[] = [0];
   try {
     tids = readdirSync('/proc/self/task').map(Number).filter((n) => n > 0);
@@ -103,7 +118,7 @@ function lowerPriority(nice: number): void {
   }
   for (const tid of tids) {
     try {
-      setPriority(tid, nice);
+      setPriority(tid, 19);
     } catch {
       /* a thread that ended meanwhile */
     }

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { notFound, Errors, KennelError } from '../core/index.js';
-import type { Prediction } from '../inference/index.js';
+import type { Explanation, Prediction } from '../inference/index.js';
 import { ReplicaGoneError } from './replica-process.js';
 import type { ShadowMirror } from './shadow.js';
 import type { ReplicaPool } from './supervisor.js';
@@ -33,6 +33,8 @@ export interface InvocationResult {
   variant: string;
   /** id of the replica that answered (a response header, not part of the body) */
   replica: string;
+  /** the heat map of the best class, when asked for */
+  explanation?: Explanation;
 }
 
 /**
@@ -86,7 +88,7 @@ export class Router {
    * Runs a request on its variant. A request picked for the shadow is copied to it on a later
    * event-loop turn (setImmediate), after the answer is on its way: the shadow never delays it.
    */
-  async invoke(target: Target, image: Uint8Array, opts: { topK: number; requestId: string }): Promise<InvocationResult> {
+  async invoke(target: Target, image: Uint8Array, opts: { topK: number; requestId: string; explain?: boolean }): Promise<InvocationResult> {
     const shadow = target.shadow;
     if (!shadow) return this.answer(target, image, opts);
     const t0 = performance.now();
@@ -106,7 +108,7 @@ export class Router {
     }
   }
 
-  private async answer(target: Target, image: Uint8Array, opts: { topK: number; requestId: string }): Promise<InvocationResult> {
+  private async answer(target: Target, image: Uint8Array, opts: { topK: number; requestId: string; explain?: boolean }): Promise<InvocationResult> {
     const pool = target.variant.pool;
     const deadline = Date.now() + target.timeoutMs;
     pool.begin();
@@ -114,8 +116,8 @@ export class Router {
       for (let attempt = 0; ; attempt++) {
         const replica = await pool.acquire(deadline);
         try {
-          const predictions = await withDeadline(replica.infer(image, opts.topK, opts.requestId), deadline, target.endpoint);
-          return { predictions, model: replica.config.model, variant: target.variant.name, replica: replica.id };
+          const answer = await withDeadline(replica.infer(image, opts.topK, opts.requestId, opts.explain), deadline, target.endpoint);
+          return { predictions: answer.predictions, model: replica.config.model, variant: target.variant.name, replica: replica.id, ...(answer.explanation ? { explanation: answer.explanation } : {}) };
         } catch (e) {
           const retryable = e instanceof ReplicaGoneError || Errors.ReplicaStopping.is(e);
           if (!retryable) throw e;

@@ -326,7 +326,7 @@ export class ServingRuntime {
 
   private async shadowSpec(spec: EndpointSpec, shadow: Shadow): Promise<PoolSpec> {
     const ps = await this.poolSpec({ name: SHADOW_VARIANT, model: shadow.model, weight: 1 }, spec);
-    return { ...ps, maxInFlight: shadowPerReplica(spec), priority: 19 };
+    return { ...ps, maxInFlight: shadowPerReplica(spec), background: true };
   }
 
   private newShadow(spec: EndpointSpec, shadow: Shadow, pool: ReplicaPool): ShadowMirror {

@@ -98,7 +98,7 @@ export class ShadowMirror {
       });
     };
     replica.infer(image, 1, requestId).then(
-      (predictions) => done(predictions, undefined),
+      (a) => done(a.predictions, undefined),
       (e: unknown) => done(undefined, codeOf(e)),
     );
   }

@@ -17,8 +17,8 @@ export interface PoolSpec {
   batching: BatchingConfig;
   /** requests one replica may hold (decoding, queued, running); beyond that the router answers 503 */
   maxInFlight: number;
-  /** the replicas' nice value (a shadow's replicas run at 19: they get only the CPU the primary leaves) */
-  priority?: number;
+  /** the replicas run at the lowest CPU priority (a shadow's: they get only the CPU the primary leaves) */
+  background?: boolean;
 }
 
 export interface PoolTimings {
@@ -355,8 +355,8 @@ export class ReplicaPool {
     const cores = availableParallelism();
     const threads = Math.max(1, Math.floor(cores / Math.max(1, this.desiredCount)));
     for (let i = 0; i < n; i++) {
-      const { model, onnxPath, card, device, batching, priority } = this.spec;
-      const r = new ReplicaProcess({ model, onnxPath, card, device, batching, threads, priority }, this.generation, this.log)
+      const { model, onnxPath, card, device, batching, background } = this.spec;
+      const r = new ReplicaProcess({ model, onnxPath, card, device, batching, threads, background }, this.generation, this.log)
         .on('ready', () => this.onReady(r))
         .on('exit', (info) => this.onExit(r, info))
         .on('settled', () => this.stopWhenDrained(r))

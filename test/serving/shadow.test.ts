@@ -42,12 +42,13 @@ const reportWith = (n: number) => waitFor(`${n} compared requests`, () => {
   return r.requests >= n && r;
 }, 180_000);
 
-/** Nice values of every thread of a process (field 19 of /proc/PID/task/TID/stat). */
-function niceOfThreads(pid: number): number[] {
+/** Nice value and scheduling policy (5: SCHED_IDLE) of every thread of a process (fields 19 and 41 of /proc/PID/task/TID/stat). */
+function schedulingOfThreads(pid: number): Array<{ nice: number; policy: number }> {
   const dir = `/proc/${pid}/task`;
   return readdirSync(dir).map((tid) => {
     const stat = readFileSync(`${dir}/${tid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { nice: Number(fields[16]), policy: Number(fields[38]) };
   });
 }
 
@@ -67,17 +68,17 @@ after(async () => {
   await daemon?.close();
 });
 
-test('kennel endpoints update --shadow: every request is mirrored, answers come from the primary only, the shadow runs at nice 19', async () => {
+test('kennel endpoints update --shadow: every request is mirrored, answers come from the primary only, the shadow runs at the lowest CPU priority (SCHED_IDLE, nice 19)', async () => {
   const r = await kennel(['endpoints', 'update', 'dogs', '--shadow', 'twin', '--json']);
   assert.equal(r.code, 0, r.stderr);
   const d = JSON.parse(r.stdout) as { shadow: { model: string; percent: number; ready: number; replicas: Array<{ pid: number }> } };
   assert.equal(d.shadow.model, 'twin@1');
   assert.equal(d.shadow.percent, 100);
   assert.equal(d.shadow.ready, 1);
-  const threads = niceOfThreads(d.shadow.replicas[0]!.pid);
-  assert.ok(threads.length > 3 && threads.every((n) => n === 19), `shadow replica threads' nice values: ${threads.join(',')}`);
+  const threads = schedulingOfThreads(d.shadow.replicas[0]!.pid);
+  assert.ok(threads.length > 3 && threads.every((t) => t.nice === 19 && t.policy === 5), `shadow replica threads: ${JSON.stringify(threads)}`);
   const primaryPid = daemon.runtime.describe('dogs').variants[0]!.replicas[0]!.pid!;
-  assert.ok(niceOfThreads(primaryPid).every((n) => n < 19), 'the primary keeps its priority');
+  assert.ok(schedulingOfThreads(primaryPid).every((t) => t.nice < 19 && t.policy === 0), 'the primary keeps its priority');
 
   for (const image of photos) {
     const a = await invoke(image);
