@@ -268,30 +268,57 @@ export class Explainer {
   }
 }
 
-/** The jet colour map at v in [0, 1]. */
-function jet(v: number): [number, number, number] {
+/** The jet colour map, 256 RGB entries. */
+const JET = (() => {
   const c = (x: number) => Math.round(255 * Math.min(1, Math.max(0, x)));
-  return [c(1.5 - Math.abs(4 * v - 3)), c(1.5 - Math.abs(4 * v - 2)), c(1.5 - Math.abs(4 * v - 1))];
+  const lut = new Uint8Array(256 * 3);
+  for (let i = 0; i < 256; i++) {
+    const v = i / 255;
+    lut.set([c(1.5 - Math.abs(4 * v - 3)), c(1.5 - Math.abs(4 * v - 2)), c(1.5 - Math.abs(4 * v - 1))], 3 * i);
+  }
+  return lut;
+})();
+
+/** The positive part of a gh x gw grid, scaled to 0..255 by its largest cell, bilinearly upsampled to size x size. */
+function upsample(grid: Float32Array, gh: number, gw: number, size: number): Uint8Array {
+  let max = 0;
+  for (const v of grid) max = Math.max(max, v);
+  const scale = max > 0 ? 255 / max : 0;
+  const out = new Uint8Array(size * size);
+  for (let y = 0; y < size; y++) {
+    const fy = Math.min(gh - 1, Math.max(0, ((y + 0.5) * gh) / size - 0.5));
+    const y0 = Math.floor(fy);
+    const y1 = Math.min(gh - 1, y0 + 1);
+    const wy = fy - y0;
+    for (let x = 0; x < size; x++) {
+      const fx = Math.min(gw - 1, Math.max(0, ((x + 0.5) * gw) / size - 0.5));
+      const x0 = Math.floor(fx);
+      const x1 = Math.min(gw - 1, x0 + 1);
+      const wx = fx - x0;
+      const top = Math.max(0, grid[y0 * gw + x0]!) * (1 - wx) + Math.max(0, grid[y0 * gw + x1]!) * wx;
+      const bottom = Math.max(0, grid[y1 * gw + x0]!) * (1 - wx) + Math.max(0, grid[y1 * gw + x1]!) * wx;
+      out[y * size + x] = Math.round((top * (1 - wy) + bottom * wy) * scale);
+    }
+  }
+  return out;
 }
 
 /**
- * The heat map (positive values, scaled to the largest) upsampled to the image and blended over
- * it: hot where the image speaks for the class, the photo itself where it does not.
+ * The heat map (positive values, scaled to the largest) upsampled (bilinear) to the image and blended over
+ * it: hot where the image speaks for the class, the photo itself where it does not. A fast PNG
+ * (compression level 1): an overlay is for looking at, and encoding was most of its cost.
  */
 export async function renderOverlay(rgb: Uint8Array, size: number, grid: Float32Array, gh: number, gw: number): Promise<Buffer> {
-  let max = 0;
-  for (const v of grid) max = Math.max(max, v);
-  const cells = Buffer.alloc(gh * gw);
-  for (let i = 0; i < grid.length; i++) cells[i] = max > 0 ? Math.round((255 * Math.max(0, grid[i]!)) / max) : 0;
-  const heat = await sharp(cells, { raw: { width: gw, height: gh, channels: 1 } }).resize(size, size, { kernel: 'cubic', fit: 'fill' }).raw().toBuffer();
+  const heat = upsample(grid, gh, gw, size);
   const out = Buffer.alloc(size * size * 3);
   for (let p = 0; p < size * size; p++) {
-    const v = heat[p]! / 255;
-    const a = 0.6 * v;
-    const [r, g, b] = jet(v);
-    out[3 * p] = Math.round(rgb[3 * p]! * (1 - a) + r * a);
-    out[3 * p + 1] = Math.round(rgb[3 * p + 1]! * (1 - a) + g * a);
-    out[3 * p + 2] = Math.round(rgb[3 * p + 2]! * (1 - a) + b * a);
+    const h = heat[p]!;
+    const a = (0.6 * h) / 255;
+    const o = 3 * p;
+    const l = 3 * h;
+    out[o] = rgb[o]! + (JET[l]! - rgb[o]!) * a;
+    out[o + 1] = rgb[o + 1]! + (JET[l + 1]! - rgb[o + 1]!) * a;
+    out[o + 2] = rgb[o + 2]! + (JET[l + 2]! - rgb[o + 2]!) * a;
   }
-  return sharp(out, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer();
+  return sharp(out, { raw: { width: size, height: size, channels: 3 } }).png({ compressionLevel: 1, adaptiveFiltering: false }).toBuffer();
 }
