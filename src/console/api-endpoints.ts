@@ -8,7 +8,7 @@ import { READ, nameParams, on, onAll, stream, type ConsoleContext, type RouteMod
 
 /** Predictions shown on the Try it page (kennel invoke by the owner may ask for others with ?topK=). */
 const TOP_K = 5;
-const topKQuery = { type: 'object', properties: { topK: { type: 'integer', minimum: 1, maximum: 1000 } }, additionalProperties: false } as const;
+const topKQuery = { type: 'object', properties: { topK: { type: 'integer', minimum: 1, maximum: 1000 }, explain: { type: 'boolean' } }, additionalProperties: false } as const;
 
 /** Runs an endpoint change, recorded in the audit log before it is made (refused when it cannot be) and with its outcome. */
 function auditedChange<T>(ctx: ConsoleContext, caller: Caller, req: FastifyRequest, action: string, resource: string, change: () => Promise<T>): Promise<T> {
@@ -69,7 +69,7 @@ export const endpointRoutes: RouteModule = (api, ctx) => {
     return { deleted: req.params.name };
   });
 
-  api.post<{ Params: { name: string }; Body: Buffer | { url?: unknown }; Querystring: { topK?: number } }>(
+  api.post<{ Params: { name: string }; Body: Buffer | { url?: unknown }; Querystring: { topK?: number; explain?: boolean } }>(
     '/api/endpoints/:name/invocations',
     { bodyLimit: DEFAULT_MAX_IMAGE_BYTES, schema: { params: nameParams, querystring: topKQuery }, config: { auth: { ...on('endpoint:Invoke', 'endpoint'), audit: true } } },
     async (req) => {
@@ -88,10 +88,10 @@ export const endpointRoutes: RouteModule = (api, ctx) => {
         source = { url: fetched.url, contentType: fetched.contentType, bytes: fetched.bytes.length, fetchMs: performance.now() - t };
       }
       const t = performance.now();
-      const result = await ctx.runtime.router.invoke(target, image, { topK: req.query.topK ?? TOP_K, requestId: req.id });
+      const result = await ctx.runtime.router.invoke(target, image, { topK: req.query.topK ?? TOP_K, requestId: req.id, explain: req.query.explain ?? false });
       const latencyMs = performance.now() - t;
       req.auditDetail = { tryIt: true, url: source?.url };
-      return { predictions: result.predictions, model: result.model, variant: result.variant, replica: result.replica, latencyMs, source };
+      return { predictions: result.predictions, model: result.model, variant: result.variant, replica: result.replica, latencyMs, source, explanation: result.explanation };
     },
   );
 };

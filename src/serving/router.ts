@@ -95,14 +95,14 @@ export class Router {
     try {
       const result = await this.answer(target, image, opts);
       const outcome = { model: result.model, predictions: result.predictions, ms: performance.now() - t0 };
-      setImmediate(() => shadow.mirror(image, opts.requestId, outcome));
+      setImmediate(() => shadow.mirror(image, opts.requestId, outcome, target.variant.pool));
       return result;
     } catch (e) {
       // the image's own fault (bad_image): the shadow's answer to it is worth comparing; an
       // overloaded or timed-out primary says nothing about the model, and the shadow is spared
       if (e instanceof KennelError && e.status < 500) {
         const outcome = { model: target.variant.pool.model, error: e.code, ms: performance.now() - t0 };
-        setImmediate(() => shadow.mirror(image, opts.requestId, outcome));
+        setImmediate(() => shadow.mirror(image, opts.requestId, outcome, target.variant.pool));
       }
       throw e;
     }

@@ -326,7 +326,7 @@ export class ServingRuntime {
 
   private async shadowSpec(spec: EndpointSpec, shadow: Shadow): Promise<PoolSpec> {
     const ps = await this.poolSpec({ name: SHADOW_VARIANT, model: shadow.model, weight: 1 }, spec);
-    return { ...ps, maxInFlight: shadowPerReplica(spec), background: true };
+    return { ...ps, maxInFlight: shadowPerReplica(spec), background: true, threads: 1 };
   }
 
   private newShadow(spec: EndpointSpec, shadow: Shadow, pool: ReplicaPool): ShadowMirror {

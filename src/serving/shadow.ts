@@ -36,9 +36,11 @@ const codeOf = (e: unknown): string => (e instanceof KennelError ? e.code : erro
 /**
  * A shadow variant's traffic: a share of requests is copied to the shadow's replicas once the
  * primary has answered (the router calls `mirror` on a later event-loop turn, after the answer
- * was written). The shadow never makes the primary wait: a request the shadow's replicas cannot
- * take at once (each holds at most `perReplica` mirrored requests) is dropped and counted, and
- * the shadow's replicas run at the lowest CPU priority. Both answers of each mirrored request
+ * was written). The shadow never makes the primary wait and only takes CPU the primary leaves: a
+ * request is dropped and counted when the primary is busy (more requests in it than ready
+ * replicas) or the shadow's replicas cannot take it at once (each holds at most `perReplica`
+ * mirrored requests), and the shadow's replicas run at the lowest CPU priority. Drops depend on
+ * load, not on the image, so the comparison stays unbiased. Both answers of each mirrored request
  * are buffered and written to `shadow_results` once a second, in one transaction.
  */
 export class ShadowMirror {
@@ -66,10 +68,14 @@ export class ShadowMirror {
     return this.shadow.percent >= 100 || this.random() * 100 < this.shadow.percent;
   }
 
-  /** Sends a copy of a request the primary answered to a shadow replica, or drops it when none can take it now. */
-  mirror(image: Uint8Array, requestId: string, primary: PrimaryOutcome): void {
+  /**
+   * Sends a copy of a request the primary answered to a shadow replica, or drops it: when the
+   * primary is busy (more requests in it than it has ready replicas: the CPU is the primary's)
+   * or no shadow replica can take it now.
+   */
+  mirror(image: Uint8Array, requestId: string, primary: PrimaryOutcome, primaryPool?: ReplicaPool): void {
     if (this.closed) return;
-    const replica = this.pool.tryAcquire(this.perReplica);
+    const replica = primaryPool && primaryPool.inFlight > primaryPool.readyCount ? undefined : this.pool.tryAcquire(this.perReplica);
     if (!replica) {
       this.dropped++;
       return;

@@ -19,6 +19,8 @@ export interface PoolSpec {
   maxInFlight: number;
   /** the replicas run at the lowest CPU priority (a shadow's: they get only the CPU the primary leaves) */
   background?: boolean;
+  /** ORT threads per replica, instead of the cores shared out between the pool's replicas (a shadow's: 1) */
+  threads?: number;
 }
 
 export interface PoolTimings {
@@ -353,7 +355,7 @@ export class ReplicaPool {
       return;
     }
     const cores = availableParallelism();
-    const threads = Math.max(1, Math.floor(cores / Math.max(1, this.desiredCount)));
+    const threads = this.spec.threads ?? Math.max(1, Math.floor(cores / Math.max(1, this.desiredCount)));
     for (let i = 0; i < n; i++) {
       const { model, onnxPath, card, device, batching, background } = this.spec;
       const r = new ReplicaProcess({ model, onnxPath, card, device, batching, threads, background }, this.generation, this.log)

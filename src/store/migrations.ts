@@ -242,7 +242,7 @@ export const migrations: string[] = [
     shadow_ms REAL NOT NULL,
     shadow_error TEXT
   );
-  CREATE INDEX shadow_results_by_endpoint ON shadow_results (endpoint, shadow_model, id);
+  CREATE INDEX shadow_results_by_endpoint ON shadow_results (endpoint, id);
   CREATE TABLE shadow_counts (
     endpoint TEXT NOT NULL,
     shadow_model TEXT NOT NULL,

@@ -163,7 +163,7 @@ test('create an endpoint; it comes into service live', { skip: browserSkip }, as
   });
 });
 
-test('Try it: a real photo of a Dalmatian, top-5 breeds with scores and latency; a loopback URL is refused', { skip: browserSkip }, async () => {
+test('Try it: a real photo of a Dalmatian, top-5 breeds with scores, latency and a heat map; a loopback URL is refused', { skip: browserSkip }, async () => {
   await step(page, 'try-it', async () => {
     await page.getByRole('link', { name: 'Try it' }).first().click();
     await page.getByRole('heading', { name: 'Try it', level: 1 }).waitFor();
@@ -173,6 +173,10 @@ test('Try it: a real photo of a Dalmatian, top-5 breeds with scores and latency;
     assert.equal(await top.textContent(), 'Dalmatian');
     assert.equal(await page.locator('.tryit .bars li').count(), 5);
     await page.getByText(/ms in the endpoint/).waitFor();
+    // the heat map of the top breed, over the photo (on by default)
+    const overlay = page.locator('img#explanation');
+    assert.match((await overlay.getAttribute('src')) ?? '', /^data:image\/png;base64,iVBOR/);
+    assert.match((await overlay.getAttribute('alt')) ?? '', /Where the model saw Dalmatian/);
 
     await page.getByLabel('…or an image URL').fill('https://127.0.0.1/dog.jpg');
     await page.getByRole('button', { name: 'Classify URL' }).click();
