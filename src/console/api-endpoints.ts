@@ -55,6 +55,15 @@ export const endpointRoutes: RouteModule = (api, ctx) => {
   });
 
   api.get<{ Params: { name: string } }>('/api/endpoints/:name/logs', { schema: { params: nameParams }, config: { auth: on(READ, 'endpoint') } }, async (req) => logsOf(ctx, req, req.params.name));
+  // the shadow's comparison with the primary, live (kennel endpoints shadow-report), and its promotion
+  api.get<{ Params: { name: string } }>('/api/endpoints/:name/shadow/stream', { schema: { params: nameParams }, config: { auth: on(READ, 'endpoint') } }, async (req, reply) => {
+    ctx.runtime.describe(req.params.name); // 404 before the stream starts
+    stream(ctx, req, reply, 2000, () => ctx.runtime.shadowReport(req.params.name));
+  });
+  api.post<{ Params: { name: string } }>('/api/endpoints/:name/promote-shadow', { schema: { params: nameParams }, config: { auth: on('admin:UpdateEndpoint', 'endpoint') } }, async (req) =>
+    auditedChange(ctx, callerOf(req), req, 'admin:UpdateEndpoint', `endpoint/${req.params.name}`, () => ctx.runtime.promoteShadow(req.params.name, { wait: false })),
+  );
+
   api.get<{ Params: { name: string } }>('/api/endpoints/:name/logs/stream', { schema: { params: nameParams }, config: { auth: on(READ, 'endpoint') } }, async (req, reply) => {
     ctx.runtime.describe(req.params.name); // 404 before the stream starts
     stream(ctx, req, reply, 1000, () => logsOf(ctx, req, req.params.name));

@@ -184,6 +184,26 @@ test('Try it: a real photo of a Dalmatian, top-5 breeds with scores, latency and
   });
 });
 
+test('a shadow started from the endpoint page compares its answers with the primary live; it stops with confirmation', { skip: browserSkip }, async () => {
+  await step(page, 'shadow', async () => {
+    await nav('Endpoints');
+    await page.getByRole('link', { name: 'dogs' }).first().click();
+    await page.locator('select[name=shadow-model]').selectOption('breeds-fast@1');
+    await page.getByRole('button', { name: 'Start shadow' }).click();
+    await page.locator('#shadow-replicas', { hasText: '1/1 ready' }).waitFor({ timeout: 60_000 });
+    // Try it goes through the router like any request: a copy goes to the shadow
+    await page.getByRole('link', { name: 'Try it' }).first().click();
+    await page.locator('input[name=photo]').setInputFiles(DALMATIAN);
+    await page.locator('#top-breed').waitFor({ timeout: 30_000 });
+    await page.goBack();
+    await page.locator('#shadow-requests', { hasText: /^[1-9]/ }).waitFor({ timeout: 30_000 });
+    assert.match((await page.locator('#shadow-agreement').textContent()) ?? '', /%$/);
+    await page.getByRole('button', { name: 'Stop shadow' }).click();
+    await page.getByRole('dialog', { name: 'Stop the shadow of dogs?' }).getByRole('button', { name: 'Stop shadow' }).click();
+    await page.getByText('(stopped: its last comparison)').waitFor();
+  });
+});
+
 test('promote the model to production, with confirmation', { skip: browserSkip }, async () => {
   await step(page, 'promote', async () => {
     await nav('Models');

@@ -1,9 +1,9 @@
 import { useState } from 'preact/hooks';
-import type { EndpointLogs, LogLine, Traffic, TrafficPoint } from '../../api-types';
+import type { EndpointLogs, LogLine, ShadowLatency, ShadowReportView, Traffic, TrafficPoint } from '../../api-types';
 import { api, useApi, useStream } from '../api';
 import { LineChart } from '../charts';
 import { ago, num, pct, when } from '../format';
-import { Badge, Card, ConfirmButton, Empty, ErrorBox, Facts, Field, Form, Link, Loaded, Page, Select, Status, Table } from '../ui';
+import { Badge, Card, ConfirmButton, Empty, ErrorBox, Facts, Field, Form, Link, Loaded, Loading, Page, Select, Status, Table } from '../ui';
 
 interface Replica {
   id: string;
@@ -40,6 +40,8 @@ export interface Endpoint {
   replicas: Replica[];
   autoscaling: { min: number; max: number; metric: string; target: number } | null;
   spec: { instances: number; maxBatch: number; maxDelayMs: number; timeoutMs: number };
+  /** the shadow variant, when one runs */
+  shadow: { model: string; percent: number; desired: number; ready: number } | null;
   events: EndpointEvent[];
   createdAt: string;
   updatedAt: string;
@@ -252,6 +254,9 @@ function EndpointView({ e, invokeUrl, traffic }: { e: Endpoint; invokeUrl: strin
       <Card title="Rolling update">
         <RollingUpdate e={e} models={models} />
       </Card>
+      <Card title="Shadow">
+        <ShadowPanel e={e} refs={models.refs} />
+      </Card>
       <Card title="Replicas">
         <Table
           caption="Replicas"
@@ -398,6 +403,89 @@ function RollingUpdate({ e, models }: { e: Endpoint; models: { refs: string[]; e
         {e.status === 'updating' && <Badge tone="info">update in progress</Badge>}
       </div>
     </div>
+  );
+}
+
+const latencyText = (l: ShadowLatency) => (l.p50Ms === null ? '—' : `p50 ${num(l.p50Ms, 1)} · p95 ${num(l.p95Ms ?? 0, 1)} · p99 ${num(l.p99Ms ?? 0, 1)} ms`);
+const errorText = (l: ShadowLatency) => (l.errors ? `${l.errors} (${Object.entries(l.errorCodes).map(([c, n]) => `${c} ${n}`).join(', ')})` : '0');
+
+/**
+ * A shadow model on live traffic: start it, watch its comparison with the primary (live, as
+ * kennel endpoints shadow-report), promote it or stop it.
+ */
+function ShadowPanel({ e, refs }: { e: Endpoint; refs: string[] }) {
+  const { data: r, error } = useStream<ShadowReportView>(`/api/endpoints/${encodeURIComponent(e.name)}/shadow/stream`);
+  const [model, setModel] = useState('');
+  const [percent, setPercent] = useState('100');
+  const primary = e.variants.find((v) => v.name === 'primary')?.model;
+  const target = model || refs.find((x) => x !== primary) || '';
+  if (error) return <ErrorBox error={error} />;
+  if (!r) return <Loading label="Loading…" />;
+  const start = (
+    <Form submitLabel="Start shadow" busyLabel="Starting…" onSubmit={() => api('PATCH', `/api/endpoints/${encodeURIComponent(e.name)}`, { shadow: { model: target, percent: Number(percent) } })}>
+      <p class="hint">A shadow gets a copy of live requests after the primary answered, at the lowest CPU priority; its answers are compared, never returned.</p>
+      <div class="fields">
+        <Field label="Shadow model">
+          <Select name="shadow-model" value={target} options={refs} onChange={setModel} />
+        </Field>
+        <Field label="Share of requests (%)">
+          <input type="number" name="shadow-percent" min={0.1} max={100} step="any" value={percent} onInput={(ev) => setPercent(ev.currentTarget.value)} />
+        </Field>
+      </div>
+    </Form>
+  );
+  if (!r.shadow) return start;
+  const rows: Array<[string, ShadowLatency, string]> = [
+    ['primary', r.primary, r.primaryModels.join(', ') || primary || '—'],
+    ['shadow', r.shadowLatency, r.shadow.model],
+  ];
+  return (
+    <>
+      <Facts
+        items={[
+          ['Shadow', `${r.shadow.model}${r.active ? ` on ${r.shadow.percent}% of requests` : ' (stopped: its last comparison)'}`],
+          ...(e.shadow ? ([['Shadow replicas', <span id="shadow-replicas">{`${e.shadow.ready}/${e.shadow.desired} ready`}</span>]] as Array<[string, preact.ComponentChildren]>) : []),
+          ['Top-1 agreement', <strong id="shadow-agreement">{r.agreement === null ? '—' : pct(r.agreement)}</strong>],
+          ['Compared', <span id="shadow-requests">{r.requests}</span>],
+          ['Mirrored / dropped (busy)', `${r.mirrored} / ${r.dropped}`],
+        ]}
+      />
+      <Table
+        caption="Latency and errors of both"
+        rowKey={(x) => x[0]}
+        rows={rows}
+        columns={[
+          { key: 'who', label: 'Answered by', render: (x) => `${x[0]} (${x[2]})` },
+          { key: 'latency', label: 'Latency', render: (x) => latencyText(x[1]) },
+          { key: 'errors', label: 'Errors', render: (x) => errorText(x[1]) },
+        ]}
+      />
+      <Table
+        caption="Disagreement per class (the primary's answer)"
+        rowKey={(c) => c.label}
+        rows={r.classes.filter((c) => c.disagreements > 0).slice(0, 10)}
+        empty={<Empty title={r.requests ? 'The two models agree on every compared request.' : 'No request compared yet.'} />}
+        columns={[
+          { key: 'label', label: 'Primary said', render: (c) => c.label },
+          { key: 'rate', label: 'Disagreement', numeric: true, render: (c) => `${c.disagreements}/${c.requests} (${pct(c.rate)})` },
+          { key: 'said', label: 'Shadow said', render: (c) => c.shadowSaid.map((x) => `${x.label} ${x.count}`).join(', ') },
+        ]}
+      />
+      {r.active ? (
+        <div class="form-foot">
+          <ConfirmButton label="Promote shadow" class="primary" title={`Make ${r.shadow.model} the primary of ${e.name}?`} confirmLabel="Promote" onConfirm={() => api('POST', `/api/endpoints/${encodeURIComponent(e.name)}/promote-shadow`)}>
+            <p>
+              The primary rolls to <strong>{r.shadow.model}</strong>, one replica at a time, and the shadow stops.
+            </p>
+          </ConfirmButton>
+          <ConfirmButton label="Stop shadow" title={`Stop the shadow of ${e.name}?`} confirmLabel="Stop shadow" onConfirm={() => api('PATCH', `/api/endpoints/${encodeURIComponent(e.name)}`, { shadow: null })}>
+            <p>Its last comparison stays here until another shadow starts.</p>
+          </ConfirmButton>
+        </div>
+      ) : (
+        start
+      )}
+    </>
   );
 }
 
