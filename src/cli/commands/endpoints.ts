@@ -151,7 +151,7 @@ function shadowReportText(r: ShadowReport & { active: boolean }): string {
 }
 
 export function registerEndpoints(program: Command): void {
-  const cmd = program.command('endpoints').description('Real-time endpoints served by the Kennel daemon (kennel up): create, update (rolling), describe, list, delete.');
+  const cmd = program.command('endpoints').description('Real-time endpoints served by the Kennel daemon (kennel up): create, update (rolling), describe, list, delete; shadow models (shadow-report, promote-shadow).');
 
   /** The daemon's data-plane URL, for human output only. */
   const base = () => dataPlaneUrl(findDaemon(defaultHome()));

@@ -78,7 +78,7 @@ export function registerPredict(program: Command): void {
     .requiredOption('--model <ref>', 'NAME, NAME@VERSION or NAME:TAG')
     .option('--top-k <k>', 'predictions per image', number('--top-k', { int: true, min: 1, max: 1000 }), 5)
     .option('--out <file>', 'write results to FILE.jsonl (one JSON object per image) or FILE.csv as they come, instead of printing each')
-    .option('--explain <dir>', "also write a heat map of each image's best class over the image into DIR (FILE.explain.png): a class activation map, exact for heads Kennel trains, else occlusion sensitivity (49 extra forward passes per image); images then run one at a time")
+    .option('--explain <dir>', "also write a heat map of each image's best class over the image into DIR (FILE.explain.png): a class activation map, exact for Kennel's linear heads (not --head mlp or --tta flip), else occlusion sensitivity (49 extra forward passes per image); images then run one at a time")
     .option('--json', 'print JSON: the results, or with --out a summary')
     .action((paths: string[], opts: { model: string; topK: number; out?: string; explain?: string; json?: boolean }) =>
       runAction(async (signal) => {
