@@ -25,6 +25,8 @@ export interface CamPlan {
   /** [D, C] */
   weights: Float32Array;
   bias: Float32Array;
+  /** a constant subtracted between pooling and the head (CL2N's centre), if any: [D] */
+  centre?: Float32Array;
   dim: number;
   classes: number;
 }
@@ -56,12 +58,20 @@ export function camPlan(model: OnnxModel, outputName: string, classes: number): 
   if (!(bias instanceof Float32Array) || bias.length !== classes) return { reason: 'the last layer\'s bias is not a float vector of one value per class' };
   const headInput = gemm.inputs[0]!;
   t = headInput;
+  let centre: Float32Array | undefined;
   for (let depth = 0; depth < 16; depth++) {
     const n = model.producerOf(t);
     if (!n) return { reason: 'the features do not come from a global average pool' };
-    if (n.opType === 'GlobalAveragePool') return { featureMap: n.inputs[0]!, pooled: n.outputs[0]!, headInput, logits: gemm.outputs[0]!, weights: wt.data, bias, dim: wt.dims[0]!, classes };
+    if (n.opType === 'GlobalAveragePool') return { featureMap: n.inputs[0]!, pooled: n.outputs[0]!, headInput, logits: gemm.outputs[0]!, weights: wt.data, bias, dim: wt.dims[0]!, classes, ...(centre ? { centre } : {}) };
     // x / g(x): a per-image scale (the L2 normalisation), checked on every run
-    if (PASS_THROUGH.has(n.opType) || n.opType === 'Div') t = n.inputs[0]!; else if (n.opType === 'Relu') return { reason: 'the head is not linear (a ReLU before its last layer)' };
+    if (PASS_THROUGH.has(n.opType) || n.opType === 'Div') t = n.inputs[0]!;
+    else if (n.opType === 'Sub' && constant(n.inputs[1]!) && !centre) {
+      // x - c with a constant c (CL2N's centre): an offset per class, folded into the bias per image
+      const c = decodeTensor(constant(n.inputs[1]!)!.bytes).data;
+      if (!(c instanceof Float32Array) || c.length !== wt.dims[0]) return { reason: 'the features are centred on something other than one vector' };
+      centre = c;
+      t = n.inputs[0]!;
+    } else if (n.opType === 'Relu') return { reason: 'the head is not linear (a ReLU before its last layer)' };
     else return { reason: `the features pass through a ${n.opType} node before the last layer` };
   }
   return { reason: 'the features do not come from a global average pool' };
@@ -97,6 +107,7 @@ export interface CamResult {
   maps: Map<number, Float32Array>;
   height: number;
   width: number;
+  /** the bias this image sees: the head's, less its centre's share (CL2N) */
   bias: Float32Array;
 }
 
@@ -176,9 +187,10 @@ export class Explainer {
   }
 
   /**
-   * Class activation maps of one preprocessed image for `classes`: cam_c(h, w) = s * sum_d
-   * W[d, c] F[d, h, w], where s is the per-image scale between the pooled features and the head's
-   * input (1, or 1/||f|| for an L2-normalised probe), so mean_hw cam_c + b_c is the logit.
+   * Class activation maps of one preprocessed image for `classes`: cam_c(h, w) = alpha * sum_d
+   * W[d, c] F[d, h, w], where the head's input is alpha * f - gamma * centre for the pooled
+   * features f (alpha = 1/||f|| for an L2-normalised probe; CL2N: normalise, subtract the centre,
+   * normalise again), so mean_hw cam_c + b_c - gamma * (W^T centre)_c is the logit.
    */
   async cam(input: Float32Array, pick: number[] | ((probabilities: Float32Array) => number[])): Promise<CamResult> {
     const plan = this.plan;
@@ -190,21 +202,49 @@ export class Explainer {
     const hw = fmap.length / plan.dim;
     const side = Math.round(Math.sqrt(hw));
     if (!Number.isInteger(hw) || pooled.length !== plan.dim || head.length !== plan.dim) throw new Error('the feature map does not match the head');
-    // the per-image scale, and a check that it is one scale (not a per-feature change)
-    let num = 0;
-    let den = 0;
+    // the head's input is alpha * pooled - gamma * centre (gamma = 0 without a centre): solve the
+    // two per-image numbers by least squares and check that they explain it (not a per-feature change)
+    const c = plan.centre;
+    let ff = 0;
+    let fc = 0;
+    let cc = 0;
+    let fx = 0;
+    let cx = 0;
     for (let d = 0; d < plan.dim; d++) {
-      num += head[d]! * pooled[d]!;
-      den += pooled[d]! * pooled[d]!;
+      const f = pooled[d]!;
+      const x = head[d]!;
+      ff += f * f;
+      fx += f * x;
+      if (c) {
+        fc += f * c[d]!;
+        cc += c[d]! * c[d]!;
+        cx += c[d]! * x;
+      }
     }
-    const s = den > 0 ? num / den : 1;
+    let alpha: number;
+    let gamma = 0;
+    if (c) {
+      const det = ff * cc - fc * fc;
+      alpha = det !== 0 ? (fx * cc - cx * fc) / det : 0;
+      gamma = det !== 0 ? (fx * fc - cx * ff) / det : 0;
+    } else alpha = ff > 0 ? fx / ff : 1;
     let worst = 0;
     let norm = 0;
     for (let d = 0; d < plan.dim; d++) {
-      worst = Math.max(worst, Math.abs(head[d]! - s * pooled[d]!));
+      worst = Math.max(worst, Math.abs(head[d]! - alpha * pooled[d]! + (c ? gamma * c[d]! : 0)));
       norm = Math.max(norm, Math.abs(head[d]!));
     }
-    if (worst > 1e-3 * Math.max(norm, 1e-12)) throw new Error('the head input is not a scaled copy of the pooled features');
+    if (worst > 1e-3 * Math.max(norm, 1e-12)) throw new Error('the head input is not a scaled (and shifted) copy of the pooled features');
+    const s = alpha;
+    // the bias this image sees: b_c - gamma * (W^T centre)_c
+    const bias = Float32Array.from(plan.bias);
+    if (c && gamma !== 0) {
+      for (let d = 0; d < plan.dim; d++) {
+        const g = gamma * c[d]!;
+        if (g === 0) continue;
+        for (let k = 0; k < plan.classes; k++) bias[k]! -= g * plan.weights[d * plan.classes + k]!;
+      }
+    }
     const probabilities = out.get(this.card.outputName)!;
     const maps = new Map<number, Float32Array>();
     for (const c of typeof pick === 'function' ? pick(probabilities) : pick) {
@@ -217,7 +257,7 @@ export class Explainer {
       }
       maps.set(c, m);
     }
-    return { probabilities, logits: out.get(plan.logits)!, maps, height: side, width: hw / side, bias: plan.bias };
+    return { probabilities, logits: out.get(plan.logits)!, maps, height: side, width: hw / side, bias };
   }
 
   /** Score drops of the best class when each patch of a 7 x 7 grid is set to the mean pixel (0 after normalisation). */

@@ -5,7 +5,9 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { pino } from 'pino';
 import sharp from 'sharp';
-import { addBackbone } from '../../src/backbones/index.js';
+import { addBackbone, FEATURES_OUTPUT, getBackbone } from '../../src/backbones/index.js';
+import { Rng } from '../../src/core/index.js';
+import { GraphBuilder, OnnxModel } from '../../src/onnx/index.js';
 import { importDataset } from '../../src/data/index.js';
 import { decodeRgb, Explainer, inputSize, normalizeInto, OCCLUSION_GRID } from '../../src/inference/index.js';
 import { getModel, importModel } from '../../src/registry/index.js';
@@ -28,6 +30,7 @@ let base: string;
 let key: string;
 let onnxPath: string;
 let card: Parameters<typeof Explainer.load>[1];
+let extractorPath: string;
 let importedPath: string;
 let importedCard: Parameters<typeof Explainer.load>[1];
 const testDir = path.join(sharedDir(), 'data/breeds-mini/test');
@@ -43,6 +46,7 @@ before(async () => {
   const mv = getModel(ws, 'breeds');
   onnxPath = await ws.artifacts.localPath(mv.onnxSha);
   card = mv.card;
+  extractorPath = await ws.artifacts.localPath(getBackbone(ws, 'mobilenetv2-12-int8').extractorSha);
   const imported = getModel(ws, 'imported');
   importedPath = await ws.artifacts.localPath(imported.onnxSha);
   importedCard = imported.card;
@@ -57,26 +61,54 @@ after(async () => {
   await daemon?.close();
 });
 
+/** Checks, for every class of a few photos, that the map's mean plus the bias the image sees is the logit. */
+async function assertExact(explainer: Explainer, files: string[]): Promise<void> {
+  const spec = card.preprocess;
+  const classes = Array.from({ length: card.labels.length }, (_, i) => i);
+  for (const file of files) {
+    const input = new Float32Array(inputSize(spec));
+    normalizeInto(await decodeRgb(file, spec), spec, input, 0);
+    const r = await explainer.cam(input, classes);
+    assert.ok(r.height >= 7 && r.width === r.height, `a ${r.height}x${r.width} map`);
+    for (const c of classes) {
+      const map = r.maps.get(c)!;
+      const mean = map.reduce((s, v) => s + v, 0) / map.length;
+      const logit = r.logits[c]!;
+      assert.ok(Math.abs(mean + r.bias[c]! - logit) <= 1e-4 * Math.max(1, Math.abs(logit)), `${path.basename(file)} class ${c}: mean ${mean} + bias ${r.bias[c]} vs logit ${logit}`);
+    }
+    const best = r.maps.get(r.probabilities.indexOf(Math.max(...r.probabilities)))!;
+    assert.ok(Math.max(...best) - Math.min(...best) > 1e-3, 'the map is not flat: where the dog is matters');
+  }
+}
+
+test('a centred L2 head (CL2N: normalise, subtract a centre, normalise again) is exact too, its centre folded into the bias', async () => {
+  // the backbone's extractor with CL2N and a random linear head, built as the export builds it
+  const g = new GraphBuilder(OnnxModel.parse(readFileSync(extractorPath)));
+  const dim = 1280;
+  const classes = card.labels.length;
+  const rng = new Rng(5);
+  const ones = g.weight('ones', new Float32Array(dim).fill(1), [dim, 1]);
+  const unit = (t: string) => g.div(t, g.op('Sqrt', [g.op('Max', [g.op('MatMul', [g.mul(t, t), ones]), g.scalar(1e-24)])]));
+  const centre = Float32Array.from({ length: dim }, () => Math.abs(rng.normal()) * 0.02);
+  const features = unit(g.sub(unit(FEATURES_OUTPUT), g.weight('centre', centre, [dim])));
+  const w = g.weight('w', Float32Array.from({ length: dim * classes }, () => rng.normal()), [dim, classes]);
+  const b = g.weight('b', Float32Array.from({ length: classes }, () => rng.normal()), [classes]);
+  const probs = g.op('Softmax', [g.op('Gemm', [features, w, b])], [{ name: 'axis', int: 1 }], 'probabilities');
+  g.model.outputs = [{ name: probs, elemType: 1, shape: ['batch', classes] }];
+  g.model.toposort();
+  const explainer = await Explainer.load(g.model.serialize(), { ...card, outputName: 'probabilities' });
+  try {
+    assert.equal(explainer.method, 'cam', explainer.reason);
+    await assertExact(explainer, testImages.slice(0, 3));
+  } finally {
+    await explainer.close();
+  }
+});
+
 test('the class activation map of a trained linear head is exact: its mean plus the bias is the logit, for every class', async () => {
   const explainer = await Explainer.load(onnxPath, card);
   try {
-    assert.equal(explainer.method, 'cam');
-    const spec = card.preprocess;
-    const classes = Array.from({ length: card.labels.length }, (_, i) => i);
-    for (const file of testImages.slice(0, 6)) {
-      const input = new Float32Array(inputSize(spec));
-      normalizeInto(await decodeRgb(file, spec), spec, input, 0);
-      const r = await explainer.cam(input, classes);
-      assert.ok(r.height >= 7 && r.width === r.height, `a ${r.height}x${r.width} map`);
-      for (const c of classes) {
-        const map = r.maps.get(c)!;
-        const mean = map.reduce((s, v) => s + v, 0) / map.length;
-        const logit = r.logits[c]!;
-        assert.ok(Math.abs(mean + r.bias[c]! - logit) <= 1e-4 * Math.max(1, Math.abs(logit)), `${path.basename(file)} class ${c}: mean ${mean} + bias ${r.bias[c]} vs logit ${logit}`);
-      }
-      const best = r.maps.get(r.probabilities.indexOf(Math.max(...r.probabilities)))!;
-      assert.ok(Math.max(...best) - Math.min(...best) > 1e-3, 'the map is not flat: where the dog is matters');
-    }
+    await assertExact(explainer, testImages.slice(0, 6));
   } finally {
     await explainer.close();
   }
