@@ -20,7 +20,7 @@ export async function shadowBench(args: BenchArgs): Promise<void> {
   const machine = machineInfo();
   const date = new Date();
   const t0 = performance.now();
-  const settings = args.quick ? { rounds: 2, maxSeconds: 3, levelSeconds: 6, slices: 2, warmup: 0.5 } : { rounds: 4, maxSeconds: 8, levelSeconds: 16, slices: 4, warmup: 2 };
+  const settings = args.quick ? { rounds: 2, maxSeconds: 2, levelSeconds: 4, slices: 2, warmup: 0.5 } : { rounds: 4, maxSeconds: 8, levelSeconds: 16, slices: 4, warmup: 2 };
   const { home, onCleanup, cleanup } = benchHome('serve-shadow');
   const files = realPhotoFiles(args.options.photos);
   try {
