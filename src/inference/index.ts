@@ -13,3 +13,4 @@ export { DynamicBatcher, type BatchingConfig } from './batcher.js';
 export { BatchedClassifier } from './batched.js';
 export { classify, type Classification } from './pipeline.js';
 export { Explainer, camPlan, renderOverlay, OCCLUSION_GRID, type Explanation, type CamPlan, type CamResult } from './explain.js';
+export { FeatureTap } from './tap.js';

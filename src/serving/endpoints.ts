@@ -30,6 +30,28 @@ const ShadowSchema = z.object({
 });
 export const SHADOW_VARIANT = 'shadow';
 
+/**
+ * Data capture: a share of the requests recorded (image hash, a projection of the backbone
+ * features, top-1 and confidence, variant, latency), for drift checks. Off unless set.
+ */
+const CaptureSchema = z.object({
+  /** share of requests captured, 0.1..100 */
+  percent: z.number().min(0.1).max(100),
+  /** rows older than this are deleted; default 30 */
+  retentionDays: z.number().min(0.001).max(3650).optional(),
+  /** the newest rows kept; default 100,000 */
+  maxRows: z.number().int().min(10).max(10_000_000).optional(),
+  /** store the images themselves too (privacy: off by default) */
+  images: z.boolean().optional(),
+});
+
+export interface Capture {
+  percent: number;
+  retentionDays: number;
+  maxRows: number;
+  images: boolean;
+}
+
 /** Settings that are not per variant; each is optional in an update. */
 const SettingsSchema = z.object({
   instances: z.number().int().min(0).max(64),
@@ -50,6 +72,7 @@ export const CreateEndpointSchema = SettingsSchema.partial().extend({
   name: z.string().regex(NAME, 'endpoint names use lower-case letters, digits and dashes (up to 63 characters)'),
   variants: z.array(VariantSchema).min(1).max(8),
   shadow: ShadowSchema.nullable().optional(),
+  capture: CaptureSchema.nullable().optional(),
 });
 export type CreateEndpointInput = z.input<typeof CreateEndpointSchema>;
 
@@ -59,6 +82,8 @@ export const UpdateEndpointSchema = SettingsSchema.partial().extend({
   removeVariants: z.array(z.string()).max(8).optional(),
   /** a shadow to start or change (the model may be left out to change its share), or null to stop it */
   shadow: ShadowSchema.partial().nullable().optional(),
+  /** capture to start or change (percent may be left out to change the bounds), or null to stop it */
+  capture: CaptureSchema.partial().nullable().optional(),
 });
 export type UpdateEndpointInput = z.input<typeof UpdateEndpointSchema>;
 
@@ -77,7 +102,7 @@ export interface Shadow {
   instances: number;
 }
 
-export type EndpointSpec = z.output<typeof SettingsSchema> & { name: string; variants: Variant[]; shadow: Shadow | null };
+export type EndpointSpec = z.output<typeof SettingsSchema> & { name: string; variants: Variant[]; shadow: Shadow | null; capture: Capture | null };
 
 export interface Endpoint {
   spec: EndpointSpec;
@@ -107,7 +132,7 @@ function parse<T extends z.ZodType>(schema: T, input: unknown): z.output<T> {
 }
 
 /** Resolves model references to NAME@VERSION (so a restart never silently changes the model) and checks the scaling settings. */
-function finish(ws: Workspace, name: string, variants: Variant[], s: Omit<EndpointSpec, 'name' | 'variants' | 'shadow'>, shadow: Partial<Shadow> & { model: string } | null): EndpointSpec {
+function finish(ws: Workspace, name: string, variants: Variant[], s: Omit<EndpointSpec, 'name' | 'variants' | 'shadow' | 'capture'>, shadow: Partial<Shadow> & { model: string } | null, capture: Capture | null): EndpointSpec {
   const names = new Set<string>();
   const resolved = variants.map((v) => {
     if (v.name === SHADOW_VARIANT) throw Errors.InvalidRequest(`The variant name ${SHADOW_VARIANT} is reserved for the shadow.`, 'Give a shadow with --shadow MODEL, or name the variant otherwise.');
@@ -129,7 +154,7 @@ function finish(ws: Workspace, name: string, variants: Variant[], s: Omit<Endpoi
     const mv = getModel(ws, shadow.model);
     resolvedShadow = { model: `${mv.name}@${mv.version}`, percent: shadow.percent ?? 100, instances: shadow.instances ?? 1 };
   }
-  return { name, variants: resolved, ...s, shadow: resolvedShadow };
+  return { name, variants: resolved, ...s, shadow: resolvedShadow, capture };
 }
 
 /** The autoscaling policy of an endpoint, or undefined when it runs a fixed number of replicas. */
@@ -140,20 +165,20 @@ export function scalingPolicy(spec: EndpointSpec): ScalingPolicy | undefined {
 }
 
 export function planCreate(ws: Workspace, input: unknown): EndpointSpec {
-  const { name, variants, shadow, ...i } = parse(CreateEndpointSchema, input);
+  const { name, variants, shadow, capture, ...i } = parse(CreateEndpointSchema, input);
   const instances = i.instances ?? 1;
   const targetConcurrency = i.targetConcurrency ?? null;
   const targetInvocationsPerInstance = i.targetInvocationsPerInstance ?? null;
   const autoscaled = targetConcurrency !== null || targetInvocationsPerInstance !== null;
   const min = i.min ?? instances;
   const max = i.max ?? (autoscaled ? Math.max(instances, 4) : Math.max(instances, 1));
-  return finish(ws, name, variants, { ...DEFAULTS, ...stripUndefined(i), instances, min, max, targetConcurrency, targetInvocationsPerInstance }, shadow ?? null);
+  return finish(ws, name, variants, { ...DEFAULTS, ...stripUndefined(i), instances, min, max, targetConcurrency, targetInvocationsPerInstance }, shadow ?? null, captureOf(capture ?? null, null, name));
 }
 
 /** The spec an update leads to: changed settings, variants added or replaced by name, variants removed. */
 export function planUpdate(ws: Workspace, current: EndpointSpec, input: unknown): EndpointSpec {
   const u = parse(UpdateEndpointSchema, input);
-  const { variants: changes, removeVariants, shadow: shadowChange, ...settings } = u;
+  const { variants: changes, removeVariants, shadow: shadowChange, capture: captureChange, ...settings } = u;
   let variants = current.variants.map((v) => ({ ...v }));
   for (const c of changes ?? []) {
     const existing = variants.find((v) => v.name === c.name);
@@ -173,7 +198,8 @@ export function planUpdate(ws: Workspace, current: EndpointSpec, input: unknown)
     if (!model) throw Errors.InvalidRequest(`Endpoint ${current.name} has no shadow to change.`, 'Name the shadow model: --shadow MODEL.');
     shadow = { model, percent: shadowChange.percent ?? shadow?.percent ?? 100, instances: shadowChange.instances ?? shadow?.instances ?? 1 };
   }
-  const { name: _n, variants: _v, shadow: _s, ...old } = current;
+  const capture = captureChange === undefined ? (current.capture ?? null) : captureOf(captureChange, current.capture ?? null, current.name);
+  const { name: _n, variants: _v, shadow: _s, capture: _c, ...old } = current;
   const next = { ...old, ...stripUndefined(settings) };
   // switching the autoscaling metric replaces the other target
   if (settings.targetConcurrency != null) next.targetInvocationsPerInstance = null;
@@ -186,7 +212,15 @@ export function planUpdate(ws: Workspace, current: EndpointSpec, input: unknown)
     // a new min/max pulls the instance count into range
     next.instances = Math.min(next.max, Math.max(next.min, next.instances));
   }
-  return finish(ws, current.name, variants, next, shadow);
+  return finish(ws, current.name, variants, next, shadow, capture);
+}
+
+/** A capture setting with its defaults, changed from `current` (null: off). */
+function captureOf(change: Partial<z.output<typeof CaptureSchema>> | null, current: Capture | null, endpoint: string): Capture | null {
+  if (change === null) return null;
+  const percent = change.percent ?? current?.percent;
+  if (percent === undefined) throw Errors.InvalidRequest(`Endpoint ${endpoint} does not capture requests.`, 'Start capturing with --capture PERCENT.');
+  return { percent, retentionDays: change.retentionDays ?? current?.retentionDays ?? 30, maxRows: change.maxRows ?? current?.maxRows ?? 100_000, images: change.images ?? current?.images ?? false };
 }
 
 function stripUndefined<T extends object>(o: T): { [K in keyof T]: Exclude<T[K], undefined> } {
@@ -204,7 +238,7 @@ interface Row {
 // endpoints stored before shadows existed have none
 const specOf = (json: string): EndpointSpec => {
   const spec = JSON.parse(json) as EndpointSpec;
-  return { ...spec, shadow: spec.shadow ?? null };
+  return { ...spec, shadow: spec.shadow ?? null, capture: spec.capture ?? null };
 };
 
 const fromRow = (r: Row): Endpoint => ({ spec: specOf(r.spec), desired: JSON.parse(r.desired) as Record<string, number>, createdAt: r.created_at, updatedAt: r.updated_at });
@@ -246,6 +280,8 @@ export function removeEndpoint(ws: Workspace, name: string): void {
     ws.db.prepare('DELETE FROM endpoint_events WHERE endpoint = ?').run(name);
     ws.db.prepare('DELETE FROM shadow_results WHERE endpoint = ?').run(name);
     ws.db.prepare('DELETE FROM shadow_counts WHERE endpoint = ?').run(name);
+    ws.db.prepare('DELETE FROM captures WHERE endpoint = ?').run(name);
+    ws.db.prepare('DELETE FROM drift_results WHERE endpoint = ?').run(name);
   })();
 }
 

@@ -20,6 +20,8 @@ export class ReplicaGoneError extends Error {
 export interface Answer {
   predictions: Prediction[];
   explanation?: Explanation;
+  /** the backbone's features, when asked for (a captured request) and the model has them */
+  features?: number[];
 }
 
 interface Pending {
@@ -125,14 +127,14 @@ export class ReplicaProcess extends TypedEmitter<ReplicaListener> {
     return this.child.pid;
   }
 
-  infer(image: Uint8Array, topK: number, requestId: string, explain = false): Promise<Answer> {
+  infer(image: Uint8Array, topK: number, requestId: string, explain = false, features = false): Promise<Answer> {
     const requests = this.requests;
     if (!this.child.connected || !requests || requests.destroyed) return Promise.reject(new ReplicaGoneError(this.id));
     const id = this.nextId++;
     this.outstanding++;
     return new Promise<Answer>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      const [head, body] = encodeRequest({ id, topK, requestId, explain }, image);
+      const [head, body] = encodeRequest({ id, topK, requestId, explain, features }, image);
       requests.cork();
       requests.write(head);
       requests.write(body);
@@ -178,7 +180,7 @@ export class ReplicaProcess extends TypedEmitter<ReplicaListener> {
   private onMessage(m: FromReplica): void {
     switch (m.type) {
       case 'result':
-        this.settle(m.id)?.resolve(m.explanation ? { predictions: m.predictions, explanation: m.explanation } : { predictions: m.predictions });
+        this.settle(m.id)?.resolve({ predictions: m.predictions, ...(m.explanation ? { explanation: m.explanation } : {}), ...(m.features ? { features: m.features } : {}) });
         break;
       case 'failed':
         this.settle(m.id)?.reject(rebuiltError(m.message, m.hint, m.status, m.code));

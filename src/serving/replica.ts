@@ -4,7 +4,7 @@
  * bytes as they are); answers and control messages go over IPC. Decoding runs on sharp's libuv
  * pool, concurrently with the running batch.
  */
-import { BatchedClassifier, Classifier, Explainer, tuneSharp, type Explanation, type Prediction } from '../inference/index.js';
+import { BatchedClassifier, Classifier, Explainer, FeatureTap, tuneSharp, type Explanation, type Prediction } from '../inference/index.js';
 import { Errors, KennelError, errorMessage } from '../core/index.js';
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
@@ -65,14 +65,42 @@ async function main(): Promise<void> {
     return p;
   };
 
+  // captured requests run in a third session (loaded on the first one): the same graph with the
+  // backbone's features as an extra output, one image at a time beside the batcher. A model
+  // without the tensor answers them through the batcher, without features.
+  let tap: Promise<FeatureTap | undefined> | undefined;
+  const withFeatures = async (image: Buffer, topK: number): Promise<{ predictions: Prediction[]; explanation?: Explanation; features?: number[] }> => {
+    tap ??= config.featureTensor
+      ? FeatureTap.load(config.onnxPath, config.card, config.featureTensor, { device: config.device, threads: config.threads, spinning: false }).catch((e: unknown) => {
+          process.stderr.write(`replica: no features for captured requests: ${errorMessage(e)}\n`);
+          return undefined;
+        })
+      : Promise.resolve(undefined);
+    const t = await tap;
+    if (!t) return { predictions: await batched.classify(image, topK) };
+    const r = await t.run(image, topK);
+    return { predictions: r.predictions, features: Array.from(r.features) };
+  };
+
   const infer = (m: InferRequest): void => {
     if (stopping) {
       send({ type: 'failed', id: m.id, status: Errors.ReplicaStopping.status, code: Errors.ReplicaStopping.code, message: 'This replica is shutting down.' });
       return;
     }
-    (m.explain ? explain(m.image, m.topK) : batched.classify(m.image, m.topK).then((predictions) => ({ predictions, explanation: undefined })))
+    const work: Promise<{ predictions: Prediction[]; explanation?: Explanation; features?: number[] }> = m.explain
+      ? explain(m.image, m.topK)
+      : m.features
+        ? withFeatures(m.image, m.topK)
+        : batched.classify(m.image, m.topK).then((predictions) => ({ predictions }));
+    if (m.features && !m.explain) {
+      // a stopping replica waits for these as for explanations
+      const settled = work.then(() => {}, () => {});
+      explaining.add(settled);
+      void settled.then(() => explaining.delete(settled));
+    }
+    work
       .then(
-        ({ predictions, explanation }) => send(explanation ? { type: 'result', id: m.id, predictions, explanation } : { type: 'result', id: m.id, predictions }),
+        ({ predictions, explanation, features }) => send({ type: 'result', id: m.id, predictions, ...(explanation ? { explanation } : {}), ...(features ? { features } : {}) }),
         (e: unknown) => {
           if (e instanceof KennelError) send({ type: 'failed', id: m.id, status: e.status, code: e.code, message: e.message, hint: e.hint });
           else {
@@ -93,6 +121,7 @@ async function main(): Promise<void> {
       void Promise.all([batched.idle(), ...explaining]).then(async () => {
         await clf.close();
         await explainer?.then((e) => e.close(), () => {});
+        await tap?.then((t) => t?.close());
         const messages = outbox;
         if (messages.length && process.connected) process.send!(messages, () => process.exit(0));
         else process.exit(0);

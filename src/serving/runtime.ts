@@ -1,7 +1,9 @@
 import type { Logger } from 'pino';
 import { Errors, KennelError } from '../core/index.js';
 import { assertDevice } from '../inference/index.js';
+import { FEATURES_OUTPUT } from '../backbones/index.js';
 import { getModel } from '../registry/index.js';
+import { CaptureSink } from './capture.js';
 import type { Workspace } from '../store/index.js';
 import { Autoscaler, type ScalingPolicy } from './autoscaler.js';
 import {
@@ -92,6 +94,8 @@ interface Live {
   pools: Map<string, ReplicaPool>;
   /** the shadow's mirror (with its pool), when the endpoint has a shadow */
   shadow?: ShadowMirror;
+  /** the data capture, when the endpoint captures requests */
+  capture?: CaptureSink;
 }
 
 /** Mirrored requests one shadow replica may hold; more are dropped (and counted), never queued. */
@@ -191,6 +195,11 @@ export class ServingRuntime {
         else this.autoscaler.untrack(pool);
       }
       const oldShadow = await this.changeShadow(live, before.shadow, spec);
+      if (!spec.capture) {
+        live.capture?.close();
+        live.capture = undefined;
+      } else if (live.capture) live.capture.capture = spec.capture;
+      else live.capture = new CaptureSink(this.ws, name, spec.capture);
       // new variants (and a new shadow) get traffic once they can serve it
       if (opts.wait ?? true) await this.waitReady(live, live.shadow && live.shadow !== oldShadow?.mirror ? [...added, live.shadow.pool] : added);
       this.route(live);
@@ -217,6 +226,7 @@ export class ServingRuntime {
       this.live.delete(name);
       for (const pool of live.pools.values()) this.autoscaler.untrack(pool);
       live.shadow?.close();
+      live.capture?.close();
       await Promise.all([...live.pools.values(), ...(live.shadow ? [live.shadow.pool] : [])].map((p) => p.close()));
       removeEndpoint(this.ws, name);
       this.opts.log.info({ endpoint: name }, 'endpoint deleted');
@@ -272,6 +282,11 @@ export class ServingRuntime {
     return { ...shadowReport(this.ws, name, current ?? latestShadow(this.ws, name)), active: current !== null };
   }
 
+  /** Writes an endpoint's buffered captures now (a drift check wants the newest). */
+  flushCapture(name: string): void {
+    this.live.get(name)?.capture?.flush();
+  }
+
   /** Makes the shadow's model the primary's (a rolling update) and stops the shadow: one step. */
   async promoteShadow(name: string, opts: { wait?: boolean } = {}): Promise<EndpointDescription> {
     const shadow = this.require(name).endpoint.spec.shadow;
@@ -296,7 +311,10 @@ export class ServingRuntime {
     this.closed = true;
     this.autoscaler.close();
     const all = [...this.live.values()].flatMap((l) => [...l.pools.values(), ...(l.shadow ? [l.shadow.pool] : [])]);
-    for (const l of this.live.values()) l.shadow?.close();
+    for (const l of this.live.values()) {
+      l.shadow?.close();
+      l.capture?.close();
+    }
     for (const name of this.live.keys()) this.router.remove(name);
     this.live.clear();
     await Promise.all(all.map((p) => p.close()));
@@ -314,6 +332,7 @@ export class ServingRuntime {
       pool.start();
     }
     if (spec.shadow) live.shadow = this.newShadow(spec, spec.shadow, await this.shadowPool(spec, spec.shadow));
+    if (spec.capture) live.capture = new CaptureSink(this.ws, spec.name, spec.capture);
     this.live.set(spec.name, live);
     this.route(live);
     return live;
@@ -369,6 +388,7 @@ export class ServingRuntime {
       spec.variants.map((v) => ({ name: v.name, weight: v.weight, pool: live.pools.get(v.name)! })),
       spec.timeoutMs,
       live.shadow,
+      live.capture,
     );
   }
 
@@ -396,6 +416,8 @@ export class ServingRuntime {
       device: spec.device,
       batching: { maxBatch: spec.maxBatch, maxDelayMs: spec.maxDelayMs },
       maxInFlight: spec.maxInFlight,
+      // models trained by Kennel keep the backbone's output tensor inside their graph
+      ...(mv.card.source === 'kennel' ? { featureTensor: FEATURES_OUTPUT } : {}),
     };
   }
 
@@ -457,9 +479,10 @@ function describeChange(a: EndpointSpec, b: EndpointSpec): string {
     }
   }
   for (const v of a.variants) if (!b.variants.some((x) => x.name === v.name)) parts.push(`removed ${v.name}`);
+  if (JSON.stringify(a.capture) !== JSON.stringify(b.capture)) parts.push(b.capture ? `capture ${b.capture.percent}% of requests (${b.capture.retentionDays} days, at most ${b.capture.maxRows} rows${b.capture.images ? ', with images' : ''})` : 'capture stopped');
   if (JSON.stringify(a.shadow) !== JSON.stringify(b.shadow)) parts.push(b.shadow ? `shadow ${b.shadow.model} on ${b.shadow.percent}% of requests (${b.shadow.instances} replica(s))` : 'shadow stopped');
   for (const k of Object.keys(b) as Array<keyof EndpointSpec>) {
-    if (k !== 'variants' && k !== 'name' && k !== 'shadow' && a[k] !== b[k]) parts.push(`${k} ${String(a[k])} -> ${String(b[k])}`);
+    if (k !== 'variants' && k !== 'name' && k !== 'shadow' && k !== 'capture' && a[k] !== b[k]) parts.push(`${k} ${String(a[k])} -> ${String(b[k])}`);
   }
   return parts.join(', ') || 'no change';
 }

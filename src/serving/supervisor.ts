@@ -17,6 +17,8 @@ export interface PoolSpec {
   batching: BatchingConfig;
   /** requests one replica may hold (decoding, queued, running); beyond that the router answers 503 */
   maxInFlight: number;
+  /** the backbone's feature tensor in the graph (captured requests read it), when the model has one */
+  featureTensor?: string;
   /** the replicas run at the lowest CPU priority (a shadow's: they get only the CPU the primary leaves) */
   background?: boolean;
   /** ORT threads per replica, instead of the cores shared out between the pool's replicas (a shadow's: 1) */
@@ -357,8 +359,8 @@ export class ReplicaPool {
     const cores = availableParallelism();
     const threads = this.spec.threads ?? Math.max(1, Math.floor(cores / Math.max(1, this.desiredCount)));
     for (let i = 0; i < n; i++) {
-      const { model, onnxPath, card, device, batching, background } = this.spec;
-      const r = new ReplicaProcess({ model, onnxPath, card, device, batching, threads, background }, this.generation, this.log)
+      const { model, onnxPath, card, device, batching, background, featureTensor } = this.spec;
+      const r = new ReplicaProcess({ model, onnxPath, card, device, batching, threads, background, ...(featureTensor ? { featureTensor } : {}) }, this.generation, this.log)
         .on('ready', () => this.onReady(r))
         .on('exit', (info) => this.onExit(r, info))
         .on('settled', () => this.stopWhenDrained(r))
