@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { LogBook } from '../console/index.js';
 import { Errors, KennelError } from '../core/index.js';
+import { DriftMonitor } from '../housekeeping/index.js';
 import { endpointClientFor, FunctionGateway, type EventQueueOptions } from '../functions/index.js';
 import { DEFAULT_MAX_IMAGE_BYTES, ServingRuntime, type PoolTimings } from '../serving/index.js';
 import { openWorkspace } from '../store/index.js';
@@ -25,12 +26,16 @@ export interface DaemonOptions {
   events?: EventQueueOptions;
   /** timeouts and the per-client connection cap of both ports (default DEFAULT_HTTP_LIMITS) */
   httpLimits?: Partial<HttpLimits>;
+  /** how often endpoints that capture requests are checked for drift (default KENNEL_DRIFT_INTERVAL_S seconds, else 10 minutes) */
+  driftIntervalMs?: number;
 }
 
 export interface Daemon {
   state: DaemonState;
   runtime: ServingRuntime;
   gateway: FunctionGateway;
+  /** the drift schedule (tick() runs a round now) */
+  drift: DriftMonitor;
   /** resolves when the daemon has stopped (after close() or POST /v1/shutdown) */
   stopped: Promise<void>;
   close(): Promise<void>;
@@ -65,6 +70,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const metrics = new ServingMetrics(() => runtime?.load() ?? []);
   runtime = new ServingRuntime(ws, { log, hooks: metrics.hooks, timings: opts.timings });
   const startedAt = new Date().toISOString();
+  const driftIntervalMs = opts.driftIntervalMs ?? (Number(process.env.KENNEL_DRIFT_INTERVAL_S) > 0 ? Number(process.env.KENNEL_DRIFT_INTERVAL_S) * 1000 : 600_000);
+  const drift = new DriftMonitor(ws, log, driftIntervalMs, (name) => runtime?.flushCapture(name));
 
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((r) => (resolveStopped = r));
@@ -74,6 +81,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       log.info('daemon stopping');
       await dataPlane.close(); // stops accepting and waits for in-flight invocations
       await gateway.close();
+      drift.close();
       await runtime!.close();
       await admin.close();
       clearState(ws.home);
@@ -100,6 +108,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     await dataPlane.listen({ host, port: opts.port ?? 8080 });
     await admin.listen({ host, port: opts.adminPort ?? 8081 });
   } catch (e) {
+    drift.close();
     await Promise.all([dataPlane.close(), admin.close(), runtime.close()]);
     ws.close();
     const err = e as NodeJS.ErrnoException;
@@ -115,7 +124,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   writeState(ws.home, state);
   const { pid: _pid, ...started } = state; // every line carries pid already
   log.info(started, 'daemon started');
-  return { state, runtime, gateway, stopped, close };
+  return { state, runtime, gateway, drift, stopped, close };
 }
 
 function addressOf(app: { server: { address(): unknown } }): number {

@@ -1,6 +1,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { ENDPOINT_DEVICES, type EndpointDevice } from '../../inference/index.js';
 import { Errors } from '../../core/index.js';
+import type { DriftResult } from '../../housekeeping/index.js';
 import { adminRequest, dataPlaneUrl, findDaemon } from '../../server/index.js';
 import { PRIMARY_VARIANT, type EndpointDescription, type LatencySummary, type ShadowReport } from '../../serving/index.js';
 import { defaultHome } from '../../store/index.js';
@@ -90,6 +91,10 @@ function describeText(d: EndpointDescription, base: string): string {
     lines.push(`  shadow ${d.shadow.model}  ${d.shadow.percent}% of requests mirrored (answers compared, never returned)  replicas ${d.shadow.ready} ready / ${d.shadow.desired} wanted`);
     for (const r of d.shadow.replicas) lines.push(`    ${r.id}  pid ${r.pid}  ${r.state.padEnd(8)}  ${r.model}  in flight ${r.outstanding}`);
   }
+  if (d.spec.capture) {
+    const c = d.spec.capture;
+    lines.push(`  capture ${c.percent}% of requests (features, top-1, confidence, latency${c.images ? ', images' : ''}), kept ${c.retentionDays} days, at most ${c.maxRows} rows; drift: kennel endpoints drift ${d.name}`);
+  }
   const a = d.autoscaling;
   lines.push(
     a
@@ -128,6 +133,44 @@ function shadowBody(o: ShadowOptions): Record<string, unknown> {
   return { shadow: Object.fromEntries(Object.entries({ model: o.shadow, percent: o.shadowPercent, instances: o.shadowInstances }).filter(([, v]) => v !== undefined)) };
 }
 
+interface CaptureOptions {
+  capture?: number | false;
+  captureRetentionDays?: number;
+  captureMaxRows?: number;
+  captureImages?: boolean;
+}
+
+/** --capture, --capture-retention-days, --capture-max-rows, --capture-images (and --no-capture for update). */
+function captureOptions(cmd: Command, update: boolean): Command {
+  cmd
+    .option('--capture <p>', 'capture this share of requests, 0.1 to 100 (image sha256, a 64-number projection of the backbone features, top-1, confidence, variant, latency) for drift checks (endpoints drift); off by default', number('--capture', { min: 0.1, max: 100 }))
+    .option('--capture-retention-days <d>', 'delete captures older than this (default 30)', number('--capture-retention-days', { min: 0.001, max: 3650 }))
+    .option('--capture-max-rows <n>', 'keep at most this many captures, the newest (default 100000)', number('--capture-max-rows', { int: true, min: 10, max: 10_000_000 }))
+    .option('--capture-images', 'store the captured images themselves too (privacy: off by default; bounded and deleted like the rest)');
+  return update ? cmd.option('--no-capture', 'stop capturing (what was captured is kept until its retention ends or the endpoint is deleted)') : cmd;
+}
+
+function captureBody(o: CaptureOptions): Record<string, unknown> {
+  if (o.capture === false) {
+    if (o.captureRetentionDays !== undefined || o.captureMaxRows !== undefined || o.captureImages !== undefined) throw Errors.InvalidRequest('--no-capture cannot be given with other --capture options.', 'Leave one of them out.');
+    return { capture: null };
+  }
+  const c = { percent: o.capture, retentionDays: o.captureRetentionDays, maxRows: o.captureMaxRows, images: o.captureImages };
+  if (Object.values(c).every((v) => v === undefined)) return {};
+  return { capture: Object.fromEntries(Object.entries(c).filter(([, v]) => v !== undefined)) };
+}
+
+function driftText(r: DriftResult): string {
+  const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+  return [
+    `${r.endpoint}: ${r.drifted || r.classShifted ? 'DRIFT' : 'no drift'}  (${r.captures} captured requests of ${r.model}, ${r.window.from} .. ${r.window.to}, against ${r.reference.rows} training images of ${r.reference.dataset})`,
+    `  features  MMD^2 ${r.mmd.toPrecision(3)}  threshold ${r.threshold.toPrecision(3)} (permutation baseline, alpha ${r.alpha})  p ${r.pValue.toFixed(3)}  ${r.drifted ? 'drifted' : 'ok'}`,
+    `  classes   shift ${r.classShift.toFixed(3)}  threshold ${r.classShiftThreshold.toFixed(3)}  ${r.classShifted ? 'shifted' : 'ok'}`,
+    `  confidence  mean top-1 ${r.meanConfidence.toFixed(3)}`,
+    ...r.classes.slice(0, 5).map((c) => `    ${c.label.padEnd(28)} training ${pct(c.training).padStart(6)}  captured ${pct(c.captured).padStart(6)}`),
+  ].join('\n');
+}
+
 const ms = (x: number | null): string => (x === null ? '-' : `${x} ms`);
 const latencyLine = (what: string, model: string, l: LatencySummary): string =>
   `  ${what.padEnd(7)} ${model}  p50 ${ms(l.p50Ms)}  p95 ${ms(l.p95Ms)}  p99 ${ms(l.p99Ms)}  errors ${l.errors}${l.errors ? ` (${Object.entries(l.errorCodes).map(([c, n]) => `${c} ${n}`).join(', ')})` : ''}`;
@@ -151,23 +194,23 @@ function shadowReportText(r: ShadowReport & { active: boolean }): string {
 }
 
 export function registerEndpoints(program: Command): void {
-  const cmd = program.command('endpoints').description('Real-time endpoints served by the Kennel daemon (kennel up): create, update (rolling), describe, list, delete; shadow models (shadow-report, promote-shadow).');
+  const cmd = program.command('endpoints').description('Real-time endpoints served by the Kennel daemon (kennel up): create, update (rolling), describe, list, delete; shadow models (shadow-report, promote-shadow); data capture and drift (--capture, drift).');
 
   /** The daemon's data-plane URL, for human output only. */
   const base = () => dataPlaneUrl(findDaemon(defaultHome()));
 
   jsonCommand(
     settingsOptions(
-      shadowOptions(cmd
+      captureOptions(shadowOptions(cmd
         .command('create <name>')
         .description('Deploy a model behind POST /endpoints/NAME/invocations. Waits until its replicas are ready. Creating an endpoint that exists with the same settings changes nothing; other settings are an error (use endpoints update).')
         .requiredOption('--model <ref>', 'model of the primary variant: NAME, NAME@VERSION or NAME:TAG')
         .option('--weight <w>', `traffic weight of the primary variant (default 1)`, number('--weight', { min: 0.0001 }))
-        .option('--variant <name=model[:weight]>', 'another variant sharing the traffic by weight (A/B, canary); repeatable', variantArg), false),
+        .option('--variant <name=model[:weight]>', 'another variant sharing the traffic by weight (A/B, canary); repeatable', variantArg), false), false),
     ),
     {
-      action: async ({ opts: o }: CommandContext<SettingsOptions & ShadowOptions & { model: string; weight?: number; variant?: VariantArg[] }>, name: string) => {
-        const body = { name, variants: [{ name: PRIMARY_VARIANT, model: o.model, weight: o.weight }, ...(o.variant ?? [])], ...settingsBody(o), ...shadowBody(o) };
+      action: async ({ opts: o }: CommandContext<SettingsOptions & ShadowOptions & CaptureOptions & { model: string; weight?: number; variant?: VariantArg[] }>, name: string) => {
+        const body = { name, variants: [{ name: PRIMARY_VARIANT, model: o.model, weight: o.weight }, ...(o.variant ?? [])], ...settingsBody(o), ...shadowBody(o), ...captureBody(o) };
         return { name, d: await adminRequest<EndpointDescription>(defaultHome(), 'POST', `/v1/endpoints?wait=${o.wait}`, body) };
       },
       json: ({ d }) => ({ ...d, unchanged: d.unchanged ?? false }),
@@ -177,19 +220,19 @@ export function registerEndpoints(program: Command): void {
 
   jsonCommand(
     settingsOptions(
-      shadowOptions(cmd
+      captureOptions(shadowOptions(cmd
         .command('update <name>')
         .description('Change an endpoint. A new model rolls out replica by replica: new replicas pass a readiness check before they get traffic, old ones drain their in-flight requests.')
         .option('--model <ref>', 'new model of the primary variant')
         .option('--weight <w>', 'traffic weight of the primary variant', number('--weight', { min: 0.0001 }))
         .option('--variant <name=model[:weight]>', 'add or change a variant; repeatable', variantArg)
-        .option('--remove-variant <name>', 'remove a variant; repeatable', collect), true),
+        .option('--remove-variant <name>', 'remove a variant; repeatable', collect), true), true),
     ),
     {
-      action: ({ opts: o }: CommandContext<SettingsOptions & ShadowOptions & { model?: string; weight?: number; variant?: VariantArg[]; removeVariant?: string[] }>, name: string) => {
+      action: ({ opts: o }: CommandContext<SettingsOptions & ShadowOptions & CaptureOptions & { model?: string; weight?: number; variant?: VariantArg[]; removeVariant?: string[] }>, name: string) => {
         const variants: Array<Partial<VariantArg> & { name: string }> = [...(o.variant ?? [])];
         if (o.model !== undefined || o.weight !== undefined) variants.unshift({ name: PRIMARY_VARIANT, model: o.model, weight: o.weight });
-        const body = { ...settingsBody(o), ...shadowBody(o), ...(variants.length ? { variants } : {}), ...(o.removeVariant ? { removeVariants: o.removeVariant } : {}) };
+        const body = { ...settingsBody(o), ...shadowBody(o), ...captureBody(o), ...(variants.length ? { variants } : {}), ...(o.removeVariant ? { removeVariants: o.removeVariant } : {}) };
         return adminRequest<EndpointDescription>(defaultHome(), 'PATCH', `/v1/endpoints/${encodeURIComponent(name)}?wait=${o.wait}`, body);
       },
       human: (d) => describeText(d, base()),
@@ -205,6 +248,17 @@ export function registerEndpoints(program: Command): void {
     action: (_ctx, name: string) => adminRequest<ShadowReport & { active: boolean }>(defaultHome(), 'GET', `/v1/endpoints/${encodeURIComponent(name)}/shadow-report`),
     human: shadowReportText,
   });
+
+  jsonCommand(
+    cmd
+      .command('drift <name>')
+      .description("Check an endpoint's captured requests (--capture) against its model's training images now: MMD on the backbone features with a permutation-baseline threshold, the predicted-class distribution against training's, mean confidence. The daemon also checks every 10 minutes (KENNEL_DRIFT_INTERVAL_S) and records drift_detected / drift_cleared events.")
+      .option('--last <n>', 'the newest captures compared (default 200)', number('--last', { int: true, min: 2, max: 5000 })),
+    {
+      action: ({ opts: o }: CommandContext<{ last?: number; json?: boolean }>, name: string) => adminRequest<DriftResult>(defaultHome(), 'GET', `/v1/endpoints/${encodeURIComponent(name)}/drift${o.last ? `?last=${o.last}` : ''}`),
+      human: driftText,
+    },
+  );
 
   jsonCommand(
     cmd
