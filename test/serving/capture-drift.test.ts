@@ -106,7 +106,7 @@ test('capture is off by default; --capture turns it on and captured requests ans
   ws2.close();
 });
 
-test('drift: 20 seeded trials of 30 captured requests each, shifted ones detected in at least 19, unshifted ones flagged in at most 1; checkDrift and kennel endpoints drift agree, and the alarm is an endpoint event', async () => {
+test('drift: 20 seeded trials of 30 captured requests each, shifted ones detected in at least 19, unshifted ones flagged in at most 1; checkDrift and kennel endpoints drift agree, and the alarm is an endpoint event', async (t) => {
   const sameCaptures = await send(same);
   const shiftedCaptures = await send(shifted);
   const ws = openWorkspace(home);
@@ -126,11 +126,14 @@ test('drift: 20 seeded trials of 30 captured requests each, shifted ones detecte
       if (mmdTest(ref.projected, rows(pick(shiftedCaptures, rng)), { seed: trial, permutations: 300, alpha: 0.01 }).drift) detected++;
       if (mmdTest(ref.projected, rows(pick(sameCaptures, rng)), { seed: trial, permutations: 300, alpha: 0.01 }).drift) falseAlarms++;
     }
+    t.diagnostic(`trials on captured features: detected ${detected}/20, false alarms ${falseAlarms}/20`);
     assert.ok(detected >= 19, `detected ${detected}/20`);
     assert.ok(falseAlarms <= 1, `${falseAlarms} false alarms in 20`);
 
     // the service on the newest 50 captures: the shifted ones
+    const t0 = performance.now();
     const r = await checkDrift(ws, 'dogs', { last: 50 });
+    t.diagnostic(`shifted: MMD^2 ${r.mmd.toPrecision(3)} threshold ${r.threshold.toPrecision(3)} p ${r.pValue.toFixed(3)} class shift ${r.classShift.toFixed(3)}/${r.classShiftThreshold.toFixed(3)} confidence ${r.meanConfidence.toFixed(3)}; check ${(performance.now() - t0).toFixed(0)} ms; classes ${JSON.stringify(r.classes.slice(0, 3))}`);
     assert.equal(r.captures, 50);
     assert.equal(r.drifted, true, `MMD ${r.mmd} vs threshold ${r.threshold}`);
     assert.ok(r.mmd > r.threshold);
@@ -154,6 +157,7 @@ test('drift: 20 seeded trials of 30 captured requests each, shifted ones detecte
   const ws2 = openWorkspace(home);
   try {
     const r = await checkDrift(ws2, 'dogs', { last: 50 });
+    t.diagnostic(`unshifted: MMD^2 ${r.mmd.toPrecision(3)} threshold ${r.threshold.toPrecision(3)} p ${r.pValue.toFixed(3)} class shift ${r.classShift.toFixed(3)}/${r.classShiftThreshold.toFixed(3)} confidence ${r.meanConfidence.toFixed(3)}`);
     assert.equal(r.drifted, false, `MMD ${r.mmd} vs threshold ${r.threshold}`);
     assert.ok(daemon.runtime.describe('dogs').events.some((e) => e.kind === 'drift_cleared'));
     const history = driftHistory(ws2, 'dogs');
