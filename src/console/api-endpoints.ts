@@ -2,8 +2,9 @@ import type { FastifyRequest } from 'fastify';
 import { Errors, KennelError } from '../core/index.js';
 import { fetchImage } from '../net/index.js';
 import { actorOf, auditedAsync, callerOf, type Caller } from '../security/index.js';
-import { DEFAULT_MAX_IMAGE_BYTES, IMAGE_TYPES, checkImage } from '../serving/index.js';
-import type { EndpointLogs } from './api-types.js';
+import { driftHistory } from '../housekeeping/index.js';
+import { DEFAULT_MAX_IMAGE_BYTES, IMAGE_TYPES, captureCounts, checkImage } from '../serving/index.js';
+import type { DriftView, EndpointLogs } from './api-types.js';
 import { READ, nameParams, on, onAll, stream, type ConsoleContext, type RouteModule } from './context.js';
 
 /** Predictions shown on the Try it page (kennel invoke by the owner may ask for others with ?topK=). */
@@ -63,6 +64,12 @@ export const endpointRoutes: RouteModule = (api, ctx) => {
   api.post<{ Params: { name: string } }>('/api/endpoints/:name/promote-shadow', { schema: { params: nameParams }, config: { auth: on('admin:UpdateEndpoint', 'endpoint') } }, async (req) =>
     auditedChange(ctx, callerOf(req), req, 'admin:UpdateEndpoint', `endpoint/${req.params.name}`, () => ctx.runtime.promoteShadow(req.params.name, { wait: false })),
   );
+
+  // data capture and the stored drift checks (kennel endpoints drift; the daemon checks on a schedule)
+  api.get<{ Params: { name: string } }>('/api/endpoints/:name/drift', { schema: { params: nameParams }, config: { auth: on(READ, 'endpoint') } }, async (req): Promise<DriftView> => {
+    const { spec } = ctx.runtime.describe(req.params.name);
+    return { capture: spec.capture, captures: captureCounts(ctx.ws, req.params.name).rows, results: driftHistory(ctx.ws, req.params.name, 200) };
+  });
 
   api.get<{ Params: { name: string } }>('/api/endpoints/:name/logs/stream', { schema: { params: nameParams }, config: { auth: on(READ, 'endpoint') } }, async (req, reply) => {
     ctx.runtime.describe(req.params.name); // 404 before the stream starts

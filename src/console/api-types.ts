@@ -142,3 +142,10 @@ export interface ShadowReportView {
   shadowLatency: ShadowLatency;
   classes: Array<{ label: string; requests: number; disagreements: number; rate: number; shadowSaid: Array<{ label: string; count: number }> }>;
 }
+
+/** GET /api/endpoints/NAME/drift: the endpoint's capture setting and its stored drift checks, newest first (the housekeeping area's DriftResult, in part). */
+export interface DriftView {
+  capture: { percent: number; retentionDays: number; maxRows: number; images: boolean } | null;
+  captures: number;
+  results: Array<{ at: string; model: string; captures: number; mmd: number; threshold: number; pValue: number; drifted: boolean; classShift: number; classShiftThreshold: number; classShifted: boolean; meanConfidence: number }>;
+}

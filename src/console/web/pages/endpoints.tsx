@@ -1,5 +1,5 @@
 import { useState } from 'preact/hooks';
-import type { EndpointLogs, LogLine, ShadowLatency, ShadowReportView, Traffic, TrafficPoint } from '../../api-types';
+import type { DriftView, EndpointLogs, LogLine, ShadowLatency, ShadowReportView, Traffic, TrafficPoint } from '../../api-types';
 import { api, useApi, useStream } from '../api';
 import { LineChart } from '../charts';
 import { ago, num, pct, when } from '../format';
@@ -39,7 +39,7 @@ export interface Endpoint {
   variants: Variant[];
   replicas: Replica[];
   autoscaling: { min: number; max: number; metric: string; target: number } | null;
-  spec: { instances: number; maxBatch: number; maxDelayMs: number; timeoutMs: number };
+  spec: { instances: number; maxBatch: number; maxDelayMs: number; timeoutMs: number; capture?: { percent: number } | null };
   /** the shadow variant, when one runs */
   shadow: { model: string; percent: number; desired: number; ready: number } | null;
   events: EndpointEvent[];
@@ -257,6 +257,9 @@ function EndpointView({ e, invokeUrl, traffic }: { e: Endpoint; invokeUrl: strin
       <Card title="Shadow">
         <ShadowPanel e={e} refs={models.refs} />
       </Card>
+      <Card title="Drift">
+        <DriftPanel e={e} />
+      </Card>
       <Card title="Replicas">
         <Table
           caption="Replicas"
@@ -413,6 +416,53 @@ const errorText = (l: ShadowLatency) => (l.errors ? `${l.errors} (${Object.entri
  * A shadow model on live traffic: start it, watch its comparison with the primary (live, as
  * kennel endpoints shadow-report), promote it or stop it.
  */
+/** The stored drift checks of the captured requests: MMD against its permutation threshold, class shift, confidence. */
+function DriftPanel({ e }: { e: Endpoint }) {
+  const { data, error } = useApi<DriftView>(`/api/endpoints/${encodeURIComponent(e.name)}/drift`);
+  if (error) return <ErrorBox error={error} />;
+  if (!data) return <Loading />;
+  if (!data.capture) return <Empty title="Not capturing requests">Start with kennel endpoints update {e.name} --capture 10; the daemon then checks drift every 10 minutes.</Empty>;
+  const pts = [...data.results].reverse().map((r) => ({ ...r, t: Date.parse(r.at) }));
+  const last = data.results[0];
+  return (
+    <>
+      <p>
+        Capturing {data.capture.percent}% of requests ({data.captures} stored, kept {data.capture.retentionDays} days{data.capture.images ? ', with images' : ''}).{' '}
+        {last ? (
+          <>
+            Last check {ago(last.at)}: {last.drifted || last.classShifted ? <Badge tone="bad">drift</Badge> : <Badge tone="ok">no drift</Badge>} ({last.captures} requests of {last.model}, p {num(last.pValue, 3)}, mean confidence {num(last.meanConfidence, 3)})
+          </>
+        ) : (
+          'No check yet (one needs 20 captured requests).'
+        )}
+      </p>
+      <div class="grid3">
+        <LineChart
+          title="Feature drift (MMD²)"
+          x="time"
+          yFormat={(v) => num(v, 3)}
+          series={[
+            { name: 'MMD²', points: pts.map((p) => ({ x: p.t, y: p.mmd })), dots: true },
+            { name: 'threshold', points: pts.map((p) => ({ x: p.t, y: p.threshold })) },
+          ]}
+          empty="No drift check yet"
+        />
+        <LineChart
+          title="Class shift (total variation)"
+          x="time"
+          yFormat={(v) => num(v, 2)}
+          series={[
+            { name: 'shift', points: pts.map((p) => ({ x: p.t, y: p.classShift })), dots: true },
+            { name: 'threshold', points: pts.map((p) => ({ x: p.t, y: p.classShiftThreshold })) },
+          ]}
+          empty="No drift check yet"
+        />
+        <LineChart title="Mean confidence" x="time" yMin={0} yMax={1} yFormat={(v) => num(v, 2)} series={[{ name: 'top-1', points: pts.map((p) => ({ x: p.t, y: p.meanConfidence })), dots: true }]} empty="No drift check yet" />
+      </div>
+    </>
+  );
+}
+
 function ShadowPanel({ e, refs }: { e: Endpoint; refs: string[] }) {
   const { data: r, error } = useStream<ShadowReportView>(`/api/endpoints/${encodeURIComponent(e.name)}/shadow/stream`);
   const [model, setModel] = useState('');
