@@ -133,7 +133,7 @@ test('drift: 20 seeded trials of 30 captured requests each, shifted ones detecte
     // the service on the newest 50 captures: the shifted ones
     const t0 = performance.now();
     const r = await checkDrift(ws, 'dogs', { last: 50 });
-    t.diagnostic(`shifted: MMD^2 ${r.mmd.toPrecision(3)} threshold ${r.threshold.toPrecision(3)} p ${r.pValue.toFixed(3)} class shift ${r.classShift.toFixed(3)}/${r.classShiftThreshold.toFixed(3)} confidence ${r.meanConfidence.toFixed(3)}; check ${(performance.now() - t0).toFixed(0)} ms; classes ${JSON.stringify(r.classes.slice(0, 3))}`);
+    t.diagnostic(`shifted: MMD^2 ${r.mmd.toPrecision(3)} threshold ${r.threshold.toPrecision(3)} p ${r.pValue.toFixed(3)} class shift ${r.classShift.toFixed(3)}/${r.classShiftThreshold.toFixed(3)} confidence ${r.meanConfidence.toFixed(3)}; check ${(performance.now() - t0).toFixed(0)} ms`);
     assert.equal(r.captures, 50);
     assert.equal(r.drifted, true, `MMD ${r.mmd} vs threshold ${r.threshold}`);
     assert.ok(r.mmd > r.threshold);
@@ -169,6 +169,29 @@ test('drift: 20 seeded trials of 30 captured requests each, shifted ones detecte
   const hist = await fetch(`http://127.0.0.1:${daemon.state.adminPort}/v1/endpoints/dogs/drift/history?limit=2`, { headers: { authorization: `Bearer ${readFileSync(path.join(home, 'daemon', 'admin-token'), 'utf8').trim()}` } });
   assert.equal(hist.status, 200);
   assert.equal(((await hist.json()) as { results: unknown[] }).results.length, 2);
+  // the daemon's schedule: a round checks an endpoint with new captures once, and not again without new ones
+  const stored = () => {
+    const w = openWorkspace(home);
+    try {
+      return driftHistory(w, 'dogs', 2000).length;
+    } finally {
+      w.close();
+    }
+  };
+  const before = stored();
+  await daemon.drift.tick();
+  assert.equal(stored(), before + 1, 'a scheduled check is stored');
+  await daemon.drift.tick();
+  assert.equal(stored(), before + 1, 'no new captures: no new check');
+  // the console's Drift card reads the same history
+  const consoleView = await fetch(`http://127.0.0.1:${daemon.state.adminPort}/api/endpoints/dogs/drift`, { headers: { authorization: `Bearer ${readFileSync(path.join(home, 'daemon', 'admin-token'), 'utf8').trim()}` } });
+  assert.equal(consoleView.status, 200);
+  const v = (await consoleView.json()) as { capture: { percent: number }; captures: number; results: Array<{ drifted: boolean }> };
+  assert.equal(v.capture.percent, 100);
+  assert.ok(v.captures >= 150);
+  // newest first: the scheduled check (on the newest 200 captures, the shifted ones among them), then the on-demand ones
+  assert.equal(v.results.length, stored());
+  assert.ok(v.results.some((r) => r.drifted) && v.results.some((r) => !r.drifted));
 });
 
 test('captures are bounded: the newest --capture-max-rows kept, rows past retention deleted, images only with --capture-images', () => {

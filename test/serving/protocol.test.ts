@@ -4,9 +4,11 @@ import { test } from 'node:test';
 import { RequestReader, encodeRequest } from '../../src/serving/protocol.js';
 
 test('requests survive any split of the stream into chunks', () => {
-  const requests = [
+  const requests: Array<{ id: number; topK: number; requestId: string; explain?: boolean; features?: boolean; image: Buffer }> = [
     { id: 1, topK: 5, requestId: 'a-1', image: randomBytes(100_000) },
     { id: 2, topK: 1000, requestId: '', explain: true, image: randomBytes(3) },
+    { id: 3, topK: 3, requestId: 'cap', features: true, image: randomBytes(50) },
+    { id: 5, topK: 3, requestId: 'both', explain: true, features: true, image: randomBytes(9) },
     { id: 4_000_000_000, topK: 1, requestId: 'x'.repeat(128), image: randomBytes(70_000) },
   ];
   const stream = Buffer.concat(requests.flatMap((r) => encodeRequest(r, r.image)));
@@ -17,7 +19,7 @@ test('requests survive any split of the stream into chunks', () => {
     assert.equal(got.length, requests.length, `chunks of ${chunkSize}`);
     got.forEach((g, i) => {
       const want = requests[i]!;
-      assert.deepEqual([g.id, g.topK, g.requestId, g.explain], [want.id, want.topK, want.requestId, want.explain ?? false]);
+      assert.deepEqual([g.id, g.topK, g.requestId, g.explain, g.features], [want.id, want.topK, want.requestId, want.explain ?? false, want.features ?? false]);
       assert.ok(g.image.equals(want.image), `image ${i} with chunks of ${chunkSize}`);
     });
   }
