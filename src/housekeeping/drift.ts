@@ -62,7 +62,7 @@ export interface DriftResult {
   meanConfidence: number;
 }
 
-export interface DriftReference extends TrainingReference {
+export interface DriftReference extends Omit<TrainingReference, 'data'> {
   /** the rows projected with the endpoint's capture projection, as captures are stored */
   projected: Rows;
 }
@@ -79,7 +79,9 @@ export function driftReference(ws: Workspace, endpoint: string, model: string): 
       const p = captureProjection(endpoint, ref.cols);
       const data = new Float32Array(ref.rows * CAPTURE_DIMS);
       for (let i = 0; i < ref.rows; i++) data.set(projectRow(ref.data.subarray(i * ref.cols, (i + 1) * ref.cols), p), i * CAPTURE_DIMS);
-      return { ...ref, projected: { data, rows: ref.rows, cols: CAPTURE_DIMS } };
+      // only the projection is kept in memory (64 numbers a row, not the backbone's whole vector)
+      const { data: _full, ...rest } = ref;
+      return { ...rest, projected: { data, rows: ref.rows, cols: CAPTURE_DIMS } };
     })();
     references.set(key, r);
     r.catch(() => references.delete(key));
