@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { LogBook } from '../console/index.js';
 import { Errors, KennelError } from '../core/index.js';
-import { DriftMonitor } from '../housekeeping/index.js';
+import { DriftMonitor, driftHistory } from '../housekeeping/index.js';
 import { endpointClientFor, FunctionGateway, type EventQueueOptions } from '../functions/index.js';
 import { DEFAULT_MAX_IMAGE_BYTES, ServingRuntime, type PoolTimings } from '../serving/index.js';
 import { openWorkspace } from '../store/index.js';
@@ -67,7 +67,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const token = ensureAdminToken(ws.home);
   logs.addSecrets(token);
   let runtime: ServingRuntime | undefined;
-  const metrics = new ServingMetrics(() => runtime?.load() ?? []);
+  const metrics = new ServingMetrics(
+    () => runtime?.load() ?? [],
+    () => (runtime?.list() ?? []).flatMap((e) => (e.spec.capture ? driftHistory(ws, e.name, 1) : [])),
+  );
   runtime = new ServingRuntime(ws, { log, hooks: metrics.hooks, timings: opts.timings });
   const startedAt = new Date().toISOString();
   const driftIntervalMs = opts.driftIntervalMs ?? (Number(process.env.KENNEL_DRIFT_INTERVAL_S) > 0 ? Number(process.env.KENNEL_DRIFT_INTERVAL_S) * 1000 : 600_000);

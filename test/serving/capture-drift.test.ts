@@ -183,6 +183,10 @@ test('drift: 20 seeded trials of 30 captured requests each, shifted ones detecte
   assert.equal(stored(), before + 1, 'a scheduled check is stored');
   await daemon.drift.tick();
   assert.equal(stored(), before + 1, 'no new captures: no new check');
+  // the newest check's numbers are Prometheus gauges (an alert rule can watch kennel_drift_alarm)
+  const metricsText = await (await fetch(`${base}/metrics`)).text();
+  assert.match(metricsText, /kennel_drift_alarm\{endpoint="dogs"\} [01]/);
+  assert.match(metricsText, /kennel_drift_mmd_threshold\{endpoint="dogs"\} \d/);
   // the console's Drift card reads the same history
   const consoleView = await fetch(`http://127.0.0.1:${daemon.state.adminPort}/api/endpoints/dogs/drift`, { headers: { authorization: `Bearer ${readFileSync(path.join(home, 'daemon', 'admin-token'), 'utf8').trim()}` } });
   assert.equal(consoleView.status, 200);
