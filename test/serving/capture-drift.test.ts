@@ -104,6 +104,19 @@ test('capture is off by default; --capture turns it on and captured requests ans
   const ws2 = openWorkspace(home);
   assert.equal(captureCounts(ws2, 'dogs').images, 0, 'no image is stored without --capture-images');
   ws2.close();
+  // --capture-images stores them (in the capture's row), --no-capture-images stops it
+  const on = await kennel(['endpoints', 'update', 'dogs', '--capture-images', '--json']);
+  assert.equal(on.code, 0, on.stderr);
+  assert.equal((JSON.parse(on.stdout) as { spec: { capture: { images: boolean } } }).spec.capture.images, true);
+  await send([same[2]!]);
+  const off = await kennel(['endpoints', 'update', 'dogs', '--no-capture-images', '--json']);
+  assert.equal((JSON.parse(off.stdout) as { spec: { capture: { images: boolean; percent: number } } }).spec.capture.images, false);
+  await send([same[3]!]);
+  const ws3 = openWorkspace(home);
+  const stored = ws3.db.prepare("SELECT image FROM captures WHERE endpoint = 'dogs' AND image IS NOT NULL").all() as Array<{ image: Buffer }>;
+  ws3.close();
+  assert.equal(stored.length, 1);
+  assert.ok(stored[0]!.image.equals(same[2]!), 'the stored image is the request\'s bytes');
 });
 
 test('drift: 20 seeded trials of 30 captured requests each, shifted ones detected in at least 19, unshifted ones flagged in at most 1; checkDrift and kennel endpoints drift agree, and the alarm is an endpoint event', async (t) => {

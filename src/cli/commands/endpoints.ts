@@ -147,7 +147,9 @@ function captureOptions(cmd: Command, update: boolean): Command {
     .option('--capture-retention-days <d>', 'delete captures older than this (default 30)', number('--capture-retention-days', { min: 0.001, max: 3650 }))
     .option('--capture-max-rows <n>', 'keep at most this many captures, the newest (default 100000)', number('--capture-max-rows', { int: true, min: 10, max: 10_000_000 }))
     .option('--capture-images', 'store the captured images themselves too (privacy: off by default; bounded and deleted like the rest)');
-  return update ? cmd.option('--no-capture', 'stop capturing (what was captured is kept until its retention ends or the endpoint is deleted)') : cmd;
+  return update
+    ? cmd.option('--no-capture-images', 'stop storing images (those stored go with their rows)').option('--no-capture', 'stop capturing (what was captured is kept until its retention ends or the endpoint is deleted)')
+    : cmd;
 }
 
 function captureBody(o: CaptureOptions): Record<string, unknown> {
