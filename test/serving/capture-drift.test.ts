@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import sharp from 'sharp';
 import { addBackbone } from '../../src/backbones/index.js';
 import { Rng } from '../../src/core/index.js';
-import { importDataset } from '../../src/data/index.js';
+import { getDatasetVersion, importDataset } from '../../src/data/index.js';
 import { checkDrift, driftHistory, driftReference, type DriftResult } from '../../src/housekeeping/index.js';
 import { mmdTest, type Rows } from '../../src/insights/index.js';
 import { startDaemon, type Daemon } from '../../src/server/index.js';
@@ -120,12 +120,21 @@ test('capture is off by default; --capture turns it on and captured requests ans
 });
 
 test('drift: 20 seeded trials of 30 captured requests each, shifted ones detected in at least 19, unshifted ones flagged in at most 1; checkDrift and kennel endpoints drift agree, and the alarm is an endpoint event', async (t) => {
-  const sameCaptures = await send(same);
-  const shiftedCaptures = await send(shifted);
   const ws = openWorkspace(home);
   try {
     const ref = await driftReference(ws, 'dogs', 'breeds@1');
     assert.equal(ref.rows, 100);
+    // a training photo sent to the endpoint is captured with the features training cached for it
+    const trainItems = (await getDatasetVersion(ws, 'breeds', 1)).items.filter((i) => i.split === 'train');
+    const [own] = await send([readFileSync(await ws.artifacts.localPath(trainItems[7]!.sha256))]);
+    assert.equal(own!.sha256, trainItems[7]!.sha256);
+    const want = ref.projected.data.subarray(7 * CAPTURE_DIMS, 8 * CAPTURE_DIMS);
+    const scale = Math.max(...Array.from(want, Math.abs));
+    const worst = Math.max(...Array.from(own!.features!, (v, k) => Math.abs(v - want[k]!)));
+    t.diagnostic(`a training photo's captured features vs its cached ones: largest difference ${worst.toExponential(2)} (scale ${scale.toFixed(2)})`);
+    assert.ok(worst <= 1e-3 * scale, `captured features differ from the cached ones by ${worst}`);
+    const sameCaptures = await send(same);
+    const shiftedCaptures = await send(shifted);
     const rows = (c: CapturedRequest[]): Rows => {
       const data = new Float32Array(c.length * CAPTURE_DIMS);
       c.forEach((x, i) => data.set(x.features!, i * CAPTURE_DIMS));
