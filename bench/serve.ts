@@ -11,6 +11,8 @@
  * Maximum throughput of each server (closed loop), then latency at fractions of Kennel's
  * maximum (open loop, the same schedule for both servers, run in alternating slices so that
  * both see the same machine).
+ * With `--shadow on`: the cost of a shadow variant to the primary instead (bench/lib/shadow.ts).
+ * With `--capture P`: the cost of capturing P% of requests instead (bench/lib/capture-serve.ts).
  */
 import { fork, spawnSync } from 'node:child_process';
 import { availableParallelism } from 'node:os';
@@ -38,7 +40,23 @@ const args = parseBenchArgs(process.argv.slice(2), 'serve', {
   model: { help: 'mobilenet: the shared MobileNetV2; resnet50: the ResNet50 architecture with random weights', default: 'mobilenet', choices: BENCH_MODELS },
   photos: { help: 'a folder of photos to replay (one folder deep)', default: join(shared, 'data/real-photos') },
   'max-batch': { help: "the endpoint's largest batch", default: '8 on cpu, 32 on webgpu' },
+  capture: { help: 'P (0.1-100): what capturing P% of requests costs the endpoint (throughput and p99, with and without, in the same run; a Kennel-trained model) instead of the usual comparison', default: 'off' },
+  shadow: { help: 'on: what a shadow variant on 100% of requests costs the primary (throughput and p99, with and without, in the same run) instead of the usual comparison', default: 'off', choices: ['on', 'off'] },
 });
+if (args.options.capture !== 'off') {
+  const percent = Number(args.options.capture);
+  if (!(percent >= 0.1 && percent <= 100)) {
+    process.stderr.write('error: --capture takes a share of requests, 0.1 to 100, or off\n');
+    process.exit(2);
+  }
+  const { captureBench } = await import('./lib/capture-serve.js');
+  await captureBench(args, percent);
+  process.exit(0);
+} else if (args.options.shadow === 'on') {
+  const { shadowBench } = await import('./lib/shadow.js');
+  await shadowBench(args);
+  process.exit(0);
+}
 const device = args.options.device as Device;
 const gpu = device !== 'cpu';
 const log = logger(args.json);

@@ -2,13 +2,14 @@ import type { FastifyRequest } from 'fastify';
 import { Errors, KennelError } from '../core/index.js';
 import { fetchImage } from '../net/index.js';
 import { actorOf, auditedAsync, callerOf, type Caller } from '../security/index.js';
-import { DEFAULT_MAX_IMAGE_BYTES, IMAGE_TYPES, checkImage } from '../serving/index.js';
-import type { EndpointLogs } from './api-types.js';
+import { driftHistory } from '../housekeeping/index.js';
+import { DEFAULT_MAX_IMAGE_BYTES, IMAGE_TYPES, captureCounts, checkImage } from '../serving/index.js';
+import type { DriftView, EndpointLogs } from './api-types.js';
 import { READ, nameParams, on, onAll, stream, type ConsoleContext, type RouteModule } from './context.js';
 
 /** Predictions shown on the Try it page (kennel invoke by the owner may ask for others with ?topK=). */
 const TOP_K = 5;
-const topKQuery = { type: 'object', properties: { topK: { type: 'integer', minimum: 1, maximum: 1000 } }, additionalProperties: false } as const;
+const topKQuery = { type: 'object', properties: { topK: { type: 'integer', minimum: 1, maximum: 1000 }, explain: { type: 'boolean' } }, additionalProperties: false } as const;
 
 /** Runs an endpoint change, recorded in the audit log before it is made (refused when it cannot be) and with its outcome. */
 function auditedChange<T>(ctx: ConsoleContext, caller: Caller, req: FastifyRequest, action: string, resource: string, change: () => Promise<T>): Promise<T> {
@@ -55,6 +56,21 @@ export const endpointRoutes: RouteModule = (api, ctx) => {
   });
 
   api.get<{ Params: { name: string } }>('/api/endpoints/:name/logs', { schema: { params: nameParams }, config: { auth: on(READ, 'endpoint') } }, async (req) => logsOf(ctx, req, req.params.name));
+  // the shadow's comparison with the primary, live (kennel endpoints shadow-report), and its promotion
+  api.get<{ Params: { name: string } }>('/api/endpoints/:name/shadow/stream', { schema: { params: nameParams }, config: { auth: on(READ, 'endpoint') } }, async (req, reply) => {
+    ctx.runtime.describe(req.params.name); // 404 before the stream starts
+    stream(ctx, req, reply, 2000, () => ctx.runtime.shadowReport(req.params.name));
+  });
+  api.post<{ Params: { name: string } }>('/api/endpoints/:name/promote-shadow', { schema: { params: nameParams }, config: { auth: on('admin:UpdateEndpoint', 'endpoint') } }, async (req) =>
+    auditedChange(ctx, callerOf(req), req, 'admin:UpdateEndpoint', `endpoint/${req.params.name}`, () => ctx.runtime.promoteShadow(req.params.name, { wait: false })),
+  );
+
+  // data capture and the stored drift checks (kennel endpoints drift; the daemon checks on a schedule)
+  api.get<{ Params: { name: string } }>('/api/endpoints/:name/drift', { schema: { params: nameParams }, config: { auth: on(READ, 'endpoint') } }, async (req): Promise<DriftView> => {
+    const { spec } = ctx.runtime.describe(req.params.name);
+    return { capture: spec.capture, captures: captureCounts(ctx.ws, req.params.name).rows, results: driftHistory(ctx.ws, req.params.name, 200) };
+  });
+
   api.get<{ Params: { name: string } }>('/api/endpoints/:name/logs/stream', { schema: { params: nameParams }, config: { auth: on(READ, 'endpoint') } }, async (req, reply) => {
     ctx.runtime.describe(req.params.name); // 404 before the stream starts
     stream(ctx, req, reply, 1000, () => logsOf(ctx, req, req.params.name));
@@ -69,7 +85,7 @@ export const endpointRoutes: RouteModule = (api, ctx) => {
     return { deleted: req.params.name };
   });
 
-  api.post<{ Params: { name: string }; Body: Buffer | { url?: unknown }; Querystring: { topK?: number } }>(
+  api.post<{ Params: { name: string }; Body: Buffer | { url?: unknown }; Querystring: { topK?: number; explain?: boolean } }>(
     '/api/endpoints/:name/invocations',
     { bodyLimit: DEFAULT_MAX_IMAGE_BYTES, schema: { params: nameParams, querystring: topKQuery }, config: { auth: { ...on('endpoint:Invoke', 'endpoint'), audit: true } } },
     async (req) => {
@@ -88,10 +104,10 @@ export const endpointRoutes: RouteModule = (api, ctx) => {
         source = { url: fetched.url, contentType: fetched.contentType, bytes: fetched.bytes.length, fetchMs: performance.now() - t };
       }
       const t = performance.now();
-      const result = await ctx.runtime.router.invoke(target, image, { topK: req.query.topK ?? TOP_K, requestId: req.id });
+      const result = await ctx.runtime.router.invoke(target, image, { topK: req.query.topK ?? TOP_K, requestId: req.id, explain: req.query.explain ?? false });
       const latencyMs = performance.now() - t;
       req.auditDetail = { tryIt: true, url: source?.url };
-      return { predictions: result.predictions, model: result.model, variant: result.variant, replica: result.replica, latencyMs, source };
+      return { predictions: result.predictions, model: result.model, variant: result.variant, replica: result.replica, latencyMs, source, explanation: result.explanation };
     },
   );
 };

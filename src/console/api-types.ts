@@ -117,3 +117,35 @@ export interface FunctionInvocation {
   /** the error message answered to the caller (4xx/5xx), as the caller saw it */
   error?: string;
 }
+
+/** GET /api/endpoints/NAME/shadow/stream: the shadow's comparison with the primary (the serving area's ShadowReport). */
+export interface ShadowLatency {
+  answered: number;
+  errors: number;
+  errorCodes: Record<string, number>;
+  p50Ms: number | null;
+  p95Ms: number | null;
+  p99Ms: number | null;
+}
+
+export interface ShadowReportView {
+  endpoint: string;
+  shadow: { model: string; percent: number; instances: number } | null;
+  active: boolean;
+  primaryModels: string[];
+  requests: number;
+  agreement: number | null;
+  mirrored: number;
+  dropped: number;
+  since: string | null;
+  primary: ShadowLatency;
+  shadowLatency: ShadowLatency;
+  classes: Array<{ label: string; requests: number; disagreements: number; rate: number; shadowSaid: Array<{ label: string; count: number }> }>;
+}
+
+/** GET /api/endpoints/NAME/drift: the endpoint's capture setting and its stored drift checks, newest first (the housekeeping area's DriftResult, in part). */
+export interface DriftView {
+  capture: { percent: number; retentionDays: number; maxRows: number; images: boolean } | null;
+  captures: number;
+  results: Array<{ at: string; model: string; captures: number; mmd: number; threshold: number; pValue: number; drifted: boolean; classShift: number; classShiftThreshold: number; classShifted: boolean; meanConfidence: number }>;
+}

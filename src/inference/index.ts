@@ -12,3 +12,5 @@ export { FeatureExtractor, tuneSharp } from './extractor.js';
 export { DynamicBatcher, type BatchingConfig } from './batcher.js';
 export { BatchedClassifier } from './batched.js';
 export { classify, classifyBatched, type Classification, type ModelSource } from './pipeline.js';
+export { Explainer, camPlan, renderOverlay, OCCLUSION_GRID, type Explanation, type CamPlan, type CamResult } from './explain.js';
+export { FeatureTap } from './tap.js';

@@ -2,5 +2,5 @@
  * ONNX: a protobuf codec for model files (read, edit, write) and a graph builder. Running a
  * model (sessions, devices, threads) is src/inference's.
  */
-export { OnnxModel, type ValueInfo } from './model.js';
+export { OnnxModel, decodeTensor, type ValueInfo } from './model.js';
 export { GraphBuilder } from './builder.js';

@@ -308,6 +308,9 @@ export function encodeTensor(name: string, data: Float32Array | BigInt64Array | 
   return new Writer().packedInts(TENSOR.dims, dims).int(TENSOR.dataType, dataType).string(TENSOR.name, name).bytes(TENSOR.rawData, raw).finish();
 }
 
+/** A copy in memory of its own, aligned (Buffer's slice() is a view into the whole file's memory, not a copy). */
+const own = (bytes: Uint8Array): Uint8Array => Uint8Array.prototype.slice.call(bytes);
+
 /** Reads a float32/int64 initializer's values (raw_data or typed fields). */
 export function decodeTensor(bytes: Uint8Array): { dims: number[]; dataType: number; data: Float32Array | BigInt64Array } {
   const fields = readFields(bytes);
@@ -316,7 +319,7 @@ export function decodeTensor(bytes: Uint8Array): { dims: number[]; dataType: num
   const raw = fields.find((f) => f.field === TENSOR.rawData)?.bytes;
   const count = dims.reduce((a, b) => a * b, 1);
   if (dataType === DataType.FLOAT) {
-    if (raw) return { dims, dataType, data: new Float32Array(raw.slice().buffer, 0, count) };
+    if (raw) return { dims, dataType, data: new Float32Array(own(raw).buffer, 0, count) };
     const packed = fields.filter((f) => f.field === TENSOR.floatData);
     const out: number[] = [];
     for (const f of packed) {
@@ -329,7 +332,7 @@ export function decodeTensor(bytes: Uint8Array): { dims: number[]; dataType: num
     return { dims, dataType, data: Float32Array.from(out) };
   }
   if (dataType === DataType.INT64) {
-    if (raw) return { dims, dataType, data: new BigInt64Array(raw.slice().buffer, 0, count) };
+    if (raw) return { dims, dataType, data: new BigInt64Array(own(raw).buffer, 0, count) };
     return { dims, dataType, data: BigInt64Array.from(int64s(fields, TENSOR.int64Data)) };
   }
   throw new Error(`unsupported initializer data type ${dataType}`);

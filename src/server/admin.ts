@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { consolePlugin, type LogBook, type MetricSample } from '../console/index.js';
 import { Errors, KennelError } from '../core/index.js';
-import { JobRunner } from '../housekeeping/index.js';
+import { checkDrift, driftHistory, JobRunner } from '../housekeeping/index.js';
 import { AdminAuth, actorOf, adminAuthPlugin, auditedAsync, callerOf, type Actor, type RouteAuth } from '../security/index.js';
 import type { Workspace } from '../store/index.js';
 import { CreateEndpointSchema, UpdateEndpointSchema, type ServingRuntime } from '../serving/index.js';
@@ -99,6 +99,23 @@ export function buildAdmin(runtime: ServingRuntime, opts: AdminOptions): Fastify
       '/v1/endpoints/:name',
       { schema: { params: nameParams, body: jsonSchema(UpdateEndpointSchema), querystring: waitQuery }, config: { auth: onEndpoint('admin:UpdateEndpoint') } },
       async (req) => auditedAsync(opts.ws, actor(req), 'admin:UpdateEndpoint', `endpoint/${req.params.name}`, () => runtime.update(req.params.name, req.body, { wait: req.query.wait }), { body: req.body }),
+    );
+    api.get<{ Params: { name: string } }>('/v1/endpoints/:name/shadow-report', { schema: { params: nameParams }, config: { auth: onEndpoint(READ) } }, async (req) => runtime.shadowReport(req.params.name));
+    const driftQuery = { type: 'object', properties: { last: { type: 'integer', minimum: 2, maximum: 5000, default: 200 } }, additionalProperties: false } as const;
+    // a check now, on the newest captures (stored with the scheduled ones: it is part of the history)
+    api.get<{ Params: { name: string }; Querystring: { last: number } }>('/v1/endpoints/:name/drift', { schema: { params: nameParams, querystring: driftQuery }, config: { auth: onEndpoint(READ) } }, async (req) => {
+      runtime.flushCapture(req.params.name);
+      return checkDrift(opts.ws, req.params.name, { last: req.query.last });
+    });
+    const historyQuery = { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 2000, default: 100 } }, additionalProperties: false } as const;
+    api.get<{ Params: { name: string }; Querystring: { limit: number } }>('/v1/endpoints/:name/drift/history', { schema: { params: nameParams, querystring: historyQuery }, config: { auth: onEndpoint(READ) } }, async (req) => {
+      runtime.describe(req.params.name); // 404 for an unknown endpoint
+      return { endpoint: req.params.name, results: driftHistory(opts.ws, req.params.name, req.query.limit) };
+    });
+    api.post<{ Params: { name: string }; Querystring: { wait: boolean } }>(
+      '/v1/endpoints/:name/promote-shadow',
+      { schema: { params: nameParams, querystring: waitQuery }, config: { auth: onEndpoint('admin:UpdateEndpoint') } },
+      async (req) => auditedAsync(opts.ws, actor(req), 'admin:UpdateEndpoint', `endpoint/${req.params.name}`, () => runtime.promoteShadow(req.params.name, { wait: req.query.wait }), { body: { promoteShadow: true } }),
     );
     api.delete<{ Params: { name: string } }>('/v1/endpoints/:name', { schema: { params: nameParams }, config: { auth: onEndpoint('admin:DeleteEndpoint') } }, async (req) => {
       await auditedAsync(opts.ws, actor(req), 'admin:DeleteEndpoint', `endpoint/${req.params.name}`, () => runtime.delete(req.params.name));

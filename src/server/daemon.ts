@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { LogBook } from '../console/index.js';
 import { Errors, KennelError } from '../core/index.js';
+import { DriftMonitor, driftHistory } from '../housekeeping/index.js';
 import { endpointClientFor, FunctionGateway, type EventQueueOptions } from '../functions/index.js';
 import { AsyncInference, DEFAULT_MAX_IMAGE_BYTES, ServingRuntime, type AsyncInferenceOptions, type PoolTimings } from '../serving/index.js';
 import { openWorkspace } from '../store/index.js';
@@ -27,6 +28,8 @@ export interface DaemonOptions {
   asyncInference?: AsyncInferenceOptions;
   /** timeouts and the per-client connection cap of both ports (default DEFAULT_HTTP_LIMITS) */
   httpLimits?: Partial<HttpLimits>;
+  /** how often endpoints that capture requests are checked for drift (default KENNEL_DRIFT_INTERVAL_S seconds, else 10 minutes) */
+  driftIntervalMs?: number;
 }
 
 export interface Daemon {
@@ -34,6 +37,8 @@ export interface Daemon {
   runtime: ServingRuntime;
   gateway: FunctionGateway;
   asyncInference: AsyncInference;
+  /** the drift schedule (tick() runs a round now) */
+  drift: DriftMonitor;
   /** resolves when the daemon has stopped (after close() or POST /v1/shutdown) */
   stopped: Promise<void>;
   close(): Promise<void>;
@@ -65,9 +70,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const token = ensureAdminToken(ws.home);
   logs.addSecrets(token);
   let runtime: ServingRuntime | undefined;
-  const metrics = new ServingMetrics(() => runtime?.load() ?? []);
+  const metrics = new ServingMetrics(
+    () => runtime?.load() ?? [],
+    () => (runtime?.list() ?? []).flatMap((e) => (e.spec.capture ? driftHistory(ws, e.name, 1) : [])),
+  );
   runtime = new ServingRuntime(ws, { log, hooks: metrics.hooks, timings: opts.timings });
   const startedAt = new Date().toISOString();
+  const driftIntervalMs = opts.driftIntervalMs ?? (Number(process.env.KENNEL_DRIFT_INTERVAL_S) > 0 ? Number(process.env.KENNEL_DRIFT_INTERVAL_S) * 1000 : 600_000);
+  const drift = new DriftMonitor(ws, log, driftIntervalMs, (name) => runtime?.flushCapture(name));
 
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((r) => (resolveStopped = r));
@@ -77,6 +87,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       log.info('daemon stopping');
       await dataPlane.close(); // stops accepting and waits for in-flight invocations
       await gateway.close();
+      drift.close();
       await asyncInference.close();
       await runtime!.close();
       await admin.close();
@@ -105,6 +116,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     await dataPlane.listen({ host, port: opts.port ?? 8080 });
     await admin.listen({ host, port: opts.adminPort ?? 8081 });
   } catch (e) {
+    drift.close();
     await Promise.all([dataPlane.close(), admin.close(), runtime.close(), asyncInference.close()]);
     ws.close();
     const err = e as NodeJS.ErrnoException;
@@ -121,7 +133,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   writeState(ws.home, state);
   const { pid: _pid, ...started } = state; // every line carries pid already
   log.info(started, 'daemon started');
-  return { state, runtime, gateway, asyncInference, stopped, close };
+  return { state, runtime, gateway, asyncInference, drift, stopped, close };
 }
 
 function addressOf(app: { server: { address(): unknown } }): number {

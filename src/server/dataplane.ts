@@ -45,7 +45,7 @@ declare module 'fastify' {
 
 interface InvokeRoute {
   Params: { name: string };
-  Querystring: { topK: number };
+  Querystring: { topK: number; explain?: number | string };
   Body: Buffer | { image?: string; url?: string };
 }
 
@@ -118,7 +118,7 @@ export function buildDataPlane(runtime: ServingRuntime, metrics: ServingMetrics,
       config: { awsApi: 'sagemaker', auth: { action: 'endpoint:Invoke', resource: (req) => `endpoint/${(req.params as { name: string }).name}`, awsService: 'sagemaker' } },
       schema: {
         params: { type: 'object', properties: { name: { type: 'string', maxLength: 63 } }, required: ['name'] },
-        querystring: { type: 'object', properties: { topK: { type: 'integer', minimum: 1, maximum: 1000, default: 5 } } },
+        querystring: { type: 'object', properties: { topK: { type: 'integer', minimum: 1, maximum: 1000, default: 5 }, explain: { enum: [0, 1, 'true', 'false'] } } },
         body: {
           content: {
             'application/json': { schema: { type: 'object', properties: { image: { type: 'string' }, url: { type: 'string' } } } },
@@ -132,9 +132,9 @@ export function buildDataPlane(runtime: ServingRuntime, metrics: ServingMetrics,
       const target = runtime.router.route(req.params.name, targetVariant(req));
       req.invocation = { endpoint: target.endpoint, variant: target.variant.name };
       const image = await imageOf(req.body, maxImageBytes);
-      const result = await runtime.router.invoke(target, image, { topK: req.query.topK, requestId: req.id });
+      const result = await runtime.router.invoke(target, image, { topK: req.query.topK, requestId: req.id, explain: wantsExplanation(req) });
       reply.header('x-kennel-variant', result.variant).header('x-kennel-replica', result.replica).header(INVOKED_VARIANT_HEADER, result.variant).header('x-amzn-requestid', req.id);
-      return { predictions: result.predictions, model: result.model, variant: result.variant };
+      return { predictions: result.predictions, model: result.model, variant: result.variant, ...(result.explanation ? { explanation: result.explanation } : {}) };
     },
   );
 
@@ -182,6 +182,20 @@ export function buildDataPlane(runtime: ServingRuntime, metrics: ServingMetrics,
   app.register(functionsRoutes, { gateway: opts.gateway, bodyLimit: maxJsonBytes });
   app.register(lambdaRoutes, { ws: opts.ws, gateway: opts.gateway, bodyLimit: maxJsonBytes });
   return app;
+}
+
+/**
+ * Whether an invocation asks for an explanation: `?explain=1` (or `true`), or SageMaker Clarify's
+ * header `X-Amzn-SageMaker-Enable-Explanations`, a JMESPath expression of which Kennel reads the
+ * constants: anything but `false` (with or without backticks), `0` or empty turns it on.
+ */
+function wantsExplanation(req: FastifyRequest<InvokeRoute>): boolean {
+  const q = req.query.explain;
+  if (q !== undefined) return q === 1 || q === 'true';
+  const h = req.headers['x-amzn-sagemaker-enable-explanations'];
+  if (typeof h !== 'string') return false;
+  const v = h.trim().replace(/^`(.*)`$/, '$1').trim().toLowerCase();
+  return v !== '' && v !== 'false' && v !== '0';
 }
 
 /**

@@ -1,6 +1,9 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { MetricSample } from '../console/index.js';
+import type { DriftResult } from '../housekeeping/index.js';
 import type { ServingHooks, VariantLoad } from '../serving/index.js';
+
+export type DriftGaugeInput = Pick<DriftResult, 'endpoint' | 'mmd' | 'threshold' | 'classShift' | 'meanConfidence' | 'drifted' | 'classShifted'>;
 
 /**
  * The daemon's Prometheus metrics, served on the data plane at /metrics. Gauges (replicas,
@@ -13,7 +16,11 @@ export class ServingMetrics {
   private readonly batchSize: Histogram<'endpoint' | 'variant'>;
   private readonly scalingEvents: Counter<'endpoint' | 'variant' | 'direction'>;
 
-  constructor(load: () => VariantLoad[]) {
+  constructor(
+    load: () => VariantLoad[],
+    /** the newest drift check of each endpoint that has one (kennel endpoints drift, the daemon's schedule) */
+    drift: () => DriftGaugeInput[] = () => [],
+  ) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'kennel_daemon_' });
     this.latency = new Histogram({
@@ -46,6 +53,26 @@ export class ServingMetrics {
         for (const v of load()) for (const [state, n] of Object.entries(v.replicas)) this.set({ endpoint: v.endpoint, variant: v.variant, state }, n);
       },
     });
+    // drift: the newest check's numbers per endpoint, so an alert rule can watch them
+    const driftGauges: Array<[string, string, (d: DriftGaugeInput) => number]> = [
+      ['kennel_drift_mmd', 'MMD^2 between the newest captured requests and the training images (backbone features)', (d) => d.mmd],
+      ['kennel_drift_mmd_threshold', 'Its threshold: the (1 - alpha) quantile of a permutation baseline', (d) => d.threshold],
+      ['kennel_drift_class_shift', 'Total variation between the captured top-1 labels and the training classes', (d) => d.classShift],
+      ['kennel_drift_mean_confidence', 'Mean top-1 probability of the checked captures', (d) => d.meanConfidence],
+      ['kennel_drift_alarm', '1 when the newest drift check alarmed (MMD or class shift above its threshold)', (d) => (d.drifted || d.classShifted ? 1 : 0)],
+    ];
+    for (const [name, help, value] of driftGauges) {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['endpoint'],
+        registers,
+        collect() {
+          this.reset();
+          for (const d of drift()) this.set({ endpoint: d.endpoint }, value(d));
+        },
+      });
+    }
   }
 
   readonly hooks: ServingHooks = {

@@ -16,6 +16,42 @@ const VariantSchema = z.object({
   weight: z.number().positive().max(1_000_000).default(1),
 });
 
+/**
+ * A shadow variant: a second model that gets a copy of `percent` of the live requests after the
+ * primary answered; its answers are compared, never returned.
+ */
+const ShadowSchema = z.object({
+  /** NAME, NAME@VERSION or NAME:TAG; stored resolved to NAME@VERSION */
+  model: z.string().min(1),
+  /** default 100 */
+  percent: z.number().min(0.1).max(100).optional(),
+  /** default 1 */
+  instances: z.number().int().min(1).max(64).optional(),
+});
+export const SHADOW_VARIANT = 'shadow';
+
+/**
+ * Data capture: a share of the requests recorded (image hash, a projection of the backbone
+ * features, top-1 and confidence, variant, latency), for drift checks. Off unless set.
+ */
+const CaptureSchema = z.object({
+  /** share of requests captured, 0.1..100 */
+  percent: z.number().min(0.1).max(100),
+  /** rows older than this are deleted; default 30 */
+  retentionDays: z.number().min(0.001).max(3650).optional(),
+  /** the newest rows kept; default 100,000 */
+  maxRows: z.number().int().min(10).max(10_000_000).optional(),
+  /** store the images themselves too (privacy: off by default) */
+  images: z.boolean().optional(),
+});
+
+export interface Capture {
+  percent: number;
+  retentionDays: number;
+  maxRows: number;
+  images: boolean;
+}
+
 /** Settings that are not per variant; each is optional in an update. */
 const SettingsSchema = z.object({
   instances: z.number().int().min(0).max(64),
@@ -35,6 +71,8 @@ const SettingsSchema = z.object({
 export const CreateEndpointSchema = SettingsSchema.partial().extend({
   name: z.string().regex(NAME, 'endpoint names use lower-case letters, digits and dashes (up to 63 characters)'),
   variants: z.array(VariantSchema).min(1).max(8),
+  shadow: ShadowSchema.nullable().optional(),
+  capture: CaptureSchema.nullable().optional(),
 });
 export type CreateEndpointInput = z.input<typeof CreateEndpointSchema>;
 
@@ -42,6 +80,10 @@ export const UpdateEndpointSchema = SettingsSchema.partial().extend({
   /** variants to add or replace, by name */
   variants: z.array(VariantSchema.partial({ model: true, weight: true })).max(8).optional(),
   removeVariants: z.array(z.string()).max(8).optional(),
+  /** a shadow to start or change (the model may be left out to change its share), or null to stop it */
+  shadow: ShadowSchema.partial().nullable().optional(),
+  /** capture to start or change (percent may be left out to change the bounds), or null to stop it */
+  capture: CaptureSchema.partial().nullable().optional(),
 });
 export type UpdateEndpointInput = z.input<typeof UpdateEndpointSchema>;
 
@@ -52,7 +94,15 @@ export interface Variant {
   weight: number;
 }
 
-export type EndpointSpec = z.output<typeof SettingsSchema> & { name: string; variants: Variant[] };
+export interface Shadow {
+  /** NAME@VERSION */
+  model: string;
+  /** share of requests mirrored, 0.1..100 */
+  percent: number;
+  instances: number;
+}
+
+export type EndpointSpec = z.output<typeof SettingsSchema> & { name: string; variants: Variant[]; shadow: Shadow | null; capture: Capture | null };
 
 export interface Endpoint {
   spec: EndpointSpec;
@@ -82,9 +132,10 @@ function parse<T extends z.ZodType>(schema: T, input: unknown): z.output<T> {
 }
 
 /** Resolves model references to NAME@VERSION (so a restart never silently changes the model) and checks the scaling settings. */
-function finish(ws: Workspace, name: string, variants: Variant[], s: Omit<EndpointSpec, 'name' | 'variants'>): EndpointSpec {
+function finish(ws: Workspace, name: string, variants: Variant[], s: Omit<EndpointSpec, 'name' | 'variants' | 'shadow' | 'capture'>, shadow: Partial<Shadow> & { model: string } | null, capture: Capture | null): EndpointSpec {
   const names = new Set<string>();
   const resolved = variants.map((v) => {
+    if (v.name === SHADOW_VARIANT) throw Errors.InvalidRequest(`The variant name ${SHADOW_VARIANT} is reserved for the shadow.`, 'Give a shadow with --shadow MODEL, or name the variant otherwise.');
     if (names.has(v.name)) throw Errors.InvalidRequest(`Variant ${v.name} is given twice.`, 'Give each variant a different name.');
     names.add(v.name);
     const mv = getModel(ws, v.model);
@@ -98,7 +149,12 @@ function finish(ws: Workspace, name: string, variants: Variant[], s: Omit<Endpoi
   const autoscaled = s.targetConcurrency !== null || s.targetInvocationsPerInstance !== null;
   if (!autoscaled && s.instances === 0) throw Errors.InvalidRequest('An endpoint with 0 instances needs an autoscaling target to scale from zero.', 'Add --target-concurrency X (and --min 0).');
   if (!autoscaled && s.min !== s.max) throw Errors.InvalidRequest('min and max differ but no autoscaling target is set.', 'Add --target-concurrency X or --target-invocations-per-instance Y, or leave --min/--max out.');
-  return { name, variants: resolved, ...s };
+  let resolvedShadow: Shadow | null = null;
+  if (shadow) {
+    const mv = getModel(ws, shadow.model);
+    resolvedShadow = { model: `${mv.name}@${mv.version}`, percent: shadow.percent ?? 100, instances: shadow.instances ?? 1 };
+  }
+  return { name, variants: resolved, ...s, shadow: resolvedShadow, capture };
 }
 
 /** The autoscaling policy of an endpoint, or undefined when it runs a fixed number of replicas. */
@@ -109,20 +165,20 @@ export function scalingPolicy(spec: EndpointSpec): ScalingPolicy | undefined {
 }
 
 export function planCreate(ws: Workspace, input: unknown): EndpointSpec {
-  const { name, variants, ...i } = parse(CreateEndpointSchema, input);
+  const { name, variants, shadow, capture, ...i } = parse(CreateEndpointSchema, input);
   const instances = i.instances ?? 1;
   const targetConcurrency = i.targetConcurrency ?? null;
   const targetInvocationsPerInstance = i.targetInvocationsPerInstance ?? null;
   const autoscaled = targetConcurrency !== null || targetInvocationsPerInstance !== null;
   const min = i.min ?? instances;
   const max = i.max ?? (autoscaled ? Math.max(instances, 4) : Math.max(instances, 1));
-  return finish(ws, name, variants, { ...DEFAULTS, ...stripUndefined(i), instances, min, max, targetConcurrency, targetInvocationsPerInstance });
+  return finish(ws, name, variants, { ...DEFAULTS, ...stripUndefined(i), instances, min, max, targetConcurrency, targetInvocationsPerInstance }, shadow ?? null, captureOf(capture ?? null, null, name));
 }
 
 /** The spec an update leads to: changed settings, variants added or replaced by name, variants removed. */
 export function planUpdate(ws: Workspace, current: EndpointSpec, input: unknown): EndpointSpec {
   const u = parse(UpdateEndpointSchema, input);
-  const { variants: changes, removeVariants, ...settings } = u;
+  const { variants: changes, removeVariants, shadow: shadowChange, capture: captureChange, ...settings } = u;
   let variants = current.variants.map((v) => ({ ...v }));
   for (const c of changes ?? []) {
     const existing = variants.find((v) => v.name === c.name);
@@ -135,7 +191,15 @@ export function planUpdate(ws: Workspace, current: EndpointSpec, input: unknown)
     variants = variants.filter((v) => v.name !== name);
   }
   if (variants.length === 0) throw Errors.InvalidRequest('An endpoint needs at least one variant.', 'Delete the endpoint instead: kennel endpoints delete NAME.');
-  const { name: _n, variants: _v, ...old } = current;
+  let shadow = current.shadow ?? null;
+  if (shadowChange === null) shadow = null;
+  else if (shadowChange) {
+    const model = shadowChange.model ?? shadow?.model;
+    if (!model) throw Errors.InvalidRequest(`Endpoint ${current.name} has no shadow to change.`, 'Name the shadow model: --shadow MODEL.');
+    shadow = { model, percent: shadowChange.percent ?? shadow?.percent ?? 100, instances: shadowChange.instances ?? shadow?.instances ?? 1 };
+  }
+  const capture = captureChange === undefined ? (current.capture ?? null) : captureOf(captureChange, current.capture ?? null, current.name);
+  const { name: _n, variants: _v, shadow: _s, capture: _c, ...old } = current;
   const next = { ...old, ...stripUndefined(settings) };
   // switching the autoscaling metric replaces the other target
   if (settings.targetConcurrency != null) next.targetInvocationsPerInstance = null;
@@ -148,7 +212,15 @@ export function planUpdate(ws: Workspace, current: EndpointSpec, input: unknown)
     // a new min/max pulls the instance count into range
     next.instances = Math.min(next.max, Math.max(next.min, next.instances));
   }
-  return finish(ws, current.name, variants, next);
+  return finish(ws, current.name, variants, next, shadow, capture);
+}
+
+/** A capture setting with its defaults, changed from `current` (null: off). */
+function captureOf(change: Partial<z.output<typeof CaptureSchema>> | null, current: Capture | null, endpoint: string): Capture | null {
+  if (change === null) return null;
+  const percent = change.percent ?? current?.percent;
+  if (percent === undefined) throw Errors.InvalidRequest(`Endpoint ${endpoint} does not capture requests.`, 'Start capturing with --capture PERCENT.');
+  return { percent, retentionDays: change.retentionDays ?? current?.retentionDays ?? 30, maxRows: change.maxRows ?? current?.maxRows ?? 100_000, images: change.images ?? current?.images ?? false };
 }
 
 function stripUndefined<T extends object>(o: T): { [K in keyof T]: Exclude<T[K], undefined> } {
@@ -163,7 +235,13 @@ interface Row {
   updated_at: string;
 }
 
-const fromRow = (r: Row): Endpoint => ({ spec: JSON.parse(r.spec) as EndpointSpec, desired: JSON.parse(r.desired) as Record<string, number>, createdAt: r.created_at, updatedAt: r.updated_at });
+// endpoints stored before shadows existed have none
+const specOf = (json: string): EndpointSpec => {
+  const spec = JSON.parse(json) as EndpointSpec;
+  return { ...spec, shadow: spec.shadow ?? null, capture: spec.capture ?? null };
+};
+
+const fromRow = (r: Row): Endpoint => ({ spec: specOf(r.spec), desired: JSON.parse(r.desired) as Record<string, number>, createdAt: r.created_at, updatedAt: r.updated_at });
 
 export function findEndpoint(ws: Workspace, name: string): Endpoint | undefined {
   const r = ws.db.prepare('SELECT * FROM endpoints WHERE name = ?').get(name) as Row | undefined;
@@ -200,6 +278,10 @@ export function removeEndpoint(ws: Workspace, name: string): void {
   ws.db.transaction(() => {
     ws.db.prepare('DELETE FROM endpoints WHERE name = ?').run(name);
     ws.db.prepare('DELETE FROM endpoint_events WHERE endpoint = ?').run(name);
+    ws.db.prepare('DELETE FROM shadow_results WHERE endpoint = ?').run(name);
+    ws.db.prepare('DELETE FROM shadow_counts WHERE endpoint = ?').run(name);
+    ws.db.prepare('DELETE FROM captures WHERE endpoint = ?').run(name);
+    ws.db.prepare('DELETE FROM drift_results WHERE endpoint = ?').run(name);
   })();
 }
 

@@ -1,5 +1,5 @@
 import type { ModelCard } from '../registry/index.js';
-import type { BatchingConfig, Device, Prediction } from '../inference/index.js';
+import type { BatchingConfig, Device, Explanation, Prediction } from '../inference/index.js';
 
 export type { BatchingConfig };
 
@@ -15,6 +15,10 @@ export interface ReplicaConfig {
   threads: number;
   device: Device;
   batching: BatchingConfig;
+  /** the backbone's feature tensor in the graph, read for captured requests (kennel_features for Kennel-trained models) */
+  featureTensor?: string;
+  /** run in the background: every thread at the lowest CPU priority (SCHED_IDLE and nice 19), once loaded */
+  background?: boolean;
 }
 
 /** Router -> replica control messages (IPC, JSON). Requests travel on the request stream. */
@@ -23,7 +27,7 @@ export type ToReplica = { type: 'start'; config: ReplicaConfig } | { type: 'ping
 /** Replica -> router messages; sent in arrays, one IPC message per event-loop turn. */
 export type FromReplica =
   | { type: 'ready'; model: string; threads: number }
-  | { type: 'result'; id: number; predictions: Prediction[] }
+  | { type: 'result'; id: number; predictions: Prediction[]; explanation?: Explanation; features?: number[] }
   | { type: 'failed'; id: number; status: number; code: string; message: string; hint?: string }
   | { type: 'pong'; id: number }
   | { type: 'batch'; size: number; ms: number }
@@ -41,24 +45,28 @@ export interface InferRequest {
   requestId: string;
   /** false: `image` is an encoded image; true: the model's input for one image, already preprocessed (float32, little-endian) */
   tensor: boolean;
+  /** answer with a heat map of the best class too (it runs outside the batcher) */
+  explain: boolean;
+  /** answer with the backbone's features too (a captured request; it runs outside the batcher) */
+  features: boolean;
   image: Buffer;
 }
 
-// frame: u32 id, u32 image length, u16 topK, u8 request-id length, u8 flags (1: tensor), request id (ASCII), image bytes
+// frame: u32 id, u32 image length, u16 topK, u8 request-id length, u8 flags (1: tensor, 2: explain, 4: features), request id (ASCII), image bytes
 const HEAD = 12;
 
 /**
  * Frames a request for the request stream. Image bytes go to the replica as they are, with no
  * serialisation copy: the header is a separate small buffer, written together (writev).
  */
-export function encodeRequest(r: Omit<InferRequest, 'image'>, image: Uint8Array): [Buffer, Uint8Array] {
+export function encodeRequest(r: Omit<InferRequest, 'image' | 'explain' | 'features'> & { explain?: boolean; features?: boolean }, image: Uint8Array): [Buffer, Uint8Array] {
   const rid = Buffer.from(r.requestId, 'latin1').subarray(0, 255);
   const head = Buffer.allocUnsafe(HEAD + rid.length);
   head.writeUInt32LE(r.id, 0);
   head.writeUInt32LE(image.length, 4);
   head.writeUInt16LE(r.topK, 8);
   head.writeUInt8(rid.length, 10);
-  head.writeUInt8(r.tensor ? 1 : 0, 11);
+  head.writeUInt8((r.tensor ? 1 : 0) | (r.explain ? 2 : 0) | (r.features ? 4 : 0), 11);
   rid.copy(head, HEAD);
   return [head, image];
 }
@@ -78,7 +86,8 @@ export class RequestReader {
       const total = headLength + head.readUInt32LE(4);
       if (this.size < total) break;
       const frame = this.take(total);
-      out.push({ id: frame.readUInt32LE(0), topK: frame.readUInt16LE(8), requestId: frame.toString('latin1', HEAD, headLength), tensor: (frame.readUInt8(11) & 1) === 1, image: frame.subarray(headLength) });
+      const flags = frame.readUInt8(11);
+      out.push({ id: frame.readUInt32LE(0), topK: frame.readUInt16LE(8), requestId: frame.toString('latin1', HEAD, headLength), tensor: (flags & 1) === 1, explain: (flags & 2) === 2, features: (flags & 4) === 4, image: frame.subarray(headLength) });
     }
     return out;
   }

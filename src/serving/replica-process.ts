@@ -2,7 +2,7 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { Child, TypedEmitter, rebuiltError } from '../core/index.js';
-import type { Prediction } from '../inference/index.js';
+import type { Explanation, Prediction } from '../inference/index.js';
 import type { Socket } from 'node:net';
 import { REQUEST_FD, encodeRequest, type FromReplica, type ReplicaConfig, type ToReplica } from './protocol.js';
 
@@ -16,8 +16,16 @@ export class ReplicaGoneError extends Error {
   }
 }
 
+/** A replica's answer: the predictions, and the heat map when one was asked for. */
+export interface Answer {
+  predictions: Prediction[];
+  explanation?: Explanation;
+  /** the backbone's features, when asked for (a captured request) and the model has them */
+  features?: number[];
+}
+
 interface Pending {
-  resolve(p: Prediction[]): void;
+  resolve(a: Answer): void;
   reject(e: unknown): void;
 }
 
@@ -119,15 +127,19 @@ export class ReplicaProcess extends TypedEmitter<ReplicaListener> {
     return this.child.pid;
   }
 
-  /** `image` is an encoded image, or with `tensor` one image's preprocessed model input (float32 bytes); topK 0: every class in label order. */
-  infer(image: Uint8Array, topK: number, requestId: string, tensor = false): Promise<Prediction[]> {
+  /**
+   * `image` is an encoded image, or with `tensor` one image's preprocessed model input (float32
+   * bytes); topK 0: every class in label order. `explain` adds a heat map, `features` the
+   * backbone's features (encoded images only).
+   */
+  infer(image: Uint8Array, topK: number, requestId: string, opts: { tensor?: boolean; explain?: boolean; features?: boolean } = {}): Promise<Answer> {
     const requests = this.requests;
     if (!this.child.connected || !requests || requests.destroyed) return Promise.reject(new ReplicaGoneError(this.id));
     const id = this.nextId++;
     this.outstanding++;
-    return new Promise<Prediction[]>((resolve, reject) => {
+    return new Promise<Answer>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      const [head, body] = encodeRequest({ id, topK, requestId, tensor }, image);
+      const [head, body] = encodeRequest({ id, topK, requestId, tensor: opts.tensor ?? false, explain: opts.explain, features: opts.features }, image);
       requests.cork();
       requests.write(head);
       requests.write(body);
@@ -173,7 +185,7 @@ export class ReplicaProcess extends TypedEmitter<ReplicaListener> {
   private onMessage(m: FromReplica): void {
     switch (m.type) {
       case 'result':
-        this.settle(m.id)?.resolve(m.predictions);
+        this.settle(m.id)?.resolve({ predictions: m.predictions, ...(m.explanation ? { explanation: m.explanation } : {}), ...(m.features ? { features: m.features } : {}) });
         break;
       case 'failed':
         this.settle(m.id)?.reject(rebuiltError(m.message, m.hint, m.status, m.code));

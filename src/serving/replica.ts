@@ -4,9 +4,12 @@
  * bytes as they are); answers and control messages go over IPC. Decoding runs on sharp's libuv
  * pool, concurrently with the running batch.
  */
-import { BatchedClassifier, Classifier, tuneSharp, type Prediction } from '../inference/index.js';
+import { BatchedClassifier, Classifier, Explainer, FeatureTap, tuneSharp, type Explanation, type Prediction } from '../inference/index.js';
 import { Errors, KennelError, errorMessage } from '../core/index.js';
+import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { Socket } from 'node:net';
+import { setPriority } from 'node:os';
 import { REQUEST_FD, RequestReader, type FromReplica, type InferRequest, type ReplicaConfig, type ToReplica } from './protocol.js';
 
 // answers leave in one IPC message per event-loop turn: a batch of 16 is one write, not 16
@@ -45,17 +48,63 @@ async function main(): Promise<void> {
   const runSize = (n: number): number => shapes?.find((s) => s >= n) ?? n;
   checkReadiness(await clf.run(batchInput, 1), classes);
   for (const n of shapes ?? []) await clf.run(batchInput, n);
+  // loaded at normal priority (a shadow that starts in seconds, even on a busy machine), serving at its own
+  if (config.background) runInBackground();
 
   const batched = new BatchedClassifier(clf, config.batching, { runSize, onBatch: (size, ms) => send({ type: 'batch', size, ms }) });
+  // explanations run outside the batcher, in a session of their own (loaded on the first one):
+  // the same graph with its last feature map as an extra output
+  let explainer: Promise<Explainer> | undefined;
+  const explaining = new Set<Promise<unknown>>();
+  const explain = (image: Buffer, topK: number): Promise<{ predictions: Prediction[]; explanation: Explanation }> => {
+    explainer ??= Explainer.load(config.onnxPath, config.card, { device: config.device, threads: config.threads, spinning: false });
+    const p = explainer.then((e) => e.explain(image, topK));
+    const settled = p.then(() => {}, () => {});
+    explaining.add(settled);
+    void settled.then(() => explaining.delete(settled));
+    return p;
+  };
+
+  // captured requests run in a third session (loaded on the first one): the same graph with the
+  // backbone's features as an extra output, one image at a time beside the batcher. A model
+  // without the tensor answers them through the batcher, without features.
+  let tap: Promise<FeatureTap | undefined> | undefined;
+  const withFeatures = async (image: Buffer, topK: number): Promise<{ predictions: Prediction[]; explanation?: Explanation; features?: number[] }> => {
+    tap ??= config.featureTensor
+      ? FeatureTap.load(config.onnxPath, config.card, config.featureTensor, { device: config.device, threads: config.threads, spinning: false }).catch((e: unknown) => {
+          process.stderr.write(`replica: no features for captured requests: ${errorMessage(e)}\n`);
+          return undefined;
+        })
+      : Promise.resolve(undefined);
+    const t = await tap;
+    if (!t) return { predictions: await batched.classify(image, topK) };
+    const r = await t.run(image, topK);
+    return { predictions: r.predictions, features: Array.from(r.features) };
+  };
 
   const infer = (m: InferRequest): void => {
     if (stopping) {
       send({ type: 'failed', id: m.id, status: Errors.ReplicaStopping.status, code: Errors.ReplicaStopping.code, message: 'This replica is shutting down.' });
       return;
     }
-    (m.tensor ? batched.classifyInput(m.image, m.topK) : batched.classify(m.image, m.topK))
+    // a tensor (the Open Inference Protocol's preprocessed input) goes straight to the batcher;
+    // explanations and captured requests run beside it
+    const work: Promise<{ predictions: Prediction[]; explanation?: Explanation; features?: number[] }> = m.tensor
+      ? batched.classifyInput(m.image, m.topK).then((predictions) => ({ predictions }))
+      : m.explain
+        ? explain(m.image, m.topK)
+        : m.features
+          ? withFeatures(m.image, m.topK)
+          : batched.classify(m.image, m.topK).then((predictions) => ({ predictions }));
+    if (m.features && !m.explain && !m.tensor) {
+      // a stopping replica waits for these as for explanations
+      const settled = work.then(() => {}, () => {});
+      explaining.add(settled);
+      void settled.then(() => explaining.delete(settled));
+    }
+    work
       .then(
-        (predictions) => send({ type: 'result', id: m.id, predictions }),
+        ({ predictions, explanation, features }) => send({ type: 'result', id: m.id, predictions, ...(explanation ? { explanation } : {}), ...(features ? { features } : {}) }),
         (e: unknown) => {
           if (e instanceof KennelError) send({ type: 'failed', id: m.id, status: e.status, code: e.code, message: e.message, hint: e.hint });
           else {
@@ -73,8 +122,10 @@ async function main(): Promise<void> {
     if (m.type === 'ping') send({ type: 'pong', id: m.id });
     else if (m.type === 'stop') {
       stopping = true;
-      void batched.idle().then(async () => {
+      void Promise.all([batched.idle(), ...explaining]).then(async () => {
         await clf.close();
+        await explainer?.then((e) => e.close(), () => {});
+        await tap?.then((t) => t?.close());
         const messages = outbox;
         if (messages.length && process.connected) process.send!(messages, () => process.exit(0));
         else process.exit(0);
@@ -82,6 +133,29 @@ async function main(): Promise<void> {
     }
   });
   send({ type: 'ready', model: config.model, threads: config.threads });
+}
+
+/**
+ * Moves every thread of this process to the lowest CPU priority: the SCHED_IDLE policy (it runs
+ * only on CPU time no other thread wants; through util-linux's chrt, when it is installed) and
+ * nice 19. On Linux both belong to a thread: each one that exists now (ORT's, the inference
+ * worker's, libuv's) is set, and threads started later inherit their creator's.
+ */
+function runInBackground(): void {
+  spawnSync('chrt', ['--all-tasks', '--idle', '--pid', '0', String(process.pid)], { stdio: 'ignore' });
+  let tids: number[] = [0];
+  try {
+    tids = readdirSync('/proc/self/task').map(Number).filter((n) => n > 0);
+  } catch {
+    /* not Linux: the process's priority */
+  }
+  for (const tid of tids) {
+    try {
+      setPriority(tid, 19);
+    } catch {
+      /* a thread that ended meanwhile */
+    }
+  }
 }
 
 /** The batch sizes a GPU runs: powers of two up to 8, then multiples of 8 (at most 7 padded rows), and maxBatch. */

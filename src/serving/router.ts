@@ -1,7 +1,9 @@
 import type { Logger } from 'pino';
-import { notFound, Errors } from '../core/index.js';
-import type { Prediction } from '../inference/index.js';
+import { notFound, Errors, KennelError } from '../core/index.js';
+import type { Explanation, Prediction } from '../inference/index.js';
 import { ReplicaGoneError } from './replica-process.js';
+import type { CaptureSink } from './capture.js';
+import type { ShadowMirror } from './shadow.js';
 import type { ReplicaPool } from './supervisor.js';
 
 export interface RoutedVariant {
@@ -13,6 +15,8 @@ export interface RoutedVariant {
 interface RoutedEndpoint {
   variants: RoutedVariant[];
   timeoutMs: number;
+  shadow?: ShadowMirror;
+  capture?: CaptureSink;
 }
 
 /** A request's destination: the endpoint and the variant picked for it by weight. */
@@ -20,6 +24,10 @@ export interface Target {
   endpoint: string;
   variant: RoutedVariant;
   timeoutMs: number;
+  /** set when this request is one of the share mirrored to the endpoint's shadow */
+  shadow?: ShadowMirror;
+  /** set when this request is one of the share captured for drift checks */
+  capture?: CaptureSink;
 }
 
 export interface InvocationResult {
@@ -29,6 +37,10 @@ export interface InvocationResult {
   variant: string;
   /** id of the replica that answered (a response header, not part of the body) */
   replica: string;
+  /** the heat map of the best class, when asked for */
+  explanation?: Explanation;
+  /** the backbone's features of a captured request (not part of the body) */
+  features?: number[];
 }
 
 /**
@@ -44,8 +56,8 @@ export class Router {
     private readonly random: () => number = Math.random,
   ) {}
 
-  set(endpoint: string, variants: RoutedVariant[], timeoutMs: number): void {
-    this.endpoints.set(endpoint, { variants, timeoutMs });
+  set(endpoint: string, variants: RoutedVariant[], timeoutMs: number, shadow?: ShadowMirror, capture?: CaptureSink): void {
+    this.endpoints.set(endpoint, { variants, timeoutMs, shadow, capture });
   }
 
   has(endpoint: string): boolean {
@@ -63,7 +75,7 @@ export class Router {
     if (variantName !== undefined) {
       const named = ep.variants.find((v) => v.name === variantName);
       if (!named) throw Errors.UnknownVariant(`Endpoint ${endpoint} has no variant ${variantName}.`, `Its variants: ${ep.variants.map((v) => v.name).join(', ')}.`);
-      return { endpoint, variant: named, timeoutMs: ep.timeoutMs };
+      return { endpoint, variant: named, timeoutMs: ep.timeoutMs, shadow: ep.shadow?.sample() ? ep.shadow : undefined, capture: ep.capture?.sample() ? ep.capture : undefined };
     }
     const total = ep.variants.reduce((s, v) => s + v.weight, 0);
     let x = this.random() * total;
@@ -75,15 +87,43 @@ export class Router {
         break;
       }
     }
-    return { endpoint, variant, timeoutMs: ep.timeoutMs };
+    return { endpoint, variant, timeoutMs: ep.timeoutMs, shadow: ep.shadow?.sample() ? ep.shadow : undefined, capture: ep.capture?.sample() ? ep.capture : undefined };
   }
 
   /**
-   * Runs one image on the target. `image` is the encoded image, or with `tensor` the image's
+   * Runs a request on its variant: `image` is the encoded image, or with `tensor` the image's
    * preprocessed model input (float32, little-endian, the model's layout); `topK` 0 answers every
-   * class in label order.
+   * class in label order. A request picked for the shadow is copied to it on a later event-loop
+   * turn (setImmediate), after the answer is on its way: the shadow never delays it. Tensors
+   * (the Open Inference Protocol's) are neither mirrored nor captured: both need the image.
    */
-  async invoke(target: Target, image: Uint8Array, opts: { topK: number; requestId: string; tensor?: boolean }): Promise<InvocationResult> {
+  async invoke(target: Target, image: Uint8Array, opts: { topK: number; requestId: string; tensor?: boolean; explain?: boolean }): Promise<InvocationResult> {
+    const { shadow, capture } = target;
+    if ((!shadow && !capture) || opts.tensor) return this.answer(target, image, opts);
+    const t0 = performance.now();
+    try {
+      const result = await this.answer(target, image, opts, capture !== undefined);
+      if (capture) {
+        const captured = { model: result.model, variant: result.variant, predictions: result.predictions, features: result.features, ms: performance.now() - t0 };
+        delete result.features;
+        setImmediate(() => capture.record(image, captured));
+      }
+      if (!shadow) return result;
+      const outcome = { model: result.model, predictions: result.predictions, ms: performance.now() - t0 };
+      setImmediate(() => shadow.mirror(image, opts.requestId, outcome, target.variant.pool));
+      return result;
+    } catch (e) {
+      // the image's own fault (bad_image): the shadow's answer to it is worth comparing; an
+      // overloaded or timed-out primary says nothing about the model, and the shadow is spared
+      if (shadow && e instanceof KennelError && e.status < 500) {
+        const outcome = { model: target.variant.pool.model, error: e.code, ms: performance.now() - t0 };
+        setImmediate(() => shadow.mirror(image, opts.requestId, outcome, target.variant.pool));
+      }
+      throw e;
+    }
+  }
+
+  private async answer(target: Target, image: Uint8Array, opts: { topK: number; requestId: string; tensor?: boolean; explain?: boolean }, features = false): Promise<InvocationResult> {
     const pool = target.variant.pool;
     const deadline = Date.now() + target.timeoutMs;
     pool.begin();
@@ -91,8 +131,8 @@ export class Router {
       for (let attempt = 0; ; attempt++) {
         const replica = await pool.acquire(deadline);
         try {
-          const predictions = await withDeadline(replica.infer(image, opts.topK, opts.requestId, opts.tensor), deadline, target.endpoint);
-          return { predictions, model: replica.config.model, variant: target.variant.name, replica: replica.id };
+          const answer = await withDeadline(replica.infer(image, opts.topK, opts.requestId, { tensor: opts.tensor, explain: opts.explain, features }), deadline, target.endpoint);
+          return { predictions: answer.predictions, model: replica.config.model, variant: target.variant.name, replica: replica.id, ...(answer.explanation ? { explanation: answer.explanation } : {}), ...(answer.features ? { features: answer.features } : {}) };
         } catch (e) {
           const retryable = e instanceof ReplicaGoneError || Errors.ReplicaStopping.is(e);
           if (!retryable) throw e;

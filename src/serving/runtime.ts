@@ -1,7 +1,9 @@
 import type { Logger } from 'pino';
 import { Errors, KennelError } from '../core/index.js';
 import { assertDevice } from '../inference/index.js';
+import { FEATURES_OUTPUT } from '../backbones/index.js';
 import { getModel, type ModelCard } from '../registry/index.js';
+import { CaptureSink } from './capture.js';
 import type { Workspace } from '../store/index.js';
 import { Autoscaler, type ScalingPolicy } from './autoscaler.js';
 import {
@@ -20,9 +22,13 @@ import {
   type Endpoint,
   type EndpointEvent,
   type EndpointSpec,
+  type Shadow,
   type Variant,
+  SHADOW_VARIANT,
+  PRIMARY_VARIANT,
 } from './endpoints.js';
 import { Router } from './router.js';
+import { clearShadowResults, latestShadow, shadowReport, ShadowMirror, type ShadowReport } from './shadow.js';
 import { cannotStart, DEFAULT_TIMINGS, ReplicaPool, type PoolEvent, type PoolSpec, type PoolTimings, type ReplicaInfo } from './supervisor.js';
 
 /** Observability hooks (the daemon feeds Prometheus metrics from them). */
@@ -50,6 +56,12 @@ export interface VariantDescription {
   replicas: ReplicaInfo[];
 }
 
+export interface ShadowDescription extends Shadow {
+  desired: number;
+  ready: number;
+  replicas: ReplicaInfo[];
+}
+
 export interface EndpointDescription {
   name: string;
   /** failed: its replicas cannot start (e.g. no GPU for --device webgpu) until it is updated */
@@ -57,6 +69,8 @@ export interface EndpointDescription {
   path: string;
   variants: VariantDescription[];
   replicas: Array<ReplicaInfo & { variant: string }>;
+  /** the shadow variant: gets a copy of a share of the requests; its answers are compared, never returned */
+  shadow: ShadowDescription | null;
   autoscaling: ScalingPolicy | null;
   spec: EndpointSpec;
   events: EndpointEvent[];
@@ -88,7 +102,14 @@ export interface VariantLoad {
 interface Live {
   endpoint: Endpoint;
   pools: Map<string, ReplicaPool>;
+  /** the shadow's mirror (with its pool), when the endpoint has a shadow */
+  shadow?: ShadowMirror;
+  /** the data capture, when the endpoint captures requests */
+  capture?: CaptureSink;
 }
+
+/** Mirrored requests one shadow replica may hold; more are dropped (and counted), never queued. */
+const shadowPerReplica = (spec: EndpointSpec): number => 2 * spec.maxBatch;
 
 /**
  * The serving control loop: persisted endpoints become replica pools behind the router, under
@@ -139,11 +160,11 @@ export class ServingRuntime {
       if (existing && JSON.stringify(existing.spec) === JSON.stringify(spec)) return { ...this.describe(spec.name), unchanged: true };
       if (existing) throw Errors.Conflict(`Endpoint ${spec.name} already exists with other settings.`, `Change it with kennel endpoints update ${spec.name} (e.g. --model ${spec.variants[0]?.model}), or delete it first.`);
       await assertDevice(spec.device); // a missing GPU is a 422 now, not replicas that can never start
-      await Promise.all(spec.variants.map((v) => this.poolSpec(v, spec))); // every model is loadable before anything is stored
+      await Promise.all([...spec.variants, ...(spec.shadow ? [{ name: SHADOW_VARIANT, model: spec.shadow.model, weight: 1 }] : [])].map((v) => this.poolSpec(v, spec))); // every model is loadable before anything is stored
       const endpoint = insertEndpoint(this.ws, spec);
       this.event(spec.name, 'created', `created with ${spec.variants.map((v) => `${v.name}=${v.model}`).join(', ')}, ${spec.instances} instance(s) per variant`);
       const live = await this.launch(endpoint);
-      if (opts.wait ?? true) await this.waitReady(live, [...live.pools.values()]);
+      if (opts.wait ?? true) await this.waitReady(live, [...live.pools.values(), ...(live.shadow ? [live.shadow.pool] : [])]);
       return this.describe(spec.name);
     });
   }
@@ -183,9 +204,19 @@ export class ServingRuntime {
         if (policy) this.autoscaler.track(pool, policy);
         else this.autoscaler.untrack(pool);
       }
-      // new variants get traffic once they can serve it
-      if (opts.wait ?? true) await this.waitReady(live, added);
+      const oldShadow = await this.changeShadow(live, before.shadow, spec);
+      if (!spec.capture) {
+        live.capture?.close();
+        live.capture = undefined;
+      } else if (live.capture) live.capture.capture = spec.capture;
+      else live.capture = new CaptureSink(this.ws, name, spec.capture);
+      // new variants (and a new shadow) get traffic once they can serve it
+      if (opts.wait ?? true) await this.waitReady(live, live.shadow && live.shadow !== oldShadow?.mirror ? [...added, live.shadow.pool] : added);
       this.route(live);
+      if (oldShadow) {
+        oldShadow.mirror.close();
+        if (oldShadow.closePool) await oldShadow.mirror.pool.close();
+      }
       const removed = [...live.pools.entries()].filter(([variant]) => !spec.variants.some((v) => v.name === variant));
       for (const [variant, pool] of removed) {
         live.pools.delete(variant);
@@ -204,7 +235,9 @@ export class ServingRuntime {
       this.router.remove(name);
       this.live.delete(name);
       for (const pool of live.pools.values()) this.autoscaler.untrack(pool);
-      await Promise.all([...live.pools.values()].map((p) => p.close()));
+      live.shadow?.close();
+      live.capture?.close();
+      await Promise.all([...live.pools.values(), ...(live.shadow ? [live.shadow.pool] : [])].map((p) => p.close()));
       removeEndpoint(this.ws, name);
       this.opts.log.info({ endpoint: name }, 'endpoint deleted');
     });
@@ -234,6 +267,7 @@ export class ServingRuntime {
       path: `/endpoints/${name}/invocations`,
       variants,
       replicas: variants.flatMap((v) => v.replicas.map((r) => ({ ...r, variant: v.name }))),
+      shadow: live.shadow ? { ...live.shadow.shadow, desired: live.shadow.pool.desired, ready: live.shadow.pool.readyCount, replicas: live.shadow.pool.snapshot() } : null,
       autoscaling: scalingPolicy(spec) ?? null,
       spec,
       events: listEvents(this.ws, name, 20),
@@ -259,10 +293,35 @@ export class ServingRuntime {
     return [...this.live.keys()].sort().map((n) => this.describe(n));
   }
 
+  /**
+   * How the endpoint's shadow compares with its primary: agreement, per-class disagreement,
+   * latency and errors of both. Without a shadow now, the last one's comparison (until another
+   * starts or the endpoint is deleted).
+   */
+  shadowReport(name: string): ShadowReport & { active: boolean } {
+    const live = this.require(name);
+    const current = live.endpoint.spec.shadow;
+    live.shadow?.flush();
+    return { ...shadowReport(this.ws, name, current ?? latestShadow(this.ws, name)), active: current !== null };
+  }
+
+  /** Writes an endpoint's buffered captures now (a drift check wants the newest). */
+  flushCapture(name: string): void {
+    this.live.get(name)?.capture?.flush();
+  }
+
+  /** Makes the shadow's model the primary's (a rolling update) and stops the shadow: one step. */
+  async promoteShadow(name: string, opts: { wait?: boolean } = {}): Promise<EndpointDescription> {
+    const shadow = this.require(name).endpoint.spec.shadow;
+    if (!shadow) throw Errors.InvalidRequest(`Endpoint ${name} has no shadow to promote.`, `Start one first: kennel endpoints update ${name} --shadow MODEL.`);
+    return this.update(name, { variants: [{ name: PRIMARY_VARIANT, model: shadow.model }], shadow: null }, opts);
+  }
+
   load(): VariantLoad[] {
     const out: VariantLoad[] = [];
     for (const [endpoint, live] of this.live) {
-      for (const [variant, pool] of live.pools) {
+      const pools = live.shadow ? [...live.pools, [SHADOW_VARIANT, live.shadow.pool] as const] : live.pools;
+      for (const [variant, pool] of pools) {
         const replicas: Record<string, number> = { starting: 0, ready: 0, draining: 0 };
         for (const r of pool.snapshot()) if (r.state in replicas) replicas[r.state]!++;
         out.push({ endpoint, variant, replicas, queued: pool.inFlight });
@@ -274,7 +333,11 @@ export class ServingRuntime {
   async close(): Promise<void> {
     this.closed = true;
     this.autoscaler.close();
-    const all = [...this.live.values()].flatMap((l) => [...l.pools.values()]);
+    const all = [...this.live.values()].flatMap((l) => [...l.pools.values(), ...(l.shadow ? [l.shadow.pool] : [])]);
+    for (const l of this.live.values()) {
+      l.shadow?.close();
+      l.capture?.close();
+    }
     for (const name of this.live.keys()) this.router.remove(name);
     this.live.clear();
     await Promise.all(all.map((p) => p.close()));
@@ -291,9 +354,46 @@ export class ServingRuntime {
       if (policy) this.autoscaler.track(pool, policy);
       pool.start();
     }
+    if (spec.shadow) live.shadow = this.newShadow(spec, spec.shadow, await this.shadowPool(spec, spec.shadow));
+    if (spec.capture) live.capture = new CaptureSink(this.ws, spec.name, spec.capture);
     this.live.set(spec.name, live);
     this.route(live);
     return live;
+  }
+
+  /** A started pool for a shadow: a fixed number of replicas at the lowest CPU priority, never autoscaled. */
+  private async shadowPool(spec: EndpointSpec, shadow: Shadow): Promise<ReplicaPool> {
+    return this.newPool(spec.name, SHADOW_VARIANT, await this.shadowSpec(spec, shadow), shadow.instances).start();
+  }
+
+  private async shadowSpec(spec: EndpointSpec, shadow: Shadow): Promise<PoolSpec> {
+    const ps = await this.poolSpec({ name: SHADOW_VARIANT, model: shadow.model, weight: 1 }, spec);
+    return { ...ps, maxInFlight: shadowPerReplica(spec), background: true, threads: 1 };
+  }
+
+  private newShadow(spec: EndpointSpec, shadow: Shadow, pool: ReplicaPool): ShadowMirror {
+    clearShadowResults(this.ws, spec.name, shadow.model); // a new shadow model starts a new comparison
+    return new ShadowMirror(this.ws, spec.name, shadow, pool, shadowPerReplica(spec));
+  }
+
+  /**
+   * Applies a shadow change of an update to `live`: starts, changes or stops the shadow. Returns
+   * the mirror it replaced (to close once the router no longer sees it) and whether its pool goes
+   * too (a new model or replica count) or lives on in the new mirror (a new share).
+   */
+  private async changeShadow(live: Live, before: Shadow | null, spec: EndpointSpec): Promise<{ mirror: ShadowMirror; closePool: boolean } | undefined> {
+    const old = live.shadow;
+    const next = spec.shadow;
+    old?.pool.setMaxInFlight(shadowPerReplica(spec));
+    if (JSON.stringify(before) === JSON.stringify(next) && old) return undefined;
+    if (!next) {
+      live.shadow = undefined;
+      return old && { mirror: old, closePool: true };
+    }
+    const samePool = old !== undefined && old.shadow.model === next.model && old.shadow.instances === next.instances && !poolSpecChanged(old.pool.currentSpec, { ...(await this.shadowSpec(spec, next)) });
+    const pool = samePool ? old.pool : await this.shadowPool(spec, next);
+    live.shadow = this.newShadow(spec, next, pool);
+    return old && { mirror: old, closePool: !samePool };
   }
 
   /** A pool with its listeners; it starts its replicas on start(). */
@@ -310,6 +410,8 @@ export class ServingRuntime {
       spec.name,
       spec.variants.map((v) => ({ name: v.name, weight: v.weight, pool: live.pools.get(v.name)! })),
       spec.timeoutMs,
+      live.shadow,
+      live.capture,
     );
   }
 
@@ -337,6 +439,8 @@ export class ServingRuntime {
       device: spec.device,
       batching: { maxBatch: spec.maxBatch, maxDelayMs: spec.maxDelayMs },
       maxInFlight: spec.maxInFlight,
+      // models trained by Kennel keep the backbone's output tensor inside their graph
+      ...(mv.card.source === 'kennel' ? { featureTensor: FEATURES_OUTPUT } : {}),
     };
   }
 
@@ -398,8 +502,10 @@ function describeChange(a: EndpointSpec, b: EndpointSpec): string {
     }
   }
   for (const v of a.variants) if (!b.variants.some((x) => x.name === v.name)) parts.push(`removed ${v.name}`);
+  if (JSON.stringify(a.capture) !== JSON.stringify(b.capture)) parts.push(b.capture ? `capture ${b.capture.percent}% of requests (${b.capture.retentionDays} days, at most ${b.capture.maxRows} rows${b.capture.images ? ', with images' : ''})` : 'capture stopped');
+  if (JSON.stringify(a.shadow) !== JSON.stringify(b.shadow)) parts.push(b.shadow ? `shadow ${b.shadow.model} on ${b.shadow.percent}% of requests (${b.shadow.instances} replica(s))` : 'shadow stopped');
   for (const k of Object.keys(b) as Array<keyof EndpointSpec>) {
-    if (k !== 'variants' && k !== 'name' && a[k] !== b[k]) parts.push(`${k} ${String(a[k])} -> ${String(b[k])}`);
+    if (k !== 'variants' && k !== 'name' && k !== 'shadow' && k !== 'capture' && a[k] !== b[k]) parts.push(`${k} ${String(a[k])} -> ${String(b[k])}`);
   }
   return parts.join(', ') || 'no change';
 }

@@ -17,6 +17,12 @@ export interface PoolSpec {
   batching: BatchingConfig;
   /** requests one replica may hold (decoding, queued, running); beyond that the router answers 503 */
   maxInFlight: number;
+  /** the backbone's feature tensor in the graph (captured requests read it), when the model has one */
+  featureTensor?: string;
+  /** the replicas run at the lowest CPU priority (a shadow's: they get only the CPU the primary leaves) */
+  background?: boolean;
+  /** ORT threads per replica, instead of the cores shared out between the pool's replicas (a shadow's: 1) */
+  threads?: number;
 }
 
 export interface PoolTimings {
@@ -214,6 +220,17 @@ export class ReplicaPool {
     }
   }
 
+  /**
+   * The ready replica with the fewest outstanding requests if it holds fewer than `limit`, else
+   * undefined at once: never waits and never starts a replica (a shadow drops what it cannot take).
+   */
+  tryAcquire(limit: number): ReplicaProcess | undefined {
+    if (this.closed || this.failure) return undefined;
+    let best: ReplicaProcess | undefined;
+    for (const r of this.replicas) if (r.state === 'ready' && (!best || r.outstanding < best.outstanding)) best = r;
+    return best && best.outstanding < Math.min(limit, this.spec.maxInFlight) ? best : undefined;
+  }
+
   /** Called by the router around every request on this pool (including time spent waiting). */
   begin(): void {
     this.account(1);
@@ -340,10 +357,10 @@ export class ReplicaPool {
       return;
     }
     const cores = availableParallelism();
-    const threads = Math.max(1, Math.floor(cores / Math.max(1, this.desiredCount)));
+    const threads = this.spec.threads ?? Math.max(1, Math.floor(cores / Math.max(1, this.desiredCount)));
     for (let i = 0; i < n; i++) {
-      const { model, onnxPath, card, device, batching } = this.spec;
-      const r = new ReplicaProcess({ model, onnxPath, card, device, batching, threads }, this.generation, this.log)
+      const { model, onnxPath, card, device, batching, background, featureTensor } = this.spec;
+      const r = new ReplicaProcess({ model, onnxPath, card, device, batching, threads, background, ...(featureTensor ? { featureTensor } : {}) }, this.generation, this.log)
         .on('ready', () => this.onReady(r))
         .on('exit', (info) => this.onExit(r, info))
         .on('settled', () => this.stopWhenDrained(r))

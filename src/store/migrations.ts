@@ -253,4 +253,68 @@ export const migrations: string[] = [
     payload BLOB NOT NULL           -- the request as JSON (input location, topK)
   );
   `,
+  // 10: shadow variants: each mirrored request's two answers (bounded per endpoint, the newest
+  // kept) and per shadow model the requests mirrored and dropped (the shadow was full)
+  `
+  CREATE TABLE shadow_results (
+    id INTEGER PRIMARY KEY,
+    endpoint TEXT NOT NULL,
+    shadow_model TEXT NOT NULL,     -- NAME@VERSION
+    primary_model TEXT NOT NULL,
+    at INTEGER NOT NULL,            -- epoch ms
+    primary_label TEXT,             -- top-1, NULL when it failed
+    primary_score REAL,
+    primary_ms REAL NOT NULL,
+    primary_error TEXT,             -- error code
+    shadow_label TEXT,
+    shadow_score REAL,
+    shadow_ms REAL NOT NULL,
+    shadow_error TEXT
+  );
+  CREATE INDEX shadow_results_by_endpoint ON shadow_results (endpoint, id);
+  CREATE TABLE shadow_counts (
+    endpoint TEXT NOT NULL,
+    shadow_model TEXT NOT NULL,
+    mirrored INTEGER NOT NULL DEFAULT 0,
+    dropped INTEGER NOT NULL DEFAULT 0,
+    since TEXT NOT NULL,
+    PRIMARY KEY (endpoint, shadow_model)
+  );
+  `,
+  // 11: data capture and drift: a sample of each endpoint's requests (image hash, a 64-number
+  // projection of its backbone features, top-1 and confidence, variant, latency; the image only
+  // with --capture-images), bounded per endpoint and kept for the retention days; and every drift
+  // check's result, for charts and alerts
+  `
+  CREATE TABLE captures (
+    id INTEGER PRIMARY KEY,
+    endpoint TEXT NOT NULL,
+    model TEXT NOT NULL,            -- NAME@VERSION that answered
+    variant TEXT NOT NULL,
+    at INTEGER NOT NULL,            -- epoch ms
+    sha256 TEXT NOT NULL,           -- of the image bytes
+    label TEXT NOT NULL,            -- top-1
+    score REAL NOT NULL,            -- its probability
+    latency_ms REAL NOT NULL,
+    features BLOB,                  -- float32 x 64: the endpoint's fixed random projection of the backbone features
+    image BLOB                      -- only with --capture-images
+  );
+  CREATE INDEX captures_by_endpoint ON captures (endpoint, id);
+  CREATE INDEX captures_by_time ON captures (endpoint, at);
+  CREATE TABLE drift_results (
+    id INTEGER PRIMARY KEY,
+    endpoint TEXT NOT NULL,
+    model TEXT NOT NULL,
+    at INTEGER NOT NULL,            -- epoch ms
+    captures INTEGER NOT NULL,
+    mmd2 REAL NOT NULL,
+    threshold REAL NOT NULL,
+    p_value REAL NOT NULL,
+    drifted INTEGER NOT NULL,
+    class_shift REAL NOT NULL,
+    mean_confidence REAL NOT NULL,
+    detail TEXT NOT NULL            -- the whole result as JSON
+  );
+  CREATE INDEX drift_results_by_endpoint ON drift_results (endpoint, id);
+  `,
 ];

@@ -1,7 +1,7 @@
-import type { Backbone } from '../backbones/index.js';
+import { getBackbone, type Backbone } from '../backbones/index.js';
 import type { CropView, FeatureExtractor } from '../inference/index.js';
-import { Rng, seedFrom } from '../core/index.js';
-import type { DatasetItem, DatasetVersion, Split } from '../data/index.js';
+import { Errors, Rng, seedFrom } from '../core/index.js';
+import { getDatasetVersion, type DatasetItem, type DatasetVersion, type Split } from '../data/index.js';
 import { sha256, type ArtifactStore, type Workspace } from '../store/index.js';
 
 /** Rows per cached chunk: the unit of resumption and of work for parallel workers. */
@@ -119,4 +119,38 @@ export async function readFeatures(ws: Workspace, r: FeatureRequest, items: Data
     data.set(new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4), row.chunk * CHUNK_ROWS * dim);
   }
   return { data, rows: items.length, cols: dim, labels: Int32Array.from(items, (i) => i.label), items, cachedChunks, chunks };
+}
+
+/** The features a model was trained on, read back from training's feature cache. */
+export interface TrainingReference {
+  /** the training split's centre-crop features (view 0), rows x cols */
+  data: Float32Array;
+  rows: number;
+  cols: number;
+  /** each row's class name */
+  labels: string[];
+  dataset: string;
+  datasetVersion: number;
+  backbone: string;
+}
+
+/**
+ * The training split's backbone features of a Kennel-trained model, from the feature cache its
+ * training job filled (found through the model card's lineage: the dataset version and the
+ * backbone). Fails when the model was imported, or when the cache or its dataset or backbone is
+ * gone (deleted, or collected by kennel gc).
+ */
+export async function trainingReference(ws: Workspace, model: string, lineage: Record<string, unknown> | undefined): Promise<TrainingReference> {
+  const ds = lineage?.dataset as { name?: string; version?: number } | undefined;
+  const bb = lineage?.backbone as { id?: string } | undefined;
+  if (!ds?.name || ds.version === undefined || !bb?.id) throw Errors.NotFound(`Model ${model} has no training dataset and backbone in its lineage (it was not trained by Kennel).`, 'Drift is checked against the training images of Kennel-trained models.');
+  const dataset = await getDatasetVersion(ws, ds.name, ds.version);
+  const backbone = getBackbone(ws, bb.id);
+  const r: FeatureRequest = { dataset, backbone, split: 'train', view: 0, seed: 0 };
+  const items = splitItems(dataset, 'train');
+  if ((await missingChunks(ws, featureKey(r), items.length)).length) {
+    throw Errors.NotFound(`The training features of model ${model} (dataset ${ds.name}@${ds.version}, backbone ${bb.id}) are no longer cached.`, `Train on the same dataset and backbone again to refill the cache: kennel train --dataset ${ds.name}@${ds.version} --backbone ${bb.id}.`);
+  }
+  const m = await readFeatures(ws, r, items, 0);
+  return { data: m.data, rows: m.rows, cols: m.cols, labels: Array.from(m.labels, (l) => dataset.classes[l]!), dataset: ds.name, datasetVersion: ds.version, backbone: bb.id };
 }

@@ -163,7 +163,7 @@ test('create an endpoint; it comes into service live', { skip: browserSkip }, as
   });
 });
 
-test('Try it: a real photo of a Dalmatian, top-5 breeds with scores and latency; a loopback URL is refused', { skip: browserSkip }, async () => {
+test('Try it: a real photo of a Dalmatian, top-5 breeds with scores, latency and a heat map; a loopback URL is refused', { skip: browserSkip }, async () => {
   await step(page, 'try-it', async () => {
     await page.getByRole('link', { name: 'Try it' }).first().click();
     await page.getByRole('heading', { name: 'Try it', level: 1 }).waitFor();
@@ -173,10 +173,36 @@ test('Try it: a real photo of a Dalmatian, top-5 breeds with scores and latency;
     assert.equal(await top.textContent(), 'Dalmatian');
     assert.equal(await page.locator('.tryit .bars li').count(), 5);
     await page.getByText(/ms in the endpoint/).waitFor();
+    // the heat map of the top breed, over the photo (on by default)
+    const overlay = page.locator('img#explanation');
+    assert.match((await overlay.getAttribute('src')) ?? '', /^data:image\/png;base64,iVBOR/);
+    assert.match((await overlay.getAttribute('alt')) ?? '', /Where the model saw Dalmatian/);
 
     await page.getByLabel('…or an image URL').fill('https://127.0.0.1/dog.jpg');
     await page.getByRole('button', { name: 'Classify URL' }).click();
     await page.getByRole('alert').filter({ hasText: '127.0.0.1 is loopback' }).waitFor();
+  });
+});
+
+test('a shadow started from the endpoint page compares its answers with the primary live; it stops with confirmation', { skip: browserSkip }, async () => {
+  await step(page, 'shadow', async () => {
+    await nav('Endpoints');
+    await page.getByRole('link', { name: 'dogs' }).first().click();
+    // the Drift card says how to start capturing (off by default)
+    await page.getByRole('status').filter({ hasText: 'Not capturing requests' }).waitFor();
+    await page.locator('select[name=shadow-model]').selectOption('breeds-fast@1');
+    await page.getByRole('button', { name: 'Start shadow' }).click();
+    await page.locator('#shadow-replicas', { hasText: '1/1 ready' }).waitFor({ timeout: 60_000 });
+    // Try it goes through the router like any request: a copy goes to the shadow
+    await page.getByRole('link', { name: 'Try it' }).first().click();
+    await page.locator('input[name=photo]').setInputFiles(DALMATIAN);
+    await page.locator('#top-breed').waitFor({ timeout: 30_000 });
+    await page.goBack();
+    await page.locator('#shadow-requests', { hasText: /^[1-9]/ }).waitFor({ timeout: 30_000 });
+    assert.match((await page.locator('#shadow-agreement').textContent()) ?? '', /%$/);
+    await page.getByRole('button', { name: 'Stop shadow' }).click();
+    await page.getByRole('dialog', { name: 'Stop the shadow of dogs?' }).getByRole('button', { name: 'Stop shadow' }).click();
+    await page.getByText('(stopped: its last comparison)').waitFor();
   });
 });
 

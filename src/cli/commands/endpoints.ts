@@ -1,8 +1,9 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { ENDPOINT_DEVICES, type EndpointDevice } from '../../inference/index.js';
 import { Errors } from '../../core/index.js';
+import type { DriftResult } from '../../housekeeping/index.js';
 import { adminRequest, dataPlaneUrl, findDaemon } from '../../server/index.js';
-import { asyncRequests, purgeAsyncRequests, replayAsyncRequests, PRIMARY_VARIANT, type EndpointDescription } from '../../serving/index.js';
+import { asyncRequests, purgeAsyncRequests, replayAsyncRequests, PRIMARY_VARIANT, type EndpointDescription, type LatencySummary, type ShadowReport } from '../../serving/index.js';
 import { defaultHome } from '../../store/index.js';
 import { jsonCommand, table, type CommandContext } from '../output.js';
 import { number, oneOf } from '../options.js';
@@ -86,6 +87,14 @@ function describeText(d: EndpointDescription, base: string): string {
     lines.push(`  variant ${v.name}  ${v.model}  weight ${v.weight} (${(v.traffic * 100).toFixed(0)}% of traffic)  replicas ${v.ready} ready / ${v.desired} wanted`);
     for (const r of v.replicas) lines.push(`    ${r.id}  pid ${r.pid}  ${r.state.padEnd(8)}  ${r.model}  in flight ${r.outstanding}`);
   }
+  if (d.shadow) {
+    lines.push(`  shadow ${d.shadow.model}  ${d.shadow.percent}% of requests mirrored (answers compared, never returned)  replicas ${d.shadow.ready} ready / ${d.shadow.desired} wanted`);
+    for (const r of d.shadow.replicas) lines.push(`    ${r.id}  pid ${r.pid}  ${r.state.padEnd(8)}  ${r.model}  in flight ${r.outstanding}`);
+  }
+  if (d.spec.capture) {
+    const c = d.spec.capture;
+    lines.push(`  capture ${c.percent}% of requests (features, top-1, confidence, latency${c.images ? ', images' : ''}), kept ${c.retentionDays} days, at most ${c.maxRows} rows; drift: kennel endpoints drift ${d.name}`);
+  }
   const a = d.autoscaling;
   lines.push(
     a
@@ -100,24 +109,110 @@ function describeText(d: EndpointDescription, base: string): string {
   return lines.join('\n');
 }
 
+interface ShadowOptions {
+  shadow?: string | false;
+  shadowPercent?: number;
+  shadowInstances?: number;
+}
+
+/** --shadow, --shadow-percent, --shadow-instances (and --no-shadow for update). */
+function shadowOptions(cmd: Command, update: boolean): Command {
+  cmd
+    .option('--shadow <ref>', 'a shadow model: gets a copy of live requests after the primary answered; its answers are compared (endpoints shadow-report), never returned')
+    .option('--shadow-percent <p>', 'share of requests mirrored to the shadow, 0.1 to 100 (default 100)', number('--shadow-percent', { min: 0.1, max: 100 }))
+    .option('--shadow-instances <n>', "the shadow's replicas (default 1; they run at the lowest CPU priority)", number('--shadow-instances', { int: true, min: 1, max: 64 }));
+  return update ? cmd.option('--no-shadow', 'stop the shadow (its last report stays readable until another starts)') : cmd;
+}
+
+function shadowBody(o: ShadowOptions): Record<string, unknown> {
+  if (o.shadow === false) {
+    if (o.shadowPercent !== undefined || o.shadowInstances !== undefined) throw Errors.InvalidRequest('--no-shadow cannot be given with --shadow-percent or --shadow-instances.', 'Leave one of them out.');
+    return { shadow: null };
+  }
+  if (o.shadow === undefined && o.shadowPercent === undefined && o.shadowInstances === undefined) return {};
+  return { shadow: Object.fromEntries(Object.entries({ model: o.shadow, percent: o.shadowPercent, instances: o.shadowInstances }).filter(([, v]) => v !== undefined)) };
+}
+
+interface CaptureOptions {
+  capture?: number | false;
+  captureRetentionDays?: number;
+  captureMaxRows?: number;
+  captureImages?: boolean;
+}
+
+/** --capture, --capture-retention-days, --capture-max-rows, --capture-images (and --no-capture for update). */
+function captureOptions(cmd: Command, update: boolean): Command {
+  cmd
+    .option('--capture <p>', 'capture this share of requests, 0.1 to 100 (image sha256, a 64-number projection of the backbone features, top-1, confidence, variant, latency) for drift checks (endpoints drift); off by default', number('--capture', { min: 0.1, max: 100 }))
+    .option('--capture-retention-days <d>', 'delete captures older than this (default 30)', number('--capture-retention-days', { min: 0.001, max: 3650 }))
+    .option('--capture-max-rows <n>', 'keep at most this many captures, the newest (default 100000)', number('--capture-max-rows', { int: true, min: 10, max: 10_000_000 }))
+    .option('--capture-images', 'store the captured images themselves too (privacy: off by default; bounded and deleted like the rest)');
+  return update
+    ? cmd.option('--no-capture-images', 'stop storing images (those stored go with their rows)').option('--no-capture', 'stop capturing (what was captured is kept until its retention ends or the endpoint is deleted)')
+    : cmd;
+}
+
+function captureBody(o: CaptureOptions): Record<string, unknown> {
+  if (o.capture === false) {
+    if (o.captureRetentionDays !== undefined || o.captureMaxRows !== undefined || o.captureImages !== undefined) throw Errors.InvalidRequest('--no-capture cannot be given with other --capture options.', 'Leave one of them out.');
+    return { capture: null };
+  }
+  const c = { percent: o.capture, retentionDays: o.captureRetentionDays, maxRows: o.captureMaxRows, images: o.captureImages };
+  if (Object.values(c).every((v) => v === undefined)) return {};
+  return { capture: Object.fromEntries(Object.entries(c).filter(([, v]) => v !== undefined)) };
+}
+
+function driftText(r: DriftResult): string {
+  const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+  return [
+    `${r.endpoint}: ${r.drifted || r.classShifted ? 'DRIFT' : 'no drift'}  (${r.captures} captured requests of ${r.model}, ${r.window.from} .. ${r.window.to}, against ${r.reference.rows} training images of ${r.reference.dataset})`,
+    `  features  MMD^2 ${r.mmd.toPrecision(3)}  threshold ${r.threshold.toPrecision(3)} (permutation baseline, alpha ${r.alpha})  p ${r.pValue.toFixed(3)}  ${r.drifted ? 'drifted' : 'ok'}`,
+    `  classes   shift ${r.classShift.toFixed(3)}  threshold ${r.classShiftThreshold.toFixed(3)}  ${r.classShifted ? 'shifted' : 'ok'}`,
+    `  confidence  mean top-1 ${r.meanConfidence.toFixed(3)}`,
+    ...r.classes.slice(0, 5).map((c) => `    ${c.label.padEnd(28)} training ${pct(c.training).padStart(6)}  captured ${pct(c.captured).padStart(6)}`),
+  ].join('\n');
+}
+
+const ms = (x: number | null): string => (x === null ? '-' : `${x} ms`);
+const latencyLine = (what: string, model: string, l: LatencySummary): string =>
+  `  ${what.padEnd(7)} ${model}  p50 ${ms(l.p50Ms)}  p95 ${ms(l.p95Ms)}  p99 ${ms(l.p99Ms)}  errors ${l.errors}${l.errors ? ` (${Object.entries(l.errorCodes).map(([c, n]) => `${c} ${n}`).join(', ')})` : ''}`;
+
+function shadowReportText(r: ShadowReport & { active: boolean }): string {
+  if (!r.shadow) return `endpoint ${r.endpoint} has no shadow: start one with kennel endpoints update ${r.endpoint} --shadow MODEL`;
+  const lines = [
+    `${r.endpoint}: shadow ${r.shadow.model}${r.active ? ` on ${r.shadow.percent}% of requests` : ' (stopped; its last comparison)'}`,
+    `  compared ${r.requests} requests; mirrored ${r.mirrored}, dropped ${r.dropped} (the shadow was busy) since ${r.since ?? '-'}`,
+    `  top-1 agreement ${r.agreement === null ? '-' : `${(r.agreement * 100).toFixed(1)}%`}`,
+    latencyLine('primary', r.primaryModels.join(', ') || '-', r.primary),
+    latencyLine('shadow', r.shadow.model, r.shadowLatency),
+  ];
+  const disagreeing = r.classes.filter((c) => c.disagreements > 0).slice(0, 10);
+  if (disagreeing.length) {
+    lines.push('  most disagreement (primary said -> shadow said):');
+    for (const c of disagreeing) lines.push(`    ${c.label}  ${c.disagreements}/${c.requests} (${(c.rate * 100).toFixed(0)}%) -> ${c.shadowSaid.map((x) => `${x.label} ${x.count}`).join(', ')}`);
+  }
+  if (r.active) lines.push(`  promote it: kennel endpoints promote-shadow ${r.endpoint}`);
+  return lines.join('\n');
+}
+
 export function registerEndpoints(program: Command): void {
-  const cmd = program.command('endpoints').description('Real-time endpoints served by the Kennel daemon (kennel up): create, update (rolling), describe, list, delete.');
+  const cmd = program.command('endpoints').description('Real-time endpoints served by the Kennel daemon (kennel up): create, update (rolling), describe, list, delete; shadow models (shadow-report, promote-shadow); data capture and drift (--capture, drift).');
 
   /** The daemon's data-plane URL, for human output only. */
   const base = () => dataPlaneUrl(findDaemon(defaultHome()));
 
   jsonCommand(
     settingsOptions(
-      cmd
+      captureOptions(shadowOptions(cmd
         .command('create <name>')
         .description('Deploy a model behind POST /endpoints/NAME/invocations. Waits until its replicas are ready. Creating an endpoint that exists with the same settings changes nothing; other settings are an error (use endpoints update).')
         .requiredOption('--model <ref>', 'model of the primary variant: NAME, NAME@VERSION or NAME:TAG')
         .option('--weight <w>', `traffic weight of the primary variant (default 1)`, number('--weight', { min: 0.0001 }))
-        .option('--variant <name=model[:weight]>', 'another variant sharing the traffic by weight (A/B, canary); repeatable', variantArg),
+        .option('--variant <name=model[:weight]>', 'another variant sharing the traffic by weight (A/B, canary); repeatable', variantArg), false), false),
     ),
     {
-      action: async ({ opts: o }: CommandContext<SettingsOptions & { model: string; weight?: number; variant?: VariantArg[] }>, name: string) => {
-        const body = { name, variants: [{ name: PRIMARY_VARIANT, model: o.model, weight: o.weight }, ...(o.variant ?? [])], ...settingsBody(o) };
+      action: async ({ opts: o }: CommandContext<SettingsOptions & ShadowOptions & CaptureOptions & { model: string; weight?: number; variant?: VariantArg[] }>, name: string) => {
+        const body = { name, variants: [{ name: PRIMARY_VARIANT, model: o.model, weight: o.weight }, ...(o.variant ?? [])], ...settingsBody(o), ...shadowBody(o), ...captureBody(o) };
         return { name, d: await adminRequest<EndpointDescription>(defaultHome(), 'POST', `/v1/endpoints?wait=${o.wait}`, body) };
       },
       json: ({ d }) => ({ ...d, unchanged: d.unchanged ?? false }),
@@ -127,19 +222,19 @@ export function registerEndpoints(program: Command): void {
 
   jsonCommand(
     settingsOptions(
-      cmd
+      captureOptions(shadowOptions(cmd
         .command('update <name>')
         .description('Change an endpoint. A new model rolls out replica by replica: new replicas pass a readiness check before they get traffic, old ones drain their in-flight requests.')
         .option('--model <ref>', 'new model of the primary variant')
         .option('--weight <w>', 'traffic weight of the primary variant', number('--weight', { min: 0.0001 }))
         .option('--variant <name=model[:weight]>', 'add or change a variant; repeatable', variantArg)
-        .option('--remove-variant <name>', 'remove a variant; repeatable', collect),
+        .option('--remove-variant <name>', 'remove a variant; repeatable', collect), true), true),
     ),
     {
-      action: ({ opts: o }: CommandContext<SettingsOptions & { model?: string; weight?: number; variant?: VariantArg[]; removeVariant?: string[] }>, name: string) => {
+      action: ({ opts: o }: CommandContext<SettingsOptions & ShadowOptions & CaptureOptions & { model?: string; weight?: number; variant?: VariantArg[]; removeVariant?: string[] }>, name: string) => {
         const variants: Array<Partial<VariantArg> & { name: string }> = [...(o.variant ?? [])];
         if (o.model !== undefined || o.weight !== undefined) variants.unshift({ name: PRIMARY_VARIANT, model: o.model, weight: o.weight });
-        const body = { ...settingsBody(o), ...(variants.length ? { variants } : {}), ...(o.removeVariant ? { removeVariants: o.removeVariant } : {}) };
+        const body = { ...settingsBody(o), ...shadowBody(o), ...captureBody(o), ...(variants.length ? { variants } : {}), ...(o.removeVariant ? { removeVariants: o.removeVariant } : {}) };
         return adminRequest<EndpointDescription>(defaultHome(), 'PATCH', `/v1/endpoints/${encodeURIComponent(name)}?wait=${o.wait}`, body);
       },
       human: (d) => describeText(d, base()),
@@ -150,6 +245,33 @@ export function registerEndpoints(program: Command): void {
     action: (_ctx, name: string) => adminRequest<EndpointDescription>(defaultHome(), 'GET', `/v1/endpoints/${encodeURIComponent(name)}`),
     human: (d) => describeText(d, base()),
   });
+
+  jsonCommand(cmd.command('shadow-report <name>').description("Compare an endpoint's shadow with its primary on the mirrored requests: top-1 agreement, disagreement per class, latency percentiles and errors of both, requests dropped because the shadow was busy."), {
+    action: (_ctx, name: string) => adminRequest<ShadowReport & { active: boolean }>(defaultHome(), 'GET', `/v1/endpoints/${encodeURIComponent(name)}/shadow-report`),
+    human: shadowReportText,
+  });
+
+  jsonCommand(
+    cmd
+      .command('drift <name>')
+      .description("Check an endpoint's captured requests (--capture) against its model's training images now: MMD on the backbone features with a permutation-baseline threshold, the predicted-class distribution against training's, mean confidence. The daemon also checks every 10 minutes (KENNEL_DRIFT_INTERVAL_S) and records drift_detected / drift_cleared events.")
+      .option('--last <n>', 'the newest captures compared (default 200)', number('--last', { int: true, min: 2, max: 5000 })),
+    {
+      action: ({ opts: o }: CommandContext<{ last?: number; json?: boolean }>, name: string) => adminRequest<DriftResult>(defaultHome(), 'GET', `/v1/endpoints/${encodeURIComponent(name)}/drift${o.last ? `?last=${o.last}` : ''}`),
+      human: driftText,
+    },
+  );
+
+  jsonCommand(
+    cmd
+      .command('promote-shadow <name>')
+      .description("Make the shadow's model the primary's (a rolling update, as endpoints update --model) and stop the shadow, in one step.")
+      .option('--no-wait', 'return at once instead of waiting for the rollout to finish'),
+    {
+      action: ({ opts: o }: CommandContext<{ wait: boolean; json?: boolean }>, name: string) => adminRequest<EndpointDescription>(defaultHome(), 'POST', `/v1/endpoints/${encodeURIComponent(name)}/promote-shadow?wait=${o.wait}`),
+      human: (d) => `promoted: the primary now runs ${d.variants.find((v) => v.name === PRIMARY_VARIANT)?.model}\n${describeText(d, base())}`,
+    },
+  );
 
   jsonCommand(cmd.command('list').description('List endpoints.'), {
     action: () => adminRequest<{ endpoints: EndpointDescription[] }>(defaultHome(), 'GET', '/v1/endpoints'),

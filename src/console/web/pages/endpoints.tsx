@@ -1,9 +1,9 @@
 import { useState } from 'preact/hooks';
-import type { EndpointLogs, LogLine, Traffic, TrafficPoint } from '../../api-types';
+import type { DriftView, EndpointLogs, LogLine, ShadowLatency, ShadowReportView, Traffic, TrafficPoint } from '../../api-types';
 import { api, useApi, useStream } from '../api';
 import { LineChart } from '../charts';
 import { ago, num, pct, when } from '../format';
-import { Badge, Card, ConfirmButton, Empty, ErrorBox, Facts, Field, Form, Link, Loaded, Page, Select, Status, Table } from '../ui';
+import { Badge, Card, ConfirmButton, Empty, ErrorBox, Facts, Field, Form, Link, Loaded, Loading, Page, Select, Status, Table } from '../ui';
 
 interface Replica {
   id: string;
@@ -39,7 +39,9 @@ export interface Endpoint {
   variants: Variant[];
   replicas: Replica[];
   autoscaling: { min: number; max: number; metric: string; target: number } | null;
-  spec: { instances: number; maxBatch: number; maxDelayMs: number; timeoutMs: number };
+  spec: { instances: number; maxBatch: number; maxDelayMs: number; timeoutMs: number; capture?: { percent: number } | null };
+  /** the shadow variant, when one runs */
+  shadow: { model: string; percent: number; desired: number; ready: number } | null;
   events: EndpointEvent[];
   createdAt: string;
   updatedAt: string;
@@ -252,6 +254,12 @@ function EndpointView({ e, invokeUrl, traffic }: { e: Endpoint; invokeUrl: strin
       <Card title="Rolling update">
         <RollingUpdate e={e} models={models} />
       </Card>
+      <Card title="Shadow">
+        <ShadowPanel e={e} refs={models.refs} />
+      </Card>
+      <Card title="Drift">
+        <DriftPanel e={e} />
+      </Card>
       <Card title="Replicas">
         <Table
           caption="Replicas"
@@ -398,6 +406,136 @@ function RollingUpdate({ e, models }: { e: Endpoint; models: { refs: string[]; e
         {e.status === 'updating' && <Badge tone="info">update in progress</Badge>}
       </div>
     </div>
+  );
+}
+
+const latencyText = (l: ShadowLatency) => (l.p50Ms === null ? '—' : `p50 ${num(l.p50Ms, 1)} · p95 ${num(l.p95Ms ?? 0, 1)} · p99 ${num(l.p99Ms ?? 0, 1)} ms`);
+const errorText = (l: ShadowLatency) => (l.errors ? `${l.errors} (${Object.entries(l.errorCodes).map(([c, n]) => `${c} ${n}`).join(', ')})` : '0');
+
+/**
+ * A shadow model on live traffic: start it, watch its comparison with the primary (live, as
+ * kennel endpoints shadow-report), promote it or stop it.
+ */
+/** The stored drift checks of the captured requests: MMD against its permutation threshold, class shift, confidence. */
+function DriftPanel({ e }: { e: Endpoint }) {
+  const { data, error } = useApi<DriftView>(`/api/endpoints/${encodeURIComponent(e.name)}/drift`);
+  if (error) return <ErrorBox error={error} />;
+  if (!data) return <Loading />;
+  if (!data.capture) return <Empty title="Not capturing requests">Start with kennel endpoints update {e.name} --capture 10; the daemon then checks drift every 10 minutes.</Empty>;
+  const pts = [...data.results].reverse().map((r) => ({ ...r, t: Date.parse(r.at) }));
+  const last = data.results[0];
+  return (
+    <>
+      <p>
+        Capturing {data.capture.percent}% of requests ({data.captures} stored, kept {data.capture.retentionDays} days{data.capture.images ? ', with images' : ''}).{' '}
+        {last ? (
+          <>
+            Last check {ago(last.at)}: {last.drifted || last.classShifted ? <Badge tone="bad">drift</Badge> : <Badge tone="ok">no drift</Badge>} ({last.captures} requests of {last.model}, p {num(last.pValue, 3)}, mean confidence {num(last.meanConfidence, 3)})
+          </>
+        ) : (
+          'No check yet (one needs 20 captured requests).'
+        )}
+      </p>
+      <div class="grid3">
+        <LineChart
+          title="Feature drift (MMD²)"
+          x="time"
+          yFormat={(v) => num(v, 3)}
+          series={[
+            { name: 'MMD²', points: pts.map((p) => ({ x: p.t, y: p.mmd })), dots: true },
+            { name: 'threshold', points: pts.map((p) => ({ x: p.t, y: p.threshold })) },
+          ]}
+          empty="No drift check yet"
+        />
+        <LineChart
+          title="Class shift (total variation)"
+          x="time"
+          yFormat={(v) => num(v, 2)}
+          series={[
+            { name: 'shift', points: pts.map((p) => ({ x: p.t, y: p.classShift })), dots: true },
+            { name: 'threshold', points: pts.map((p) => ({ x: p.t, y: p.classShiftThreshold })) },
+          ]}
+          empty="No drift check yet"
+        />
+        <LineChart title="Mean confidence" x="time" yMin={0} yMax={1} yFormat={(v) => num(v, 2)} series={[{ name: 'top-1', points: pts.map((p) => ({ x: p.t, y: p.meanConfidence })), dots: true }]} empty="No drift check yet" />
+      </div>
+    </>
+  );
+}
+
+function ShadowPanel({ e, refs }: { e: Endpoint; refs: string[] }) {
+  const { data: r, error } = useStream<ShadowReportView>(`/api/endpoints/${encodeURIComponent(e.name)}/shadow/stream`);
+  const [model, setModel] = useState('');
+  const [percent, setPercent] = useState('100');
+  const primary = e.variants.find((v) => v.name === 'primary')?.model;
+  const target = model || refs.find((x) => x !== primary) || '';
+  if (error) return <ErrorBox error={error} />;
+  if (!r) return <Loading label="Loading…" />;
+  const start = (
+    <Form submitLabel="Start shadow" busyLabel="Starting…" onSubmit={() => api('PATCH', `/api/endpoints/${encodeURIComponent(e.name)}`, { shadow: { model: target, percent: Number(percent) } })}>
+      <p class="hint">A shadow gets a copy of live requests after the primary answered, at the lowest CPU priority; its answers are compared, never returned.</p>
+      <div class="fields">
+        <Field label="Shadow model">
+          <Select name="shadow-model" value={target} options={refs} onChange={setModel} />
+        </Field>
+        <Field label="Share of requests (%)">
+          <input type="number" name="shadow-percent" min={0.1} max={100} step="any" value={percent} onInput={(ev) => setPercent(ev.currentTarget.value)} />
+        </Field>
+      </div>
+    </Form>
+  );
+  if (!r.shadow) return start;
+  const rows: Array<[string, ShadowLatency, string]> = [
+    ['primary', r.primary, r.primaryModels.join(', ') || primary || '—'],
+    ['shadow', r.shadowLatency, r.shadow.model],
+  ];
+  return (
+    <>
+      <Facts
+        items={[
+          ['Shadow', `${r.shadow.model}${r.active ? ` on ${r.shadow.percent}% of requests` : ' (stopped: its last comparison)'}`],
+          ...(e.shadow ? ([['Shadow replicas', <span id="shadow-replicas">{`${e.shadow.ready}/${e.shadow.desired} ready`}</span>]] as Array<[string, preact.ComponentChildren]>) : []),
+          ['Top-1 agreement', <strong id="shadow-agreement">{r.agreement === null ? '—' : pct(r.agreement)}</strong>],
+          ['Compared', <span id="shadow-requests">{r.requests}</span>],
+          ['Mirrored / dropped (busy)', `${r.mirrored} / ${r.dropped}`],
+        ]}
+      />
+      <Table
+        caption="Latency and errors of both"
+        rowKey={(x) => x[0]}
+        rows={rows}
+        columns={[
+          { key: 'who', label: 'Answered by', render: (x) => `${x[0]} (${x[2]})` },
+          { key: 'latency', label: 'Latency', render: (x) => latencyText(x[1]) },
+          { key: 'errors', label: 'Errors', render: (x) => errorText(x[1]) },
+        ]}
+      />
+      <Table
+        caption="Disagreement per class (the primary's answer)"
+        rowKey={(c) => c.label}
+        rows={r.classes.filter((c) => c.disagreements > 0).slice(0, 10)}
+        empty={<Empty title={r.requests ? 'The two models agree on every compared request.' : 'No request compared yet.'} />}
+        columns={[
+          { key: 'label', label: 'Primary said', render: (c) => c.label },
+          { key: 'rate', label: 'Disagreement', numeric: true, render: (c) => `${c.disagreements}/${c.requests} (${pct(c.rate)})` },
+          { key: 'said', label: 'Shadow said', render: (c) => c.shadowSaid.map((x) => `${x.label} ${x.count}`).join(', ') },
+        ]}
+      />
+      {r.active ? (
+        <div class="form-foot">
+          <ConfirmButton label="Promote shadow" class="primary" title={`Make ${r.shadow.model} the primary of ${e.name}?`} confirmLabel="Promote" onConfirm={() => api('POST', `/api/endpoints/${encodeURIComponent(e.name)}/promote-shadow`)}>
+            <p>
+              The primary rolls to <strong>{r.shadow.model}</strong>, one replica at a time, and the shadow stops.
+            </p>
+          </ConfirmButton>
+          <ConfirmButton label="Stop shadow" title={`Stop the shadow of ${e.name}?`} confirmLabel="Stop shadow" onConfirm={() => api('PATCH', `/api/endpoints/${encodeURIComponent(e.name)}`, { shadow: null })}>
+            <p>Its last comparison stays here until another shadow starts.</p>
+          </ConfirmButton>
+        </div>
+      ) : (
+        start
+      )}
+    </>
   );
 }
 

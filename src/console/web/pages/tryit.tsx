@@ -12,6 +12,8 @@ interface Answer {
   replica: string;
   latencyMs: number;
   source?: { url: string; contentType: string; bytes: number; fetchMs: number };
+  /** the heat map of the best class over the photo as the model saw it (asked with ?explain=true) */
+  explanation?: { format: 'png'; data: string; class: string; method: 'cam' | 'occlusion'; exact: boolean; cost: string };
 }
 
 /** Classify a photo (dropped, chosen, or fetched from a URL by the daemon's SSRF-safe fetcher) with an endpoint. */
@@ -46,6 +48,7 @@ function Classifier(props: { endpoints: Endpoint[]; initial?: string }) {
   const [busy, setBusy] = useState(false);
   const [answer, setAnswer] = useState<(Answer & { roundTripMs: number }) | undefined>();
   const [error, setError] = useState<ApiError | undefined>();
+  const [explain, setExplain] = useState(true);
   useEffect(() => () => preview && URL.revokeObjectURL(preview), [preview]);
   // on a phone the answer is below the photo: bring it into view
   useEffect(() => {
@@ -58,7 +61,7 @@ function Classifier(props: { endpoints: Endpoint[]; initial?: string }) {
     setAnswer(undefined);
     const t = performance.now();
     try {
-      const a = await api<Answer>('POST', `/api/endpoints/${encodeURIComponent(endpoint)}/invocations`, body);
+      const a = await api<Answer>('POST', `/api/endpoints/${encodeURIComponent(endpoint)}/invocations${explain ? '?explain=true' : ''}`, body);
       setAnswer({ ...a, roundTripMs: performance.now() - t });
     } catch (e) {
       setError(e as ApiError);
@@ -107,6 +110,9 @@ function Classifier(props: { endpoints: Endpoint[]; initial?: string }) {
           </label>
           <span class="hint">or drop one here</span>
         </div>
+        <label class="check">
+          <input type="checkbox" name="explain" checked={explain} onChange={(e) => setExplain(e.currentTarget.checked)} /> Show where the model looked (a heat map of the top breed)
+        </label>
         <form
           class="url-form"
           onSubmit={(e) => {
@@ -139,6 +145,15 @@ function Classifier(props: { endpoints: Endpoint[]; initial?: string }) {
                 format={(v) => pct(v)}
                 rows={answer.predictions.map((p) => ({ key: p.label, label: p.label, parts: [{ value: p.score, series: 0, name: p.label }] }))}
               />
+              {answer.explanation && (
+                <figure class="explanation">
+                  <img id="explanation" src={`data:image/png;base64,${answer.explanation.data}`} alt={`Where the model saw ${answer.explanation.class}: a heat map over the photo as the model saw it`} />
+                  <figcaption class="muted">
+                    {answer.explanation.method === 'cam' ? 'Class activation map (exact for this model): red where the photo speaks for ' : 'Occlusion sensitivity (this model has no exact map; 49 extra passes): red where hiding the photo lowers '}
+                    {answer.explanation.class}. The photo is shown resized and centre-cropped, as the model saw it.
+                  </figcaption>
+                </figure>
+              )}
               <Facts
                 items={[
                   ['Latency', `${ms(answer.latencyMs)} in the endpoint, ${ms(answer.roundTripMs)} from this browser`],
