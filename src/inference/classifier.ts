@@ -1,5 +1,5 @@
-import { decodeRgb, inputShape, inputSize, normalizeInto, type ImageInput, type PreprocessSpec } from './preprocess.js';
-import { KennelError, Errors } from '../core/index.js';
+import { decodeClientImage, inputShape, inputSize, normalizeInto, type ImageInput, type PreprocessSpec } from './preprocess.js';
+import { KennelError } from '../core/index.js';
 import { assertDevice } from './device-probe.js';
 import type { ModelSession, SessionSettings } from './session.js';
 import { openSession, ThreadedSession } from './threaded.js';
@@ -67,12 +67,7 @@ export class Classifier {
 
   /** Decodes one image to the model's normalised input; throws a KennelError for bad images. */
   async preprocess(image: ImageInput, into: Float32Array, index: number): Promise<void> {
-    let rgb: Buffer;
-    try {
-      rgb = await decodeRgb(image, this.card.preprocess);
-    } catch (e) {
-      throw Errors.BadImage(`The image could not be decoded: ${(e as Error).message.split('\n')[0]}.`, 'Send a JPEG, PNG, WebP, GIF, TIFF or AVIF image.');
-    }
+    const rgb = await decodeClientImage(image, this.card.preprocess);
     normalizeInto(rgb, this.card.preprocess, into, index);
   }
 

@@ -1,10 +1,9 @@
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
-import { Errors } from '../core/index.js';
 import { decodeTensor, OnnxModel } from '../onnx/index.js';
 import { topIndices, type ModelSpec, type Prediction } from './classifier.js';
-import { decodeRgb, inputShape, inputSize, normalizeInto, type ImageInput } from './preprocess.js';
+import { decodeClientImage, inputShape, inputSize, normalizeInto, type ImageInput } from './preprocess.js';
 import { sessionOptions, type SessionSettings } from './session.js';
 
 /**
@@ -146,12 +145,7 @@ export class Explainer {
   /** The top-k predictions of one image and the heat map of the best class. */
   async explain(image: ImageInput, topK: number): Promise<{ predictions: Prediction[]; explanation: Explanation }> {
     const spec = this.card.preprocess;
-    let rgb: Buffer;
-    try {
-      rgb = await decodeRgb(image, spec);
-    } catch (e) {
-      throw Errors.BadImage(`The image could not be decoded: ${(e as Error).message.split('\n')[0]}.`, 'Send a JPEG, PNG, WebP, GIF, TIFF or AVIF image.');
-    }
+    const rgb = await decodeClientImage(image, spec);
     const input = new Float32Array(inputSize(spec));
     normalizeInto(rgb, spec, input, 0);
     let probs: Float32Array;

@@ -1,4 +1,5 @@
 import sharp from 'sharp';
+import { Errors } from '../core/index.js';
 
 /**
  * How pixels become a model input. Stored with every backbone and every exported model, so
@@ -60,6 +61,15 @@ export async function decodeRgb(input: ImageInput, spec: PreprocessSpec, view?: 
     img = img.resize(r, r, { fit: 'cover' }).extract({ left: off, top: off, width: s, height: s });
   }
   return img.removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer();
+}
+
+/** decodeRgb for a client's image: one that does not decode is the client's error (BadImage, a 400). */
+export async function decodeClientImage(input: ImageInput, spec: PreprocessSpec): Promise<Buffer> {
+  try {
+    return await decodeRgb(input, spec);
+  } catch (e) {
+    throw Errors.BadImage(`The image could not be decoded: ${(e as Error).message.split('\n')[0]}.`, 'Send a JPEG, PNG, WebP, GIF, TIFF or AVIF image.');
+  }
 }
 
 /** Writes normalised floats for one RGB HWC image into `out` at image slot `index`. */

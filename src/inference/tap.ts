@@ -1,9 +1,8 @@
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
-import { Errors } from '../core/index.js';
 import { OnnxModel } from '../onnx/index.js';
 import { topIndices, type ModelSpec, type Prediction } from './classifier.js';
-import { decodeRgb, inputShape, inputSize, normalizeInto, type ImageInput } from './preprocess.js';
+import { decodeClientImage, inputShape, inputSize, normalizeInto, type ImageInput } from './preprocess.js';
 import { sessionOptions, type SessionSettings } from './session.js';
 
 /**
@@ -33,12 +32,7 @@ export class FeatureTap {
    */
   async run(image: ImageInput, topK: number): Promise<{ predictions: Prediction[]; features: Float32Array }> {
     const spec = this.card.preprocess;
-    let rgb: Buffer;
-    try {
-      rgb = await decodeRgb(image, spec);
-    } catch (e) {
-      throw Errors.BadImage(`The image could not be decoded: ${(e as Error).message.split('\n')[0]}.`, 'Send a JPEG, PNG, WebP, GIF, TIFF or AVIF image.');
-    }
+    const rgb = await decodeClientImage(image, spec);
     const input = new Float32Array(inputSize(spec));
     normalizeInto(rgb, spec, input, 0);
     const out = await this.session.run({ [this.card.inputName]: new ort.Tensor('float32', input, inputShape(spec, 1)) }, [this.card.outputName, this.tensor]);
