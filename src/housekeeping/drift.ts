@@ -2,7 +2,7 @@ import { Errors, Rng, errorMessage, seedFrom } from '../core/index.js';
 import { classShift, mmdTest, type Rows } from '../insights/index.js';
 import { getModel } from '../registry/index.js';
 import { CAPTURE_DIMS, captureProjection, enforceCaptureBounds, getEndpoint, listEndpoints, projectRow, readCaptures, recordEvent } from '../serving/index.js';
-import type { Workspace } from '../store/index.js';
+import { keepNewestRows, type Workspace } from '../store/index.js';
 import { trainingReference, type TrainingReference } from '../training/index.js';
 
 /** Captures with features a drift check needs at least. */
@@ -171,7 +171,7 @@ function recordDrift(ws: Workspace, r: DriftResult): void {
     ws.db
       .prepare('INSERT INTO drift_results (endpoint, model, at, captures, mmd2, threshold, p_value, drifted, class_shift, mean_confidence, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
       .run(r.endpoint, r.model, Date.parse(r.at), r.captures, r.mmd, r.threshold, r.pValue, r.drifted ? 1 : 0, r.classShift, r.meanConfidence, JSON.stringify(r));
-    ws.db.prepare('DELETE FROM drift_results WHERE endpoint = ? AND id <= (SELECT id FROM drift_results WHERE endpoint = ? ORDER BY id DESC LIMIT 1 OFFSET ?)').run(r.endpoint, r.endpoint, RESULTS_KEPT);
+    keepNewestRows(ws.db, 'drift_results', r.endpoint, RESULTS_KEPT);
   })();
   const what = [r.drifted ? `MMD ${r.mmd.toPrecision(3)} above its threshold ${r.threshold.toPrecision(3)} (p ${r.pValue.toFixed(3)})` : '', r.classShifted ? `class shift ${r.classShift.toFixed(3)} above ${r.classShiftThreshold.toFixed(3)}` : ''].filter(Boolean).join('; ');
   const detail = { model: r.model, captures: r.captures, mmd: r.mmd, threshold: r.threshold, pValue: r.pValue, classShift: r.classShift, classShiftThreshold: r.classShiftThreshold, meanConfidence: r.meanConfidence };

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Rng, seedFrom } from '../core/index.js';
 import type { Prediction } from '../inference/index.js';
-import type { Workspace } from '../store/index.js';
+import { keepNewestRows, type Workspace } from '../store/index.js';
 import type { Capture } from './endpoints.js';
 
 /** Numbers stored per captured request: a fixed random projection of the backbone's features. */
@@ -142,7 +142,7 @@ export class CaptureSink {
 /** Deletes an endpoint's captures past its retention and beyond its newest `maxRows`; returns how many went. */
 export function enforceCaptureBounds(ws: Workspace, endpoint: string, capture: Pick<Capture, 'retentionDays' | 'maxRows'>, at = Date.now()): number {
   const old = ws.db.prepare('DELETE FROM captures WHERE endpoint = ? AND at < ?').run(endpoint, at - capture.retentionDays * DAY_MS).changes;
-  const over = ws.db.prepare('DELETE FROM captures WHERE endpoint = ? AND id <= (SELECT id FROM captures WHERE endpoint = ? ORDER BY id DESC LIMIT 1 OFFSET ?)').run(endpoint, endpoint, capture.maxRows).changes;
+  const over = keepNewestRows(ws.db, 'captures', endpoint, capture.maxRows);
   return old + over;
 }
 

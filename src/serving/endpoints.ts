@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { notFound, Errors } from '../core/index.js';
 import { ENDPOINT_DEVICES } from '../inference/index.js';
 import { getModel } from '../registry/index.js';
-import { now, type Workspace } from '../store/index.js';
+import { keepNewestRows, now, type Workspace } from '../store/index.js';
 import type { ScalingPolicy } from './autoscaler.js';
 
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -290,7 +290,7 @@ const EVENTS_KEPT = 500;
 
 export function recordEvent(ws: Workspace, endpoint: string, kind: string, message: string, detail: Record<string, unknown> = {}): void {
   ws.db.prepare('INSERT INTO endpoint_events (endpoint, kind, message, detail, created_at) VALUES (?, ?, ?, ?, ?)').run(endpoint, kind, message, JSON.stringify(detail), now());
-  ws.db.prepare('DELETE FROM endpoint_events WHERE endpoint = ? AND id <= (SELECT id FROM endpoint_events WHERE endpoint = ? ORDER BY id DESC LIMIT 1 OFFSET ?)').run(endpoint, endpoint, EVENTS_KEPT);
+  keepNewestRows(ws.db, 'endpoint_events', endpoint, EVENTS_KEPT);
 }
 
 export function listEvents(ws: Workspace, endpoint: string, limit = 50): EndpointEvent[] {

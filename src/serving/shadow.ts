@@ -1,6 +1,6 @@
 import { KennelError, errorMessage } from '../core/index.js';
 import type { Prediction } from '../inference/index.js';
-import { now, type Workspace } from '../store/index.js';
+import { keepNewestRows, now, type Workspace } from '../store/index.js';
 import type { Shadow } from './endpoints.js';
 import type { ReplicaPool } from './supervisor.js';
 
@@ -125,7 +125,7 @@ export class ShadowMirror {
       for (const r of rows) insert.run(r);
       this.ws.db.prepare('UPDATE shadow_counts SET mirrored = mirrored + ?, dropped = dropped + ? WHERE endpoint = ? AND shadow_model = ?').run(mirrored, dropped, this.endpoint, this.shadow.model);
       if (rows.length) {
-        this.ws.db.prepare('DELETE FROM shadow_results WHERE endpoint = ? AND id <= (SELECT id FROM shadow_results WHERE endpoint = ? ORDER BY id DESC LIMIT 1 OFFSET ?)').run(this.endpoint, this.endpoint, SHADOW_ROWS_KEPT);
+        keepNewestRows(this.ws.db, 'shadow_results', this.endpoint, SHADOW_ROWS_KEPT);
       }
     })();
   }

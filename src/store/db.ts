@@ -58,3 +58,11 @@ export function migrate(db: Db): void {
     })();
   }
 }
+
+/** Tables that keep a bounded history per endpoint, newest rows kept (rows numbered by an `id` in arrival order). */
+export type EndpointHistoryTable = 'endpoint_events' | 'shadow_results' | 'captures' | 'drift_results';
+
+/** Deletes an endpoint's rows of `table` beyond its newest `keep`; returns how many went. */
+export function keepNewestRows(db: Db, table: EndpointHistoryTable, endpoint: string, keep: number): number {
+  return db.prepare(`DELETE FROM ${table} WHERE endpoint = ? AND id <= (SELECT id FROM ${table} WHERE endpoint = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`).run(endpoint, endpoint, keep).changes;
+}
