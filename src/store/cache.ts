@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync, utimesSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../core/index.js';
+import { sha256File } from './artifacts.js';
 
 /** Entries used this recently are never evicted: a caller may be about to read a path it was just given. */
 const PINNED_MS = 60_000;
@@ -39,7 +39,7 @@ export class BlobCache {
     if (!this.verified.has(sha)) {
       let actual: string | undefined;
       try {
-        actual = await hashFile(path);
+        actual = await sha256File(path);
       } catch {
         return undefined; // evicted meanwhile by another process
       }
@@ -143,14 +143,4 @@ function safeReaddir(dir: string): string[] {
   } catch {
     return [];
   }
-}
-
-function hashFile(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const h = createHash('sha256');
-    createReadStream(path)
-      .on('data', (c) => h.update(c))
-      .on('error', reject)
-      .on('end', () => resolve(h.digest('hex')));
-  });
 }
