@@ -14,26 +14,20 @@
  * With `--shadow on`: the cost of a shadow variant to the primary instead (bench/lib/shadow.ts).
  * With `--capture P`: the cost of capturing P% of requests instead (bench/lib/capture-serve.ts).
  */
-import { fork, spawnSync } from 'node:child_process';
-import { availableParallelism } from 'node:os';
+import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { median } from '../src/core/index.js';
 import { ENDPOINT_DEVICES, tuneSharp, type Device } from '../src/inference/index.js';
 import { extractionCeiling, inferenceCeiling, pipelineCeiling } from './lib/ceilings.js';
 import { failedCount, mergeLoads, runLoad, type LoadResult } from './lib/load.js';
-import { currentLoad, machineInfo } from './lib/machine.js';
+import { currentLoad, machineInfo, withCorePerUvThread } from './lib/machine.js';
 import { logger, parseBenchArgs, saveResults, shared, summaryTable } from './lib/report.js';
 import { BENCH_MODELS, benchHome, freePort, importBenchModel, realPhotoFiles, startKennel, type BenchModel } from './lib/serving.js';
 
 const TARGET = { ceilingFraction: 0.85, p99AtSeventyPercentMs: 100, gpuTimesNaive: 3 };
 
-// the in-process ceiling decodes on this process's libuv pool: as many threads as a replica
-// gets (its cores), not the default 4. The pool reads the variable once, so set it and start again.
-if (!process.env.UV_THREADPOOL_SIZE) {
-  const again = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, UV_THREADPOOL_SIZE: String(Math.max(4, availableParallelism())) } });
-  process.exit(again.status ?? 1);
-}
+withCorePerUvThread();
 
 const args = parseBenchArgs(process.argv.slice(2), 'serve', {
   device: { help: 'where the models run: the endpoint, the naive peer and the ceilings', default: 'cpu', choices: ENDPOINT_DEVICES },

@@ -6,7 +6,6 @@
  * and the pipelined dynamic batcher, on all cores), measured in rounds on the same machine:
  * ceiling, transform in this process, transform on a local pool of one worker per core, again.
  */
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,17 +13,13 @@ import { ENDPOINT_DEVICES, tuneSharp, type Device } from '../src/inference/index
 import { openWorkspace } from '../src/store/index.js';
 import { runTransform, type TransformResult } from '../src/transform/index.js';
 import { extractionCeiling, pipelineCeiling } from './lib/ceilings.js';
-import { currentLoad, machineInfo } from './lib/machine.js';
+import { currentLoad, machineInfo, withCorePerUvThread } from './lib/machine.js';
 import { logger, parseBenchArgs, saveResults, shared, summaryTable } from './lib/report.js';
 import { BENCH_MODELS, benchHome, importBenchModel, realPhotoFiles, type BenchModel } from './lib/serving.js';
 
 const TARGET = { ceilingFraction: 0.85 };
 
-// as bench:serve: the in-process ceiling decodes on this process's libuv pool, sized to the cores
-if (!process.env.UV_THREADPOOL_SIZE) {
-  const again = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, UV_THREADPOOL_SIZE: String(Math.max(4, availableParallelism())) } });
-  process.exit(again.status ?? 1);
-}
+withCorePerUvThread();
 
 const args = parseBenchArgs(process.argv.slice(2), 'transform', {
   device: { help: 'where the model runs: the transform and the ceilings', default: 'cpu', choices: ENDPOINT_DEVICES },

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { availableParallelism, loadavg, release, totalmem } from 'node:os';
 import * as ort from 'onnxruntime-node';
@@ -52,3 +53,15 @@ export function machineInfo(): MachineInfo {
 
 export const currentLoad = (): number => round2(loadavg()[0]!);
 const round2 = (x: number) => Math.round(x * 100) / 100;
+
+/**
+ * Restarts this bench with a libuv pool of one thread per core (at least 4) unless the variable
+ * is set: its in-process ceiling decodes on that pool, as a replica does with its cores, and the
+ * pool reads the variable once, so it is set and the process started again. Returns only in the
+ * process with the pool sized.
+ */
+export function withCorePerUvThread(): void {
+  if (process.env.UV_THREADPOOL_SIZE) return;
+  const again = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, UV_THREADPOOL_SIZE: String(Math.max(4, availableParallelism())) } });
+  process.exit(again.status ?? 1);
+}
