@@ -22,8 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { addBackbone } from '../src/backbones/index.js';
 import { importDataset } from '../src/data/index.js';
 import * as ort from 'onnxruntime-node';
-import { ENDPOINT_DEVICES, NORMALIZATIONS, sessionOptions, type Device } from '../src/inference/index.js';
-import { GraphBuilder, OnnxModel } from '../src/onnx/index.js';
+import { ENDPOINT_DEVICES, NORMALIZATIONS, UINT8_INPUT, sessionOptions, withUint8Input, type Device } from '../src/inference/index.js';
 import { openWorkspace } from '../src/store/index.js';
 import { train } from '../src/training/index.js';
 import { DOG_IMAGES, benchDogSet, type DogSetSpec } from './lib/dataset.js';
@@ -129,30 +128,15 @@ log(`bench:serve --quick --device ${device} --model resnet50`);
 const serve = runChild(process.execPath, [...process.execArgv, join(import.meta.dirname, 'serve.ts'), '--quick', '--json', '--device', device, '--model', 'resnet50']) as { kennel_ips: number; ceiling_ips: number; naive_ips: number; kennel_p99_ms_at_70pct: number };
 log(`  Kennel ${serve.kennel_ips} images/s (ceiling ${serve.ceiling_ips}, naive ${serve.naive_ips}), p99 at 70% load ${serve.kennel_p99_ms_at_70pct} ms`);
 
-/** The same graph taking uint8 NHWC images: Cast, scale, mean and std, Transpose to NCHW, all on the device. */
-function uint8Front(graph: Uint8Array): Uint8Array {
-  const model = OnnxModel.parse(graph);
-  const g = new GraphBuilder(model);
-  const input = model.dataInputs[0]!;
-  const size = Number(input.shape?.[2] ?? 224);
-  model.inputs = model.inputs.filter((i) => i.name !== input.name);
-  model.inputs.push({ name: 'image_u8', elemType: 2, shape: ['batch', size, size, 3] });
-  const n = NORMALIZATIONS.imagenet;
-  const a = g.weight(model.freshName('front_scale'), Float32Array.from(n.std, (sd) => n.scale / sd), [3]);
-  const b = g.weight(model.freshName('front_shift'), Float32Array.from(n.mean, (m, c) => -m / n.std[c]!), [3]);
-  const nhwc = g.add(g.mul(g.op('Cast', ['image_u8'], [{ name: 'to', int: 1 }]), a), b);
-  g.op('Transpose', [nhwc], [{ name: 'perm', ints: [0, 3, 1, 2] }], input.name);
-  model.toposort();
-  return model.serialize();
-}
-
 /** Raw session images/s at one batch size, float32 host-normalised input against uint8 input, alternating. */
 async function transferCost(graph: Uint8Array, batch: number, seconds: number): Promise<{ float32: number; uint8: number; batch: number }> {
   const size = 224;
   const float = await ort.InferenceSession.create(graph, sessionOptions({ device }));
-  const bytes = await ort.InferenceSession.create(uint8Front(graph), sessionOptions({ device }));
+  // the ResNet50 graph's input: 224 x 224, NCHW, ImageNet normalisation
+  const spec = { size, cropFraction: 0.875, layout: 'NCHW' as const, scale: NORMALIZATIONS.imagenet.scale, mean: [...NORMALIZATIONS.imagenet.mean] as [number, number, number], std: [...NORMALIZATIONS.imagenet.std] as [number, number, number] };
+  const bytes = await ort.InferenceSession.create(withUint8Input(graph, spec, float.inputNames[0]!), sessionOptions({ device }));
   const f = { [float.inputNames[0]!]: new ort.Tensor('float32', new Float32Array(batch * 3 * size * size).fill(0.5), [batch, 3, size, size]) };
-  const u = { image_u8: new ort.Tensor('uint8', new Uint8Array(batch * size * size * 3).fill(128), [batch, size, size, 3]) };
+  const u = { [UINT8_INPUT]: new ort.Tensor('uint8', new Uint8Array(batch * size * size * 3).fill(128), [batch, size, size, 3]) };
   const rate = { float32: { images: 0, ms: 0 }, uint8: { images: 0, ms: 0 } };
   for (const [s, feeds] of [[float, f], [bytes, u]] as const) await s.run(feeds); // warm-up
   const end = performance.now() + seconds * 1000;

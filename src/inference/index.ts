@@ -9,6 +9,7 @@ export { DEVICES, ENDPOINT_DEVICES, cudaProviderPath, deviceEnvironment, executi
 export { sessionOptions } from './session.js';
 export { Classifier, type Prediction } from './classifier.js';
 export { FeatureExtractor, tuneSharp } from './extractor.js';
+export { withUint8Input, UINT8_INPUT } from './uint8-input.js';
 export { DynamicBatcher, type BatchingConfig } from './batcher.js';
 export { BatchedClassifier } from './batched.js';
 export { classify, classifyBatched, type Classification, type ModelSource } from './pipeline.js';
