@@ -51,7 +51,7 @@ export const transformShardTask: TaskType<ShardInput, ShardOutput> = defineTask(
   async run(ctx, input) {
     const started = performance.now();
     if (!(await ctx.artifacts.has(input.model.sha))) {
-      throw Errors.ArtifactMissing(`The model graph ${input.model.sha.slice(0, 12)} is not in the workspace at ${ctx.home}.`, "Every worker must use the coordinator's KENNEL_HOME: start it with kennel worker --home SHARED_HOME.");
+      throw Errors.ArtifactMissing(`The model graph ${input.model.sha.slice(0, 12)} is not in this worker's artifact store.`, "Every worker must use the coordinator's artifact store: start it with kennel worker --artifacts s3://BUCKET/PREFIX (the coordinator's KENNEL_ARTIFACTS), or --home SHARED_HOME.");
     }
     tuneSharp();
     const m = input.model;

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
@@ -82,6 +82,20 @@ test('no shared folder: data import, backbones add, train and tune on an S3 stor
     const key = (r: typeof tunedLocal) => r.trials.map((t) => [t.params, t.status, t.objective, t.epochs]);
     assert.equal(tunedRedis.trials.length, 4);
     assert.deepEqual(key(tunedRedis), key(tunedLocal));
+
+    // batch transform: shards of the dataset's images run on the same workers, their results come back through the bucket
+    const out = (name: string) => path.join(tmpDir('kennel-transform-'), name);
+    const transformArgs = ['transform', '--model', viaRedis.model, '--dataset', 'breeds', '--shard-size', '40'];
+    const transformedRedis = await kennelJson<{ images: number; failed: number; backend: string; workers: number; out: string }>(home, [...transformArgs, '--out', out('redis.jsonl'), '--queue', redis.url, '--instances', '2'], env);
+    const transformedHere = await kennelJson<{ images: number; out: string }>(home, [...transformArgs, '--out', out('here.jsonl')], env);
+    assert.equal(transformedRedis.backend, 'redis');
+    assert.equal(transformedRedis.images, transformedHere.images);
+    assert.equal(transformedRedis.failed, 0);
+    assert.deepEqual(
+      readFileSync(transformedRedis.out, 'utf8'),
+      readFileSync(transformedHere.out, 'utf8'),
+      'the workers write what this process writes',
+    );
 
     for (const w of workers) {
       assert.match(w.proc.output(), /artifacts s3:\/\/kennel\/e2e/);
