@@ -72,6 +72,8 @@ export class ReplicaProcess extends TypedEmitter<ReplicaListener> {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private stopRequested = false;
+  /** stopped by hold(true) */
+  private held = false;
   private fatal: { message: string; permanent?: boolean } | undefined;
   /** lines carry the replica id and pid (known once started), so the console's logs view can show them per replica */
   private rlog: Logger | undefined;
@@ -158,12 +160,31 @@ export class ReplicaProcess extends TypedEmitter<ReplicaListener> {
   async close(force = false): Promise<void> {
     if (this.state === 'stopped') return;
     this.stopRequested = true;
+    this.hold(false); // a held process could not finish what it holds
     await this.child.close(force);
+  }
+
+  /**
+   * Stops (SIGSTOP) or continues (SIGCONT) the replica's process, all its threads at once: a
+   * shadow's replicas are held while their primary has requests. Its pings wait meanwhile, so
+   * the last answer counts from when it continues.
+   */
+  hold(held: boolean): void {
+    const pid = this.child.pid;
+    if (pid === undefined || this.state === 'stopped' || held === this.held) return;
+    this.held = held;
+    try {
+      process.kill(pid, held ? 'SIGSTOP' : 'SIGCONT');
+    } catch {
+      /* it exited meanwhile: its exit handler follows */
+    }
+    if (!held) this.lastPong = Date.now();
   }
 
   /** Kills a hung or unhealthy replica at once; its exit counts as a crash. */
   async kill(): Promise<void> {
     if (this.state === 'stopped') return;
+    this.hold(false);
     this.stopRequested = false;
     await this.child.close(true);
   }

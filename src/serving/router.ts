@@ -47,9 +47,18 @@ export interface InvocationResult {
  * Sends each request to a variant chosen by weight, then to that variant's ready replica with
  * the fewest outstanding requests. A request whose replica dies is retried once on another
  * (inference is idempotent); every request has a deadline.
+ *
+ * Shadows get only CPU that serving leaves idle: while any request of any endpoint is in flight,
+ * every shadow's replicas are held (stopped, see ReplicaPool.hold). A low CPU priority alone still
+ * cost the primaries' p99 a third, through the shared caches and the wake-ups of their ORT
+ * threads on a core a shadow held.
  */
 export class Router {
   private readonly endpoints = new Map<string, RoutedEndpoint>();
+  /** requests in flight, all endpoints */
+  private inFlight = 0;
+  /** the shadow pools held while requests are in flight */
+  private readonly heldShadows = new Set<ReplicaPool>();
 
   constructor(
     private readonly log: Logger,
@@ -58,6 +67,26 @@ export class Router {
 
   set(endpoint: string, variants: RoutedVariant[], timeoutMs: number, shadow?: ShadowMirror, capture?: CaptureSink): void {
     this.endpoints.set(endpoint, { variants, timeoutMs, shadow, capture });
+    if (this.inFlight > 0) this.holdShadows();
+  }
+
+  private holdShadows(): void {
+    for (const { shadow } of this.endpoints.values()) {
+      if (shadow && !this.heldShadows.has(shadow.pool)) {
+        shadow.pool.hold();
+        this.heldShadows.add(shadow.pool);
+      }
+    }
+  }
+
+  private requestStarted(): void {
+    if (this.inFlight++ === 0) this.holdShadows();
+  }
+
+  private requestEnded(): void {
+    if (--this.inFlight > 0) return;
+    for (const pool of this.heldShadows) pool.release();
+    this.heldShadows.clear();
   }
 
   has(endpoint: string): boolean {
@@ -127,6 +156,7 @@ export class Router {
     const pool = target.variant.pool;
     const deadline = Date.now() + target.timeoutMs;
     pool.begin();
+    this.requestStarted();
     try {
       for (let attempt = 0; ; attempt++) {
         const replica = await pool.acquire(deadline);
@@ -145,6 +175,7 @@ export class Router {
       }
     } finally {
       pool.end();
+      this.requestEnded();
     }
   }
 }

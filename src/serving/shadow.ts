@@ -39,9 +39,10 @@ const codeOf = (e: unknown): string => (e instanceof KennelError ? e.code : erro
  * was written). The shadow never makes the primary wait and only takes CPU the primary leaves: a
  * request is dropped and counted when the primary is busy (more requests in it than ready
  * replicas) or the shadow's replicas cannot take it at once (each holds at most `perReplica`
- * mirrored requests), and the shadow's replicas run at the lowest CPU priority. Drops depend on
- * load, not on the image, so the comparison stays unbiased. Both answers of each mirrored request
- * are buffered and written to `shadow_results` once a second, in one transaction.
+ * mirrored requests); the shadow's replicas run at the lowest CPU priority, and the router holds
+ * them (stopped) while any request is in flight. Drops depend on load, not on the image, so the
+ * comparison stays unbiased. Both answers of each mirrored request are buffered and written to
+ * `shadow_results` once a second, in one transaction.
  */
 export class ShadowMirror {
   private rows: ResultRow[] = [];

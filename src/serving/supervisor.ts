@@ -103,6 +103,8 @@ export class ReplicaPool {
   private readonly drainingSince = new Map<ReplicaProcess, number>();
   private readonly waiters = new Set<Waiter>();
   private closed = false;
+  /** hold() calls not yet released: while any, the ready replicas are stopped */
+  private holds = 0;
   /** why the current generation cannot start at all (a missing device): no replica is started until a new spec */
   private failure: string | undefined;
   // time-weighted requests in the system (waiting + on replicas), for the autoscaler
@@ -231,6 +233,21 @@ export class ReplicaPool {
     return best && best.outstanding < Math.min(limit, this.spec.maxInFlight) ? best : undefined;
   }
 
+  /**
+   * Stops the ready replicas (SIGSTOP: not one instruction of theirs runs) until a matching
+   * release(); holds nest. A shadow's pool is held while its primary has requests in flight, so
+   * mirrored requests run only on CPU the primary leaves idle, not beside it; health checks of a
+   * held replica wait until it runs again.
+   */
+  hold(): void {
+    if (this.holds++ === 0) for (const r of this.replicas) if (r.state === 'ready') r.hold(true);
+  }
+
+  release(): void {
+    if (this.holds === 0 || --this.holds > 0) return;
+    for (const r of this.replicas) r.hold(false);
+  }
+
   /** Called by the router around every request on this pool (including time spent waiting). */
   begin(): void {
     this.account(1);
@@ -280,6 +297,7 @@ export class ReplicaPool {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.holds = 0;
     clearInterval(this.healthTimer);
     clearTimeout(this.retryTimer);
     for (const w of this.waiters) w.reject(Errors.EndpointStopping(`Endpoint ${this.endpoint} is being deleted.`));
@@ -389,6 +407,7 @@ export class ReplicaPool {
 
   private onReady(r: ReplicaProcess): void {
     if (r.generation === this.generation) this.startFailures = 0;
+    if (this.holds > 0) r.hold(true);
     this.emit('replica_ready', `replica ${r.id} (pid ${r.pid}) ready in ${((r.readyAt! - r.startedAt) / 1000).toFixed(1)} s`, { replica: r.id, pid: r.pid, seconds: (r.readyAt! - r.startedAt) / 1000 });
     this.reconcile();
     this.wakeWaiters();
@@ -443,7 +462,7 @@ export class ReplicaPool {
       if (r.state === 'starting' && now - r.startedAt > this.timings.readyTimeoutMs) {
         this.emit('replica_unhealthy', `replica ${r.id} (pid ${r.pid}) was not ready after ${this.timings.readyTimeoutMs / 1000} s; killing it`, { replica: r.id, pid: r.pid });
         void r.kill();
-      } else if (r.state === 'ready' || r.state === 'draining') {
+      } else if ((r.state === 'ready' || r.state === 'draining') && this.holds === 0) {
         if (now - r.lastPong > this.timings.unhealthyAfterMs) {
           this.emit('replica_unhealthy', `replica ${r.id} (pid ${r.pid}) stopped answering health checks; replacing it`, { replica: r.id, pid: r.pid });
           void r.kill();

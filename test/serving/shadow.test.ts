@@ -42,6 +42,12 @@ const reportWith = (n: number) => waitFor(`${n} compared requests`, () => {
   return r.requests >= n && r;
 }, 180_000);
 
+/** The process state letter of /proc/PID/stat (R, S, T for stopped, ...). */
+const processState = (pid: number): string => {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+};
+
 /** Nice value and scheduling policy (5: SCHED_IDLE) of every thread of a process (fields 19 and 41 of /proc/PID/task/TID/stat). */
 function schedulingOfThreads(pid: number): Array<{ nice: number; policy: number }> {
   const dir = `/proc/${pid}/task`;
@@ -96,6 +102,23 @@ test('kennel endpoints update --shadow: every request is mirrored, answers come 
   assert.equal(report.primary.errors + report.shadowLatency.errors, 0);
   for (const l of [report.primary, report.shadowLatency]) assert.ok(l.p50Ms! > 0 && l.p50Ms! <= l.p95Ms! && l.p95Ms! <= l.p99Ms!, JSON.stringify(l));
   assert.ok(report.classes.every((c) => c.disagreements === 0));
+
+  // the shadow yields the CPU to serving: stopped while requests are in flight, running again after
+  const shadowPid = d.shadow.replicas[0]!.pid;
+  const seen = new Set<string>();
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      seen.add(processState(shadowPid));
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  })();
+  const burst = await Promise.all(Array.from({ length: 48 }, (_, i) => invoke(photos[i % photos.length]!)));
+  sampling = false;
+  await sampler;
+  assert.ok(burst.every((a) => a.status === 200));
+  assert.ok(seen.has('T'), `the shadow replica was stopped during the burst (states seen: ${[...seen].join(', ')})`);
+  await waitFor('the shadow replica running again', () => processState(shadowPid) !== 'T', 10_000);
 });
 
 test('a different shadow starts a new comparison: disagreement per class, errors of both on a corrupt image, the CLI report', async () => {
