@@ -74,7 +74,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     () => runtime?.load() ?? [],
     () => (runtime?.list() ?? []).flatMap((e) => (e.spec.capture ? driftHistory(ws, e.name, 1) : [])),
   );
-  runtime = new ServingRuntime(ws, { log, hooks: metrics.hooks, timings: opts.timings });
+  // the backlog is first read once a pool is tracked, after asyncInference is built (runtime.start() or a create)
+  runtime = new ServingRuntime(ws, { log, hooks: metrics.hooks, timings: opts.timings, backlog: (endpoint) => asyncInference.depth(endpoint) });
   const startedAt = new Date().toISOString();
   const driftIntervalMs = opts.driftIntervalMs ?? (Number(process.env.KENNEL_DRIFT_INTERVAL_S) > 0 ? Number(process.env.KENNEL_DRIFT_INTERVAL_S) * 1000 : 600_000);
   const drift = new DriftMonitor(ws, log, driftIntervalMs, (name) => runtime?.flushCapture(name));

@@ -32,6 +32,7 @@ interface SettingsOptions {
   max?: number;
   targetConcurrency?: number;
   targetInvocationsPerInstance?: number;
+  targetBacklogPerInstance?: number;
   scaleOutCooldown?: number;
   scaleInCooldown?: number;
   maxBatch?: number;
@@ -51,6 +52,7 @@ function settingsOptions(cmd: Command): Command {
     .option('--max <n>', 'most replicas per variant', number('--max', { int: true, min: 1, max: 64 }))
     .option('--target-concurrency <x>', 'autoscale to keep this many in-flight requests per replica', number('--target-concurrency', { min: 0.01 }))
     .option('--target-invocations-per-instance <y>', 'autoscale to keep this many invocations per replica per minute', number('--target-invocations-per-instance', { min: 0.01 }))
+    .option('--target-backlog-per-instance <n>', 'with autoscaling: also scale to keep at most this many asynchronous requests queued or running per replica (default 16)', number('--target-backlog-per-instance', { min: 0.01 }))
     .option('--scale-out-cooldown <s>', 'seconds between scale-outs (default 5)', number('--scale-out-cooldown', { min: 0 }))
     .option('--scale-in-cooldown <s>', 'seconds after any scaling before scaling in (default 60)', number('--scale-in-cooldown', { min: 0 }))
     .option('--max-batch <n>', 'largest batch per model run (default 8; more for --device webgpu)', number('--max-batch', { int: true, min: 1, max: 256 }))
@@ -70,6 +72,7 @@ function settingsBody(o: SettingsOptions): Record<string, unknown> {
     max: o.max,
     targetConcurrency: o.targetConcurrency,
     targetInvocationsPerInstance: o.targetInvocationsPerInstance,
+    targetBacklogPerInstance: o.targetBacklogPerInstance,
     scaleOutCooldownS: o.scaleOutCooldown,
     scaleInCooldownS: o.scaleInCooldown,
     maxBatch: o.maxBatch,
@@ -98,7 +101,7 @@ function describeText(d: EndpointDescription, base: string): string {
   const a = d.autoscaling;
   lines.push(
     a
-      ? `  autoscaling: ${a.metric === 'concurrency' ? 'in-flight requests' : 'invocations per minute'} per replica, target ${a.target}, min ${a.min}, max ${a.max}, cooldowns out ${a.scaleOutCooldownS} s / in ${a.scaleInCooldownS} s`
+      ? `  autoscaling: ${a.metric === 'concurrency' ? 'in-flight requests' : 'invocations per minute'} per replica, target ${a.target} (asynchronous backlog ${a.backlogPerInstance}), min ${a.min}, max ${a.max}, cooldowns out ${a.scaleOutCooldownS} s / in ${a.scaleInCooldownS} s`
       : `  fixed: ${d.spec.instances} replica(s) per variant`,
   );
   lines.push(`  batching: up to ${d.spec.maxBatch} images, ${d.spec.maxDelayMs} ms max delay; ${d.spec.maxInFlight} in flight per replica; timeout ${d.spec.timeoutMs} ms`);
