@@ -146,8 +146,8 @@ export function buildDataPlane(runtime: ServingRuntime, metrics: ServingMetrics,
     { config: { awsApi: 'sagemaker', auth: invokeAuth }, schema: { params: nameParams, querystring: { type: 'object', properties: { topK: { type: 'integer', minimum: 1, maximum: 1000, default: 5 } } } } },
     async (req, reply) => {
       checkAccept(req);
-      const { inputLocation, inferenceId, notify } = asyncRequestHeaders(req);
-      const accepted = await opts.asyncInference.accept(req.params.name, inputLocation, { topK: req.query.topK, requestId: req.id, inferenceId, notify });
+      const { inputLocation, ...headers } = asyncRequestHeaders(req);
+      const accepted = await opts.asyncInference.accept(req.params.name, inputLocation, { topK: req.query.topK, requestId: req.id, ...headers });
       req.kennelAudit = { ...req.kennelAudit, inferenceId: accepted.InferenceId };
       reply.code(202).header(OUTPUT_LOCATION_HEADER, accepted.OutputLocation).header(FAILURE_LOCATION_HEADER, accepted.FailureLocation).header('x-amzn-requestid', req.id);
       return accepted;

@@ -15,12 +15,12 @@ import type { Router } from './router.js';
  * at the 202: `kennel://endpoints/NAME/requests/ID/output`.
  */
 
-const TABLES: QueueTables = { items: 'endpoint_requests', payloads: 'endpoint_request_payloads', owner: 'endpoint', noun: 'request' };
+const TABLES: QueueTables = { items: 'endpoint_requests', payloads: 'endpoint_request_payloads', owner: 'endpoint', noun: 'request', maxAge: 'max_age_ms' };
 
 export interface AsyncInferenceOptions extends Partial<QueueOptions> {
   /** runs of one endpoint's requests at once (more wait in the queue; the router's in-flight limit still applies) */
   perEndpointConcurrency?: number;
-  /** a request not answered within this long (since it was received) fails */
+  /** a request not answered within this long (since it was received) fails, unless it names its own (X-Amzn-SageMaker-RequestTTLSeconds) */
   maxAgeMs?: number;
   /** runs after the first, for errors that are not the input's fault */
   maxRetries?: number;
@@ -76,6 +76,8 @@ export interface AsyncRequestStatus {
 interface Payload {
   input: string;
   topK: number;
+  /** X-Amzn-SageMaker-InvocationTimeoutSeconds: the run's deadline instead of the endpoint's */
+  timeoutMs?: number;
 }
 
 const ARTIFACT = /^kennel:\/\/artifacts\/([0-9a-f]{64})$/;
@@ -187,7 +189,7 @@ export class AsyncInference {
         find: (endpoint) => (router.has(endpoint) ? endpoint : undefined),
         name: (endpoint) => endpoint,
         maxRetries: () => o.maxRetries,
-        maxAgeMs: () => o.maxAgeMs,
+        maxAgeMs: (_, row) => row.max_age_ms ?? o.maxAgeMs,
         concurrency: () => o.perEndpointConcurrency,
         run: (endpoint, payload, row) => this.run(endpoint, JSON.parse(payload.toString('utf8')) as Payload, row),
         // overload (503), the endpoint's deadline (504), a replica that died twice: tried again until the request is too old
@@ -212,19 +214,21 @@ export class AsyncInference {
    * Stores a request (429 when the queue is full, 4xx for a bad input location) and answers what
    * the 202 says. `notify`: a URL POSTed {InferenceId, status, OutputLocation | FailureLocation,
    * error} once the request completes or fails (the safe fetcher's rules: https, public addresses).
+   * `ttlS` and `timeoutS` (the SageMaker headers, range-checked where they are parsed): the
+   * request's own maximum age and the deadline of its run.
    */
-  async accept(endpoint: string, input: string, opts: { topK: number; requestId: string; inferenceId?: string; notify?: string }): Promise<AsyncAccepted> {
+  async accept(endpoint: string, input: string, opts: { topK: number; requestId: string; inferenceId?: string; notify?: string; ttlS?: number; timeoutS?: number }): Promise<AsyncAccepted> {
     if (!this.router.has(endpoint)) throw Errors.NotFound(`Endpoint ${endpoint} was not found.`, 'List endpoints with kennel endpoints list.');
     await checkInput(this.ws, input);
     if (opts.notify !== undefined) checkNotifyUrl(opts.notify, this.opts.notify);
     if (opts.inferenceId !== undefined && !ID.test(opts.inferenceId)) throw Errors.InvalidRequest('The inference id is not 1 to 64 letters, digits, dot, dash, underscore or colon.', 'Leave it out for a generated one.');
     if (opts.inferenceId !== undefined && asyncRequest(this.ws, endpoint, opts.inferenceId)) throw Errors.Conflict(`Endpoint ${endpoint} already has a request with inference id ${opts.inferenceId}.`, 'Use a new inference id, or leave it out.');
-    const payload = Buffer.from(JSON.stringify({ input, topK: opts.topK } satisfies Payload));
+    const payload = Buffer.from(JSON.stringify({ input, topK: opts.topK, ...(opts.timeoutS ? { timeoutMs: opts.timeoutS * 1000 } : {}) } satisfies Payload));
     let id: string;
     try {
       id = this.queue.enqueue(endpoint, payload, opts.requestId, {
         id: opts.inferenceId,
-        extra: { input, notify: opts.notify ?? null },
+        extra: { input, notify: opts.notify ?? null, max_age_ms: opts.ttlS ? opts.ttlS * 1000 : null },
         full: (message) => Errors.Throttled(message, `Retry later; kennel endpoints requests ${endpoint} lists failed requests, which count until replayed or purged.`),
       });
     } catch (e) {
@@ -281,7 +285,7 @@ export class AsyncInference {
       image = checkImage(await this.ws.artifacts.get(sha), this.opts.maxImageBytes);
     } else image = (await fetchImage(p.input, { maxBytes: this.opts.maxImageBytes })).bytes;
     const target = this.router.route(endpoint);
-    const result = await this.router.invoke(target, image, { topK: p.topK, requestId: row.request_id });
+    const result = await this.router.invoke(p.timeoutMs ? { ...target, timeoutMs: p.timeoutMs } : target, image, { topK: p.topK, requestId: row.request_id });
     const answer = { predictions: result.predictions, model: result.model, variant: result.variant };
     return this.ws.artifacts.put(Buffer.from(JSON.stringify(answer)));
   }

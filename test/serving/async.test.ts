@@ -8,8 +8,10 @@ import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { createAwsKey } from '../../src/security/index.js';
 import { startDaemon, type Daemon } from '../../src/server/index.js';
-import { asyncRequest, asyncRequests } from '../../src/serving/index.js';
-import type { Workspace } from '../../src/store/index.js';
+import { AsyncInference, asyncRequest, asyncRequests } from '../../src/serving/index.js';
+import type { Router } from '../../src/serving/router.js';
+import { cannotStart } from '../../src/serving/supervisor.js';
+import { openWorkspace, type Workspace } from '../../src/store/index.js';
 import { kennelBin } from '../foundation/cli.js';
 import { tmpDir, tmpHome } from '../helpers/paths.js';
 import { bearer, invokeKey, photo, waitFor, workspaceWithModel } from './fixtures.js';
@@ -186,6 +188,37 @@ describe('InvokeEndpointAsync', () => {
     assert.match((await kennelAsync(['endpoints', 'requests', 'dogs'])).stdout, /dogs: \d+ queued, \d+ running, \d+ completed, \d+ failed/);
     const err = await kennelJsonAsync<{ error: string }>(['artifacts', 'download', `kennel://endpoints/dogs/requests/${InferenceId}/error`]);
     assert.match(err.error, /not a JPEG/);
+  });
+
+  test('X-Amzn-SageMaker-RequestTTLSeconds and -InvocationTimeoutSeconds out of range are 400s', async () => {
+    for (const [header, value] of [['x-amzn-sagemaker-requestttlseconds', '59'], ['x-amzn-sagemaker-requestttlseconds', '21601'], ['x-amzn-sagemaker-requestttlseconds', 'soon'], ['x-amzn-sagemaker-invocationtimeoutseconds', '0']] as const) {
+      const res = await submit('dogs', location, { [header]: value });
+      assert.equal(res.status, 400, `${header}: ${value}`);
+      assert.match(((await res.json()) as { error: { message: string } }).error.message, /must be a whole number of seconds from \d+ to \d+/);
+    }
+    const ok = await submit('dogs', location, { 'x-amzn-sagemaker-requestttlseconds': '60', 'x-amzn-sagemaker-invocationtimeoutseconds': '30' });
+    assert.equal(ok.status, 202);
+    assert.equal((await finished('dogs', ((await ok.json()) as { InferenceId: string }).InferenceId)).status, 'completed');
+  });
+
+  test('a request its endpoint cannot serve fails once older than its own TTL, with the age reason', async () => {
+    // a workspace of its own, so the daemon's queue does not run this request
+    const other = openWorkspace(tmpHome());
+    const stuck = { has: () => true, route: (endpoint: string) => ({ endpoint }), invoke: () => Promise.reject(cannotStart('stuck', 'no GPU')) } as unknown as Router;
+    const inference = new AsyncInference(other, stuck, pino({ level: 'silent' }), { throttleDelayMs: 20, maxThrottleDelayMs: 50, pollMs: 20, closeGraceMs: 0 });
+    try {
+      inference.start();
+      const sha = await other.artifacts.put(photo(BEAGLE_PHOTO));
+      const { InferenceId } = await inference.accept('stuck', `kennel://artifacts/${sha}`, { topK: 1, requestId: 'ttl', ttlS: 60 });
+      await waitFor('a try the endpoint refused', () => asyncRequest(other, 'stuck', InferenceId)?.lastError);
+      // the minute passes: received 61 s ago, well within the daemon's 6 h
+      other.db.prepare('UPDATE endpoint_requests SET received_at = received_at - 61000 WHERE id = ?').run(InferenceId);
+      const failed = await waitFor('the age failure', () => asyncRequests(other, 'stuck').failed.find((f) => f.id === InferenceId));
+      assert.match(failed.lastError, /maximum request age \(1m\).*no GPU/);
+    } finally {
+      await inference.close();
+      other.close();
+    }
   });
 
   test('kennel invoke --async --wait uploads the file and waits for the answer', async () => {
