@@ -199,7 +199,8 @@ export interface QueuePolicy<D> {
   retried?(owner: string, reason: 'error' | 'throttle'): void;
 }
 
-const duration = (ms: number) => (ms % 3_600_000 === 0 ? `${ms / 3_600_000}h` : ms % 60_000 === 0 ? `${ms / 60_000}m` : `${ms / 1000}s`);
+/** 6h, 1m, 90s: a maximum age in messages. */
+export const shortDuration = (ms: number) => (ms % 3_600_000 === 0 ? `${ms / 3_600_000}h` : ms % 60_000 === 0 ? `${ms / 60_000}m` : `${ms / 1000}s`);
 
 /** Runs a queue's stored items in the background (see the top of this file). */
 export class DurableQueue<D> {
@@ -293,7 +294,7 @@ export class DurableQueue<D> {
       }
       const maxAgeMs = this.policy.maxAgeMs(def, row);
       if (now - row.received_at > maxAgeMs) {
-        this.fail(row, 'age', `It was not run within its maximum ${t.noun} age (${duration(maxAgeMs)}).${row.last_error ? ` Last error: ${row.last_error}` : ''}`);
+        this.fail(row, 'age', `It was not run within its maximum ${t.noun} age (${shortDuration(maxAgeMs)}).${row.last_error ? ` Last error: ${row.last_error}` : ''}`);
         continue;
       }
       const owner = this.policy.name(def);
@@ -360,7 +361,7 @@ export class DurableQueue<D> {
     const next = Date.now() + delayMs;
     const maxAgeMs = this.policy.maxAgeMs(def, row);
     if (next - row.received_at > maxAgeMs) {
-      this.fail(row, 'age', `Its next try would be past its maximum ${this.tables.noun} age (${duration(maxAgeMs)}). Last error: ${message}`);
+      this.fail(row, 'age', `Its next try would be past its maximum ${this.tables.noun} age (${shortDuration(maxAgeMs)}). Last error: ${message}`);
       return;
     }
     this.ws.db.prepare(`UPDATE ${this.tables.items} SET status = 'queued', next_attempt_at = ?, last_error = ? WHERE seq = ?`).run(next, message, row.seq);

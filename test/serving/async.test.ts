@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { createAwsKey } from '../../src/security/index.js';
 import { startDaemon, type Daemon } from '../../src/server/index.js';
-import { AsyncInference, asyncRequest, asyncRequests } from '../../src/serving/index.js';
+import { AsyncInference, openAsyncRequests, type AsyncRequestStore } from '../../src/serving/index.js';
 import type { Router } from '../../src/serving/router.js';
 import { cannotStart } from '../../src/serving/supervisor.js';
 import { openWorkspace, type Workspace } from '../../src/store/index.js';
@@ -25,6 +25,8 @@ import { bearer, invokeKey, photo, waitFor, workspaceWithModel } from './fixture
 const BEAGLE_PHOTO = 'aipnd-dogs/Beagle_01125.jpg';
 let home: string;
 let ws: Workspace;
+/** the workspace's requests, read as the CLI reads them */
+let requests: AsyncRequestStore;
 let daemon: Daemon;
 let base: string;
 let key: string;
@@ -73,6 +75,7 @@ const finished = (endpoint: string, id: string, timeoutMs = 60_000) => waitFor(`
 before(async () => {
   home = tmpHome();
   ws = await workspaceWithModel(home);
+  requests = await openAsyncRequests(ws);
   key = invokeKey(ws);
   await start();
   await daemon.runtime.create({ name: 'dogs', variants: [{ name: 'primary', model: 'mnet' }], instances: 1 });
@@ -205,15 +208,15 @@ describe('InvokeEndpointAsync', () => {
     // a workspace of its own, so the daemon's queue does not run this request
     const other = openWorkspace(tmpHome());
     const stuck = { has: () => true, route: (endpoint: string) => ({ endpoint }), invoke: () => Promise.reject(cannotStart('stuck', 'no GPU')) } as unknown as Router;
-    const inference = new AsyncInference(other, stuck, pino({ level: 'silent' }), { throttleDelayMs: 20, maxThrottleDelayMs: 50, pollMs: 20, closeGraceMs: 0 });
+    const inference = await AsyncInference.open(other, stuck, pino({ level: 'silent' }), { throttleDelayMs: 20, maxThrottleDelayMs: 50, pollMs: 20, closeGraceMs: 0 });
     try {
-      inference.start();
+      await inference.start();
       const sha = await other.artifacts.put(photo(BEAGLE_PHOTO));
       const { InferenceId } = await inference.accept('stuck', `kennel://artifacts/${sha}`, { topK: 1, requestId: 'ttl', ttlS: 60 });
-      await waitFor('a try the endpoint refused', () => asyncRequest(other, 'stuck', InferenceId)?.lastError);
+      await waitFor('a try the endpoint refused', async () => (await inference.store.status('stuck', InferenceId))?.lastError);
       // the minute passes: received 61 s ago, well within the daemon's 6 h
       other.db.prepare('UPDATE endpoint_requests SET received_at = received_at - 61000 WHERE id = ?').run(InferenceId);
-      const failed = await waitFor('the age failure', () => asyncRequests(other, 'stuck').failed.find((f) => f.id === InferenceId));
+      const failed = await waitFor('the age failure', async () => (await inference.store.list('stuck', 0)).failed.find((f) => f.id === InferenceId));
       assert.match(failed.lastError, /maximum request age \(1m\).*no GPU/);
     } finally {
       await inference.close();
@@ -247,11 +250,11 @@ describe('durability and scaling', () => {
     const pid = daemon.runtime.describe('dogs').replicas[0]!.pid!;
     process.kill(pid, 'SIGKILL');
     await daemon.close();
-    const left = asyncRequests(ws, 'dogs', 0).counts;
+    const left = (await requests.list('dogs', 0)).counts;
     await start();
     assert.ok(left.queued + left.running > 0, 'the restart has requests to finish');
-    const all = await waitFor('every request answered', () => {
-      const states = ids.map((id) => asyncRequest(ws, 'dogs', id)!);
+    const all = await waitFor('every request answered', async () => {
+      const states = await Promise.all(ids.map(async (id) => (await requests.status('dogs', id))!));
       return states.every((s) => s.status === 'completed' || s.status === 'failed') ? states : undefined;
     }, 120_000);
     assert.deepEqual(all.filter((s) => s.status !== 'completed').map((s) => s.lastError), [], `left after the restart: ${JSON.stringify(left)}`);
