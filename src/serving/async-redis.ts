@@ -33,6 +33,8 @@ const PREFIX = 'kennel';
 /** a running request's lock; a daemon killed with it is noticed this long after its last renewal */
 const LOCK_MS = 30_000;
 const QUEUED: JobType[] = ['waiting', 'delayed', 'prioritized'];
+/** what endpoint names are made of (and a BullMQ queue name may not have a colon) */
+const ENDPOINT_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 interface JobData {
   id: string;
@@ -97,16 +99,37 @@ export class RedisRequests implements AsyncRequestStore {
     return `kennel-async-${this.tag}-${endpoint}`;
   }
 
-  /** The endpoint's queue, and its worker once started. */
+  /** The queue of an endpoint that has requests (accepted now, or found at start), and its worker once started. */
   private queue(endpoint: string): Queue<JobData, string> {
     let q = this.queues.get(endpoint);
     if (!q) {
-      q = new Queue<JobData, string>(this.name(endpoint), { connection: this.redis.client, prefix: PREFIX });
-      q.on('error', () => {}); // the shared client reconnects with backoff; the failing call reports the error
+      q = this.newQueue(endpoint);
       this.queues.set(endpoint, q);
     }
     if (this.runner && !this.workers.has(endpoint)) this.workers.set(endpoint, this.worker(endpoint, this.runner));
     return q;
+  }
+
+  private newQueue(endpoint: string): Queue<JobData, string> {
+    const q = new Queue<JobData, string>(this.name(endpoint), { connection: this.redis.client, prefix: PREFIX });
+    q.on('error', () => {}); // the shared client reconnects with backoff; the failing call reports the error
+    return q;
+  }
+
+  /**
+   * Reads an endpoint's queue without keeping it: a status asked of any name (a typo, a deleted
+   * endpoint) starts no worker and is not watched. A name no endpoint can have has nothing.
+   */
+  private async read<T>(endpoint: string, empty: T, fn: (q: Queue<JobData, string>) => Promise<T>): Promise<T> {
+    const kept = this.queues.get(endpoint);
+    if (kept) return fn(kept);
+    if (!ENDPOINT_NAME.test(endpoint)) return empty;
+    const q = this.newQueue(endpoint);
+    try {
+      return await fn(q);
+    } finally {
+      await q.close();
+    }
   }
 
   async accept(r: NewAsyncRequest): Promise<string> {
@@ -132,12 +155,18 @@ export class RedisRequests implements AsyncRequestStore {
   }
 
   async status(endpoint: string, id: string): Promise<AsyncRequestStatus | undefined> {
-    const job = await this.queue(endpoint).getJob(jobIdOf(id));
-    return job && statusOf(job, await job.getState());
+    return this.read(endpoint, undefined, async (q) => {
+      const job = await q.getJob(jobIdOf(id));
+      return job && statusOf(job, await job.getState());
+    });
   }
 
-  async list(endpoint: string, limit: number): Promise<AsyncRequestList> {
-    const q = this.queue(endpoint);
+  list(endpoint: string, limit: number): Promise<AsyncRequestList> {
+    const none: AsyncRequestList = { counts: { queued: 0, running: 0, failed: 0, completed: 0 }, recent: [], failed: [] };
+    return this.read(endpoint, none, (q) => this.listOf(q, limit));
+  }
+
+  private async listOf(q: Queue<JobData, string>, limit: number): Promise<AsyncRequestList> {
     const c = await q.getJobCounts(...QUEUED, 'active', 'completed', 'failed');
     const queued = QUEUED.reduce((a, t) => a + (c[t] ?? 0), 0);
     const jobs = limit > 0 ? (await q.getJobs([...QUEUED, 'active', 'completed', 'failed'], 0, limit - 1)).filter(Boolean) : [];
@@ -147,28 +176,29 @@ export class RedisRequests implements AsyncRequestStore {
     return { counts: { queued, running: c.active ?? 0, failed: c.failed ?? 0, completed: c.completed ?? 0 }, recent, failed };
   }
 
-  /** The failed jobs named (all when none are); an id that is not a failed request is a 404. */
-  private async failedJobs(endpoint: string, ids: string[] | undefined): Promise<RequestJob[]> {
-    const failed = (await this.queue(endpoint).getFailed(0, -1)).filter(Boolean);
-    if (!ids?.length) return failed;
-    const unknown = ids.find((id) => !failed.some((j) => j.data.id === id));
-    if (unknown !== undefined) throw Errors.NotFound(`Endpoint ${endpoint} has no failed request ${unknown}.`, idsHint(endpoint));
-    return failed.filter((j) => ids.includes(j.data.id));
+  /** Applies `fn` to the failed jobs named (all when none are); an id that is not a failed request is a 404. */
+  private eachFailed(endpoint: string, ids: string[] | undefined, fn: (j: RequestJob) => Promise<unknown>): Promise<number> {
+    return this.read(endpoint, 0, async (q) => {
+      let jobs = (await q.getFailed(0, -1)).filter(Boolean);
+      if (ids?.length) {
+        const unknown = ids.find((id) => !jobs.some((j) => j.data.id === id));
+        if (unknown !== undefined) throw Errors.NotFound(`Endpoint ${endpoint} has no failed request ${unknown}.`, idsHint(endpoint));
+        jobs = jobs.filter((j) => ids.includes(j.data.id));
+      }
+      for (const j of jobs) await fn(j);
+      return jobs.length;
+    });
   }
 
-  async replay(endpoint: string, ids?: string[]): Promise<number> {
-    const jobs = await this.failedJobs(endpoint, ids);
-    for (const j of jobs) {
+  replay(endpoint: string, ids?: string[]): Promise<number> {
+    return this.eachFailed(endpoint, ids, async (j) => {
       await j.updateData({ ...j.data, receivedAt: Date.now(), throttles: 0, lastError: undefined });
       await j.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
-    }
-    return jobs.length;
+    });
   }
 
-  async purge(endpoint: string, ids?: string[]): Promise<number> {
-    const jobs = await this.failedJobs(endpoint, ids);
-    await Promise.all(jobs.map((j) => j.remove()));
-    return jobs.length;
+  purge(endpoint: string, ids?: string[]): Promise<number> {
+    return this.eachFailed(endpoint, ids, (j) => j.remove());
   }
 
   depth(endpoint: string): number {

@@ -31,8 +31,11 @@ async function start(): Promise<void> {
   base = `http://127.0.0.1:${daemon.state.port}`;
 }
 
+const post = (input: string, headers: Record<string, string> = {}) =>
+  fetch(`${base}/endpoints/dogs/async-invocations?topK=1`, { method: 'POST', headers: { ...bearer(key), 'x-amzn-sagemaker-inputlocation': input, ...headers } });
+
 async function submit(input: string): Promise<string> {
-  const res = await fetch(`${base}/endpoints/dogs/async-invocations?topK=1`, { method: 'POST', headers: { ...bearer(key), 'x-amzn-sagemaker-inputlocation': input } });
+  const res = await post(input);
   assert.equal(res.status, 202);
   return ((await res.json()) as { InferenceId: string }).InferenceId;
 }
@@ -86,6 +89,7 @@ describe('asynchronous inference on Redis', { skip: !hasRedis && NO_REDIS }, () 
     const downloaded = await kennelJson<{ predictions: Array<{ label: string }> }>(['artifacts', 'download', done[23]!.outputLocation]);
     assert.equal(downloaded.predictions[0]!.label, expectedTop);
     await waitFor('the backlog at 0', () => daemon.asyncInference.depth('dogs') === 0);
+    assert.equal((await fetch(`${base}/endpoints/cats/async-invocations/${ids[0]}`, { headers: bearer(key) })).status, 404);
   });
 
   test('a failing input goes to the failed list; kennel endpoints requests lists, replays and purges it', async () => {
@@ -117,5 +121,20 @@ describe('asynchronous inference on Redis', { skip: !hasRedis && NO_REDIS }, () 
     await start();
     const done = await finished(ids);
     assert.deepEqual(done.filter((s) => s.status !== 'completed').map((s) => s.lastError), [], `left at the restart: ${JSON.stringify(left)}`);
+  });
+
+  test('bounded per endpoint (429 when full) and an inference id is used once (409)', async () => {
+    assert.equal((await post(location, { 'x-amzn-sagemaker-inference-id': 'once:1' })).status, 202);
+    assert.equal((await post(location, { 'x-amzn-sagemaker-inference-id': 'once:1' })).status, 409);
+    // a store of its own with a bound of 2, for an endpoint no daemon runs
+    const small = await openAsyncRequests(ws, { queue: redis.url, maxItemsPerOwner: 2 });
+    try {
+      const request = { endpoint: 'bounded', requestId: 'test', payload: { input: location, topK: 1 } };
+      await small.accept(request);
+      await small.accept(request);
+      await assert.rejects(small.accept(request), (e: Error & { status?: number }) => e.status === 429 && /queue of endpoint bounded is full \(2 requests/.test(e.message));
+    } finally {
+      await small.close();
+    }
   });
 });
