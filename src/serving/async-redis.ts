@@ -30,8 +30,6 @@ import {
  */
 
 const PREFIX = 'kennel';
-/** a running request's lock; a daemon killed with it is noticed this long after its last renewal */
-const LOCK_MS = 30_000;
 const QUEUED: JobType[] = ['waiting', 'delayed', 'prioritized'];
 /** what endpoint names are made of (and a BullMQ queue name may not have a colon) */
 const ENDPOINT_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -234,7 +232,9 @@ export class RedisRequests implements AsyncRequestStore {
       connection: this.redis.connection,
       prefix: PREFIX,
       concurrency: this.opts.perEndpointConcurrency,
-      lockDuration: LOCK_MS,
+      lockDuration: this.opts.lockMs,
+      // a lock left by a killed daemon is looked for twice per lock period
+      stalledInterval: Math.max(500, this.opts.lockMs / 2),
       // a request whose daemon keeps dying with it runs 1 + maxRetries times, like one that fails
       maxStalledCount: this.opts.maxRetries,
     });

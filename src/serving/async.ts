@@ -29,6 +29,8 @@ export interface AsyncInferenceOptions extends Partial<QueueOptions> {
   maxRetries?: number;
   /** completed requests are kept this long for their status (their answer artifacts until kennel gc after that) */
   keepCompletedMs?: number;
+  /** Redis engine: a running request's lock, renewed while it runs; a request whose daemon was killed runs again this long after */
+  lockMs?: number;
   maxImageBytes?: number;
   /** how completion notifications are sent: only tests loosen the safe fetcher's rules (allowHttp, allowPrivate) */
   notify?: SafeFetchOptions;
@@ -50,6 +52,7 @@ export const ASYNC_DEFAULTS: Required<Omit<AsyncInferenceOptions, 'queue'>> = {
   maxAgeMs: 6 * 3600_000,
   maxRetries: 2,
   keepCompletedMs: 24 * 3600_000,
+  lockMs: 30_000,
   maxImageBytes: DEFAULT_MAX_IMAGE_BYTES,
   notify: {},
 };

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { startDaemon, type Daemon } from '../../src/server/index.js';
@@ -7,7 +8,7 @@ import { openAsyncRequests, type AsyncRequestList, type AsyncRequestStatus, type
 import type { Workspace } from '../../src/store/index.js';
 import { kennelBin } from '../foundation/cli.js';
 import { tmpHome } from '../helpers/paths.js';
-import { hasRedis, NO_REDIS, startRedis } from '../workers/helpers.ts';
+import { hasRedis, NO_REDIS, startProcess, startRedis } from '../workers/helpers.ts';
 import { bearer, invokeKey, photo, waitFor, workspaceWithModel } from './fixtures.js';
 
 /**
@@ -121,6 +122,29 @@ describe('asynchronous inference on Redis', { skip: !hasRedis && NO_REDIS }, () 
     await start();
     const done = await finished(ids);
     assert.deepEqual(done.filter((s) => s.status !== 'completed').map((s) => s.lastError), [], `left at the restart: ${JSON.stringify(left)}`);
+  });
+
+  test('requests running when their daemon is killed (kill -9) run again once their locks expire', async () => {
+    const store = await openAsyncRequests(ws, { queue: redis.url, lockMs: 1000 });
+    const request = { endpoint: 'crash', requestId: 'test', payload: { input: location, topK: 1 } };
+    const ids = await Promise.all(Array.from({ length: 5 }, () => store.accept(request)));
+    // a daemon of its own takes them and is killed while they run
+    const doomed = startProcess(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'async-redis-crash.ts'), home, redis.url, 'crash']);
+    await doomed.waitFor(/running/, 20_000);
+    doomed.child.kill('SIGKILL');
+    await doomed.exited;
+    const ran: string[] = [];
+    await store.start({ has: () => true, run: async (r) => (ran.push(r.id), 'answer'), completed: () => {}, failed: () => {} });
+    try {
+      const all = await waitFor('every request run again', async () => {
+        const states = await Promise.all(ids.map((id) => store.status('crash', id)));
+        return states.every((s) => s?.status === 'completed') ? states : undefined;
+      }, 20_000);
+      assert.equal(all.length, 5);
+      assert.deepEqual([...new Set(ran)].sort(), [...ids].sort());
+    } finally {
+      await store.close();
+    }
   });
 
   test('bounded per endpoint (429 when full) and an inference id is used once (409)', async () => {
