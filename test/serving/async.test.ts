@@ -270,4 +270,14 @@ describe('durability and scaling', () => {
     assert.equal(s.status, 'completed', s.lastError);
     await waitFor('scale in to zero', () => daemon.runtime.describe('lazy').status === 'scaled_to_zero', 60_000);
   });
+
+  test('a backlog scales an endpoint beyond what its running requests ask for, and back to zero once drained', async () => {
+    // 16 running against a target of 100 in flight want 1 replica; 40 stored at 10 per replica want 4, so max 3
+    await daemon.runtime.create({ name: 'deep', variants: [{ name: 'primary', model: 'mnet' }], instances: 0, min: 0, max: 3, targetConcurrency: 100, targetBacklogPerInstance: 10, scaleOutCooldownS: 0, scaleInCooldownS: 1 });
+    const ids = await Promise.all(Array.from({ length: 40 }, async () => ((await (await submit('deep', location)).json()) as { InferenceId: string }).InferenceId));
+    const out = await waitFor('a scale-out on the backlog', () => daemon.runtime.describe('deep').events.find((e) => e.kind === 'scale_out' && /asynchronous backlog/.test(e.message)));
+    assert.equal(out.detail.to, 3, out.message);
+    for (const id of ids) assert.equal((await finished('deep', id)).status, 'completed');
+    await waitFor('scale in to zero', () => daemon.runtime.describe('deep').status === 'scaled_to_zero', 60_000);
+  });
 });
