@@ -1,5 +1,8 @@
 import { InvalidArgumentError } from 'commander';
 
+/** A --queue option's value, else $KENNEL_QUEUE (an empty variable is none). */
+export const queueOf = (opt: string | undefined): string | undefined => opt ?? (process.env.KENNEL_QUEUE || undefined);
+
 /** Commander value parsers with one-sentence errors. */
 export function number(name: string, opts: { int?: boolean; min?: number; max?: number } = {}) {
   return (value: string): number => {

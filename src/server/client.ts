@@ -92,11 +92,28 @@ const mib = (bytes: number): string => `${Number((bytes / 2 ** 20).toFixed(2))} 
 const imageTooLarge = (size: number, limit: number): KennelError =>
   Errors.TooLarge(`The image is too large (limit ${mib(limit)}): it has ${mib(size)}.`, 'Resize it before sending: the model looks at a few hundred pixels.');
 
-/** SageMaker's InvokeEndpointAsync on the daemon's data plane: the input is a location (kennel://artifacts/SHA or https://). */
-export async function invokeEndpointAsync(home: string, endpoint: string, inputLocation: string, topK: number, key: string, inferenceId?: string, notify?: string): Promise<{ InferenceId: string; OutputLocation: string; FailureLocation: string }> {
+export interface AsyncInvocation {
+  /** kennel://artifacts/SHA or https:// */
+  inputLocation: string;
+  topK: number;
+  key: string;
+  inferenceId?: string;
+  notify?: string;
+  /** the request's maximum age in seconds (X-Amzn-SageMaker-RequestTTLSeconds) */
+  ttlS?: number;
+}
+
+/** SageMaker's InvokeEndpointAsync on the daemon's data plane. */
+export async function invokeEndpointAsync(home: string, endpoint: string, o: AsyncInvocation): Promise<{ InferenceId: string; OutputLocation: string; FailureLocation: string }> {
   const state = findDaemon(home);
-  const headers: Record<string, string> = { authorization: `Bearer ${key}`, 'x-amzn-sagemaker-inputlocation': inputLocation, ...(inferenceId ? { 'x-amzn-sagemaker-inference-id': inferenceId } : {}), ...(notify ? { 'x-kennel-notify-url': notify } : {}) };
-  const res = await call(`${dataPlaneUrl(state)}/endpoints/${encodeURIComponent(endpoint)}/async-invocations?topK=${topK}`, { method: 'POST', headers });
+  const headers: Record<string, string> = {
+    authorization: `Bearer ${o.key}`,
+    'x-amzn-sagemaker-inputlocation': o.inputLocation,
+    ...(o.inferenceId ? { 'x-amzn-sagemaker-inference-id': o.inferenceId } : {}),
+    ...(o.notify ? { 'x-kennel-notify-url': o.notify } : {}),
+    ...(o.ttlS ? { 'x-amzn-sagemaker-requestttlseconds': String(o.ttlS) } : {}),
+  };
+  const res = await call(`${dataPlaneUrl(state)}/endpoints/${encodeURIComponent(endpoint)}/async-invocations?topK=${o.topK}`, { method: 'POST', headers });
   if (!res.ok) throw await failure(res);
   return (await res.json()) as { InferenceId: string; OutputLocation: string; FailureLocation: string };
 }

@@ -24,7 +24,7 @@ export interface DaemonOptions {
   timings?: PoolTimings;
   /** bounds and retry timings of the functions' asynchronous-invocation queue */
   events?: EventQueueOptions;
-  /** bounds and timings of the endpoints' asynchronous inference queue */
+  /** bounds and timings of the endpoints' asynchronous inference queue, and its Redis URL (`queue`) when not the workspace's database */
   asyncInference?: AsyncInferenceOptions;
   /** timeouts and the per-client connection cap of both ports (default DEFAULT_HTTP_LIMITS) */
   httpLimits?: Partial<HttpLimits>;
@@ -74,7 +74,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     () => runtime?.load() ?? [],
     () => (runtime?.list() ?? []).flatMap((e) => (e.spec.capture ? driftHistory(ws, e.name, 1) : [])),
   );
-  runtime = new ServingRuntime(ws, { log, hooks: metrics.hooks, timings: opts.timings });
+  // the backlog is first read once a pool is tracked, after asyncInference is built (runtime.start() or a create)
+  runtime = new ServingRuntime(ws, { log, hooks: metrics.hooks, timings: opts.timings, backlog: (endpoint) => asyncInference.depth(endpoint) });
   const startedAt = new Date().toISOString();
   const driftIntervalMs = opts.driftIntervalMs ?? (Number(process.env.KENNEL_DRIFT_INTERVAL_S) > 0 ? Number(process.env.KENNEL_DRIFT_INTERVAL_S) * 1000 : 600_000);
   const drift = new DriftMonitor(ws, log, driftIntervalMs, (name) => runtime?.flushCapture(name));
@@ -100,7 +101,16 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const gateway = new FunctionGateway({ ws, endpoints: endpointClientFor(runtime, opts.maxImageBytes), registry: metrics.registry, events: opts.events });
   // filled in once both listen; status() may be read before (the console reads home at registration)
   const ports = { port: 0, adminPort: 0 };
-  const asyncInference = new AsyncInference(ws, runtime.router, log, { maxImageBytes: opts.maxImageBytes, ...opts.asyncInference });
+  let asyncInference: AsyncInference;
+  try {
+    asyncInference = await AsyncInference.open(ws, runtime.router, log, { maxImageBytes: opts.maxImageBytes, ...opts.asyncInference });
+  } catch (e) {
+    // Redis cannot be reached: nothing has started yet but the runtime's timers
+    drift.close();
+    await runtime.close();
+    ws.close();
+    throw e;
+  }
   const dataPlane = buildDataPlane(runtime, metrics, { log, ws, gateway, maxImageBytes: opts.maxImageBytes, httpLimits, asyncInference });
   const admin = buildAdmin(runtime, {
     log,
@@ -128,7 +138,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   ports.adminPort = addressOf(admin);
   await runtime.start();
   await gateway.start(); // provisioned instances, then function definitions re-read every 2 s
-  asyncInference.start(); // requests left running by a crash are handed back first
+  await asyncInference.start(); // requests left running by a crash are handed back first
   const state: DaemonState = { pid: process.pid, host, ...ports, startedAt, maxImageBytes: opts.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES };
   writeState(ws.home, state);
   const { pid: _pid, ...started } = state; // every line carries pid already

@@ -7,7 +7,7 @@ import { Errors, KennelError } from '../core/index.js';
 import { functionsRoutes, type FunctionGateway } from '../functions/index.js';
 import { fetchImage } from '../net/index.js';
 import { securityPlugin } from '../security/index.js';
-import { asyncRequest, DEFAULT_MAX_IMAGE_BYTES, IMAGE_TYPES, checkImage, decodeBase64Image, type AsyncInference, type ServingRuntime } from '../serving/index.js';
+import { DEFAULT_MAX_IMAGE_BYTES, IMAGE_TYPES, checkImage, decodeBase64Image, type AsyncInference, type ServingRuntime } from '../serving/index.js';
 import type { Workspace } from '../store/index.js';
 import { sendError } from './errors.js';
 import { applyHttpLimits, DEFAULT_HTTP_LIMITS, httpServerOptions, type HttpLimits } from './http-limits.js';
@@ -146,28 +146,28 @@ export function buildDataPlane(runtime: ServingRuntime, metrics: ServingMetrics,
     { config: { awsApi: 'sagemaker', auth: invokeAuth }, schema: { params: nameParams, querystring: { type: 'object', properties: { topK: { type: 'integer', minimum: 1, maximum: 1000, default: 5 } } } } },
     async (req, reply) => {
       checkAccept(req);
-      const { inputLocation, inferenceId, notify } = asyncRequestHeaders(req);
-      const accepted = await opts.asyncInference.accept(req.params.name, inputLocation, { topK: req.query.topK, requestId: req.id, inferenceId, notify });
+      const { inputLocation, ...headers } = asyncRequestHeaders(req);
+      const accepted = await opts.asyncInference.accept(req.params.name, inputLocation, { topK: req.query.topK, requestId: req.id, ...headers });
       req.kennelAudit = { ...req.kennelAudit, inferenceId: accepted.InferenceId };
       reply.code(202).header(OUTPUT_LOCATION_HEADER, accepted.OutputLocation).header(FAILURE_LOCATION_HEADER, accepted.FailureLocation).header('x-amzn-requestid', req.id);
       return accepted;
     },
   );
   const requestParams = { type: 'object', properties: { name: { type: 'string', maxLength: 63 }, id: { type: 'string', maxLength: 64 } }, required: ['name', 'id'] } as const;
-  const requestOf = (p: { name: string; id: string }) => {
-    const r = asyncRequest(opts.ws, p.name, p.id);
+  const requestOf = async (p: { name: string; id: string }) => {
+    const r = await opts.asyncInference.store.status(p.name, p.id);
     if (!r) throw Errors.NotFound(`Endpoint ${p.name} has no asynchronous request ${p.id}.`, `kennel endpoints requests ${p.name} lists them.`);
     return r;
   };
   const answerOf = async (sha: string): Promise<unknown> => JSON.parse(Buffer.from(await opts.ws.artifacts.get(sha)).toString('utf8'));
   // a request's status, with its answer once completed (the same key rules as the invocation)
   app.get<{ Params: { name: string; id: string } }>('/endpoints/:name/async-invocations/:id', { config: { auth: invokeAuth }, schema: { params: requestParams } }, async (req) => {
-    const r = requestOf(req.params);
+    const r = await requestOf(req.params);
     return { ...r, ...(r.output ? { answer: await answerOf(r.output) } : {}) };
   });
   // what OutputLocation names: the answer itself
   app.get<{ Params: { name: string; id: string } }>('/endpoints/:name/async-invocations/:id/output', { config: { auth: invokeAuth }, schema: { params: requestParams } }, async (req) => {
-    const r = requestOf(req.params);
+    const r = await requestOf(req.params);
     if (!r.output) throw Errors.Conflict(`Request ${r.id} is ${r.status}${r.lastError ? `: ${r.lastError}` : ''}; it has no answer${r.status === 'failed' ? '' : ' yet'}.`, r.status === 'failed' ? `kennel endpoints requests ${r.endpoint} --replay ${r.id} queues it again.` : 'Ask again in a moment.');
     return answerOf(r.output);
   });

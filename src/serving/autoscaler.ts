@@ -5,6 +5,12 @@ export interface ScalingPolicy {
   /** in-flight requests per replica (a time-weighted mean over each second), or invocations per replica per minute (SageMaker's InvocationsPerInstance) */
   metric: 'concurrency' | 'invocations';
   target: number;
+  /**
+   * asynchronous requests stored per replica (queued or running; SageMaker's
+   * ApproximateBacklogSizePerInstance): the replicas wanted are at least backlog / this, so a
+   * queue deeper than the in-flight runs can show still adds capacity
+   */
+  backlogPerInstance: number;
   scaleOutCooldownS: number;
   scaleInCooldownS: number;
 }
@@ -18,6 +24,8 @@ export interface Sample {
   invocations: number;
   /** requests in the system at the end of the interval */
   inSystem: number;
+  /** the variant's share of its endpoint's asynchronous requests stored and not finished, at the end of the interval */
+  backlog?: number;
 }
 
 export interface ScalingState {
@@ -61,7 +69,8 @@ function trailing(history: Sample[], seconds: number): { samples: Sample[]; cove
 
 /**
  * Target tracking: the replicas needed to bring the metric per replica to the target,
- * ceil(total / target), clamped to [min, max], with separate cooldowns for scaling out and in
+ * ceil(total / target), or the asynchronous backlog per replica to its target,
+ * ceil(backlog / backlogPerInstance), whichever is more, clamped to [min, max], with separate cooldowns for scaling out and in
  * (and some headroom when scaling in).
  * Returns undefined when nothing should change.
  */
@@ -70,20 +79,27 @@ export function decideScaling(p: ScalingPolicy, s: ScalingState, nowMs: number):
   const clamp = (n: number) => Math.min(p.max, Math.max(p.min, n));
   const out = trailing(s.history, scaleOutWindow(p));
   const busy = metric(p, out.samples);
-  const wantOut = clamp(Math.ceil(busy / p.target - 1e-9));
+  // the backlog is a level, not a rate: its newest value decides a scale-out
+  const backlog = s.history.at(-1)!.backlog ?? 0;
+  const byBacklog = Math.ceil(backlog / p.backlogPerInstance - 1e-9);
+  const byMetric = Math.ceil(busy / p.target - 1e-9);
+  const wantOut = clamp(Math.max(byMetric, byBacklog));
   if (wantOut > s.current && nowMs - s.lastScaleOutAt >= p.scaleOutCooldownS * 1000) {
-    return { desired: wantOut, direction: 'out', reason: `${describe(p, busy, s.current)} above target ${p.target} over the last ${round(out.covered)} s` };
+    const why = byBacklog > byMetric ? describeBacklog(p, backlog, s.current) : `${describe(p, busy, s.current)} above target ${p.target}`;
+    return { desired: wantOut, direction: 'out', reason: `${why} over the last ${round(out.covered)} s` };
   }
   const inSeconds = scaleInWindow(p);
   const calmWindow = trailing(s.history, inSeconds);
   if (calmWindow.covered < inSeconds - 1e-6) return undefined;
   // the busiest second of the window decides (invocations: the window's mean rate)
   const calm = p.metric === 'concurrency' ? Math.max(...perSecond(calmWindow.samples).map((x) => metric(p, x))) : metric(p, calmWindow.samples);
-  let wantIn = clamp(Math.ceil(calm / (p.target * SCALE_IN_HEADROOM) - 1e-9));
-  // never scale to zero while a request is in the system
-  if (wantIn === 0 && s.history.at(-1)!.inSystem > 0) wantIn = 1;
+  const calmBacklog = Math.max(...calmWindow.samples.map((x) => x.backlog ?? 0));
+  let wantIn = clamp(Math.max(Math.ceil(calm / (p.target * SCALE_IN_HEADROOM) - 1e-9), Math.ceil(calmBacklog / (p.backlogPerInstance * SCALE_IN_HEADROOM) - 1e-9)));
+  // never scale to zero while a request is in the system or waits in the asynchronous queue
+  if (wantIn === 0 && (s.history.at(-1)!.inSystem > 0 || backlog > 0)) wantIn = 1;
   if (wantIn < s.current && nowMs - Math.max(s.lastScaleOutAt, s.lastScaleInAt) >= p.scaleInCooldownS * 1000) {
-    return { desired: wantIn, direction: 'in', reason: `${describe(p, calm, s.current)} below target ${p.target} over the last ${inSeconds} s` };
+    const backlogNote = calmBacklog > 0 ? `, backlog at most ${calmBacklog}` : '';
+    return { desired: wantIn, direction: 'in', reason: `${describe(p, calm, s.current)} below target ${p.target}${backlogNote} over the last ${inSeconds} s` };
   }
   return undefined;
 }
@@ -121,6 +137,10 @@ function describe(p: ScalingPolicy, total: number, current: number): string {
   return p.metric === 'concurrency' ? `in-flight per replica ${per.toFixed(2)}` : `invocations per replica per minute ${per.toFixed(1)}`;
 }
 
+function describeBacklog(p: ScalingPolicy, backlog: number, current: number): string {
+  return `asynchronous backlog per replica ${(backlog / Math.max(1, current)).toFixed(1)} above target ${p.backlogPerInstance}`;
+}
+
 /** What the autoscaler needs of a replica pool. */
 export interface Scalable {
   readonly desired: number;
@@ -141,15 +161,22 @@ interface Tracked {
  * is acted on within a fraction of a second. A request that finds a pool at zero replicas
  * scales it out at once (no cooldown): it is held until a replica is ready.
  */
+export interface AutoscalerOptions<P> {
+  /** sampling period, default 250 ms */
+  intervalMs?: number;
+  /** the pool's share of its endpoint's asynchronous backlog (queued or running requests), read at each sample */
+  backlog?: (pool: P) => number;
+}
+
 export class Autoscaler<P extends Scalable> {
   private readonly tracked = new Map<P, Tracked>();
   private readonly timer: NodeJS.Timeout;
 
   constructor(
     private readonly onDecision: DecisionListener<P>,
-    intervalMs = 250,
+    private readonly opts: AutoscalerOptions<P> = {},
   ) {
-    this.timer = setInterval(() => this.tick(Date.now()), intervalMs);
+    this.timer = setInterval(() => this.tick(Date.now()), opts.intervalMs ?? 250);
     this.timer.unref();
   }
 
@@ -175,7 +202,7 @@ export class Autoscaler<P extends Scalable> {
   tick(nowMs: number): void {
     for (const [pool, t] of this.tracked) {
       const history = t.state.history;
-      history.push(pool.sample());
+      history.push({ ...pool.sample(), backlog: this.opts.backlog?.(pool) ?? 0 });
       while (history.reduce((a, x) => a + x.seconds, 0) - history[0]!.seconds >= HISTORY_S) history.shift();
       if (pool.rollingOut) continue; // the rollout owns the replica set until it completes
       t.state.current = pool.desired;

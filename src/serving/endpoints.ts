@@ -59,6 +59,8 @@ const SettingsSchema = z.object({
   max: z.number().int().min(1).max(64),
   targetConcurrency: z.number().positive().max(10_000).nullable(),
   targetInvocationsPerInstance: z.number().positive().max(10_000_000).nullable(),
+  /** asynchronous requests stored (queued or running) per replica that an autoscaled endpoint scales to */
+  targetBacklogPerInstance: z.number().positive().max(1_000_000),
   scaleOutCooldownS: z.number().min(0).max(3600),
   scaleInCooldownS: z.number().min(0).max(86_400),
   maxBatch: z.number().int().min(1).max(256),
@@ -121,7 +123,8 @@ export interface EndpointEvent {
 
 // max batch 8 and 2 ms: on CPU, ORT's time per image hardly drops beyond a few images, while
 // a longer run or wait holds every request of the batch; a GPU endpoint wants more of both
-const DEFAULTS = { scaleOutCooldownS: 5, scaleInCooldownS: 60, maxBatch: 8, maxDelayMs: 2, maxInFlight: 64, timeoutMs: 30_000, device: 'cpu' } as const;
+// backlog 16 per replica: one replica of an async endpoint works through that many at once (perEndpointConcurrency)
+const DEFAULTS = { targetBacklogPerInstance: 16, scaleOutCooldownS: 5, scaleInCooldownS: 60, maxBatch: 8, maxDelayMs: 2, maxInFlight: 64, timeoutMs: 30_000, device: 'cpu' } as const;
 
 function parse<T extends z.ZodType>(schema: T, input: unknown): z.output<T> {
   const r = schema.safeParse(input);
@@ -161,7 +164,7 @@ function finish(ws: Workspace, name: string, variants: Variant[], s: Omit<Endpoi
 export function scalingPolicy(spec: EndpointSpec): ScalingPolicy | undefined {
   const target = spec.targetConcurrency ?? spec.targetInvocationsPerInstance;
   if (target === null) return undefined;
-  return { min: spec.min, max: spec.max, metric: spec.targetConcurrency !== null ? 'concurrency' : 'invocations', target, scaleOutCooldownS: spec.scaleOutCooldownS, scaleInCooldownS: spec.scaleInCooldownS };
+  return { min: spec.min, max: spec.max, metric: spec.targetConcurrency !== null ? 'concurrency' : 'invocations', target, backlogPerInstance: spec.targetBacklogPerInstance, scaleOutCooldownS: spec.scaleOutCooldownS, scaleInCooldownS: spec.scaleInCooldownS };
 }
 
 export function planCreate(ws: Workspace, input: unknown): EndpointSpec {
@@ -235,10 +238,10 @@ interface Row {
   updated_at: string;
 }
 
-// endpoints stored before shadows existed have none
+// endpoints stored before shadows (capture, backlog targets) existed have none
 const specOf = (json: string): EndpointSpec => {
   const spec = JSON.parse(json) as EndpointSpec;
-  return { ...spec, shadow: spec.shadow ?? null, capture: spec.capture ?? null };
+  return { ...spec, shadow: spec.shadow ?? null, capture: spec.capture ?? null, targetBacklogPerInstance: spec.targetBacklogPerInstance ?? DEFAULTS.targetBacklogPerInstance };
 };
 
 const fromRow = (r: Row): Endpoint => ({ spec: specOf(r.spec), desired: JSON.parse(r.desired) as Record<string, number>, createdAt: r.created_at, updatedAt: r.updated_at });

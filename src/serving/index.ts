@@ -5,4 +5,4 @@ export type { ShadowReport, ClassDisagreement, LatencySummary } from './shadow.j
 export { type PoolTimings } from './supervisor.js';
 export type { InvocationResult } from './router.js';
 export { IMAGE_TYPES, DEFAULT_MAX_IMAGE_BYTES, checkImage, decodeBase64Image } from './request.js';
-export { AsyncInference, ASYNC_DEFAULTS, asyncRequest, asyncRequests, replayAsyncRequests, purgeAsyncRequests, outputLocation, parseRequestLocation, artifactOfLocation, type AsyncInferenceOptions, type AsyncAccepted, type AsyncRequestStatus } from './async.js';
+export { AsyncInference, ASYNC_DEFAULTS, openAsyncRequests, outputLocation, parseRequestLocation, artifactOfLocation, type AsyncInferenceOptions, type AsyncAccepted, type AsyncRequestStatus, type AsyncRequestStore, type AsyncRequestList } from './async.js';

@@ -43,6 +43,8 @@ export interface RuntimeOptions {
   timings?: PoolTimings;
   /** how long create/update wait for replicas to become ready, default 120 s */
   readyWaitMs?: number;
+  /** an endpoint's asynchronous requests stored and not finished (queued or running), for autoscaling */
+  backlog?: (endpoint: string) => number;
 }
 
 export interface VariantDescription {
@@ -137,7 +139,16 @@ export class ServingRuntime {
       const message = `scaled ${pool.variant} ${d.direction} from ${d.from} to ${d.desired} replicas: ${d.reason}`;
       this.event(pool.endpoint, d.direction === 'out' ? 'scale_out' : 'scale_in', message, { variant: pool.variant, from: d.from, to: d.desired, reason: d.reason });
       opts.hooks?.scaling?.(pool.endpoint, pool.variant, d.direction);
-    });
+    }, { backlog: (pool) => this.backlogOf(pool) });
+  }
+
+  /** A variant's share of its endpoint's asynchronous backlog: the router sends it that share of the requests. */
+  private backlogOf(pool: ReplicaPool): number {
+    const spec = this.live.get(pool.endpoint)?.endpoint.spec;
+    const backlog = this.opts.backlog?.(pool.endpoint) ?? 0;
+    if (!spec || backlog === 0) return 0;
+    const total = spec.variants.reduce((a, v) => a + v.weight, 0);
+    return Math.ceil((backlog * (spec.variants.find((v) => v.name === pool.variant)?.weight ?? 0)) / total);
   }
 
   /** Starts every persisted endpoint with the replicas it had. */

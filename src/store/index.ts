@@ -4,4 +4,4 @@ export { S3ArtifactStore, parseS3Url } from './s3.js';
 export { keepNewestRows, type Db, type EndpointHistoryTable } from './db.js';
 export { createJob, finishJob, findJobs, getJob, listJobs, recentJobs, removeJob, type Job, type JobStatus } from './jobs.js';
 export { collectGarbage, collectStoreGarbage, type CollectReport } from './gc.js';
-export { DurableQueue, enqueueItem, listFailedItems, itemCounts, replayItems, purgeItems, type QueueTables, type QueueOptions, type QueuePolicy, type QueueRow, type FailedItem, type ItemCounts } from './queue.js';
+export { DurableQueue, shortDuration, enqueueItem, listFailedItems, itemCounts, replayItems, purgeItems, type QueueTables, type QueueOptions, type QueuePolicy, type QueueRow, type FailedItem, type ItemCounts } from './queue.js';

@@ -317,4 +317,8 @@ export const migrations: string[] = [
   );
   CREATE INDEX drift_results_by_endpoint ON drift_results (endpoint, id);
   `,
+  // 12: an asynchronous request's own maximum age (X-Amzn-SageMaker-RequestTTLSeconds; null: the daemon's)
+  `
+  ALTER TABLE endpoint_requests ADD COLUMN max_age_ms INTEGER;
+  `,
 ];

@@ -28,6 +28,8 @@ export interface QueueTables {
   owner: string;
   /** what an item is called in messages: event, request */
   noun: string;
+  /** a column with an item's own maximum age in ms (null: none), for the policy's maxAgeMs to read as row.max_age_ms */
+  maxAge?: string;
 }
 
 /** Bounds and timings of a queue. */
@@ -65,6 +67,8 @@ export interface QueueRow {
   received_at: number;
   last_error: string | null;
   failed_at: number | null;
+  /** the item's own maximum age (QueueTables.maxAge), else null */
+  max_age_ms: number | null;
 }
 
 /** An item of the failure list. */
@@ -86,7 +90,7 @@ export interface ItemCounts {
   failed: number;
 }
 
-const columns = (t: QueueTables) => `seq, id, ${t.owner} AS owner, request_id, bytes, attempts, throttles, received_at, last_error, failed_at`;
+const columns = (t: QueueTables) => `seq, id, ${t.owner} AS owner, request_id, bytes, attempts, throttles, received_at, last_error, failed_at, ${t.maxAge ?? 'NULL'} AS max_age_ms`;
 
 /** Items that count against the bounds: all but completed ones (kept a while for their status and result). */
 const STORED = "status IN ('queued', 'running', 'failed')";
@@ -179,8 +183,8 @@ export interface QueuePolicy<D> {
   name(def: D): string;
   /** runs after the first (a failure list once it ran 1 + maxRetries times) */
   maxRetries(def: D): number;
-  /** an item older than this (since it was received or replayed) is not run again */
-  maxAgeMs(def: D): number;
+  /** an item older than this (since it was received or replayed) is not run again; the row carries its own limit when the queue has one (max_age_ms) */
+  maxAgeMs(def: D, row: QueueRow): number;
   /** items of this owner running at once */
   concurrency(def: D): number;
   run(def: D, payload: Buffer, row: QueueRow): Promise<unknown>;
@@ -195,7 +199,8 @@ export interface QueuePolicy<D> {
   retried?(owner: string, reason: 'error' | 'throttle'): void;
 }
 
-const duration = (ms: number) => (ms % 3_600_000 === 0 ? `${ms / 3_600_000}h` : ms % 60_000 === 0 ? `${ms / 60_000}m` : `${ms / 1000}s`);
+/** 6h, 1m, 90s: a maximum age in messages. */
+export const shortDuration = (ms: number) => (ms % 3_600_000 === 0 ? `${ms / 3_600_000}h` : ms % 60_000 === 0 ? `${ms / 60_000}m` : `${ms / 1000}s`);
 
 /** Runs a queue's stored items in the background (see the top of this file). */
 export class DurableQueue<D> {
@@ -287,9 +292,9 @@ export class DurableQueue<D> {
         this.fail(row, 'deleted', `The ${t.owner} was deleted.`);
         continue;
       }
-      const maxAgeMs = this.policy.maxAgeMs(def);
+      const maxAgeMs = this.policy.maxAgeMs(def, row);
       if (now - row.received_at > maxAgeMs) {
-        this.fail(row, 'age', `It was not run within its maximum ${t.noun} age (${duration(maxAgeMs)}).${row.last_error ? ` Last error: ${row.last_error}` : ''}`);
+        this.fail(row, 'age', `It was not run within its maximum ${t.noun} age (${shortDuration(maxAgeMs)}).${row.last_error ? ` Last error: ${row.last_error}` : ''}`);
         continue;
       }
       const owner = this.policy.name(def);
@@ -354,9 +359,9 @@ export class DurableQueue<D> {
 
   private retry(row: QueueRow, def: D, message: string, delayMs: number, reason: 'error' | 'throttle'): void {
     const next = Date.now() + delayMs;
-    const maxAgeMs = this.policy.maxAgeMs(def);
+    const maxAgeMs = this.policy.maxAgeMs(def, row);
     if (next - row.received_at > maxAgeMs) {
-      this.fail(row, 'age', `Its next try would be past its maximum ${this.tables.noun} age (${duration(maxAgeMs)}). Last error: ${message}`);
+      this.fail(row, 'age', `Its next try would be past its maximum ${this.tables.noun} age (${shortDuration(maxAgeMs)}). Last error: ${message}`);
       return;
     }
     this.ws.db.prepare(`UPDATE ${this.tables.items} SET status = 'queued', next_attempt_at = ?, last_error = ? WHERE seq = ?`).run(next, message, row.seq);

@@ -13,12 +13,13 @@ import type { Engine, WorkerInfo } from './engine.js';
 import { InlineEngine } from './inline.js';
 import { LocalPool } from './local-pool.js';
 import { localWorkers } from './presence.js';
-import type { RedisWorker, RedisWorkerOptions } from './redis.js';
+import type { RedisConnection, RedisWorker, RedisWorkerOptions } from './redis.js';
 export { PoisonedTaskError, type Backend, type Engine, type TaskDone, type TaskEvent, type WorkerInfo } from './engine.js';
 export { defineTask, registerTaskTypes, runnableModule, type Task, type TaskType } from './task.js';
 export { InlineEngine } from './inline.js';
 export { LocalPool } from './local-pool.js';
 export { parseQueueUrl } from './queue-url.js';
+export type { RedisConnection } from './redis.js';
 export interface EngineOptions {
   /** local worker processes, or tasks in flight on Redis; 1 without a queue runs in this process */
   instances: number;
@@ -46,6 +47,12 @@ export async function createEngine(o: EngineOptions): Promise<Engine> {
 export async function startRedisWorker(o: RedisWorkerOptions): Promise<RedisWorker> {
   const { RedisWorker } = await import('./redis.js');
   return RedisWorker.start(o);
+}
+
+/** A Redis connection for another area's BullMQ queues (asynchronous inference), with the workers' URL checks and reconnection rules. */
+export async function openRedis(url: string): Promise<RedisConnection> {
+  const { openRedis } = await import('./redis.js');
+  return openRedis(url);
 }
 
 /** Live workers: local pools of this workspace, plus the workers of a queue when one is given. */

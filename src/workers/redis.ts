@@ -66,6 +66,19 @@ async function connect(u: URL): Promise<Redis> {
   return client;
 }
 
+/** A connected client and BullMQ's connection options for a checked queue URL (`label`: the URL without its password). */
+export interface RedisConnection {
+  client: Redis;
+  connection: ConnectionOptions;
+  label: string;
+}
+
+/** Connects to the Redis of a queue URL, with the workers' checks, errors and reconnection rules. */
+export async function openRedis(url: string): Promise<RedisConnection> {
+  const u = parseQueueUrl(url);
+  return { client: await connect(u), connection: bullConnection(u), label: safeUrl(u) };
+}
+
 /** Workers with a live heartbeat in Redis. */
 export async function redisWorkers(client: Redis): Promise<WorkerInfo[]> {
   const keys: string[] = [];

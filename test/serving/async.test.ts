@@ -8,8 +8,10 @@ import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
 import { createAwsKey } from '../../src/security/index.js';
 import { startDaemon, type Daemon } from '../../src/server/index.js';
-import { asyncRequest, asyncRequests } from '../../src/serving/index.js';
-import type { Workspace } from '../../src/store/index.js';
+import { AsyncInference, openAsyncRequests, type AsyncRequestStore } from '../../src/serving/index.js';
+import type { Router } from '../../src/serving/router.js';
+import { cannotStart } from '../../src/serving/supervisor.js';
+import { openWorkspace, type Workspace } from '../../src/store/index.js';
 import { kennelBin } from '../foundation/cli.js';
 import { tmpDir, tmpHome } from '../helpers/paths.js';
 import { bearer, invokeKey, photo, waitFor, workspaceWithModel } from './fixtures.js';
@@ -23,6 +25,8 @@ import { bearer, invokeKey, photo, waitFor, workspaceWithModel } from './fixture
 const BEAGLE_PHOTO = 'aipnd-dogs/Beagle_01125.jpg';
 let home: string;
 let ws: Workspace;
+/** the workspace's requests, read as the CLI reads them */
+let requests: AsyncRequestStore;
 let daemon: Daemon;
 let base: string;
 let key: string;
@@ -71,6 +75,7 @@ const finished = (endpoint: string, id: string, timeoutMs = 60_000) => waitFor(`
 before(async () => {
   home = tmpHome();
   ws = await workspaceWithModel(home);
+  requests = await openAsyncRequests(ws);
   key = invokeKey(ws);
   await start();
   await daemon.runtime.create({ name: 'dogs', variants: [{ name: 'primary', model: 'mnet' }], instances: 1 });
@@ -188,6 +193,37 @@ describe('InvokeEndpointAsync', () => {
     assert.match(err.error, /not a JPEG/);
   });
 
+  test('X-Amzn-SageMaker-RequestTTLSeconds and -InvocationTimeoutSeconds out of range are 400s', async () => {
+    for (const [header, value] of [['x-amzn-sagemaker-requestttlseconds', '59'], ['x-amzn-sagemaker-requestttlseconds', '21601'], ['x-amzn-sagemaker-requestttlseconds', 'soon'], ['x-amzn-sagemaker-invocationtimeoutseconds', '0']] as const) {
+      const res = await submit('dogs', location, { [header]: value });
+      assert.equal(res.status, 400, `${header}: ${value}`);
+      assert.match(((await res.json()) as { error: { message: string } }).error.message, /must be a whole number of seconds from \d+ to \d+/);
+    }
+    const ok = await submit('dogs', location, { 'x-amzn-sagemaker-requestttlseconds': '60', 'x-amzn-sagemaker-invocationtimeoutseconds': '30' });
+    assert.equal(ok.status, 202);
+    assert.equal((await finished('dogs', ((await ok.json()) as { InferenceId: string }).InferenceId)).status, 'completed');
+  });
+
+  test('a request its endpoint cannot serve fails once older than its own TTL, with the age reason', async () => {
+    // a workspace of its own, so the daemon's queue does not run this request
+    const other = openWorkspace(tmpHome());
+    const stuck = { has: () => true, route: (endpoint: string) => ({ endpoint }), invoke: () => Promise.reject(cannotStart('stuck', 'no GPU')) } as unknown as Router;
+    const inference = await AsyncInference.open(other, stuck, pino({ level: 'silent' }), { throttleDelayMs: 20, maxThrottleDelayMs: 50, pollMs: 20, closeGraceMs: 0 });
+    try {
+      await inference.start();
+      const sha = await other.artifacts.put(photo(BEAGLE_PHOTO));
+      const { InferenceId } = await inference.accept('stuck', `kennel://artifacts/${sha}`, { topK: 1, requestId: 'ttl', ttlS: 60 });
+      await waitFor('a try the endpoint refused', async () => (await inference.store.status('stuck', InferenceId))?.lastError);
+      // the minute passes: received 61 s ago, well within the daemon's 6 h
+      other.db.prepare('UPDATE endpoint_requests SET received_at = received_at - 61000 WHERE id = ?').run(InferenceId);
+      const failed = await waitFor('the age failure', async () => (await inference.store.list('stuck', 0)).failed.find((f) => f.id === InferenceId));
+      assert.match(failed.lastError, /maximum request age \(1m\).*no GPU/);
+    } finally {
+      await inference.close();
+      other.close();
+    }
+  });
+
   test('kennel invoke --async --wait uploads the file and waits for the answer', async () => {
     const file = path.join(tmpDir(), 'beagle.jpg');
     writeFileSync(file, photo(BEAGLE_PHOTO));
@@ -214,11 +250,11 @@ describe('durability and scaling', () => {
     const pid = daemon.runtime.describe('dogs').replicas[0]!.pid!;
     process.kill(pid, 'SIGKILL');
     await daemon.close();
-    const left = asyncRequests(ws, 'dogs', 0).counts;
+    const left = (await requests.list('dogs', 0)).counts;
     await start();
     assert.ok(left.queued + left.running > 0, 'the restart has requests to finish');
-    const all = await waitFor('every request answered', () => {
-      const states = ids.map((id) => asyncRequest(ws, 'dogs', id)!);
+    const all = await waitFor('every request answered', async () => {
+      const states = await Promise.all(ids.map(async (id) => (await requests.status('dogs', id))!));
       return states.every((s) => s.status === 'completed' || s.status === 'failed') ? states : undefined;
     }, 120_000);
     assert.deepEqual(all.filter((s) => s.status !== 'completed').map((s) => s.lastError), [], `left after the restart: ${JSON.stringify(left)}`);
@@ -233,5 +269,15 @@ describe('durability and scaling', () => {
     const s = await finished('lazy', InferenceId);
     assert.equal(s.status, 'completed', s.lastError);
     await waitFor('scale in to zero', () => daemon.runtime.describe('lazy').status === 'scaled_to_zero', 60_000);
+  });
+
+  test('a backlog scales an endpoint beyond what its running requests ask for, and back to zero once drained', async () => {
+    // 16 running against a target of 100 in flight want 1 replica; 40 stored at 10 per replica want 4, so max 3
+    await daemon.runtime.create({ name: 'deep', variants: [{ name: 'primary', model: 'mnet' }], instances: 0, min: 0, max: 3, targetConcurrency: 100, targetBacklogPerInstance: 10, scaleOutCooldownS: 0, scaleInCooldownS: 1 });
+    const ids = await Promise.all(Array.from({ length: 40 }, async () => ((await (await submit('deep', location)).json()) as { InferenceId: string }).InferenceId));
+    const out = await waitFor('a scale-out on the backlog', () => daemon.runtime.describe('deep').events.find((e) => e.kind === 'scale_out' && /asynchronous backlog/.test(e.message)));
+    assert.equal(out.detail.to, 3, out.message);
+    for (const id of ids) assert.equal((await finished('deep', id)).status, 'completed');
+    await waitFor('scale in to zero', () => daemon.runtime.describe('deep').status === 'scaled_to_zero', 60_000);
   });
 });

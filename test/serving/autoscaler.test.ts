@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Autoscaler, decideScaling, type Sample, type ScalingPolicy, type ScalingState } from '../../src/serving/autoscaler.js';
 
-const policy = (p: Partial<ScalingPolicy> = {}): ScalingPolicy => ({ min: 1, max: 8, metric: 'concurrency', target: 2, scaleOutCooldownS: 5, scaleInCooldownS: 10, ...p });
+const policy = (p: Partial<ScalingPolicy> = {}): ScalingPolicy => ({ min: 1, max: 8, metric: 'concurrency', target: 2, backlogPerInstance: 10, scaleOutCooldownS: 5, scaleInCooldownS: 10, ...p });
 const seconds = (n: number, s: Partial<Sample>): Sample[] => Array.from({ length: n }, () => ({ seconds: 1, concurrency: 0, invocations: 0, inSystem: 0, ...s }));
 const state = (current: number, history: Sample[], s: Partial<ScalingState> = {}): ScalingState => ({ current, history, lastScaleOutAt: 0, lastScaleInAt: 0, ...s });
 const NOW = 1_000_000;
@@ -75,7 +75,7 @@ class FakePool {
 
 test('a request waiting on a pool at zero scales it out at once, and every decision is reported with its reason', () => {
   const decisions: string[] = [];
-  const a = new Autoscaler<FakePool>((pool, d) => decisions.push(`${d.from}->${d.desired} ${d.direction}: ${d.reason}`), 60_000);
+  const a = new Autoscaler<FakePool>((pool, d) => decisions.push(`${d.from}->${d.desired} ${d.direction}: ${d.reason}`), { intervalMs: 60_000 });
   try {
     const pool = new FakePool(0);
     a.track(pool, policy({ min: 0 }));
@@ -101,4 +101,37 @@ test('scaling in leaves headroom: a metric hovering just under the target does n
   const hovering = seconds(10, { concurrency: 1.4 });
   assert.equal(decideScaling(policy({ target: 0.5 }), state(4, hovering), NOW), undefined);
   assert.equal(decideScaling(policy({ target: 0.5 }), state(4, seconds(10, { concurrency: 1.1 })), NOW)?.desired, 3);
+});
+
+test('an asynchronous backlog raises the replicas beyond what in-flight requests alone give, from zero too', () => {
+  // 16 running (in flight 16, target 2: 8 replicas), 1,000 stored: 100 per 10, clamped to max
+  const deep = seconds(1, { concurrency: 16, inSystem: 16, backlog: 1000 });
+  assert.equal(decideScaling(policy({ max: 8 }), state(1, deep), NOW)?.desired, 8);
+  const d = decideScaling(policy({ max: 64 }), state(1, deep), NOW);
+  assert.equal(d?.desired, 64);
+  assert.match(d!.reason, /asynchronous backlog per replica 1000\.0 above target 10/);
+  // 35 stored on an endpoint at zero, nothing in flight yet: ceil(35 / 10) replicas at once
+  assert.equal(decideScaling(policy({ min: 0 }), state(0, seconds(1, { backlog: 35 })), NOW)?.desired, 4);
+});
+
+test('the backlog keeps replicas while it lasts; once empty and idle the endpoint returns to min 0', () => {
+  const draining = seconds(10, { concurrency: 1, inSystem: 1, backlog: 30 });
+  // 30 stored needs ceil(30 / (10 x 0.8)) = 4 replicas: no scale-in from 4
+  assert.equal(decideScaling(policy({ min: 0 }), state(4, draining), NOW), undefined);
+  // a single queued request (not yet in flight) keeps one replica
+  assert.equal(decideScaling(policy({ min: 0 }), state(1, [...seconds(9, {}), ...seconds(1, { backlog: 1 })]), NOW), undefined);
+  const d = decideScaling(policy({ min: 0 }), state(4, seconds(10, { backlog: 0 })), NOW);
+  assert.deepEqual([d?.direction, d?.desired], ['in', 0]);
+});
+
+test('the autoscaler reads each pool\'s backlog at every sample', () => {
+  const a = new Autoscaler<FakePool>(() => undefined, { intervalMs: 60_000, backlog: () => 25 });
+  try {
+    const pool = new FakePool(0);
+    a.track(pool, policy({ min: 0 }));
+    a.tick(Date.now());
+    assert.equal(pool.desired, 3);
+  } finally {
+    a.close();
+  }
 });

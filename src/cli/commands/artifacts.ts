@@ -2,9 +2,10 @@ import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { Errors, writeFileAtomic } from '../../core/index.js';
-import { artifactOfLocation, asyncRequest, parseRequestLocation } from '../../serving/index.js';
+import { artifactOfLocation, openAsyncRequests, parseRequestLocation } from '../../serving/index.js';
 import type { Workspace } from '../../store/index.js';
 import { jsonCommand, type CommandContext } from '../output.js';
+import { queueOf } from '../options.js';
 
 /** The location of an artifact, as asynchronous inference takes it (X-Amzn-SageMaker-InputLocation). */
 export const artifactLocation = (sha: string): string => `kennel://artifacts/${sha}`;
@@ -31,7 +32,9 @@ async function download(ws: Workspace, location: string): Promise<Buffer> {
   }
   const req = parseRequestLocation(location);
   if (!req) throw Errors.InvalidRequest(`${location.slice(0, 200)} is not a Kennel location.`, 'Locations look like kennel://artifacts/SHA256 or kennel://endpoints/NAME/requests/ID/output.');
-  const r = asyncRequest(ws, req.endpoint, req.id);
+  // the daemon's Redis queue when it has one ($KENNEL_QUEUE, as kennel up reads it)
+  const requests = await openAsyncRequests(ws, { queue: queueOf(undefined) });
+  const r = await requests.status(req.endpoint, req.id).finally(() => requests.close());
   if (!r) throw Errors.NotFound(`Endpoint ${req.endpoint} has no asynchronous request ${req.id}.`, `kennel endpoints requests ${req.endpoint} lists them.`);
   if (req.part === 'error') {
     if (r.status !== 'failed') throw Errors.NotFound(`Request ${r.id} has not failed (it is ${r.status}).`);

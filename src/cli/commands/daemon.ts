@@ -6,7 +6,7 @@ import { EVENT_QUEUE_DEFAULTS } from '../../functions/index.js';
 import { adminRequest, adminUrl, checkHttpLimits, clearState, daemonPaths, dataPlaneUrl, DEFAULT_HTTP_LIMITS, isAlive, readState, startDaemon, type DaemonState, type HttpLimits } from '../../server/index.js';
 import { defaultHome } from '../../store/index.js';
 import { emit, jsonCommand, runAction } from '../output.js';
-import { number } from '../options.js';
+import { number, queueOf } from '../options.js';
 
 interface UpOptions {
   port: number;
@@ -21,6 +21,7 @@ interface UpOptions {
   maxQueuedEvents: number;
   maxQueuedTotal: number;
   maxQueuedMib: number;
+  queue?: string;
 }
 
 const httpLimitsOf = (opts: UpOptions): HttpLimits => ({
@@ -59,6 +60,7 @@ async function startDetached(home: string, opts: UpOptions): Promise<DaemonState
     ...['--port', String(opts.port), '--admin-port', String(opts.adminPort), '--host', opts.host],
     ...['--header-timeout', String(opts.headerTimeout), '--request-timeout', String(opts.requestTimeout), '--keep-alive-timeout', String(opts.keepAliveTimeout), '--max-connections-per-client', String(opts.maxConnectionsPerClient)],
     ...['--max-queued-events', String(opts.maxQueuedEvents), '--max-queued-total', String(opts.maxQueuedTotal), '--max-queued-mib', String(opts.maxQueuedMib)],
+    ...(opts.queue ? ['--queue', opts.queue] : []),
   ];
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log], env: { ...process.env, KENNEL_HOME: home } });
   closeSync(log);
@@ -94,6 +96,7 @@ export function registerDaemon(program: Command): void {
     .option('--max-queued-events <n>', 'asynchronous (Event) invocations stored per function, waiting, running or failed, before 429', number('--max-queued-events', { int: true, min: 1 }), EVENT_QUEUE_DEFAULTS.maxEventsPerFunction)
     .option('--max-queued-total <n>', 'asynchronous invocations stored for all functions before 429', number('--max-queued-total', { int: true, min: 1 }), EVENT_QUEUE_DEFAULTS.maxEvents)
     .option('--max-queued-mib <n>', 'payload MiB of asynchronous invocations stored for all functions before 429', number('--max-queued-mib', { int: true, min: 1 }), EVENT_QUEUE_DEFAULTS.maxBytes / 1024 ** 2)
+    .option('--queue <url>', "Redis URL (redis://HOST:PORT) for the endpoints' asynchronous requests, kept in BullMQ queues there instead of the workspace's database (default $KENNEL_QUEUE)")
     .option('--detach', 'run in the background (pid and log in KENNEL_HOME/daemon/); returns once both ports answer, or at once when the daemon already runs')
     .option('--json', 'print JSON (with --detach)')
     .action((opts: UpOptions) =>
@@ -106,7 +109,7 @@ export function registerDaemon(program: Command): void {
           return;
         }
         const events = { maxEventsPerFunction: opts.maxQueuedEvents, maxEvents: opts.maxQueuedTotal, maxBytes: opts.maxQueuedMib * 1024 ** 2 };
-        const daemon = await startDaemon({ home, host: opts.host, port: opts.port, adminPort: opts.adminPort, events, httpLimits: httpLimitsOf(opts) });
+        const daemon = await startDaemon({ home, host: opts.host, port: opts.port, adminPort: opts.adminPort, events, httpLimits: httpLimitsOf(opts), asyncInference: { queue: queueOf(opts.queue) } });
         process.stderr.write(`Kennel daemon (pid ${process.pid}): data plane ${dataPlaneUrl(daemon.state)}, admin API ${adminUrl(daemon.state)}; Ctrl-C stops it\n`);
         const stop = () => void daemon.close();
         process.once('SIGTERM', stop);

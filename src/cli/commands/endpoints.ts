@@ -3,10 +3,10 @@ import { ENDPOINT_DEVICES, type EndpointDevice } from '../../inference/index.js'
 import { Errors } from '../../core/index.js';
 import type { DriftResult } from '../../housekeeping/index.js';
 import { adminRequest, dataPlaneUrl, findDaemon } from '../../server/index.js';
-import { asyncRequests, purgeAsyncRequests, replayAsyncRequests, PRIMARY_VARIANT, type EndpointDescription, type LatencySummary, type ShadowReport } from '../../serving/index.js';
+import { openAsyncRequests, PRIMARY_VARIANT, type EndpointDescription, type LatencySummary, type ShadowReport } from '../../serving/index.js';
 import { defaultHome } from '../../store/index.js';
 import { jsonCommand, table, type CommandContext } from '../output.js';
-import { number, oneOf } from '../options.js';
+import { number, oneOf, queueOf } from '../options.js';
 
 interface VariantArg {
   name: string;
@@ -32,6 +32,7 @@ interface SettingsOptions {
   max?: number;
   targetConcurrency?: number;
   targetInvocationsPerInstance?: number;
+  targetBacklogPerInstance?: number;
   scaleOutCooldown?: number;
   scaleInCooldown?: number;
   maxBatch?: number;
@@ -51,6 +52,7 @@ function settingsOptions(cmd: Command): Command {
     .option('--max <n>', 'most replicas per variant', number('--max', { int: true, min: 1, max: 64 }))
     .option('--target-concurrency <x>', 'autoscale to keep this many in-flight requests per replica', number('--target-concurrency', { min: 0.01 }))
     .option('--target-invocations-per-instance <y>', 'autoscale to keep this many invocations per replica per minute', number('--target-invocations-per-instance', { min: 0.01 }))
+    .option('--target-backlog-per-instance <n>', 'with autoscaling: also scale to keep at most this many asynchronous requests queued or running per replica (default 16)', number('--target-backlog-per-instance', { min: 0.01 }))
     .option('--scale-out-cooldown <s>', 'seconds between scale-outs (default 5)', number('--scale-out-cooldown', { min: 0 }))
     .option('--scale-in-cooldown <s>', 'seconds after any scaling before scaling in (default 60)', number('--scale-in-cooldown', { min: 0 }))
     .option('--max-batch <n>', 'largest batch per model run (default 8; more for --device webgpu)', number('--max-batch', { int: true, min: 1, max: 256 }))
@@ -70,6 +72,7 @@ function settingsBody(o: SettingsOptions): Record<string, unknown> {
     max: o.max,
     targetConcurrency: o.targetConcurrency,
     targetInvocationsPerInstance: o.targetInvocationsPerInstance,
+    targetBacklogPerInstance: o.targetBacklogPerInstance,
     scaleOutCooldownS: o.scaleOutCooldown,
     scaleInCooldownS: o.scaleInCooldown,
     maxBatch: o.maxBatch,
@@ -98,7 +101,7 @@ function describeText(d: EndpointDescription, base: string): string {
   const a = d.autoscaling;
   lines.push(
     a
-      ? `  autoscaling: ${a.metric === 'concurrency' ? 'in-flight requests' : 'invocations per minute'} per replica, target ${a.target}, min ${a.min}, max ${a.max}, cooldowns out ${a.scaleOutCooldownS} s / in ${a.scaleInCooldownS} s`
+      ? `  autoscaling: ${a.metric === 'concurrency' ? 'in-flight requests' : 'invocations per minute'} per replica, target ${a.target} (asynchronous backlog ${a.backlogPerInstance}), min ${a.min}, max ${a.max}, cooldowns out ${a.scaleOutCooldownS} s / in ${a.scaleInCooldownS} s`
       : `  fixed: ${d.spec.instances} replica(s) per variant`,
   );
   lines.push(`  batching: up to ${d.spec.maxBatch} images, ${d.spec.maxDelayMs} ms max delay; ${d.spec.maxInFlight} in flight per replica; timeout ${d.spec.timeoutMs} ms`);
@@ -294,17 +297,23 @@ export function registerEndpoints(program: Command): void {
   jsonCommand(
     cmd
       .command('requests <name>')
-      .description("An endpoint's asynchronous inference requests (kennel invoke --async, InvokeEndpointAsync): queued, running, completed and failed counts, the newest requests and the failure list; --replay or --purge failed ones. Reads the workspace, so it works with the daemon stopped.")
+      .description("An endpoint's asynchronous inference requests (kennel invoke --async, InvokeEndpointAsync): queued, running, completed and failed counts, the newest requests and the failure list; --replay or --purge failed ones. Reads the workspace (or the Redis queue the daemon was started with), so it works with the daemon stopped.")
       .option('--limit <n>', 'newest requests to list', number('--limit', { int: true, min: 0, max: 10_000 }), 20)
       .option('--replay [id...]', 'queue failed requests again (these ids, or all): attempts and age start over')
-      .option('--purge [id...]', 'delete failed requests (these ids, or all)'),
+      .option('--purge [id...]', 'delete failed requests (these ids, or all)')
+      .option('--queue <url>', 'the Redis URL the daemon keeps asynchronous requests in (kennel up --queue; default $KENNEL_QUEUE)'),
     {
-      action: ({ ws, opts }: CommandContext<{ limit: number; replay?: true | string[]; purge?: true | string[]; json?: boolean }>, name: string) => {
+      action: async ({ ws, opts }: CommandContext<{ limit: number; replay?: true | string[]; purge?: true | string[]; queue?: string; json?: boolean }>, name: string) => {
         if (opts.replay && opts.purge) throw Errors.InvalidRequest('Give --replay or --purge, not both.');
         const idsOf = (v: true | string[]) => (v === true ? undefined : v);
-        if (opts.replay) return { endpoint: name, replayed: replayAsyncRequests(ws, name, idsOf(opts.replay)) };
-        if (opts.purge) return { endpoint: name, purged: purgeAsyncRequests(ws, name, idsOf(opts.purge)) };
-        return { endpoint: name, ...asyncRequests(ws, name, opts.limit) };
+        const requests = await openAsyncRequests(ws, { queue: queueOf(opts.queue) });
+        try {
+          if (opts.replay) return { endpoint: name, replayed: await requests.replay(name, idsOf(opts.replay)) };
+          if (opts.purge) return { endpoint: name, purged: await requests.purge(name, idsOf(opts.purge)) };
+          return { endpoint: name, ...(await requests.list(name, opts.limit)) };
+        } finally {
+          await requests.close();
+        }
       },
       human: (r) => {
         if ('replayed' in r) return `queued ${r.replayed} failed request${r.replayed === 1 ? '' : 's'} of ${r.endpoint} again; a running daemon runs them within a second`;

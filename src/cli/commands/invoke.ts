@@ -42,21 +42,22 @@ export function registerInvoke(program: Command): void {
       .option('--async', 'queue the request (POST /endpoints/NAME/async-invocations) and print its InferenceId and OutputLocation')
       .option('--wait [seconds]', 'with --async: wait for the answer (default at most 300 s)', number('--wait', { min: 1, max: 86_400 }))
       .option('--inference-id <id>', 'with --async: the request\'s id (default: generated)')
-      .option('--notify <url>', 'with --async: an https URL POSTed {"InferenceId", "status", ...} when the request completes or fails'),
+      .option('--notify <url>', 'with --async: an https URL POSTed {"InferenceId", "status", ...} when the request completes or fails')
+      .option('--ttl <seconds>', 'with --async: the request fails unless answered within this many seconds, 60 to 21600 (X-Amzn-SageMaker-RequestTTLSeconds; default 6 h)', number('--ttl', { int: true, min: 60, max: 21_600 })),
     {
       jsonHelp: 'print the response JSON (with --async: {"InferenceId", "OutputLocation", "FailureLocation"}, and "status" with --wait)',
-      action: async ({ opts, ws, signal }: CommandContext<{ topK: number; key?: string; async?: boolean; wait?: number | true; inferenceId?: string; notify?: string; json?: boolean }>, endpoint: string, file: string): Promise<{ r: InvocationResult; file: string } | AsyncOutcome> => {
+      action: async ({ opts, ws, signal }: CommandContext<{ topK: number; key?: string; async?: boolean; wait?: number | true; inferenceId?: string; notify?: string; ttl?: number; json?: boolean }>, endpoint: string, file: string): Promise<{ r: InvocationResult; file: string } | AsyncOutcome> => {
         const key = opts.key ?? (process.env.KENNEL_API_KEY || undefined);
         if (opts.async) {
           if (!key) throw Errors.Unauthorized('Asynchronous invocations need an API key.', KEY_HINT(endpoint));
           const location = /^(kennel|https?):\/\//.test(file) ? file : (await uploadArtifact(ws, file)).location;
-          const accepted = await invokeEndpointAsync(defaultHome(), endpoint, location, opts.topK, key, opts.inferenceId, opts.notify).catch((e: unknown) => {
+          const accepted = await invokeEndpointAsync(defaultHome(), endpoint, { inputLocation: location, topK: opts.topK, key, inferenceId: opts.inferenceId, notify: opts.notify, ttlS: opts.ttl }).catch((e: unknown) => {
             throw e instanceof KennelError && (e.status === 401 || e.status === 403) ? e.withHint(KEY_HINT(endpoint)) : e;
           });
           if (opts.wait === undefined) return { accepted };
           return { accepted, status: await waitFor(endpoint, accepted.InferenceId, key, opts.wait === true ? 300 : opts.wait, signal) };
         }
-        if (opts.wait !== undefined || opts.inferenceId !== undefined || opts.notify !== undefined) throw Errors.InvalidRequest('--wait, --inference-id and --notify go with --async.');
+        if (opts.wait !== undefined || opts.inferenceId !== undefined || opts.notify !== undefined || opts.ttl !== undefined) throw Errors.InvalidRequest('--wait, --inference-id, --notify and --ttl go with --async.', 'Add --async, or leave them out.');
         let bytes: Buffer;
         try {
           if (!statSync(file).isFile()) throw new Error('not a file');

@@ -5,7 +5,7 @@ import { DEVICES } from '../../inference/index.js';
 import { train, type TrainOptions, type TrainResult } from '../../training/index.js';
 import { jsonCommand, pct, type CommandContext } from '../output.js';
 import { firedRuleLines } from './insights.js';
-import { number, oneOf } from '../options.js';
+import { number, oneOf, queueOf } from '../options.js';
 
 /** The (up to) three classes with the lowest test accuracy below 100%, e.g. "Beagle 50.0%, Boxer 66.7%". */
 function weakest(perClass: number[], labels: string[]): string {
@@ -61,7 +61,7 @@ export function registerTrain(program: Command): void {
       const { name: dataset, version } = parseDatasetRef(opts.dataset);
       const { json: _json, workers, instances: k, queue, ...rest } = opts;
       const instances = (workers ?? k) === true ? availableParallelism() : ((workers ?? k) as number | undefined);
-      return train(ws, { ...rest, dataset, datasetVersion: version, instances, queue: queue ?? (process.env.KENNEL_QUEUE || undefined) }, { progress: bar, signal });
+      return train(ws, { ...rest, dataset, datasetVersion: version, instances, queue: queueOf(queue) }, { progress: bar, signal });
     },
     json: (r) => {
       const brief = (m: { n: number; top1: number; top5: number; loss: number; ece: number; eceUncalibrated: number }) => ({ n: m.n, top1: m.top1, top5: m.top5, loss: m.loss, ece: m.ece, eceUncalibrated: m.eceUncalibrated });

@@ -8,7 +8,7 @@ import { getModel } from '../../registry/index.js';
 import { checkResultsPath, DEFAULT_SHARD_SIZE, runTransform, type TransformItem, type TransformResult } from '../../transform/index.js';
 import { imageInputs } from '../inputs.js';
 import { jsonCommand, type CommandContext } from '../output.js';
-import { number, oneOf } from '../options.js';
+import { number, oneOf, queueOf } from '../options.js';
 
 interface TransformCliOptions {
   model: string;
@@ -88,7 +88,7 @@ export function registerTransform(program: Command): void {
           {
             device: opts.device,
             instances: opts.instances,
-            queue: opts.queue ?? (process.env.KENNEL_QUEUE || undefined),
+            queue: queueOf(opts.queue),
             shardSize: opts.shardSize,
             signal: ctx.signal,
             progress: ctx.bar,

@@ -5,7 +5,7 @@ import { DEVICES, type Device } from '../../inference/index.js';
 import type { Workspace } from '../../store/index.js';
 import { EARLY_STOPPING, OBJECTIVES, STRATEGIES, describeParams, formatValue, listTunes, loadSpaceFile, parseParamFlag, resumeTune, showTune, tune, type ParamSpec, type TuneHooks, type TuneResult, type TuneSummary } from '../../tuning/index.js';
 import { emit, pct, progressBars, runAction, table, withWorkspace } from '../output.js';
-import { number, oneOf } from '../options.js';
+import { number, oneOf, queueOf } from '../options.js';
 
 interface TuneFlags {
   dataset?: string;
@@ -139,7 +139,7 @@ export function registerTune(program: Command): void {
         await session(opts, signal, (ws, hooks) =>
           tune(
             ws,
-            { dataset, datasetVersion: version, backbone: opts.backbone!, space, strategy: opts.strategy, maxTrials: opts.maxTrials, maxParallel: opts.maxParallel, objective: opts.objective, direction: opts.direction, earlyStopping: opts.earlyStopping, seed: opts.seed, register: opts.register, from: opts.from, optimizer: opts.optimizer, patience: opts.patience, device: opts.device, queue: opts.queue ?? (process.env.KENNEL_QUEUE || undefined) },
+            { dataset, datasetVersion: version, backbone: opts.backbone!, space, strategy: opts.strategy, maxTrials: opts.maxTrials, maxParallel: opts.maxParallel, objective: opts.objective, direction: opts.direction, earlyStopping: opts.earlyStopping, seed: opts.seed, register: opts.register, from: opts.from, optimizer: opts.optimizer, patience: opts.patience, device: opts.device, queue: queueOf(opts.queue) },
             hooks,
           ),
         );

@@ -8,7 +8,7 @@ import { TUNING_TASKS } from '../../tuning/index.js';
 import { TRANSFORM_TASKS } from '../../transform/index.js';
 import { listWorkers, startRedisWorker, type WorkerInfo } from '../../workers/index.js';
 import { emit, jsonCommand, runAction, table, type CommandContext } from '../output.js';
-import { number } from '../options.js';
+import { number, queueOf } from '../options.js';
 
 /** Every task type a `kennel worker` can run: feature extraction for training, head trials for tuning. */
 const TASK_MODULES = (): string[] => [TRAINING_TASKS(), TUNING_TASKS(), TRANSFORM_TASKS()];
@@ -17,7 +17,6 @@ const STOP_GRACE_S = 10;
 /** after a stop, lingering handles (a native library, a socket) may keep the process this long at most */
 const EXIT_BACKSTOP_MS = 2_000;
 
-const queueOf = (opt: string | undefined): string | undefined => opt ?? (process.env.KENNEL_QUEUE || undefined);
 
 export function registerWorkers(program: Command): void {
   // not a jsonCommand: a long-running process that logs on stderr and handles SIGTERM itself
