@@ -147,5 +147,5 @@ export interface ShadowReportView {
 export interface DriftView {
   capture: { percent: number; retentionDays: number; maxRows: number; images: boolean } | null;
   captures: number;
-  results: Array<{ at: string; model: string; captures: number; mmd: number; threshold: number; pValue: number; drifted: boolean; classShift: number; classShiftThreshold: number; classShifted: boolean; meanConfidence: number }>;
+  results: Array<{ at: string; model: string; captures: number; mmd: number; threshold: number; pValue: number; drifted: boolean; classShift: number; classShiftThreshold: number; classShifted: boolean; meanConfidence: number; heldOutConfidence: number | null; confidenceThreshold: number | null; confidenceDropped: boolean; alarm: boolean }>;
 }

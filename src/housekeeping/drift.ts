@@ -1,5 +1,5 @@
 import { Errors, Rng, errorMessage, seedFrom } from '../core/index.js';
-import { classShift, mmdTest, type Rows } from '../insights/index.js';
+import { classShift, confidenceDrop, mmdTest, type Rows } from '../insights/index.js';
 import { getModel } from '../registry/index.js';
 import { CAPTURE_DIMS, captureProjection, enforceCaptureBounds, getEndpoint, listEndpoints, projectRow, readCaptures, recordEvent } from '../serving/index.js';
 import { keepNewestRows, type Workspace } from '../store/index.js';
@@ -60,11 +60,21 @@ export interface DriftResult {
   classes: ClassShare[];
   /** mean top-1 probability of the captures */
   meanConfidence: number;
+  /** mean top-1 probability of the held-out images at training (null for models whose card lacks it: imported, or trained before it was kept) */
+  heldOutConfidence: number | null;
+  /** the captures' mean confidence is an alarm below this: the alpha quantile of means of as many held-out draws */
+  confidenceThreshold: number | null;
+  /** mean confidence below its threshold: the model is less sure of these inputs than of held-out ones */
+  confidenceDropped: boolean;
+  /** any of the three: drifted, classShifted, confidenceDropped */
+  alarm: boolean;
 }
 
 export interface DriftReference extends Omit<TrainingReference, 'data'> {
   /** the rows projected with the endpoint's capture projection, as captures are stored */
   projected: Rows;
+  /** quantiles of the held-out images' top-1 confidence, from the model card (when it has them) */
+  confidence?: number[];
 }
 type Reference = DriftReference;
 const references = new Map<string, Promise<Reference>>();
@@ -75,13 +85,16 @@ export function driftReference(ws: Workspace, endpoint: string, model: string): 
   let r = references.get(key);
   if (!r) {
     r = (async () => {
-      const ref = await trainingReference(ws, model, getModel(ws, model).card.lineage);
+      const { card } = getModel(ws, model);
+      const ref = await trainingReference(ws, model, card.lineage);
+      const held = card.metrics?.heldOutConfidence;
+      const confidence = Array.isArray(held) && held.length > 1 && held.every((x) => typeof x === 'number') ? (held as number[]) : undefined;
       const p = captureProjection(endpoint, ref.cols);
       const data = new Float32Array(ref.rows * CAPTURE_DIMS);
       for (let i = 0; i < ref.rows; i++) data.set(projectRow(ref.data.subarray(i * ref.cols, (i + 1) * ref.cols), p), i * CAPTURE_DIMS);
       // only the projection is kept in memory (64 numbers a row, not the backbone's whole vector)
       const { data: _full, ...rest } = ref;
-      return { ...rest, projected: { data, rows: ref.rows, cols: CAPTURE_DIMS } };
+      return { ...rest, projected: { data, rows: ref.rows, cols: CAPTURE_DIMS }, ...(confidence ? { confidence } : {}) };
     })();
     references.set(key, r);
     r.catch(() => references.delete(key));
@@ -100,7 +113,8 @@ const counts = (labels: string[]): Record<string, number> => {
  * answered them: an MMD two-sample test on the endpoint's 64-number projection of the backbone
  * features (threshold from a permutation baseline), the predicted-class distribution against the
  * training split's (total variation, threshold from samples of the training labels of the same
- * size), and the mean confidence. Stored in `drift_results`; an alarm that starts or ends is an
+ * size), and the mean confidence against the held-out images' (threshold from draws of their
+ * confidences kept in the model card, when it has them). Stored in `drift_results`; an alarm that starts or ends is an
  * endpoint event (`drift_detected`, `drift_cleared`).
  */
 export async function checkDrift(ws: Workspace, endpoint: string, opts: DriftOptions = {}): Promise<DriftResult> {
@@ -134,6 +148,7 @@ export async function checkDrift(ws: Workspace, endpoint: string, opts: DriftOpt
   for (let b = 0; b < 500; b++) baseline.push(classShift(trainCounts, counts(Array.from({ length: captures.length }, () => ref.labels[rng.int(ref.labels.length)]!))));
   baseline.sort((a, b) => a - b);
   const shiftThreshold = baseline[Math.min(baseline.length - 1, Math.ceil((1 - alpha) * baseline.length) - 1)]!;
+  const confidence = ref.confidence ? confidenceDrop(captures.map((c) => c.score), ref.confidence, { alpha, rng }) : undefined;
   const share = (c: Record<string, number>, total: number, k: string) => (c[k] ?? 0) / total;
   const classes = [...new Set([...Object.keys(trainCounts), ...Object.keys(capCounts)])]
     .map((label) => ({ label, training: share(trainCounts, ref.labels.length, label), captured: share(capCounts, captures.length, label) }))
@@ -158,6 +173,10 @@ export async function checkDrift(ws: Workspace, endpoint: string, opts: DriftOpt
     classShifted: shift > shiftThreshold,
     classes,
     meanConfidence: captures.reduce((s, c) => s + c.score, 0) / captures.length,
+    heldOutConfidence: confidence?.referenceMean ?? null,
+    confidenceThreshold: confidence?.threshold ?? null,
+    confidenceDropped: confidence?.dropped ?? false,
+    alarm: test.drift || shift > shiftThreshold || (confidence?.dropped ?? false),
   };
   if (opts.record ?? true) recordDrift(ws, result);
   return result;
@@ -165,23 +184,27 @@ export async function checkDrift(ws: Workspace, endpoint: string, opts: DriftOpt
 
 function recordDrift(ws: Workspace, r: DriftResult): void {
   const prev = driftHistory(ws, r.endpoint, 1)[0];
-  const alarm = r.drifted || r.classShifted;
-  const wasAlarm = prev ? prev.drifted || prev.classShifted : false;
+  const alarm = r.alarm;
+  const wasAlarm = prev?.alarm ?? false;
   ws.db.transaction(() => {
     ws.db
       .prepare('INSERT INTO drift_results (endpoint, model, at, captures, mmd2, threshold, p_value, drifted, class_shift, mean_confidence, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
       .run(r.endpoint, r.model, Date.parse(r.at), r.captures, r.mmd, r.threshold, r.pValue, r.drifted ? 1 : 0, r.classShift, r.meanConfidence, JSON.stringify(r));
     keepNewestRows(ws.db, 'drift_results', r.endpoint, RESULTS_KEPT);
   })();
-  const what = [r.drifted ? `MMD ${r.mmd.toPrecision(3)} above its threshold ${r.threshold.toPrecision(3)} (p ${r.pValue.toFixed(3)})` : '', r.classShifted ? `class shift ${r.classShift.toFixed(3)} above ${r.classShiftThreshold.toFixed(3)}` : ''].filter(Boolean).join('; ');
-  const detail = { model: r.model, captures: r.captures, mmd: r.mmd, threshold: r.threshold, pValue: r.pValue, classShift: r.classShift, classShiftThreshold: r.classShiftThreshold, meanConfidence: r.meanConfidence };
+  const what = [r.drifted ? `MMD ${r.mmd.toPrecision(3)} above its threshold ${r.threshold.toPrecision(3)} (p ${r.pValue.toFixed(3)})` : '', r.classShifted ? `class shift ${r.classShift.toFixed(3)} above ${r.classShiftThreshold.toFixed(3)}` : '', r.confidenceDropped ? `mean confidence ${r.meanConfidence.toFixed(3)} below ${r.confidenceThreshold!.toFixed(3)} (held-out images: ${r.heldOutConfidence!.toFixed(3)})` : ''].filter(Boolean).join('; ');
+  const detail = { model: r.model, captures: r.captures, mmd: r.mmd, threshold: r.threshold, pValue: r.pValue, classShift: r.classShift, classShiftThreshold: r.classShiftThreshold, meanConfidence: r.meanConfidence, confidenceThreshold: r.confidenceThreshold, confidenceDropped: r.confidenceDropped };
   if (alarm && !wasAlarm) recordEvent(ws, r.endpoint, 'drift_detected', `drift: the last ${r.captures} captured requests do not look like ${r.model}'s training images: ${what}`, detail);
   if (!alarm && wasAlarm) recordEvent(ws, r.endpoint, 'drift_cleared', `drift cleared: the last ${r.captures} captured requests look like ${r.model}'s training images again`, detail);
 }
 
 /** The newest `limit` drift results of an endpoint, newest first. */
 export function driftHistory(ws: Workspace, endpoint: string, limit = 100): DriftResult[] {
-  return (ws.db.prepare('SELECT detail FROM drift_results WHERE endpoint = ? ORDER BY id DESC LIMIT ?').all(endpoint, limit) as Array<{ detail: string }>).map((r) => JSON.parse(r.detail) as DriftResult);
+  return (ws.db.prepare('SELECT detail FROM drift_results WHERE endpoint = ? ORDER BY id DESC LIMIT ?').all(endpoint, limit) as Array<{ detail: string }>).map((row) => {
+    // results stored before the confidence test had none of its fields
+    const r = JSON.parse(row.detail) as Omit<DriftResult, 'heldOutConfidence' | 'confidenceThreshold' | 'confidenceDropped' | 'alarm'> & Partial<DriftResult>;
+    return { ...r, heldOutConfidence: r.heldOutConfidence ?? null, confidenceThreshold: r.confidenceThreshold ?? null, confidenceDropped: r.confidenceDropped ?? false, alarm: r.alarm ?? (r.drifted || r.classShifted) };
+  });
 }
 
 export interface DriftLog {
@@ -228,7 +251,7 @@ export class DriftMonitor {
         if (!newest || this.lastChecked.get(name) === newest.id) continue;
         const r = await checkDrift(this.ws, name);
         this.lastChecked.set(name, newest.id);
-        this.log.info({ endpoint: name, mmd: r.mmd, threshold: r.threshold, drifted: r.drifted, classShift: r.classShift }, 'drift checked');
+        this.log.info({ endpoint: name, mmd: r.mmd, threshold: r.threshold, drifted: r.drifted, classShift: r.classShift, meanConfidence: r.meanConfidence, alarm: r.alarm }, 'drift checked');
       } catch (err) {
         if (Errors.NotReady.is(err)) continue; // too few captures yet
         this.log.warn({ endpoint: name, err: errorMessage(err) }, 'drift check failed');

@@ -138,3 +138,59 @@ export function classShift(reference: Record<string, number>, current: Record<st
   for (const k of new Set([...Object.keys(reference), ...Object.keys(current)])) l1 += Math.abs((reference[k] ?? 0) / tr - (current[k] ?? 0) / tc);
   return l1 / 2;
 }
+
+/** Points of the held-out confidence distribution a model card keeps (quantiles 0, 1/100, ..., 1). */
+export const CONFIDENCE_QUANTILES = 101;
+
+/** A confidence drop smaller than this (one point) is no alarm, however significant: a model sure of nearly everything would otherwise alarm on rounding. */
+export const MIN_CONFIDENCE_DROP = 0.01;
+
+/** The quantiles of top-1 confidences (ascending), as a model card keeps them, to 6 decimals. */
+export function confidenceQuantiles(confidences: Float32Array | number[], points = CONFIDENCE_QUANTILES): number[] {
+  const sorted = Float64Array.from(confidences).sort();
+  if (!sorted.length) return [];
+  return Array.from({ length: points }, (_, i) => {
+    const x = (i / (points - 1)) * (sorted.length - 1);
+    const lo = Math.floor(x);
+    const v = sorted[lo]! + (sorted[Math.min(lo + 1, sorted.length - 1)]! - sorted[lo]!) * (x - lo);
+    return Math.round(v * 1e6) / 1e6;
+  });
+}
+
+export interface ConfidenceTest {
+  /** mean top-1 confidence of the current requests */
+  mean: number;
+  /** mean of the reference distribution */
+  referenceMean: number;
+  /** the current mean is an alarm below this: the alpha quantile of means of as many draws from the reference, and at least MIN_CONFIDENCE_DROP below its mean */
+  threshold: number;
+  dropped: boolean;
+}
+
+/**
+ * Whether the current requests are answered with less confidence than held-out images were:
+ * their mean top-1 confidence against the means of `current.length` draws from the reference
+ * distribution (given by its quantiles, sampled by inverse CDF), a one-sided permutation-style
+ * baseline whose alpha quantile is the threshold (and never less than MIN_CONFIDENCE_DROP below
+ * the reference mean). Confident mistakes raise no alarm here; the MMD and the class shift look
+ * at those.
+ */
+export function confidenceDrop(current: number[], quantiles: number[], opts: { alpha: number; draws?: number; rng: { next(): number } }): ConfidenceTest {
+  const q = quantiles;
+  const draw = () => {
+    const x = opts.rng.next() * (q.length - 1);
+    const lo = Math.floor(x);
+    return q[lo]! + (q[Math.min(lo + 1, q.length - 1)]! - q[lo]!) * (x - lo);
+  };
+  const n = current.length;
+  const means = Float64Array.from({ length: opts.draws ?? 500 }, () => {
+    let s = 0;
+    for (let i = 0; i < n; i++) s += draw();
+    return s / n;
+  }).sort();
+  const mean = current.reduce((a, b) => a + b, 0) / n;
+  let referenceMean = 0;
+  for (let i = 0; i < q.length - 1; i++) referenceMean += (q[i]! + q[i + 1]!) / 2 / (q.length - 1);
+  const threshold = Math.min(means[Math.max(0, Math.floor(opts.alpha * means.length) - 1)]!, referenceMean - MIN_CONFIDENCE_DROP);
+  return { mean, referenceMean, threshold, dropped: mean < threshold };
+}

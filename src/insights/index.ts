@@ -8,4 +8,4 @@ export { runRules, RULE_NAMES, type RuleResult, type RuleInput, type RuleName, t
 export { resolveJob, rulesForJob, saveJobInsights, measureJob } from './service.js';
 export { buildReport, renderReport, windowedRate } from './report.js';
 export { loadCatalog, jobCostReport, servingCostReport, estimateJob, estimateServing, scaleThroughput, localUsdPerHour, defaultScaling, DEFAULT_LOCAL, DEFAULT_CATALOG, type InstanceCatalog, type JobMeasurement, type ServingMeasurement, type CostSettings, type JobCostReport, type ServingCostReport } from './cost.js';
-export { mmdTest, randomProjection, project, classShift, type DriftTest, type Rows } from './drift.js';
+export { mmdTest, randomProjection, project, classShift, confidenceQuantiles, confidenceDrop, CONFIDENCE_QUANTILES, type ConfidenceTest, type DriftTest, type Rows } from './drift.js';

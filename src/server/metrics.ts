@@ -3,7 +3,7 @@ import type { MetricSample } from '../console/index.js';
 import type { DriftResult } from '../housekeeping/index.js';
 import type { ServingHooks, VariantLoad } from '../serving/index.js';
 
-export type DriftGaugeInput = Pick<DriftResult, 'endpoint' | 'mmd' | 'threshold' | 'classShift' | 'meanConfidence' | 'drifted' | 'classShifted'>;
+export type DriftGaugeInput = Pick<DriftResult, 'endpoint' | 'mmd' | 'threshold' | 'classShift' | 'meanConfidence' | 'alarm'>;
 
 /**
  * The daemon's Prometheus metrics, served on the data plane at /metrics. Gauges (replicas,
@@ -59,7 +59,7 @@ export class ServingMetrics {
       ['kennel_drift_mmd_threshold', 'Its threshold: the (1 - alpha) quantile of a permutation baseline', (d) => d.threshold],
       ['kennel_drift_class_shift', 'Total variation between the captured top-1 labels and the training classes', (d) => d.classShift],
       ['kennel_drift_mean_confidence', 'Mean top-1 probability of the checked captures', (d) => d.meanConfidence],
-      ['kennel_drift_alarm', '1 when the newest drift check alarmed (MMD or class shift above its threshold)', (d) => (d.drifted || d.classShifted ? 1 : 0)],
+      ['kennel_drift_alarm', '1 when the newest drift check alarmed (MMD or class shift above its threshold, or mean confidence below its)', (d) => (d.alarm ? 1 : 0)],
     ];
     for (const [name, help, value] of driftGauges) {
       new Gauge({

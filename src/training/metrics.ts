@@ -26,6 +26,18 @@ export function softmaxRows(logits: Float32Array, classes: number, temperature =
   return out;
 }
 
+/** Each row's top-1 probability at `temperature`: how confident the model is in its answer. */
+export function topConfidences(logits: Float32Array, classes: number, temperature = 1): Float32Array {
+  const p = softmaxRows(logits, classes, temperature);
+  const out = new Float32Array(p.length / classes);
+  for (let r = 0; r < out.length; r++) {
+    let best = 0;
+    for (let c = 0; c < classes; c++) best = Math.max(best, p[r * classes + c]!);
+    out[r] = best;
+  }
+  return out;
+}
+
 export function nll(logits: Float32Array, labels: Int32Array, classes: number, temperature = 1): number {
   const p = softmaxRows(logits, classes, temperature);
   let s = 0;

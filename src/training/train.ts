@@ -3,7 +3,7 @@ import { getBackbone, type Backbone } from '../backbones/index.js';
 import { Errors, CancelledError, KennelError, errorMessage, type ProgressSink } from '../core/index.js';
 import { getDatasetVersion, type DatasetVersion } from '../data/index.js';
 import { DEVICES } from '../inference/index.js';
-import { TelemetryRecorder, saveJobInsights, type RuleResult } from '../insights/index.js';
+import { TelemetryRecorder, confidenceQuantiles, saveJobInsights, type RuleResult } from '../insights/index.js';
 import { registerModel, checkModelName, identicalTraining, type ModelCard } from '../registry/index.js';
 import { createJob, finishJob, type Workspace } from '../store/index.js';
 import { datasetFeatures, type WorkerThroughput } from './dispatch.js';
@@ -11,7 +11,7 @@ import { PROBABILITIES_OUTPUT, applyStandardizer, buildServingModel, standardize
 import type { FeatureMatrix } from './features.js';
 import { HeadRunner, fitHead, lossAndTop1, type EpochStats, type HeadConfig, type Matrix, type StepSample } from './head.js';
 import { LinearRunner, fitProbe, linearWeights, probeFeatures, type ProbeChoice } from './probe.js';
-import { evaluate, fitTemperature, type SplitMetrics } from './metrics.js';
+import { evaluate, fitTemperature, topConfidences, type SplitMetrics } from './metrics.js';
 
 export const TrainOptionsSchema = z.object({
   dataset: z.string().min(1),
@@ -192,7 +192,9 @@ async function runTraining(ws: Workspace, run: TrainingRun): Promise<TrainResult
   const evaluateSeconds = lap('evaluate');
 
   const onnx = buildServingModel(await ws.artifacts.get(backbone.extractorSha), head.serving, temperature, { tta: o.tta, layout: backbone.spec.preprocess.layout });
-  const card = await modelCard(run, { temperature, metrics: { train: { top1: trainEval.top1, loss: trainEval.loss }, valid, test, head: head.summary, bestEpoch: head.bestEpoch, history: head.history } });
+  // the held-out images' calibrated confidence: what drift checks compare production's with
+  const heldOutConfidence = confidenceQuantiles([...topConfidences(head.validLogits, classes, temperature), ...topConfidences(testLogits, classes, temperature)]);
+  const card = await modelCard(run, { temperature, metrics: { train: { top1: trainEval.top1, loss: trainEval.loss }, valid, test, head: head.summary, bestEpoch: head.bestEpoch, history: head.history, heldOutConfidence } });
   const mv = await registerModel(ws, name, onnx, card);
   const exportSeconds = lap('export');
   return {

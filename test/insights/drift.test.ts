@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { addBackbone, getBackbone } from '../../src/backbones/index.js';
 import { Rng } from '../../src/core/index.js';
 import { FeatureExtractor } from '../../src/inference/index.js';
-import { mmdTest, project, randomProjection, type Rows } from '../../src/insights/index.js';
+import { CONFIDENCE_QUANTILES, confidenceDrop, confidenceQuantiles, mmdTest, project, randomProjection, type Rows } from '../../src/insights/index.js';
 import { openWorkspace } from '../../src/store/index.js';
 import { sharedDir, tmpDir, tmpHome } from '../helpers/paths.js';
 
@@ -87,4 +87,31 @@ test('the permutation threshold holds its false-alarm rate on two samples of one
   }
   t.diagnostic(`${alarms} alarms in 40 trials at alpha 0.05`);
   assert.ok(alarms <= 6, `${alarms} alarms in 40 trials at alpha 0.05`);
+});
+
+test('the confidence test: means of draws from held-out confidences set the threshold; the same distribution rarely alarms, a drop of a fifth always does', () => {
+  const rng = new Rng(5);
+  // held-out confidences: mostly confident, a tail of unsure answers
+  const heldOut = Array.from({ length: 400 }, () => Math.min(1, Math.max(0.05, 1 - Math.abs(rng.normal()) * 0.25)));
+  const q = confidenceQuantiles(heldOut);
+  assert.equal(q.length, CONFIDENCE_QUANTILES);
+  assert.equal(q[0], Math.round(Math.min(...heldOut) * 1e6) / 1e6);
+  assert.equal(q.at(-1), Math.round(Math.max(...heldOut) * 1e6) / 1e6);
+  assert.ok(q.every((x, i) => i === 0 || x >= q[i - 1]!), 'ascending');
+  let falseAlarms = 0;
+  let detected = 0;
+  for (let trial = 0; trial < 20; trial++) {
+    const r = new Rng(100 + trial);
+    const same = Array.from({ length: 30 }, () => heldOut[r.int(heldOut.length)]!);
+    const t = confidenceDrop(same, q, { alpha: 0.01, rng: r });
+    assert.ok(Math.abs(t.referenceMean - heldOut.reduce((a, b) => a + b, 0) / heldOut.length) < 0.01, `reference mean ${t.referenceMean}`);
+    if (t.dropped) falseAlarms++;
+    if (confidenceDrop(same.map((x) => x * 0.8), q, { alpha: 0.01, rng: r }).dropped) detected++;
+  }
+  assert.ok(falseAlarms <= 1, `${falseAlarms} false alarms in 20`);
+  assert.equal(detected, 20);
+  // a model sure of everything: tiny differences are no alarm
+  const sure = confidenceQuantiles(Array.from({ length: 100 }, () => 1));
+  assert.equal(confidenceDrop(Array.from({ length: 30 }, () => 0.99995), sure, { alpha: 0.01, rng }).dropped, false);
+  assert.equal(confidenceDrop(Array.from({ length: 30 }, () => 0.9), sure, { alpha: 0.01, rng }).dropped, true);
 });

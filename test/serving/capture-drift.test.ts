@@ -9,7 +9,7 @@ import { addBackbone } from '../../src/backbones/index.js';
 import { Rng } from '../../src/core/index.js';
 import { getDatasetVersion, importDataset } from '../../src/data/index.js';
 import { checkDrift, driftHistory, driftReference, type DriftResult } from '../../src/housekeeping/index.js';
-import { mmdTest, type Rows } from '../../src/insights/index.js';
+import { CONFIDENCE_QUANTILES, confidenceDrop, mmdTest, type Rows } from '../../src/insights/index.js';
 import { startDaemon, type Daemon } from '../../src/server/index.js';
 import { CAPTURE_DIMS, CaptureSink, captureCounts, enforceCaptureBounds, getEndpoint, readCaptures, type CapturedRequest } from '../../src/serving/index.js';
 import { openWorkspace, type Workspace } from '../../src/store/index.js';
@@ -141,14 +141,21 @@ test('drift: 20 seeded trials of 30 captured requests each, shifted ones detecte
       return { data, rows: c.length, cols: CAPTURE_DIMS };
     };
     const pick = (c: CapturedRequest[], rng: Rng) => rng.shuffle([...c]).slice(0, 30);
+    // the model card keeps its held-out images' confidences: the confidence test counts among the alarms
+    assert.equal(ref.confidence?.length, CONFIDENCE_QUANTILES);
+    const alarmed = (c: CapturedRequest[], trial: number, rng: Rng) =>
+      mmdTest(ref.projected, rows(c), { seed: trial, permutations: 300, alpha: 0.01 }).drift || confidenceDrop(c.map((x) => x.score), ref.confidence!, { alpha: 0.01, rng }).dropped;
     let detected = 0;
     let falseAlarms = 0;
+    let confidenceAlarms = 0;
     for (let trial = 0; trial < 20; trial++) {
       const rng = new Rng(2000 + trial);
-      if (mmdTest(ref.projected, rows(pick(shiftedCaptures, rng)), { seed: trial, permutations: 300, alpha: 0.01 }).drift) detected++;
-      if (mmdTest(ref.projected, rows(pick(sameCaptures, rng)), { seed: trial, permutations: 300, alpha: 0.01 }).drift) falseAlarms++;
+      const shiftedPick = pick(shiftedCaptures, rng);
+      if (alarmed(shiftedPick, trial, rng)) detected++;
+      if (confidenceDrop(shiftedPick.map((x) => x.score), ref.confidence!, { alpha: 0.01, rng }).dropped) confidenceAlarms++;
+      if (alarmed(pick(sameCaptures, rng), trial, rng)) falseAlarms++;
     }
-    t.diagnostic(`trials on captured features: detected ${detected}/20, false alarms ${falseAlarms}/20`);
+    t.diagnostic(`trials on captured features and confidences: detected ${detected}/20 (the confidence test alone ${confidenceAlarms}/20), false alarms ${falseAlarms}/20`);
     assert.ok(detected >= 19, `detected ${detected}/20`);
     assert.ok(falseAlarms <= 1, `${falseAlarms} false alarms in 20`);
 

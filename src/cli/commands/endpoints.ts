@@ -168,10 +168,12 @@ function captureBody(o: CaptureOptions): Record<string, unknown> {
 function driftText(r: DriftResult): string {
   const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
   return [
-    `${r.endpoint}: ${r.drifted || r.classShifted ? 'DRIFT' : 'no drift'}  (${r.captures} captured requests of ${r.model}, ${r.window.from} .. ${r.window.to}, against ${r.reference.rows} training images of ${r.reference.dataset})`,
+    `${r.endpoint}: ${r.alarm ? 'DRIFT' : 'no drift'}  (${r.captures} captured requests of ${r.model}, ${r.window.from} .. ${r.window.to}, against ${r.reference.rows} training images of ${r.reference.dataset})`,
     `  features  MMD^2 ${r.mmd.toPrecision(3)}  threshold ${r.threshold.toPrecision(3)} (permutation baseline, alpha ${r.alpha})  p ${r.pValue.toFixed(3)}  ${r.drifted ? 'drifted' : 'ok'}`,
     `  classes   shift ${r.classShift.toFixed(3)}  threshold ${r.classShiftThreshold.toFixed(3)}  ${r.classShifted ? 'shifted' : 'ok'}`,
-    `  confidence  mean top-1 ${r.meanConfidence.toFixed(3)}`,
+    r.confidenceThreshold === null
+      ? `  confidence  mean top-1 ${r.meanConfidence.toFixed(3)} (the model card keeps no held-out confidences to compare with)`
+      : `  confidence  mean top-1 ${r.meanConfidence.toFixed(3)}  held-out ${r.heldOutConfidence!.toFixed(3)}  threshold ${r.confidenceThreshold.toFixed(3)}  ${r.confidenceDropped ? 'dropped' : 'ok'}`,
     ...r.classes.slice(0, 5).map((c) => `    ${c.label.padEnd(28)} training ${pct(c.training).padStart(6)}  captured ${pct(c.captured).padStart(6)}`),
   ].join('\n');
 }

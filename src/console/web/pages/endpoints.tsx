@@ -430,7 +430,7 @@ function DriftPanel({ e }: { e: Endpoint }) {
         Capturing {data.capture.percent}% of requests ({data.captures} stored, kept {data.capture.retentionDays} days{data.capture.images ? ', with images' : ''}).{' '}
         {last ? (
           <>
-            Last check {ago(last.at)}: {last.drifted || last.classShifted ? <Badge tone="bad">drift</Badge> : <Badge tone="ok">no drift</Badge>} ({last.captures} requests of {last.model}, p {num(last.pValue, 3)}, mean confidence {num(last.meanConfidence, 3)})
+            Last check {ago(last.at)}: {last.alarm ? <Badge tone="bad">drift</Badge> : <Badge tone="ok">no drift</Badge>} ({last.captures} requests of {last.model}, p {num(last.pValue, 3)}, mean confidence {num(last.meanConfidence, 3)})
           </>
         ) : (
           'No check yet (one needs 20 captured requests).'
@@ -457,7 +457,18 @@ function DriftPanel({ e }: { e: Endpoint }) {
           ]}
           empty="No drift check yet"
         />
-        <LineChart title="Mean confidence" x="time" yMin={0} yMax={1} yFormat={(v) => num(v, 2)} series={[{ name: 'top-1', points: pts.map((p) => ({ x: p.t, y: p.meanConfidence })), dots: true }]} empty="No drift check yet" />
+        <LineChart
+          title="Mean confidence"
+          x="time"
+          yMin={0}
+          yMax={1}
+          yFormat={(v) => num(v, 2)}
+          series={[
+            { name: 'top-1', points: pts.map((p) => ({ x: p.t, y: p.meanConfidence })), dots: true },
+            { name: 'threshold', points: pts.filter((p) => p.confidenceThreshold !== null).map((p) => ({ x: p.t, y: p.confidenceThreshold! })) },
+          ]}
+          empty="No drift check yet"
+        />
       </div>
     </>
   );
