@@ -1,7 +1,7 @@
 import { Errors, Rng, errorMessage, seedFrom } from '../core/index.js';
 import { classShift, confidenceDrop, mmdTest, type Rows } from '../insights/index.js';
 import { getModel } from '../registry/index.js';
-import { CAPTURE_DIMS, captureProjection, enforceCaptureBounds, getEndpoint, listEndpoints, projectRow, readCaptures, recordEvent } from '../serving/index.js';
+import { CAPTURE_DIMS, captureProjection, capturedModels, enforceCaptureBounds, getEndpoint, listEndpoints, projectRow, readCaptures, recordEvent } from '../serving/index.js';
 import { keepNewestRows, type Workspace } from '../store/index.js';
 import { trainingReference, type TrainingReference } from '../training/index.js';
 
@@ -13,6 +13,8 @@ const RESULTS_KEPT = 2000;
 export interface DriftOptions {
   /** the newest captures compared (default 200) */
   last?: number;
+  /** the model whose captures are checked (default: the model that answered the newest capture) */
+  model?: string;
   /** training rows compared, drawn at random (seeded) when the split is larger (default 300) */
   referenceRows?: number;
   /** permutations of the baseline (default 500) */
@@ -120,8 +122,9 @@ const counts = (labels: string[]): Record<string, number> => {
 export async function checkDrift(ws: Workspace, endpoint: string, opts: DriftOptions = {}): Promise<DriftResult> {
   const spec = getEndpoint(ws, endpoint).spec;
   const last = opts.last ?? 200;
-  const newest = readCaptures(ws, endpoint, { last: 1 })[0];
+  const newest = readCaptures(ws, endpoint, { last: 1, model: opts.model })[0];
   if (!newest) {
+    if (opts.model) throw Errors.NotReady(`Endpoint ${endpoint} has no captured requests answered by ${opts.model}.`, `kennel endpoints describe ${endpoint} lists its variants' models.`);
     throw Errors.NotReady(`Endpoint ${endpoint} has no captured requests.`, spec.capture ? 'Send it requests; captures are written once a second.' : `Start capturing: kennel endpoints update ${endpoint} --capture 10.`);
   }
   const captures = readCaptures(ws, endpoint, { last, model: newest.model }).filter((c) => c.features);
@@ -183,7 +186,8 @@ export async function checkDrift(ws: Workspace, endpoint: string, opts: DriftOpt
 }
 
 function recordDrift(ws: Workspace, r: DriftResult): void {
-  const prev = driftHistory(ws, r.endpoint, 1)[0];
+  // each model (variant) has its own alarm: an A/B test's second model does not clear the first's
+  const prev = driftHistory(ws, r.endpoint, 1, r.model)[0];
   const alarm = r.alarm;
   const wasAlarm = prev?.alarm ?? false;
   ws.db.transaction(() => {
@@ -198,9 +202,10 @@ function recordDrift(ws: Workspace, r: DriftResult): void {
   if (!alarm && wasAlarm) recordEvent(ws, r.endpoint, 'drift_cleared', `drift cleared: the last ${r.captures} captured requests look like ${r.model}'s training images again`, detail);
 }
 
-/** The newest `limit` drift results of an endpoint, newest first. */
-export function driftHistory(ws: Workspace, endpoint: string, limit = 100): DriftResult[] {
-  return (ws.db.prepare('SELECT detail FROM drift_results WHERE endpoint = ? ORDER BY id DESC LIMIT ?').all(endpoint, limit) as Array<{ detail: string }>).map((row) => {
+/** The newest `limit` drift results of an endpoint (of one model when given), newest first. */
+export function driftHistory(ws: Workspace, endpoint: string, limit = 100, model?: string): DriftResult[] {
+  const rows = ws.db.prepare(`SELECT detail FROM drift_results WHERE endpoint = ?${model ? ' AND model = ?' : ''} ORDER BY id DESC LIMIT ?`).all(...(model ? [endpoint, model, limit] : [endpoint, limit])) as Array<{ detail: string }>;
+  return rows.map((row) => {
     // results stored before the confidence test had none of its fields
     const r = JSON.parse(row.detail) as Omit<DriftResult, 'heldOutConfidence' | 'confidenceThreshold' | 'confidenceDropped' | 'alarm'> & Partial<DriftResult>;
     return { ...r, heldOutConfidence: r.heldOutConfidence ?? null, confidenceThreshold: r.confidenceThreshold ?? null, confidenceDropped: r.confidenceDropped ?? false, alarm: r.alarm ?? (r.drifted || r.classShifted) };
@@ -212,10 +217,17 @@ export interface DriftLog {
   warn(obj: object, msg: string): void;
 }
 
+/** The newest drift check of each model an endpoint's captures were answered by, newest first. */
+export function latestDriftPerModel(ws: Workspace, endpoint: string): DriftResult[] {
+  const models = ws.db.prepare('SELECT model, MAX(id) AS id FROM drift_results WHERE endpoint = ? GROUP BY model ORDER BY id DESC').all(endpoint) as Array<{ model: string }>;
+  return models.flatMap(({ model }) => driftHistory(ws, endpoint, 1, model));
+}
+
 /**
  * The daemon's drift schedule: every `intervalMs`, for each endpoint that captures requests,
- * deletes captures past retention (endpoints without traffic too) and, when new captures came
- * since its last check and there are enough, runs checkDrift.
+ * deletes captures past retention (endpoints without traffic too) and, for each model that
+ * answered captures (every variant's), when new ones came since its last check and there are
+ * enough, runs checkDrift.
  */
 export class DriftMonitor {
   private readonly timer: NodeJS.Timeout;
@@ -247,13 +259,18 @@ export class DriftMonitor {
       try {
         this.flush(name);
         enforceCaptureBounds(this.ws, name, capture);
-        const newest = readCaptures(this.ws, name, { last: 1 })[0];
-        if (!newest || this.lastChecked.get(name) === newest.id) continue;
-        const r = await checkDrift(this.ws, name);
-        this.lastChecked.set(name, newest.id);
-        this.log.info({ endpoint: name, mmd: r.mmd, threshold: r.threshold, drifted: r.drifted, classShift: r.classShift, meanConfidence: r.meanConfidence, alarm: r.alarm }, 'drift checked');
+        for (const { model, newest } of capturedModels(this.ws, name)) {
+          const key = `${name}\0${model}`;
+          if (this.lastChecked.get(key) === newest) continue;
+          try {
+            const r = await checkDrift(this.ws, name, { model });
+            this.lastChecked.set(key, newest);
+            this.log.info({ endpoint: name, model, mmd: r.mmd, threshold: r.threshold, drifted: r.drifted, classShift: r.classShift, meanConfidence: r.meanConfidence, alarm: r.alarm }, 'drift checked');
+          } catch (err) {
+            if (!Errors.NotReady.is(err)) throw err; // too few captures of this model yet
+          }
+        }
       } catch (err) {
-        if (Errors.NotReady.is(err)) continue; // too few captures yet
         this.log.warn({ endpoint: name, err: errorMessage(err) }, 'drift check failed');
       }
     }

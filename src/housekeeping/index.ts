@@ -9,4 +9,4 @@
 export { deleteModel, deleteDataset, deleteBackbone, type Deleted } from './delete.js';
 export { cancelJob, deleteJob, requireJob, type CancelRoute } from './jobs.js';
 export { JobRunner, type JobRequest, type JobLog } from './runner.js';
-export { checkDrift, driftHistory, driftReference, type DriftReference, DriftMonitor, MIN_DRIFT_CAPTURES, type DriftResult, type DriftOptions, type ClassShare } from './drift.js';
+export { checkDrift, driftHistory, latestDriftPerModel, driftReference, type DriftReference, DriftMonitor, MIN_DRIFT_CAPTURES, type DriftResult, type DriftOptions, type ClassShare } from './drift.js';

@@ -101,11 +101,11 @@ export function buildAdmin(runtime: ServingRuntime, opts: AdminOptions): Fastify
       async (req) => auditedAsync(opts.ws, actor(req), 'admin:UpdateEndpoint', `endpoint/${req.params.name}`, () => runtime.update(req.params.name, req.body, { wait: req.query.wait }), { body: req.body }),
     );
     api.get<{ Params: { name: string } }>('/v1/endpoints/:name/shadow-report', { schema: { params: nameParams }, config: { auth: onEndpoint(READ) } }, async (req) => runtime.shadowReport(req.params.name));
-    const driftQuery = { type: 'object', properties: { last: { type: 'integer', minimum: 2, maximum: 5000, default: 200 } }, additionalProperties: false } as const;
+    const driftQuery = { type: 'object', properties: { last: { type: 'integer', minimum: 2, maximum: 5000, default: 200 }, model: { type: 'string', minLength: 1, maxLength: 200 } }, additionalProperties: false } as const;
     // a check now, on the newest captures (stored with the scheduled ones: it is part of the history)
-    api.get<{ Params: { name: string }; Querystring: { last: number } }>('/v1/endpoints/:name/drift', { schema: { params: nameParams, querystring: driftQuery }, config: { auth: onEndpoint(READ) } }, async (req) => {
+    api.get<{ Params: { name: string }; Querystring: { last: number; model?: string } }>('/v1/endpoints/:name/drift', { schema: { params: nameParams, querystring: driftQuery }, config: { auth: onEndpoint(READ) } }, async (req) => {
       runtime.flushCapture(req.params.name);
-      return checkDrift(opts.ws, req.params.name, { last: req.query.last });
+      return checkDrift(opts.ws, req.params.name, { last: req.query.last, model: req.query.model });
     });
     const historyQuery = { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 2000, default: 100 } }, additionalProperties: false } as const;
     api.get<{ Params: { name: string }; Querystring: { limit: number } }>('/v1/endpoints/:name/drift/history', { schema: { params: nameParams, querystring: historyQuery }, config: { auth: onEndpoint(READ) } }, async (req) => {

@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { LogBook } from '../console/index.js';
 import { Errors, KennelError } from '../core/index.js';
-import { DriftMonitor, driftHistory } from '../housekeeping/index.js';
+import { DriftMonitor, latestDriftPerModel } from '../housekeeping/index.js';
 import { endpointClientFor, FunctionGateway, type EventQueueOptions } from '../functions/index.js';
 import { AsyncInference, DEFAULT_MAX_IMAGE_BYTES, ServingRuntime, type AsyncInferenceOptions, type PoolTimings } from '../serving/index.js';
 import { openWorkspace } from '../store/index.js';
@@ -72,7 +72,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   let runtime: ServingRuntime | undefined;
   const metrics = new ServingMetrics(
     () => runtime?.load() ?? [],
-    () => (runtime?.list() ?? []).flatMap((e) => (e.spec.capture ? driftHistory(ws, e.name, 1) : [])),
+    // per endpoint: the newest check's numbers, alarmed while any of its models' newest check is
+    () =>
+      (runtime?.list() ?? []).flatMap((e) => {
+        const latest = e.spec.capture ? latestDriftPerModel(ws, e.name) : [];
+        return latest.length ? [{ ...latest[0]!, alarm: latest.some((r) => r.alarm) }] : [];
+      }),
   );
   // the backlog is first read once a pool is tracked, after asyncInference is built (runtime.start() or a create)
   runtime = new ServingRuntime(ws, { log, hooks: metrics.hooks, timings: opts.timings, backlog: (endpoint) => asyncInference.depth(endpoint) });

@@ -164,6 +164,11 @@ export function readCaptures(ws: Workspace, endpoint: string, opts: { last: numb
   }));
 }
 
+/** The models whose answers an endpoint captured with features (each variant's, and those before a rollout), with the id of each one's newest capture. */
+export function capturedModels(ws: Workspace, endpoint: string): Array<{ model: string; newest: number }> {
+  return ws.db.prepare('SELECT model, MAX(id) AS newest FROM captures WHERE endpoint = ? AND features IS NOT NULL GROUP BY model ORDER BY newest DESC').all(endpoint) as Array<{ model: string; newest: number }>;
+}
+
 /** Captures stored for an endpoint, and how many hold the image. */
 export function captureCounts(ws: Workspace, endpoint: string): { rows: number; images: number } {
   const r = ws.db.prepare('SELECT COUNT(*) AS rows, COUNT(image) AS images FROM captures WHERE endpoint = ?').get(endpoint) as { rows: number; images: number };

@@ -1,6 +1,6 @@
 export { ServingRuntime, type ServedVariant, type EndpointDescription, type ShadowDescription, type VariantLoad, type ServingHooks } from './runtime.js';
 export { PRIMARY_VARIANT, SHADOW_VARIANT, CreateEndpointSchema, UpdateEndpointSchema, listEndpoints, getEndpoint, recordEvent, type Shadow, type Capture, type EndpointSpec } from './endpoints.js';
-export { CaptureSink, CAPTURE_DIMS, captureProjection, projectRow, readCaptures, captureCounts, enforceCaptureBounds, type CapturedRequest } from './capture.js';
+export { CaptureSink, CAPTURE_DIMS, captureProjection, projectRow, readCaptures, capturedModels, captureCounts, enforceCaptureBounds, type CapturedRequest } from './capture.js';
 export type { ShadowReport, ClassDisagreement, LatencySummary } from './shadow.js';
 export { type PoolTimings } from './supervisor.js';
 export type { InvocationResult } from './router.js';

@@ -8,10 +8,10 @@ import sharp from 'sharp';
 import { addBackbone } from '../../src/backbones/index.js';
 import { Rng } from '../../src/core/index.js';
 import { getDatasetVersion, importDataset } from '../../src/data/index.js';
-import { checkDrift, driftHistory, driftReference, type DriftResult } from '../../src/housekeeping/index.js';
+import { checkDrift, driftHistory, driftReference, latestDriftPerModel, type DriftResult } from '../../src/housekeeping/index.js';
 import { CONFIDENCE_QUANTILES, confidenceDrop, mmdTest, type Rows } from '../../src/insights/index.js';
 import { startDaemon, type Daemon } from '../../src/server/index.js';
-import { CAPTURE_DIMS, CaptureSink, captureCounts, enforceCaptureBounds, getEndpoint, readCaptures, type CapturedRequest } from '../../src/serving/index.js';
+import { CAPTURE_DIMS, CaptureSink, captureCounts, capturedModels, enforceCaptureBounds, getEndpoint, readCaptures, type CapturedRequest } from '../../src/serving/index.js';
 import { openWorkspace, type Workspace } from '../../src/store/index.js';
 import { train } from '../../src/training/index.js';
 import { repoRoot, sharedDir, tmpDir, tmpHome } from '../helpers/paths.js';
@@ -225,6 +225,43 @@ test('drift: 20 seeded trials of 30 captured requests each, shifted ones detecte
   // newest first: the scheduled check (on the newest 200 captures, the shifted ones among them), then the on-demand ones
   assert.equal(v.results.length, stored());
   assert.ok(v.results.some((r) => r.drifted) && v.results.some((r) => !r.drifted));
+});
+
+test("each variant's model is checked on its own captures, with its own alarm; kennel endpoints drift --model picks one", async () => {
+  // a second model trained on the same (cached) features, as a second variant
+  const ws = openWorkspace(home);
+  try {
+    await train(ws, { dataset: 'breeds', backbone: 'mobilenetv2-12-int8', head: 'minibatch', epochs: 3, seed: 1, newVersion: true });
+  } finally {
+    ws.close();
+  }
+  await daemon.runtime.update('dogs', { variants: [{ name: 'b', model: 'breeds@2', weight: 1 }] });
+  const models = async () => {
+    const w = openWorkspace(home);
+    try {
+      return capturedModels(w, 'dogs').map((m) => m.model).sort();
+    } finally {
+      w.close();
+    }
+  };
+  for (let round = 0; round < 6 && (await models()).length < 2; round++) await send(same);
+  assert.deepEqual(await models(), ['breeds@1', 'breeds@2'], 'both variants answered captured requests');
+  await daemon.drift.tick();
+  const w = openWorkspace(home);
+  try {
+    const latest = latestDriftPerModel(w, 'dogs');
+    assert.deepEqual(latest.map((r) => r.model).sort(), ['breeds@1', 'breeds@2'], 'the schedule checked each model');
+    assert.equal(driftHistory(w, 'dogs', 1, 'breeds@2')[0]!.reference.dataset, 'breeds@1');
+  } finally {
+    w.close();
+  }
+  const cli = await kennel(['endpoints', 'drift', 'dogs', '--model', 'breeds@2', '--last', '40', '--json']);
+  assert.equal(cli.code, 0, cli.stderr);
+  assert.equal((JSON.parse(cli.stdout) as DriftResult).model, 'breeds@2');
+  const unknown = await kennel(['endpoints', 'drift', 'dogs', '--model', 'nope@1', '--json']);
+  assert.notEqual(unknown.code, 0);
+  assert.match(unknown.stderr, /no captured requests answered by nope@1/);
+  await daemon.runtime.update('dogs', { removeVariants: ['b'] });
 });
 
 test('captures are bounded: the newest --capture-max-rows kept, rows past retention deleted, images only with --capture-images', () => {

@@ -259,10 +259,14 @@ export function registerEndpoints(program: Command): void {
   jsonCommand(
     cmd
       .command('drift <name>')
-      .description("Check an endpoint's captured requests (--capture) against its model's training images now: MMD on the backbone features with a permutation-baseline threshold, the predicted-class distribution against training's, mean confidence. The daemon also checks every 10 minutes (KENNEL_DRIFT_INTERVAL_S) and records drift_detected / drift_cleared events.")
-      .option('--last <n>', 'the newest captures compared (default 200)', number('--last', { int: true, min: 2, max: 5000 })),
+      .description("Check an endpoint's captured requests (--capture) against its model's training images now: MMD on the backbone features with a permutation-baseline threshold, the predicted-class distribution against training's, mean confidence against the held-out images'. The daemon also checks every 10 minutes (KENNEL_DRIFT_INTERVAL_S), each variant's model on its own, and records drift_detected / drift_cleared events.")
+      .option('--last <n>', 'the newest captures compared (default 200)', number('--last', { int: true, min: 2, max: 5000 }))
+      .option('--model <ref>', "the captures of this model, NAME@VERSION (another variant's); default: the model that answered the newest capture"),
     {
-      action: ({ opts: o }: CommandContext<{ last?: number; json?: boolean }>, name: string) => adminRequest<DriftResult>(defaultHome(), 'GET', `/v1/endpoints/${encodeURIComponent(name)}/drift${o.last ? `?last=${o.last}` : ''}`),
+      action: ({ opts: o }: CommandContext<{ last?: number; model?: string; json?: boolean }>, name: string) => {
+        const query = new URLSearchParams({ ...(o.last ? { last: String(o.last) } : {}), ...(o.model ? { model: o.model } : {}) }).toString();
+        return adminRequest<DriftResult>(defaultHome(), 'GET', `/v1/endpoints/${encodeURIComponent(name)}/drift${query ? `?${query}` : ''}`);
+      },
       human: driftText,
     },
   );
