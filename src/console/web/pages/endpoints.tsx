@@ -412,25 +412,27 @@ function RollingUpdate({ e, models }: { e: Endpoint; models: { refs: string[]; e
 const latencyText = (l: ShadowLatency) => (l.p50Ms === null ? '—' : `p50 ${num(l.p50Ms, 1)} · p95 ${num(l.p95Ms ?? 0, 1)} · p99 ${num(l.p99Ms ?? 0, 1)} ms`);
 const errorText = (l: ShadowLatency) => (l.errors ? `${l.errors} (${Object.entries(l.errorCodes).map(([c, n]) => `${c} ${n}`).join(', ')})` : '0');
 
-/**
- * A shadow model on live traffic: start it, watch its comparison with the primary (live, as
- * kennel endpoints shadow-report), promote it or stop it.
- */
 /** The stored drift checks of the captured requests: MMD against its permutation threshold, class shift, confidence. */
 function DriftPanel({ e }: { e: Endpoint }) {
   const { data, error } = useApi<DriftView>(`/api/endpoints/${encodeURIComponent(e.name)}/drift`);
   if (error) return <ErrorBox error={error} />;
   if (!data) return <Loading />;
   if (!data.capture) return <Empty title="Not capturing requests">Start with kennel endpoints update {e.name} --capture 10; the daemon then checks drift every 10 minutes.</Empty>;
-  const pts = [...data.results].reverse().map((r) => ({ ...r, t: Date.parse(r.at) }));
   const last = data.results[0];
+  // each model (variant) is checked on its own: the charts follow the newest check's model, the badge every model's newest check
+  const newestPerModel = data.results.filter((r, i) => data.results.findIndex((x) => x.model === r.model) === i);
+  const alarmed = newestPerModel.filter((r) => r.alarm).map((r) => r.model);
+  const pts = data.results
+    .filter((r) => r.model === last?.model)
+    .reverse()
+    .map((r) => ({ ...r, t: Date.parse(r.at) }));
   return (
     <>
       <p>
         Capturing {data.capture.percent}% of requests ({data.captures} stored, kept {data.capture.retentionDays} days{data.capture.images ? ', with images' : ''}).{' '}
         {last ? (
           <>
-            Last check {ago(last.at)}: {last.alarm ? <Badge tone="bad">drift</Badge> : <Badge tone="ok">no drift</Badge>} ({last.captures} requests of {last.model}, p {num(last.pValue, 3)}, mean confidence {num(last.meanConfidence, 3)})
+            Last check {ago(last.at)}: {alarmed.length ? <Badge tone="bad">drift: {alarmed.join(', ')}</Badge> : <Badge tone="ok">no drift</Badge>} ({last.captures} requests of {last.model}, p {num(last.pValue, 3)}, mean confidence {num(last.meanConfidence, 3)}){newestPerModel.length > 1 ? `; the charts show ${last.model}, kennel endpoints drift ${e.name} --model M checks another` : ''}
           </>
         ) : (
           'No check yet (one needs 20 captured requests).'
@@ -474,6 +476,10 @@ function DriftPanel({ e }: { e: Endpoint }) {
   );
 }
 
+/**
+ * A shadow model on live traffic: start it, watch its comparison with the primary (live, as
+ * kennel endpoints shadow-report), promote it or stop it.
+ */
 function ShadowPanel({ e, refs }: { e: Endpoint; refs: string[] }) {
   const { data: r, error } = useStream<ShadowReportView>(`/api/endpoints/${encodeURIComponent(e.name)}/shadow/stream`);
   const [model, setModel] = useState('');
