@@ -6,10 +6,14 @@
  * - durability: N requests (default 1,000) accepted, then a kill -9 of the replica once a fifth
  *   are answered and a kill -9 of the daemon once half are; the daemon is started again and every
  *   accepted request must be answered: none lost, none failed.
+ * `-- --queue redis://HOST:PORT` runs the same with the daemon's requests in BullMQ on that Redis
+ * (`kennel up --queue`) instead of the workspace's SQLite queue; the bench reads them through the
+ * same store interface as `kennel endpoints requests`.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { openAsyncRequests, type AsyncRequestStore } from '../src/serving/index.js';
 import { openWorkspace } from '../src/store/index.js';
 import { currentLoad, machineInfo } from './lib/machine.js';
 import { logger, parseBenchArgs, saveResults, shared, summaryTable } from './lib/report.js';
@@ -18,7 +22,10 @@ import { benchHome, importBenchModel, startKennel, type RunningDaemon } from './
 const TARGET = { coldStartSeconds: 2 };
 const args = parseBenchArgs(process.argv.slice(2), 'async', {
   requests: { help: 'requests to queue', default: '1000 (--quick: 200)' },
+  queue: { help: 'redis://HOST:PORT: the daemon keeps requests in BullMQ there (kennel up --queue); default its SQLite queue', default: '' },
 });
+const queue = args.options.queue || undefined;
+if (queue) process.env.KENNEL_QUEUE = queue; // the daemons started below read it
 const log = logger(args.json);
 const machine = machineInfo();
 const date = new Date();
@@ -28,10 +35,10 @@ const requests = /^\d+$/.test(args.options.requests!) ? Number(args.options.requ
 const { home, onCleanup, cleanup } = benchHome('async');
 const photo = join(shared, 'data/real-photos/aipnd-dogs/Beagle_01125.jpg');
 
-async function until<T>(what: string, check: () => T | undefined | false, timeoutMs: number): Promise<T> {
+async function until<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
   const limit = Date.now() + timeoutMs;
   for (;;) {
-    const v = check();
+    const v = await check();
     if (v !== undefined && v !== false) return v;
     if (Date.now() > limit) throw new Error(`timed out waiting for ${what}`);
     await sleep(10);
@@ -42,10 +49,12 @@ try {
   const { model } = await importBenchModel(home, 'mobilenet');
   const ws = openWorkspace(home);
   const location = `kennel://artifacts/${await ws.artifacts.put(readFileSync(photo))}`;
-  const counts = () => Object.fromEntries((ws.db.prepare("SELECT status, count(*) AS n FROM endpoint_requests WHERE endpoint = 'async' GROUP BY status").all() as Array<{ status: string; n: number }>).map((r) => [r.status, r.n])) as Record<string, number | undefined>;
+  const store: AsyncRequestStore = await openAsyncRequests(ws, { queue });
+  onCleanup(() => void store.close().catch(() => {}));
+  const counts = async () => (await store.list('async', 0)).counts;
   let daemon: RunningDaemon = await startKennel(home);
   onCleanup(() => daemon.stop());
-  log(`bench:async${args.quick ? ' (quick)' : ''}: ${requests} requests, ${machine.cores} cores, load average ${machine.loadStart}, daemon ${daemon.runtime}`);
+  log(`bench:async${args.quick ? ' (quick)' : ''}: ${requests} requests, queue ${queue ? 'Redis' : 'SQLite'}, ${machine.cores} cores, load average ${machine.loadStart}, daemon ${daemon.runtime}`);
   await daemon.admin('POST', '/v1/endpoints', { name: 'async', variants: [{ name: 'primary', model: `${model.name}@${model.version}` }], instances: 0, min: 0, max: 1, targetConcurrency: 4 });
   const submit = async () => {
     const res = await fetch(`http://127.0.0.1:${daemon.port}/endpoints/async/async-invocations`, { method: 'POST', headers: { ...daemon.auth, 'x-amzn-sagemaker-inputlocation': location } });
@@ -67,7 +76,7 @@ try {
     if (performance.now() - c0 > 60_000) throw new Error('no replica became ready');
     await sleep(10);
   }
-  await until('the first answer', () => (ws.db.prepare("SELECT status FROM endpoint_requests WHERE id = ?").get(first) as { status: string }).status === 'completed', 60_000);
+  await until('the first answer', async () => (await store.status('async', first))?.status === 'completed', 60_000);
   const cold = { replicaReadySeconds: (readyAt - c0) / 1000, answerSeconds: (performance.now() - c0) / 1000 };
   log(`cold start from zero: replica ready ${cold.replicaReadySeconds.toFixed(2)} s after the request, answer stored after ${cold.answerSeconds.toFixed(2)} s`);
 
@@ -76,34 +85,34 @@ try {
   const a0 = performance.now();
   for (let i = 0; i < requests; i += 32) accepted.push(...(await Promise.all(Array.from({ length: Math.min(32, requests - i) }, submit))));
   log(`${accepted.length} requests accepted in ${((performance.now() - a0) / 1000).toFixed(1)} s`);
-  const done = () => counts().completed ?? 0;
-  await until('a fifth answered', () => done() >= 1 + requests / 5, 600_000);
+  const done = async () => (await counts()).completed;
+  await until('a fifth answered', async () => (await done()) >= 1 + requests / 5, 600_000);
   const replicaPid = (await replicas()).replicas.find((r) => r.state === 'ready')?.pid;
   if (replicaPid) process.kill(replicaPid, 'SIGKILL');
-  log(`kill -9 of replica ${replicaPid} at ${done() - 1} answered`);
-  await until('half answered', () => done() >= 1 + requests / 2, 600_000);
+  log(`kill -9 of replica ${replicaPid} at ${(await done()) - 1} answered`);
+  await until('half answered', async () => (await done()) >= 1 + requests / 2, 600_000);
   const daemonPid = (JSON.parse(readFileSync(join(home, 'daemon/daemon.json'), 'utf8')) as { pid: number }).pid;
   process.kill(daemonPid, 'SIGKILL');
-  const atKill = counts();
+  const atKill = await counts();
   log(`kill -9 of the daemon ${daemonPid} at ${JSON.stringify(atKill)}`);
   await sleep(500);
   daemon.stop(); // its orphaned replicas, if any
   daemon = await startKennel(home);
   const r0 = performance.now();
-  await until('every request answered or failed', () => {
-    const c = counts();
-    return (c.queued ?? 0) + (c.running ?? 0) === 0 ? c : undefined;
+  await until('every request answered or failed', async () => {
+    const c = await counts();
+    return c.queued + c.running === 0 ? c : undefined;
   }, 900_000);
-  const ids = new Set((ws.db.prepare("SELECT id FROM endpoint_requests WHERE endpoint = 'async'").all() as Array<{ id: string }>).map((r) => r.id));
-  const lost = accepted.filter((id) => !ids.has(id)).length;
-  const final = counts();
-  const failed = final.failed ?? 0;
-  const completedOfAccepted = (ws.db.prepare("SELECT count(*) AS n FROM endpoint_requests WHERE endpoint = 'async' AND status = 'completed' AND id IN (SELECT value FROM json_each(?))").get(JSON.stringify(accepted)) as { n: number }).n;
+  const statuses = await Promise.all(accepted.map((id) => store.status('async', id)));
+  const lost = statuses.filter((st) => !st).length;
+  const failed = statuses.filter((st) => st?.status === 'failed').length;
+  const completedOfAccepted = statuses.filter((st) => st?.status === 'completed').length;
   log(`after the restart: the rest answered in ${((performance.now() - r0) / 1000).toFixed(1)} s; ${completedOfAccepted}/${accepted.length} completed, ${failed} failed, ${lost} lost`);
   ws.close();
 
   const results = {
     requests,
+    queue: queue ? 'redis' : 'sqlite',
     accepted: accepted.length,
     completed: completedOfAccepted,
     failed,
