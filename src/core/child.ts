@@ -6,6 +6,7 @@
  * `stop` message) and kills it after a grace period, or at once with `force`.
  */
 import { fork, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import { Worker, type ResourceLimits } from 'node:worker_threads';
@@ -64,7 +65,16 @@ export interface ChildOptions<In> {
   stop?: In;
   /** how long close() waits after `stop` before it kills the child (default 5 s) */
   graceMs?: number;
+  /**
+   * A process: the kernel kills it (SIGKILL) when this process dies, through util-linux's
+   * `setpriv --pdeathsig` where it is installed. For a child that may be stopped (SIGSTOP) and so
+   * could never notice its parent is gone.
+   */
+  dieWithParent?: boolean;
 }
+
+/** util-linux's setpriv, where this system has it (Linux). */
+const SETPRIV = process.platform === 'linux' ? ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p)) : undefined;
 
 /** Why start() failed: the child timed out, exited or failed before its first message. */
 export class ChildStartError extends Error {
@@ -158,7 +168,9 @@ export class Child<In, Out> extends TypedEmitter<ChildListener<Out>> {
     const { opts } = this;
     const entry = runnableEntry(opts.entry);
     if (opts.kind === 'process') {
-      const proc = fork(entry, opts.args ?? [], { execArgv: childExecArgv(), env: opts.env, stdio: opts.stdio ?? ['ignore', 2, 2, 'ipc'] });
+      // setpriv sets the parent-death signal, then execs node in the same process (same pid, same IPC channel)
+      const launcher = opts.dieWithParent && SETPRIV ? { execPath: SETPRIV, execArgv: ['--pdeathsig', 'KILL', process.execPath, ...childExecArgv()] } : { execArgv: childExecArgv() };
+      const proc = fork(entry, opts.args ?? [], { ...launcher, env: opts.env, stdio: opts.stdio ?? ['ignore', 2, 2, 'ipc'] });
       this.proc = proc;
       proc.on('message', (m: Out) => this.emit('message', m));
       proc.on('error', (e) => {

@@ -96,6 +96,8 @@ export class ReplicaProcess extends TypedEmitter<ReplicaListener> {
       // a stopped replica answers what it holds, then exits; close() kills it after the grace period
       stop: { type: 'stop' },
       graceMs: 5000,
+      // a shadow's replica may be held (stopped) when the daemon dies: only the kernel can end it then
+      dieWithParent: config.background === true,
     });
     this.child.on('message', (batch) => {
       for (const m of batch) this.onMessage(m);
