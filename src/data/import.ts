@@ -98,6 +98,7 @@ async function checkAndStore(
   let copied = 0;
   let done = 0;
   progress({ phase: 'check images', done, total: candidates.length });
+  await ws.artifacts.preload?.(candidates.length);
   const results = await mapLimit(
     candidates,
     CHECK_CONCURRENCY,

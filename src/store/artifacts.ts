@@ -22,6 +22,8 @@ export interface ArtifactStore {
   putFile(path: string): Promise<string>;
   /** asynchronous, as a remote store's HEAD request is */
   has(sha: string): Promise<boolean>;
+  /** about to check and store about this many blobs: a remote store may list what it holds once instead of asking per blob */
+  preload?(expectedBlobs: number): Promise<void>;
   get(sha: string): Promise<Uint8Array>;
   /** a local filesystem path with the blob's bytes (for libraries that read files) */
   localPath(sha: string): Promise<string>;

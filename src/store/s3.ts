@@ -23,6 +23,10 @@ const PART_CONCURRENCY = 4;
  * a running import is about to reference again. Younger ones are within any sensible grace.
  */
 const TOUCH_AFTER_MS = 10 * 60_000;
+/** Below this many expected blobs a listing is not worth it: one HEAD each is few requests anyway. */
+const LIST_MIN_BLOBS = 500;
+/** A listing is given up past this many objects per expected blob: it would cost more than one HEAD each. */
+const LIST_MAX_OBJECTS_PER_BLOB = 10;
 
 export interface S3Location {
   bucket: string;
@@ -70,10 +74,14 @@ export class S3ArtifactStore implements ArtifactStore {
   readonly prefix: string;
   readonly cache: BlobCache;
   readonly endpoint?: string;
-  /** blobs known to be in the bucket (content-addressed: once there, they stay unless gc removes them) */
+  /** blobs known to be in the bucket and recent enough not to need a touch (content-addressed: once there, they stay unless gc removes them) */
   private readonly known = new Set<string>();
+  /** blobs found in the bucket (HEAD or listing) with their LastModified (ms): a writer reusing an old one touches it */
+  private readonly seen = new Map<string, number>();
   /** blobs a has() just found absent: the upload that usually follows skips its own HEAD */
   private readonly absent = new Set<string>();
+  /** a listing of the whole prefix (preload): blobs not in it are taken as absent without a HEAD */
+  private listing?: Map<string, number>;
   private readonly downloads = new Map<string, Promise<string>>();
   private client?: Promise<{ sdk: Sdk; s3: S3Client }>;
 
@@ -185,21 +193,38 @@ export class S3ArtifactStore implements ArtifactStore {
    * so checks its feature chunks without a request each.
    */
   async has(sha: string): Promise<boolean> {
-    if (this.known.has(sha) || existsSync(this.cache.pathOf(sha))) return true;
-    const present = (await this.head(sha)) !== undefined;
-    if (present) this.known.add(sha);
+    if (this.known.has(sha) || this.seen.has(sha) || existsSync(this.cache.pathOf(sha))) return true;
+    const modified = this.listing ? this.listing.get(sha) : await this.head(sha);
+    if (modified !== undefined) this.seen.set(sha, modified);
     else {
       if (this.absent.size >= 10_000) this.absent.clear(); // has() without a put: keep it bounded
       this.absent.add(sha);
     }
-    return present;
+    return modified !== undefined;
+  }
+
+  /**
+   * About to check and store about `expectedBlobs` blobs (an import): lists the prefix once, when
+   * that takes fewer requests than a HEAD per blob (a listing page names 1,000 objects; it is
+   * given up past LIST_MAX_OBJECTS_PER_BLOB objects per expected blob). Blobs written by others
+   * after the listing are then uploaded again, which is harmless: their bytes are the same.
+   */
+  async preload(expectedBlobs: number): Promise<void> {
+    if (expectedBlobs < LIST_MIN_BLOBS) return;
+    const listing = new Map<string, number>();
+    for await (const b of this.list()) {
+      if (listing.size >= expectedBlobs * LIST_MAX_OBJECTS_PER_BLOB) return; // a large bucket: HEADs are cheaper
+      listing.set(b.sha, b.lastModified);
+    }
+    this.listing = listing;
   }
 
   /** Uploads unless the bucket has the blob already (then touches it when old, see TOUCH_AFTER_MS). */
   private async ensure(sha: string, upload: () => Promise<void>): Promise<void> {
     if (this.known.has(sha)) return;
     // absent a moment ago: upload without asking again (a concurrent upload of the same bytes is harmless)
-    const modified = this.absent.delete(sha) ? undefined : await this.head(sha);
+    const modified = this.absent.delete(sha) ? undefined : this.seen.has(sha) ? this.seen.get(sha) : this.listing ? this.listing.get(sha) : await this.head(sha);
+    this.seen.delete(sha);
     if (modified === undefined) await upload();
     else if (Date.now() - modified > TOUCH_AFTER_MS) {
       const key = this.keyOf(sha);
@@ -393,6 +418,8 @@ export class S3ArtifactStore implements ArtifactStore {
       await this.send('delete artifacts', (sdk) => new sdk.DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((s) => ({ Key: this.keyOf(s) })), Quiet: true } }));
       for (const s of batch) {
         this.known.delete(s);
+        this.seen.delete(s);
+        this.listing?.delete(s);
         this.cache.remove(s);
       }
     }

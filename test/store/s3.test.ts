@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Errors, KennelError } from '../../src/core/index.ts';
 import { MULTIPART_THRESHOLD, S3ArtifactStore } from '../../src/store/s3.ts';
 import { collectStoreGarbage, createJob, finishJob, openWorkspace, sha256 } from '../../src/store/index.ts';
@@ -54,6 +54,27 @@ test('put, get, has and localPath through the real SDK: content-addressed keys u
   await assert.rejects(other.get(sha256('absent')), isKennel(Errors.ArtifactMissing, /is not in the artifact store s3:\/\/kennel\/team\/a/));
   store.close();
   other.close();
+});
+
+test('an import-sized batch lists the prefix once instead of a HEAD per blob; a small one asks per blob', async () => {
+  const writer = storeAt('preload');
+  const present = await Promise.all(['one', 'two', 'three'].map((t) => writer.put(Buffer.from(t))));
+  const reader = storeAt('preload');
+  await reader.preload(600);
+  // changes behind the listing's back show that has() answers from the listing, not from a HEAD each
+  await raw.send(new DeleteObjectCommand({ Bucket: S3_BUCKET, Key: reader.keyOf(present[0]!) }));
+  const late = Buffer.from('written after the listing');
+  await raw.send(new PutObjectCommand({ Bucket: S3_BUCKET, Key: reader.keyOf(sha256(late)), Body: late }));
+  assert.equal(await reader.has(present[0]!), true, 'in the listing');
+  assert.equal(await reader.has(present[1]!), true);
+  assert.equal(await reader.has(sha256(late)), false, 'not in the listing: taken as absent');
+  assert.equal(await reader.put(late), sha256(late), 'and uploaded again: the same bytes');
+  // ten blobs expected: no listing, a HEAD each
+  const small = storeAt('preload');
+  await small.preload(10);
+  assert.equal(await small.has(present[0]!), false, 'asked: the object is gone');
+  assert.equal(await small.has(present[2]!), true);
+  for (const s of [writer, reader, small]) s.close();
 });
 
 test('a large file goes up in parts and comes back whole', async () => {
