@@ -3,7 +3,7 @@ import { closeSync, fchmodSync, mkdirSync, openSync, readFileSync } from 'node:f
 import type { Command } from 'commander';
 import { Errors, KennelError } from '../../core/index.js';
 import { EVENT_QUEUE_DEFAULTS } from '../../functions/index.js';
-import { adminRequest, adminUrl, checkHttpLimits, clearState, daemonPaths, dataPlaneUrl, DEFAULT_HTTP_LIMITS, isAlive, readState, startDaemon, type DaemonState, type HttpLimits } from '../../server/index.js';
+import { adminRequest, adminUrl, checkHttpLimits, clearState, daemonPaths, dataPlaneUrl, DEFAULT_HTTP_LIMITS, isAlive, readState, startDaemon, type Daemon, type DaemonState, type HttpLimits } from '../../server/index.js';
 import { defaultHome } from '../../store/index.js';
 import { emit, jsonCommand, runAction } from '../output.js';
 import { number, queueOf } from '../options.js';
@@ -109,11 +109,19 @@ export function registerDaemon(program: Command): void {
           return;
         }
         const events = { maxEventsPerFunction: opts.maxQueuedEvents, maxEvents: opts.maxQueuedTotal, maxBytes: opts.maxQueuedMib * 1024 ** 2 };
-        const daemon = await startDaemon({ home, host: opts.host, port: opts.port, adminPort: opts.adminPort, events, httpLimits: httpLimitsOf(opts), asyncInference: { queue: queueOf(opts.queue) } });
-        process.stderr.write(`Kennel daemon (pid ${process.pid}): data plane ${dataPlaneUrl(daemon.state)}, admin API ${adminUrl(daemon.state)}; Ctrl-C stops it\n`);
-        const stop = () => void daemon.close();
-        process.once('SIGTERM', stop);
+        // listening for SIGTERM before the daemon announces itself (its state file): a stop asked at
+        // once, or twice, must close it, never meet Node's default (death by signal)
+        let daemon: Daemon | undefined;
+        let stopAsked = false;
+        const stop = () => {
+          stopAsked = true;
+          void daemon?.close();
+        };
+        process.on('SIGTERM', stop);
         signal.addEventListener('abort', stop);
+        daemon = await startDaemon({ home, host: opts.host, port: opts.port, adminPort: opts.adminPort, events, httpLimits: httpLimitsOf(opts), asyncInference: { queue: queueOf(opts.queue) } });
+        if (stopAsked) void daemon.close();
+        process.stderr.write(`Kennel daemon (pid ${process.pid}): data plane ${dataPlaneUrl(daemon.state)}, admin API ${adminUrl(daemon.state)}; Ctrl-C stops it\n`);
         await daemon.stopped;
       }),
     );

@@ -59,13 +59,16 @@ export function registerWorkers(program: Command): void {
           },
         });
         const w = worker.info;
-        log(`worker ${w.id} on ${w.host} (${w.cores} cores, ${w.threads} thread${w.threads === 1 ? '' : 's'}, ${w.device}) waiting for tasks; artifacts ${s3 ?? `in ${home}`}`);
-        await new Promise<void>((resolve) => {
+        // one handler for the whole life of the worker, set before saying it waits: a SIGTERM sent as
+        // soon as that line is read, or a second one, must never meet Node's default (death by signal)
+        let terms = 0;
+        const stopAsked = new Promise<void>((resolve) => {
           signal.addEventListener('abort', () => resolve(), { once: true });
-          process.once('SIGTERM', () => resolve());
+          process.on('SIGTERM', () => (terms++ === 0 ? resolve() : void worker.close(0)));
         });
+        log(`worker ${w.id} on ${w.host} (${w.cores} cores, ${w.threads} thread${w.threads === 1 ? '' : 's'}, ${w.device}) waiting for tasks; artifacts ${s3 ?? `in ${home}`}`);
+        await stopAsked;
         log(`stopping: finishing the current task for up to ${opts.grace}s (SIGTERM again hands it back now)`);
-        process.once('SIGTERM', () => void worker.close(0));
         const stop = await worker.close(opts.grace * 1000);
         // the stop is bounded even if something still holds the event loop open
         setTimeout(() => process.exit(), EXIT_BACKSTOP_MS).unref();
