@@ -8,7 +8,7 @@ import sharp from 'sharp';
 import { addBackbone } from '../../src/backbones/index.js';
 import { Rng } from '../../src/core/index.js';
 import { getDatasetVersion, importDataset } from '../../src/data/index.js';
-import { checkDrift, driftHistory, driftReference, latestDriftPerModel, type DriftResult } from '../../src/housekeeping/index.js';
+import { checkDrift, driftHistory, driftReference, latestDriftPerModel, MIN_DRIFT_CAPTURES, type DriftResult } from '../../src/housekeeping/index.js';
 import { CONFIDENCE_QUANTILES, confidenceDrop, mmdTest, type Rows } from '../../src/insights/index.js';
 import { startDaemon, type Daemon } from '../../src/server/index.js';
 import { CAPTURE_DIMS, CaptureSink, captureCounts, capturedModels, enforceCaptureBounds, getEndpoint, readCaptures, type CapturedRequest } from '../../src/serving/index.js';
@@ -236,16 +236,23 @@ test("each variant's model is checked on its own captures, with its own alarm; k
     ws.close();
   }
   await daemon.runtime.update('dogs', { variants: [{ name: 'b', model: 'breeds@2', weight: 1 }] });
-  const models = async () => {
+  const secondCaptures = () => {
     const w = openWorkspace(home);
     try {
-      return capturedModels(w, 'dogs').map((m) => m.model).sort();
+      return readCaptures(w, 'dogs', { last: 1000, model: 'breeds@2' }).filter((c) => c.features).length;
     } finally {
       w.close();
     }
   };
-  for (let round = 0; round < 6 && (await models()).length < 2; round++) await send(same);
-  assert.deepEqual(await models(), ['breeds@1', 'breeds@2'], 'both variants answered captured requests');
+  // requests are split by weight at random: send until the second model has enough for a check
+  for (let round = 0; round < 10 && secondCaptures() < MIN_DRIFT_CAPTURES; round++) await send(same);
+  assert.ok(secondCaptures() >= MIN_DRIFT_CAPTURES, `breeds@2 answered ${secondCaptures()} captured requests`);
+  const w0 = openWorkspace(home);
+  try {
+    assert.deepEqual(capturedModels(w0, 'dogs').map((m) => m.model).sort(), ['breeds@1', 'breeds@2'], 'both variants answered captured requests');
+  } finally {
+    w0.close();
+  }
   await daemon.drift.tick();
   const w = openWorkspace(home);
   try {
