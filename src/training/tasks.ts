@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { DEVICES, FeatureExtractor, tuneSharp, type PreprocessSpec } from '../inference/index.js';
-import { Errors } from '../core/index.js';
-import { defineTask, runnableModule, type TaskType } from '../workers/index.js';
+import { defineTask, requireArtifacts, runnableModule, type TaskType } from '../workers/index.js';
 import { extractChunk } from './features.js';
 
 const sha = z.string().regex(/^[0-9a-f]{64}$/);
@@ -35,11 +34,7 @@ export const extractChunkTask: TaskType<ExtractChunkInput, ExtractChunkOutput> =
   input: ExtractChunkInput,
   async run(ctx, input) {
     const started = performance.now();
-    for (const needed of [input.extractor.sha, input.images[0]!]) {
-      if (!(await ctx.artifacts.has(needed))) {
-        throw Errors.ArtifactMissing(`Artifact ${needed.slice(0, 12)} is not in the artifact store ${ctx.home}.`, "Every worker must use the coordinator's artifact store: start it with the same --artifacts s3://BUCKET/PREFIX (or --home with the shared KENNEL_HOME).");
-      }
-    }
+    await requireArtifacts(ctx, [input.extractor.sha, input.images[0]!]);
     tuneSharp();
     const e = input.extractor;
     const extractor = await ctx.resources.get(

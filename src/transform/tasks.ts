@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { CancelledError, Errors } from '../core/index.js';
 import { BatchedClassifier, Classifier, classifyBatched, DEVICES, tuneSharp, type PreprocessSpec } from '../inference/index.js';
 import { fetchImage } from '../net/index.js';
-import { defineTask, runnableModule, type TaskType } from '../workers/index.js';
+import { defineTask, requireArtifacts, runnableModule, type TaskType } from '../workers/index.js';
 import { filePrediction } from './results.js';
 
 const sha = z.string().regex(/^[0-9a-f]{64}$/);
@@ -50,9 +50,7 @@ export const transformShardTask: TaskType<ShardInput, ShardOutput> = defineTask(
   input: ShardInput,
   async run(ctx, input) {
     const started = performance.now();
-    if (!(await ctx.artifacts.has(input.model.sha))) {
-      throw Errors.ArtifactMissing(`The model graph ${input.model.sha.slice(0, 12)} is not in this worker's artifact store.`, "Every worker must use the coordinator's artifact store: start it with kennel worker --artifacts s3://BUCKET/PREFIX (the coordinator's KENNEL_ARTIFACTS), or --home SHARED_HOME.");
-    }
+    await requireArtifacts(ctx, [input.model.sha]);
     tuneSharp();
     const m = input.model;
     const batched = await ctx.resources.get(

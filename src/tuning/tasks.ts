@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { Errors, KennelError } from '../core/index.js';
-import { defineTask, runnableModule, type TaskType } from '../workers/index.js';
+import { KennelError } from '../core/index.js';
+import { defineTask, requireArtifacts, runnableModule, type TaskType } from '../workers/index.js';
 import { decodeTrialData, runTrial, type TrialData, type TrialOutcome } from './trial.js';
 
 const sha = z.string().regex(/^[0-9a-f]{64}$/);
@@ -44,9 +44,7 @@ export const trainTrialTask: TaskType<TrainTrialInput, TrialOutcome> = defineTas
   type: 'train-trial',
   input: TrainTrialInput,
   async run(ctx, input) {
-    if (!(await ctx.artifacts.has(input.data))) {
-      throw Errors.ArtifactMissing(`Artifact ${input.data.slice(0, 12)} is not in the artifact store ${ctx.home}.`, "Every worker must use the coordinator's artifact store: start it with the same --artifacts s3://BUCKET/PREFIX (or --home with the shared KENNEL_HOME).");
-    }
+    await requireArtifacts(ctx, [input.data]);
     const data = await ctx.resources.get<TrialData>(`trial-data ${input.data}`, async () => decodeTrialData(await ctx.artifacts.get(input.data)), async () => {});
     return runTrial(data, input.spec, { threads: ctx.threads, signal: ctx.signal, onEpoch: () => ctx.progress(1) });
   },

@@ -15,7 +15,7 @@ import { LocalPool } from './local-pool.js';
 import { localWorkers } from './presence.js';
 import type { RedisConnection, RedisWorker, RedisWorkerOptions } from './redis.js';
 export { PoisonedTaskError, type Backend, type Engine, type TaskDone, type TaskEvent, type WorkerInfo } from './engine.js';
-export { defineTask, registerTaskTypes, runnableModule, type Task, type TaskType } from './task.js';
+export { defineTask, registerTaskTypes, requireArtifacts, runnableModule, type Task, type TaskType } from './task.js';
 export { InlineEngine } from './inline.js';
 export { LocalPool } from './local-pool.js';
 export { parseQueueUrl } from './queue-url.js';

@@ -32,6 +32,18 @@ export interface TaskContext {
 }
 
 /**
+ * Fails a task at once, with what to do, when an artifact it needs is not in the worker's store
+ * (a worker started on another store than the coordinator's).
+ */
+export async function requireArtifacts(ctx: TaskContext, shas: readonly string[]): Promise<void> {
+  for (const sha of shas) {
+    if (!(await ctx.artifacts.has(sha))) {
+      throw Errors.ArtifactMissing(`Artifact ${sha.slice(0, 12)} is not in the artifact store ${ctx.home}.`, "Every worker must use the coordinator's artifact store: start it with the same --artifacts s3://BUCKET/PREFIX (or --home with the shared KENNEL_HOME).");
+    }
+  }
+}
+
+/**
  * A task type: validated input, a run function, a JSON output. Areas define their own (training
  * defines 'extract-chunk') in a module that exports `tasks`; workers load such modules by URL.
  */
