@@ -87,15 +87,21 @@ export async function classifyBatched(
 }
 
 /**
- * Runs `work` on items 0..count-1 with up to `window` in flight and hands each answer (or the
- * error it threw) to `emit` in input order. Stops taking items on `signal`.
+ * Runs `work` on items 0..count-1 and hands each answer (or the error it threw) to `emit` in input
+ * order. At most `window` items are taken and not yet emitted, so a slow item bounds how far the
+ * others run ahead of it (and how much an abort still answers). Stops taking items on `signal`.
  */
 async function inOrder(count: number, window: number, signal: AbortSignal | undefined, work: (index: number) => Promise<Classification>, emit: (answer: Classification, index: number) => void): Promise<void> {
+  const limit = Math.max(1, window);
   let next = 0;
   let emitted = 0;
   const done = new Map<number, Classification>();
+  // workers waiting for an emission to free a place in the window
+  let wake: Array<() => void> = [];
   const worker = async (): Promise<void> => {
-    while (next < count && !signal?.aborted) {
+    for (;;) {
+      while (next - emitted >= limit && next < count && !signal?.aborted) await new Promise<void>((resolve) => wake.push(resolve));
+      if (next >= count || signal?.aborted) return;
       const i = next++;
       let answer: Classification;
       try {
@@ -108,7 +114,10 @@ async function inOrder(count: number, window: number, signal: AbortSignal | unde
         done.delete(emitted);
         emit(d, emitted++);
       }
+      const waiting = wake;
+      wake = [];
+      for (const resolve of waiting) resolve();
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, window) }, worker));
+  await Promise.all(Array.from({ length: limit }, worker));
 }
