@@ -217,11 +217,14 @@ export class Child<In, Out> extends TypedEmitter<ChildListener<Out>> {
     return this.first;
   }
 
-  /** Sends a message; false when the child cannot receive it (not started, ended, disconnected). Throws when `m` cannot be serialized. */
-  send(m: In): boolean {
+  /**
+   * Sends a message; false when the child cannot receive it (not started, ended, disconnected).
+   * Throws when `m` cannot be serialized. A thread takes `transfer`'s buffers without a copy.
+   */
+  send(m: In, transfer: ArrayBuffer[] = []): boolean {
     if (!this.connected) return false;
     if (this.proc) this.proc.send(m as object);
-    else this.thread!.postMessage(m);
+    else this.thread!.postMessage(m, transfer);
     return true;
   }
 

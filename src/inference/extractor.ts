@@ -3,8 +3,15 @@ import sharp from 'sharp';
 import { decodeRgb, inputShape, inputSize, normalizeInto, type CropView, type PreprocessSpec } from './preprocess.js';
 import { CancelledError } from '../core/index.js';
 import { executionProviders, type Device } from './devices.js';
+import { loadProfile, profileKey, saveProfile, type Precision } from './precision.js';
 import { Session } from './session.js';
+import { ThreadedSession } from './threaded.js';
 import { UINT8_INPUT, withUint8Input } from './uint8-input.js';
+
+/** Batch sizes a GPU extractor times to pick its own (chooseBatchSize). */
+const GPU_BATCH_SIZES = [16, 32, 64];
+/** Batches a GPU extractor has decoded or queued ahead of the one whose features it is reading. */
+const GPU_PIPELINE_DEPTH = 3;
 
 export interface ExtractInput {
   /** image file path */
@@ -13,34 +20,98 @@ export interface ExtractInput {
   view?: CropView;
 }
 
+export interface FeatureExtractorOptions {
+  spec: PreprocessSpec;
+  inputName: string;
+  outputName: string;
+  dim: number;
+  device?: Device;
+  threads?: number;
+  precision?: Precision;
+  /** feed RGB bytes (default on a GPU) rather than normalised floats */
+  bytesIn?: boolean;
+  /** run the session in its own thread, batches queued to it and the batch size measured (default on a GPU) */
+  threaded?: boolean;
+}
+
 /**
  * A feature extractor: one ORT session over the backbone's extractor graph, fed by sharp
- * decoding on the libuv pool. Decoding of the next batch overlaps inference of the current one.
- * On a GPU the graph takes the decoded bytes and normalises them itself (withUint8Input): a
- * quarter of the upload, and no per-pixel work on the host.
+ * decoding on the libuv pool.
+ * - On the CPU the session runs on the calling thread and decoding of the next batch overlaps
+ *   inference of the current one (the cores are shared between the two anyway).
+ * - On a GPU the graph takes the decoded bytes and normalises them itself (withUint8Input: a
+ *   quarter of the upload, no per-pixel work on the host); the session runs in its own thread,
+ *   which always has the next batch queued while every core decodes the ones after it, and the
+ *   batch size is the fastest of a few, measured once per machine.
  */
 export class FeatureExtractor {
   private constructor(
-    private readonly session: Session,
+    private readonly session: Session | ThreadedSession,
     readonly spec: PreprocessSpec,
     readonly inputName: string,
     readonly outputName: string,
     readonly dim: number,
     /** whether the session takes RGB bytes (a GPU) or normalised floats (the CPU) */
     readonly bytesIn: boolean,
+    /** the batch size measured fastest on this device (GPU), else undefined: the caller's */
+    readonly batchSize: number | undefined,
   ) {}
 
-  static async create(modelPath: string, opts: { spec: PreprocessSpec; inputName: string; outputName: string; dim: number; device?: Device; threads?: number; bytesIn?: boolean }): Promise<FeatureExtractor> {
-    const bytesIn = opts.bytesIn ?? executionProviders(opts.device ?? 'cpu')[0] !== 'cpu';
-    const model = bytesIn ? withUint8Input(await readFile(modelPath), opts.spec, opts.inputName) : modelPath;
-    const session = await Session.create(model, { device: opts.device, threads: opts.threads }, { inputName: bytesIn ? UINT8_INPUT : opts.inputName, outputName: opts.outputName });
-    return new FeatureExtractor(session, opts.spec, opts.inputName, opts.outputName, opts.dim, bytesIn);
+  static async create(modelPath: string, opts: FeatureExtractorOptions): Promise<FeatureExtractor> {
+    const provider = executionProviders(opts.device ?? 'cpu')[0]!;
+    const bytesIn = opts.bytesIn ?? provider !== 'cpu';
+    const settings = { device: opts.device, threads: opts.threads, precision: opts.precision };
+    if (!(opts.threaded ?? provider !== 'cpu')) {
+      const model = bytesIn ? withUint8Input(await readFile(modelPath), opts.spec, opts.inputName) : modelPath;
+      const session = await Session.create(model, settings, { inputName: bytesIn ? UINT8_INPUT : opts.inputName, outputName: opts.outputName });
+      return new FeatureExtractor(session, opts.spec, opts.inputName, opts.outputName, opts.dim, bytesIn, undefined);
+    }
+    const graph = bytesIn ? withUint8Input(await readFile(modelPath), opts.spec, opts.inputName) : await readFile(modelPath);
+    const session = await ThreadedSession.create(graph, settings, { inputName: bytesIn ? UINT8_INPUT : opts.inputName, outputName: opts.outputName }, 0);
+    const extractor = new FeatureExtractor(session, opts.spec, opts.inputName, opts.outputName, opts.dim, bytesIn, undefined);
+    try {
+      return new FeatureExtractor(session, opts.spec, opts.inputName, opts.outputName, opts.dim, bytesIn, await extractor.chooseBatchSize(profileKey(graph, `${provider} ${session.precision}`)));
+    } catch (e) {
+      await session.release();
+      throw e;
+    }
   }
 
-  /** Runs the backbone on a batch from decodeBatch for `n` images. */
+  /** The arithmetic the backbone runs in on this device. */
+  get precision(): 'fp32' | 'fp16' {
+    return this.session.precision;
+  }
+
+  /**
+   * The batch size with the most images/s on this device (each timed on random input after a
+   * warm-up run, the median of three), measured once per machine and graph; a larger batch must
+   * beat a smaller one by 5% to be taken.
+   */
+  private async chooseBatchSize(key: string): Promise<number> {
+    const profile = loadProfile(key);
+    if (profile?.batchSize) return profile.batchSize;
+    let best = { size: GPU_BATCH_SIZES[0]!, rate: 0 };
+    for (const size of GPU_BATCH_SIZES) {
+      const input = (): Float32Array | Uint8Array => (this.bytesIn ? new Uint8Array(size * inputSize(this.spec)).fill(117) : new Float32Array(size * inputSize(this.spec)).fill(0.5));
+      await this.infer(input(), size);
+      const times: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const started = performance.now();
+        await this.infer(input(), size);
+        times.push(performance.now() - started);
+      }
+      const rate = size / times.sort((a, b) => a - b)[1]!;
+      if (rate > best.rate * 1.05) best = { size, rate };
+    }
+    saveProfile(key, { precision: this.precision, imagesPerSecond: { [this.precision]: best.rate }, batchSize: best.size });
+    return best.size;
+  }
+
+  /** Runs the backbone on a batch from decodeBatch for `n` images (on a GPU, the batch's memory moves to the session's thread). */
   async infer(input: Float32Array | Uint8Array, n: number): Promise<Float32Array> {
     if (input instanceof Uint8Array !== this.bytesIn) throw new Error(`this extractor takes ${this.bytesIn ? 'RGB bytes' : 'normalised floats'}`);
-    return this.session.run(input, this.bytesIn ? [n, this.spec.size, this.spec.size, 3] : inputShape(this.spec, n));
+    const shape = this.bytesIn ? [n, this.spec.size, this.spec.size, 3] : inputShape(this.spec, n);
+    return this.session instanceof ThreadedSession ? this.session.runOwn(input, shape) : this.session.run(input, shape);
   }
 
   /** Decodes a batch of images into one input buffer: RGB bytes, or normalised floats. */
@@ -61,10 +132,11 @@ export class FeatureExtractor {
    * `batchSize`, so results are identical however the work is split across workers.
    */
   async extract(items: ExtractInput[], opts: { batchSize?: number; onBatch?: (done: number) => void; signal?: AbortSignal } = {}): Promise<Float32Array> {
-    const bs = opts.batchSize ?? 16;
+    const bs = this.batchSize ?? opts.batchSize ?? 16;
     const out = new Float32Array(items.length * this.dim);
     const batches: ExtractInput[][] = [];
     for (let i = 0; i < items.length; i += bs) batches.push(items.slice(i, i + bs));
+    if (this.session instanceof ThreadedSession) return this.extractPipelined(batches, bs, out, opts);
     let next = batches.length ? this.decodeBatch(batches[0]!) : undefined;
     for (let b = 0; b < batches.length; b++) {
       if (opts.signal?.aborted) {
@@ -78,6 +150,46 @@ export class FeatureExtractor {
       opts.onBatch?.(Math.min(items.length, (b + 1) * bs));
     }
     return out;
+  }
+
+  /**
+   * The GPU loop: batches decode GPU_PIPELINE_DEPTH ahead, and each goes to the session's thread
+   * as soon as it is decoded, so the thread starts the next run the moment one ends.
+   */
+  private async extractPipelined(batches: ExtractInput[][], bs: number, out: Float32Array, opts: { onBatch?: (done: number) => void; signal?: AbortSignal }): Promise<Float32Array> {
+    const total = batches.reduce((n, b) => n + b.length, 0);
+    const decoding: Array<Promise<Float32Array | Uint8Array>> = [];
+    const running: Array<Promise<void>> = [];
+    let decoded = 0;
+    const decodeAhead = (upTo: number): void => {
+      for (; decoded < Math.min(upTo, batches.length); decoded++) {
+        const d = this.decodeBatch(batches[decoded]!);
+        d.catch(() => {});
+        decoding.push(d);
+      }
+    };
+    const settle = () => Promise.allSettled([...decoding, ...running]);
+    decodeAhead(2 * GPU_PIPELINE_DEPTH);
+    try {
+      for (let b = 0; b < batches.length; b++) {
+        if (opts.signal?.aborted) throw new CancelledError();
+        const input = await decoding.shift()!;
+        decodeAhead(b + 1 + 2 * GPU_PIPELINE_DEPTH);
+        const n = batches[b]!.length;
+        const run = this.infer(input, n).then((feats) => {
+          out.set(feats, b * bs * this.dim);
+          opts.onBatch?.(Math.min(total, b * bs + n));
+        });
+        run.catch(() => {});
+        running.push(run);
+        if (running.length >= GPU_PIPELINE_DEPTH) await running.shift();
+      }
+      await Promise.all(running);
+      return out;
+    } catch (e) {
+      await settle();
+      throw e;
+    }
   }
 
   async close(): Promise<void> {

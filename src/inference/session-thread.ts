@@ -3,16 +3,18 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { Session, type SessionSettings } from './session.js';
 
 export interface SessionThreadConfig {
-  model: string;
+  /** a file, or the graph itself (copied to the thread) */
+  model: string | Uint8Array;
   settings: SessionSettings;
   inputName: string;
   outputName: string;
 }
 
-export type ToSessionThread = { type: 'run'; id: number; shape: number[]; input: SharedArrayBuffer } | { type: 'release' };
+/** A run's input: the shared float buffer (copied out here), or a buffer of its own transferred with the message. */
+export type ToSessionThread = { type: 'run'; id: number; shape: number[]; input: SharedArrayBuffer } | { type: 'run-own'; id: number; shape: number[]; input: Float32Array | Uint8Array } | { type: 'release' };
 
 export type FromSessionThread =
-  | { type: 'ready' }
+  | { type: 'ready'; precision: 'fp32' | 'fp16' }
   | { type: 'fatal'; message: string }
   | { type: 'result'; id: number; data: Float32Array }
   | { type: 'failed'; id: number; message: string };
@@ -37,15 +39,20 @@ async function main(port: NonNullable<typeof parentPort>): Promise<void> {
       void session.release().finally(() => port.close());
       return;
     }
-    const length = m.shape.reduce((a, b) => a * b, 1);
-    if (local.length < length) local = new Float32Array(m.input.byteLength / 4);
-    local.set(new Float32Array(m.input, 0, length));
-    session.run(local, m.shape).then(
+    let input: Float32Array | Uint8Array;
+    if (m.type === 'run-own') input = m.input;
+    else {
+      const length = m.shape.reduce((a, b) => a * b, 1);
+      if (local.length < length) local = new Float32Array(m.input.byteLength / 4);
+      local.set(new Float32Array(m.input, 0, length));
+      input = local;
+    }
+    session.run(input, m.shape).then(
       (data) => send({ type: 'result', id: m.id, data }, [data.buffer]),
       (e: unknown) => send({ type: 'failed', id: m.id, message: message(e) }),
     );
   });
-  send({ type: 'ready' });
+  send({ type: 'ready', precision: session.precision });
 }
 
 if (parentPort) void main(parentPort);

@@ -1,6 +1,8 @@
+import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { executionProviders, type Device } from './devices.js';
+import { openAtPrecision, type Precision } from './precision.js';
 
 export interface SessionSettings {
   device?: Device;
@@ -12,6 +14,8 @@ export interface SessionSettings {
    * extraction images/s on an idle 2-core machine, and 2-3x faster head training under load).
    */
   spinning?: boolean;
+  /** float arithmetic of a float graph: 'auto' (default) measures fp16 against fp32 on a GPU (precision.ts) */
+  precision?: Precision;
 }
 
 /** The session options every Kennel ORT session uses (extraction, head training, serving). */
@@ -43,11 +47,19 @@ export class Session implements ModelSession {
   private constructor(
     private readonly session: ort.InferenceSession,
     private readonly io: SessionIO,
+    /** the arithmetic the session runs ('auto' resolved) */
+    readonly precision: 'fp32' | 'fp16',
   ) {}
 
   static async create(model: string | Uint8Array, settings: SessionSettings, io: SessionIO): Promise<Session> {
     const options = sessionOptions(settings);
-    return new Session(await (typeof model === 'string' ? ort.InferenceSession.create(model, options) : ort.InferenceSession.create(model, options)), { inputName: io.inputName, outputName: io.outputName });
+    const precision = settings.precision ?? 'auto';
+    const ownIO = { inputName: io.inputName, outputName: io.outputName };
+    if (precision === 'fp32' || (precision === 'auto' && options.executionProviders![0] === 'cpu')) {
+      return new Session(await (typeof model === 'string' ? ort.InferenceSession.create(model, options) : ort.InferenceSession.create(model, options)), ownIO, 'fp32');
+    }
+    const opened = await openAtPrecision(typeof model === 'string' ? await readFile(model) : model, precision, options);
+    return new Session(opened.session, ownIO, opened.precision);
   }
 
   /** The output comes back in memory of its own (a thread can transfer it). Bytes feed a graph made by withUint8Input. */

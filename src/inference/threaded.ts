@@ -14,6 +14,8 @@ export class ThreadedSession implements ModelSession {
   private nextId = 1;
   private failure: Error | undefined;
   private readonly shared: SharedArrayBuffer;
+  /** the arithmetic the thread's session runs ('auto' resolved there) */
+  precision: 'fp32' | 'fp16' = 'fp32';
   /** resolves with the reason when the thread ends (after close(), or when it crashed) */
   readonly exited: Promise<string>;
 
@@ -41,8 +43,8 @@ export class ThreadedSession implements ModelSession {
     });
   }
 
-  /** Loads the model in a new thread; `maxInputFloats` sizes the shared input buffer (the largest batch). */
-  static async create(model: string, settings: SessionSettings, io: { inputName: string; outputName: string }, maxInputFloats: number): Promise<ThreadedSession> {
+  /** Loads the model (a file, or the graph) in a new thread; `maxInputFloats` sizes the shared input buffer (the largest batch). */
+  static async create(model: string | Uint8Array, settings: SessionSettings, io: { inputName: string; outputName: string }, maxInputFloats: number): Promise<ThreadedSession> {
     const config: SessionThreadConfig = { model, settings, ...io };
     // release() asks the thread to release its session and end; a thread stuck in a run is terminated
     const worker = new Child<ToSessionThread, FromSessionThread>({ entry: new URL('./session-thread.js', import.meta.url), kind: 'thread', data: config, stop: { type: 'release' }, graceMs: 10_000 });
@@ -53,6 +55,7 @@ export class ThreadedSession implements ModelSession {
       await worker.close(true);
       throw new Error(first.type === 'fatal' ? first.message : `unexpected ${first.type}`);
     }
+    session.precision = first.precision;
     return session;
   }
 
@@ -78,6 +81,21 @@ export class ThreadedSession implements ModelSession {
     });
   }
 
+  /**
+   * Runs the model on an input of its own, which moves to the thread (`input` is unusable here
+   * afterwards): unlike run(), several may be under way at once, so the thread starts the next
+   * batch as soon as one ends.
+   */
+  runOwn(input: Float32Array | Uint8Array, shape: number[]): Promise<Float32Array> {
+    if (this.failure) return Promise.reject(this.failure);
+    const own = input.byteOffset === 0 && input.byteLength === input.buffer.byteLength && !(input.buffer instanceof SharedArrayBuffer) ? input : input.slice();
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.send({ type: 'run-own', id, shape, input: own }, [own.buffer as ArrayBuffer]);
+    });
+  }
+
   async release(): Promise<void> {
     await this.worker.close(this.failure !== undefined);
     await this.exited;
@@ -94,6 +112,5 @@ export class ThreadedSession implements ModelSession {
  */
 export async function openSession(model: string | Uint8Array, settings: SessionSettings, io: SessionIO, thread?: { maxInputFloats: number }): Promise<ModelSession> {
   if (!thread) return Session.create(model, settings, io);
-  if (typeof model !== 'string') throw new Error('a threaded session loads its model from a file');
   return ThreadedSession.create(model, settings, { inputName: io.inputName, outputName: io.outputName }, thread.maxInputFloats);
 }

@@ -4,3 +4,4 @@
  */
 export { OnnxModel, decodeTensor, type ValueInfo } from './model.js';
 export { GraphBuilder } from './builder.js';
+export { toFloat16, isFloatGraph, float16Bits, float16Values } from './float16.js';

@@ -1,0 +1,156 @@
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { OnnxModel, isFloatGraph, toFloat16 } from '../onnx/index.js';
+
+/**
+ * The arithmetic a float model runs in. 'auto' (the default) is fp32 on the CPU, and on a GPU the
+ * faster of the two for this graph, measured once per machine (choosePrecision); fp16 is never
+ * chosen for a quantized graph.
+ */
+export const PRECISIONS = ['auto', 'fp32', 'fp16'] as const;
+export type Precision = (typeof PRECISIONS)[number];
+
+/** fp16 must beat fp32 by this much to be chosen: a near tie is not worth its rounding. */
+const MIN_GAIN = 1.1;
+/** fp16 outputs further than this from fp32's (relative L2 error) are not used. */
+const MAX_RELATIVE_ERROR = 0.02;
+/** The batch choosePrecision and chooseBatchSize time when the graph's batch dim is free. */
+const PROBE_BATCH = 32;
+
+/** What a graph measured on this machine's device: kept on disk so that it is measured once. */
+export interface DeviceProfile {
+  precision: 'fp32' | 'fp16';
+  /** images/s of each precision at the probe batch */
+  imagesPerSecond: Partial<Record<'fp32' | 'fp16', number>>;
+  /** relative L2 error of fp16's outputs against fp32's on the probe batch */
+  fp16Error?: number;
+  /** the batch size with the best images/s, once measured (chooseBatchSize) */
+  batchSize?: number;
+}
+
+/** Where profiles are kept: KENNEL_DEVICE_PROFILES, else ~/.cache/kennel/device-profiles.json. */
+function profileFile(): string {
+  return process.env.KENNEL_DEVICE_PROFILES || join(homedir(), '.cache', 'kennel', 'device-profiles.json');
+}
+
+function readProfiles(): Record<string, DeviceProfile> {
+  try {
+    return JSON.parse(readFileSync(profileFile(), 'utf8')) as Record<string, DeviceProfile>;
+  } catch {
+    return {};
+  }
+}
+
+/** Stores one profile (a lost write only means measuring again: the cache is best effort). */
+export function saveProfile(key: string, profile: DeviceProfile): void {
+  try {
+    const file = profileFile();
+    mkdirSync(dirname(file), { recursive: true });
+    const tmp = `${file}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify({ ...readProfiles(), [key]: profile }, null, 1));
+    renameSync(tmp, file);
+  } catch {
+    // read-only home: the next process measures again
+  }
+}
+
+export function loadProfile(key: string): DeviceProfile | undefined {
+  return readProfiles()[key];
+}
+
+/** A graph's profile key on this machine: its bytes, the provider and the host. */
+export function profileKey(graph: Uint8Array, provider: string): string {
+  return `${createHash('sha256').update(graph).digest('hex')} ${provider} ${process.env.HOSTNAME ?? ''}`.trim();
+}
+
+/** A batch of random input for a graph's first input, `batch` images. */
+export function probeInput(graph: Uint8Array, batch: number): ort.Tensor {
+  const input = OnnxModel.parse(graph).dataInputs[0]!;
+  const shape = (input.shape ?? []).map((d, i) => (typeof d === 'number' ? d : i === 0 ? batch : 1));
+  const size = shape.reduce((a, b) => a * b, 1);
+  if (input.elemType === 2) return new ort.Tensor('uint8', Uint8Array.from({ length: size }, (_, i) => (i * 2654435761) >>> 24), shape);
+  return new ort.Tensor('float32', Float32Array.from({ length: size }, (_, i) => Math.sin(i * 0.37)), shape);
+}
+
+/** Median seconds of a run of `session` on `feed` after two warm-up runs. */
+export async function timeRuns(session: ort.InferenceSession, feed: Record<string, ort.Tensor>, runs = 5): Promise<number> {
+  for (let i = 0; i < 2; i++) await session.run(feed);
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    await session.run(feed);
+    times.push((performance.now() - t) / 1000);
+  }
+  return times.sort((a, b) => a - b)[Math.floor(times.length / 2)]!;
+}
+
+function relativeError(a: Float32Array, b: Float32Array): number {
+  let diff = 0;
+  let norm = 0;
+  for (let i = 0; i < a.length; i++) {
+    diff += (a[i]! - b[i]!) ** 2;
+    norm += a[i]! ** 2;
+  }
+  return Math.sqrt(diff / Math.max(norm, 1e-30));
+}
+
+/**
+ * Opens a session at the requested precision; for 'auto' on a GPU provider, measures fp32 against
+ * fp16 on a random batch (once: the profile is kept on disk) and keeps the faster one whose
+ * outputs agree. Returns the session (the winner of the measurement, not opened twice) and the
+ * precision it runs.
+ */
+export async function openAtPrecision(
+  graph: Uint8Array,
+  precision: Precision,
+  options: ort.InferenceSession.SessionOptions,
+): Promise<{ session: ort.InferenceSession; precision: 'fp32' | 'fp16'; profile?: DeviceProfile }> {
+  const provider = String(options.executionProviders?.[0] ?? 'cpu');
+  const open = (bytes: Uint8Array) => ort.InferenceSession.create(bytes, options);
+  if (precision === 'fp16') return { session: await open(toFloat16(graph)), precision };
+  if (precision === 'fp32' || provider === 'cpu' || !isFloatGraph(graph)) return { session: await open(graph), precision: 'fp32' };
+  const key = profileKey(graph, provider);
+  const known = loadProfile(key);
+  if (known) return { session: await open(known.precision === 'fp16' ? toFloat16(graph) : graph), precision: known.precision, profile: known };
+
+  return measurePrecision(graph, options, key);
+}
+
+/**
+ * Times fp32 against fp16 on a random batch and compares their outputs; keeps the faster whose
+ * outputs agree (fp16 must gain MIN_GAIN) and stores the profile under `key`. Returns the
+ * winner's session open.
+ */
+export async function measurePrecision(graph: Uint8Array, options: ort.InferenceSession.SessionOptions, key: string): Promise<{ session: ort.InferenceSession; precision: 'fp32' | 'fp16'; profile: DeviceProfile }> {
+  const open = (bytes: Uint8Array) => ort.InferenceSession.create(bytes, options);
+  const input = OnnxModel.parse(graph).dataInputs[0]!;
+  const tensor = probeInput(graph, PROBE_BATCH);
+  const feed = { [input.name]: tensor };
+  const batch = tensor.dims[0] ?? 1;
+  const full = await open(graph);
+  const fullSeconds = await timeRuns(full, feed);
+  const profile: DeviceProfile = { precision: 'fp32', imagesPerSecond: { fp32: batch / fullSeconds } };
+  let half: ort.InferenceSession | undefined;
+  try {
+    half = await open(toFloat16(graph));
+    const halfSeconds = await timeRuns(half, feed);
+    const name = full.outputNames[0]!;
+    const a = (await full.run(feed))[name]!.data as Float32Array;
+    const b = (await half.run(feed))[name]!.data as Float32Array;
+    profile.imagesPerSecond.fp16 = batch / halfSeconds;
+    profile.fp16Error = relativeError(a, b);
+    if (fullSeconds / halfSeconds >= MIN_GAIN && profile.fp16Error <= MAX_RELATIVE_ERROR) profile.precision = 'fp16';
+  } catch {
+    // a provider without the float16 kernels this graph needs: fp32 it is
+  }
+  saveProfile(key, profile);
+  if (profile.precision === 'fp16') {
+    await full.release();
+    return { session: half!, precision: 'fp16', profile };
+  }
+  await half?.release();
+  return { session: full, precision: 'fp32', profile };
+}

@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import * as ort from 'onnxruntime-node';
+import { addBackbone } from '../../src/backbones/index.js';
+import { FeatureExtractor } from '../../src/inference/index.js';
+import { measurePrecision, openAtPrecision } from '../../src/inference/precision.js';
+import { GraphBuilder, OnnxModel, decodeTensor, float16Bits, float16Values, isFloatGraph, toFloat16 } from '../../src/onnx/index.js';
+import { openWorkspace } from '../../src/store/index.js';
+import { sharedDir, tmpHome } from '../helpers/paths.js';
+import { mobilenetPath } from '../serving/fixtures.js';
+
+test('float16 rounding: nearest even, subnormals, and values beyond the range clamped', () => {
+  const bits = float16Bits(Float32Array.of(1, -2, 0.1, 65504, 1e6, -Infinity, 2 ** -24, 2 ** -26, 1 + 2 ** -11, 1 + 3 * 2 ** -11, 0));
+  assert.deepEqual(Array.from(bits, (b) => b.toString(16)), ['3c00', 'c000', '2e66', '7bff', '7bff', 'fbff', '1', '0', '3c00', '3c02', '0']);
+  const values = Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i) * 10 ** ((i % 9) - 4));
+  const back = float16Values(float16Bits(values));
+  for (let i = 0; i < values.length; i++) {
+    const tolerance = Math.max(Math.abs(values[i]!) * 2 ** -11, 2 ** -25);
+    assert.ok(Math.abs(back[i]! - values[i]!) <= tolerance, `${values[i]} came back as ${back[i]}`);
+  }
+});
+
+/** conv -> relu -> Resize (float32 scales) -> Cast to float -> + a scalar -> pool: what a converter must respect */
+function edgeCaseGraph(): Uint8Array {
+  const g = new GraphBuilder(OnnxModel.create(13));
+  const x = g.input('image', ['N', 3, 8, 8]);
+  const w = g.weight('w', Float32Array.from({ length: 4 * 3 * 3 * 3 }, (_, i) => Math.cos(i) / 4), [4, 3, 3, 3]);
+  const relu = g.op('Relu', [g.op('Conv', [x, w], [{ name: 'pads', ints: [1, 1, 1, 1] }])]);
+  const scales = g.weight('scales', Float32Array.of(1, 1, 2, 2), [4]);
+  const big = g.op('Resize', [relu, '', scales], [{ name: 'mode', string: 'nearest' }]);
+  const shifted = g.add(g.op('Cast', [big], [{ name: 'to', int: 1 }]), g.scalar(0.5));
+  g.output(g.op('GlobalAveragePool', [shifted]), 'pooled', ['N', 4, 1, 1]);
+  return g.model.serialize();
+}
+
+test('toFloat16 keeps the graph\'s inputs and outputs float32, rounds its weights, and computes the same to float16 precision', async () => {
+  const graph = edgeCaseGraph();
+  const half = toFloat16(graph);
+  const m = OnnxModel.parse(half);
+  assert.deepEqual(m.inputs.map((i) => [i.name, i.elemType]), [['image', 1]]);
+  assert.deepEqual(m.outputs.map((o) => [o.name, o.elemType]), [['pooled', 1]]);
+  const types = Object.fromEntries(m.initializers.map((i) => [i.name, decodeTensorType(i.bytes)]));
+  assert.equal(types.w, 10);
+  assert.equal(types.scales, 1, 'Resize scales stay float32');
+  assert.ok(m.nodes.some((n) => n.opType === 'Cast' && n.inputs[0] === 'image'), 'the input is cast at the edge');
+  assert.ok(half.byteLength < graph.byteLength);
+  const x = new ort.Tensor('float32', Float32Array.from({ length: 2 * 3 * 64 }, (_, i) => Math.sin(i)), [2, 3, 8, 8]);
+  const a = (await (await ort.InferenceSession.create(graph)).run({ image: x })).pooled!.data as Float32Array;
+  const b = (await (await ort.InferenceSession.create(half)).run({ image: x })).pooled!.data as Float32Array;
+  assert.equal(b.length, a.length);
+  for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i]! - b[i]!) <= Math.abs(a[i]!) * 2e-3, `${a[i]} vs ${b[i]}`);
+  assert.ok(a.some((v, i) => v !== b[i]), 'float16 rounding shows');
+  assert.ok(m.nodes.some((n) => n.opType === 'Cast' && n.inputs[0]!.startsWith('resize')), 'the graph\'s own Cast is kept');
+});
+
+function decodeTensorType(bytes: Uint8Array): number {
+  try {
+    return decodeTensor(bytes).dataType;
+  } catch {
+    return 10; // decodeTensor reads float32 and int64 only
+  }
+}
+
+test('a quantized graph is not a float graph, and the CPU keeps fp32 under auto', async () => {
+  const int8 = readFileSync(mobilenetPath());
+  assert.equal(isFloatGraph(int8), false);
+  assert.equal(isFloatGraph(edgeCaseGraph()), true);
+  const opened = await openAtPrecision(edgeCaseGraph(), 'auto', { executionProviders: ['cpu'] });
+  assert.equal(opened.precision, 'fp32');
+  await opened.session.release();
+});
+
+test('measuring fp16 against fp32 records both speeds and their difference, and keeps a profile', async () => {
+  process.env.KENNEL_DEVICE_PROFILES = path.join(tmpHome(), 'profiles.json');
+  const { session, precision, profile } = await measurePrecision(edgeCaseGraph(), { executionProviders: ['cpu'] }, 'edge cpu');
+  try {
+    assert.ok(profile.imagesPerSecond.fp32! > 0 && profile.imagesPerSecond.fp16! > 0);
+    assert.ok(profile.fp16Error! > 0 && profile.fp16Error! < 0.02, `fp16 error ${profile.fp16Error}`);
+    const faster = profile.imagesPerSecond.fp16! >= 1.1 * profile.imagesPerSecond.fp32!;
+    assert.equal(precision, faster ? 'fp16' : 'fp32');
+    const stored = JSON.parse(readFileSync(process.env.KENNEL_DEVICE_PROFILES, 'utf8'));
+    assert.deepEqual(stored['edge cpu'], profile);
+  } finally {
+    await session.release();
+    delete process.env.KENNEL_DEVICE_PROFILES;
+  }
+});
+
+test('the GPU pipeline (session in its own thread, batches queued, batch size measured) gives the features of the plain loop', async () => {
+  process.env.KENNEL_DEVICE_PROFILES = path.join(tmpHome(), 'profiles.json');
+  const ws = openWorkspace(tmpHome());
+  const backbone = await addBackbone(ws, mobilenetPath(), { name: 'mnet' });
+  const model = await ws.artifacts.localPath(backbone.extractorSha);
+  const { spec } = backbone;
+  const make = (threaded: boolean) => FeatureExtractor.create(model, { spec: spec.preprocess, inputName: spec.inputName, outputName: spec.outputName, dim: spec.featureDim, bytesIn: true, threaded, threads: 1 });
+  const [plain, piped] = [await make(false), await make(true)];
+  const dirs = ['udacity-samples', 'aipnd-dogs'].map((d) => path.join(sharedDir(), 'data/real-photos', d));
+  const items = dirs.flatMap((dir) => readdirSync(dir).map((f) => ({ path: path.join(dir, f) }))).slice(0, 40);
+  try {
+    assert.equal(plain.batchSize, undefined);
+    assert.ok([16, 32, 64].includes(piped.batchSize!), `batch size ${piped.batchSize}`);
+    assert.ok(existsSync(process.env.KENNEL_DEVICE_PROFILES));
+    const progress: number[] = [];
+    const a = await plain.extract(items, { batchSize: piped.batchSize });
+    const b = await piped.extract(items, { onBatch: (done) => progress.push(done) });
+    assert.deepEqual(b, a);
+    assert.equal(progress.at(-1), items.length);
+    assert.deepEqual([...progress].sort((x, y) => x - y), progress);
+    // a stopped extraction ends with CancelledError once what is under way has settled
+    const stop = new AbortController();
+    stop.abort();
+    await assert.rejects(piped.extract(items, { signal: stop.signal }), /cancel/i);
+    // measured once: a second extractor reads the profile
+    const again = await make(true);
+    assert.equal(again.batchSize, piped.batchSize);
+    await again.close();
+  } finally {
+    await plain.close();
+    await piped.close();
+    ws.close();
+    delete process.env.KENNEL_DEVICE_PROFILES;
+  }
+});
