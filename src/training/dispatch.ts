@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import type { Backbone } from '../backbones/index.js';
 import { type ProgressEvent, type ProgressSink, Errors } from '../core/index.js';
 import type { DatasetVersion, Split } from '../data/index.js';
-import { assertDevice, executionProviders, type Device } from '../inference/index.js';
+import { assertDevice, executionProviders, type Device, type Precision } from '../inference/index.js';
 import type { Workspace } from '../store/index.js';
 import { createEngine, parseQueueUrl, type Backend, type Task, type TaskDone, type TaskEvent } from '../workers/index.js';
 import { CHUNK_ROWS, chunkItems, featureKey, missingChunks, readFeatures, recordChunk, splitItems, type FeatureMatrix, type FeatureRequest } from './features.js';
@@ -32,6 +32,7 @@ export interface FeatureOptions {
   augment: number;
   seed: number;
   device: Device;
+  precision?: Precision;
   /** workers to shard extraction over; 1 = this process; default: one per core (see defaultInstances) */
   instances?: number;
   /** redis:// URL: shard over `kennel worker` processes instead of local ones */
@@ -86,6 +87,7 @@ export async function datasetFeatures(ws: Workspace, ds: DatasetVersion, backbon
           seed: opts.seed,
           view: g.request.view,
           device: opts.device,
+          precision: opts.precision ?? 'auto',
         },
       });
     }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DEVICES, FeatureExtractor, tuneSharp, type PreprocessSpec } from '../inference/index.js';
+import { DEVICES, FeatureExtractor, PRECISIONS, tuneSharp, type PreprocessSpec } from '../inference/index.js';
 import { defineTask, requireArtifacts, runnableModule, type TaskType } from '../workers/index.js';
 import { extractChunk } from './features.js';
 
@@ -15,6 +15,7 @@ const ExtractChunkInput = z.object({
   seed: z.number().int().min(0),
   view: z.number().int().min(0),
   device: z.enum(DEVICES),
+  precision: z.enum(PRECISIONS).default('auto'),
 });
 export type ExtractChunkInput = z.infer<typeof ExtractChunkInput>;
 
@@ -38,8 +39,8 @@ export const extractChunkTask: TaskType<ExtractChunkInput, ExtractChunkOutput> =
     tuneSharp();
     const e = input.extractor;
     const extractor = await ctx.resources.get(
-      `extractor ${e.sha} ${input.device} ${ctx.threads}`,
-      async () => FeatureExtractor.create(await ctx.artifacts.localPath(e.sha), { spec: e.preprocess, inputName: e.inputName, outputName: e.outputName, dim: e.dim, device: input.device, threads: ctx.threads }),
+      `extractor ${e.sha} ${input.device} ${input.precision} ${ctx.threads}`,
+      async () => FeatureExtractor.create(await ctx.artifacts.localPath(e.sha), { spec: e.preprocess, inputName: e.inputName, outputName: e.outputName, dim: e.dim, device: input.device, precision: input.precision, threads: ctx.threads }),
       (x) => x.close(),
     );
     const artifactSha = await extractChunk(ctx.artifacts, extractor, input.images.map((sha256) => ({ sha256 })), { seed: input.seed, view: input.view }, { signal: ctx.signal, onImages: ctx.progress });

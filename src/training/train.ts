@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { getBackbone, type Backbone } from '../backbones/index.js';
 import { Errors, CancelledError, KennelError, errorMessage, type ProgressSink } from '../core/index.js';
 import { getDatasetVersion, type DatasetVersion } from '../data/index.js';
-import { DEVICES } from '../inference/index.js';
+import { DEVICES, PRECISIONS } from '../inference/index.js';
 import { TelemetryRecorder, confidenceQuantiles, saveJobInsights, type RuleResult } from '../insights/index.js';
 import { registerModel, checkModelName, identicalTraining, type ModelCard } from '../registry/index.js';
 import { createJob, finishJob, type Workspace } from '../store/index.js';
@@ -37,6 +37,8 @@ export const TrainOptionsSchema = z.object({
   /** augmentation views per training image, on top of the centre crop */
   augment: z.number().int().min(0).max(32).default(0),
   device: z.enum(DEVICES).default('cpu'),
+  /** the backbone's arithmetic on a GPU: auto (fp16 where measured faster), fp32 or fp16 */
+  precision: z.enum(PRECISIONS).default('auto'),
   seed: z.number().int().min(0).default(0),
   /** workers that share feature extraction; 1 = this process */
   instances: z.number().int().min(1).max(1024).optional(),
@@ -167,7 +169,7 @@ async function runTraining(ws: Workspace, run: TrainingRun): Promise<TrainResult
     t = now;
     return s;
   };
-  const feats = await datasetFeatures(ws, ds, backbone, { augment: o.augment, seed: o.seed, device: o.device, instances: o.instances, queue: o.queue, progress, signal: hooks.signal });
+  const feats = await datasetFeatures(ws, ds, backbone, { augment: o.augment, seed: o.seed, device: o.device, precision: o.precision, instances: o.instances, queue: o.queue, progress, signal: hooks.signal });
   const featureSeconds = lap('features', feats.extractedImages);
   recorder?.workers(feats.workers);
 

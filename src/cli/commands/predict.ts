@@ -3,7 +3,7 @@ import { basename, extname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { Errors } from '../../core/index.js';
 import { getModel } from '../../registry/index.js';
-import { DEVICES, classify, Explainer, tuneSharp, type Device, type Explanation } from '../../inference/index.js';
+import { DEVICES, PRECISIONS, classify, Explainer, tuneSharp, type Device, type Explanation, type Precision } from '../../inference/index.js';
 import { filePrediction, resultWriter, type FilePrediction } from '../../transform/index.js';
 import { imageInputs } from '../inputs.js';
 import { emit, progressBars, runAction, withWorkspace } from '../output.js';
@@ -60,9 +60,10 @@ export function registerPredict(program: Command): void {
     .option('--top-k <k>', 'predictions per image', number('--top-k', { int: true, min: 1, max: 1000 }), 5)
     .option('--out <file>', 'write results to FILE.jsonl (one JSON object per image) or FILE.csv as they come, instead of printing each')
     .option('--device <device>', 'cpu, webgpu, cuda or auto (docs/GPU.md)', oneOf('--device', DEVICES), 'cpu')
+    .option('--precision <p>', 'arithmetic of a float model on a GPU: auto (fp16 where it measured faster and agreed with fp32), fp32 or fp16', oneOf('--precision', PRECISIONS), 'auto')
     .option('--explain <dir>', "also write a heat map of each image's best class over the image into DIR (FILE.explain.png): a class activation map, exact for Kennel's linear heads (not --head mlp or --tta flip), else occlusion sensitivity (49 extra forward passes per image); images then run one at a time")
     .option('--json', 'print JSON: the results, or with --out a summary')
-    .action((paths: string[], opts: { model: string; topK: number; out?: string; device: Device; explain?: string; json?: boolean }) =>
+    .action((paths: string[], opts: { model: string; topK: number; out?: string; device: Device; precision: Precision; explain?: string; json?: boolean }) =>
       runAction(async (signal) => {
         const { files, named } = imageInputs(paths);
         if (files.length === 0) throw Errors.InvalidRequest(`No images found in ${paths.join(', ')}.`, 'Pass image files, or folders that hold .jpg, .png or .webp files.');
@@ -84,7 +85,7 @@ export function registerPredict(program: Command): void {
           try {
             if (opts.explain) await explainFiles(await ws.artifacts.localPath(mv.onnxSha), mv.card, files, resolve(opts.explain), opts.topK, signal, onResult);
             else {
-              await classify(ws, mv, files, { topK: opts.topK, device: opts.device, batchSize: MAX_BATCH, window: IN_FLIGHT, signal, onResult: (answer, i) => onResult(filePrediction(files[i]!, answer)) });
+              await classify(ws, mv, files, { topK: opts.topK, device: opts.device, precision: opts.precision, batchSize: MAX_BATCH, window: IN_FLIGHT, signal, onResult: (answer, i) => onResult(filePrediction(files[i]!, answer)) });
             }
           } finally {
             bar.end();

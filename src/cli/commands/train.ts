@@ -1,7 +1,7 @@
 import { Option, type Command } from 'commander';
 import { availableParallelism } from 'node:os';
 import { parseDatasetRef } from '../../data/index.js';
-import { DEVICES } from '../../inference/index.js';
+import { DEVICES, PRECISIONS } from '../../inference/index.js';
 import { train, type TrainOptions, type TrainResult } from '../../training/index.js';
 import { jsonCommand, pct, type CommandContext } from '../output.js';
 import { firedRuleLines } from './insights.js';
@@ -50,6 +50,7 @@ export function registerTrain(program: Command): void {
     .option('--patience <epochs>', 'early-stopping patience (mlp/minibatch heads)', number('--patience', { int: true, min: 1 }), 5)
     .option('--augment <views>', 'extra random-resized-crop + flip views per training image (each cached)', number('--augment', { int: true, min: 0, max: 32 }), 0)
     .option('--device <device>', 'cpu, webgpu (GPU through ONNX Runtime WebGPU), cuda (ONNX Runtime CUDA provider, installed separately: docs/GPU.md) or auto (cuda, then webgpu, then cpu)', oneOf('--device', DEVICES), 'cpu')
+    .option('--precision <p>', 'arithmetic of a float backbone on a GPU: auto (fp16 where it measured faster and agreed with fp32, once per machine; fp32 on the CPU), fp32 or fp16', oneOf('--precision', PRECISIONS), 'auto')
     .option('--seed <n>', 'random seed (shuffles, init, augmentation)', number('--seed', { int: true, min: 0 }), 0)
     .option('--instances [k]', 'shard feature extraction over K workers (alias --workers): local processes, or tasks in flight with --queue; default and no value: one per core (at most one per chunk to extract; one on a GPU); 1 = this process', number('--instances', { int: true, min: 1, max: 1024 }))
     .addOption(new Option('--workers [k]').argParser(number('--workers', { int: true, min: 1, max: 1024 })).hideHelp())
