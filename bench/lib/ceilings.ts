@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
-import { Classifier, decodeRgb, DynamicBatcher, inputShape, inputSize, normalizeInto, sessionOptions, type Device, type PreprocessSpec } from '../../src/inference/index.js';
+import { Classifier, decodeRgb, DynamicBatcher, inputShape, inputSize, normalizeInto, sessionOptions, type Device, type ModelInput, type PreprocessSpec } from '../../src/inference/index.js';
 import type { ModelCard } from '../../src/registry/index.js';
 import { GraphBuilder } from '../../src/onnx/index.js';
 import { repeatFor, timed } from './timing.js';
@@ -73,14 +73,14 @@ export async function pipelineCeiling(onnxPath: string, card: ModelCard, files: 
   const images = files.map((f) => readFileSync(f));
   const size = inputSize(card.preprocess);
   const batchInput = clf.inputBuffer(o.maxBatch);
-  const batcher = new DynamicBatcher<Float32Array, number>({ maxBatch: o.maxBatch, maxDelayMs: 2 }, async (items) => {
+  const batcher = new DynamicBatcher<ModelInput, number>({ maxBatch: o.maxBatch, maxDelayMs: 2 }, async (items) => {
     items.forEach((x, i) => batchInput.set(x, i * size));
     await clf.run(batchInput, items.length);
     return items.map(() => 1);
   });
   const one = (k: number) =>
     batcher.submit(async () => {
-      const x = new Float32Array(size);
+      const x = clf.imageInput();
       await clf.preprocess(images[k % images.length]!, x, 0);
       return x;
     });

@@ -10,7 +10,6 @@ import { prepareSource, type PreparedSource } from './source.js';
 import { assignSplits, DEFAULT_SPLIT, validateSplit, type SplitFractions } from './split.js';
 import { SPLITS, type DatasetItem, type DatasetVersion, type ImportOptions, type ImportReport, type SkippedFile } from './types.js';
 
-/** images decoded at once: enough to overlap file reads with decoding, bounded for memory */
 /** images checked at once: decoding and hashing run on the libuv pool, so this keeps it busy */
 const CHECK_CONCURRENCY = Math.max(4, availableParallelism());
 

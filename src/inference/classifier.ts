@@ -1,8 +1,14 @@
+import { readFile } from 'node:fs/promises';
 import { decodeClientImage, inputShape, inputSize, normalizeInto, type ImageInput, type PreprocessSpec } from './preprocess.js';
 import { KennelError } from '../core/index.js';
 import { assertDevice } from './device-probe.js';
+import { executionProviders } from './devices.js';
 import type { ModelSession, SessionSettings } from './session.js';
 import { openSession, ThreadedSession } from './threaded.js';
+import { UINT8_INPUT, withUint8Input } from './uint8-input.js';
+
+/** A batch of model input: normalised floats, or RGB bytes for a classifier that takes bytes. */
+export type ModelInput = Float32Array | Uint8Array;
 
 /**
  * What inference needs to know of a classifier graph (a registry model card has it): how its
@@ -26,6 +32,11 @@ export interface Prediction {
 export interface ClassifierOptions extends SessionSettings {
   /** run inference in a worker thread, with a shared input buffer for batches of up to maxBatch images */
   thread?: { maxBatch: number };
+  /**
+   * feed the graph decoded RGB bytes and normalise inside it (withUint8Input); default on a GPU,
+   * where it uploads a quarter of the bytes and leaves the host no per-pixel work
+   */
+  bytesIn?: boolean;
 }
 
 /**
@@ -36,13 +47,23 @@ export class Classifier {
   private constructor(
     private readonly session: ModelSession,
     readonly card: ModelSpec,
+    /** whether the model input is RGB bytes (normalised in the graph) rather than normalised floats */
+    readonly bytesIn: boolean,
   ) {}
 
   static async load(onnx: string | Uint8Array, card: ModelSpec, opts: ClassifierOptions = {}): Promise<Classifier> {
-    const { thread, ...settings } = opts;
+    const { thread, bytesIn = executionProviders(opts.device ?? 'cpu')[0] !== 'cpu', ...settings } = opts;
     await assertDevice(settings.device ?? 'cpu');
-    if (thread && typeof onnx !== 'string') throw new Error('a threaded classifier loads its model from a file');
-    return new Classifier(await openSession(onnx, settings, card, thread && { maxInputFloats: thread.maxBatch * inputSize(card.preprocess) }), card);
+    const graph = bytesIn ? withUint8Input(typeof onnx === 'string' ? await readFile(onnx) : onnx, card.preprocess, card.inputName) : onnx;
+    const io = { inputName: bytesIn ? UINT8_INPUT : card.inputName, outputName: card.outputName };
+    const maxInputBytes = thread && thread.maxBatch * inputSize(card.preprocess) * (bytesIn ? 1 : 4);
+    return new Classifier(await openSession(graph, settings, io, maxInputBytes === undefined ? undefined : { maxInputBytes }), card, bytesIn);
+  }
+
+  /** A new input for one image (floats or bytes, as this classifier takes), for preprocess(). */
+  imageInput(): ModelInput {
+    const size = inputSize(this.card.preprocess);
+    return this.bytesIn ? new Uint8Array(size) : new Float32Array(size);
   }
 
   /**
@@ -50,14 +71,14 @@ export class Classifier {
    * classifier, the memory it shares with its thread, which the thread copies from: fill it
    * only between runs).
    */
-  inputBuffer(n: number): Float32Array {
+  inputBuffer(n: number): ModelInput {
     const size = n * inputSize(this.card.preprocess);
     if (this.session instanceof ThreadedSession) {
-      const shared = this.session.inputBuffer();
+      const shared = this.bytesIn ? this.session.inputBuffer(true) : this.session.inputBuffer();
       if (shared.length < size) throw new Error(`the classifier's thread takes batches of at most ${shared.length} values`);
       return shared;
     }
-    return new Float32Array(size);
+    return this.bytesIn ? new Uint8Array(size) : new Float32Array(size);
   }
 
   /** For a threaded classifier: resolves with the reason if its thread ends. */
@@ -65,15 +86,18 @@ export class Classifier {
     return this.session instanceof ThreadedSession ? this.session.exited : undefined;
   }
 
-  /** Decodes one image to the model's normalised input; throws a KennelError for bad images. */
-  async preprocess(image: ImageInput, into: Float32Array, index: number): Promise<void> {
+  /** Decodes one image into slot `index` of the model's input (normalised, or its RGB bytes); throws a KennelError for bad images. */
+  async preprocess(image: ImageInput, into: ModelInput, index: number): Promise<void> {
     const rgb = await decodeClientImage(image, this.card.preprocess);
-    normalizeInto(rgb, this.card.preprocess, into, index);
+    if (into instanceof Uint8Array) into.set(rgb, index * rgb.length);
+    else normalizeInto(rgb, this.card.preprocess, into, index);
   }
 
   /** Probabilities for n preprocessed images. */
-  async run(input: Float32Array, n: number): Promise<Float32Array> {
-    return this.session.run(input, inputShape(this.card.preprocess, n));
+  async run(input: ModelInput, n: number): Promise<Float32Array> {
+    if (input instanceof Uint8Array !== this.bytesIn) throw new Error(`this classifier takes ${this.bytesIn ? 'RGB bytes' : 'normalised floats'}`);
+    const { size } = this.card.preprocess;
+    return this.session.run(input, this.bytesIn ? [n, size, size, 3] : inputShape(this.card.preprocess, n));
   }
 
   /**

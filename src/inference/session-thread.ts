@@ -11,7 +11,7 @@ export interface SessionThreadConfig {
 }
 
 /** A run's input: the shared float buffer (copied out here), or a buffer of its own transferred with the message. */
-export type ToSessionThread = { type: 'run'; id: number; shape: number[]; input: SharedArrayBuffer } | { type: 'run-own'; id: number; shape: number[]; input: Float32Array | Uint8Array } | { type: 'release' };
+export type ToSessionThread = { type: 'run'; id: number; shape: number[]; input: SharedArrayBuffer; bytes: boolean } | { type: 'run-own'; id: number; shape: number[]; input: Float32Array | Uint8Array } | { type: 'release' };
 
 export type FromSessionThread =
   | { type: 'ready'; precision: 'fp32' | 'fp16' }
@@ -33,7 +33,7 @@ async function main(port: NonNullable<typeof parentPort>): Promise<void> {
   }
   // ORT's binding refuses tensors on shared memory ("Invalid argument"), so each run copies its
   // input into this thread's own buffer (a memcpy, off the caller's thread)
-  let local = new Float32Array(0);
+  let local = new ArrayBuffer(0);
   port.on('message', (m: ToSessionThread) => {
     if (m.type === 'release') {
       void session.release().finally(() => port.close());
@@ -43,9 +43,9 @@ async function main(port: NonNullable<typeof parentPort>): Promise<void> {
     if (m.type === 'run-own') input = m.input;
     else {
       const length = m.shape.reduce((a, b) => a * b, 1);
-      if (local.length < length) local = new Float32Array(m.input.byteLength / 4);
-      local.set(new Float32Array(m.input, 0, length));
-      input = local;
+      if (local.byteLength < m.input.byteLength) local = new ArrayBuffer(m.input.byteLength);
+      input = m.bytes ? new Uint8Array(local, 0, length) : new Float32Array(local, 0, length);
+      input.set(m.bytes ? new Uint8Array(m.input, 0, length) : new Float32Array(m.input, 0, length));
     }
     session.run(input, m.shape).then(
       (data) => send({ type: 'result', id: m.id, data }, [data.buffer]),

@@ -21,9 +21,9 @@ export class ThreadedSession implements ModelSession {
 
   private constructor(
     private readonly worker: Child<ToSessionThread, FromSessionThread>,
-    maxInputFloats: number,
+    maxInputBytes: number,
   ) {
-    this.shared = new SharedArrayBuffer(maxInputFloats * 4);
+    this.shared = new SharedArrayBuffer(maxInputBytes);
     worker.on('message', (m) => {
       if (m.type !== 'result' && m.type !== 'failed') return;
       const p = this.pending.get(m.id);
@@ -43,12 +43,12 @@ export class ThreadedSession implements ModelSession {
     });
   }
 
-  /** Loads the model (a file, or the graph) in a new thread; `maxInputFloats` sizes the shared input buffer (the largest batch). */
-  static async create(model: string | Uint8Array, settings: SessionSettings, io: { inputName: string; outputName: string }, maxInputFloats: number): Promise<ThreadedSession> {
+  /** Loads the model (a file, or the graph) in a new thread; `maxInputBytes` sizes the shared input buffer (the largest batch). */
+  static async create(model: string | Uint8Array, settings: SessionSettings, io: { inputName: string; outputName: string }, maxInputBytes: number): Promise<ThreadedSession> {
     const config: SessionThreadConfig = { model, settings, ...io };
     // release() asks the thread to release its session and end; a thread stuck in a run is terminated
     const worker = new Child<ToSessionThread, FromSessionThread>({ entry: new URL('./session-thread.js', import.meta.url), kind: 'thread', data: config, stop: { type: 'release' }, graceMs: 10_000 });
-    const session = new ThreadedSession(worker, maxInputFloats);
+    const session = new ThreadedSession(worker, maxInputBytes);
     const first = await worker.start().catch(async () => new Error(`the inference thread ended while loading the model: ${await session.exited}`));
     if (first instanceof Error) throw first;
     if (first.type !== 'ready') {
@@ -59,25 +59,28 @@ export class ThreadedSession implements ModelSession {
     return session;
   }
 
-  /** The shared input buffer: filled here, run() sends it without a copy on this thread (the session's thread copies it out). */
-  inputBuffer(): Float32Array {
-    return new Float32Array(this.shared);
+  /** The shared input buffer, as floats or bytes: filled here, run() sends it without a copy on this thread (the session's thread copies it out). */
+  inputBuffer(bytes: true): Uint8Array;
+  inputBuffer(bytes?: false): Float32Array;
+  inputBuffer(bytes = false): Float32Array | Uint8Array {
+    return bytes ? new Uint8Array(this.shared) : new Float32Array(this.shared);
   }
 
   /** Runs the model on `input` (best: a view of inputBuffer()) of `shape`; resolves with the output's data. */
-  run(input: Float32Array, shape: number[]): Promise<Float32Array> {
+  run(input: Float32Array | Uint8Array, shape: number[]): Promise<Float32Array> {
     if (this.failure) return Promise.reject(this.failure);
     const length = shape.reduce((a, b) => a * b, 1);
+    const bytes = input instanceof Uint8Array;
     if (input.buffer !== this.shared) {
-      if (length > this.shared.byteLength / 4) return Promise.reject(new Error(`an input of ${length} values is larger than the session's buffer`));
-      new Float32Array(this.shared, 0, length).set(input.subarray(0, length));
+      if (length * input.BYTES_PER_ELEMENT > this.shared.byteLength) return Promise.reject(new Error(`an input of ${length} values is larger than the session's buffer`));
+      (bytes ? new Uint8Array(this.shared, 0, length) : new Float32Array(this.shared, 0, length)).set(input.subarray(0, length));
     } else if (input.byteOffset !== 0) {
       return Promise.reject(new Error('inputs in the shared buffer start at its beginning'));
     }
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.post({ type: 'run', id, shape, input: this.shared });
+      this.post({ type: 'run', id, shape, input: this.shared, bytes });
     });
   }
 
@@ -108,9 +111,9 @@ export class ThreadedSession implements ModelSession {
 
 /**
  * Opens a model session: on this thread, or with `thread` in its own worker thread (see
- * ThreadedSession) with a shared input buffer of `maxInputFloats` values (the largest batch).
+ * ThreadedSession) with a shared input buffer of `maxInputBytes` (the largest batch).
  */
-export async function openSession(model: string | Uint8Array, settings: SessionSettings, io: SessionIO, thread?: { maxInputFloats: number }): Promise<ModelSession> {
+export async function openSession(model: string | Uint8Array, settings: SessionSettings, io: SessionIO, thread?: { maxInputBytes: number }): Promise<ModelSession> {
   if (!thread) return Session.create(model, settings, io);
-  return ThreadedSession.create(model, settings, { inputName: io.inputName, outputName: io.outputName }, thread.maxInputFloats);
+  return ThreadedSession.create(model, settings, { inputName: io.inputName, outputName: io.outputName }, thread.maxInputBytes);
 }

@@ -82,6 +82,15 @@ async function main(): Promise<void> {
     return { predictions: r.predictions, features: Array.from(r.features) };
   };
 
+  // Open Inference Protocol tensors are normalised floats: a replica whose graph takes RGB bytes
+  // (a GPU's) answers them with the float graph, loaded on the first one
+  let floatBatched: Promise<{ clf: Classifier; batched: BatchedClassifier }> | undefined;
+  const classifyTensor = (values: Buffer, topK: number): Promise<Prediction[]> => {
+    if (!clf.bytesIn) return batched.classifyInput(values, topK);
+    floatBatched ??= Classifier.load(config.onnxPath, config.card, { device: config.device, threads: config.threads, spinning: false, bytesIn: false, thread: { maxBatch: config.batching.maxBatch } }).then((c) => ({ clf: c, batched: new BatchedClassifier(c, config.batching) }));
+    return floatBatched.then((f) => f.batched.classifyInput(values, topK));
+  };
+
   const infer = (m: InferRequest): void => {
     if (stopping) {
       send({ type: 'failed', id: m.id, status: Errors.ReplicaStopping.status, code: Errors.ReplicaStopping.code, message: 'This replica is shutting down.' });
@@ -90,7 +99,7 @@ async function main(): Promise<void> {
     // a tensor (the Open Inference Protocol's preprocessed input) goes straight to the batcher;
     // explanations and captured requests run beside it
     const work: Promise<{ predictions: Prediction[]; explanation?: Explanation; features?: number[] }> = m.tensor
-      ? batched.classifyInput(m.image, m.topK).then((predictions) => ({ predictions }))
+      ? classifyTensor(m.image, m.topK).then((predictions) => ({ predictions }))
       : m.explain
         ? explain(m.image, m.topK)
         : m.features
@@ -122,8 +131,10 @@ async function main(): Promise<void> {
     if (m.type === 'ping') send({ type: 'pong', id: m.id });
     else if (m.type === 'stop') {
       stopping = true;
-      void Promise.all([batched.idle(), ...explaining]).then(async () => {
+      const tensors = floatBatched?.then((f) => f.batched.idle(), () => {});
+      void Promise.all([batched.idle(), tensors, ...explaining]).then(async () => {
         await clf.close();
+        await floatBatched?.then((f) => f.clf.close(), () => {});
         await explainer?.then((e) => e.close(), () => {});
         await tap?.then((t) => t?.close());
         const messages = outbox;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { getModel } from '../../src/registry/index.js';
-import { Classifier } from '../../src/inference/index.js';
+import { BatchedClassifier, Classifier } from '../../src/inference/index.js';
 import { tmpHome } from '../helpers/paths.js';
 import { photo, workspaceWithModel } from '../serving/fixtures.js';
 
@@ -29,6 +29,24 @@ test('a classifier with its session in a worker thread gives the same probabilit
     }
     // a closed threaded classifier refuses runs instead of hanging
     await assert.rejects(threaded.run(threaded.inputBuffer(1), 1), /inference thread ended/);
+
+    // fed RGB bytes (a GPU's default: normalised inside the graph), threaded or not: the same probabilities
+    const floats = await Classifier.load(onnx, mv.card, { threads: 1 });
+    const bytes = await Classifier.load(onnx, mv.card, { threads: 1, bytesIn: true, thread: { maxBatch: 4 } });
+    try {
+      assert.equal(bytes.bytesIn, true);
+      const [fIn, bIn] = [floats.inputBuffer(3), bytes.inputBuffer(3)];
+      assert.ok(bIn instanceof Uint8Array && fIn instanceof Float32Array);
+      await Promise.all(images.map(async (img, i) => Promise.all([floats.preprocess(img, fIn, i), bytes.preprocess(img, bIn, i)])));
+      const [a, b] = [await floats.run(fIn, 3), await bytes.run(bIn, 3)];
+      for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i]! - b[i]!) <= 1e-4, `probability ${i}: ${a[i]} vs ${b[i]}`);
+      assert.deepEqual([0, 1, 2].map((r) => bytes.topK(b, r, 1)[0]!.label), [0, 1, 2].map((r) => floats.topK(a, r, 1)[0]!.label));
+      await assert.rejects(bytes.run(fIn, 3), /takes RGB bytes/);
+      await assert.rejects(new BatchedClassifier(bytes, { maxBatch: 4, maxDelayMs: 1 }).classifyInput(new Uint8Array(4 * 3 * 224 * 224), 1), /takes no float tensors/);
+    } finally {
+      await floats.close();
+      await bytes.close();
+    }
   } finally {
     ws.close();
   }
