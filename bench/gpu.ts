@@ -15,22 +15,24 @@
  * - serving: bench:serve --quick on the same device with the ResNet50 architecture
  * - the raw session: float32 NCHW input (normalised on the host) against uint8 NHWC (normalised
  *   in the graph), fp32 against fp16, at batch 16, 32 and 64
- * - fp16 against fp32 on the shared real photos: top-1 agreement of the 1,000-way outputs and the
- *   largest difference of a probability
+ * - fp16 against fp32 on the shared images (bench/lib/fp16.ts): top-1 agreement of the 1,000-way
+ *   outputs of the ResNet50 architecture and of a pretrained MobileNetV2, and the largest
+ *   difference of a probability; `--only fp16` runs this part alone
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { addBackbone } from '../src/backbones/index.js';
 import { importDataset } from '../src/data/index.js';
 import * as ort from 'onnxruntime-node';
-import { ENDPOINT_DEVICES, NORMALIZATIONS, PRECISIONS, UINT8_INPUT, decodeRgb, sessionOptions, withUint8Input, type Device, type Precision } from '../src/inference/index.js';
+import { ENDPOINT_DEVICES, PRECISIONS, UINT8_INPUT, sessionOptions, withUint8Input, type Device, type Precision } from '../src/inference/index.js';
 import { toFloat16 } from '../src/onnx/index.js';
 import { openWorkspace } from '../src/store/index.js';
 import { train } from '../src/training/index.js';
 import { DOG_IMAGES, benchDogSet, type DogSetSpec } from './lib/dataset.js';
+import { IMAGENET_SPEC, describeAgreement, fp16Agreement } from './lib/fp16.js';
 import { currentLoad, machineInfo } from './lib/machine.js';
 import { logger, parseBenchArgs, saveResults, summaryTable, type SummaryRow } from './lib/report.js';
 import { timed } from './lib/timing.js';
@@ -94,9 +96,17 @@ if (process.argv[2] === '--kennel-part') {
 const args = parseBenchArgs(process.argv.slice(2), 'gpu', {
   device: { help: 'the GPU provider Kennel uses', default: 'webgpu', choices: ENDPOINT_DEVICES.filter((d) => d !== 'cpu') },
   precision: { help: "Kennel's --precision for training", default: 'auto', choices: [...PRECISIONS] },
+  only: { help: 'run one part alone: fp16 (the agreement check)', default: 'all', choices: ['all', 'fp16'] },
 });
 const device = args.options.device as Device;
 const precision = args.options.precision as Precision;
+const shared = process.env.KENNEL_SHARED ?? join(import.meta.dirname, '../../shared');
+if (args.options.only === 'fp16') {
+  const runs = await fp16Agreement({ device, shared, resnet: buildResnet({ depth: 50 }) });
+  if (args.json) process.stdout.write(JSON.stringify({ bench: 'gpu', only: 'fp16', device, date: new Date().toISOString(), machine: machineInfo(), fp16: runs }, null, 2) + '\n');
+  else for (const r of runs) process.stdout.write(`${describeAgreement(r)}\n`);
+  process.exit(0);
+}
 const log = logger(args.json);
 const date = new Date();
 const machine = machineInfo();
@@ -139,7 +149,7 @@ const serve = runChild(process.execPath, [...process.execArgv, join(import.meta.
 log(`  Kennel ${serve.kennel_ips} images/s (ceiling ${serve.ceiling_ips}, naive ${serve.naive_ips}), p99 at 70% load ${serve.kennel_p99_ms_at_70pct} ms`);
 
 // the ResNet50 graph's input: 224 x 224, NCHW, ImageNet normalisation
-const SPEC = { size: 224, cropFraction: 0.875, layout: 'NCHW' as const, scale: NORMALIZATIONS.imagenet.scale, mean: [...NORMALIZATIONS.imagenet.mean] as [number, number, number], std: [...NORMALIZATIONS.imagenet.std] as [number, number, number] };
+const SPEC = IMAGENET_SPEC;
 
 /**
  * Raw session images/s at one batch size for each way of feeding it: float32 host-normalised
@@ -178,60 +188,8 @@ for (const batch of [16, 32, 64]) {
   raw.push(r);
 }
 
-/** Image files under a folder, recursively, sorted. */
-function imagesUnder(dir: string): string[] {
-  return readdirSync(dir, { recursive: true, encoding: 'utf8' })
-    .filter((f) => /\.(jpe?g|png|webp)$/i.test(f) && statSync(join(dir, f)).isFile())
-    .sort()
-    .map((f) => join(dir, f));
-}
-
-/**
- * fp16 against fp32 on real photographs (the shared real-photos set): the same ResNet50 graph fed
- * RGB bytes, its 1,000-way softmax compared image by image.
- */
-async function fp16Agreement(): Promise<{ images: number; top1Agreement: number; maxProbabilityDifference: number; meanProbabilityDifference: number }> {
-  const photos = imagesUnder(join(process.env.KENNEL_SHARED ?? join(import.meta.dirname, '../../shared'), 'data/real-photos'));
-  const options = sessionOptions({ device });
-  const bytesGraph = withUint8Input(resnet, SPEC, 'input');
-  const [full, half] = [await ort.InferenceSession.create(bytesGraph, options), await ort.InferenceSession.create(toFloat16(bytesGraph), options)];
-  let agree = 0;
-  let maxDiff = 0;
-  let sumDiff = 0;
-  const per = SPEC.size * SPEC.size * 3;
-  for (let b = 0; b < photos.length; b += 32) {
-    const batch = photos.slice(b, b + 32);
-    const input = new Uint8Array(batch.length * per);
-    await Promise.all(batch.map(async (p, i) => input.set(await decodeRgb(p, SPEC), i * per)));
-    const feeds = { [UINT8_INPUT]: new ort.Tensor('uint8', input, [batch.length, SPEC.size, SPEC.size, 3]) };
-    const [a, h] = [(await full.run(feeds))[full.outputNames[0]!]!.data as Float32Array, (await half.run(feeds))[half.outputNames[0]!]!.data as Float32Array];
-    const classes = a.length / batch.length;
-    for (let i = 0; i < batch.length; i++) {
-      const [pa, ph] = [softmax(a.subarray(i * classes, (i + 1) * classes)), softmax(h.subarray(i * classes, (i + 1) * classes))];
-      if (argmax(pa) === argmax(ph)) agree++;
-      for (let c = 0; c < classes; c++) {
-        const d = Math.abs(pa[c]! - ph[c]!);
-        maxDiff = Math.max(maxDiff, d);
-        sumDiff += d / classes;
-      }
-    }
-  }
-  await full.release();
-  await half.release();
-  return { images: photos.length, top1Agreement: agree / photos.length, maxProbabilityDifference: maxDiff, meanProbabilityDifference: sumDiff / photos.length };
-}
-
-function softmax(x: Float32Array): Float64Array {
-  const max = Math.max(...x);
-  const e = Float64Array.from(x, (v) => Math.exp(v - max));
-  const sum = e.reduce((a, b) => a + b, 0);
-  return e.map((v) => v / sum);
-}
-
-const argmax = (x: Float64Array): number => x.reduce((best, v, i) => (v > x[best]! ? i : best), 0);
-
-const agreement = await fp16Agreement();
-log(`fp16 vs fp32 on ${agreement.images} real photos: top-1 agreement ${(agreement.top1Agreement * 100).toFixed(1)}%, largest probability difference ${agreement.maxProbabilityDifference.toExponential(2)}`);
+const agreement = await fp16Agreement({ device, shared, resnet });
+for (const r of agreement) log(`fp16 vs fp32, ${describeAgreement(r)}`);
 
 const best = kennel.reduce((a, b) => (b.totalSeconds < a.totalSeconds ? b : a));
 machine.loadEnd = currentLoad();
@@ -262,7 +220,7 @@ else {
     { metric: `import + train, ${set.images} images (Kennel, best run)`, value: `${best.totalSeconds.toFixed(1)} s`, target: `<= ${TARGET.trainSeconds} s (PyTorch ${torch.totalSeconds.toFixed(1)} s)`, pass: best.totalSeconds <= TARGET.trainSeconds },
     { metric: 'Kennel features images/s (first run on the machine / measured before)', value: kennel.map((k) => k.featureImagesPerSecond.toFixed(0)).join(' / ') },
     { metric: 'raw ResNet50 batch 32 images/s: float32 / uint8 / uint8 fp16 input', value: [raw[1]!.float32, raw[1]!.uint8, raw[1]!.uint8Fp16].map((v) => v.toFixed(0)).join(' / ') },
-    { metric: `fp16 top-1 agreement with fp32, ${agreement.images} real photos`, value: `${(agreement.top1Agreement * 100).toFixed(1)}% (max probability difference ${agreement.maxProbabilityDifference.toExponential(1)})`, target: '>= 99.5%', pass: agreement.top1Agreement >= 0.995 },
+    ...agreement.map((r) => ({ metric: `fp16 top-1 agreement with fp32: ${r.model.split(',')[0]}, ${r.count} ${r.images}`, value: `${(r.top1Agreement * 100).toFixed(1)}% (${r.nearTies} of ${r.disagreements.length} flips near ties; max probability difference ${r.maxProbabilityDifference.toExponential(1)})`, target: '>= 99.5%', pass: r.top1Agreement >= 0.995 })),
     { metric: 'PyTorch features images/s (DataLoader, bf16)', value: torch.featureImagesPerSecond.toFixed(0) },
     { metric: 'endpoint images/s (Kennel / PyTorch raw bf16 batch 256)', value: `${serve.kennel_ips} / ${torch.rawImagesPerSecond.bf16_batch256!.toFixed(0)}`, target: `>= ${TARGET.serveImagesPerSecond}`, pass: serve.kennel_ips >= TARGET.serveImagesPerSecond },
     { metric: 'endpoint p99 at 70% load', value: `${serve.kennel_p99_ms_at_70pct} ms`, target: '<= 50 ms', pass: serve.kennel_p99_ms_at_70pct <= 50 },

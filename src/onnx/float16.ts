@@ -1,4 +1,4 @@
-import { DataType, OnnxModel, decodeTensor } from './model.js';
+import { DataType, OnnxModel, decodeTensor, type OnnxNode } from './model.js';
 import { Writer, readFields, str, type Field } from './proto.js';
 
 const FLOAT16 = 10;
@@ -8,16 +8,34 @@ const FLOAT16 = 10;
  * Upsample's scales): they stay float32 in a float16 graph.
  */
 const FLOAT32_INPUTS: Record<string, number[]> = { Resize: [1, 2], Upsample: [1] };
+/** Ops whose outputs are integers whatever their inputs are. */
+const INTEGER_OUTPUTS = new Set(['Shape', 'Size', 'NonZero', 'ArgMax', 'ArgMin', 'NonMaxSuppression']);
+/** Pooling that ends a convolutional backbone: what follows it (a classifier head) stays float32. */
+const BACKBONE_ENDS = new Set(['GlobalAveragePool', 'GlobalMaxPool']);
+
+export interface Float16Options {
+  /**
+   * Keep in float32 everything computed from the last global pooling (a classifier's head and
+   * its softmax: a few multiply-adds an image, where float16's rounding of logits could change
+   * a close top-1). Default true.
+   */
+  float32Head?: boolean;
+}
 
 /**
  * The same float32 graph computing in float16, for GPUs, which run half precision at twice the
  * rate or more and move half the bytes: float initializers and Constant tensors are rounded to
  * float16, Casts to float become Casts to float16, and Casts at the edges keep the graph's
  * inputs and outputs as they were, so callers feed and read it unchanged. Values beyond
- * float16's range are clamped to its largest finite value.
+ * float16's range are clamped to its largest finite value. A classifier head after the
+ * backbone's last global pooling stays float32 (Float16Options).
  */
-export function toFloat16(graph: Uint8Array): Uint8Array {
+export function toFloat16(graph: Uint8Array, opts: Float16Options = {}): Uint8Array {
   const m = OnnxModel.parse(graph);
+  const types = elementTypes(m);
+  const isFloat = (t: string) => types.get(t) === DataType.FLOAT;
+  const full = opts.float32Head === false ? new Set<OnnxNode>() : headNodes(m);
+
   const casts: Array<{ from: string; to: string; type: number }> = [];
   const castOf = (tensor: string, type: number): string => {
     const found = casts.find((c) => c.from === tensor && c.type === type);
@@ -26,42 +44,90 @@ export function toFloat16(graph: Uint8Array): Uint8Array {
     casts.push({ from: tensor, to, type });
     return to;
   };
+  const initializers = new Map(m.initializers.map((i) => [i.name, i]));
+  const halfInitializers = new Map<string, string>();
+  const halfOf = (name: string): string => {
+    let half = halfInitializers.get(name);
+    if (!half) {
+      half = m.freshName(`${name}_fp16`);
+      m.initializers.push({ name: half, bytes: float16Tensor(initializers.get(name)!.bytes, half) });
+      halfInitializers.set(name, half);
+    }
+    return half;
+  };
+  // float tensors computed in float16: the float outputs of converted nodes
+  const halfTensors = new Set<string>();
 
-  const floatInitializers = new Set(m.initializers.filter((i) => decodeTensorType(i.bytes) === DataType.FLOAT).map((i) => i.name));
-  const floatInputs = new Set(m.dataInputs.filter((i) => i.elemType === DataType.FLOAT).map((i) => i.name));
-  // float32 tensors that float16 nodes would read: graph inputs (cast at the edge) and the
-  // initializers that must stay float32 for a Resize and are read elsewhere too
-  const keptFloat = new Set<string>();
-  for (const n of m.nodes) for (const k of FLOAT32_INPUTS[n.opType] ?? []) if (n.inputs[k] && floatInitializers.has(n.inputs[k])) keptFloat.add(n.inputs[k]);
   for (const n of m.nodes) {
     if (n.attributes.some(isGraphAttribute)) throw new Error(`${n.opType} holds a subgraph: graphs with control flow are not converted to float16`);
-    n.attributes = n.attributes.map(toFloat16Attribute);
+    if (full.has(n)) {
+      n.inputs = n.inputs.map((t) => (halfTensors.has(t) ? castOf(t, DataType.FLOAT) : t));
+      continue;
+    }
     const float32At = new Set(FLOAT32_INPUTS[n.opType] ?? []);
-    n.inputs = n.inputs.map((input, k) => {
-      if (!input) return input;
-      if (float32At.has(k)) return floatInitializers.has(input) || floatInputs.has(input) ? input : castOf(input, DataType.FLOAT);
-      return floatInputs.has(input) || keptFloat.has(input) ? castOf(input, FLOAT16) : input;
+    n.inputs = n.inputs.map((t, k) => {
+      if (!t || !isFloat(t)) return t;
+      if (float32At.has(k)) return halfTensors.has(t) ? castOf(t, DataType.FLOAT) : t;
+      if (halfTensors.has(t)) return t;
+      return initializers.has(t) ? halfOf(t) : castOf(t, FLOAT16);
     });
+    n.attributes = n.attributes.map(toFloat16Attribute);
+    for (const o of n.outputs) if (isFloat(o)) halfTensors.add(o);
   }
-  m.initializers = m.initializers.map((i) => (floatInitializers.has(i.name) && !keptFloat.has(i.name) ? { name: i.name, bytes: float16Tensor(i.bytes) } : i));
-  // older models list initializers among the inputs too: their declared type follows
-  for (const i of m.inputs) if (floatInitializers.has(i.name) && !keptFloat.has(i.name)) i.elemType = FLOAT16;
 
-  // float outputs: their producers write a float16 tensor, a Cast gives back the float32 name
+  // float outputs computed in float16: their producers write a float16 tensor, a Cast gives back the float32 name
   for (const o of m.outputs) {
-    if (o.elemType !== DataType.FLOAT) continue;
+    if (!halfTensors.has(o.name)) continue;
     const half = m.freshName(`${o.name}_fp16`);
     for (const n of m.nodes) {
       n.outputs = n.outputs.map((t) => (t === o.name ? half : t));
       n.inputs = n.inputs.map((t) => (t === o.name ? half : t));
     }
+    for (const c of casts) if (c.from === o.name) c.from = half;
     m.addNode('Cast', [half], [o.name], [{ name: 'to', int: DataType.FLOAT }]);
   }
   for (const c of casts) m.addNode('Cast', [c.from], [c.to], [{ name: 'to', int: c.type }]);
-  // intermediate types are inferred again by the runtime
-  m.valueInfo = m.valueInfo.filter((v) => v.elemType !== DataType.FLOAT);
+  // intermediate types are inferred again by the runtime; float32 weights only the head reads stay
+  m.valueInfo = [];
+  const used = new Set(m.nodes.flatMap((n) => n.inputs));
+  m.initializers = m.initializers.filter((i) => used.has(i.name) || m.outputs.some((o) => o.name === i.name));
+  m.inputs = m.inputs.filter((i) => !initializers.has(i.name) || used.has(i.name));
   m.toposort();
   return m.serialize();
+}
+
+/**
+ * The element type of every tensor, inferred forwards through the graph: enough to tell floats
+ * from integers (shapes and indices), which is all the conversion needs.
+ */
+function elementTypes(m: OnnxModel): Map<string, number> {
+  const types = new Map<string, number>();
+  for (const i of m.inputs) types.set(i.name, i.elemType);
+  for (const i of m.initializers) types.set(i.name, tensorType(i.bytes));
+  for (const n of m.nodes) {
+    let type: number | undefined;
+    if (INTEGER_OUTPUTS.has(n.opType)) type = DataType.INT64;
+    else if (n.opType === 'Cast') type = intAttribute(n, 'to');
+    else if (n.opType === 'Constant' || n.opType === 'ConstantOfShape') type = tensorAttributeType(n) ?? DataType.FLOAT;
+    else type = n.inputs.map((t) => types.get(t)).find((t) => t !== undefined);
+    for (const o of n.outputs) if (type !== undefined) types.set(o, type);
+  }
+  return types;
+}
+
+/** Nodes computed from the output of the graph's last global pooling, when floats are computed after it. */
+function headNodes(m: OnnxModel): Set<OnnxNode> {
+  const last = m.nodes.findLast((n) => BACKBONE_ENDS.has(n.opType));
+  const head = new Set<OnnxNode>();
+  if (!last) return head;
+  const reached = new Set(last.outputs);
+  for (const n of m.nodes) {
+    if (n.inputs.some((t) => reached.has(t))) {
+      head.add(n);
+      for (const o of n.outputs) reached.add(o);
+    }
+  }
+  return head;
 }
 
 /** Whether a graph's float32 initializers hold most of its weights (a float model, not a quantized one). */
@@ -70,32 +136,52 @@ export function isFloatGraph(graph: Uint8Array): boolean {
   let floatBytes = 0;
   let otherBytes = 0;
   for (const i of m.initializers) {
-    if (decodeTensorType(i.bytes) === DataType.FLOAT) floatBytes += i.bytes.byteLength;
+    if (tensorType(i.bytes) === DataType.FLOAT) floatBytes += i.bytes.byteLength;
     else otherBytes += i.bytes.byteLength;
   }
   return floatBytes > otherBytes;
 }
 
 const TENSOR = { dims: 1, dataType: 2, name: 8, rawData: 9, dataLocation: 14 } as const;
-const ATTR = { t: 5, g: 6, graphs: 11, i: 3, name: 1 } as const;
+const ATTR = { name: 1, i: 3, t: 5, g: 6, graphs: 11 } as const;
 
-function decodeTensorType(bytes: Uint8Array): number {
+function tensorType(bytes: Uint8Array): number {
   return Number(readFields(bytes).find((f) => f.field === TENSOR.dataType)?.int ?? 0);
 }
 
-/** A float32 TensorProto as float16 (raw data), its name and dims kept. */
-function float16Tensor(bytes: Uint8Array): Uint8Array {
+/** A float32 TensorProto as float16 (raw data) named `name`, its dims kept. */
+function float16Tensor(bytes: Uint8Array, name: string): Uint8Array {
   const fields = readFields(bytes);
   if (fields.some((f) => f.field === TENSOR.dataLocation && f.int === 1n)) throw new Error('tensors stored outside the model file are not converted to float16');
-  const name = fields.find((f) => f.field === TENSOR.name);
   const { dims, data } = decodeTensor(bytes);
   const half = float16Bits(data as Float32Array);
   return new Writer()
     .packedInts(TENSOR.dims, dims)
     .int(TENSOR.dataType, FLOAT16)
-    .string(TENSOR.name, name ? str(name) : '')
+    .string(TENSOR.name, name)
     .bytes(TENSOR.rawData, new Uint8Array(half.buffer, half.byteOffset, half.byteLength))
     .finish();
+}
+
+const attributeName = (fields: Field[]): string => {
+  const name = fields.find((f) => f.field === ATTR.name);
+  return name ? str(name) : '';
+};
+
+function intAttribute(n: OnnxNode, name: string): number | undefined {
+  for (const a of n.attributes) {
+    const fields = readFields(a);
+    if (attributeName(fields) === name) return Number(fields.find((f) => f.field === ATTR.i)?.int);
+  }
+  return undefined;
+}
+
+function tensorAttributeType(n: OnnxNode): number | undefined {
+  for (const a of n.attributes) {
+    const t = readFields(a).find((f) => f.field === ATTR.t);
+    if (t) return tensorType(t.bytes!);
+  }
+  return undefined;
 }
 
 function isGraphAttribute(a: Uint8Array): boolean {
@@ -105,17 +191,17 @@ function isGraphAttribute(a: Uint8Array): boolean {
 /** Cast's `to: FLOAT` becomes FLOAT16; a float tensor attribute (Constant, ConstantOfShape) is rounded. */
 function toFloat16Attribute(a: Uint8Array): Uint8Array {
   const fields = readFields(a);
-  const name = fields.find((f) => f.field === ATTR.name);
-  const attrName = name ? str(name) : '';
+  const name = attributeName(fields);
   let changed = false;
   const out = fields.map((f): Field => {
-    if (attrName === 'to' && f.field === ATTR.i && f.int === BigInt(DataType.FLOAT)) {
+    if (name === 'to' && f.field === ATTR.i && f.int === BigInt(DataType.FLOAT)) {
       changed = true;
       return { ...f, int: BigInt(FLOAT16) };
     }
-    if (f.field === ATTR.t && decodeTensorType(f.bytes!) === DataType.FLOAT) {
+    if (f.field === ATTR.t && tensorType(f.bytes!) === DataType.FLOAT) {
       changed = true;
-      return { ...f, bytes: float16Tensor(f.bytes!) };
+      const tensorName = readFields(f.bytes!).find((x) => x.field === TENSOR.name);
+      return { ...f, bytes: float16Tensor(f.bytes!, tensorName ? str(tensorName) : '') };
     }
     return f;
   });

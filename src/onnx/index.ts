@@ -4,4 +4,4 @@
  */
 export { OnnxModel, decodeTensor, type ValueInfo } from './model.js';
 export { GraphBuilder } from './builder.js';
-export { toFloat16, isFloatGraph, float16Bits, float16Values } from './float16.js';
+export { toFloat16, isFloatGraph, float16Bits, float16Values, type Float16Options } from './float16.js';

@@ -42,7 +42,8 @@ test('toFloat16 keeps the graph\'s inputs and outputs float32, rounds its weight
   assert.deepEqual(m.inputs.map((i) => [i.name, i.elemType]), [['image', 1]]);
   assert.deepEqual(m.outputs.map((o) => [o.name, o.elemType]), [['pooled', 1]]);
   const types = Object.fromEntries(m.initializers.map((i) => [i.name, decodeTensorType(i.bytes)]));
-  assert.equal(types.w, 10);
+  assert.equal(types.w_fp16, 10);
+  assert.equal(types.w, undefined, 'the float32 weights no node reads are dropped');
   assert.equal(types.scales, 1, 'Resize scales stay float32');
   assert.ok(m.nodes.some((n) => n.opType === 'Cast' && n.inputs[0] === 'image'), 'the input is cast at the edge');
   assert.ok(half.byteLength < graph.byteLength);
@@ -53,6 +54,30 @@ test('toFloat16 keeps the graph\'s inputs and outputs float32, rounds its weight
   for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i]! - b[i]!) <= Math.abs(a[i]!) * 2e-3, `${a[i]} vs ${b[i]}`);
   assert.ok(a.some((v, i) => v !== b[i]), 'float16 rounding shows');
   assert.ok(m.nodes.some((n) => n.opType === 'Cast' && n.inputs[0]!.startsWith('resize')), 'the graph\'s own Cast is kept');
+});
+
+test('a classifier head after the last global pooling stays float32, fed by one Cast', async () => {
+  const g = new GraphBuilder(OnnxModel.create(13));
+  const x = g.input('image', ['N', 3, 8, 8]);
+  const w = g.weight('w', Float32Array.from({ length: 4 * 3 * 3 * 3 }, (_, i) => Math.cos(i) / 4), [4, 3, 3, 3]);
+  const pooled = g.op('GlobalAveragePool', [g.op('Relu', [g.op('Conv', [x, w], [{ name: 'pads', ints: [1, 1, 1, 1] }])])]);
+  const flat = g.op('Flatten', [pooled]);
+  const fc = g.weight('fc', Float32Array.from({ length: 4 * 5 }, (_, i) => Math.sin(i)), [4, 5]);
+  g.output(g.op('Softmax', [g.add(g.op('MatMul', [flat, fc]), g.weight('bias', Float32Array.of(0.1, 0.2, 0.3, 0.4, 0.5), [5]))]), 'probs', ['N', 5]);
+  const graph = g.model.serialize();
+  const m = OnnxModel.parse(toFloat16(graph));
+  const types = Object.fromEntries(m.initializers.map((i) => [i.name, decodeTensorType(i.bytes)]));
+  assert.deepEqual([types.w_fp16, types.fc, types.bias], [10, 1, 1]);
+  const toFloat = m.nodes.filter((n) => n.opType === 'Cast' && n.inputs[0] === pooled);
+  assert.equal(toFloat.length, 1, 'the pooled features are cast back to float32 once');
+  assert.deepEqual(m.outputs.map((o) => [o.name, o.elemType]), [['probs', 1]]);
+  assert.ok(!m.nodes.some((n) => n.opType === 'Cast' && n.outputs[0] === 'probs'), 'the head computes float32 itself');
+  const all = OnnxModel.parse(toFloat16(graph, { float32Head: false }));
+  assert.ok(all.initializers.some((i) => i.name === 'fc_fp16'), 'without float32Head the head is converted too');
+  const x1 = new ort.Tensor('float32', Float32Array.from({ length: 3 * 64 }, (_, i) => Math.cos(i)), [1, 3, 8, 8]);
+  const [a, b] = [await (await ort.InferenceSession.create(graph)).run({ image: x1 }), await (await ort.InferenceSession.create(toFloat16(graph))).run({ image: x1 })];
+  const [pa, pb] = [a.probs!.data as Float32Array, b.probs!.data as Float32Array];
+  for (let i = 0; i < 5; i++) assert.ok(Math.abs(pa[i]! - pb[i]!) < 1e-3, `${pa[i]} vs ${pb[i]}`);
 });
 
 function decodeTensorType(bytes: Uint8Array): number {

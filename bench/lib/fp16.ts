@@ -1,0 +1,113 @@
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { NORMALIZATIONS, UINT8_INPUT, decodeRgb, sessionOptions, withUint8Input, type Device, type PreprocessSpec } from '../../src/inference/index.js';
+import { toFloat16 } from '../../src/onnx/index.js';
+import { dequantize } from '../models/dequantize.js';
+
+/** ImageNet models' input: 224 x 224, NCHW, ImageNet normalisation (the ResNet50 and MobileNetV2 graphs). */
+export const IMAGENET_SPEC: PreprocessSpec = { size: 224, cropFraction: 0.875, layout: 'NCHW', scale: NORMALIZATIONS.imagenet.scale, mean: [...NORMALIZATIONS.imagenet.mean] as [number, number, number], std: [...NORMALIZATIONS.imagenet.std] as [number, number, number] };
+
+/** A fp32 probability gap under this between the two best classes is a near tie: any rounding may swap them. */
+const NEAR_TIE = 0.01;
+
+export interface AgreementRun {
+  model: string;
+  images: string;
+  count: number;
+  top1Agreement: number;
+  /** images whose top-1 differs */
+  disagreements: Array<{ image: string; fp32Gap: number }>;
+  /** disagreements where fp32's two best classes were within NEAR_TIE of each other */
+  nearTies: number;
+  maxProbabilityDifference: number;
+  meanProbabilityDifference: number;
+}
+
+/** Image files under a folder, recursively, sorted. */
+function imagesUnder(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .filter((f) => /\.(jpe?g|png|webp)$/i.test(f) && statSync(join(dir, f)).isFile())
+    .sort()
+    .map((f) => join(dir, f));
+}
+
+function softmax(x: Float32Array): Float64Array {
+  let max = -Infinity;
+  for (const v of x) max = Math.max(max, v);
+  const e = Float64Array.from(x, (v) => Math.exp(v - max));
+  const sum = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => v / sum);
+}
+
+const best2 = (p: Float64Array): [number, number] => {
+  let a = 0;
+  let b = -1;
+  for (let i = 1; i < p.length; i++) {
+    if (p[i]! > p[a]!) [a, b] = [i, a];
+    else if (b < 0 || p[i]! > p[b]!) b = i;
+  }
+  return [a, b];
+};
+
+/**
+ * fp16 against fp32 on the shared images (real-photos, and breeds-mini where present), for each
+ * ImageNet model there is: the ResNet50 architecture given (random weights), and MobileNetV2
+ * dequantized from the shared int8 file (a real pretrained network). Both graphs are fed RGB
+ * bytes as Kennel feeds a GPU, and their 1,000-way softmax is compared image by image.
+ */
+export async function fp16Agreement(o: { device: Device; shared: string; resnet: Uint8Array }): Promise<AgreementRun[]> {
+  const sets = [
+    { name: 'real-photos', files: imagesUnder(join(o.shared, 'data/real-photos')) },
+    { name: 'breeds-mini', files: imagesUnder(join(o.shared, 'data/breeds-mini')) },
+  ].filter((s) => s.files.length > 0);
+  const models = [{ name: 'ResNet50 architecture, random weights', graph: o.resnet, input: 'input' }];
+  const mobilenet = join(o.shared, 'models/mobilenetv2-12-int8.onnx');
+  if (existsSync(mobilenet)) models.push({ name: 'MobileNetV2, ImageNet (dequantized from the shared int8 file)', graph: dequantize(readFileSync(mobilenet)), input: 'input' });
+  const runs: AgreementRun[] = [];
+  const options = sessionOptions({ device: o.device });
+  const spec = IMAGENET_SPEC;
+  const per = spec.size * spec.size * 3;
+  for (const model of models) {
+    const bytesGraph = withUint8Input(model.graph, spec, model.input);
+    const [full, half] = [await ort.InferenceSession.create(bytesGraph, options), await ort.InferenceSession.create(toFloat16(bytesGraph), options)];
+    for (const set of sets) {
+      const run: AgreementRun = { model: model.name, images: set.name, count: set.files.length, top1Agreement: 0, disagreements: [], nearTies: 0, maxProbabilityDifference: 0, meanProbabilityDifference: 0 };
+      let agree = 0;
+      for (let b = 0; b < set.files.length; b += 32) {
+        const batch = set.files.slice(b, b + 32);
+        const input = new Uint8Array(batch.length * per);
+        await Promise.all(batch.map(async (p, i) => input.set(await decodeRgb(p, spec), i * per)));
+        const feeds = { [UINT8_INPUT]: new ort.Tensor('uint8', input, [batch.length, spec.size, spec.size, 3]) };
+        const a = (await full.run(feeds))[full.outputNames[0]!]!.data as Float32Array;
+        const h = (await half.run(feeds))[half.outputNames[0]!]!.data as Float32Array;
+        const classes = a.length / batch.length;
+        for (let i = 0; i < batch.length; i++) {
+          const [pa, ph] = [softmax(a.subarray(i * classes, (i + 1) * classes)), softmax(h.subarray(i * classes, (i + 1) * classes))];
+          const [top, second] = best2(pa);
+          if (top === best2(ph)[0]) agree++;
+          else {
+            const gap = pa[top]! - pa[second]!;
+            run.disagreements.push({ image: batch[i]!.slice(o.shared.length + 1), fp32Gap: gap });
+            if (gap < NEAR_TIE) run.nearTies++;
+          }
+          for (let c = 0; c < classes; c++) {
+            const d = Math.abs(pa[c]! - ph[c]!);
+            run.maxProbabilityDifference = Math.max(run.maxProbabilityDifference, d);
+            run.meanProbabilityDifference += d / classes / set.files.length;
+          }
+        }
+      }
+      run.top1Agreement = agree / set.files.length;
+      runs.push(run);
+    }
+    await full.release();
+    await half.release();
+  }
+  return runs;
+}
+
+/** One line per run, for logs. */
+export const describeAgreement = (r: AgreementRun): string =>
+  `${r.model}, ${r.count} ${r.images}: top-1 agreement ${(r.top1Agreement * 100).toFixed(1)}% (${r.disagreements.length} differ, ${r.nearTies} of them near ties), largest probability difference ${r.maxProbabilityDifference.toExponential(2)}`;
