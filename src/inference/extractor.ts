@@ -45,6 +45,8 @@ export interface FeatureExtractorOptions {
  *   batch size is the fastest of a few, measured once per machine.
  */
 export class FeatureExtractor {
+  private measuredBatch: number | undefined;
+
   private constructor(
     private readonly session: Session | ThreadedSession,
     readonly spec: PreprocessSpec,
@@ -53,8 +55,6 @@ export class FeatureExtractor {
     readonly dim: number,
     /** whether the session takes RGB bytes (a GPU) or normalised floats (the CPU) */
     readonly bytesIn: boolean,
-    /** the batch size measured fastest on this device (GPU), else undefined: the caller's */
-    readonly batchSize: number | undefined,
   ) {}
 
   static async create(modelPath: string, opts: FeatureExtractorOptions): Promise<FeatureExtractor> {
@@ -64,17 +64,23 @@ export class FeatureExtractor {
     if (!(opts.threaded ?? provider !== 'cpu')) {
       const model = bytesIn ? withUint8Input(await readFile(modelPath), opts.spec, opts.inputName) : modelPath;
       const session = await Session.create(model, settings, { inputName: bytesIn ? UINT8_INPUT : opts.inputName, outputName: opts.outputName });
-      return new FeatureExtractor(session, opts.spec, opts.inputName, opts.outputName, opts.dim, bytesIn, undefined);
+      return new FeatureExtractor(session, opts.spec, opts.inputName, opts.outputName, opts.dim, bytesIn);
     }
     const graph = bytesIn ? withUint8Input(await readFile(modelPath), opts.spec, opts.inputName) : await readFile(modelPath);
     const session = await ThreadedSession.create(graph, settings, { inputName: bytesIn ? UINT8_INPUT : opts.inputName, outputName: opts.outputName }, 0);
-    const extractor = new FeatureExtractor(session, opts.spec, opts.inputName, opts.outputName, opts.dim, bytesIn, undefined);
+    const extractor = new FeatureExtractor(session, opts.spec, opts.inputName, opts.outputName, opts.dim, bytesIn);
     try {
-      return new FeatureExtractor(session, opts.spec, opts.inputName, opts.outputName, opts.dim, bytesIn, await extractor.chooseBatchSize(profileKey(graph, `${provider} ${session.precision}`)));
+      extractor.measuredBatch = await extractor.chooseBatchSize(profileKey(graph, `${provider} ${session.precision}`));
+      return extractor;
     } catch (e) {
       await session.release();
       throw e;
     }
+  }
+
+  /** The batch size measured fastest on this device (a threaded extractor: a GPU), else undefined: the caller's. */
+  get batchSize(): number | undefined {
+    return this.measuredBatch;
   }
 
   /** The arithmetic the backbone runs in on this device. */
