@@ -137,8 +137,11 @@ export class Writer {
     return this.bytes(field, textEncoder.encode(s));
   }
 
+  /** Embeds another writer's message: its chunks are taken as they are, so nesting copies nothing until finish(). */
   message(field: number, w: Writer): this {
-    return this.bytes(field, w.finish());
+    this.key(field, WireType.Bytes).varint(BigInt(w.length));
+    for (const c of w.chunks) this.push(c);
+    return this;
   }
 
   float(field: number, v: number): this {
