@@ -122,9 +122,11 @@ export interface EndpointEvent {
 }
 
 // max batch 8 and 2 ms: on CPU, ORT's time per image hardly drops beyond a few images, while
-// a longer run or wait holds every request of the batch; a GPU endpoint wants more of both
-// backlog 16 per replica: one replica of an async endpoint works through that many at once (perEndpointConcurrency)
-const DEFAULTS = { targetBacklogPerInstance: 16, scaleOutCooldownS: 5, scaleInCooldownS: 60, maxBatch: 8, maxDelayMs: 2, maxInFlight: 64, timeoutMs: 30_000, device: 'cpu' } as const;
+// a longer run or wait holds every request of the batch; a GPU is busy only with bigger batches
+// (bench:serve on an H100: 32). Backlog 16 per replica: one replica of an async endpoint works
+// through that many at once (perEndpointConcurrency)
+const DEFAULTS = { targetBacklogPerInstance: 16, scaleOutCooldownS: 5, scaleInCooldownS: 60, maxDelayMs: 2, maxInFlight: 64, timeoutMs: 30_000, device: 'cpu' } as const;
+const defaultMaxBatch = (device: string): number => (device === 'cpu' ? 8 : 32);
 
 function parse<T extends z.ZodType>(schema: T, input: unknown): z.output<T> {
   const r = schema.safeParse(input);
@@ -175,7 +177,8 @@ export function planCreate(ws: Workspace, input: unknown): EndpointSpec {
   const autoscaled = targetConcurrency !== null || targetInvocationsPerInstance !== null;
   const min = i.min ?? instances;
   const max = i.max ?? (autoscaled ? Math.max(instances, 4) : Math.max(instances, 1));
-  return finish(ws, name, variants, { ...DEFAULTS, ...stripUndefined(i), instances, min, max, targetConcurrency, targetInvocationsPerInstance }, shadow ?? null, captureOf(capture ?? null, null, name));
+  const maxBatch = i.maxBatch ?? defaultMaxBatch(i.device ?? DEFAULTS.device);
+  return finish(ws, name, variants, { ...DEFAULTS, ...stripUndefined(i), instances, min, max, maxBatch, targetConcurrency, targetInvocationsPerInstance }, shadow ?? null, captureOf(capture ?? null, null, name));
 }
 
 /** The spec an update leads to: changed settings, variants added or replaced by name, variants removed. */

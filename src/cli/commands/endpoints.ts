@@ -55,7 +55,7 @@ function settingsOptions(cmd: Command): Command {
     .option('--target-backlog-per-instance <n>', 'with autoscaling: also scale to keep at most this many asynchronous requests queued or running per replica (default 16)', number('--target-backlog-per-instance', { min: 0.01 }))
     .option('--scale-out-cooldown <s>', 'seconds between scale-outs (default 5)', number('--scale-out-cooldown', { min: 0 }))
     .option('--scale-in-cooldown <s>', 'seconds after any scaling before scaling in (default 60)', number('--scale-in-cooldown', { min: 0 }))
-    .option('--max-batch <n>', 'largest batch per model run (default 8; more for --device webgpu)', number('--max-batch', { int: true, min: 1, max: 256 }))
+    .option('--max-batch <n>', 'largest batch per model run (default 8 on the CPU, 32 on a GPU)', number('--max-batch', { int: true, min: 1, max: 256 }))
     .option('--max-delay-ms <ms>', 'longest a decoded image waits for others still decoding (default 2)', number('--max-delay-ms', { min: 0, max: 1000 }))
     .option('--max-in-flight <n>', 'requests one replica may hold before the endpoint answers 503 (default 64)', number('--max-in-flight', { int: true, min: 1 }))
     .option('--timeout-ms <ms>', 'request deadline (default 30000)', number('--timeout-ms', { int: true, min: 100 }))
