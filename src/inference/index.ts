@@ -3,13 +3,13 @@
  * spec), devices, ORT sessions (on this thread or their own), the classifier, the feature
  * extractor, and classify(), the one call from a registered model to top-k predictions.
  */
-export { decodeRgb, normalizeInto, inputShape, inputSize, NORMALIZATIONS, type PreprocessSpec, type CropView } from './preprocess.js';
+export { decodeRgb, tuneSharp, normalizeInto, inputShape, inputSize, NORMALIZATIONS, type PreprocessSpec, type CropView } from './preprocess.js';
 export { assertDevice } from './device-probe.js';
 export { DEVICES, ENDPOINT_DEVICES, cudaProviderPath, deviceEnvironment, executionProviders, providersFor, type Device, type DeviceEnvironment, type EndpointDevice } from './devices.js';
 export { sessionOptions } from './session.js';
 export { PRECISIONS, type Precision } from './precision.js';
 export { Classifier, type ModelInput, type Prediction } from './classifier.js';
-export { FeatureExtractor, tuneSharp } from './extractor.js';
+export { FeatureExtractor } from './extractor.js';
 export { withUint8Input, UINT8_INPUT } from './uint8-input.js';
 export { DynamicBatcher, type BatchingConfig } from './batcher.js';
 export { BatchedClassifier } from './batched.js';

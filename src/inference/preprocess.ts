@@ -98,3 +98,9 @@ export const inputSize = (spec: PreprocessSpec): number => 3 * spec.size * spec.
 export function inputShape(spec: PreprocessSpec, batch: number): number[] {
   return spec.layout === 'NCHW' ? [batch, 3, spec.size, spec.size] : [batch, spec.size, spec.size, 3];
 }
+
+/** One image at a time per libvips call: parallelism comes from decoding several images at once. */
+export function tuneSharp(): void {
+  sharp.concurrency(1);
+  sharp.cache(false);
+}
