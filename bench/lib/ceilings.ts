@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
-import { Classifier, decodeRgb, DynamicBatcher, inputShape, inputSize, normalizeInto, sessionOptions, type Device, type ModelInput, type PreprocessSpec } from '../../src/inference/index.js';
+import { Classifier, batchShapes, decodeRgb, DynamicBatcher, inputShape, inputSize, normalizeInto, sessionOptions, type Device, type ModelInput, type PreprocessSpec } from '../../src/inference/index.js';
 import type { ModelCard } from '../../src/registry/index.js';
 import { GraphBuilder } from '../../src/onnx/index.js';
 import { repeatFor, timed } from './timing.js';
@@ -66,16 +66,21 @@ export async function extractionCeiling(modelPath: string, spec: PreprocessSpec,
  * The pipelined ceiling: the in-process pipeline a replica runs, without processes or HTTP: the
  * same Classifier settings (all cores, ORT threads that do not spin, inference in its own
  * thread), decoding on the libuv pool as images come, batches formed by the dynamic batcher as in
- * an endpoint, `concurrency` images in flight, for `seconds` after a warm-up.
+ * an endpoint and padded to a few sizes on a GPU, `concurrency` images in flight, for `seconds`
+ * after a warm-up.
  */
 export async function pipelineCeiling(onnxPath: string, card: ModelCard, files: string[], o: { seconds: number; concurrency: number; maxBatch: number; device: Device }): Promise<{ imagesPerSecond: number }> {
   const clf = await Classifier.load(onnxPath, card, { device: o.device, spinning: false, thread: { maxBatch: o.maxBatch } });
   const images = files.map((f) => readFileSync(f));
   const size = inputSize(card.preprocess);
   const batchInput = clf.inputBuffer(o.maxBatch);
+  // padded to a few batch sizes on a GPU, each run once first, as a replica does
+  const shapes = o.device === 'cpu' ? undefined : batchShapes(o.maxBatch);
+  const runSize = (n: number): number => shapes?.find((s) => s >= n) ?? n;
+  for (const n of shapes ?? []) await clf.run(batchInput, n);
   const batcher = new DynamicBatcher<ModelInput, number>({ maxBatch: o.maxBatch, maxDelayMs: 2 }, async (items) => {
     items.forEach((x, i) => batchInput.set(x, i * size));
-    await clf.run(batchInput, items.length);
+    await clf.run(batchInput, runSize(items.length));
     return items.map(() => 1);
   });
   const one = (k: number) =>

@@ -91,3 +91,14 @@ export class DynamicBatcher<I, O> {
     }
   }
 }
+
+/**
+ * The batch sizes a GPU runs: powers of two up to 8, then multiples of 8 (at most 7 padded rows),
+ * and maxBatch. A GPU session prepares its kernels (cuDNN: times its algorithms) for each new
+ * input shape, so batches are padded to these few, each run once before traffic.
+ */
+export function batchShapes(maxBatch: number): number[] {
+  const shapes = new Set<number>();
+  for (let n = 1; n < maxBatch; n = n < 8 ? n * 2 : n + 8) shapes.add(n);
+  return [...shapes, maxBatch];
+}

@@ -11,7 +11,7 @@ export { PRECISIONS, type Precision } from './precision.js';
 export { Classifier, type ModelInput, type Prediction } from './classifier.js';
 export { FeatureExtractor } from './extractor.js';
 export { withUint8Input, UINT8_INPUT } from './uint8-input.js';
-export { DynamicBatcher, type BatchingConfig } from './batcher.js';
+export { DynamicBatcher, batchShapes, type BatchingConfig } from './batcher.js';
 export { BatchedClassifier } from './batched.js';
 export { classify, classifyBatched, type Classification, type ModelSource } from './pipeline.js';
 export { Explainer, camPlan, renderOverlay, OCCLUSION_GRID, type Explanation, type CamPlan, type CamResult } from './explain.js';

@@ -4,7 +4,7 @@
  * bytes as they are); answers and control messages go over IPC. Decoding runs on sharp's libuv
  * pool, concurrently with the running batch.
  */
-import { BatchedClassifier, Classifier, Explainer, FeatureTap, tuneSharp, type Explanation, type Prediction } from '../inference/index.js';
+import { BatchedClassifier, Classifier, Explainer, FeatureTap, batchShapes, tuneSharp, type Explanation, type Prediction } from '../inference/index.js';
 import { Errors, KennelError, errorMessage } from '../core/index.js';
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
@@ -167,13 +167,6 @@ function runInBackground(): void {
       /* a thread that ended meanwhile */
     }
   }
-}
-
-/** The batch sizes a GPU runs: powers of two up to 8, then multiples of 8 (at most 7 padded rows), and maxBatch. */
-function batchShapes(maxBatch: number): number[] {
-  const shapes = new Set<number>();
-  for (let n = 1; n < maxBatch; n = n < 8 ? n * 2 : n + 8) shapes.add(n);
-  return [...shapes, maxBatch];
 }
 
 /** The readiness check: the model must load and turn an image into a probability row. */
