@@ -44,8 +44,8 @@ export interface FeatureExtractorOptions {
  *   inference of the current one (the cores are shared between the two anyway).
  * - On a GPU the graph takes the decoded bytes and normalises them itself (withUint8Input: a
  *   quarter of the upload, no per-pixel work on the host); the session runs in its own thread,
- *   which always has the next batch queued while every core decodes the ones after it, and the
- *   batch size is the fastest of a few, measured once per machine.
+ *   which always has the next batch queued while decode worker processes (DecodePool) prepare
+ *   the ones after it, and the batch size is the fastest of a few, measured once per machine.
  */
 export class FeatureExtractor {
   private measuredBatch: number | undefined;
