@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { homedir, hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { OnnxModel, isFloatGraph, toFloat16 } from '../onnx/index.js';
@@ -63,7 +63,7 @@ export function loadProfile(key: string): DeviceProfile | undefined {
 
 /** A graph's profile key on this machine: its bytes, the provider and the host. */
 export function profileKey(graph: Uint8Array, provider: string): string {
-  return `${createHash('sha256').update(graph).digest('hex')} ${provider} ${process.env.HOSTNAME ?? ''}`.trim();
+  return `${createHash('sha256').update(graph).digest('hex')} ${provider} ${hostname()}`;
 }
 
 /** A batch of random input for a graph's first input, `batch` images. */
