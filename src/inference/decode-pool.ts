@@ -64,37 +64,51 @@ class FrameReader {
 export class DecodePool {
   private nextId = 1;
   private next = 0;
-  private readonly pending = new Map<number, { resolve(bytes: Buffer): void; reject(e: Error): void }>();
-  private failure: Error | undefined;
+  private readonly pending = new Map<number, { worker: number; resolve(bytes: Buffer): void; reject(e: Error): void }>();
+  private readonly workers: Array<Child<DecodeJob, FromDecodeWorker>> = [];
+  /** per slot: its worker's `ready` (messages sent before it could be lost while the worker loads) */
+  private readonly ready: Array<Promise<unknown>> = [];
+  private closed = false;
 
-  private constructor(private readonly workers: Array<Child<DecodeJob, FromDecodeWorker>>) {
-    for (const w of workers) {
-      const reader = new FrameReader((id, status, payload) => {
-        const p = this.pending.get(id);
+  private constructor(size: number) {
+    for (let slot = 0; slot < size; slot++) this.spawn(slot);
+  }
+
+  /**
+   * Starts the worker of `slot` (spawned at once; its start() waits for `ready`). A worker that
+   * dies fails the jobs it held and is replaced, so one crash costs one batch, not the pool.
+   */
+  private spawn(slot: number): void {
+    const w = new Child<DecodeJob, FromDecodeWorker>({ entry: new URL('./decode-worker.js', import.meta.url), kind: 'process', env: { ...process.env, UV_THREADPOOL_SIZE: '1' }, stdio: ['ignore', 2, 2, 'pipe', 'ipc'], startTimeoutMs: 60_000 });
+    const started = w.start();
+    let wasReady = false;
+    started.then(() => (wasReady = true), () => {});
+    this.workers[slot] = w;
+    this.ready[slot] = started;
+    const reader = new FrameReader((id, status, payload) => {
+      const p = this.pending.get(id);
+      this.pending.delete(id);
+      if (status === 0) p?.resolve(payload);
+      else p?.reject(new Error(payload.toString()));
+    });
+    (w.stream(3) as Readable).on('data', (chunk: Buffer) => reader.push(chunk));
+    w.on('exit', ({ code, signal }) => {
+      const why = new Error(`a decode worker ended (${signal ?? `exit code ${code}`})`);
+      for (const [id, p] of this.pending) {
+        if (p.worker !== slot) continue;
         this.pending.delete(id);
-        if (status === 0) p?.resolve(payload);
-        else p?.reject(new Error(payload.toString()));
-      });
-      (w.stream(3) as Readable).on('data', (chunk: Buffer) => reader.push(chunk));
-      w.on('exit', ({ code, signal }) => {
-        this.failure ??= new Error(`a decode worker ended (${signal ?? `exit code ${code}`})`);
-        for (const p of this.pending.values()) p.reject(this.failure);
-        this.pending.clear();
-      });
-    }
+        p.reject(why);
+      }
+      // a worker that never became ready is not restarted: it would fail again, in a loop
+      if (!this.closed && wasReady) this.spawn(slot);
+    });
   }
 
   /** Starts `size` worker processes, each decoding one image at a time (one libuv thread). */
   static async start(size: number): Promise<DecodePool> {
-    const workers = Array.from(
-      { length: Math.max(1, size) },
-      () => new Child<DecodeJob, FromDecodeWorker>({ entry: new URL('./decode-worker.js', import.meta.url), kind: 'process', env: { ...process.env, UV_THREADPOOL_SIZE: '1' }, stdio: ['ignore', 2, 2, 'pipe', 'ipc'], startTimeoutMs: 60_000 }),
-    );
-    // start() spawns at once (its promise waits for `ready`), so the pipes exist for the pool to read
-    const started = Promise.all(workers.map((w) => w.start()));
-    const pool = new DecodePool(workers);
+    const pool = new DecodePool(Math.max(1, size));
     try {
-      await started;
+      await Promise.all(pool.ready);
     } catch (e) {
       await pool.close();
       throw e;
@@ -121,20 +135,35 @@ export class DecodePool {
   }
 
   private job(items: DecodeItem[], spec: PreprocessSpec): Promise<Buffer> {
-    if (this.failure) return Promise.reject(this.failure);
+    if (this.closed) return Promise.reject(new Error('the decode pool is closed'));
     const id = this.nextId++;
-    const worker = this.workers[this.next++ % this.workers.length]!;
+    const slot = this.next++ % this.workers.length;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      if (!worker.send({ id, items, spec })) {
-        this.pending.delete(id);
-        reject(this.failure ?? new Error('a decode worker is not running'));
-      }
+      this.pending.set(id, { worker: slot, resolve, reject });
+      this.ready[slot]!.then(
+        () => {
+          if (this.pending.has(id) && !this.workers[slot]!.send({ id, items, spec })) {
+            this.pending.delete(id);
+            reject(new Error('a decode worker is not running'));
+          }
+        },
+        (e: unknown) => {
+          this.pending.delete(id);
+          reject(new Error(`a decode worker could not start: ${e instanceof Error ? e.message : String(e)}`));
+        },
+      );
     });
   }
 
+  /** The worker processes' ids (for tests and diagnostics). */
+  get pids(): Array<number | undefined> {
+    return this.workers.map((w) => w.pid);
+  }
+
   async close(): Promise<void> {
-    this.failure ??= new Error('the decode pool is closed');
+    this.closed = true;
     await Promise.all(this.workers.map((w) => w.close(true)));
+    for (const p of this.pending.values()) p.reject(new Error('the decode pool is closed'));
+    this.pending.clear();
   }
 }

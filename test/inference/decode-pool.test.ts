@@ -30,6 +30,13 @@ test('decode workers give the bytes this process decodes, in order, and say whic
     await assert.rejects(pool.decode([...items.slice(0, 2), { path: broken }], spec), /unsupported image format|Input file/i);
     // a pool keeps working after a failed image
     assert.ok(Buffer.from(await pool.decode(items.slice(0, 2), spec)).equals(expected.subarray(0, 2 * 64 * 64 * 3)));
+    // and after a worker is killed: its jobs fail, a new worker takes its place
+    const [victim] = pool.pids;
+    const during = pool.decode(items, spec);
+    process.kill(victim!, 'SIGKILL');
+    await during.catch((e: Error) => assert.match(e.message, /decode worker ended/));
+    assert.ok(Buffer.from(await pool.decode(items, spec)).equals(expected));
+    assert.notEqual(pool.pids[0], victim);
   } finally {
     await pool.close();
   }
