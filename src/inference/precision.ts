@@ -7,7 +7,7 @@ import { OnnxModel, isFloatGraph, toFloat16 } from '../onnx/index.js';
 
 /**
  * The arithmetic a float model runs in. 'auto' (the default) is fp32 on the CPU, and on a GPU the
- * faster of the two for this graph, measured once per machine (choosePrecision); fp16 is never
+ * faster of the two for this graph, measured once per machine (measurePrecision); fp16 is never
  * chosen for a quantized graph.
  */
 export const PRECISIONS = ['auto', 'fp32', 'fp16'] as const;
@@ -17,7 +17,7 @@ export type Precision = (typeof PRECISIONS)[number];
 const MIN_GAIN = 1.1;
 /** fp16 outputs further than this from fp32's (relative L2 error) are not used. */
 const MAX_RELATIVE_ERROR = 0.02;
-/** The batch choosePrecision and chooseBatchSize time when the graph's batch dim is free. */
+/** The batch measurePrecision times when the graph's batch dim is free. */
 const PROBE_BATCH = 32;
 
 /** What a graph measured on this machine's device: kept on disk so that it is measured once. */
@@ -27,7 +27,7 @@ export interface DeviceProfile {
   imagesPerSecond: Partial<Record<'fp32' | 'fp16', number>>;
   /** relative L2 error of fp16's outputs against fp32's on the probe batch */
   fp16Error?: number;
-  /** the batch size with the best images/s, once measured (chooseBatchSize) */
+  /** the batch size with the best images/s, once measured (a GPU FeatureExtractor's) */
   batchSize?: number;
 }
 
@@ -67,7 +67,7 @@ export function profileKey(graph: Uint8Array, provider: string): string {
 }
 
 /** A batch of random input for a graph's first input, `batch` images. */
-export function probeInput(graph: Uint8Array, batch: number): ort.Tensor {
+function probeInput(graph: Uint8Array, batch: number): ort.Tensor {
   const input = OnnxModel.parse(graph).dataInputs[0]!;
   const shape = (input.shape ?? []).map((d, i) => (typeof d === 'number' ? d : i === 0 ? batch : 1));
   const size = shape.reduce((a, b) => a * b, 1);
@@ -76,7 +76,7 @@ export function probeInput(graph: Uint8Array, batch: number): ort.Tensor {
 }
 
 /** Median seconds of a run of `session` on `feed` after two warm-up runs. */
-export async function timeRuns(session: ort.InferenceSession, feed: Record<string, ort.Tensor>, runs = 5): Promise<number> {
+async function timeRuns(session: ort.InferenceSession, feed: Record<string, ort.Tensor>, runs = 5): Promise<number> {
   for (let i = 0; i < 2; i++) await session.run(feed);
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
