@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { Child } from '../core/index.js';
+import { Child, ChunkQueue } from '../core/index.js';
 import { inputSize, type CropView, type PreprocessSpec } from './preprocess.js';
 
 /** An image to decode: its file, and the augmentation crop (undefined: the centre crop). */
@@ -22,35 +22,19 @@ export const FRAME_HEADER = 12;
 
 /** Reads a worker's frames as they arrive, in whatever chunks the pipe gives. */
 class FrameReader {
-  private chunks: Buffer[] = [];
-  private buffered = 0;
+  private readonly queue = new ChunkQueue();
 
   constructor(private readonly onFrame: (id: number, status: number, payload: Buffer) => void) {}
 
   push(chunk: Buffer): void {
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
-    for (;;) {
-      if (this.buffered < FRAME_HEADER) return;
-      const head = this.peek(FRAME_HEADER);
-      const length = head.readUInt32LE(8);
-      if (this.buffered < FRAME_HEADER + length) return;
-      const frame = this.take(FRAME_HEADER + length);
+    const q = this.queue;
+    q.push(chunk);
+    while (q.size >= FRAME_HEADER) {
+      const length = q.peek(FRAME_HEADER).readUInt32LE(8);
+      if (q.size < FRAME_HEADER + length) return;
+      const frame = q.take(FRAME_HEADER + length);
       this.onFrame(frame.readUInt32LE(0), frame.readUInt32LE(4), frame.subarray(FRAME_HEADER));
     }
-  }
-
-  private peek(n: number): Buffer {
-    if (this.chunks[0]!.length < n) this.chunks = [Buffer.concat(this.chunks)];
-    return this.chunks[0]!;
-  }
-
-  private take(n: number): Buffer {
-    const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
-    const rest = all.subarray(n);
-    this.chunks = rest.length ? [rest] : [];
-    this.buffered = rest.length;
-    return all.subarray(0, n);
   }
 }
 

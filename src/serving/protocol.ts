@@ -1,3 +1,4 @@
+import { ChunkQueue } from '../core/index.js';
 import type { ModelCard } from '../registry/index.js';
 import type { BatchingConfig, Device, Explanation, Prediction } from '../inference/index.js';
 
@@ -73,40 +74,21 @@ export function encodeRequest(r: Omit<InferRequest, 'image' | 'explain' | 'featu
 
 /** Reassembles requests from stream chunks; an image that arrived in one chunk is not copied. */
 export class RequestReader {
-  private chunks: Buffer[] = [];
-  private size = 0;
+  private readonly queue = new ChunkQueue();
 
   push(chunk: Buffer): InferRequest[] {
-    this.chunks.push(chunk);
-    this.size += chunk.length;
+    const q = this.queue;
+    q.push(chunk);
     const out: InferRequest[] = [];
-    while (this.size >= HEAD) {
-      const head = this.peek(HEAD);
+    while (q.size >= HEAD) {
+      const head = q.peek(HEAD);
       const headLength = HEAD + head.readUInt8(10);
       const total = headLength + head.readUInt32LE(4);
-      if (this.size < total) break;
-      const frame = this.take(total);
+      if (q.size < total) break;
+      const frame = q.take(total);
       const flags = frame.readUInt8(11);
       out.push({ id: frame.readUInt32LE(0), topK: frame.readUInt16LE(8), requestId: frame.toString('latin1', HEAD, headLength), tensor: (flags & 1) === 1, explain: (flags & 2) === 2, features: (flags & 4) === 4, image: frame.subarray(headLength) });
     }
     return out;
-  }
-
-  private peek(n: number): Buffer {
-    if (this.chunks[0]!.length < n) this.chunks = [Buffer.concat(this.chunks)];
-    return this.chunks[0]!;
-  }
-
-  private take(n: number): Buffer {
-    this.size -= n;
-    const first = this.chunks[0]!;
-    if (first.length >= n) {
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
-    }
-    const whole = Buffer.concat(this.chunks);
-    this.chunks = whole.length > n ? [whole.subarray(n)] : [];
-    return whole.subarray(0, n);
   }
 }
