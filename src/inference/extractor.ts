@@ -4,7 +4,7 @@ import { decodeRgb, inputShape, inputSize, normalizeInto, type CropView, type Pr
 import { CancelledError } from '../core/index.js';
 import { DecodePool } from './decode-pool.js';
 import { executionProviders, type Device } from './devices.js';
-import { loadProfile, profileKey, saveProfile, type Precision } from './precision.js';
+import { loadProfile, profileKey, saveProfile, type Precision, type ResolvedPrecision } from './precision.js';
 import { Session } from './session.js';
 import { ThreadedSession } from './threaded.js';
 import { UINT8_INPUT, withUint8Input } from './uint8-input.js';
@@ -90,7 +90,7 @@ export class FeatureExtractor {
   }
 
   /** The arithmetic the backbone runs in on this device. */
-  get precision(): 'fp32' | 'fp16' {
+  get precision(): ResolvedPrecision {
     return this.session.precision;
   }
 

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { homedir, hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -12,6 +13,8 @@ import { OnnxModel, isFloatGraph, toFloat16 } from '../onnx/index.js';
  */
 export const PRECISIONS = ['auto', 'fp32', 'fp16'] as const;
 export type Precision = (typeof PRECISIONS)[number];
+/** The arithmetic a session runs in, once 'auto' is decided. */
+export type ResolvedPrecision = Exclude<Precision, 'auto'>;
 
 /** fp16 must beat fp32 by this much to be chosen: a near tie is not worth its rounding. */
 const MIN_GAIN = 1.1;
@@ -22,9 +25,9 @@ const PROBE_BATCH = 32;
 
 /** What a graph measured on this machine's device: kept on disk so that it is measured once. */
 export interface DeviceProfile {
-  precision: 'fp32' | 'fp16';
+  precision: ResolvedPrecision;
   /** images/s of each precision at the probe batch */
-  imagesPerSecond: Partial<Record<'fp32' | 'fp16', number>>;
+  imagesPerSecond: Partial<Record<ResolvedPrecision, number>>;
   /** relative L2 error of fp16's outputs against fp32's on the probe batch */
   fp16Error?: number;
   /** the batch size with the best images/s, once measured (a GPU FeatureExtractor's) */
@@ -104,14 +107,17 @@ function relativeError(a: Float32Array, b: Float32Array): number {
  * precision it runs.
  */
 export async function openAtPrecision(
-  graph: Uint8Array,
+  model: string | Uint8Array,
   precision: Precision,
   options: ort.InferenceSession.SessionOptions,
-): Promise<{ session: ort.InferenceSession; precision: 'fp32' | 'fp16'; profile?: DeviceProfile }> {
+): Promise<{ session: ort.InferenceSession; precision: ResolvedPrecision; profile?: DeviceProfile }> {
   const provider = String(options.executionProviders?.[0] ?? 'cpu');
+  // fp32 wanted: ORT opens the file itself, no copy of it is read here
+  if (precision === 'fp32' || (precision === 'auto' && provider === 'cpu')) return { session: await (typeof model === 'string' ? ort.InferenceSession.create(model, options) : ort.InferenceSession.create(model, options)), precision: 'fp32' };
+  const graph = typeof model === 'string' ? await readFile(model) : model;
   const open = (bytes: Uint8Array) => ort.InferenceSession.create(bytes, options);
   if (precision === 'fp16') return { session: await open(toFloat16(graph)), precision };
-  if (precision === 'fp32' || provider === 'cpu' || !isFloatGraph(graph)) return { session: await open(graph), precision: 'fp32' };
+  if (!isFloatGraph(graph)) return { session: await open(graph), precision: 'fp32' };
   const key = profileKey(graph, provider);
   const known = loadProfile(key);
   if (known) return { session: await open(known.precision === 'fp16' ? toFloat16(graph) : graph), precision: known.precision, profile: known };
@@ -124,7 +130,7 @@ export async function openAtPrecision(
  * outputs agree (fp16 must gain MIN_GAIN) and stores the profile under `key`. Returns the
  * winner's session open.
  */
-export async function measurePrecision(graph: Uint8Array, options: ort.InferenceSession.SessionOptions, key: string): Promise<{ session: ort.InferenceSession; precision: 'fp32' | 'fp16'; profile: DeviceProfile }> {
+export async function measurePrecision(graph: Uint8Array, options: ort.InferenceSession.SessionOptions, key: string): Promise<{ session: ort.InferenceSession; precision: ResolvedPrecision; profile: DeviceProfile }> {
   const open = (bytes: Uint8Array) => ort.InferenceSession.create(bytes, options);
   const input = OnnxModel.parse(graph).dataInputs[0]!;
   const tensor = probeInput(graph, PROBE_BATCH);

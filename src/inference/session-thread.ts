@@ -1,5 +1,6 @@
 /** Entry of a ThreadedSession's worker thread: one ORT session, runs one at a time as they come. */
 import { parentPort, workerData } from 'node:worker_threads';
+import type { ResolvedPrecision } from './precision.js';
 import { Session, type SessionSettings } from './session.js';
 
 export interface SessionThreadConfig {
@@ -14,7 +15,7 @@ export interface SessionThreadConfig {
 export type ToSessionThread = { type: 'run'; id: number; shape: number[]; input: SharedArrayBuffer; bytes: boolean } | { type: 'run-own'; id: number; shape: number[]; input: Float32Array | Uint8Array } | { type: 'release' };
 
 export type FromSessionThread =
-  | { type: 'ready'; precision: 'fp32' | 'fp16' }
+  | { type: 'ready'; precision: ResolvedPrecision }
   | { type: 'fatal'; message: string }
   | { type: 'result'; id: number; data: Float32Array }
   | { type: 'failed'; id: number; message: string };

@@ -1,8 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { executionProviders, type Device } from './devices.js';
-import { openAtPrecision, type Precision } from './precision.js';
+import { openAtPrecision, type Precision, type ResolvedPrecision } from './precision.js';
 
 export interface SessionSettings {
   device?: Device;
@@ -48,18 +47,12 @@ export class Session implements ModelSession {
     private readonly session: ort.InferenceSession,
     private readonly io: SessionIO,
     /** the arithmetic the session runs ('auto' resolved) */
-    readonly precision: 'fp32' | 'fp16',
+    readonly precision: ResolvedPrecision,
   ) {}
 
   static async create(model: string | Uint8Array, settings: SessionSettings, io: SessionIO): Promise<Session> {
-    const options = sessionOptions(settings);
-    const precision = settings.precision ?? 'auto';
-    const ownIO = { inputName: io.inputName, outputName: io.outputName };
-    if (precision === 'fp32' || (precision === 'auto' && options.executionProviders![0] === 'cpu')) {
-      return new Session(await (typeof model === 'string' ? ort.InferenceSession.create(model, options) : ort.InferenceSession.create(model, options)), ownIO, 'fp32');
-    }
-    const opened = await openAtPrecision(typeof model === 'string' ? await readFile(model) : model, precision, options);
-    return new Session(opened.session, ownIO, opened.precision);
+    const opened = await openAtPrecision(model, settings.precision ?? 'auto', sessionOptions(settings));
+    return new Session(opened.session, { inputName: io.inputName, outputName: io.outputName }, opened.precision);
   }
 
   /** The output comes back in memory of its own (a thread can transfer it). Bytes feed a graph made by withUint8Input. */

@@ -1,4 +1,5 @@
 import { Child } from '../core/index.js';
+import type { ResolvedPrecision } from './precision.js';
 import { Session, type ModelSession, type SessionIO, type SessionSettings } from './session.js';
 import type { FromSessionThread, SessionThreadConfig, ToSessionThread } from './session-thread.js';
 
@@ -15,7 +16,7 @@ export class ThreadedSession implements ModelSession {
   private failure: Error | undefined;
   private readonly shared: SharedArrayBuffer;
   /** the arithmetic the thread's session runs ('auto' resolved there) */
-  precision: 'fp32' | 'fp16' = 'fp32';
+  precision: ResolvedPrecision = 'fp32';
   /** resolves with the reason when the thread ends (after close(), or when it crashed) */
   readonly exited: Promise<string>;
 
