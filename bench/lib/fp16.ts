@@ -1,9 +1,10 @@
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { NORMALIZATIONS, UINT8_INPUT, decodeRgb, sessionOptions, withUint8Input, type Device, type PreprocessSpec } from '../../src/inference/index.js';
 import { toFloat16 } from '../../src/onnx/index.js';
 import { dequantize } from '../models/dequantize.js';
+import { listSources } from './dataset.js';
 
 /** ImageNet models' input: 224 x 224, NCHW, ImageNet normalisation (the ResNet50 and MobileNetV2 graphs). */
 export const IMAGENET_SPEC: PreprocessSpec = { size: 224, cropFraction: 0.875, layout: 'NCHW', scale: NORMALIZATIONS.imagenet.scale, mean: [...NORMALIZATIONS.imagenet.mean] as [number, number, number], std: [...NORMALIZATIONS.imagenet.std] as [number, number, number] };
@@ -22,15 +23,6 @@ export interface AgreementRun {
   nearTies: number;
   maxProbabilityDifference: number;
   meanProbabilityDifference: number;
-}
-
-/** Image files under a folder, recursively, sorted. */
-function imagesUnder(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir, { recursive: true, encoding: 'utf8' })
-    .filter((f) => /\.(jpe?g|png|webp)$/i.test(f) && statSync(join(dir, f)).isFile())
-    .sort()
-    .map((f) => join(dir, f));
 }
 
 function softmax(x: Float32Array): Float64Array {
@@ -59,9 +51,11 @@ const best2 = (p: Float64Array): [number, number] => {
  */
 export async function fp16Agreement(o: { device: Device; shared: string; resnet: Uint8Array }): Promise<AgreementRun[]> {
   const sets = [
-    { name: 'real-photos', files: imagesUnder(join(o.shared, 'data/real-photos')) },
-    { name: 'breeds-mini', files: imagesUnder(join(o.shared, 'data/breeds-mini')) },
-  ].filter((s) => s.files.length > 0);
+    { name: 'real-photos', dir: join(o.shared, 'data/real-photos') },
+    { name: 'breeds-mini', dir: join(o.shared, 'data/breeds-mini') },
+  ]
+    .filter((s) => existsSync(s.dir))
+    .map((s) => ({ name: s.name, files: listSources([s.dir]) }));
   const models = [{ name: 'ResNet50 architecture, random weights', graph: o.resnet, input: 'input' }];
   const mobilenet = join(o.shared, 'models/mobilenetv2-12-int8.onnx');
   if (existsSync(mobilenet)) models.push({ name: 'MobileNetV2, ImageNet (dequantized from the shared int8 file)', graph: dequantize(readFileSync(mobilenet)), input: 'input' });
