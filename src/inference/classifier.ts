@@ -1,11 +1,9 @@
-import { readFile } from 'node:fs/promises';
-import { decodeClientImage, inputShape, inputSize, normalizeInto, type ImageInput, type PreprocessSpec } from './preprocess.js';
+import { decodeClientImage, inputSize, normalizeInto, type ImageInput, type PreprocessSpec } from './preprocess.js';
 import { KennelError } from '../core/index.js';
 import { assertDevice } from './device-probe.js';
-import { executionProviders } from './devices.js';
 import type { ModelSession, SessionSettings } from './session.js';
 import { openSession, ThreadedSession } from './threaded.js';
-import { UINT8_INPUT, withUint8Input } from './uint8-input.js';
+import { ModelFeed } from './uint8-input.js';
 
 /** A batch of model input: normalised floats, or RGB bytes for a classifier that takes bytes. */
 export type ModelInput = Float32Array | Uint8Array;
@@ -47,23 +45,26 @@ export class Classifier {
   private constructor(
     private readonly session: ModelSession,
     readonly card: ModelSpec,
-    /** whether the model input is RGB bytes (normalised in the graph) rather than normalised floats */
-    readonly bytesIn: boolean,
+    private readonly feed: ModelFeed,
   ) {}
 
   static async load(onnx: string | Uint8Array, card: ModelSpec, opts: ClassifierOptions = {}): Promise<Classifier> {
-    const { thread, bytesIn = executionProviders(opts.device ?? 'cpu')[0] !== 'cpu', ...settings } = opts;
+    const { thread, bytesIn, ...settings } = opts;
     await assertDevice(settings.device ?? 'cpu');
-    const graph = bytesIn ? withUint8Input(typeof onnx === 'string' ? await readFile(onnx) : onnx, card.preprocess, card.inputName) : onnx;
-    const io = { inputName: bytesIn ? UINT8_INPUT : card.inputName, outputName: card.outputName };
-    const maxInputBytes = thread && thread.maxBatch * inputSize(card.preprocess) * (bytesIn ? 1 : 4);
-    return new Classifier(await openSession(graph, settings, io, maxInputBytes === undefined ? undefined : { maxInputBytes }), card, bytesIn);
+    const feed = ModelFeed.for(card.preprocess, settings.device, bytesIn);
+    const { graph, inputName } = await feed.graph(onnx, card.inputName);
+    const maxInputBytes = thread && feed.allocate(thread.maxBatch).byteLength;
+    return new Classifier(await openSession(graph, settings, { inputName, outputName: card.outputName }, maxInputBytes === undefined ? undefined : { maxInputBytes }), card, feed);
+  }
+
+  /** Whether the model input is RGB bytes (normalised in the graph) rather than normalised floats. */
+  get bytesIn(): boolean {
+    return this.feed.bytes;
   }
 
   /** A new input for one image (floats or bytes, as this classifier takes), for preprocess(). */
   imageInput(): ModelInput {
-    const size = inputSize(this.card.preprocess);
-    return this.bytesIn ? new Uint8Array(size) : new Float32Array(size);
+    return this.feed.allocate(1);
   }
 
   /**
@@ -78,7 +79,7 @@ export class Classifier {
       if (shared.length < size) throw new Error(`the classifier's thread takes batches of at most ${shared.length} values`);
       return shared;
     }
-    return this.bytesIn ? new Uint8Array(size) : new Float32Array(size);
+    return this.feed.allocate(n);
   }
 
   /** For a threaded classifier: resolves with the reason if its thread ends. */
@@ -95,9 +96,8 @@ export class Classifier {
 
   /** Probabilities for n preprocessed images. */
   async run(input: ModelInput, n: number): Promise<Float32Array> {
-    if (input instanceof Uint8Array !== this.bytesIn) throw new Error(`this classifier takes ${this.bytesIn ? 'RGB bytes' : 'normalised floats'}`);
-    const { size } = this.card.preprocess;
-    return this.session.run(input, this.bytesIn ? [n, size, size, 3] : inputShape(this.card.preprocess, n));
+    this.feed.check(input, 'classifier');
+    return this.session.run(input, this.feed.shape(n));
   }
 
   /**

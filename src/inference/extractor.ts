@@ -1,13 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { decodeRgb, inputShape, inputSize, normalizeInto, type CropView, type PreprocessSpec } from './preprocess.js';
+import { decodeRgb, inputSize, normalizeInto, type CropView, type PreprocessSpec } from './preprocess.js';
 import { CancelledError } from '../core/index.js';
 import { DecodePool } from './decode-pool.js';
 import { executionProviders, type Device } from './devices.js';
 import { loadProfile, profileKey, saveProfile, type Precision, type ResolvedPrecision } from './precision.js';
 import { Session } from './session.js';
 import { ThreadedSession } from './threaded.js';
-import { UINT8_INPUT, withUint8Input } from './uint8-input.js';
+import { ModelFeed } from './uint8-input.js';
 
 /** Batch sizes a GPU extractor times to pick its own (chooseBatchSize). */
 const GPU_BATCH_SIZES = [16, 32, 64];
@@ -57,31 +57,35 @@ export class FeatureExtractor {
     readonly inputName: string,
     readonly outputName: string,
     readonly dim: number,
-    /** whether the session takes RGB bytes (a GPU) or normalised floats (the CPU) */
-    readonly bytesIn: boolean,
+    private readonly feed: ModelFeed,
   ) {}
 
   static async create(modelPath: string, opts: FeatureExtractorOptions): Promise<FeatureExtractor> {
     const provider = executionProviders(opts.device ?? 'cpu')[0]!;
-    const bytesIn = opts.bytesIn ?? provider !== 'cpu';
+    const feed = ModelFeed.for(opts.spec, opts.device, opts.bytesIn);
+    const { graph, inputName } = await feed.graph(modelPath, opts.inputName);
     const settings = { device: opts.device, threads: opts.threads, precision: opts.precision };
+    const io = { inputName, outputName: opts.outputName };
     if (!(opts.threaded ?? provider !== 'cpu')) {
-      const model = bytesIn ? withUint8Input(await readFile(modelPath), opts.spec, opts.inputName) : modelPath;
-      const session = await Session.create(model, settings, { inputName: bytesIn ? UINT8_INPUT : opts.inputName, outputName: opts.outputName });
-      return new FeatureExtractor(session, opts.spec, opts.inputName, opts.outputName, opts.dim, bytesIn);
+      return new FeatureExtractor(await Session.create(graph, settings, io), opts.spec, opts.inputName, opts.outputName, opts.dim, feed);
     }
-    const graph = bytesIn ? withUint8Input(await readFile(modelPath), opts.spec, opts.inputName) : await readFile(modelPath);
-    const session = await ThreadedSession.create(graph, settings, { inputName: bytesIn ? UINT8_INPUT : opts.inputName, outputName: opts.outputName }, 0);
-    const extractor = new FeatureExtractor(session, opts.spec, opts.inputName, opts.outputName, opts.dim, bytesIn);
+    const bytes = typeof graph === 'string' ? await readFile(graph) : graph;
+    const session = await ThreadedSession.create(bytes, settings, io, 0);
+    const extractor = new FeatureExtractor(session, opts.spec, opts.inputName, opts.outputName, opts.dim, feed);
     try {
-      extractor.measuredBatch = await extractor.chooseBatchSize(profileKey(graph, `${provider} ${session.precision}`));
-      const workers = bytesIn ? (opts.decodeWorkers ?? availableParallelism()) : 0;
+      extractor.measuredBatch = await extractor.chooseBatchSize(profileKey(bytes, `${provider} ${session.precision}`));
+      const workers = feed.bytes ? (opts.decodeWorkers ?? availableParallelism()) : 0;
       if (workers > 0) extractor.decoders = await DecodePool.start(workers);
       return extractor;
     } catch (e) {
       await extractor.close();
       throw e;
     }
+  }
+
+  /** Whether the session takes RGB bytes (a GPU) or normalised floats (the CPU). */
+  get bytesIn(): boolean {
+    return this.feed.bytes;
   }
 
   /** The batch size measured fastest on this device (a threaded extractor: a GPU), else undefined: the caller's. */
@@ -104,7 +108,7 @@ export class FeatureExtractor {
     if (profile?.batchSize) return profile.batchSize;
     let best = { size: GPU_BATCH_SIZES[0]!, rate: 0 };
     for (const size of GPU_BATCH_SIZES) {
-      const input = (): Float32Array | Uint8Array => (this.bytesIn ? new Uint8Array(size * inputSize(this.spec)).fill(117) : new Float32Array(size * inputSize(this.spec)).fill(0.5));
+      const input = (): Float32Array | Uint8Array => this.feed.allocate(size).fill(this.feed.bytes ? 117 : 0.5);
       await this.infer(input(), size);
       const times: number[] = [];
       for (let i = 0; i < 3; i++) {
@@ -121,8 +125,8 @@ export class FeatureExtractor {
 
   /** Runs the backbone on a batch from decodeBatch for `n` images (on a GPU, the batch's memory moves to the session's thread). */
   async infer(input: Float32Array | Uint8Array, n: number): Promise<Float32Array> {
-    if (input instanceof Uint8Array !== this.bytesIn) throw new Error(`this extractor takes ${this.bytesIn ? 'RGB bytes' : 'normalised floats'}`);
-    const shape = this.bytesIn ? [n, this.spec.size, this.spec.size, 3] : inputShape(this.spec, n);
+    this.feed.check(input, 'extractor');
+    const shape = this.feed.shape(n);
     return this.session instanceof ThreadedSession ? this.session.runOwn(input, shape) : this.session.run(input, shape);
   }
 

@@ -1,5 +1,7 @@
+import { readFile } from 'node:fs/promises';
 import { GraphBuilder, OnnxModel } from '../onnx/index.js';
-import type { PreprocessSpec } from './preprocess.js';
+import { executionProviders, type Device } from './devices.js';
+import { inputShape, inputSize, type PreprocessSpec } from './preprocess.js';
 
 /** The input of a graph made by withUint8Input: decoded RGB bytes, [batch, size, size, 3]. */
 export const UINT8_INPUT = 'image_rgb_u8';
@@ -23,4 +25,44 @@ export function withUint8Input(graph: Uint8Array, spec: PreprocessSpec, inputNam
   else g.op('Identity', [nhwc], [], inputName);
   model.toposort();
   return model.serialize();
+}
+
+/**
+ * How a model session is fed: the RGB bytes of a withUint8Input graph (a GPU's default: a quarter
+ * of the upload, no per-pixel work on the host) or normalised floats in the spec's layout. The
+ * one place the classifier and the feature extractor get their graph, input shapes and buffers.
+ */
+export class ModelFeed {
+  constructor(
+    readonly spec: PreprocessSpec,
+    /** whether the session takes RGB bytes rather than normalised floats */
+    readonly bytes: boolean,
+  ) {}
+
+  /** Bytes when a GPU runs `device`, floats on the CPU, unless `bytes` is given. */
+  static for(spec: PreprocessSpec, device: Device | undefined, bytes?: boolean): ModelFeed {
+    return new ModelFeed(spec, bytes ?? executionProviders(device ?? 'cpu')[0] !== 'cpu');
+  }
+
+  /** The graph to open (a file as it is, for floats) and the name of the input it takes. */
+  async graph(model: string | Uint8Array, inputName: string): Promise<{ graph: string | Uint8Array; inputName: string }> {
+    if (!this.bytes) return { graph: model, inputName };
+    return { graph: withUint8Input(typeof model === 'string' ? await readFile(model) : model, this.spec, inputName), inputName: UINT8_INPUT };
+  }
+
+  /** The session's input shape for `n` images. */
+  shape(n: number): number[] {
+    return this.bytes ? [n, this.spec.size, this.spec.size, 3] : inputShape(this.spec, n);
+  }
+
+  /** An empty input for `n` images. */
+  allocate(n: number): Float32Array | Uint8Array {
+    const size = n * inputSize(this.spec);
+    return this.bytes ? new Uint8Array(size) : new Float32Array(size);
+  }
+
+  /** Throws unless `input` is what this feed takes (`who`: the class, for the message). */
+  check(input: Float32Array | Uint8Array, who: string): void {
+    if (input instanceof Uint8Array !== this.bytes) throw new Error(`this ${who} takes ${this.bytes ? 'RGB bytes' : 'normalised floats'}`);
+  }
 }
