@@ -68,8 +68,18 @@ export async function decodeClientImage(input: ImageInput, spec: PreprocessSpec)
   try {
     return await decodeRgb(input, spec);
   } catch (e) {
-    throw Errors.BadImage(`The image could not be decoded: ${(e as Error).message.split('\n')[0]}.`, 'Send a JPEG, PNG, WebP, GIF, TIFF or AVIF image.');
+    throw Errors.BadImage(`The image could not be decoded: ${decodeFailure((e as Error).message)}.`, 'Send a JPEG, PNG, WebP, GIF, TIFF or AVIF image.');
   }
+}
+
+/**
+ * Why sharp refused an image, in words that do not depend on libvips: its decoders' detail shares
+ * one error buffer across threads and is sometimes lost, so the same file must not read two ways.
+ */
+function decodeFailure(message: string): string {
+  if (/unsupported image format/i.test(message)) return 'its format is not one Kennel reads';
+  if (/pixel limit/i.test(message)) return `it is over the pixel limit (${MAX_INPUT_PIXELS / 1e6} megapixels)`;
+  return 'it is corrupt or truncated';
 }
 
 /** Writes normalised floats for one RGB HWC image into `out` at image slot `index`. */
