@@ -25,13 +25,14 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { addBackbone } from '../src/backbones/index.js';
-import { importDataset } from '../src/data/index.js';
+import { mapLimit } from '../src/core/index.js';
+import { checkImage, DEFAULT_LIMITS, importDataset } from '../src/data/index.js';
 import * as ort from 'onnxruntime-node';
-import { ENDPOINT_DEVICES, PRECISIONS, UINT8_INPUT, sessionOptions, withUint8Input, type Device, type Precision } from '../src/inference/index.js';
+import { DecodePool, ENDPOINT_DEVICES, PRECISIONS, UINT8_INPUT, decodeRgb, sessionOptions, tuneSharp, withUint8Input, type Device, type Precision } from '../src/inference/index.js';
 import { toFloat16 } from '../src/onnx/index.js';
 import { openWorkspace } from '../src/store/index.js';
 import { train } from '../src/training/index.js';
-import { DOG_IMAGES, benchDogSet, type DogSetSpec } from './lib/dataset.js';
+import { DOG_IMAGES, benchDogSet, listSources, type DogSetSpec } from './lib/dataset.js';
 import { IMAGENET_SPEC, describeAgreement, fp16Agreement } from './lib/fp16.js';
 import { currentLoad, machineInfo } from './lib/machine.js';
 import { logger, parseBenchArgs, saveResults, summaryTable, type SummaryRow } from './lib/report.js';
@@ -87,16 +88,63 @@ async function kennelPart(dir: string, device: Device, precision: Precision, pro
   }
 }
 
+interface DecodeRun {
+  /** what decoded: 'check' (import's image check), 'decode' (the model's RGB input) */
+  work: 'check' | 'decode';
+  /** 0: this process, on a libuv pool of one thread per core; N: a DecodePool of N processes */
+  processes: number;
+  imagesPerSecond: number;
+  /** share of the time this process's event loop was busy */
+  mainThreadBusy: number;
+}
+
+/**
+ * How decoding scales with cores on this machine, run in a child process with one libuv thread
+ * per core: import's check and the extractor's decode in one process, then the extractor's
+ * decode in DecodePools of 4, 8 and one process per core (each image decoded once per run).
+ */
+async function decodePart(dir: string): Promise<DecodeRun[]> {
+  tuneSharp();
+  const files = listSources([dir]);
+  const runs: DecodeRun[] = [];
+  const measure = async (work: DecodeRun['work'], processes: number, fn: () => Promise<unknown>) => {
+    const elu = performance.eventLoopUtilization();
+    const t = await timed(fn);
+    runs.push({ work, processes, imagesPerSecond: files.length / t.seconds, mainThreadBusy: performance.eventLoopUtilization(elu).utilization });
+  };
+  const inFlight = 4 * cores;
+  await measure('check', 0, () => mapLimit(files, inFlight, (f) => checkImage(f, DEFAULT_LIMITS)));
+  await measure('decode', 0, () => mapLimit(files, inFlight, (f) => decodeRgb(f, SPEC)));
+  const batches: string[][] = [];
+  for (let i = 0; i < files.length; i += 64) batches.push(files.slice(i, i + 64));
+  for (const size of [...new Set([4, 8, cores])]) {
+    const pool = await DecodePool.start(size);
+    try {
+      await measure('decode', size, () => mapLimit(batches, 4, (b) => pool.decode(b.map((path) => ({ path })), SPEC)));
+    } finally {
+      await pool.close();
+    }
+  }
+  return runs;
+}
+
 const self = fileURLToPath(import.meta.url);
+const cores = availableParallelism();
+// the ResNet50 graph's input: 224 x 224, NCHW, ImageNet normalisation
+const SPEC = IMAGENET_SPEC;
 if (process.argv[2] === '--kennel-part') {
   process.stdout.write(JSON.stringify(await kennelPart(process.argv[3]!, process.argv[4] as Device, process.argv[5] as Precision, process.argv[6] === 'profiled')) + '\n');
+  process.exit(0);
+}
+if (process.argv[2] === '--decode-part') {
+  process.stdout.write(JSON.stringify({ runs: await decodePart(process.argv[3]!) }) + '\n');
   process.exit(0);
 }
 
 const args = parseBenchArgs(process.argv.slice(2), 'gpu', {
   device: { help: 'the GPU provider Kennel uses', default: 'webgpu', choices: ENDPOINT_DEVICES.filter((d) => d !== 'cpu') },
   precision: { help: "Kennel's --precision for training", default: 'auto', choices: [...PRECISIONS] },
-  only: { help: 'run one part alone: fp16 (the agreement check)', default: 'all', choices: ['all', 'fp16'] },
+  only: { help: 'run one part alone: fp16 (the agreement check), decode (decoding images/s in one process and in decode worker processes), train (Kennel and PyTorch on the set)', default: 'all', choices: ['all', 'fp16', 'decode', 'train'] },
 });
 const device = args.options.device as Device;
 const precision = args.options.precision as Precision;
@@ -111,7 +159,6 @@ const log = logger(args.json);
 const date = new Date();
 const machine = machineInfo();
 const started = performance.now();
-const cores = availableParallelism();
 
 const set = await benchDogSet(args.quick ? QUICK_SET : DOG_IMAGES, { json: args.json, log });
 
@@ -121,6 +168,18 @@ const runChild = (cmd: string, argv: string[], env: Record<string, string> = {})
   // the JSON document: one line, or a pretty-printed one (bench:serve --json), after any log lines
   return JSON.parse(r.stdout.slice(r.stdout.search(/^\{/m))) as unknown;
 };
+
+const part = (name: string) => args.options.only === 'all' || args.options.only === name;
+let decode: DecodeRun[] = [];
+if (part('decode')) {
+  log(`decoding ${set.images} images: in one process (a libuv thread per core), then in decode worker processes`);
+  decode = (runChild(process.execPath, [...process.execArgv, self, '--decode-part', set.dir], { UV_THREADPOOL_SIZE: String(cores) }) as { runs: DecodeRun[] }).runs;
+  for (const d of decode) log(`  ${d.work}, ${d.processes ? `${d.processes} decode processes` : 'in process'}: ${d.imagesPerSecond.toFixed(0)} images/s (main thread busy ${(d.mainThreadBusy * 100).toFixed(0)}%)`);
+}
+if (args.options.only === 'decode') {
+  if (args.json) process.stdout.write(JSON.stringify({ bench: 'gpu', only: 'decode', date: date.toISOString(), machine, images: set.images, decode }, null, 2) + '\n');
+  process.exit(0);
+}
 
 const kennel: KennelRun[] = [];
 // device profiles of this run only: the first run measures, the second finds the measurements
@@ -144,12 +203,16 @@ const torch = runChild('python3', [join(import.meta.dirname, 'torch_anchor.py'),
 };
 log(`  ${torch.gpu}, torch ${torch.torch}: ${torch.totalSeconds.toFixed(1)} s (features ${torch.featureSeconds.toFixed(1)} s = ${torch.featureImagesPerSecond.toFixed(0)} images/s, head ${torch.headSeconds.toFixed(1)} s); raw ${Object.entries(torch.rawImagesPerSecond).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')}`);
 
+if (args.options.only === 'train') {
+  const results = { bench: 'gpu', only: 'train', date: date.toISOString(), quick: args.quick, device, machine, images: set.images, kennel, torch, deviceProfiles: existsSync(profiles) ? (JSON.parse(readFileSync(profiles, 'utf8')) as unknown) : {} };
+  const file = saveResults('gpu', results, date);
+  process.stdout.write(args.json ? JSON.stringify(results, null, 2) + '\n' : `results: ${file}\n`);
+  process.exit(0);
+}
+
 log(`bench:serve --quick --device ${device} --model resnet50`);
 const serve = runChild(process.execPath, [...process.execArgv, join(import.meta.dirname, 'serve.ts'), '--quick', '--json', '--device', device, '--model', 'resnet50'], { KENNEL_DEVICE_PROFILES: profiles }) as { kennel_ips: number; ceiling_ips: number; naive_ips: number; kennel_p99_ms_at_70pct: number };
 log(`  Kennel ${serve.kennel_ips} images/s (ceiling ${serve.ceiling_ips}, naive ${serve.naive_ips}), p99 at 70% load ${serve.kennel_p99_ms_at_70pct} ms`);
-
-// the ResNet50 graph's input: 224 x 224, NCHW, ImageNet normalisation
-const SPEC = IMAGENET_SPEC;
 
 /**
  * Raw session images/s at one batch size for each way of feeding it: float32 host-normalised
@@ -200,6 +263,7 @@ const results = {
   device,
   machine,
   images: set.images,
+  decode,
   kennel,
   torch,
   serve,
