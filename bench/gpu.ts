@@ -120,7 +120,7 @@ async function decodePart(dir: string): Promise<DecodeRun[]> {
   for (const size of [...new Set([4, 8, cores])]) {
     const pool = await DecodePool.start(size);
     try {
-      await measure('decode', size, () => mapLimit(batches, 4, (b) => pool.decode(b.map((path) => ({ path })), SPEC)));
+      await measure('decode', size, () => mapLimit(batches, 4, (b) => pool.decode(b.map((image) => ({ image })), SPEC)));
     } finally {
       await pool.close();
     }

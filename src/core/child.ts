@@ -57,6 +57,8 @@ export interface ChildOptions<In> {
   env?: NodeJS.ProcessEnv;
   /** a process's stdio; it must include 'ipc'. Default: no stdin, output to this process's stderr */
   stdio?: StdioOptions;
+  /** a process's messages: 'json' (default) or 'advanced' (structured clone: buffers travel as bytes) */
+  serialization?: 'json' | 'advanced';
   /** a thread's heap limits */
   resourceLimits?: ResourceLimits;
   /** start() rejects (and the child is killed) when no first message came within this many ms */
@@ -170,7 +172,7 @@ export class Child<In, Out> extends TypedEmitter<ChildListener<Out>> {
     if (opts.kind === 'process') {
       // setpriv sets the parent-death signal, then execs node in the same process (same pid, same IPC channel)
       const launcher = opts.dieWithParent && SETPRIV ? { execPath: SETPRIV, execArgv: ['--pdeathsig', 'KILL', process.execPath, ...childExecArgv()] } : { execArgv: childExecArgv() };
-      const proc = fork(entry, opts.args ?? [], { ...launcher, env: opts.env, stdio: opts.stdio ?? ['ignore', 2, 2, 'ipc'] });
+      const proc = fork(entry, opts.args ?? [], { ...launcher, env: opts.env, stdio: opts.stdio ?? ['ignore', 2, 2, 'ipc'], serialization: opts.serialization ?? 'json' });
       this.proc = proc;
       proc.on('message', (m: Out) => this.emit('message', m));
       proc.on('error', (e) => {

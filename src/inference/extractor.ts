@@ -133,7 +133,7 @@ export class FeatureExtractor {
   /** Decodes a batch of images into one input buffer: RGB bytes (by the decode workers, where there are), or normalised floats. */
   async decodeBatch(items: ExtractInput[]): Promise<Float32Array | Uint8Array> {
     const per = inputSize(this.spec);
-    if (this.decoders) return this.decoders.decode(items, this.spec);
+    if (this.decoders) return this.decoders.decode(items.map((it) => ({ image: it.path, view: it.view })), this.spec);
     if (this.bytesIn) {
       const buf = new Uint8Array(items.length * per);
       await Promise.all(items.map(async (it, i) => buf.set(await decodeRgb(it.path, this.spec, it.view), i * per)));

@@ -1,0 +1,188 @@
+/**
+ * A pool of worker processes for CPU-bound jobs (like BullMQ's ChildPool): images decoded for a
+ * GPU, images checked on import. One Node process decodes with every core only so far (libvips
+ * and the event loop serialise part of each image: about 450 images/s from 16 cores, measured on
+ * the GPU hosts), while separate processes scale.
+ * - A job goes to the worker with the fewest jobs in hand, by IPC (structured clone: a job's
+ *   buffers travel as bytes).
+ * - Its answer comes back as one frame on the worker's fd 3, a pipe of its own (IPC would clone
+ *   megabytes of pixels through a serialiser).
+ * - A worker that dies fails only the jobs it held and is replaced.
+ */
+import type { Readable } from 'node:stream';
+import { Socket } from 'node:net';
+import { Child } from './child.js';
+import { ChunkQueue } from './chunks.js';
+
+/** A frame on a worker's pipe: job id, status (0: the answer's bytes follow; 1: an error message follows), payload length, then the payload. */
+const FRAME_HEADER = 12;
+
+interface JobMessage<Job> {
+  id: number;
+  job: Job;
+}
+
+export interface ChildPoolOptions {
+  /** the worker's entry module, which calls serveJobs: `new URL('./x-worker.js', import.meta.url)` */
+  entry: URL;
+  size: number;
+  /** what the pool's workers do, for error messages: 'decode worker' */
+  name: string;
+  /** extra environment of the workers (UV_THREADPOOL_SIZE is 1 unless set here) */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Reads a worker's frames as they arrive, in whatever chunks the pipe gives. */
+class FrameReader {
+  private readonly queue = new ChunkQueue();
+
+  constructor(private readonly onFrame: (id: number, status: number, payload: Buffer) => void) {}
+
+  push(chunk: Buffer): void {
+    const q = this.queue;
+    q.push(chunk);
+    while (q.size >= FRAME_HEADER) {
+      const length = q.peek(FRAME_HEADER).readUInt32LE(8);
+      if (q.size < FRAME_HEADER + length) return;
+      const frame = q.take(FRAME_HEADER + length);
+      this.onFrame(frame.readUInt32LE(0), frame.readUInt32LE(4), frame.subarray(FRAME_HEADER));
+    }
+  }
+}
+
+interface Slot {
+  child: Child<JobMessage<unknown>, 'ready'>;
+  /** the worker's `ready` (a job sent before it could be lost while the worker loads) */
+  ready: Promise<unknown>;
+  /** jobs sent and not answered */
+  load: number;
+}
+
+export class ChildPool<Job> {
+  private nextId = 1;
+  private readonly pending = new Map<number, { slot: number; resolve(bytes: Buffer): void; reject(e: Error): void }>();
+  private readonly slots: Slot[] = [];
+  private closed = false;
+
+  private constructor(private readonly opts: ChildPoolOptions) {
+    for (let i = 0; i < Math.max(1, opts.size); i++) this.spawn(i);
+  }
+
+  /** Starts the workers and resolves when all are ready (rejects, the pool closed, if one cannot start). */
+  static async start<Job>(opts: ChildPoolOptions): Promise<ChildPool<Job>> {
+    const pool = new ChildPool<Job>(opts);
+    try {
+      await Promise.all(pool.slots.map((s) => s.ready));
+    } catch (e) {
+      await pool.close();
+      throw e;
+    }
+    return pool;
+  }
+
+  /**
+   * Starts the worker of slot `i` (spawned at once; its start() waits for `ready`). A worker
+   * that dies fails the jobs it held and is replaced, so one crash costs its jobs, not the pool.
+   */
+  private spawn(i: number): void {
+    const child = new Child<JobMessage<unknown>, 'ready'>({
+      entry: this.opts.entry,
+      kind: 'process',
+      env: { ...process.env, UV_THREADPOOL_SIZE: '1', ...this.opts.env },
+      stdio: ['ignore', 2, 2, 'pipe', 'ipc'],
+      serialization: 'advanced',
+      startTimeoutMs: 60_000,
+    });
+    const ready = child.start();
+    let wasReady = false;
+    ready.then(() => (wasReady = true), () => {});
+    this.slots[i] = { child, ready, load: 0 };
+    const reader = new FrameReader((id, status, payload) => {
+      const p = this.pending.get(id);
+      if (!p) return;
+      this.pending.delete(id);
+      this.slots[i]!.load--;
+      if (status === 0) p.resolve(payload);
+      else p.reject(new Error(payload.toString()));
+    });
+    (child.stream(3) as Readable).on('data', (chunk: Buffer) => reader.push(chunk));
+    child.on('exit', ({ code, signal }) => {
+      const why = new Error(`a ${this.opts.name} ended (${signal ?? `exit code ${code}`})`);
+      for (const [id, p] of this.pending) {
+        if (p.slot !== i) continue;
+        this.pending.delete(id);
+        p.reject(why);
+      }
+      // a worker that never became ready is not restarted: it would fail again, in a loop
+      if (!this.closed && wasReady) this.spawn(i);
+    });
+  }
+
+  get size(): number {
+    return this.slots.length;
+  }
+
+  /** The worker processes' ids (for tests and diagnostics). */
+  get pids(): Array<number | undefined> {
+    return this.slots.map((s) => s.child.pid);
+  }
+
+  /** Runs `job` on the least busy worker; resolves with the bytes its handler answered, rejects with its error. */
+  run(job: Job): Promise<Buffer> {
+    if (this.closed) return Promise.reject(new Error(`the ${this.opts.name} pool is closed`));
+    let i = 0;
+    for (let j = 1; j < this.slots.length; j++) if (this.slots[j]!.load < this.slots[i]!.load) i = j;
+    const slot = this.slots[i]!;
+    slot.load++;
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { slot: i, resolve, reject });
+      slot.ready.then(
+        () => {
+          if (this.pending.has(id) && !slot.child.send({ id, job })) {
+            this.pending.delete(id);
+            slot.load--;
+            reject(new Error(`a ${this.opts.name} is not running`));
+          }
+        },
+        (e: unknown) => {
+          this.pending.delete(id);
+          reject(new Error(`a ${this.opts.name} could not start: ${e instanceof Error ? e.message : String(e)}`));
+        },
+      );
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.slots.map((s) => s.child.close(true)));
+    for (const p of this.pending.values()) p.reject(new Error(`the ${this.opts.name} pool is closed`));
+    this.pending.clear();
+  }
+}
+
+/**
+ * The worker side, called once by a ChildPool's entry module: answers every job with `handle`'s
+ * bytes (or its error's message), one frame each on fd 3, then says it is ready.
+ */
+export function serveJobs<Job>(handle: (job: Job) => Promise<Uint8Array>): void {
+  if (!process.send) throw new Error('a pool worker is started by a ChildPool, with an IPC channel');
+  // without the pool nobody reads the answers: exit rather than linger
+  process.on('disconnect', () => process.exit(0));
+  const frames = new Socket({ fd: 3, readable: false, writable: true });
+  const frame = (id: number, status: 0 | 1, payload: Uint8Array): void => {
+    const head = Buffer.alloc(FRAME_HEADER);
+    head.writeUInt32LE(id, 0);
+    head.writeUInt32LE(status, 4);
+    head.writeUInt32LE(payload.byteLength, 8);
+    frames.write(head);
+    frames.write(payload);
+  };
+  process.on('message', ({ id, job }: JobMessage<Job>) => {
+    handle(job).then(
+      (bytes) => frame(id, 0, bytes),
+      (e: unknown) => frame(id, 1, Buffer.from(e instanceof Error ? e.message : String(e))),
+    );
+  });
+  process.send('ready');
+}
