@@ -9,6 +9,7 @@
  *   megabytes of pixels through a serialiser).
  * - A worker that dies fails only the jobs it held and is replaced.
  */
+import { availableParallelism } from 'node:os';
 import type { Readable } from 'node:stream';
 import { Socket } from 'node:net';
 import { Child } from './child.js';
@@ -16,6 +17,19 @@ import { ChunkQueue } from './chunks.js';
 
 /** A frame on a worker's pipe: job id, status (0: the answer's bytes follow; 1: an error message follows), payload length, then the payload. */
 const FRAME_HEADER = 12;
+
+/**
+ * Worker processes for a pool of `items` images: KENNEL_DECODE_WORKERS when set (0: none, this
+ * process decodes), else one per core on a machine of 8 cores or more with at least 500 images.
+ * With fewer cores one process keeps up with its libuv pool (on 2 cores the workers are slower),
+ * and for fewer images starting the processes costs more than they save.
+ */
+export function decodeWorkerCount(items: number): number {
+  const set = process.env.KENNEL_DECODE_WORKERS;
+  if (set !== undefined && set !== '') return Math.max(0, Math.floor(Number(set)) || 0);
+  const cores = availableParallelism();
+  return cores >= 8 && items >= 500 ? cores : 0;
+}
 
 interface JobMessage<Job> {
   id: number;

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname, join, basename } from 'node:path';
 
 /** A temp path beside `target`, so the final rename stays on one filesystem (and so is atomic). */
@@ -29,6 +30,30 @@ export function writeFileAtomic(target: string, data: Uint8Array | string, mode?
   } catch (e) {
     if (open) closeSync(fd);
     rmSync(tmp, { force: true }); // a full disk must not keep the half-written temp file
+    throw e;
+  }
+  if (durable) fsyncDir(dirname(target));
+}
+
+/**
+ * writeFileAtomic on the libuv pool: for a caller that writes many files at once (an import's
+ * images), where each one's open, write and rename on the event loop would hold it up.
+ */
+export async function writeFileAtomicAsync(target: string, data: Uint8Array, mode?: number, opts: { durable?: boolean } = {}): Promise<void> {
+  const durable = opts.durable ?? true;
+  await mkdir(dirname(target), { recursive: true });
+  const tmp = tempPathFor(target);
+  try {
+    const fh = await open(tmp, 'w', mode);
+    try {
+      await fh.writeFile(data);
+      if (durable) await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, target);
+  } catch (e) {
+    await rm(tmp, { force: true }); // a full disk must not keep the half-written temp file
     throw e;
   }
   if (durable) fsyncDir(dirname(target));

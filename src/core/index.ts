@@ -1,7 +1,7 @@
 export { KennelError, CancelledError, errorMessage, errorCode, errorCodes, rebuiltError, type ErrorCode } from './errors.js';
 export { notFound } from './error-codes.js';
 export * as Errors from './error-codes.js';
-export { writeFileAtomic, tempPathFor, fsyncDir } from './fsutil.js';
+export { writeFileAtomic, writeFileAtomicAsync, tempPathFor, fsyncDir } from './fsutil.js';
 export { downloadFile, assertExpected } from './download.js';
 export { Rng, seedFrom } from './rng.js';
 export { median } from './stats.js';
@@ -10,7 +10,7 @@ export { ChunkQueue } from './chunks.js';
 export type { ProgressEvent, ProgressSink } from './progress.js';
 export { silent } from './progress.js';
 export { Child, ChildStartError, TypedEmitter, runnableEntry, type ChildOptions } from './child.js';
-export { ChildPool, serveJobs, type ChildPoolOptions } from './child-pool.js';
+export { ChildPool, decodeWorkerCount, serveJobs, type ChildPoolOptions } from './child-pool.js';
 export { printable, utf8Name, escapeBytes } from './text.js';
 export { fromSystemError } from './system-errors.js';
 export { isAlive, kennelVersion } from './process.js';

@@ -1,6 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import sharp, { type Metadata } from 'sharp';
 import { errorMessage } from '../core/index.js';
+import { sha256 } from '../store/index.js';
 
 export interface ImageLimits {
   /** larger files are not read */
@@ -12,7 +13,7 @@ export interface ImageLimits {
 export const DEFAULT_LIMITS: ImageLimits = { maxBytes: 50_000_000, maxPixels: 100_000_000 };
 
 export type ImageCheck =
-  | { ok: true; bytes: Buffer; width: number; height: number; format: string }
+  | { ok: true; bytes: Buffer; sha256: string; width: number; height: number; format: string }
   | { ok: false; reason: string };
 
 /** sharp's format names for the formats Kennel trains on (AVIF is reported as "heif"). */
@@ -63,7 +64,7 @@ export async function checkImage(path: string, limits: ImageLimits = DEFAULT_LIM
   }
   // EXIF orientations 5-8 are rotated a quarter turn: report the size a model will see
   const rotated = (meta.orientation ?? 1) >= 5;
-  return { ok: true, bytes, width: rotated ? height : width, height: rotated ? width : height, format: meta.format };
+  return { ok: true, bytes, sha256: sha256(bytes), width: rotated ? height : width, height: rotated ? width : height, format: meta.format };
 }
 
 function firstLine(s: string): string {

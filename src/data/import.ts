@@ -1,17 +1,14 @@
-import { availableParallelism } from 'node:os';
 import { posix, relative, sep } from 'node:path';
-import { Errors, KennelError, mapLimit, silent, type ProgressSink } from '../core/index.js';
-import { sha256, type Workspace } from '../store/index.js';
+import { Errors, KennelError, silent, type ProgressSink } from '../core/index.js';
+import type { Workspace } from '../store/index.js';
 import { findVersion, recordVersion, validateDatasetName } from './catalog.js';
-import { checkImage, DEFAULT_LIMITS, tooLargeReason, type ImageLimits } from './images.js';
+import { checkImages } from './check-pool.js';
+import { DEFAULT_LIMITS, tooLargeReason, type ImageLimits } from './images.js';
 import { byString, displayName, scanDataset, type Candidate, type Scan } from './layout.js';
 import { countImages, findDuplicates, imbalance } from './report.js';
 import { prepareSource, type PreparedSource } from './source.js';
 import { assignSplits, DEFAULT_SPLIT, validateSplit, type SplitFractions } from './split.js';
 import { SPLITS, type DatasetItem, type DatasetVersion, type ImportOptions, type ImportReport, type SkippedFile } from './types.js';
-
-/** images checked at once: decoding and hashing run on the libuv pool, so this keeps it busy */
-const CHECK_CONCURRENCY = Math.max(4, availableParallelism());
 
 /** The manifest stored as an artifact: everything that defines a version's content. */
 interface Manifest {
@@ -98,24 +95,25 @@ async function checkAndStore(
   let done = 0;
   progress({ phase: 'check images', done, total: candidates.length });
   await ws.artifacts.preload?.(candidates.length);
-  const results = await mapLimit(
-    candidates,
-    CHECK_CONCURRENCY,
-    async (candidate): Promise<StoredImage | undefined> => {
-      const check = await checkImage(candidate.absPath, limits);
+  const results: Array<StoredImage | undefined> = [];
+  await checkImages(
+    candidates.map((c) => c.absPath),
+    limits,
+    async (i, check) => {
+      const candidate = candidates[i]!;
       progress({ phase: 'check images', done: ++done, total: candidates.length });
       if (!check.ok) {
         skipped.push({ path: candidate.path, reason: check.reason });
-        return undefined;
+        return;
       }
-      const sha = sha256(check.bytes);
+      const sha = check.sha256;
       // marked seen before the await, so that a duplicate checked meanwhile is not counted twice
       const firstSeen = !seen.has(sha);
       seen.add(sha);
       if (firstSeen && !(await ws.artifacts.has(sha))) copied++;
       // durable all at once below, before anything records them
       await ws.artifacts.put(check.bytes, { durable: false });
-      return { candidate, sha, width: check.width, height: check.height };
+      results[i] = { candidate, sha, width: check.width, height: check.height };
     },
     signal,
   );

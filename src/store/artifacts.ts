@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { copyFile, open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { fsyncDir, mapLimit, tempPathFor, writeFileAtomic } from '../core/index.js';
+import { fsyncDir, mapLimit, tempPathFor, writeFileAtomicAsync } from '../core/index.js';
 
 /**
  * Content-addressed artifact storage: every blob is named by its sha256. Every area talks only
@@ -72,7 +72,7 @@ export class LocalArtifactStore implements ArtifactStore {
 
   async put(data: Uint8Array, opts: { durable?: boolean } = {}): Promise<string> {
     const sha = createHash('sha256').update(data).digest('hex');
-    if (!this.reused(sha)) writeFileAtomic(this.pathOf(sha), data, 0o444, { durable: opts.durable ?? true });
+    if (!this.reused(sha)) await writeFileAtomicAsync(this.pathOf(sha), data, 0o444, { durable: opts.durable ?? true });
     return sha;
   }
 

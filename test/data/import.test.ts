@@ -68,8 +68,11 @@ test('re-importing unchanged files reuses the version; one new file makes versio
   }
 });
 
-test('planted bad files are skipped with a reason each, and the rest is imported', async () => {
+/** Imports a copy of breeds-mini with bad files planted, checked in this process or by `workers` check worker processes. */
+async function importPlanted(workers: number) {
   const ws = freshWorkspace();
+  const before = process.env.KENNEL_DECODE_WORKERS;
+  process.env.KENNEL_DECODE_WORKERS = String(workers);
   try {
     const dir = copyOfBreedsMini();
     const real = readFileSync(join(dir, 'train/002.Beagle/Beagle_00001.jpg'));
@@ -100,9 +103,19 @@ test('planted bad files are skipped with a reason each, and the rest is imported
     assert.match(reasons['train/002.Beagle/truncated.jpg']!, /^corrupt or truncated image(: .*premature end.*)?$/i);
     assert.equal(reasons['valid/003.Border_Collie/empty.jpg'], 'empty file');
     assert.equal(reasons['test/004.Boxer/huge.png'], 'image is 20000x20000 (400 MP), over the 100 MP limit');
+    return v;
   } finally {
+    if (before === undefined) delete process.env.KENNEL_DECODE_WORKERS;
+    else process.env.KENNEL_DECODE_WORKERS = before;
     ws.close();
   }
+}
+
+test('planted bad files are skipped with a reason each, and the rest is imported, alike in this process and in check worker processes', async () => {
+  const here = await importPlanted(0);
+  const workers = await importPlanted(2);
+  assert.deepEqual(workers.items, here.items);
+  assert.equal(workers.manifestSha, here.manifestSha);
 });
 
 test('files over the byte limit are skipped unread', async () => {

@@ -1,0 +1,61 @@
+import { availableParallelism } from 'node:os';
+import { ChildPool, decodeWorkerCount, mapLimit } from '../core/index.js';
+import { checkImage, type ImageCheck, type ImageLimits } from './images.js';
+
+/** A check worker's job: files checked in order. */
+export interface CheckJob {
+  paths: string[];
+  limits: ImageLimits;
+}
+
+/** images checked at once in this process: decoding and hashing run on the libuv pool, so this keeps it busy */
+const CHECKS_IN_PROCESS = Math.max(4, availableParallelism());
+/** files per job: enough to amortise a message, few enough that the workers' shares stay even */
+const FILES_PER_JOB = 16;
+
+type CheckHeader = { ok: true; sha256: string; width: number; height: number; format: string; length: number } | { ok: false; reason: string };
+
+/** A job's answer: a JSON header's length (4 bytes), the header (one entry per file), then the good files' bytes in order. */
+export function encodeChecks(checks: ImageCheck[]): Buffer {
+  const header = Buffer.from(JSON.stringify(checks.map((c): CheckHeader => (c.ok ? { ok: true, sha256: c.sha256, width: c.width, height: c.height, format: c.format, length: c.bytes.length } : c))));
+  const length = Buffer.alloc(4);
+  length.writeUInt32LE(header.length);
+  return Buffer.concat([length, header, ...checks.flatMap((c) => (c.ok ? [c.bytes] : []))]);
+}
+
+function decodeChecks(answer: Buffer): ImageCheck[] {
+  const headerEnd = 4 + answer.readUInt32LE(0);
+  let offset = headerEnd;
+  return (JSON.parse(answer.subarray(4, headerEnd).toString()) as CheckHeader[]).map((h) => {
+    if (!h.ok) return h;
+    const bytes = answer.subarray(offset, offset + h.length);
+    offset += h.length;
+    return { ok: true, bytes, sha256: h.sha256, width: h.width, height: h.height, format: h.format };
+  });
+}
+
+/**
+ * Checks files (checkImage) with every core: in this process on its libuv pool, or for many
+ * images on a machine of many cores in check worker processes (decodeWorkerCount), which one
+ * process's decoding and event loop cannot keep up with. `onChecked` is called as each file's
+ * check ends, in no particular order; resolves when all have been.
+ */
+export async function checkImages(paths: string[], limits: ImageLimits, onChecked: (index: number, check: ImageCheck) => Promise<void>, signal?: AbortSignal): Promise<void> {
+  const workers = decodeWorkerCount(paths.length);
+  if (workers === 0) {
+    await mapLimit(paths, CHECKS_IN_PROCESS, (path, i) => checkImage(path, limits).then((c) => onChecked(i, c)), signal);
+    return;
+  }
+  const pool = await ChildPool.start<CheckJob>({ entry: new URL('./check-worker.js', import.meta.url), size: workers, name: 'check worker' });
+  try {
+    const jobs: number[] = [];
+    for (let start = 0; start < paths.length; start += FILES_PER_JOB) jobs.push(start);
+    // two jobs a worker: each has the next in hand when one ends
+    await mapLimit(jobs, 2 * workers, async (start) => {
+      const checks = decodeChecks(await pool.run({ paths: paths.slice(start, start + FILES_PER_JOB), limits }));
+      await Promise.all(checks.map((c, k) => onChecked(start + k, c)));
+    }, signal);
+  } finally {
+    await pool.close();
+  }
+}
