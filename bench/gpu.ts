@@ -26,7 +26,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { addBackbone } from '../src/backbones/index.js';
 import { mapLimit } from '../src/core/index.js';
-import { checkImage, DEFAULT_LIMITS, importDataset } from '../src/data/index.js';
+import { checkImage, checkImages, DEFAULT_LIMITS, importDataset } from '../src/data/index.js';
 import * as ort from 'onnxruntime-node';
 import { DecodePool, ENDPOINT_DEVICES, PRECISIONS, UINT8_INPUT, decodeRgb, sessionOptions, tuneSharp, withUint8Input, type Device, type Precision } from '../src/inference/index.js';
 import { toFloat16 } from '../src/onnx/index.js';
@@ -100,8 +100,9 @@ interface DecodeRun {
 
 /**
  * How decoding scales with cores on this machine, run in a child process with one libuv thread
- * per core: import's check and the extractor's decode in one process, then the extractor's
- * decode in DecodePools of 4, 8 and one process per core (each image decoded once per run).
+ * per core: import's check and the extractor's decode in one process, import's check in check
+ * worker processes (one per core), then the extractor's decode in DecodePools of 4, 8 and one
+ * process per core (each image decoded once per run).
  */
 async function decodePart(dir: string): Promise<DecodeRun[]> {
   tuneSharp();
@@ -115,6 +116,8 @@ async function decodePart(dir: string): Promise<DecodeRun[]> {
   const inFlight = 4 * cores;
   await measure('check', 0, () => mapLimit(files, inFlight, (f) => checkImage(f, DEFAULT_LIMITS)));
   await measure('decode', 0, () => mapLimit(files, inFlight, (f) => decodeRgb(f, SPEC)));
+  process.env.KENNEL_DECODE_WORKERS = String(cores);
+  await measure('check', cores, () => checkImages(files, DEFAULT_LIMITS, async () => {}));
   const batches: string[][] = [];
   for (let i = 0; i < files.length; i += 64) batches.push(files.slice(i, i + 64));
   for (const size of [...new Set([4, 8, cores])]) {

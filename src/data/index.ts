@@ -9,4 +9,5 @@ export { listDatasets, listVersions, parseDatasetRef, validateDatasetName, delet
 export { imbalanceWarning, isLeak } from './report.js';
 export { DEFAULT_SPLIT, validateSplit, type SplitFractions } from './split.js';
 export { checkImage, DEFAULT_LIMITS, type ImageCheck, type ImageLimits } from './images.js';
+export { checkImages } from './check-pool.js';
 

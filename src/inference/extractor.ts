@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
 import { decodeRgb, inputSize, normalizeInto, type CropView, type PreprocessSpec } from './preprocess.js';
-import { CancelledError } from '../core/index.js';
+import { CancelledError, decodeWorkerCount } from '../core/index.js';
 import { DecodePool } from './decode-pool.js';
 import { executionProviders, type Device } from './devices.js';
 import { loadProfile, profileKey, saveProfile, type Precision, type ResolvedPrecision } from './precision.js';
@@ -33,7 +32,7 @@ export interface FeatureExtractorOptions {
   bytesIn?: boolean;
   /** run the session in its own thread, batches queued to it and the batch size measured (default on a GPU) */
   threaded?: boolean;
-  /** processes decoding for a threaded extractor fed bytes (default: one per core); 0 decodes in this process */
+  /** processes decoding for a threaded extractor fed bytes (default: decodeWorkerCount, one per core on 8 cores or more); 0 decodes in this process */
   decodeWorkers?: number;
 }
 
@@ -74,7 +73,7 @@ export class FeatureExtractor {
     const extractor = new FeatureExtractor(session, opts.spec, opts.inputName, opts.outputName, opts.dim, feed);
     try {
       extractor.measuredBatch = await extractor.chooseBatchSize(profileKey(bytes, `${provider} ${session.precision}`));
-      const workers = feed.bytes ? (opts.decodeWorkers ?? availableParallelism()) : 0;
+      const workers = feed.bytes ? (opts.decodeWorkers ?? decodeWorkerCount(Infinity)) : 0;
       if (workers > 0) extractor.decoders = await DecodePool.start(workers);
       return extractor;
     } catch (e) {
