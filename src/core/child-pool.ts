@@ -31,6 +31,11 @@ export function decodeWorkerCount(items: number): number {
   return cores >= 8 && items >= 500 ? cores : 0;
 }
 
+/** A job's handler failed in its worker (unlike a worker that ended or a closed pool: the job itself is at fault). */
+export class ChildJobError extends Error {
+  override name = 'ChildJobError';
+}
+
 interface JobMessage<Job> {
   id: number;
   job: Job;
@@ -117,7 +122,7 @@ export class ChildPool<Job> {
       this.pending.delete(id);
       this.slots[i]!.load--;
       if (status === 0) p.resolve(payload);
-      else p.reject(new Error(payload.toString()));
+      else p.reject(new ChildJobError(payload.toString()));
     });
     (child.stream(3) as Readable).on('data', (chunk: Buffer) => reader.push(chunk));
     child.on('exit', ({ code, signal }) => {
@@ -141,7 +146,7 @@ export class ChildPool<Job> {
     return this.slots.map((s) => s.child.pid);
   }
 
-  /** Runs `job` on the least busy worker; resolves with the bytes its handler answered, rejects with its error. */
+  /** Runs `job` on the least busy worker; resolves with the bytes its handler answered, rejects with its error (ChildJobError). */
   run(job: Job): Promise<Buffer> {
     if (this.closed) return Promise.reject(new Error(`the ${this.opts.name} pool is closed`));
     let i = 0;

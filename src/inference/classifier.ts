@@ -1,5 +1,6 @@
-import { decodeClientImage, inputSize, normalizeInto, type ImageInput, type PreprocessSpec } from './preprocess.js';
-import { KennelError } from '../core/index.js';
+import { clientImageError, decodeClientImage, inputSize, normalizeInto, type ImageInput, type PreprocessSpec } from './preprocess.js';
+import { ChildJobError, KennelError } from '../core/index.js';
+import { DecodePool } from './decode-pool.js';
 import { assertDevice } from './device-probe.js';
 import type { ModelSession, SessionSettings } from './session.js';
 import { openSession, ThreadedSession } from './threaded.js';
@@ -35,6 +36,11 @@ export interface ClassifierOptions extends SessionSettings {
    * where it uploads a quarter of the bytes and leaves the host no per-pixel work
    */
   bytesIn?: boolean;
+  /**
+   * decode images in this many worker processes (DecodePool) rather than on this process's libuv
+   * pool: for a GPU, which classifies more images than one process decodes; default 0
+   */
+  decodeWorkers?: number;
 }
 
 /**
@@ -46,15 +52,22 @@ export class Classifier {
     private readonly session: ModelSession,
     readonly card: ModelSpec,
     private readonly feed: ModelFeed,
+    private readonly decoders: DecodePool | undefined,
   ) {}
 
   static async load(onnx: string | Uint8Array, card: ModelSpec, opts: ClassifierOptions = {}): Promise<Classifier> {
-    const { thread, bytesIn, ...settings } = opts;
+    const { thread, bytesIn, decodeWorkers, ...settings } = opts;
     await assertDevice(settings.device ?? 'cpu');
     const feed = ModelFeed.for(card.preprocess, settings.device, bytesIn);
     const { graph, inputName } = await feed.graph(onnx, card.inputName);
     const maxInputBytes = thread && feed.allocate(thread.maxBatch).byteLength;
-    return new Classifier(await openSession(graph, settings, { inputName, outputName: card.outputName }, maxInputBytes === undefined ? undefined : { maxInputBytes }), card, feed);
+    const session = await openSession(graph, settings, { inputName, outputName: card.outputName }, maxInputBytes === undefined ? undefined : { maxInputBytes });
+    try {
+      return new Classifier(session, card, feed, decodeWorkers ? await DecodePool.start(decodeWorkers) : undefined);
+    } catch (e) {
+      await session.release();
+      throw e;
+    }
   }
 
   /** Whether the model input is RGB bytes (normalised in the graph) rather than normalised floats. */
@@ -89,9 +102,18 @@ export class Classifier {
 
   /** Decodes one image into slot `index` of the model's input (normalised, or its RGB bytes); throws a KennelError for bad images. */
   async preprocess(image: ImageInput, into: ModelInput, index: number): Promise<void> {
-    const rgb = await decodeClientImage(image, this.card.preprocess);
+    const rgb = this.decoders ? await this.decodeInWorker(image) : await decodeClientImage(image, this.card.preprocess);
     if (into instanceof Uint8Array) into.set(rgb, index * rgb.length);
     else normalizeInto(rgb, this.card.preprocess, into, index);
+  }
+
+  private async decodeInWorker(image: ImageInput): Promise<Uint8Array> {
+    try {
+      return await this.decoders!.decode([{ image }], this.card.preprocess);
+    } catch (e) {
+      // the worker's sharp refused the image; a worker that ended is not the client's doing
+      throw e instanceof ChildJobError ? clientImageError(e) : e;
+    }
   }
 
   /** Probabilities for n preprocessed images. */
@@ -120,6 +142,7 @@ export class Classifier {
   }
 
   async close(): Promise<void> {
+    await this.decoders?.close();
     await this.session.release();
   }
 }

@@ -1,5 +1,5 @@
 import sharp from 'sharp';
-import { Errors } from '../core/index.js';
+import { Errors, type KennelError } from '../core/index.js';
 
 /**
  * How pixels become a model input. Stored with every backbone and every exported model, so
@@ -68,8 +68,13 @@ export async function decodeClientImage(input: ImageInput, spec: PreprocessSpec)
   try {
     return await decodeRgb(input, spec);
   } catch (e) {
-    throw Errors.BadImage(`The image could not be decoded: ${decodeFailure((e as Error).message)}.`, 'Send a JPEG, PNG, WebP, GIF, TIFF or AVIF image.');
+    throw clientImageError(e as Error);
   }
+}
+
+/** The client's error (BadImage) for sharp's refusal of their image, here or in a decode worker. */
+export function clientImageError(e: Error): KennelError {
+  return Errors.BadImage(`The image could not be decoded: ${decodeFailure(e.message)}.`, 'Send a JPEG, PNG, WebP, GIF, TIFF or AVIF image.');
 }
 
 /**

@@ -1,11 +1,11 @@
 /**
  * Replica process entry: one model version in its own ORT session, fed by a dynamic batcher.
  * Its configuration is the first IPC message. Requests arrive framed on a stream (fd 4, image
- * bytes as they are); answers and control messages go over IPC. Decoding runs on sharp's libuv
- * pool, concurrently with the running batch.
+ * bytes as they are); answers and control messages go over IPC. Decoding runs concurrently with
+ * the running batch: on sharp's libuv pool, or on a GPU in decode worker processes.
  */
 import { BatchedClassifier, Classifier, Explainer, FeatureTap, batchShapes, tuneSharp, type Explanation, type Prediction } from '../inference/index.js';
-import { Errors, KennelError, errorMessage } from '../core/index.js';
+import { Errors, KennelError, decodeWorkerCount, errorMessage } from '../core/index.js';
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { Socket } from 'node:net';
@@ -34,7 +34,10 @@ async function main(): Promise<void> {
   let stopping = false;
   // inference in its own thread: this one keeps reading requests, finishing decodes and sending
   // answers while a batch runs
-  const clf = await Classifier.load(config.onnxPath, config.card, { device: config.device, threads: config.threads, spinning: false, thread: { maxBatch: config.batching.maxBatch } });
+  // a GPU classifies more images than one process decodes: its replica decodes in worker
+  // processes, as many as its share of the cores
+  const decodeWorkers = config.device === 'cpu' ? 0 : Math.min(decodeWorkerCount(Infinity), config.threads);
+  const clf = await Classifier.load(config.onnxPath, config.card, { device: config.device, threads: config.threads, spinning: false, thread: { maxBatch: config.batching.maxBatch }, decodeWorkers });
   void clf.threadExited?.then((reason) => {
     if (stopping) return;
     process.stderr.write(`replica: the inference thread ended (${reason})\n`);

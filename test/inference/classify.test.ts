@@ -51,3 +51,28 @@ test('classify() answers each image in order, batched as endpoints batch: top-k 
     ws.close();
   }
 });
+
+test('a classifier with decode workers answers as one decoding in its own process, and a bad image is still the client error', async () => {
+  const home = tmpHome();
+  const ws = await workspaceWithModel(home);
+  try {
+    const mv = getModel(ws, 'mnet');
+    const onnx = await ws.artifacts.localPath(mv.onnxSha);
+    const images = [photo('aipnd-dogs/Beagle_01125.jpg'), path.join(sharedDir(), 'data/real-photos/udacity-samples/Brittany_02625.jpg')];
+    const here = await Classifier.load(onnx, mv.card, { threads: 1 });
+    const pooled = await Classifier.load(onnx, mv.card, { threads: 1, decodeWorkers: 2 });
+    try {
+      assert.deepEqual(await pooled.classify(images, 3), await here.classify(images, 3));
+      const refused = await pooled.classify([photo('aipnd-dogs/Beagle_01125.jpg').subarray(0, 3000)], 3).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      assert.ok(refused instanceof KennelError && refused.status === 422, String(refused));
+      assert.match(refused.message, /^The image could not be decoded: it is corrupt or truncated\.$/);
+    } finally {
+      await Promise.all([here.close(), pooled.close()]);
+    }
+  } finally {
+    ws.close();
+  }
+});
