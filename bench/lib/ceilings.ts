@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
+import { decodeWorkerCount } from '../../src/core/index.js';
 import { Classifier, batchShapes, decodeRgb, DynamicBatcher, inputShape, inputSize, normalizeInto, sessionOptions, type Device, type ModelInput, type PreprocessSpec } from '../../src/inference/index.js';
 import type { ModelCard } from '../../src/registry/index.js';
 import { GraphBuilder } from '../../src/onnx/index.js';
@@ -65,12 +66,14 @@ export async function extractionCeiling(modelPath: string, spec: PreprocessSpec,
 /**
  * The pipelined ceiling: the in-process pipeline a replica runs, without processes or HTTP: the
  * same Classifier settings (all cores, ORT threads that do not spin, inference in its own
- * thread), decoding on the libuv pool as images come, batches formed by the dynamic batcher as in
+ * thread), decoding as images come (on the libuv pool, or on a GPU in decode worker processes as
+ * a replica's share of the cores), batches formed by the dynamic batcher as in
  * an endpoint and padded to a few sizes on a GPU, `concurrency` images in flight, for `seconds`
  * after a warm-up.
  */
 export async function pipelineCeiling(onnxPath: string, card: ModelCard, files: string[], o: { seconds: number; concurrency: number; maxBatch: number; device: Device }): Promise<{ imagesPerSecond: number }> {
-  const clf = await Classifier.load(onnxPath, card, { device: o.device, spinning: false, thread: { maxBatch: o.maxBatch } });
+  const decodeWorkers = o.device === 'cpu' ? 0 : decodeWorkerCount(Infinity);
+  const clf = await Classifier.load(onnxPath, card, { device: o.device, spinning: false, thread: { maxBatch: o.maxBatch }, decodeWorkers });
   const images = files.map((f) => readFileSync(f));
   const size = inputSize(card.preprocess);
   const batchInput = clf.inputBuffer(o.maxBatch);
