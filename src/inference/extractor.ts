@@ -3,7 +3,7 @@ import { decodeRgb, inputSize, normalizeInto, type CropView, type PreprocessSpec
 import { CancelledError, decodeWorkerCount } from '../core/index.js';
 import { DecodePool } from './decode-pool.js';
 import { executionProviders, type Device } from './devices.js';
-import { loadProfile, profileKey, saveProfile, type Precision, type ResolvedPrecision } from './precision.js';
+import { graphDigest, loadProfile, profileKey, saveProfile, type Precision, type ResolvedPrecision } from './precision.js';
 import { Session } from './session.js';
 import { ThreadedSession } from './threaded.js';
 import { ModelFeed } from './uint8-input.js';
@@ -72,7 +72,7 @@ export class FeatureExtractor {
     const session = await ThreadedSession.create(bytes, settings, io, 0);
     const extractor = new FeatureExtractor(session, opts.spec, opts.inputName, opts.outputName, opts.dim, feed);
     try {
-      extractor.measuredBatch = await extractor.chooseBatchSize(profileKey(bytes, `${provider} ${session.precision}`));
+      extractor.measuredBatch = await extractor.chooseBatchSize(profileKey(session.digest ?? graphDigest(bytes), `${provider} ${session.precision}`));
       const workers = feed.bytes ? (opts.decodeWorkers ?? decodeWorkerCount(Infinity)) : 0;
       if (workers > 0) extractor.decoders = await DecodePool.start(workers);
       return extractor;

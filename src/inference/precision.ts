@@ -64,9 +64,14 @@ export function loadProfile(key: string): DeviceProfile | undefined {
   return readProfiles()[key];
 }
 
-/** A graph's profile key on this machine: its bytes, the provider and the host. */
-export function profileKey(graph: Uint8Array, provider: string): string {
-  return `${createHash('sha256').update(graph).digest('hex')} ${provider} ${hostname()}`;
+/** A graph's sha256 (hex): what its profiles are kept under. */
+export function graphDigest(graph: Uint8Array): string {
+  return createHash('sha256').update(graph).digest('hex');
+}
+
+/** A graph's profile key on this machine: its digest (graphDigest), the provider and the host. */
+export function profileKey(digest: string, provider: string): string {
+  return `${digest} ${provider} ${hostname()}`;
 }
 
 /** A batch of random input for a graph's first input, `batch` images. */
@@ -103,14 +108,14 @@ function relativeError(a: Float32Array, b: Float32Array): number {
 /**
  * Opens a session at the requested precision; for 'auto' on a GPU provider, measures fp32 against
  * fp16 on a random batch (once: the profile is kept on disk) and keeps the faster one whose
- * outputs agree. Returns the session (the winner of the measurement, not opened twice) and the
- * precision it runs.
+ * outputs agree. Returns the session (the winner of the measurement, not opened twice), the
+ * precision it runs and, where it was computed, the graph's digest (so that nobody hashes it again).
  */
 export async function openAtPrecision(
   model: string | Uint8Array,
   precision: Precision,
   options: ort.InferenceSession.SessionOptions,
-): Promise<{ session: ort.InferenceSession; precision: ResolvedPrecision; profile?: DeviceProfile }> {
+): Promise<{ session: ort.InferenceSession; precision: ResolvedPrecision; profile?: DeviceProfile; digest?: string }> {
   const provider = String(options.executionProviders?.[0] ?? 'cpu');
   // fp32 wanted: ORT opens the file itself, no copy of it is read here
   if (precision === 'fp32' || (precision === 'auto' && provider === 'cpu')) return { session: await (typeof model === 'string' ? ort.InferenceSession.create(model, options) : ort.InferenceSession.create(model, options)), precision: 'fp32' };
@@ -118,11 +123,11 @@ export async function openAtPrecision(
   const open = (bytes: Uint8Array) => ort.InferenceSession.create(bytes, options);
   if (precision === 'fp16') return { session: await open(toFloat16(graph)), precision };
   if (!isFloatGraph(graph)) return { session: await open(graph), precision: 'fp32' };
-  const key = profileKey(graph, provider);
+  const digest = graphDigest(graph);
+  const key = profileKey(digest, provider);
   const known = loadProfile(key);
-  if (known) return { session: await open(known.precision === 'fp16' ? toFloat16(graph) : graph), precision: known.precision, profile: known };
-
-  return measurePrecision(graph, options, key);
+  if (known) return { session: await open(known.precision === 'fp16' ? toFloat16(graph) : graph), precision: known.precision, profile: known, digest };
+  return { ...(await measurePrecision(graph, options, key)), digest };
 }
 
 /**

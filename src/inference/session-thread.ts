@@ -15,7 +15,7 @@ export interface SessionThreadConfig {
 export type ToSessionThread = { type: 'run'; id: number; shape: number[]; input: SharedArrayBuffer; bytes: boolean } | { type: 'run-own'; id: number; shape: number[]; input: Float32Array | Uint8Array } | { type: 'release' };
 
 export type FromSessionThread =
-  | { type: 'ready'; precision: ResolvedPrecision }
+  | { type: 'ready'; precision: ResolvedPrecision; digest?: string }
   | { type: 'fatal'; message: string }
   | { type: 'result'; id: number; data: Float32Array }
   | { type: 'failed'; id: number; message: string };
@@ -53,7 +53,7 @@ async function main(port: NonNullable<typeof parentPort>): Promise<void> {
       (e: unknown) => send({ type: 'failed', id: m.id, message: message(e) }),
     );
   });
-  send({ type: 'ready', precision: session.precision });
+  send({ type: 'ready', precision: session.precision, ...(session.digest ? { digest: session.digest } : {}) });
 }
 
 if (parentPort) void main(parentPort);

@@ -48,11 +48,13 @@ export class Session implements ModelSession {
     private readonly io: SessionIO,
     /** the arithmetic the session runs ('auto' resolved) */
     readonly precision: ResolvedPrecision,
+    /** the graph's sha256, where opening it computed one (graphDigest) */
+    readonly digest: string | undefined,
   ) {}
 
   static async create(model: string | Uint8Array, settings: SessionSettings, io: SessionIO): Promise<Session> {
     const opened = await openAtPrecision(model, settings.precision ?? 'auto', sessionOptions(settings));
-    return new Session(opened.session, { inputName: io.inputName, outputName: io.outputName }, opened.precision);
+    return new Session(opened.session, { inputName: io.inputName, outputName: io.outputName }, opened.precision, opened.digest);
   }
 
   /** The output comes back in memory of its own (a thread can transfer it). Bytes feed a graph made by withUint8Input. */

@@ -17,6 +17,8 @@ export class ThreadedSession implements ModelSession {
   private readonly shared: SharedArrayBuffer;
   /** the arithmetic the thread's session runs ('auto' resolved there) */
   precision: ResolvedPrecision = 'fp32';
+  /** the graph's sha256, where the thread computed one opening it (graphDigest) */
+  digest: string | undefined;
   /** resolves with the reason when the thread ends (after close(), or when it crashed) */
   readonly exited: Promise<string>;
 
@@ -57,6 +59,7 @@ export class ThreadedSession implements ModelSession {
       throw new Error(first.type === 'fatal' ? first.message : `unexpected ${first.type}`);
     }
     session.precision = first.precision;
+    session.digest = first.digest;
     return session;
   }
 
