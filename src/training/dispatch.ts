@@ -106,8 +106,11 @@ async function runTasks(ws: Workspace, tasks: Task<ExtractChunkInput>[], chunkTa
   // what the device resolves to here: --device auto without a GPU runs on the CPU, and so gets the CPU's pool
   await assertDevice(opts.device); // a missing GPU: one sentence now, not a native error from every worker
   const provider = executionProviders(opts.device)[0]!;
-  const engine = await createEngine({ instances: opts.instances ?? defaultInstances(tasks.length, provider), queue: opts.queue, home: ws.home, artifacts: ws.artifacts, taskModules: [TRAINING_TASKS()], device: provider });
-  const progress = new ExtractionProgress(chunkTasks, engine.concurrency, opts.progress);
+  // on a GPU two chunks run at once through the one extractor, so that its session has the next
+  // chunk's batches queued when one chunk's last batch runs (one at a time, its pipeline drains)
+  const engine = await createEngine({ instances: opts.instances ?? defaultInstances(tasks.length, provider), queue: opts.queue, home: ws.home, artifacts: ws.artifacts, taskModules: [TRAINING_TASKS()], device: provider, inlineConcurrency: provider === 'cpu' ? 1 : 2 });
+  // one bar a phase while tasks run one at a time, else one bar for all; an inline engine is one worker
+  const progress = new ExtractionProgress(chunkTasks, { tasksAtOnce: engine.concurrency, workers: engine.backend === 'inline' ? 1 : engine.concurrency }, opts.progress);
   const stats = new Map<string, WorkerThroughput>();
   try {
     await engine.start();
@@ -160,7 +163,7 @@ class ExtractionProgress {
 
   constructor(
     private readonly chunkTasks: Map<string, ChunkTask>,
-    private readonly concurrency: number,
+    private readonly engine: { tasksAtOnce: number; workers: number },
     private readonly sink?: ProgressSink,
   ) {
     for (const t of chunkTasks.values()) this.groupTotal.set(t.group, (this.groupTotal.get(t.group) ?? 0) + t.rows);
@@ -196,12 +199,13 @@ class ExtractionProgress {
   private report(): void {
     if (!this.sink) return;
     let e: ProgressEvent;
-    if (this.concurrency === 1) {
+    if (this.engine.tasksAtOnce === 1) {
       if (!this.last) return;
       e = { phase: this.last.phase, done: this.byGroup.get(this.last) ?? 0, total: this.groupTotal.get(this.last)!, detail: this.notice };
     } else {
       const seconds = (performance.now() - this.started) / 1000;
-      e = { phase: 'features', done: this.done, total: this.total, detail: this.notice ?? `${this.concurrency} workers, ${seconds > 0 ? Math.round(this.done / seconds) : 0} images/s` };
+      const rate = `${seconds > 0 ? Math.round(this.done / seconds) : 0} images/s`;
+      e = { phase: 'features', done: this.done, total: this.total, detail: this.notice ?? (this.engine.workers > 1 ? `${this.engine.workers} workers, ${rate}` : rate) };
     }
     // the same count twice (a task's last batch, then its result) would end a phase twice
     const id = `${e.phase} ${e.done} ${this.notice ?? ''}`;

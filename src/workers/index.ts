@@ -31,6 +31,8 @@ export interface EngineOptions {
   taskModules: string[];
   /** execution provider the tasks use, for `workers list` */
   device: string;
+  /** tasks one inline engine (one instance, no queue) runs at once; default 1 */
+  inlineConcurrency?: number;
 }
 
 /** The engine for a run: Redis when a queue is given, else local processes for more than one instance, else inline. */
@@ -40,7 +42,7 @@ export async function createEngine(o: EngineOptions): Promise<Engine> {
     return new RedisEngine({ url: o.queue, concurrency: o.instances });
   }
   if (o.instances > 1) return new LocalPool({ workers: o.instances, home: o.home, taskModules: o.taskModules, device: o.device });
-  return new InlineEngine({ home: o.home, artifacts: o.artifacts, threads: availableParallelism(), taskModules: o.taskModules });
+  return new InlineEngine({ home: o.home, artifacts: o.artifacts, threads: availableParallelism(), taskModules: o.taskModules, concurrency: o.inlineConcurrency });
 }
 
 /** Starts a `kennel worker` on a Redis queue; it runs until closed. */

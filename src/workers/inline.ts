@@ -5,16 +5,19 @@ import { TaskHost } from './host.js';
 import type { Task } from './task.js';
 
 /**
- * Runs tasks one after another in this process: the default for one instance, with no extra
- * process to start, so single-machine training costs nothing extra.
+ * Runs tasks in this process: the default for one instance, with no extra process to start, so
+ * single-machine training costs nothing extra. One task at a time by default; `concurrency` runs
+ * more at once, for a GPU whose pipeline would otherwise drain and refill between two tasks.
  */
 export class InlineEngine implements Engine {
   readonly backend = 'inline' as const;
-  readonly concurrency = 1;
+  readonly concurrency: number;
   private host?: TaskHost;
   private readonly id = `inline-${process.pid}`;
 
-  constructor(private readonly opts: { home: string; artifacts: ArtifactStore; threads: number; taskModules: string[]; attempts?: number }) {}
+  constructor(private readonly opts: { home: string; artifacts: ArtifactStore; threads: number; taskModules: string[]; attempts?: number; concurrency?: number }) {
+    this.concurrency = Math.max(1, opts.concurrency ?? 1);
+  }
 
   async start(): Promise<void> {
     this.host ??= await TaskHost.open(this.opts);
@@ -22,23 +25,48 @@ export class InlineEngine implements Engine {
 
   async *run(tasks: Task[], opts: RunOptions = {}): AsyncIterable<TaskDone> {
     await this.start();
+    type Settled = { done: TaskDone; error?: undefined } | { error: unknown };
+    const running = new Map<number, Promise<[number, Settled]>>();
+    let next = 0;
+    const launch = () => {
+      const i = next++;
+      running.set(
+        i,
+        this.attempt(tasks[i]!, opts).then(
+          (done): [number, Settled] => [i, { done }],
+          (error: unknown): [number, Settled] => [i, { error }],
+        ),
+      );
+    };
+    try {
+      while (next < tasks.length && running.size < this.concurrency) launch();
+      while (running.size > 0) {
+        const [i, settled] = await Promise.race(running.values());
+        running.delete(i);
+        if (settled.error !== undefined) throw settled.error;
+        if (next < tasks.length) launch();
+        yield (settled as { done: TaskDone }).done;
+      }
+    } finally {
+      // a failed task or a caller that stopped reading: the others end before the engine may close
+      await Promise.allSettled(running.values());
+    }
+  }
+
+  /** One task, retried up to the engine's attempts; PoisonedTaskError after the last. */
+  private async attempt(task: Task, opts: RunOptions): Promise<TaskDone> {
     const attempts = this.opts.attempts ?? DEFAULT_ATTEMPTS;
-    for (const task of tasks) {
-      for (let attempt = 1; ; attempt++) {
-        if (opts.signal?.aborted) throw new CancelledError();
-        opts.onEvent?.({ type: 'started', task, worker: this.id, pid: process.pid });
-        const started = performance.now();
-        let output: unknown;
-        try {
-          output = await this.host!.run(task, { signal: opts.signal, progress: (units) => opts.onEvent?.({ type: 'progress', task, worker: this.id, units }) });
-        } catch (e) {
-          if (e instanceof CancelledError || opts.signal?.aborted) throw e;
-          if (attempt >= attempts) throw new PoisonedTaskError(task, attempt, errorMessage(e));
-          opts.onEvent?.({ type: 'retrying', task, attempt: attempt + 1, reason: errorMessage(e) });
-          continue;
-        }
-        yield { task, output, worker: this.id, seconds: (performance.now() - started) / 1000, attempts: attempt };
-        break;
+    for (let attempt = 1; ; attempt++) {
+      if (opts.signal?.aborted) throw new CancelledError();
+      opts.onEvent?.({ type: 'started', task, worker: this.id, pid: process.pid });
+      const started = performance.now();
+      try {
+        const output = await this.host!.run(task, { signal: opts.signal, progress: (units) => opts.onEvent?.({ type: 'progress', task, worker: this.id, units }) });
+        return { task, output, worker: this.id, seconds: (performance.now() - started) / 1000, attempts: attempt };
+      } catch (e) {
+        if (e instanceof CancelledError || opts.signal?.aborted) throw e;
+        if (attempt >= attempts) throw new PoisonedTaskError(task, attempt, errorMessage(e));
+        opts.onEvent?.({ type: 'retrying', task, attempt: attempt + 1, reason: errorMessage(e) });
       }
     }
   }

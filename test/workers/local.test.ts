@@ -49,6 +49,9 @@ test('a worker killed with SIGKILL mid-task: the task is retried on another work
     const tasks = extractTasks(ds, backbone, [0, 1, 2, 3]);
     const reference = await collect(new InlineEngine({ home, artifacts: ws.artifacts, threads: 2, taskModules: [TRAINING_TASKS()] }), tasks);
     const shaOf = (ds: TaskDone[]) => Object.fromEntries(ds.map((d) => [d.task.id, (d.output as { artifactSha: string }).artifactSha]));
+    // an inline engine running two tasks at once (as on a GPU) through one extractor: the same bytes
+    const twoAtOnce = await collect(new InlineEngine({ home, artifacts: ws.artifacts, threads: 2, taskModules: [TRAINING_TASKS()], concurrency: 2 }), tasks);
+    assert.deepEqual(shaOf(twoAtOnce), shaOf(reference));
 
     const events: TaskEvent[] = [];
     let killed: number | undefined;
