@@ -34,3 +34,32 @@ test('an extractor fed RGB bytes (the GPU path: normalisation inside the graph) 
     ws.close();
   }
 });
+
+test("the GPU extraction pipeline (session in a thread, decode worker processes, two extractions at once) run on the CPU gives the in-process extractor's features", async () => {
+  const home = tmpHome();
+  process.env.KENNEL_DEVICE_PROFILES = path.join(home, 'device-profiles.json');
+  const ws = openWorkspace(home);
+  const backbone = await addBackbone(ws, mobilenetPath(), { name: 'mnet' });
+  const model = await ws.artifacts.localPath(backbone.extractorSha);
+  const { spec } = backbone;
+  const options = { spec: spec.preprocess, inputName: spec.inputName, outputName: spec.outputName, dim: spec.featureDim, bytesIn: true };
+  const plain = await FeatureExtractor.create(model, options);
+  const piped = await FeatureExtractor.create(model, { ...options, threaded: true, decodeWorkers: 2 });
+  const dir = path.join(sharedDir(), 'data/real-photos/udacity-samples');
+  const items = readdirSync(dir).slice(0, 6).map((f, i) => ({ path: path.join(dir, f), view: i === 1 ? { left: 0.1, top: 0, width: 0.8, height: 0.9, flip: true } : undefined }));
+  try {
+    assert.ok([16, 32, 64].includes(piped.batchSize!), `measured batch size ${piped.batchSize}`);
+    const a = await plain.extract(items);
+    const [first, second] = await Promise.all([piped.extract(items.slice(0, 3)), piped.extract(items.slice(3))]);
+    const b = new Float32Array([...first, ...second]);
+    assert.equal(b.length, a.length);
+    let worst = 0;
+    for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+    assert.ok(worst <= 1e-4 * Math.max(...Array.from(a, Math.abs)), `max difference ${worst}`);
+  } finally {
+    delete process.env.KENNEL_DEVICE_PROFILES;
+    await plain.close();
+    await piped.close();
+    ws.close();
+  }
+});
