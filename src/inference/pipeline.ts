@@ -1,8 +1,9 @@
 import { statSync } from 'node:fs';
-import { KennelError, type ProgressSink, Errors } from '../core/index.js';
+import { KennelError, type ProgressSink, Errors, decodeWorkerCount } from '../core/index.js';
 import type { Workspace } from '../store/index.js';
 import { BatchedClassifier } from './batched.js';
 import { Classifier, type ModelSpec, type Prediction } from './classifier.js';
+import { executionProviders } from './devices.js';
 import type { ImageInput } from './preprocess.js';
 import type { SessionSettings } from './session.js';
 
@@ -51,7 +52,9 @@ export async function classify(ws: Pick<Workspace, 'artifacts'>, model: ModelSou
 export async function classify(ws: Pick<Workspace, 'artifacts'>, model: ModelSource, images: readonly ImageInput[], opts?: ClassifyOptions): Promise<Classification[]>;
 export async function classify(ws: Pick<Workspace, 'artifacts'>, model: ModelSource, images: readonly ImageInput[], opts: ClassifyOptions & { onResult?: ClassifyStreamOptions['onResult'] } = {}): Promise<Classification[] | void> {
   const { topK = 5, batchSize = 16, window, signal, progress, onResult, ...settings } = opts;
-  const clf = await Classifier.load(await ws.artifacts.localPath(model.onnxSha), model.card, { ...settings, thread: { maxBatch: batchSize } });
+  // a GPU takes images faster than this process decodes them: many images decode in worker processes
+  const decodeWorkers = executionProviders(settings.device ?? 'cpu')[0] === 'cpu' ? 0 : decodeWorkerCount(images.length);
+  const clf = await Classifier.load(await ws.artifacts.localPath(model.onnxSha), model.card, { ...settings, thread: { maxBatch: batchSize }, decodeWorkers });
   const answers: Classification[] = [];
   try {
     const batched = new BatchedClassifier(clf, { maxBatch: batchSize, maxDelayMs: 2 });
