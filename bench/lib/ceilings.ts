@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
-import { decodeWorkerCount } from '../../src/core/index.js';
-import { Classifier, batchShapes, decodeRgb, DynamicBatcher, inputShape, inputSize, normalizeInto, sessionOptions, type Device, type ModelInput, type PreprocessSpec } from '../../src/inference/index.js';
+import { Classifier, batchShapes, decodeRgb, decodeWorkersFor, DynamicBatcher, inputShape, inputSize, normalizeInto, sessionOptions, type Device, type ModelInput, type PreprocessSpec } from '../../src/inference/index.js';
 import type { ModelCard } from '../../src/registry/index.js';
 import { GraphBuilder } from '../../src/onnx/index.js';
 import { repeatFor, timed } from './timing.js';
@@ -72,8 +71,7 @@ export async function extractionCeiling(modelPath: string, spec: PreprocessSpec,
  * after a warm-up.
  */
 export async function pipelineCeiling(onnxPath: string, card: ModelCard, files: string[], o: { seconds: number; concurrency: number; maxBatch: number; device: Device }): Promise<{ imagesPerSecond: number }> {
-  const decodeWorkers = o.device === 'cpu' ? 0 : decodeWorkerCount(Infinity);
-  const clf = await Classifier.load(onnxPath, card, { device: o.device, spinning: false, thread: { maxBatch: o.maxBatch }, decodeWorkers });
+  const clf = await Classifier.load(onnxPath, card, { device: o.device, spinning: false, thread: { maxBatch: o.maxBatch }, decodeWorkers: decodeWorkersFor(o.device) });
   const images = files.map((f) => readFileSync(f));
   const size = inputSize(card.preprocess);
   const batchInput = clf.inputBuffer(o.maxBatch);

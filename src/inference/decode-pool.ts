@@ -1,5 +1,16 @@
-import { ChildPool } from '../core/index.js';
+import { ChildPool, decodeWorkerCount } from '../core/index.js';
+import { executionProviders, type Device } from './devices.js';
 import { inputSize, type CropView, type ImageInput, type PreprocessSpec } from './preprocess.js';
+
+/**
+ * Decode worker processes for a classifier on `device`: none on the CPU (inference needs its
+ * cores, and decoding overlaps it there already), else decodeWorkerCount for `images` (default:
+ * many), at most `cores` (a replica's or a worker's share of the machine).
+ */
+export function decodeWorkersFor(device: Device, opts: { images?: number; cores?: number } = {}): number {
+  if (executionProviders(device)[0] === 'cpu') return 0;
+  return Math.min(decodeWorkerCount(opts.images ?? Infinity), opts.cores ?? Infinity);
+}
 
 /** An image to decode: its file or its bytes, and the augmentation crop (undefined: the centre crop). */
 export interface DecodeItem {

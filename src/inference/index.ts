@@ -10,7 +10,7 @@ export { sessionOptions } from './session.js';
 export { PRECISIONS, type Precision } from './precision.js';
 export { Classifier, type ModelInput, type Prediction } from './classifier.js';
 export { FeatureExtractor } from './extractor.js';
-export { DecodePool } from './decode-pool.js';
+export { DecodePool, decodeWorkersFor } from './decode-pool.js';
 export { withUint8Input, UINT8_INPUT } from './uint8-input.js';
 export { DynamicBatcher, batchShapes, type BatchingConfig } from './batcher.js';
 export { BatchedClassifier } from './batched.js';

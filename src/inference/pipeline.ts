@@ -1,9 +1,9 @@
 import { statSync } from 'node:fs';
-import { KennelError, type ProgressSink, Errors, decodeWorkerCount } from '../core/index.js';
+import { KennelError, type ProgressSink, Errors } from '../core/index.js';
 import type { Workspace } from '../store/index.js';
 import { BatchedClassifier } from './batched.js';
 import { Classifier, type ModelSpec, type Prediction } from './classifier.js';
-import { executionProviders } from './devices.js';
+import { decodeWorkersFor } from './decode-pool.js';
 import type { ImageInput } from './preprocess.js';
 import type { SessionSettings } from './session.js';
 
@@ -53,7 +53,7 @@ export async function classify(ws: Pick<Workspace, 'artifacts'>, model: ModelSou
 export async function classify(ws: Pick<Workspace, 'artifacts'>, model: ModelSource, images: readonly ImageInput[], opts: ClassifyOptions & { onResult?: ClassifyStreamOptions['onResult'] } = {}): Promise<Classification[] | void> {
   const { topK = 5, batchSize = 16, window, signal, progress, onResult, ...settings } = opts;
   // a GPU takes images faster than this process decodes them: many images decode in worker processes
-  const decodeWorkers = executionProviders(settings.device ?? 'cpu')[0] === 'cpu' ? 0 : decodeWorkerCount(images.length);
+  const decodeWorkers = decodeWorkersFor(settings.device ?? 'cpu', { images: images.length });
   const clf = await Classifier.load(await ws.artifacts.localPath(model.onnxSha), model.card, { ...settings, thread: { maxBatch: batchSize }, decodeWorkers });
   const answers: Classification[] = [];
   try {

@@ -4,8 +4,8 @@
  * bytes as they are); answers and control messages go over IPC. Decoding runs concurrently with
  * the running batch: on sharp's libuv pool, or on a GPU in decode worker processes.
  */
-import { BatchedClassifier, Classifier, Explainer, FeatureTap, batchShapes, tuneSharp, type Explanation, type Prediction } from '../inference/index.js';
-import { Errors, KennelError, decodeWorkerCount, errorMessage } from '../core/index.js';
+import { BatchedClassifier, Classifier, Explainer, FeatureTap, batchShapes, decodeWorkersFor, tuneSharp, type Explanation, type Prediction } from '../inference/index.js';
+import { Errors, KennelError, errorMessage } from '../core/index.js';
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { Socket } from 'node:net';
@@ -36,7 +36,7 @@ async function main(): Promise<void> {
   // answers while a batch runs
   // a GPU classifies more images than one process decodes: its replica decodes in worker
   // processes, as many as its share of the cores
-  const decodeWorkers = config.device === 'cpu' ? 0 : Math.min(decodeWorkerCount(Infinity), config.threads);
+  const decodeWorkers = decodeWorkersFor(config.device, { cores: config.threads });
   const clf = await Classifier.load(config.onnxPath, config.card, { device: config.device, threads: config.threads, spinning: false, thread: { maxBatch: config.batching.maxBatch }, decodeWorkers });
   void clf.threadExited?.then((reason) => {
     if (stopping) return;

@@ -1,7 +1,7 @@
 import { statSync } from 'node:fs';
 import { z } from 'zod';
-import { CancelledError, Errors, decodeWorkerCount } from '../core/index.js';
-import { BatchedClassifier, Classifier, classifyBatched, DEVICES, executionProviders, tuneSharp, type PreprocessSpec } from '../inference/index.js';
+import { CancelledError, Errors } from '../core/index.js';
+import { BatchedClassifier, Classifier, classifyBatched, DEVICES, decodeWorkersFor, tuneSharp, type PreprocessSpec } from '../inference/index.js';
 import { fetchImage } from '../net/index.js';
 import { defineTask, requireArtifacts, runnableModule, type TaskType } from '../workers/index.js';
 import { filePrediction } from './results.js';
@@ -58,7 +58,7 @@ export const transformShardTask: TaskType<ShardInput, ShardOutput> = defineTask(
       async () => {
         const card = { labels: m.labels, preprocess: m.preprocess, inputName: m.inputName, outputName: m.outputName };
         // on a GPU, decode worker processes (as many as this worker's share of the cores), as a GPU replica has
-        const decodeWorkers = executionProviders(input.device)[0] === 'cpu' ? 0 : Math.min(decodeWorkerCount(Infinity), ctx.threads);
+        const decodeWorkers = decodeWorkersFor(input.device, { cores: ctx.threads });
         const clf = await Classifier.load(await ctx.artifacts.localPath(m.sha), card, { device: input.device, threads: ctx.threads, thread: { maxBatch: SHARD_BATCH }, decodeWorkers });
         return new BatchedClassifier(clf, { maxBatch: SHARD_BATCH, maxDelayMs: 2 });
       },
