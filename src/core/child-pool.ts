@@ -13,10 +13,9 @@ import { availableParallelism } from 'node:os';
 import type { Readable } from 'node:stream';
 import { Socket } from 'node:net';
 import { Child } from './child.js';
-import { ChunkQueue } from './chunks.js';
 
 /** A frame on a worker's pipe: job id, status (0: the answer's bytes follow; 1: an error message follows), payload length, then the payload. */
-const FRAME_HEADER = 12;
+export const FRAME_HEADER = 12;
 
 /**
  * Worker processes for a pool of `items` images: KENNEL_DECODE_WORKERS when set (0: none, this
@@ -51,21 +50,55 @@ export interface ChildPoolOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-/** Reads a worker's frames as they arrive, in whatever chunks the pipe gives. */
-class FrameReader {
-  private readonly queue = new ChunkQueue();
+/**
+ * Reads a worker's frames as they arrive, in whatever chunks the pipe gives, copying each
+ * payload once: into the buffer its job named (`target`), else into one of its own (a payload
+ * that arrived within one chunk is not copied at all).
+ */
+export class FrameReader {
+  private readonly head = Buffer.alloc(FRAME_HEADER);
+  private headBytes = 0;
+  private frame: { id: number; status: number; payload: Uint8Array; filled: number } | undefined;
 
-  constructor(private readonly onFrame: (id: number, status: number, payload: Buffer) => void) {}
+  constructor(
+    private readonly target: (id: number, status: number, length: number) => Uint8Array | undefined,
+    private readonly onFrame: (id: number, status: number, payload: Uint8Array) => void,
+  ) {}
 
   push(chunk: Buffer): void {
-    const q = this.queue;
-    q.push(chunk);
-    while (q.size >= FRAME_HEADER) {
-      const length = q.peek(FRAME_HEADER).readUInt32LE(8);
-      if (q.size < FRAME_HEADER + length) return;
-      const frame = q.take(FRAME_HEADER + length);
-      this.onFrame(frame.readUInt32LE(0), frame.readUInt32LE(4), frame.subarray(FRAME_HEADER));
+    let at = 0;
+    while (at < chunk.length) {
+      const f = this.frame;
+      if (!f) {
+        const n = Math.min(FRAME_HEADER - this.headBytes, chunk.length - at);
+        chunk.copy(this.head, this.headBytes, at, at + n);
+        this.headBytes += n;
+        at += n;
+        if (this.headBytes < FRAME_HEADER) return;
+        this.headBytes = 0;
+        const [id, status, length] = [this.head.readUInt32LE(0), this.head.readUInt32LE(4), this.head.readUInt32LE(8)];
+        const into = this.target(id, status, length);
+        if (!into && chunk.length - at >= length) {
+          this.onFrame(id, status, chunk.subarray(at, at + length));
+          at += length;
+          continue;
+        }
+        this.frame = { id, status, payload: into ?? Buffer.allocUnsafe(length), filled: 0 };
+        if (length === 0) this.finish();
+        continue;
+      }
+      const n = Math.min(f.payload.length - f.filled, chunk.length - at);
+      f.payload.set(chunk.subarray(at, at + n), f.filled);
+      f.filled += n;
+      at += n;
+      if (f.filled === f.payload.length) this.finish();
     }
+  }
+
+  private finish(): void {
+    const f = this.frame!;
+    this.frame = undefined;
+    this.onFrame(f.id, f.status, f.payload);
   }
 }
 
@@ -79,7 +112,7 @@ interface Slot {
 
 export class ChildPool<Job> {
   private nextId = 1;
-  private readonly pending = new Map<number, { slot: number; resolve(bytes: Buffer): void; reject(e: Error): void }>();
+  private readonly pending = new Map<number, { slot: number; into?: Uint8Array; resolve(bytes: Uint8Array): void; reject(e: Error): void }>();
   private readonly slots: Slot[] = [];
   private closed = false;
 
@@ -116,14 +149,21 @@ export class ChildPool<Job> {
     let wasReady = false;
     ready.then(() => (wasReady = true), () => {});
     this.slots[i] = { child, ready, load: 0 };
-    const reader = new FrameReader((id, status, payload) => {
-      const p = this.pending.get(id);
-      if (!p) return;
-      this.pending.delete(id);
-      this.slots[i]!.load--;
-      if (status === 0) p.resolve(payload);
-      else p.reject(new ChildJobError(payload.toString()));
-    });
+    const reader = new FrameReader(
+      (id, status, length) => {
+        const into = this.pending.get(id)?.into;
+        return status === 0 && into?.length === length ? into : undefined;
+      },
+      (id, status, payload) => {
+        const p = this.pending.get(id);
+        if (!p) return;
+        this.pending.delete(id);
+        this.slots[i]!.load--;
+        if (status !== 0) p.reject(new ChildJobError(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString()));
+        else if (p.into && payload !== p.into) p.reject(new Error(`a ${this.opts.name} answered ${payload.length} bytes where ${p.into.length} were expected`));
+        else p.resolve(payload);
+      },
+    );
     (child.stream(3) as Readable).on('data', (chunk: Buffer) => reader.push(chunk));
     child.on('exit', ({ code, signal }) => {
       const why = new Error(`a ${this.opts.name} ended (${signal ?? `exit code ${code}`})`);
@@ -146,8 +186,12 @@ export class ChildPool<Job> {
     return this.slots.map((s) => s.child.pid);
   }
 
-  /** Runs `job` on the least busy worker; resolves with the bytes its handler answered, rejects with its error (ChildJobError). */
-  run(job: Job): Promise<Buffer> {
+  /**
+   * Runs `job` on the least busy worker; resolves with the bytes its handler answered, rejects
+   * with its error (ChildJobError). With `into`, the answer must be exactly its size and is
+   * written there as it arrives (no copy of its own), and `into` is what resolves.
+   */
+  run(job: Job, into?: Uint8Array): Promise<Uint8Array> {
     if (this.closed) return Promise.reject(new Error(`the ${this.opts.name} pool is closed`));
     let i = 0;
     for (let j = 1; j < this.slots.length; j++) if (this.slots[j]!.load < this.slots[i]!.load) i = j;
@@ -155,7 +199,7 @@ export class ChildPool<Job> {
     slot.load++;
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { slot: i, resolve, reject });
+      this.pending.set(id, { slot: i, into, resolve, reject });
       slot.ready.then(
         () => {
           if (this.pending.has(id) && !slot.child.send({ id, job })) {

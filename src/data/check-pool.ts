@@ -23,7 +23,8 @@ export function encodeChecks(checks: ImageCheck[]): Buffer {
   return Buffer.concat([length, header, ...checks.flatMap((c) => (c.ok ? [c.bytes] : []))]);
 }
 
-function decodeChecks(answer: Buffer): ImageCheck[] {
+function decodeChecks(bytes: Uint8Array): ImageCheck[] {
+  const answer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerEnd = 4 + answer.readUInt32LE(0);
   let offset = headerEnd;
   return (JSON.parse(answer.subarray(4, headerEnd).toString()) as CheckHeader[]).map((h) => {

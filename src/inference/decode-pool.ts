@@ -48,13 +48,14 @@ export class DecodePool {
 
   /** RGB bytes of `items`, `size`x`size`x3 each, in order (the workers each decode a contiguous share). */
   async decode(items: DecodeItem[], spec: PreprocessSpec): Promise<Uint8Array> {
-    if (items.length === 1) return this.pool.run({ items, spec });
     const per = inputSize(spec);
     const out = new Uint8Array(items.length * per);
     const share = Math.ceil(items.length / this.pool.size);
-    const parts: Array<Promise<void>> = [];
+    const parts: Array<Promise<unknown>> = [];
+    // each share's bytes are written into its place in `out` as they arrive
     for (let start = 0; start < items.length; start += share) {
-      parts.push(this.pool.run({ items: items.slice(start, start + share), spec }).then((bytes) => out.set(bytes, start * per)));
+      const slice = items.slice(start, start + share);
+      parts.push(this.pool.run({ items: slice, spec }, out.subarray(start * per, (start + slice.length) * per)));
     }
     await Promise.all(parts);
     return out;
