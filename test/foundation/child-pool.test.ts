@@ -46,3 +46,13 @@ test('a ChildPool answers jobs from its least busy workers, into a buffer when n
   }
   await assert.rejects(pool.run({ size: 1, fill: 0 }), /pool is closed/);
 });
+
+test("a ChildPool's workers run 10 nice values below the pool's process", async () => {
+  const { getPriority } = await import('node:os');
+  const pool = await ChildPool.start<{ size: number; fill: number }>({ entry: new URL('./fixtures/pool-worker.js', import.meta.url), size: 1, name: 'test worker' });
+  try {
+    assert.equal(getPriority(pool.pids[0]!), Math.min(19, getPriority() + 10));
+  } finally {
+    await pool.close();
+  }
+});
