@@ -15,6 +15,8 @@
  * - serving: bench:serve --quick on the same device with the ResNet50 architecture
  * - the raw session: float32 NCHW input (normalised on the host) against uint8 NHWC (normalised
  *   in the graph), fp32 against fp16, at batch 16, 32 and 64
+ * - decoding: import's check and the model's input in one process against worker processes, and
+ *   a GPU extractor's session alone against the same while its decode workers run (`--only decode`)
  * - fp16 against fp32 on the shared images (bench/lib/fp16.ts): top-1 agreement of the 1,000-way
  *   outputs of the ResNet50 architecture and of a pretrained MobileNetV2, and the largest
  *   difference of a probability; `--only fp16` runs this part alone
@@ -28,7 +30,7 @@ import { addBackbone } from '../src/backbones/index.js';
 import { mapLimit } from '../src/core/index.js';
 import { checkImage, checkImages, DEFAULT_LIMITS, importDataset } from '../src/data/index.js';
 import * as ort from 'onnxruntime-node';
-import { DecodePool, ENDPOINT_DEVICES, PRECISIONS, UINT8_INPUT, decodeRgb, sessionOptions, tuneSharp, withUint8Input, type Device, type Precision } from '../src/inference/index.js';
+import { DecodePool, ENDPOINT_DEVICES, FeatureExtractor, PRECISIONS, UINT8_INPUT, decodeRgb, inputSize, sessionOptions, tuneSharp, withUint8Input, type Device, type Precision } from '../src/inference/index.js';
 import { toFloat16 } from '../src/onnx/index.js';
 import { openWorkspace } from '../src/store/index.js';
 import { train } from '../src/training/index.js';
@@ -131,6 +133,42 @@ async function decodePart(dir: string): Promise<DecodeRun[]> {
   return runs;
 }
 
+/**
+ * Whether decoding slows the GPU's feeding: a GPU extractor (ResNet50 architecture, its session in
+ * a thread, its decode workers) runs random batches for 3 s alone, then 3 s while its decode
+ * workers decode the set without pause.
+ */
+async function sessionUnderDecoding(dir: string, device: Device): Promise<{ batch: number; alone: number; whileDecoding: number; decodedMeanwhile: number }> {
+  const model = join(mkdtempSync(join(tmpdir(), 'kennel-bench-gpu-')), 'resnet50.onnx');
+  writeFileSync(model, buildResnet({ depth: 50 }));
+  const extractor = await FeatureExtractor.create(model, { spec: SPEC, inputName: 'input', outputName: 'output', dim: 1000, device, bytesIn: true, threaded: true });
+  const files = listSources([dir]).map((path) => ({ path }));
+  const batch = extractor.batchSize ?? 32;
+  const input = new Uint8Array(batch * inputSize(SPEC)).map((_, i) => (i * 2654435761) >>> 24);
+  const rate = async (seconds: number) => {
+    let images = 0;
+    const t = performance.now();
+    while (performance.now() - t < seconds * 1000) images += (await extractor.infer(input.slice(), batch)).length / 1000;
+    return images / ((performance.now() - t) / 1000);
+  };
+  try {
+    await rate(1);
+    const alone = await rate(3);
+    let decoding = true;
+    let decoded = 0;
+    const t = performance.now();
+    const loops = Array.from({ length: 4 }, async (_, k) => {
+      for (let i = k * batch; decoding; i = (i + 4 * batch) % files.length) decoded += (await extractor.decodeBatch(files.slice(i, i + batch))).length / inputSize(SPEC);
+    });
+    const whileDecoding = await rate(3);
+    decoding = false;
+    await Promise.all(loops);
+    return { batch, alone, whileDecoding, decodedMeanwhile: decoded / ((performance.now() - t) / 1000) };
+  } finally {
+    await extractor.close();
+  }
+}
+
 const self = fileURLToPath(import.meta.url);
 const cores = availableParallelism();
 // the ResNet50 graph's input: 224 x 224, NCHW, ImageNet normalisation
@@ -140,7 +178,8 @@ if (process.argv[2] === '--kennel-part') {
   process.exit(0);
 }
 if (process.argv[2] === '--decode-part') {
-  process.stdout.write(JSON.stringify({ runs: await decodePart(process.argv[3]!) }) + '\n');
+  const runs = await decodePart(process.argv[3]!);
+  process.stdout.write(JSON.stringify({ runs, session: await sessionUnderDecoding(process.argv[3]!, process.argv[4] as Device) }) + '\n');
   process.exit(0);
 }
 
@@ -174,13 +213,18 @@ const runChild = (cmd: string, argv: string[], env: Record<string, string> = {})
 
 const part = (name: string) => args.options.only === 'all' || args.options.only === name;
 let decode: DecodeRun[] = [];
+let sessionLoad: Awaited<ReturnType<typeof sessionUnderDecoding>> | undefined;
 if (part('decode')) {
   log(`decoding ${set.images} images: in one process (a libuv thread per core), then in decode worker processes`);
-  decode = (runChild(process.execPath, [...process.execArgv, self, '--decode-part', set.dir], { UV_THREADPOOL_SIZE: String(cores) }) as { runs: DecodeRun[] }).runs;
-  for (const d of decode) log(`  ${d.work}, ${d.processes ? `${d.processes} decode processes` : 'in process'}: ${d.imagesPerSecond.toFixed(0)} images/s (main thread busy ${(d.mainThreadBusy * 100).toFixed(0)}%)`);
+  const measured = runChild(process.execPath, [...process.execArgv, self, '--decode-part', set.dir, device], { UV_THREADPOOL_SIZE: String(cores) }) as { runs: DecodeRun[]; session: typeof sessionLoad };
+  decode = measured.runs;
+  sessionLoad = measured.session;
+  for (const d of decode) log(`  ${d.work}, ${d.processes ? `${d.processes} worker processes` : 'in process'}: ${d.imagesPerSecond.toFixed(0)} images/s (main thread busy ${(d.mainThreadBusy * 100).toFixed(0)}%)`);
+  const l = sessionLoad!;
+  log(`  a GPU extractor's session at batch ${l.batch}: ${l.alone.toFixed(0)} images/s alone, ${l.whileDecoding.toFixed(0)} while its decode workers decode ${l.decodedMeanwhile.toFixed(0)} images/s`);
 }
 if (args.options.only === 'decode') {
-  if (args.json) process.stdout.write(JSON.stringify({ bench: 'gpu', only: 'decode', date: date.toISOString(), machine, images: set.images, decode }, null, 2) + '\n');
+  if (args.json) process.stdout.write(JSON.stringify({ bench: 'gpu', only: 'decode', date: date.toISOString(), machine, images: set.images, decode, sessionLoad }, null, 2) + '\n');
   process.exit(0);
 }
 
@@ -267,6 +311,7 @@ const results = {
   machine,
   images: set.images,
   decode,
+  sessionLoad,
   kennel,
   torch,
   serve,
