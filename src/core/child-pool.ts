@@ -40,6 +40,11 @@ export class ChildJobError extends Error {
   override name = 'ChildJobError';
 }
 
+/** A job's worker ended before answering it (crashed, killed): the job may be sound, or what killed it. */
+export class ChildGoneError extends Error {
+  override name = 'ChildGoneError';
+}
+
 interface JobMessage<Job> {
   id: number;
   job: Job;
@@ -176,7 +181,7 @@ export class ChildPool<Job> {
     );
     (child.stream(3) as Readable).on('data', (chunk: Buffer) => reader.push(chunk));
     child.on('exit', ({ code, signal }) => {
-      const why = new Error(`a ${this.opts.name} ended (${signal ?? `exit code ${code}`})`);
+      const why = new ChildGoneError(`a ${this.opts.name} ended (${signal ?? `exit code ${code}`})`);
       for (const [id, p] of this.pending) {
         if (p.slot !== i) continue;
         this.pending.delete(id);
@@ -198,7 +203,7 @@ export class ChildPool<Job> {
 
   /**
    * Runs `job` on the least busy worker; resolves with the bytes its handler answered, rejects
-   * with its error (ChildJobError). With `into`, the answer must be exactly its size and is
+   * with its error (ChildJobError), or ChildGoneError when its worker ended first. With `into`, the answer must be exactly its size and is
    * written there as it arrives (no copy of its own), and `into` is what resolves.
    */
   run(job: Job, into?: Uint8Array): Promise<Uint8Array> {

@@ -10,7 +10,7 @@ export { ChunkQueue } from './chunks.js';
 export type { ProgressEvent, ProgressSink } from './progress.js';
 export { silent } from './progress.js';
 export { Child, ChildStartError, TypedEmitter, runnableEntry, type ChildOptions } from './child.js';
-export { ChildJobError, ChildPool, decodeWorkerCount, serveJobs, type ChildPoolOptions } from './child-pool.js';
+export { ChildGoneError, ChildJobError, ChildPool, decodeWorkerCount, serveJobs, type ChildPoolOptions } from './child-pool.js';
 export { printable, utf8Name, escapeBytes } from './text.js';
 export { fromSystemError } from './system-errors.js';
 export { isAlive, kennelVersion } from './process.js';

@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { ChildPool, decodeWorkerCount, mapLimit } from '../core/index.js';
+import { ChildGoneError, ChildPool, decodeWorkerCount, mapLimit } from '../core/index.js';
 import { checkImage, type ImageCheck, type ImageLimits } from './images.js';
 
 /** A check worker's job: files checked in order. */
@@ -52,11 +52,32 @@ export async function checkImages(paths: string[], limits: ImageLimits, onChecke
     const jobs: number[] = [];
     for (let start = 0; start < paths.length; start += FILES_PER_JOB) jobs.push(start);
     // two jobs a worker: each has the next in hand when one ends
+    const run = async (files: string[]) => decodeChecks(await pool.run({ paths: files, limits }));
     await mapLimit(jobs, 2 * workers, async (start) => {
-      const checks = decodeChecks(await pool.run({ paths: paths.slice(start, start + FILES_PER_JOB), limits }));
+      const checks = await checkOrIsolate(run, paths.slice(start, start + FILES_PER_JOB));
       await Promise.all(checks.map((c, k) => onChecked(start + k, c)));
     }, signal);
   } finally {
     await pool.close();
+  }
+}
+
+/** The reason given for a file that a check worker died on, alone. */
+export const CRASHED_DECODER = 'the image decoder crashed on it';
+
+/**
+ * Checks `files` with `run` (one worker job). A job whose worker died is run again file by file,
+ * so that only a file that kills a worker on its own is refused (CRASHED_DECODER), and the others
+ * are checked: a hostile file costs one worker, not the import.
+ */
+export async function checkOrIsolate(run: (files: string[]) => Promise<ImageCheck[]>, files: string[]): Promise<ImageCheck[]> {
+  try {
+    return await run(files);
+  } catch (e) {
+    if (!(e instanceof ChildGoneError)) throw e;
+    if (files.length === 1) return [{ ok: false, reason: CRASHED_DECODER }];
+    const checks: ImageCheck[] = [];
+    for (const file of files) checks.push(...(await checkOrIsolate(run, [file])));
+    return checks;
   }
 }

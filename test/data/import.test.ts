@@ -264,3 +264,19 @@ test('a cancelled import throws CancelledError and records no version', async ()
     ws.close();
   }
 });
+
+test('a file that kills a check worker is refused alone; the others of its job are checked again', async () => {
+  const { checkOrIsolate, CRASHED_DECODER } = await import('../../src/data/check-pool.ts');
+  const { ChildGoneError } = await import('../../src/core/index.ts');
+  const jobs: string[][] = [];
+  const run = async (files: string[]) => {
+    jobs.push(files);
+    if (files.includes('poison.jpg')) throw new ChildGoneError('a check worker ended (SIGSEGV)');
+    return files.map((f) => ({ ok: true as const, bytes: Buffer.from(f), sha256: f, width: 1, height: 1, format: 'jpeg' }));
+  };
+  const checks = await checkOrIsolate(run, ['a.jpg', 'poison.jpg', 'b.jpg']);
+  assert.deepEqual(checks.map((c) => (c.ok ? c.sha256 : c.reason)), ['a.jpg', CRASHED_DECODER, 'b.jpg']);
+  assert.deepEqual(jobs, [['a.jpg', 'poison.jpg', 'b.jpg'], ['a.jpg'], ['poison.jpg'], ['b.jpg']]);
+  // any other failure (an unreadable folder, a closed pool) is the import's error, as in one process
+  await assert.rejects(checkOrIsolate(async () => Promise.reject(new Error('EACCES')), ['a.jpg']), /EACCES/);
+});
