@@ -1,5 +1,5 @@
 import { clientImageError, decodeClientImage, inputSize, normalizeInto, type ImageInput, type PreprocessSpec } from './preprocess.js';
-import { ChildJobError, KennelError } from '../core/index.js';
+import { ChildGoneError, ChildJobError, KennelError } from '../core/index.js';
 import { DecodePool } from './decode-pool.js';
 import { assertDevice } from './device-probe.js';
 import type { ModelSession, SessionSettings } from './session.js';
@@ -111,8 +111,9 @@ export class Classifier {
     try {
       return await this.decoders!.decode([{ image }], this.card.preprocess);
     } catch (e) {
-      // the worker's sharp refused the image; a worker that ended is not the client's doing
-      throw e instanceof ChildJobError ? clientImageError(e) : e;
+      // the worker's sharp refused the image, or the image killed its worker (which is replaced):
+      // either is the client's 422; a closed pool (a replica stopping) is not
+      throw e instanceof ChildJobError || e instanceof ChildGoneError ? clientImageError(e) : e;
     }
   }
 
