@@ -106,6 +106,17 @@ function relativeError(a: Float32Array, b: Float32Array): number {
 }
 
 /**
+ * ORT's intra-op threads for a session. A float graph runs whole on a GPU, where the CPU does
+ * only shape arithmetic: a pool of threads for it would wait on the cores the decoders hold at
+ * every small op, so it gets one (as ONNX Runtime's maintainers advise for GPU providers:
+ * microsoft/onnxruntime#10081, #20494). A quantized graph's ops fall back to the CPU and keep
+ * their threads, as does everything on the CPU.
+ */
+export function intraOpThreads(provider: string, floatGraph: boolean, threads: number | undefined): number | undefined {
+  return provider !== 'cpu' && floatGraph ? 1 : threads;
+}
+
+/**
  * Opens a session at the requested precision; for 'auto' on a GPU provider, measures fp32 against
  * fp16 on a random batch (once: the profile is kept on disk) and keeps the faster one whose
  * outputs agree. Returns the session (the winner of the measurement, not opened twice), the
@@ -117,17 +128,19 @@ export async function openAtPrecision(
   options: ort.InferenceSession.SessionOptions,
 ): Promise<{ session: ort.InferenceSession; precision: ResolvedPrecision; profile?: DeviceProfile; digest?: string }> {
   const provider = String(options.executionProviders?.[0] ?? 'cpu');
-  // fp32 wanted: ORT opens the file itself, no copy of it is read here
-  if (precision === 'fp32' || (precision === 'auto' && provider === 'cpu')) return { session: await (typeof model === 'string' ? ort.InferenceSession.create(model, options) : ort.InferenceSession.create(model, options)), precision: 'fp32' };
+  // fp32 on the CPU: ORT opens the file itself, no copy of it is read here
+  if (provider === 'cpu' && precision !== 'fp16') return { session: await (typeof model === 'string' ? ort.InferenceSession.create(model, options) : ort.InferenceSession.create(model, options)), precision: 'fp32' };
   const graph = typeof model === 'string' ? await readFile(model) : model;
-  const open = (bytes: Uint8Array) => ort.InferenceSession.create(bytes, options);
+  const floatGraph = isFloatGraph(graph);
+  const opts = { ...options, intraOpNumThreads: intraOpThreads(provider, floatGraph, options.intraOpNumThreads) };
+  const open = (bytes: Uint8Array) => ort.InferenceSession.create(bytes, opts);
   if (precision === 'fp16') return { session: await open(toFloat16(graph)), precision };
-  if (!isFloatGraph(graph)) return { session: await open(graph), precision: 'fp32' };
+  if (precision === 'fp32' || !floatGraph) return { session: await open(graph), precision: 'fp32' };
   const digest = graphDigest(graph);
   const key = profileKey(digest, provider);
   const known = loadProfile(key);
   if (known) return { session: await open(known.precision === 'fp16' ? toFloat16(graph) : graph), precision: known.precision, profile: known, digest };
-  return { ...(await measurePrecision(graph, options, key)), digest };
+  return { ...(await measurePrecision(graph, opts, key)), digest };
 }
 
 /**

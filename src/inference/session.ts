@@ -5,7 +5,7 @@ import { openAtPrecision, type Precision, type ResolvedPrecision } from './preci
 
 export interface SessionSettings {
   device?: Device;
-  /** intra-op threads on the CPU, default: every core (a GPU session uses one) */
+  /** intra-op threads, default: every core (a float graph on a GPU gets one: openAtPrecision) */
   threads?: number;
   /**
    * Whether ORT's worker threads spin-wait between runs. Off by default: Kennel decodes images
@@ -19,13 +19,9 @@ export interface SessionSettings {
 
 /** The session options every Kennel ORT session uses (extraction, head training, serving). */
 export function sessionOptions(s: SessionSettings = {}): ort.InferenceSession.SessionOptions {
-  const providers = executionProviders(s.device ?? 'cpu');
   return {
-    executionProviders: providers,
-    // On a GPU the CPU runs only shape arithmetic, and a pool of threads for it would wait on the
-    // cores the decoders hold at every small op (ONNX Runtime's maintainers advise one thread for
-    // GPU providers: microsoft/onnxruntime#10081, #20494)
-    intraOpNumThreads: providers[0] === 'cpu' ? (s.threads ?? availableParallelism()) : 1,
+    executionProviders: executionProviders(s.device ?? 'cpu'),
+    intraOpNumThreads: s.threads ?? availableParallelism(),
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
     extra: { session: { intra_op: { allow_spinning: s.spinning ? '1' : '0' } } },

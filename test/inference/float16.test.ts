@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { addBackbone } from '../../src/backbones/index.js';
 import { FeatureExtractor } from '../../src/inference/index.js';
-import { measurePrecision, openAtPrecision } from '../../src/inference/precision.js';
+import { intraOpThreads, measurePrecision, openAtPrecision } from '../../src/inference/precision.js';
 import { GraphBuilder, OnnxModel, decodeTensor, float16Bits, float16Values, isFloatGraph, toFloat16 } from '../../src/onnx/index.js';
 import { openWorkspace } from '../../src/store/index.js';
 import { sharedDir, tmpHome } from '../helpers/paths.js';
@@ -147,4 +147,11 @@ test('the GPU pipeline (session in its own thread, batches queued, batch size me
     ws.close();
     delete process.env.KENNEL_DEVICE_PROFILES;
   }
+});
+
+test('a float graph on a GPU gets one intra-op thread; a quantized graph there, and anything on the CPU, keeps its threads', () => {
+  assert.equal(intraOpThreads('webgpu', true, 16), 1);
+  assert.equal(intraOpThreads('cuda', true, undefined), 1);
+  assert.equal(intraOpThreads('webgpu', false, 16), 16, 'quantized ops fall back to the CPU');
+  assert.equal(intraOpThreads('cpu', true, 16), 16);
 });
