@@ -38,7 +38,7 @@ import { DOG_IMAGES, benchDogSet, listSources, type DogSetSpec } from './lib/dat
 import { IMAGENET_SPEC, describeAgreement, fp16Agreement } from './lib/fp16.js';
 import { currentLoad, machineInfo } from './lib/machine.js';
 import { logger, parseBenchArgs, saveResults, summaryTable, type SummaryRow } from './lib/report.js';
-import { timed } from './lib/timing.js';
+import { repeatFor, timed } from './lib/timing.js';
 import { buildResnet } from './models/resnet.js';
 
 const TARGET = { trainSeconds: 10, serveImagesPerSecond: 1500 };
@@ -145,22 +145,20 @@ async function sessionUnderDecoding(dir: string, device: Device): Promise<{ batc
   const files = listSources([dir]).map((path) => ({ path }));
   const batch = extractor.batchSize ?? 32;
   const input = new Uint8Array(batch * inputSize(SPEC)).map((_, i) => (i * 2654435761) >>> 24);
-  const rate = async (seconds: number) => {
-    let images = 0;
-    const t = performance.now();
-    while (performance.now() - t < seconds * 1000) images += (await extractor.infer(input.slice(), batch)).length / 1000;
-    return images / ((performance.now() - t) / 1000);
+  // images/s of the session over 3 s, after two warm-up runs
+  const rate = async () => {
+    const r = await repeatFor(3, async () => (await extractor.infer(input.slice(), batch), batch), 2);
+    return r.units / r.seconds;
   };
   try {
-    await rate(1);
-    const alone = await rate(3);
+    const alone = await rate();
     let decoding = true;
     let decoded = 0;
     const t = performance.now();
     const loops = Array.from({ length: 4 }, async (_, k) => {
       for (let i = k * batch; decoding; i = (i + 4 * batch) % files.length) decoded += (await extractor.decodeBatch(files.slice(i, i + batch))).length / inputSize(SPEC);
     });
-    const whileDecoding = await rate(3);
+    const whileDecoding = await rate();
     decoding = false;
     await Promise.all(loops);
     return { batch, alone, whileDecoding, decodedMeanwhile: decoded / ((performance.now() - t) / 1000) };
