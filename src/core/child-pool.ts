@@ -203,8 +203,9 @@ export class ChildPool<Job> {
 
   /**
    * Runs `job` on the least busy worker; resolves with the bytes its handler answered, rejects
-   * with its error (ChildJobError), or ChildGoneError when its worker ended first. With `into`, the answer must be exactly its size and is
-   * written there as it arrives (no copy of its own), and `into` is what resolves.
+   * with its error (ChildJobError), or ChildGoneError when its worker ended first. With `into`,
+   * the answer must be exactly its size and is written there as it arrives (no copy of its
+   * own), and `into` is what resolves.
    */
   run(job: Job, into?: Uint8Array): Promise<Uint8Array> {
     if (this.closed) return Promise.reject(new Error(`the ${this.opts.name} pool is closed`));

@@ -25,7 +25,7 @@ export class InlineEngine implements Engine {
 
   async *run(tasks: Task[], opts: RunOptions = {}): AsyncIterable<TaskDone> {
     await this.start();
-    type Settled = { done: TaskDone; error?: undefined } | { error: unknown };
+    type Settled = { ok: true; done: TaskDone } | { ok: false; error: unknown };
     const running = new Map<number, Promise<[number, Settled]>>();
     let next = 0;
     const launch = () => {
@@ -33,8 +33,8 @@ export class InlineEngine implements Engine {
       running.set(
         i,
         this.attempt(tasks[i]!, opts).then(
-          (done): [number, Settled] => [i, { done }],
-          (error: unknown): [number, Settled] => [i, { error }],
+          (done): [number, Settled] => [i, { ok: true, done }],
+          (error: unknown): [number, Settled] => [i, { ok: false, error }],
         ),
       );
     };
@@ -43,9 +43,9 @@ export class InlineEngine implements Engine {
       while (running.size > 0) {
         const [i, settled] = await Promise.race(running.values());
         running.delete(i);
-        if (settled.error !== undefined) throw settled.error;
+        if (!settled.ok) throw settled.error;
         if (next < tasks.length) launch();
-        yield (settled as { done: TaskDone }).done;
+        yield settled.done;
       }
     } finally {
       // a failed task or a caller that stopped reading: the others end before the engine may close
