@@ -6,7 +6,6 @@ export { downloadFile, assertExpected } from './download.js';
 export { Rng, seedFrom } from './rng.js';
 export { median } from './stats.js';
 export { mapLimit } from './pool.js';
-export { ChunkQueue } from './chunks.js';
 export type { ProgressEvent, ProgressSink } from './progress.js';
 export { silent } from './progress.js';
 export { Child, ChildStartError, TypedEmitter, runnableEntry, type ChildOptions } from './child.js';

@@ -1,4 +1,3 @@
-import { ChunkQueue } from '../core/index.js';
 import type { ModelCard } from '../registry/index.js';
 import type { BatchingConfig, Device, Explanation, Prediction } from '../inference/index.js';
 
@@ -70,6 +69,41 @@ export function encodeRequest(r: Omit<InferRequest, 'image' | 'explain' | 'featu
   head.writeUInt8((r.tensor ? 1 : 0) | (r.explain ? 2 : 0) | (r.features ? 4 : 0), 11);
   rid.copy(head, HEAD);
   return [head, image];
+}
+
+/**
+ * Bytes arriving from a stream in chunks, taken back out in frames of known length (for
+ * RequestReader). A frame that arrived within one chunk is not copied.
+ */
+class ChunkQueue {
+  private chunks: Buffer[] = [];
+  /** bytes held */
+  size = 0;
+
+  push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+  }
+
+  /** At least the first `n` bytes held, from their start (n <= size). */
+  peek(n: number): Buffer {
+    if (this.chunks[0]!.length < n) this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0]!;
+  }
+
+  /** Removes and returns the first `n` bytes (n <= size). */
+  take(n: number): Buffer {
+    this.size -= n;
+    const first = this.chunks[0]!;
+    if (first.length >= n) {
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    const whole = Buffer.concat(this.chunks);
+    this.chunks = whole.length > n ? [whole.subarray(n)] : [];
+    return whole.subarray(0, n);
+  }
 }
 
 /** Reassembles requests from stream chunks; an image that arrived in one chunk is not copied. */
