@@ -83,9 +83,11 @@ async function orphanStoppedChild(mode: 'die' | 'keep'): Promise<number> {
     parent.stdout.once('data', (d: Buffer) => resolve(Number(String(d).trim())));
     parent.once('exit', () => reject(new Error('the parent exited first')));
   });
-  assert.equal(stateOf(pid), 'T', 'the child is stopped');
+  const state = stateOf(pid);
+  // the parent goes first, so that a failed assertion does not leave it (and this file's run) waiting
   parent.kill('SIGKILL');
   await new Promise((r) => parent.once('exit', r));
+  assert.equal(state, 'T', 'the child is stopped');
   return pid;
 }
 
