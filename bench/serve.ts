@@ -96,14 +96,29 @@ try {
   });
   const naiveUrl = `http://127.0.0.1:${naivePort}/predict`;
 
+  // the replica's own account of its batches (kennel_batch_*): how big they were and how long its
+  // model runs took, apart from queueing, decoding and HTTP
+  const batchTotals = async () => {
+    const text = await (await fetch(`http://127.0.0.1:${kennel.port}/metrics`)).text();
+    const read = (name: string) => Number(new RegExp(`^${name}\\{endpoint="bench",variant="primary"\\} ([\\d.e+-]+)$`, 'm').exec(text)?.[1] ?? 0);
+    return { batches: read('kennel_batch_size_count'), images: read('kennel_batch_size_sum'), runSeconds: read('kennel_batch_duration_seconds_sum') };
+  };
+  const batchesSince = async (before: Awaited<ReturnType<typeof batchTotals>>) => {
+    const now = await batchTotals();
+    const batches = now.batches - before.batches;
+    return { batches, meanBatch: +((now.images - before.images) / Math.max(1, batches)).toFixed(1), meanRunMs: +((1000 * (now.runSeconds - before.runSeconds)) / Math.max(1, batches)).toFixed(2) };
+  };
   const closed = (url: string) => runLoad({ mode: 'closed', url, files, concurrency: CONCURRENCY, seconds: settings.maxSeconds, warmupSeconds: settings.warmup, headers: kennel.auth });
-  const rounds: Array<{ pipeline: number; kennel: LoadResult; naive: LoadResult }> = [];
+  const rounds: Array<{ pipeline: number; ceilingBatches: { meanBatch: number; meanRunMs: number }; kennel: LoadResult; naive: LoadResult; batches: Awaited<ReturnType<typeof batchesSince>> }> = [];
   for (let r = 0; r < settings.rounds; r++) {
-    const pipeline = (await pipelineCeiling(onnxPath, model.card, files, { seconds: settings.maxSeconds, concurrency: CONCURRENCY, maxBatch: MAX_BATCH, device })).imagesPerSecond;
+    const ceiling = await pipelineCeiling(onnxPath, model.card, files, { seconds: settings.maxSeconds, concurrency: CONCURRENCY, maxBatch: MAX_BATCH, device });
+    const pipeline = ceiling.imagesPerSecond;
+    const before = await batchTotals();
     const k = await closed(kennelUrl);
+    const batches = await batchesSince(before);
     const n = await closed(naiveUrl);
-    rounds.push({ pipeline, kennel: k, naive: n });
-    log(`round ${r + 1}: ceiling (pipelined in-process, ORT threads not spinning) ${pipeline.toFixed(0)} | Kennel ${k.throughput} (p99 ${k.p99} ms, ${failedCount(k)} failed) | naive ${n.throughput} (p99 ${n.p99} ms, ${failedCount(n)} failed) images/s at ${CONCURRENCY} concurrent`);
+    rounds.push({ pipeline, ceilingBatches: { meanBatch: ceiling.meanBatch, meanRunMs: ceiling.meanRunMs }, kennel: k, naive: n, batches });
+    log(`round ${r + 1}: ceiling (pipelined in-process, ORT threads not spinning) ${pipeline.toFixed(0)} (${ceiling.meanBatch} images a batch, ${ceiling.meanRunMs} ms a run) | Kennel ${k.throughput} (p99 ${k.p99} ms, ${failedCount(k)} failed; replica: ${batches.meanBatch} images a batch, ${batches.meanRunMs} ms a run) | naive ${n.throughput} (p99 ${n.p99} ms, ${failedCount(n)} failed) images/s at ${CONCURRENCY} concurrent`);
   }
   const best = <T>(xs: T[], f: (x: T) => number): T => xs.reduce((a, b) => (f(b) > f(a) ? b : a));
   const ceilingIps = Math.max(plain.best.imagesPerSecond, ...rounds.map((r) => r.pipeline));
@@ -112,8 +127,9 @@ try {
   // load levels are fractions of Kennel's median round: what it sustained while the machine was shared as it is
   const reference = median(rounds.map((r) => r.kennel.throughput));
 
-  const levels: Array<{ fraction: number; rate: number; kennel: LoadResult; naive: LoadResult }> = [];
+  const levels: Array<{ fraction: number; rate: number; kennel: LoadResult; naive: LoadResult; batches: Awaited<ReturnType<typeof batchesSince>> }> = [];
   for (const fraction of settings.levels) {
+    const before = await batchTotals();
     const rate = Math.max(1, Math.round(fraction * reference));
     const slice = (url: string, first: boolean) => runLoad({ mode: 'open', url, files, phases: [{ rate, seconds: settings.levelSeconds / settings.slices }], warmupSeconds: first ? settings.warmup : 0, maxInFlight: 1024, headers: kennel.auth, record: true });
     // slices in the order K N N K K N ...: a change in the machine's load hits both servers alike
@@ -125,8 +141,9 @@ try {
     }
     const k = mergeLoads(parts.kennel);
     const n = mergeLoads(parts.naive);
-    levels.push({ fraction, rate, kennel: k, naive: n });
-    log(`${Math.round(fraction * 100)}% (${rate}/s): Kennel p50 ${k.p50} p99 ${k.p99} ms, ${failedCount(k)} failed | naive p50 ${n.p50} p99 ${n.p99} ms, ${failedCount(n)} failed`);
+    const batches = await batchesSince(before);
+    levels.push({ fraction, rate, kennel: k, naive: n, batches });
+    log(`${Math.round(fraction * 100)}% (${rate}/s): Kennel p50 ${k.p50} p99 ${k.p99} ms, ${failedCount(k)} failed (replica: ${batches.meanBatch} images a batch, ${batches.meanRunMs} ms a run) | naive p50 ${n.p50} p99 ${n.p99} ms, ${failedCount(n)} failed`);
   }
 
   const at70 = levels.find((l) => l.fraction === 0.7)!;
@@ -144,8 +161,8 @@ try {
     device,
     config: { levelsRelativeTo: `${reference} images/s (Kennel's median round)`, runtime: kennel.runtime, device, model: `${model.name}@${model.version} (${description})`, instances: settings.instances, maxBatch: MAX_BATCH, closedLoopConcurrency: CONCURRENCY, photos: `${files.length} from ${args.options.photos}`, levelSlices: settings.slices },
     ceiling: { plain, pipelined: rounds.map((r) => Math.round(r.pipeline)), rawSession: raw },
-    max: { kennel: kennelMax, naive: naiveMax, rounds: rounds.map((r) => ({ ceiling: Math.round(r.pipeline), kennel: r.kennel.throughput, naive: r.naive.throughput })) },
-    levels: levels.map((l) => ({ fraction: l.fraction, rate: l.rate, kennel: l.kennel, naive: l.naive })),
+    max: { kennel: kennelMax, naive: naiveMax, rounds: rounds.map((r) => ({ ceiling: Math.round(r.pipeline), ceilingBatches: r.ceilingBatches, kennel: r.kennel.throughput, naive: r.naive.throughput, replicaBatches: r.batches })) },
+    levels: levels.map((l) => ({ fraction: l.fraction, rate: l.rate, kennel: l.kennel, naive: l.naive, replicaBatches: l.batches })),
   };
   const file = saveResults('serve', results, date);
   const kennelFailed = failedCount(kennelMax) + levels.reduce((s, l) => s + failedCount(l.kennel), 0);

@@ -70,7 +70,7 @@ export async function extractionCeiling(modelPath: string, spec: PreprocessSpec,
  * an endpoint and padded to a few sizes on a GPU, `concurrency` images in flight, for `seconds`
  * after a warm-up.
  */
-export async function pipelineCeiling(onnxPath: string, card: ModelCard, files: string[], o: { seconds: number; concurrency: number; maxBatch: number; device: Device }): Promise<{ imagesPerSecond: number }> {
+export async function pipelineCeiling(onnxPath: string, card: ModelCard, files: string[], o: { seconds: number; concurrency: number; maxBatch: number; device: Device }): Promise<{ imagesPerSecond: number; meanBatch: number; meanRunMs: number }> {
   const clf = await Classifier.load(onnxPath, card, { device: o.device, spinning: false, thread: { maxBatch: o.maxBatch }, decodeWorkers: decodeWorkersFor(o.device) });
   const images = files.map((f) => readFileSync(f));
   const size = inputSize(card.preprocess);
@@ -79,9 +79,15 @@ export async function pipelineCeiling(onnxPath: string, card: ModelCard, files: 
   const shapes = o.device === 'cpu' ? undefined : batchShapes(o.maxBatch);
   const runSize = (n: number): number => shapes?.find((s) => s >= n) ?? n;
   for (const n of shapes ?? []) await clf.run(batchInput, n);
+  // the batches' sizes and run times, as a replica reports them (kennel_batch_*)
+  const batches = { count: 0, images: 0, ms: 0 };
   const batcher = new DynamicBatcher<ModelInput, number>({ maxBatch: o.maxBatch, maxDelayMs: 2 }, async (items) => {
     items.forEach((x, i) => batchInput.set(x, i * size));
+    const started = performance.now();
     await clf.run(batchInput, runSize(items.length));
+    batches.ms += performance.now() - started;
+    batches.count++;
+    batches.images += items.length;
     return items.map(() => 1);
   });
   const one = (k: number) =>
@@ -92,6 +98,7 @@ export async function pipelineCeiling(onnxPath: string, card: ModelCard, files: 
     });
   try {
     await Promise.all(Array.from({ length: o.concurrency }, (_, k) => one(k))); // warm-up
+    Object.assign(batches, { count: 0, images: 0, ms: 0 });
     let done = 0;
     let next = 0;
     const t0 = performance.now();
@@ -105,7 +112,8 @@ export async function pipelineCeiling(onnxPath: string, card: ModelCard, files: 
         }
       }),
     );
-    return { imagesPerSecond: done / ((performance.now() - t0) / 1000) };
+    const perBatch = (v: number) => +(v / Math.max(1, batches.count)).toFixed(2);
+    return { imagesPerSecond: done / ((performance.now() - t0) / 1000), meanBatch: perBatch(batches.images), meanRunMs: perBatch(batches.ms) };
   } finally {
     await clf.close();
   }

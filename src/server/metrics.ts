@@ -14,6 +14,7 @@ export class ServingMetrics {
   private readonly latency: Histogram<'endpoint' | 'variant' | 'status'>;
   private readonly errors: Counter<'endpoint' | 'status' | 'code'>;
   private readonly batchSize: Histogram<'endpoint' | 'variant'>;
+  private readonly batchDuration: Histogram<'endpoint' | 'variant'>;
   private readonly scalingEvents: Counter<'endpoint' | 'variant' | 'direction'>;
 
   constructor(
@@ -32,6 +33,14 @@ export class ServingMetrics {
     });
     this.errors = new Counter({ name: 'kennel_invocation_errors_total', help: 'Invocations answered with an error, by HTTP status and error code', labelNames: ['endpoint', 'status', 'code'], registers });
     this.batchSize = new Histogram({ name: 'kennel_batch_size', help: 'Images per model run (dynamic batching)', labelNames: ['endpoint', 'variant'], buckets: [1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128, 256], registers });
+    // the model's share of a request's latency: what is left of it is queueing, decoding and HTTP
+    this.batchDuration = new Histogram({
+      name: 'kennel_batch_duration_seconds',
+      help: 'Model run time per batch, as the replica waited for it',
+      labelNames: ['endpoint', 'variant'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
     this.scalingEvents = new Counter({ name: 'kennel_scaling_events_total', help: 'Autoscaler decisions', labelNames: ['endpoint', 'variant', 'direction'], registers });
     new Gauge({
       name: 'kennel_queue_depth',
@@ -76,7 +85,10 @@ export class ServingMetrics {
   }
 
   readonly hooks: ServingHooks = {
-    batch: (endpoint, variant, size) => this.batchSize.observe({ endpoint, variant }, size),
+    batch: (endpoint, variant, size, ms) => {
+      this.batchSize.observe({ endpoint, variant }, size);
+      this.batchDuration.observe({ endpoint, variant }, ms / 1000);
+    },
     scaling: (endpoint, variant, direction) => this.scalingEvents.inc({ endpoint, variant, direction }),
   };
 

@@ -33,7 +33,8 @@ import { cannotStart, DEFAULT_TIMINGS, ReplicaPool, type PoolEvent, type PoolSpe
 
 /** Observability hooks (the daemon feeds Prometheus metrics from them). */
 export interface ServingHooks {
-  batch(endpoint: string, variant: string, size: number): void;
+  /** a replica ran a batch of `size` images in `ms` (its model run, as its batcher waited for it) */
+  batch(endpoint: string, variant: string, size: number, ms: number): void;
   scaling(endpoint: string, variant: string, direction: 'out' | 'in'): void;
 }
 
@@ -411,7 +412,7 @@ export class ServingRuntime {
   private newPool(endpoint: string, variant: string, spec: PoolSpec, desired: number): ReplicaPool {
     return new ReplicaPool(endpoint, variant, spec, desired, this.opts.log, this.opts.timings ?? DEFAULT_TIMINGS)
       .on('event', (e) => this.poolEvent(e))
-      .on('batch', (ep, v, size) => this.opts.hooks?.batch?.(ep, v, size))
+      .on('batch', (ep, v, size, ms) => this.opts.hooks?.batch?.(ep, v, size, ms))
       .on('demand', (pool) => this.autoscaler.demand(pool));
   }
 

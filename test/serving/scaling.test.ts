@@ -60,6 +60,10 @@ test('target tracking scales out under load and back in when it stops, logging e
   const metrics = await (await fetch(`${base}/metrics`)).text();
   assert.match(metrics, /kennel_scaling_events_total\{endpoint="busy",variant="primary",direction="out"\} [1-9]/);
   assert.match(metrics, /kennel_batch_size_count\{endpoint="busy",variant="primary"\} [1-9]/);
+  // every batch counted is timed, and a model run takes time
+  const batches = metrics.match(/kennel_batch_size_count\{endpoint="busy",variant="primary"\} (\d+)/)![1];
+  assert.match(metrics, new RegExp(`kennel_batch_duration_seconds_count\\{endpoint="busy",variant="primary"\\} ${batches}\\b`));
+  assert.match(metrics, /kennel_batch_duration_seconds_sum\{endpoint="busy",variant="primary"\} (0\.\d*[1-9]|[1-9])/);
   assert.match(metrics, /kennel_replicas\{endpoint="busy",variant="primary",state="ready"\} [1-9]/);
   assert.match(metrics, /kennel_queue_depth\{endpoint="busy",variant="primary"\} \d/);
   assert.match(metrics, /kennel_invocation_duration_seconds_count\{endpoint="busy",variant="primary",status="200"\} [1-9]/);
