@@ -1,8 +1,14 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { addBackbone } from '../../src/backbones/index.js';
+import { importDataset } from '../../src/data/index.js';
 import { NORMALIZATIONS, UINT8_INPUT, decodeRgb, sessionOptions, withUint8Input, type Device, type PreprocessSpec } from '../../src/inference/index.js';
 import { toFloat16 } from '../../src/onnx/index.js';
+import { getModel } from '../../src/registry/index.js';
+import { openWorkspace } from '../../src/store/index.js';
+import { PROBABILITIES_OUTPUT, train } from '../../src/training/index.js';
 import { dequantize } from '../models/dequantize.js';
 import { listSources } from './dataset.js';
 
@@ -43,11 +49,49 @@ const best2 = (p: Float64Array): [number, number] => {
   return [a, b];
 };
 
+interface AgreementModel {
+  name: string;
+  graph: Uint8Array;
+  input: string;
+  spec: PreprocessSpec;
+  /** what the graph gives: logits (softmax taken here) or a Kennel classifier's probabilities */
+  output: 'logits' | 'probabilities';
+}
+
+/**
+ * What users deploy: a Kennel classifier (backbone and head in one graph, the head trained by
+ * `kennel train` on breeds-mini's features, on the CPU in fp32) on the pretrained float
+ * MobileNetV2. Its endpoint on a GPU runs the backbone in fp16 (the head stays float32).
+ */
+async function trainedClassifier(mobilenet: Uint8Array, breedsMini: string): Promise<AgreementModel> {
+  const home = mkdtempSync(join(tmpdir(), 'kennel-bench-fp16-'));
+  const ws = openWorkspace(home);
+  try {
+    writeFileSync(join(home, 'mobilenetv2.onnx'), mobilenet);
+    await addBackbone(ws, join(home, 'mobilenetv2.onnx'), { name: 'mobilenetv2-float' });
+    await importDataset(ws, breedsMini, { name: 'breeds' });
+    const trained = await train(ws, { dataset: 'breeds', backbone: 'mobilenetv2-float', device: 'cpu', precision: 'fp32' }, {});
+    const model = getModel(ws, trained.model);
+    return {
+      name: `Kennel classifier: pretrained MobileNetV2 + head trained on breeds-mini (${model.card.labels.length} breeds)`,
+      graph: readFileSync(await ws.artifacts.localPath(model.onnxSha)),
+      input: model.card.inputName,
+      spec: model.card.preprocess,
+      output: 'probabilities',
+    };
+  } finally {
+    ws.close();
+    rmSync(home, { recursive: true, force: true });
+  }
+}
+
 /**
  * fp16 against fp32 on the shared images (real-photos, and breeds-mini where present), for each
- * ImageNet model there is: the ResNet50 architecture given (random weights), and MobileNetV2
- * dequantized from the shared int8 file (a real pretrained network). Both graphs are fed RGB
- * bytes as Kennel feeds a GPU, and their 1,000-way softmax is compared image by image.
+ * model there is: the ResNet50 architecture given (random weights), MobileNetV2 dequantized from
+ * the shared int8 file (a real pretrained network; its 1,000 ImageNet classes have many near
+ * ties), and a Kennel classifier trained on that backbone (trainedClassifier: the top-1 users
+ * see). The graphs are fed RGB bytes as Kennel feeds a GPU, and their class probabilities are
+ * compared image by image.
  */
 export async function fp16Agreement(o: { device: Device; shared: string; resnet: Uint8Array }): Promise<AgreementRun[]> {
   const sets = [
@@ -56,16 +100,23 @@ export async function fp16Agreement(o: { device: Device; shared: string; resnet:
   ]
     .filter((s) => existsSync(s.dir))
     .map((s) => ({ name: s.name, files: listSources([s.dir]) }));
-  const models = [{ name: 'ResNet50 architecture, random weights', graph: o.resnet, input: 'input' }];
-  const mobilenet = join(o.shared, 'models/mobilenetv2-12-int8.onnx');
-  if (existsSync(mobilenet)) models.push({ name: 'MobileNetV2, ImageNet (dequantized from the shared int8 file)', graph: dequantize(readFileSync(mobilenet)), input: 'input' });
+  const models: AgreementModel[] = [{ name: 'ResNet50 architecture, random weights', graph: o.resnet, input: 'input', spec: IMAGENET_SPEC, output: 'logits' }];
+  const int8 = join(o.shared, 'models/mobilenetv2-12-int8.onnx');
+  if (existsSync(int8)) {
+    const mobilenet = dequantize(readFileSync(int8));
+    models.push({ name: 'MobileNetV2, ImageNet (dequantized from the shared int8 file)', graph: mobilenet, input: 'input', spec: IMAGENET_SPEC, output: 'logits' });
+    const breedsMini = join(o.shared, 'data/breeds-mini');
+    if (existsSync(breedsMini)) models.push(await trainedClassifier(mobilenet, breedsMini));
+  }
   const runs: AgreementRun[] = [];
   const options = sessionOptions({ device: o.device });
-  const spec = IMAGENET_SPEC;
-  const per = spec.size * spec.size * 3;
   for (const model of models) {
+    const spec = model.spec;
+    const per = spec.size * spec.size * 3;
+    const probabilities = model.output === 'probabilities' ? (x: Float32Array) => Float64Array.from(x) : softmax;
     const bytesGraph = withUint8Input(model.graph, spec, model.input);
     const [full, half] = [await ort.InferenceSession.create(bytesGraph, options), await ort.InferenceSession.create(toFloat16(bytesGraph), options)];
+    const outputName = full.outputNames.includes(PROBABILITIES_OUTPUT) ? PROBABILITIES_OUTPUT : full.outputNames[0]!;
     for (const set of sets) {
       const run: AgreementRun = { model: model.name, images: set.name, count: set.files.length, top1Agreement: 0, disagreements: [], nearTies: 0, maxProbabilityDifference: 0, meanProbabilityDifference: 0 };
       let agree = 0;
@@ -74,11 +125,11 @@ export async function fp16Agreement(o: { device: Device; shared: string; resnet:
         const input = new Uint8Array(batch.length * per);
         await Promise.all(batch.map(async (p, i) => input.set(await decodeRgb(p, spec), i * per)));
         const feeds = { [UINT8_INPUT]: new ort.Tensor('uint8', input, [batch.length, spec.size, spec.size, 3]) };
-        const a = (await full.run(feeds))[full.outputNames[0]!]!.data as Float32Array;
-        const h = (await half.run(feeds))[half.outputNames[0]!]!.data as Float32Array;
+        const a = (await full.run(feeds))[outputName]!.data as Float32Array;
+        const h = (await half.run(feeds))[outputName]!.data as Float32Array;
         const classes = a.length / batch.length;
         for (let i = 0; i < batch.length; i++) {
-          const [pa, ph] = [softmax(a.subarray(i * classes, (i + 1) * classes)), softmax(h.subarray(i * classes, (i + 1) * classes))];
+          const [pa, ph] = [probabilities(a.subarray(i * classes, (i + 1) * classes)), probabilities(h.subarray(i * classes, (i + 1) * classes))];
           const [top, second] = best2(pa);
           if (top === best2(ph)[0]) agree++;
           else {

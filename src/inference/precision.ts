@@ -132,10 +132,13 @@ export async function openAtPrecision(
   if (provider === 'cpu' && precision !== 'fp16') return { session: await (typeof model === 'string' ? ort.InferenceSession.create(model, options) : ort.InferenceSession.create(model, options)), precision: 'fp32' };
   const graph = typeof model === 'string' ? await readFile(model) : model;
   const floatGraph = isFloatGraph(graph);
-  const opts = { ...options, intraOpNumThreads: intraOpThreads(provider, floatGraph, options.intraOpNumThreads) };
+  const threads = intraOpThreads(provider, floatGraph, options.intraOpNumThreads);
+  // the binding refuses an option present but undefined
+  const opts = threads === undefined ? options : { ...options, intraOpNumThreads: threads };
   const open = (bytes: Uint8Array) => ort.InferenceSession.create(bytes, opts);
+  // a quantized graph runs as it was made, whatever was asked: its integer ops take float32 at their edges
+  if (!floatGraph || precision === 'fp32') return { session: await open(graph), precision: 'fp32' };
   if (precision === 'fp16') return { session: await open(toFloat16(graph)), precision };
-  if (precision === 'fp32' || !floatGraph) return { session: await open(graph), precision: 'fp32' };
   const digest = graphDigest(graph);
   const key = profileKey(digest, provider);
   const known = loadProfile(key);

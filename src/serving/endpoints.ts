@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { notFound, Errors } from '../core/index.js';
-import { ENDPOINT_DEVICES } from '../inference/index.js';
+import { ENDPOINT_DEVICES, PRECISIONS } from '../inference/index.js';
 import { getModel } from '../registry/index.js';
 import { keepNewestRows, now, type Workspace } from '../store/index.js';
 import type { ScalingPolicy } from './autoscaler.js';
@@ -68,6 +68,8 @@ const SettingsSchema = z.object({
   maxInFlight: z.number().int().min(1).max(10_000),
   timeoutMs: z.number().int().min(100).max(600_000),
   device: z.enum(ENDPOINT_DEVICES),
+  /** a float model's arithmetic on a GPU: auto (fp16 where it measured faster and close), fp32 or fp16 (docs/GPU.md) */
+  precision: z.enum(PRECISIONS),
 });
 
 export const CreateEndpointSchema = SettingsSchema.partial().extend({
@@ -125,7 +127,7 @@ export interface EndpointEvent {
 // a longer run or wait holds every request of the batch; a GPU is busy only with bigger batches
 // (bench:serve on an H100: 32). Backlog 16 per replica: one replica of an async endpoint works
 // through that many at once (perEndpointConcurrency)
-const DEFAULTS = { targetBacklogPerInstance: 16, scaleOutCooldownS: 5, scaleInCooldownS: 60, maxDelayMs: 2, maxInFlight: 64, timeoutMs: 30_000, device: 'cpu' } as const;
+const DEFAULTS = { targetBacklogPerInstance: 16, scaleOutCooldownS: 5, scaleInCooldownS: 60, maxDelayMs: 2, maxInFlight: 64, timeoutMs: 30_000, device: 'cpu', precision: 'auto' } as const;
 const defaultMaxBatch = (device: string): number => (device === 'cpu' ? 8 : 32);
 
 function parse<T extends z.ZodType>(schema: T, input: unknown): z.output<T> {
@@ -241,10 +243,10 @@ interface Row {
   updated_at: string;
 }
 
-// endpoints stored before shadows (capture, backlog targets) existed have none
+// endpoints stored before shadows (capture, backlog targets, precision) existed have none
 const specOf = (json: string): EndpointSpec => {
   const spec = JSON.parse(json) as EndpointSpec;
-  return { ...spec, shadow: spec.shadow ?? null, capture: spec.capture ?? null, targetBacklogPerInstance: spec.targetBacklogPerInstance ?? DEFAULTS.targetBacklogPerInstance };
+  return { ...spec, shadow: spec.shadow ?? null, capture: spec.capture ?? null, targetBacklogPerInstance: spec.targetBacklogPerInstance ?? DEFAULTS.targetBacklogPerInstance, precision: spec.precision ?? DEFAULTS.precision };
 };
 
 const fromRow = (r: Row): Endpoint => ({ spec: specOf(r.spec), desired: JSON.parse(r.desired) as Record<string, number>, createdAt: r.created_at, updatedAt: r.updated_at });

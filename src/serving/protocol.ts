@@ -1,5 +1,5 @@
 import type { ModelCard } from '../registry/index.js';
-import type { BatchingConfig, Device, Explanation, Prediction } from '../inference/index.js';
+import type { BatchingConfig, Device, Explanation, Precision, Prediction } from '../inference/index.js';
 
 export type { BatchingConfig };
 
@@ -14,6 +14,8 @@ export interface ReplicaConfig {
   card: ModelCard;
   threads: number;
   device: Device;
+  /** a float graph's arithmetic ('auto': measured per device, fp32 on the CPU) */
+  precision: Precision;
   batching: BatchingConfig;
   /** the backbone's feature tensor in the graph, read for captured requests (kennel_features for Kennel-trained models) */
   featureTensor?: string;

@@ -449,6 +449,7 @@ export class ServingRuntime {
       onnxPath: await this.ws.artifacts.localPath(mv.onnxSha),
       card: mv.card,
       device: spec.device,
+      precision: spec.precision,
       batching: { maxBatch: spec.maxBatch, maxDelayMs: spec.maxDelayMs },
       maxInFlight: spec.maxInFlight,
       // models trained by Kennel keep the backbone's output tensor inside their graph
@@ -500,7 +501,7 @@ export class ServingRuntime {
 }
 
 function poolSpecChanged(a: PoolSpec, b: PoolSpec): boolean {
-  return a.model !== b.model || a.device !== b.device || a.batching.maxBatch !== b.batching.maxBatch || a.batching.maxDelayMs !== b.batching.maxDelayMs || a.onnxPath !== b.onnxPath;
+  return a.model !== b.model || a.device !== b.device || a.precision !== b.precision || a.batching.maxBatch !== b.batching.maxBatch || a.batching.maxDelayMs !== b.batching.maxDelayMs || a.onnxPath !== b.onnxPath;
 }
 
 function describeChange(a: EndpointSpec, b: EndpointSpec): string {

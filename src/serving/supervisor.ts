@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { KennelError, TypedEmitter, Errors } from '../core/index.js';
 import type { ModelCard } from '../registry/index.js';
 import type { Sample } from './autoscaler.js';
-import type { Device } from '../inference/index.js';
+import type { Device, Precision } from '../inference/index.js';
 import type { BatchingConfig } from './protocol.js';
 import { ReplicaProcess, type ReplicaExit, type ReplicaState } from './replica-process.js';
 
@@ -14,6 +14,7 @@ export interface PoolSpec {
   onnxPath: string;
   card: ModelCard;
   device: Device;
+  precision: Precision;
   batching: BatchingConfig;
   /** requests one replica may hold (decoding, queued, running); beyond that the router answers 503 */
   maxInFlight: number;
@@ -377,8 +378,8 @@ export class ReplicaPool {
     const cores = availableParallelism();
     const threads = this.spec.threads ?? Math.max(1, Math.floor(cores / Math.max(1, this.desiredCount)));
     for (let i = 0; i < n; i++) {
-      const { model, onnxPath, card, device, batching, background, featureTensor } = this.spec;
-      const r = new ReplicaProcess({ model, onnxPath, card, device, batching, threads, background, ...(featureTensor ? { featureTensor } : {}) }, this.generation, this.log)
+      const { model, onnxPath, card, device, precision, batching, background, featureTensor } = this.spec;
+      const r = new ReplicaProcess({ model, onnxPath, card, device, precision, batching, threads, background, ...(featureTensor ? { featureTensor } : {}) }, this.generation, this.log)
         .on('ready', () => this.onReady(r))
         .on('exit', (info) => this.onExit(r, info))
         .on('settled', () => this.stopWhenDrained(r))

@@ -88,13 +88,20 @@ function decodeTensorType(bytes: Uint8Array): number {
   }
 }
 
-test('a quantized graph is not a float graph, and the CPU keeps fp32 under auto', async () => {
+test('a quantized graph is not a float graph: the CPU keeps fp32 under auto, and fp16 leaves it as it was made', async () => {
   const int8 = readFileSync(mobilenetPath());
   assert.equal(isFloatGraph(int8), false);
   assert.equal(isFloatGraph(edgeCaseGraph()), true);
   const opened = await openAtPrecision(edgeCaseGraph(), 'auto', { executionProviders: ['cpu'] });
   assert.equal(opened.precision, 'fp32');
   await opened.session.release();
+  // fp16 asked of a quantized graph: it runs as it was made (its QuantizeLinear takes float32 only)
+  const quantized = await openAtPrecision(int8, 'fp16', { executionProviders: ['cpu'] });
+  assert.equal(quantized.precision, 'fp32');
+  await quantized.session.release();
+  const half = await openAtPrecision(edgeCaseGraph(), 'fp16', { executionProviders: ['cpu'] });
+  assert.equal(half.precision, 'fp16');
+  await half.session.release();
 });
 
 test('measuring fp16 against fp32 records both speeds and their difference, and keeps a profile', async () => {

@@ -55,7 +55,7 @@ test('a replica that cannot start its device fails the pool at once: no crash-re
   const pool = new ReplicaPool(
     'gpu',
     'primary',
-    { model: 'mnet@1', onnxPath: await ws.artifacts.localPath(mv.onnxSha), card: mv.card, device: 'webgpu', batching: { maxBatch: 8, maxDelayMs: 2 }, maxInFlight: 8 },
+    { model: 'mnet@1', onnxPath: await ws.artifacts.localPath(mv.onnxSha), card: mv.card, device: 'webgpu', precision: 'auto', batching: { maxBatch: 8, maxDelayMs: 2 }, maxInFlight: 8 },
     1,
     pino({ level: 'silent' }),
   )

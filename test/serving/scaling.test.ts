@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { pino } from 'pino';
+import { KennelError } from '../../src/core/index.js';
 import { importModel } from '../../src/registry/index.js';
 import { startDaemon, type Daemon } from '../../src/server/index.js';
 import { tmpHome } from '../helpers/paths.js';
@@ -100,6 +101,19 @@ test('variants split traffic by weight and the answer names its variant; weights
   for (let i = 0; i < 5; i++) assert.equal((await invoke('ab')).body.variant, 'canary');
   await assert.rejects(daemon.runtime.update('ab', { removeVariants: ['canary'] }), /at least one variant/);
   await assert.rejects(daemon.runtime.update('ab', { variants: [{ name: 'third' }] }), /needs a model/);
+});
+
+test("an endpoint's precision is part of its spec: auto by default, and a change rolls out new replicas", async () => {
+  const d = daemon.runtime.describe('ab');
+  assert.equal(d.spec.precision, 'auto');
+  const before = d.replicas.map((r) => r.pid);
+  // the shared model is quantized: fp32 and fp16 both leave it as it was made, so it keeps answering
+  const after = await daemon.runtime.update('ab', { precision: 'fp32' });
+  assert.equal(after.spec.precision, 'fp32');
+  assert.ok(after.events.some((e) => /precision auto -> fp32/.test(e.message)), after.events.map((e) => e.message).join('\n'));
+  assert.ok(after.replicas.length > 0 && after.replicas.every((r) => r.state === 'ready' && !before.includes(r.pid)));
+  assert.equal((await invoke('ab')).status, 200);
+  await assert.rejects(daemon.runtime.update('ab', { precision: 'fp8' as never }), (e: unknown) => e instanceof KennelError && e.status === 400 && /precision/.test(e.message));
 });
 
 test('a deleted endpoint stops its replicas and answers 404', async () => {

@@ -1,5 +1,5 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import { ENDPOINT_DEVICES, type EndpointDevice } from '../../inference/index.js';
+import { ENDPOINT_DEVICES, PRECISIONS, type EndpointDevice, type Precision } from '../../inference/index.js';
 import { Errors } from '../../core/index.js';
 import type { DriftResult } from '../../housekeeping/index.js';
 import { adminRequest, dataPlaneUrl, findDaemon } from '../../server/index.js';
@@ -40,6 +40,7 @@ interface SettingsOptions {
   maxInFlight?: number;
   timeoutMs?: number;
   device?: EndpointDevice;
+  precision?: Precision;
   wait: boolean;
   json?: boolean;
 }
@@ -60,6 +61,7 @@ function settingsOptions(cmd: Command): Command {
     .option('--max-in-flight <n>', 'requests one replica may hold before the endpoint answers 503 (default 64)', number('--max-in-flight', { int: true, min: 1 }))
     .option('--timeout-ms <ms>', 'request deadline (default 30000)', number('--timeout-ms', { int: true, min: 100 }))
     .option('--device <device>', 'cpu, webgpu or cuda (default cpu; docs/GPU.md)', oneOf('--device', ENDPOINT_DEVICES))
+    .option('--precision <p>', "a float model's arithmetic on a GPU: auto (fp16 where measured faster and within 2%; fp32 on the CPU), fp32 (the same answers as the CPU, up to kernel rounding) or fp16 (default auto; docs/GPU.md)", oneOf('--precision', PRECISIONS))
     .option('--no-wait', 'return at once instead of waiting for replicas to be ready (or a rollout to finish)');
 }
 
@@ -80,6 +82,7 @@ function settingsBody(o: SettingsOptions): Record<string, unknown> {
     maxInFlight: o.maxInFlight,
     timeoutMs: o.timeoutMs,
     device: o.device,
+    precision: o.precision,
   };
   return Object.fromEntries(Object.entries(body).filter(([, v]) => v !== undefined));
 }
