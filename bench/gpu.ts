@@ -30,7 +30,7 @@ import { addBackbone } from '../src/backbones/index.js';
 import { mapLimit } from '../src/core/index.js';
 import { checkImage, checkImages, DEFAULT_LIMITS, importDataset } from '../src/data/index.js';
 import * as ort from 'onnxruntime-node';
-import { DecodePool, ENDPOINT_DEVICES, FeatureExtractor, PRECISIONS, UINT8_INPUT, decodeRgb, inputSize, sessionOptions, tuneSharp, withUint8Input, type Device, type Precision } from '../src/inference/index.js';
+import { Classifier, DecodePool, ENDPOINT_DEVICES, batchShapes, FeatureExtractor, PRECISIONS, UINT8_INPUT, decodeRgb, inputSize, sessionOptions, tuneSharp, withUint8Input, type Device, type Precision } from '../src/inference/index.js';
 import { toFloat16 } from '../src/onnx/index.js';
 import { openWorkspace } from '../src/store/index.js';
 import { train } from '../src/training/index.js';
@@ -39,6 +39,7 @@ import { IMAGENET_SPEC, describeAgreement, fp16Agreement } from './lib/fp16.js';
 import { currentLoad, machineInfo } from './lib/machine.js';
 import { logger, parseBenchArgs, saveResults, summaryTable, type SummaryRow } from './lib/report.js';
 import { repeatFor, timed } from './lib/timing.js';
+import { importBenchModel } from './lib/serving.js';
 import { buildResnet } from './models/resnet.js';
 
 const TARGET = { trainSeconds: 10, serveImagesPerSecond: 1500 };
@@ -264,6 +265,42 @@ const serve = runChild(process.execPath, [...process.execArgv, join(import.meta.
 log(`  Kennel ${serve.kennel_ips} images/s (ceiling ${serve.ceiling_ips}, naive ${serve.naive_ips}), p99 at 70% load ${serve.kennel_p99_ms_at_70pct} ms`);
 
 /**
+ * The endpoint's classifier (the bench:serve ResNet50, graph fed bytes, auto precision) opened
+ * as a replica opens it, its session in its own thread, and on this thread: ms per run at each
+ * batch size a replica pads to (each run once first), 10 runs each. Where the endpoint falls
+ * short of the raw session, this tells the session's share from the server's.
+ */
+async function classifierRuns(maxBatch: number): Promise<Array<{ batch: number; threadMs: number; mainMs: number }>> {
+  const home = mkdtempSync(join(tmpdir(), 'kennel-bench-gpu-clf-'));
+  try {
+    const { model, onnxPath } = await importBenchModel(home, 'resnet50');
+    const shapes = batchShapes(maxBatch);
+    const ms: Record<'thread' | 'main', number[]> = { thread: [], main: [] };
+    for (const where of ['thread', 'main'] as const) {
+      const clf = await Classifier.load(onnxPath, model.card, { device, spinning: false, ...(where === 'thread' ? { thread: { maxBatch } } : {}) });
+      try {
+        const input = clf.inputBuffer(maxBatch);
+        for (const n of shapes) await clf.run(input, n);
+        for (const n of shapes) {
+          const t = performance.now();
+          for (let i = 0; i < 10; i++) await clf.run(input, n);
+          ms[where].push((performance.now() - t) / 10);
+        }
+      } finally {
+        await clf.close();
+      }
+    }
+    return shapes.map((batch, i) => ({ batch, threadMs: ms.thread[i]!, mainMs: ms.main[i]! }));
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
+}
+
+process.env.KENNEL_DEVICE_PROFILES = profiles; // the precision serve's replica found
+const classifier = await classifierRuns(32);
+log(`the endpoint's classifier, ms per run at batch ${classifier.map((c) => c.batch).join('/')}: in its own thread ${classifier.map((c) => c.threadMs.toFixed(1)).join('/')}, on the main thread ${classifier.map((c) => c.mainMs.toFixed(1)).join('/')}`);
+
+/**
  * Raw session images/s at one batch size for each way of feeding it: float32 host-normalised
  * input, uint8 input normalised in the graph, and that graph in fp16; runs alternate between them.
  */
@@ -317,6 +354,7 @@ const results = {
   kennel,
   torch,
   serve,
+  classifier,
   raw,
   fp16: agreement,
   /** what Kennel measured on this machine: precision per graph (images/s of each, fp16's error) and the extractor's batch size */
