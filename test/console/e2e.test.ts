@@ -188,6 +188,8 @@ test('a shadow started from the endpoint page compares its answers with the prim
   await step(page, 'shadow', async () => {
     await nav('Endpoints');
     await page.getByRole('link', { name: 'dogs' }).first().click();
+    // where its replicas run
+    await page.locator('.facts div', { hasText: /^DeviceCPU$/ }).waitFor();
     // the Drift card says how to start capturing (off by default)
     await page.getByRole('status').filter({ hasText: 'Not capturing requests' }).waitFor();
     await page.locator('select[name=shadow-model]').selectOption('breeds-fast@1');
