@@ -180,6 +180,11 @@ if (process.argv[2] === '--kennel-part') {
   process.stdout.write(JSON.stringify(await kennelPart(process.argv[3]!, process.argv[4] as Device, process.argv[5] as Precision, process.argv[6] === 'profiled')) + '\n');
   process.exit(0);
 }
+if (process.argv[2] === '--classifier-part') {
+  // `bench/gpu.ts --classifier-part DEVICE`: the endpoint's classifier alone (classifierRuns), as JSON
+  process.stdout.write(JSON.stringify(await classifierRuns(32, process.argv[3] as Device)) + '\n');
+  process.exit(0);
+}
 if (process.argv[2] === '--decode-part') {
   const runs = await decodePart(process.argv[3]!);
   process.stdout.write(JSON.stringify({ runs, session: await sessionUnderDecoding(process.argv[3]!, process.argv[4] as Device) }) + '\n');
@@ -270,7 +275,7 @@ log(`  Kennel ${serve.kennel_ips} images/s (ceiling ${serve.ceiling_ips}, naive 
  * batch size a replica pads to (each run once first), 10 runs each. Where the endpoint falls
  * short of the raw session, this tells the session's share from the server's.
  */
-async function classifierRuns(maxBatch: number): Promise<Array<{ batch: number; threadMs: number; mainMs: number }>> {
+async function classifierRuns(maxBatch: number, device: Device): Promise<Array<{ batch: number; threadMs: number; mainMs: number }>> {
   const home = mkdtempSync(join(tmpdir(), 'kennel-bench-gpu-clf-'));
   try {
     const { model, onnxPath } = await importBenchModel(home, 'resnet50');
@@ -297,7 +302,7 @@ async function classifierRuns(maxBatch: number): Promise<Array<{ batch: number; 
 }
 
 process.env.KENNEL_DEVICE_PROFILES = profiles; // the precision serve's replica found
-const classifier = await classifierRuns(32);
+const classifier = await classifierRuns(32, device);
 log(`the endpoint's classifier, ms per run at batch ${classifier.map((c) => c.batch).join('/')}: in its own thread ${classifier.map((c) => c.threadMs.toFixed(1)).join('/')}, on the main thread ${classifier.map((c) => c.mainMs.toFixed(1)).join('/')}`);
 
 /**
