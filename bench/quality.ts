@@ -1,5 +1,6 @@
 /**
- * `npm run bench:quality [-- --quick] [-- --json]`: model quality, k-shot learning curves.
+ * `npm run bench:quality [-- --quick] [-- --json] [-- --backbone int8|float] [-- --precision fp32|fp16]`:
+ * model quality, k-shot learning curves.
  *
  * - data: the illustrated breeds-mini set (25 breeds x 6) and the real photographs of
  *   real-photos whose breed has a dogImages name (20 breeds with 1-5 photos; ImageNet photos of
@@ -26,8 +27,13 @@ import { applyStandardizer, buildServingModel, fitHead, fitLogistic, fitProbe, l
 import { currentLoad, machineInfo } from './lib/machine.js';
 import { logger, parseBenchArgs, saveResults, shared, sharedMobileNet, summaryTable, type SummaryRow } from './lib/report.js';
 import { gaussianClusters } from './lib/synthetic.js';
+import { dequantize } from './models/dequantize.js';
 
-const args = parseBenchArgs(process.argv.slice(2), 'quality');
+const args = parseBenchArgs(process.argv.slice(2), 'quality', {
+  backbone: { help: 'the shared MobileNetV2 as given (int8), or the float network it approximates (float: bench/models/dequantize.ts)', default: 'int8', choices: ['int8', 'float'] },
+  precision: { help: "the features' arithmetic: fp32, or fp16 (a float backbone converted as a GPU runs it; on the CPU, float16 rounding between ops computed in float32)", default: 'fp32', choices: ['fp32', 'fp16'] },
+});
+const precision = args.options.precision as 'fp32' | 'fp16';
 const log = logger(args.json);
 const benchStart = performance.now();
 const date = new Date();
@@ -87,7 +93,7 @@ function mirror(input: Float32Array, n: number, size: number, layout: 'NCHW' | '
 
 /** Backbone features of every photo (centre and mirrored), cached in the temp dir by file list. */
 async function features(photos: Photo[], extractorPath: string, spec: Awaited<ReturnType<typeof addBackbone>>['spec']): Promise<Features> {
-  const key = createHash('sha256').update(readFileSync(extractorPath)).update(photos.map((p) => p.path).join('\n')).digest('hex').slice(0, 16);
+  const key = createHash('sha256').update(readFileSync(extractorPath)).update(precision).update(photos.map((p) => p.path).join('\n')).digest('hex').slice(0, 16);
   const dir = join(tmpdir(), 'kennel-bench-quality');
   const file = join(dir, `${key}.bin`);
   const dim = spec.featureDim;
@@ -95,7 +101,7 @@ async function features(photos: Photo[], extractorPath: string, spec: Awaited<Re
     const all = new Float32Array(new Uint8Array(readFileSync(file)).buffer);
     return { dim, centre: all.slice(0, photos.length * dim), mirrored: all.slice(photos.length * dim) };
   }
-  const fx = await FeatureExtractor.create(extractorPath, { spec: spec.preprocess, inputName: spec.inputName, outputName: spec.outputName, dim, bytesIn: false });
+  const fx = await FeatureExtractor.create(extractorPath, { spec: spec.preprocess, inputName: spec.inputName, outputName: spec.outputName, dim, bytesIn: false, precision });
   const centre = new Float32Array(photos.length * dim);
   const mirrored = new Float32Array(photos.length * dim);
   try {
@@ -323,7 +329,13 @@ async function ttaCost(extractor: Uint8Array, spec: Awaited<ReturnType<typeof ad
 const home = mkdtempSync(join(tmpdir(), 'kennel-bench-quality-'));
 const ws = openWorkspace(home);
 try {
-  const backbone = await addBackbone(ws, sharedMobileNet, { name: 'mobilenetv2-12-int8' });
+  let source = sharedMobileNet;
+  if (args.options.backbone === 'float') {
+    source = join(home, 'mobilenetv2-float.onnx');
+    writeFileSync(source, dequantize(readFileSync(sharedMobileNet)));
+  }
+  const backbone = await addBackbone(ws, source, { name: `mobilenetv2-${args.options.backbone}` });
+  log(`backbone: MobileNetV2 ${args.options.backbone}, features in ${precision}`);
   const extractorPath = await ws.artifacts.localPath(backbone.extractorSha);
   const sets = [
     { name: 'real-photos', photos: realPhotos() },
@@ -350,6 +362,8 @@ try {
     bench: 'quality',
     date: date.toISOString(),
     quick: args.quick,
+    backbone: args.options.backbone,
+    precision,
     seeds: SEEDS,
     machine,
     points,
