@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { Child, ChildStartError, type ChildOptions } from '../../src/core/index.ts';
+import { processState } from '../helpers/process.ts';
 
 type In = { type: 'echo'; value: number } | { type: 'stop' };
 type Out = { type: 'ready'; pid: number } | { type: 'echo'; value: number };
@@ -64,18 +65,6 @@ for (const kind of ['process', 'thread'] as const) {
   });
 }
 
-/** A process's state letter (R, S, T stopped, Z zombie), or undefined once it is gone. */
-function stateOf(pid: number): string | undefined {
-  const file = `/proc/${pid}/stat`;
-  if (!existsSync(file)) return undefined;
-  try {
-    const stat = readFileSync(file, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  } catch {
-    return undefined;
-  }
-}
-
 /** Starts the fixture parent, which starts and stops a Child; kills the parent; returns the child's pid. */
 async function orphanStoppedChild(mode: 'die' | 'keep'): Promise<number> {
   const parent = spawn(process.execPath, [...process.execArgv.filter((a) => !a.startsWith('--test')), new URL('./fixtures/stopped-child-parent.ts', import.meta.url).pathname, mode], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -83,7 +72,7 @@ async function orphanStoppedChild(mode: 'die' | 'keep'): Promise<number> {
     parent.stdout.once('data', (d: Buffer) => resolve(Number(String(d).trim())));
     parent.once('exit', () => reject(new Error('the parent exited first')));
   });
-  const state = stateOf(pid);
+  const state = processState(pid);
   // the parent goes first, so that a failed assertion does not leave it (and this file's run) waiting
   parent.kill('SIGKILL');
   await new Promise((r) => parent.once('exit', r));
@@ -93,14 +82,14 @@ async function orphanStoppedChild(mode: 'die' | 'keep'): Promise<number> {
 
 const linuxWithSetpriv = process.platform === 'linux' && ['/usr/bin/setpriv', '/bin/setpriv'].some((p) => existsSync(p));
 test('dieWithParent: a stopped child process dies with its parent (a held shadow replica must not outlive a killed daemon)', { skip: linuxWithSetpriv ? false : 'needs Linux and util-linux setpriv' }, async () => {
-  const gone = (pid: number) => ['Z', undefined].includes(stateOf(pid));
+  const gone = (pid: number) => ['Z', undefined].includes(processState(pid));
   const dies = await orphanStoppedChild('die');
   for (let i = 0; i < 100 && !gone(dies); i++) await new Promise((r) => setTimeout(r, 20));
-  assert.ok(gone(dies), `the child ${dies} is still there (${stateOf(dies)})`);
+  assert.ok(gone(dies), `the child ${dies} is still there (${processState(dies)})`);
 
   // without it, the stopped child is left behind: what the option is for
   const stays = await orphanStoppedChild('keep');
   await new Promise((r) => setTimeout(r, 300));
-  assert.equal(stateOf(stays), 'T');
+  assert.equal(processState(stays), 'T');
   process.kill(stays, 'SIGKILL');
 });

@@ -8,6 +8,7 @@ import { importModel } from '../../src/registry/index.js';
 import { startDaemon, type Daemon } from '../../src/server/index.js';
 import type { ShadowReport } from '../../src/serving/index.js';
 import { repoRoot, tmpHome } from '../helpers/paths.js';
+import { processState } from '../helpers/process.js';
 import { bearer, invokeKey, labels, mobilenetPath, photo, realPhotos, waitFor, workspaceWithModel } from './fixtures.js';
 
 /**
@@ -42,11 +43,8 @@ const reportWith = (n: number) => waitFor(`${n} compared requests`, () => {
   return r.requests >= n && r;
 }, 180_000);
 
-/** The process state letter of /proc/PID/stat (R, S, T for stopped, ...). */
-const processState = (pid: number): string => {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-};
+/** The shadow replica's state letter (R, S, T for stopped, ...); it must still be there. */
+const stateOf = (pid: number): string => processState(pid) ?? assert.fail(`process ${pid} is gone`);
 
 /** Nice value and scheduling policy (5: SCHED_IDLE) of every thread of a process (fields 19 and 41 of /proc/PID/task/TID/stat). */
 function schedulingOfThreads(pid: number): Array<{ nice: number; policy: number }> {
@@ -109,7 +107,7 @@ test('kennel endpoints update --shadow: every request is mirrored, answers come 
   let sampling = true;
   const sampler = (async () => {
     while (sampling) {
-      seen.add(processState(shadowPid));
+      seen.add(stateOf(shadowPid));
       await new Promise((r) => setTimeout(r, 2));
     }
   })();
@@ -118,7 +116,7 @@ test('kennel endpoints update --shadow: every request is mirrored, answers come 
   await sampler;
   assert.ok(burst.every((a) => a.status === 200));
   assert.ok(seen.has('T'), `the shadow replica was stopped during the burst (states seen: ${[...seen].join(', ')})`);
-  await waitFor('the shadow replica running again', () => processState(shadowPid) !== 'T', 10_000);
+  await waitFor('the shadow replica running again', () => stateOf(shadowPid) !== 'T', 10_000);
 });
 
 test('a different shadow starts a new comparison: disagreement per class, errors of both on a corrupt image, the CLI report', async () => {
