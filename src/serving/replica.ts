@@ -38,8 +38,8 @@ async function main(): Promise<void> {
   // processes, as many as its share of the cores
   const decodeWorkers = decodeWorkersFor(config.device, { cores: config.threads });
   // every session of the replica runs at the endpoint's precision, so its answers agree across paths
-  const session = { device: config.device, precision: config.precision, threads: config.threads, spinning: false };
-  const clf = await Classifier.load(config.onnxPath, config.card, { ...session, thread: { maxBatch: config.batching.maxBatch }, decodeWorkers });
+  const sessionSettings = { device: config.device, precision: config.precision, threads: config.threads, spinning: false };
+  const clf = await Classifier.load(config.onnxPath, config.card, { ...sessionSettings, thread: { maxBatch: config.batching.maxBatch }, decodeWorkers });
   void clf.threadExited?.then((reason) => {
     if (stopping) return;
     process.stderr.write(`replica: the inference thread ended (${reason})\n`);
@@ -62,7 +62,7 @@ async function main(): Promise<void> {
   let explainer: Promise<Explainer> | undefined;
   const explaining = new Set<Promise<unknown>>();
   const explain = (image: Buffer, topK: number): Promise<{ predictions: Prediction[]; explanation: Explanation }> => {
-    explainer ??= Explainer.load(config.onnxPath, config.card, session);
+    explainer ??= Explainer.load(config.onnxPath, config.card, sessionSettings);
     const p = explainer.then((e) => e.explain(image, topK));
     const settled = p.then(() => {}, () => {});
     explaining.add(settled);
@@ -76,7 +76,7 @@ async function main(): Promise<void> {
   let tap: Promise<FeatureTap | undefined> | undefined;
   const withFeatures = async (image: Buffer, topK: number): Promise<{ predictions: Prediction[]; explanation?: Explanation; features?: number[] }> => {
     tap ??= config.featureTensor
-      ? FeatureTap.load(config.onnxPath, config.card, config.featureTensor, session).catch((e: unknown) => {
+      ? FeatureTap.load(config.onnxPath, config.card, config.featureTensor, sessionSettings).catch((e: unknown) => {
           process.stderr.write(`replica: no features for captured requests: ${errorMessage(e)}\n`);
           return undefined;
         })
@@ -92,7 +92,7 @@ async function main(): Promise<void> {
   let floatBatched: Promise<{ clf: Classifier; batched: BatchedClassifier }> | undefined;
   const classifyTensor = (values: Buffer, topK: number): Promise<Prediction[]> => {
     if (!clf.bytesIn) return batched.classifyInput(values, topK);
-    floatBatched ??= Classifier.load(config.onnxPath, config.card, { ...session, bytesIn: false, thread: { maxBatch: config.batching.maxBatch } }).then((c) => ({ clf: c, batched: new BatchedClassifier(c, config.batching) }));
+    floatBatched ??= Classifier.load(config.onnxPath, config.card, { ...sessionSettings, bytesIn: false, thread: { maxBatch: config.batching.maxBatch } }).then((c) => ({ clf: c, batched: new BatchedClassifier(c, config.batching) }));
     return floatBatched.then((f) => f.batched.classifyInput(values, topK));
   };
 

@@ -39,7 +39,7 @@ export interface Endpoint {
   variants: Variant[];
   replicas: Replica[];
   autoscaling: { min: number; max: number; metric: string; target: number } | null;
-  spec: { instances: number; maxBatch: number; maxDelayMs: number; timeoutMs: number; device: string; precision?: string; capture?: { percent: number } | null };
+  spec: { instances: number; maxBatch: number; maxDelayMs: number; timeoutMs: number; device: string; precision: string; capture?: { percent: number } | null };
   /** the shadow variant, when one runs */
   shadow: { model: string; percent: number; desired: number; ready: number } | null;
   events: EndpointEvent[];
@@ -234,7 +234,7 @@ function EndpointView({ e, invokeUrl, traffic }: { e: Endpoint; invokeUrl: strin
             ['Invoke (with an API key)', <code class="path">{`POST ${invokeUrl}`}</code>],
             ['Autoscaling', e.autoscaling ? `${e.autoscaling.min}–${e.autoscaling.max} replicas, target ${e.autoscaling.metric} ${e.autoscaling.target} per replica` : `fixed at ${e.spec.instances} replicas per variant`],
             ['Batching', `up to ${e.spec.maxBatch} images, ${e.spec.maxDelayMs} ms`],
-            ['Device', e.spec.device === 'cpu' ? 'CPU' : `${e.spec.device}, precision ${e.spec.precision ?? 'auto'}`],
+            ['Device', e.spec.device === 'cpu' ? 'CPU' : `${e.spec.device}, precision ${e.spec.precision}`],
             ['Created', when(e.createdAt)],
             ['Updated', ago(e.updatedAt)],
           ]}
