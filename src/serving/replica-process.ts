@@ -132,13 +132,26 @@ export class ReplicaProcess extends TypedEmitter<ReplicaListener> {
   }
 
   /**
+   * Whether a request sent now can reach the process: ready, and its channels open. A killed
+   * replica loses its channels before its exit is reported; until then it still reads as ready,
+   * and, refusing requests at once, as the least busy.
+   */
+  get accepting(): boolean {
+    return this.state === 'ready' && this.channelsOpen;
+  }
+
+  private get channelsOpen(): boolean {
+    return this.child.connected && this.requests !== undefined && !this.requests.destroyed;
+  }
+
+  /**
    * `image` is an encoded image, or with `tensor` one image's preprocessed model input (float32
    * bytes); topK 0: every class in label order. `explain` adds a heat map, `features` the
    * backbone's features (encoded images only).
    */
   infer(image: Uint8Array, topK: number, requestId: string, opts: { tensor?: boolean; explain?: boolean; features?: boolean } = {}): Promise<Answer> {
     const requests = this.requests;
-    if (!this.child.connected || !requests || requests.destroyed) return Promise.reject(new ReplicaGoneError(this.id));
+    if (!requests || !this.channelsOpen) return Promise.reject(new ReplicaGoneError(this.id));
     const id = this.nextId++;
     this.outstanding++;
     return new Promise<Answer>((resolve, reject) => {

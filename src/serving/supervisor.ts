@@ -212,8 +212,7 @@ export class ReplicaPool {
     for (;;) {
       if (this.closed) throw Errors.EndpointStopping(`Endpoint ${this.endpoint} is being deleted.`);
       if (this.failure) throw cannotStart(this.endpoint, this.failure);
-      let best: ReplicaProcess | undefined;
-      for (const r of this.replicas) if (r.state === 'ready' && (!best || r.outstanding < best.outstanding)) best = r;
+      const best = this.leastBusy();
       if (best && best.outstanding < this.spec.maxInFlight) return best;
       if (best) throw overloaded(this.endpoint);
       // held until a replica is ready, but not without bound: as many as the replicas being started could hold
@@ -229,9 +228,15 @@ export class ReplicaPool {
    */
   tryAcquire(limit: number): ReplicaProcess | undefined {
     if (this.closed || this.failure) return undefined;
-    let best: ReplicaProcess | undefined;
-    for (const r of this.replicas) if (r.state === 'ready' && (!best || r.outstanding < best.outstanding)) best = r;
+    const best = this.leastBusy();
     return best && best.outstanding < Math.min(limit, this.spec.maxInFlight) ? best : undefined;
+  }
+
+  /** The replica that can take a request now (ReplicaProcess.accepting) with the fewest outstanding. */
+  private leastBusy(): ReplicaProcess | undefined {
+    let best: ReplicaProcess | undefined;
+    for (const r of this.replicas) if (r.accepting && (!best || r.outstanding < best.outstanding)) best = r;
+    return best;
   }
 
   /**

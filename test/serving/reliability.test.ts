@@ -6,6 +6,8 @@ import { pino } from 'pino';
 import { getModel, importModel, registerModel } from '../../src/registry/index.js';
 import { startDaemon, type Daemon } from '../../src/server/index.js';
 import { openWorkspace } from '../../src/store/index.js';
+import { ReplicaPool } from '../../src/serving/supervisor.js';
+import { ReplicaGoneError } from '../../src/serving/replica-process.js';
 import { tmpHome } from '../helpers/paths.js';
 import { bearer, failures, invokeKey, labels, mobilenetPath, photo, realPhotos, steadyLoad, waitFor, workspaceWithModel } from './fixtures.js';
 
@@ -64,6 +66,25 @@ test('kill -9 of one of three replicas under steady load: no request fails', asy
   const events = daemon.runtime.describe('dogs').events.map((e) => e.kind);
   assert.ok(events.includes('replica_crashed'), events.join(','));
   assert.ok(logLines.some((l) => l.includes('retrying on another')), 'in-flight requests were retried');
+});
+
+test('a replica whose channels closed (killed, its exit not yet reported) is not chosen, nor chosen again for the retry', async () => {
+  const ws = openWorkspace(home);
+  const mv = getModel(ws, 'mnet@1');
+  const pool = new ReplicaPool('gone', 'primary', { model: 'mnet@1', onnxPath: await ws.artifacts.localPath(mv.onnxSha), card: mv.card, device: 'cpu', precision: 'auto', batching: { maxBatch: 8, maxDelayMs: 2 }, maxInFlight: 8 }, 2, pino({ level: 'silent' })).start();
+  try {
+    await waitFor('two ready replicas', () => pool.readyCount === 2, 60_000);
+    const first = await pool.acquire(Date.now() + 5_000);
+    // what the kernel does to a killed replica's request stream before its exit is seen
+    (first as unknown as { requests: { destroy(): void } }).requests.destroy();
+    await assert.rejects(first.infer(photo(), 1, 'r1'), ReplicaGoneError);
+    assert.equal(first.state, 'ready', 'its exit is not reported yet');
+    for (let i = 0; i < 4; i++) assert.notEqual(await pool.acquire(Date.now() + 5_000), first);
+    assert.notEqual(pool.tryAcquire(8), first);
+  } finally {
+    await pool.close();
+    ws.close();
+  }
 });
 
 test('a rolling update under load: no request fails, every answer comes from the old or the new model', async () => {
