@@ -12,7 +12,8 @@
  * nearest centroid. The prototype head itself is a candidate.
  * lambda and prototype-or-logistic are chosen by stratified k-fold cross-validation over
  * train + valid when the data are small, by the valid split when they are large, along a
- * warm-started path from strong to weak penalties; ties go to the simpler head.
+ * warm-started path from strong to weak penalties, by the one-standard-error rule: the simplest
+ * head whose held-out top-1 is within one standard error of the best's.
  */
 import * as ort from 'onnxruntime-node';
 import { CancelledError, Rng } from '../core/index.js';
@@ -302,6 +303,43 @@ function folds(labels: Int32Array, classes: number, k: number, rng: Rng): Int32A
   return fold;
 }
 
+/** Per row: 1 where the row's highest logit is its label's. */
+function hits(logits: Float32Array, labels: Int32Array, classes: number): Uint8Array {
+  return Uint8Array.from(labels, (label, r) => {
+    const row = logits.subarray(r * classes, (r + 1) * classes);
+    let arg = 0;
+    for (let c = 1; c < classes; c++) if (row[c]! > row[arg]!) arg = c;
+    return arg === label ? 1 : 0;
+  });
+}
+
+/**
+ * The one-standard-error rule (Breiman et al. 1984; glmnet's lambda.1se): the first candidate, in
+ * order of flexibility, whose held-out top-1 is within one standard error of the best's. On a few
+ * dozen held-out rows the best score is partly luck, and luck favours the most flexible heads:
+ * bench:quality measured the cross-validated winner below the prototype head it beat. The error
+ * is that of the paired per-row difference with the best, so heads that agree on most rows are
+ * told apart by the rows where they differ.
+ */
+export function simplestWithinOneSe(rowHits: Uint8Array[], bestIndex: number, first: number): number {
+  const best = rowHits[bestIndex]!;
+  const n = best.length;
+  if (!n) return bestIndex;
+  for (let i = first; i < bestIndex; i++) {
+    let sum = 0;
+    for (let r = 0; r < n; r++) sum += best[r]! - rowHits[i]![r]!;
+    const mean = sum / n;
+    // d is -1, 0 or 1, so the sum of d^2 counts the rows where the two differ; the sample variance
+    // makes one row's difference exactly one standard error (roughly: the net wins must exceed the
+    // square root of the rows where the heads differ, McNemar's z > 1)
+    let discordant = 0;
+    for (let r = 0; r < n; r++) discordant += best[r]! !== rowHits[i]![r]! ? 1 : 0;
+    const se = n > 1 ? Math.sqrt(Math.max(0, (discordant - n * mean * mean) / (n - 1)) / n) : 0;
+    if (mean <= se + 1e-12) return i;
+  }
+  return bestIndex;
+}
+
 /** The given rows of a row-major matrix (a view, not a copy, when they are consecutive). */
 function take(z: Float32Array, cols: number, rows: number[]): Float32Array {
   if (rows.every((r, i) => r === rows[0]! + i)) return z.subarray((rows[0] ?? 0) * cols, ((rows[0] ?? 0) + rows.length) * cols);
@@ -317,8 +355,12 @@ interface Fold {
   /** indices of the held-out rows in the pooled data */
   heldRows: number[];
   theta: Float64Array;
-  /** the solution at the best penalty so far, with its optimiser trace */
-  best?: { theta: Float64Array; trace: Array<{ loss: number; gradNorm: number }> };
+}
+
+/** One fold's solution at one penalty, with its optimiser trace. */
+interface FoldFit {
+  theta: Float64Array;
+  trace: Array<{ loss: number; gradNorm: number }>;
 }
 
 /**
@@ -389,15 +431,24 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
     // NLL after a fitted temperature: compares how well candidates rank classes, not how confident they are
     const scoreOf = (all: Float32Array) => {
       const logits = scoredLogits(all);
-      return { top1: lossAndTop1(logits, scoredLabels, classes).top1, nll: scoredRows.length ? nll(logits, scoredLabels, classes, fitTemperature(logits, scoredLabels, classes)) : 0 };
+      if (!scoredRows.length) return { top1: 0, nll: 0 };
+      return { top1: lossAndTop1(logits, scoredLabels, classes).top1, nll: nll(logits, scoredLabels, classes, fitTemperature(logits, scoredLabels, classes)) };
     };
     const protoHeld = heldCos.map((v) => v * scale);
+    // per candidate, in path order: its score, held-out logits and per-row hits
     const scores: ProbeChoice['scores'] = [{ kind: 'prototype', l2: null, ...scoreOf(protoHeld) }];
-    let best: { index: number; logits: Float32Array } = { index: 0, logits: protoHeld };
-    let validSplitFit: Fold['best'];
+    const heldLogits: Float32Array[] = [protoHeld];
+    const rowHits = [hits(scoredLogits(protoHeld), scoredLabels, classes)];
+    // with a valid split, the one fold's fit at each candidate: the final head is that fit
+    const validSplitFits: Array<FoldFit | undefined> = [undefined];
+    let bestIndex = 0;
 
+    // nothing held out can be scored (every class has one labelled row): validation says nothing, so
+    // the simplest head, nearest centroid, which bench:quality measured at or above logistic regression at k = 1
+    const unscoreable = !scoredRows.length && kind === 'auto' && opts.l2 === undefined;
+    if (unscoreable) selectedBy = 'default (one row per class)';
     // large data: decades only (each fit costs a full pass over the data per evaluation)
-    const path = opts.l2 !== undefined ? [opts.l2] : kind === 'prototype' ? [] : useCv ? L2_PATH : L2_PATH.filter((_, i) => i % 2 === 0);
+    const path = opts.l2 !== undefined ? [opts.l2] : kind === 'prototype' || unscoreable ? [] : useCv ? L2_PATH : L2_PATH.filter((_, i) => i % 2 === 0);
     let iterations = 0;
     let evaluations = 0;
     const steps: StepSample[] = [];
@@ -420,27 +471,24 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
         const held = concat(logits);
         const s = { kind: 'logistic' as const, l2: lambda, ...scoreOf(held) };
         scores.push(s);
-        const b = scores[best.index]!;
-        // a weaker penalty must earn its place: better held-out top-1, or equal top-1 and clearly better NLL
-        // (a forced logistic head never keeps the prototype)
-        if ((kind !== 'auto' && best.index === 0) || s.top1 > b.top1 || (s.top1 === b.top1 && s.nll < b.nll - NLL_MARGIN)) {
-          best = { index: scores.length - 1, logits: held };
-          fs.forEach((f, j) => (f.best = { theta: f.theta, trace: traces[j]! }));
+        heldLogits.push(held);
+        rowHits.push(hits(scoredLogits(held), scoredLabels, classes));
+        validSplitFits.push(useCv ? undefined : { theta: fs[0]!.theta, trace: traces[0]! });
+        const b = scores[bestIndex]!;
+        // the best: higher held-out top-1, or equal top-1 and clearly better NLL (a forced logistic head never keeps the prototype)
+        if ((kind !== 'auto' && bestIndex === 0) || s.top1 > b.top1 || (s.top1 === b.top1 && s.nll < b.nll - NLL_MARGIN)) {
+          bestIndex = scores.length - 1;
           worse = 0;
           // large data, past the best (worse top-1 and NLL, or worse top-1 twice): weaker penalties only overfit more, and cost the most
         } else if (!useCv && s.top1 < b.top1 && (s.nll > b.nll || ++worse >= 2)) break;
       }
-      validSplitFit = useCv ? undefined : fs[0]!.best;
       steps.push(...fs.flatMap((f) => f.problem.steps));
       iterations = fs.reduce((n, f) => n + f.problem.iterations, 0);
       evaluations = fs.reduce((n, f) => n + f.problem.evaluations, 0);
       opts.onProgress?.(path.length, path.length, 'chosen');
     }
-    // nothing held out could be scored (every class has one labelled row): validation says nothing,
-    // and plain logistic regression with scikit-learn's C = 1 measured at least as well as nearest centroid (bench:quality, k = 1)
-    const unscoreable = !scoredRows.length && kind === 'auto' && opts.l2 === undefined && prior === 'zero';
-    if (unscoreable) selectedBy = 'default (one row per class)';
-    const chosen = unscoreable ? { kind: 'logistic' as const, l2: 1 / pooledRows, top1: 0, nll: 0 } : scores[best.index]!;
+    const chosenIndex = simplestWithinOneSe(rowHits, bestIndex, kind === 'auto' ? 0 : 1);
+    const chosen = scores[chosenIndex]!;
 
     // the final head: under CV refitted on all of train + valid; with a valid split, trained on train
     const finalRows = useCv ? [...allLabels.keys()] : [...trainLabels.keys()];
@@ -450,8 +498,8 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
     let probe: LinearProbe = { dim: cols, classes, ...prototypeHead(d.z, d.labels, cols, classes, d.tp, scale), ...transformOf };
     let trace: ProbeChoice['trace'] = [];
     if (chosen.kind === 'logistic') {
-      let head = validSplitFit?.theta;
-      trace = validSplitFit?.trace ?? [];
+      let head = validSplitFits[chosenIndex]?.theta;
+      trace = validSplitFits[chosenIndex]?.trace ?? [];
       if (!head) {
         const problem = LogisticProblem.create(session, d.xFit, d.labels, cols, classes, d.priorHead(scale));
         const fit = await problem.fit(chosen.l2!, problem.priorTheta(), opts.signal);
@@ -468,7 +516,7 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
     if (useCv) {
       validLogits = new Float32Array(valid.rows * classes);
       heldOrder.forEach((r, i) => {
-        if (r >= train.rows) validLogits.set(best.logits.subarray(i * classes, (i + 1) * classes), (r - train.rows) * classes);
+        if (r >= train.rows) validLogits.set(heldLogits[chosenIndex]!.subarray(i * classes, (i + 1) * classes), (r - train.rows) * classes);
       });
     } else validLogits = await runner.logits(probe, probeFeatures(probe, valid));
     return {

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { Rng } from '../../src/core/rng.ts';
 import { buildServingModel } from '../../src/training/export.ts';
-import { fitLogistic, fitProbe, linearWeights, probeFeatures } from '../../src/training/probe.ts';
+import { fitLogistic, fitProbe, linearWeights, probeFeatures, simplestWithinOneSe } from '../../src/training/probe.ts';
 
 const matrix = (rows: number, cols: number, f: (r: number, d: number) => number) => ({ data: Float32Array.from({ length: rows * cols }, (_, i) => f(Math.floor(i / cols), i % cols)), rows, cols });
 
@@ -94,6 +94,75 @@ test('on few-shot sets where nearest centroid is strong, the default head scores
   }
   assert.ok(centroid / total > 0.6, `nearest centroid is strong here (${centroid}/${total})`);
   assert.ok(head >= centroid, `default head ${head} vs nearest centroid ${centroid} of ${total} (chose ${chosen.join(', ')})`);
+});
+
+test('where classes differ along directions that larger shared variation hides, the logistic head is chosen and beats nearest centroid', async () => {
+  // 6 classes, 30 rows each: 26 nuisance dimensions of unit variance shared by all, and one
+  // quiet dimension per class carrying its signal; a centroid sees mostly nuisance, a fitted head weighs it out
+  const classes = 6;
+  const dim = 32;
+  const rng = new Rng(7);
+  const sample = (perClass: number) => {
+    const rows = perClass * classes;
+    const labels = Int32Array.from({ length: rows }, (_, r) => r % classes);
+    const m = matrix(rows, dim, (r, d) => (d < 26 ? 3 + rng.normal() : 1 + 0.1 * rng.normal() + (d - 26 === r % classes ? 0.6 : 0)));
+    return { m, labels };
+  };
+  const shots = sample(30);
+  const held = sample(50);
+  const empty = { data: new Float32Array(0), rows: 0, cols: dim };
+  const r = await fitProbe(shots.m, shots.labels, empty, new Int32Array(0), classes, { seed: 2 });
+  assert.equal(r.choice.kind, 'logistic', `chose ${r.choice.kind}: ${JSON.stringify(r.choice.scores.map((s) => [s.l2, s.top1.toFixed(3)]))}`);
+  const top1 = (w: Float32Array, b: Float32Array) => {
+    const feats = probeFeatures(r.probe, held.m);
+    let right = 0;
+    for (let i = 0; i < held.m.rows; i++) {
+      const logits = Array.from({ length: classes }, (_, c) => b[c]! + Array.from({ length: dim }, (_, d) => feats.data[i * dim + d]! * w[d * classes + c]!).reduce((a, v) => a + v, 0));
+      if (logits.indexOf(Math.max(...logits)) === held.labels[i]) right++;
+    }
+    return right / held.m.rows;
+  };
+  const prototype = r.choice.scores[0]!;
+  const logistic = top1(r.probe.w, r.probe.b);
+  assert.ok(logistic > 0.9, `logistic head ${logistic} on new rows`);
+  assert.ok(logistic > prototype.top1 + 0.1, `logistic ${logistic} vs prototype's held-out ${prototype.top1}`);
+});
+
+test('the one-standard-error rule keeps a simpler head unless a more flexible one wins by more than luck would', () => {
+  const rows = (n: number, ones: number[]) => Uint8Array.from({ length: n }, (_, r) => (ones.includes(r) ? 1 : 0));
+  const all = Array.from({ length: 30 }, (_, r) => r);
+  // candidates in order of flexibility; the last is the best by held-out top-1
+  const simple = rows(30, all.slice(0, 20));
+  const luckier = rows(30, all.slice(0, 21)); // one more row right: within one standard error
+  assert.equal(simplestWithinOneSe([simple, luckier], 1, 0), 0);
+  const better = rows(30, all.slice(0, 28)); // eight more rows right, none worse: a real difference
+  assert.equal(simplestWithinOneSe([simple, better], 1, 0), 1);
+  // the first within reach wins, however many candidates come before the best
+  assert.equal(simplestWithinOneSe([simple, rows(30, all.slice(0, 27)), better], 2, 0), 1);
+  // `first` excludes heads that may not be chosen (a forced logistic head never falls back to the prototype)
+  assert.equal(simplestWithinOneSe([simple, luckier], 1, 1), 1);
+  // heads that agree on every row: the simpler
+  assert.equal(simplestWithinOneSe([better, better], 1, 0), 0);
+});
+
+test('with one labelled row per class nothing can be held out, and the head is nearest centroid without a logistic search', async () => {
+  const classes = 5;
+  const dim = 16;
+  const rng = new Rng(4);
+  const shots = matrix(classes, dim, () => Math.abs(rng.normal()));
+  const labels = Int32Array.from({ length: classes }, (_, r) => r);
+  const empty = { data: new Float32Array(0), rows: 0, cols: dim };
+  const r = await fitProbe(shots, labels, empty, new Int32Array(0), classes, { seed: 1 });
+  assert.equal(r.choice.kind, 'prototype');
+  assert.equal(r.choice.selectedBy, 'default (one row per class)');
+  assert.deepEqual(r.choice.scores.map((s) => s.kind), ['prototype']);
+  assert.equal(r.choice.iterations, 0);
+  // each training row is nearest its own centroid
+  const feats = probeFeatures(r.probe, shots);
+  for (let i = 0; i < classes; i++) {
+    const logits = Array.from({ length: classes }, (_, c) => r.probe.b[c]! + Array.from({ length: dim }, (_, d) => feats.data[i * dim + d]! * r.probe.w[d * classes + c]!).reduce((a, v) => a + v, 0));
+    assert.equal(logits.indexOf(Math.max(...logits)), i);
+  }
 });
 
 test('the exported graph with flip TTA gives the mean of the two views’ probabilities', async () => {

@@ -17,10 +17,10 @@ function weakest(perClass: number[], labels: string[]): string {
   return below.length ? below.map((c) => `${c.label} ${pct(c.acc)}`).join(', ') : 'none (every class 100%)';
 }
 
-/** e.g. "logistic regression, L2 0.01 toward the class prototypes (chosen by cv-5: held-out top-1 91.0%, prototype 88.0%)". */
+/** e.g. "logistic regression, L2 0.01 (chosen by cv-5: held-out top-1 91.0%, prototype 88.0%)". */
 function describeHead(h: TrainResult['head']): string {
   if (!('scores' in h)) return `${h.kind === 'mlp' ? 'MLP' : 'softmax regression'} trained by minibatches (forced)`;
-  const what = h.kind === 'prototype' ? 'cosine nearest-centroid prototypes' : `logistic regression, L2 ${h.l2} toward the class prototypes`;
+  const what = h.kind === 'prototype' ? 'cosine nearest-centroid prototypes' : `logistic regression, L2 ${h.l2}${h.prior === 'prototype' ? ' toward the class prototypes' : ''}`;
   if (h.selectedBy === 'forced') return `${what} (forced)`;
   const chosen = h.scores.find((s) => s.kind === h.kind && s.l2 === h.l2);
   const proto = h.scores[0]!;
