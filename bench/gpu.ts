@@ -22,7 +22,7 @@
  *   difference of a probability; `--only fp16` runs this part alone
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -185,6 +185,11 @@ if (process.argv[2] === '--classifier-part') {
   process.stdout.write(JSON.stringify(await classifierRuns(32, process.argv[3] as Device)) + '\n');
   process.exit(0);
 }
+if (process.argv[2] === '--op-profile') {
+  // `bench/gpu.ts --op-profile DEVICE`: ONNX Runtime's profile of the endpoint's classifier graph (opProfiles), as JSON
+  process.stdout.write(JSON.stringify(await opProfiles(process.argv[3] as Device)) + '\n');
+  process.exit(0);
+}
 if (process.argv[2] === '--decode-part') {
   const runs = await decodePart(process.argv[3]!);
   process.stdout.write(JSON.stringify({ runs, session: await sessionUnderDecoding(process.argv[3]!, process.argv[4] as Device) }) + '\n');
@@ -272,14 +277,14 @@ log(`  Kennel ${serve.kennel_ips} images/s (ceiling ${serve.ceiling_ips}, naive 
 /**
  * The endpoint's classifier (the bench:serve ResNet50, graph fed bytes, auto precision) opened
  * as a replica opens it, its session in its own thread, and on this thread: ms per run at each
- * batch size a replica pads to (each run once first), 10 runs each. Where the endpoint falls
+ * batch size a replica pads to on the device (each run once first), 10 runs each. Where the endpoint falls
  * short of the raw session, this tells the session's share from the server's.
  */
 async function classifierRuns(maxBatch: number, device: Device): Promise<Array<{ batch: number; threadMs: number; mainMs: number }>> {
   const home = mkdtempSync(join(tmpdir(), 'kennel-bench-gpu-clf-'));
   try {
     const { model, onnxPath } = await importBenchModel(home, 'resnet50');
-    const shapes = batchShapes(maxBatch);
+    const shapes = batchShapes(maxBatch, device);
     const ms: Record<'thread' | 'main', number[]> = { thread: [], main: [] };
     for (const where of ['thread', 'main'] as const) {
       const clf = await Classifier.load(onnxPath, model.card, { device, spinning: false, ...(where === 'thread' ? { thread: { maxBatch } } : {}) });
@@ -296,6 +301,91 @@ async function classifierRuns(maxBatch: number, device: Device): Promise<Array<{
       }
     }
     return shapes.map((batch, i) => ({ batch, threadMs: ms.thread[i]!, mainMs: ms.main[i]! }));
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
+}
+
+interface OpProfile {
+  precision: 'fp32' | 'fp16';
+  batch: number;
+  /** wall ms per run, as this process waited for it */
+  msPerRun: number;
+  /** ms per run inside ONNX Runtime (its model_run events) */
+  runMs: number;
+  /** the ops that took most, summed per op type and provider, ms per run */
+  ops: Array<{ op: string; provider: string; ms: number; nodes: number }>;
+}
+
+/**
+ * Where a run of the endpoint's classifier spends its time on `device`: ONNX Runtime's own profile
+ * of the graph a GPU replica opens (RGB bytes in, one intra-op thread), fp32 and fp16, at batch 1,
+ * 24 and 32, 10 runs after 3 warm-up runs. Each op type is listed with the provider that ran it, so a
+ * kernel that fell back to the CPU, or one slow kernel, shows by name.
+ */
+async function opProfiles(device: Device): Promise<{ profiles: OpProfile[]; shapes: number[]; mixed: Record<string, number[]> }> {
+  const home = mkdtempSync(join(tmpdir(), 'kennel-bench-gpu-ops-'));
+  try {
+    const { model, onnxPath } = await importBenchModel(home, 'resnet50');
+    const { preprocess, inputName } = model.card;
+    const bytesGraph = withUint8Input(readFileSync(onnxPath), preprocess, inputName);
+    const out: OpProfile[] = [];
+    for (const precision of ['fp32', 'fp16'] as const)
+      for (const batch of [1, 24, 32]) {
+        const prefix = `profile-${precision}-${batch}`;
+        const session = await ort.InferenceSession.create(precision === 'fp16' ? toFloat16(bytesGraph) : bytesGraph, { ...sessionOptions({ device, threads: 1 }), enableProfiling: true, profileFilePrefix: join(home, prefix) });
+        const feeds = { [UINT8_INPUT]: new ort.Tensor('uint8', Uint8Array.from({ length: batch * preprocess.size * preprocess.size * 3 }, (_, i) => (i * 2654435761) >>> 24), [batch, preprocess.size, preprocess.size, 3]) };
+        for (let i = 0; i < 3; i++) await session.run(feeds);
+        const t = performance.now();
+        for (let i = 0; i < 10; i++) await session.run(feeds);
+        const msPerRun = (performance.now() - t) / 10;
+        session.endProfiling();
+        await session.release();
+        const file = readdirSync(home).find((f) => f.startsWith(prefix) && f.endsWith('.json'));
+        if (!file) throw new Error(`ONNX Runtime wrote no profile for ${prefix}`);
+        const events = JSON.parse(readFileSync(join(home, file), 'utf8')) as Array<{ cat: string; name: string; ts: number; dur: number; args?: { op_name?: string; provider?: string } }>;
+        const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run').slice(-10);
+        const from = runs[0]?.ts ?? 0;
+        const ops = new Map<string, { op: string; provider: string; us: number; nodes: Set<string> }>();
+        for (const e of events) {
+          if (e.cat !== 'Node' || e.ts < from || !e.name.endsWith('_kernel_time')) continue;
+          const op = e.args?.op_name ?? '?';
+          const provider = e.args?.provider ?? '?';
+          const o = ops.get(`${op} ${provider}`) ?? { op, provider, us: 0, nodes: new Set<string>() };
+          o.us += e.dur;
+          o.nodes.add(e.name);
+          ops.set(`${op} ${provider}`, o);
+        }
+        const top = [...ops.values()].sort((a, b) => b.us - a.us).slice(0, 8);
+        out.push({ precision, batch, msPerRun, runMs: runs.reduce((n, r) => n + r.dur, 0) / Math.max(1, runs.length) / 1000, ops: top.map((o) => ({ op: o.op, provider: o.provider, ms: o.us / runs.length / 1000, nodes: o.nodes.size })) });
+      }
+    // one session through every padded shape, as a replica's is: a plain fp16 session warmed largest
+    // first, the same warmed smallest first, then the Classifier
+    const shapes = batchShapes(32, 'webgpu');
+    const mixed: Record<string, number[]> = {};
+    const timeShapes = async (run: (n: number) => Promise<unknown>, largestFirst = true) => {
+      for (const n of largestFirst ? [...shapes].reverse() : shapes) await run(n);
+      const ms: number[] = [];
+      for (const n of shapes) {
+        const t = performance.now();
+        for (let i = 0; i < 10; i++) await run(n);
+        ms.push((performance.now() - t) / 10);
+      }
+      return ms;
+    };
+    const plain = await ort.InferenceSession.create(toFloat16(bytesGraph), sessionOptions({ device, threads: 1 }));
+    const bytes = Uint8Array.from({ length: 32 * preprocess.size * preprocess.size * 3 }, (_, i) => (i * 2654435761) >>> 24);
+    const feed = (n: number) => ({ [UINT8_INPUT]: new ort.Tensor('uint8', bytes.subarray(0, n * preprocess.size * preprocess.size * 3), [n, preprocess.size, preprocess.size, 3]) });
+    mixed.plainSession = await timeShapes((n) => plain.run(feed(n)));
+    await plain.release();
+    const smallestFirst = await ort.InferenceSession.create(toFloat16(bytesGraph), sessionOptions({ device, threads: 1 }));
+    mixed.plainSessionSmallestFirst = await timeShapes((n) => smallestFirst.run(feed(n)), false);
+    await smallestFirst.release();
+    const clf = await Classifier.load(onnxPath, model.card, { device, spinning: false, precision: 'fp16' });
+    const input = clf.inputBuffer(32);
+    mixed.classifier = await timeShapes((n) => clf.run(input, n));
+    await clf.close();
+    return { profiles: out, shapes, mixed };
   } finally {
     rmSync(home, { recursive: true, force: true });
   }

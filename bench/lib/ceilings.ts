@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
-import { Classifier, batchShapes, decodeRgb, decodeWorkersFor, DynamicBatcher, inputShape, inputSize, normalizeInto, sessionOptions, type Device, type ModelInput, type PreprocessSpec } from '../../src/inference/index.js';
+import { Classifier, batchShapes, decodeRgb, decodeWorkersFor, DynamicBatcher, executionProviders, inputShape, inputSize, normalizeInto, sessionOptions, type Device, type ModelInput, type PreprocessSpec } from '../../src/inference/index.js';
 import type { ModelCard } from '../../src/registry/index.js';
 import { GraphBuilder } from '../../src/onnx/index.js';
 import { repeatFor, timed } from './timing.js';
@@ -30,7 +30,9 @@ export async function extractionCeiling(modelPath: string, spec: PreprocessSpec,
     const runs: CeilingRun[] = [];
     for (const bs of batchSizes) {
       const input = new Float32Array(bs * per);
-      const run = (batch: string[]) => session.run({ [inputName]: new ort.Tensor('float32', input.subarray(0, batch.length * per), inputShape(spec, batch.length)) });
+      // CUDA runs one shape, the last batch padded (batchShapes says why)
+      const rows = (n: number) => (executionProviders(device)[0] === 'cuda' ? bs : n);
+      const run = (batch: string[]) => session.run({ [inputName]: new ort.Tensor('float32', input.subarray(0, rows(batch.length) * per), inputShape(spec, rows(batch.length))) });
       let decode = 0;
       let infer = 0;
       const pass = async (list: string[]) => {
@@ -76,7 +78,7 @@ export async function pipelineCeiling(onnxPath: string, card: ModelCard, files: 
   const size = inputSize(card.preprocess);
   const batchInput = clf.inputBuffer(o.maxBatch);
   // padded to a few batch sizes on a GPU, each run once first, as a replica does
-  const shapes = o.device === 'cpu' ? undefined : batchShapes(o.maxBatch);
+  const shapes = o.device === 'cpu' ? undefined : batchShapes(o.maxBatch, o.device);
   const runSize = (n: number): number => shapes?.find((s) => s >= n) ?? n;
   for (const n of shapes ?? []) await clf.run(batchInput, n);
   // the batches' sizes and run times, as a replica reports them (kennel_batch_*)

@@ -61,7 +61,7 @@ export class Classifier {
     const feed = ModelFeed.for(card.preprocess, settings.device, bytesIn);
     const { graph, inputName } = await feed.graph(onnx, card.inputName);
     const maxInputBytes = thread && feed.allocate(thread.maxBatch).byteLength;
-    const session = await openSession(graph, settings, { inputName, outputName: card.outputName }, maxInputBytes === undefined ? undefined : { maxInputBytes });
+    const session = await openSession(graph, { ...settings, maxBatch: thread?.maxBatch }, { inputName, outputName: card.outputName }, maxInputBytes === undefined ? undefined : { maxInputBytes });
     try {
       return new Classifier(session, card, feed, decodeWorkers ? await DecodePool.start(decodeWorkers) : undefined);
     } catch (e) {

@@ -8,7 +8,7 @@ import { Session } from './session.js';
 import { ThreadedSession } from './threaded.js';
 import { ModelFeed } from './uint8-input.js';
 
-/** Batch sizes a GPU extractor times to pick its own (chooseBatchSize). */
+/** Batch sizes a GPU extractor times to pick its own (chooseBatchSize); CUDA takes the largest untimed, since timing several shapes in one CUDA session slows it at all of them (batchShapes). */
 const GPU_BATCH_SIZES = [16, 32, 64];
 /** Batches a GPU extractor has decoded or queued ahead of the one whose features it is reading. */
 const GPU_PIPELINE_DEPTH = 3;
@@ -63,7 +63,7 @@ export class FeatureExtractor {
     const provider = executionProviders(opts.device ?? 'cpu')[0]!;
     const feed = ModelFeed.for(opts.spec, opts.device, opts.bytesIn);
     const { graph, inputName } = await feed.graph(modelPath, opts.inputName);
-    const settings = { device: opts.device, threads: opts.threads, precision: opts.precision };
+    const settings = { device: opts.device, threads: opts.threads, precision: opts.precision, maxBatch: GPU_BATCH_SIZES.at(-1) };
     const io = { inputName, outputName: opts.outputName };
     if (!(opts.threaded ?? provider !== 'cpu')) {
       return new FeatureExtractor(await Session.create(graph, settings, io), opts.spec, opts.inputName, opts.outputName, opts.dim, feed);
@@ -72,7 +72,7 @@ export class FeatureExtractor {
     const session = await ThreadedSession.create(bytes, settings, io, 0);
     const extractor = new FeatureExtractor(session, opts.spec, opts.inputName, opts.outputName, opts.dim, feed);
     try {
-      extractor.measuredBatch = await extractor.chooseBatchSize(profileKey(session.digest ?? graphDigest(bytes), `${provider} ${session.precision}`));
+      extractor.measuredBatch = provider === 'cuda' ? GPU_BATCH_SIZES.at(-1) : await extractor.chooseBatchSize(profileKey(session.digest ?? graphDigest(bytes), `${provider} ${session.precision}`));
       const workers = feed.bytes ? (opts.decodeWorkers ?? decodeWorkerCount(Infinity)) : 0;
       if (workers > 0) extractor.decoders = await DecodePool.start(workers);
       return extractor;

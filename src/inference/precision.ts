@@ -20,7 +20,7 @@ export type ResolvedPrecision = Exclude<Precision, 'auto'>;
 const MIN_GAIN = 1.1;
 /** fp16 outputs further than this from fp32's (relative L2 error) are not used. */
 const MAX_RELATIVE_ERROR = 0.02;
-/** The batch measurePrecision times when the graph's batch dim is free. */
+/** The batch measurePrecision times when the graph's batch dim is free and the caller names none. */
 const PROBE_BATCH = 32;
 
 /** What a graph measured on this machine's device: kept on disk so that it is measured once. */
@@ -126,6 +126,7 @@ export async function openAtPrecision(
   model: string | Uint8Array,
   precision: Precision,
   options: ort.InferenceSession.SessionOptions,
+  probeBatch = PROBE_BATCH,
 ): Promise<{ session: ort.InferenceSession; precision: ResolvedPrecision; profile?: DeviceProfile; digest?: string }> {
   const provider = String(options.executionProviders?.[0] ?? 'cpu');
   // fp32 on the CPU: ORT opens the file itself, no copy of it is read here
@@ -143,18 +144,19 @@ export async function openAtPrecision(
   const key = profileKey(digest, provider);
   const known = loadProfile(key);
   if (known) return { session: await open(known.precision === 'fp16' ? toFloat16(graph) : graph), precision: known.precision, profile: known, digest };
-  return { ...(await measurePrecision(graph, opts, key)), digest };
+  return { ...(await measurePrecision(graph, opts, key, probeBatch)), digest };
 }
 
 /**
- * Times fp32 against fp16 on a random batch and compares their outputs; keeps the faster whose
- * outputs agree (fp16 must gain MIN_GAIN) and stores the profile under `key`. Returns the
- * winner's session open.
+ * Times fp32 against fp16 on a random batch of `probeBatch` (the largest the session will run,
+ * so that a CUDA session sees one shape: batchShapes says why) and compares their outputs;
+ * keeps the faster whose outputs agree (fp16 must gain MIN_GAIN) and stores the profile under
+ * `key`. Returns the winner's session open.
  */
-export async function measurePrecision(graph: Uint8Array, options: ort.InferenceSession.SessionOptions, key: string): Promise<{ session: ort.InferenceSession; precision: ResolvedPrecision; profile: DeviceProfile }> {
+export async function measurePrecision(graph: Uint8Array, options: ort.InferenceSession.SessionOptions, key: string, probeBatch = PROBE_BATCH): Promise<{ session: ort.InferenceSession; precision: ResolvedPrecision; profile: DeviceProfile }> {
   const open = (bytes: Uint8Array) => ort.InferenceSession.create(bytes, options);
   const input = OnnxModel.parse(graph).dataInputs[0]!;
-  const tensor = probeInput(graph, PROBE_BATCH);
+  const tensor = probeInput(graph, probeBatch);
   const feed = { [input.name]: tensor };
   const batch = tensor.dims[0] ?? 1;
   const full = await open(graph);

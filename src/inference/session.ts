@@ -15,6 +15,12 @@ export interface SessionSettings {
   spinning?: boolean;
   /** float arithmetic of a float graph: 'auto' (default) measures fp16 against fp32 on a GPU (precision.ts) */
   precision?: Precision;
+  /**
+   * The largest batch the session will run (default 32): where precision is measured, it is
+   * measured at this batch, so that a session which then runs only padded batches of it (CUDA:
+   * batchShapes says why) never sees another shape.
+   */
+  maxBatch?: number;
 }
 
 /** The session options every Kennel ORT session uses (extraction, head training, serving). */
@@ -53,7 +59,7 @@ export class Session implements ModelSession {
   ) {}
 
   static async create(model: string | Uint8Array, settings: SessionSettings, io: SessionIO): Promise<Session> {
-    const opened = await openAtPrecision(model, settings.precision ?? 'auto', sessionOptions(settings));
+    const opened = await openAtPrecision(model, settings.precision ?? 'auto', sessionOptions(settings), settings.maxBatch);
     return new Session(opened.session, { inputName: io.inputName, outputName: io.outputName }, opened.precision, opened.digest);
   }
 

@@ -48,10 +48,10 @@ async function main(): Promise<void> {
   const classes = config.card.labels.length;
   const batchInput = clf.inputBuffer(config.batching.maxBatch);
   // A GPU session prepares its kernels for each input shape on first use (hundreds of ms for a
-  // ResNet50), so on a GPU batches are padded to a few sizes, all run once before traffic.
-  const shapes = config.device === 'cpu' ? undefined : batchShapes(config.batching.maxBatch);
+  // ResNet50), so on a GPU batches are padded to a few sizes, all run once before traffic
+  const shapes = config.device === 'cpu' ? undefined : batchShapes(config.batching.maxBatch, config.device);
   const runSize = (n: number): number => shapes?.find((s) => s >= n) ?? n;
-  checkReadiness(await clf.run(batchInput, 1), classes);
+  checkReadiness((await clf.run(batchInput, runSize(1))).subarray(0, classes), classes);
   for (const n of shapes ?? []) await clf.run(batchInput, n);
   // loaded at normal priority (a shadow that starts in seconds, even on a busy machine), serving at its own
   if (config.background) runInBackground();
@@ -92,7 +92,7 @@ async function main(): Promise<void> {
   let floatBatched: Promise<{ clf: Classifier; batched: BatchedClassifier }> | undefined;
   const classifyTensor = (values: Buffer, topK: number): Promise<Prediction[]> => {
     if (!clf.bytesIn) return batched.classifyInput(values, topK);
-    floatBatched ??= Classifier.load(config.onnxPath, config.card, { ...sessionSettings, bytesIn: false, thread: { maxBatch: config.batching.maxBatch } }).then((c) => ({ clf: c, batched: new BatchedClassifier(c, config.batching) }));
+    floatBatched ??= Classifier.load(config.onnxPath, config.card, { ...sessionSettings, bytesIn: false, thread: { maxBatch: config.batching.maxBatch } }).then((c) => ({ clf: c, batched: new BatchedClassifier(c, config.batching, { runSize }) }));
     return floatBatched.then((f) => f.batched.classifyInput(values, topK));
   };
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DynamicBatcher } from '../../src/inference/index.js';
+import { DynamicBatcher, batchShapes } from '../../src/inference/index.js';
 
 /** A runner whose batches finish only when the test says so, recording every batch. */
 function gatedRunner() {
@@ -88,4 +88,11 @@ test('a failed preparation rejects only its own item; a failed batch rejects its
   fail = true;
   await assert.rejects(b.submit(ready(5)), /model failed/);
   await b.idle();
+});
+
+test('a GPU pads batches to a few shapes; CUDA to one, since a CUDA session slows at every shape once it has run several', () => {
+  assert.deepEqual(batchShapes(32, 'webgpu'), [1, 2, 4, 8, 16, 24, 32]);
+  assert.deepEqual(batchShapes(20, 'webgpu'), [1, 2, 4, 8, 16, 20]);
+  assert.deepEqual(batchShapes(1, 'webgpu'), [1]);
+  assert.deepEqual(batchShapes(32, 'cuda'), [32]);
 });
