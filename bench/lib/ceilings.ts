@@ -86,7 +86,7 @@ export async function pipelineCeiling(onnxPath: string, card: ModelCard, files: 
   const batcher = new DynamicBatcher<ModelInput, number>({ maxBatch: o.maxBatch, maxDelayMs: 2 }, async (items) => {
     items.forEach((x, i) => batchInput.set(x, i * size));
     const started = performance.now();
-    await clf.run(batchInput, runSize(items.length));
+    await clf.run(batchInput, runSize(items.length), items.length);
     batches.ms += performance.now() - started;
     batches.count++;
     batches.images += items.length;

@@ -34,7 +34,7 @@ export class BatchedClassifier {
         this.spare.push(it.input);
       });
       const started = performance.now();
-      const probs = await classifier.run(batchInput, opts.runSize?.(items.length) ?? items.length);
+      const probs = await classifier.run(batchInput, opts.runSize?.(items.length) ?? items.length, items.length);
       opts.onBatch?.(items.length, performance.now() - started);
       return items.map((it, i) => classifier.topK(probs, i, it.topK));
     });

@@ -41,6 +41,37 @@ export interface ClassifierOptions extends SessionSettings {
    * pool: for a GPU, which classifies more images than one process decodes; default 0
    */
   decodeWorkers?: number;
+  /**
+   * What becomes of an fp16 answer whose two best classes are within NEAR_TIE_GAP: 'fp32' runs
+   * the image again in an fp32 session of the same graph and answers with that (the default
+   * where precision is auto, which promises fp32's answers at fp16's speed), 'keep' answers
+   * with fp16's (the default where fp16 was asked for). Nothing changes for a session in fp32.
+   */
+  nearTies?: 'fp32' | 'keep';
+}
+
+/**
+ * The probability gap between the two best classes under which an fp16 answer is run again in
+ * fp32 (ClassifierOptions.nearTies). fp16 moved a Kennel classifier's probabilities by at most
+ * 1.6 points on the shared photos, and every top-1 it changed was a tie within 0.9 points
+ * (bench:gpu's agreement check); 5 points leaves room for GPU kernels that round more.
+ */
+export const NEAR_TIE_GAP = 0.05;
+
+/**
+ * Images the fp32 session runs at once, padded (one shape: batchShapes says why CUDA needs it).
+ * Near ties are a few in a hundred images, so most batches hold none or one.
+ */
+const REFEREE_BATCH = 4;
+
+/** The gap between the two largest values of a row. */
+function topTwoGap(row: Float32Array): number {
+  let [first, second] = [-Infinity, -Infinity];
+  for (const v of row) {
+    if (v > first) [first, second] = [v, first];
+    else if (v > second) second = v;
+  }
+  return first - second;
 }
 
 /**
@@ -53,18 +84,29 @@ export class Classifier {
     readonly card: ModelSpec,
     private readonly feed: ModelFeed,
     private readonly decoders: DecodePool | undefined,
+    /** the fp32 session that settles an fp16 session's near ties (ClassifierOptions.nearTies), in its own thread where the classifier's is */
+    private readonly referee: ModelSession | undefined,
   ) {}
 
+  /** images whose fp16 answer was a near tie and was run again in fp32 */
+  nearTiesRerun = 0;
+
   static async load(onnx: string | Uint8Array, card: ModelSpec, opts: ClassifierOptions = {}): Promise<Classifier> {
-    const { thread, bytesIn, decodeWorkers, ...settings } = opts;
+    const { thread, bytesIn, decodeWorkers, nearTies, ...settings } = opts;
     await assertDevice(settings.device ?? 'cpu');
     const feed = ModelFeed.for(card.preprocess, settings.device, bytesIn);
     const { graph, inputName } = await feed.graph(onnx, card.inputName);
     const maxInputBytes = thread && feed.allocate(thread.maxBatch).byteLength;
-    const session = await openSession(graph, { ...settings, maxBatch: thread?.maxBatch }, { inputName, outputName: card.outputName }, maxInputBytes === undefined ? undefined : { maxInputBytes });
+    const io = { inputName, outputName: card.outputName };
+    const session = await openSession(graph, { ...settings, maxBatch: thread?.maxBatch }, io, maxInputBytes === undefined ? undefined : { maxInputBytes });
+    let referee: ModelSession | undefined;
     try {
-      return new Classifier(session, card, feed, decodeWorkers ? await DecodePool.start(decodeWorkers) : undefined);
+      if (session.precision === 'fp16' && (nearTies ?? (settings.precision === 'fp16' ? 'keep' : 'fp32')) === 'fp32') {
+        referee = await openSession(graph, { ...settings, precision: 'fp32', maxBatch: REFEREE_BATCH }, io, thread && { maxInputBytes: feed.allocate(REFEREE_BATCH).byteLength });
+      }
+      return new Classifier(session, card, feed, decodeWorkers ? await DecodePool.start(decodeWorkers) : undefined, referee);
     } catch (e) {
+      await referee?.release();
       await session.release();
       throw e;
     }
@@ -118,9 +160,28 @@ export class Classifier {
   }
 
   /** Probabilities for n preprocessed images. */
-  async run(input: ModelInput, n: number): Promise<Float32Array> {
+  /** Class probabilities of the first `n` inputs, of which the first `images` are images (the rest pad a GPU's batch). */
+  async run(input: ModelInput, n: number, images = n): Promise<Float32Array> {
     this.feed.check(input, 'classifier');
-    return this.session.run(input, this.feed.shape(n));
+    const probs = await this.session.run(input, this.feed.shape(n));
+    if (this.referee) await this.settleNearTies(this.referee, input, probs, images);
+    return probs;
+  }
+
+  /** Runs again in fp32 the images whose two best fp16 probabilities are within NEAR_TIE_GAP, and takes fp32's answers. */
+  private async settleNearTies(referee: ModelSession, input: ModelInput, probs: Float32Array, images: number): Promise<void> {
+    const classes = this.card.labels.length;
+    const per = inputSize(this.card.preprocess);
+    const ties: number[] = [];
+    for (let i = 0; i < images; i++) if (topTwoGap(probs.subarray(i * classes, (i + 1) * classes)) < NEAR_TIE_GAP) ties.push(i);
+    for (let start = 0; start < ties.length; start += REFEREE_BATCH) {
+      const rows = ties.slice(start, start + REFEREE_BATCH);
+      const batch = this.feed.allocate(REFEREE_BATCH);
+      rows.forEach((r, k) => batch.set(input.subarray(r * per, (r + 1) * per), k * per));
+      const settled = await referee.run(batch, this.feed.shape(REFEREE_BATCH));
+      rows.forEach((r, k) => probs.set(settled.subarray(k * classes, (k + 1) * classes), r * classes));
+      this.nearTiesRerun += rows.length;
+    }
   }
 
   /**
@@ -144,6 +205,7 @@ export class Classifier {
 
   async close(): Promise<void> {
     await this.decoders?.close();
+    await this.referee?.release();
     await this.session.release();
   }
 }

@@ -8,7 +8,7 @@ export { assertDevice } from './device-probe.js';
 export { DEVICES, ENDPOINT_DEVICES, cudaProviderPath, deviceEnvironment, executionProviders, providersFor, type Device, type DeviceEnvironment, type EndpointDevice } from './devices.js';
 export { sessionOptions } from './session.js';
 export { PRECISIONS, type Precision } from './precision.js';
-export { Classifier, type ModelInput, type Prediction } from './classifier.js';
+export { Classifier, NEAR_TIE_GAP, type ModelInput, type ModelSpec, type Prediction } from './classifier.js';
 export { FeatureExtractor } from './extractor.js';
 export { DecodePool, decodeWorkersFor } from './decode-pool.js';
 export { withUint8Input, UINT8_INPUT } from './uint8-input.js';

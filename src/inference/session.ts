@@ -42,6 +42,8 @@ export interface SessionIO {
 
 /** A model session with one input (floats, or the RGB bytes of a withUint8Input graph) and one output, on this thread (Session) or its own (ThreadedSession). */
 export interface ModelSession {
+  /** the arithmetic the session runs ('auto' resolved) */
+  readonly precision: ResolvedPrecision;
   /** Runs the model on the first values of `input` for `shape`; resolves with a copy of the output's data. */
   run(input: Float32Array | Uint8Array, shape: number[]): Promise<Float32Array>;
   release(): Promise<void>;

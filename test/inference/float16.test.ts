@@ -4,7 +4,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { addBackbone } from '../../src/backbones/index.js';
-import { FeatureExtractor } from '../../src/inference/index.js';
+import { Classifier, FeatureExtractor, NEAR_TIE_GAP } from '../../src/inference/index.js';
 import { intraOpThreads, measurePrecision, openAtPrecision } from '../../src/inference/precision.js';
 import { GraphBuilder, OnnxModel, decodeTensor, float16Bits, float16Values, isFloatGraph, toFloat16 } from '../../src/onnx/index.js';
 import { openWorkspace } from '../../src/store/index.js';
@@ -161,4 +161,48 @@ test('a float graph on a GPU gets one intra-op thread; a quantized graph there, 
   assert.equal(intraOpThreads('cuda', true, undefined), 1);
   assert.equal(intraOpThreads('webgpu', false, 16), 16, 'quantized ops fall back to the CPU');
   assert.equal(intraOpThreads('cpu', true, 16), 16);
+});
+
+test('an fp16 answer whose two best classes are a near tie is run again in fp32 (what auto does); fp16 asked for keeps its own', async () => {
+  // a 1x1 convolution whose weight 1.0003 fp16 rounds to 1, pooled, through a float32 head that
+  // magnifies the first two channels' difference: fp32 splits an image of equal channels 50.4 / 49.6, fp16 50 / 50
+  const g = new GraphBuilder(OnnxModel.create(13));
+  const conv = g.weight('conv', Float32Array.of(1.0003, 0, 0, 0, 1, 0, 0, 0, 1), [3, 3, 1, 1]);
+  const pooled = g.op('Flatten', [g.op('GlobalAveragePool', [g.op('Conv', [g.input('image', ['N', 3, 8, 8]), conv])])]);
+  const head = g.weight('head', Float32Array.of(100, 0, 0, 100, 0, 0), [3, 2]);
+  g.output(g.op('Softmax', [g.op('MatMul', [pooled, head])], [{ name: 'axis', int: 1 }]), 'probs', ['N', 2]);
+  const graph = g.model.serialize();
+  const card = { labels: ['a', 'b'], inputName: 'image', outputName: 'probs', preprocess: { size: 8, cropFraction: 1, layout: 'NCHW' as const, scale: 1, mean: [0, 0, 0] as [number, number, number], std: [1, 1, 1] as [number, number, number] } };
+  const image = (c0: number, c1: number) => Float32Array.from({ length: 3 * 64 }, (_, i) => (i < 64 ? c0 : i < 128 ? c1 : 0));
+  // a clear answer, a near tie, then two rows that only pad the batch (one of them a near tie too)
+  const input = new Float32Array(4 * 3 * 64);
+  [image(1, 0), image(0.5, 0.5), image(0.5, 0.5), image(0, 1)].forEach((x, i) => input.set(x, i * 3 * 64));
+  const reference = async (bytes: Uint8Array) => (await (await ort.InferenceSession.create(bytes)).run({ image: new ort.Tensor('float32', input, [4, 3, 8, 8]) })).probs!.data as Float32Array;
+  const [full, half] = [await reference(graph), await reference(toFloat16(graph))];
+  assert.ok(Math.abs(full[2]! - half[2]!) > 1e-3, `fp16 moves the near tie (${full[2]} vs ${half[2]})`);
+  assert.ok(Math.abs(full[2]! - full[3]!) < NEAR_TIE_GAP && Math.abs(full[0]! - full[1]!) > NEAR_TIE_GAP);
+  const close = (a: ArrayLike<number>, b: ArrayLike<number>, what: string) => Array.from(a).forEach((v, i) => assert.ok(Math.abs(v - b[i]!) < 1e-6, `${what}: ${Array.from(a)} vs ${Array.from(b)}`));
+
+  // on this thread, and with the sessions in threads of their own (as replicas run them)
+  for (const thread of [undefined, { maxBatch: 4 }]) {
+    const settled = await Classifier.load(graph, card, { precision: 'fp16', nearTies: 'fp32', threads: 1, thread });
+    try {
+      const batch = settled.inputBuffer(4);
+      batch.set(input);
+      const probs = await settled.run(batch, 4, 2);
+      close(probs.subarray(0, 2), half.subarray(0, 2), 'a clear answer keeps fp16');
+      close(probs.subarray(2, 4), full.subarray(2, 4), 'the near tie takes fp32');
+      close(probs.subarray(4, 8), half.subarray(4, 8), 'rows that pad the batch are left as they are');
+      assert.equal(settled.nearTiesRerun, 1);
+    } finally {
+      await settled.close();
+    }
+  }
+  const kept = await Classifier.load(graph, card, { precision: 'fp16', threads: 1 });
+  try {
+    close(await kept.run(input, 4, 2), half, 'fp16 asked for');
+    assert.equal(kept.nearTiesRerun, 0);
+  } finally {
+    await kept.close();
+  }
 });

@@ -61,7 +61,7 @@ function settingsOptions(cmd: Command): Command {
     .option('--max-in-flight <n>', 'requests one replica may hold before the endpoint answers 503 (default 64)', number('--max-in-flight', { int: true, min: 1 }))
     .option('--timeout-ms <ms>', 'request deadline (default 30000)', number('--timeout-ms', { int: true, min: 100 }))
     .option('--device <device>', 'cpu, webgpu or cuda (default cpu; docs/GPU.md)', oneOf('--device', ENDPOINT_DEVICES))
-    .option('--precision <p>', "a float model's arithmetic on a GPU: auto (fp16 where measured faster and within 2%; fp32 on the CPU), fp32 (the same answers as the CPU, up to kernel rounding) or fp16 (default auto; docs/GPU.md)", oneOf('--precision', PRECISIONS))
+    .option('--precision <p>', "a float model's arithmetic on a GPU: auto (fp16 where measured faster and within 2%, its near ties run again in fp32; fp32 on the CPU), fp32 (the same answers as the CPU, up to kernel rounding) or fp16 (fp16's answers alone) (default auto; docs/GPU.md)", oneOf('--precision', PRECISIONS))
     .option('--no-wait', 'return at once instead of waiting for replicas to be ready (or a rollout to finish)');
 }
 

@@ -60,7 +60,7 @@ export function registerPredict(program: Command): void {
     .option('--top-k <k>', 'predictions per image', number('--top-k', { int: true, min: 1, max: 1000 }), 5)
     .option('--out <file>', 'write results to FILE.jsonl (one JSON object per image) or FILE.csv as they come, instead of printing each')
     .option('--device <device>', 'cpu, webgpu, cuda or auto (docs/GPU.md)', oneOf('--device', DEVICES), 'cpu')
-    .option('--precision <p>', 'arithmetic of a float model on a GPU: auto (fp16 where it measured faster and agreed with fp32), fp32 or fp16', oneOf('--precision', PRECISIONS), 'auto')
+    .option('--precision <p>', 'arithmetic of a float model on a GPU: auto (fp16 where it measured faster and agreed with fp32, its near ties run again in fp32), fp32 or fp16 (fp16\'s answers alone)', oneOf('--precision', PRECISIONS), 'auto')
     .option('--explain <dir>', "also write a heat map of each image's best class over the image into DIR (FILE.explain.png): a class activation map, exact for Kennel's linear heads (not --head mlp or --tta flip), else occlusion sensitivity (49 extra forward passes per image); images then run one at a time")
     .option('--json', 'print JSON: the results, or with --out a summary')
     .action((paths: string[], opts: { model: string; topK: number; out?: string; device: Device; precision: Precision; explain?: string; json?: boolean }) =>
