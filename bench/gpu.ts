@@ -329,12 +329,15 @@ async function opProfiles(device: Device): Promise<{ profiles: OpProfile[]; shap
     const { model, onnxPath } = await importBenchModel(home, 'resnet50');
     const { preprocess, inputName } = model.card;
     const bytesGraph = withUint8Input(readFileSync(onnxPath), preprocess, inputName);
+    const px = preprocess.size * preprocess.size * 3;
+    const bytes = Uint8Array.from({ length: 32 * px }, (_, i) => (i * 2654435761) >>> 24);
+    const feed = (n: number) => ({ [UINT8_INPUT]: new ort.Tensor('uint8', bytes.subarray(0, n * px), [n, preprocess.size, preprocess.size, 3]) });
     const out: OpProfile[] = [];
     for (const precision of ['fp32', 'fp16'] as const)
       for (const batch of [1, 24, 32]) {
         const prefix = `profile-${precision}-${batch}`;
         const session = await ort.InferenceSession.create(precision === 'fp16' ? toFloat16(bytesGraph) : bytesGraph, { ...sessionOptions({ device, threads: 1 }), enableProfiling: true, profileFilePrefix: join(home, prefix) });
-        const feeds = { [UINT8_INPUT]: new ort.Tensor('uint8', Uint8Array.from({ length: batch * preprocess.size * preprocess.size * 3 }, (_, i) => (i * 2654435761) >>> 24), [batch, preprocess.size, preprocess.size, 3]) };
+        const feeds = feed(batch);
         for (let i = 0; i < 3; i++) await session.run(feeds);
         const t = performance.now();
         for (let i = 0; i < 10; i++) await session.run(feeds);
@@ -374,8 +377,6 @@ async function opProfiles(device: Device): Promise<{ profiles: OpProfile[]; shap
       return ms;
     };
     const plain = await ort.InferenceSession.create(toFloat16(bytesGraph), sessionOptions({ device, threads: 1 }));
-    const bytes = Uint8Array.from({ length: 32 * preprocess.size * preprocess.size * 3 }, (_, i) => (i * 2654435761) >>> 24);
-    const feed = (n: number) => ({ [UINT8_INPUT]: new ort.Tensor('uint8', bytes.subarray(0, n * preprocess.size * preprocess.size * 3), [n, preprocess.size, preprocess.size, 3]) });
     mixed.plainSession = await timeShapes((n) => plain.run(feed(n)));
     await plain.release();
     const smallestFirst = await ort.InferenceSession.create(toFloat16(bytesGraph), sessionOptions({ device, threads: 1 }));

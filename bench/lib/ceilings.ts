@@ -26,12 +26,13 @@ export interface CeilingRun {
 export async function extractionCeiling(modelPath: string, spec: PreprocessSpec, inputName: string, files: string[], batchSizes: number[], device: Device = 'cpu'): Promise<{ best: CeilingRun; runs: CeilingRun[] }> {
   const session = await ort.InferenceSession.create(modelPath, sessionOptions({ device, spinning: true }));
   const per = inputSize(spec);
+  // CUDA runs one shape, the last batch padded (batchShapes says why)
+  const cuda = executionProviders(device)[0] === 'cuda';
   try {
     const runs: CeilingRun[] = [];
     for (const bs of batchSizes) {
       const input = new Float32Array(bs * per);
-      // CUDA runs one shape, the last batch padded (batchShapes says why)
-      const rows = (n: number) => (executionProviders(device)[0] === 'cuda' ? bs : n);
+      const rows = (n: number) => (cuda ? bs : n);
       const run = (batch: string[]) => session.run({ [inputName]: new ort.Tensor('float32', input.subarray(0, rows(batch.length) * per), inputShape(spec, rows(batch.length))) });
       let decode = 0;
       let infer = 0;

@@ -101,7 +101,7 @@ export class DynamicBatcher<I, O> {
  * ResNet50 fp16, 2026-12-07: 13 ms a run at batch 1 and 90 at 24, against 1.6 and 4.3 ms in
  * sessions of one shape), while a padded batch of 32 takes 4.8 ms.
  */
-export function batchShapes(maxBatch: number, device: Device = 'webgpu'): number[] {
+export function batchShapes(maxBatch: number, device: Device): number[] {
   if (executionProviders(device)[0] === 'cuda') return [maxBatch];
   const shapes = new Set<number>();
   for (let n = 1; n < maxBatch; n = n < 8 ? n * 2 : n + 8) shapes.add(n);

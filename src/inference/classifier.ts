@@ -64,14 +64,10 @@ export const NEAR_TIE_GAP = 0.05;
  */
 const REFEREE_BATCH = 4;
 
-/** The gap between the two largest values of a row. */
-function topTwoGap(row: Float32Array): number {
-  let [first, second] = [-Infinity, -Infinity];
-  for (const v of row) {
-    if (v > first) [first, second] = [v, first];
-    else if (v > second) second = v;
-  }
-  return first - second;
+/** The fp32 session that settles an fp16 session's near ties, and the batch it is fed. */
+interface Referee {
+  session: ModelSession;
+  input: ModelInput;
 }
 
 /**
@@ -84,8 +80,8 @@ export class Classifier {
     readonly card: ModelSpec,
     private readonly feed: ModelFeed,
     private readonly decoders: DecodePool | undefined,
-    /** the fp32 session that settles an fp16 session's near ties (ClassifierOptions.nearTies), in its own thread where the classifier's is */
-    private readonly referee: ModelSession | undefined,
+    /** settles an fp16 session's near ties (ClassifierOptions.nearTies), in its own thread where the classifier's is */
+    private readonly referee: Referee | undefined,
   ) {}
 
   /** images whose fp16 answer was a near tie and was run again in fp32 */
@@ -99,14 +95,15 @@ export class Classifier {
     const maxInputBytes = thread && feed.allocate(thread.maxBatch).byteLength;
     const io = { inputName, outputName: card.outputName };
     const session = await openSession(graph, { ...settings, maxBatch: thread?.maxBatch }, io, maxInputBytes === undefined ? undefined : { maxInputBytes });
-    let referee: ModelSession | undefined;
+    let referee: Referee | undefined;
     try {
       if (session.precision === 'fp16' && (nearTies ?? (settings.precision === 'fp16' ? 'keep' : 'fp32')) === 'fp32') {
-        referee = await openSession(graph, { ...settings, precision: 'fp32', maxBatch: REFEREE_BATCH }, io, thread && { maxInputBytes: feed.allocate(REFEREE_BATCH).byteLength });
+        const input = feed.allocate(REFEREE_BATCH);
+        referee = { session: await openSession(graph, { ...settings, precision: 'fp32', maxBatch: REFEREE_BATCH }, io, thread && { maxInputBytes: input.byteLength }), input };
       }
       return new Classifier(session, card, feed, decodeWorkers ? await DecodePool.start(decodeWorkers) : undefined, referee);
     } catch (e) {
-      await referee?.release();
+      await referee?.session.release();
       await session.release();
       throw e;
     }
@@ -159,7 +156,6 @@ export class Classifier {
     }
   }
 
-  /** Probabilities for n preprocessed images. */
   /** Class probabilities of the first `n` inputs, of which the first `images` are images (the rest pad a GPU's batch). */
   async run(input: ModelInput, n: number, images = n): Promise<Float32Array> {
     this.feed.check(input, 'classifier');
@@ -169,16 +165,20 @@ export class Classifier {
   }
 
   /** Runs again in fp32 the images whose two best fp16 probabilities are within NEAR_TIE_GAP, and takes fp32's answers. */
-  private async settleNearTies(referee: ModelSession, input: ModelInput, probs: Float32Array, images: number): Promise<void> {
+  private async settleNearTies(referee: Referee, input: ModelInput, probs: Float32Array, images: number): Promise<void> {
     const classes = this.card.labels.length;
     const per = inputSize(this.card.preprocess);
     const ties: number[] = [];
-    for (let i = 0; i < images; i++) if (topTwoGap(probs.subarray(i * classes, (i + 1) * classes)) < NEAR_TIE_GAP) ties.push(i);
+    for (let i = 0; i < images; i++) {
+      const row = probs.subarray(i * classes, (i + 1) * classes);
+      const [first, second] = topIndices(row, 2);
+      if (second !== undefined && row[first!]! - row[second]! < NEAR_TIE_GAP) ties.push(i);
+    }
     for (let start = 0; start < ties.length; start += REFEREE_BATCH) {
       const rows = ties.slice(start, start + REFEREE_BATCH);
-      const batch = this.feed.allocate(REFEREE_BATCH);
-      rows.forEach((r, k) => batch.set(input.subarray(r * per, (r + 1) * per), k * per));
-      const settled = await referee.run(batch, this.feed.shape(REFEREE_BATCH));
+      // rows past the ties pad the batch with whatever they held: their answers are not read
+      rows.forEach((r, k) => referee.input.set(input.subarray(r * per, (r + 1) * per), k * per));
+      const settled = await referee.session.run(referee.input, this.feed.shape(REFEREE_BATCH));
       rows.forEach((r, k) => probs.set(settled.subarray(k * classes, (k + 1) * classes), r * classes));
       this.nearTiesRerun += rows.length;
     }
@@ -205,7 +205,7 @@ export class Classifier {
 
   async close(): Promise<void> {
     await this.decoders?.close();
-    await this.referee?.release();
+    await this.referee?.session.release();
     await this.session.release();
   }
 }

@@ -19,7 +19,7 @@ import * as ort from 'onnxruntime-node';
 import { CancelledError, Rng } from '../core/index.js';
 import { GraphBuilder } from '../onnx/index.js';
 import { sessionOptions } from '../inference/index.js';
-import { HeadRunner, lossAndTop1, type HeadWeights, type StepSample } from './head.js';
+import { HeadRunner, type HeadWeights, type StepSample } from './head.js';
 import { lbfgs } from './lbfgs.js';
 import { fitTemperature, nll } from './metrics.js';
 
@@ -326,14 +326,17 @@ export function simplestWithinOneSe(rowHits: Uint8Array[], bestIndex: number, fi
   const n = best.length;
   if (!n) return bestIndex;
   for (let i = first; i < bestIndex; i++) {
-    let sum = 0;
-    for (let r = 0; r < n; r++) sum += best[r]! - rowHits[i]![r]!;
-    const mean = sum / n;
     // d is -1, 0 or 1, so the sum of d^2 counts the rows where the two differ; the sample variance
     // makes one row's difference exactly one standard error (roughly: the net wins must exceed the
     // square root of the rows where the heads differ, McNemar's z > 1)
+    let sum = 0;
     let discordant = 0;
-    for (let r = 0; r < n; r++) discordant += best[r]! !== rowHits[i]![r]! ? 1 : 0;
+    for (let r = 0; r < n; r++) {
+      const d = best[r]! - rowHits[i]![r]!;
+      sum += d;
+      discordant += d * d;
+    }
+    const mean = sum / n;
     const se = n > 1 ? Math.sqrt(Math.max(0, (discordant - n * mean * mean) / (n - 1)) / n) : 0;
     if (mean <= se + 1e-12) return i;
   }
@@ -428,17 +431,20 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
       return out;
     };
     const scale = scoredRows.length ? fitPrototypeScale(scoredLogits(heldCos), scoredLabels, classes) : DEFAULT_PROTOTYPE_SCALE;
-    // NLL after a fitted temperature: compares how well candidates rank classes, not how confident they are
-    const scoreOf = (all: Float32Array) => {
-      const logits = scoredLogits(all);
-      if (!scoredRows.length) return { top1: 0, nll: 0 };
-      return { top1: lossAndTop1(logits, scoredLabels, classes).top1, nll: nll(logits, scoredLabels, classes, fitTemperature(logits, scoredLabels, classes)) };
-    };
-    const protoHeld = heldCos.map((v) => v * scale);
     // per candidate, in path order: its score, held-out logits and per-row hits
-    const scores: ProbeChoice['scores'] = [{ kind: 'prototype', l2: null, ...scoreOf(protoHeld) }];
-    const heldLogits: Float32Array[] = [protoHeld];
-    const rowHits = [hits(scoredLogits(protoHeld), scoredLabels, classes)];
+    const heldLogits: Float32Array[] = [];
+    const rowHits: Uint8Array[] = [];
+    // records a candidate's held-out logits and hits, and scores it: top-1, then NLL after a fitted
+    // temperature (how well candidates rank classes, not how confident they are)
+    const candidate = (all: Float32Array) => {
+      const logits = scoredLogits(all);
+      const right = hits(logits, scoredLabels, classes);
+      heldLogits.push(all);
+      rowHits.push(right);
+      if (!scoredRows.length) return { top1: 0, nll: 0 };
+      return { top1: right.reduce((n, h) => n + h, 0) / right.length, nll: nll(logits, scoredLabels, classes, fitTemperature(logits, scoredLabels, classes)) };
+    };
+    const scores: ProbeChoice['scores'] = [{ kind: 'prototype', l2: null, ...candidate(heldCos.map((v) => v * scale)) }];
     // with a valid split, the one fold's fit at each candidate: the final head is that fit
     const validSplitFits: Array<FoldFit | undefined> = [undefined];
     let bestIndex = 0;
@@ -469,10 +475,8 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
           logits.push(await runner.logits(split(f.theta, cols, classes), { data: f.heldX, rows: f.heldRows.length, cols }));
         }
         const held = concat(logits);
-        const s = { kind: 'logistic' as const, l2: lambda, ...scoreOf(held) };
+        const s = { kind: 'logistic' as const, l2: lambda, ...candidate(held) };
         scores.push(s);
-        heldLogits.push(held);
-        rowHits.push(hits(scoredLogits(held), scoredLabels, classes));
         validSplitFits.push(useCv ? undefined : { theta: fs[0]!.theta, trace: traces[0]! });
         const b = scores[bestIndex]!;
         // the best: higher held-out top-1, or equal top-1 and clearly better NLL (a forced logistic head never keeps the prototype)
