@@ -153,10 +153,7 @@ export class RedisRequests implements AsyncRequestStore {
   }
 
   async status(endpoint: string, id: string): Promise<AsyncRequestStatus | undefined> {
-    return this.read(endpoint, undefined, async (q) => {
-      const job = await q.getJob(jobIdOf(id));
-      return job && statusOf(job, await job.getState());
-    });
+    return this.read(endpoint, undefined, (q) => currentStatus(q, jobIdOf(id)));
   }
 
   list(endpoint: string, limit: number): Promise<AsyncRequestList> {
@@ -169,7 +166,7 @@ export class RedisRequests implements AsyncRequestStore {
     const queued = QUEUED.reduce((a, t) => a + (c[t] ?? 0), 0);
     const jobs = limit > 0 ? (await q.getJobs([...QUEUED, 'active', 'completed', 'failed'], 0, limit - 1)).filter(Boolean) : [];
     const newest = jobs.sort((a, b) => b.data.receivedAt - a.data.receivedAt).slice(0, limit);
-    const recent = await Promise.all(newest.map(async (j) => statusOf(j, await j.getState())));
+    const recent = (await Promise.all(newest.map((j) => currentStatus(q, j.id!)))).filter((r) => r !== undefined);
     const failed = (await q.getFailed(0, -1)).filter(Boolean).map(failedItemOf);
     return { counts: { queued, running: c.active ?? 0, failed: c.failed ?? 0, completed: c.completed ?? 0 }, recent, failed };
   }
@@ -288,6 +285,17 @@ export class RedisRequests implements AsyncRequestStore {
     await Promise.all([...this.queues.values()].map((q) => q.close()));
     this.redis.client.disconnect();
   }
+}
+
+/**
+ * A request's status, its state read before its job: a job read first could be finished between
+ * the two reads and show as failed without its error, or completed without its output.
+ */
+async function currentStatus(q: Queue<JobData, string>, jobId: string): Promise<AsyncRequestStatus | undefined> {
+  const state = await q.getJobState(jobId);
+  if (state === 'unknown') return undefined;
+  const job = await q.getJob(jobId);
+  return job && statusOf(job, state);
 }
 
 function statusOf(job: RequestJob, state: string): AsyncRequestStatus {
