@@ -60,6 +60,8 @@ interface KennelRun {
   extractedImages: number;
   featureImagesPerSecond: number;
   testTop1: number;
+  /** seconds from the start of import to each progress phase's first and last event, and the share of each command this process's event loop was busy */
+  timeline: { phases: Record<string, { from: number; to: number }>; importBusy: number; trainBusy: number };
 }
 
 /** The Kennel part, run in a child process: a fresh process, as a user's `kennel` command is. */
@@ -69,10 +71,21 @@ async function kennelPart(dir: string, device: Device, precision: Precision, pro
   try {
     const resnet = join(home, 'resnet50.onnx');
     writeFileSync(resnet, buildResnet({ depth: 50 }));
+    const start = performance.now();
+    const phases: KennelRun['timeline']['phases'] = {};
+    const progress = ({ phase }: { phase: string }) => {
+      const at = (performance.now() - start) / 1000;
+      phases[phase] = { from: phases[phase]?.from ?? at, to: at };
+    };
+    const busy = { import: 0, train: 0 };
     const total = await timed(async () => {
-      const imported = await timed(() => importDataset(ws, dir, { name: 'dogs' }));
+      let elu = performance.eventLoopUtilization();
+      const imported = await timed(() => importDataset(ws, dir, { name: 'dogs', progress }));
+      busy.import = performance.eventLoopUtilization(elu).utilization;
       const backbone = await timed(() => addBackbone(ws, resnet, { name: 'resnet50' }));
-      const trained = await timed(() => train(ws, { dataset: 'dogs', backbone: 'resnet50', device, precision }, {}));
+      elu = performance.eventLoopUtilization();
+      const trained = await timed(() => train(ws, { dataset: 'dogs', backbone: 'resnet50', device, precision }, { progress }));
+      busy.train = performance.eventLoopUtilization(elu).utilization;
       return { imported, backbone, trained };
     });
     const t = total.value.trained.value;
@@ -88,6 +101,7 @@ async function kennelPart(dir: string, device: Device, precision: Precision, pro
       extractedImages: t.features.extractedImages,
       featureImagesPerSecond: t.features.extractedImages / t.timings.features,
       testTop1: t.metrics.test.top1,
+      timeline: { phases, importBusy: busy.import, trainBusy: busy.train },
     };
   } finally {
     ws.close();
@@ -130,7 +144,13 @@ async function decodePart(dir: string): Promise<DecodeRun[]> {
   for (const size of [...new Set([4, 8, cores])]) {
     const pool = await DecodePool.start(size);
     try {
-      await measure('decode', size, () => mapLimit(batches, 4, (b) => pool.decode(b.map((image) => ({ image })), SPEC)));
+      // each of the 4 batches in flight decodes into a buffer of its own, used again, as an extractor's do
+      const spare = Array.from({ length: 4 }, () => new Uint8Array(64 * inputSize(SPEC)));
+      await measure('decode', size, () => mapLimit(batches, 4, async (b) => {
+        const into = spare.pop()!;
+        await pool.decode(b.map((image) => ({ image })), SPEC, into);
+        spare.push(into);
+      }));
     } finally {
       await pool.close();
     }
@@ -248,6 +268,7 @@ for (const profiled of [false, true]) {
   log(`Kennel (import + backbones add + train --device ${device} --precision ${precision}), ${profiled ? 'device already measured' : 'first run on this machine'}`);
   const run = runChild(process.execPath, [...process.execArgv, self, '--kennel-part', set.dir, device, precision, profiled ? 'profiled' : 'fresh'], { UV_THREADPOOL_SIZE: String(cores), KENNEL_DEVICE_PROFILES: profiles }) as KennelRun;
   log(`  ${run.totalSeconds.toFixed(1)} s (import + train ${run.importTrainSeconds.toFixed(1)} s): import ${run.importSeconds.toFixed(1)}, backbone ${run.backboneSeconds.toFixed(1)}, train ${run.trainSeconds.toFixed(1)} (features ${run.featureSeconds.toFixed(1)} s = ${run.featureImagesPerSecond.toFixed(0)} images/s, head ${run.headSeconds.toFixed(1)} s)`);
+  log(`  phases (s from the start): ${Object.entries(run.timeline.phases).map(([k, v]) => `${k} ${v.from.toFixed(1)}-${v.to.toFixed(1)}`).join(', ')}; event loop busy: import ${(run.timeline.importBusy * 100).toFixed(0)}%, train ${(run.timeline.trainBusy * 100).toFixed(0)}%`);
   kennel.push(run);
 }
 

@@ -242,20 +242,24 @@ export class ChildPool<Job> {
 
 /**
  * The worker side, called once by a ChildPool's entry module: answers every job with `handle`'s
- * bytes (or its error's message), one frame each on fd 3, then says it is ready.
+ * bytes (or its error's message), one frame each on fd 3, then says it is ready. An answer of
+ * several parts is written part by part: joining them first would copy it into fresh memory.
  */
-export function serveJobs<Job>(handle: (job: Job) => Promise<Uint8Array>): void {
+export function serveJobs<Job>(handle: (job: Job) => Promise<Uint8Array | Uint8Array[]>): void {
   if (!process.send) throw new Error('a pool worker is started by a ChildPool, with an IPC channel');
   // without the pool nobody reads the answers: exit rather than linger
   process.on('disconnect', () => process.exit(0));
   const frames = new Socket({ fd: 3, readable: false, writable: true });
-  const frame = (id: number, status: 0 | 1, payload: Uint8Array): void => {
+  const frame = (id: number, status: 0 | 1, payload: Uint8Array | Uint8Array[]): void => {
+    const parts = Array.isArray(payload) ? payload : [payload];
     const head = Buffer.alloc(FRAME_HEADER);
     head.writeUInt32LE(id, 0);
     head.writeUInt32LE(status, 4);
-    head.writeUInt32LE(payload.byteLength, 8);
+    head.writeUInt32LE(parts.reduce((n, p) => n + p.byteLength, 0), 8);
+    frames.cork();
     frames.write(head);
-    frames.write(payload);
+    for (const part of parts) frames.write(part);
+    frames.uncork();
   };
   process.on('message', ({ id, job }: JobMessage<Job>) => {
     handle(job).then(

@@ -1,6 +1,5 @@
 /** Entry of an import's check worker process (checkImages): checks the files of each job it is sent. */
 import { serveJobs } from '../core/index.js';
-import { encodeChecks, type CheckJob } from './check-pool.js';
-import { checkImage } from './images.js';
+import { runCheckJob, type CheckJob } from './check-pool.js';
 
-serveJobs<CheckJob>(async ({ paths, limits }) => encodeChecks(await Promise.all(paths.map((p) => checkImage(p, limits)))));
+serveJobs<CheckJob>(runCheckJob);

@@ -1,6 +1,6 @@
 import { posix, relative, sep } from 'node:path';
 import { Errors, KennelError, silent, type ProgressSink } from '../core/index.js';
-import type { Workspace } from '../store/index.js';
+import { LocalArtifactStore, type Workspace } from '../store/index.js';
 import { findVersion, recordVersion, validateDatasetName } from './catalog.js';
 import { checkImages } from './check-pool.js';
 import { DEFAULT_LIMITS, tooLargeReason, type ImageLimits } from './images.js';
@@ -90,6 +90,8 @@ async function checkAndStore(
   signal: AbortSignal | undefined,
 ): Promise<{ usable: StoredImage[]; skipped: SkippedFile[]; copied: number }> {
   const seen = new Set<string>();
+  /** blobs a check worker reports it wrote */
+  const written = new Set<string>();
   const skipped: SkippedFile[] = [];
   let copied = 0;
   let done = 0;
@@ -110,12 +112,19 @@ async function checkAndStore(
       // marked seen before the await, so that a duplicate checked meanwhile is not counted twice
       const firstSeen = !seen.has(sha);
       seen.add(sha);
-      if (firstSeen && !(await ws.artifacts.has(sha))) copied++;
-      // durable all at once below, before anything records them
-      await ws.artifacts.put(check.bytes, { durable: false });
+      if ('stored' in check) {
+        // two workers may both have written a duplicate: it is new once
+        if (check.stored === 'new' && !written.has(sha)) copied++;
+        if (check.stored === 'new') written.add(sha);
+      } else {
+        if (firstSeen && !(await ws.artifacts.has(sha))) copied++;
+        // durable all at once below, before anything records them
+        await ws.artifacts.put(check.bytes, { durable: false });
+      }
       results[i] = { candidate, sha, width: check.width, height: check.height };
     },
-    signal,
+    // check workers put the images into a store on this machine themselves, not yet durable either
+    { signal, store: ws.artifacts instanceof LocalArtifactStore ? ws.artifacts.root : undefined },
   );
   const usable = results.filter((r): r is StoredImage => r !== undefined);
   await ws.artifacts.sync?.(usable.map((u) => u.sha));

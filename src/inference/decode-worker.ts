@@ -9,4 +9,4 @@ import { decodeRgb, tuneSharp } from './preprocess.js';
 tuneSharp();
 // an image's bytes arrive as a Uint8Array (structured clone): sharp is given a Buffer over it
 const input = (image: DecodeJob['items'][number]['image']) => (typeof image === 'string' ? image : Buffer.from(image.buffer, image.byteOffset, image.byteLength));
-serveJobs<DecodeJob>(async (job) => Buffer.concat(await Promise.all(job.items.map((it) => decodeRgb(input(it.image), job.spec, it.view)))));
+serveJobs<DecodeJob>((job) => Promise.all(job.items.map((it) => decodeRgb(input(it.image), job.spec, it.view))));

@@ -49,6 +49,11 @@ export interface FeatureExtractorOptions {
 export class FeatureExtractor {
   private measuredBatch: number | undefined;
   private decoders: DecodePool | undefined;
+  /**
+   * extract()'s batch inputs whose runs have ended, to decode into again: on a GPU host, touching
+   * fresh pages for every batch (megabytes each) cost this thread more than all else it does
+   */
+  private readonly spareInputs: Array<Float32Array | Uint8Array> = [];
 
   private constructor(
     private readonly session: Session | ThreadedSession,
@@ -124,23 +129,44 @@ export class FeatureExtractor {
 
   /** Runs the backbone on a batch from decodeBatch for `n` images (on a GPU, the batch's memory moves to the session's thread). */
   async infer(input: Float32Array | Uint8Array, n: number): Promise<Float32Array> {
-    this.feed.check(input, 'extractor');
-    const shape = this.feed.shape(n);
-    return this.session instanceof ThreadedSession ? this.session.runOwn(input, shape) : this.session.run(input, shape);
+    return (await this.run(input, n)).output;
   }
 
-  /** Decodes a batch of images into one input buffer: RGB bytes (by the decode workers, where there are), or normalised floats. */
-  async decodeBatch(items: ExtractInput[]): Promise<Float32Array | Uint8Array> {
+  /** infer(), and the whole buffer of `input` once the run is done with it. */
+  private async run(input: Float32Array | Uint8Array, n: number): Promise<{ output: Float32Array; buffer: Float32Array | Uint8Array }> {
+    this.feed.check(input, 'extractor');
+    const shape = this.feed.shape(n);
+    if (this.session instanceof ThreadedSession) return this.session.runOwn(input, shape);
+    const output = await this.session.run(input, shape);
+    return { output, buffer: input instanceof Uint8Array ? new Uint8Array(input.buffer) : new Float32Array(input.buffer) };
+  }
+
+  /**
+   * Decodes a batch of images into one input: RGB bytes (by the decode workers, where there are),
+   * or normalised floats; into the start of `into` where given, else into a new buffer.
+   */
+  async decodeBatch(items: ExtractInput[], into?: Float32Array | Uint8Array): Promise<Float32Array | Uint8Array> {
     const per = inputSize(this.spec);
-    if (this.decoders) return this.decoders.decode(items.map((it) => ({ image: it.path, view: it.view })), this.spec);
-    if (this.bytesIn) {
-      const buf = new Uint8Array(items.length * per);
-      await Promise.all(items.map(async (it, i) => buf.set(await decodeRgb(it.path, this.spec, it.view), i * per)));
-      return buf;
-    }
-    const buf = new Float32Array(items.length * per);
-    await Promise.all(items.map(async (it, i) => normalizeInto(await decodeRgb(it.path, this.spec, it.view), this.spec, buf, i)));
+    const buf = into ? (this.feed.check(into, 'extractor'), into.subarray(0, items.length * per)) : this.feed.allocate(items.length);
+    if (buf.length < items.length * per) throw new Error(`an input of ${buf.length} values cannot hold ${items.length} images`);
+    if (this.decoders) return this.decoders.decode(items.map((it) => ({ image: it.path, view: it.view })), this.spec, buf as Uint8Array);
+    if (buf instanceof Uint8Array) await Promise.all(items.map(async (it, i) => buf.set(await decodeRgb(it.path, this.spec, it.view), i * per)));
+    else await Promise.all(items.map(async (it, i) => normalizeInto(await decodeRgb(it.path, this.spec, it.view), this.spec, buf, i)));
     return buf;
+  }
+
+  /** decodeBatch into a spare input of extract()'s (one of `batchSize` images, made when none is spare). */
+  private decodeIntoSpare(items: ExtractInput[], batchSize: number): Promise<Float32Array | Uint8Array> {
+    const size = Math.max(batchSize, items.length) * inputSize(this.spec);
+    const at = this.spareInputs.findIndex((b) => b.length >= size);
+    return this.decodeBatch(items, at >= 0 ? this.spareInputs.splice(at, 1)[0]! : this.feed.allocate(Math.max(batchSize, items.length)));
+  }
+
+  /** Runs a batch from decodeIntoSpare; its input becomes spare again. */
+  private async runSpare(input: Float32Array | Uint8Array, n: number): Promise<Float32Array> {
+    const { output, buffer } = await this.run(input, n);
+    this.spareInputs.push(buffer);
+    return output;
   }
 
   /**
@@ -153,15 +179,15 @@ export class FeatureExtractor {
     const batches: ExtractInput[][] = [];
     for (let i = 0; i < items.length; i += bs) batches.push(items.slice(i, i + bs));
     if (this.session instanceof ThreadedSession) return this.extractPipelined(batches, bs, out, opts);
-    let next = batches.length ? this.decodeBatch(batches[0]!) : undefined;
+    let next = batches.length ? this.decodeIntoSpare(batches[0]!, bs) : undefined;
     for (let b = 0; b < batches.length; b++) {
       if (opts.signal?.aborted) {
         await next?.catch(() => {});
         throw new CancelledError();
       }
       const input = await next!;
-      next = b + 1 < batches.length ? this.decodeBatch(batches[b + 1]!) : undefined;
-      const feats = await this.infer(input, batches[b]!.length);
+      next = b + 1 < batches.length ? this.decodeIntoSpare(batches[b + 1]!, bs) : undefined;
+      const feats = await this.runSpare(input, batches[b]!.length);
       out.set(feats, b * bs * this.dim);
       opts.onBatch?.(Math.min(items.length, (b + 1) * bs));
     }
@@ -179,7 +205,7 @@ export class FeatureExtractor {
     let decoded = 0;
     const decodeAhead = (upTo: number): void => {
       for (; decoded < Math.min(upTo, batches.length); decoded++) {
-        const d = this.decodeBatch(batches[decoded]!);
+        const d = this.decodeIntoSpare(batches[decoded]!, bs);
         d.catch(() => {});
         decoding.push(d);
       }
@@ -192,7 +218,7 @@ export class FeatureExtractor {
         const input = await decoding.shift()!;
         decodeAhead(b + 1 + 2 * GPU_PIPELINE_DEPTH);
         const n = batches[b]!.length;
-        const run = this.infer(input, n).then((feats) => {
+        const run = this.runSpare(input, n).then((feats) => {
           out.set(feats, b * bs * this.dim);
           opts.onBatch?.(Math.min(total, b * bs + n));
         });

@@ -17,7 +17,8 @@ export type ToSessionThread = { type: 'run'; id: number; shape: number[]; input:
 export type FromSessionThread =
   | { type: 'ready'; precision: ResolvedPrecision; digest?: string }
   | { type: 'fatal'; message: string }
-  | { type: 'result'; id: number; data: Float32Array }
+  /** `input`: a run-own's input buffer, moved back to be used again */
+  | { type: 'result'; id: number; data: Float32Array; input?: ArrayBuffer }
   | { type: 'failed'; id: number; message: string };
 
 const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));
@@ -41,7 +42,7 @@ async function main(port: NonNullable<typeof parentPort>): Promise<void> {
       return;
     }
     let input: Float32Array | Uint8Array;
-    if (m.type === 'run-own') input = m.input;
+    if (m.type === 'run-own') input = m.input.subarray(0, m.shape.reduce((a, b) => a * b, 1));
     else {
       const length = m.shape.reduce((a, b) => a * b, 1);
       if (local.byteLength < m.input.byteLength) local = new ArrayBuffer(m.input.byteLength);
@@ -49,7 +50,7 @@ async function main(port: NonNullable<typeof parentPort>): Promise<void> {
       input.set(m.bytes ? new Uint8Array(m.input, 0, length) : new Float32Array(m.input, 0, length));
     }
     session.run(input, m.shape).then(
-      (data) => send({ type: 'result', id: m.id, data }, [data.buffer]),
+      (data) => (m.type === 'run-own' ? send({ type: 'result', id: m.id, data, input: m.input.buffer as ArrayBuffer }, [data.buffer, m.input.buffer as ArrayBuffer]) : send({ type: 'result', id: m.id, data }, [data.buffer])),
       (e: unknown) => send({ type: 'failed', id: m.id, message: message(e) }),
     );
   });

@@ -11,7 +11,7 @@ import type { FromSessionThread, SessionThreadConfig, ToSessionThread } from './
  * thread copies them out), probabilities come back transferred.
  */
 export class ThreadedSession implements ModelSession {
-  private readonly pending = new Map<number, { resolve(data: Float32Array): void; reject(e: Error): void }>();
+  private readonly pending = new Map<number, { resolve(data: Float32Array, input?: ArrayBuffer): void; reject(e: Error): void }>();
   private nextId = 1;
   private failure: Error | undefined;
   private readonly shared: SharedArrayBuffer;
@@ -31,7 +31,7 @@ export class ThreadedSession implements ModelSession {
       if (m.type !== 'result' && m.type !== 'failed') return;
       const p = this.pending.get(m.id);
       this.pending.delete(m.id);
-      if (m.type === 'result') p?.resolve(m.data);
+      if (m.type === 'result') p?.resolve(m.data, m.input);
       else p?.reject(new Error(m.message));
     });
     this.exited = new Promise((resolve) => {
@@ -90,15 +90,19 @@ export class ThreadedSession implements ModelSession {
 
   /**
    * Runs the model on an input of its own, which moves to the thread (`input` is unusable here
-   * afterwards): unlike run(), several may be under way at once, so the thread starts the next
-   * batch as soon as one ends.
+   * meanwhile): unlike run(), several may be under way at once, so the thread starts the next
+   * batch as soon as one ends. The input (a view from the start of its buffer, else a copy) moves
+   * with its whole buffer, which comes back with the output as `buffer`, to be used again.
    */
-  runOwn(input: Float32Array | Uint8Array, shape: number[]): Promise<Float32Array> {
+  runOwn<Input extends Float32Array | Uint8Array>(input: Input, shape: number[]): Promise<{ output: Float32Array; buffer: Input }> {
     if (this.failure) return Promise.reject(this.failure);
-    const own = input.byteOffset === 0 && input.byteLength === input.buffer.byteLength && !(input.buffer instanceof SharedArrayBuffer) ? input : input.slice();
+    const own = (input.byteOffset === 0 && !(input.buffer instanceof SharedArrayBuffer) ? input : input.slice()) as Input;
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, {
+        resolve: (output, back) => resolve({ output, buffer: (own instanceof Uint8Array ? new Uint8Array(back!) : new Float32Array(back!)) as Input }),
+        reject,
+      });
       this.worker.send({ type: 'run-own', id, shape, input: own }, [own.buffer as ArrayBuffer]);
     });
   }

@@ -1,5 +1,5 @@
 export { openWorkspace, openArtifactStore, openArtifacts, artifactsConfig, defaultHome, now, type Workspace, type ArtifactsConfig } from './workspace.js';
-export { sha256, sha256File, type ArtifactStore } from './artifacts.js';
+export { LocalArtifactStore, sha256, sha256File, type ArtifactStore } from './artifacts.js';
 export { S3ArtifactStore, parseS3Url } from './s3.js';
 export { keepNewestRows, type Db, type EndpointHistoryTable } from './db.js';
 export { createJob, finishJob, findJobs, getJob, listJobs, recentJobs, removeJob, type Job, type JobStatus } from './jobs.js';

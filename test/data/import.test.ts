@@ -7,6 +7,7 @@ import { getDatasetVersion, imagePath, importDataset, isLeak, listDatasets, pars
 import { pngClaimingSize } from '../helpers/images.js';
 import { tmpDir } from '../helpers/paths.js';
 import { breedsMini, copyOfBreedsMini, distinctJpeg, freshWorkspace } from './fixtures.js';
+import { sha256 } from '../../src/store/index.js';
 
 test('imports breeds-mini with its splits, readable class names and version 1', async () => {
   const ws = freshWorkspace();
@@ -103,6 +104,10 @@ async function importPlanted(workers: number) {
     assert.match(reasons['train/002.Beagle/truncated.jpg']!, /^corrupt or truncated image(: .*premature end.*)?$/i);
     assert.equal(reasons['valid/003.Border_Collie/empty.jpg'], 'empty file');
     assert.equal(reasons['test/004.Boxer/huge.png'], 'image is 20000x20000 (400 MP), over the 100 MP limit');
+    // every image is in the store whole (check workers put them there themselves), and counted once
+    for (const item of v.items) assert.equal(sha256(await ws.artifacts.get(item.sha256)), item.sha256);
+    assert.equal(v.report.copiedFiles, 150);
+    assert.equal((await importDataset(ws, dir, { name: 'planted' })).report.copiedFiles, 0);
     return v;
   } finally {
     if (before === undefined) delete process.env.KENNEL_DECODE_WORKERS;

@@ -56,6 +56,11 @@ test("the GPU extraction pipeline (session in a thread, decode worker processes,
     let worst = 0;
     for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
     assert.ok(worst <= 1e-4 * Math.max(...Array.from(a, Math.abs)), `max difference ${worst}`);
+    // batch inputs are decoded into again once their runs end: what they held before leaves no trace
+    assert.deepEqual(await piped.extract(items.slice(3)), second);
+    assert.deepEqual(await piped.extract(items.slice(0, 3)), first);
+    const small = await plain.extract(items, { batchSize: 2 });
+    for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i]! - small[i]!) <= 1e-4 * Math.max(1, Math.abs(a[i]!)), `feature ${i}: ${small[i]} against ${a[i]}`);
   } finally {
     delete process.env.KENNEL_DEVICE_PROFILES;
     await plain.close();
