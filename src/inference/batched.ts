@@ -3,11 +3,18 @@ import type { Classifier, ModelInput, Prediction } from './classifier.js';
 import { DynamicBatcher, type BatchingConfig } from './batcher.js';
 import { inputSize, type ImageInput } from './preprocess.js';
 
+/** A batch a classifier ran: its images, the ms its run took, and how many of its images were near ties in fp16 and ran again in fp32. */
+export interface BatchRun {
+  size: number;
+  ms: number;
+  fp32Reruns: number;
+}
+
 export interface BatchedClassifierOptions {
   /** rows a batch of n images runs as (a GPU pads to a few warmed-up sizes); default n */
   runSize?: (n: number) => number;
   /** told of every batch run, e.g. for metrics */
-  onBatch?: (size: number, ms: number) => void;
+  onBatch?: (run: BatchRun) => void;
 }
 
 /**
@@ -34,8 +41,10 @@ export class BatchedClassifier {
         this.spare.push(it.input);
       });
       const started = performance.now();
+      // one batch runs at a time: the count's growth is this batch's
+      const rerunBefore = classifier.nearTiesRerun;
       const probs = await classifier.run(batchInput, opts.runSize?.(items.length) ?? items.length, items.length);
-      opts.onBatch?.(items.length, performance.now() - started);
+      opts.onBatch?.({ size: items.length, ms: performance.now() - started, fp32Reruns: classifier.nearTiesRerun - rerunBefore });
       return items.map((it, i) => classifier.topK(probs, i, it.topK));
     });
   }

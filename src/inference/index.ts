@@ -13,7 +13,7 @@ export { FeatureExtractor } from './extractor.js';
 export { DecodePool, decodeWorkersFor } from './decode-pool.js';
 export { withUint8Input, UINT8_INPUT } from './uint8-input.js';
 export { DynamicBatcher, batchShapes, type BatchingConfig } from './batcher.js';
-export { BatchedClassifier } from './batched.js';
+export { BatchedClassifier, type BatchRun } from './batched.js';
 export { classify, classifyBatched, type Classification, type ModelSource } from './pipeline.js';
 export { Explainer, camPlan, renderOverlay, OCCLUSION_GRID, type Explanation, type CamPlan, type CamResult } from './explain.js';
 export { FeatureTap } from './tap.js';

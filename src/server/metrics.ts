@@ -16,6 +16,7 @@ export class ServingMetrics {
   private readonly batchSize: Histogram<'endpoint' | 'variant'>;
   private readonly batchDuration: Histogram<'endpoint' | 'variant'>;
   private readonly scalingEvents: Counter<'endpoint' | 'variant' | 'direction'>;
+  private readonly fp32Reruns: Counter<'endpoint' | 'variant'>;
 
   constructor(
     load: () => VariantLoad[],
@@ -39,6 +40,12 @@ export class ServingMetrics {
       help: 'Model run time per batch, as the replica waited for it',
       labelNames: ['endpoint', 'variant'],
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.fp32Reruns = new Counter({
+      name: 'kennel_fp32_reruns_total',
+      help: 'Images whose two best classes came out of an fp16 session (precision auto) within the near-tie gap, and were answered by fp32',
+      labelNames: ['endpoint', 'variant'],
       registers,
     });
     this.scalingEvents = new Counter({ name: 'kennel_scaling_events_total', help: 'Autoscaler decisions', labelNames: ['endpoint', 'variant', 'direction'], registers });
@@ -85,9 +92,10 @@ export class ServingMetrics {
   }
 
   readonly hooks: ServingHooks = {
-    batch: (endpoint, variant, size, ms) => {
-      this.batchSize.observe({ endpoint, variant }, size);
-      this.batchDuration.observe({ endpoint, variant }, ms / 1000);
+    batch: (endpoint, variant, run) => {
+      this.batchSize.observe({ endpoint, variant }, run.size);
+      this.batchDuration.observe({ endpoint, variant }, run.ms / 1000);
+      this.fp32Reruns.inc({ endpoint, variant }, run.fp32Reruns);
     },
     scaling: (endpoint, variant, direction) => this.scalingEvents.inc({ endpoint, variant, direction }),
   };

@@ -1,5 +1,5 @@
 import type { ModelCard } from '../registry/index.js';
-import type { BatchingConfig, Device, Explanation, Precision, Prediction } from '../inference/index.js';
+import type { BatchRun, BatchingConfig, Device, Explanation, Precision, Prediction } from '../inference/index.js';
 
 export type { BatchingConfig };
 
@@ -32,7 +32,7 @@ export type FromReplica =
   | { type: 'result'; id: number; predictions: Prediction[]; explanation?: Explanation; features?: number[] }
   | { type: 'failed'; id: number; status: number; code: string; message: string; hint?: string }
   | { type: 'pong'; id: number }
-  | { type: 'batch'; size: number; ms: number }
+  | ({ type: 'batch' } & BatchRun)
   /** permanent: starting again cannot help (the device is missing), so the rollout fails at once */
   | { type: 'fatal'; message: string; permanent?: boolean };
 

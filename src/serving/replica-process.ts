@@ -2,7 +2,7 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import { Child, TypedEmitter, rebuiltError } from '../core/index.js';
-import type { Explanation, Prediction } from '../inference/index.js';
+import type { BatchRun, Explanation, Prediction } from '../inference/index.js';
 import type { Socket } from 'node:net';
 import { REQUEST_FD, encodeRequest, type FromReplica, type ReplicaConfig, type ToReplica } from './protocol.js';
 
@@ -45,7 +45,7 @@ export interface ReplicaListener {
   /** it passed its readiness check and takes requests */
   ready(): void;
   exit(info: ReplicaExit): void;
-  batch(size: number, ms: number): void;
+  batch(run: BatchRun): void;
   /** a request on this replica was answered (a draining replica stops after its last one) */
   settled(): void;
 }
@@ -230,7 +230,7 @@ export class ReplicaProcess extends TypedEmitter<ReplicaListener> {
         this.lastPong = Date.now();
         break;
       case 'batch':
-        this.emit('batch', m.size, m.ms);
+        this.emit('batch', { size: m.size, ms: m.ms, fp32Reruns: m.fp32Reruns });
         break;
       case 'ready':
         this.readyAt = Date.now();

@@ -56,7 +56,7 @@ async function main(): Promise<void> {
   // loaded at normal priority (a shadow that starts in seconds, even on a busy machine), serving at its own
   if (config.background) runInBackground();
 
-  const batched = new BatchedClassifier(clf, config.batching, { runSize, onBatch: (size, ms) => send({ type: 'batch', size, ms }) });
+  const batched = new BatchedClassifier(clf, config.batching, { runSize, onBatch: (run) => send({ type: 'batch', ...run }) });
   // explanations run outside the batcher, in a session of their own (loaded on the first one):
   // the same graph with its last feature map as an extra output
   let explainer: Promise<Explainer> | undefined;

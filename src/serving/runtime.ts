@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { Errors, KennelError } from '../core/index.js';
-import { assertDevice } from '../inference/index.js';
+import { assertDevice, type BatchRun } from '../inference/index.js';
 import { FEATURES_OUTPUT } from '../backbones/index.js';
 import { getModel, type ModelCard } from '../registry/index.js';
 import { CaptureSink } from './capture.js';
@@ -33,8 +33,8 @@ import { cannotStart, DEFAULT_TIMINGS, ReplicaPool, type PoolEvent, type PoolSpe
 
 /** Observability hooks (the daemon feeds Prometheus metrics from them). */
 export interface ServingHooks {
-  /** a replica ran a batch of `size` images in `ms` (its model run, as its batcher waited for it) */
-  batch(endpoint: string, variant: string, size: number, ms: number): void;
+  /** a replica ran a batch (its images, and its model run's ms as its batcher waited for it) */
+  batch(endpoint: string, variant: string, run: BatchRun): void;
   scaling(endpoint: string, variant: string, direction: 'out' | 'in'): void;
 }
 
@@ -412,7 +412,7 @@ export class ServingRuntime {
   private newPool(endpoint: string, variant: string, spec: PoolSpec, desired: number): ReplicaPool {
     return new ReplicaPool(endpoint, variant, spec, desired, this.opts.log, this.opts.timings ?? DEFAULT_TIMINGS)
       .on('event', (e) => this.poolEvent(e))
-      .on('batch', (ep, v, size, ms) => this.opts.hooks?.batch?.(ep, v, size, ms))
+      .on('batch', (ep, v, run) => this.opts.hooks?.batch?.(ep, v, run))
       .on('demand', (pool) => this.autoscaler.demand(pool));
   }
 

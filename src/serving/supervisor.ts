@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { KennelError, TypedEmitter, Errors } from '../core/index.js';
 import type { ModelCard } from '../registry/index.js';
 import type { Sample } from './autoscaler.js';
-import type { Device, Precision } from '../inference/index.js';
+import type { BatchRun, Device, Precision } from '../inference/index.js';
 import type { BatchingConfig } from './protocol.js';
 import { ReplicaProcess, type ReplicaExit, type ReplicaState } from './replica-process.js';
 
@@ -54,7 +54,7 @@ export interface PoolListener {
   /** a replica or rollout event (started, ready, crashed, ...), for the endpoint's event log */
   event(e: PoolEvent): void;
   /** a replica ran a batch */
-  batch(endpoint: string, variant: string, size: number, ms: number): void;
+  batch(endpoint: string, variant: string, run: BatchRun): void;
   /** a request is waiting and the pool has no replica at all (scale from zero) */
   demand(pool: ReplicaPool): void;
 }
@@ -388,7 +388,7 @@ export class ReplicaPool {
         .on('ready', () => this.onReady(r))
         .on('exit', (info) => this.onExit(r, info))
         .on('settled', () => this.stopWhenDrained(r))
-        .on('batch', (size, ms) => this.listeners.emit('batch', this.endpoint, this.variant, size, ms));
+        .on('batch', (run) => this.listeners.emit('batch', this.endpoint, this.variant, run));
       this.replicas.push(r);
       r.start();
       this.emit('replica_started', `replica ${r.id} (pid ${r.pid}) starting ${model}`, { replica: r.id, pid: r.pid, model, threads });

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { addBackbone } from '../../src/backbones/index.js';
-import { Classifier, FeatureExtractor, NEAR_TIE_GAP } from '../../src/inference/index.js';
+import { BatchedClassifier, Classifier, FeatureExtractor, NEAR_TIE_GAP, type BatchRun } from '../../src/inference/index.js';
 import { intraOpThreads, measurePrecision, openAtPrecision } from '../../src/inference/precision.js';
 import { GraphBuilder, OnnxModel, decodeTensor, float16Bits, float16Values, isFloatGraph, toFloat16 } from '../../src/onnx/index.js';
 import { openWorkspace } from '../../src/store/index.js';
@@ -194,6 +194,14 @@ test('an fp16 answer whose two best classes are a near tie is run again in fp32 
       close(probs.subarray(2, 4), full.subarray(2, 4), 'the near tie takes fp32');
       close(probs.subarray(4, 8), half.subarray(4, 8), 'rows that pad the batch are left as they are');
       assert.equal(settled.nearTiesRerun, 1);
+      // a batcher tells of each batch's reruns (an endpoint's kennel_fp32_reruns_total)
+      const runs: BatchRun[] = [];
+      const batched = new BatchedClassifier(settled, { maxBatch: 4, maxDelayMs: 20 }, { onBatch: (run) => runs.push(run) });
+      const bytes = (x: Float32Array) => new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
+      const [clear, tie] = await Promise.all([batched.classifyInput(bytes(image(1, 0)), 1), batched.classifyInput(bytes(image(0.5, 0.5)), 1)]);
+      assert.equal(clear[0]!.label, 'a');
+      assert.equal(tie[0]!.label, full[2]! >= full[3]! ? 'a' : 'b');
+      assert.deepEqual([runs.reduce((n, r) => n + r.size, 0), runs.reduce((n, r) => n + r.fp32Reruns, 0)], [2, 1]);
     } finally {
       await settled.close();
     }
