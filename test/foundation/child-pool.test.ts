@@ -11,20 +11,28 @@ function frame(id: number, status: number, payload: Buffer): Buffer {
   return Buffer.concat([head, payload]);
 }
 
-test('frames read alike whatever chunks the pipe gives, each payload copied once into the buffer its job named', () => {
+test('frames read alike whatever chunks the socket gives, each payload copied once into the buffer its job named, none kept in the read buffer', () => {
   const big = Buffer.alloc(70_000, 7);
   const stream = Buffer.concat([frame(1, 0, big), frame(2, 0, Buffer.from('small')), frame(3, 1, Buffer.from('it failed')), frame(4, 0, Buffer.alloc(0))]);
   for (const size of [1, 5, 13, 4096, stream.length]) {
     const target = new Uint8Array(big.length);
-    const seen: Array<[number, number, string]> = [];
+    const frames: Array<[number, number, Uint8Array]> = [];
     const reader = new FrameReader(
       (id, _status, length) => (id === 1 && length === target.length ? target : undefined),
       (id, status, payload) => {
         if (id === 1) assert.equal(payload, target, 'written into the named buffer');
-        seen.push([id, status, id === 1 ? `${payload.length}` : Buffer.from(payload).toString()]);
+        frames.push([id, status, payload]);
       },
     );
-    for (let at = 0; at < stream.length; at += size) reader.push(stream.subarray(at, at + size));
+    // as a socket's reads come: each chunk in one buffer, overwritten by the next
+    const scratch = Buffer.alloc(size);
+    for (let at = 0; at < stream.length; at += size) {
+      const n = stream.copy(scratch, 0, at, at + size);
+      reader.push(scratch.subarray(0, n));
+      scratch.fill(0xee);
+    }
+    // read after the chunks were overwritten: payloads are copies
+    const seen = frames.map(([id, status, payload]) => [id, status, id === 1 ? `${payload.length}` : Buffer.from(payload).toString()]);
     assert.deepEqual(seen, [[1, 0, '70000'], [2, 0, 'small'], [3, 1, 'it failed'], [4, 0, '']], `chunks of ${size}`);
     assert.ok(Buffer.from(target).equals(big));
   }
