@@ -16,7 +16,8 @@
  * - the raw session: float32 NCHW input (normalised on the host) against uint8 NHWC (normalised
  *   in the graph), fp32 against fp16, at batch 16, 32 and 64
  * - decoding: import's check and the model's input in one process against worker processes, and
- *   a GPU extractor's session alone against the same while its decode workers run (`--only decode`)
+ *   a GPU extractor's session alone against the same while its decode workers run (`--only decode`;
+ *   with `--device cpu` it runs on a machine without a GPU, the session part on the CPU)
  * - fp16 against fp32 on the shared images (bench/lib/fp16.ts): top-1 agreement of the 1,000-way
  *   outputs of the ResNet50 architecture and of a pretrained MobileNetV2, and the largest
  *   difference of a probability; `--only fp16` runs this part alone
@@ -217,12 +218,16 @@ if (process.argv[2] === '--decode-part') {
 }
 
 const args = parseBenchArgs(process.argv.slice(2), 'gpu', {
-  device: { help: 'the GPU provider Kennel uses', default: 'webgpu', choices: ENDPOINT_DEVICES.filter((d) => d !== 'cpu') },
+  device: { help: 'the GPU provider Kennel uses (cpu: only with --only decode, decoding on a machine without a GPU)', default: 'webgpu', choices: [...ENDPOINT_DEVICES] },
   precision: { help: "Kennel's --precision for training", default: 'auto', choices: [...PRECISIONS] },
   only: { help: 'run one part alone: fp16 (the agreement check), decode (decoding images/s in one process and in decode worker processes), train (Kennel and PyTorch on the set)', default: 'all', choices: ['all', 'fp16', 'decode', 'train'] },
 });
 const device = args.options.device as Device;
 const precision = args.options.precision as Precision;
+if (device === 'cpu' && args.options.only !== 'decode') {
+  process.stderr.write('bench:gpu --device cpu measures decoding only: add --only decode, or name a GPU provider (webgpu, cuda).\n');
+  process.exit(2);
+}
 const shared = process.env.KENNEL_SHARED ?? join(import.meta.dirname, '../../shared');
 if (args.options.only === 'fp16') {
   const runs = await fp16Agreement({ device, shared, resnet: buildResnet({ depth: 50 }) });
