@@ -284,10 +284,11 @@ export function serveJobs<Job>(handle: (job: Job) => Promise<Uint8Array | Uint8A
   const path = process.env[FRAMES_SOCKET];
   if (!path) throw new Error(`a pool worker is started by a ChildPool, which sets ${FRAMES_SOCKET}`);
   const server = createServer();
-  // the pool's connection: the only one taken
+  // the pool's connection: the only one taken; once it breaks, nobody reads the answers
   const connection = new Promise<Socket>((resolve) =>
     server.once('connection', (socket) => {
       server.close();
+      socket.on('error', () => process.exit(0));
       resolve(socket);
     }),
   );
