@@ -20,7 +20,7 @@ import { availableParallelism, getPriority, setPriority, tmpdir } from 'node:os'
 import { basename, join } from 'node:path';
 import { Child } from './child.js';
 
-/** A frame on a worker's pipe: job id, status (0: the answer's bytes follow; 1: an error message follows), payload length, then the payload. */
+/** A frame on a worker's socket: job id, status (0: the answer's bytes follow; 1: an error message follows), payload length, then the payload. */
 export const FRAME_HEADER = 12;
 /** how far below the pool's process the workers' scheduling priority is (nice values) */
 const WORKER_NICENESS = 10;
@@ -156,10 +156,11 @@ export class ChildPool<Job> {
     // the worker's socket, in a folder only this user can reach, removed once connected or when the worker ends
     const dir = mkdtempSync(join(tmpdir(), 'kennel-pool-'));
     const removeDir = () => rmSync(dir, { recursive: true, force: true });
+    const path = socketPath(dir);
     const child = new Child<JobMessage<unknown>, 'ready'>({
       entry: this.opts.entry,
       kind: 'process',
-      env: { ...process.env, UV_THREADPOOL_SIZE: '1', ...this.opts.env, [FRAMES_SOCKET]: socketPath(dir) },
+      env: { ...process.env, UV_THREADPOOL_SIZE: '1', ...this.opts.env, [FRAMES_SOCKET]: path },
       serialization: 'advanced',
       startTimeoutMs: 60_000,
     });
@@ -168,7 +169,7 @@ export class ChildPool<Job> {
       () =>
         new Promise<void>((resolve, reject) => {
           socket = connect({
-            path: socketPath(dir),
+            path,
             onread: {
               buffer: Buffer.allocUnsafe(READ_BUFFER),
               callback: (n, buf) => {
@@ -292,10 +293,9 @@ export function serveJobs<Job>(handle: (job: Job) => Promise<Uint8Array | Uint8A
       resolve(socket);
     }),
   );
-  let frames: Socket | undefined;
-  void connection.then((socket) => (frames = socket));
+  // every frame awaits the connection, so frames go out in the order they were made
   const frame = async (id: number, status: 0 | 1, payload: Uint8Array | Uint8Array[]): Promise<void> => {
-    frames ??= await connection;
+    const frames = await connection;
     const parts = Array.isArray(payload) ? payload : [payload];
     const head = Buffer.alloc(FRAME_HEADER);
     head.writeUInt32LE(id, 0);

@@ -114,8 +114,10 @@ async function checkAndStore(
       seen.add(sha);
       if ('stored' in check) {
         // two workers may both have written a duplicate: it is new once
-        if (check.stored === 'new' && !written.has(sha)) copied++;
-        if (check.stored === 'new') written.add(sha);
+        if (check.stored === 'new' && !written.has(sha)) {
+          copied++;
+          written.add(sha);
+        }
       } else {
         if (firstSeen && !(await ws.artifacts.has(sha))) copied++;
         // durable all at once below, before anything records them

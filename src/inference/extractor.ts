@@ -157,9 +157,9 @@ export class FeatureExtractor {
 
   /** decodeBatch into a spare input of extract()'s (one of `batchSize` images, made when none is spare). */
   private decodeIntoSpare(items: ExtractInput[], batchSize: number): Promise<Float32Array | Uint8Array> {
-    const size = Math.max(batchSize, items.length) * inputSize(this.spec);
-    const at = this.spareInputs.findIndex((b) => b.length >= size);
-    return this.decodeBatch(items, at >= 0 ? this.spareInputs.splice(at, 1)[0]! : this.feed.allocate(Math.max(batchSize, items.length)));
+    const images = Math.max(batchSize, items.length);
+    const at = this.spareInputs.findIndex((b) => b.length >= images * inputSize(this.spec));
+    return this.decodeBatch(items, at >= 0 ? this.spareInputs.splice(at, 1)[0]! : this.feed.allocate(images));
   }
 
   /** Runs a batch from decodeIntoSpare; its input becomes spare again. */

@@ -41,16 +41,20 @@ async function main(port: NonNullable<typeof parentPort>): Promise<void> {
       void session.release().finally(() => port.close());
       return;
     }
+    const length = m.shape.reduce((a, b) => a * b, 1);
     let input: Float32Array | Uint8Array;
-    if (m.type === 'run-own') input = m.input.subarray(0, m.shape.reduce((a, b) => a * b, 1));
+    if (m.type === 'run-own') input = m.input.subarray(0, length);
     else {
-      const length = m.shape.reduce((a, b) => a * b, 1);
       if (local.byteLength < m.input.byteLength) local = new ArrayBuffer(m.input.byteLength);
       input = m.bytes ? new Uint8Array(local, 0, length) : new Float32Array(local, 0, length);
       input.set(m.bytes ? new Uint8Array(m.input, 0, length) : new Float32Array(m.input, 0, length));
     }
     session.run(input, m.shape).then(
-      (data) => (m.type === 'run-own' ? send({ type: 'result', id: m.id, data, input: m.input.buffer as ArrayBuffer }, [data.buffer, m.input.buffer as ArrayBuffer]) : send({ type: 'result', id: m.id, data }, [data.buffer])),
+      (data) => {
+        // a run-own's input buffer goes back with the output, to be used again
+        const back = m.type === 'run-own' ? (m.input.buffer as ArrayBuffer) : undefined;
+        send({ type: 'result', id: m.id, data, ...(back && { input: back }) }, back ? [data.buffer, back] : [data.buffer]);
+      },
       (e: unknown) => send({ type: 'failed', id: m.id, message: message(e) }),
     );
   });
