@@ -25,9 +25,8 @@ export async function runCheckJob({ paths, limits, store }: CheckJob): Promise<B
       paths.map(async (path): Promise<CheckedImage> => {
         const check = await checkImage(path, limits);
         if (!check.ok || !target) return check;
-        const isNew = !(await target.has(check.sha256));
-        await target.put(check.bytes, { durable: false });
-        return { ok: true, stored: isNew ? 'new' : 'existing', sha256: check.sha256, width: check.width, height: check.height, format: check.format };
+        const stored = await target.putHashed(check.sha256, check.bytes, { durable: false });
+        return { ok: true, stored, sha256: check.sha256, width: check.width, height: check.height, format: check.format };
       }),
     ),
   );

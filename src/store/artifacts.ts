@@ -72,8 +72,18 @@ export class LocalArtifactStore implements ArtifactStore {
 
   async put(data: Uint8Array, opts: { durable?: boolean } = {}): Promise<string> {
     const sha = createHash('sha256').update(data).digest('hex');
-    if (!this.reused(sha)) await writeFileAtomicAsync(this.pathOf(sha), data, 0o444, { durable: opts.durable ?? true });
+    await this.putHashed(sha, data, opts);
     return sha;
+  }
+
+  /**
+   * Stores bytes whose sha256 the caller has just computed from them (an import's check worker
+   * hashes each image once), and says whether this store lacked them.
+   */
+  async putHashed(sha: string, data: Uint8Array, opts: { durable?: boolean } = {}): Promise<'new' | 'existing'> {
+    if (this.reused(sha)) return 'existing';
+    await writeFileAtomicAsync(this.pathOf(sha), data, 0o444, { durable: opts.durable ?? true });
+    return 'new';
   }
 
   /**
