@@ -44,7 +44,7 @@ const MAX_ROW_LOSS = -Math.log(1e-12);
 /**
  * Mean negative log-likelihood of the labels at `temperature`. Each row's log-softmax comes from
  * its log-sum-exp in one pass, without a probability matrix: fitTemperature evaluates this some
- * 40 times per head it scores.
+ * 25 times per head it scores.
  */
 export function nll(logits: Float32Array, labels: Int32Array, classes: number, temperature = 1): number {
   const inv = 1 / temperature;
@@ -59,6 +59,8 @@ export function nll(logits: Float32Array, labels: Int32Array, classes: number, t
   }
   return s / labels.length;
 }
+
+const LOG_T_TOLERANCE = 1e-4;
 
 /** Spread of the prior on log T: without strong evidence, T stays within about [0.37, 2.7]. */
 const LOG_T_PRIOR_SD = 0.5;
@@ -79,7 +81,8 @@ export function fitTemperature(logits: Float32Array, labels: Int32Array, classes
   let d = a + phi * (b - a);
   let fc = f(c);
   let fd = f(d);
-  for (let i = 0; i < 40; i++) {
+  // to within 1e-4 of log T (0.01% of T; 23 steps), which no confidence shown or compared resolves
+  while (b - a > LOG_T_TOLERANCE) {
     if (fc < fd) {
       b = d;
       d = c;

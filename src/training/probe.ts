@@ -127,14 +127,15 @@ function buildLossGradient(dim: number, classes: number): Uint8Array {
   return g.model.serialize();
 }
 
-/** Rows scaled to unit L2 norm (a zero row stays zero). */
-export function l2Rows(m: Matrix): Float32Array {
-  const out = new Float32Array(m.data.length);
+/** Rows scaled to unit L2 norm (a zero row stays zero), into `out` from row `at` (a new array by default). */
+export function l2Rows(m: Matrix, into?: { out: Float32Array; at: number }): Float32Array {
+  const out = into?.out ?? new Float32Array(m.data.length);
+  const base = (into?.at ?? 0) * m.cols;
   for (let r = 0; r < m.rows; r++) {
     let s = 0;
     for (let d = 0; d < m.cols; d++) s += m.data[r * m.cols + d]! ** 2;
     const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
-    for (let d = 0; d < m.cols; d++) out[r * m.cols + d] = m.data[r * m.cols + d]! * inv;
+    for (let d = 0; d < m.cols; d++) out[base + r * m.cols + d] = m.data[r * m.cols + d]! * inv;
   }
   return out;
 }
@@ -179,11 +180,14 @@ function fitTransform(z: Float32Array, rows: number, cols: number): { mean: Floa
   return { mean: Float32Array.from(mean, (m) => m / rows), scale };
 }
 
+/** Standardises rows in place (each caller owns a fresh CL2N copy): a head's features are tens of MB. */
 function transform(z: Float32Array, rows: number, cols: number, t: { mean: Float32Array; scale: Float32Array }): Float32Array {
-  const out = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) for (let d = 0; d < cols; d++) out[r * cols + d] = (z[r * cols + d]! - t.mean[d]!) / t.scale[d]!;
-  return out;
+  for (let r = 0; r < rows; r++) for (let d = 0; d < cols; d++) z[r * cols + d] = (z[r * cols + d]! - t.mean[d]!) / t.scale[d]!;
+  return z;
 }
+
+/** A head times a positive factor (prototype heads are linear in their softmax scale). */
+const scaledHead = (h: { w: Float32Array; b: Float32Array }, k: number) => ({ w: h.w.map((v) => v * k), b: h.b.map((v) => v * k) });
 
 /**
  * The cosine nearest-centroid head written as a linear head on the transformed features:
@@ -247,15 +251,17 @@ class LogisticProblem {
   async fit(lambda: number, start: Float64Array, signal?: AbortSignal, gradTol = GRAD_TOL): Promise<{ theta: Float64Array; trace: Array<{ loss: number; gradNorm: number }>; gradNorm: number; loss: number }> {
     const wLen = this.cols * this.classes;
     const lam = new ort.Tensor('float32', Float32Array.of(lambda), []);
+    // one pair of input tensors for every evaluation: each run has ended before the next fills them
+    const w = new ort.Tensor('float32', new Float32Array(wLen), [this.cols, this.classes]);
+    const b = new ort.Tensor('float32', new Float32Array(this.classes), [this.classes]);
     const r = await lbfgs(
       async (theta) => {
         if (signal?.aborted) throw new CancelledError();
         const start = performance.now();
-        const w = new Float32Array(wLen);
-        for (let i = 0; i < wLen; i++) w[i] = theta[i]!;
-        const b = Float32Array.from(theta.subarray(wLen));
+        (w.data as Float32Array).set(theta.subarray(0, wLen));
+        (b.data as Float32Array).set(theta.subarray(wLen));
         const inputDone = performance.now();
-        const out = await this.session.run({ ...this.feeds, lambda: lam, w: new ort.Tensor('float32', w, [this.cols, this.classes]), b: new ort.Tensor('float32', b, [this.classes]) });
+        const out = await this.session.run({ ...this.feeds, lambda: lam, w, b });
         const grad = new Float64Array(wLen + this.classes);
         grad.set(out.grad_w!.data as Float32Array);
         grad.set(out.grad_b!.data as Float32Array, wLen);
@@ -382,7 +388,9 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
     const pooledRows = train.rows + valid.rows;
     const useCv = pooledRows <= (opts.cvMaxRows ?? CV_MAX_ROWS);
     // the data that select: K folds of train + valid, or (train -> valid)
-    const zAll = concat([l2Rows(train), l2Rows(valid)]);
+    const zAll = new Float32Array(pooledRows * cols);
+    l2Rows(train, { out: zAll, at: 0 });
+    l2Rows(valid, { out: zAll, at: train.rows });
     const allLabels = Int32Array.from([...trainLabels, ...validLabels]);
     const counts = new Array<number>(classes).fill(0);
     allLabels.forEach((l) => counts[l]!++);
@@ -399,9 +407,12 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
       const cl2n = (r: number[]) => centredL2(take(zAll, cols, r), r.length, cols, centre);
       const z = cl2n(rows);
       const tp = fitTransform(z, rows.length, cols);
-      const priorHead = (scale: number) => (prior === 'zero' ? { w: new Float32Array(cols * classes), b: new Float32Array(classes) } : prototypeHead(z, labels, cols, classes, tp, scale));
+      // the prototype head at scale 1, from z before it is transformed in place into xFit
+      const cosine = prototypeHead(z, labels, cols, classes, tp, 1);
+      const prototype = (scale: number) => scaledHead(cosine, scale);
+      const priorHead = (scale: number) => (prior === 'zero' ? { w: new Float32Array(cols * classes), b: new Float32Array(classes) } : prototype(scale));
       const x = (r: number[]) => transform(cl2n(r), r.length, cols, tp);
-      return { labels, centre, z, tp, priorHead, x, xFit: transform(z, rows.length, cols, tp) };
+      return { labels, centre, tp, cosine, prototype, priorHead, x, xFit: transform(z, rows.length, cols, tp) };
     };
     // per fold: transforms and prototypes fitted on the fold's training rows only
     const specs = Array.from({ length: nFolds }, (_, f) => {
@@ -410,11 +421,11 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
       const d = design(fitRows);
       const heldLabels = Int32Array.from(heldRows, (r) => allLabels[r]!);
       const heldP = d.x(heldRows);
-      return { fitRows, heldRows, d, heldLabels, heldP, cosine: prototypeHead(d.z, d.labels, cols, classes, d.tp, 1) };
+      return { fitRows, heldRows, d, heldLabels, heldP };
     });
     // one prototype scale from the pooled held-out cosine logits
     const cosParts: Float32Array[] = [];
-    for (const s of specs) cosParts.push(await runner.logits(s.cosine, { data: s.heldP, rows: s.heldRows.length, cols }));
+    for (const s of specs) cosParts.push(await runner.logits(s.d.cosine, { data: s.heldP, rows: s.heldRows.length, cols }));
     const heldCos = concat(cosParts);
     const heldLabelsAll = Int32Array.from(specs.flatMap((s) => [...s.heldLabels]));
     const heldOrder = specs.flatMap((s) => s.heldRows);
@@ -499,7 +510,7 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
     // with a valid split the final rows are the one fold's training rows: its design is already built
     const d = useCv ? design(finalRows) : specs[0]!.d;
     const transformOf = { mean: d.tp.mean, scale: d.tp.scale, centre: d.centre };
-    let probe: LinearProbe = { dim: cols, classes, ...prototypeHead(d.z, d.labels, cols, classes, d.tp, scale), ...transformOf };
+    let probe: LinearProbe = { dim: cols, classes, ...d.prototype(scale), ...transformOf };
     let trace: ProbeChoice['trace'] = [];
     if (chosen.kind === 'logistic') {
       let head = validSplitFits[chosenIndex]?.theta;
