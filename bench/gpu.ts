@@ -316,7 +316,7 @@ async function classifierRuns(maxBatch: number, device: Device): Promise<Array<{
       const clf = await Classifier.load(onnxPath, model.card, { device, spinning: false, ...(where === 'thread' ? { thread: { maxBatch } } : {}) });
       try {
         const input = clf.inputBuffer(maxBatch);
-        for (const n of shapes) await clf.run(input, n);
+        await clf.warm(input, shapes);
         for (const n of shapes) {
           const t = performance.now();
           for (let i = 0; i < 10; i++) await clf.run(input, n);

@@ -81,7 +81,7 @@ export async function pipelineCeiling(onnxPath: string, card: ModelCard, files: 
   // padded to a few batch sizes on a GPU, each run once first, as a replica does
   const shapes = o.device === 'cpu' ? undefined : batchShapes(o.maxBatch, o.device);
   const runSize = (n: number): number => shapes?.find((s) => s >= n) ?? n;
-  for (const n of shapes ?? []) await clf.run(batchInput, n);
+  if (shapes) await clf.warm(batchInput, shapes);
   // the batches' sizes and run times, as a replica reports them (kennel_batch_*)
   const batches = { count: 0, images: 0, ms: 0 };
   const batcher = new DynamicBatcher<ModelInput, number>({ maxBatch: o.maxBatch, maxDelayMs: 2 }, async (items) => {

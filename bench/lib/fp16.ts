@@ -30,6 +30,11 @@ export interface AgreementRun {
   maxProbabilityDifference: number;
   meanProbabilityDifference: number;
   /**
+   * The most fp16 moved the gap between the log-probabilities of fp32's two best classes (a logit
+   * gap): what a near-tie rule must cover, at any confidence
+   */
+  maxTopTwoLogGapShift: number;
+  /**
    * A Kennel classifier as precision auto serves it on the device when fp16 wins there: fp16, its
    * near ties run again in fp32 (ClassifierOptions.nearTies); its top-1 agreement with fp32 and
    * the share of images run twice
@@ -128,7 +133,7 @@ export async function fp16Agreement(o: { device: Device; shared: string; resnet:
     const outputName = full.outputNames.includes(PROBABILITIES_OUTPUT) ? PROBABILITIES_OUTPUT : full.outputNames[0]!;
     const settling = model.card && (await Classifier.load(model.graph, model.card, { device: o.device, precision: 'fp16', nearTies: 'fp32', bytesIn: true }));
     for (const set of sets) {
-      const run: AgreementRun = { model: model.name, images: set.name, count: set.files.length, top1Agreement: 0, disagreements: [], nearTies: 0, maxProbabilityDifference: 0, meanProbabilityDifference: 0 };
+      const run: AgreementRun = { model: model.name, images: set.name, count: set.files.length, top1Agreement: 0, disagreements: [], nearTies: 0, maxProbabilityDifference: 0, meanProbabilityDifference: 0, maxTopTwoLogGapShift: 0 };
       let agree = 0;
       let settledAgree = 0;
       const rerunBefore = settling?.nearTiesRerun ?? 0;
@@ -145,6 +150,8 @@ export async function fp16Agreement(o: { device: Device; shared: string; resnet:
           const [pa, ph] = [probabilities(a.subarray(i * classes, (i + 1) * classes)), probabilities(h.subarray(i * classes, (i + 1) * classes))];
           const [top, second] = best2(pa);
           if (settled && top === best2(Float64Array.from(settled.subarray(i * classes, (i + 1) * classes)))[0]) settledAgree++;
+          const logGap = (p: Float64Array) => Math.log(Math.max(p[top]!, 1e-30)) - Math.log(Math.max(p[second]!, 1e-30));
+          run.maxTopTwoLogGapShift = Math.max(run.maxTopTwoLogGapShift, Math.abs(logGap(pa) - logGap(ph)));
           if (top === best2(ph)[0]) agree++;
           else {
             const gap = pa[top]! - pa[second]!;
@@ -171,5 +178,5 @@ export async function fp16Agreement(o: { device: Device; shared: string; resnet:
 
 /** One line per run, for logs. */
 export const describeAgreement = (r: AgreementRun): string =>
-  `${r.model}, ${r.count} ${r.images}: top-1 agreement ${(r.top1Agreement * 100).toFixed(1)}% (${r.disagreements.length} differ, ${r.nearTies} of them near ties), largest probability difference ${r.maxProbabilityDifference.toExponential(2)}` +
+  `${r.model}, ${r.count} ${r.images}: top-1 agreement ${(r.top1Agreement * 100).toFixed(1)}% (${r.disagreements.length} differ, ${r.nearTies} of them near ties), largest probability difference ${r.maxProbabilityDifference.toExponential(2)}, largest shift of the two best classes' log-probability gap ${r.maxTopTwoLogGapShift.toFixed(3)}` +
   (r.nearTiesInFp32 ? `; with near ties run again in fp32 (as auto serves it): ${(r.nearTiesInFp32.top1Agreement * 100).toFixed(1)}%, ${(r.nearTiesInFp32.rerun * 100).toFixed(1)}% of images run twice` : '');

@@ -59,15 +59,30 @@ export interface ClassifierOptions extends SessionSettings {
 export const NEAR_TIE_GAP = 0.05;
 
 /**
- * Images the fp32 session runs at once, padded (one shape: batchShapes says why CUDA needs it).
- * Near ties are a few in a hundred images, so most batches hold none or one.
+ * Near ties the fp32 session for a few runs at once, padded (one shape: batchShapes says why CUDA
+ * needs it). A trained classifier's near ties are a few in a hundred images, so most batches hold
+ * none or one.
  */
 const REFEREE_BATCH = 4;
 
-/** The fp32 session that settles an fp16 session's near ties, and the batch it is fed. */
+/**
+ * The share of recent batches with more near ties than REFEREE_BATCH above which a batch runs in
+ * fp32 alone: such a batch costs fp16's run and then fp32's, more than fp32's alone. A model
+ * unsure of most images (an untrained head, a thousand near-equal classes) gets there.
+ */
+const FP32_FIRST_SHARE = 0.5;
+/** weight of the latest batch in that share (a moving average over some ten batches) */
+const SHARE_WEIGHT = 0.1;
+
+/** The fp32 sessions that settle an fp16 session's near ties. */
 interface Referee {
-  session: ModelSession;
+  /** runs up to REFEREE_BATCH near ties, copied into `input` */
+  few: ModelSession;
   input: ModelInput;
+  /** runs a whole batch, at the classifier's own shapes: one with many near ties, or every batch while most have many */
+  whole: ModelSession;
+  /** moving average of the share of batches with more near ties than `few` takes */
+  manyTies: number;
 }
 
 /**
@@ -99,11 +114,17 @@ export class Classifier {
     try {
       if (session.precision === 'fp16' && (nearTies ?? (settings.precision === 'fp16' ? 'keep' : 'fp32')) === 'fp32') {
         const input = feed.allocate(REFEREE_BATCH);
-        referee = { session: await openSession(graph, { ...settings, precision: 'fp32', maxBatch: REFEREE_BATCH }, io, thread && { maxInputBytes: input.byteLength }), input };
+        const few = await openSession(graph, { ...settings, precision: 'fp32', maxBatch: REFEREE_BATCH }, io, thread && { maxInputBytes: input.byteLength });
+        try {
+          referee = { few, input, whole: await openSession(graph, { ...settings, precision: 'fp32', maxBatch: thread?.maxBatch }, io, maxInputBytes === undefined ? undefined : { maxInputBytes }), manyTies: 0 };
+        } catch (e) {
+          await few.release();
+          throw e;
+        }
       }
       return new Classifier(session, card, feed, decodeWorkers ? await DecodePool.start(decodeWorkers) : undefined, referee);
     } catch (e) {
-      await referee?.session.release();
+      await releaseReferee(referee);
       await session.release();
       throw e;
     }
@@ -159,28 +180,61 @@ export class Classifier {
   /** Class probabilities of the first `n` inputs, of which the first `images` are images (the rest pad a GPU's batch). */
   async run(input: ModelInput, n: number, images = n): Promise<Float32Array> {
     this.feed.check(input, 'classifier');
+    const referee = this.referee;
+    if (referee && referee.manyTies > FP32_FIRST_SHARE) {
+      const probs = await referee.whole.run(input, this.feed.shape(n));
+      // fp32's own near ties stand for fp16's: when they become few, fp16 runs first again
+      this.noteTies(referee, this.nearTies(probs, images).length);
+      return probs;
+    }
     const probs = await this.session.run(input, this.feed.shape(n));
-    if (this.referee) await this.settleNearTies(this.referee, input, probs, images);
+    if (referee) await this.settleNearTies(referee, input, probs, n, images);
     return probs;
   }
 
-  /** Runs again in fp32 the images whose two best fp16 probabilities are within NEAR_TIE_GAP, and takes fp32's answers. */
-  private async settleNearTies(referee: Referee, input: ModelInput, probs: Float32Array, images: number): Promise<void> {
+  /** Runs every session this classifier holds once at each of `shapes` (a GPU session prepares its kernels per shape on first use), on `input`. */
+  async warm(input: ModelInput, shapes: number[]): Promise<void> {
+    for (const n of shapes) {
+      await this.session.run(input, this.feed.shape(n));
+      await this.referee?.whole.run(input, this.feed.shape(n));
+    }
+    await this.referee?.few.run(this.referee.input, this.feed.shape(REFEREE_BATCH));
+  }
+
+  /** Rows among the first `images` whose two best probabilities are within NEAR_TIE_GAP. */
+  private nearTies(probs: Float32Array, images: number): number[] {
     const classes = this.card.labels.length;
-    const per = inputSize(this.card.preprocess);
     const ties: number[] = [];
     for (let i = 0; i < images; i++) {
       const row = probs.subarray(i * classes, (i + 1) * classes);
       const [first, second] = topIndices(row, 2);
       if (second !== undefined && row[first!]! - row[second]! < NEAR_TIE_GAP) ties.push(i);
     }
-    for (let start = 0; start < ties.length; start += REFEREE_BATCH) {
-      const rows = ties.slice(start, start + REFEREE_BATCH);
+    return ties;
+  }
+
+  private noteTies(referee: Referee, ties: number): void {
+    referee.manyTies += SHARE_WEIGHT * ((ties > REFEREE_BATCH ? 1 : 0) - referee.manyTies);
+  }
+
+  /**
+   * Runs again in fp32 the images whose two best fp16 probabilities are within NEAR_TIE_GAP, and
+   * takes fp32's answers: a few in the small session, more as the whole batch (all its answers fp32's).
+   */
+  private async settleNearTies(referee: Referee, input: ModelInput, probs: Float32Array, n: number, images: number): Promise<void> {
+    const classes = this.card.labels.length;
+    const per = inputSize(this.card.preprocess);
+    const ties = this.nearTies(probs, images);
+    this.noteTies(referee, ties.length);
+    if (ties.length > REFEREE_BATCH) {
+      probs.set((await referee.whole.run(input, this.feed.shape(n))).subarray(0, images * classes));
+      this.nearTiesRerun += images;
+    } else if (ties.length) {
       // rows past the ties pad the batch with whatever they held: their answers are not read
-      rows.forEach((r, k) => referee.input.set(input.subarray(r * per, (r + 1) * per), k * per));
-      const settled = await referee.session.run(referee.input, this.feed.shape(REFEREE_BATCH));
-      rows.forEach((r, k) => probs.set(settled.subarray(k * classes, (k + 1) * classes), r * classes));
-      this.nearTiesRerun += rows.length;
+      ties.forEach((r, k) => referee.input.set(input.subarray(r * per, (r + 1) * per), k * per));
+      const settled = await referee.few.run(referee.input, this.feed.shape(REFEREE_BATCH));
+      ties.forEach((r, k) => probs.set(settled.subarray(k * classes, (k + 1) * classes), r * classes));
+      this.nearTiesRerun += ties.length;
     }
   }
 
@@ -205,9 +259,14 @@ export class Classifier {
 
   async close(): Promise<void> {
     await this.decoders?.close();
-    await this.referee?.session.release();
+    await releaseReferee(this.referee);
     await this.session.release();
   }
+}
+
+async function releaseReferee(referee: Referee | undefined): Promise<void> {
+  await referee?.few.release();
+  await referee?.whole.release();
 }
 
 /**

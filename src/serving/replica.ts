@@ -52,7 +52,7 @@ async function main(): Promise<void> {
   const shapes = config.device === 'cpu' ? undefined : batchShapes(config.batching.maxBatch, config.device);
   const runSize = (n: number): number => shapes?.find((s) => s >= n) ?? n;
   checkReadiness((await clf.run(batchInput, runSize(1))).subarray(0, classes), classes);
-  for (const n of shapes ?? []) await clf.run(batchInput, n);
+  if (shapes) await clf.warm(batchInput, shapes);
   // loaded at normal priority (a shadow that starts in seconds, even on a busy machine), serving at its own
   if (config.background) runInBackground();
 

@@ -213,4 +213,46 @@ test('an fp16 answer whose two best classes are a near tie is run again in fp32 
   } finally {
     await kept.close();
   }
+
+  // more near ties than the small fp32 session takes: the whole batch runs again in fp32; once most
+  // batches have that many, batches run in fp32 alone; once they are clear again, in fp16 first
+  const batchOf = (images: Float32Array[]) => {
+    const b = new Float32Array(8 * 3 * 64);
+    images.forEach((x, i) => b.set(x, i * 3 * 64));
+    return b;
+  };
+  const tied = batchOf([image(1, 0), ...Array.from({ length: 6 }, () => image(0.5, 0.5)), image(0, 1)]);
+  // clear answers (88 / 12) that fp16 moves by some 0.2 points: they tell which precision answered
+  const clear = batchOf(Array.from({ length: 8 }, (_, i) => (i % 2 ? image(0.51, 0.49) : image(0.49, 0.51))));
+  const answers = async (bytes: Uint8Array, x: Float32Array) => (await (await ort.InferenceSession.create(bytes)).run({ image: new ort.Tensor('float32', x, [8, 3, 8, 8]) })).probs!.data as Float32Array;
+  const [tiedFull, clearFull, clearHalf] = [await answers(graph, tied), await answers(graph, clear), await answers(toFloat16(graph), clear)];
+  assert.ok(Math.abs(clearFull[0]! - clearHalf[0]!) > 1e-3 && Math.abs(clearHalf[0]! - clearHalf[1]!) > NEAR_TIE_GAP, `${clearFull[0]} / ${clearHalf[0]}`);
+  const auto = await Classifier.load(graph, card, { precision: 'fp16', nearTies: 'fp32', threads: 1, thread: { maxBatch: 8 } });
+  try {
+    const batch = auto.inputBuffer(8);
+    await auto.warm(batch, [8]);
+    const runBatch = (x: Float32Array) => {
+      batch.set(x);
+      return auto.run(batch, 8);
+    };
+    close(await runBatch(tied), tiedFull, 'six near ties: every answer fp32\'s');
+    assert.equal(auto.nearTiesRerun, 8, 'the whole batch ran again');
+    let fp32First = 0;
+    for (let i = 0; i < 12; i++) {
+      const before: number = auto.nearTiesRerun;
+      close(await runBatch(tied), tiedFull, 'still fp32\'s answers');
+      if (auto.nearTiesRerun === before) fp32First++;
+    }
+    assert.ok(fp32First >= 4, `most batches had many near ties, so later ones ran in fp32 alone (${fp32First} of 12)`);
+    const byPrecision = { fp32: 0, fp16: 0 };
+    for (let i = 0; i < 20; i++) {
+      const probs = await runBatch(clear);
+      const near = (ref: Float32Array) => Array.from(probs).every((v, j) => Math.abs(v - ref[j]!) < 1e-5);
+      assert.ok(near(clearFull) || near(clearHalf));
+      byPrecision[near(clearHalf) ? 'fp16' : 'fp32']++;
+    }
+    assert.ok(byPrecision.fp32 >= 1 && byPrecision.fp16 >= 5, `clear batches go back to fp16 first (${JSON.stringify(byPrecision)})`);
+  } finally {
+    await auto.close();
+  }
 });
