@@ -74,12 +74,19 @@ export class FeatureExtractor {
       return new FeatureExtractor(await Session.create(graph, settings, io), opts.spec, opts.inputName, opts.outputName, opts.dim, feed);
     }
     const bytes = typeof graph === 'string' ? await readFile(graph) : graph;
-    const session = await ThreadedSession.create(bytes, settings, io, 0);
+    const workers = feed.bytes ? (opts.decodeWorkers ?? decodeWorkerCount(Infinity)) : 0;
+    // the decode workers start while the GPU provider loads (each takes a good part of a second)
+    const [opened, pool] = await Promise.allSettled([ThreadedSession.create(bytes, settings, io, 0), workers > 0 ? DecodePool.start(workers) : undefined]);
+    if (opened.status === 'rejected' || pool.status === 'rejected') {
+      if (opened.status === 'fulfilled') await opened.value.release();
+      if (pool.status === 'fulfilled') await pool.value?.close();
+      throw opened.status === 'rejected' ? opened.reason : (pool as PromiseRejectedResult).reason;
+    }
+    const session = opened.value;
     const extractor = new FeatureExtractor(session, opts.spec, opts.inputName, opts.outputName, opts.dim, feed);
+    extractor.decoders = pool.value;
     try {
       extractor.measuredBatch = provider === 'cuda' ? GPU_BATCH_SIZES.at(-1) : await extractor.chooseBatchSize(profileKey(session.digest ?? graphDigest(bytes), `${provider} ${session.precision}`));
-      const workers = feed.bytes ? (opts.decodeWorkers ?? decodeWorkerCount(Infinity)) : 0;
-      if (workers > 0) extractor.decoders = await DecodePool.start(workers);
       return extractor;
     } catch (e) {
       await extractor.close();
