@@ -34,7 +34,7 @@ import * as ort from 'onnxruntime-node';
 import { Classifier, DecodePool, ENDPOINT_DEVICES, batchShapes, FeatureExtractor, PRECISIONS, UINT8_INPUT, decodeRgb, inputSize, sessionOptions, tuneSharp, withUint8Input, type Device, type Precision } from '../src/inference/index.js';
 import { toFloat16 } from '../src/onnx/index.js';
 import { openWorkspace } from '../src/store/index.js';
-import { train } from '../src/training/index.js';
+import { CHUNK_ROWS, train } from '../src/training/index.js';
 import { DOG_IMAGES, benchDogSet, listSources, type DogSetSpec } from './lib/dataset.js';
 import { IMAGENET_SPEC, describeAgreement, fp16Agreement } from './lib/fp16.js';
 import { currentLoad, machineInfo } from './lib/machine.js';
@@ -162,9 +162,11 @@ async function decodePart(dir: string): Promise<DecodeRun[]> {
 /**
  * Whether decoding slows the GPU's feeding: a GPU extractor (ResNet50 architecture, its session in
  * a thread, its decode workers) runs random batches for 3 s alone, then 3 s while its decode
- * workers decode the set without pause.
+ * workers decode the set without pause. Then its extract() over the whole set, as one call and as
+ * training calls it (CHUNK_ROWS-image chunks, one or more at a time): where these fall short of
+ * both the session and the decode workers, the pipeline between them is what waits.
  */
-async function sessionUnderDecoding(dir: string, device: Device): Promise<{ batch: number; alone: number; whileDecoding: number; decodedMeanwhile: number }> {
+async function sessionUnderDecoding(dir: string, device: Device): Promise<{ batch: number; alone: number; whileDecoding: number; decodedMeanwhile: number; extract: Array<{ chunk: number; atOnce: number; imagesPerSecond: number }> }> {
   const model = join(mkdtempSync(join(tmpdir(), 'kennel-bench-gpu-')), 'resnet50.onnx');
   writeFileSync(model, buildResnet({ depth: 50 }));
   const extractor = await FeatureExtractor.create(model, { spec: SPEC, inputName: 'input', outputName: 'output', dim: 1000, device, bytesIn: true, threaded: true });
@@ -187,7 +189,19 @@ async function sessionUnderDecoding(dir: string, device: Device): Promise<{ batc
     const whileDecoding = await rate();
     decoding = false;
     await Promise.all(loops);
-    return { batch, alone, whileDecoding, decodedMeanwhile: decoded / ((performance.now() - t) / 1000) };
+    const decodedMeanwhile = decoded / ((performance.now() - t) / 1000);
+    const extract: Array<{ chunk: number; atOnce: number; imagesPerSecond: number }> = [];
+    // on the CPU (--device cpu) the session, not the pipeline, bounds these: not run
+    for (const [chunk, atOnce] of device === 'cpu' ? [] : ([[files.length, 1], [CHUNK_ROWS, 1], [CHUNK_ROWS, 2], [CHUNK_ROWS, 4]] as const)) {
+      const chunks: Array<typeof files> = [];
+      for (let i = 0; i < files.length; i += chunk) chunks.push(files.slice(i, i + chunk));
+      let next = 0;
+      const run = await timed(() => Promise.all(Array.from({ length: atOnce }, async () => {
+        while (next < chunks.length) await extractor.extract(chunks[next++]!, { batchSize: batch });
+      })));
+      extract.push({ chunk, atOnce, imagesPerSecond: files.length / run.seconds });
+    }
+    return { batch, alone, whileDecoding, decodedMeanwhile, extract };
   } finally {
     await extractor.close();
   }
@@ -260,6 +274,7 @@ if (part('decode')) {
   for (const d of decode) log(`  ${d.work}, ${d.processes ? `${d.processes} worker processes` : 'in process'}: ${d.imagesPerSecond.toFixed(0)} images/s (main thread busy ${(d.mainThreadBusy * 100).toFixed(0)}%)`);
   const l = sessionLoad!;
   log(`  a GPU extractor's session at batch ${l.batch}: ${l.alone.toFixed(0)} images/s alone, ${l.whileDecoding.toFixed(0)} while its decode workers decode ${l.decodedMeanwhile.toFixed(0)} images/s`);
+  for (const e of l.extract) log(`  its extract(), ${e.chunk === set.images ? 'the whole set in one call' : `chunks of ${e.chunk}, ${e.atOnce} at a time`}: ${e.imagesPerSecond.toFixed(0)} images/s`);
 }
 if (args.options.only === 'decode') {
   if (args.json) process.stdout.write(JSON.stringify({ bench: 'gpu', only: 'decode', date: date.toISOString(), machine, images: set.images, decode, sessionLoad }, null, 2) + '\n');
