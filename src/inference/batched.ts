@@ -3,11 +3,15 @@ import type { Classifier, ModelInput, Prediction } from './classifier.js';
 import { DynamicBatcher, type BatchingConfig } from './batcher.js';
 import { inputSize, type ImageInput } from './preprocess.js';
 
-/** A batch a classifier ran: its images, the ms its run took, and how many of its images were near ties in fp16 and ran again in fp32. */
+/**
+ * A batch a classifier ran: its images, the ms its run took, how many of its images were near
+ * ties in fp16 and ran again in fp32, and how many ran in fp32 alone (most recent batches had many near ties).
+ */
 export interface BatchRun {
   size: number;
   ms: number;
   fp32Reruns: number;
+  fp32Alone: number;
 }
 
 export interface BatchedClassifierOptions {
@@ -42,9 +46,9 @@ export class BatchedClassifier {
       });
       const started = performance.now();
       // one batch runs at a time: the count's growth is this batch's
-      const rerunBefore = classifier.nearTiesRerun;
+      const [rerunBefore, aloneBefore] = [classifier.nearTiesRerun, classifier.fp32Alone];
       const probs = await classifier.run(batchInput, opts.runSize?.(items.length) ?? items.length, items.length);
-      opts.onBatch?.({ size: items.length, ms: performance.now() - started, fp32Reruns: classifier.nearTiesRerun - rerunBefore });
+      opts.onBatch?.({ size: items.length, ms: performance.now() - started, fp32Reruns: classifier.nearTiesRerun - rerunBefore, fp32Alone: classifier.fp32Alone - aloneBefore });
       return items.map((it, i) => classifier.topK(probs, i, it.topK));
     });
   }

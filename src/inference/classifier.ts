@@ -101,6 +101,8 @@ export class Classifier {
 
   /** images whose fp16 answer was a near tie and was run again in fp32 */
   nearTiesRerun = 0;
+  /** images run in fp32 alone, while most recent batches had many near ties */
+  fp32Alone = 0;
 
   static async load(onnx: string | Uint8Array, card: ModelSpec, opts: ClassifierOptions = {}): Promise<Classifier> {
     const { thread, bytesIn, decodeWorkers, nearTies, ...settings } = opts;
@@ -185,6 +187,7 @@ export class Classifier {
       const probs = await referee.whole.run(input, this.feed.shape(n));
       // fp32's own near ties stand for fp16's: when they become few, fp16 runs first again
       this.noteTies(referee, this.nearTies(probs, images).length);
+      this.fp32Alone += images;
       return probs;
     }
     const probs = await this.session.run(input, this.feed.shape(n));

@@ -17,6 +17,7 @@ export class ServingMetrics {
   private readonly batchDuration: Histogram<'endpoint' | 'variant'>;
   private readonly scalingEvents: Counter<'endpoint' | 'variant' | 'direction'>;
   private readonly fp32Reruns: Counter<'endpoint' | 'variant'>;
+  private readonly fp32Alone: Counter<'endpoint' | 'variant'>;
 
   constructor(
     load: () => VariantLoad[],
@@ -45,6 +46,12 @@ export class ServingMetrics {
     this.fp32Reruns = new Counter({
       name: 'kennel_fp32_reruns_total',
       help: 'Images whose two best classes came out of an fp16 session (precision auto) within the near-tie gap, and were answered by fp32',
+      labelNames: ['endpoint', 'variant'],
+      registers,
+    });
+    this.fp32Alone = new Counter({
+      name: 'kennel_fp32_alone_total',
+      help: 'Images an fp16 replica (precision auto) ran in fp32 alone, while most of its recent batches held many near ties',
       labelNames: ['endpoint', 'variant'],
       registers,
     });
@@ -96,6 +103,7 @@ export class ServingMetrics {
       this.batchSize.observe({ endpoint, variant }, run.size);
       this.batchDuration.observe({ endpoint, variant }, run.ms / 1000);
       this.fp32Reruns.inc({ endpoint, variant }, run.fp32Reruns);
+      this.fp32Alone.inc({ endpoint, variant }, run.fp32Alone);
     },
     scaling: (endpoint, variant, direction) => this.scalingEvents.inc({ endpoint, variant, direction }),
   };

@@ -230,7 +230,7 @@ export class ReplicaProcess extends TypedEmitter<ReplicaListener> {
         this.lastPong = Date.now();
         break;
       case 'batch':
-        this.emit('batch', { size: m.size, ms: m.ms, fp32Reruns: m.fp32Reruns });
+        this.emit('batch', { size: m.size, ms: m.ms, fp32Reruns: m.fp32Reruns, fp32Alone: m.fp32Alone });
         break;
       case 'ready':
         this.readyAt = Date.now();

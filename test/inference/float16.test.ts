@@ -201,7 +201,7 @@ test('an fp16 answer whose two best classes are a near tie is run again in fp32 
       const [clear, tie] = await Promise.all([batched.classifyInput(bytes(image(1, 0)), 1), batched.classifyInput(bytes(image(0.5, 0.5)), 1)]);
       assert.equal(clear[0]!.label, 'a');
       assert.equal(tie[0]!.label, full[2]! >= full[3]! ? 'a' : 'b');
-      assert.deepEqual([runs.reduce((n, r) => n + r.size, 0), runs.reduce((n, r) => n + r.fp32Reruns, 0)], [2, 1]);
+      assert.deepEqual([runs.reduce((n, r) => n + r.size, 0), runs.reduce((n, r) => n + r.fp32Reruns, 0), runs.reduce((n, r) => n + r.fp32Alone, 0)], [2, 1, 0]);
     } finally {
       await settled.close();
     }
@@ -244,6 +244,7 @@ test('an fp16 answer whose two best classes are a near tie is run again in fp32 
       if (auto.nearTiesRerun === before) fp32First++;
     }
     assert.ok(fp32First >= 4, `most batches had many near ties, so later ones ran in fp32 alone (${fp32First} of 12)`);
+    assert.equal(auto.fp32Alone, 8 * fp32First, 'the images run in fp32 alone are counted (an endpoint\'s kennel_fp32_alone_total)');
     const byPrecision = { fp32: 0, fp16: 0 };
     for (let i = 0; i < 20; i++) {
       const probs = await runBatch(clear);

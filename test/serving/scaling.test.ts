@@ -65,6 +65,9 @@ test('target tracking scales out under load and back in when it stops, logging e
   const batches = metrics.match(/kennel_batch_size_count\{endpoint="busy",variant="primary"\} (\d+)/)![1];
   assert.match(metrics, new RegExp(`kennel_batch_duration_seconds_count\\{endpoint="busy",variant="primary"\\} ${batches}\\b`));
   assert.match(metrics, /kennel_batch_duration_seconds_sum\{endpoint="busy",variant="primary"\} (0\.\d*[1-9]|[1-9])/);
+  // a CPU replica runs fp32 only: its batches report no fp16 near tie run again, and none run in fp32 alone
+  assert.match(metrics, /kennel_fp32_reruns_total\{endpoint="busy",variant="primary"\} 0\n/);
+  assert.match(metrics, /kennel_fp32_alone_total\{endpoint="busy",variant="primary"\} 0\n/);
   assert.match(metrics, /kennel_replicas\{endpoint="busy",variant="primary",state="ready"\} [1-9]/);
   assert.match(metrics, /kennel_queue_depth\{endpoint="busy",variant="primary"\} \d/);
   assert.match(metrics, /kennel_invocation_duration_seconds_count\{endpoint="busy",variant="primary",status="200"\} [1-9]/);
