@@ -51,7 +51,9 @@ test('kill -9 of one of three replicas under steady load: no request fails', asy
   const load = steadyLoad(url(), key, 6, images);
   await load.answers(30);
   const victim = d.replicas[1]!.pid!;
-  // kill it while requests are on it: those must be retried on another replica
+  // kill it while requests are on it: those must be retried on another replica. Stopped first, it
+  // cannot answer them in the moment between seeing them and the kill (that race once left none to retry)
+  process.kill(victim, 'SIGSTOP');
   await waitFor('requests on the victim', () => daemon.runtime.describe('dogs').replicas.find((r) => r.pid === victim)!.outstanding >= 2);
   process.kill(victim, 'SIGKILL');
   await load.answers(60);
