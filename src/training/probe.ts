@@ -190,15 +190,16 @@ function transform(z: Float32Array, rows: number, cols: number, t: { mean: Float
 const scaledHead = (h: { w: Float32Array; b: Float32Array }, k: number) => ({ w: h.w.map((v) => v * k), b: h.b.map((v) => v * k) });
 
 /**
- * The cosine nearest-centroid head written as a linear head on the transformed features:
- * cos(x, m_c) ∝ l2(x) . unit(m_c) = phi . (scale * unit(m_c)) + mean . unit(m_c). A class with
- * no rows gets a zero column (and a bias that never wins).
+ * The cosine nearest-centroid head written as a linear head on the transformed features, at
+ * softmax scale 1 (scaledHead gives others): cos(x, m_c) ∝ l2(x) . unit(m_c) =
+ * phi . (scale * unit(m_c)) + mean . unit(m_c). A class with no rows gets a zero column (and a
+ * bias that never wins).
  */
-function prototypeHead(z: Float32Array, labels: Int32Array, cols: number, classes: number, t: { mean: Float32Array; scale: Float32Array }, s: number): { w: Float32Array; b: Float32Array } {
+function prototypeHead(z: Float32Array, labels: Int32Array, cols: number, classes: number, t: { mean: Float32Array; scale: Float32Array }): { w: Float32Array; b: Float32Array } {
   const sums = new Float64Array(classes * cols);
   for (let r = 0; r < labels.length; r++) for (let d = 0; d < cols; d++) sums[labels[r]! * cols + d]! += z[r * cols + d]!;
   const w = new Float32Array(cols * classes);
-  const b = new Float32Array(classes).fill(-s);
+  const b = new Float32Array(classes).fill(-1);
   for (let c = 0; c < classes; c++) {
     let norm = 0;
     for (let d = 0; d < cols; d++) norm += sums[c * cols + d]! ** 2;
@@ -207,10 +208,10 @@ function prototypeHead(z: Float32Array, labels: Int32Array, cols: number, classe
     let bias = 0;
     for (let d = 0; d < cols; d++) {
       const u = sums[c * cols + d]! * inv;
-      w[d * classes + c] = s * t.scale[d]! * u;
+      w[d * classes + c] = t.scale[d]! * u;
       bias += t.mean[d]! * u;
     }
-    b[c] = s * bias;
+    b[c] = bias;
   }
   return { w, b };
 }
@@ -408,7 +409,7 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
       const z = cl2n(rows);
       const tp = fitTransform(z, rows.length, cols);
       // the prototype head at scale 1, from z before it is transformed in place into xFit
-      const cosine = prototypeHead(z, labels, cols, classes, tp, 1);
+      const cosine = prototypeHead(z, labels, cols, classes, tp);
       const prototype = (scale: number) => scaledHead(cosine, scale);
       const priorHead = (scale: number) => (prior === 'zero' ? { w: new Float32Array(cols * classes), b: new Float32Array(classes) } : prototype(scale));
       const x = (r: number[]) => transform(cl2n(r), r.length, cols, tp);
