@@ -58,6 +58,9 @@ interface KennelRun {
   importTrainSeconds: number;
   /** import + backbones add + train */
   totalSeconds: number;
+  /** the trained head's evaluation, and the export and registration of the serving graph */
+  evaluateSeconds: number;
+  exportSeconds: number;
   extractedImages: number;
   featureImagesPerSecond: number;
   testTop1: number;
@@ -97,6 +100,8 @@ async function kennelPart(dir: string, device: Device, precision: Precision, pro
       trainSeconds: total.value.trained.seconds,
       featureSeconds: t.timings.features,
       headSeconds: t.timings.head,
+      evaluateSeconds: t.timings.evaluate,
+      exportSeconds: t.timings.export,
       importTrainSeconds: total.value.imported.seconds + total.value.trained.seconds,
       totalSeconds: total.seconds,
       extractedImages: t.features.extractedImages,

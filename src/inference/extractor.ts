@@ -13,6 +13,23 @@ const GPU_BATCH_SIZES = [16, 32, 64];
 /** Batches a GPU extractor has decoded or queued ahead of the one whose features it is reading. */
 const GPU_PIPELINE_DEPTH = 3;
 
+/** An extract() call in the GPU pipeline: its first failure (or CancelledError), once it has one. */
+interface PipelineCall {
+  failure?: unknown;
+}
+
+/** A batch in the GPU pipeline: decoding once started, then its input (or its decode error), then run. */
+interface QueuedBatch {
+  call: PipelineCall;
+  items: ExtractInput[];
+  /** images the batch's input buffer holds (the call's batch size) */
+  size: number;
+  decoding?: Promise<void>;
+  input?: Float32Array | Uint8Array;
+  error?: { e: unknown };
+  settle: { resolve(features: Float32Array): void; reject(e: unknown): void };
+}
+
 export interface ExtractInput {
   /** image file path */
   path: string;
@@ -54,6 +71,9 @@ export class FeatureExtractor {
    * fresh pages for every batch (megabytes each) cost this thread more than all else it does
    */
   private readonly spareInputs: Array<Float32Array | Uint8Array> = [];
+  /** the GPU pipeline's batches not yet run, in the order extract() calls queued them (pump) */
+  private readonly queued: QueuedBatch[] = [];
+  private runsInFlight = 0;
 
   private constructor(
     private readonly session: Session | ThreadedSession,
@@ -202,42 +222,93 @@ export class FeatureExtractor {
   }
 
   /**
-   * The GPU loop: batches decode GPU_PIPELINE_DEPTH ahead, and each goes to the session's thread
-   * as soon as it is decoded, so the thread starts the next run the moment one ends.
+   * The GPU loop, through the extractor's one pipeline (pump): every extract() call under way
+   * queues its batches there, so a call that starts while another ends (training's chunks, two
+   * at a time) finds the decoders and the session thread busy instead of drained. A failed batch
+   * or an abort ends the call: its batches not yet decoding are dropped, the others settle first.
    */
   private async extractPipelined(batches: ExtractInput[][], bs: number, out: Float32Array, opts: { onBatch?: (done: number) => void; signal?: AbortSignal }): Promise<Float32Array> {
-    const total = batches.reduce((n, b) => n + b.length, 0);
-    const decoding: Array<Promise<Float32Array | Uint8Array>> = [];
-    const running: Array<Promise<void>> = [];
-    let decoded = 0;
-    const decodeAhead = (upTo: number): void => {
-      for (; decoded < Math.min(upTo, batches.length); decoded++) {
-        const d = this.decodeIntoSpare(batches[decoded]!, bs);
-        d.catch(() => {});
-        decoding.push(d);
-      }
-    };
-    const settle = () => Promise.allSettled([...decoding, ...running]);
-    decodeAhead(2 * GPU_PIPELINE_DEPTH);
+    const call: PipelineCall = {};
+    const onAbort = () => this.fail(call, new CancelledError());
+    if (opts.signal?.aborted) throw new CancelledError();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    let done = 0;
+    const results = batches.map(
+      (items, b) =>
+        new Promise<void>((resolve, reject) =>
+          this.queued.push({
+            call,
+            items,
+            size: bs,
+            settle: {
+              resolve: (feats) => {
+                out.set(feats, b * bs * this.dim);
+                done += items.length;
+                opts.onBatch?.(done);
+                resolve();
+              },
+              reject: (e) => {
+                this.fail(call, e);
+                reject(e);
+              },
+            },
+          }),
+        ),
+    );
+    this.pump();
     try {
-      for (let b = 0; b < batches.length; b++) {
-        if (opts.signal?.aborted) throw new CancelledError();
-        const input = await decoding.shift()!;
-        decodeAhead(b + 1 + 2 * GPU_PIPELINE_DEPTH);
-        const n = batches[b]!.length;
-        const run = this.runSpare(input, n).then((feats) => {
-          out.set(feats, b * bs * this.dim);
-          opts.onBatch?.(Math.min(total, b * bs + n));
-        });
-        run.catch(() => {});
-        running.push(run);
-        if (running.length >= GPU_PIPELINE_DEPTH) await running.shift();
+      await Promise.allSettled(results);
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+    }
+    if (call.failure !== undefined) throw call.failure;
+    return out;
+  }
+
+  /** Ends `call` with `e` (the first failure stands): its queued batches not yet decoding are dropped. */
+  private fail(call: PipelineCall, e: unknown): void {
+    if (call.failure !== undefined) return;
+    call.failure = e;
+    for (const b of this.queued.filter((q) => q.call === call && !q.decoding)) {
+      this.queued.splice(this.queued.indexOf(b), 1);
+      b.settle.reject(e);
+    }
+    this.pump();
+  }
+
+  /**
+   * Moves the pipeline on: the first 2 x GPU_PIPELINE_DEPTH queued batches decode, and decoded
+   * ones go to the session thread in queue order, GPU_PIPELINE_DEPTH at a time there.
+   */
+  private pump(): void {
+    for (const b of this.queued.slice(0, 2 * GPU_PIPELINE_DEPTH)) {
+      if (b.decoding) continue;
+      b.decoding = this.decodeIntoSpare(b.items, b.size).then(
+        (input) => void ((b.input = input), this.pump()),
+        (e: unknown) => void ((b.error = { e }), this.pump()),
+      );
+    }
+    while (this.runsInFlight < GPU_PIPELINE_DEPTH && this.queued[0] && (this.queued[0].input || this.queued[0].error)) {
+      const b = this.queued.shift()!;
+      if (b.error) b.settle.reject(b.error.e);
+      else if (b.call.failure !== undefined) {
+        this.spareInputs.push(b.input!);
+        b.settle.reject(b.call.failure);
+      } else {
+        this.runsInFlight++;
+        this.runSpare(b.input!, b.items.length).then(
+          (feats) => {
+            this.runsInFlight--;
+            b.settle.resolve(feats);
+            this.pump();
+          },
+          (e: unknown) => {
+            this.runsInFlight--;
+            b.settle.reject(e);
+            this.pump();
+          },
+        );
       }
-      await Promise.all(running);
-      return out;
-    } catch (e) {
-      await settle();
-      throw e;
     }
   }
 

@@ -183,7 +183,8 @@ async function runTraining(ws: Workspace, run: TrainingRun): Promise<TrainResult
   let trainLogits: Float32Array;
   try {
     testLogits = await head.logits(feats.test);
-    trainLogits = await head.logits(feats.train[0]!);
+    // the training views' rows start with the centre crops' (concatRows)
+    trainLogits = head.trainLogits?.subarray(0, feats.train[0]!.rows * classes) ?? (await head.logits(feats.train[0]!));
   } finally {
     await head.close();
   }
@@ -248,6 +249,8 @@ interface FittedHead {
   close: () => Promise<void>;
   /** held-out logits of the valid rows (out-of-fold when cross-validated) */
   validLogits: Float32Array;
+  /** logits of the training rows (every view), where the fit computed them */
+  trainLogits?: Float32Array;
   history: EpochStats[];
   bestEpoch: number;
   steps: StepSample[];
@@ -307,6 +310,7 @@ async function fitChosenHead(o: Resolved, train: Matrix & { labels: Int32Array }
     logits,
     close: () => runner.close(),
     validLogits: fit.validLogits,
+    trainLogits,
     history,
     bestEpoch: 1,
     steps: fit.steps,

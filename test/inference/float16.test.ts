@@ -144,6 +144,16 @@ test('the GPU pipeline (session in its own thread, batches queued, batch size me
     const stop = new AbortController();
     stop.abort();
     await assert.rejects(piped.extract(items, { signal: stop.signal }), /cancel/i);
+    // calls share the pipeline: one that fails (an image gone) or is stopped midway (of at least
+    // three batches, whatever size was measured) ends alone,
+    // and the call beside it gets every feature right
+    const gone = items.map((it, i) => (i === items.length - 2 ? { path: path.join(tmpHome(), 'gone.jpg') } : it));
+    const midway = new AbortController();
+    const [failed, stopped, beside] = await Promise.allSettled([piped.extract(gone), piped.extract([...items, ...items, ...items, ...items], { signal: midway.signal, onBatch: () => midway.abort() }), piped.extract(items)]);
+    assert.equal(failed.status, 'rejected');
+    assert.match(String((stopped as PromiseRejectedResult).reason), /cancel/i);
+    assert.deepEqual((beside as PromiseFulfilledResult<Float32Array>).value, a);
+    assert.deepEqual(await piped.extract(items), a);
     // measured once: a second extractor reads the profile
     const again = await make(true);
     assert.equal(again.batchSize, piped.batchSize);
