@@ -211,15 +211,13 @@ function toFloat16Attribute(a: Uint8Array): Uint8Array {
   return w.finish();
 }
 
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
 /** IEEE 754 half-precision bits of each value, rounded to nearest even; beyond its range, ±65504. */
 export function float16Bits(values: Float32Array): Uint16Array {
   const out = new Uint16Array(values.length);
+  // the values' bits read in place (a copy when unaligned): one element at a time through a scratch array cost twice the time
+  const bits = values.byteOffset % 4 === 0 ? new Uint32Array(values.buffer, values.byteOffset, values.length) : new Uint32Array(values.slice().buffer);
   for (let i = 0; i < values.length; i++) {
-    f32[0] = values[i]!;
-    const x = u32[0]!;
+    const x = bits[i]!;
     const sign = (x >>> 16) & 0x8000;
     const exp = (x >>> 23) & 0xff;
     let mant = x & 0x7fffff;
