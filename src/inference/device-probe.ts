@@ -1,7 +1,11 @@
 import { execFile } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
+import { hostname } from 'node:os';
+import * as ort from 'onnxruntime-node';
 import { KennelError, Errors } from '../core/index.js';
 import { GraphBuilder } from '../onnx/index.js';
 import { cudaProviderPath, executionProviders, markCudaFailed, type Device } from './devices.js';
+import { loadMeasured, saveMeasured } from './precision.js';
 
 /** Why a device cannot be used, or undefined when it can. */
 type DeviceProblem = KennelError | undefined;
@@ -59,13 +63,38 @@ async function probeCuda(): Promise<DeviceProblem> {
       "ONNX Runtime's CUDA provider is not installed here (onnxruntime-node ships it separately).",
       'Install it on a machine with internet access as docs/GPU.md says, or use --device webgpu, cpu or auto.',
     );
+  const started = cudaFingerprint(cudaProviderPath());
+  if (started && loadMeasured(started)) return undefined;
   const r = await probeProvider('cuda');
-  if (r.ok) return undefined;
+  if (r.ok) {
+    if (started) saveMeasured(started, { startedAt: new Date().toISOString() });
+    return undefined;
+  }
   const missing = /lib[\w.+-]+\.so[\w.]*/.exec(r.message)?.[0];
   return Errors.DeviceUnavailable(
     missing ? `The CUDA provider is installed but cannot load ${missing}: the CUDA or cuDNN libraries it needs are missing.` : r.crashed ? 'The CUDA provider is installed but its check crashed or took over 30 s.' : 'The CUDA provider is installed but did not start: no usable NVIDIA GPU or driver.',
     'See docs/GPU.md for the libraries each onnxruntime-node version needs, or use --device webgpu, cpu or auto.',
   );
+}
+
+/** The NVIDIA kernel driver's version line, where a driver is loaded. */
+export const NVIDIA_DRIVER_VERSION = '/proc/driver/nvidia/version';
+
+/**
+ * What a CUDA provider that started here is remembered by (kept with the device profiles): the
+ * provider library (path, size, time), ONNX Runtime's version, the driver's version line and
+ * the host. A probe that passed is not run again (it takes most of a second: a process loading
+ * the CUDA libraries) until one of them changes. Undefined without a provider or a driver.
+ */
+export function cudaFingerprint(provider: string | undefined, driverFile = NVIDIA_DRIVER_VERSION): string | undefined {
+  if (!provider) return undefined;
+  try {
+    const driver = readFileSync(driverFile, 'utf8').split('\n')[0]!.trim();
+    const lib = statSync(provider);
+    return `cuda started: ${provider} ${lib.size} ${lib.mtimeMs} onnxruntime ${ort.env.versions.common} ${driver} ${hostname()}`;
+  } catch {
+    return undefined;
+  }
 }
 
 const PROBES: Record<'webgpu' | 'cuda', () => Promise<DeviceProblem>> = { webgpu: probeWebGpu, cuda: probeCuda };

@@ -4,7 +4,7 @@
  * extractor, and classify(), the one call from a registered model to top-k predictions.
  */
 export { decodeRgb, tuneSharp, normalizeInto, inputShape, inputSize, NORMALIZATIONS, type PreprocessSpec, type CropView } from './preprocess.js';
-export { assertDevice } from './device-probe.js';
+export { assertDevice, cudaFingerprint } from './device-probe.js';
 export { DEVICES, ENDPOINT_DEVICES, cudaProviderPath, deviceEnvironment, executionProviders, providersFor, type Device, type DeviceEnvironment, type EndpointDevice } from './devices.js';
 export { sessionOptions } from './session.js';
 export { PRECISIONS, type Precision } from './precision.js';

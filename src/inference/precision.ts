@@ -39,30 +39,36 @@ function profileFile(): string {
   return process.env.KENNEL_DEVICE_PROFILES || join(homedir(), '.cache', 'kennel', 'device-profiles.json');
 }
 
-function readProfiles(): Record<string, DeviceProfile> {
+function readProfiles(): Record<string, unknown> {
   try {
-    return JSON.parse(readFileSync(profileFile(), 'utf8')) as Record<string, DeviceProfile>;
+    return JSON.parse(readFileSync(profileFile(), 'utf8')) as Record<string, unknown>;
   } catch {
     return {};
   }
 }
 
-/** Stores one profile (a lost write only means measuring again: the cache is best effort). */
-export function saveProfile(key: string, profile: DeviceProfile): void {
+/**
+ * Stores one thing measured on this machine under `key` (a lost write only means measuring
+ * again: the file is a best-effort cache): graphs' profiles, and which GPU providers started.
+ */
+export function saveMeasured(key: string, value: unknown): void {
   try {
     const file = profileFile();
     mkdirSync(dirname(file), { recursive: true });
     const tmp = `${file}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify({ ...readProfiles(), [key]: profile }, null, 1));
+    writeFileSync(tmp, JSON.stringify({ ...readProfiles(), [key]: value }, null, 1));
     renameSync(tmp, file);
   } catch {
     // read-only home: the next process measures again
   }
 }
 
-export function loadProfile(key: string): DeviceProfile | undefined {
+export function loadMeasured(key: string): unknown {
   return readProfiles()[key];
 }
+
+export const saveProfile = (key: string, profile: DeviceProfile): void => saveMeasured(key, profile);
+export const loadProfile = (key: string): DeviceProfile | undefined => loadMeasured(key) as DeviceProfile | undefined;
 
 /** A graph's sha256 (hex): what its profiles are kept under. */
 export function graphDigest(graph: Uint8Array): string {
