@@ -42,6 +42,7 @@ import { logger, parseBenchArgs, saveResults, summaryTable, type SummaryRow } fr
 import { repeatFor, timed } from './lib/timing.js';
 import { importBenchModel } from './lib/serving.js';
 import { buildResnet } from './models/resnet.js';
+import { featuresProfile, type FeaturesProfile } from './lib/telemetry.js';
 
 const TARGET = { trainSeconds: 10, serveImagesPerSecond: 1500 };
 const QUICK_SET: DogSetSpec = { ...DOG_IMAGES, classes: 40, images: { train: 960, valid: 120, test: 120 } };
@@ -66,6 +67,8 @@ interface KennelRun {
   testTop1: number;
   /** seconds from the start of import to each progress phase's first and last event, and the share of each command this process's event loop was busy */
   timeline: { phases: Record<string, { from: number; to: number }>; importBusy: number; trainBusy: number };
+  /** the training job's own telemetry of its features phase (featuresProfile) */
+  features?: FeaturesProfile;
 }
 
 /** The Kennel part, run in a child process: a fresh process, as a user's `kennel` command is. */
@@ -108,6 +111,7 @@ async function kennelPart(dir: string, device: Device, precision: Precision, pro
       featureImagesPerSecond: t.features.extractedImages / t.timings.features,
       testTop1: t.metrics.test.top1,
       timeline: { phases, importBusy: busy.import, trainBusy: busy.train },
+      features: await featuresProfile(ws, t.telemetry),
     };
   } finally {
     ws.close();
