@@ -159,13 +159,25 @@ export class FeatureExtractor {
     return (await this.run(input, n)).output;
   }
 
-  /** infer(), and the whole buffer of `input` once the run is done with it. */
+  /**
+   * infer(), and the whole buffer of `input` once the run is done with it. On a GPU a smaller
+   * batch (a chunk's last) runs padded to the extractor's batch size: a GPU session prepares its
+   * kernels for every new shape, and an ONNX Runtime CUDA session that has run several batch
+   * shapes is slow at all of them (batchShapes), so training's odd last batches of a split made
+   * every batch after them slow. The padding rows are whatever the buffer held; rows do not mix.
+   */
   private async run(input: Float32Array | Uint8Array, n: number): Promise<{ output: Float32Array; buffer: Float32Array | Uint8Array }> {
     this.feed.check(input, 'extractor');
-    const shape = this.feed.shape(n);
-    if (this.session instanceof ThreadedSession) return this.session.runOwn(input, shape);
-    const output = await this.session.run(input, shape);
-    return { output, buffer: input instanceof Uint8Array ? new Uint8Array(input.buffer) : new Float32Array(input.buffer) };
+    const rows = Math.max(n, this.measuredBatch ?? n);
+    const per = inputSize(this.spec);
+    if (input.length < rows * per) {
+      const padded = this.feed.allocate(rows);
+      padded.set(input.subarray(0, n * per));
+      input = padded;
+    }
+    const shape = this.feed.shape(rows);
+    const ran = this.session instanceof ThreadedSession ? await this.session.runOwn(input, shape) : { output: await this.session.run(input, shape), buffer: input instanceof Uint8Array ? new Uint8Array(input.buffer) : new Float32Array(input.buffer) };
+    return rows === n ? ran : { output: ran.output.subarray(0, n * this.dim), buffer: ran.buffer };
   }
 
   /**

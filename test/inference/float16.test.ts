@@ -6,6 +6,7 @@ import * as ort from 'onnxruntime-node';
 import { addBackbone } from '../../src/backbones/index.js';
 import { BatchedClassifier, Classifier, FeatureExtractor, NEAR_TIE_GAP, type BatchRun } from '../../src/inference/index.js';
 import { intraOpThreads, measurePrecision, openAtPrecision } from '../../src/inference/precision.js';
+import { ThreadedSession } from '../../src/inference/threaded.js';
 import { GraphBuilder, OnnxModel, decodeTensor, float16Bits, float16Values, isFloatGraph, toFloat16 } from '../../src/onnx/index.js';
 import { openWorkspace } from '../../src/store/index.js';
 import { sharedDir, tmpHome } from '../helpers/paths.js';
@@ -136,7 +137,16 @@ test('the GPU pipeline (session in its own thread, batches queued, batch size me
     assert.ok(existsSync(process.env.KENNEL_DEVICE_PROFILES));
     const progress: number[] = [];
     const a = await plain.extract(items, { batchSize: piped.batchSize });
-    const b = await piped.extract(items, { onBatch: (done) => progress.push(done) });
+    // every run has the batch size, the last (smaller) batch padded: a GPU session slows at new shapes
+    const shapes: number[] = [];
+    const runOwn = ThreadedSession.prototype.runOwn;
+    ThreadedSession.prototype.runOwn = function (this: ThreadedSession, input, shape) {
+      shapes.push(shape[0]!);
+      return runOwn.call(this, input, shape);
+    } as typeof runOwn;
+    const b = await piped.extract(items, { onBatch: (done) => progress.push(done) }).finally(() => (ThreadedSession.prototype.runOwn = runOwn));
+    assert.ok(items.length % piped.batchSize! !== 0, 'the last batch is smaller');
+    assert.deepEqual(shapes, new Array<number>(Math.ceil(items.length / piped.batchSize!)).fill(piped.batchSize!));
     assert.deepEqual(b, a);
     assert.equal(progress.at(-1), items.length);
     assert.deepEqual([...progress].sort((x, y) => x - y), progress);
