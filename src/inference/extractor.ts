@@ -74,6 +74,8 @@ export class FeatureExtractor {
   /** the GPU pipeline's batches not yet run, in the order extract() calls queued them (pump) */
   private readonly queued: QueuedBatch[] = [];
   private runsInFlight = 0;
+  /** a CUDA session's first run, on a blank batch, started when it opened */
+  private warming: Promise<void> | undefined;
 
   private constructor(
     private readonly session: Session | ThreadedSession,
@@ -106,7 +108,15 @@ export class FeatureExtractor {
     const extractor = new FeatureExtractor(session, opts.spec, opts.inputName, opts.outputName, opts.dim, feed);
     extractor.decoders = pool.value;
     try {
-      extractor.measuredBatch = provider === 'cuda' ? GPU_BATCH_SIZES.at(-1) : await extractor.chooseBatchSize(profileKey(session.digest ?? graphDigest(bytes), `${provider} ${session.precision}`));
+      if (provider === 'cuda') {
+        extractor.measuredBatch = GPU_BATCH_SIZES.at(-1)!;
+        // a CUDA session's first run searches cuDNN's algorithms (0.25-0.67 s for a ResNet50 on an
+        // H100): queued now, it runs while the first batches decode instead of after the first one
+        extractor.warming = extractor.runSpare(feed.allocate(extractor.measuredBatch), extractor.measuredBatch).then(
+          () => undefined,
+          () => undefined, // a broken session fails the first real batch as well
+        );
+      } else extractor.measuredBatch = await extractor.chooseBatchSize(profileKey(session.digest ?? graphDigest(bytes), `${provider} ${session.precision}`));
       return extractor;
     } catch (e) {
       await extractor.close();
@@ -325,6 +335,7 @@ export class FeatureExtractor {
   }
 
   async close(): Promise<void> {
+    await this.warming;
     await this.decoders?.close();
     await this.session.release();
   }

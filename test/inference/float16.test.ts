@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { addBackbone } from '../../src/backbones/index.js';
 import { BatchedClassifier, Classifier, FeatureExtractor, NEAR_TIE_GAP, type BatchRun } from '../../src/inference/index.js';
-import { intraOpThreads, measurePrecision, openAtPrecision } from '../../src/inference/precision.js';
+import { float16Graph, graphDigest, intraOpThreads, measurePrecision, openAtPrecision } from '../../src/inference/precision.js';
 import { ThreadedSession } from '../../src/inference/threaded.js';
 import { GraphBuilder, OnnxModel, decodeTensor, float16Bits, float16Values, isFloatGraph, toFloat16 } from '../../src/onnx/index.js';
 import { openWorkspace } from '../../src/store/index.js';
@@ -275,5 +275,38 @@ test('an fp16 answer whose two best classes are a near tie is run again in fp32 
     assert.ok(byPrecision.fp32 >= 1 && byPrecision.fp16 >= 5, `clear batches go back to fp16 first (${JSON.stringify(byPrecision)})`);
   } finally {
     await auto.close();
+  }
+});
+
+test('an fp16 graph is kept beside the device profiles: used again while its bytes are what was kept, the four most recently used at most', () => {
+  process.env.KENNEL_DEVICE_PROFILES = path.join(tmpHome(), 'profiles.json');
+  const kept = path.join(path.dirname(process.env.KENNEL_DEVICE_PROFILES), 'fp16');
+  const graph = (k: number) => {
+    const g = new GraphBuilder(OnnxModel.create(13));
+    g.output(g.op('Conv', [g.input('image', ['N', 3, 8, 8]), g.weight('w', Float32Array.from({ length: 27 }, (_, i) => Math.cos(i + k)), [1, 3, 3, 3])]), 'y', ['N', 1, 6, 6]);
+    return g.model.serialize();
+  };
+  try {
+    const [g0, g1] = [graph(0), graph(1)];
+    const d0 = graphDigest(g0);
+    assert.deepEqual(float16Graph(g0, d0), toFloat16(g0));
+    assert.equal(readdirSync(kept).length, 1);
+    // looked up by the digest: the kept conversion of g0 comes back whatever graph is passed
+    assert.deepEqual(float16Graph(g1, d0), toFloat16(g0));
+    // a kept file whose bytes changed is not used: converted again, and kept right
+    const [name] = readdirSync(kept);
+    writeFileSync(path.join(kept, name!), 'not a graph');
+    assert.deepEqual(float16Graph(g0, d0), toFloat16(g0));
+    assert.deepEqual(readFileSync(path.join(kept, readdirSync(kept)[0]!)), Buffer.from(toFloat16(g0)));
+    // the least recently used goes once there are more than four
+    for (let k = 1; k <= 4; k++) {
+      float16Graph(graph(k), graphDigest(graph(k)));
+      for (const [i, n] of readdirSync(kept).entries()) if (!n.startsWith(d0)) utimesSync(path.join(kept, n), new Date(), new Date(Date.now() + 1000 * (k + i)));
+    }
+    const left = readdirSync(kept);
+    assert.equal(left.length, 4);
+    assert.ok(!left.some((n) => n.startsWith(d0)), `the oldest is gone: ${left.join(', ')}`);
+  } finally {
+    delete process.env.KENNEL_DEVICE_PROFILES;
   }
 });
