@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { homedir, hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { OnnxModel, isFloatGraph, toFloat16 } from '../onnx/index.js';
+import { writeFileAtomic } from '../core/index.js';
 
 /**
  * The arithmetic a float model runs in. 'auto' (the default) is fp32 on the CPU, and on a GPU the
@@ -52,15 +53,8 @@ function readProfiles(): Record<string, unknown> {
  * again: the file is a best-effort cache): graphs' profiles, and which GPU providers started.
  */
 export function saveMeasured(key: string, value: unknown): void {
-  try {
-    const file = profileFile();
-    mkdirSync(dirname(file), { recursive: true });
-    const tmp = `${file}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify({ ...readProfiles(), [key]: value }, null, 1));
-    renameSync(tmp, file);
-  } catch {
-    // read-only home: the next process measures again
-  }
+  // a read-only home: the next process measures again
+  bestEffort(() => writeFileAtomic(profileFile(), JSON.stringify({ ...readProfiles(), [key]: value }, null, 1), undefined, { durable: false }));
 }
 
 export function loadMeasured(key: string): unknown {
@@ -111,10 +105,8 @@ export function float16Graph(graph: Uint8Array, digest: string): Uint8Array {
   const half = toFloat16(graph);
   // a read-only or full cache: converted again next time
   bestEffort(() => {
-    mkdirSync(dir, { recursive: true });
-    const file = join(dir, `${prefix}${graphDigest(half)}.onnx`);
-    writeFileSync(`${file}.${process.pid}.tmp`, half);
-    renameSync(`${file}.${process.pid}.tmp`, file);
+    // not fsynced: a file a crash left garbled fails its hash above and is converted again
+    writeFileAtomic(join(dir, `${prefix}${graphDigest(half)}.onnx`), half, undefined, { durable: false });
     const kept = readdirSync(dir)
       .filter((n) => n.endsWith('.onnx'))
       .map((n) => ({ file: join(dir, n), used: statSync(join(dir, n)).mtimeMs }))
