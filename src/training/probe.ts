@@ -75,6 +75,8 @@ export interface ProbeResult {
    * has seen valid), for honest valid metrics and temperature fitting.
    */
   validLogits: Float32Array;
+  /** the final head's logits for the train rows (from the rows it was fitted on, not transformed again) */
+  trainLogits: Float32Array;
 }
 
 export interface ProbeOptions {
@@ -535,10 +537,13 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
         if (r >= train.rows) validLogits.set(heldLogits[chosenIndex]!.subarray(i * classes, (i + 1) * classes), (r - train.rows) * classes);
       });
     } else validLogits = await runner.logits(probe, probeFeatures(probe, valid));
+    // the final design's rows start with train's, already under the head's transform
+    const trainLogits = await runner.logits(probe, { data: d.xFit.subarray(0, train.rows * cols), rows: train.rows, cols });
     return {
       probe,
       choice: { kind: chosen.kind, l2: chosen.l2, selectedBy, prior, features: 'centred-l2', prototypeScale: scale, scores, iterations, evaluations, trace },
       validLogits,
+      trainLogits,
       steps,
     };
   } finally {

@@ -83,6 +83,8 @@ export type HeadSummary =
 
 /** Rows of several matrices (the training views) stacked into one. */
 export function concatRows(ms: FeatureMatrix[]): { data: Float32Array; rows: number; cols: number; labels: Int32Array } {
+  // one view (no augmentation): the heads only read their features, so no copy of tens of MB
+  if (ms.length === 1) return ms[0]!;
   const rows = ms.reduce((n, m) => n + m.rows, 0);
   const cols = ms[0]!.cols;
   const data = new Float32Array(rows * cols);
@@ -297,7 +299,7 @@ async function fitChosenHead(o: Resolved, train: Matrix & { labels: Int32Array }
   const { trace, ...choice } = fit.choice;
   const runner = await LinearRunner.create(fit.probe.dim, classes);
   const logits = async (m: Matrix) => runner.logits(fit.probe, probeFeatures(fit.probe, m));
-  const trainLogits = await logits(train);
+  const { trainLogits } = fit;
   const validEval = lossAndTop1(fit.validLogits, valid.labels, classes);
   const trainEval = lossAndTop1(trainLogits, train.labels, classes);
   const seconds = (performance.now() - started) / 1000;

@@ -226,3 +226,24 @@ test('the exported graph applies CL2N, standardisation and the head exactly as t
   }
   await session.release();
 });
+
+test('the train logits fitProbe returns are the final head applied to the train rows afresh, under cross-validation and under a valid split', async () => {
+  const dim = 6;
+  const classes = 3;
+  const rng = new Rng(11);
+  const rows = (n: number) => matrix(n, dim, (r, d) => Math.abs(rng.normal() + (d === r % classes ? 2 : 0)));
+  const train = rows(24);
+  const valid = rows(9);
+  const labelsOf = (n: number) => Int32Array.from({ length: n }, (_, r) => r % classes);
+  for (const cvMaxRows of [1000, 0]) {
+    const fit = await fitProbe(train, labelsOf(24), valid, labelsOf(9), classes, { kind: 'logistic', cvMaxRows });
+    const f = probeFeatures(fit.probe, train);
+    assert.equal(fit.trainLogits.length, 24 * classes);
+    for (let r = 0; r < 24; r++)
+      for (let c = 0; c < classes; c++) {
+        let s = fit.probe.b[c]!;
+        for (let d = 0; d < dim; d++) s += f.data[r * dim + d]! * fit.probe.w[d * classes + c]!;
+        assert.ok(Math.abs(s - fit.trainLogits[r * classes + c]!) < 1e-4, `${fit.choice.selectedBy}: row ${r} class ${c}: ${s} against ${fit.trainLogits[r * classes + c]}`);
+      }
+  }
+});
