@@ -69,6 +69,8 @@ interface KennelRun {
   timeline: { phases: Record<string, { from: number; to: number }>; importBusy: number; trainBusy: number };
   /** the training job's own telemetry of its features phase (featuresProfile) */
   features?: FeaturesProfile;
+  /** the head chosen, penalties tried and the loss/gradient evaluations they took (each a full pass over the features) */
+  head?: { kind: string; l2: number | null; penalties: number; iterations: number; evaluations: number };
 }
 
 /** The Kennel part, run in a child process: a fresh process, as a user's `kennel` command is. */
@@ -112,6 +114,7 @@ async function kennelPart(dir: string, device: Device, precision: Precision, pro
       testTop1: t.metrics.test.top1,
       timeline: { phases, importBusy: busy.import, trainBusy: busy.train },
       features: await featuresProfile(ws, t.telemetry),
+      head: 'scores' in t.head ? { kind: t.head.kind, l2: t.head.l2, penalties: t.head.scores.length - 1, iterations: t.head.iterations, evaluations: t.head.evaluations } : undefined,
     };
   } finally {
     ws.close();
@@ -297,6 +300,7 @@ for (const profiled of [false, true]) {
   log(`Kennel (import + backbones add + train --device ${device} --precision ${precision}), ${profiled ? 'device already measured' : 'first run on this machine'}`);
   const run = runChild(process.execPath, [...process.execArgv, self, '--kennel-part', set.dir, device, precision, profiled ? 'profiled' : 'fresh'], { UV_THREADPOOL_SIZE: String(cores), KENNEL_DEVICE_PROFILES: profiles }) as KennelRun;
   log(`  ${run.totalSeconds.toFixed(1)} s (import + train ${run.importTrainSeconds.toFixed(1)} s): import ${run.importSeconds.toFixed(1)}, backbone ${run.backboneSeconds.toFixed(1)}, train ${run.trainSeconds.toFixed(1)} (features ${run.featureSeconds.toFixed(1)} s = ${run.featureImagesPerSecond.toFixed(0)} images/s, head ${run.headSeconds.toFixed(1)} s)`);
+  if (run.head) log(`  head: ${run.head.kind}${run.head.l2 === null ? "" : ` l2 ${run.head.l2}`} after ${run.head.penalties} penalties, ${run.head.iterations} iterations, ${run.head.evaluations} evaluations`);
   log(`  phases (s from the start): ${Object.entries(run.timeline.phases).map(([k, v]) => `${k} ${v.from.toFixed(1)}-${v.to.toFixed(1)}`).join(', ')}; event loop busy: import ${(run.timeline.importBusy * 100).toFixed(0)}%, train ${(run.timeline.trainBusy * 100).toFixed(0)}%`);
   kennel.push(run);
 }
