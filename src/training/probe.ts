@@ -142,29 +142,73 @@ export function l2Rows(m: Matrix, into?: { out: Float32Array; at: number }): Flo
   return out;
 }
 
-/** The mean row of a row-major matrix. */
-function meanRow(z: Float32Array, rows: number, cols: number): Float32Array {
-  const sum = new Float64Array(cols);
-  for (let r = 0; r < rows; r++) for (let d = 0; d < cols; d++) sum[d]! += z[r * cols + d]!;
-  return Float32Array.from(sum, (v) => v / Math.max(1, rows));
+/**
+ * Rows of one or more matrices, stacked (a split's, then another's), read as unit (L2-normalised)
+ * rows without storing them: each row's norm is kept and a unit row formed where it is read. The
+ * stored unit rows of a training set were tens of MB of fresh pages, which cost more than the
+ * arithmetic. Values are those of l2Rows (each unit value rounded to float32).
+ */
+class UnitRows {
+  /** 1 / each row's L2 norm (0 for a zero row) */
+  private readonly inv: Float64Array;
+  readonly cols: number;
+
+  constructor(private readonly parts: readonly Matrix[]) {
+    this.cols = parts[0]!.cols;
+    this.inv = new Float64Array(parts.reduce((n, m) => n + m.rows, 0));
+    let r = 0;
+    for (const { data, rows, cols } of parts)
+      for (let i = 0; i < rows; i++, r++) {
+        let s = 0;
+        for (let d = i * cols; d < (i + 1) * cols; d++) s += data[d]! * data[d]!;
+        this.inv[r] = s > 0 ? 1 / Math.sqrt(s) : 0;
+      }
+  }
+
+  /** row r's matrix and the offset of its first value there */
+  private locate(r: number): { data: Float32Array; at: number } {
+    let i = r;
+    for (const m of this.parts) {
+      if (i < m.rows) return { data: m.data, at: i * this.cols };
+      i -= m.rows;
+    }
+    throw new RangeError(`row ${r} of ${this.inv.length}`);
+  }
+
+  /** the mean unit row of `rows` */
+  mean(rows: readonly number[]): Float32Array {
+    const cols = this.cols;
+    const sum = new Float64Array(cols);
+    for (const r of rows) {
+      const { data, at } = this.locate(r);
+      const inv = this.inv[r]!;
+      for (let d = 0; d < cols; d++) sum[d]! += Math.fround(data[at + d]! * inv);
+    }
+    return Float32Array.from(sum, (v) => v / Math.max(1, rows.length));
+  }
+
+  /** CL2N rows (a new array): each unit row centred on `centre`, then normalised again */
+  centred(rows: readonly number[], centre: Float32Array): Float32Array {
+    const cols = this.cols;
+    const out = new Float32Array(rows.length * cols);
+    rows.forEach((r, i) => {
+      const { data, at } = this.locate(r);
+      const inv = this.inv[r]!;
+      const o = i * cols;
+      let s = 0;
+      for (let d = 0; d < cols; d++) {
+        const v = Math.fround(data[at + d]! * inv) - centre[d]!;
+        out[o + d] = v;
+        s += v * v;
+      }
+      const again = s > 0 ? 1 / Math.sqrt(s) : 0;
+      for (let d = o; d < o + cols; d++) out[d]! *= again;
+    });
+    return out;
+  }
 }
 
-/** CL2N: unit rows (already L2-normalised) centred on `centre`, then normalised again. */
-function centredL2(z: Float32Array, rows: number, cols: number, centre: Float32Array): Float32Array {
-  const out = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) {
-    const o = r * cols;
-    let s = 0;
-    for (let d = 0; d < cols; d++) {
-      const v = z[o + d]! - centre[d]!;
-      out[o + d] = v;
-      s += v * v;
-    }
-    const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
-    for (let d = 0; d < cols; d++) out[o + d]! *= inv;
-  }
-  return out;
-}
+const allRows = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
 /** Mean of unit rows, and one global scale (the RMS of the features' standard deviations) for every feature. */
 function fitTransform(z: Float32Array, rows: number, cols: number): { mean: Float32Array; scale: Float32Array } {
@@ -352,14 +396,6 @@ export function simplestWithinOneSe(rowHits: Uint8Array[], bestIndex: number, fi
   return bestIndex;
 }
 
-/** The given rows of a row-major matrix (a view, not a copy, when they are consecutive). */
-function take(z: Float32Array, cols: number, rows: number[]): Float32Array {
-  if (rows.every((r, i) => r === rows[0]! + i)) return z.subarray((rows[0] ?? 0) * cols, ((rows[0] ?? 0) + rows.length) * cols);
-  const out = new Float32Array(rows.length * cols);
-  rows.forEach((r, i) => out.set(z.subarray(r * cols, (r + 1) * cols), i * cols));
-  return out;
-}
-
 interface Fold {
   problem: LogisticProblem;
   heldX: Float32Array;
@@ -391,9 +427,7 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
     const pooledRows = train.rows + valid.rows;
     const useCv = pooledRows <= (opts.cvMaxRows ?? CV_MAX_ROWS);
     // the data that select: K folds of train + valid, or (train -> valid)
-    const zAll = new Float32Array(pooledRows * cols);
-    l2Rows(train, { out: zAll, at: 0 });
-    l2Rows(valid, { out: zAll, at: train.rows });
+    const unit = new UnitRows([train, valid]);
     const allLabels = Int32Array.from([...trainLabels, ...validLabels]);
     const counts = new Array<number>(classes).fill(0);
     allLabels.forEach((l) => counts[l]!++);
@@ -406,8 +440,8 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
     /** The CL2N centre, transform and prototype head of a set of labelled rows (a fold's, or the final ones), and features of any rows under them. */
     const design = (rows: number[]) => {
       const labels = Int32Array.from(rows, (r) => allLabels[r]!);
-      const centre = meanRow(take(zAll, cols, rows), rows.length, cols);
-      const cl2n = (r: number[]) => centredL2(take(zAll, cols, r), r.length, cols, centre);
+      const centre = unit.mean(rows);
+      const cl2n = (r: number[]) => unit.centred(r, centre);
       const z = cl2n(rows);
       const tp = fitTransform(z, rows.length, cols);
       // the prototype head at scale 1, from z before it is transformed in place into xFit
@@ -581,7 +615,7 @@ export async function fitLogistic(x: Matrix, labels: Int32Array, classes: number
 
 /** The features a probe's W and b apply to: CL2N rows, centred and scaled. */
 export function probeFeatures(p: Pick<LinearProbe, 'mean' | 'scale' | 'centre'>, x: Matrix): Matrix {
-  return { data: transform(centredL2(l2Rows(x), x.rows, x.cols, p.centre), x.rows, x.cols, p), rows: x.rows, cols: x.cols };
+  return { data: transform(new UnitRows([x]).centred(allRows(x.rows), p.centre), x.rows, x.cols, p), rows: x.rows, cols: x.cols };
 }
 
 /** Logits of linear heads through ORT's Gemm (the minibatch trainer's evaluation graph). */
