@@ -70,9 +70,9 @@ const LOG_T_PRIOR_SD = 0.5;
  * Temperature fitted on valid: the MAP estimate of T under a log-normal prior centred on 1,
  * found by golden-section search on log T in [0.05, 20]. With a large valid set this is the
  * NLL minimiser; a small, perfectly classified one would otherwise push T towards 0 and make
- * every prediction ~100% confident.
+ * every prediction ~100% confident. `tolerance` is the precision on log T (LOG_T_TOLERANCE by default).
  */
-export function fitTemperature(logits: Float32Array, labels: Int32Array, classes: number): number {
+export function fitTemperature(logits: Float32Array, labels: Int32Array, classes: number, opts: { tolerance?: number } = {}): number {
   if (labels.length === 0) return 1;
   let a = Math.log(0.05);
   let b = Math.log(20);
@@ -82,7 +82,7 @@ export function fitTemperature(logits: Float32Array, labels: Int32Array, classes
   let d = a + phi * (b - a);
   let fc = f(c);
   let fd = f(d);
-  while (b - a > LOG_T_TOLERANCE) {
+  while (b - a > (opts.tolerance ?? LOG_T_TOLERANCE)) {
     if (fc < fd) {
       b = d;
       d = c;

@@ -101,6 +101,11 @@ const CV_MAX_ROWS = 3000;
 const DEFAULT_PROTOTYPE_SCALE = 10;
 /** nats of held-out NLL a weaker penalty must gain, at equal top-1, to be preferred */
 const NLL_MARGIN = 0.01;
+/**
+ * log T precision of a candidate's score: 1% of T (14 golden-section steps, not 23). Near its
+ * minimum NLL is flat in log T, so the score moves by ~1e-5 nats, far below NLL_MARGIN.
+ */
+const SCORING_LOG_T_TOLERANCE = 1e-2;
 const MAX_FOLDS = 5;
 const GRAD_TOL = 1e-4;
 /** per penalty: weakly penalised fits of separable few-shot data creep on for long, warm starts carry the rest */
@@ -490,7 +495,7 @@ export async function fitProbe(train: Matrix, trainLabels: Int32Array, valid: Ma
       heldLogits.push(all);
       rowHits.push(right);
       if (!scoredRows.length) return { top1: 0, nll: 0 };
-      return { top1: right.reduce((n, h) => n + h, 0) / right.length, nll: nll(logits, scoredLabels, classes, fitTemperature(logits, scoredLabels, classes)) };
+      return { top1: right.reduce((n, h) => n + h, 0) / right.length, nll: nll(logits, scoredLabels, classes, fitTemperature(logits, scoredLabels, classes, { tolerance: SCORING_LOG_T_TOLERANCE })) };
     };
     const scores: ProbeChoice['scores'] = [{ kind: 'prototype', l2: null, ...candidate(heldCos.map((v) => v * scale)) }];
     // with a valid split, the one fold's fit at each candidate: the final head is that fit
