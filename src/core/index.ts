@@ -4,7 +4,7 @@ export * as Errors from './error-codes.js';
 export { writeFileAtomic, writeFileAtomicAsync, tempPathFor, fsyncDir } from './fsutil.js';
 export { downloadFile, assertExpected } from './download.js';
 export { Rng, seedFrom } from './rng.js';
-export { median } from './stats.js';
+export { median, topIndices } from './stats.js';
 export { mapLimit } from './pool.js';
 export type { ProgressEvent, ProgressSink } from './progress.js';
 export { silent } from './progress.js';

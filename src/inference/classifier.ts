@@ -1,5 +1,5 @@
 import { clientImageError, decodeClientImage, inputSize, normalizeInto, type ImageInput, type PreprocessSpec } from './preprocess.js';
-import { ChildGoneError, ChildJobError, KennelError } from '../core/index.js';
+import { ChildGoneError, ChildJobError, KennelError, topIndices } from '../core/index.js';
 import { DecodePool } from './decode-pool.js';
 import { assertDevice } from './device-probe.js';
 import type { ModelSession, SessionSettings } from './session.js';
@@ -270,21 +270,4 @@ export class Classifier {
 async function releaseReferee(referee: Referee | undefined): Promise<void> {
   await referee?.few.release();
   await referee?.whole.release();
-}
-
-/**
- * Indices of the k largest scores, best first, ties broken by the lower index: one pass keeping
- * a sorted list of k (k is small; a request would otherwise sort all classes, 1,000 for ImageNet).
- */
-export function topIndices(scores: Float32Array, k: number): number[] {
-  const top: number[] = [];
-  for (let i = 0; i < scores.length; i++) {
-    const s = scores[i]!;
-    if (top.length === k && !(s > scores[top[k - 1]!]!)) continue;
-    let j = top.length === k ? k - 1 : top.length;
-    while (j > 0 && s > scores[top[j - 1]!]!) j--;
-    top.splice(j, 0, i);
-    if (top.length > k) top.pop();
-  }
-  return top;
 }

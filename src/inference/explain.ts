@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
+import { topIndices } from '../core/index.js';
 import { decodeTensor, OnnxModel } from '../onnx/index.js';
-import { topIndices, type ModelSpec, type Prediction } from './classifier.js';
+import type { ModelSpec, Prediction } from './classifier.js';
 import { decodeClientImage, inputShape, inputSize, normalizeInto, type ImageInput } from './preprocess.js';
 import { sessionOptions, type SessionSettings } from './session.js';
 

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
+import { topIndices } from '../core/index.js';
 import { OnnxModel } from '../onnx/index.js';
-import { topIndices, type ModelSpec, type Prediction } from './classifier.js';
+import type { ModelSpec, Prediction } from './classifier.js';
 import { decodeClientImage, inputShape, inputSize, normalizeInto, type ImageInput } from './preprocess.js';
 import { sessionOptions, type SessionSettings } from './session.js';
 

@@ -1,3 +1,5 @@
+import { topIndices } from '../core/index.js';
+
 /** Classification metrics computed from logits: accuracy, per-class results, calibration. */
 
 export interface SplitMetrics {
@@ -118,20 +120,13 @@ export function ece(probs: Float32Array, labels: Int32Array, classes: number, bi
   return e;
 }
 
-/** Indices of the k largest values of row r, best first. */
-export function topK(values: Float32Array, r: number, classes: number, k: number): number[] {
-  const idx = Array.from({ length: classes }, (_, i) => i);
-  const row = values.subarray(r * classes, (r + 1) * classes);
-  return idx.sort((x, y) => row[y]! - row[x]! || x - y).slice(0, k);
-}
-
 export function evaluate(logits: Float32Array, labels: Int32Array, classes: number, temperature: number): SplitMetrics {
   const n = labels.length;
   const confusion = Array.from({ length: classes }, () => new Array<number>(classes).fill(0));
   let top1 = 0;
   let top5 = 0;
   for (let r = 0; r < n; r++) {
-    const best = topK(logits, r, classes, Math.min(5, classes));
+    const best = topIndices(logits.subarray(r * classes, (r + 1) * classes), Math.min(5, classes));
     confusion[labels[r]!]![best[0]!]!++;
     if (best[0] === labels[r]) top1++;
     if (best.includes(labels[r]!)) top5++;

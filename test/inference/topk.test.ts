@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { topIndices } from '../../src/inference/classifier.js';
+import { topIndices } from '../../src/core/index.js';
 import { Rng } from '../../src/core/rng.js';
 
 /** The reference: sort every class (score descending, then index ascending). */
