@@ -81,6 +81,9 @@ interface StoredImage {
   height: number;
 }
 
+/** stored images whose bytes are flushed together while the checks go on */
+const FLUSH_BATCH = 512;
+
 /** Checks every candidate (bounded concurrency) and stores the good ones; `copied` counts blobs new to the store. */
 async function checkAndStore(
   ws: Workspace,
@@ -98,6 +101,17 @@ async function checkAndStore(
   progress({ phase: 'check images', done, total: candidates.length });
   await ws.artifacts.preload?.(candidates.length);
   const results: Array<StoredImage | undefined> = [];
+  // the stored files' bytes are flushed in batches while the checks go on (an import's last
+  // seconds went on flushing them all), their folders once at the end
+  const flushes: Promise<void>[] = [];
+  let unflushed: string[] = [];
+  const flush = () => {
+    if (!unflushed.length || !ws.artifacts.sync) return;
+    const flushed = ws.artifacts.sync(unflushed, { only: 'bytes' });
+    flushed.catch(() => {}); // awaited below: this only keeps a failure before then from going unhandled
+    flushes.push(flushed);
+    unflushed = [];
+  };
   await checkImages(
     candidates.map((c) => c.absPath),
     limits,
@@ -124,12 +138,16 @@ async function checkAndStore(
         await ws.artifacts.put(check.bytes, { durable: false });
       }
       results[i] = { candidate, sha, width: check.width, height: check.height };
+      unflushed.push(sha);
+      if (unflushed.length >= FLUSH_BATCH) flush();
     },
     // check workers put the images into a store on this machine themselves, not yet durable either
     { signal, store: ws.artifacts instanceof LocalArtifactStore ? ws.artifacts.root : undefined },
   );
   const usable = results.filter((r): r is StoredImage => r !== undefined);
-  await ws.artifacts.sync?.(usable.map((u) => u.sha));
+  flush();
+  await Promise.all(flushes);
+  await ws.artifacts.sync?.(usable.map((u) => u.sha), { only: 'names' });
   return { usable, skipped, copied };
 }
 

@@ -16,8 +16,12 @@ export interface ArtifactStore {
    * before it records them anywhere (one flush for many blobs instead of one each).
    */
   put(data: Uint8Array, opts?: { durable?: boolean }): Promise<string>;
-  /** makes blobs put with `durable: false` durable (a store that is always durable needs none) */
-  sync?(shas: readonly string[]): Promise<void>;
+  /**
+   * makes blobs put with `durable: false` durable (a store that is always durable needs none):
+   * their bytes, then their names. `only` does one of the two: a caller can flush bytes while it
+   * writes more, and the names (a folder each, shared by many blobs) once at the end.
+   */
+  sync?(shas: readonly string[], opts?: { only?: 'bytes' | 'names' }): Promise<void>;
   /** copies a local file in, returns its sha256 */
   putFile(path: string): Promise<string>;
   /** asynchronous, as a remote store's HEAD request is */
@@ -91,10 +95,10 @@ export class LocalArtifactStore implements ArtifactStore {
    * share the filesystem's journal commits, where one per file in turn costs a commit each
    * (measured: a 1,200-image import 18 s -> see docs/BENCHMARKS.md).
    */
-  async sync(shas: readonly string[]): Promise<void> {
+  async sync(shas: readonly string[], opts: { only?: 'bytes' | 'names' } = {}): Promise<void> {
     const files = [...new Set(shas)].map((sha) => this.pathOf(sha));
     const folders = [...new Set(files.map((f) => dirname(f)))];
-    for (const paths of [files, folders])
+    for (const paths of opts.only === 'bytes' ? [files] : opts.only === 'names' ? [folders] : [files, folders])
       await mapLimit(paths, SYNC_CONCURRENCY, async (path) => {
         const fh = await open(path, 'r');
         try {

@@ -285,3 +285,33 @@ test('a file that kills a check worker is refused alone; the others of its job a
   // any other failure (an unreadable folder, a closed pool) is the import's error, as in one process
   await assert.rejects(checkOrIsolate(async () => Promise.reject(new Error('EACCES')), ['a.jpg']), /EACCES/);
 });
+
+test('an import flushes every stored image, in batches while it checks, and then their folders, before it records the version', async () => {
+  const dir = join(tmpDir(), 'many');
+  // more images than one flush batch (512), in two classes
+  for (let i = 0; i < 700; i++) {
+    const folder = join(dir, i % 2 ? 'b' : 'a');
+    mkdirSync(folder, { recursive: true });
+    writeFileSync(join(folder, `${i}.jpg`), await distinctJpeg(i));
+  }
+  const ws = freshWorkspace();
+  try {
+    const calls: Array<{ shas: string[]; only?: string; versions: number }> = [];
+    const sync = ws.artifacts.sync!.bind(ws.artifacts);
+    ws.artifacts.sync = async (shas, opts) => {
+      calls.push({ shas: [...shas], only: opts?.only, versions: listDatasets(ws).length });
+      return sync(shas, opts);
+    };
+    const v = await importDataset(ws, dir, { name: 'many' });
+    const items = v.items.map((i) => i.sha256);
+    const bytes = calls.filter((c) => c.only === 'bytes');
+    assert.ok(bytes.length >= 2, `bytes flushed in ${bytes.length} batches`);
+    assert.deepEqual(new Set(bytes.flatMap((c) => c.shas)), new Set(items), 'every stored image flushed');
+    const last = calls.at(-1)!;
+    assert.equal(last.only, 'names', 'the folders last');
+    assert.deepEqual(new Set(last.shas), new Set(items));
+    assert.ok(calls.every((c) => c.versions === 0), 'all before the version is recorded');
+  } finally {
+    ws.close();
+  }
+});
