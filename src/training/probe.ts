@@ -134,15 +134,14 @@ function buildLossGradient(dim: number, classes: number): Uint8Array {
   return g.model.serialize();
 }
 
-/** Rows scaled to unit L2 norm (a zero row stays zero), into `out` from row `at` (a new array by default). */
-export function l2Rows(m: Matrix, into?: { out: Float32Array; at: number }): Float32Array {
-  const out = into?.out ?? new Float32Array(m.data.length);
-  const base = (into?.at ?? 0) * m.cols;
+/** Rows scaled to unit L2 norm (a zero row stays zero), as a new array. */
+export function l2Rows(m: Matrix): Float32Array {
+  const out = new Float32Array(m.data.length);
   for (let r = 0; r < m.rows; r++) {
     let s = 0;
     for (let d = 0; d < m.cols; d++) s += m.data[r * m.cols + d]! ** 2;
     const inv = s > 0 ? 1 / Math.sqrt(s) : 0;
-    for (let d = 0; d < m.cols; d++) out[base + r * m.cols + d] = m.data[r * m.cols + d]! * inv;
+    for (let d = 0; d < m.cols; d++) out[r * m.cols + d] = m.data[r * m.cols + d]! * inv;
   }
   return out;
 }
