@@ -199,16 +199,25 @@ export async function openAtPrecision(
   const key = profileKey(digest, provider);
   const known = loadProfile(key);
   if (known) return { session: await open(known.precision === 'fp16' ? float16Graph(graph, digest) : graph), precision: known.precision, profile: known, digest };
-  return { ...(await measurePrecision(graph, opts, key, probeBatch)), digest };
+  return { ...(await measurePrecision(graph, opts, { key, digest, probeBatch })), digest };
+}
+
+/** What measurePrecision measures under. */
+export interface PrecisionMeasurement {
+  /** the profile's key (profileKey) */
+  key: string;
+  /** the graph's digest, where known: the fp16 conversion is kept under it (float16Graph) for the sessions after this one */
+  digest?: string;
+  /** the batch timed: the largest the session will run, so that a CUDA session sees one shape (batchShapes says why) */
+  probeBatch?: number;
 }
 
 /**
- * Times fp32 against fp16 on a random batch of `probeBatch` (the largest the session will run,
- * so that a CUDA session sees one shape: batchShapes says why) and compares their outputs;
- * keeps the faster whose outputs agree (fp16 must gain MIN_GAIN) and stores the profile under
- * `key`. Returns the winner's session open.
+ * Times fp32 against fp16 on a random batch and compares their outputs; keeps the faster whose
+ * outputs agree (fp16 must gain MIN_GAIN) and stores the profile under `key`. Returns the
+ * winner's session open.
  */
-export async function measurePrecision(graph: Uint8Array, options: ort.InferenceSession.SessionOptions, key: string, probeBatch = PROBE_BATCH): Promise<{ session: ort.InferenceSession; precision: ResolvedPrecision; profile: DeviceProfile }> {
+export async function measurePrecision(graph: Uint8Array, options: ort.InferenceSession.SessionOptions, { key, digest, probeBatch = PROBE_BATCH }: PrecisionMeasurement): Promise<{ session: ort.InferenceSession; precision: ResolvedPrecision; profile: DeviceProfile }> {
   const open = (bytes: Uint8Array) => ort.InferenceSession.create(bytes, options);
   const input = OnnxModel.parse(graph).dataInputs[0]!;
   const tensor = probeInput(graph, probeBatch);
@@ -219,7 +228,8 @@ export async function measurePrecision(graph: Uint8Array, options: ort.Inference
   const profile: DeviceProfile = { precision: 'fp32', imagesPerSecond: { fp32: batch / fullSeconds } };
   let half: ort.InferenceSession | undefined;
   try {
-    half = await open(toFloat16(graph));
+    // kept: the sessions opened after this measurement, in fp16, convert nothing
+    half = await open(digest ? float16Graph(graph, digest) : toFloat16(graph));
     const halfSeconds = await timeRuns(half, feed);
     const name = full.outputNames[0]!;
     const a = (await full.run(feed))[name]!.data as Float32Array;

@@ -107,8 +107,12 @@ test('a quantized graph is not a float graph: the CPU keeps fp32 under auto, and
 
 test('measuring fp16 against fp32 records both speeds and their difference, and keeps a profile', async () => {
   process.env.KENNEL_DEVICE_PROFILES = path.join(tmpHome(), 'profiles.json');
-  const { session, precision, profile } = await measurePrecision(edgeCaseGraph(), { executionProviders: ['cpu'] }, 'edge cpu');
+  const graph = edgeCaseGraph();
+  const { session, precision, profile } = await measurePrecision(graph, { executionProviders: ['cpu'] }, { key: 'edge cpu', digest: graphDigest(graph) });
   try {
+    // the fp16 conversion it timed is kept for the sessions opened after it
+    const kept = path.join(path.dirname(process.env.KENNEL_DEVICE_PROFILES), 'fp16');
+    assert.deepEqual(readFileSync(path.join(kept, readdirSync(kept)[0]!)), Buffer.from(toFloat16(graph)));
     assert.ok(profile.imagesPerSecond.fp32! > 0 && profile.imagesPerSecond.fp16! > 0);
     assert.ok(profile.fp16Error! > 0 && profile.fp16Error! < 0.02, `fp16 error ${profile.fp16Error}`);
     const faster = profile.imagesPerSecond.fp16! >= 1.1 * profile.imagesPerSecond.fp32!;
