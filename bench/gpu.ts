@@ -5,10 +5,12 @@
  *
  * - the dogImages-shaped generated set (8,351 JPEGs of about 500x375; --quick: 1,200)
  * - Kennel: `kennel data import` + `backbones add` (the ResNet50 architecture, random weights,
- *   bench/models/resnet.ts) + `kennel train --device D --precision P` from an empty workspace, in
- *   a child process with one libuv thread per core, twice: on a machine that has not measured
- *   the backbone yet (precision and batch size are measured during the run), then with those
- *   measurements kept (KENNEL_DEVICE_PROFILES)
+ *   bench/models/resnet.ts) + `kennel train --device D --precision P` from an empty workspace,
+ *   twice: on a machine that has not measured the backbone yet (precision and batch size are
+ *   measured during the run), then with those measurements kept (KENNEL_DEVICE_PROFILES); once
+ *   from the sources in one child process with one libuv thread per core (the phases broken
+ *   down), then as a user runs them: the built package's commands (bin/kennel.js), a process
+ *   each, which is what the target's figure is (needs `npm run build`, which npm ci runs)
  * - PyTorch (bench/torch_anchor.py, the machine's python3): the same JPEGs through a DataLoader
  *   with one worker per core, one bf16 channels-last ResNet50 pass, a linear head for 30 epochs;
  *   raw ResNet50 images/s at batch 32 and 256, fp32 and bf16
@@ -33,6 +35,7 @@ import { checkImage, checkImages, DEFAULT_LIMITS, importDataset } from '../src/d
 import * as ort from 'onnxruntime-node';
 import { Classifier, DecodePool, ENDPOINT_DEVICES, batchShapes, FeatureExtractor, PRECISIONS, UINT8_INPUT, decodeRgb, inputSize, sessionOptions, tuneSharp, withUint8Input, type Device, type Precision } from '../src/inference/index.js';
 import { toFloat16 } from '../src/onnx/index.js';
+import { resolveJob } from '../src/insights/index.js';
 import { openWorkspace } from '../src/store/index.js';
 import { CHUNK_ROWS, train } from '../src/training/index.js';
 import { DOG_IMAGES, benchDogSet, listSources, type DogSetSpec } from './lib/dataset.js';
@@ -118,6 +121,60 @@ async function kennelPart(dir: string, device: Device, precision: Precision, pro
     };
   } finally {
     ws.close();
+    rmSync(home, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The two commands the target names as a user runs them: the built package (`bin/kennel.js`,
+ * dist/), `kennel data import`, `kennel backbones add` and `kennel train`, each its own process,
+ * timed from its start to its exit. Unlike kennelPart (sources through tsx, one process), this
+ * counts each command's start, and its worker processes and threads load no TypeScript loader.
+ */
+interface CommandsRun {
+  /** whether the device profile (precision, batch size) existed before the run */
+  profiled: boolean;
+  importSeconds: number;
+  backboneSeconds: number;
+  trainSeconds: number;
+  /** import + train, each from its process's start to its exit */
+  importTrainSeconds: number;
+  /** the train command's own phases (its --json `timings`) */
+  timings: { features: number; head: number; evaluate: number; export: number };
+  testTop1: number;
+  features?: FeaturesProfile;
+}
+
+const KENNEL_BIN = join(import.meta.dirname, '..', 'bin', 'kennel.js');
+
+async function commandsRun(dir: string, device: Device, precision: Precision, profiled: boolean, profiles: string): Promise<CommandsRun> {
+  const home = mkdtempSync(join(tmpdir(), 'kennel-bench-gpu-cli-'));
+  const workspace = join(home, 'workspace');
+  // bin/kennel.js sizes its own libuv pool: none is passed down
+  const { UV_THREADPOOL_SIZE: _pool, ...env } = process.env;
+  const kennel = (argv: string[]): { seconds: number; out: Record<string, unknown> } => {
+    const t = performance.now();
+    const r = spawnSync(process.execPath, [KENNEL_BIN, ...argv, '--json'], { encoding: 'utf8', env: { ...env, KENNEL_HOME: workspace, KENNEL_DEVICE_PROFILES: profiles }, maxBuffer: 64 << 20 });
+    const seconds = (performance.now() - t) / 1000;
+    if (r.status !== 0) throw new Error(`kennel ${argv.join(' ')} failed (${r.status}): ${r.stderr.slice(-2000)}`);
+    return { seconds, out: JSON.parse(r.stdout) as Record<string, unknown> };
+  };
+  try {
+    const resnet = join(home, 'resnet50.onnx');
+    writeFileSync(resnet, buildResnet({ depth: 50 }));
+    const imported = kennel(['data', 'import', dir, '--name', 'dogs']);
+    const backbone = kennel(['backbones', 'add', resnet, '--name', 'resnet50']);
+    const trained = kennel(['train', '--dataset', 'dogs', '--backbone', 'resnet50', '--device', device, '--precision', precision]);
+    const out = trained.out as { job: string; timings: CommandsRun['timings']; metrics: { test: { top1: number } } };
+    const ws = openWorkspace(workspace);
+    let features: FeaturesProfile | undefined;
+    try {
+      features = await featuresProfile(ws, resolveJob(ws, out.job).result?.telemetry);
+    } finally {
+      ws.close();
+    }
+    return { profiled, importSeconds: imported.seconds, backboneSeconds: backbone.seconds, trainSeconds: trained.seconds, importTrainSeconds: imported.seconds + trained.seconds, timings: out.timings, testTop1: out.metrics.test.top1, features };
+  } finally {
     rmSync(home, { recursive: true, force: true });
   }
 }
@@ -304,6 +361,21 @@ for (const profiled of [false, true]) {
   log(`  phases (s from the start): ${Object.entries(run.timeline.phases).map(([k, v]) => `${k} ${v.from.toFixed(1)}-${v.to.toFixed(1)}`).join(', ')}; event loop busy: import ${(run.timeline.importBusy * 100).toFixed(0)}%, train ${(run.timeline.trainBusy * 100).toFixed(0)}%`);
   kennel.push(run);
 }
+// the commands as a user runs them (the built package), on a machine without the measurements, then with them
+if (!existsSync(join(import.meta.dirname, '..', 'dist', 'cli', 'main.js'))) {
+  process.stderr.write('bench:gpu times the built kennel commands: run `npm run build` first (npm ci does).\n');
+  process.exit(2);
+}
+const commands: CommandsRun[] = [];
+const commandProfiles = join(mkdtempSync(join(tmpdir(), 'kennel-bench-profiles-')), 'device-profiles.json');
+for (const profiled of [false, true]) {
+  log(`kennel data import + backbones add + train --device ${device} --precision ${precision} (built package, a process each), ${profiled ? 'device already measured' : 'first run on this machine'}`);
+  const run = await commandsRun(set.dir, device, precision, profiled, commandProfiles);
+  const t = run.timings;
+  log(`  import + train ${run.importTrainSeconds.toFixed(1)} s: import ${run.importSeconds.toFixed(1)}, backbone ${run.backboneSeconds.toFixed(1)}, train ${run.trainSeconds.toFixed(1)} (features ${t.features.toFixed(1)}, head ${t.head.toFixed(1)}, evaluate ${t.evaluate.toFixed(2)}, export ${t.export.toFixed(2)} s)`);
+  if (run.features) log(`  features: first batch after ${run.features.firstBatchSeconds.toFixed(2)} s, then ${run.features.steadyImagesPerSecond.toFixed(0)} images/s`);
+  commands.push(run);
+}
 
 log('PyTorch anchor (bench/torch_anchor.py)');
 const torch = runChild('python3', [join(import.meta.dirname, 'torch_anchor.py'), '--root', set.dir, ...(args.quick ? ['--quick'] : [])]) as {
@@ -318,7 +390,7 @@ const torch = runChild('python3', [join(import.meta.dirname, 'torch_anchor.py'),
 log(`  ${torch.gpu}, torch ${torch.torch}: ${torch.totalSeconds.toFixed(1)} s (features ${torch.featureSeconds.toFixed(1)} s = ${torch.featureImagesPerSecond.toFixed(0)} images/s, head ${torch.headSeconds.toFixed(1)} s); raw ${Object.entries(torch.rawImagesPerSecond).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')}`);
 
 if (args.options.only === 'train') {
-  const results = { bench: 'gpu', only: 'train', date: date.toISOString(), quick: args.quick, device, machine, images: set.images, kennel, torch, deviceProfiles: existsSync(profiles) ? (JSON.parse(readFileSync(profiles, 'utf8')) as unknown) : {} };
+  const results = { bench: 'gpu', only: 'train', date: date.toISOString(), quick: args.quick, device, machine, images: set.images, kennel, commands, torch, deviceProfiles: existsSync(profiles) ? (JSON.parse(readFileSync(profiles, 'utf8')) as unknown) : {} };
   const file = saveResults('gpu', results, date);
   process.stdout.write(args.json ? JSON.stringify(results, null, 2) + '\n' : `results: ${file}\n`);
   process.exit(0);
@@ -490,7 +562,8 @@ for (const batch of [16, 32, 64]) {
 const agreement = await fp16Agreement({ device, shared, resnet });
 for (const r of agreement) log(`fp16 vs fp32, ${describeAgreement(r)}`);
 
-const best = kennel.reduce((a, b) => (b.importTrainSeconds < a.importTrainSeconds ? b : a));
+// the target's figure: the commands as a user runs them; kennel (in process) breaks the time down
+const best = commands.reduce((a, b) => (b.importTrainSeconds < a.importTrainSeconds ? b : a));
 machine.loadEnd = currentLoad();
 const results = {
   bench: 'gpu',
@@ -502,6 +575,7 @@ const results = {
   decode,
   sessionLoad,
   kennel,
+  commands,
   torch,
   serve,
   classifier,
@@ -519,7 +593,8 @@ const file = saveResults('gpu', results, date);
 if (args.json) process.stdout.write(JSON.stringify(results, null, 2) + '\n');
 else {
   const rows: SummaryRow[] = [
-    { metric: `import + train, ${set.images} images (Kennel, best run; with backbones add)`, value: `${best.importTrainSeconds.toFixed(1)} s (${best.totalSeconds.toFixed(1)} s)`, target: `<= ${TARGET.trainSeconds} s (PyTorch ${torch.totalSeconds.toFixed(1)} s)`, pass: best.importTrainSeconds <= TARGET.trainSeconds },
+    { metric: `kennel data import + kennel train, ${set.images} images (built package, best run; backbones add apart)`, value: `${best.importTrainSeconds.toFixed(1)} s (${commands.map((c) => c.importTrainSeconds.toFixed(1)).join(' / ')})`, target: `<= ${TARGET.trainSeconds} s (PyTorch ${torch.totalSeconds.toFixed(1)} s)`, pass: best.importTrainSeconds <= TARGET.trainSeconds },
+    { metric: 'the same in one process, from the sources (first run on the machine / measured before)', value: kennel.map((k) => `${k.importTrainSeconds.toFixed(1)} s`).join(' / ') },
     { metric: 'Kennel features images/s (first run on the machine / measured before)', value: kennel.map((k) => k.featureImagesPerSecond.toFixed(0)).join(' / ') },
     { metric: 'raw ResNet50 batch 32 images/s: float32 / uint8 / uint8 fp16 input', value: [raw[1]!.float32, raw[1]!.uint8, raw[1]!.uint8Fp16].map((v) => v.toFixed(0)).join(' / ') },
     ...agreement.map((r) => ({ metric: `fp16 top-1 agreement with fp32: ${r.model.split(',')[0]}, ${r.count} ${r.images}`, value: `${(r.top1Agreement * 100).toFixed(1)}% (${r.nearTies} of ${r.disagreements.length} flips near ties; max probability difference ${r.maxProbabilityDifference.toExponential(1)})`, target: '>= 99.5%', pass: r.top1Agreement >= 0.995 })),
