@@ -51,6 +51,8 @@ export interface FeatureExtractorOptions {
   threaded?: boolean;
   /** processes decoding for a threaded extractor fed bytes (default: decodeWorkerCount, one per core on 8 cores or more); 0 decodes in this process */
   decodeWorkers?: number;
+  /** the sha256 of the model file (a stored artifact's): a GPU opening then finds what an earlier one prepared (ModelFeed.graph) */
+  digest?: string;
 }
 
 /**
@@ -89,11 +91,16 @@ export class FeatureExtractor {
   static async create(modelPath: string, opts: FeatureExtractorOptions): Promise<FeatureExtractor> {
     const provider = executionProviders(opts.device ?? 'cpu')[0]!;
     const feed = ModelFeed.for(opts.spec, opts.device, opts.bytesIn);
-    const { graph, inputName } = await feed.graph(modelPath, opts.inputName);
+    const { graph, inputName } = await feed.graph(modelPath, opts.inputName, opts.digest === undefined ? undefined : { digest: opts.digest, provider, precision: opts.precision ?? 'auto' });
     const settings = { device: opts.device, threads: opts.threads, precision: opts.precision, maxBatch: GPU_BATCH_SIZES.at(-1) };
     const io = { inputName, outputName: opts.outputName };
+    const remember = (digest: string | undefined): void => {
+      if (opts.digest !== undefined && digest !== undefined) feed.remember(opts.digest, opts.inputName, digest);
+    };
     if (!(opts.threaded ?? provider !== 'cpu')) {
-      return new FeatureExtractor(await Session.create(graph, settings, io), opts.spec, opts.inputName, opts.outputName, opts.dim, feed);
+      const session = await Session.create(graph, settings, io);
+      remember(session.digest);
+      return new FeatureExtractor(session, opts.spec, opts.inputName, opts.outputName, opts.dim, feed);
     }
     const bytes = typeof graph === 'string' ? await readFile(graph) : graph;
     const workers = feed.bytes ? (opts.decodeWorkers ?? decodeWorkerCount(Infinity)) : 0;
@@ -105,6 +112,7 @@ export class FeatureExtractor {
       throw opened.status === 'rejected' ? opened.reason : (pool as PromiseRejectedResult).reason;
     }
     const session = opened.value;
+    remember(session.digest);
     const extractor = new FeatureExtractor(session, opts.spec, opts.inputName, opts.outputName, opts.dim, feed);
     extractor.decoders = pool.value;
     try {
@@ -116,7 +124,7 @@ export class FeatureExtractor {
           () => undefined,
           () => undefined, // a broken session fails the first real batch as well
         );
-      } else extractor.measuredBatch = await extractor.chooseBatchSize(profileKey(session.digest ?? graphDigest(bytes), `${provider} ${session.precision}`));
+      } else extractor.measuredBatch = await extractor.chooseBatchSize(profileKey(session.digest ?? (bytes instanceof Uint8Array ? graphDigest(bytes) : bytes.digest), `${provider} ${session.precision}`));
       return extractor;
     } catch (e) {
       await extractor.close();

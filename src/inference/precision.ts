@@ -74,14 +74,16 @@ const FLOAT16_KEPT_VERSION = 1;
 /** fp16 graphs kept at most (the most recently used): each is half its float graph, 50 MB for a ResNet50. */
 const FLOAT16_KEPT = 4;
 
+const float16Dir = (): string => join(dirname(profileFile()), 'fp16');
+const float16Prefix = (digest: string): string => `${digest}.v${FLOAT16_KEPT_VERSION}.`;
+
 /**
- * toFloat16 of a graph whose sha256 is `digest`, kept beside the device profiles (in fp16/):
- * converting a ResNet50 took 0.47 s of every session's opening on an H100 host. A kept file is
- * used only while its bytes hash to the digest in its name; writing one is best effort.
+ * The kept toFloat16 of the graph whose sha256 is `digest` (float16Graph kept it), while its
+ * bytes hash to the digest in its name; else undefined (a changed file is removed).
  */
-export function float16Graph(graph: Uint8Array, digest: string): Uint8Array {
-  const dir = join(dirname(profileFile()), 'fp16');
-  const prefix = `${digest}.v${FLOAT16_KEPT_VERSION}.`;
+export function keptFloat16(digest: string): Uint8Array | undefined {
+  const dir = float16Dir();
+  const prefix = float16Prefix(digest);
   let names: string[] = [];
   try {
     names = readdirSync(dir).filter((n) => n.endsWith('.onnx'));
@@ -100,20 +102,58 @@ export function float16Graph(graph: Uint8Array, digest: string): Uint8Array {
       bestEffort(() => utimesSync(file, new Date(), new Date())); // the most recently used are kept
       return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     }
-    bestEffort(() => rmSync(file, { force: true })); // changed since it was kept: converted below
+    bestEffort(() => rmSync(file, { force: true })); // changed since it was kept: converted again
   }
+  return undefined;
+}
+
+/**
+ * toFloat16 of a graph whose sha256 is `digest`, kept beside the device profiles (in fp16/):
+ * converting a ResNet50 took 0.47 s of every session's opening on an H100 host. A kept file is
+ * used only while its bytes hash to the digest in its name; writing one is best effort.
+ */
+export function float16Graph(graph: Uint8Array, digest: string): Uint8Array {
+  const kept = keptFloat16(digest);
+  if (kept) return kept;
   const half = toFloat16(graph);
+  const dir = float16Dir();
   // a read-only or full cache: converted again next time
   bestEffort(() => {
     // not fsynced: a file a crash left garbled fails its hash above and is converted again
-    writeFileAtomic(join(dir, `${prefix}${graphDigest(half)}.onnx`), half, undefined, { durable: false });
-    const kept = readdirSync(dir)
+    writeFileAtomic(join(dir, `${float16Prefix(digest)}${graphDigest(half)}.onnx`), half, undefined, { durable: false });
+    const files = readdirSync(dir)
       .filter((n) => n.endsWith('.onnx'))
       .map((n) => ({ file: join(dir, n), used: statSync(join(dir, n)).mtimeMs }))
       .sort((a, b) => b.used - a.used);
-    for (const old of kept.slice(FLOAT16_KEPT)) rmSync(old.file, { force: true });
+    for (const old of files.slice(FLOAT16_KEPT)) rmSync(old.file, { force: true });
   });
   return half;
+}
+
+/**
+ * A graph ready to open as it is: `graph` already runs in `precision`, and `digest` is the sha256
+ * of the graph it was made from, under which its device profile is kept (keptGraph).
+ */
+export interface PreparedGraph {
+  prepared: Uint8Array;
+  precision: ResolvedPrecision;
+  digest: string;
+}
+
+/** A graph a session opens: a file, its bytes, or a prepared graph. */
+export type ModelGraph = string | Uint8Array | PreparedGraph;
+
+const isPrepared = (model: ModelGraph): model is PreparedGraph => typeof model === 'object' && 'prepared' in model;
+
+/**
+ * The graph a session on `provider` would open for the graph whose sha256 is `digest`, without
+ * that graph: its kept fp16 conversion, where fp16 is asked or its device profile chose it on
+ * this machine and the conversion is kept. Else undefined: open the graph itself.
+ */
+export function keptGraph(digest: string, provider: string, precision: Precision): PreparedGraph | undefined {
+  if (precision === 'fp32' || (precision === 'auto' && loadProfile(profileKey(digest, provider))?.precision !== 'fp16')) return undefined;
+  const prepared = keptFloat16(digest);
+  return prepared && { prepared, precision: 'fp16', digest };
 }
 
 function bestEffort(fn: () => void): void {
@@ -174,16 +214,23 @@ export function intraOpThreads(provider: string, floatGraph: boolean, threads: n
 /**
  * Opens a session at the requested precision; for 'auto' on a GPU provider, measures fp32 against
  * fp16 on a random batch (once: the profile is kept on disk) and keeps the faster one whose
- * outputs agree. Returns the session (the winner of the measurement, not opened twice), the
- * precision it runs and, where it was computed, the graph's digest (so that nobody hashes it again).
+ * outputs agree; a prepared graph (keptGraph) opens as it is. Returns the session (the winner of
+ * the measurement, not opened twice), the precision it runs and, where it is known, the graph's
+ * digest (so that nobody hashes it again).
  */
 export async function openAtPrecision(
-  model: string | Uint8Array,
+  model: ModelGraph,
   precision: Precision,
   options: ort.InferenceSession.SessionOptions,
   probeBatch = PROBE_BATCH,
 ): Promise<{ session: ort.InferenceSession; precision: ResolvedPrecision; profile?: DeviceProfile; digest?: string }> {
   const provider = String(options.executionProviders?.[0] ?? 'cpu');
+  if (isPrepared(model)) {
+    // only float graphs are converted, so a prepared one is a float graph
+    const threads = intraOpThreads(provider, true, options.intraOpNumThreads);
+    const session = await ort.InferenceSession.create(model.prepared, threads === undefined ? options : { ...options, intraOpNumThreads: threads });
+    return { session, precision: model.precision, digest: model.digest };
+  }
   // fp32 on the CPU: ORT opens the file itself, no copy of it is read here
   if (provider === 'cpu' && precision !== 'fp16') return { session: await (typeof model === 'string' ? ort.InferenceSession.create(model, options) : ort.InferenceSession.create(model, options)), precision: 'fp32' };
   const graph = typeof model === 'string' ? await readFile(model) : model;
@@ -194,7 +241,10 @@ export async function openAtPrecision(
   const open = (bytes: Uint8Array) => ort.InferenceSession.create(bytes, opts);
   // a quantized graph runs as it was made, whatever was asked: its integer ops take float32 at their edges
   if (!floatGraph || precision === 'fp32') return { session: await open(graph), precision: 'fp32' };
-  if (precision === 'fp16') return { session: await open(float16Graph(graph, graphDigest(graph))), precision };
+  if (precision === 'fp16') {
+    const digest = graphDigest(graph);
+    return { session: await open(float16Graph(graph, digest)), precision, digest };
+  }
   const digest = graphDigest(graph);
   const key = profileKey(digest, provider);
   const known = loadProfile(key);

@@ -1,11 +1,11 @@
 /** Entry of a ThreadedSession's worker thread: one ORT session, runs one at a time as they come. */
 import { parentPort, workerData } from 'node:worker_threads';
-import type { ResolvedPrecision } from './precision.js';
+import type { ModelGraph, ResolvedPrecision } from './precision.js';
 import { Session, type SessionSettings } from './session.js';
 
 export interface SessionThreadConfig {
-  /** a file, or the graph itself (copied to the thread) */
-  model: string | Uint8Array;
+  /** a file, the graph itself, or a prepared graph (copied to the thread) */
+  model: ModelGraph;
   settings: SessionSettings;
   inputName: string;
   outputName: string;

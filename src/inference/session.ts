@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { executionProviders, type Device } from './devices.js';
-import { openAtPrecision, type Precision, type ResolvedPrecision } from './precision.js';
+import { openAtPrecision, type ModelGraph, type Precision, type ResolvedPrecision } from './precision.js';
 
 export interface SessionSettings {
   device?: Device;
@@ -60,7 +60,7 @@ export class Session implements ModelSession {
     readonly digest: string | undefined,
   ) {}
 
-  static async create(model: string | Uint8Array, settings: SessionSettings, io: SessionIO): Promise<Session> {
+  static async create(model: ModelGraph, settings: SessionSettings, io: SessionIO): Promise<Session> {
     const opened = await openAtPrecision(model, settings.precision ?? 'auto', sessionOptions(settings), settings.maxBatch);
     return new Session(opened.session, { inputName: io.inputName, outputName: io.outputName }, opened.precision, opened.digest);
   }

@@ -1,5 +1,5 @@
 import { Child } from '../core/index.js';
-import type { ResolvedPrecision } from './precision.js';
+import type { ModelGraph, ResolvedPrecision } from './precision.js';
 import { Session, type ModelSession, type SessionIO, type SessionSettings } from './session.js';
 import type { FromSessionThread, SessionThreadConfig, ToSessionThread } from './session-thread.js';
 
@@ -47,7 +47,7 @@ export class ThreadedSession implements ModelSession {
   }
 
   /** Loads the model (a file, or the graph) in a new thread; `maxInputBytes` sizes the shared input buffer (the largest batch). */
-  static async create(model: string | Uint8Array, settings: SessionSettings, io: { inputName: string; outputName: string }, maxInputBytes: number): Promise<ThreadedSession> {
+  static async create(model: ModelGraph, settings: SessionSettings, io: { inputName: string; outputName: string }, maxInputBytes: number): Promise<ThreadedSession> {
     const config: SessionThreadConfig = { model, settings, ...io };
     // release() asks the thread to release its session and end; a thread stuck in a run is terminated
     const worker = new Child<ToSessionThread, FromSessionThread>({ entry: new URL('./session-thread.js', import.meta.url), kind: 'thread', data: config, stop: { type: 'release' }, graceMs: 10_000 });
@@ -121,7 +121,7 @@ export class ThreadedSession implements ModelSession {
  * Opens a model session: on this thread, or with `thread` in its own worker thread (see
  * ThreadedSession) with a shared input buffer of `maxInputBytes` (the largest batch).
  */
-export async function openSession(model: string | Uint8Array, settings: SessionSettings, io: SessionIO, thread?: { maxInputBytes: number }): Promise<ModelSession> {
+export async function openSession(model: ModelGraph, settings: SessionSettings, io: SessionIO, thread?: { maxInputBytes: number }): Promise<ModelSession> {
   if (!thread) return Session.create(model, settings, io);
   return ThreadedSession.create(model, settings, { inputName: io.inputName, outputName: io.outputName }, thread.maxInputBytes);
 }

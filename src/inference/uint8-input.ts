@@ -1,10 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { GraphBuilder, OnnxModel } from '../onnx/index.js';
 import { executionProviders, type Device } from './devices.js';
+import { keptGraph, loadMeasured, saveMeasured, type ModelGraph, type Precision } from './precision.js';
 import { inputShape, inputSize, type PreprocessSpec } from './preprocess.js';
 
 /** The input of a graph made by withUint8Input: decoded RGB bytes, [batch, size, size, 3]. */
 export const UINT8_INPUT = 'image_rgb_u8';
+/** The version of withUint8Input's output that remembered digests (ModelFeed.remember) hold: raised when it changes. */
+const UINT8_INPUT_VERSION = 1;
 
 /**
  * The same graph taking decoded RGB bytes (NHWC uint8) instead of normalised floats: Cast,
@@ -44,10 +47,28 @@ export class ModelFeed {
     return new ModelFeed(spec, bytes ?? executionProviders(device ?? 'cpu')[0] !== 'cpu');
   }
 
-  /** The graph to open (a file as it is, for floats) and the name of the input it takes. */
-  async graph(model: string | Uint8Array, inputName: string): Promise<{ graph: string | Uint8Array; inputName: string }> {
+  /**
+   * The graph to open (a file as it is, for floats) and the name of the input it takes. `known`:
+   * the sha256 of `model` and the session's provider and precision. Where an earlier session on
+   * this machine opened the byte-input graph of the same model (remember) and its fp16
+   * conversion is kept (keptGraph), that, without reading or converting the model: for a ResNet50
+   * extractor, 100 MB read, rewritten and hashed again at every opening.
+   */
+  async graph(model: string | Uint8Array, inputName: string, known?: { digest: string; provider: string; precision: Precision }): Promise<{ graph: ModelGraph; inputName: string }> {
     if (!this.bytes) return { graph: model, inputName };
+    const derived = known && loadMeasured(this.derivedKey(known.digest, inputName));
+    const prepared = typeof derived === 'string' ? keptGraph(derived, known!.provider, known!.precision) : undefined;
+    if (prepared) return { graph: prepared, inputName: UINT8_INPUT };
     return { graph: withUint8Input(typeof model === 'string' ? await readFile(model) : model, this.spec, inputName), inputName: UINT8_INPUT };
+  }
+
+  /** Remembers `digest`, the sha256 of the byte-input graph made of the model whose sha256 is `source` (as a session opened it), for graph(). */
+  remember(source: string, inputName: string, digest: string): void {
+    if (this.bytes && loadMeasured(this.derivedKey(source, inputName)) !== digest) saveMeasured(this.derivedKey(source, inputName), digest);
+  }
+
+  private derivedKey(source: string, inputName: string): string {
+    return `bytes input v${UINT8_INPUT_VERSION} ${source} ${inputName} ${JSON.stringify(this.spec)}`;
   }
 
   /** The session's input shape for `n` images. */

@@ -40,7 +40,7 @@ export const extractChunkTask: TaskType<ExtractChunkInput, ExtractChunkOutput> =
     const e = input.extractor;
     const extractor = await ctx.resources.get(
       `extractor ${e.sha} ${input.device} ${input.precision} ${ctx.threads}`,
-      async () => FeatureExtractor.create(await ctx.artifacts.localPath(e.sha), { spec: e.preprocess, inputName: e.inputName, outputName: e.outputName, dim: e.dim, device: input.device, precision: input.precision, threads: ctx.threads }),
+      async () => FeatureExtractor.create(await ctx.artifacts.localPath(e.sha), { spec: e.preprocess, inputName: e.inputName, outputName: e.outputName, dim: e.dim, device: input.device, precision: input.precision, threads: ctx.threads, digest: e.sha }),
       (x) => x.close(),
     );
     const artifactSha = await extractChunk(ctx.artifacts, extractor, input.images.map((sha256) => ({ sha256 })), { seed: input.seed, view: input.view }, { signal: ctx.signal, onImages: ctx.progress });

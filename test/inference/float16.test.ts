@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { addBackbone } from '../../src/backbones/index.js';
-import { BatchedClassifier, Classifier, FeatureExtractor, NEAR_TIE_GAP, type BatchRun } from '../../src/inference/index.js';
+import { BatchedClassifier, Classifier, FeatureExtractor, NEAR_TIE_GAP, NORMALIZATIONS, type BatchRun } from '../../src/inference/index.js';
 import { float16Graph, graphDigest, intraOpThreads, measurePrecision, openAtPrecision } from '../../src/inference/precision.js';
 import { ThreadedSession } from '../../src/inference/threaded.js';
 import { GraphBuilder, OnnxModel, decodeTensor, float16Bits, float16Values, isFloatGraph, toFloat16 } from '../../src/onnx/index.js';
@@ -279,6 +279,43 @@ test('an fp16 answer whose two best classes are a near tie is run again in fp32 
     assert.ok(byPrecision.fp32 >= 1 && byPrecision.fp16 >= 5, `clear batches go back to fp16 first (${JSON.stringify(byPrecision)})`);
   } finally {
     await auto.close();
+  }
+});
+
+test('an extractor given its model\'s digest opens, after a first opening, the kept fp16 byte-input graph without reading the model', async () => {
+  process.env.KENNEL_DEVICE_PROFILES = path.join(tmpHome(), 'profiles.json');
+  const dir = tmpHome();
+  const model = path.join(dir, 'edge.onnx');
+  const graph = edgeCaseGraph();
+  writeFileSync(model, graph);
+  const spec = { size: 8, cropFraction: 1, layout: 'NCHW' as const, ...NORMALIZATIONS.imagenet, mean: [...NORMALIZATIONS.imagenet.mean] as [number, number, number], std: [...NORMALIZATIONS.imagenet.std] as [number, number, number] };
+  const photos = path.join(sharedDir(), 'data/real-photos/udacity-samples');
+  const items = readdirSync(photos).slice(0, 3).map((f) => ({ path: path.join(photos, f) }));
+  const open = (precision: 'fp16' | 'fp32') => FeatureExtractor.create(model, { spec, inputName: 'image', outputName: 'pooled', dim: 4, bytesIn: true, threaded: false, threads: 1, precision, digest: graphDigest(graph) });
+  const features = async (x: FeatureExtractor) => {
+    try {
+      return { precision: x.precision, values: await x.extract(items) };
+    } finally {
+      await x.close();
+    }
+  };
+  try {
+    const first = await features(await open('fp16'));
+    assert.equal(first.precision, 'fp16');
+    rmSync(model);
+    // the byte-input graph's digest was remembered and its fp16 conversion kept: the model is not needed
+    const again = await features(await open('fp16'));
+    assert.deepEqual(again, first);
+    // fp32 runs the byte-input graph itself, made from the model
+    await assert.rejects(open('fp32'));
+    // a kept conversion that changed is not used: the model is read and converted again
+    const kept = path.join(path.dirname(process.env.KENNEL_DEVICE_PROFILES), 'fp16');
+    for (const name of readdirSync(kept)) writeFileSync(path.join(kept, name), 'not a graph');
+    await assert.rejects(open('fp16'));
+    writeFileSync(model, graph);
+    assert.deepEqual(await features(await open('fp16')), first);
+  } finally {
+    delete process.env.KENNEL_DEVICE_PROFILES;
   }
 });
 
