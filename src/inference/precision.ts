@@ -81,7 +81,7 @@ const float16Prefix = (digest: string): string => `${digest}.v${FLOAT16_KEPT_VER
  * The kept toFloat16 of the graph whose sha256 is `digest` (float16Graph kept it), while its
  * bytes hash to the digest in its name; else undefined (a changed file is removed).
  */
-export function keptFloat16(digest: string): Uint8Array | undefined {
+function keptFloat16(digest: string): Uint8Array | undefined {
   const dir = float16Dir();
   const prefix = float16Prefix(digest);
   let names: string[] = [];
@@ -131,7 +131,7 @@ export function float16Graph(graph: Uint8Array, digest: string): Uint8Array {
 }
 
 /**
- * A graph ready to open as it is: `graph` already runs in `precision`, and `digest` is the sha256
+ * A graph ready to open as it is: `prepared` already runs in `precision`, and `digest` is the sha256
  * of the graph it was made from, under which its device profile is kept (keptGraph).
  */
 export interface PreparedGraph {
