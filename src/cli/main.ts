@@ -18,5 +18,15 @@ const program = new Command()
     if (o.artifactsEndpoint) process.env.KENNEL_ARTIFACTS_ENDPOINT = o.artifactsEndpoint;
   });
 
-registerCommands(program);
+/** The command the arguments name: the first that is neither an option nor a global option's value. */
+function commandName(args: string[]): string | undefined {
+  const valued = program.options.filter((o) => o.required || o.optional).flatMap((o) => [o.long, o.short]);
+  for (let i = 0; i < args.length; i++) {
+    if (valued.includes(args[i])) i++;
+    else if (!args[i]!.startsWith('-')) return args[i];
+  }
+  return undefined;
+}
+
+await registerCommands(program, commandName(process.argv.slice(2)));
 await program.parseAsync(process.argv);

@@ -1,6 +1,7 @@
 import { CancelledError, KennelError, errorMessage, fromSystemError, printable, type ProgressEvent, type ProgressSink } from '../core/index.js';
 import { defaultHome, openWorkspace, type Workspace } from '../store/index.js';
 import type { Command } from 'commander';
+import type { Deleted } from '../housekeeping/index.js';
 
 export interface OutputOptions {
   json?: boolean;
@@ -175,3 +176,9 @@ export function jsonCommand<A extends unknown[], O extends OutputOptions, R>(cmd
     });
   });
 }
+
+/** A size in B, kB, MB or GB. */
+export const bytesText = (n: number): string => (n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` : n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} kB` : `${n} B`);
+
+/** Human output of a delete: what went and what the collector freed. */
+export const deletedText = (r: Deleted): string => `deleted ${r.deleted.join(', ')}; freed ${bytesText(r.gc.bytes)} (${r.gc.items.length} file${r.gc.items.length === 1 ? '' : 's'})`;

@@ -1,9 +1,7 @@
 import type { Command } from 'commander';
 import { addBackbone, listBackbones, pullBackbone } from '../../backbones/index.js';
-import { deleteBackbone } from '../../housekeeping/index.js';
-import { jsonCommand, table, type CommandContext } from '../output.js';
+import { deletedText, jsonCommand, table, type CommandContext } from '../output.js';
 import { number, oneOf, triple } from '../options.js';
-import { deletedText } from './housekeeping.js';
 
 export function registerBackbones(program: Command): void {
   const cmd = program.command('backbones').description('Pretrained feature extractors: the built-in ONNX Model Zoo catalog and your own ONNX files.');
@@ -49,7 +47,8 @@ export function registerBackbones(program: Command): void {
   });
 
   jsonCommand(cmd.command('delete <id>').description('Uninstall a backbone and free its ONNX graphs; models trained on it keep working (each model is one self-contained graph).'), {
-    action: ({ ws }, id: string) => deleteBackbone(ws, id),
+    // housekeeping brings serving, training and tuning: loaded when a delete runs, not at every start
+    action: async ({ ws }, id: string) => (await import('../../housekeeping/index.js')).deleteBackbone(ws, id),
     human: deletedText,
   });
 }

@@ -1,9 +1,7 @@
 import type { Command } from 'commander';
 import { printable, Errors } from '../../core/index.js';
 import { getDatasetVersion, importDataset, isLeak, listDatasets, parseDatasetRef, SPLITS, validateSplit, type DatasetVersion } from '../../data/index.js';
-import { deleteDataset } from '../../housekeeping/index.js';
-import { jsonCommand, table, type CommandContext } from '../output.js';
-import { deletedText } from './housekeeping.js';
+import { deletedText, jsonCommand, table, type CommandContext } from '../output.js';
 
 interface ImportFlags {
   name: string;
@@ -83,7 +81,8 @@ export function registerData(program: Command): void {
   });
 
   jsonCommand(data.command('delete').description('Delete a dataset version (NAME@VERSION) or every version (NAME), and free the images no other version uses. Models trained on it keep working.').argument('<dataset>', 'NAME for every version, or NAME@VERSION'), {
-    action: ({ ws }, ref: string) => deleteDataset(ws, ref),
+    // housekeeping brings serving, training and tuning: loaded when a delete runs, not at every start
+    action: async ({ ws }, ref: string) => (await import('../../housekeeping/index.js')).deleteDataset(ws, ref),
     human: deletedText,
   });
 }

@@ -1,16 +1,14 @@
 import type { Command } from 'commander';
-import { cancelJob, deleteJob, requireJob, type Deleted } from '../../housekeeping/index.js';
+import { cancelJob, deleteJob, requireJob } from '../../housekeeping/index.js';
 import { adminRequest, readState } from '../../server/index.js';
 import { collectStoreGarbage, defaultHome, findJobs, type CollectReport, type Job, type JobStatus } from '../../store/index.js';
 import { parseDuration } from '../../security/index.js';
-import { jsonCommand, table, withWorkspace, type CommandContext } from '../output.js';
+import { bytesText, deletedText, jsonCommand, table, withWorkspace, type CommandContext } from '../output.js';
 import { oneOf } from '../options.js';
 
 const JOB_STATUSES = ['queued', 'running', 'completed', 'failed', 'cancelled'] as const satisfies readonly JobStatus[];
 /** Paths listed by a human-readable gc report; --json lists all. */
 const LISTED = 20;
-
-export const bytesText = (n: number): string => (n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` : n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} kB` : `${n} B`);
 
 function gcText(r: CollectReport): string {
   const counts = ['artifact', 'temp', 'partial-download'].map((k) => [k, r.items.filter((i) => i.kind === k).length] as const).filter(([, n]) => n > 0);
@@ -20,9 +18,6 @@ function gcText(r: CollectReport): string {
   if (r.items.length > LISTED) listed.push(`  ... and ${r.items.length - LISTED} more (--json lists all)`);
   return [head, ...listed, ...(!r.applied && r.items.length ? ['run kennel gc --yes to remove them'] : [])].join('\n');
 }
-
-/** Human output of a delete: what went and what the collector freed. */
-export const deletedText = (r: Deleted): string => `deleted ${r.deleted.join(', ')}; freed ${bytesText(r.gc.bytes)} (${r.gc.items.length} file${r.gc.items.length === 1 ? '' : 's'})`;
 
 const jobRow = (j: Job) => {
   const p = j.params as { dataset?: string; datasetVersion?: number; backbone?: string; model?: string };

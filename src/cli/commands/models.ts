@@ -1,8 +1,6 @@
 import type { Command } from 'commander';
 import { exportModel, getModel, listModels, tagModel, type ModelVersion } from '../../registry/index.js';
-import { deleteModel } from '../../housekeeping/index.js';
-import { jsonCommand, pct, table, type CommandContext } from '../output.js';
-import { deletedText } from './housekeeping.js';
+import { deletedText, jsonCommand, pct, table, type CommandContext } from '../output.js';
 
 type Metrics = { valid?: { top1?: number }; test?: { top1?: number; top5?: number; ece?: number } };
 const metricsOf = (m: ModelVersion) => (m.card.metrics ?? {}) as Metrics;
@@ -66,7 +64,8 @@ export function registerModels(program: Command): void {
       .description('Delete a model version (NAME@VERSION or NAME:TAG), or every version of a model (NAME), and free its ONNX graph. A version an endpoint serves or tagged production is refused unless --force.')
       .option('--force', 'delete even a served or production-tagged version'),
     {
-      action: ({ ws, opts }: CommandContext<{ force?: boolean; json?: boolean }>, ref: string) => deleteModel(ws, ref, { force: opts.force }),
+      // housekeeping brings serving, training and tuning: loaded when a delete runs, not at every start
+      action: async ({ ws, opts }: CommandContext<{ force?: boolean; json?: boolean }>, ref: string) => (await import('../../housekeeping/index.js')).deleteModel(ws, ref, { force: opts.force }),
       human: deletedText,
     },
   );
