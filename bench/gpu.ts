@@ -323,6 +323,11 @@ const date = new Date();
 const machine = machineInfo();
 const started = performance.now();
 
+// the train part times the built commands: refused before anything runs, not after minutes
+if (args.options.only !== 'decode' && !existsSync(join(import.meta.dirname, '..', 'dist', 'cli', 'main.js'))) {
+  process.stderr.write('bench:gpu times the built kennel commands: run `npm run build` first (npm ci does).\n');
+  process.exit(2);
+}
 const set = await benchDogSet(args.quick ? QUICK_SET : DOG_IMAGES, { json: args.json, log });
 
 const runChild = (cmd: string, argv: string[], env: Record<string, string> = {}) => {
@@ -362,10 +367,6 @@ for (const profiled of [false, true]) {
   kennel.push(run);
 }
 // the commands as a user runs them (the built package), on a machine without the measurements, then with them
-if (!existsSync(join(import.meta.dirname, '..', 'dist', 'cli', 'main.js'))) {
-  process.stderr.write('bench:gpu times the built kennel commands: run `npm run build` first (npm ci does).\n');
-  process.exit(2);
-}
 const commands: CommandsRun[] = [];
 const commandProfiles = join(mkdtempSync(join(tmpdir(), 'kennel-bench-profiles-')), 'device-profiles.json');
 for (const profiled of [false, true]) {
